@@ -1,0 +1,142 @@
+//! The one error type of the HTTP boundary, and its mapping to status and JSON body.
+
+use http::{Response, StatusCode};
+use serde_json::json;
+
+use crate::domain::events::FieldError;
+use crate::store::StoreError;
+
+/// Every way a request can fail. Client faults carry a message for a human that names the
+/// field; our faults carry only their cause, which is logged and never sent.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed or invalid input.
+    #[error("{message}")]
+    BadRequest {
+        /// snake_case code.
+        code: &'static str,
+        /// For a human; names the field.
+        message: String,
+        /// Per-field problems, when there are several.
+        details: Vec<FieldError>,
+    },
+    /// No key, or an unknown one.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The key lacks a scope.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Unknown id or route.
+    #[error("{0}")]
+    NotFound(String),
+    /// The route exists with other methods.
+    #[error("method {method} is not allowed here; use {allow}")]
+    MethodNotAllowed {
+        /// The method used.
+        method: String,
+        /// The methods the route takes.
+        allow: &'static str,
+    },
+    /// The body is over the limit.
+    #[error("the request body is over {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Contention outlasted our retries.
+    #[error("too many concurrent writes to the same data; retry")]
+    Unavailable,
+    /// Our fault.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    /// A 400 with one message.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+            details: Vec::new(),
+        }
+    }
+
+    /// A 400 listing field errors.
+    pub fn invalid_fields(code: &'static str, details: Vec<FieldError>) -> Self {
+        let shown: Vec<String> = details.iter().take(10).map(FieldError::describe).collect();
+        let more = details.len().saturating_sub(shown.len());
+        let mut message = shown.join("; ");
+        if more > 0 {
+            message.push_str(&format!("; and {more} more (see details)"));
+        }
+        Self::BadRequest {
+            code,
+            message,
+            details,
+        }
+    }
+
+    /// The status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { code, .. } => code,
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::Unavailable => "unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The contract's error response. Internal errors are logged with their cause chain
+    /// here, and answered with an opaque message.
+    pub fn into_response(self) -> Response<String> {
+        if let Self::Internal(cause) = &self {
+            let mut chain = cause.to_string();
+            let mut source = cause.source();
+            while let Some(s) = source {
+                chain.push_str(": ");
+                chain.push_str(&s.to_string());
+                source = s.source();
+            }
+            tracing::error!(error = %chain, "request failed");
+        }
+        let mut error = json!({"code": self.code(), "message": self.to_string()});
+        if let Self::BadRequest { details, .. } = &self {
+            if !details.is_empty() {
+                error["details"] = json!(details);
+            }
+        }
+        let mut response = super::json_response(self.status(), &json!({ "error": error }));
+        if let Self::MethodNotAllowed { allow, .. } = self {
+            response
+                .headers_mut()
+                .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict => Self::Unavailable,
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}

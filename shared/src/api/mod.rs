@@ -1,0 +1,158 @@
+//! The REST API as library handlers over `http` types, shared by the Lambda functions and
+//! the local stack: routing, authentication, and one module per resource.
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use percent_encoding::percent_decode_str;
+use serde::Serialize;
+
+pub mod agents;
+pub mod auth;
+pub mod error;
+pub mod ingest;
+pub mod integrations;
+pub mod probe;
+
+pub use error::ApiError;
+
+use crate::domain::ids::check_id;
+use crate::AppState;
+use auth::Scope;
+
+/// Largest request body accepted (1 MiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Every endpoint; each is one Lambda function in AWS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /api/health/events`
+    IngestEvents,
+    /// `PUT /api/health/agents/{agent_id}`
+    PutAgent,
+    /// `PUT /api/health/integrations/{integration_id}`
+    PutIntegration,
+    /// `GET /api/health/agent/{agent_id}`
+    GetAgentHealth,
+}
+
+impl Endpoint {
+    fn scope(self) -> Scope {
+        match self {
+            Self::IngestEvents | Self::PutAgent | Self::PutIntegration => Scope::Ingest,
+            Self::GetAgentHealth => Scope::Read,
+        }
+    }
+}
+
+/// A routed request: the endpoint and its decoded path parameter, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Which endpoint.
+    pub endpoint: Endpoint,
+    /// The `{id}` of the path, percent-decoded.
+    pub id: Option<String>,
+}
+
+/// Matches a method and path to an endpoint; 404 for unknown paths, 405 for known paths
+/// with another method.
+pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no route for {path}"));
+    let rest = path
+        .strip_prefix("/api/health/")
+        .ok_or_else(not_found)?
+        .trim_end_matches('/');
+    let segments: Vec<&str> = rest.split('/').collect();
+    let (endpoint, id, allow) = match segments.as_slice() {
+        ["events"] => (Endpoint::IngestEvents, None, "POST"),
+        ["agents", id] => (Endpoint::PutAgent, Some(*id), "PUT"),
+        ["integrations", id] => (Endpoint::PutIntegration, Some(*id), "PUT"),
+        ["agent", id] => (Endpoint::GetAgentHealth, Some(*id), "GET"),
+        _ => return Err(not_found()),
+    };
+    if method.as_str() != allow {
+        return Err(ApiError::MethodNotAllowed {
+            method: method.to_string(),
+            allow,
+        });
+    }
+    let id = match id {
+        None => None,
+        Some(raw) => {
+            let decoded = percent_decode_str(raw)
+                .decode_utf8()
+                .map_err(|_| ApiError::bad_request("invalid_id", "the id in the path is not UTF-8"))?
+                .into_owned();
+            check_id(&decoded).map_err(|m| ApiError::bad_request("invalid_id", format!("the id in the path {m}")))?;
+            Some(decoded)
+        }
+    };
+    Ok(Route { endpoint, id })
+}
+
+/// Serves one request. `only` restricts the endpoints served (a Lambda function serves its
+/// own); every other route answers 404. Never fails: errors become their JSON response.
+pub async fn handle(state: &AppState, req: Request<Bytes>, only: Option<Endpoint>) -> Response<String> {
+    match serve(state, req, only).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn serve(state: &AppState, req: Request<Bytes>, only: Option<Endpoint>) -> Result<Response<String>, ApiError> {
+    let route = route(req.method(), req.uri().path())?;
+    if only.is_some_and(|e| e != route.endpoint) {
+        return Err(ApiError::NotFound(format!("no route for {}", req.uri().path())));
+    }
+    if req.body().len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+    }
+    let principal = auth::authorize(state, auth::bearer(req.headers()), route.endpoint.scope()).await?;
+    let tenant = principal.tenant.as_str();
+    let id = route.id.as_deref().unwrap_or_default();
+    let body = req.body();
+    match route.endpoint {
+        Endpoint::IngestEvents => ingest::post_events(state, tenant, body).await,
+        Endpoint::PutAgent => agents::put(state, tenant, id, body).await,
+        Endpoint::PutIntegration => integrations::put(state, tenant, id, body).await,
+        Endpoint::GetAgentHealth => agents::get(state, tenant, id).await,
+    }
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<String> {
+    let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned());
+    let mut response = Response::new(text);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Parses an optional JSON object body: empty means `{}`.
+pub(crate) fn object_body(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice(body) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad_request("invalid_body", "body: must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request("invalid_json", format!("body: is not valid JSON ({e})"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_methods_and_decode_ids() {
+        let r = route(&Method::GET, "/api/health/agent/sales%20bot");
+        assert_eq!(r.ok().and_then(|r| r.id), Some("sales bot".to_owned()));
+        assert!(matches!(route(&Method::GET, "/api/health/events"), Err(ApiError::MethodNotAllowed { .. })));
+        assert!(matches!(route(&Method::GET, "/api/health/nope"), Err(ApiError::NotFound(_))));
+        assert!(matches!(route(&Method::GET, "/elsewhere"), Err(ApiError::NotFound(_))));
+        assert!(matches!(route(&Method::PUT, "/api/health/agents/a%07b"), Err(ApiError::BadRequest { .. })));
+    }
+}

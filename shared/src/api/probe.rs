@@ -1,0 +1,98 @@
+//! Probe targets: only public HTTP(S) addresses, so a tenant cannot make the collector
+//! reach into the deployment's network (SSRF), unless the deployment allows an address
+//! explicitly (`PROBE_ALLOWED_ADDRESSES`).
+//!
+//! The check resolves the host at registration; the collector checks the address it
+//! connects to again at probe time, since DNS answers can change.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Whether an address is one probes must not reach: loopback, private, carrier-grade NAT,
+/// link-local (which holds cloud metadata services), unspecified, broadcast, multicast,
+/// documentation, or an IPv6 unique-local, link-local or v4-mapped form of these.
+pub fn is_restricted(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_restricted_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_restricted_v4(v4);
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local, incl. AWS fd00:ec2::254
+                || (first & 0xffc0) == 0xfe80 // link-local
+                || v6 == Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0) // NAT64 prefix base
+        }
+    }
+}
+
+fn is_restricted_v4(v4: Ipv4Addr) -> bool {
+    let [a, b, ..] = v4.octets();
+    v4.is_loopback()
+        || v4.is_private()
+        || v4.is_link_local()
+        || v4.is_unspecified()
+        || v4.is_broadcast()
+        || v4.is_multicast()
+        || v4.is_documentation()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT
+        || (a == 192 && b == 0) // IETF protocol assignments
+        || a >= 240 // reserved
+}
+
+/// Checks a probe URL; the error names what is wrong.
+pub async fn check_url(url: &str, allowed: &[IpAddr]) -> Result<url::Url, String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("is not a valid URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("must be an http or https URL".to_owned());
+    }
+    let port = parsed.port_or_known_default().unwrap_or(80);
+    let addrs: Vec<IpAddr> = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
+        Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
+        Some(url::Host::Domain(name)) => tokio::net::lookup_host((name, port))
+            .await
+            .map_err(|_| format!("host {name} does not resolve"))?
+            .map(|sa| sa.ip())
+            .collect(),
+        None => return Err("must name a host".to_owned()),
+    };
+    if addrs.is_empty() {
+        return Err("host does not resolve".to_owned());
+    }
+    if let Some(bad) = addrs.iter().find(|ip| is_restricted(**ip) && !allowed.contains(ip)) {
+        return Err(format!(
+            "resolves to {bad}, a loopback, private, link-local or metadata address, which \
+             probes may not reach unless PROBE_ALLOWED_ADDRESSES allows it"
+        ));
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses_are_restricted_and_public_ones_not() {
+        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00:ec2::254", "fe80::1", "::ffff:127.0.0.1"] {
+            assert!(is_restricted(ip.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))), "{ip}");
+        }
+        for ip in ["93.184.216.34", "2606:4700::1111", "1.1.1.1"] {
+            assert!(!is_restricted(ip.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))), "{ip}");
+        }
+    }
+
+    #[tokio::test]
+    async fn metadata_and_loopback_urls_are_refused_unless_allowed() {
+        assert!(check_url("http://169.254.169.254/latest/meta-data", &[]).await.is_err());
+        assert!(check_url("http://localhost:8080/health", &[]).await.is_err());
+        assert!(check_url("ftp://example.com/", &[]).await.is_err());
+        let allowed = ["127.0.0.1".parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))];
+        assert!(check_url("http://127.0.0.1:8080/health", &allowed).await.is_ok());
+        assert!(check_url("http://1.1.1.1/", &[]).await.is_ok());
+    }
+}

@@ -1,0 +1,173 @@
+//! Typed configuration, read once at startup. An invalid value is an error naming the
+//! variable, never a silent default.
+
+use std::net::IpAddr;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {variable}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub variable: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What a valid value looks like.
+    pub reason: &'static str,
+}
+
+/// The contract's configuration, plus deployment settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `HEALTH_POLLING_INTERVAL`: seconds between collector cycles (1..=3600, default 30).
+    pub polling_interval_secs: u64,
+    /// `HEALTH_POLLING_ENABLED`: whether the collector runs (default true).
+    pub polling_enabled: bool,
+    /// `ALERT_ERROR_RATE_THRESHOLD`: agent error rate that raises a warning (0..=1, 0.5).
+    pub error_rate_threshold: f64,
+    /// `ALERT_LATENCY_THRESHOLD`: integration latency in ms that raises a warning (5000).
+    pub latency_threshold_ms: f64,
+    /// `ALERT_QUEUE_DEPTH_THRESHOLD`: queue depth that raises a warning (100).
+    pub queue_depth_threshold: u64,
+    /// `PROBE_ALLOWED_ADDRESSES`: comma-separated IP addresses that probes may target even
+    /// though they are loopback or private (default none).
+    pub probe_allowed_addresses: Vec<IpAddr>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            polling_interval_secs: 30,
+            polling_enabled: true,
+            error_rate_threshold: 0.5,
+            latency_threshold_ms: 5000.0,
+            queue_depth_threshold: 100,
+            probe_allowed_addresses: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup`, so tests need not touch the environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let get = |variable: &'static str| lookup(variable).map(|v| (variable, v));
+        Ok(Self {
+            polling_interval_secs: match get("HEALTH_POLLING_INTERVAL") {
+                None => d.polling_interval_secs,
+                Some((variable, value)) => value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|v| (1..=3600).contains(v))
+                    .ok_or(ConfigError {
+                        variable,
+                        value,
+                        reason: "must be a whole number of seconds from 1 to 3600",
+                    })?,
+            },
+            polling_enabled: match get("HEALTH_POLLING_ENABLED") {
+                None => d.polling_enabled,
+                Some((variable, value)) => match value.trim() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => {
+                        return Err(ConfigError {
+                            variable,
+                            value,
+                            reason: "must be true or false",
+                        })
+                    }
+                },
+            },
+            error_rate_threshold: match get("ALERT_ERROR_RATE_THRESHOLD") {
+                None => d.error_rate_threshold,
+                Some((variable, value)) => value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|v: &f64| (0.0..=1.0).contains(v))
+                    .ok_or(ConfigError {
+                        variable,
+                        value,
+                        reason: "must be a number from 0 to 1",
+                    })?,
+            },
+            latency_threshold_ms: match get("ALERT_LATENCY_THRESHOLD") {
+                None => d.latency_threshold_ms,
+                Some((variable, value)) => value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|v: &f64| v.is_finite() && *v > 0.0)
+                    .ok_or(ConfigError {
+                        variable,
+                        value,
+                        reason: "must be a number of milliseconds above 0",
+                    })?,
+            },
+            queue_depth_threshold: match get("ALERT_QUEUE_DEPTH_THRESHOLD") {
+                None => d.queue_depth_threshold,
+                Some((variable, value)) => value.trim().parse().ok().filter(|v| *v > 0).ok_or(
+                    ConfigError {
+                        variable,
+                        value,
+                        reason: "must be a whole number above 0",
+                    },
+                )?,
+            },
+            probe_allowed_addresses: match get("PROBE_ALLOWED_ADDRESSES") {
+                None => d.probe_allowed_addresses,
+                Some((variable, value)) => value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.parse::<IpAddr>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| ConfigError {
+                        variable,
+                        value: value.clone(),
+                        reason: "must be a comma-separated list of IP addresses",
+                    })?,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned()))
+    }
+
+    #[test]
+    fn no_variables_give_the_contract_defaults() {
+        assert_eq!(with(&[]).ok(), Some(Config::default()));
+    }
+
+    #[test]
+    fn an_invalid_value_names_the_variable() {
+        let err = with(&[("ALERT_ERROR_RATE_THRESHOLD", "1.5")]).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("invalid configuration: ALERT_ERROR_RATE_THRESHOLD=\"1.5\": must be a number from 0 to 1")
+        );
+        assert!(with(&[("HEALTH_POLLING_INTERVAL", "0")]).is_err());
+        assert!(with(&[("HEALTH_POLLING_ENABLED", "yes")]).is_err());
+        assert!(with(&[("PROBE_ALLOWED_ADDRESSES", "127.0.0.1,nope")]).is_err());
+    }
+
+    #[test]
+    fn valid_values_are_read() {
+        let c = with(&[("HEALTH_POLLING_INTERVAL", "1"), ("PROBE_ALLOWED_ADDRESSES", "127.0.0.1, ::1")]);
+        let c = c.ok().unwrap_or_default();
+        assert_eq!(c.polling_interval_secs, 1);
+        assert_eq!(c.probe_allowed_addresses.len(), 2);
+    }
+}

@@ -1,0 +1,414 @@
+//! The state the product keeps per entity, and how one event changes it.
+//!
+//! Every type here is plain data with pure transitions, so both storage backends share one
+//! definition of what an event does, and the rules are unit-tested without I/O.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::events::Outcome;
+use crate::time::Millis;
+
+/// Most executions remembered as running per agent. Beyond this the oldest is forgotten as
+/// running (it still counts in the hour's totals), so an agent that never reports finishes
+/// cannot grow its record without bound.
+pub const MAX_RUNNING_PER_AGENT: usize = 100;
+
+/// An execution in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunningExecution {
+    /// What it is doing.
+    pub operation: String,
+    /// When it started.
+    pub started_at: Millis,
+}
+
+/// An agent's latest state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// The agent's id.
+    pub agent_id: String,
+    /// Display name (defaults to the id).
+    pub agent_name: String,
+    /// Paused by an operator.
+    pub paused: bool,
+    /// Latest confidence reported, and when.
+    pub confidence: Option<f64>,
+    /// When `confidence` was reported.
+    pub confidence_at: Millis,
+    /// Newest event from the agent.
+    pub last_active: Option<Millis>,
+    /// When the latest finished execution finished.
+    pub last_finished_at: Option<Millis>,
+    /// How the latest finished execution ended.
+    pub last_outcome: Option<Outcome>,
+    /// Executions in progress, by execution id.
+    pub running: BTreeMap<String, RunningExecution>,
+    /// When the agent was first seen.
+    pub created_at: Millis,
+}
+
+impl AgentRecord {
+    /// A newly registered agent whose name is its id.
+    pub fn new(agent_id: &str, now: Millis) -> Self {
+        Self {
+            agent_id: agent_id.to_owned(),
+            agent_name: agent_id.to_owned(),
+            paused: false,
+            confidence: None,
+            confidence_at: 0,
+            last_active: None,
+            last_finished_at: None,
+            last_outcome: None,
+            running: BTreeMap::new(),
+            created_at: now,
+        }
+    }
+
+    /// Notes that the agent reported something at `at`.
+    pub fn observe(&mut self, at: Millis) {
+        self.last_active = Some(self.last_active.map_or(at, |t| t.max(at)));
+    }
+
+    /// Records a confidence reading unless a newer one is already known.
+    pub fn report_confidence(&mut self, confidence: f64, at: Millis) {
+        if self.confidence.is_none() || at >= self.confidence_at {
+            self.confidence = Some(confidence);
+            self.confidence_at = at;
+        }
+    }
+
+    /// Marks an execution as running.
+    pub fn start(&mut self, execution_id: &str, operation: &str, at: Millis) {
+        self.running.insert(
+            execution_id.to_owned(),
+            RunningExecution {
+                operation: operation.to_owned(),
+                started_at: at,
+            },
+        );
+        while self.running.len() > MAX_RUNNING_PER_AGENT {
+            let oldest = self
+                .running
+                .iter()
+                .min_by_key(|(_, r)| r.started_at)
+                .map(|(id, _)| id.clone());
+            match oldest {
+                Some(id) => self.running.remove(&id),
+                None => break,
+            };
+        }
+    }
+
+    /// Marks an execution as finished at `at` with `outcome`.
+    pub fn finish(&mut self, execution_id: &str, outcome: Outcome, at: Millis) {
+        self.running.remove(execution_id);
+        if self.last_finished_at.is_none_or(|t| at >= t) {
+            self.last_finished_at = Some(at);
+            self.last_outcome = Some(outcome);
+        }
+    }
+
+    /// The operation of the most recently started running execution.
+    pub fn current_operation(&self) -> Option<&str> {
+        self.running
+            .values()
+            .max_by_key(|r| r.started_at)
+            .map(|r| r.operation.as_str())
+    }
+}
+
+/// What is known of one execution, kept for a while so that late, repeated or out-of-order
+/// start and finish events are applied once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    /// When it started (or, if the finish came first, when it is taken to have started).
+    pub started_at: Millis,
+    /// When it finished, if it has.
+    pub finished_at: Option<Millis>,
+}
+
+/// Execution counters of one agent over one time bucket (a minute or a UTC day), keyed by
+/// the time the executions started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentCounters {
+    /// Executions started.
+    pub started: u64,
+    /// Of those, completed.
+    pub completed: u64,
+    /// Of those, failed.
+    pub failed: u64,
+    /// Finished executions whose duration is known.
+    pub timed: u64,
+    /// Sum of those durations.
+    pub duration_sum_ms: f64,
+}
+
+impl AgentCounters {
+    /// Adds a finished execution.
+    pub fn add_finish(&mut self, outcome: Outcome, duration_ms: Option<f64>) {
+        match outcome {
+            Outcome::Completed => self.completed += 1,
+            Outcome::Failed => self.failed += 1,
+        }
+        if let Some(d) = duration_ms {
+            self.timed += 1;
+            self.duration_sum_ms += d;
+        }
+    }
+
+    /// Adds the counters of another bucket.
+    pub fn merge(&mut self, other: &Self) {
+        self.started += other.started;
+        self.completed += other.completed;
+        self.failed += other.failed;
+        self.timed += other.timed;
+        self.duration_sum_ms += other.duration_sum_ms;
+    }
+}
+
+/// Where an integration's connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionState {
+    /// Never called nor probed.
+    Uninitialized,
+    /// Being set up; the first probe or call has not answered.
+    Initializing,
+    /// Working.
+    Active,
+    /// Failing sometimes (fewer than 3 consecutive failures).
+    Degraded,
+    /// 3 or more consecutive failures.
+    Failed,
+}
+
+/// Consecutive failures that make an integration `failed`.
+pub const FAILED_AFTER: u32 = 3;
+
+/// An HTTP check the collector runs against an integration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Probe {
+    /// What to request.
+    pub url: String,
+    /// How long to wait.
+    pub timeout_ms: u64,
+    /// The status that means healthy.
+    pub expected_status: u16,
+}
+
+/// An integration's latest state, including its connection state machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntegrationRecord {
+    /// The integration's id.
+    pub integration_id: String,
+    /// Display name (defaults to the id).
+    pub integration_name: String,
+    /// Newest call or probe.
+    pub last_used: Option<Millis>,
+    /// Connection state.
+    pub state: ConnectionState,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// Probes performed.
+    pub health_checks_performed: u64,
+    /// Recovery attempts made while failed.
+    pub recovery_attempts: u64,
+    /// Recovery attempts (or calls) that brought it back from failed.
+    pub successful_recoveries: u64,
+    /// When it last became active after being down or new; `None` while not up.
+    pub up_since: Option<Millis>,
+    /// The HTTP check, if registered with one.
+    pub probe: Option<Probe>,
+    /// When it was first seen.
+    pub created_at: Millis,
+}
+
+impl IntegrationRecord {
+    /// A newly registered integration whose name is its id.
+    pub fn new(integration_id: &str, now: Millis) -> Self {
+        Self {
+            integration_id: integration_id.to_owned(),
+            integration_name: integration_id.to_owned(),
+            last_used: None,
+            state: ConnectionState::Uninitialized,
+            consecutive_failures: 0,
+            health_checks_performed: 0,
+            recovery_attempts: 0,
+            successful_recoveries: 0,
+            up_since: None,
+            probe: None,
+            created_at: now,
+        }
+    }
+
+    /// Drives the state machine with the result of one call or probe at `at`.
+    pub fn record_result(&mut self, ok: bool, at: Millis) {
+        self.last_used = Some(self.last_used.map_or(at, |t| t.max(at)));
+        if ok {
+            if self.state == ConnectionState::Failed {
+                self.successful_recoveries += 1;
+            }
+            if !matches!(self.state, ConnectionState::Active | ConnectionState::Degraded) {
+                self.up_since = Some(at);
+            }
+            self.state = ConnectionState::Active;
+            self.consecutive_failures = 0;
+        } else {
+            self.consecutive_failures += 1;
+            if self.consecutive_failures >= FAILED_AFTER {
+                self.state = ConnectionState::Failed;
+                self.up_since = None;
+            } else {
+                self.state = ConnectionState::Degraded;
+            }
+        }
+    }
+
+    /// Seconds it has been up at `now`; 0 while failed or never up.
+    pub fn uptime_seconds(&self, now: Millis) -> u64 {
+        self.up_since
+            .map_or(0, |t| u64::try_from((now - t).max(0) / 1000).unwrap_or(0))
+    }
+}
+
+/// Call counters of one integration over one time bucket.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IntegrationCounters {
+    /// Calls and probes.
+    pub calls: u64,
+    /// Of those, failed.
+    pub failures: u64,
+    /// Sum of their latencies.
+    pub latency_sum_ms: f64,
+}
+
+impl IntegrationCounters {
+    /// Adds one call.
+    pub fn add(&mut self, ok: bool, latency_ms: f64) {
+        self.calls += 1;
+        if !ok {
+            self.failures += 1;
+        }
+        self.latency_sum_ms += latency_ms;
+    }
+    /// Adds the counters of another bucket.
+    pub fn merge(&mut self, other: &Self) {
+        self.calls += other.calls;
+        self.failures += other.failures;
+        self.latency_sum_ms += other.latency_sum_ms;
+    }
+}
+
+/// A host's latest sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostRecord {
+    /// The host's id.
+    pub host_id: String,
+    /// CPU usage, percent.
+    pub cpu_usage: f64,
+    /// Memory usage, percent.
+    pub memory_usage: f64,
+    /// Disk usage, percent.
+    pub disk_usage: Option<f64>,
+    /// Load averages.
+    pub load_average: Option<[f64; 3]>,
+    /// Seconds since boot.
+    pub uptime_seconds: Option<u64>,
+    /// When the latest sample was taken.
+    pub last_seen: Millis,
+}
+
+/// Sample aggregates of one host over one time bucket.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostCounters {
+    /// Samples taken.
+    pub samples: u64,
+    /// Sum of CPU usage.
+    pub cpu_sum: f64,
+    /// Highest CPU usage.
+    pub cpu_max: f64,
+    /// Sum of memory usage.
+    pub memory_sum: f64,
+    /// Highest memory usage.
+    pub memory_max: f64,
+}
+
+impl HostCounters {
+    /// Adds one sample.
+    pub fn add(&mut self, cpu: f64, memory: f64) {
+        self.samples += 1;
+        self.cpu_sum += cpu;
+        self.cpu_max = self.cpu_max.max(cpu);
+        self.memory_sum += memory;
+        self.memory_max = self.memory_max.max(memory);
+    }
+}
+
+/// A gauge reading and when it was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GaugeReading {
+    /// The value.
+    pub value: u64,
+    /// When it was reported.
+    pub at: Millis,
+}
+
+/// Tenant-wide readings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SystemRecord {
+    /// Latest queue depth.
+    pub queue_depth: Option<GaugeReading>,
+    /// Latest count of active operations, as reported.
+    pub active_operations: Option<GaugeReading>,
+}
+
+impl SystemRecord {
+    /// Keeps the newer of the stored and the given reading.
+    pub fn report(slot: &mut Option<GaugeReading>, reading: GaugeReading) {
+        if slot.is_none_or(|r| reading.at >= r.at) {
+            *slot = Some(reading);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn three_consecutive_failures_fail_an_integration_and_a_success_recovers_it() {
+        let mut i = IntegrationRecord::new("slack", 0);
+        i.record_result(true, 1_000);
+        assert_eq!(i.state, ConnectionState::Active);
+        i.record_result(false, 2_000);
+        assert_eq!((i.state, i.consecutive_failures), (ConnectionState::Degraded, 1));
+        i.record_result(false, 3_000);
+        i.record_result(false, 4_000);
+        assert_eq!((i.state, i.uptime_seconds(10_000)), (ConnectionState::Failed, 0));
+        i.record_result(true, 5_000);
+        assert_eq!(i.state, ConnectionState::Active);
+        assert_eq!((i.consecutive_failures, i.successful_recoveries), (0, 1));
+        assert_eq!(i.uptime_seconds(65_000), 60);
+    }
+
+    #[test]
+    fn the_newest_finish_decides_the_last_outcome_even_out_of_order() {
+        let mut a = AgentRecord::new("a", 0);
+        a.finish("x1", Outcome::Failed, 2_000);
+        a.finish("x2", Outcome::Completed, 1_000);
+        assert_eq!(a.last_outcome, Some(Outcome::Failed));
+    }
+
+    #[test]
+    fn running_executions_are_capped_by_dropping_the_oldest() {
+        let mut a = AgentRecord::new("a", 0);
+        for i in 0..=MAX_RUNNING_PER_AGENT {
+            a.start(&format!("x{i}"), &format!("op{i}"), i64::try_from(i).unwrap_or(0));
+        }
+        assert_eq!(a.running.len(), MAX_RUNNING_PER_AGENT);
+        assert!(!a.running.contains_key("x0"));
+        assert_eq!(a.current_operation(), Some("op100"));
+    }
+}

@@ -1,0 +1,14 @@
+//! The agent health monitor's library: every piece of logic the Lambda functions and the
+//! local stack run. Binaries only wire it up.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+#[cfg(feature = "lambda")]
+pub mod lambda;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod time;
+
+pub use state::AppState;

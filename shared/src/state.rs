@@ -1,0 +1,53 @@
+//! What every handler borrows: the store, the configuration and the clock, built once per
+//! process (per Lambda cold start).
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::store::Store;
+use crate::time::{Clock, SystemClock};
+
+/// Shared application state. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Storage.
+    pub store: Store,
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// The time source.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Why the application cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A configuration variable is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A required variable is missing.
+    #[error("missing environment variable {0}")]
+    Missing(&'static str),
+}
+
+impl AppState {
+    /// State over `store` with the real clock.
+    pub fn new(store: Store, config: Config) -> Self {
+        Self {
+            store,
+            config: Arc::new(config),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// State for a Lambda function: configuration from the environment and the DynamoDB
+    /// table named by `HEALTH_TABLE`.
+    #[cfg(feature = "dynamodb")]
+    pub async fn from_env() -> Result<Self, StartupError> {
+        use crate::store::dynamodb::DynamoBackend;
+        let config = Config::from_env()?;
+        let table = std::env::var("HEALTH_TABLE").map_err(|_| StartupError::Missing("HEALTH_TABLE"))?;
+        let client = DynamoBackend::client_from_env().await;
+        let store = Store::new(Arc::new(DynamoBackend::new(client, table)));
+        Ok(Self::new(store, config))
+    }
+}

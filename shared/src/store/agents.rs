@@ -1,0 +1,144 @@
+//! The agents aggregate: reading an agent's health and registering or updating agents.
+
+use super::layout::{self, Entity};
+use super::ingest::corrupt;
+use super::{backoff, Condition, Record, Store, StoreError, StoredItem, Write, MAX_ATTEMPTS};
+use crate::domain::health::{agent_health, trend_start_day, window_start_minute, AgentHealth};
+use crate::domain::records::{AgentCounters, AgentRecord};
+use crate::time::Millis;
+
+/// Changes an operator makes to an agent; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentUpdate {
+    /// New display name.
+    pub agent_name: Option<String>,
+    /// Pause or resume.
+    pub paused: Option<bool>,
+    /// A confidence reading, 0..=1.
+    pub confidence_score: Option<f64>,
+}
+
+impl Store {
+    /// An agent's health at `now`; `None` if the tenant has no such agent. Costs two range
+    /// reads whatever the number of events: the record with the hour's minute buckets, and
+    /// the trend's day buckets.
+    pub async fn agent_health(
+        &self,
+        tenant: &str,
+        agent_id: &str,
+        now: Millis,
+    ) -> Result<Option<AgentHealth>, StoreError> {
+        let pk = layout::partition(tenant, Entity::Agent, agent_id);
+        let first_minute = layout::minute_sk(window_start_minute(now));
+        let first_day = layout::day_sk(trend_start_day(now));
+        // "M#..." sorts just before "META", so one range read returns both.
+        let (recent, days) = tokio::try_join!(
+            self.backend.query(&pk, &first_minute, layout::META),
+            self.backend.query(&pk, &first_day, "D#~"),
+        )?;
+        let mut agent = None;
+        let mut minutes = Vec::new();
+        for item in recent {
+            match item.record {
+                Record::Agent(a) => agent = Some(a),
+                Record::AgentCounters(c) => minutes.push((bucket(&item.key)?, c)),
+                _ => return Err(corrupt(&item.key, "unexpected record in an agent partition")),
+            }
+        }
+        let Some(agent) = agent else {
+            return Ok(None);
+        };
+        let days = counters(days)?;
+        Ok(Some(agent_health(&agent, &minutes, &days, now)))
+    }
+
+    /// Creates or updates an agent and answers its health.
+    pub async fn put_agent(
+        &self,
+        tenant: &str,
+        agent_id: &str,
+        update: &AgentUpdate,
+        now: Millis,
+    ) -> Result<AgentHealth, StoreError> {
+        let key = layout::record(tenant, Entity::Agent, agent_id);
+        let mut attempt = 0;
+        loop {
+            let current = self.get_one(&key).await?;
+            let (mut agent, condition, version) = match current {
+                Some(StoredItem { record: Record::Agent(a), version, .. }) => {
+                    (a, Condition::Version(version), version)
+                }
+                Some(_) => return Err(corrupt(&key, "expected an agent")),
+                None => (AgentRecord::new(agent_id, now), Condition::NotExists, 0),
+            };
+            if let Some(name) = &update.agent_name {
+                agent.agent_name.clone_from(name);
+            }
+            if let Some(paused) = update.paused {
+                agent.paused = paused;
+            }
+            if let Some(c) = update.confidence_score {
+                agent.report_confidence(c, now);
+            }
+            let write = Write {
+                item: StoredItem {
+                    key: key.clone(),
+                    record: Record::Agent(agent),
+                    version: version + 1,
+                    expires_at: None,
+                    index: Some(layout::index(tenant, Entity::Agent, agent_id)),
+                },
+                condition,
+            };
+            match self.backend.write(vec![write]).await {
+                Ok(()) => break,
+                Err(StoreError::Conflict) if attempt + 1 < MAX_ATTEMPTS => {
+                    attempt += 1;
+                    backoff(attempt).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.agent_health(tenant, agent_id, now)
+            .await?
+            .ok_or_else(|| corrupt(&key, "the agent just written cannot be read"))
+    }
+
+    /// The health of every agent of the tenant, by ascending `agent_id`.
+    pub async fn list_agent_health(
+        &self,
+        tenant: &str,
+        now: Millis,
+    ) -> Result<Vec<AgentHealth>, StoreError> {
+        let keys = self
+            .backend
+            .list_index(&layout::index_partition(tenant, Entity::Agent))
+            .await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Some(id) = layout::entity_id(tenant, Entity::Agent, &key.pk) else {
+                return Err(corrupt(&key, "index entry is not an agent"));
+            };
+            if let Some(h) = self.agent_health(tenant, id, now).await? {
+                out.push(h);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The bucket index of a minute or day item.
+pub(crate) fn bucket(key: &super::ItemKey) -> Result<i64, StoreError> {
+    layout::bucket_index(&key.sk).ok_or_else(|| corrupt(key, "bad bucket sort key"))
+}
+
+fn counters(items: Vec<StoredItem>) -> Result<Vec<(i64, AgentCounters)>, StoreError> {
+    items
+        .into_iter()
+        .map(|item| match item.record {
+            Record::AgentCounters(c) => Ok((bucket(&item.key)?, c)),
+            _ => Err(corrupt(&item.key, "expected agent counters")),
+        })
+        .collect()
+}

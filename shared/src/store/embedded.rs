@@ -1,0 +1,196 @@
+//! The embedded backend: a redb file, durable (every write transaction is fsynced) and
+//! the local stack's default, so `cargo run` needs no server and data survives restarts.
+//!
+//! Items live in one table keyed `pk \x1f sk` (ids never contain control characters, so
+//! the separator keeps each partition contiguous and sorted by sort key), and the entity
+//! index in a second table. redb calls block, so each runs on the blocking thread pool.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::{Backend, Condition, IndexKey, ItemKey, Record, StoreError, StoredItem, Write};
+
+const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
+const INDEX: TableDefinition<&str, &str> = TableDefinition::new("index");
+const SEP: char = '\u{1f}';
+
+/// The embedded backend. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EmbeddedBackend {
+    db: Arc<Database>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Body {
+    record: Record,
+    version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    index: Option<IndexKey>,
+}
+
+fn backend_err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+fn joined(pk: &str, sk: &str) -> String {
+    format!("{pk}{SEP}{sk}")
+}
+
+fn split(joined: &str) -> Option<ItemKey> {
+    let (pk, sk) = joined.split_once(SEP)?;
+    Some(ItemKey {
+        pk: pk.to_owned(),
+        sk: sk.to_owned(),
+    })
+}
+
+fn decode(key: ItemKey, bytes: &[u8]) -> Result<StoredItem, StoreError> {
+    let body: Body = serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        pk: key.pk.clone(),
+        sk: key.sk.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(StoredItem {
+        key,
+        record: body.record,
+        version: body.version,
+        expires_at: body.expires_at,
+        index: body.index,
+    })
+}
+
+impl EmbeddedBackend {
+    /// Opens (or creates) the database file at `path`; its directory must exist.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(backend_err)?;
+        let txn = db.begin_write().map_err(backend_err)?;
+        txn.open_table(ITEMS).map_err(backend_err)?;
+        txn.open_table(INDEX).map_err(backend_err)?;
+        txn.commit().map_err(backend_err)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(backend_err)?
+    }
+}
+
+#[async_trait]
+impl Backend for EmbeddedBackend {
+    async fn get(&self, keys: &[ItemKey]) -> Result<Vec<Option<StoredItem>>, StoreError> {
+        let keys = keys.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend_err)?;
+            let table = txn.open_table(ITEMS).map_err(backend_err)?;
+            keys.into_iter()
+                .map(|key| {
+                    match table.get(joined(&key.pk, &key.sk).as_str()).map_err(backend_err)? {
+                        Some(v) => decode(key, v.value()).map(Some),
+                        None => Ok(None),
+                    }
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn query(&self, pk: &str, from: &str, to: &str) -> Result<Vec<StoredItem>, StoreError> {
+        let (lo, hi) = (joined(pk, from), joined(pk, to));
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend_err)?;
+            let table = txn.open_table(ITEMS).map_err(backend_err)?;
+            let mut out = Vec::new();
+            for entry in table.range(lo.as_str()..=hi.as_str()).map_err(backend_err)? {
+                let (k, v) = entry.map_err(backend_err)?;
+                let key = split(k.value()).ok_or_else(|| StoreError::Corrupt {
+                    pk: k.value().to_owned(),
+                    sk: String::new(),
+                    reason: "key without separator".to_owned(),
+                })?;
+                out.push(decode(key, v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_index(&self, index_pk: &str) -> Result<Vec<ItemKey>, StoreError> {
+        // Every index sort key of the partition: from `pk \x1f` up to (excluding) `pk \x20`.
+        let lo = format!("{index_pk}{SEP}");
+        let hi = format!("{index_pk}\u{20}");
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend_err)?;
+            let table = txn.open_table(INDEX).map_err(backend_err)?;
+            let mut out = Vec::new();
+            for entry in table.range(lo.as_str()..hi.as_str()).map_err(backend_err)? {
+                let (_, v) = entry.map_err(backend_err)?;
+                out.push(split(v.value()).ok_or_else(|| StoreError::Corrupt {
+                    pk: v.value().to_owned(),
+                    sk: String::new(),
+                    reason: "index entry without separator".to_owned(),
+                })?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend_err)?;
+            {
+                let mut items = txn.open_table(ITEMS).map_err(backend_err)?;
+                let mut index = txn.open_table(INDEX).map_err(backend_err)?;
+                for w in &writes {
+                    let key = joined(&w.item.key.pk, &w.item.key.sk);
+                    let current = match items.get(key.as_str()).map_err(backend_err)? {
+                        Some(v) => Some(decode(w.item.key.clone(), v.value())?.version),
+                        None => None,
+                    };
+                    let holds = match w.condition {
+                        Condition::None => true,
+                        Condition::NotExists => current.is_none(),
+                        Condition::Version(v) => current == Some(v),
+                    };
+                    if !holds {
+                        // Dropping the transaction without commit discards every write.
+                        return Err(StoreError::Conflict);
+                    }
+                    let body = Body {
+                        record: w.item.record.clone(),
+                        version: w.item.version,
+                        expires_at: w.item.expires_at,
+                        index: w.item.index.clone(),
+                    };
+                    let bytes = serde_json::to_vec(&body).map_err(backend_err)?;
+                    items.insert(key.as_str(), bytes.as_slice()).map_err(backend_err)?;
+                    if let Some(ix) = &w.item.index {
+                        index
+                            .insert(joined(&ix.pk, &ix.sk).as_str(), key.as_str())
+                            .map_err(backend_err)?;
+                    }
+                }
+            }
+            txn.commit().map_err(backend_err)
+        })
+        .await
+    }
+
+    fn max_writes(&self) -> usize {
+        // One redb transaction holds a whole batch; one fsync per batch is what makes
+        // embedded ingestion fast.
+        100_000
+    }
+}

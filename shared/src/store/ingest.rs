@@ -1,0 +1,394 @@
+//! Idempotent batch ingestion.
+//!
+//! Events are applied in order to an in-memory snapshot of the items they touch (the event
+//! mark, the entity record, the execution record, the minute and day buckets), then the
+//! changed items are written in one atomic, conditional write: event marks must not exist,
+//! every other item must still have the version that was read. A lost race rereads and
+//! replays the chunk, and an event whose mark exists counts as a duplicate, so concurrent
+//! writers and retried batches never count an event twice or lose one. A batch larger than
+//! one transaction (DynamoDB: 100 items) is written in chunks; a crash between chunks leaves
+//! the earlier chunks stored, and the client's retry counts them as duplicates.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+
+use super::layout::{self, Entity};
+use super::{backoff, Condition, EventMark, ItemKey, Record, Store, StoreError, StoredItem, Write, MAX_ATTEMPTS};
+use crate::domain::events::{Event, EventKind, Gauge};
+use crate::domain::records::{
+    AgentCounters, AgentRecord, ExecutionRecord, GaugeReading, HostCounters, HostRecord,
+    IntegrationCounters, IntegrationRecord, SystemRecord,
+};
+use crate::time::{day_of, minute_of, Millis};
+
+/// Most items one event can change; a chunk is cut before it could exceed the backend's
+/// transaction limit.
+const MAX_ITEMS_PER_EVENT: usize = 5;
+
+/// What an ingestion did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IngestOutcome {
+    /// Events stored now.
+    pub accepted: usize,
+    /// Events whose id was already stored; they changed nothing.
+    pub duplicates: usize,
+}
+
+impl Store {
+    /// Stores a validated batch for `tenant`. On error, the events of earlier chunks may be
+    /// stored; retrying the batch is always safe.
+    #[tracing::instrument(skip(self, events), fields(events = events.len()))]
+    pub async fn ingest(
+        &self,
+        tenant: &str,
+        events: &[Event],
+        now: Millis,
+    ) -> Result<IngestOutcome, StoreError> {
+        let per_chunk = (self.backend.max_writes() / MAX_ITEMS_PER_EVENT).max(1);
+        let mut total = IngestOutcome::default();
+        for chunk in events.chunks(per_chunk) {
+            let mut attempt = 0;
+            let outcome = loop {
+                let mut snapshot = Snapshot::default();
+                let mut outcome = IngestOutcome::default();
+                for event in chunk {
+                    if self.apply(&mut snapshot, tenant, event, now).await? {
+                        outcome.accepted += 1;
+                    } else {
+                        outcome.duplicates += 1;
+                    }
+                }
+                match self.backend.write(snapshot.into_writes()).await {
+                    Ok(()) => break outcome,
+                    Err(StoreError::Conflict) if attempt + 1 < MAX_ATTEMPTS => {
+                        attempt += 1;
+                        backoff(attempt).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            total.accepted += outcome.accepted;
+            total.duplicates += outcome.duplicates;
+        }
+        Ok(total)
+    }
+
+    /// Applies one event to the snapshot; `false` if it is a duplicate.
+    async fn apply(
+        &self,
+        snap: &mut Snapshot,
+        tenant: &str,
+        event: &Event,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let mark = layout::event(tenant, &event.event_id);
+        let ts = event.timestamp;
+        let entity_key = match &event.kind {
+            EventKind::ExecutionStarted { agent_id, .. }
+            | EventKind::ExecutionFinished { agent_id, .. } => {
+                layout::record(tenant, Entity::Agent, agent_id)
+            }
+            EventKind::IntegrationCall { integration_id, .. } => {
+                layout::record(tenant, Entity::Integration, integration_id)
+            }
+            EventKind::HostSample { host_id, .. } => layout::record(tenant, Entity::Host, host_id),
+            EventKind::Gauge { .. } => layout::system(tenant),
+        };
+        let mut wanted = vec![mark.clone(), entity_key.clone()];
+        let exec_key = match &event.kind {
+            EventKind::ExecutionStarted { agent_id, execution_id, .. }
+            | EventKind::ExecutionFinished { agent_id, execution_id, .. } => {
+                let k = layout::execution(tenant, agent_id, execution_id);
+                wanted.push(k.clone());
+                Some(k)
+            }
+            _ => None,
+        };
+        snap.load(self, &wanted).await?;
+        if snap.get(&mark).is_some() {
+            return Ok(false);
+        }
+        snap.put(mark, Record::Event(EventMark { stored_at: now }), layout::expiry(ts.max(now), layout::EVENT_MARK_TTL_MS), None);
+
+        match &event.kind {
+            EventKind::ExecutionStarted { agent_id, execution_id, operation, agent_name } => {
+                let mut agent = snap.agent(&entity_key, agent_id, now)?;
+                agent.observe(ts);
+                if let Some(name) = agent_name {
+                    agent.agent_name.clone_from(name);
+                }
+                let exec_key = exec_key.unwrap_or_else(|| layout::execution(tenant, agent_id, execution_id));
+                // A start after its finish, or a second start, changes no counters.
+                if snap.get(&exec_key).is_none() {
+                    agent.start(execution_id, operation, ts);
+                    snap.put(exec_key, Record::Execution(ExecutionRecord { started_at: ts, finished_at: None }), layout::expiry(ts.max(now), layout::EXECUTION_TTL_MS), None);
+                    self.bump_agent(snap, tenant, agent_id, ts, |c| c.started += 1).await?;
+                }
+                snap.put_entity(tenant, Entity::Agent, agent_id, entity_key, Record::Agent(agent));
+            }
+            EventKind::ExecutionFinished { agent_id, execution_id, outcome, duration_ms, confidence, .. } => {
+                let mut agent = snap.agent(&entity_key, agent_id, now)?;
+                agent.observe(ts);
+                if let Some(c) = confidence {
+                    agent.report_confidence(*c, ts);
+                }
+                let exec_key = exec_key.unwrap_or_else(|| layout::execution(tenant, agent_id, execution_id));
+                let known = match snap.get(&exec_key) {
+                    Some(Record::Execution(e)) => Some(e.clone()),
+                    Some(_) => return Err(corrupt(&exec_key, "expected an execution")),
+                    None => None,
+                };
+                match known {
+                    // Already finished: a second finish for one execution changes nothing.
+                    Some(ExecutionRecord { finished_at: Some(_), .. }) => {}
+                    Some(ExecutionRecord { started_at, .. }) => {
+                        let duration = duration_ms.unwrap_or(((ts - started_at).max(0)) as f64);
+                        agent.finish(execution_id, *outcome, ts);
+                        snap.put(exec_key, Record::Execution(ExecutionRecord { started_at, finished_at: Some(ts) }), layout::expiry(ts.max(now), layout::EXECUTION_TTL_MS), None);
+                        self.bump_agent(snap, tenant, agent_id, started_at, |c| c.add_finish(*outcome, Some(duration))).await?;
+                    }
+                    // The finish came first: the execution is counted from its finish.
+                    None => {
+                        let started_at = ts - duration_ms.map_or(0, |d| d as Millis);
+                        agent.finish(execution_id, *outcome, ts);
+                        snap.put(exec_key, Record::Execution(ExecutionRecord { started_at, finished_at: Some(ts) }), layout::expiry(ts.max(now), layout::EXECUTION_TTL_MS), None);
+                        self.bump_agent(snap, tenant, agent_id, started_at, |c| {
+                            c.started += 1;
+                            c.add_finish(*outcome, *duration_ms);
+                        })
+                        .await?;
+                    }
+                }
+                snap.put_entity(tenant, Entity::Agent, agent_id, entity_key, Record::Agent(agent));
+            }
+            EventKind::IntegrationCall { integration_id, latency_ms, ok, integration_name, .. } => {
+                let mut integration = match snap.get(&entity_key) {
+                    Some(Record::Integration(i)) => i.clone(),
+                    Some(_) => return Err(corrupt(&entity_key, "expected an integration")),
+                    None => IntegrationRecord::new(integration_id, now),
+                };
+                if let Some(name) = integration_name {
+                    integration.integration_name.clone_from(name);
+                }
+                integration.record_result(*ok, ts);
+                snap.put_entity(tenant, Entity::Integration, integration_id, entity_key, Record::Integration(integration));
+                let (ok, latency) = (*ok, *latency_ms);
+                self.bump_integration(snap, tenant, integration_id, ts, |c| c.add(ok, latency)).await?;
+            }
+            EventKind::HostSample { host_id, cpu_usage, memory_usage, disk_usage, load_average, uptime_seconds } => {
+                let newer = match snap.get(&entity_key) {
+                    Some(Record::Host(h)) => ts >= h.last_seen,
+                    Some(_) => return Err(corrupt(&entity_key, "expected a host")),
+                    None => true,
+                };
+                if newer {
+                    let host = HostRecord {
+                        host_id: host_id.clone(),
+                        cpu_usage: *cpu_usage,
+                        memory_usage: *memory_usage,
+                        disk_usage: *disk_usage,
+                        load_average: *load_average,
+                        uptime_seconds: *uptime_seconds,
+                        last_seen: ts,
+                    };
+                    snap.put_entity(tenant, Entity::Host, host_id, entity_key, Record::Host(host));
+                }
+                let (cpu, mem) = (*cpu_usage, *memory_usage);
+                for key in [
+                    layout::minute(tenant, Entity::Host, host_id, minute_of(ts)),
+                    layout::day(tenant, Entity::Host, host_id, day_of(ts)),
+                ] {
+                    snap.load(self, std::slice::from_ref(&key)).await?;
+                    let mut c = match snap.get(&key) {
+                        Some(Record::HostCounters(c)) => c.clone(),
+                        Some(_) => return Err(corrupt(&key, "expected host counters")),
+                        None => HostCounters::default(),
+                    };
+                    c.add(cpu, mem);
+                    let ttl = bucket_expiry(&key);
+                    snap.put(key, Record::HostCounters(c), ttl, None);
+                }
+            }
+            EventKind::Gauge { name, value } => {
+                let mut system = match snap.get(&entity_key) {
+                    Some(Record::System(s)) => s.clone(),
+                    Some(_) => return Err(corrupt(&entity_key, "expected the system record")),
+                    None => SystemRecord::default(),
+                };
+                let reading = GaugeReading { value: *value, at: ts };
+                match name {
+                    Gauge::QueueDepth => SystemRecord::report(&mut system.queue_depth, reading),
+                    Gauge::ActiveOperations => SystemRecord::report(&mut system.active_operations, reading),
+                }
+                snap.put(entity_key, Record::System(system), None, None);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn bump_agent(
+        &self,
+        snap: &mut Snapshot,
+        tenant: &str,
+        agent_id: &str,
+        at: Millis,
+        change: impl Fn(&mut AgentCounters),
+    ) -> Result<(), StoreError> {
+        let keys = [
+            layout::minute(tenant, Entity::Agent, agent_id, minute_of(at)),
+            layout::day(tenant, Entity::Agent, agent_id, day_of(at)),
+        ];
+        snap.load(self, &keys).await?;
+        for key in keys {
+            let mut c = match snap.get(&key) {
+                Some(Record::AgentCounters(c)) => c.clone(),
+                Some(_) => return Err(corrupt(&key, "expected agent counters")),
+                None => AgentCounters::default(),
+            };
+            change(&mut c);
+            let ttl = bucket_expiry(&key);
+            snap.put(key, Record::AgentCounters(c), ttl, None);
+        }
+        Ok(())
+    }
+
+    async fn bump_integration(
+        &self,
+        snap: &mut Snapshot,
+        tenant: &str,
+        integration_id: &str,
+        at: Millis,
+        change: impl Fn(&mut IntegrationCounters),
+    ) -> Result<(), StoreError> {
+        let keys = [
+            layout::minute(tenant, Entity::Integration, integration_id, minute_of(at)),
+            layout::day(tenant, Entity::Integration, integration_id, day_of(at)),
+        ];
+        snap.load(self, &keys).await?;
+        for key in keys {
+            let mut c = match snap.get(&key) {
+                Some(Record::IntegrationCounters(c)) => c.clone(),
+                Some(_) => return Err(corrupt(&key, "expected integration counters")),
+                None => IntegrationCounters::default(),
+            };
+            change(&mut c);
+            let ttl = bucket_expiry(&key);
+            snap.put(key, Record::IntegrationCounters(c), ttl, None);
+        }
+        Ok(())
+    }
+}
+
+/// The TTL of a bucket item, from its sort key.
+fn bucket_expiry(key: &ItemKey) -> Option<i64> {
+    let index = layout::bucket_index(&key.sk)?;
+    if key.sk.starts_with("M#") {
+        layout::expiry(layout::minute_end(index), layout::MINUTE_BUCKET_TTL_MS)
+    } else {
+        layout::expiry(layout::day_end(index), layout::DAY_BUCKET_TTL_MS)
+    }
+}
+
+pub(crate) fn corrupt(key: &ItemKey, reason: &str) -> StoreError {
+    StoreError::Corrupt {
+        pk: key.pk.clone(),
+        sk: key.sk.clone(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// The items a chunk has read, with the versions read, and what it changed.
+#[derive(Default)]
+struct Snapshot {
+    slots: HashMap<ItemKey, Slot>,
+    order: Vec<ItemKey>,
+}
+
+struct Slot {
+    read_version: Option<u64>,
+    item: Option<StoredItem>,
+    dirty: bool,
+}
+
+impl Snapshot {
+    /// Reads the keys not yet in the snapshot, in one backend call.
+    async fn load(&mut self, store: &Store, keys: &[ItemKey]) -> Result<(), StoreError> {
+        let missing: Vec<ItemKey> = keys
+            .iter()
+            .filter(|k| !self.slots.contains_key(*k))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let items = store.backend.get(&missing).await?;
+        for (key, item) in missing.into_iter().zip(items) {
+            self.order.push(key.clone());
+            self.slots.insert(
+                key,
+                Slot {
+                    read_version: item.as_ref().map(|i| i.version),
+                    item,
+                    dirty: false,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &ItemKey) -> Option<&Record> {
+        self.slots.get(key)?.item.as_ref().map(|i| &i.record)
+    }
+
+    fn agent(&self, key: &ItemKey, agent_id: &str, now: Millis) -> Result<AgentRecord, StoreError> {
+        match self.get(key) {
+            Some(Record::Agent(a)) => Ok(a.clone()),
+            Some(_) => Err(corrupt(key, "expected an agent")),
+            None => Ok(AgentRecord::new(agent_id, now)),
+        }
+    }
+
+    fn put_entity(&mut self, tenant: &str, entity: Entity, id: &str, key: ItemKey, record: Record) {
+        let index = Some(layout::index(tenant, entity, id));
+        self.put(key, record, None, index);
+    }
+
+    fn put(&mut self, key: ItemKey, record: Record, expires_at: Option<i64>, index: Option<super::IndexKey>) {
+        let slot = match self.slots.entry(key.clone()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                self.order.push(key.clone());
+                e.insert(Slot {
+                    read_version: None,
+                    item: None,
+                    dirty: false,
+                })
+            }
+        };
+        let version = slot.read_version.unwrap_or(0) + 1;
+        slot.item = Some(StoredItem {
+            key,
+            record,
+            version,
+            expires_at,
+            index,
+        });
+        slot.dirty = true;
+    }
+
+    fn into_writes(mut self) -> Vec<Write> {
+        let mut writes = Vec::new();
+        for key in self.order {
+            if let Some(slot) = self.slots.remove(&key) {
+                if let (true, Some(item)) = (slot.dirty, slot.item) {
+                    let condition = match slot.read_version {
+                        Some(v) => Condition::Version(v),
+                        None => Condition::NotExists,
+                    };
+                    writes.push(Write { item, condition });
+                }
+            }
+        }
+        writes
+    }
+}

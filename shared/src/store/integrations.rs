@@ -1,0 +1,110 @@
+//! The integrations aggregate: reading an integration's health and registering integrations.
+
+use super::agents::bucket;
+use super::ingest::corrupt;
+use super::layout::{self, Entity};
+use super::{backoff, Condition, Record, Store, StoreError, StoredItem, Write, MAX_ATTEMPTS};
+use crate::domain::health::{integration_health, trend_start_day, window_start_minute, IntegrationHealth};
+use crate::domain::records::{ConnectionState, IntegrationRecord, Probe};
+use crate::time::Millis;
+
+/// Changes to an integration; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IntegrationUpdate {
+    /// New display name.
+    pub integration_name: Option<String>,
+    /// A probe to run every collector cycle (already checked by the caller).
+    pub probe: Option<Probe>,
+}
+
+impl Store {
+    /// An integration's health at `now`; `None` if the tenant has no such integration.
+    pub async fn integration_health(
+        &self,
+        tenant: &str,
+        integration_id: &str,
+        now: Millis,
+        latency_threshold_ms: f64,
+    ) -> Result<Option<IntegrationHealth>, StoreError> {
+        let pk = layout::partition(tenant, Entity::Integration, integration_id);
+        let first_minute = layout::minute_sk(window_start_minute(now));
+        let first_day = layout::day_sk(trend_start_day(now));
+        let (recent, day_items) = tokio::try_join!(
+            self.backend.query(&pk, &first_minute, layout::META),
+            self.backend.query(&pk, &first_day, "D#~"),
+        )?;
+        let mut integration = None;
+        let mut minutes = Vec::new();
+        for item in recent {
+            match item.record {
+                Record::Integration(i) => integration = Some(i),
+                Record::IntegrationCounters(c) => minutes.push((bucket(&item.key)?, c)),
+                _ => return Err(corrupt(&item.key, "unexpected record in an integration partition")),
+            }
+        }
+        let Some(integration) = integration else {
+            return Ok(None);
+        };
+        let mut days = Vec::with_capacity(day_items.len());
+        for item in day_items {
+            match item.record {
+                Record::IntegrationCounters(c) => days.push((bucket(&item.key)?, c)),
+                _ => return Err(corrupt(&item.key, "expected integration counters")),
+            }
+        }
+        Ok(Some(integration_health(&integration, &minutes, &days, now, latency_threshold_ms)))
+    }
+
+    /// Creates or updates an integration and answers its health.
+    pub async fn put_integration(
+        &self,
+        tenant: &str,
+        integration_id: &str,
+        update: &IntegrationUpdate,
+        now: Millis,
+        latency_threshold_ms: f64,
+    ) -> Result<IntegrationHealth, StoreError> {
+        let key = layout::record(tenant, Entity::Integration, integration_id);
+        let mut attempt = 0;
+        loop {
+            let (mut integration, condition, version) = match self.get_one(&key).await? {
+                Some(StoredItem { record: Record::Integration(i), version, .. }) => {
+                    (i, Condition::Version(version), version)
+                }
+                Some(_) => return Err(corrupt(&key, "expected an integration")),
+                None => (IntegrationRecord::new(integration_id, now), Condition::NotExists, 0),
+            };
+            if let Some(name) = &update.integration_name {
+                integration.integration_name.clone_from(name);
+            }
+            if let Some(probe) = &update.probe {
+                integration.probe = Some(probe.clone());
+                // A probed integration is being set up until its first probe answers.
+                if integration.state == ConnectionState::Uninitialized {
+                    integration.state = ConnectionState::Initializing;
+                }
+            }
+            let write = Write {
+                item: StoredItem {
+                    key: key.clone(),
+                    record: Record::Integration(integration),
+                    version: version + 1,
+                    expires_at: None,
+                    index: Some(layout::index(tenant, Entity::Integration, integration_id)),
+                },
+                condition,
+            };
+            match self.backend.write(vec![write]).await {
+                Ok(()) => break,
+                Err(StoreError::Conflict) if attempt + 1 < MAX_ATTEMPTS => {
+                    attempt += 1;
+                    backoff(attempt).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.integration_health(tenant, integration_id, now, latency_threshold_ms)
+            .await?
+            .ok_or_else(|| corrupt(&key, "the integration just written cannot be read"))
+    }
+}

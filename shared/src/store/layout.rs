@@ -1,0 +1,161 @@
+//! The single-table key layout shared by both backends (documented in docs/data-model.md).
+//!
+//! Ids are validated to contain no control characters, and every id is the last component
+//! of the key it appears in, so keys never collide even when ids contain `#`.
+
+use super::{IndexKey, ItemKey};
+use crate::time::{Millis, DAY_MS, MINUTE_MS};
+
+/// Sort key of an entity's own record.
+pub const META: &str = "META";
+
+/// The kinds of entity that have records, buckets and an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    /// An agent.
+    Agent,
+    /// An integration.
+    Integration,
+    /// A host.
+    Host,
+}
+
+impl Entity {
+    fn tag(self) -> &'static str {
+        match self {
+            Self::Agent => "A",
+            Self::Integration => "I",
+            Self::Host => "H",
+        }
+    }
+    fn list(self) -> &'static str {
+        match self {
+            Self::Agent => "AGENTS",
+            Self::Integration => "INTEGRATIONS",
+            Self::Host => "HOSTS",
+        }
+    }
+}
+
+/// The partition that holds one entity's record and buckets.
+pub fn partition(tenant: &str, entity: Entity, id: &str) -> String {
+    format!("T#{tenant}#{}#{id}", entity.tag())
+}
+
+/// The entity id of a partition key made by [`partition`]; `None` if it is not one.
+pub fn entity_id<'a>(tenant: &str, entity: Entity, pk: &'a str) -> Option<&'a str> {
+    pk.strip_prefix("T#")?
+        .strip_prefix(tenant)?
+        .strip_prefix('#')?
+        .strip_prefix(entity.tag())?
+        .strip_prefix('#')
+}
+
+/// An entity's own record.
+pub fn record(tenant: &str, entity: Entity, id: &str) -> ItemKey {
+    ItemKey {
+        pk: partition(tenant, entity, id),
+        sk: META.to_owned(),
+    }
+}
+
+/// The index entry that lists an entity under its tenant.
+pub fn index(tenant: &str, entity: Entity, id: &str) -> IndexKey {
+    IndexKey {
+        pk: index_partition(tenant, entity),
+        sk: id.to_owned(),
+    }
+}
+
+/// The index partition listing a tenant's entities of one kind.
+pub fn index_partition(tenant: &str, entity: Entity) -> String {
+    format!("T#{tenant}#{}", entity.list())
+}
+
+/// Sort key of a minute bucket. Zero-padded so that sort order is time order.
+pub fn minute_sk(minute: i64) -> String {
+    format!("M#{minute:012}")
+}
+
+/// Sort key of a day bucket.
+pub fn day_sk(day: i64) -> String {
+    format!("D#{day:08}")
+}
+
+/// Parses the bucket index back out of a minute or day sort key.
+pub fn bucket_index(sk: &str) -> Option<i64> {
+    sk.get(2..)?.parse().ok()
+}
+
+/// A minute bucket of an entity.
+pub fn minute(tenant: &str, entity: Entity, id: &str, minute: i64) -> ItemKey {
+    ItemKey {
+        pk: partition(tenant, entity, id),
+        sk: minute_sk(minute),
+    }
+}
+
+/// A day bucket of an entity.
+pub fn day(tenant: &str, entity: Entity, id: &str, day: i64) -> ItemKey {
+    ItemKey {
+        pk: partition(tenant, entity, id),
+        sk: day_sk(day),
+    }
+}
+
+/// What is known of one execution of an agent.
+pub fn execution(tenant: &str, agent_id: &str, execution_id: &str) -> ItemKey {
+    ItemKey {
+        pk: partition(tenant, Entity::Agent, agent_id),
+        sk: format!("X#{execution_id}"),
+    }
+}
+
+/// The tenant-wide record (gauges).
+pub fn system(tenant: &str) -> ItemKey {
+    ItemKey {
+        pk: format!("T#{tenant}#SYSTEM"),
+        sk: META.to_owned(),
+    }
+}
+
+/// The mark of a stored event id.
+pub fn event(tenant: &str, event_id: &str) -> ItemKey {
+    ItemKey {
+        pk: format!("T#{tenant}#EV#{event_id}"),
+        sk: "EV".to_owned(),
+    }
+}
+
+/// An API key, by the hex SHA-256 of the key.
+pub fn api_key(hash_hex: &str) -> ItemKey {
+    ItemKey {
+        pk: format!("KEY#{hash_hex}"),
+        sk: "KEY".to_owned(),
+    }
+}
+
+/// How long event marks are kept: longer than the oldest accepted event, so any retry the
+/// API accepts is recognised as one.
+pub const EVENT_MARK_TTL_MS: Millis = crate::domain::events::MAX_EVENT_AGE_MS + DAY_MS;
+/// How long execution records are kept after the execution's start or finish.
+pub const EXECUTION_TTL_MS: Millis = 8 * DAY_MS;
+/// How long minute buckets are kept after their minute.
+pub const MINUTE_BUCKET_TTL_MS: Millis = 2 * DAY_MS;
+/// How long day buckets are kept: the 90 days of history the API serves, plus margin.
+pub const DAY_BUCKET_TTL_MS: Millis = 100 * DAY_MS;
+
+/// Converts a time plus a retention to a DynamoDB TTL value (epoch seconds).
+pub fn expiry(at: Millis, keep: Millis) -> Option<i64> {
+    Some((at + keep) / 1000)
+}
+
+/// The end of a minute bucket.
+pub fn minute_end(minute: i64) -> Millis {
+    (minute + 1) * MINUTE_MS
+}
+
+/// The end of a day bucket.
+pub fn day_end(day: i64) -> Millis {
+    (day + 1) * DAY_MS
+}

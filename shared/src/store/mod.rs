@@ -1,0 +1,198 @@
+//! Storage: one item-level [`Backend`] trait with two implementations (embedded redb and
+//! DynamoDB), and the aggregate repositories (ingestion, agents, integrations, API keys)
+//! written once on top of it as methods of [`Store`].
+//!
+//! Why one item-level trait rather than one trait per aggregate per backend: every rule
+//! (idempotent ingestion, optimistic concurrency, bucket layout) then exists once, and the
+//! conformance suite that runs against both backends tests the same code paths that serve
+//! requests. The layout is a single-table design; see `docs/data-model.md`.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::records::{
+    AgentCounters, AgentRecord, ExecutionRecord, HostCounters, HostRecord, IntegrationCounters,
+    IntegrationRecord, SystemRecord,
+};
+
+pub mod agents;
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
+#[cfg(feature = "embedded")]
+pub mod embedded;
+pub mod ingest;
+pub mod integrations;
+pub mod keys;
+pub mod layout;
+
+/// The primary key of an item: partition key and sort key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ItemKey {
+    /// Partition key.
+    pub pk: String,
+    /// Sort key.
+    pub sk: String,
+}
+
+/// The key of an item in the entity index, which lists a tenant's agents, integrations or
+/// hosts without touching their data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexKey {
+    /// The list, e.g. `T#acme#AGENTS`.
+    pub pk: String,
+    /// The entity id, which orders the list.
+    pub sk: String,
+}
+
+/// Everything the product stores, one variant per item type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum Record {
+    Agent(AgentRecord),
+    Execution(ExecutionRecord),
+    AgentCounters(AgentCounters),
+    Integration(IntegrationRecord),
+    IntegrationCounters(IntegrationCounters),
+    Host(HostRecord),
+    HostCounters(HostCounters),
+    System(SystemRecord),
+    Event(EventMark),
+    ApiKey(ApiKeyRecord),
+}
+
+/// Marks an event id as stored, so a retry counts once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventMark {
+    /// When the event was stored.
+    pub stored_at: i64,
+}
+
+/// An API key, stored by the SHA-256 of the key; the key itself is never stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// The tenant the key belongs to.
+    pub tenant: String,
+    /// Granted scopes (`read`, `ingest`, `admin`).
+    pub scopes: Vec<String>,
+    /// Who holds the key, shown as the acknowledger of alerts.
+    pub name: String,
+    /// When it was created.
+    pub created_at: i64,
+}
+
+/// One stored item with its bookkeeping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredItem {
+    /// Its key.
+    pub key: ItemKey,
+    /// Its content.
+    pub record: Record,
+    /// Incremented by every write; conditions compare it.
+    pub version: u64,
+    /// Expiry in epoch seconds (DynamoDB TTL semantics: deletion may lag).
+    pub expires_at: Option<i64>,
+    /// Its entry in the entity index, if it is an entity.
+    pub index: Option<IndexKey>,
+}
+
+/// What must hold for a write to happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// Nothing.
+    None,
+    /// The item does not exist yet.
+    NotExists,
+    /// The stored item has this version.
+    Version(u64),
+}
+
+/// A conditional put.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Write {
+    /// The full new item.
+    pub item: StoredItem,
+    /// Its precondition.
+    pub condition: Condition,
+}
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write lost a race; nothing of that write was applied.
+    #[error("a concurrent write changed the data; retry")]
+    Conflict,
+    /// An item could not be read back; it is reported, never skipped.
+    #[error("stored item {pk}/{sk} is corrupt: {reason}")]
+    Corrupt {
+        /// Partition key.
+        pk: String,
+        /// Sort key.
+        sk: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The backend failed; the cause is kept for the logs.
+    #[error("storage backend failed: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Item-level access to a key-value store with sorted keys, conditional atomic writes and
+/// one secondary index. Implemented by the embedded and the DynamoDB backend.
+#[async_trait]
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// Reads items by key; the result has one entry per key, in order, `None` if absent.
+    async fn get(&self, keys: &[ItemKey]) -> Result<Vec<Option<StoredItem>>, StoreError>;
+    /// Reads the items of partition `pk` whose sort key is within `from..=to`, ascending.
+    async fn query(&self, pk: &str, from: &str, to: &str) -> Result<Vec<StoredItem>, StoreError>;
+    /// Lists the keys of items indexed under `index_pk`, by ascending index sort key.
+    async fn list_index(&self, index_pk: &str) -> Result<Vec<ItemKey>, StoreError>;
+    /// Applies all writes or none; [`StoreError::Conflict`] if any condition fails.
+    async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError>;
+    /// Most writes one [`Backend::write`] call accepts.
+    fn max_writes(&self) -> usize;
+}
+
+/// The product's storage: aggregate operations over one backend. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+}
+
+impl Store {
+    /// Wraps a backend.
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Self { backend }
+    }
+
+    /// The backend, for tests and benchmarks that inspect items.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// Reads one item.
+    pub(crate) async fn get_one(&self, key: &ItemKey) -> Result<Option<StoredItem>, StoreError> {
+        Ok(self
+            .backend
+            .get(std::slice::from_ref(key))
+            .await?
+            .into_iter()
+            .next()
+            .flatten())
+    }
+}
+
+/// Retries of a write that lost a race before giving up with [`StoreError::Conflict`].
+pub(crate) const MAX_ATTEMPTS: usize = 8;
+
+/// Waits a little before retrying a conflicting write, more each attempt, with jitter so two
+/// writers that collided do not collide again.
+pub(crate) async fn backoff(attempt: usize) {
+    use rand::Rng;
+    let base = 2u64 << attempt.min(6);
+    let jitter = rand::rng().random_range(0..=base);
+    tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
+}
