@@ -1,1 +1,194 @@
-//! x
+//! The local stack: every endpoint of the product in one process on an embedded, durable
+//! store, through the same library handlers the Lambda functions run.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use shared::api::{self, ApiError, MAX_BODY_BYTES};
+use shared::config::Config;
+use shared::store::embedded::EmbeddedBackend;
+use shared::store::{Store, StoreError};
+use shared::time::Clock;
+use shared::AppState;
+
+/// The tenant of the key the local stack creates for itself.
+pub const LOCAL_TENANT: &str = "local";
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "health.redb";
+/// The file inside the data directory that keeps the local stack's own API key, so the
+/// key printed at start stays the same across restarts.
+pub const KEY_FILE: &str = "local-api-key";
+
+/// Why the local stack cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory or key file cannot be used.
+    #[error("data directory {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store cannot be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// How to start the stack.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where to listen; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// Where the database and the key live.
+    pub data_dir: PathBuf,
+    /// The contract's configuration.
+    pub config: Config,
+    /// The clock; `None` is the system clock.
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+/// A running stack.
+#[derive(Debug)]
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// A key of tenant `local` with every scope.
+    pub api_key: String,
+    /// The application state, for tests that create more keys.
+    pub state: AppState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// The base URL, e.g. `http://127.0.0.1:3000`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, lets requests in flight finish, and waits.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.server.await.unwrap_or(Ok(()))
+    }
+
+    /// Waits until the server ends (after [`Running::stop`] from elsewhere, or an error).
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.server.await.unwrap_or(Ok(()))
+    }
+}
+
+/// Opens the embedded store in `data_dir`, creating the directory.
+pub fn open_store(data_dir: &Path) -> Result<Store, StartError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| StartError::Io {
+        path: data_dir.to_owned(),
+        source,
+    })?;
+    let backend = EmbeddedBackend::open(&data_dir.join(DB_FILE))?;
+    Ok(Store::new(Arc::new(backend)))
+}
+
+/// The local key: read from the key file, or created and written there (mode 0600).
+/// Either way it is (re-)registered in the store, so a fresh database accepts it.
+async fn local_key(store: &Store, data_dir: &Path, now: i64) -> Result<String, StartError> {
+    let path = data_dir.join(KEY_FILE);
+    let io = |source| StartError::Io {
+        path: path.clone(),
+        source,
+    };
+    let key = match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
+        Ok(_) | Err(_) => {
+            let key = store
+                .create_api_key(LOCAL_TENANT, &all_scopes(), "local-stack", now)
+                .await?;
+            let mut file = open_private(&path).map_err(io)?;
+            writeln!(file, "{key}").map_err(io)?;
+            return Ok(key);
+        }
+    };
+    match store
+        .insert_api_key(&key, LOCAL_TENANT, &all_scopes(), "local-stack", now)
+        .await
+    {
+        Ok(()) | Err(StoreError::Conflict) => Ok(key),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+/// Every scope, as a key record lists them.
+pub fn all_scopes() -> Vec<String> {
+    shared::store::keys::SCOPES.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Starts the stack and returns once it is listening.
+pub async fn start(options: Options) -> Result<Running, StartError> {
+    let store = open_store(&options.data_dir)?;
+    let mut state = AppState::new(store, options.config);
+    if let Some(clock) = options.clock {
+        state.clock = clock;
+    }
+    let api_key = local_key(&state.store, &options.data_dir, state.clock.now_ms()).await?;
+    let listener = tokio::net::TcpListener::bind(options.addr)
+        .await
+        .map_err(|source| StartError::Io {
+            path: PathBuf::from(options.addr.to_string()),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Io {
+        path: PathBuf::from(options.addr.to_string()),
+        source,
+    })?;
+    let app = router(state.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+    });
+    Ok(Running {
+        addr,
+        api_key,
+        state,
+        shutdown: Some(tx),
+        server,
+    })
+}
+
+/// The HTTP routes: everything under `/api/health/` goes to the library router.
+pub fn router(state: AppState) -> axum::Router {
+    axum::Router::new().fallback(serve_api).with_state(state)
+}
+
+async fn serve_api(State(state): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    // Read at most one byte over the limit: enough to know the body is too large without
+    // buffering an arbitrarily large upload.
+    let response = match axum::body::to_bytes(body, MAX_BODY_BYTES + 1).await {
+        Ok(bytes) => api::handle(&state, http::Request::from_parts(parts, bytes), None).await,
+        Err(_) => ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        }
+        .into_response(),
+    };
+    response.map(Body::from)
+}

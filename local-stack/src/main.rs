@@ -1,1 +1,133 @@
-fn main() {}
+//! `cargo run`: the whole product on this machine. See `--help`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use local_stack::{start, Options};
+use shared::config::Config;
+use shared::store::dynamodb::DynamoBackend;
+use shared::store::keys::{check_tenant, SCOPES};
+use shared::store::Store;
+use shared::time::{Clock, SystemClock};
+
+/// The agent health monitor, run locally on an embedded store.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Port to listen on (127.0.0.1 only).
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    port: u16,
+    /// Where the database and the local API key are kept.
+    #[arg(long, env = "HEALTH_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Creates an API key for a tenant and prints it once. Only its hash is stored.
+    CreateKey {
+        /// The tenant (1 to 64 of a-z, 0-9, - and _).
+        #[arg(long)]
+        tenant: String,
+        /// Comma-separated scopes: read, ingest, admin.
+        #[arg(long, value_delimiter = ',', default_value = "read,ingest")]
+        scopes: Vec<String>,
+        /// Who holds the key (shown as the acknowledger of alerts).
+        #[arg(long, default_value = "api-key")]
+        name: String,
+        /// Store the key in this DynamoDB table instead of the embedded store.
+        #[arg(long, env = "HEALTH_TABLE")]
+        dynamodb_table: Option<String>,
+        /// Endpoint of a DynamoDB-compatible server (default: AWS, from the environment).
+        #[arg(long, requires = "dynamodb_table")]
+        dynamodb_endpoint: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    match cli.command {
+        None => serve(cli.port, cli.data_dir).await,
+        Some(Command::CreateKey {
+            tenant,
+            scopes,
+            name,
+            dynamodb_table,
+            dynamodb_endpoint,
+        }) => {
+            check_tenant(&tenant)?;
+            if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+                return Err(format!("unknown scope \"{bad}\"; scopes are read, ingest and admin").into());
+            }
+            let store = match dynamodb_table {
+                Some(table) => {
+                    let client = match dynamodb_endpoint {
+                        Some(url) => DynamoBackend::client_for_endpoint(&url, "us-east-1"),
+                        None => DynamoBackend::client_from_env().await,
+                    };
+                    Store::new(Arc::new(DynamoBackend::new(client, table)))
+                }
+                None => local_stack::open_store(&cli.data_dir)?,
+            };
+            let key = store.create_api_key(&tenant, &scopes, &name, SystemClock.now_ms()).await?;
+            println!("{key}");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(port: u16, data_dir: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
+    shared::telemetry::init();
+    let config = Config::from_env()?;
+    let running = start(Options {
+        addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        data_dir,
+        config,
+        clock: None,
+    })
+    .await?;
+    println!("Listening on {}", running.url());
+    println!("API key: {}", running.api_key);
+    shutdown_signal().await;
+    running.stop().await?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

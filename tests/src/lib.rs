@@ -1,1 +1,72 @@
-//! x
+//! Helpers for the workspace's end-to-end tests and benchmarks: stores on both backends,
+//! and the local stack on a free port.
+
+use std::sync::Arc;
+
+use shared::config::Config;
+use shared::store::dynamodb::DynamoBackend;
+use shared::store::embedded::EmbeddedBackend;
+use shared::store::Store;
+
+/// The variable through which the test command passes the DynamoDB-compatible server.
+pub const DYNAMODB_ENDPOINT_VAR: &str = "HEALTH_TEST_DYNAMODB_ENDPOINT";
+
+/// A store on a fresh embedded database; keep the directory alive as long as the store.
+pub fn embedded_store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
+    let backend = EmbeddedBackend::open(&dir.path().join("health.redb"))
+        .unwrap_or_else(|e| panic!("cannot open the embedded store: {e}"));
+    (Store::new(Arc::new(backend)), dir)
+}
+
+/// The endpoint of the DynamoDB-compatible server the test command started. Missing is a
+/// failure, not a skip: a run without it would not test the DynamoDB backend at all.
+pub fn dynamodb_endpoint() -> String {
+    std::env::var(DYNAMODB_ENDPOINT_VAR).unwrap_or_else(|_| {
+        panic!(
+            "{DYNAMODB_ENDPOINT_VAR} is not set: run the tests with ./scripts/test, which \
+             installs and starts a DynamoDB-compatible server (moto) on 127.0.0.1"
+        )
+    })
+}
+
+/// A DynamoDB backend on a new, uniquely named table of the test server.
+pub async fn dynamo_backend() -> DynamoBackend {
+    let client = DynamoBackend::client_for_endpoint(&dynamodb_endpoint(), "us-east-1");
+    let table = format!("health-test-{:016x}", rand::random::<u64>());
+    let backend = DynamoBackend::new(client, table);
+    backend
+        .create_table()
+        .await
+        .unwrap_or_else(|e| panic!("cannot create the test table: {e:?}"));
+    backend
+}
+
+/// A store on a new table of the DynamoDB-compatible server.
+pub async fn dynamo_store() -> Store {
+    Store::new(Arc::new(dynamo_backend().await))
+}
+
+/// The local stack on a free port over a fresh data directory.
+pub async fn spawn_app() -> (local_stack::Running, tempfile::TempDir) {
+    spawn_app_with(Config::default()).await
+}
+
+/// [`spawn_app`] with a given configuration.
+pub async fn spawn_app_with(config: Config) -> (local_stack::Running, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
+    let running = local_stack::start(local_stack::Options {
+        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        data_dir: dir.path().to_owned(),
+        config,
+        clock: None,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("cannot start the local stack: {e}"));
+    (running, dir)
+}
+
+/// RFC 3339 for "now minus `secs` seconds".
+pub fn ago(secs: i64) -> String {
+    shared::time::format_rfc3339(chrono::Utc::now().timestamp_millis() - secs * 1000)
+}
