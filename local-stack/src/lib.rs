@@ -135,7 +135,10 @@ fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
 
 /// Every scope, as a key record lists them.
 pub fn all_scopes() -> Vec<String> {
-    shared::store::keys::SCOPES.iter().map(|s| (*s).to_owned()).collect()
+    shared::store::keys::SCOPES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
 }
 
 /// Starts the stack and returns once it is listening.

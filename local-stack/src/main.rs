@@ -73,7 +73,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }) => {
             check_tenant(&tenant)?;
             if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
-                return Err(format!("unknown scope \"{bad}\"; scopes are read, ingest and admin").into());
+                return Err(
+                    format!("unknown scope \"{bad}\"; scopes are read, ingest and admin").into(),
+                );
             }
             let store = match dynamodb_table {
                 Some(table) => {
@@ -85,7 +87,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 }
                 None => local_stack::open_store(&cli.data_dir)?,
             };
-            let key = store.create_api_key(&tenant, &scopes, &name, SystemClock.now_ms()).await?;
+            let key = store
+                .create_api_key(&tenant, &scopes, &name, SystemClock.now_ms())
+                .await?;
             println!("{key}");
             Ok(())
         }
@@ -114,13 +118,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

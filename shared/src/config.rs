@@ -112,13 +112,18 @@ impl Config {
             },
             queue_depth_threshold: match get("ALERT_QUEUE_DEPTH_THRESHOLD") {
                 None => d.queue_depth_threshold,
-                Some((variable, value)) => value.trim().parse().ok().filter(|v| *v > 0).ok_or(
-                    ConfigError {
-                        variable,
-                        value,
-                        reason: "must be a whole number above 0",
-                    },
-                )?,
+                Some((variable, value)) => {
+                    value
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|v| *v > 0)
+                        .ok_or(ConfigError {
+                            variable,
+                            value,
+                            reason: "must be a whole number above 0",
+                        })?
+                }
             },
             probe_allowed_addresses: match get("PROBE_ALLOWED_ADDRESSES") {
                 None => d.probe_allowed_addresses,
@@ -143,7 +148,12 @@ mod tests {
     use super::*;
 
     fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        Config::from_lookup(|k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned()))
+        Config::from_lookup(|k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
     }
 
     #[test]
@@ -153,7 +163,9 @@ mod tests {
 
     #[test]
     fn an_invalid_value_names_the_variable() {
-        let err = with(&[("ALERT_ERROR_RATE_THRESHOLD", "1.5")]).err().map(|e| e.to_string());
+        let err = with(&[("ALERT_ERROR_RATE_THRESHOLD", "1.5")])
+            .err()
+            .map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
             Some("invalid configuration: ALERT_ERROR_RATE_THRESHOLD=\"1.5\": must be a number from 0 to 1")
@@ -165,7 +177,10 @@ mod tests {
 
     #[test]
     fn valid_values_are_read() {
-        let c = with(&[("HEALTH_POLLING_INTERVAL", "1"), ("PROBE_ALLOWED_ADDRESSES", "127.0.0.1, ::1")]);
+        let c = with(&[
+            ("HEALTH_POLLING_INTERVAL", "1"),
+            ("PROBE_ALLOWED_ADDRESSES", "127.0.0.1, ::1"),
+        ]);
         let c = c.ok().unwrap_or_default();
         assert_eq!(c.polling_interval_secs, 1);
         assert_eq!(c.probe_allowed_addresses.len(), 2);

@@ -45,7 +45,8 @@ impl AppState {
     pub async fn from_env() -> Result<Self, StartupError> {
         use crate::store::dynamodb::DynamoBackend;
         let config = Config::from_env()?;
-        let table = std::env::var("HEALTH_TABLE").map_err(|_| StartupError::Missing("HEALTH_TABLE"))?;
+        let table =
+            std::env::var("HEALTH_TABLE").map_err(|_| StartupError::Missing("HEALTH_TABLE"))?;
         let client = DynamoBackend::client_from_env().await;
         let store = Store::new(Arc::new(DynamoBackend::new(client, table)));
         Ok(Self::new(store, config))

@@ -28,15 +28,25 @@ fn at(ms: i64) -> String {
 
 async fn completed_and_failed_give_the_contract_numbers(store: Store) {
     let now = now();
-    let events = batch(now, json!([
-        {"event_id": "s1", "type": "execution.started", "agent_id": "a1", "execution_id": "x1", "operation": "Processing leads", "agent_name": "Sales Assistant", "timestamp": at(now - 10 * MINUTE_MS)},
-        {"event_id": "f1", "type": "execution.finished", "agent_id": "a1", "execution_id": "x1", "outcome": "completed", "timestamp": at(now - 9 * MINUTE_MS)},
-        {"event_id": "s2", "type": "execution.started", "agent_id": "a1", "execution_id": "x2", "operation": "Emailing", "timestamp": at(now - 5 * MINUTE_MS)},
-        {"event_id": "f2", "type": "execution.finished", "agent_id": "a1", "execution_id": "x2", "outcome": "failed", "duration_ms": 60000, "confidence": 0.4, "timestamp": at(now - 4 * MINUTE_MS)},
-    ]));
-    let outcome = store.ingest("t1", &events, now).await.unwrap_or_else(|e| panic!("{e}"));
+    let events = batch(
+        now,
+        json!([
+            {"event_id": "s1", "type": "execution.started", "agent_id": "a1", "execution_id": "x1", "operation": "Processing leads", "agent_name": "Sales Assistant", "timestamp": at(now - 10 * MINUTE_MS)},
+            {"event_id": "f1", "type": "execution.finished", "agent_id": "a1", "execution_id": "x1", "outcome": "completed", "timestamp": at(now - 9 * MINUTE_MS)},
+            {"event_id": "s2", "type": "execution.started", "agent_id": "a1", "execution_id": "x2", "operation": "Emailing", "timestamp": at(now - 5 * MINUTE_MS)},
+            {"event_id": "f2", "type": "execution.finished", "agent_id": "a1", "execution_id": "x2", "outcome": "failed", "duration_ms": 60000, "confidence": 0.4, "timestamp": at(now - 4 * MINUTE_MS)},
+        ]),
+    );
+    let outcome = store
+        .ingest("t1", &events, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((outcome.accepted, outcome.duplicates), (4, 0));
-    let h = store.agent_health("t1", "a1", now).await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("agent missing"));
+    let h = store
+        .agent_health("t1", "a1", now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("agent missing"));
     assert_eq!(h.agent_name, "Sales Assistant");
     assert_eq!(h.operations_completed, 1);
     assert_eq!(h.metrics.recent_executions, 2);
@@ -51,40 +61,87 @@ async fn completed_and_failed_give_the_contract_numbers(store: Store) {
 async fn three_completed_and_one_failed_give_075_and_025(store: Store) {
     let now = now();
     let mut events = Vec::new();
-    for (i, outcome) in ["completed", "completed", "completed", "failed"].iter().enumerate() {
+    for (i, outcome) in ["completed", "completed", "completed", "failed"]
+        .iter()
+        .enumerate()
+    {
         events.push(json!({"event_id": format!("s{i}"), "type": "execution.started", "agent_id": "a", "execution_id": format!("x{i}"), "operation": "op", "timestamp": at(now - 30 * MINUTE_MS)}));
         events.push(json!({"event_id": format!("f{i}"), "type": "execution.finished", "agent_id": "a", "execution_id": format!("x{i}"), "outcome": outcome, "timestamp": at(now - 29 * MINUTE_MS)}));
     }
-    store.ingest("t", &batch(now, json!(events)), now).await.unwrap_or_else(|e| panic!("{e}"));
-    let h = store.agent_health("t", "a", now).await.ok().flatten().unwrap_or_else(|| panic!("agent missing"));
-    assert_eq!((h.success_rate, h.metrics.error_rate, h.operations_completed), (0.75, 0.25, 3));
+    store
+        .ingest("t", &batch(now, json!(events)), now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let h = store
+        .agent_health("t", "a", now)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("agent missing"));
+    assert_eq!(
+        (h.success_rate, h.metrics.error_rate, h.operations_completed),
+        (0.75, 0.25, 3)
+    );
     assert_eq!(h.metrics.avg_execution_time, Some(60000.0));
 }
 
 async fn a_batch_sent_twice_is_counted_once(store: Store) {
     let now = now();
-    let events = batch(now, json!([
-        {"event_id": "b1", "type": "execution.started", "agent_id": "a", "execution_id": "x", "operation": "op"},
-        {"event_id": "b2", "type": "integration.call", "integration_id": "slack", "latency_ms": 120, "ok": true},
-        {"event_id": "b3", "type": "host.sample", "host_id": "h1", "cpu_usage": 40, "memory_usage": 50},
-        {"event_id": "b4", "type": "gauge", "name": "queue_depth", "value": 7},
-    ]));
-    let first = store.ingest("t", &events, now).await.unwrap_or_else(|e| panic!("{e}"));
-    let second = store.ingest("t", &events, now).await.unwrap_or_else(|e| panic!("{e}"));
+    let events = batch(
+        now,
+        json!([
+            {"event_id": "b1", "type": "execution.started", "agent_id": "a", "execution_id": "x", "operation": "op"},
+            {"event_id": "b2", "type": "integration.call", "integration_id": "slack", "latency_ms": 120, "ok": true},
+            {"event_id": "b3", "type": "host.sample", "host_id": "h1", "cpu_usage": 40, "memory_usage": 50},
+            {"event_id": "b4", "type": "gauge", "name": "queue_depth", "value": 7},
+        ]),
+    );
+    let first = store
+        .ingest("t", &events, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let second = store
+        .ingest("t", &events, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((first.accepted, first.duplicates), (4, 0));
     assert_eq!((second.accepted, second.duplicates), (0, 4));
-    let h = store.agent_health("t", "a", now).await.ok().flatten().unwrap_or_else(|| panic!("agent missing"));
+    let h = store
+        .agent_health("t", "a", now)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("agent missing"));
     assert_eq!(h.metrics.recent_executions, 1);
-    let i = store.integration_health("t", "slack", now, 5000.0).await.ok().flatten().unwrap_or_else(|| panic!("integration missing"));
+    let i = store
+        .integration_health("t", "slack", now, 5000.0)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("integration missing"));
     assert_eq!((i.latency_ms, i.error_rate), (120.0, 0.0));
-    let minute = store.backend().get(&[layout::minute("t", Entity::Host, "h1", shared::time::minute_of(now))]).await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(matches!(&minute[0], Some(item) if matches!(&item.record, Record::HostCounters(c) if c.samples == 1)));
+    let minute = store
+        .backend()
+        .get(&[layout::minute(
+            "t",
+            Entity::Host,
+            "h1",
+            shared::time::minute_of(now),
+        )])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(&minute[0], Some(item) if matches!(&item.record, Record::HostCounters(c) if c.samples == 1))
+    );
 }
 
 async fn a_duplicate_inside_one_batch_counts_once(store: Store) {
     let now = now();
     let e = json!({"event_id": "same", "type": "execution.started", "agent_id": "a", "execution_id": "x", "operation": "op"});
-    let outcome = store.ingest("t", &batch(now, json!([e.clone(), e])), now).await.unwrap_or_else(|e| panic!("{e}"));
+    let outcome = store
+        .ingest("t", &batch(now, json!([e.clone(), e])), now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((outcome.accepted, outcome.duplicates), (1, 1));
 }
 
@@ -94,11 +151,22 @@ async fn concurrent_retries_of_one_batch_count_once(store: Store) {
         .map(|i| json!({"event_id": format!("c{i}"), "type": "execution.started", "agent_id": "busy", "execution_id": format!("x{i}"), "operation": "op"}))
         .collect();
     let events = batch(now, json!(events));
-    let (a, b) = tokio::join!(store.ingest("t", &events, now), store.ingest("t", &events, now));
-    let (a, b) = (a.unwrap_or_else(|e| panic!("{e}")), b.unwrap_or_else(|e| panic!("{e}")));
+    let (a, b) = tokio::join!(
+        store.ingest("t", &events, now),
+        store.ingest("t", &events, now)
+    );
+    let (a, b) = (
+        a.unwrap_or_else(|e| panic!("{e}")),
+        b.unwrap_or_else(|e| panic!("{e}")),
+    );
     assert_eq!(a.accepted + b.accepted, 20);
     assert_eq!(a.duplicates + b.duplicates, 20);
-    let h = store.agent_health("t", "busy", now).await.ok().flatten().unwrap_or_else(|| panic!("agent missing"));
+    let h = store
+        .agent_health("t", "busy", now)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("agent missing"));
     assert_eq!(h.metrics.recent_executions, 20);
 }
 
@@ -114,46 +182,95 @@ async fn concurrent_writers_to_one_agent_lose_nothing(store: Store) {
         .collect();
     let results = futures_join(&store, &batches, now).await;
     assert_eq!(results, 40);
-    let h = store.agent_health("t", "shared", now).await.ok().flatten().unwrap_or_else(|| panic!("agent missing"));
-    assert_eq!((h.metrics.recent_executions, h.operations_completed), (40, 40));
+    let h = store
+        .agent_health("t", "shared", now)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("agent missing"));
+    assert_eq!(
+        (h.metrics.recent_executions, h.operations_completed),
+        (40, 40)
+    );
 }
 
 async fn futures_join(store: &Store, batches: &[Vec<Event>], now: i64) -> usize {
     let mut handles = Vec::new();
     for b in batches {
         let (store, b) = (store.clone(), b.clone());
-        handles.push(tokio::spawn(async move { store.ingest("t", &b, now).await }));
+        handles.push(tokio::spawn(
+            async move { store.ingest("t", &b, now).await },
+        ));
     }
     let mut accepted = 0;
     for h in handles {
-        accepted += h.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}")).accepted;
+        accepted += h
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .accepted;
     }
     accepted
 }
 
 async fn a_finish_before_its_start_counts_the_execution_once(store: Store) {
     let now = now();
-    let events = batch(now, json!([
-        {"event_id": "f", "type": "execution.finished", "agent_id": "a", "execution_id": "x", "outcome": "completed", "duration_ms": 2000, "timestamp": at(now - MINUTE_MS)},
-        {"event_id": "s", "type": "execution.started", "agent_id": "a", "execution_id": "x", "operation": "late start", "timestamp": at(now - MINUTE_MS - 2000)},
-        {"event_id": "f-again", "type": "execution.finished", "agent_id": "a", "execution_id": "x", "outcome": "failed"},
-    ]));
-    store.ingest("t", &events, now).await.unwrap_or_else(|e| panic!("{e}"));
-    let h = store.agent_health("t", "a", now).await.ok().flatten().unwrap_or_else(|| panic!("agent missing"));
-    assert_eq!((h.metrics.recent_executions, h.operations_completed, h.metrics.error_rate), (1, 1, 0.0));
+    let events = batch(
+        now,
+        json!([
+            {"event_id": "f", "type": "execution.finished", "agent_id": "a", "execution_id": "x", "outcome": "completed", "duration_ms": 2000, "timestamp": at(now - MINUTE_MS)},
+            {"event_id": "s", "type": "execution.started", "agent_id": "a", "execution_id": "x", "operation": "late start", "timestamp": at(now - MINUTE_MS - 2000)},
+            {"event_id": "f-again", "type": "execution.finished", "agent_id": "a", "execution_id": "x", "outcome": "failed"},
+        ]),
+    );
+    store
+        .ingest("t", &events, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let h = store
+        .agent_health("t", "a", now)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("agent missing"));
+    assert_eq!(
+        (
+            h.metrics.recent_executions,
+            h.operations_completed,
+            h.metrics.error_rate
+        ),
+        (1, 1, 0.0)
+    );
     assert_eq!(h.status, AgentStatus::Idle);
     assert_eq!(h.current_operation, None);
 }
 
 async fn a_running_execution_shows_as_the_current_operation(store: Store) {
     let now = now();
-    let events = batch(now, json!([
-        {"event_id": "s", "type": "execution.started", "agent_id": "a", "execution_id": "x", "operation": "Processing leads"},
-    ]));
-    store.ingest("t", &events, now).await.unwrap_or_else(|e| panic!("{e}"));
-    let h = store.agent_health("t", "a", now).await.ok().flatten().unwrap_or_else(|| panic!("agent missing"));
-    assert_eq!((h.status, h.current_operation.as_deref()), (AgentStatus::Active, Some("Processing leads")));
-    assert_eq!((h.metrics.recent_executions, h.metrics.avg_execution_time), (1, None));
+    let events = batch(
+        now,
+        json!([
+            {"event_id": "s", "type": "execution.started", "agent_id": "a", "execution_id": "x", "operation": "Processing leads"},
+        ]),
+    );
+    store
+        .ingest("t", &events, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let h = store
+        .agent_health("t", "a", now)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("agent missing"));
+    assert_eq!(
+        (h.status, h.current_operation.as_deref()),
+        (AgentStatus::Active, Some("Processing leads"))
+    );
+    assert_eq!(
+        (h.metrics.recent_executions, h.metrics.avg_execution_time),
+        (1, None)
+    );
 }
 
 async fn daily_history_drives_the_trend(store: Store) {
@@ -166,37 +283,114 @@ async fn daily_history_drives_the_trend(store: Store) {
             events.push(json!({"event_id": format!("d{day_offset}-{i}"), "type": "execution.finished", "agent_id": "a", "execution_id": format!("d{day_offset}-{i}"), "outcome": outcome, "duration_ms": 10, "timestamp": at(now - day_offset * DAY_MS)}));
         }
     }
-    store.ingest("t", &batch(now, json!(events)), now).await.unwrap_or_else(|e| panic!("{e}"));
-    let h = store.agent_health("t", "a", now).await.ok().flatten().unwrap_or_else(|| panic!("agent missing"));
+    store
+        .ingest("t", &batch(now, json!(events)), now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let h = store
+        .agent_health("t", "a", now)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("agent missing"));
     assert_eq!(h.health_trend, Trend::Improving);
     assert_eq!(h.metrics.recent_executions, 10);
 }
 
 async fn put_agent_creates_updates_and_lists_agents_in_id_order(store: Store) {
     let now = now();
-    let update = AgentUpdate { agent_name: Some("Sales Assistant".into()), paused: Some(true), confidence_score: Some(0.85) };
-    let h = store.put_agent("t", "zeta", &update, now).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((h.agent_name.as_str(), h.status, h.confidence_score), ("Sales Assistant", AgentStatus::Paused, 0.85));
-    let h = store.put_agent("t", "zeta", &AgentUpdate { paused: Some(false), ..AgentUpdate::default() }, now).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((h.agent_name.as_str(), h.status, h.confidence_score), ("Sales Assistant", AgentStatus::Idle, 0.85));
-    store.put_agent("t", "alpha", &AgentUpdate::default(), now).await.unwrap_or_else(|e| panic!("{e}"));
-    let events = batch(now, json!([{"event_id": "m", "type": "execution.started", "agent_id": "mid", "execution_id": "x", "operation": "op"}]));
-    store.ingest("t", &events, now).await.unwrap_or_else(|e| panic!("{e}"));
-    let ids: Vec<String> = store.list_agent_health("t", now).await.unwrap_or_else(|e| panic!("{e}")).into_iter().map(|h| h.agent_id).collect();
+    let update = AgentUpdate {
+        agent_name: Some("Sales Assistant".into()),
+        paused: Some(true),
+        confidence_score: Some(0.85),
+    };
+    let h = store
+        .put_agent("t", "zeta", &update, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (h.agent_name.as_str(), h.status, h.confidence_score),
+        ("Sales Assistant", AgentStatus::Paused, 0.85)
+    );
+    let h = store
+        .put_agent(
+            "t",
+            "zeta",
+            &AgentUpdate {
+                paused: Some(false),
+                ..AgentUpdate::default()
+            },
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (h.agent_name.as_str(), h.status, h.confidence_score),
+        ("Sales Assistant", AgentStatus::Idle, 0.85)
+    );
+    store
+        .put_agent("t", "alpha", &AgentUpdate::default(), now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let events = batch(
+        now,
+        json!([{"event_id": "m", "type": "execution.started", "agent_id": "mid", "execution_id": "x", "operation": "op"}]),
+    );
+    store
+        .ingest("t", &events, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<String> = store
+        .list_agent_health("t", now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|h| h.agent_id)
+        .collect();
     assert_eq!(ids, ["alpha", "mid", "zeta"]);
 }
 
 async fn tenants_never_see_each_other(store: Store) {
     let now = now();
-    let events = batch(now, json!([{"event_id": "e", "type": "execution.started", "agent_id": "a", "execution_id": "x", "operation": "op"}]));
-    store.ingest("acme", &events, now).await.unwrap_or_else(|e| panic!("{e}"));
+    let events = batch(
+        now,
+        json!([{"event_id": "e", "type": "execution.started", "agent_id": "a", "execution_id": "x", "operation": "op"}]),
+    );
+    store
+        .ingest("acme", &events, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     // Same event id in another tenant is a different event.
-    let other = store.ingest("globex", &events, now).await.unwrap_or_else(|e| panic!("{e}"));
+    let other = store
+        .ingest("globex", &events, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(other.accepted, 1);
-    store.put_agent("acme", "only-acme", &AgentUpdate::default(), now).await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(store.agent_health("globex", "only-acme", now).await.unwrap_or_else(|e| panic!("{e}")).is_none());
-    assert_eq!(store.list_agent_health("globex", now).await.unwrap_or_else(|e| panic!("{e}")).len(), 1);
-    assert_eq!(store.list_agent_health("acme", now).await.unwrap_or_else(|e| panic!("{e}")).len(), 2);
+    store
+        .put_agent("acme", "only-acme", &AgentUpdate::default(), now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(store
+        .agent_health("globex", "only-acme", now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .is_none());
+    assert_eq!(
+        store
+            .list_agent_health("globex", now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .list_agent_health("acme", now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .len(),
+        2
+    );
 }
 
 async fn integration_calls_drive_the_connection_state_machine(store: Store) {
@@ -206,42 +400,103 @@ async fn integration_calls_drive_the_connection_state_machine(store: Store) {
         .enumerate()
         .map(|(i, ok)| json!({"event_id": format!("c{i}"), "type": "integration.call", "integration_id": "hubspot", "integration_name": "HubSpot", "latency_ms": 100 * (i + 1), "ok": ok, "timestamp": at(now - 1000 * (10 - i as i64))}))
         .collect();
-    store.ingest("t", &batch(now, json!(calls)), now).await.unwrap_or_else(|e| panic!("{e}"));
-    let i = store.integration_health("t", "hubspot", now, 5000.0).await.ok().flatten().unwrap_or_else(|| panic!("integration missing"));
-    assert_eq!((i.state, i.consecutive_failures), (ConnectionState::Failed, 3));
-    assert_eq!((i.error_rate, i.latency_ms, i.integration_name.as_str()), (0.75, 250.0, "HubSpot"));
-    let ok = batch(now, json!([{"event_id": "c9", "type": "integration.call", "integration_id": "hubspot", "latency_ms": 50, "ok": true}]));
-    store.ingest("t", &ok, now).await.unwrap_or_else(|e| panic!("{e}"));
-    let i = store.integration_health("t", "hubspot", now, 5000.0).await.ok().flatten().unwrap_or_else(|| panic!("integration missing"));
-    assert_eq!((i.state, i.consecutive_failures, i.successful_recoveries), (ConnectionState::Active, 0, 1));
+    store
+        .ingest("t", &batch(now, json!(calls)), now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let i = store
+        .integration_health("t", "hubspot", now, 5000.0)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("integration missing"));
+    assert_eq!(
+        (i.state, i.consecutive_failures),
+        (ConnectionState::Failed, 3)
+    );
+    assert_eq!(
+        (i.error_rate, i.latency_ms, i.integration_name.as_str()),
+        (0.75, 250.0, "HubSpot")
+    );
+    let ok = batch(
+        now,
+        json!([{"event_id": "c9", "type": "integration.call", "integration_id": "hubspot", "latency_ms": 50, "ok": true}]),
+    );
+    store
+        .ingest("t", &ok, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let i = store
+        .integration_health("t", "hubspot", now, 5000.0)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("integration missing"));
+    assert_eq!(
+        (i.state, i.consecutive_failures, i.successful_recoveries),
+        (ConnectionState::Active, 0, 1)
+    );
 }
 
 async fn put_integration_registers_a_probe(store: Store) {
     let now = now();
     let update = IntegrationUpdate {
         integration_name: Some("Slack".into()),
-        probe: Some(shared::domain::records::Probe { url: "https://slack.com/api/api.test".into(), timeout_ms: 5000, expected_status: 200 }),
+        probe: Some(shared::domain::records::Probe {
+            url: "https://slack.com/api/api.test".into(),
+            timeout_ms: 5000,
+            expected_status: 200,
+        }),
     };
-    let i = store.put_integration("t", "slack", &update, now, 5000.0).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((i.integration_name.as_str(), i.state), ("Slack", ConnectionState::Initializing));
-    let item = store.backend().get(&[layout::record("t", Entity::Integration, "slack")]).await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(matches!(&item[0], Some(it) if matches!(&it.record, Record::Integration(r) if r.probe.as_ref().map(|p| p.timeout_ms) == Some(5000))));
+    let i = store
+        .put_integration("t", "slack", &update, now, 5000.0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (i.integration_name.as_str(), i.state),
+        ("Slack", ConnectionState::Initializing)
+    );
+    let item = store
+        .backend()
+        .get(&[layout::record("t", Entity::Integration, "slack")])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(&item[0], Some(it) if matches!(&it.record, Record::Integration(r) if r.probe.as_ref().map(|p| p.timeout_ms) == Some(5000)))
+    );
 }
 
 async fn host_samples_and_gauges_keep_the_newest_reading(store: Store) {
     let now = now();
-    let events = batch(now, json!([
-        {"event_id": "h2", "type": "host.sample", "host_id": "web-1", "cpu_usage": 80.5, "memory_usage": 70, "disk_usage": 30, "load_average": [1.0, 0.5, 0.25], "uptime_seconds": 3600, "timestamp": at(now - 1000)},
-        {"event_id": "h1", "type": "host.sample", "host_id": "web-1", "cpu_usage": 10, "memory_usage": 20, "timestamp": at(now - 5000)},
-        {"event_id": "g2", "type": "gauge", "name": "queue_depth", "value": 12, "timestamp": at(now - 1000)},
-        {"event_id": "g1", "type": "gauge", "name": "queue_depth", "value": 99, "timestamp": at(now - 5000)},
-    ]));
-    store.ingest("t", &events, now).await.unwrap_or_else(|e| panic!("{e}"));
-    let items = store.backend().get(&[layout::record("t", Entity::Host, "web-1"), layout::system("t")]).await.unwrap_or_else(|e| panic!("{e}"));
+    let events = batch(
+        now,
+        json!([
+            {"event_id": "h2", "type": "host.sample", "host_id": "web-1", "cpu_usage": 80.5, "memory_usage": 70, "disk_usage": 30, "load_average": [1.0, 0.5, 0.25], "uptime_seconds": 3600, "timestamp": at(now - 1000)},
+            {"event_id": "h1", "type": "host.sample", "host_id": "web-1", "cpu_usage": 10, "memory_usage": 20, "timestamp": at(now - 5000)},
+            {"event_id": "g2", "type": "gauge", "name": "queue_depth", "value": 12, "timestamp": at(now - 1000)},
+            {"event_id": "g1", "type": "gauge", "name": "queue_depth", "value": 99, "timestamp": at(now - 5000)},
+        ]),
+    );
+    store
+        .ingest("t", &events, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let items = store
+        .backend()
+        .get(&[
+            layout::record("t", Entity::Host, "web-1"),
+            layout::system("t"),
+        ])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     match items.as_slice() {
         [Some(host), Some(system)] => {
-            assert!(matches!(&host.record, Record::Host(h) if h.cpu_usage == 80.5 && h.uptime_seconds == Some(3600)));
-            assert!(matches!(&system.record, Record::System(s) if s.queue_depth.map(|g| g.value) == Some(12)));
+            assert!(
+                matches!(&host.record, Record::Host(h) if h.cpu_usage == 80.5 && h.uptime_seconds == Some(3600))
+            );
+            assert!(
+                matches!(&system.record, Record::System(s) if s.queue_depth.map(|g| g.value) == Some(12))
+            );
         }
         other => panic!("expected host and system records, got {other:?}"),
     }
@@ -249,12 +504,30 @@ async fn host_samples_and_gauges_keep_the_newest_reading(store: Store) {
 
 async fn api_keys_are_stored_hashed_with_tenant_and_scopes(store: Store) {
     let now = now();
-    let key = store.create_api_key("acme", &["read".to_owned()], "ops", now).await.unwrap_or_else(|e| panic!("{e}"));
+    let key = store
+        .create_api_key("acme", &["read".to_owned()], "ops", now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(key.starts_with("ahm_") && key.len() == 52);
-    let record = store.find_api_key(&key).await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("key missing"));
-    assert_eq!((record.tenant.as_str(), record.scopes.as_slice()), ("acme", ["read".to_owned()].as_slice()));
-    assert!(store.find_api_key("ahm_wrong").await.unwrap_or_else(|e| panic!("{e}")).is_none());
-    let stored = store.backend().get(&[layout::api_key(&shared::store::keys::hash_key(&key))]).await.unwrap_or_else(|e| panic!("{e}"));
+    let record = store
+        .find_api_key(&key)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("key missing"));
+    assert_eq!(
+        (record.tenant.as_str(), record.scopes.as_slice()),
+        ("acme", ["read".to_owned()].as_slice())
+    );
+    assert!(store
+        .find_api_key("ahm_wrong")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .is_none());
+    let stored = store
+        .backend()
+        .get(&[layout::api_key(&shared::store::keys::hash_key(&key))])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let text = format!("{:?}", stored);
     assert!(!text.contains(&key), "the key itself must not be stored");
 }
@@ -265,41 +538,87 @@ async fn a_large_batch_is_written_in_chunks_and_counted_exactly(store: Store) {
         .map(|i| json!({"event_id": format!("big{i}"), "type": "integration.call", "integration_id": format!("i{}", i % 7), "latency_ms": 10, "ok": i % 5 != 0}))
         .collect();
     let events = batch(now, json!(events));
-    let first = store.ingest("t", &events, now).await.unwrap_or_else(|e| panic!("{e}"));
+    let first = store
+        .ingest("t", &events, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(first.accepted, 250);
-    let again = store.ingest("t", &events, now).await.unwrap_or_else(|e| panic!("{e}"));
+    let again = store
+        .ingest("t", &events, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again.duplicates, 250);
-    let i0 = store.integration_health("t", "i0", now, 5000.0).await.ok().flatten().unwrap_or_else(|| panic!("missing"));
+    let i0 = store
+        .integration_health("t", "i0", now, 5000.0)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("missing"));
     // i0 gets events 0, 7, 14, ..., 245: 36 calls, of which those divisible by 5 failed (0, 35, ..., 245: 8).
-    assert_eq!(i0.error_rate, (8.0_f64 / 36.0 * 10_000.0).round() / 10_000.0);
+    assert_eq!(
+        i0.error_rate,
+        (8.0_f64 / 36.0 * 10_000.0).round() / 10_000.0
+    );
 }
 
 async fn a_write_whose_condition_fails_changes_nothing(store: Store) {
     use shared::store::{Condition, StoredItem, Write};
     let item = |sk: &str, version: u64| StoredItem {
-        key: shared::store::ItemKey { pk: "T#t#SYSTEM".into(), sk: sk.into() },
+        key: shared::store::ItemKey {
+            pk: "T#t#SYSTEM".into(),
+            sk: sk.into(),
+        },
         record: Record::System(shared::domain::records::SystemRecord::default()),
         version,
         expires_at: None,
         index: None,
     };
     let backend = store.backend();
-    backend.write(vec![Write { item: item("A", 1), condition: Condition::NotExists }]).await.unwrap_or_else(|e| panic!("{e}"));
+    backend
+        .write(vec![Write {
+            item: item("A", 1),
+            condition: Condition::NotExists,
+        }])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     // Second write of the pair has a stale version: neither may be applied.
     let result = backend
         .write(vec![
-            Write { item: item("B", 1), condition: Condition::NotExists },
-            Write { item: item("A", 3), condition: Condition::Version(2) },
+            Write {
+                item: item("B", 1),
+                condition: Condition::NotExists,
+            },
+            Write {
+                item: item("A", 3),
+                condition: Condition::Version(2),
+            },
         ])
         .await;
-    assert!(matches!(result, Err(shared::store::StoreError::Conflict)), "{result:?}");
-    let again = backend.write(vec![Write { item: item("A", 2), condition: Condition::NotExists }]).await;
-    assert!(matches!(again, Err(shared::store::StoreError::Conflict)), "{again:?}");
+    assert!(
+        matches!(result, Err(shared::store::StoreError::Conflict)),
+        "{result:?}"
+    );
+    let again = backend
+        .write(vec![Write {
+            item: item("A", 2),
+            condition: Condition::NotExists,
+        }])
+        .await;
+    assert!(
+        matches!(again, Err(shared::store::StoreError::Conflict)),
+        "{again:?}"
+    );
     let keys = [item("A", 0).key, item("B", 0).key];
     let read = backend.get(&keys).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(read[0].as_ref().map(|i| i.version), Some(1));
     assert!(read[1].is_none(), "a cancelled transaction must not write");
-    backend.write(vec![Write { item: item("A", 2), condition: Condition::Version(1) }]).await.unwrap_or_else(|e| panic!("{e}"));
+    backend
+        .write(vec![Write {
+            item: item("A", 2),
+            condition: Condition::Version(1),
+        }])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 macro_rules! conformance {
@@ -350,10 +669,21 @@ async fn embedded_data_survives_a_reopen() {
     let now = now();
     {
         let store = local_stack::open_store(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        let events = batch(now, json!([{"event_id": "p", "type": "execution.finished", "agent_id": "kept", "execution_id": "x", "outcome": "completed", "duration_ms": 5}]));
-        store.ingest("t", &events, now).await.unwrap_or_else(|e| panic!("{e}"));
+        let events = batch(
+            now,
+            json!([{"event_id": "p", "type": "execution.finished", "agent_id": "kept", "execution_id": "x", "outcome": "completed", "duration_ms": 5}]),
+        );
+        store
+            .ingest("t", &events, now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     let store = local_stack::open_store(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-    let h = store.agent_health("t", "kept", now).await.ok().flatten().unwrap_or_else(|| panic!("agent lost on reopen"));
+    let h = store
+        .agent_health("t", "kept", now)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("agent lost on reopen"));
     assert_eq!(h.operations_completed, 1);
 }

@@ -10,8 +10,16 @@ use crate::AppState;
 
 /// An agent's health; 404 if the tenant has no such agent.
 #[tracing::instrument(skip(state))]
-pub async fn get(state: &AppState, tenant: &str, agent_id: &str) -> Result<Response<String>, ApiError> {
-    match state.store.agent_health(tenant, agent_id, state.clock.now_ms()).await? {
+pub async fn get(
+    state: &AppState,
+    tenant: &str,
+    agent_id: &str,
+) -> Result<Response<String>, ApiError> {
+    match state
+        .store
+        .agent_health(tenant, agent_id, state.clock.now_ms())
+        .await?
+    {
         Some(health) => Ok(json_response(StatusCode::OK, &health)),
         None => Err(ApiError::NotFound(format!("no agent with id {agent_id}"))),
     }
@@ -19,9 +27,17 @@ pub async fn get(state: &AppState, tenant: &str, agent_id: &str) -> Result<Respo
 
 /// Creates or updates an agent; answers its health.
 #[tracing::instrument(skip(state, body))]
-pub async fn put(state: &AppState, tenant: &str, agent_id: &str, body: &[u8]) -> Result<Response<String>, ApiError> {
+pub async fn put(
+    state: &AppState,
+    tenant: &str,
+    agent_id: &str,
+    body: &[u8],
+) -> Result<Response<String>, ApiError> {
     let update = parse_update(body)?;
-    let health = state.store.put_agent(tenant, agent_id, &update, state.clock.now_ms()).await?;
+    let health = state
+        .store
+        .put_agent(tenant, agent_id, &update, state.clock.now_ms())
+        .await?;
     Ok(json_response(StatusCode::OK, &health))
 }
 
@@ -31,17 +47,31 @@ fn parse_update(body: &[u8]) -> Result<AgentUpdate, ApiError> {
         let bad = |m: &str| ApiError::bad_request("invalid_agent", format!("{field}: {m}"));
         match (field.as_str(), value) {
             (_, Value::Null) => {}
-            ("agent_name", Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_ID_CHARS && !s.chars().any(char::is_control) => {
+            ("agent_name", Value::String(s))
+                if !s.is_empty()
+                    && s.chars().count() <= MAX_ID_CHARS
+                    && !s.chars().any(char::is_control) =>
+            {
                 update.agent_name = Some(s);
             }
-            ("agent_name", _) => return Err(bad("must be a string of 1 to 128 characters without control characters")),
+            ("agent_name", _) => {
+                return Err(bad(
+                    "must be a string of 1 to 128 characters without control characters",
+                ))
+            }
             ("paused", Value::Bool(b)) => update.paused = Some(b),
             ("paused", _) => return Err(bad("must be true or false")),
-            ("confidence_score", Value::Number(n)) if n.as_f64().is_some_and(|v| (0.0..=1.0).contains(&v)) => {
+            ("confidence_score", Value::Number(n))
+                if n.as_f64().is_some_and(|v| (0.0..=1.0).contains(&v)) =>
+            {
                 update.confidence_score = n.as_f64();
             }
             ("confidence_score", _) => return Err(bad("must be a number from 0 to 1")),
-            _ => return Err(bad("is not a field of an agent; expected agent_name, paused or confidence_score")),
+            _ => {
+                return Err(bad(
+                    "is not a field of an agent; expected agent_name, paused or confidence_score",
+                ))
+            }
         }
     }
     Ok(update)
@@ -53,12 +83,25 @@ mod tests {
 
     #[test]
     fn an_update_names_its_bad_field() {
-        let msg = |b: &str| parse_update(b.as_bytes()).err().map(|e| e.to_string()).unwrap_or_default();
-        assert_eq!(msg(r#"{"confidence_score": 2}"#), "confidence_score: must be a number from 0 to 1");
+        let msg = |b: &str| {
+            parse_update(b.as_bytes())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            msg(r#"{"confidence_score": 2}"#),
+            "confidence_score: must be a number from 0 to 1"
+        );
         assert_eq!(msg(r#"{"paused": "no"}"#), "paused: must be true or false");
-        assert_eq!(msg(r#"{"pausd": true}"#), "pausd: is not a field of an agent; expected agent_name, paused or confidence_score");
+        assert_eq!(
+            msg(r#"{"pausd": true}"#),
+            "pausd: is not a field of an agent; expected agent_name, paused or confidence_score"
+        );
         assert_eq!(msg("[1]"), "body: must be a JSON object");
-        let ok = parse_update(br#"{"agent_name": "Sales", "paused": true, "confidence_score": 0.85}"#).ok();
+        let ok =
+            parse_update(br#"{"agent_name": "Sales", "paused": true, "confidence_score": 0.85}"#)
+                .ok();
         assert_eq!(ok.and_then(|u| u.confidence_score), Some(0.85));
         assert_eq!(parse_update(b"").ok(), Some(AgentUpdate::default()));
     }

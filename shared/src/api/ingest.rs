@@ -9,10 +9,19 @@ use crate::AppState;
 /// Validates the whole batch (nothing is stored if any event is invalid), stores it
 /// idempotently, and answers 202 `{"accepted": N, "duplicates": M}`.
 #[tracing::instrument(skip(state, body), fields(bytes = body.len()))]
-pub async fn post_events(state: &AppState, tenant: &str, body: &[u8]) -> Result<Response<String>, ApiError> {
+pub async fn post_events(
+    state: &AppState,
+    tenant: &str,
+    body: &[u8],
+) -> Result<Response<String>, ApiError> {
     let now = state.clock.now_ms();
-    let events = parse_batch(body, now).map_err(|errors| ApiError::invalid_fields("invalid_events", errors))?;
+    let events = parse_batch(body, now)
+        .map_err(|errors| ApiError::invalid_fields("invalid_events", errors))?;
     let outcome = state.store.ingest(tenant, &events, now).await?;
-    tracing::info!(accepted = outcome.accepted, duplicates = outcome.duplicates, "ingested");
+    tracing::info!(
+        accepted = outcome.accepted,
+        duplicates = outcome.duplicates,
+        "ingested"
+    );
     Ok(json_response(StatusCode::ACCEPTED, &outcome))
 }

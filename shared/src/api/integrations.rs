@@ -17,37 +17,67 @@ pub const MAX_PROBE_TIMEOUT_MS: u64 = 25_000;
 /// Creates or updates an integration; answers its health (the shape of one item of
 /// `GET /api/health/integrations`).
 #[tracing::instrument(skip(state, body))]
-pub async fn put(state: &AppState, tenant: &str, integration_id: &str, body: &[u8]) -> Result<Response<String>, ApiError> {
+pub async fn put(
+    state: &AppState,
+    tenant: &str,
+    integration_id: &str,
+    body: &[u8],
+) -> Result<Response<String>, ApiError> {
     let update = parse_update(state, body).await?;
     let health = state
         .store
-        .put_integration(tenant, integration_id, &update, state.clock.now_ms(), state.config.latency_threshold_ms)
+        .put_integration(
+            tenant,
+            integration_id,
+            &update,
+            state.clock.now_ms(),
+            state.config.latency_threshold_ms,
+        )
         .await?;
     Ok(json_response(StatusCode::OK, &health))
 }
 
 async fn parse_update(state: &AppState, body: &[u8]) -> Result<IntegrationUpdate, ApiError> {
-    let bad = |field: &str, m: &str| ApiError::bad_request("invalid_integration", format!("{field}: {m}"));
+    let bad = |field: &str, m: &str| {
+        ApiError::bad_request("invalid_integration", format!("{field}: {m}"))
+    };
     let mut update = IntegrationUpdate::default();
     for (field, value) in object_body(body)? {
         match (field.as_str(), value) {
             (_, Value::Null) => {}
-            ("integration_name", Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_ID_CHARS && !s.chars().any(char::is_control) => {
+            ("integration_name", Value::String(s))
+                if !s.is_empty()
+                    && s.chars().count() <= MAX_ID_CHARS
+                    && !s.chars().any(char::is_control) =>
+            {
                 update.integration_name = Some(s);
             }
-            ("integration_name", _) => return Err(bad(&field, "must be a string of 1 to 128 characters without control characters")),
+            ("integration_name", _) => {
+                return Err(bad(
+                    &field,
+                    "must be a string of 1 to 128 characters without control characters",
+                ))
+            }
             ("probe", Value::Object(p)) => {
                 let url = match p.get("url") {
-                    Some(Value::String(u)) => probe::check_url(u, &state.config.probe_allowed_addresses)
-                        .await
-                        .map_err(|m| bad("probe.url", &m))?,
+                    Some(Value::String(u)) => {
+                        probe::check_url(u, &state.config.probe_allowed_addresses)
+                            .await
+                            .map_err(|m| bad("probe.url", &m))?
+                    }
                     _ => return Err(bad("probe.url", "is required and must be a string")),
                 };
                 let timeout_ms = match p.get("timeout_ms") {
                     None | Some(Value::Null) => DEFAULT_PROBE_TIMEOUT_MS,
-                    Some(v) => v.as_u64().filter(|t| (1..=MAX_PROBE_TIMEOUT_MS).contains(t)).ok_or_else(|| {
-                        bad("probe.timeout_ms", "must be a whole number of milliseconds from 1 to 25000")
-                    })?,
+                    Some(v) => v
+                        .as_u64()
+                        .filter(|t| (1..=MAX_PROBE_TIMEOUT_MS).contains(t))
+                        .ok_or_else(|| {
+                            bad(
+                                "probe.timeout_ms",
+                                "must be a whole number of milliseconds from 1 to 25000",
+                            )
+                        })?,
                 };
                 let expected_status = match p.get("expected_status") {
                     None | Some(Value::Null) => 200,
@@ -55,15 +85,40 @@ async fn parse_update(state: &AppState, body: &[u8]) -> Result<IntegrationUpdate
                         .as_u64()
                         .filter(|s| (100..=599).contains(s))
                         .and_then(|s| u16::try_from(s).ok())
-                        .ok_or_else(|| bad("probe.expected_status", "must be an HTTP status from 100 to 599"))?,
+                        .ok_or_else(|| {
+                            bad(
+                                "probe.expected_status",
+                                "must be an HTTP status from 100 to 599",
+                            )
+                        })?,
                 };
-                if let Some(other) = p.keys().find(|k| !matches!(k.as_str(), "url" | "timeout_ms" | "expected_status")) {
-                    return Err(bad(&format!("probe.{other}"), "is not a field of a probe; expected url, timeout_ms or expected_status"));
+                if let Some(other) = p
+                    .keys()
+                    .find(|k| !matches!(k.as_str(), "url" | "timeout_ms" | "expected_status"))
+                {
+                    return Err(bad(
+                        &format!("probe.{other}"),
+                        "is not a field of a probe; expected url, timeout_ms or expected_status",
+                    ));
                 }
-                update.probe = Some(Probe { url: url.to_string(), timeout_ms, expected_status });
+                update.probe = Some(Probe {
+                    url: url.to_string(),
+                    timeout_ms,
+                    expected_status,
+                });
             }
-            ("probe", _) => return Err(bad(&field, "must be an object {\"url\", \"timeout_ms\", \"expected_status\"}")),
-            _ => return Err(bad(&field, "is not a field of an integration; expected integration_name or probe")),
+            ("probe", _) => {
+                return Err(bad(
+                    &field,
+                    "must be an object {\"url\", \"timeout_ms\", \"expected_status\"}",
+                ))
+            }
+            _ => {
+                return Err(bad(
+                    &field,
+                    "is not a field of an integration; expected integration_name or probe",
+                ))
+            }
         }
     }
     Ok(update)

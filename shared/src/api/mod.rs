@@ -80,9 +80,13 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         Some(raw) => {
             let decoded = percent_decode_str(raw)
                 .decode_utf8()
-                .map_err(|_| ApiError::bad_request("invalid_id", "the id in the path is not UTF-8"))?
+                .map_err(|_| {
+                    ApiError::bad_request("invalid_id", "the id in the path is not UTF-8")
+                })?
                 .into_owned();
-            check_id(&decoded).map_err(|m| ApiError::bad_request("invalid_id", format!("the id in the path {m}")))?;
+            check_id(&decoded).map_err(|m| {
+                ApiError::bad_request("invalid_id", format!("the id in the path {m}"))
+            })?;
             Some(decoded)
         }
     };
@@ -91,22 +95,36 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
 
 /// Serves one request. `only` restricts the endpoints served (a Lambda function serves its
 /// own); every other route answers 404. Never fails: errors become their JSON response.
-pub async fn handle(state: &AppState, req: Request<Bytes>, only: Option<Endpoint>) -> Response<String> {
+pub async fn handle(
+    state: &AppState,
+    req: Request<Bytes>,
+    only: Option<Endpoint>,
+) -> Response<String> {
     match serve(state, req, only).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
 }
 
-async fn serve(state: &AppState, req: Request<Bytes>, only: Option<Endpoint>) -> Result<Response<String>, ApiError> {
+async fn serve(
+    state: &AppState,
+    req: Request<Bytes>,
+    only: Option<Endpoint>,
+) -> Result<Response<String>, ApiError> {
     let route = route(req.method(), req.uri().path())?;
     if only.is_some_and(|e| e != route.endpoint) {
-        return Err(ApiError::NotFound(format!("no route for {}", req.uri().path())));
+        return Err(ApiError::NotFound(format!(
+            "no route for {}",
+            req.uri().path()
+        )));
     }
     if req.body().len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+        return Err(ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
     }
-    let principal = auth::authorize(state, auth::bearer(req.headers()), route.endpoint.scope()).await?;
+    let principal =
+        auth::authorize(state, auth::bearer(req.headers()), route.endpoint.scope()).await?;
     let tenant = principal.tenant.as_str();
     let id = route.id.as_deref().unwrap_or_default();
     let body = req.body();
@@ -131,14 +149,22 @@ pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Stri
 }
 
 /// Parses an optional JSON object body: empty means `{}`.
-pub(crate) fn object_body(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+pub(crate) fn object_body(
+    body: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::Map::new());
     }
     match serde_json::from_slice(body) {
         Ok(serde_json::Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::bad_request("invalid_body", "body: must be a JSON object")),
-        Err(e) => Err(ApiError::bad_request("invalid_json", format!("body: is not valid JSON ({e})"))),
+        Ok(_) => Err(ApiError::bad_request(
+            "invalid_body",
+            "body: must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::bad_request(
+            "invalid_json",
+            format!("body: is not valid JSON ({e})"),
+        )),
     }
 }
 
@@ -150,9 +176,21 @@ mod tests {
     fn routes_match_methods_and_decode_ids() {
         let r = route(&Method::GET, "/api/health/agent/sales%20bot");
         assert_eq!(r.ok().and_then(|r| r.id), Some("sales bot".to_owned()));
-        assert!(matches!(route(&Method::GET, "/api/health/events"), Err(ApiError::MethodNotAllowed { .. })));
-        assert!(matches!(route(&Method::GET, "/api/health/nope"), Err(ApiError::NotFound(_))));
-        assert!(matches!(route(&Method::GET, "/elsewhere"), Err(ApiError::NotFound(_))));
-        assert!(matches!(route(&Method::PUT, "/api/health/agents/a%07b"), Err(ApiError::BadRequest { .. })));
+        assert!(matches!(
+            route(&Method::GET, "/api/health/events"),
+            Err(ApiError::MethodNotAllowed { .. })
+        ));
+        assert!(matches!(
+            route(&Method::GET, "/api/health/nope"),
+            Err(ApiError::NotFound(_))
+        ));
+        assert!(matches!(
+            route(&Method::GET, "/elsewhere"),
+            Err(ApiError::NotFound(_))
+        ));
+        assert!(matches!(
+            route(&Method::PUT, "/api/health/agents/a%07b"),
+            Err(ApiError::BadRequest { .. })
+        ));
     }
 }

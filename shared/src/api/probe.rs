@@ -63,7 +63,10 @@ pub async fn check_url(url: &str, allowed: &[IpAddr]) -> Result<url::Url, String
     if addrs.is_empty() {
         return Err("host does not resolve".to_owned());
     }
-    if let Some(bad) = addrs.iter().find(|ip| is_restricted(**ip) && !allowed.contains(ip)) {
+    if let Some(bad) = addrs
+        .iter()
+        .find(|ip| is_restricted(**ip) && !allowed.contains(ip))
+    {
         return Err(format!(
             "resolves to {bad}, a loopback, private, link-local or metadata address, which \
              probes may not reach unless PROBE_ALLOWED_ADDRESSES allows it"
@@ -78,21 +81,47 @@ mod tests {
 
     #[test]
     fn internal_addresses_are_restricted_and_public_ones_not() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00:ec2::254", "fe80::1", "::ffff:127.0.0.1"] {
-            assert!(is_restricted(ip.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))), "{ip}");
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(
+                is_restricted(ip.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))),
+                "{ip}"
+            );
         }
         for ip in ["93.184.216.34", "2606:4700::1111", "1.1.1.1"] {
-            assert!(!is_restricted(ip.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))), "{ip}");
+            assert!(
+                !is_restricted(ip.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))),
+                "{ip}"
+            );
         }
     }
 
     #[tokio::test]
     async fn metadata_and_loopback_urls_are_refused_unless_allowed() {
-        assert!(check_url("http://169.254.169.254/latest/meta-data", &[]).await.is_err());
-        assert!(check_url("http://localhost:8080/health", &[]).await.is_err());
+        assert!(check_url("http://169.254.169.254/latest/meta-data", &[])
+            .await
+            .is_err());
+        assert!(check_url("http://localhost:8080/health", &[])
+            .await
+            .is_err());
         assert!(check_url("ftp://example.com/", &[]).await.is_err());
-        let allowed = ["127.0.0.1".parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))];
-        assert!(check_url("http://127.0.0.1:8080/health", &allowed).await.is_ok());
+        let allowed = ["127.0.0.1"
+            .parse()
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))];
+        assert!(check_url("http://127.0.0.1:8080/health", &allowed)
+            .await
+            .is_ok());
         assert!(check_url("http://1.1.1.1/", &[]).await.is_ok());
     }
 }

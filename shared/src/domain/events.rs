@@ -258,7 +258,10 @@ impl<'a> Fields<'a> {
             None | Some(Value::Null) => Some(now),
             Some(Value::String(text)) => match parse_rfc3339(text) {
                 None => {
-                    self.fail("timestamp", "must be an RFC 3339 time such as 2026-02-02T13:00:00Z");
+                    self.fail(
+                        "timestamp",
+                        "must be an RFC 3339 time such as 2026-02-02T13:00:00Z",
+                    );
                     None
                 }
                 Some(t) if t > now + MAX_FUTURE_SKEW_MS => {
@@ -305,7 +308,10 @@ impl<'a> Fields<'a> {
                     Some("completed") => Some(Outcome::Completed),
                     Some("failed") => Some(Outcome::Failed),
                     _ => {
-                        self.fail("outcome", "is required and must be \"completed\" or \"failed\"");
+                        self.fail(
+                            "outcome",
+                            "is required and must be \"completed\" or \"failed\"",
+                        );
                         None
                     }
                 };
@@ -418,7 +424,10 @@ impl<'a> Fields<'a> {
                 None
             }
             Some(Value::String(s)) if s.chars().count() > MAX_TEXT_CHARS => {
-                self.fail(field, format!("must be at most {MAX_TEXT_CHARS} characters"));
+                self.fail(
+                    field,
+                    format!("must be at most {MAX_TEXT_CHARS} characters"),
+                );
                 None
             }
             Some(Value::String(s)) => Some(Some(s.clone())),
@@ -518,7 +527,9 @@ mod tests {
         let events = parse_batch(body.as_bytes(), NOW).unwrap_or_default();
         assert_eq!(events.len(), 5);
         assert_eq!(events[0].timestamp, NOW);
-        assert!(matches!(events[1].kind, EventKind::ExecutionFinished { outcome: Outcome::Failed, confidence: Some(c), .. } if c == 0.4));
+        assert!(
+            matches!(events[1].kind, EventKind::ExecutionFinished { outcome: Outcome::Failed, confidence: Some(c), .. } if c == 0.4)
+        );
     }
 
     #[test]
@@ -562,15 +573,26 @@ mod tests {
         };
         assert!(errors_of(&at(4 * MINUTE_MS)).is_empty());
         assert_eq!(errors_of(&at(6 * MINUTE_MS)).len(), 1);
-        assert!(errors_of(&at(6 * MINUTE_MS))[0].starts_with("events[0].timestamp: is more than 5 minutes in the future"));
+        assert!(errors_of(&at(6 * MINUTE_MS))[0]
+            .starts_with("events[0].timestamp: is more than 5 minutes in the future"));
     }
 
     #[test]
     fn batch_shape_errors_name_the_events_field() {
-        assert_eq!(errors_of("{}"), vec!["events: is required: send {\"events\": [...]}"]);
-        assert_eq!(errors_of(r#"{"events": []}"#), vec!["events: must hold 1 to 1000 events, got 0"]);
+        assert_eq!(
+            errors_of("{}"),
+            vec!["events: is required: send {\"events\": [...]}"]
+        );
+        assert_eq!(
+            errors_of(r#"{"events": []}"#),
+            vec!["events: must hold 1 to 1000 events, got 0"]
+        );
         let many: Vec<String> = (0..1001)
-            .map(|i| format!(r#"{{"event_id": "{i}", "type": "gauge", "name": "queue_depth", "value": 1}}"#))
+            .map(|i| {
+                format!(
+                    r#"{{"event_id": "{i}", "type": "gauge", "name": "queue_depth", "value": 1}}"#
+                )
+            })
             .collect();
         assert_eq!(
             errors_of(&format!(r#"{{"events": [{}]}}"#, many.join(","))),

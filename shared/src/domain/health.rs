@@ -424,7 +424,12 @@ mod tests {
         let agent = AgentRecord::new("a", NOW);
         let m = minute_of(NOW);
         let mut c = AgentCounters::default();
-        for outcome in [Outcome::Completed, Outcome::Completed, Outcome::Completed, Outcome::Failed] {
+        for outcome in [
+            Outcome::Completed,
+            Outcome::Completed,
+            Outcome::Completed,
+            Outcome::Failed,
+        ] {
             c.started += 1;
             c.add_finish(outcome, Some(1_000.0));
         }
@@ -460,15 +465,24 @@ mod tests {
     fn status_is_paused_then_error_then_idle_in_that_order() {
         let mut agent = AgentRecord::new("a", NOW);
         agent.finish("x", Outcome::Failed, NOW);
-        assert_eq!(agent_health(&agent, &[], &[], NOW).status, AgentStatus::Error);
+        assert_eq!(
+            agent_health(&agent, &[], &[], NOW).status,
+            AgentStatus::Error
+        );
         agent.paused = true;
-        assert_eq!(agent_health(&agent, &[], &[], NOW).status, AgentStatus::Paused);
+        assert_eq!(
+            agent_health(&agent, &[], &[], NOW).status,
+            AgentStatus::Paused
+        );
     }
 
     #[test]
     fn a_day_with_one_completed_and_one_failed_scores_half_degraded() {
         let p = DayScore::of_agent(20_000, &day(1, 2));
-        assert_eq!(p.map(|p| (p.score, p.status())), Some((0.5, DayStatus::Degraded)));
+        assert_eq!(
+            p.map(|p| (p.score, p.status())),
+            Some((0.5, DayStatus::Degraded))
+        );
         assert_eq!(DayScore::of_agent(20_000, &day(0, 0)), None);
         assert_eq!(DayStatus::of(0.8), DayStatus::Healthy);
         assert_eq!(DayStatus::of(0.499), DayStatus::Error);
@@ -488,10 +502,20 @@ mod tests {
     fn the_agent_trend_uses_only_the_last_seven_days() {
         let agent = AgentRecord::new("a", NOW);
         let today = day_of(NOW);
-        let days = [(today - 7, day(0, 10)), (today - 6, day(3, 10)), (today, day(9, 10))];
-        assert_eq!(agent_health(&agent, &[], &days, NOW).health_trend, Trend::Improving);
+        let days = [
+            (today - 7, day(0, 10)),
+            (today - 6, day(3, 10)),
+            (today, day(9, 10)),
+        ];
+        assert_eq!(
+            agent_health(&agent, &[], &days, NOW).health_trend,
+            Trend::Improving
+        );
         let days = [(today - 7, day(0, 10)), (today, day(9, 10))];
-        assert_eq!(agent_health(&agent, &[], &days, NOW).health_trend, Trend::Stable);
+        assert_eq!(
+            agent_health(&agent, &[], &days, NOW).health_trend,
+            Trend::Stable
+        );
     }
 
     #[test]
@@ -522,6 +546,9 @@ mod tests {
         let mut c = IntegrationCounters::default();
         c.add(true, 6_000.0);
         let h = integration_health(&i, &[(minute_of(NOW), c)], &[], NOW, 5_000.0);
-        assert_eq!((h.status, h.connection_status), (IntegrationStatus::Degraded, ConnectionStatus::Connected));
+        assert_eq!(
+            (h.status, h.connection_status),
+            (IntegrationStatus::Degraded, ConnectionStatus::Connected)
+        );
     }
 }

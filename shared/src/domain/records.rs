@@ -250,7 +250,10 @@ impl IntegrationRecord {
             if self.state == ConnectionState::Failed {
                 self.successful_recoveries += 1;
             }
-            if !matches!(self.state, ConnectionState::Active | ConnectionState::Degraded) {
+            if !matches!(
+                self.state,
+                ConnectionState::Active | ConnectionState::Degraded
+            ) {
                 self.up_since = Some(at);
             }
             self.state = ConnectionState::Active;
@@ -383,10 +386,16 @@ mod tests {
         i.record_result(true, 1_000);
         assert_eq!(i.state, ConnectionState::Active);
         i.record_result(false, 2_000);
-        assert_eq!((i.state, i.consecutive_failures), (ConnectionState::Degraded, 1));
+        assert_eq!(
+            (i.state, i.consecutive_failures),
+            (ConnectionState::Degraded, 1)
+        );
         i.record_result(false, 3_000);
         i.record_result(false, 4_000);
-        assert_eq!((i.state, i.uptime_seconds(10_000)), (ConnectionState::Failed, 0));
+        assert_eq!(
+            (i.state, i.uptime_seconds(10_000)),
+            (ConnectionState::Failed, 0)
+        );
         i.record_result(true, 5_000);
         assert_eq!(i.state, ConnectionState::Active);
         assert_eq!((i.consecutive_failures, i.successful_recoveries), (0, 1));
@@ -405,7 +414,11 @@ mod tests {
     fn running_executions_are_capped_by_dropping_the_oldest() {
         let mut a = AgentRecord::new("a", 0);
         for i in 0..=MAX_RUNNING_PER_AGENT {
-            a.start(&format!("x{i}"), &format!("op{i}"), i64::try_from(i).unwrap_or(0));
+            a.start(
+                &format!("x{i}"),
+                &format!("op{i}"),
+                i64::try_from(i).unwrap_or(0),
+            );
         }
         assert_eq!(a.running.len(), MAX_RUNNING_PER_AGENT);
         assert!(!a.running.contains_key("x0"));

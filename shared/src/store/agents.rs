@@ -1,7 +1,7 @@
 //! The agents aggregate: reading an agent's health and registering or updating agents.
 
-use super::layout::{self, Entity};
 use super::ingest::corrupt;
+use super::layout::{self, Entity};
 use super::{backoff, Condition, Record, Store, StoreError, StoredItem, Write, MAX_ATTEMPTS};
 use crate::domain::health::{agent_health, trend_start_day, window_start_minute, AgentHealth};
 use crate::domain::records::{AgentCounters, AgentRecord};
@@ -43,7 +43,12 @@ impl Store {
             match item.record {
                 Record::Agent(a) => agent = Some(a),
                 Record::AgentCounters(c) => minutes.push((bucket(&item.key)?, c)),
-                _ => return Err(corrupt(&item.key, "unexpected record in an agent partition")),
+                _ => {
+                    return Err(corrupt(
+                        &item.key,
+                        "unexpected record in an agent partition",
+                    ))
+                }
             }
         }
         let Some(agent) = agent else {
@@ -66,9 +71,11 @@ impl Store {
         loop {
             let current = self.get_one(&key).await?;
             let (mut agent, condition, version) = match current {
-                Some(StoredItem { record: Record::Agent(a), version, .. }) => {
-                    (a, Condition::Version(version), version)
-                }
+                Some(StoredItem {
+                    record: Record::Agent(a),
+                    version,
+                    ..
+                }) => (a, Condition::Version(version), version),
                 Some(_) => return Err(corrupt(&key, "expected an agent")),
                 None => (AgentRecord::new(agent_id, now), Condition::NotExists, 0),
             };

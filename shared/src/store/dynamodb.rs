@@ -83,6 +83,30 @@ fn take_n(item: &mut Item, name: &str) -> Option<String> {
     }
 }
 
+/// The size DynamoDB bills an item at, by its documented rules: attribute names plus values
+/// (strings by UTF-8 length, numbers at about one byte per two significant digits plus one,
+/// maps and lists at 3 bytes plus their contents, booleans and nulls at 1 byte).
+pub fn item_size(item: &StoredItem) -> Result<usize, StoreError> {
+    Ok(to_item(item)?.iter().map(|(k, v)| k.len() + value_size(v)).sum())
+}
+
+fn value_size(v: &AttributeValue) -> usize {
+    match v {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => {
+            let digits = n.chars().filter(char::is_ascii_digit).count();
+            digits.div_ceil(2) + 1
+        }
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::M(m) => 3 + m.iter().map(|(k, v)| k.len() + value_size(v) + 1).sum::<usize>(),
+        AttributeValue::L(l) => 3 + l.iter().map(|v| value_size(v) + 1).sum::<usize>(),
+        AttributeValue::Ss(ss) => ss.iter().map(String::len).sum(),
+        AttributeValue::Ns(ns) => ns.iter().map(|n| n.len().div_ceil(2) + 1).sum(),
+        _ => 0,
+    }
+}
+
 /// Maps DynamoDB attributes back to a stored item; a malformed item is `Corrupt`.
 fn from_item(mut item: Item) -> Result<StoredItem, StoreError> {
     let pk = take_s(&mut item, "PK").unwrap_or_default();
@@ -218,8 +242,7 @@ impl Backend for DynamoBackend {
             let mut unique: Vec<&ItemKey> = chunk.iter().collect();
             unique.sort();
             unique.dedup();
-            let mut pending =
-                Some(unique.into_iter().map(key_item).collect::<Vec<_>>());
+            let mut pending = Some(unique.into_iter().map(key_item).collect::<Vec<_>>());
             let mut rounds = 0;
             while let Some(request) = pending.take().filter(|r| !r.is_empty()) {
                 let ka = KeysAndAttributes::builder()
@@ -335,7 +358,8 @@ impl Backend for DynamoBackend {
                 }
             }
             len if len > MAX_TRANSACTION_ITEMS => Err(StoreError::Backend(
-                format!("{len} writes exceed DynamoDB's {MAX_TRANSACTION_ITEMS} per transaction").into(),
+                format!("{len} writes exceed DynamoDB's {MAX_TRANSACTION_ITEMS} per transaction")
+                    .into(),
             )),
             _ => {
                 let mut items = Vec::with_capacity(writes.len());
@@ -368,7 +392,9 @@ impl Backend for DynamoBackend {
                             if c.cancellation_reasons().iter().all(|r| {
                                 matches!(
                                     r.code(),
-                                    None | Some("None" | "ConditionalCheckFailed" | "TransactionConflict")
+                                    None | Some(
+                                        "None" | "ConditionalCheckFailed" | "TransactionConflict"
+                                    )
                                 )
                             }) =>
                         {

@@ -96,7 +96,10 @@ impl Backend for EmbeddedBackend {
             let table = txn.open_table(ITEMS).map_err(backend_err)?;
             keys.into_iter()
                 .map(|key| {
-                    match table.get(joined(&key.pk, &key.sk).as_str()).map_err(backend_err)? {
+                    match table
+                        .get(joined(&key.pk, &key.sk).as_str())
+                        .map_err(backend_err)?
+                    {
                         Some(v) => decode(key, v.value()).map(Some),
                         None => Ok(None),
                     }
@@ -112,7 +115,10 @@ impl Backend for EmbeddedBackend {
             let txn = db.begin_read().map_err(backend_err)?;
             let table = txn.open_table(ITEMS).map_err(backend_err)?;
             let mut out = Vec::new();
-            for entry in table.range(lo.as_str()..=hi.as_str()).map_err(backend_err)? {
+            for entry in table
+                .range(lo.as_str()..=hi.as_str())
+                .map_err(backend_err)?
+            {
                 let (k, v) = entry.map_err(backend_err)?;
                 let key = split(k.value()).ok_or_else(|| StoreError::Corrupt {
                     pk: k.value().to_owned(),
@@ -175,7 +181,9 @@ impl Backend for EmbeddedBackend {
                         index: w.item.index.clone(),
                     };
                     let bytes = serde_json::to_vec(&body).map_err(backend_err)?;
-                    items.insert(key.as_str(), bytes.as_slice()).map_err(backend_err)?;
+                    items
+                        .insert(key.as_str(), bytes.as_slice())
+                        .map_err(backend_err)?;
                     if let Some(ix) = &w.item.index {
                         index
                             .insert(joined(&ix.pk, &ix.sk).as_str(), key.as_str())

@@ -13,7 +13,10 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use super::layout::{self, Entity};
-use super::{backoff, Condition, EventMark, ItemKey, Record, Store, StoreError, StoredItem, Write, MAX_ATTEMPTS};
+use super::{
+    backoff, Condition, EventMark, ItemKey, Record, Store, StoreError, StoredItem, Write,
+    MAX_ATTEMPTS,
+};
 use crate::domain::events::{Event, EventKind, Gauge};
 use crate::domain::records::{
     AgentCounters, AgentRecord, ExecutionRecord, GaugeReading, HostCounters, HostRecord,
@@ -96,8 +99,16 @@ impl Store {
         };
         let mut wanted = vec![mark.clone(), entity_key.clone()];
         let exec_key = match &event.kind {
-            EventKind::ExecutionStarted { agent_id, execution_id, .. }
-            | EventKind::ExecutionFinished { agent_id, execution_id, .. } => {
+            EventKind::ExecutionStarted {
+                agent_id,
+                execution_id,
+                ..
+            }
+            | EventKind::ExecutionFinished {
+                agent_id,
+                execution_id,
+                ..
+            } => {
                 let k = layout::execution(tenant, agent_id, execution_id);
                 wanted.push(k.clone());
                 Some(k)
@@ -108,31 +119,65 @@ impl Store {
         if snap.get(&mark).is_some() {
             return Ok(false);
         }
-        snap.put(mark, Record::Event(EventMark { stored_at: now }), layout::expiry(ts.max(now), layout::EVENT_MARK_TTL_MS), None);
+        snap.put(
+            mark,
+            Record::Event(EventMark { stored_at: now }),
+            layout::expiry(ts.max(now), layout::EVENT_MARK_TTL_MS),
+            None,
+        );
 
         match &event.kind {
-            EventKind::ExecutionStarted { agent_id, execution_id, operation, agent_name } => {
+            EventKind::ExecutionStarted {
+                agent_id,
+                execution_id,
+                operation,
+                agent_name,
+            } => {
                 let mut agent = snap.agent(&entity_key, agent_id, now)?;
                 agent.observe(ts);
                 if let Some(name) = agent_name {
                     agent.agent_name.clone_from(name);
                 }
-                let exec_key = exec_key.unwrap_or_else(|| layout::execution(tenant, agent_id, execution_id));
+                let exec_key =
+                    exec_key.unwrap_or_else(|| layout::execution(tenant, agent_id, execution_id));
                 // A start after its finish, or a second start, changes no counters.
                 if snap.get(&exec_key).is_none() {
                     agent.start(execution_id, operation, ts);
-                    snap.put(exec_key, Record::Execution(ExecutionRecord { started_at: ts, finished_at: None }), layout::expiry(ts.max(now), layout::EXECUTION_TTL_MS), None);
-                    self.bump_agent(snap, tenant, agent_id, ts, |c| c.started += 1).await?;
+                    snap.put(
+                        exec_key,
+                        Record::Execution(ExecutionRecord {
+                            started_at: ts,
+                            finished_at: None,
+                        }),
+                        layout::expiry(ts.max(now), layout::EXECUTION_TTL_MS),
+                        None,
+                    );
+                    self.bump_agent(snap, tenant, agent_id, ts, |c| c.started += 1)
+                        .await?;
                 }
-                snap.put_entity(tenant, Entity::Agent, agent_id, entity_key, Record::Agent(agent));
+                snap.put_entity(
+                    tenant,
+                    Entity::Agent,
+                    agent_id,
+                    entity_key,
+                    Record::Agent(agent),
+                );
             }
-            EventKind::ExecutionFinished { agent_id, execution_id, outcome, duration_ms, confidence, .. } => {
+            EventKind::ExecutionFinished {
+                agent_id,
+                execution_id,
+                outcome,
+                duration_ms,
+                confidence,
+                ..
+            } => {
                 let mut agent = snap.agent(&entity_key, agent_id, now)?;
                 agent.observe(ts);
                 if let Some(c) = confidence {
                     agent.report_confidence(*c, ts);
                 }
-                let exec_key = exec_key.unwrap_or_else(|| layout::execution(tenant, agent_id, execution_id));
+                let exec_key =
+                    exec_key.unwrap_or_else(|| layout::execution(tenant, agent_id, execution_id));
                 let known = match snap.get(&exec_key) {
                     Some(Record::Execution(e)) => Some(e.clone()),
                     Some(_) => return Err(corrupt(&exec_key, "expected an execution")),
@@ -140,18 +185,40 @@ impl Store {
                 };
                 match known {
                     // Already finished: a second finish for one execution changes nothing.
-                    Some(ExecutionRecord { finished_at: Some(_), .. }) => {}
+                    Some(ExecutionRecord {
+                        finished_at: Some(_),
+                        ..
+                    }) => {}
                     Some(ExecutionRecord { started_at, .. }) => {
                         let duration = duration_ms.unwrap_or(((ts - started_at).max(0)) as f64);
                         agent.finish(execution_id, *outcome, ts);
-                        snap.put(exec_key, Record::Execution(ExecutionRecord { started_at, finished_at: Some(ts) }), layout::expiry(ts.max(now), layout::EXECUTION_TTL_MS), None);
-                        self.bump_agent(snap, tenant, agent_id, started_at, |c| c.add_finish(*outcome, Some(duration))).await?;
+                        snap.put(
+                            exec_key,
+                            Record::Execution(ExecutionRecord {
+                                started_at,
+                                finished_at: Some(ts),
+                            }),
+                            layout::expiry(ts.max(now), layout::EXECUTION_TTL_MS),
+                            None,
+                        );
+                        self.bump_agent(snap, tenant, agent_id, started_at, |c| {
+                            c.add_finish(*outcome, Some(duration))
+                        })
+                        .await?;
                     }
                     // The finish came first: the execution is counted from its finish.
                     None => {
                         let started_at = ts - duration_ms.map_or(0, |d| d as Millis);
                         agent.finish(execution_id, *outcome, ts);
-                        snap.put(exec_key, Record::Execution(ExecutionRecord { started_at, finished_at: Some(ts) }), layout::expiry(ts.max(now), layout::EXECUTION_TTL_MS), None);
+                        snap.put(
+                            exec_key,
+                            Record::Execution(ExecutionRecord {
+                                started_at,
+                                finished_at: Some(ts),
+                            }),
+                            layout::expiry(ts.max(now), layout::EXECUTION_TTL_MS),
+                            None,
+                        );
                         self.bump_agent(snap, tenant, agent_id, started_at, |c| {
                             c.started += 1;
                             c.add_finish(*outcome, *duration_ms);
@@ -159,9 +226,21 @@ impl Store {
                         .await?;
                     }
                 }
-                snap.put_entity(tenant, Entity::Agent, agent_id, entity_key, Record::Agent(agent));
+                snap.put_entity(
+                    tenant,
+                    Entity::Agent,
+                    agent_id,
+                    entity_key,
+                    Record::Agent(agent),
+                );
             }
-            EventKind::IntegrationCall { integration_id, latency_ms, ok, integration_name, .. } => {
+            EventKind::IntegrationCall {
+                integration_id,
+                latency_ms,
+                ok,
+                integration_name,
+                ..
+            } => {
                 let mut integration = match snap.get(&entity_key) {
                     Some(Record::Integration(i)) => i.clone(),
                     Some(_) => return Err(corrupt(&entity_key, "expected an integration")),
@@ -171,11 +250,25 @@ impl Store {
                     integration.integration_name.clone_from(name);
                 }
                 integration.record_result(*ok, ts);
-                snap.put_entity(tenant, Entity::Integration, integration_id, entity_key, Record::Integration(integration));
+                snap.put_entity(
+                    tenant,
+                    Entity::Integration,
+                    integration_id,
+                    entity_key,
+                    Record::Integration(integration),
+                );
                 let (ok, latency) = (*ok, *latency_ms);
-                self.bump_integration(snap, tenant, integration_id, ts, |c| c.add(ok, latency)).await?;
+                self.bump_integration(snap, tenant, integration_id, ts, |c| c.add(ok, latency))
+                    .await?;
             }
-            EventKind::HostSample { host_id, cpu_usage, memory_usage, disk_usage, load_average, uptime_seconds } => {
+            EventKind::HostSample {
+                host_id,
+                cpu_usage,
+                memory_usage,
+                disk_usage,
+                load_average,
+                uptime_seconds,
+            } => {
                 let newer = match snap.get(&entity_key) {
                     Some(Record::Host(h)) => ts >= h.last_seen,
                     Some(_) => return Err(corrupt(&entity_key, "expected a host")),
@@ -191,7 +284,13 @@ impl Store {
                         uptime_seconds: *uptime_seconds,
                         last_seen: ts,
                     };
-                    snap.put_entity(tenant, Entity::Host, host_id, entity_key, Record::Host(host));
+                    snap.put_entity(
+                        tenant,
+                        Entity::Host,
+                        host_id,
+                        entity_key,
+                        Record::Host(host),
+                    );
                 }
                 let (cpu, mem) = (*cpu_usage, *memory_usage);
                 for key in [
@@ -215,10 +314,15 @@ impl Store {
                     Some(_) => return Err(corrupt(&entity_key, "expected the system record")),
                     None => SystemRecord::default(),
                 };
-                let reading = GaugeReading { value: *value, at: ts };
+                let reading = GaugeReading {
+                    value: *value,
+                    at: ts,
+                };
                 match name {
                     Gauge::QueueDepth => SystemRecord::report(&mut system.queue_depth, reading),
-                    Gauge::ActiveOperations => SystemRecord::report(&mut system.active_operations, reading),
+                    Gauge::ActiveOperations => {
+                        SystemRecord::report(&mut system.active_operations, reading)
+                    }
                 }
                 snap.put(entity_key, Record::System(system), None, None);
             }
@@ -353,7 +457,13 @@ impl Snapshot {
         self.put(key, record, None, index);
     }
 
-    fn put(&mut self, key: ItemKey, record: Record, expires_at: Option<i64>, index: Option<super::IndexKey>) {
+    fn put(
+        &mut self,
+        key: ItemKey,
+        record: Record,
+        expires_at: Option<i64>,
+        index: Option<super::IndexKey>,
+    ) {
         let slot = match self.slots.entry(key.clone()) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {

@@ -4,7 +4,9 @@ use super::agents::bucket;
 use super::ingest::corrupt;
 use super::layout::{self, Entity};
 use super::{backoff, Condition, Record, Store, StoreError, StoredItem, Write, MAX_ATTEMPTS};
-use crate::domain::health::{integration_health, trend_start_day, window_start_minute, IntegrationHealth};
+use crate::domain::health::{
+    integration_health, trend_start_day, window_start_minute, IntegrationHealth,
+};
 use crate::domain::records::{ConnectionState, IntegrationRecord, Probe};
 use crate::time::Millis;
 
@@ -39,7 +41,12 @@ impl Store {
             match item.record {
                 Record::Integration(i) => integration = Some(i),
                 Record::IntegrationCounters(c) => minutes.push((bucket(&item.key)?, c)),
-                _ => return Err(corrupt(&item.key, "unexpected record in an integration partition")),
+                _ => {
+                    return Err(corrupt(
+                        &item.key,
+                        "unexpected record in an integration partition",
+                    ))
+                }
             }
         }
         let Some(integration) = integration else {
@@ -52,7 +59,13 @@ impl Store {
                 _ => return Err(corrupt(&item.key, "expected integration counters")),
             }
         }
-        Ok(Some(integration_health(&integration, &minutes, &days, now, latency_threshold_ms)))
+        Ok(Some(integration_health(
+            &integration,
+            &minutes,
+            &days,
+            now,
+            latency_threshold_ms,
+        )))
     }
 
     /// Creates or updates an integration and answers its health.
@@ -68,11 +81,17 @@ impl Store {
         let mut attempt = 0;
         loop {
             let (mut integration, condition, version) = match self.get_one(&key).await? {
-                Some(StoredItem { record: Record::Integration(i), version, .. }) => {
-                    (i, Condition::Version(version), version)
-                }
+                Some(StoredItem {
+                    record: Record::Integration(i),
+                    version,
+                    ..
+                }) => (i, Condition::Version(version), version),
                 Some(_) => return Err(corrupt(&key, "expected an integration")),
-                None => (IntegrationRecord::new(integration_id, now), Condition::NotExists, 0),
+                None => (
+                    IntegrationRecord::new(integration_id, now),
+                    Condition::NotExists,
+                    0,
+                ),
             };
             if let Some(name) = &update.integration_name {
                 integration.integration_name.clone_from(name);

@@ -89,7 +89,10 @@ impl Store {
         let item_key = layout::api_key(&hash_key(key));
         match self.get_one(&item_key).await? {
             None => Ok(None),
-            Some(StoredItem { record: Record::ApiKey(k), .. }) => Ok(Some(k)),
+            Some(StoredItem {
+                record: Record::ApiKey(k),
+                ..
+            }) => Ok(Some(k)),
             Some(_) => Err(corrupt(&item_key, "expected an API key")),
         }
     }

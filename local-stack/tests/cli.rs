@@ -1,0 +1,140 @@
+//! The `local-stack` binary as a user runs it: it prints the URL and a key, serves requests,
+//! stops cleanly on Ctrl-C (SIGINT), keeps its key and data across restarts, and
+//! `create-key` makes working keys.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Started {
+    child: Child,
+    url: String,
+    key: String,
+}
+
+fn start(data_dir: &std::path::Path) -> Started {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_local-stack"))
+        .env("PORT", "0")
+        .env("HEALTH_DATA_DIR", data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start the local stack: {e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut lines = BufReader::new(stdout).lines();
+    let mut next = || lines.next().and_then(Result::ok).unwrap_or_default();
+    let url = next()
+        .strip_prefix("Listening on ")
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("first line is not 'Listening on <url>'"));
+    let key = next()
+        .strip_prefix("API key: ")
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("second line is not 'API key: <key>'"));
+    Started { child, url, key }
+}
+
+fn interrupt(mut started: Started) -> std::process::ExitStatus {
+    let pid = started.child.id().to_string();
+    let sent = Command::new("kill").args(["-INT", &pid]).status();
+    assert!(sent.is_ok_and(|s| s.success()), "cannot send SIGINT");
+    for _ in 0..100 {
+        if let Ok(Some(status)) = started.child.try_wait() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = started.child.kill();
+    panic!("the local stack did not stop within 5 s of SIGINT");
+}
+
+async fn put_agent(url: &str, key: &str, id: &str) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .put(format!("{url}/api/health/agents/{id}"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"agent_name": "Kept"}))
+        .send()
+        .await
+        .map(|r| r.status())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn get_agent(url: &str, key: &str, id: &str) -> (reqwest::StatusCode, serde_json::Value) {
+    let res = reqwest::Client::new()
+        .get(format!("{url}/api/health/agent/{id}"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = res.status();
+    (status, res.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn prints_url_and_key_stops_on_ctrl_c_and_keeps_key_and_data() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let first = start(dir.path());
+    assert!(first.url.starts_with("http://127.0.0.1:"), "{}", first.url);
+    assert!(first.key.starts_with("ahm_"));
+    assert_eq!(
+        put_agent(&first.url, &first.key, "survivor").await,
+        reqwest::StatusCode::OK
+    );
+    let key = first.key.clone();
+    assert!(interrupt(first).success(), "Ctrl-C must exit with status 0");
+
+    let second = start(dir.path());
+    assert_eq!(second.key, key, "the key must be the same after a restart");
+    let (status, body) = get_agent(&second.url, &second.key, "survivor").await;
+    assert_eq!(
+        (status, body["agent_name"].as_str()),
+        (reqwest::StatusCode::OK, Some("Kept"))
+    );
+    assert!(interrupt(second).success());
+}
+
+#[tokio::test]
+async fn create_key_prints_a_key_with_the_given_tenant_and_scopes() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_local-stack"))
+        .args([
+            "create-key",
+            "--tenant",
+            "acme",
+            "--scopes",
+            "read",
+            "--name",
+            "viewer",
+        ])
+        .env("HEALTH_DATA_DIR", dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(key.starts_with("ahm_"), "{key}");
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_local-stack"))
+        .args(["create-key", "--tenant", "acme", "--scopes", "root"])
+        .env("HEALTH_DATA_DIR", dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown scope \"root\""));
+
+    let stack = start(dir.path());
+    let (status, _) = get_agent(&stack.url, &key, "nobody").await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::NOT_FOUND,
+        "a read key is accepted for reads"
+    );
+    assert_eq!(
+        put_agent(&stack.url, &key, "x").await,
+        reqwest::StatusCode::FORBIDDEN
+    );
+    assert!(interrupt(stack).success());
+}
