@@ -87,7 +87,10 @@ fn take_n(item: &mut Item, name: &str) -> Option<String> {
 /// (strings by UTF-8 length, numbers at about one byte per two significant digits plus one,
 /// maps and lists at 3 bytes plus their contents, booleans and nulls at 1 byte).
 pub fn item_size(item: &StoredItem) -> Result<usize, StoreError> {
-    Ok(to_item(item)?.iter().map(|(k, v)| k.len() + value_size(v)).sum())
+    Ok(to_item(item)?
+        .iter()
+        .map(|(k, v)| k.len() + value_size(v))
+        .sum())
 }
 
 fn value_size(v: &AttributeValue) -> usize {
@@ -99,7 +102,12 @@ fn value_size(v: &AttributeValue) -> usize {
         }
         AttributeValue::B(b) => b.as_ref().len(),
         AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
-        AttributeValue::M(m) => 3 + m.iter().map(|(k, v)| k.len() + value_size(v) + 1).sum::<usize>(),
+        AttributeValue::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, v)| k.len() + value_size(v) + 1)
+                .sum::<usize>()
+        }
         AttributeValue::L(l) => 3 + l.iter().map(|v| value_size(v) + 1).sum::<usize>(),
         AttributeValue::Ss(ss) => ss.iter().map(String::len).sum(),
         AttributeValue::Ns(ns) => ns.iter().map(|n| n.len().div_ceil(2) + 1).sum(),

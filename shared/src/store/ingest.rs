@@ -53,6 +53,18 @@ impl Store {
             let mut attempt = 0;
             let outcome = loop {
                 let mut snapshot = Snapshot::default();
+                // Two reads cover a chunk: the records its events need, then the buckets
+                // they will touch (which for a finish depend on its execution's start).
+                // `apply` still loads anything not predicted, such as the bucket of an
+                // execution that starts and finishes within the chunk.
+                let records: Vec<ItemKey> =
+                    chunk.iter().flat_map(|e| record_keys(tenant, e)).collect();
+                snapshot.load(self, &records).await?;
+                let buckets: Vec<ItemKey> = chunk
+                    .iter()
+                    .flat_map(|e| predicted_buckets(tenant, e, &snapshot))
+                    .collect();
+                snapshot.load(self, &buckets).await?;
                 let mut outcome = IngestOutcome::default();
                 for event in chunk {
                     if self.apply(&mut snapshot, tenant, event, now).await? {
@@ -383,6 +395,63 @@ impl Store {
     }
 }
 
+/// The event mark, entity record and (for executions) execution record of an event.
+fn record_keys(tenant: &str, event: &Event) -> Vec<ItemKey> {
+    let mut keys = vec![layout::event(tenant, &event.event_id)];
+    match &event.kind {
+        EventKind::ExecutionStarted {
+            agent_id,
+            execution_id,
+            ..
+        }
+        | EventKind::ExecutionFinished {
+            agent_id,
+            execution_id,
+            ..
+        } => {
+            keys.push(layout::record(tenant, Entity::Agent, agent_id));
+            keys.push(layout::execution(tenant, agent_id, execution_id));
+        }
+        EventKind::IntegrationCall { integration_id, .. } => {
+            keys.push(layout::record(tenant, Entity::Integration, integration_id));
+        }
+        EventKind::HostSample { host_id, .. } => {
+            keys.push(layout::record(tenant, Entity::Host, host_id))
+        }
+        EventKind::Gauge { .. } => keys.push(layout::system(tenant)),
+    }
+    keys
+}
+
+/// The buckets an event will most likely update, given the records already read.
+fn predicted_buckets(tenant: &str, event: &Event, snap: &Snapshot) -> Vec<ItemKey> {
+    let ts = event.timestamp;
+    let (entity, id, at) = match &event.kind {
+        EventKind::ExecutionStarted { agent_id, .. } => (Entity::Agent, agent_id, ts),
+        EventKind::ExecutionFinished {
+            agent_id,
+            execution_id,
+            duration_ms,
+            ..
+        } => {
+            let at = match snap.get(&layout::execution(tenant, agent_id, execution_id)) {
+                Some(Record::Execution(e)) => e.started_at,
+                _ => ts - duration_ms.map_or(0, |d| d as Millis),
+            };
+            (Entity::Agent, agent_id, at)
+        }
+        EventKind::IntegrationCall { integration_id, .. } => {
+            (Entity::Integration, integration_id, ts)
+        }
+        EventKind::HostSample { host_id, .. } => (Entity::Host, host_id, ts),
+        EventKind::Gauge { .. } => return Vec::new(),
+    };
+    vec![
+        layout::minute(tenant, entity, id, minute_of(at)),
+        layout::day(tenant, entity, id, day_of(at)),
+    ]
+}
+
 /// The TTL of a bucket item, from its sort key.
 fn bucket_expiry(key: &ItemKey) -> Option<i64> {
     let index = layout::bucket_index(&key.sk)?;
@@ -417,9 +486,10 @@ struct Slot {
 impl Snapshot {
     /// Reads the keys not yet in the snapshot, in one backend call.
     async fn load(&mut self, store: &Store, keys: &[ItemKey]) -> Result<(), StoreError> {
+        let mut seen = std::collections::HashSet::new();
         let missing: Vec<ItemKey> = keys
             .iter()
-            .filter(|k| !self.slots.contains_key(*k))
+            .filter(|k| !self.slots.contains_key(*k) && seen.insert(*k))
             .cloned()
             .collect();
         if missing.is_empty() {
