@@ -141,7 +141,7 @@ pub fn all_scopes() -> Vec<String> {
         .collect()
 }
 
-/// Starts the stack and returns once it is listening.
+/// Starts the stack on the embedded store and returns once it is listening.
 pub async fn start(options: Options) -> Result<Running, StartError> {
     let store = open_store(&options.data_dir)?;
     let mut state = AppState::new(store, options.config);
@@ -149,16 +149,22 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         state.clock = clock;
     }
     let api_key = local_key(&state.store, &options.data_dir, state.clock.now_ms()).await?;
-    let listener = tokio::net::TcpListener::bind(options.addr)
-        .await
-        .map_err(|source| StartError::Io {
-            path: PathBuf::from(options.addr.to_string()),
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Io {
-        path: PathBuf::from(options.addr.to_string()),
+    serve(state, options.addr, api_key).await
+}
+
+/// Serves any application state (any store) on `addr`; the local stack and tests that run
+/// the HTTP API over the DynamoDB backend both use it.
+pub async fn serve(
+    state: AppState,
+    addr: SocketAddr,
+    api_key: String,
+) -> Result<Running, StartError> {
+    let io = |source| StartError::Io {
+        path: PathBuf::from(addr.to_string()),
         source,
-    })?;
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(io)?;
+    let addr = listener.local_addr().map_err(io)?;
     let app = router(state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {

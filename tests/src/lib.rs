@@ -66,6 +66,53 @@ pub async fn spawn_app_with(config: Config) -> (local_stack::Running, tempfile::
     (running, dir)
 }
 
+/// Which store an end-to-end test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded redb store (through the local stack's own start-up).
+    Embedded,
+    /// DynamoDB, on the test server.
+    DynamoDb,
+}
+
+/// The HTTP API on a free port over a chosen store, with its clock fixed at `clock`'s time
+/// and a key of tenant `local` (holder `ops`) with every scope.
+pub async fn spawn_api(
+    backend: Backend,
+    clock: Arc<shared::time::ManualClock>,
+) -> (local_stack::Running, Option<tempfile::TempDir>) {
+    let addr = "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"));
+    match backend {
+        Backend::Embedded => {
+            let (store, dir) = embedded_store();
+            let mut state = shared::AppState::new(store, Config::default());
+            state.clock = clock;
+            let key = state
+                .store
+                .create_api_key("local", &local_stack::all_scopes(), "ops", 0)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let running = local_stack::serve(state, addr, key)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            (running, Some(dir))
+        }
+        Backend::DynamoDb => {
+            let mut state = shared::AppState::new(dynamo_store().await, Config::default());
+            state.clock = clock;
+            let key = state
+                .store
+                .create_api_key("local", &local_stack::all_scopes(), "ops", 0)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let running = local_stack::serve(state, addr, key)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            (running, None)
+        }
+    }
+}
+
 /// RFC 3339 for "now minus `secs` seconds".
 pub fn ago(secs: i64) -> String {
     shared::time::format_rfc3339(chrono::Utc::now().timestamp_millis() - secs * 1000)

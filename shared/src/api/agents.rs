@@ -25,6 +25,16 @@ pub async fn get(
     }
 }
 
+/// Every agent's health, sorted by `agent_id`.
+#[tracing::instrument(skip(state))]
+pub async fn list(state: &AppState, tenant: &str) -> Result<Response<String>, ApiError> {
+    let agents = state
+        .store
+        .list_agent_health(tenant, state.clock.now_ms())
+        .await?;
+    Ok(json_response(StatusCode::OK, &agents))
+}
+
 /// Creates or updates an agent; answers its health.
 #[tracing::instrument(skip(state, body))]
 pub async fn put(

@@ -1,4 +1,4 @@
-//! `PUT /api/health/integrations/{integration_id}`.
+//! `GET /api/health/integrations` and `PUT /api/health/integrations/{integration_id}`.
 
 use http::{Response, StatusCode};
 use serde_json::Value;
@@ -13,6 +13,17 @@ use crate::AppState;
 pub const DEFAULT_PROBE_TIMEOUT_MS: u64 = 5000;
 /// Longest probe timeout, so one probe cannot outlast a collector cycle.
 pub const MAX_PROBE_TIMEOUT_MS: u64 = 25_000;
+
+/// `GET /api/health/integrations`: every integration's health, sorted by id.
+#[tracing::instrument(skip(state))]
+pub async fn list(state: &AppState, tenant: &str) -> Result<Response<String>, ApiError> {
+    let now = state.clock.now_ms();
+    let list = state
+        .store
+        .list_integration_health(tenant, now, state.config.latency_threshold_ms)
+        .await?;
+    Ok(json_response(StatusCode::OK, &list))
+}
 
 /// Creates or updates an integration; answers its health (the shape of one item of
 /// `GET /api/health/integrations`).

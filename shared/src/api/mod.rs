@@ -7,11 +7,13 @@ use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
 pub mod agents;
+pub mod alerts;
 pub mod auth;
 pub mod error;
 pub mod ingest;
 pub mod integrations;
 pub mod probe;
+pub mod read;
 
 pub use error::ApiError;
 
@@ -33,13 +35,31 @@ pub enum Endpoint {
     PutIntegration,
     /// `GET /api/health/agent/{agent_id}`
     GetAgentHealth,
+    /// `GET /api/health/agents`
+    GetAllAgents,
+    /// `GET /api/health/integrations`
+    GetIntegrations,
+    /// `GET /api/health/system`
+    GetSystem,
+    /// `GET /api/health/alerts`
+    GetAlerts,
+    /// `POST /api/health/alerts/{alert_id}/acknowledge`
+    AcknowledgeAlert,
+    /// `GET /api/health/history/{type}`
+    GetHistory,
 }
 
 impl Endpoint {
     fn scope(self) -> Scope {
         match self {
             Self::IngestEvents | Self::PutAgent | Self::PutIntegration => Scope::Ingest,
-            Self::GetAgentHealth => Scope::Read,
+            Self::GetAgentHealth
+            | Self::GetAllAgents
+            | Self::GetIntegrations
+            | Self::GetSystem
+            | Self::GetAlerts
+            | Self::AcknowledgeAlert
+            | Self::GetHistory => Scope::Read,
         }
     }
 }
@@ -67,6 +87,12 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         ["agents", id] => (Endpoint::PutAgent, Some(*id), "PUT"),
         ["integrations", id] => (Endpoint::PutIntegration, Some(*id), "PUT"),
         ["agent", id] => (Endpoint::GetAgentHealth, Some(*id), "GET"),
+        ["agents"] => (Endpoint::GetAllAgents, None, "GET"),
+        ["integrations"] => (Endpoint::GetIntegrations, None, "GET"),
+        ["system"] => (Endpoint::GetSystem, None, "GET"),
+        ["alerts"] => (Endpoint::GetAlerts, None, "GET"),
+        ["alerts", id, "acknowledge"] => (Endpoint::AcknowledgeAlert, Some(*id), "POST"),
+        ["history", kind] => (Endpoint::GetHistory, Some(*kind), "GET"),
         _ => return Err(not_found()),
     };
     if method.as_str() != allow {
@@ -133,6 +159,12 @@ async fn serve(
         Endpoint::PutAgent => agents::put(state, tenant, id, body).await,
         Endpoint::PutIntegration => integrations::put(state, tenant, id, body).await,
         Endpoint::GetAgentHealth => agents::get(state, tenant, id).await,
+        Endpoint::GetAllAgents => agents::list(state, tenant).await,
+        Endpoint::GetIntegrations => integrations::list(state, tenant).await,
+        Endpoint::GetSystem => read::system(state, tenant).await,
+        Endpoint::GetAlerts => alerts::list(state, tenant, req.uri().query()).await,
+        Endpoint::AcknowledgeAlert => alerts::acknowledge(state, &principal, id, body).await,
+        Endpoint::GetHistory => read::history(state, tenant, id, req.uri().query()).await,
     }
 }
 
@@ -146,6 +178,13 @@ pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Stri
         http::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// The value of a query parameter (decoded); `None` if absent.
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 /// Parses an optional JSON object body: empty means `{}`.

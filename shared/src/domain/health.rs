@@ -194,6 +194,20 @@ pub struct AgentHealth {
     pub metrics: AgentMetrics,
 }
 
+/// An agent's status: `active` if an execution is running, else `paused` if paused, else
+/// `error` if the last finished execution failed, else `idle`.
+pub fn agent_status(agent: &AgentRecord) -> AgentStatus {
+    if !agent.running.is_empty() {
+        AgentStatus::Active
+    } else if agent.paused {
+        AgentStatus::Paused
+    } else if agent.last_outcome == Some(Outcome::Failed) {
+        AgentStatus::Error
+    } else {
+        AgentStatus::Idle
+    }
+}
+
 /// Computes an agent's health at `now` from its record, the counters of the minute buckets
 /// in the hour window, and the counters of the days in the trend window. Buckets outside the
 /// windows are ignored, so callers may pass a superset.
@@ -215,15 +229,7 @@ pub fn agent_health(
         .filter_map(|(d, c)| DayScore::of_agent(*d, c))
         .collect();
     let current_operation = agent.current_operation().map(str::to_owned);
-    let status = if current_operation.is_some() {
-        AgentStatus::Active
-    } else if agent.paused {
-        AgentStatus::Paused
-    } else if agent.last_outcome == Some(Outcome::Failed) {
-        AgentStatus::Error
-    } else {
-        AgentStatus::Idle
-    };
+    let status = agent_status(agent);
     AgentHealth {
         agent_id: agent.agent_id.clone(),
         agent_name: agent.agent_name.clone(),

@@ -1,6 +1,9 @@
 //! Pure domain logic: events, per-entity state, and the contract's metrics.
 
+pub mod alerts;
 pub mod events;
 pub mod health;
+pub mod history;
 pub mod ids;
 pub mod records;
+pub mod system;

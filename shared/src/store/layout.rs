@@ -119,6 +119,22 @@ pub fn system(tenant: &str) -> ItemKey {
     }
 }
 
+/// The partition of a tenant's alerts, active and recently resolved.
+pub fn alerts_partition(tenant: &str) -> String {
+    format!("T#{tenant}#ALERTS")
+}
+
+/// One alert.
+pub fn alert(tenant: &str, alert_id: &str) -> ItemKey {
+    ItemKey {
+        pk: alerts_partition(tenant),
+        sk: alert_id.to_owned(),
+    }
+}
+
+/// How long resolved alerts are kept for history.
+pub const RESOLVED_ALERT_TTL_MS: Millis = 30 * DAY_MS;
+
 /// The mark of a stored event id.
 pub fn event(tenant: &str, event_id: &str) -> ItemKey {
     ItemKey {

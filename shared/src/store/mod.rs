@@ -19,6 +19,7 @@ use crate::domain::records::{
 };
 
 pub mod agents;
+pub mod alerts;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 #[cfg(feature = "embedded")]
@@ -27,6 +28,7 @@ pub mod ingest;
 pub mod integrations;
 pub mod keys;
 pub mod layout;
+pub mod system;
 
 /// The primary key of an item: partition key and sort key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -62,6 +64,7 @@ pub enum Record {
     System(SystemRecord),
     Event(EventMark),
     ApiKey(ApiKeyRecord),
+    Alert(crate::domain::alerts::AlertRecord),
 }
 
 /// Marks an event id as stored, so a retry counts once.

@@ -1,0 +1,87 @@
+//! `GET /api/health/alerts` and `POST /api/health/alerts/{alert_id}/acknowledge`.
+
+use http::{Response, StatusCode};
+use serde_json::Value;
+
+use super::auth::Principal;
+use super::{json_response, object_body, query_param, ApiError};
+use crate::domain::alerts::{AlertView, Severity};
+use crate::domain::ids::MAX_TEXT_CHARS;
+use crate::store::alerts::AckOutcome;
+use crate::AppState;
+
+/// Active alerts, critical first then newest first, optionally of one severity.
+#[tracing::instrument(skip(state))]
+pub async fn list(
+    state: &AppState,
+    tenant: &str,
+    query: Option<&str>,
+) -> Result<Response<String>, ApiError> {
+    let severity = match query_param(query, "severity") {
+        None => None,
+        Some(s) => Some(Severity::parse(&s).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_parameter",
+                "severity: must be critical, warning or info",
+            )
+        })?),
+    };
+    let alerts: Vec<AlertView> = state
+        .store
+        .active_alerts(tenant)
+        .await?
+        .iter()
+        .filter(|a| severity.is_none_or(|s| a.severity == s))
+        .map(|a| a.view())
+        .collect();
+    Ok(json_response(StatusCode::OK, &alerts))
+}
+
+/// Acknowledges an alert as the key's holder; 404 for an unknown (or another tenant's)
+/// alert, 409 for one that already resolved.
+#[tracing::instrument(skip(state, principal, body))]
+pub async fn acknowledge(
+    state: &AppState,
+    principal: &Principal,
+    alert_id: &str,
+    body: &[u8],
+) -> Result<Response<String>, ApiError> {
+    let mut notes = None;
+    for (field, value) in object_body(body)? {
+        match (field.as_str(), value) {
+            ("notes", Value::Null) => {}
+            ("notes", Value::String(s)) if s.chars().count() <= MAX_TEXT_CHARS => notes = Some(s),
+            ("notes", _) => {
+                return Err(ApiError::bad_request(
+                    "invalid_body",
+                    "notes: must be a string of at most 1024 characters",
+                ))
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_body",
+                    format!("{field}: is not a field of an acknowledgement; expected notes"),
+                ))
+            }
+        }
+    }
+    let now = state.clock.now_ms();
+    match state
+        .store
+        .acknowledge_alert(
+            &principal.tenant,
+            alert_id,
+            &principal.name,
+            notes.as_deref(),
+            now,
+        )
+        .await?
+    {
+        AckOutcome::Acknowledged(alert) => Ok(json_response(StatusCode::OK, &alert.view())),
+        AckOutcome::NotFound => Err(ApiError::NotFound(format!("no alert with id {alert_id}"))),
+        AckOutcome::Resolved(_) => Err(ApiError::Conflict {
+            code: "alert_resolved",
+            message: format!("alert {alert_id} has already resolved"),
+        }),
+    }
+}

@@ -1,0 +1,175 @@
+//! Alerts as stored and as the API shows them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::{format_rfc3339, Millis};
+
+/// How urgent an alert is. Declared most urgent first, so sorting by it puts critical first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Act now.
+    Critical,
+    /// Act soon.
+    Warning,
+    /// For information.
+    Info,
+}
+
+impl Severity {
+    /// Parses the `severity` query parameter.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "critical" => Some(Self::Critical),
+            "warning" => Some(Self::Warning),
+            "info" => Some(Self::Info),
+            _ => None,
+        }
+    }
+}
+
+/// What an alert is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceType {
+    /// A host or the tenant as a whole.
+    System,
+    /// An agent.
+    Agent,
+    /// An integration.
+    Integration,
+}
+
+/// An alert: one condition on one source, for as long as the condition holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    /// Stable id.
+    pub alert_id: String,
+    /// Current severity.
+    pub severity: Severity,
+    /// For a human, e.g. `High CPU usage: 85%`.
+    pub message: String,
+    /// What kind of source.
+    pub source_type: SourceType,
+    /// Which source.
+    pub source_id: String,
+    /// The condition, e.g. `cpu_high`; with the source it identifies the alert.
+    pub condition: String,
+    /// When it was raised (or last escalated).
+    pub raised_at: Millis,
+    /// Acknowledged by this identity (cleared on escalation).
+    pub acknowledged_by: Option<String>,
+    /// When it was acknowledged.
+    pub acknowledged_at: Option<Millis>,
+    /// The acknowledger's notes.
+    pub notes: Option<String>,
+    /// When the condition cleared; `None` while active.
+    pub resolved_at: Option<Millis>,
+}
+
+impl AlertRecord {
+    /// The contract's `action_required`: critical alerts, and warnings on agents and
+    /// integrations.
+    pub fn action_required(&self) -> bool {
+        self.severity == Severity::Critical
+            || (self.severity == Severity::Warning && self.source_type != SourceType::System)
+    }
+
+    /// The API shape.
+    pub fn view(&self) -> AlertView {
+        AlertView {
+            alert_id: self.alert_id.clone(),
+            severity: self.severity,
+            message: self.message.clone(),
+            source_type: self.source_type,
+            source_id: self.source_id.clone(),
+            timestamp: format_rfc3339(self.raised_at),
+            action_required: self.action_required(),
+            acknowledged: self.acknowledged_at.is_some(),
+            acknowledged_by: self.acknowledged_by.clone(),
+            acknowledged_at: self.acknowledged_at.map(format_rfc3339),
+            notes: self.notes.clone(),
+        }
+    }
+}
+
+/// One item of `GET /api/health/alerts`; the last three fields are additions to the
+/// contract's shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertView {
+    /// Stable id.
+    pub alert_id: String,
+    /// Severity.
+    pub severity: Severity,
+    /// For a human.
+    pub message: String,
+    /// Kind of source.
+    pub source_type: SourceType,
+    /// Which source.
+    pub source_id: String,
+    /// When it was raised.
+    pub timestamp: String,
+    /// Whether someone must act.
+    pub action_required: bool,
+    /// Whether someone acknowledged it.
+    pub acknowledged: bool,
+    /// Who acknowledged it.
+    pub acknowledged_by: Option<String>,
+    /// When.
+    pub acknowledged_at: Option<String>,
+    /// Their notes.
+    pub notes: Option<String>,
+}
+
+/// Sorts active alerts as the contract lists them: critical first, then newest first
+/// (ties by id, so the order is stable).
+pub fn sort_alerts(alerts: &mut [AlertRecord]) {
+    alerts.sort_by(|a, b| {
+        a.severity
+            .cmp(&b.severity)
+            .then(b.raised_at.cmp(&a.raised_at))
+            .then(a.alert_id.cmp(&b.alert_id))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(id: &str, severity: Severity, at: Millis, source_type: SourceType) -> AlertRecord {
+        AlertRecord {
+            alert_id: id.into(),
+            severity,
+            message: String::new(),
+            source_type,
+            source_id: "s".into(),
+            condition: "c".into(),
+            raised_at: at,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            notes: None,
+            resolved_at: None,
+        }
+    }
+
+    #[test]
+    fn alerts_sort_critical_first_then_newest_first() {
+        let mut alerts = vec![
+            alert("old-warning", Severity::Warning, 1, SourceType::System),
+            alert("info", Severity::Info, 9, SourceType::System),
+            alert("critical", Severity::Critical, 0, SourceType::System),
+            alert("new-warning", Severity::Warning, 5, SourceType::System),
+        ];
+        sort_alerts(&mut alerts);
+        let ids: Vec<&str> = alerts.iter().map(|a| a.alert_id.as_str()).collect();
+        assert_eq!(ids, ["critical", "new-warning", "old-warning", "info"]);
+    }
+
+    #[test]
+    fn action_is_required_for_critical_and_for_agent_and_integration_warnings() {
+        assert!(alert("a", Severity::Critical, 0, SourceType::System).action_required());
+        assert!(!alert("a", Severity::Warning, 0, SourceType::System).action_required());
+        assert!(alert("a", Severity::Warning, 0, SourceType::Agent).action_required());
+        assert!(!alert("a", Severity::Info, 0, SourceType::Integration).action_required());
+    }
+}

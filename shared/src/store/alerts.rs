@@ -1,0 +1,121 @@
+//! The alerts aggregate: listing active alerts, saving them (the collector), and
+//! acknowledging them.
+
+use super::ingest::corrupt;
+use super::layout;
+use super::{backoff, Condition, Record, Store, StoreError, StoredItem, Write, MAX_ATTEMPTS};
+use crate::domain::alerts::{sort_alerts, AlertRecord};
+use crate::time::Millis;
+
+/// What acknowledging found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AckOutcome {
+    /// Acknowledged now, or already acknowledged before (not an error).
+    Acknowledged(AlertRecord),
+    /// No such alert for the tenant.
+    NotFound,
+    /// The alert resolved before it was acknowledged.
+    Resolved(AlertRecord),
+}
+
+impl Store {
+    /// Every alert of the tenant with its version, active or recently resolved, as stored.
+    pub async fn all_alerts(&self, tenant: &str) -> Result<Vec<(AlertRecord, u64)>, StoreError> {
+        let items = self
+            .backend
+            .query(&layout::alerts_partition(tenant), " ", "\u{10ffff}")
+            .await?;
+        items
+            .into_iter()
+            .map(|item| match item.record {
+                Record::Alert(a) => Ok((a, item.version)),
+                _ => Err(corrupt(&item.key, "expected an alert")),
+            })
+            .collect()
+    }
+
+    /// The tenant's active alerts, critical first, then newest first.
+    pub async fn active_alerts(&self, tenant: &str) -> Result<Vec<AlertRecord>, StoreError> {
+        let mut active: Vec<AlertRecord> = self
+            .all_alerts(tenant)
+            .await?
+            .into_iter()
+            .map(|(a, _)| a)
+            .filter(|a| a.resolved_at.is_none())
+            .collect();
+        sort_alerts(&mut active);
+        Ok(active)
+    }
+
+    /// Saves an alert if its stored version is still `expected` (`None`: it must be new).
+    /// Resolved alerts get a TTL. [`StoreError::Conflict`] if someone else changed it.
+    pub async fn save_alert(
+        &self,
+        tenant: &str,
+        alert: &AlertRecord,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.backend
+            .write(vec![alert_write(tenant, alert, expected)])
+            .await
+    }
+
+    /// Marks an alert acknowledged by `by` with optional notes. Acknowledging twice keeps
+    /// the first acknowledgement and is not an error.
+    pub async fn acknowledge_alert(
+        &self,
+        tenant: &str,
+        alert_id: &str,
+        by: &str,
+        notes: Option<&str>,
+        now: Millis,
+    ) -> Result<AckOutcome, StoreError> {
+        let key = layout::alert(tenant, alert_id);
+        let mut attempt = 0;
+        loop {
+            let (mut alert, version) = match self.get_one(&key).await? {
+                None => return Ok(AckOutcome::NotFound),
+                Some(StoredItem {
+                    record: Record::Alert(a),
+                    version,
+                    ..
+                }) => (a, version),
+                Some(_) => return Err(corrupt(&key, "expected an alert")),
+            };
+            if alert.resolved_at.is_some() {
+                return Ok(AckOutcome::Resolved(alert));
+            }
+            if alert.acknowledged_at.is_some() {
+                return Ok(AckOutcome::Acknowledged(alert));
+            }
+            alert.acknowledged_at = Some(now);
+            alert.acknowledged_by = Some(by.to_owned());
+            alert.notes = notes.map(str::to_owned);
+            match self.save_alert(tenant, &alert, Some(version)).await {
+                Ok(()) => return Ok(AckOutcome::Acknowledged(alert)),
+                // The collector changed it (escalated or resolved): decide again on the new state.
+                Err(StoreError::Conflict) if attempt + 1 < MAX_ATTEMPTS => {
+                    attempt += 1;
+                    backoff(attempt).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The conditional write of one alert.
+pub(crate) fn alert_write(tenant: &str, alert: &AlertRecord, expected: Option<u64>) -> Write {
+    Write {
+        item: StoredItem {
+            key: layout::alert(tenant, &alert.alert_id),
+            record: Record::Alert(alert.clone()),
+            version: expected.unwrap_or(0) + 1,
+            expires_at: alert
+                .resolved_at
+                .and_then(|t| layout::expiry(t, layout::RESOLVED_ALERT_TTL_MS)),
+            index: None,
+        },
+        condition: expected.map_or(Condition::NotExists, Condition::Version),
+    }
+}

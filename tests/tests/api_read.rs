@@ -1,0 +1,514 @@
+//! The read side of the API over real HTTP, on both stores: whole JSON documents compared
+//! with the contract's shapes, alert acknowledgement, bad parameters, and tenant isolation
+//! through every endpoint. Time is fixed by a manual clock so every figure is exact.
+
+use std::sync::Arc;
+
+use e2e_tests::{spawn_api, Backend};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use shared::domain::alerts::{AlertRecord, Severity, SourceType};
+use shared::time::{format_rfc3339, ManualClock, Millis, DAY_MS};
+
+/// Noon UTC today: far from midnight, so every event of a test falls on one day.
+fn noon() -> Millis {
+    let now = chrono::Utc::now().timestamp_millis();
+    now - now.rem_euclid(DAY_MS) + DAY_MS / 2
+}
+
+struct Api {
+    client: Client,
+    base: String,
+    key: String,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        key: &str,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = res.status();
+        let text = res.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}")),
+        )
+    }
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, None, &self.key).await
+    }
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, Some(body), &self.key)
+            .await
+    }
+}
+
+fn alert(
+    id: &str,
+    severity: Severity,
+    source_type: SourceType,
+    source_id: &str,
+    message: &str,
+    raised_at: Millis,
+) -> AlertRecord {
+    AlertRecord {
+        alert_id: id.into(),
+        severity,
+        message: message.into(),
+        source_type,
+        source_id: source_id.into(),
+        condition: "test".into(),
+        raised_at,
+        acknowledged_by: None,
+        acknowledged_at: None,
+        notes: None,
+        resolved_at: None,
+    }
+}
+
+/// Ingests the fixture and seeds alerts; returns the API client.
+async fn fixture(
+    backend: Backend,
+    t: Millis,
+) -> (Api, local_stack::Running, Option<tempfile::TempDir>) {
+    let clock = Arc::new(ManualClock::new(t));
+    let (running, dir) = spawn_api(backend, clock).await;
+    let api = Api {
+        client: Client::new(),
+        base: running.url(),
+        key: running.api_key.clone(),
+    };
+    let at = |secs: i64| format_rfc3339(t - secs * 1000);
+    let events = json!({"events": [
+        {"event_id": "1", "type": "execution.started", "agent_id": "a1", "agent_name": "Sales Assistant", "execution_id": "x1", "operation": "Processing leads", "timestamp": at(600)},
+        {"event_id": "2", "type": "execution.finished", "agent_id": "a1", "execution_id": "x1", "outcome": "completed", "timestamp": at(540)},
+        {"event_id": "3", "type": "execution.started", "agent_id": "a1", "execution_id": "x2", "operation": "Emailing", "timestamp": at(300)},
+        {"event_id": "4", "type": "execution.finished", "agent_id": "a1", "execution_id": "x2", "outcome": "failed", "duration_ms": 60000, "confidence": 0.88, "timestamp": at(240)},
+        {"event_id": "5", "type": "execution.started", "agent_id": "a2", "execution_id": "x3", "operation": "Processing leads", "timestamp": at(60)},
+        {"event_id": "6", "type": "integration.call", "integration_id": "slack", "integration_name": "Slack", "latency_ms": 100, "ok": true, "timestamp": at(120)},
+        {"event_id": "7", "type": "integration.call", "integration_id": "slack", "latency_ms": 200, "ok": true, "timestamp": at(90)},
+        {"event_id": "8", "type": "integration.call", "integration_id": "slack", "latency_ms": 300, "ok": false, "error": "timeout", "timestamp": at(60)},
+        {"event_id": "9", "type": "host.sample", "host_id": "h1", "cpu_usage": 45.2, "memory_usage": 62.8, "timestamp": at(30)},
+        {"event_id": "10", "type": "gauge", "name": "queue_depth", "value": 12, "timestamp": at(30)},
+    ]});
+    let (status, body) = api.post("/api/health/events", events).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let store = &running.state.store;
+    let mut resolved = alert(
+        "alert_resolved",
+        Severity::Warning,
+        SourceType::System,
+        "h1",
+        "High CPU usage: 85%",
+        t - 900_000,
+    );
+    resolved.resolved_at = Some(t - 800_000);
+    for a in [
+        alert(
+            "alert_int",
+            Severity::Critical,
+            SourceType::Integration,
+            "slack",
+            "Integration Slack failed 3 times in a row",
+            t - 100_000,
+        ),
+        alert(
+            "alert_agent",
+            Severity::Warning,
+            SourceType::Agent,
+            "a1",
+            "Agent Sales Assistant has high error rate: 50.0%",
+            t - 50_000,
+        ),
+        alert(
+            "alert_info",
+            Severity::Info,
+            SourceType::System,
+            "system",
+            "Queue depth rising: 12",
+            t - 10_000,
+        ),
+        resolved,
+    ] {
+        store
+            .save_alert("local", &a, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    (api, running, dir)
+}
+
+fn agent_a1(t: Millis) -> Value {
+    json!({
+        "agent_id": "a1", "agent_name": "Sales Assistant", "status": "error", "current_operation": null,
+        "operations_completed": 1, "success_rate": 0.5, "confidence_score": 0.88,
+        "last_active": format_rfc3339(t - 240_000), "health_trend": "stable",
+        "metrics": {"avg_execution_time": 60000.0, "error_rate": 0.5, "recent_executions": 2}
+    })
+}
+
+fn agent_a2(t: Millis) -> Value {
+    json!({
+        "agent_id": "a2", "agent_name": "a2", "status": "active", "current_operation": "Processing leads",
+        "operations_completed": 0, "success_rate": 0.0, "confidence_score": 0.5,
+        "last_active": format_rfc3339(t - 60_000), "health_trend": "stable",
+        "metrics": {"avg_execution_time": null, "error_rate": 0.0, "recent_executions": 1}
+    })
+}
+
+fn alert_json(
+    id: &str,
+    severity: &str,
+    source_type: &str,
+    source_id: &str,
+    message: &str,
+    at: Millis,
+    action: bool,
+) -> Value {
+    json!({
+        "alert_id": id, "severity": severity, "message": message, "source_type": source_type,
+        "source_id": source_id, "timestamp": format_rfc3339(at), "action_required": action,
+        "acknowledged": false, "acknowledged_by": null, "acknowledged_at": null, "notes": null
+    })
+}
+
+async fn every_read_endpoint_answers_the_contract_shapes(backend: Backend) {
+    let t = noon();
+    let (api, _running, _dir) = fixture(backend, t).await;
+    let day = format_rfc3339(t - DAY_MS / 2);
+
+    assert_eq!(
+        api.get("/api/health/agent/a1").await,
+        (StatusCode::OK, agent_a1(t))
+    );
+    assert_eq!(
+        api.get("/api/health/agents").await,
+        (StatusCode::OK, json!([agent_a1(t), agent_a2(t)]))
+    );
+    assert_eq!(
+        api.get("/api/health/integrations").await,
+        (
+            StatusCode::OK,
+            json!([{
+                "integration_id": "slack", "integration_name": "Slack", "status": "degraded",
+                "last_used": format_rfc3339(t - 60_000), "latency_ms": 200.0, "error_rate": 0.3333,
+                "health_trend": "stable", "connection_status": "connected", "state": "degraded",
+                "consecutive_failures": 1, "health_checks_performed": 0, "recovery_attempts": 0,
+                "successful_recoveries": 0, "uptime_seconds": 120
+            }])
+        )
+    );
+    assert_eq!(
+        api.get("/api/health/system").await,
+        (
+            StatusCode::OK,
+            json!({
+                "cpu_usage": 45.2, "memory_usage": 62.8, "active_operations": 1, "queue_depth": 12,
+                "total_agents": 2, "active_agents": 1, "total_integrations": 1, "healthy_integrations": 0,
+                "alerts": {"critical": 1, "warning": 1, "info": 1},
+                "hosts": [{"host_id": "h1", "cpu_usage": 45.2, "memory_usage": 62.8, "last_seen": format_rfc3339(t - 30_000)}]
+            })
+        )
+    );
+    let int = alert_json(
+        "alert_int",
+        "critical",
+        "integration",
+        "slack",
+        "Integration Slack failed 3 times in a row",
+        t - 100_000,
+        true,
+    );
+    let agent = alert_json(
+        "alert_agent",
+        "warning",
+        "agent",
+        "a1",
+        "Agent Sales Assistant has high error rate: 50.0%",
+        t - 50_000,
+        true,
+    );
+    let info = alert_json(
+        "alert_info",
+        "info",
+        "system",
+        "system",
+        "Queue depth rising: 12",
+        t - 10_000,
+        false,
+    );
+    assert_eq!(
+        api.get("/api/health/alerts").await,
+        (StatusCode::OK, json!([int, agent, info]))
+    );
+    assert_eq!(
+        api.get("/api/health/alerts?severity=warning").await,
+        (StatusCode::OK, json!([agent]))
+    );
+    assert_eq!(
+        api.get("/api/health/history/agent?entity_id=a1&days=7")
+            .await,
+        (
+            StatusCode::OK,
+            json!({"health_type": "agent", "entity_id": "a1", "days": 7, "data_points": 1, "history": [
+                {"timestamp": day, "health_score": 0.5, "status": "degraded", "metrics": {"total_executions": 2, "completed": 1, "failed": 1}}
+            ]})
+        )
+    );
+    assert_eq!(
+        api.get("/api/health/history/integration?entity_id=slack")
+            .await,
+        (
+            StatusCode::OK,
+            json!({"health_type": "integration", "entity_id": "slack", "days": 30, "data_points": 1, "history": [
+                {"timestamp": day, "health_score": 0.667, "status": "degraded", "metrics": {"calls": 3, "failures": 1, "avg_latency_ms": 200.0}}
+            ]})
+        )
+    );
+    let system_point = json!({"timestamp": day, "health_score": 0.372, "status": "error",
+        "metrics": {"samples": 1, "cpu_avg": 45.2, "cpu_max": 45.2, "memory_avg": 62.8, "memory_max": 62.8}});
+    assert_eq!(
+        api.get("/api/health/history/system").await,
+        (
+            StatusCode::OK,
+            json!({"health_type": "system", "entity_id": "system", "days": 30, "data_points": 1, "history": [system_point.clone()]})
+        )
+    );
+    assert_eq!(
+        api.get("/api/health/history/system?entity_id=h1&days=1")
+            .await,
+        (
+            StatusCode::OK,
+            json!({"health_type": "system", "entity_id": "h1", "days": 1, "data_points": 1, "history": [system_point]})
+        )
+    );
+}
+
+async fn acknowledging_marks_the_alert_once_and_refuses_resolved_or_unknown_ones(backend: Backend) {
+    let t = noon();
+    let (api, _running, _dir) = fixture(backend, t).await;
+    let (status, body) = api
+        .post(
+            "/api/health/alerts/alert_agent/acknowledge",
+            json!({"notes": "looking into it"}),
+        )
+        .await;
+    let mut expected = alert_json(
+        "alert_agent",
+        "warning",
+        "agent",
+        "a1",
+        "Agent Sales Assistant has high error rate: 50.0%",
+        t - 50_000,
+        true,
+    );
+    expected["acknowledged"] = json!(true);
+    expected["acknowledged_by"] = json!("ops");
+    expected["acknowledged_at"] = json!(format_rfc3339(t));
+    expected["notes"] = json!("looking into it");
+    assert_eq!((status, &body), (StatusCode::OK, &expected));
+    let (status, again) = api
+        .post("/api/health/alerts/alert_agent/acknowledge", json!({}))
+        .await;
+    assert_eq!(
+        (status, again),
+        (StatusCode::OK, expected.clone()),
+        "acknowledging twice is not an error"
+    );
+    let (_, list) = api.get("/api/health/alerts?severity=warning").await;
+    assert_eq!(list, json!([expected]));
+    let (_, system) = api.get("/api/health/system").await;
+    assert_eq!(
+        system["alerts"],
+        json!({"critical": 1, "warning": 1, "info": 1}),
+        "acknowledged alerts still count"
+    );
+
+    let (status, body) = api
+        .post("/api/health/alerts/alert_resolved/acknowledge", json!({}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("alert_resolved"))
+    );
+    let (status, body) = api
+        .post("/api/health/alerts/nope/acknowledge", json!({}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, body) = api
+        .post(
+            "/api/health/alerts/alert_int/acknowledge",
+            json!({"notes": 5}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["message"].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            Some("notes: must be a string of at most 1024 characters")
+        )
+    );
+}
+
+async fn bad_parameters_answer_400_naming_the_parameter(backend: Backend) {
+    let t = noon();
+    let (api, _running, _dir) = fixture(backend, t).await;
+    for (path, message) in [
+        (
+            "/api/health/history/planet?entity_id=a1",
+            "type: must be agent, integration or system",
+        ),
+        (
+            "/api/health/history/agent?entity_id=a1&days=0",
+            "days: must be a whole number from 1 to 90",
+        ),
+        (
+            "/api/health/history/agent?entity_id=a1&days=91",
+            "days: must be a whole number from 1 to 90",
+        ),
+        (
+            "/api/health/history/agent?entity_id=a1&days=week",
+            "days: must be a whole number from 1 to 90",
+        ),
+        (
+            "/api/health/history/agent",
+            "entity_id: is required for agent history",
+        ),
+        (
+            "/api/health/history/integration?days=3",
+            "entity_id: is required for integration history",
+        ),
+        (
+            "/api/health/alerts?severity=urgent",
+            "severity: must be critical, warning or info",
+        ),
+    ] {
+        let (status, body) = api.get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["error"]["message"].as_str(), Some(message), "{path}");
+    }
+    for path in [
+        "/api/health/agent/ghost",
+        "/api/health/history/agent?entity_id=ghost",
+        "/api/health/history/integration?entity_id=ghost",
+        "/api/health/history/system?entity_id=ghost",
+    ] {
+        let (status, body) = api.get(path).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found")),
+            "{path}"
+        );
+    }
+    let (status, _) = api
+        .call(
+            reqwest::Method::DELETE,
+            "/api/health/alerts",
+            None,
+            &api.key,
+        )
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let (status, _) = api
+        .call(
+            reqwest::Method::GET,
+            "/api/health/alerts/alert_int/acknowledge",
+            None,
+            &api.key,
+        )
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+async fn another_tenant_sees_and_changes_nothing_through_any_endpoint(backend: Backend) {
+    let t = noon();
+    let (api, running, _dir) = fixture(backend, t).await;
+    let other = running
+        .state
+        .store
+        .create_api_key("other", &local_stack::all_scopes(), "intruder", 0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let get = |path: &'static str| {
+        let (api, other) = (&api, other.clone());
+        async move { api.call(reqwest::Method::GET, path, None, &other).await }
+    };
+    assert_eq!(get("/api/health/agent/a1").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(get("/api/health/agents").await, (StatusCode::OK, json!([])));
+    assert_eq!(
+        get("/api/health/integrations").await,
+        (StatusCode::OK, json!([]))
+    );
+    assert_eq!(get("/api/health/alerts").await, (StatusCode::OK, json!([])));
+    let (_, system) = get("/api/health/system").await;
+    assert_eq!(
+        (
+            system["total_agents"].as_u64(),
+            system["hosts"].clone(),
+            system["alerts"].clone()
+        ),
+        (
+            Some(0),
+            json!([]),
+            json!({"critical": 0, "warning": 0, "info": 0})
+        )
+    );
+    assert_eq!(
+        get("/api/health/history/agent?entity_id=a1").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get("/api/health/history/integration?entity_id=slack")
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get("/api/health/history/system?entity_id=h1").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get("/api/health/history/system").await.1["data_points"],
+        json!(0)
+    );
+    let (status, _) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/health/alerts/alert_agent/acknowledge",
+            Some(json!({})),
+            &other,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // ... and the owner's alert is still unacknowledged.
+    let (_, mine) = api.get("/api/health/alerts?severity=warning").await;
+    assert_eq!(mine[0]["acknowledged"], json!(false));
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod embedded { $( #[tokio::test] async fn $name() { super::$name(super::Backend::Embedded).await; } )* }
+        mod dynamodb { $( #[tokio::test] async fn $name() { super::$name(super::Backend::DynamoDb).await; } )* }
+    };
+}
+
+on_both_stores!(
+    every_read_endpoint_answers_the_contract_shapes,
+    acknowledging_marks_the_alert_once_and_refuses_resolved_or_unknown_ones,
+    bad_parameters_answer_400_naming_the_parameter,
+    another_tenant_sees_and_changes_nothing_through_any_endpoint,
+);
