@@ -185,7 +185,19 @@ pub async fn serve(
 
 /// The HTTP routes: everything under `/api/health/` goes to the library router.
 pub fn router(state: AppState) -> axum::Router {
-    axum::Router::new().fallback(serve_api).with_state(state)
+    axum::Router::new()
+        .route("/api/openapi.json", axum::routing::get(openapi))
+        .fallback(serve_api)
+        .with_state(state)
+}
+
+async fn openapi() -> Response {
+    let mut response = Response::new(Body::from(api::OPENAPI_JSON));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 async fn serve_api(State(state): State<AppState>, req: Request) -> Response {

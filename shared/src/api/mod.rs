@@ -21,6 +21,9 @@ use crate::domain::ids::check_id;
 use crate::AppState;
 use auth::Scope;
 
+/// The OpenAPI 3.1 document of the API (docs/openapi.json), served by the local stack.
+pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
+
 /// Largest request body accepted (1 MiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -50,6 +53,52 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// Every endpoint.
+    pub const ALL: [Endpoint; 10] = [
+        Self::IngestEvents,
+        Self::PutAgent,
+        Self::PutIntegration,
+        Self::GetAgentHealth,
+        Self::GetAllAgents,
+        Self::GetIntegrations,
+        Self::GetSystem,
+        Self::GetAlerts,
+        Self::AcknowledgeAlert,
+        Self::GetHistory,
+    ];
+
+    /// Its method and path template, as in the OpenAPI document and the SAM template.
+    pub fn route(self) -> (&'static str, &'static str) {
+        match self {
+            Self::IngestEvents => ("POST", "/api/health/events"),
+            Self::PutAgent => ("PUT", "/api/health/agents/{agent_id}"),
+            Self::PutIntegration => ("PUT", "/api/health/integrations/{integration_id}"),
+            Self::GetAgentHealth => ("GET", "/api/health/agent/{agent_id}"),
+            Self::GetAllAgents => ("GET", "/api/health/agents"),
+            Self::GetIntegrations => ("GET", "/api/health/integrations"),
+            Self::GetSystem => ("GET", "/api/health/system"),
+            Self::GetAlerts => ("GET", "/api/health/alerts"),
+            Self::AcknowledgeAlert => ("POST", "/api/health/alerts/{alert_id}/acknowledge"),
+            Self::GetHistory => ("GET", "/api/health/history/{type}"),
+        }
+    }
+
+    /// The Lambda function (binary under `functions/`) that serves it.
+    pub fn function(self) -> &'static str {
+        match self {
+            Self::IngestEvents => "ingest-events",
+            Self::PutAgent => "put-agent",
+            Self::PutIntegration => "put-integration",
+            Self::GetAgentHealth => "get-agent-health",
+            Self::GetAllAgents => "get-all-agents",
+            Self::GetIntegrations => "get-integrations-health",
+            Self::GetSystem => "get-system-metrics",
+            Self::GetAlerts => "get-active-alerts",
+            Self::AcknowledgeAlert => "acknowledge-alert",
+            Self::GetHistory => "get-health-history",
+        }
+    }
+
     fn scope(self) -> Scope {
         match self {
             Self::IngestEvents | Self::PutAgent | Self::PutIntegration => Scope::Ingest,
@@ -149,8 +198,12 @@ async fn serve(
             limit: MAX_BODY_BYTES,
         });
     }
-    let principal =
-        auth::authorize(state, auth::bearer(req.headers()), route.endpoint.scope()).await?;
+    // In AWS the Lambda authorizer has checked the key and passed who is calling; its
+    // answer is cached per key for every route, so the scope is checked here.
+    let principal = match req.extensions().get::<auth::Principal>() {
+        Some(p) => auth::require(p.clone(), route.endpoint.scope())?,
+        None => auth::authorize(state, auth::bearer(req.headers()), route.endpoint.scope()).await?,
+    };
     let tenant = principal.tenant.as_str();
     let id = route.id.as_deref().unwrap_or_default();
     let body = req.body();

@@ -1,0 +1,238 @@
+//! The OpenAPI document stays true: every route of the router is documented and every
+//! documented route exists, and each documented success and error response schema matches
+//! what the handlers answer (validated as JSON Schema 2020-12, which OpenAPI 3.1 uses).
+
+use std::sync::Arc;
+
+use e2e_tests::{spawn_api, Backend};
+use reqwest::Method;
+use serde_json::{json, Value};
+use shared::api::{Endpoint, OPENAPI_JSON};
+use shared::domain::alerts::{AlertRecord, Severity, SourceType};
+use shared::time::ManualClock;
+
+fn doc() -> Value {
+    serde_json::from_str(OPENAPI_JSON)
+        .unwrap_or_else(|e| panic!("docs/openapi.json is not JSON: {e}"))
+}
+
+/// Validates `value` against a schema of the document given by its JSON pointer.
+fn validate(doc: &Value, pointer: &str, value: &Value, what: &str) {
+    // The schema is checked as part of the whole document, so its `$ref`s resolve.
+    let schema = doc
+        .pointer(pointer)
+        .cloned()
+        .unwrap_or_else(|| panic!("{what}: no schema at {pointer}"));
+    let mut root = doc.clone();
+    root["allOf"] = json!([schema]);
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .build(&root)
+        .unwrap_or_else(|e| panic!("{what}: bad schema at {pointer}: {e}"));
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what}: response does not match {pointer}: {errors:?}\n{value}"
+    );
+}
+
+fn pointer_escape(path: &str) -> String {
+    path.replace('~', "~0").replace('/', "~1")
+}
+
+#[test]
+fn every_route_is_documented_and_every_documented_route_is_served() {
+    let doc = doc();
+    let paths = doc["paths"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no paths"));
+    let mut documented: Vec<(String, String)> = paths
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .into_iter()
+                .flatten()
+                .map(move |(m, _)| (m.to_uppercase(), p.clone()))
+        })
+        .collect();
+    let mut served: Vec<(String, String)> = Endpoint::ALL
+        .iter()
+        .map(|e| (e.route().0.to_owned(), e.route().1.to_owned()))
+        .collect();
+    documented.sort();
+    served.sort();
+    assert_eq!(documented, served);
+    for (method, path) in &served {
+        let concrete = path.replace("{type}", "agent").replace(['{', '}'], "");
+        let route = shared::api::route(&method.parse().unwrap_or(Method::GET), &concrete);
+        assert!(
+            route.is_ok(),
+            "{method} {path} is documented but the router answers {route:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn documented_response_shapes_match_the_handlers() {
+    let doc = doc();
+    let now = chrono::Utc::now().timestamp_millis();
+    let (running, _dir) = spawn_api(Backend::Embedded, Arc::new(ManualClock::new(now))).await;
+    let client = reqwest::Client::new();
+    let base = running.url();
+
+    let served: Value = client
+        .get(format!("{base}/api/openapi.json"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(served, doc, "the local stack serves docs/openapi.json");
+
+    running
+        .state
+        .store
+        .save_alert(
+            "local",
+            &AlertRecord {
+                alert_id: "alert_1".into(),
+                severity: Severity::Critical,
+                message: "High CPU usage: 95%".into(),
+                source_type: SourceType::System,
+                source_id: "h1".into(),
+                condition: "cpu".into(),
+                raised_at: now,
+                acknowledged_by: None,
+                acknowledged_at: None,
+                notes: None,
+                resolved_at: None,
+            },
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let batch = json!({"events": [
+        {"event_id": "1", "type": "execution.started", "agent_id": "a1", "execution_id": "x", "operation": "op"},
+        {"event_id": "2", "type": "execution.finished", "agent_id": "a1", "execution_id": "x", "outcome": "completed", "confidence": 0.9},
+        {"event_id": "3", "type": "integration.call", "integration_id": "slack", "latency_ms": 12.5, "ok": true},
+        {"event_id": "4", "type": "host.sample", "host_id": "h1", "cpu_usage": 95, "memory_usage": 40},
+        {"event_id": "5", "type": "gauge", "name": "queue_depth", "value": 3},
+    ]});
+    // Requests in an order that leaves data for the reads.
+    let cases: Vec<(Method, &str, &str, Option<Value>)> = vec![
+        (
+            Method::POST,
+            "/api/health/events",
+            "/api/health/events",
+            Some(batch),
+        ),
+        (
+            Method::PUT,
+            "/api/health/agents/{agent_id}",
+            "/api/health/agents/a1",
+            Some(json!({"agent_name": "A one"})),
+        ),
+        (
+            Method::PUT,
+            "/api/health/integrations/{integration_id}",
+            "/api/health/integrations/slack",
+            Some(json!({"integration_name": "Slack"})),
+        ),
+        (
+            Method::GET,
+            "/api/health/agent/{agent_id}",
+            "/api/health/agent/a1",
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/health/agents",
+            "/api/health/agents",
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/health/integrations",
+            "/api/health/integrations",
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/health/system",
+            "/api/health/system",
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/health/alerts",
+            "/api/health/alerts?severity=critical",
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/health/alerts/{alert_id}/acknowledge",
+            "/api/health/alerts/alert_1/acknowledge",
+            Some(json!({"notes": "on it"})),
+        ),
+        (
+            Method::GET,
+            "/api/health/history/{type}",
+            "/api/health/history/agent?entity_id=a1&days=7",
+            None,
+        ),
+    ];
+    assert_eq!(
+        cases.len(),
+        Endpoint::ALL.len(),
+        "every endpoint is exercised"
+    );
+    for (method, template, url, body) in cases {
+        let op = format!(
+            "/paths/{}/{}",
+            pointer_escape(template),
+            method.as_str().to_lowercase()
+        );
+        let mut req = client
+            .request(method.clone(), format!("{base}{url}"))
+            .bearer_auth(&running.api_key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap_or_else(|e| panic!("{e}"));
+        let status = res.status().as_u16().to_string();
+        let value: Value = res.json().await.unwrap_or_default();
+        assert!(
+            doc.pointer(&format!("{op}/responses/{status}")).is_some(),
+            "{method} {url} answered {status}, which is not documented: {value}"
+        );
+        validate(
+            &doc,
+            &format!("{op}/responses/{status}/content/application~1json/schema"),
+            &value,
+            url,
+        );
+    }
+    // Errors have the documented error shape.
+    for (url, status) in [
+        ("/api/health/agent/ghost", 404),
+        ("/api/health/history/agent", 400),
+    ] {
+        let res = client
+            .get(format!("{base}{url}"))
+            .bearer_auth(&running.api_key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(res.status().as_u16(), status);
+        validate(
+            &doc,
+            "/components/schemas/Error",
+            &res.json().await.unwrap_or_default(),
+            url,
+        );
+    }
+}
