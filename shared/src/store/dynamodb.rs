@@ -154,6 +154,11 @@ impl DynamoBackend {
         }
     }
 
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
     /// A client configured from the environment (region, credentials, and
     /// `AWS_ENDPOINT_URL_DYNAMODB` if set), as in Lambda.
     pub async fn client_from_env() -> Client {

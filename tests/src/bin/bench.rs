@@ -179,8 +179,187 @@ fn row(name: &str, batch: usize, f: &Figures, dynamodb: bool) {
     );
 }
 
+/// Seeds a tenant with 100 agents, 20 integrations, 5 hosts and 10 alerts.
+async fn seed_reads(store: &Store, now: i64) {
+    let mut events = Vec::new();
+    for a in 0..100 {
+        for x in 0..4 {
+            let id = format!("{a}-{x}");
+            events.push(json!({"event_id": format!("s{id}"), "type": "execution.started", "agent_id": format!("agent-{a:03}"), "execution_id": id, "operation": "Processing leads"}));
+            if x < 3 {
+                events.push(json!({"event_id": format!("f{id}"), "type": "execution.finished", "agent_id": format!("agent-{a:03}"), "execution_id": id, "outcome": if x == 0 { "failed" } else { "completed" }, "duration_ms": 900}));
+            }
+        }
+    }
+    for i in 0..20 {
+        for c in 0..10 {
+            events.push(json!({"event_id": format!("c{i}-{c}"), "type": "integration.call", "integration_id": format!("integration-{i:02}"), "latency_ms": 100 + c, "ok": c != 0}));
+        }
+    }
+    for h in 0..5 {
+        events.push(json!({"event_id": format!("h{h}"), "type": "host.sample", "host_id": format!("host-{h}"), "cpu_usage": 50, "memory_usage": 60}));
+    }
+    for chunk in events.chunks(1000) {
+        let body = json!({ "events": chunk }).to_string();
+        let batch = parse_batch(body.as_bytes(), now).unwrap_or_else(|e| panic!("{e:?}"));
+        store.ingest("bench", &batch, now).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    for n in 0..10 {
+        let alert = shared::domain::alerts::AlertRecord {
+            alert_id: format!("alert-{n}"), severity: shared::domain::alerts::Severity::Warning,
+            message: "High CPU usage: 85%".into(), source_type: shared::domain::alerts::SourceType::System,
+            source_id: format!("host-{}", n % 5), condition: format!("c{n}"), raised_at: now - n,
+            acknowledged_by: None, acknowledged_at: None, notes: None, resolved_at: None,
+        };
+        store.save_alert("bench", &alert, None).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// p50 and p99 of `iterations` in-process calls of the library handler for `path`.
+async fn time_endpoint(state: &shared::AppState, key: &str, method: &str, path: &str, iterations: usize) -> (f64, f64) {
+    let mut samples = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {key}"))
+            .body(bytes::Bytes::new())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let t = Instant::now();
+        let res = shared::api::handle(state, req, None).await;
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+        assert!(res.status().is_success(), "{path}: {}", res.body());
+    }
+    samples.sort_by(f64::total_cmp);
+    (percentile(&samples, 0.5), percentile(&samples, 0.99))
+}
+
+const READS: [(&str, &str); 7] = [
+    ("GET", "/api/health/agent/agent-042"),
+    ("GET", "/api/health/agents"),
+    ("GET", "/api/health/integrations"),
+    ("GET", "/api/health/system"),
+    ("GET", "/api/health/alerts"),
+    ("POST", "/api/health/alerts/alert-3/acknowledge"),
+    ("GET", "/api/health/history/agent?entity_id=agent-042&days=30"),
+];
+
+async fn reads(backend: Arc<dyn Backend>, iterations: usize) -> Vec<(f64, f64)> {
+    let store = Store::new(backend);
+    let now = chrono::Utc::now().timestamp_millis();
+    seed_reads(&store, now).await;
+    let key = store.create_api_key("bench", &["read".to_owned()], "bench", now).await.unwrap_or_else(|e| panic!("{e}"));
+    let state = shared::AppState::new(store, shared::config::Config::default());
+    let mut out = Vec::new();
+    for (method, path) in READS {
+        out.push(time_endpoint(&state, &key, method, path, iterations).await);
+    }
+    out
+}
+
+async fn read_benchmarks() {
+    println!("\n| endpoint (100 agents, 20 integrations, 5 hosts, 10 alerts) | embedded p50 µs | embedded p99 µs | DynamoDB API (moto) p50 ms | moto p99 ms |");
+    println!("|---|---|---|---|---|");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let embedded = shared::store::embedded::EmbeddedBackend::open(&dir.path().join("reads.redb")).unwrap_or_else(|e| panic!("{e}"));
+    let local = reads(Arc::new(embedded), 200).await;
+    let remote = if std::env::var(e2e_tests::DYNAMODB_ENDPOINT_VAR).is_ok() {
+        reads(Arc::new(e2e_tests::dynamo_backend().await), 10).await
+    } else {
+        vec![(f64::NAN, f64::NAN); READS.len()]
+    };
+    for (((method, path), (l50, l99)), (r50, r99)) in READS.iter().zip(local).zip(remote) {
+        println!("| {method} {path} | {l50:.0} | {l99:.0} | {:.1} | {:.1} |", r50 / 1000.0, r99 / 1000.0);
+    }
+}
+
+/// Time from starting a Lambda binary to its first request for work
+/// (`GET /2018-06-01/runtime/invocation/next`), i.e. its cold-start initialisation, against
+/// a minimal runtime API endpoint speaking the protocol cargo-lambda's emulator serves.
+async fn cold_start(binary: &str, runs: usize) -> (f64, f64) {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Instant>();
+        let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
+        let app = axum::Router::new().route(
+            "/2018-06-01/runtime/invocation/next",
+            axum::routing::get(move || {
+                let tx = tx.clone();
+                async move {
+                    if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
+                        let _ = tx.send(Instant::now());
+                    }
+                    // Never hand out work: the binary stays parked until killed.
+                    std::future::pending::<()>().await;
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let start = Instant::now();
+        let mut child = tokio::process::Command::new(binary)
+            .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
+            .env("HEALTH_TABLE", "bench")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "local")
+            .env("AWS_SECRET_ACCESS_KEY", "local")
+            .env("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9")
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        let ready = tokio::time::timeout(std::time::Duration::from_secs(10), rx).await;
+        let _ = child.kill().await;
+        server.abort();
+        match ready {
+            Ok(Ok(at)) => samples.push(at.duration_since(start).as_secs_f64() * 1000.0),
+            _ => panic!("{binary} did not ask for work within 10 s"),
+        }
+    }
+    samples.sort_by(f64::total_cmp);
+    (percentile(&samples, 0.5), percentile(&samples, 0.99))
+}
+
+async fn function_figures() {
+    println!("\n| function | stripped binary bytes | compressed (deflate -9) bytes | cold start p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|");
+    let Ok(dir) = std::fs::read_dir("target/lambda") else {
+        eprintln!("no target/lambda: run cargo lambda build --release first");
+        return;
+    };
+    let mut dirs: Vec<_> = dir.flatten().map(|e| e.path()).collect();
+    dirs.sort();
+    for d in dirs {
+        let bin = d.join("bootstrap");
+        let Ok(meta) = std::fs::metadata(&bin) else { continue };
+        let zipped = std::process::Command::new("gzip").args(["-9", "-c"]).arg(&bin).output().map(|o| o.stdout.len()).unwrap_or(0);
+        let (p50, p99) = cold_start(&bin.to_string_lossy(), 20).await;
+        let name = d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        println!("| {name} | {} | {zipped} | {p50:.1} | {p99:.1} |", meta.len());
+    }
+}
+
 #[tokio::main]
 async fn main() {
+    let what = std::env::args().nth(1).unwrap_or_else(|| "all".to_owned());
+    if what == "functions" || what == "all" {
+        function_figures().await;
+    }
+    if what == "functions" {
+        return;
+    }
+    if what == "reads" || what == "all" {
+        read_benchmarks().await;
+    }
+    if what == "reads" {
+        return;
+    }
     println!("| store | events/batch | events/s | p50 batch ms | p99 batch ms | requests/event | RCU/event | WCU/event |");
     println!("|---|---|---|---|---|---|---|---|");
     for (batches, size) in [(200, 100), (20, 1000)] {
