@@ -32,24 +32,46 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn start_emulator(table: &str, port: u16) -> Emulator {
+/// Starts `cargo lambda watch` for one function. It runs from the function's own directory:
+/// at the workspace root, `cargo run --bin <function>` only sees the default member (the
+/// local stack).
+fn start_emulator(function: &str, table: &str, port: u16) -> Emulator {
     let endpoint = e2e_tests::dynamodb_endpoint();
     let mut cmd = Command::new("cargo");
-    cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .args(["lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P", &port.to_string()])
-        .args(["--env-var", &format!("HEALTH_TABLE={table}")])
-        .args(["--env-var", &format!("AWS_ENDPOINT_URL_DYNAMODB={endpoint}")])
-        .args(["--env-var", "AWS_REGION=us-east-1"])
-        .args(["--env-var", "AWS_ACCESS_KEY_ID=local"])
-        .args(["--env-var", "AWS_SECRET_ACCESS_KEY=local"])
-        .args(["--env-var", "RUST_LOG=warn"])
-        .stdin(Stdio::null())
-        .process_group(0);
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run `cargo lambda watch` (is cargo-lambda installed?): {e}"));
+    cmd.current_dir(format!(
+        "{}/../functions/{function}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .args([
+        "lambda",
+        "watch",
+        "--ignore-changes",
+        "-A",
+        "127.0.0.1",
+        "-P",
+        &port.to_string(),
+    ])
+    .args(["--env-var", &format!("HEALTH_TABLE={table}")])
+    .args([
+        "--env-var",
+        &format!("AWS_ENDPOINT_URL_DYNAMODB={endpoint}"),
+    ])
+    .args(["--env-var", "AWS_REGION=us-east-1"])
+    .args(["--env-var", "AWS_ACCESS_KEY_ID=local"])
+    .args(["--env-var", "AWS_SECRET_ACCESS_KEY=local"])
+    .args(["--env-var", "RUST_LOG=warn"])
+    .stdin(Stdio::null())
+    .process_group(0);
+    let child = cmd.spawn().unwrap_or_else(|e| {
+        panic!("cannot run `cargo lambda watch` (is cargo-lambda installed?): {e}")
+    });
     let emulator = Emulator(child);
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "cargo lambda watch did not listen on {port} within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "cargo lambda watch did not listen on {port} within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     emulator
@@ -66,13 +88,27 @@ async fn seed(store: &Store, now: i64) {
     ]})
     .to_string();
     let events = parse_batch(body.as_bytes(), now).unwrap_or_else(|e| panic!("{e:?}"));
-    store.ingest("acme", &events, now).await.unwrap_or_else(|e| panic!("{e}"));
+    store
+        .ingest("acme", &events, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let alert = AlertRecord {
-        alert_id: "alert_cpu_h1".into(), severity: Severity::Critical, message: "High CPU usage: 91.5%".into(),
-        source_type: SourceType::System, source_id: "h1".into(), condition: "cpu".into(), raised_at: now - 10_000,
-        acknowledged_by: None, acknowledged_at: None, notes: None, resolved_at: None,
+        alert_id: "alert_cpu_h1".into(),
+        severity: Severity::Critical,
+        message: "High CPU usage: 91.5%".into(),
+        source_type: SourceType::System,
+        source_id: "h1".into(),
+        condition: "cpu".into(),
+        raised_at: now - 10_000,
+        acknowledged_by: None,
+        acknowledged_at: None,
+        notes: None,
+        resolved_at: None,
     };
-    store.save_alert("acme", &alert, None).await.unwrap_or_else(|e| panic!("{e}"));
+    store
+        .save_alert("acme", &alert, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]
@@ -82,42 +118,103 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
     let store = Store::new(std::sync::Arc::new(backend));
     let now = chrono::Utc::now().timestamp_millis();
     seed(&store, now).await;
-    let key = store.create_api_key("acme", &["read".to_owned()], "oncall", now).await.unwrap_or_else(|e| panic!("{e}"));
+    let key = store
+        .create_api_key("acme", &["read".to_owned()], "oncall", now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 
-    let port = free_port();
-    let _emulator = start_emulator(&table, port);
+    let functions = [
+        "get-agent-health",
+        "get-system-metrics",
+        "get-active-alerts",
+        "acknowledge-alert",
+    ];
+    let ports: Vec<u16> = functions.iter().map(|_| free_port()).collect();
+    let _emulators: Vec<Emulator> = functions
+        .iter()
+        .zip(&ports)
+        .map(|(f, p)| start_emulator(f, &table, *p))
+        .collect();
+    let port_of = |function: &str| {
+        functions
+            .iter()
+            .position(|f| *f == function)
+            .map(|i| ports[i])
+            .unwrap_or_default()
+    };
     // The first request to a function builds it; allow for that.
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(600)).build().unwrap_or_else(|e| panic!("{e}"));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
     let call = |function: &str, method: reqwest::Method, path: &str, key: &str| {
-        client.request(method, format!("http://127.0.0.1:{port}/lambda-url/{function}{path}")).bearer_auth(key.to_owned())
+        client
+            .request(
+                method,
+                format!(
+                    "http://127.0.0.1:{}/lambda-url/{function}{path}",
+                    port_of(function)
+                ),
+            )
+            .bearer_auth(key.to_owned())
     };
     let json_of = |res: reqwest::Response| async move {
         let status = res.status();
         (status, res.json::<Value>().await.unwrap_or_default())
     };
 
-    let res = call("get-agent-health", reqwest::Method::GET, "/api/health/agent/a1", &key).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = call(
+        "get-agent-health",
+        reqwest::Method::GET,
+        "/api/health/agent/a1",
+        &key,
+    )
+    .send()
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         json_of(res).await,
-        (StatusCode::OK, json!({
-            "agent_id": "a1", "agent_name": "Sales Assistant", "status": "error", "current_operation": null,
-            "operations_completed": 1, "success_rate": 0.5, "confidence_score": 0.5,
-            "last_active": format_rfc3339(now - 240_000), "health_trend": "stable",
-            "metrics": {"avg_execution_time": 60000.0, "error_rate": 0.5, "recent_executions": 2}
-        }))
+        (
+            StatusCode::OK,
+            json!({
+                "agent_id": "a1", "agent_name": "Sales Assistant", "status": "error", "current_operation": null,
+                "operations_completed": 1, "success_rate": 0.5, "confidence_score": 0.5,
+                "last_active": format_rfc3339(now - 240_000), "health_trend": "stable",
+                "metrics": {"avg_execution_time": 60000.0, "error_rate": 0.5, "recent_executions": 2}
+            })
+        )
     );
-    let res = call("get-agent-health", reqwest::Method::GET, "/api/health/agent/a1", "ahm_wrong").send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = call(
+        "get-agent-health",
+        reqwest::Method::GET,
+        "/api/health/agent/a1",
+        "ahm_wrong",
+    )
+    .send()
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(json_of(res).await.0, StatusCode::UNAUTHORIZED);
 
-    let res = call("get-system-metrics", reqwest::Method::GET, "/api/health/system", &key).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = call(
+        "get-system-metrics",
+        reqwest::Method::GET,
+        "/api/health/system",
+        &key,
+    )
+    .send()
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         json_of(res).await,
-        (StatusCode::OK, json!({
-            "cpu_usage": 91.5, "memory_usage": 40.0, "active_operations": 0, "queue_depth": 4,
-            "total_agents": 1, "active_agents": 0, "total_integrations": 0, "healthy_integrations": 0,
-            "alerts": {"critical": 1, "warning": 0, "info": 0},
-            "hosts": [{"host_id": "h1", "cpu_usage": 91.5, "memory_usage": 40.0, "last_seen": format_rfc3339(now - 20_000)}]
-        }))
+        (
+            StatusCode::OK,
+            json!({
+                "cpu_usage": 91.5, "memory_usage": 40.0, "active_operations": 0, "queue_depth": 4,
+                "total_agents": 1, "active_agents": 0, "total_integrations": 0, "healthy_integrations": 0,
+                "alerts": {"critical": 1, "warning": 0, "info": 0},
+                "hosts": [{"host_id": "h1", "cpu_usage": 91.5, "memory_usage": 40.0, "last_seen": format_rfc3339(now - 20_000)}]
+            })
+        )
     );
 
     let alert = json!({
@@ -125,18 +222,34 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
         "source_type": "system", "source_id": "h1", "timestamp": format_rfc3339(now - 10_000),
         "action_required": true, "acknowledged": false, "acknowledged_by": null, "acknowledged_at": null, "notes": null
     });
-    let res = call("get-active-alerts", reqwest::Method::GET, "/api/health/alerts?severity=critical", &key).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = call(
+        "get-active-alerts",
+        reqwest::Method::GET,
+        "/api/health/alerts?severity=critical",
+        &key,
+    )
+    .send()
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(json_of(res).await, (StatusCode::OK, json!([alert.clone()])));
 
-    let res = call("acknowledge-alert", reqwest::Method::POST, "/api/health/alerts/alert_cpu_h1/acknowledge", &key)
-        .json(&json!({"notes": "scaling up"}))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = call(
+        "acknowledge-alert",
+        reqwest::Method::POST,
+        "/api/health/alerts/alert_cpu_h1/acknowledge",
+        &key,
+    )
+    .json(&json!({"notes": "scaling up"}))
+    .send()
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let (status, mut acked) = json_of(res).await;
     assert_eq!(status, StatusCode::OK, "{acked}");
     let at = acked["acknowledged_at"].take();
-    let at = at.as_str().and_then(shared::time::parse_rfc3339).unwrap_or_else(|| panic!("no acknowledged_at"));
+    let at = at
+        .as_str()
+        .and_then(shared::time::parse_rfc3339)
+        .unwrap_or_else(|| panic!("no acknowledged_at"));
     assert!((at - chrono::Utc::now().timestamp_millis()).abs() < 120_000);
     let mut expected = alert;
     expected["acknowledged"] = json!(true);
@@ -146,6 +259,14 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
     assert_eq!(acked, expected);
 
     // A function serves only its own route.
-    let res = call("get-active-alerts", reqwest::Method::GET, "/api/health/agent/a1", &key).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = call(
+        "get-active-alerts",
+        reqwest::Method::GET,
+        "/api/health/agent/a1",
+        &key,
+    )
+    .send()
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(json_of(res).await.0, StatusCode::NOT_FOUND);
 }

@@ -202,21 +202,40 @@ async fn seed_reads(store: &Store, now: i64) {
     for chunk in events.chunks(1000) {
         let body = json!({ "events": chunk }).to_string();
         let batch = parse_batch(body.as_bytes(), now).unwrap_or_else(|e| panic!("{e:?}"));
-        store.ingest("bench", &batch, now).await.unwrap_or_else(|e| panic!("{e}"));
+        store
+            .ingest("bench", &batch, now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     for n in 0..10 {
         let alert = shared::domain::alerts::AlertRecord {
-            alert_id: format!("alert-{n}"), severity: shared::domain::alerts::Severity::Warning,
-            message: "High CPU usage: 85%".into(), source_type: shared::domain::alerts::SourceType::System,
-            source_id: format!("host-{}", n % 5), condition: format!("c{n}"), raised_at: now - n,
-            acknowledged_by: None, acknowledged_at: None, notes: None, resolved_at: None,
+            alert_id: format!("alert-{n}"),
+            severity: shared::domain::alerts::Severity::Warning,
+            message: "High CPU usage: 85%".into(),
+            source_type: shared::domain::alerts::SourceType::System,
+            source_id: format!("host-{}", n % 5),
+            condition: format!("c{n}"),
+            raised_at: now - n,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            notes: None,
+            resolved_at: None,
         };
-        store.save_alert("bench", &alert, None).await.unwrap_or_else(|e| panic!("{e}"));
+        store
+            .save_alert("bench", &alert, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
 /// p50 and p99 of `iterations` in-process calls of the library handler for `path`.
-async fn time_endpoint(state: &shared::AppState, key: &str, method: &str, path: &str, iterations: usize) -> (f64, f64) {
+async fn time_endpoint(
+    state: &shared::AppState,
+    key: &str,
+    method: &str,
+    path: &str,
+    iterations: usize,
+) -> (f64, f64) {
     let mut samples = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let req = http::Request::builder()
@@ -241,14 +260,20 @@ const READS: [(&str, &str); 7] = [
     ("GET", "/api/health/system"),
     ("GET", "/api/health/alerts"),
     ("POST", "/api/health/alerts/alert-3/acknowledge"),
-    ("GET", "/api/health/history/agent?entity_id=agent-042&days=30"),
+    (
+        "GET",
+        "/api/health/history/agent?entity_id=agent-042&days=30",
+    ),
 ];
 
 async fn reads(backend: Arc<dyn Backend>, iterations: usize) -> Vec<(f64, f64)> {
     let store = Store::new(backend);
     let now = chrono::Utc::now().timestamp_millis();
     seed_reads(&store, now).await;
-    let key = store.create_api_key("bench", &["read".to_owned()], "bench", now).await.unwrap_or_else(|e| panic!("{e}"));
+    let key = store
+        .create_api_key("bench", &["read".to_owned()], "bench", now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let state = shared::AppState::new(store, shared::config::Config::default());
     let mut out = Vec::new();
     for (method, path) in READS {
@@ -261,7 +286,8 @@ async fn read_benchmarks() {
     println!("\n| endpoint (100 agents, 20 integrations, 5 hosts, 10 alerts) | embedded p50 µs | embedded p99 µs | DynamoDB API (moto) p50 ms | moto p99 ms |");
     println!("|---|---|---|---|---|");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let embedded = shared::store::embedded::EmbeddedBackend::open(&dir.path().join("reads.redb")).unwrap_or_else(|e| panic!("{e}"));
+    let embedded = shared::store::embedded::EmbeddedBackend::open(&dir.path().join("reads.redb"))
+        .unwrap_or_else(|e| panic!("{e}"));
     let local = reads(Arc::new(embedded), 200).await;
     let remote = if std::env::var(e2e_tests::DYNAMODB_ENDPOINT_VAR).is_ok() {
         reads(Arc::new(e2e_tests::dynamo_backend().await), 10).await
@@ -269,7 +295,11 @@ async fn read_benchmarks() {
         vec![(f64::NAN, f64::NAN); READS.len()]
     };
     for (((method, path), (l50, l99)), (r50, r99)) in READS.iter().zip(local).zip(remote) {
-        println!("| {method} {path} | {l50:.0} | {l99:.0} | {:.1} | {:.1} |", r50 / 1000.0, r99 / 1000.0);
+        println!(
+            "| {method} {path} | {l50:.0} | {l99:.0} | {:.1} | {:.1} |",
+            r50 / 1000.0,
+            r99 / 1000.0
+        );
     }
 }
 
@@ -294,7 +324,9 @@ async fn cold_start(binary: &str, runs: usize) -> (f64, f64) {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let start = Instant::now();
@@ -337,11 +369,24 @@ async fn function_figures() {
     dirs.sort();
     for d in dirs {
         let bin = d.join("bootstrap");
-        let Ok(meta) = std::fs::metadata(&bin) else { continue };
-        let zipped = std::process::Command::new("gzip").args(["-9", "-c"]).arg(&bin).output().map(|o| o.stdout.len()).unwrap_or(0);
+        let Ok(meta) = std::fs::metadata(&bin) else {
+            continue;
+        };
+        let zipped = std::process::Command::new("gzip")
+            .args(["-9", "-c"])
+            .arg(&bin)
+            .output()
+            .map(|o| o.stdout.len())
+            .unwrap_or(0);
         let (p50, p99) = cold_start(&bin.to_string_lossy(), 20).await;
-        let name = d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        println!("| {name} | {} | {zipped} | {p50:.1} | {p99:.1} |", meta.len());
+        let name = d
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        println!(
+            "| {name} | {} | {zipped} | {p50:.1} | {p99:.1} |",
+            meta.len()
+        );
     }
 }
 
