@@ -82,35 +82,24 @@ pub async fn spawn_api(
     clock: Arc<shared::time::ManualClock>,
 ) -> (local_stack::Running, Option<tempfile::TempDir>) {
     let addr = "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"));
-    match backend {
+    let (store, dir) = match backend {
         Backend::Embedded => {
             let (store, dir) = embedded_store();
-            let mut state = shared::AppState::new(store, Config::default());
-            state.clock = clock;
-            let key = state
-                .store
-                .create_api_key("local", &local_stack::all_scopes(), "ops", 0)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let running = local_stack::serve(state, addr, key)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            (running, Some(dir))
+            (store, Some(dir))
         }
-        Backend::DynamoDb => {
-            let mut state = shared::AppState::new(dynamo_store().await, Config::default());
-            state.clock = clock;
-            let key = state
-                .store
-                .create_api_key("local", &local_stack::all_scopes(), "ops", 0)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let running = local_stack::serve(state, addr, key)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            (running, None)
-        }
-    }
+        Backend::DynamoDb => (dynamo_store().await, None),
+    };
+    let mut state = shared::AppState::new(store, Config::default());
+    state.clock = clock;
+    let key = state
+        .store
+        .create_api_key("local", &local_stack::all_scopes(), "ops", 0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let running = local_stack::serve(state, addr, key)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (running, dir)
 }
 
 /// RFC 3339 for "now minus `secs` seconds".

@@ -96,37 +96,13 @@ impl Store {
         event: &Event,
         now: Millis,
     ) -> Result<bool, StoreError> {
-        let mark = layout::event(tenant, &event.event_id);
         let ts = event.timestamp;
-        let entity_key = match &event.kind {
-            EventKind::ExecutionStarted { agent_id, .. }
-            | EventKind::ExecutionFinished { agent_id, .. } => {
-                layout::record(tenant, Entity::Agent, agent_id)
-            }
-            EventKind::IntegrationCall { integration_id, .. } => {
-                layout::record(tenant, Entity::Integration, integration_id)
-            }
-            EventKind::HostSample { host_id, .. } => layout::record(tenant, Entity::Host, host_id),
-            EventKind::Gauge { .. } => layout::system(tenant),
+        let wanted = record_keys(tenant, event);
+        let mut keys = wanted.iter().cloned();
+        let (Some(mark), Some(entity_key)) = (keys.next(), keys.next()) else {
+            return Err(StoreError::Backend("an event without record keys".into()));
         };
-        let mut wanted = vec![mark.clone(), entity_key.clone()];
-        let exec_key = match &event.kind {
-            EventKind::ExecutionStarted {
-                agent_id,
-                execution_id,
-                ..
-            }
-            | EventKind::ExecutionFinished {
-                agent_id,
-                execution_id,
-                ..
-            } => {
-                let k = layout::execution(tenant, agent_id, execution_id);
-                wanted.push(k.clone());
-                Some(k)
-            }
-            _ => None,
-        };
+        let exec_key = keys.next();
         snap.load(self, &wanted).await?;
         if snap.get(&mark).is_some() {
             return Ok(false);
@@ -395,7 +371,8 @@ impl Store {
     }
 }
 
-/// The event mark, entity record and (for executions) execution record of an event.
+/// The event mark, entity record and (for executions) execution record of an event, in
+/// that order.
 fn record_keys(tenant: &str, event: &Event) -> Vec<ItemKey> {
     let mut keys = vec![layout::event(tenant, &event.event_id)];
     match &event.kind {
