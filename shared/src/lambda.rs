@@ -71,3 +71,93 @@ pub async fn run_authorizer() -> Result<(), lambda_http::Error> {
     ))
     .await
 }
+
+#[cfg(all(test, feature = "embedded"))]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::store::embedded::EmbeddedBackend;
+    use crate::store::Store;
+
+    fn state() -> (AppState, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let backend =
+            EmbeddedBackend::open(&dir.path().join("t.redb")).unwrap_or_else(|e| panic!("{e}"));
+        (
+            AppState::new(Store::new(Arc::new(backend)), Config::default()),
+            dir,
+        )
+    }
+
+    #[tokio::test]
+    async fn an_api_gateway_event_is_served_for_the_tenant_the_authorizer_passed() {
+        let (state, _dir) = state();
+        let update = crate::store::agents::AgentUpdate {
+            agent_name: Some("Acme bot".into()),
+            ..Default::default()
+        };
+        state
+            .store
+            .put_agent("acme", "a1", &update, 0)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        state
+            .store
+            .put_agent("other", "a1", &Default::default(), 0)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let event = include_str!("../tests/fixtures/apigw-v2-get-agent.json");
+        let req = lambda_http::request::from_str(event).unwrap_or_else(|e| panic!("fixture: {e}"));
+        let res = api::handle(&state, to_http(req), Some(Endpoint::GetAgentHealth)).await;
+        assert_eq!(res.status(), 200, "{}", res.body());
+        let body: serde_json::Value = serde_json::from_str(res.body()).unwrap_or_default();
+        assert_eq!(body["agent_name"], "Acme bot");
+
+        // The same event for another function's route is not served by this one.
+        let req = lambda_http::request::from_str(event).unwrap_or_else(|e| panic!("fixture: {e}"));
+        assert_eq!(
+            api::handle(&state, to_http(req), Some(Endpoint::GetSystem))
+                .await
+                .status(),
+            404
+        );
+        // A read-only caller is refused an ingest route.
+        let put = event
+            .replace("\"GET\"", "\"PUT\"")
+            .replace("/api/health/agent/a1", "/api/health/agents/a1");
+        let req = lambda_http::request::from_str(&put).unwrap_or_else(|e| panic!("fixture: {e}"));
+        assert_eq!(api::handle(&state, to_http(req), None).await.status(), 403);
+    }
+
+    #[tokio::test]
+    async fn the_authorizer_allows_stored_keys_with_their_tenant_and_denies_others() {
+        let (state, _dir) = state();
+        let key = state
+            .store
+            .create_api_key("acme", &["read".to_owned()], "oncall", 0)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let event = include_str!("../tests/fixtures/authorizer-v2.json");
+        let request: ApiGatewayV2CustomAuthorizerV2Request =
+            serde_json::from_str(&event.replace("KEY", &key))
+                .unwrap_or_else(|e| panic!("fixture: {e}"));
+        let answer = authorize(&state, &request)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(answer.is_authorized);
+        assert_eq!(
+            answer.context,
+            serde_json::json!({"tenant": "acme", "name": "oncall", "scopes": "read"})
+        );
+        let request: ApiGatewayV2CustomAuthorizerV2Request =
+            serde_json::from_str(&event.replace("KEY", "ahm_unknown"))
+                .unwrap_or_else(|e| panic!("fixture: {e}"));
+        let answer = authorize(&state, &request)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!answer.is_authorized);
+        assert_eq!(answer.context, serde_json::Value::Null);
+    }
+}
