@@ -177,8 +177,21 @@ impl Store {
                         finished_at: Some(_),
                         ..
                     }) => {}
-                    Some(ExecutionRecord { started_at, .. }) => {
-                        let duration = duration_ms.unwrap_or(((ts - started_at).max(0)) as f64);
+                    // A known start, or (the finish came first) none: then the execution
+                    // is counted from its finish, as started `duration_ms` before it.
+                    known => {
+                        let (started_at, new_execution, duration) = match known {
+                            Some(e) => (
+                                e.started_at,
+                                false,
+                                Some(duration_ms.unwrap_or((ts - e.started_at).max(0) as f64)),
+                            ),
+                            None => (
+                                ts - duration_ms.map_or(0, |d| d as Millis),
+                                true,
+                                *duration_ms,
+                            ),
+                        };
                         agent.finish(execution_id, *outcome, ts);
                         snap.put(
                             exec_key,
@@ -190,26 +203,10 @@ impl Store {
                             None,
                         );
                         self.bump_agent(snap, tenant, agent_id, started_at, |c| {
-                            c.add_finish(*outcome, Some(duration))
-                        })
-                        .await?;
-                    }
-                    // The finish came first: the execution is counted from its finish.
-                    None => {
-                        let started_at = ts - duration_ms.map_or(0, |d| d as Millis);
-                        agent.finish(execution_id, *outcome, ts);
-                        snap.put(
-                            exec_key,
-                            Record::Execution(ExecutionRecord {
-                                started_at,
-                                finished_at: Some(ts),
-                            }),
-                            layout::expiry(ts.max(now), layout::EXECUTION_TTL_MS),
-                            None,
-                        );
-                        self.bump_agent(snap, tenant, agent_id, started_at, |c| {
-                            c.started += 1;
-                            c.add_finish(*outcome, *duration_ms);
+                            if new_execution {
+                                c.started += 1;
+                            }
+                            c.add_finish(*outcome, duration);
                         })
                         .await?;
                     }
