@@ -2,6 +2,7 @@
 //! local stack run. Binaries only wire it up.
 
 pub mod api;
+pub mod collector;
 pub mod config;
 pub mod domain;
 #[cfg(feature = "lambda")]

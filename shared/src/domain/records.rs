@@ -187,6 +187,19 @@ pub enum ConnectionState {
 /// Consecutive failures that make an integration `failed`.
 pub const FAILED_AFTER: u32 = 3;
 
+/// The first wait before a recovery attempt of a failed integration; it doubles after every
+/// failed attempt up to [`MAX_RECOVERY_BACKOFF_MS`].
+pub const FIRST_RECOVERY_BACKOFF_MS: Millis = 1_000;
+/// The longest wait between two recovery attempts.
+pub const MAX_RECOVERY_BACKOFF_MS: Millis = 30_000;
+
+/// The wait before the recovery attempt that follows `failures` consecutive failures
+/// (at least [`FAILED_AFTER`]): 1 s, 2 s, 4 s, ... at most 30 s.
+pub fn recovery_backoff_ms(failures: u32) -> Millis {
+    let doublings = failures.saturating_sub(FAILED_AFTER).min(16);
+    (FIRST_RECOVERY_BACKOFF_MS << doublings).min(MAX_RECOVERY_BACKOFF_MS)
+}
+
 /// An HTTP check the collector runs against an integration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Probe {
@@ -223,6 +236,17 @@ pub struct IntegrationRecord {
     pub probe: Option<Probe>,
     /// When it was first seen.
     pub created_at: Millis,
+    /// While failed: when the next recovery attempt is due.
+    #[serde(default)]
+    pub next_attempt_at: Option<Millis>,
+    /// When the latest probe ran (the collector probes once per cycle).
+    #[serde(default)]
+    pub last_probe_at: Option<Millis>,
+    /// Probe counters of the current minute, not yet added to the minute and day buckets.
+    /// Kept in the record so a probe costs one write; flushed to the buckets when the
+    /// minute changes. Readers add them in.
+    #[serde(default)]
+    pub pending_probes: Option<(i64, IntegrationCounters)>,
 }
 
 impl IntegrationRecord {
@@ -240,6 +264,9 @@ impl IntegrationRecord {
             up_since: None,
             probe: None,
             created_at: now,
+            next_attempt_at: None,
+            last_probe_at: None,
+            pending_probes: None,
         }
     }
 
@@ -258,15 +285,62 @@ impl IntegrationRecord {
             }
             self.state = ConnectionState::Active;
             self.consecutive_failures = 0;
+            self.next_attempt_at = None;
         } else {
             self.consecutive_failures += 1;
             if self.consecutive_failures >= FAILED_AFTER {
                 self.state = ConnectionState::Failed;
                 self.up_since = None;
+                self.next_attempt_at = Some(at + recovery_backoff_ms(self.consecutive_failures));
             } else {
                 self.state = ConnectionState::Degraded;
             }
         }
+    }
+
+    /// Whether a probe is due at `now`: a failed integration on its recovery backoff,
+    /// any other probed one once per cycle (`cycle_start` is the start of the current
+    /// cycle).
+    pub fn probe_due(&self, now: Millis, cycle_start: Option<Millis>) -> bool {
+        if self.probe.is_none() {
+            return false;
+        }
+        if self.state == ConnectionState::Failed {
+            return self.next_attempt_at.is_none_or(|t| now >= t);
+        }
+        cycle_start.is_some_and(|start| self.last_probe_at.is_none_or(|t| t < start))
+    }
+
+    /// Records the result of a probe that ran at `at` and took `latency_ms`: counts the
+    /// check (and the recovery attempt, if it was failed), drives the state machine and adds
+    /// the result to the current minute's probe counters. Returns the counters of an
+    /// earlier minute that must now be flushed to the buckets, if any.
+    pub fn record_probe(
+        &mut self,
+        ok: bool,
+        latency_ms: f64,
+        at: Millis,
+    ) -> Option<(i64, IntegrationCounters)> {
+        self.health_checks_performed += 1;
+        if self.state == ConnectionState::Failed {
+            self.recovery_attempts += 1;
+        }
+        self.last_probe_at = Some(self.last_probe_at.map_or(at, |t| t.max(at)));
+        self.record_result(ok, at);
+        let minute = crate::time::minute_of(at);
+        let flushed = match self.pending_probes.take() {
+            Some((m, c)) if m != minute => Some((m, c)),
+            Some((_, c)) => {
+                self.pending_probes = Some((minute, c));
+                None
+            }
+            None => None,
+        };
+        let (_, counters) = self
+            .pending_probes
+            .get_or_insert_with(|| (minute, IntegrationCounters::default()));
+        counters.add(ok, latency_ms);
+        flushed
     }
 
     /// Seconds it has been up at `now`; 0 while failed or never up.
@@ -400,6 +474,80 @@ mod tests {
         assert_eq!(i.state, ConnectionState::Active);
         assert_eq!((i.consecutive_failures, i.successful_recoveries), (0, 1));
         assert_eq!(i.uptime_seconds(65_000), 60);
+    }
+
+    #[test]
+    fn recovery_attempts_back_off_1_2_4_seconds_up_to_30() {
+        let waits: Vec<Millis> = (3..=10).map(recovery_backoff_ms).collect();
+        assert_eq!(
+            waits,
+            [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]
+        );
+    }
+
+    #[test]
+    fn a_failed_probe_target_is_retried_on_backoff_and_counted_when_it_recovers() {
+        let mut i = IntegrationRecord::new("api", 0);
+        i.probe = Some(Probe {
+            url: "http://127.0.0.1/".into(),
+            timeout_ms: 1000,
+            expected_status: 200,
+        });
+        assert!(i.probe_due(0, Some(0)));
+        for at in [0, 30_000, 60_000] {
+            i.record_probe(false, 5.0, at);
+        }
+        assert_eq!(i.state, ConnectionState::Failed);
+        assert_eq!(i.next_attempt_at, Some(61_000));
+        // Not due before the backoff ends, even at a cycle start.
+        assert!(!i.probe_due(60_500, Some(60_000)));
+        assert!(i.probe_due(61_000, None));
+        i.record_probe(false, 5.0, 61_000);
+        assert_eq!(i.next_attempt_at, Some(63_000));
+        i.record_probe(true, 5.0, 63_000);
+        assert_eq!(i.state, ConnectionState::Active);
+        assert_eq!(
+            (
+                i.health_checks_performed,
+                i.recovery_attempts,
+                i.successful_recoveries,
+                i.next_attempt_at
+            ),
+            (5, 2, 1, None)
+        );
+        // Once per cycle while not failed.
+        assert!(!i.probe_due(64_000, Some(60_000)));
+        assert!(i.probe_due(90_000, Some(90_000)));
+    }
+
+    #[test]
+    fn probe_counters_stay_in_the_record_until_the_minute_changes() {
+        let mut i = IntegrationRecord::new("api", 0);
+        assert_eq!(i.record_probe(true, 10.0, 1_000), None);
+        assert_eq!(i.record_probe(false, 30.0, 31_000), None);
+        let flushed = i.record_probe(true, 20.0, 61_000);
+        assert_eq!(
+            flushed,
+            Some((
+                0,
+                IntegrationCounters {
+                    calls: 2,
+                    failures: 1,
+                    latency_sum_ms: 40.0
+                }
+            ))
+        );
+        assert_eq!(
+            i.pending_probes,
+            Some((
+                1,
+                IntegrationCounters {
+                    calls: 1,
+                    failures: 0,
+                    latency_sum_ms: 20.0
+                }
+            ))
+        );
     }
 
     #[test]

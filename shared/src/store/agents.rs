@@ -2,9 +2,10 @@
 
 use super::ingest::corrupt;
 use super::layout::{self, Entity};
+use super::tenant::agent_data;
 use super::{backoff, Condition, Record, Store, StoreError, StoredItem, Write, MAX_ATTEMPTS};
 use crate::domain::health::{agent_health, trend_start_day, window_start_minute, AgentHealth};
-use crate::domain::records::{AgentCounters, AgentRecord};
+use crate::domain::records::AgentRecord;
 use crate::time::Millis;
 
 /// Changes an operator makes to an agent; `None` leaves a field as it is.
@@ -32,30 +33,11 @@ impl Store {
         let pk = layout::partition(tenant, Entity::Agent, agent_id);
         let first_minute = layout::minute_sk(window_start_minute(now));
         let first_day = layout::day_sk(trend_start_day(now));
-        // "M#..." sorts just before "META", so one range read returns both.
         let (recent, days) = tokio::try_join!(
             self.backend.query(&pk, &first_minute, layout::META),
             self.backend.query(&pk, &first_day, "D#~"),
         )?;
-        let mut agent = None;
-        let mut minutes = Vec::new();
-        for item in recent {
-            match item.record {
-                Record::Agent(a) => agent = Some(a),
-                Record::AgentCounters(c) => minutes.push((bucket(&item.key)?, c)),
-                _ => {
-                    return Err(corrupt(
-                        &item.key,
-                        "unexpected record in an agent partition",
-                    ))
-                }
-            }
-        }
-        let Some(agent) = agent else {
-            return Ok(None);
-        };
-        let days = counters(days)?;
-        Ok(Some(agent_health(&agent, &minutes, &days, now)))
+        Ok(agent_data(recent, days)?.map(|d| agent_health(&d.record, &d.minutes, &d.days, now)))
     }
 
     /// Creates or updates an agent and answers its health.
@@ -118,34 +100,16 @@ impl Store {
         tenant: &str,
         now: Millis,
     ) -> Result<Vec<AgentHealth>, StoreError> {
-        let keys = self
-            .backend
-            .list_index(&layout::index_partition(tenant, Entity::Agent))
-            .await?;
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            let Some(id) = layout::entity_id(tenant, Entity::Agent, &key.pk) else {
-                return Err(corrupt(&key, "index entry is not an agent"));
-            };
-            if let Some(h) = self.agent_health(tenant, id, now).await? {
-                out.push(h);
-            }
-        }
-        Ok(out)
+        Ok(self
+            .load_agents(tenant, now)
+            .await?
+            .iter()
+            .map(|d| agent_health(&d.record, &d.minutes, &d.days, now))
+            .collect())
     }
 }
 
 /// The bucket index of a minute or day item.
 pub(crate) fn bucket(key: &super::ItemKey) -> Result<i64, StoreError> {
     layout::bucket_index(&key.sk).ok_or_else(|| corrupt(key, "bad bucket sort key"))
-}
-
-fn counters(items: Vec<StoredItem>) -> Result<Vec<(i64, AgentCounters)>, StoreError> {
-    items
-        .into_iter()
-        .map(|item| match item.record {
-            Record::AgentCounters(c) => Ok((bucket(&item.key)?, c)),
-            _ => Err(corrupt(&item.key, "expected agent counters")),
-        })
-        .collect()
 }

@@ -19,7 +19,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use super::{Backend, Condition, IndexKey, ItemKey, Record, StoreError, StoredItem, Write};
+use super::{Backend, Condition, IndexKey, ItemKey, Range, Record, StoreError, StoredItem, Write};
 
 /// Name of the entity index.
 pub const GSI1: &str = "GSI1";
@@ -27,6 +27,8 @@ pub const GSI1: &str = "GSI1";
 const MAX_TRANSACTION_ITEMS: usize = 100;
 /// DynamoDB's limit of keys per BatchGetItem.
 const MAX_BATCH_GET: usize = 100;
+/// Queries in flight at once in [`Backend::query_many`].
+const QUERY_CONCURRENCY: usize = 32;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -314,6 +316,19 @@ impl Backend for DynamoBackend {
                 _ => return Ok(out),
             }
         }
+    }
+
+    async fn query_many(&self, ranges: &[Range]) -> Result<Vec<Vec<StoredItem>>, StoreError> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        // DynamoDB has no batched query; concurrent queries hide the round trips.
+        let queries: Vec<_> = ranges
+            .iter()
+            .map(|r| self.query(&r.pk, &r.from, &r.to))
+            .collect();
+        stream::iter(queries)
+            .buffered(QUERY_CONCURRENCY)
+            .try_collect()
+            .await
     }
 
     async fn list_index(&self, index_pk: &str) -> Result<Vec<ItemKey>, StoreError> {

@@ -427,7 +427,7 @@ fn predicted_buckets(tenant: &str, event: &Event, snap: &Snapshot) -> Vec<ItemKe
 }
 
 /// The TTL of a bucket item, from its sort key.
-fn bucket_expiry(key: &ItemKey) -> Option<i64> {
+pub(crate) fn bucket_expiry(key: &ItemKey) -> Option<i64> {
     let index = layout::bucket_index(&key.sk)?;
     if key.sk.starts_with("M#") {
         layout::expiry(layout::minute_end(index), layout::MINUTE_BUCKET_TTL_MS)

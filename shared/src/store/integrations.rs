@@ -1,12 +1,10 @@
 //! The integrations aggregate: reading an integration's health and registering integrations.
 
-use super::agents::bucket;
 use super::ingest::corrupt;
 use super::layout::{self, Entity};
+use super::tenant::integration_data;
 use super::{backoff, Condition, Record, Store, StoreError, StoredItem, Write, MAX_ATTEMPTS};
-use crate::domain::health::{
-    integration_health, trend_start_day, window_start_minute, IntegrationHealth,
-};
+use crate::domain::health::{trend_start_day, window_start_minute, IntegrationHealth};
 use crate::domain::records::{ConnectionState, IntegrationRecord, Probe};
 use crate::time::Millis;
 
@@ -35,37 +33,7 @@ impl Store {
             self.backend.query(&pk, &first_minute, layout::META),
             self.backend.query(&pk, &first_day, "D#~"),
         )?;
-        let mut integration = None;
-        let mut minutes = Vec::new();
-        for item in recent {
-            match item.record {
-                Record::Integration(i) => integration = Some(i),
-                Record::IntegrationCounters(c) => minutes.push((bucket(&item.key)?, c)),
-                _ => {
-                    return Err(corrupt(
-                        &item.key,
-                        "unexpected record in an integration partition",
-                    ))
-                }
-            }
-        }
-        let Some(integration) = integration else {
-            return Ok(None);
-        };
-        let mut days = Vec::with_capacity(day_items.len());
-        for item in day_items {
-            match item.record {
-                Record::IntegrationCounters(c) => days.push((bucket(&item.key)?, c)),
-                _ => return Err(corrupt(&item.key, "expected integration counters")),
-            }
-        }
-        Ok(Some(integration_health(
-            &integration,
-            &minutes,
-            &days,
-            now,
-            latency_threshold_ms,
-        )))
+        Ok(integration_data(recent, day_items)?.map(|d| d.health(now, latency_threshold_ms)))
     }
 
     /// Creates or updates an integration and answers its health.

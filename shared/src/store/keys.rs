@@ -64,6 +64,9 @@ impl Store {
         name: &str,
         now: Millis,
     ) -> Result<(), StoreError> {
+        // Listed first: a key whose tenant the collector does not know would ingest data
+        // nobody evaluates.
+        self.register_tenant(tenant, now).await?;
         let record = ApiKeyRecord {
             tenant: tenant.to_owned(),
             scopes: scopes.to_vec(),

@@ -119,6 +119,30 @@ pub fn system(tenant: &str) -> ItemKey {
     }
 }
 
+/// The partition that lists every tenant in the entity index.
+pub const TENANTS: &str = "TENANTS";
+
+/// A tenant's own record, listed under [`TENANTS`].
+pub fn tenant(tenant: &str) -> ItemKey {
+    ItemKey {
+        pk: format!("T#{tenant}#TENANT"),
+        sk: META.to_owned(),
+    }
+}
+
+/// The tenant of a key made by [`tenant`].
+pub fn tenant_of(pk: &str) -> Option<&str> {
+    pk.strip_prefix("T#")?.strip_suffix("#TENANT")
+}
+
+/// The collector's claim on a tenant's latest cycle.
+pub fn cycle(tenant: &str) -> ItemKey {
+    ItemKey {
+        pk: format!("T#{tenant}#CYCLE"),
+        sk: META.to_owned(),
+    }
+}
+
 /// The partition of a tenant's alerts, active and recently resolved.
 pub fn alerts_partition(tenant: &str) -> String {
     format!("T#{tenant}#ALERTS")

@@ -29,6 +29,7 @@ pub mod integrations;
 pub mod keys;
 pub mod layout;
 pub mod system;
+pub mod tenant;
 
 /// The primary key of an item: partition key and sort key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -65,6 +66,25 @@ pub enum Record {
     Event(EventMark),
     ApiKey(ApiKeyRecord),
     Alert(crate::domain::alerts::AlertRecord),
+    Tenant(TenantRecord),
+    Cycle(CycleRecord),
+}
+
+/// A tenant, listed so the collector knows whom to evaluate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    /// When the tenant's first key was created.
+    pub created_at: i64,
+}
+
+/// The latest collector cycle that claimed a tenant, so overlapping collector runs evaluate
+/// each cycle once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CycleRecord {
+    /// The cycle: time divided by the polling interval.
+    pub slot: i64,
+    /// When it was claimed.
+    pub claimed_at: i64,
 }
 
 /// Marks an event id as stored, so a retry counts once.
@@ -100,6 +120,17 @@ pub struct StoredItem {
     pub expires_at: Option<i64>,
     /// Its entry in the entity index, if it is an entity.
     pub index: Option<IndexKey>,
+}
+
+/// A range of sort keys in one partition, for [`Backend::query_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Range {
+    /// Partition key.
+    pub pk: String,
+    /// First sort key (inclusive).
+    pub from: String,
+    /// Last sort key (inclusive).
+    pub to: String,
 }
 
 /// What must hold for a write to happen.
@@ -151,6 +182,16 @@ pub trait Backend: Send + Sync + fmt::Debug {
     async fn get(&self, keys: &[ItemKey]) -> Result<Vec<Option<StoredItem>>, StoreError>;
     /// Reads the items of partition `pk` whose sort key is within `from..=to`, ascending.
     async fn query(&self, pk: &str, from: &str, to: &str) -> Result<Vec<StoredItem>, StoreError>;
+    /// Runs many [`Backend::query`] calls; the result has one entry per range, in order.
+    /// Backends override it to share one read transaction or to run the queries
+    /// concurrently; the default runs them one after another.
+    async fn query_many(&self, ranges: &[Range]) -> Result<Vec<Vec<StoredItem>>, StoreError> {
+        let mut out = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            out.push(self.query(&r.pk, &r.from, &r.to).await?);
+        }
+        Ok(out)
+    }
     /// Lists the keys of items indexed under `index_pk`, by ascending index sort key.
     async fn list_index(&self, index_pk: &str) -> Result<Vec<ItemKey>, StoreError>;
     /// Applies all writes or none; [`StoreError::Conflict`] if any condition fails.

@@ -3,6 +3,7 @@
 use super::agents::bucket;
 use super::ingest::corrupt;
 use super::layout::{self, Entity};
+use super::tenant::add_pending;
 use super::{ItemKey, Record, Store, StoreError, StoredItem};
 use crate::domain::health::{agent_status, IntegrationHealth};
 use crate::domain::history::{
@@ -25,7 +26,11 @@ pub enum HistoryOf<'a> {
 
 impl Store {
     /// The ids of a tenant's entities of one kind, ascending.
-    async fn entity_ids(&self, tenant: &str, entity: Entity) -> Result<Vec<String>, StoreError> {
+    pub(crate) async fn entity_ids(
+        &self,
+        tenant: &str,
+        entity: Entity,
+    ) -> Result<Vec<String>, StoreError> {
         let keys = self
             .backend
             .list_index(&layout::index_partition(tenant, entity))
@@ -40,7 +45,7 @@ impl Store {
     }
 
     /// The records of a tenant's entities of one kind, in id order, in one batched read.
-    async fn entity_records(
+    pub(crate) async fn entity_records(
         &self,
         tenant: &str,
         entity: Entity,
@@ -67,16 +72,12 @@ impl Store {
         now: Millis,
         latency_threshold_ms: f64,
     ) -> Result<Vec<IntegrationHealth>, StoreError> {
-        let mut out = Vec::new();
-        for id in self.entity_ids(tenant, Entity::Integration).await? {
-            if let Some(h) = self
-                .integration_health(tenant, &id, now, latency_threshold_ms)
-                .await?
-            {
-                out.push(h);
-            }
-        }
-        Ok(out)
+        Ok(self
+            .load_integrations(tenant, now)
+            .await?
+            .iter()
+            .map(|d| d.health(now, latency_threshold_ms))
+            .collect())
     }
 
     /// The system object at `now`.
@@ -156,27 +157,41 @@ impl Store {
                 ));
             }
         };
-        if self
-            .get_one(&layout::record(tenant, entity, id))
-            .await?
-            .is_none()
-        {
+        let Some(record) = self.get_one(&layout::record(tenant, entity, id)).await? else {
             return Ok(None);
-        }
+        };
         let items = self
             .backend
             .query(&layout::partition(tenant, entity, id), &from, "D#~")
             .await?;
         let mut points = Vec::with_capacity(items.len());
+        let mut integration_days = Vec::new();
         for item in items {
             let day = bucket(&item.key)?;
-            let point = match (&item.record, entity) {
-                (Record::AgentCounters(c), Entity::Agent) => agent_point(day, c),
-                (Record::IntegrationCounters(c), Entity::Integration) => integration_point(day, c),
-                (Record::HostCounters(c), Entity::Host) => system_point(day, c),
+            let point = match (item.record, entity) {
+                (Record::AgentCounters(c), Entity::Agent) => agent_point(day, &c),
+                (Record::IntegrationCounters(c), Entity::Integration) => {
+                    integration_days.push((day, c));
+                    continue;
+                }
+                (Record::HostCounters(c), Entity::Host) => system_point(day, &c),
                 _ => return Err(corrupt(&item.key, "unexpected day bucket")),
             };
             points.extend(point);
+        }
+        if let Record::Integration(i) = &record.record {
+            // Probe counters of the current minute are still in the record.
+            let first_day = day_of(now) - (days - 1);
+            let pending = i
+                .pending_probes
+                .as_ref()
+                .filter(|(m, _)| day_of(m * crate::time::MINUTE_MS) >= first_day);
+            add_pending(pending, &mut Vec::new(), &mut integration_days);
+            points.extend(
+                integration_days
+                    .iter()
+                    .filter_map(|(d, c)| integration_point(*d, c)),
+            );
         }
         Ok(Some(points))
     }

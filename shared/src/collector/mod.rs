@@ -1,0 +1,429 @@
+//! The collector: every `HEALTH_POLLING_INTERVAL` seconds, per tenant, probe the
+//! integrations that are due, recompute agent, integration and system health, and raise,
+//! update and resolve alerts. Between cycles it makes the recovery attempts of failed
+//! integrations on their backoff.
+//!
+//! Cycles are numbered `time / interval` ("slots") and aligned to them, so a 30-second
+//! interval runs at :00 and :30 whoever runs it. Each tenant's slot is claimed with a
+//! conditional write before the cycle runs, so overlapping collector runs (a slow cycle and
+//! the next Lambda invocation, or two local processes) evaluate each cycle once. Every write
+//! a cycle makes is conditional as well (alerts, probe results), so even without the claim
+//! nothing is raised twice or lost; a cycle that fails half-way leaves each item either
+//! written or not, and the next cycle re-evaluates from what is stored.
+
+pub mod probe;
+pub mod rules;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::stream::{self, StreamExt};
+
+use crate::config::Config;
+use crate::domain::alerts::{sort_alerts, AlertRecord};
+use crate::domain::health::{agent_health, agent_status, AgentHealth, IntegrationHealth};
+use crate::domain::records::ConnectionState;
+use crate::domain::system::{system_health, SystemHealth, SystemInputs};
+use crate::store::{Store, StoreError, MAX_ATTEMPTS};
+use crate::time::{Clock, Millis};
+use probe::Prober;
+use rules::{active_severities, evaluate, reconcile, Change, Thresholds};
+
+/// Probes in flight at once.
+const PROBE_CONCURRENCY: usize = 64;
+/// Tenants evaluated at once.
+const TENANT_CONCURRENCY: usize = 4;
+
+/// What one tenant's cycle computed and changed. The health objects are the read
+/// endpoints' shapes, ready for a `health:update`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantReport {
+    /// The tenant.
+    pub tenant: String,
+    /// Every agent's health, by id.
+    pub agents: Vec<AgentHealth>,
+    /// Every integration's health, by id.
+    pub integrations: Vec<IntegrationHealth>,
+    /// The system object.
+    pub system: SystemHealth,
+    /// Active alerts after the cycle, critical first, then newest first.
+    pub alerts: Vec<AlertRecord>,
+    /// Probes whose results were recorded.
+    pub probes: usize,
+    /// Alerts raised.
+    pub raised: usize,
+    /// Alerts whose severity changed.
+    pub updated: usize,
+    /// Alerts resolved.
+    pub resolved: usize,
+}
+
+/// What one cycle did across tenants.
+#[derive(Debug, Default)]
+pub struct CycleReport {
+    /// The tenants this run evaluated.
+    pub tenants: Vec<TenantReport>,
+    /// Tenants whose cycle another run had already claimed.
+    pub skipped: usize,
+    /// Tenants whose cycle failed, with the error; the next cycle retries them.
+    pub failed: Vec<(String, StoreError)>,
+}
+
+/// Why the collector cannot start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the probe HTTP client: {0}")]
+pub struct CollectorError(#[from] reqwest::Error);
+
+/// The collector. Cheap to share behind an [`Arc`].
+#[derive(Debug)]
+pub struct Collector {
+    store: Store,
+    config: Arc<Config>,
+    clock: Arc<dyn Clock>,
+    prober: Prober,
+    /// Failed, probed integrations by (tenant, id), with their next recovery attempt.
+    recoveries: Mutex<HashMap<(String, String), Millis>>,
+}
+
+impl Collector {
+    /// A collector over the application's store, configuration and clock.
+    pub fn new(state: &crate::AppState) -> Result<Self, CollectorError> {
+        Ok(Self {
+            store: state.store.clone(),
+            config: Arc::clone(&state.config),
+            clock: Arc::clone(&state.clock),
+            prober: Prober::new(&state.config.probe_allowed_addresses)?,
+            recoveries: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn interval_ms(&self) -> Millis {
+        i64::try_from(self.config.polling_interval_secs.max(1) * 1000).unwrap_or(30_000)
+    }
+
+    /// Runs the cycle that `now` falls in, for every tenant whose cycle no other run has
+    /// claimed. A tenant's failure is reported and does not stop the others.
+    pub async fn run_cycle(&self, now: Millis) -> Result<CycleReport, StoreError> {
+        let tenants = self.store.tenants().await?;
+        let results: Vec<_> = stream::iter(tenants)
+            .map(|tenant| async move {
+                let result = self.cycle_tenant(&tenant, now).await;
+                (tenant, result)
+            })
+            .buffer_unordered(TENANT_CONCURRENCY)
+            .collect()
+            .await;
+        let mut report = CycleReport::default();
+        for (tenant, result) in results {
+            match result {
+                Ok(Some(r)) => report.tenants.push(r),
+                Ok(None) => report.skipped += 1,
+                Err(e) => {
+                    tracing::error!(tenant = %tenant, error = %e, "collector cycle failed");
+                    report.failed.push((tenant, e));
+                }
+            }
+        }
+        report.tenants.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        Ok(report)
+    }
+
+    /// One tenant's cycle at `now`; `None` if another run claimed it.
+    pub async fn cycle_tenant(
+        &self,
+        tenant: &str,
+        now: Millis,
+    ) -> Result<Option<TenantReport>, StoreError> {
+        let interval = self.interval_ms();
+        let slot = now.div_euclid(interval);
+        let cycle_start = slot * interval;
+        if !self.store.claim_cycle(tenant, slot, now).await? {
+            return Ok(None);
+        }
+        let mut data = self.store.tenant_data(tenant, now).await?;
+
+        // Probes.
+        let due: Vec<(usize, crate::domain::records::Probe)> = data
+            .integrations
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.record.probe_due(now, Some(cycle_start)))
+            .filter_map(|(i, d)| Some((i, d.record.probe.clone()?)))
+            .collect();
+        let outcomes: Vec<_> = stream::iter(due)
+            .map(|(i, p)| async move { (i, self.prober.probe(&p).await) })
+            .buffer_unordered(PROBE_CONCURRENCY)
+            .collect()
+            .await;
+        let mut probes = 0;
+        for (i, outcome) in outcomes {
+            let id = data.integrations[i].record.integration_id.clone();
+            if let Some(error) = &outcome.error {
+                tracing::info!(tenant, integration = %id, %error, "probe failed");
+            }
+            if let Some(record) = self
+                .store
+                .record_probe(
+                    tenant,
+                    &id,
+                    outcome.ok,
+                    outcome.latency_ms,
+                    now,
+                    Some(cycle_start),
+                )
+                .await?
+            {
+                data.integrations[i].replace_record(record);
+                probes += 1;
+            }
+        }
+        self.schedule_recoveries(tenant, &data.integrations);
+
+        // Health.
+        let latency = self.config.latency_threshold_ms;
+        let agents: Vec<AgentHealth> = data
+            .agents
+            .iter()
+            .map(|d| agent_health(&d.record, &d.minutes, &d.days, now))
+            .collect();
+        let integrations: Vec<IntegrationHealth> = data
+            .integrations
+            .iter()
+            .map(|d| d.health(now, latency))
+            .collect();
+
+        // Alerts: reconcile, and on a conflict (an acknowledgement, or an overlapping run)
+        // re-read and reconcile again; what was written stays written.
+        let thresholds = Thresholds::from(self.config.as_ref());
+        let records: Vec<_> = data
+            .integrations
+            .iter()
+            .zip(&integrations)
+            .map(|(d, h)| (&d.record, h.latency_ms))
+            .collect();
+        let mut alerts = data.alerts;
+        let (mut raised, mut updated, mut resolved) = (0, 0, 0);
+        let mut attempt = 0;
+        loop {
+            let firing = evaluate(
+                &data.agents,
+                &records,
+                &data.hosts,
+                &data.system,
+                &active_severities(&alerts),
+                &thresholds,
+                now,
+            );
+            let mut conflict = false;
+            for change in reconcile(&alerts, &firing, now) {
+                let (alert, expected) = match &change {
+                    Change::Raise(a) => (a, None),
+                    Change::Update(a, v) | Change::Resolve(a, v) => (a, Some(*v)),
+                };
+                match self.store.save_alert(tenant, alert, expected).await {
+                    Ok(()) => {}
+                    Err(StoreError::Conflict) => {
+                        conflict = true;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+                let version = expected.unwrap_or(0) + 1;
+                match change {
+                    Change::Raise(a) => {
+                        tracing::warn!(tenant, alert_id = %a.alert_id, message = %a.message, "alert raised");
+                        raised += 1;
+                        alerts.push((a, version));
+                    }
+                    Change::Update(a, _) | Change::Resolve(a, _) => {
+                        if a.resolved_at.is_some() {
+                            tracing::info!(tenant, alert_id = %a.alert_id, "alert resolved");
+                            resolved += 1;
+                        } else {
+                            updated += 1;
+                        }
+                        if let Some(slot) =
+                            alerts.iter_mut().find(|(s, _)| s.alert_id == a.alert_id)
+                        {
+                            *slot = (a, version);
+                        }
+                    }
+                }
+            }
+            if !conflict {
+                break;
+            }
+            attempt += 1;
+            if attempt >= MAX_ATTEMPTS {
+                return Err(StoreError::Conflict);
+            }
+            alerts = self.store.all_alerts(tenant).await?;
+        }
+        let mut active: Vec<AlertRecord> = alerts
+            .into_iter()
+            .map(|(a, _)| a)
+            .filter(|a| a.resolved_at.is_none())
+            .collect();
+        sort_alerts(&mut active);
+        let statuses: Vec<_> = data
+            .agents
+            .iter()
+            .map(|d| (agent_status(&d.record), d.record.running.len() as u64))
+            .collect();
+        let system = system_health(
+            SystemInputs {
+                agents: &statuses,
+                integrations: &integrations,
+                hosts: &data.hosts,
+                system: &data.system,
+                alerts: &active,
+            },
+            now,
+        );
+        Ok(Some(TenantReport {
+            tenant: tenant.to_owned(),
+            agents,
+            integrations,
+            system,
+            alerts: active,
+            probes,
+            raised,
+            updated,
+            resolved,
+        }))
+    }
+
+    /// Remembers a tenant's failed, probed integrations and when each is next due.
+    fn schedule_recoveries(
+        &self,
+        tenant: &str,
+        integrations: &[crate::store::tenant::IntegrationData],
+    ) {
+        let mut map = self
+            .recoveries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|(t, _), _| t != tenant);
+        for d in integrations {
+            let r = &d.record;
+            if r.probe.is_some() && r.state == ConnectionState::Failed {
+                let due = r.next_attempt_at.unwrap_or(0);
+                map.insert((tenant.to_owned(), r.integration_id.clone()), due);
+            }
+        }
+    }
+
+    /// When the next recovery attempt is due, if any.
+    pub fn next_recovery_at(&self) -> Option<Millis> {
+        self.recoveries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .min()
+            .copied()
+    }
+
+    /// Makes the recovery attempts due at `now` (failed integrations on their backoff) and
+    /// returns how many were recorded.
+    pub async fn run_recoveries(&self, now: Millis) -> Result<usize, StoreError> {
+        let due: Vec<(String, String)> = self
+            .recoveries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let attempts: Vec<_> = stream::iter(due)
+            .map(|(tenant, id)| async move {
+                let result = self.recover(&tenant, &id, now).await;
+                ((tenant, id), result)
+            })
+            .buffer_unordered(PROBE_CONCURRENCY)
+            .collect()
+            .await;
+        let mut recorded = 0;
+        let mut map = self
+            .recoveries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (key, result) in attempts {
+            match result? {
+                Some(record) => {
+                    recorded += 1;
+                    match record.next_attempt_at {
+                        Some(at) if record.state == ConnectionState::Failed => {
+                            map.insert(key, at);
+                        }
+                        _ => {
+                            map.remove(&key);
+                        }
+                    }
+                }
+                // Gone, recovered through a call, or attempted by another run: the next
+                // cycle reschedules it if it is still failed.
+                None => {
+                    map.remove(&key);
+                }
+            }
+        }
+        Ok(recorded)
+    }
+
+    async fn recover(
+        &self,
+        tenant: &str,
+        id: &str,
+        now: Millis,
+    ) -> Result<Option<crate::domain::records::IntegrationRecord>, StoreError> {
+        let Some(record) = self.store.integration_record(tenant, id).await? else {
+            return Ok(None);
+        };
+        let Some(probe) = record.probe.clone().filter(|_| record.probe_due(now, None)) else {
+            return Ok(None);
+        };
+        let outcome = self.prober.probe(&probe).await;
+        if let Some(error) = &outcome.error {
+            tracing::info!(tenant, integration = %id, %error, "recovery attempt failed");
+        }
+        self.store
+            .record_probe(tenant, id, outcome.ok, outcome.latency_ms, now, None)
+            .await
+    }
+
+    /// Runs cycles on their slots, and recovery attempts between them, until `until`
+    /// (forever if `None`). `on_cycle` receives each cycle's report (the broadcaster's
+    /// hook). Storage errors are logged and retried on the next cycle.
+    pub async fn run_until(&self, until: Option<Millis>, mut on_cycle: impl FnMut(&CycleReport)) {
+        let interval = self.interval_ms();
+        let mut next_cycle = self.clock.now_ms();
+        loop {
+            let now = self.clock.now_ms();
+            if until.is_some_and(|u| now >= u) {
+                return;
+            }
+            if now >= next_cycle {
+                match self.run_cycle(now).await {
+                    Ok(report) => on_cycle(&report),
+                    Err(e) => tracing::error!(error = %e, "collector cycle failed"),
+                }
+                next_cycle = (now.div_euclid(interval) + 1) * interval;
+            }
+            if let Err(e) = self.run_recoveries(self.clock.now_ms()).await {
+                tracing::error!(error = %e, "recovery attempts failed");
+            }
+            let mut wake = next_cycle;
+            if let Some(at) = self.next_recovery_at() {
+                wake = wake.min(at);
+            }
+            if let Some(u) = until {
+                wake = wake.min(u);
+            }
+            let wait = (wake - self.clock.now_ms()).max(0);
+            tokio::time::sleep(std::time::Duration::from_millis(
+                u64::try_from(wait).unwrap_or(0),
+            ))
+            .await;
+        }
+    }
+}

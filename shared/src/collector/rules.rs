@@ -1,0 +1,676 @@
+//! The contract's alert table as pure functions: which conditions hold for a tenant's
+//! state, and which alert writes turn the stored alerts into those conditions.
+//!
+//! Hysteresis: a condition is raised when its value crosses the threshold, and only cleared
+//! when the value is back past a clear level on the safe side of the threshold (e.g. CPU
+//! raises above 80 % and clears at 75 % or below). A value hovering at the threshold keeps
+//! the one alert it raised instead of raising a new one every other cycle. The same applies
+//! between warning and critical.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::domain::alerts::{AlertRecord, Severity, SourceType};
+use crate::domain::health::window_start_minute;
+use crate::domain::records::{AgentCounters, HostRecord, IntegrationRecord, SystemRecord};
+use crate::domain::system::round1;
+use crate::store::tenant::AgentData;
+use crate::time::{format_rfc3339, Millis};
+
+/// Host CPU or memory above this (percent) is a warning.
+pub const USAGE_WARNING: f64 = 80.0;
+/// Host CPU or memory above this (percent) is critical.
+pub const USAGE_CRITICAL: f64 = 90.0;
+/// Percentage points below a usage threshold at which its alert clears (or de-escalates).
+pub const USAGE_CLEAR_MARGIN: f64 = 5.0;
+/// For other thresholds: the fraction of the threshold at which their alert clears.
+pub const CLEAR_FRACTION: f64 = 0.9;
+/// Agent confidence below this is a warning.
+pub const LOW_CONFIDENCE: f64 = 0.3;
+/// ... and its alert clears at or above this.
+pub const LOW_CONFIDENCE_CLEAR: f64 = 0.33;
+/// More failures than this in the hour is a warning.
+pub const MAX_HOURLY_FAILURES: u64 = 3;
+/// Consecutive integration failures that raise a warning; [`FAILED_AFTER`] is critical.
+///
+/// [`FAILED_AFTER`]: crate::domain::records::FAILED_AFTER
+pub const CONSECUTIVE_FAILURES_WARNING: u32 = 2;
+/// A source silent for this many polling intervals raises a warning.
+pub const SILENT_INTERVALS: i64 = 5;
+
+/// Condition names: with the source they identify an alert.
+pub mod condition {
+    /// Host CPU above 80 % / 90 %.
+    pub const CPU_HIGH: &str = "cpu_high";
+    /// Host memory above 80 % / 90 %.
+    pub const MEMORY_HIGH: &str = "memory_high";
+    /// Queue depth above the threshold / twice it.
+    pub const QUEUE_DEPTH_HIGH: &str = "queue_depth_high";
+    /// Agent error rate above the threshold.
+    pub const ERROR_RATE_HIGH: &str = "error_rate_high";
+    /// Agent confidence below 0.3.
+    pub const LOW_CONFIDENCE: &str = "low_confidence";
+    /// More than 3 agent failures in the last hour.
+    pub const REPEATED_FAILURES: &str = "repeated_failures";
+    /// Integration latency above the threshold.
+    pub const LATENCY_HIGH: &str = "latency_high";
+    /// 2 / 3 or more consecutive integration failures.
+    pub const CONSECUTIVE_FAILURES: &str = "consecutive_failures";
+    /// A host or an unpaused agent silent for 5 polling intervals.
+    pub const SILENT: &str = "silent";
+}
+
+/// The thresholds the rules use.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// `ALERT_ERROR_RATE_THRESHOLD`.
+    pub error_rate: f64,
+    /// `ALERT_LATENCY_THRESHOLD`, ms.
+    pub latency_ms: f64,
+    /// `ALERT_QUEUE_DEPTH_THRESHOLD`.
+    pub queue_depth: f64,
+    /// Silence that raises an alert: 5 polling intervals, ms.
+    pub silent_after_ms: Millis,
+}
+
+impl From<&Config> for Thresholds {
+    fn from(c: &Config) -> Self {
+        Self {
+            error_rate: c.error_rate_threshold,
+            latency_ms: c.latency_threshold_ms,
+            queue_depth: c.queue_depth_threshold as f64,
+            silent_after_ms: SILENT_INTERVALS
+                * i64::try_from(c.polling_interval_secs * 1000)
+                    .unwrap_or(i64::MAX / SILENT_INTERVALS),
+        }
+    }
+}
+
+/// Identifies an alert: one condition on one source.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AlertKey {
+    /// Kind of source.
+    pub source_type: SourceType,
+    /// Which source.
+    pub source_id: String,
+    /// Which condition.
+    pub condition: &'static str,
+}
+
+/// A condition that holds now, at a severity, with its message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Firing {
+    /// What it is about.
+    pub key: AlertKey,
+    /// How urgent.
+    pub severity: Severity,
+    /// For a human.
+    pub message: String,
+}
+
+/// The severity a "value above threshold" condition should have, given the severity of its
+/// active alert (`None`: no active alert): raised past a level, kept until back past its
+/// clear level.
+fn above(
+    value: f64,
+    current: Option<Severity>,
+    warning: (f64, f64),
+    critical: Option<(f64, f64)>,
+) -> Option<Severity> {
+    if let Some((raise, clear)) = critical {
+        if value > raise || (current == Some(Severity::Critical) && value > clear) {
+            return Some(Severity::Critical);
+        }
+    }
+    let (raise, clear) = warning;
+    (value > raise || (current.is_some() && value > clear)).then_some(Severity::Warning)
+}
+
+/// A percentage as the messages show it: one decimal, none when whole (`85%`, `85.5%`).
+fn percent(value: f64) -> String {
+    format!("{}%", round1(value))
+}
+
+/// Evaluates every condition of the contract's alert table at `now`. `active` gives the
+/// severity of each active alert, for hysteresis.
+pub fn evaluate(
+    agents: &[AgentData],
+    integrations: &[(&IntegrationRecord, f64)],
+    hosts: &[HostRecord],
+    system: &SystemRecord,
+    active: &HashMap<AlertKey, Severity>,
+    t: &Thresholds,
+    now: Millis,
+) -> Vec<Firing> {
+    let mut out = Vec::new();
+    let mut check = |key: AlertKey, severity: Option<Severity>, message: &dyn Fn() -> String| {
+        if let Some(severity) = severity {
+            out.push(Firing {
+                key,
+                severity,
+                message: message(),
+            });
+        }
+    };
+    let current = |key: &AlertKey| active.get(key).copied();
+
+    for host in hosts {
+        let silent = now - host.last_seen > t.silent_after_ms;
+        for (condition, value, what) in [
+            (condition::CPU_HIGH, host.cpu_usage, "CPU"),
+            (condition::MEMORY_HIGH, host.memory_usage, "memory"),
+        ] {
+            let key = AlertKey {
+                source_type: SourceType::System,
+                source_id: host.host_id.clone(),
+                condition,
+            };
+            let cur = current(&key);
+            // A silent host's last sample is stale: keep what it raised, raise nothing new.
+            let severity = if silent {
+                cur
+            } else {
+                above(
+                    value,
+                    cur,
+                    (USAGE_WARNING, USAGE_WARNING - USAGE_CLEAR_MARGIN),
+                    Some((USAGE_CRITICAL, USAGE_CRITICAL - USAGE_CLEAR_MARGIN)),
+                )
+            };
+            check(key, severity, &|| {
+                format!("High {what} usage: {}", percent(value))
+            });
+        }
+        let key = AlertKey {
+            source_type: SourceType::System,
+            source_id: host.host_id.clone(),
+            condition: condition::SILENT,
+        };
+        check(key, silent.then_some(Severity::Warning), &|| {
+            format!(
+                "Host {} has not reported since {}",
+                host.host_id,
+                format_rfc3339(host.last_seen)
+            )
+        });
+    }
+
+    if let Some(depth) = system.queue_depth {
+        let key = AlertKey {
+            source_type: SourceType::System,
+            source_id: "system".to_owned(),
+            condition: condition::QUEUE_DEPTH_HIGH,
+        };
+        let q = t.queue_depth;
+        let severity = above(
+            depth.value as f64,
+            current(&key),
+            (q, q * CLEAR_FRACTION),
+            Some((2.0 * q, 2.0 * q * CLEAR_FRACTION)),
+        );
+        check(key, severity, &|| {
+            format!("High queue depth: {}", depth.value)
+        });
+    }
+
+    let first_minute = window_start_minute(now);
+    for agent in agents {
+        let a = &agent.record;
+        let mut hour = AgentCounters::default();
+        for (_, c) in agent.minutes.iter().filter(|(m, _)| *m >= first_minute) {
+            hour.merge(c);
+        }
+        let key = |condition| AlertKey {
+            source_type: SourceType::Agent,
+            source_id: a.agent_id.clone(),
+            condition,
+        };
+        let name = &a.agent_name;
+
+        let k = key(condition::ERROR_RATE_HIGH);
+        let rate = hour.failed as f64 / hour.started.max(1) as f64;
+        let severity = above(
+            rate,
+            current(&k),
+            (t.error_rate, t.error_rate * CLEAR_FRACTION),
+            None,
+        );
+        check(k, severity, &|| {
+            format!("Agent {name} has high error rate: {:.1}%", rate * 100.0)
+        });
+
+        if let Some(confidence) = a.confidence {
+            let k = key(condition::LOW_CONFIDENCE);
+            // "Below" is "above" on the negated value.
+            let severity = above(
+                -confidence,
+                current(&k),
+                (-LOW_CONFIDENCE, -LOW_CONFIDENCE_CLEAR),
+                None,
+            );
+            check(k, severity, &|| {
+                format!("Agent {name} has low confidence: {confidence:.2}")
+            });
+        }
+
+        let k = key(condition::REPEATED_FAILURES);
+        let max = MAX_HOURLY_FAILURES as f64;
+        let severity = above(hour.failed as f64, current(&k), (max, max - 1.0), None);
+        check(k, severity, &|| {
+            format!("Agent {name} failed {} times in the last hour", hour.failed)
+        });
+
+        if let Some(last) = a.last_active {
+            let silent = !a.paused && now - last > t.silent_after_ms;
+            check(
+                key(condition::SILENT),
+                silent.then_some(Severity::Warning),
+                &|| {
+                    format!(
+                        "Agent {name} has not reported since {}",
+                        format_rfc3339(last)
+                    )
+                },
+            );
+        }
+    }
+
+    for (i, latency_ms) in integrations {
+        let key = |condition| AlertKey {
+            source_type: SourceType::Integration,
+            source_id: i.integration_id.clone(),
+            condition,
+        };
+        let name = &i.integration_name;
+        let k = key(condition::LATENCY_HIGH);
+        let severity = above(
+            *latency_ms,
+            current(&k),
+            (t.latency_ms, t.latency_ms * CLEAR_FRACTION),
+            None,
+        );
+        check(k, severity, &|| {
+            format!("Integration {name} is slow: {latency_ms} ms mean latency")
+        });
+
+        let failures = i.consecutive_failures;
+        let severity = if failures >= crate::domain::records::FAILED_AFTER {
+            Some(Severity::Critical)
+        } else if failures >= CONSECUTIVE_FAILURES_WARNING {
+            Some(Severity::Warning)
+        } else {
+            None
+        };
+        check(key(condition::CONSECUTIVE_FAILURES), severity, &|| {
+            format!("Integration {name} failed {failures} times in a row")
+        });
+    }
+    out
+}
+
+/// The active alerts of `stored`, by key, with their severity.
+pub fn active_severities(stored: &[(AlertRecord, u64)]) -> HashMap<AlertKey, Severity> {
+    stored
+        .iter()
+        .filter(|(a, _)| a.resolved_at.is_none())
+        .filter_map(|(a, _)| Some((key_of(a)?, a.severity)))
+        .collect()
+}
+
+/// The key of a stored alert; `None` for a condition this version does not know.
+fn key_of(a: &AlertRecord) -> Option<AlertKey> {
+    let condition = [
+        condition::CPU_HIGH,
+        condition::MEMORY_HIGH,
+        condition::QUEUE_DEPTH_HIGH,
+        condition::ERROR_RATE_HIGH,
+        condition::LOW_CONFIDENCE,
+        condition::REPEATED_FAILURES,
+        condition::LATENCY_HIGH,
+        condition::CONSECUTIVE_FAILURES,
+        condition::SILENT,
+    ]
+    .into_iter()
+    .find(|c| *c == a.condition)?;
+    Some(AlertKey {
+        source_type: a.source_type,
+        source_id: a.source_id.clone(),
+        condition,
+    })
+}
+
+/// One alert write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A new alert (must not exist yet).
+    Raise(AlertRecord),
+    /// A changed severity of an active alert stored at this version.
+    Update(AlertRecord, u64),
+    /// An active alert, stored at this version, whose condition cleared.
+    Resolve(AlertRecord, u64),
+}
+
+/// The id prefix of an alert key: a short hash, so ids are URL-safe whatever the source id.
+fn id_prefix(key: &AlertKey) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("{:?}", key.source_type));
+    h.update([0x1f]);
+    h.update(key.source_id.as_bytes());
+    h.update([0x1f]);
+    h.update(key.condition.as_bytes());
+    format!("alert_{}", &hex::encode(h.finalize())[..16])
+}
+
+/// The writes that make the stored alerts match the conditions that hold: raise what is
+/// new, escalate (clearing the acknowledgement) or de-escalate (keeping it) what changed
+/// severity, resolve what cleared. Nothing is written for alerts that stay as they are.
+///
+/// Ids are stable and deterministic: `alert_<hash of source and condition>_<n>`, where `n`
+/// counts the occurrences of that condition on that source. Two collector runs that raise
+/// the same alert compute the same id, and the conditional write lets only one succeed.
+pub fn reconcile(stored: &[(AlertRecord, u64)], firing: &[Firing], now: Millis) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let mut active: HashMap<AlertKey, (&AlertRecord, u64)> = HashMap::new();
+    let mut occurrences: HashMap<String, u64> = HashMap::new();
+    for (a, version) in stored {
+        if let Some((prefix, n)) = a.alert_id.rsplit_once('_') {
+            let n = n.parse().unwrap_or(0);
+            let max = occurrences.entry(prefix.to_owned()).or_insert(0);
+            *max = (*max).max(n);
+        }
+        if a.resolved_at.is_none() {
+            if let Some(key) = key_of(a) {
+                active.insert(key, (a, *version));
+            }
+        }
+    }
+    for f in firing {
+        match active.remove(&f.key) {
+            None => {
+                let prefix = id_prefix(&f.key);
+                let n = occurrences.get(&prefix).copied().unwrap_or(0) + 1;
+                changes.push(Change::Raise(AlertRecord {
+                    alert_id: format!("{prefix}_{n}"),
+                    severity: f.severity,
+                    message: f.message.clone(),
+                    source_type: f.key.source_type,
+                    source_id: f.key.source_id.clone(),
+                    condition: f.key.condition.to_owned(),
+                    raised_at: now,
+                    acknowledged_by: None,
+                    acknowledged_at: None,
+                    notes: None,
+                    resolved_at: None,
+                }));
+            }
+            Some((a, version)) if a.severity != f.severity => {
+                let mut updated = a.clone();
+                updated.severity = f.severity;
+                updated.message.clone_from(&f.message);
+                // Severity orders most urgent first: smaller is an escalation.
+                if f.severity < a.severity {
+                    updated.raised_at = now;
+                    updated.acknowledged_at = None;
+                    updated.acknowledged_by = None;
+                    updated.notes = None;
+                }
+                changes.push(Change::Update(updated, version));
+            }
+            Some(_) => {}
+        }
+    }
+    let mut cleared: Vec<_> = active.into_values().collect();
+    cleared.sort_by(|a, b| a.0.alert_id.cmp(&b.0.alert_id));
+    for (a, version) in cleared {
+        let mut resolved = a.clone();
+        resolved.resolved_at = Some(now);
+        changes.push(Change::Resolve(resolved, version));
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::records::{AgentRecord, GaugeReading};
+    use crate::time::MINUTE_MS;
+
+    const NOW: Millis = 1_800_000_000_000;
+
+    fn thresholds() -> Thresholds {
+        Thresholds::from(&Config::default())
+    }
+
+    fn host(id: &str, cpu: f64, memory: f64, last_seen: Millis) -> HostRecord {
+        HostRecord {
+            host_id: id.into(),
+            cpu_usage: cpu,
+            memory_usage: memory,
+            disk_usage: None,
+            load_average: None,
+            uptime_seconds: None,
+            last_seen,
+        }
+    }
+
+    fn eval_hosts(hosts: &[HostRecord], active: &HashMap<AlertKey, Severity>) -> Vec<Firing> {
+        evaluate(
+            &[],
+            &[],
+            hosts,
+            &SystemRecord::default(),
+            active,
+            &thresholds(),
+            NOW,
+        )
+    }
+
+    /// Runs reconcile and applies its changes to `stored`, like the collector does.
+    fn apply(stored: &mut Vec<(AlertRecord, u64)>, firing: &[Firing], now: Millis) -> usize {
+        let changes = reconcile(stored, firing, now);
+        let n = changes.len();
+        for c in changes {
+            match c {
+                Change::Raise(a) => stored.push((a, 1)),
+                Change::Update(a, v) | Change::Resolve(a, v) => {
+                    if let Some(slot) = stored.iter_mut().find(|(s, _)| s.alert_id == a.alert_id) {
+                        *slot = (a, v + 1);
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn host_usage_raises_warning_then_critical_with_the_contracts_message() {
+        let f = eval_hosts(&[host("web-1", 85.0, 50.0, NOW)], &HashMap::new());
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].severity, Severity::Warning);
+        assert_eq!(f[0].message, "High CPU usage: 85%");
+        assert_eq!(f[0].key.source_id, "web-1");
+        let f = eval_hosts(&[host("web-1", 50.0, 95.5, NOW)], &HashMap::new());
+        assert_eq!(
+            (f[0].severity, f[0].message.as_str()),
+            (Severity::Critical, "High memory usage: 95.5%")
+        );
+    }
+
+    #[test]
+    fn a_value_hovering_around_80_percent_for_ten_minutes_makes_one_alert() {
+        let mut stored = Vec::new();
+        let mut writes = 0;
+        for cycle in 0..20 {
+            let cpu = if cycle % 2 == 0 { 81.0 } else { 79.0 };
+            let now = NOW + cycle * 30_000;
+            let active = active_severities(&stored);
+            let mut firing = evaluate(
+                &[],
+                &[],
+                &[host("web-1", cpu, 10.0, now)],
+                &SystemRecord::default(),
+                &active,
+                &thresholds(),
+                now,
+            );
+            firing.retain(|f| f.key.condition == condition::CPU_HIGH);
+            writes += apply(&mut stored, &firing, now);
+        }
+        assert_eq!(stored.len(), 1);
+        assert_eq!(writes, 1);
+        // Back to 75 % clears it.
+        let active = active_severities(&stored);
+        let firing = eval_hosts(&[host("web-1", 75.0, 10.0, NOW)], &active);
+        assert_eq!(apply(&mut stored, &firing, NOW + 600_000), 1);
+        assert!(stored[0].0.resolved_at.is_some());
+    }
+
+    #[test]
+    fn escalation_clears_acknowledgement_and_de_escalation_keeps_it() {
+        let mut stored = Vec::new();
+        let firing = eval_hosts(&[host("h", 85.0, 0.0, NOW)], &HashMap::new());
+        apply(&mut stored, &firing, NOW);
+        stored[0].0.acknowledged_at = Some(NOW + 1);
+        stored[0].0.acknowledged_by = Some("ops".into());
+        let id = stored[0].0.alert_id.clone();
+        let firing = eval_hosts(&[host("h", 93.0, 0.0, NOW)], &active_severities(&stored));
+        apply(&mut stored, &firing, NOW + 30_000);
+        let a = &stored[0].0;
+        assert_eq!(
+            (a.alert_id.as_str(), a.severity),
+            (id.as_str(), Severity::Critical)
+        );
+        assert_eq!((a.acknowledged_at, a.raised_at), (None, NOW + 30_000));
+        // 87 % is within the critical band's hysteresis: still critical.
+        let firing = eval_hosts(&[host("h", 87.0, 0.0, NOW)], &active_severities(&stored));
+        assert_eq!(apply(&mut stored, &firing, NOW + 60_000), 0);
+        stored[0].0.acknowledged_at = Some(NOW + 61_000);
+        let firing = eval_hosts(&[host("h", 84.0, 0.0, NOW)], &active_severities(&stored));
+        apply(&mut stored, &firing, NOW + 90_000);
+        let a = &stored[0].0;
+        assert_eq!(a.severity, Severity::Warning);
+        assert_eq!(a.acknowledged_at, Some(NOW + 61_000));
+    }
+
+    #[test]
+    fn a_condition_that_returns_after_resolving_is_a_new_alert_with_a_new_id() {
+        let mut stored = Vec::new();
+        let firing = eval_hosts(&[host("h", 85.0, 0.0, NOW)], &HashMap::new());
+        apply(&mut stored, &firing, NOW);
+        apply(&mut stored, &[], NOW + 1);
+        apply(&mut stored, &firing, NOW + 2);
+        assert_eq!(stored.len(), 2);
+        assert_ne!(stored[0].0.alert_id, stored[1].0.alert_id);
+        assert!(stored[1].0.alert_id.ends_with("_2"));
+        // The same source and condition always start from the same prefix.
+        assert_eq!(
+            stored[0].0.alert_id.rsplit_once('_').map(|p| p.0),
+            stored[1].0.alert_id.rsplit_once('_').map(|p| p.0)
+        );
+    }
+
+    fn agent_with(failed: u64, started: u64, confidence: Option<f64>, last: Millis) -> AgentData {
+        let mut record = AgentRecord::new("bot", 0);
+        record.agent_name = "Sales Bot".into();
+        record.confidence = confidence;
+        record.last_active = Some(last);
+        AgentData {
+            record,
+            minutes: vec![(
+                crate::time::minute_of(NOW - 5 * MINUTE_MS),
+                AgentCounters {
+                    started,
+                    completed: started - failed,
+                    failed,
+                    timed: 0,
+                    duration_sum_ms: 0.0,
+                },
+            )],
+            days: Vec::new(),
+        }
+    }
+
+    fn eval_agent(a: &AgentData) -> Vec<(&'static str, Severity, String)> {
+        evaluate(
+            std::slice::from_ref(a),
+            &[],
+            &[],
+            &SystemRecord::default(),
+            &HashMap::new(),
+            &thresholds(),
+            NOW,
+        )
+        .into_iter()
+        .map(|f| (f.key.condition, f.severity, f.message))
+        .collect()
+    }
+
+    #[test]
+    fn agent_conditions_follow_the_table() {
+        let f = eval_agent(&agent_with(13, 20, None, NOW));
+        assert_eq!(
+            f,
+            [
+                (
+                    condition::ERROR_RATE_HIGH,
+                    Severity::Warning,
+                    "Agent Sales Bot has high error rate: 65.0%".to_owned()
+                ),
+                (
+                    condition::REPEATED_FAILURES,
+                    Severity::Warning,
+                    "Agent Sales Bot failed 13 times in the last hour".to_owned()
+                ),
+            ]
+        );
+        // Three failures of many: neither condition.
+        assert!(eval_agent(&agent_with(3, 100, Some(0.9), NOW)).is_empty());
+        let f = eval_agent(&agent_with(0, 1, Some(0.25), NOW));
+        assert_eq!(f[0].0, condition::LOW_CONFIDENCE);
+        // Silent for more than 5 intervals of 30 s.
+        let f = eval_agent(&agent_with(0, 1, None, NOW - 151_000));
+        assert_eq!(f[0].0, condition::SILENT);
+        assert!(eval_agent(&agent_with(0, 1, None, NOW - 149_000)).is_empty());
+        let mut paused = agent_with(0, 1, None, NOW - 3_600_000);
+        paused.record.paused = true;
+        assert!(eval_agent(&paused).is_empty());
+    }
+
+    #[test]
+    fn queue_depth_is_warning_above_the_threshold_and_critical_above_twice_it() {
+        let eval = |value| {
+            let system = SystemRecord {
+                queue_depth: Some(GaugeReading { value, at: NOW }),
+                active_operations: None,
+            };
+            evaluate(&[], &[], &[], &system, &HashMap::new(), &thresholds(), NOW)
+                .into_iter()
+                .map(|f| (f.severity, f.key.source_id, f.message))
+                .collect::<Vec<_>>()
+        };
+        assert!(eval(100).is_empty());
+        assert_eq!(
+            eval(101),
+            [(
+                Severity::Warning,
+                "system".into(),
+                "High queue depth: 101".into()
+            )]
+        );
+        assert_eq!(eval(201)[0].0, Severity::Critical);
+    }
+
+    #[test]
+    fn a_silent_host_keeps_its_usage_alert_but_raises_no_new_one() {
+        let stale = NOW - 10 * 60_000;
+        let f = eval_hosts(&[host("h", 99.0, 10.0, stale)], &HashMap::new());
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].key.condition, condition::SILENT);
+        assert_eq!(
+            f[0].message,
+            format!("Host h has not reported since {}", format_rfc3339(stale))
+        );
+    }
+}
