@@ -39,6 +39,9 @@ pub enum StartError {
     /// The store cannot be opened.
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    /// The collector cannot be built.
+    #[error(transparent)]
+    Collector(#[from] shared::collector::CollectorError),
 }
 
 /// How to start the stack.
@@ -65,6 +68,7 @@ pub struct Running {
     pub state: AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    collector: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -75,6 +79,9 @@ impl Running {
 
     /// Stops accepting, lets requests in flight finish, and waits.
     pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(collector) = self.collector.take() {
+            collector.abort();
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -148,8 +155,21 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     if let Some(clock) = options.clock {
         state.clock = clock;
     }
-    let api_key = local_key(&state.store, &options.data_dir, state.clock.now_ms()).await?;
-    serve(state, options.addr, api_key).await
+    let now = state.clock.now_ms();
+    let api_key = local_key(&state.store, &options.data_dir, now).await?;
+    // Data directories from before tenants were listed have keys but no tenant entry.
+    state.store.register_tenant(LOCAL_TENANT, now).await?;
+    let collector = if state.config.polling_enabled {
+        let collector = shared::collector::Collector::new(&state)?;
+        Some(tokio::spawn(async move {
+            collector.run_until(None, |_| {}).await;
+        }))
+    } else {
+        None
+    };
+    let mut running = serve(state, options.addr, api_key).await?;
+    running.collector = collector;
+    Ok(running)
 }
 
 /// Serves any application state (any store) on `addr`; the local stack and tests that run
@@ -180,6 +200,7 @@ pub async fn serve(
         state,
         shutdown: Some(tx),
         server,
+        collector: None,
     })
 }
 

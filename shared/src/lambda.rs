@@ -72,6 +72,84 @@ pub async fn run_authorizer() -> Result<(), lambda_http::Error> {
     .await
 }
 
+/// EventBridge schedules fire at most once a minute; one invocation runs the cycles of the
+/// minute that follows it.
+pub const INVOCATION_WINDOW_MS: i64 = 60_000;
+/// Time kept free before the Lambda deadline, so a cycle is not cut off half-way.
+const DEADLINE_MARGIN_MS: i64 = 10_000;
+
+/// What one collector invocation did, returned as the invocation's result (visible in the
+/// console and in `cargo lambda invoke`).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct InvocationSummary {
+    /// Cycles run (per tenant claims counted once).
+    pub cycles: usize,
+    /// Tenant cycles evaluated.
+    pub tenants_evaluated: usize,
+    /// Tenant cycles another run had claimed.
+    pub tenants_skipped: usize,
+    /// Tenant cycles that failed.
+    pub tenants_failed: usize,
+    /// Probes recorded in cycles.
+    pub probes: usize,
+    /// Alerts raised.
+    pub raised: usize,
+    /// Alerts whose severity changed.
+    pub updated: usize,
+    /// Alerts resolved.
+    pub resolved: usize,
+    /// Why nothing ran, if so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<&'static str>,
+}
+
+/// One collector invocation from the EventBridge schedule: cycles every
+/// `HEALTH_POLLING_INTERVAL` (and recovery attempts between them) until the next invocation
+/// is due or the Lambda deadline nears, whichever is first.
+pub async fn collect(
+    state: &AppState,
+    collector: &crate::collector::Collector,
+    deadline_ms: i64,
+) -> InvocationSummary {
+    let mut summary = InvocationSummary::default();
+    if !state.config.polling_enabled {
+        summary.disabled = Some("HEALTH_POLLING_ENABLED=false");
+        return summary;
+    }
+    let until = (state.clock.now_ms() + INVOCATION_WINDOW_MS).min(deadline_ms - DEADLINE_MARGIN_MS);
+    collector
+        .run_until(Some(until), |report| {
+            summary.cycles += 1;
+            summary.tenants_evaluated += report.tenants.len();
+            summary.tenants_skipped += report.skipped;
+            summary.tenants_failed += report.failed.len();
+            for t in &report.tenants {
+                summary.probes += t.probes;
+                summary.raised += t.raised;
+                summary.updated += t.updated;
+                summary.resolved += t.resolved;
+            }
+        })
+        .await;
+    summary
+}
+
+/// Runs the collector function.
+pub async fn run_collector() -> Result<(), lambda_http::Error> {
+    crate::telemetry::init();
+    let state = AppState::from_env().await?;
+    let collector = crate::collector::Collector::new(&state)?;
+    let (state, collector) = (&state, &collector);
+    lambda_http::lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<aws_lambda_events::eventbridge::EventBridgeEvent>| async move {
+            let deadline = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
+            tracing::info!(source = %event.payload.source, "collector invoked");
+            Ok::<_, lambda_http::Error>(collect(state, collector, deadline).await)
+        },
+    ))
+    .await
+}
+
 #[cfg(all(test, feature = "embedded"))]
 mod tests {
     use std::sync::Arc;

@@ -47,9 +47,14 @@ pub async fn dynamo_store() -> Store {
     Store::new(Arc::new(dynamo_backend().await))
 }
 
-/// The local stack on a free port over a fresh data directory.
+/// The local stack on a free port over a fresh data directory, without the collector
+/// (so its cycles cannot change what a test reads; collector tests enable it).
 pub async fn spawn_app() -> (local_stack::Running, tempfile::TempDir) {
-    spawn_app_with(Config::default()).await
+    spawn_app_with(Config {
+        polling_enabled: false,
+        ..Config::default()
+    })
+    .await
 }
 
 /// [`spawn_app`] with a given configuration.
@@ -105,4 +110,60 @@ pub async fn spawn_api(
 /// RFC 3339 for "now minus `secs` seconds".
 pub fn ago(secs: i64) -> String {
     shared::time::format_rfc3339(chrono::Utc::now().timestamp_millis() - secs * 1000)
+}
+
+/// A local HTTP server for probes: answers every request with the status held in
+/// `status` and counts requests in `hits`.
+#[derive(Debug, Clone)]
+pub struct ProbeTarget {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// The status it answers with; change it to make the target fail or recover.
+    pub status: Arc<std::sync::atomic::AtomicU16>,
+    /// Requests received.
+    pub hits: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ProbeTarget {
+    /// Starts one on a free loopback port, answering 200.
+    pub async fn start() -> Self {
+        use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+        let status = Arc::new(AtomicU16::new(200));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (s, h) = (Arc::clone(&status), Arc::clone(&hits));
+        let app = axum::Router::new().fallback(move || {
+            let (s, h) = (Arc::clone(&s), Arc::clone(&h));
+            async move {
+                h.fetch_add(1, Ordering::SeqCst);
+                http::StatusCode::from_u16(s.load(Ordering::SeqCst))
+                    .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("cannot bind the probe target: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("no local address: {e}"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, status, hits }
+    }
+
+    /// The URL to register as the probe.
+    pub fn url(&self) -> String {
+        format!("http://{}/health", self.addr)
+    }
+
+    /// Requests received so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Sets the status it answers with.
+    pub fn answer(&self, status: u16) {
+        self.status
+            .store(status, std::sync::atomic::Ordering::SeqCst);
+    }
 }

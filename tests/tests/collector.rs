@@ -1,0 +1,702 @@
+//! The collector on both stores, with time driven explicitly: every cycle runs at a `now`
+//! the test chooses, nothing sleeps real seconds (probes hit a real local HTTP server).
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use e2e_tests::{dynamo_store, embedded_store, ProbeTarget};
+use serde_json::json;
+use shared::collector::rules::condition;
+use shared::collector::{Collector, CycleReport};
+use shared::config::Config;
+use shared::domain::alerts::{AlertRecord, Severity, SourceType};
+use shared::domain::events::{parse_batch, Event};
+use shared::domain::records::{ConnectionState, Probe};
+use shared::store::integrations::IntegrationUpdate;
+use shared::store::{Backend, ItemKey, Range, Store, StoreError, StoredItem, Write as StoreWrite};
+use shared::time::{format_rfc3339, Millis, MINUTE_MS};
+use shared::AppState;
+
+const TENANT: &str = "acme";
+const INTERVAL: Millis = 30_000;
+
+fn start_time() -> Millis {
+    // A slot boundary a little in the past, so events "now" are accepted.
+    let now = chrono::Utc::now().timestamp_millis();
+    now - now.rem_euclid(INTERVAL) - 10 * INTERVAL
+}
+
+fn collector(store: &Store, config: Config) -> Collector {
+    let state = AppState::new(store.clone(), config);
+    Collector::new(&state).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn config() -> Config {
+    Config {
+        probe_allowed_addresses: vec!["127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))],
+        ..Config::default()
+    }
+}
+
+async fn ingest(store: &Store, now: Millis, events: serde_json::Value) {
+    let body = json!({ "events": events }).to_string();
+    let events: Vec<Event> =
+        parse_batch(body.as_bytes(), now).unwrap_or_else(|e| panic!("bad batch: {e:?}"));
+    store
+        .ingest(TENANT, &events, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+async fn cycle(c: &Collector, now: Millis) -> CycleReport {
+    let report = c.run_cycle(now).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        report.failed.is_empty(),
+        "cycle failed: {:?}",
+        report.failed
+    );
+    report
+}
+
+async fn active(store: &Store) -> Vec<AlertRecord> {
+    store
+        .active_alerts(TENANT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn all_alerts(store: &Store) -> Vec<AlertRecord> {
+    store
+        .all_alerts(TENANT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect()
+}
+
+fn find<'a>(alerts: &'a [AlertRecord], source_id: &str, cond: &str) -> Option<&'a AlertRecord> {
+    alerts
+        .iter()
+        .find(|a| a.source_id == source_id && a.condition == cond)
+}
+
+fn at(ms: Millis) -> String {
+    format_rfc3339(ms)
+}
+
+fn host(event_id: &str, host_id: &str, cpu: f64, memory: f64, ts: Millis) -> serde_json::Value {
+    json!({"event_id": event_id, "type": "host.sample", "host_id": host_id, "cpu_usage": cpu, "memory_usage": memory, "timestamp": at(ts)})
+}
+
+fn call(event_id: &str, id: &str, latency: f64, ok: bool, ts: Millis) -> serde_json::Value {
+    json!({"event_id": event_id, "type": "integration.call", "integration_id": id, "latency_ms": latency, "ok": ok, "timestamp": at(ts)})
+}
+
+/// `n` executions of `agent` with `outcome`, each started and finished around `ts`.
+fn runs(agent: &str, tag: &str, n: usize, outcome: &str, ts: Millis) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let x = format!("{tag}-{i}");
+        out.push(json!({"event_id": format!("{x}-s"), "type": "execution.started", "agent_id": agent, "agent_name": "Sales Bot", "execution_id": x, "operation": "Qualifying leads", "timestamp": at(ts - 1000)}));
+        out.push(json!({"event_id": format!("{x}-f"), "type": "execution.finished", "agent_id": agent, "execution_id": x, "outcome": outcome, "confidence": if outcome == "failed" { 0.2 } else { 0.9 }, "timestamp": at(ts)}));
+    }
+    out
+}
+
+/// Every condition of the alert table raises exactly one alert with the contract's
+/// severity, message and source; the next cycle raises nothing more; recovery resolves
+/// each, and the hour-window condition resolves when its failures leave the window.
+async fn each_condition_raises_one_alert_and_resolves_when_cleared(store: Store) {
+    let t0 = start_time();
+    let c = collector(&store, config());
+    store
+        .register_tenant(TENANT, t0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut events = vec![
+        host("h1", "web-1", 85.0, 40.0, t0),
+        host("h2", "web-2", 30.0, 95.0, t0),
+        host("h3", "web-3", 30.0, 30.0, t0 - 3 * MINUTE_MS),
+        json!({"event_id": "g1", "type": "gauge", "name": "queue_depth", "value": 250, "timestamp": at(t0)}),
+        call("c1", "slack", 6000.0, true, t0),
+        call("c2", "crm", 100.0, false, t0 - 2000),
+        call("c3", "crm", 100.0, false, t0 - 1000),
+        call("c4", "erp", 100.0, false, t0 - 3000),
+        call("c5", "erp", 100.0, false, t0 - 2000),
+        call("c6", "erp", 100.0, false, t0 - 1000),
+        json!({"event_id": "o1", "type": "execution.started", "agent_id": "old", "execution_id": "o", "operation": "x", "timestamp": at(t0 - 4 * MINUTE_MS)}),
+        json!({"event_id": "o2", "type": "execution.finished", "agent_id": "old", "execution_id": "o", "outcome": "completed", "timestamp": at(t0 - 4 * MINUTE_MS)}),
+    ];
+    events.extend(runs("bot", "bad", 4, "failed", t0 - MINUTE_MS));
+    ingest(&store, t0, json!(events)).await;
+
+    let report = cycle(&c, t0).await;
+    assert_eq!(report.tenants.len(), 1);
+    let alerts = active(&store).await;
+    let table = [
+        (
+            SourceType::System,
+            "web-1",
+            condition::CPU_HIGH,
+            Severity::Warning,
+            "High CPU usage: 85%".to_owned(),
+        ),
+        (
+            SourceType::System,
+            "web-2",
+            condition::MEMORY_HIGH,
+            Severity::Critical,
+            "High memory usage: 95%".to_owned(),
+        ),
+        (
+            SourceType::System,
+            "web-3",
+            condition::SILENT,
+            Severity::Warning,
+            format!(
+                "Host web-3 has not reported since {}",
+                at(t0 - 3 * MINUTE_MS)
+            ),
+        ),
+        (
+            SourceType::System,
+            "system",
+            condition::QUEUE_DEPTH_HIGH,
+            Severity::Critical,
+            "High queue depth: 250".to_owned(),
+        ),
+        (
+            SourceType::Agent,
+            "bot",
+            condition::ERROR_RATE_HIGH,
+            Severity::Warning,
+            "Agent Sales Bot has high error rate: 100.0%".to_owned(),
+        ),
+        (
+            SourceType::Agent,
+            "bot",
+            condition::LOW_CONFIDENCE,
+            Severity::Warning,
+            "Agent Sales Bot has low confidence: 0.20".to_owned(),
+        ),
+        (
+            SourceType::Agent,
+            "bot",
+            condition::REPEATED_FAILURES,
+            Severity::Warning,
+            "Agent Sales Bot failed 4 times in the last hour".to_owned(),
+        ),
+        (
+            SourceType::Agent,
+            "old",
+            condition::SILENT,
+            Severity::Warning,
+            format!(
+                "Agent old has not reported since {}",
+                at(t0 - 4 * MINUTE_MS)
+            ),
+        ),
+        (
+            SourceType::Integration,
+            "slack",
+            condition::LATENCY_HIGH,
+            Severity::Warning,
+            "Integration slack is slow: 6000 ms mean latency".to_owned(),
+        ),
+        (
+            SourceType::Integration,
+            "crm",
+            condition::CONSECUTIVE_FAILURES,
+            Severity::Warning,
+            "Integration crm failed 2 times in a row".to_owned(),
+        ),
+        (
+            SourceType::Integration,
+            "erp",
+            condition::CONSECUTIVE_FAILURES,
+            Severity::Critical,
+            "Integration erp failed 3 times in a row".to_owned(),
+        ),
+    ];
+    let expected: BTreeSet<(SourceType, &str, &str, Severity, &str)> = table
+        .iter()
+        .map(|(t, s, c, sev, m)| (*t, *s, *c, *sev, m.as_str()))
+        .collect();
+    let got: BTreeSet<(SourceType, &str, &str, Severity, &str)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a.source_type,
+                a.source_id.as_str(),
+                a.condition.as_str(),
+                a.severity,
+                a.message.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(
+        alerts.len(),
+        expected.len(),
+        "one alert per condition and source"
+    );
+    let t = &report.tenants[0];
+    assert_eq!((t.raised, t.alerts.len()), (expected.len(), expected.len()));
+    assert_eq!(t.system.alerts.critical, 3);
+
+    // The next cycle, nothing changed: same alerts, same ids, nothing written.
+    let ids: BTreeSet<String> = alerts.iter().map(|a| a.alert_id.clone()).collect();
+    let report = cycle(&c, t0 + INTERVAL).await;
+    let t = &report.tenants[0];
+    assert_eq!((t.raised, t.updated, t.resolved), (0, 0, 0));
+    let again: BTreeSet<String> = active(&store)
+        .await
+        .into_iter()
+        .map(|a| a.alert_id)
+        .collect();
+    assert_eq!(again, ids);
+
+    // Recovery of everything.
+    let t1 = t0 + 2 * INTERVAL;
+    let mut events = vec![
+        host("h1b", "web-1", 40.0, 40.0, t1),
+        host("h2b", "web-2", 30.0, 50.0, t1),
+        host("h3b", "web-3", 30.0, 30.0, t1),
+        json!({"event_id": "g2", "type": "gauge", "name": "queue_depth", "value": 10, "timestamp": at(t1)}),
+        call("c7", "slack", 100.0, true, t1 - 3000),
+        call("c8", "slack", 100.0, true, t1 - 2000),
+        call("c9", "slack", 100.0, true, t1 - 1000),
+        call("c10", "crm", 100.0, true, t1),
+        call("c11", "erp", 100.0, true, t1),
+        json!({"event_id": "o3", "type": "execution.started", "agent_id": "old", "execution_id": "o2", "operation": "x", "timestamp": at(t1)}),
+    ];
+    events.extend(runs("bot", "good", 6, "completed", t1));
+    ingest(&store, t1, json!(events)).await;
+    let report = cycle(&c, t1).await;
+    let left: Vec<(String, String)> = active(&store)
+        .await
+        .into_iter()
+        .map(|a| (a.source_id, a.condition))
+        .collect();
+    // Four failures stay in the hour window: only that condition still holds.
+    assert_eq!(
+        left,
+        [("bot".to_owned(), condition::REPEATED_FAILURES.to_owned())]
+    );
+    assert_eq!(report.tenants[0].resolved, expected.len() - 1);
+    let all = all_alerts(&store).await;
+    assert_eq!(
+        all.len(),
+        expected.len(),
+        "resolved alerts are kept for history"
+    );
+    assert!(all
+        .iter()
+        .filter(|a| a.condition != condition::REPEATED_FAILURES)
+        .all(|a| a.resolved_at == Some(t1)));
+
+    // An hour later the failures have left the window.
+    let later = t0 + 62 * MINUTE_MS;
+    cycle(&c, later).await;
+    let all = all_alerts(&store).await;
+    let failures = find(&all, "bot", condition::REPEATED_FAILURES)
+        .unwrap_or_else(|| panic!("repeated-failures alert missing"));
+    assert_eq!(failures.resolved_at, Some(later));
+}
+
+/// An acknowledged alert stays acknowledged through cycles; a rise in severity updates the
+/// same alert and clears the acknowledgement.
+async fn acknowledgement_survives_cycles_and_is_cleared_on_escalation(store: Store) {
+    let t0 = start_time();
+    let c = collector(&store, config());
+    store
+        .register_tenant(TENANT, t0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    ingest(&store, t0, json!([host("a", "web-1", 85.0, 10.0, t0)])).await;
+    cycle(&c, t0).await;
+    let alert = active(&store).await.remove(0);
+    store
+        .acknowledge_alert(TENANT, &alert.alert_id, "ops", Some("looking"), t0 + 1000)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for i in 1..=3 {
+        let now = t0 + i * INTERVAL;
+        ingest(
+            &store,
+            now,
+            json!([host(&format!("a{i}"), "web-1", 86.0, 10.0, now)]),
+        )
+        .await;
+        cycle(&c, now).await;
+    }
+    let kept = active(&store).await.remove(0);
+    assert_eq!(kept.alert_id, alert.alert_id);
+    assert_eq!(kept.acknowledged_by.as_deref(), Some("ops"));
+    assert_eq!(kept.notes.as_deref(), Some("looking"));
+
+    let now = t0 + 4 * INTERVAL;
+    ingest(&store, now, json!([host("b", "web-1", 95.0, 10.0, now)])).await;
+    let report = cycle(&c, now).await;
+    assert_eq!(report.tenants[0].updated, 1);
+    let escalated = active(&store).await;
+    assert_eq!(escalated.len(), 1);
+    let e = &escalated[0];
+    assert_eq!(
+        (e.alert_id.as_str(), e.severity),
+        (alert.alert_id.as_str(), Severity::Critical)
+    );
+    assert_eq!(e.message, "High CPU usage: 95%");
+    assert_eq!(
+        (e.acknowledged_at, e.acknowledged_by.as_deref()),
+        (None, None)
+    );
+    assert_eq!(e.raised_at, now);
+}
+
+/// CPU hovering at 80 % (79 / 81 every cycle for ten minutes) makes one alert, written
+/// once.
+async fn a_flapping_value_makes_one_alert(store: Store) {
+    let t0 = start_time() - 20 * INTERVAL;
+    let c = collector(&store, config());
+    store
+        .register_tenant(TENANT, t0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut writes = 0;
+    for i in 0..20 {
+        let now = t0 + i * INTERVAL;
+        let cpu = if i % 2 == 0 { 81.0 } else { 79.0 };
+        ingest(
+            &store,
+            now,
+            json!([host(&format!("s{i}"), "web-1", cpu, 10.0, now)]),
+        )
+        .await;
+        let t = cycle(&c, now).await.tenants.remove(0);
+        writes += t.raised + t.updated + t.resolved;
+    }
+    let all = all_alerts(&store).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(writes, 1);
+    assert!(all[0].resolved_at.is_none());
+}
+
+/// An unpaused agent (and a host) silent for more than 5 polling intervals after reporting
+/// raises a warning; reporting again resolves it.
+async fn a_silent_agent_raises_its_alert_after_five_intervals(store: Store) {
+    let t0 = start_time() - 10 * INTERVAL;
+    let c = collector(&store, config());
+    store
+        .register_tenant(TENANT, t0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut events = runs("bot", "r", 1, "completed", t0);
+    events.push(host("h", "web-1", 10.0, 10.0, t0));
+    ingest(&store, t0, json!(events)).await;
+    for i in 1..=5 {
+        cycle(&c, t0 + i * INTERVAL).await;
+        assert!(
+            active(&store).await.is_empty(),
+            "silent too early, after {i} intervals"
+        );
+    }
+    cycle(&c, t0 + 6 * INTERVAL).await;
+    let alerts = active(&store).await;
+    let sources: BTreeSet<(SourceType, String, String)> = alerts
+        .iter()
+        .map(|a| (a.source_type, a.source_id.clone(), a.condition.clone()))
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            (
+                SourceType::Agent,
+                "bot".to_owned(),
+                condition::SILENT.to_owned()
+            ),
+            (
+                SourceType::System,
+                "web-1".to_owned(),
+                condition::SILENT.to_owned()
+            ),
+        ]
+        .into_iter()
+        .collect()
+    );
+    assert!(alerts.iter().all(|a| a.severity == Severity::Warning));
+
+    let now = t0 + 7 * INTERVAL;
+    ingest(&store, now, json!(runs("bot", "r2", 1, "completed", now))).await;
+    cycle(&c, now).await;
+    let left: Vec<String> = active(&store)
+        .await
+        .into_iter()
+        .map(|a| a.source_id)
+        .collect();
+    assert_eq!(left, ["web-1"]);
+}
+
+/// A probe target that fails 3 times goes `failed` (warning at 2, critical at 3), is retried
+/// on the 1 s, 2 s, 4 s backoff between cycles, and returns to `active` when it answers,
+/// with the counters right; its alert then resolves.
+async fn a_failing_probe_target_backs_off_and_recovers(store: Store) {
+    let t0 = start_time();
+    let target = ProbeTarget::start().await;
+    target.answer(503);
+    let c = collector(&store, config());
+    store
+        .register_tenant(TENANT, t0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let update = IntegrationUpdate {
+        integration_name: Some("Billing API".into()),
+        probe: Some(Probe {
+            url: target.url(),
+            timeout_ms: 2000,
+            expected_status: 200,
+        }),
+    };
+    store
+        .put_integration(TENANT, "billing", &update, t0, 5000.0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let record = |store: Store| async move {
+        store
+            .integration_record(TENANT, "billing")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("integration missing"))
+    };
+
+    for (i, state) in [
+        ConnectionState::Degraded,
+        ConnectionState::Degraded,
+        ConnectionState::Failed,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let report = cycle(&c, t0 + i as i64 * INTERVAL).await;
+        assert_eq!(report.tenants[0].probes, 1);
+        assert_eq!(
+            record(store.clone()).await.state,
+            state,
+            "after failure {}",
+            i + 1
+        );
+        let alert = find(
+            &report.tenants[0].alerts,
+            "billing",
+            condition::CONSECUTIVE_FAILURES,
+        )
+        .map(|a| a.severity);
+        let expected = match i {
+            0 => None,
+            1 => Some(Severity::Warning),
+            _ => Some(Severity::Critical),
+        };
+        assert_eq!(alert, expected, "alert after failure {}", i + 1);
+    }
+    assert_eq!(target.hits(), 3);
+    let failed_at = t0 + 2 * INTERVAL;
+    assert_eq!(c.next_recovery_at(), Some(failed_at + 1000));
+
+    // Recovery attempts: due at +1 s, then +2 s after that, then +4 s.
+    let attempt = |now: Millis| {
+        let c = &c;
+        async move {
+            c.run_recoveries(now)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+    };
+    assert_eq!(attempt(failed_at + 999).await, 0);
+    assert_eq!(attempt(failed_at + 1000).await, 1);
+    assert_eq!(c.next_recovery_at(), Some(failed_at + 3000));
+    assert_eq!(attempt(failed_at + 2999).await, 0);
+    assert_eq!(attempt(failed_at + 3000).await, 1);
+    assert_eq!(c.next_recovery_at(), Some(failed_at + 7000));
+    assert_eq!(target.hits(), 5, "no request before an attempt is due");
+    target.answer(200);
+    assert_eq!(attempt(failed_at + 7000).await, 1);
+    assert_eq!(c.next_recovery_at(), None);
+
+    let r = record(store.clone()).await;
+    assert_eq!(r.state, ConnectionState::Active);
+    assert_eq!(
+        (
+            r.consecutive_failures,
+            r.health_checks_performed,
+            r.recovery_attempts,
+            r.successful_recoveries
+        ),
+        (0, 6, 3, 1)
+    );
+    let now = t0 + 3 * INTERVAL;
+    let report = cycle(&c, now).await;
+    let h = report.tenants[0]
+        .integrations
+        .iter()
+        .find(|i| i.integration_id == "billing")
+        .cloned()
+        .unwrap_or_else(|| panic!("billing missing"));
+    assert_eq!((h.health_checks_performed, h.uptime_seconds), (7, 23));
+    assert!(find(
+        &report.tenants[0].alerts,
+        "billing",
+        condition::CONSECUTIVE_FAILURES
+    )
+    .is_none());
+    // 7 probes, 5 failed, all counted in the hour's error rate.
+    assert_eq!(h.error_rate, round4(5.0 / 7.0));
+    assert_eq!(target.hits(), 7);
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+/// Two collector runs at once (same cycle, or overlapping cycles) raise each alert once.
+async fn overlapping_collector_runs_raise_each_alert_once(store: Store) {
+    let t0 = start_time();
+    store
+        .register_tenant(TENANT, t0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut events = runs("bot", "bad", 4, "failed", t0 - MINUTE_MS);
+    events.push(host("h", "web-1", 95.0, 95.0, t0));
+    ingest(&store, t0, json!(events)).await;
+    let (a, b) = (collector(&store, config()), collector(&store, config()));
+
+    // The same cycle: one run claims it, the other skips.
+    let (ra, rb) = tokio::join!(a.run_cycle(t0), b.run_cycle(t0));
+    let (ra, rb) = (
+        ra.unwrap_or_else(|e| panic!("{e}")),
+        rb.unwrap_or_else(|e| panic!("{e}")),
+    );
+    assert_eq!(ra.tenants.len() + rb.tenants.len(), 1);
+    assert_eq!(ra.skipped + rb.skipped, 1);
+    assert_eq!(all_alerts(&store).await.len(), 5);
+
+    // A new condition, evaluated by two runs of different cycles at once (the claim does
+    // not separate them): the conditional writes let only one raise it.
+    ingest(&store, t0 + 1000, json!([{"event_id": "g", "type": "gauge", "name": "queue_depth", "value": 500, "timestamp": at(t0 + 1000)}])).await;
+    let (ra, rb) = tokio::join!(a.run_cycle(t0 + INTERVAL), b.run_cycle(t0 + 2 * INTERVAL));
+    for r in [ra, rb] {
+        let r = r.unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.failed.is_empty(), "{:?}", r.failed);
+    }
+    let all = all_alerts(&store).await;
+    assert_eq!(all.len(), 6, "{all:#?}");
+    assert_eq!(
+        all.iter()
+            .filter(|a| a.condition == condition::QUEUE_DEPTH_HIGH)
+            .count(),
+        1
+    );
+}
+
+/// A backend over a real one whose writes start failing after a budget, like a storage
+/// outage half-way through a cycle.
+#[derive(Debug)]
+struct Outage {
+    inner: Arc<dyn Backend>,
+    writes_left: AtomicUsize,
+}
+
+#[async_trait]
+impl Backend for Outage {
+    async fn get(&self, keys: &[ItemKey]) -> Result<Vec<Option<StoredItem>>, StoreError> {
+        self.inner.get(keys).await
+    }
+    async fn query(&self, pk: &str, from: &str, to: &str) -> Result<Vec<StoredItem>, StoreError> {
+        self.inner.query(pk, from, to).await
+    }
+    async fn query_many(&self, ranges: &[Range]) -> Result<Vec<Vec<StoredItem>>, StoreError> {
+        self.inner.query_many(ranges).await
+    }
+    async fn list_index(&self, index_pk: &str) -> Result<Vec<ItemKey>, StoreError> {
+        self.inner.list_index(index_pk).await
+    }
+    async fn write(&self, writes: Vec<StoreWrite>) -> Result<(), StoreError> {
+        let left = self.writes_left.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(StoreError::Backend("injected outage".into()));
+        }
+        self.writes_left.store(left - 1, Ordering::SeqCst);
+        self.inner.write(writes).await
+    }
+    fn max_writes(&self) -> usize {
+        self.inner.max_writes()
+    }
+}
+
+/// A cycle whose storage fails half-way reports the failure, leaves what it wrote intact,
+/// and the next cycle completes the work without duplicates.
+async fn a_cycle_failing_half_way_is_completed_by_the_next(store: Store) {
+    let t0 = start_time();
+    store
+        .register_tenant(TENANT, t0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut events = runs("bot", "bad", 4, "failed", t0 - MINUTE_MS);
+    events.push(host("h", "web-1", 95.0, 95.0, t0));
+    ingest(&store, t0, json!(events)).await;
+    // The claim and two alerts get through, then storage fails.
+    let outage = Store::new(Arc::new(Outage {
+        inner: Arc::clone(store.backend()),
+        writes_left: AtomicUsize::new(3),
+    }));
+    let report = collector(&outage, config())
+        .run_cycle(t0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.failed.len(), 1);
+    assert!(report.failed[0].1.to_string().contains("injected outage"));
+    assert_eq!(all_alerts(&store).await.len(), 2);
+
+    let report = cycle(&collector(&store, config()), t0 + INTERVAL).await;
+    assert_eq!(report.tenants[0].raised, 3);
+    let all = all_alerts(&store).await;
+    let keys: BTreeSet<(String, String)> = all
+        .iter()
+        .map(|a| (a.source_id.clone(), a.condition.clone()))
+        .collect();
+    assert_eq!((all.len(), keys.len()), (5, 5));
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (store, _dir) = super::embedded_store();
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::dynamo_store().await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    each_condition_raises_one_alert_and_resolves_when_cleared,
+    acknowledgement_survives_cycles_and_is_cleared_on_escalation,
+    a_flapping_value_makes_one_alert,
+    a_silent_agent_raises_its_alert_after_five_intervals,
+    a_failing_probe_target_backs_off_and_recovers,
+    overlapping_collector_runs_raise_each_alert_once,
+    a_cycle_failing_half_way_is_completed_by_the_next,
+);
