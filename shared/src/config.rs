@@ -31,6 +31,9 @@ pub struct Config {
     /// `PROBE_ALLOWED_ADDRESSES`: comma-separated IP addresses that probes may target even
     /// though they are loopback or private (default none).
     pub probe_allowed_addresses: Vec<IpAddr>,
+    /// `COLLECTOR_INVOCATION_SECONDS`: how long one scheduled collector invocation keeps
+    /// running cycles (1..=840, default 60: the EventBridge schedule fires every minute).
+    pub collector_invocation_secs: u64,
 }
 
 impl Default for Config {
@@ -42,6 +45,7 @@ impl Default for Config {
             latency_threshold_ms: 5000.0,
             queue_depth_threshold: 100,
             probe_allowed_addresses: Vec::new(),
+            collector_invocation_secs: 60,
         }
     }
 }
@@ -137,6 +141,19 @@ impl Config {
                         variable,
                         value: value.clone(),
                         reason: "must be a comma-separated list of IP addresses",
+                    })?,
+            },
+            collector_invocation_secs: match get("COLLECTOR_INVOCATION_SECONDS") {
+                None => d.collector_invocation_secs,
+                Some((variable, value)) => value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|v| (1..=840).contains(v))
+                    .ok_or(ConfigError {
+                        variable,
+                        value,
+                        reason: "must be a whole number of seconds from 1 to 840",
                     })?,
             },
         })

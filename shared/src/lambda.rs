@@ -72,9 +72,6 @@ pub async fn run_authorizer() -> Result<(), lambda_http::Error> {
     .await
 }
 
-/// EventBridge schedules fire at most once a minute; one invocation runs the cycles of the
-/// minute that follows it.
-pub const INVOCATION_WINDOW_MS: i64 = 60_000;
 /// Time kept free before the Lambda deadline, so a cycle is not cut off half-way.
 const DEADLINE_MARGIN_MS: i64 = 10_000;
 
@@ -116,7 +113,24 @@ pub async fn collect(
         summary.disabled = Some("HEALTH_POLLING_ENABLED=false");
         return summary;
     }
-    let until = (state.clock.now_ms() + INVOCATION_WINDOW_MS).min(deadline_ms - DEADLINE_MARGIN_MS);
+    // EventBridge fires at most once a minute: one invocation runs the cycles until the next
+    // one is due (COLLECTOR_INVOCATION_SECONDS, 60 by default).
+    let window = i64::try_from(state.config.collector_invocation_secs * 1000).unwrap_or(60_000);
+    let now = state.clock.now_ms();
+    // Keep a margin before the deadline (a third of the time left if that is less), and
+    // run at least one cycle even when the function's timeout is short.
+    // A deadline in the past is not a real one (some emulators send none).
+    let mut until = now + window;
+    if deadline_ms > now {
+        let margin = DEADLINE_MARGIN_MS.min((deadline_ms - now) / 3);
+        until = until.min(deadline_ms - margin);
+    }
+    let until = until.max(now + 1);
+    tracing::info!(
+        window_ms = window,
+        deadline_in_ms = deadline_ms - now,
+        "collector invocation"
+    );
     collector
         .run_until(Some(until), |report| {
             summary.cycles += 1;
