@@ -1,6 +1,7 @@
 //! The Lambda side of the REST API: converts lambda_http requests to the library's `http`
 //! types and runs one endpoint per function.
 
+use aws_lambda_events::eventbridge::EventBridgeEvent;
 use bytes::Bytes;
 use lambda_http::aws_lambda_events::apigw::{
     ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
@@ -155,9 +156,14 @@ pub async fn run_collector() -> Result<(), lambda_http::Error> {
     let collector = crate::collector::Collector::new(&state)?;
     let (state, collector) = (&state, &collector);
     lambda_http::lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<aws_lambda_events::eventbridge::EventBridgeEvent>| async move {
+        move |event: LambdaEvent<serde_json::Value>| async move {
             let deadline = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
-            tracing::info!(source = %event.payload.source, "collector invoked");
+            // A scheduled event is expected, but a manual invocation with any payload
+            // (`aws lambda invoke` with `{}`) runs the collector just the same.
+            match serde_json::from_value::<EventBridgeEvent>(event.payload) {
+                Ok(e) => tracing::info!(source = %e.source, detail_type = %e.detail_type, "collector invoked"),
+                Err(_) => tracing::info!("collector invoked without a scheduled event"),
+            }
             Ok::<_, lambda_http::Error>(collect(state, collector, deadline).await)
         },
     ))

@@ -90,3 +90,28 @@ fn runtime_architecture_and_authorizer_are_as_designed() {
         "the table has its TTL"
     );
 }
+
+#[test]
+fn the_collector_runs_every_minute_for_a_minute_within_its_timeout() {
+    let collector = resource(&template(), "collector");
+    assert!(collector.contains("Type: Schedule\n"), "{collector}");
+    assert!(
+        collector.contains("Schedule: rate(1 minute)\n"),
+        "{collector}"
+    );
+    let number = |key: &str| -> u64 {
+        collector
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {collector}"))
+    };
+    // The invocation runs cycles for a minute, then needs time for its last cycle.
+    let window = number("COLLECTOR_INVOCATION_SECONDS:");
+    assert_eq!(window, 60);
+    assert!(number("Timeout:") >= window + 20);
+    // It writes (alerts, probe results), and lists tenants and entities through GSI1.
+    for action in ["dynamodb:PutItem", "dynamodb:Query", "index/GSI1"] {
+        assert!(collector.contains(action), "collector lacks {action}");
+    }
+}
