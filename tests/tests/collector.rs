@@ -669,6 +669,90 @@ async fn a_cycle_failing_half_way_is_completed_by_the_next(store: Store) {
     assert_eq!((all.len(), keys.len()), (5, 5));
 }
 
+/// A probe result whose flush to the minute and day buckets is cut off by an outage
+/// before the record is written is neither lost nor counted twice: the next probe
+/// finishes the flush, and each bucket holds the minute's probes once.
+async fn an_interrupted_probe_flush_counts_once(store: Store) {
+    let t0 = start_time() - start_time().rem_euclid(MINUTE_MS);
+    let target = ProbeTarget::start().await;
+    store
+        .register_tenant(TENANT, t0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let update = IntegrationUpdate {
+        integration_name: None,
+        probe: Some(Probe {
+            url: target.url(),
+            timeout_ms: 2000,
+            expected_status: 200,
+        }),
+    };
+    store
+        .put_integration(TENANT, "api", &update, t0, 5000.0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let c = collector(&store, config());
+    cycle(&c, t0).await;
+    cycle(&c, t0 + INTERVAL).await;
+    // Next minute: the claim and both bucket writes get through, the record write fails.
+    let outage = Store::new(Arc::new(Outage {
+        inner: Arc::clone(store.backend()),
+        writes_left: AtomicUsize::new(3),
+    }));
+    let report = collector(&outage, config())
+        .run_cycle(t0 + 2 * INTERVAL)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.failed.len(), 1);
+    cycle(&c, t0 + 3 * INTERVAL).await;
+
+    let minute0 = t0 / MINUTE_MS;
+    let items = store
+        .backend()
+        .query(
+            &shared::store::layout::partition(
+                TENANT,
+                shared::store::layout::Entity::Integration,
+                "api",
+            ),
+            "D#",
+            "M#~",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let calls: Vec<(String, u64)> = items
+        .into_iter()
+        .filter_map(|i| match i.record {
+            shared::store::Record::IntegrationCounters(c) => Some((i.key.sk, c.calls)),
+            _ => None,
+        })
+        .collect();
+    // Minute 0 had two probes; the day bucket has them once; the minute-1 probe that
+    // completed is still pending in the record.
+    assert_eq!(
+        calls,
+        [
+            (shared::store::layout::day_sk(t0 / shared::time::DAY_MS), 2),
+            (shared::store::layout::minute_sk(minute0), 2),
+        ]
+    );
+    let record = store
+        .integration_record(TENANT, "api")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("integration missing"));
+    assert_eq!(record.health_checks_performed, 3);
+    assert_eq!(
+        record.pending_probes.map(|(m, c)| (m, c.calls)),
+        Some((minute0 + 1, 1))
+    );
+    assert_eq!(
+        target.hits(),
+        4,
+        "the interrupted cycle probed too; its result was dropped"
+    );
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod embedded {
@@ -699,4 +783,5 @@ on_both_stores!(
     a_failing_probe_target_backs_off_and_recovers,
     overlapping_collector_runs_raise_each_alert_once,
     a_cycle_failing_half_way_is_completed_by_the_next,
+    an_interrupted_probe_flush_counts_once,
 );

@@ -359,6 +359,10 @@ pub struct IntegrationCounters {
     pub failures: u64,
     /// Sum of their latencies.
     pub latency_sum_ms: f64,
+    /// The latest minute whose probe counters were added to this bucket, so a flush that
+    /// is retried after a crash or a conflict adds them once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probes_through: Option<i64>,
 }
 
 impl IntegrationCounters {
@@ -533,7 +537,8 @@ mod tests {
                 IntegrationCounters {
                     calls: 2,
                     failures: 1,
-                    latency_sum_ms: 40.0
+                    latency_sum_ms: 40.0,
+                    probes_through: None,
                 }
             ))
         );
@@ -544,7 +549,8 @@ mod tests {
                 IntegrationCounters {
                     calls: 1,
                     failures: 0,
-                    latency_sum_ms: 20.0
+                    latency_sum_ms: 20.0,
+                    probes_through: None,
                 }
             ))
         );

@@ -391,8 +391,20 @@ impl Store {
             if !record.probe_due(at, cycle_start) {
                 return Ok(None);
             }
-            let flushed = record.record_probe(ok, latency_ms, at);
-            let mut writes = vec![Write {
+            if let Some((minute, counters)) = record.record_probe(ok, latency_ms, at) {
+                // The finished minute's probe counters go to its buckets first, each write
+                // idempotent; the record that forgets them is written last. A crash or a
+                // conflict in between retries the flush, which then adds nothing twice.
+                let day = day_of(minute * crate::time::MINUTE_MS);
+                for bucket_key in [
+                    layout::minute(tenant, Entity::Integration, integration_id, minute),
+                    layout::day(tenant, Entity::Integration, integration_id, day),
+                ] {
+                    self.add_probe_counters(bucket_key, minute, &counters)
+                        .await?;
+                }
+            }
+            let writes = vec![Write {
                 item: StoredItem {
                     key: key.clone(),
                     record: Record::Integration(record.clone()),
@@ -402,21 +414,6 @@ impl Store {
                 },
                 condition: Condition::Version(version),
             }];
-            if let Some((minute, counters)) = flushed {
-                let bucket_keys = [
-                    layout::minute(tenant, Entity::Integration, integration_id, minute),
-                    layout::day(
-                        tenant,
-                        Entity::Integration,
-                        integration_id,
-                        day_of(minute * crate::time::MINUTE_MS),
-                    ),
-                ];
-                let current = self.backend.get(&bucket_keys).await?;
-                for (bucket_key, item) in bucket_keys.into_iter().zip(current) {
-                    writes.push(merged_bucket(bucket_key, item, &counters)?);
-                }
-            }
             match self.backend.write(writes).await {
                 Ok(()) => return Ok(Some(record)),
                 Err(StoreError::Conflict) if attempt + 1 < MAX_ATTEMPTS => {
@@ -429,33 +426,52 @@ impl Store {
     }
 }
 
-/// The conditional write that adds `add` to a bucket item (new or stored).
-fn merged_bucket(
-    key: ItemKey,
-    current: Option<StoredItem>,
-    add: &IntegrationCounters,
-) -> Result<Write, StoreError> {
-    let (mut counters, condition, version) = match current {
-        Some(StoredItem {
-            record: Record::IntegrationCounters(c),
-            version,
-            ..
-        }) => (c, Condition::Version(version), version),
-        Some(item) => return Err(corrupt(&item.key, "expected integration counters")),
-        None => (IntegrationCounters::default(), Condition::NotExists, 0),
-    };
-    counters.merge(add);
-    let expires_at = bucket_expiry(&key);
-    Ok(Write {
-        item: StoredItem {
-            key,
-            record: Record::IntegrationCounters(counters),
-            version: version + 1,
-            expires_at,
-            index: None,
-        },
-        condition,
-    })
+impl Store {
+    /// Adds one minute's probe counters to a bucket (the minute's or its day's), unless
+    /// they were added already.
+    async fn add_probe_counters(
+        &self,
+        key: ItemKey,
+        minute: i64,
+        add: &IntegrationCounters,
+    ) -> Result<(), StoreError> {
+        let mut attempt = 0;
+        loop {
+            let (mut counters, condition, version) = match self.get_one(&key).await? {
+                Some(StoredItem {
+                    record: Record::IntegrationCounters(c),
+                    version,
+                    ..
+                }) => (c, Condition::Version(version), version),
+                Some(item) => return Err(corrupt(&item.key, "expected integration counters")),
+                None => (IntegrationCounters::default(), Condition::NotExists, 0),
+            };
+            if counters.probes_through.is_some_and(|m| m >= minute) {
+                return Ok(());
+            }
+            counters.merge(add);
+            counters.probes_through = Some(minute);
+            let write = Write {
+                item: StoredItem {
+                    expires_at: bucket_expiry(&key),
+                    key: key.clone(),
+                    record: Record::IntegrationCounters(counters),
+                    version: version + 1,
+                    index: None,
+                },
+                condition,
+            };
+            // Ingestion may be adding calls to the same bucket: re-read and retry.
+            match self.backend.write(vec![write]).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict) if attempt + 1 < MAX_ATTEMPTS => {
+                    attempt += 1;
+                    backoff(attempt).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -468,6 +484,7 @@ mod tests {
             calls,
             failures: 0,
             latency_sum_ms: 1.0,
+            probes_through: None,
         };
         let mut minutes = vec![(5, c(1))];
         let mut days = vec![(0, c(10))];
