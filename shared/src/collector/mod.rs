@@ -231,7 +231,7 @@ impl Collector {
                 let version = expected.unwrap_or(0) + 1;
                 match change {
                     Change::Raise(a) => {
-                        tracing::warn!(tenant, alert_id = %a.alert_id, message = %a.message, "alert raised");
+                        tracing::warn!(tenant, alert_id = %a.alert_id, alert = %a.message, "alert raised");
                         raised += 1;
                         alerts.push((a, version));
                     }

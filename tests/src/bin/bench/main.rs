@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use serde_json::json;
 use shared::domain::events::{parse_batch, Event};
 use shared::store::dynamodb::item_size;
-use shared::store::{Backend, ItemKey, Store, StoreError, StoredItem, Write};
+use shared::store::{Backend, ItemKey, Range, Store, StoreError, StoredItem, Write};
+
+mod collector;
 
 /// Counts the request units a backend's calls would cost on DynamoDB, in tenths.
 #[derive(Debug)]
@@ -27,6 +29,31 @@ struct Metered {
 
 fn units(size: usize, unit: usize) -> u64 {
     u64::try_from(size.div_ceil(unit).max(1)).unwrap_or(u64::MAX)
+}
+
+impl Metered {
+    fn new(inner: Arc<dyn Backend>) -> Self {
+        Self {
+            inner,
+            read_tenths: AtomicU64::new(0),
+            write_tenths: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    fn reset(&self) {
+        self.read_tenths.store(0, Ordering::Relaxed);
+        self.write_tenths.store(0, Ordering::Relaxed);
+        self.requests.store(0, Ordering::Relaxed);
+    }
+
+    fn count_query(&self, items: &[StoredItem]) -> Result<(), StoreError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let size: usize = items.iter().map(item_size).sum::<Result<usize, _>>()?;
+        self.read_tenths
+            .fetch_add(units(size, 4096) * 10, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -47,10 +74,16 @@ impl Backend for Metered {
     }
     async fn query(&self, pk: &str, from: &str, to: &str) -> Result<Vec<StoredItem>, StoreError> {
         let out = self.inner.query(pk, from, to).await?;
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let size: usize = out.iter().map(item_size).sum::<Result<usize, _>>()?;
-        self.read_tenths
-            .fetch_add(units(size, 4096) * 10, Ordering::Relaxed);
+        self.count_query(&out)?;
+        Ok(out)
+    }
+    async fn query_many(&self, ranges: &[Range]) -> Result<Vec<Vec<StoredItem>>, StoreError> {
+        // The inner backend's own batching (concurrent queries on DynamoDB), metered as
+        // one query request per range.
+        let out = self.inner.query_many(ranges).await?;
+        for items in &out {
+            self.count_query(items)?;
+        }
         Ok(out)
     }
     async fn list_index(&self, index_pk: &str) -> Result<Vec<ItemKey>, StoreError> {
@@ -403,6 +436,12 @@ async fn main() {
         read_benchmarks().await;
     }
     if what == "reads" {
+        return;
+    }
+    if what == "collector" || what == "all" {
+        collector::collector_benchmarks().await;
+    }
+    if what == "collector" {
         return;
     }
     println!("| store | events/batch | events/s | p50 batch ms | p99 batch ms | requests/event | RCU/event | WCU/event |");
