@@ -141,3 +141,23 @@ async fn a_failing_agent_raises_an_alert_that_is_acknowledged_and_resolves_on_re
     assert!(api.alerts().await.iter().all(|a| !is_error_rate(a)));
     app.stop().await.unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[tokio::test]
+async fn with_polling_disabled_the_local_stack_raises_nothing() {
+    let (app, _dir) = e2e_tests::spawn_app_with(Config {
+        polling_interval_secs: 1,
+        polling_enabled: false,
+        ..Config::default()
+    })
+    .await;
+    let api = Api {
+        client: reqwest::Client::new(),
+        url: app.url(),
+        key: app.api_key.clone(),
+    };
+    api.report(runs("bad", 2, "failed")).await;
+    // Three cycles' worth of time.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(api.alerts().await, Vec::<Value>::new());
+    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+}
