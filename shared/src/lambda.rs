@@ -189,19 +189,28 @@ mod tests {
         )
     }
 
-    #[tokio::test]
-    async fn a_disabled_collector_returns_at_once_without_a_cycle() {
-        let (mut state, _dir) = state();
-        state.config = Arc::new(Config {
-            polling_enabled: false,
-            ..Config::default()
-        });
+    /// State with `config` and one tenant, and a collector over it.
+    async fn collector_with(
+        config: Config,
+    ) -> (AppState, crate::collector::Collector, tempfile::TempDir) {
+        let (mut state, dir) = state();
+        state.config = Arc::new(config);
         state
             .store
             .register_tenant("acme", 0)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let collector = crate::collector::Collector::new(&state).unwrap_or_else(|e| panic!("{e}"));
+        (state, collector, dir)
+    }
+
+    #[tokio::test]
+    async fn a_disabled_collector_returns_at_once_without_a_cycle() {
+        let (state, collector, _dir) = collector_with(Config {
+            polling_enabled: false,
+            ..Config::default()
+        })
+        .await;
         let summary = collect(&state, &collector, i64::MAX).await;
         assert_eq!(summary.disabled, Some("HEALTH_POLLING_ENABLED=false"));
         assert_eq!(summary.cycles, 0);
@@ -209,18 +218,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_invocation_runs_a_cycle_per_slot_until_its_window_ends() {
-        let (mut state, _dir) = state();
-        state.config = Arc::new(Config {
+        let (state, collector, _dir) = collector_with(Config {
             polling_interval_secs: 1,
             collector_invocation_secs: 2,
             ..Config::default()
-        });
-        state
-            .store
-            .register_tenant("acme", 0)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let collector = crate::collector::Collector::new(&state).unwrap_or_else(|e| panic!("{e}"));
+        })
+        .await;
         let summary = collect(&state, &collector, i64::MAX).await;
         // Now, then the starts of the next one or two 1-second slots within 2 s.
         assert!((2..=3).contains(&summary.cycles), "{summary:?}");

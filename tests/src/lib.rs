@@ -71,6 +71,32 @@ pub async fn spawn_app_with(config: Config) -> (local_stack::Running, tempfile::
     (running, dir)
 }
 
+/// Instantiates test functions of signature `async fn(Store)` once per backend: in a
+/// module `embedded` (a fresh redb file) and a module `dynamodb` (a fresh table on the test
+/// server).
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (store, _dir) = $crate::embedded_store();
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::dynamo_store().await).await;
+                }
+            )*
+        }
+    };
+}
+
 /// Which store an end-to-end test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

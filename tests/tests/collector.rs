@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use e2e_tests::{dynamo_store, embedded_store, ProbeTarget};
+use e2e_tests::ProbeTarget;
 use serde_json::json;
 use shared::collector::rules::condition;
 use shared::collector::{Collector, CycleReport};
@@ -38,6 +38,15 @@ fn config() -> Config {
         probe_allowed_addresses: vec!["127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))],
         ..Config::default()
     }
+}
+
+/// Lists the test tenant and returns a collector over `store`.
+async fn tenant_collector(store: &Store, now: Millis) -> Collector {
+    store
+        .register_tenant(TENANT, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    collector(store, config())
 }
 
 async fn ingest(store: &Store, now: Millis, events: serde_json::Value) {
@@ -83,6 +92,22 @@ fn find<'a>(alerts: &'a [AlertRecord], source_id: &str, cond: &str) -> Option<&'
         .find(|a| a.source_id == source_id && a.condition == cond)
 }
 
+/// Registers integration `id` with a probe of `url`.
+async fn register_probed(store: &Store, id: &str, url: String, now: Millis) {
+    let update = IntegrationUpdate {
+        integration_name: Some("Billing API".into()),
+        probe: Some(Probe {
+            url,
+            timeout_ms: 2000,
+            expected_status: 200,
+        }),
+    };
+    store
+        .put_integration(TENANT, id, &update, now, 5000.0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 fn at(ms: Millis) -> String {
     format_rfc3339(ms)
 }
@@ -111,11 +136,7 @@ fn runs(agent: &str, tag: &str, n: usize, outcome: &str, ts: Millis) -> Vec<serd
 /// each, and the hour-window condition resolves when its failures leave the window.
 async fn each_condition_raises_one_alert_and_resolves_when_cleared(store: Store) {
     let t0 = start_time();
-    let c = collector(&store, config());
-    store
-        .register_tenant(TENANT, t0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let c = tenant_collector(&store, t0).await;
     let mut events = vec![
         host("h1", "web-1", 85.0, 40.0, t0),
         host("h2", "web-2", 30.0, 95.0, t0),
@@ -311,11 +332,7 @@ async fn each_condition_raises_one_alert_and_resolves_when_cleared(store: Store)
 /// same alert and clears the acknowledgement.
 async fn acknowledgement_survives_cycles_and_is_cleared_on_escalation(store: Store) {
     let t0 = start_time();
-    let c = collector(&store, config());
-    store
-        .register_tenant(TENANT, t0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let c = tenant_collector(&store, t0).await;
     ingest(&store, t0, json!([host("a", "web-1", 85.0, 10.0, t0)])).await;
     cycle(&c, t0).await;
     let alert = active(&store).await.remove(0);
@@ -361,11 +378,7 @@ async fn acknowledgement_survives_cycles_and_is_cleared_on_escalation(store: Sto
 /// once.
 async fn a_flapping_value_makes_one_alert(store: Store) {
     let t0 = start_time() - 20 * INTERVAL;
-    let c = collector(&store, config());
-    store
-        .register_tenant(TENANT, t0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let c = tenant_collector(&store, t0).await;
     let mut writes = 0;
     for i in 0..20 {
         let now = t0 + i * INTERVAL;
@@ -389,11 +402,7 @@ async fn a_flapping_value_makes_one_alert(store: Store) {
 /// raises a warning; reporting again resolves it.
 async fn a_silent_agent_raises_its_alert_after_five_intervals(store: Store) {
     let t0 = start_time() - 10 * INTERVAL;
-    let c = collector(&store, config());
-    store
-        .register_tenant(TENANT, t0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let c = tenant_collector(&store, t0).await;
     let mut events = runs("bot", "r", 1, "completed", t0);
     events.push(host("h", "web-1", 10.0, 10.0, t0));
     ingest(&store, t0, json!(events)).await;
@@ -447,23 +456,8 @@ async fn a_failing_probe_target_backs_off_and_recovers(store: Store) {
     let t0 = start_time();
     let target = ProbeTarget::start().await;
     target.answer(503);
-    let c = collector(&store, config());
-    store
-        .register_tenant(TENANT, t0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let update = IntegrationUpdate {
-        integration_name: Some("Billing API".into()),
-        probe: Some(Probe {
-            url: target.url(),
-            timeout_ms: 2000,
-            expected_status: 200,
-        }),
-    };
-    store
-        .put_integration(TENANT, "billing", &update, t0, 5000.0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let c = tenant_collector(&store, t0).await;
+    register_probed(&store, "billing", target.url(), t0).await;
     let record = |store: Store| async move {
         store
             .integration_record(TENANT, "billing")
@@ -560,16 +554,22 @@ fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
 
-/// Two collector runs at once (same cycle, or overlapping cycles) raise each alert once.
-async fn overlapping_collector_runs_raise_each_alert_once(store: Store) {
-    let t0 = start_time();
+/// A failing agent (error rate and failure count) and a host over 90 % on CPU and memory:
+/// five alerts.
+async fn seed_five_conditions(store: &Store, t0: Millis) {
     store
         .register_tenant(TENANT, t0)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let mut events = runs("bot", "bad", 4, "failed", t0 - MINUTE_MS);
     events.push(host("h", "web-1", 95.0, 95.0, t0));
-    ingest(&store, t0, json!(events)).await;
+    ingest(store, t0, json!(events)).await;
+}
+
+/// Two collector runs at once (same cycle, or overlapping cycles) raise each alert once.
+async fn overlapping_collector_runs_raise_each_alert_once(store: Store) {
+    let t0 = start_time();
+    seed_five_conditions(&store, t0).await;
     let (a, b) = (collector(&store, config()), collector(&store, config()));
 
     // The same cycle: one run claims it, the other skips.
@@ -639,13 +639,7 @@ impl Backend for Outage {
 /// and the next cycle completes the work without duplicates.
 async fn a_cycle_failing_half_way_is_completed_by_the_next(store: Store) {
     let t0 = start_time();
-    store
-        .register_tenant(TENANT, t0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut events = runs("bot", "bad", 4, "failed", t0 - MINUTE_MS);
-    events.push(host("h", "web-1", 95.0, 95.0, t0));
-    ingest(&store, t0, json!(events)).await;
+    seed_five_conditions(&store, t0).await;
     // The claim and two alerts get through, then storage fails.
     let outage = Store::new(Arc::new(Outage {
         inner: Arc::clone(store.backend()),
@@ -679,18 +673,7 @@ async fn an_interrupted_probe_flush_counts_once(store: Store) {
         .register_tenant(TENANT, t0)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let update = IntegrationUpdate {
-        integration_name: None,
-        probe: Some(Probe {
-            url: target.url(),
-            timeout_ms: 2000,
-            expected_status: 200,
-        }),
-    };
-    store
-        .put_integration(TENANT, "api", &update, t0, 5000.0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    register_probed(&store, "api", target.url(), t0).await;
     let c = collector(&store, config());
     cycle(&c, t0).await;
     cycle(&c, t0 + INTERVAL).await;
@@ -753,29 +736,7 @@ async fn an_interrupted_probe_flush_counts_once(store: Store) {
     );
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let (store, _dir) = super::embedded_store();
-                    super::$name(store).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::dynamo_store().await).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_stores!(
+e2e_tests::on_both_stores!(
     each_condition_raises_one_alert_and_resolves_when_cleared,
     acknowledgement_survives_cycles_and_is_cleared_on_escalation,
     a_flapping_value_makes_one_alert,

@@ -64,6 +64,16 @@ impl Api {
     }
 }
 
+impl Api {
+    fn of(app: &local_stack::Running) -> Self {
+        Self {
+            client: reqwest::Client::new(),
+            url: app.url(),
+            key: app.api_key.clone(),
+        }
+    }
+}
+
 fn runs(tag: &str, n: usize, outcome: &str) -> Value {
     let mut out = Vec::new();
     for i in 0..n {
@@ -88,11 +98,7 @@ async fn a_failing_agent_raises_an_alert_that_is_acknowledged_and_resolves_on_re
         ..Config::default()
     })
     .await;
-    let api = Api {
-        client: reqwest::Client::new(),
-        url: app.url(),
-        key: app.api_key.clone(),
-    };
+    let api = Api::of(&app);
 
     api.report(runs("bad", 2, "failed")).await;
     let alert = api
@@ -150,11 +156,7 @@ async fn with_polling_disabled_the_local_stack_raises_nothing() {
         ..Config::default()
     })
     .await;
-    let api = Api {
-        client: reqwest::Client::new(),
-        url: app.url(),
-        key: app.api_key.clone(),
-    };
+    let api = Api::of(&app);
     api.report(runs("bad", 2, "failed")).await;
     // Three cycles' worth of time.
     tokio::time::sleep(Duration::from_secs(3)).await;

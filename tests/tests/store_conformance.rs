@@ -2,7 +2,7 @@
 //! DynamoDB-compatible server the test command starts). Each test is a function over a
 //! `Store`; the macro at the bottom instantiates it for both backends.
 
-use e2e_tests::{dynamo_store, embedded_store};
+use e2e_tests::embedded_store;
 use serde_json::json;
 use shared::domain::events::{parse_batch, Event};
 use shared::domain::health::{AgentStatus, Trend};
@@ -621,28 +621,6 @@ async fn a_write_whose_condition_fails_changes_nothing(store: Store) {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let (store, _dir) = super::embedded_store();
-                    super::$name(store).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::dynamo_store().await).await;
-                }
-            )*
-        }
-    };
-}
-
 /// Races of concurrent writers run on the embedded store only. moto is not a faithful
 /// referee of them: its TransactWriteItems deep-copies the table before applying and
 /// restores that copy when a condition fails, so a transaction that fails while another
@@ -662,7 +640,7 @@ mod embedded_concurrency {
     }
 }
 
-conformance!(
+e2e_tests::on_both_stores!(
     a_write_whose_condition_fails_changes_nothing,
     completed_and_failed_give_the_contract_numbers,
     three_completed_and_one_failed_give_075_and_025,

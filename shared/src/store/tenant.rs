@@ -113,33 +113,45 @@ fn health_ranges(tenant: &str, entity: Entity, id: &str, now: Millis) -> [Range;
     ]
 }
 
+/// An entity's record and counters from its two ranges (see [`health_ranges`]); `None` if
+/// the record is missing. `split` tells the entity's record from its counters.
+type Parsed<R, C> = Option<(R, Vec<(i64, C)>, Vec<(i64, C)>)>;
+
+fn parse_ranges<R, C>(
+    recent: Vec<StoredItem>,
+    day_items: Vec<StoredItem>,
+    split: impl Fn(Record) -> Option<Result<R, C>>,
+) -> Result<Parsed<R, C>, StoreError> {
+    let mut record = None;
+    let mut minutes = Vec::new();
+    for item in recent {
+        match split(item.record) {
+            Some(Ok(r)) => record = Some(r),
+            Some(Err(c)) => minutes.push((bucket(&item.key)?, c)),
+            None => return Err(corrupt(&item.key, "unexpected record in the partition")),
+        }
+    }
+    let mut days = Vec::with_capacity(day_items.len());
+    for item in day_items {
+        match split(item.record) {
+            Some(Err(c)) => days.push((bucket(&item.key)?, c)),
+            _ => return Err(corrupt(&item.key, "expected a day bucket")),
+        }
+    }
+    Ok(record.map(|r| (r, minutes, days)))
+}
+
 /// Parses an agent's two ranges; `None` if the record is missing.
 pub(crate) fn agent_data(
     recent: Vec<StoredItem>,
     day_items: Vec<StoredItem>,
 ) -> Result<Option<AgentData>, StoreError> {
-    let mut record = None;
-    let mut minutes = Vec::new();
-    for item in recent {
-        match item.record {
-            Record::Agent(a) => record = Some(a),
-            Record::AgentCounters(c) => minutes.push((bucket(&item.key)?, c)),
-            _ => {
-                return Err(corrupt(
-                    &item.key,
-                    "unexpected record in an agent partition",
-                ))
-            }
-        }
-    }
-    let mut days = Vec::with_capacity(day_items.len());
-    for item in day_items {
-        match item.record {
-            Record::AgentCounters(c) => days.push((bucket(&item.key)?, c)),
-            _ => return Err(corrupt(&item.key, "expected agent counters")),
-        }
-    }
-    Ok(record.map(|record| AgentData {
+    let parsed = parse_ranges(recent, day_items, |r| match r {
+        Record::Agent(a) => Some(Ok(a)),
+        Record::AgentCounters(c) => Some(Err(c)),
+        _ => None,
+    })?;
+    Ok(parsed.map(|(record, minutes, days)| AgentData {
         record,
         minutes,
         days,
@@ -151,28 +163,12 @@ pub(crate) fn integration_data(
     recent: Vec<StoredItem>,
     day_items: Vec<StoredItem>,
 ) -> Result<Option<IntegrationData>, StoreError> {
-    let mut record = None;
-    let mut minutes = Vec::new();
-    for item in recent {
-        match item.record {
-            Record::Integration(i) => record = Some(i),
-            Record::IntegrationCounters(c) => minutes.push((bucket(&item.key)?, c)),
-            _ => {
-                return Err(corrupt(
-                    &item.key,
-                    "unexpected record in an integration partition",
-                ))
-            }
-        }
-    }
-    let mut days = Vec::with_capacity(day_items.len());
-    for item in day_items {
-        match item.record {
-            Record::IntegrationCounters(c) => days.push((bucket(&item.key)?, c)),
-            _ => return Err(corrupt(&item.key, "expected integration counters")),
-        }
-    }
-    Ok(record.map(|record| IntegrationData {
+    let parsed = parse_ranges(recent, day_items, |r| match r {
+        Record::Integration(i) => Some(Ok(i)),
+        Record::IntegrationCounters(c) => Some(Err(c)),
+        _ => None,
+    })?;
+    Ok(parsed.map(|(record, minutes, days)| IntegrationData {
         record,
         minutes,
         days,
