@@ -28,7 +28,7 @@ const MAX_TRANSACTION_ITEMS: usize = 100;
 /// DynamoDB's limit of keys per BatchGetItem.
 const MAX_BATCH_GET: usize = 100;
 /// Queries in flight at once in [`Backend::query_many`].
-const QUERY_CONCURRENCY: usize = 32;
+const QUERY_CONCURRENCY: usize = 64;
 
 type Item = HashMap<String, AttributeValue>;
 
