@@ -4,7 +4,7 @@ use super::ingest::corrupt;
 use super::layout::{self, Entity};
 use super::tenant::agent_data;
 use super::{backoff, Condition, Record, Store, StoreError, StoredItem, Write, MAX_ATTEMPTS};
-use crate::domain::health::{agent_health, trend_start_day, window_start_minute, AgentHealth};
+use crate::domain::health::{agent_health, AgentHealth};
 use crate::domain::records::AgentRecord;
 use crate::time::Millis;
 
@@ -30,13 +30,9 @@ impl Store {
         agent_id: &str,
         now: Millis,
     ) -> Result<Option<AgentHealth>, StoreError> {
-        let pk = layout::partition(tenant, Entity::Agent, agent_id);
-        let first_minute = layout::minute_sk(window_start_minute(now));
-        let first_day = layout::day_sk(trend_start_day(now));
-        let (recent, days) = tokio::try_join!(
-            self.backend.query(&pk, &first_minute, layout::META),
-            self.backend.query(&pk, &first_day, "D#~"),
-        )?;
+        let (recent, days) = self
+            .read_health_ranges(tenant, Entity::Agent, agent_id, now)
+            .await?;
         Ok(agent_data(recent, days)?.map(|d| agent_health(&d.record, &d.minutes, &d.days, now)))
     }
 

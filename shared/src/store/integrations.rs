@@ -4,7 +4,7 @@ use super::ingest::corrupt;
 use super::layout::{self, Entity};
 use super::tenant::integration_data;
 use super::{backoff, Condition, Record, Store, StoreError, StoredItem, Write, MAX_ATTEMPTS};
-use crate::domain::health::{trend_start_day, window_start_minute, IntegrationHealth};
+use crate::domain::health::IntegrationHealth;
 use crate::domain::records::{ConnectionState, IntegrationRecord, Probe};
 use crate::time::Millis;
 
@@ -26,13 +26,9 @@ impl Store {
         now: Millis,
         latency_threshold_ms: f64,
     ) -> Result<Option<IntegrationHealth>, StoreError> {
-        let pk = layout::partition(tenant, Entity::Integration, integration_id);
-        let first_minute = layout::minute_sk(window_start_minute(now));
-        let first_day = layout::day_sk(trend_start_day(now));
-        let (recent, day_items) = tokio::try_join!(
-            self.backend.query(&pk, &first_minute, layout::META),
-            self.backend.query(&pk, &first_day, "D#~"),
-        )?;
+        let (recent, day_items) = self
+            .read_health_ranges(tenant, Entity::Integration, integration_id, now)
+            .await?;
         Ok(integration_data(recent, day_items)?.map(|d| d.health(now, latency_threshold_ms)))
     }
 

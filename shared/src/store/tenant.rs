@@ -97,7 +97,7 @@ fn add_to(buckets: &mut Vec<(i64, IntegrationCounters)>, at: i64, c: &Integratio
 
 /// The two ranges an entity's health reads: the hour's minute buckets with the record
 /// ("M#..." sorts just before "META"), and the trend's day buckets.
-fn health_ranges(tenant: &str, entity: Entity, id: &str, now: Millis) -> [Range; 2] {
+pub(crate) fn health_ranges(tenant: &str, entity: Entity, id: &str, now: Millis) -> [Range; 2] {
     let pk = layout::partition(tenant, entity, id);
     [
         Range {
@@ -176,6 +176,25 @@ pub(crate) fn integration_data(
 }
 
 impl Store {
+    /// An entity's two health ranges (see [`health_ranges`]), read in one batch.
+    pub(crate) async fn read_health_ranges(
+        &self,
+        tenant: &str,
+        entity: Entity,
+        id: &str,
+        now: Millis,
+    ) -> Result<(Vec<StoredItem>, Vec<StoredItem>), StoreError> {
+        let mut ranges = self
+            .backend
+            .query_many(&health_ranges(tenant, entity, id, now))
+            .await?
+            .into_iter();
+        Ok((
+            ranges.next().unwrap_or_default(),
+            ranges.next().unwrap_or_default(),
+        ))
+    }
+
     /// Lists a tenant so the collector evaluates it. Idempotent.
     pub async fn register_tenant(&self, tenant: &str, now: Millis) -> Result<(), StoreError> {
         let key = layout::tenant(tenant);
