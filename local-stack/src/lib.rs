@@ -55,6 +55,8 @@ pub struct Options {
     pub config: Config,
     /// The clock; `None` is the system clock.
     pub clock: Option<Arc<dyn Clock>>,
+    /// Runs the host sidecar in-process for this host, sampling at this interval.
+    pub sidecar: Option<std::time::Duration>,
 }
 
 /// A running stack.
@@ -69,6 +71,7 @@ pub struct Running {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     collector: Option<tokio::task::JoinHandle<()>>,
+    sidecar: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -79,8 +82,11 @@ impl Running {
 
     /// Stops accepting, lets requests in flight finish, and waits.
     pub async fn stop(mut self) -> std::io::Result<()> {
-        if let Some(collector) = self.collector.take() {
-            collector.abort();
+        for task in [self.collector.take(), self.sidecar.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
         }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -169,6 +175,21 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     };
     let mut running = serve(state, options.addr, api_key).await?;
     running.collector = collector;
+    if let Some(interval) = options.sidecar {
+        let sidecar = health_sidecar::Options {
+            api_url: running.url(),
+            api_key: running.api_key.clone(),
+            host_id: health_sidecar::host_name(),
+            interval,
+            buffer: health_sidecar::Options::hour_of_samples(interval),
+        };
+        running.sidecar = Some(tokio::spawn(async move {
+            let stats = Arc::new(health_sidecar::Stats::default());
+            if let Err(e) = health_sidecar::run(sidecar, stats, std::future::pending()).await {
+                tracing::error!(error = %e, "the in-process sidecar stopped");
+            }
+        }));
+    }
     Ok(running)
 }
 
@@ -201,6 +222,7 @@ pub async fn serve(
         shutdown: Some(tx),
         server,
         collector: None,
+        sidecar: None,
     })
 }
 

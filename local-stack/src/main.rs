@@ -23,6 +23,9 @@ struct Cli {
     /// Where the database and the local API key are kept.
     #[arg(long, env = "HEALTH_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
+    /// Seconds between samples of this host by the in-process sidecar; 0 turns it off.
+    #[arg(long, env = "HEALTH_SIDECAR_INTERVAL", default_value_t = 30.0)]
+    sidecar_interval: f64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -63,7 +66,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
-        None => serve(cli.port, cli.data_dir).await,
+        None => serve(cli.port, cli.data_dir, cli.sidecar_interval).await,
         Some(Command::CreateKey {
             tenant,
             scopes,
@@ -96,7 +99,11 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-async fn serve(port: u16, data_dir: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(
+    port: u16,
+    data_dir: PathBuf,
+    sidecar_interval: f64,
+) -> Result<(), Box<dyn std::error::Error>> {
     shared::telemetry::init();
     let config = Config::from_env()?;
     let running = start(Options {
@@ -104,6 +111,8 @@ async fn serve(port: u16, data_dir: PathBuf) -> Result<(), Box<dyn std::error::E
         data_dir,
         config,
         clock: None,
+        sidecar: (sidecar_interval.is_finite() && sidecar_interval > 0.0)
+            .then(|| std::time::Duration::from_secs_f64(sidecar_interval.max(0.01))),
     })
     .await?;
     println!("Listening on {}", running.url());

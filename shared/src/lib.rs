@@ -7,6 +7,7 @@ pub mod config;
 pub mod domain;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod sidecar;
 pub mod state;
 pub mod store;
 pub mod telemetry;

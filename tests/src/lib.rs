@@ -65,6 +65,7 @@ pub async fn spawn_app_with(config: Config) -> (local_stack::Running, tempfile::
         data_dir: dir.path().to_owned(),
         config,
         clock: None,
+        sidecar: None,
     })
     .await
     .unwrap_or_else(|e| panic!("cannot start the local stack: {e}"));

@@ -1,0 +1,226 @@
+//! The host sidecar against the local stack: real sysinfo samples arrive in
+//! `GET /api/health/system`, and through an outage of the API every sample taken arrives
+//! exactly once.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use health_sidecar::{run, Options, Stats};
+use serde_json::Value;
+use shared::config::Config;
+
+fn options(url: String, key: String, host_id: &str) -> Options {
+    let interval = Duration::from_millis(100);
+    Options {
+        api_url: url,
+        api_key: key,
+        host_id: host_id.to_owned(),
+        interval,
+        buffer: Options::hour_of_samples(interval),
+    }
+}
+
+async fn get(url: &str, key: &str) -> Value {
+    let res = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert!(res.status().is_success(), "{url}: {}", res.status());
+    res.json().await.unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn samples_arrive_and_show_in_the_system_endpoint() {
+    let (app, _dir) = e2e_tests::spawn_app().await;
+    let (url, key) = (app.url(), app.api_key.clone());
+    let stats = Arc::new(Stats::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sidecar = tokio::spawn(run(
+        options(url.clone(), key.clone(), "sidecar-test"),
+        Arc::clone(&stats),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let system_url = format!("{url}/api/health/system");
+    let mut host = Value::Null;
+    eventually("the host in /api/health/system", async || {
+        let system = get(&system_url, &key).await;
+        host = system["hosts"]
+            .as_array()
+            .and_then(|h| h.iter().find(|h| h["host_id"] == "sidecar-test").cloned())
+            .unwrap_or(Value::Null);
+        !host.is_null()
+    })
+    .await;
+    for field in ["cpu_usage", "memory_usage"] {
+        let v = host[field].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=100.0).contains(&v), "{field} = {v}");
+    }
+    let _ = stop.send(());
+    sidecar
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(stats.taken.load(Ordering::SeqCst) >= 1);
+    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The API goes down for 1.5 s (15 samples' worth) and comes back on the same port: the
+/// samples taken meanwhile are delivered when it is back, each with its original timestamp
+/// and id, and the host's history counts every sample taken exactly once.
+#[tokio::test]
+async fn through_an_outage_every_sample_arrives_exactly_once() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let start = |addr: std::net::SocketAddr| {
+        local_stack::start(local_stack::Options {
+            addr,
+            data_dir: dir.path().to_owned(),
+            config: Config {
+                polling_enabled: false,
+                ..Config::default()
+            },
+            clock: None,
+            sidecar: None,
+        })
+    };
+    let app = start("127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (addr, url, key) = (app.addr, app.url(), app.api_key.clone());
+    let stats = Arc::new(Stats::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sidecar = tokio::spawn(run(
+        options(url.clone(), key.clone(), "outage-host"),
+        Arc::clone(&stats),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    let taken_at_outage = stats.taken.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let waiting = stats.waiting.load(Ordering::SeqCst);
+    assert!(
+        waiting >= 10,
+        "samples taken during the outage wait: {waiting}"
+    );
+    assert!(stats.taken.load(Ordering::SeqCst) >= taken_at_outage + 10);
+
+    let app = start(addr).await.unwrap_or_else(|e| panic!("{e}"));
+    eventually("the buffer to drain", async || {
+        stats.waiting.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    let _ = stop.send(());
+    sidecar
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let taken = stats.taken.load(Ordering::SeqCst);
+    assert_eq!(stats.waiting.load(Ordering::SeqCst), 0);
+
+    let history = get(
+        &format!("{url}/api/health/history/system?entity_id=outage-host&days=2"),
+        &key,
+    )
+    .await;
+    let stored: u64 = history["history"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no history: {history}"))
+        .iter()
+        .map(|p| p["metrics"]["samples"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(stored, taken, "{history}");
+    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A proxy to `upstream` that forwards every request but, for the first `lose` requests,
+/// answers 503 after the upstream stored the batch: the answer was lost, as on a network
+/// failure after the write.
+async fn lossy_proxy(upstream: String, lose: usize) -> String {
+    use std::sync::atomic::AtomicUsize;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let (upstream, seen) = (upstream.clone(), Arc::clone(&seen));
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, 2 << 20)
+                .await
+                .unwrap_or_default();
+            let forwarded = reqwest::Client::new()
+                .request(parts.method, format!("{upstream}{}", parts.uri))
+                .headers(parts.headers)
+                .body(body)
+                .send()
+                .await;
+            let status = forwarded.map_or(502, |r| r.status().as_u16());
+            if seen.fetch_add(1, Ordering::SeqCst) < lose {
+                return http::StatusCode::SERVICE_UNAVAILABLE;
+            }
+            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+/// Answers lost after the API stored the samples make the sidecar send them again; they
+/// still count once.
+#[tokio::test]
+async fn samples_resent_after_a_lost_answer_count_once() {
+    let (app, _dir) = e2e_tests::spawn_app().await;
+    let (url, key) = (app.url(), app.api_key.clone());
+    let proxy = lossy_proxy(url.clone(), 3).await;
+    let stats = Arc::new(Stats::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sidecar = tokio::spawn(run(
+        options(proxy, key.clone(), "lossy-host"),
+        Arc::clone(&stats),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    eventually("the buffer to drain", async || {
+        stats.waiting.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    let _ = stop.send(());
+    sidecar
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let history = get(
+        &format!("{url}/api/health/history/system?entity_id=lossy-host&days=2"),
+        &key,
+    )
+    .await;
+    let stored: u64 = history["history"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no history: {history}"))
+        .iter()
+        .map(|p| p["metrics"]["samples"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(stored, stats.taken.load(Ordering::SeqCst), "{history}");
+    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+}
