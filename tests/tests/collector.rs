@@ -582,14 +582,31 @@ async fn overlapping_collector_runs_raise_each_alert_once(store: Store) {
     assert_eq!(ra.skipped + rb.skipped, 1);
     assert_eq!(all_alerts(&store).await.len(), 5);
 
-    // A new condition, evaluated by two runs of different cycles at once (the claim does
-    // not separate them): the conditional writes let only one raise it.
+    // A new condition, evaluated by two runs of consecutive cycles that overlap (a slow
+    // cycle and the next one, which the claim does not separate): both read the alerts
+    // before either writes, so both try to raise it; the conditional write lets one win.
     ingest(&store, t0 + 1000, json!([{"event_id": "g", "type": "gauge", "name": "queue_depth", "value": 500, "timestamp": at(t0 + 1000)}])).await;
-    let (ra, rb) = tokio::join!(a.run_cycle(t0 + INTERVAL), b.run_cycle(t0 + 2 * INTERVAL));
+    let gate = Arc::new(AlertsGate {
+        inner: Arc::clone(store.backend()),
+        first_arrived: tokio::sync::Notify::new(),
+        barrier: tokio::sync::Barrier::new(2),
+        passed: AtomicUsize::new(0),
+    });
+    let gated = Store::new(gate.clone());
+    let (a, b) = (collector(&gated, config()), collector(&gated, config()));
+    let slow = tokio::spawn(async move { a.run_cycle(t0 + INTERVAL).await });
+    gate.first_arrived.notified().await;
+    let rb = b.run_cycle(t0 + 2 * INTERVAL).await;
+    let ra = slow.await.unwrap_or_else(|e| panic!("{e}"));
+    let mut raised = 0;
     for r in [ra, rb] {
         let r = r.unwrap_or_else(|e| panic!("{e}"));
         assert!(r.failed.is_empty(), "{:?}", r.failed);
+        assert_eq!(r.tenants.len(), 1, "both runs evaluate their own cycle");
+        raised += r.tenants[0].raised;
     }
+    // Both saw no alert and tried to raise it; the write that must not exist let one win.
+    assert_eq!(raised, 1, "the alert was raised by both runs");
     let all = all_alerts(&store).await;
     assert_eq!(all.len(), 6, "{all:#?}");
     assert_eq!(
@@ -598,6 +615,42 @@ async fn overlapping_collector_runs_raise_each_alert_once(store: Store) {
             .count(),
         1
     );
+}
+
+/// A backend over a real one that holds the first reader of the alerts until a second
+/// reader arrives, so two collector runs read the same alerts before either writes.
+#[derive(Debug)]
+struct AlertsGate {
+    inner: Arc<dyn Backend>,
+    first_arrived: tokio::sync::Notify,
+    barrier: tokio::sync::Barrier,
+    passed: AtomicUsize,
+}
+
+#[async_trait]
+impl Backend for AlertsGate {
+    async fn get(&self, keys: &[ItemKey]) -> Result<Vec<Option<StoredItem>>, StoreError> {
+        self.inner.get(keys).await
+    }
+    async fn query(&self, pk: &str, from: &str, to: &str) -> Result<Vec<StoredItem>, StoreError> {
+        if pk.ends_with("#ALERTS") && self.passed.fetch_add(1, Ordering::SeqCst) < 2 {
+            self.first_arrived.notify_one();
+            self.barrier.wait().await;
+        }
+        self.inner.query(pk, from, to).await
+    }
+    async fn query_many(&self, ranges: &[Range]) -> Result<Vec<Vec<StoredItem>>, StoreError> {
+        self.inner.query_many(ranges).await
+    }
+    async fn list_index(&self, index_pk: &str) -> Result<Vec<ItemKey>, StoreError> {
+        self.inner.list_index(index_pk).await
+    }
+    async fn write(&self, writes: Vec<StoreWrite>) -> Result<(), StoreError> {
+        self.inner.write(writes).await
+    }
+    fn max_writes(&self) -> usize {
+        self.inner.max_writes()
+    }
 }
 
 /// A backend over a real one whose writes start failing after a budget, like a storage
