@@ -53,8 +53,9 @@ pub fn sample_event(host_id: &str, sample: &HostSample, at: Millis) -> serde_jso
     event
 }
 
+/// Two decimals, and never negative (sysinfo can report -0.0 or a tiny negative).
 fn round2(x: f64) -> f64 {
-    (x.clamp(0.0, f64::MAX) * 100.0).round() / 100.0
+    crate::domain::health::round2(x.max(0.0))
 }
 
 /// Samples waiting to be delivered, oldest first, at most `capacity`: when full, the

@@ -75,6 +75,11 @@ pub fn minute_of(ms: Millis) -> i64 {
     ms.div_euclid(MINUTE_MS)
 }
 
+/// The UTC day that minute `minute` (minutes since the epoch) falls in.
+pub fn day_of_minute(minute: i64) -> i64 {
+    day_of(minute * MINUTE_MS)
+}
+
 /// The index of the UTC day that contains `ms` (days since the epoch).
 pub fn day_of(ms: Millis) -> i64 {
     ms.div_euclid(DAY_MS)

@@ -13,6 +13,7 @@ use shared::collector::{Collector, CycleReport};
 use shared::config::Config;
 use shared::domain::alerts::{AlertRecord, Severity, SourceType};
 use shared::domain::events::{parse_batch, Event};
+use shared::domain::health::round4;
 use shared::domain::records::{ConnectionState, Probe};
 use shared::store::integrations::IntegrationUpdate;
 use shared::store::{Backend, ItemKey, Range, Store, StoreError, StoredItem, Write as StoreWrite};
@@ -548,10 +549,6 @@ async fn a_failing_probe_target_backs_off_and_recovers(store: Store) {
     // 7 probes, 5 failed, all counted in the hour's error rate.
     assert_eq!(h.error_rate, round4(5.0 / 7.0));
     assert_eq!(target.hits(), 7);
-}
-
-fn round4(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
 }
 
 /// A failing agent (error rate and failure count) and a host over 90 % on CPU and memory:

@@ -21,6 +21,39 @@ fn options(url: String, key: String, host_id: &str) -> Options {
     }
 }
 
+type Running = (
+    Arc<Stats>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), health_sidecar::Error>>,
+);
+
+/// Runs a sidecar (100 ms interval) until the returned sender fires.
+fn spawn_sidecar(url: String, key: String, host_id: &str) -> Running {
+    let stats = Arc::new(Stats::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sidecar = tokio::spawn(run(options(url, key, host_id), Arc::clone(&stats), async {
+        let _ = stopped.await;
+    }));
+    (stats, stop, sidecar)
+}
+
+/// Samples of `host_id` stored over the last two days, from the history endpoint, with
+/// the history document for messages.
+async fn stored_samples(url: &str, key: &str, host_id: &str) -> (u64, Value) {
+    let history = get(
+        &format!("{url}/api/health/history/system?entity_id={host_id}&days=2"),
+        key,
+    )
+    .await;
+    let stored = history["history"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no history: {history}"))
+        .iter()
+        .map(|p| p["metrics"]["samples"].as_u64().unwrap_or(0))
+        .sum();
+    (stored, history)
+}
+
 async fn get(url: &str, key: &str) -> Value {
     let res = reqwest::Client::new()
         .get(url)
@@ -44,15 +77,7 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 async fn samples_arrive_and_show_in_the_system_endpoint() {
     let (app, _dir) = e2e_tests::spawn_app().await;
     let (url, key) = (app.url(), app.api_key.clone());
-    let stats = Arc::new(Stats::default());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let sidecar = tokio::spawn(run(
-        options(url.clone(), key.clone(), "sidecar-test"),
-        Arc::clone(&stats),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let (stats, stop, sidecar) = spawn_sidecar(url.clone(), key.clone(), "sidecar-test");
     let system_url = format!("{url}/api/health/system");
     let mut host = Value::Null;
     eventually("the host in /api/health/system", async || {
@@ -99,15 +124,7 @@ async fn through_an_outage_every_sample_arrives_exactly_once() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let (addr, url, key) = (app.addr, app.url(), app.api_key.clone());
-    let stats = Arc::new(Stats::default());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let sidecar = tokio::spawn(run(
-        options(url.clone(), key.clone(), "outage-host"),
-        Arc::clone(&stats),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let (stats, stop, sidecar) = spawn_sidecar(url.clone(), key.clone(), "outage-host");
     tokio::time::sleep(Duration::from_millis(800)).await;
 
     app.stop().await.unwrap_or_else(|e| panic!("{e}"));
@@ -133,17 +150,7 @@ async fn through_an_outage_every_sample_arrives_exactly_once() {
     let taken = stats.taken.load(Ordering::SeqCst);
     assert_eq!(stats.waiting.load(Ordering::SeqCst), 0);
 
-    let history = get(
-        &format!("{url}/api/health/history/system?entity_id=outage-host&days=2"),
-        &key,
-    )
-    .await;
-    let stored: u64 = history["history"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no history: {history}"))
-        .iter()
-        .map(|p| p["metrics"]["samples"].as_u64().unwrap_or(0))
-        .sum();
+    let (stored, history) = stored_samples(&url, &key, "outage-host").await;
     assert_eq!(stored, taken, "{history}");
     app.stop().await.unwrap_or_else(|e| panic!("{e}"));
 }
@@ -191,15 +198,7 @@ async fn samples_resent_after_a_lost_answer_count_once() {
     let (app, _dir) = e2e_tests::spawn_app().await;
     let (url, key) = (app.url(), app.api_key.clone());
     let proxy = lossy_proxy(url.clone(), 3).await;
-    let stats = Arc::new(Stats::default());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let sidecar = tokio::spawn(run(
-        options(proxy, key.clone(), "lossy-host"),
-        Arc::clone(&stats),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let (stats, stop, sidecar) = spawn_sidecar(proxy, key.clone(), "lossy-host");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     eventually("the buffer to drain", async || {
         stats.waiting.load(Ordering::SeqCst) == 0
@@ -210,17 +209,7 @@ async fn samples_resent_after_a_lost_answer_count_once() {
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|e| panic!("{e}"));
-    let history = get(
-        &format!("{url}/api/health/history/system?entity_id=lossy-host&days=2"),
-        &key,
-    )
-    .await;
-    let stored: u64 = history["history"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no history: {history}"))
-        .iter()
-        .map(|p| p["metrics"]["samples"].as_u64().unwrap_or(0))
-        .sum();
+    let (stored, history) = stored_samples(&url, &key, "lossy-host").await;
     assert_eq!(stored, stats.taken.load(Ordering::SeqCst), "{history}");
     app.stop().await.unwrap_or_else(|e| panic!("{e}"));
 }

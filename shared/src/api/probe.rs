@@ -43,6 +43,11 @@ fn is_restricted_v4(v4: Ipv4Addr) -> bool {
         || a >= 240 // reserved
 }
 
+/// Whether probes may reach `ip`: it is not restricted, or the deployment allows it.
+pub fn permitted(ip: IpAddr, allowed: &[IpAddr]) -> bool {
+    !is_restricted(ip) || allowed.contains(&ip)
+}
+
 /// Checks a probe URL; the error names what is wrong.
 pub async fn check_url(url: &str, allowed: &[IpAddr]) -> Result<url::Url, String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("is not a valid URL ({e})"))?;
@@ -63,10 +68,7 @@ pub async fn check_url(url: &str, allowed: &[IpAddr]) -> Result<url::Url, String
     if addrs.is_empty() {
         return Err("host does not resolve".to_owned());
     }
-    if let Some(bad) = addrs
-        .iter()
-        .find(|ip| is_restricted(**ip) && !allowed.contains(ip))
-    {
+    if let Some(bad) = addrs.iter().find(|ip| !permitted(**ip, allowed)) {
         return Err(format!(
             "resolves to {bad}, a loopback, private, link-local or metadata address, which \
              probes may not reach unless PROBE_ALLOWED_ADDRESSES allows it"

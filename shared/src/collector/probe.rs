@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use crate::api::probe::is_restricted;
+use crate::api::probe::permitted;
 use crate::domain::records::Probe;
 
 /// What one probe found.
@@ -49,10 +49,6 @@ impl Resolve for GuardedResolver {
             Ok(Box::new(found.into_iter()) as Addrs)
         })
     }
-}
-
-fn permitted(ip: IpAddr, allowed: &[IpAddr]) -> bool {
-    !is_restricted(ip) || allowed.contains(&ip)
 }
 
 /// Runs probes. Cheap to clone (one connection pool).

@@ -9,9 +9,9 @@ use crate::domain::health::{agent_status, IntegrationHealth};
 use crate::domain::history::{
     agent_point, integration_point, merge_hosts, system_point, HistoryPoint,
 };
-use crate::domain::records::{HostCounters, SystemRecord};
+use crate::domain::records::HostCounters;
 use crate::domain::system::{system_health, SystemHealth, SystemInputs};
-use crate::time::{day_of, Millis};
+use crate::time::{day_of, day_of_minute, Millis};
 
 /// What history is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,13 +87,12 @@ impl Store {
         now: Millis,
         latency_threshold_ms: f64,
     ) -> Result<SystemHealth, StoreError> {
-        let system_key = layout::system(tenant);
         let (agents, hosts, integrations, alerts, system) = tokio::try_join!(
             self.entity_records(tenant, Entity::Agent),
-            self.entity_records(tenant, Entity::Host),
+            self.load_hosts(tenant),
             self.list_integration_health(tenant, now, latency_threshold_ms),
             self.active_alerts(tenant),
-            self.get_one(&system_key),
+            self.load_system(tenant),
         )?;
         let agents = agents
             .into_iter()
@@ -102,21 +101,6 @@ impl Store {
                 _ => Err(corrupt(&item.key, "expected an agent")),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let hosts = hosts
-            .into_iter()
-            .map(|item| match item.record {
-                Record::Host(h) => Ok(h),
-                _ => Err(corrupt(&item.key, "expected a host")),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let system = match system {
-            Some(StoredItem {
-                record: Record::System(s),
-                ..
-            }) => s,
-            Some(item) => return Err(corrupt(&item.key, "expected the system record")),
-            None => SystemRecord::default(),
-        };
         Ok(system_health(
             SystemInputs {
                 agents: &agents,
@@ -185,7 +169,7 @@ impl Store {
             let pending = i
                 .pending_probes
                 .as_ref()
-                .filter(|(m, _)| day_of(m * crate::time::MINUTE_MS) >= first_day);
+                .filter(|(m, _)| day_of_minute(*m) >= first_day);
             add_pending(pending, &mut Vec::new(), &mut integration_days);
             points.extend(
                 integration_days

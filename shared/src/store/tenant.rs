@@ -15,7 +15,7 @@ use crate::domain::health::{
 use crate::domain::records::{
     AgentCounters, AgentRecord, HostRecord, IntegrationCounters, IntegrationRecord, SystemRecord,
 };
-use crate::time::{day_of, Millis};
+use crate::time::{day_of_minute, Millis};
 
 /// An agent with the counters its health needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,7 +82,7 @@ pub fn add_pending(
 ) {
     let Some((minute, c)) = pending else { return };
     add_to(minutes, *minute, c);
-    add_to(days, day_of(minute * crate::time::MINUTE_MS), c);
+    add_to(days, day_of_minute(*minute), c);
 }
 
 fn add_to(buckets: &mut Vec<(i64, IntegrationCounters)>, at: i64, c: &IntegrationCounters) {
@@ -410,7 +410,7 @@ impl Store {
                 // The finished minute's probe counters go to its buckets first, each write
                 // idempotent; the record that forgets them is written last. A crash or a
                 // conflict in between retries the flush, which then adds nothing twice.
-                let day = day_of(minute * crate::time::MINUTE_MS);
+                let day = day_of_minute(minute);
                 for bucket_key in [
                     layout::minute(tenant, Entity::Integration, integration_id, minute),
                     layout::day(tenant, Entity::Integration, integration_id, day),
