@@ -1,6 +1,8 @@
 //! The local stack: every endpoint of the product in one process on an embedded, durable
 //! store, through the same library handlers the Lambda functions run.
 
+pub mod gateway;
+
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,8 @@ use shared::config::Config;
 use shared::store::embedded::EmbeddedBackend;
 use shared::store::{Store, StoreError};
 use shared::time::Clock;
+use shared::ws::broadcaster::Broadcaster;
+use shared::ws::handover::Handover;
 use shared::AppState;
 
 /// The tenant of the key the local stack creates for itself.
@@ -68,6 +72,8 @@ pub struct Running {
     pub api_key: String,
     /// The application state, for tests that create more keys.
     pub state: AppState,
+    /// The WebSocket gateway.
+    pub gateway: Arc<gateway::Gateway>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     collector: Option<tokio::task::JoinHandle<()>>,
@@ -165,16 +171,26 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     let api_key = local_key(&state.store, &options.data_dir, now).await?;
     // Data directories from before tenants were listed have keys but no tenant entry.
     state.store.register_tenant(LOCAL_TENANT, now).await?;
-    let collector = if state.config.polling_enabled {
-        let collector = shared::collector::Collector::new(&state)?;
-        Some(tokio::spawn(async move {
-            collector.run_until(None, |_| {}).await;
-        }))
-    } else {
-        None
-    };
+    let collector = state
+        .config
+        .polling_enabled
+        .then(|| shared::collector::Collector::new(&state))
+        .transpose()?;
     let mut running = serve(state, options.addr, api_key).await?;
-    running.collector = collector;
+    if let Some(collector) = collector {
+        // The broadcaster posts to this process's own gateway through the Management API,
+        // as it posts to API Gateway in AWS.
+        let client = Broadcaster::client_for_endpoint(&running.url());
+        let handover = Handover::Inline(Broadcaster::new(client, running.state.store.clone()));
+        running.collector = Some(tokio::spawn(async move {
+            let handover = &handover;
+            collector
+                .run_until(None, move |report| async move {
+                    handover.publish_cycle(&report).await;
+                })
+                .await;
+        }));
+    }
     if let Some(interval) = options.sidecar {
         let sidecar = health_sidecar::Options {
             api_url: running.url(),
@@ -206,19 +222,24 @@ pub async fn serve(
     };
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(io)?;
     let addr = listener.local_addr().map_err(io)?;
-    let app = router(state.clone());
+    let gateway = Arc::new(gateway::Gateway::default());
+    let app = router(state.clone(), Arc::clone(&gateway));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = rx.await;
+        })
+        .await
     });
     Ok(Running {
         addr,
         api_key,
         state,
+        gateway,
         shutdown: Some(tx),
         server,
         collector: None,
@@ -226,12 +247,16 @@ pub async fn serve(
     })
 }
 
-/// The HTTP routes: everything under `/api/health/` goes to the library router.
-pub fn router(state: AppState) -> axum::Router {
-    axum::Router::new()
+/// The HTTP routes: the WebSocket gateway and its Management API, the OpenAPI document,
+/// and everything else to the library router.
+pub fn router(state: AppState, gateway: Arc<gateway::Gateway>) -> axum::Router {
+    gateway::routes()
         .route("/api/openapi.json", axum::routing::get(openapi))
         .fallback(serve_api)
-        .with_state(state)
+        .with_state(gateway::Local {
+            app: state,
+            gateway,
+        })
 }
 
 async fn openapi() -> Response {
@@ -243,7 +268,8 @@ async fn openapi() -> Response {
     response
 }
 
-async fn serve_api(State(state): State<AppState>, req: Request) -> Response {
+async fn serve_api(State(local): State<gateway::Local>, req: Request) -> Response {
+    let state = local.app;
     let (parts, body) = req.into_parts();
     // Read at most one byte over the limit: enough to know the body is too large without
     // buffering an arbitrarily large upload.

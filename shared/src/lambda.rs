@@ -4,7 +4,8 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use bytes::Bytes;
 use lambda_http::aws_lambda_events::apigw::{
-    ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
+    ApiGatewayProxyResponse, ApiGatewayV2CustomAuthorizerSimpleResponse,
+    ApiGatewayV2CustomAuthorizerV2Request, ApiGatewayWebsocketProxyRequest,
 };
 use lambda_http::{service_fn, Body, LambdaEvent, Request, RequestExt};
 
@@ -107,6 +108,7 @@ pub struct InvocationSummary {
 pub async fn collect(
     state: &AppState,
     collector: &crate::collector::Collector,
+    handover: Option<&crate::ws::handover::Handover>,
     deadline_ms: i64,
 ) -> InvocationSummary {
     let mut summary = InvocationSummary::default();
@@ -144,17 +146,31 @@ pub async fn collect(
                 summary.updated += t.updated;
                 summary.resolved += t.resolved;
             }
+            async move {
+                if let Some(h) = handover {
+                    h.publish_cycle(&report).await;
+                }
+            }
         })
         .await;
     summary
 }
 
 /// Runs the collector function.
+#[cfg(feature = "invoke")]
 pub async fn run_collector() -> Result<(), lambda_http::Error> {
     crate::telemetry::init();
     let state = AppState::from_env().await?;
     let collector = crate::collector::Collector::new(&state)?;
-    let (state, collector) = (&state, &collector);
+    // Without a broadcaster function configured the collector still runs; dashboards
+    // then refresh by polling the REST API.
+    let handover = crate::ws::handover::Invoker::from_env(state.store.clone())
+        .await
+        .map(crate::ws::handover::Handover::Invoke);
+    if handover.is_none() {
+        tracing::warn!("BROADCASTER_FUNCTION is not set: no live updates are sent");
+    }
+    let (state, collector, handover) = (&state, &collector, handover.as_ref());
     lambda_http::lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let deadline = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
@@ -164,7 +180,82 @@ pub async fn run_collector() -> Result<(), lambda_http::Error> {
                 Ok(e) => tracing::info!(source = %e.source, detail_type = %e.detail_type, "collector invoked"),
                 Err(_) => tracing::info!("collector invoked without a scheduled event"),
             }
-            Ok::<_, lambda_http::Error>(collect(state, collector, deadline).await)
+            Ok::<_, lambda_http::Error>(collect(state, collector, handover, deadline).await)
+        },
+    ))
+    .await
+}
+
+/// The answer to a WebSocket route: API Gateway turns a non-2xx answer to `$connect` into
+/// a refused handshake with that status.
+fn ws_response(result: Result<(), api::ApiError>) -> ApiGatewayProxyResponse {
+    let mut response = ApiGatewayProxyResponse::default();
+    match result {
+        Ok(()) => response.status_code = 200,
+        Err(e) => {
+            let r = e.into_response();
+            response.status_code = i64::from(r.status().as_u16());
+            response.headers = r.headers().clone();
+            response.body = Some(Body::Text(r.into_body()));
+        }
+    }
+    response
+}
+
+/// `$connect` of the WebSocket API: checks `?token=` and stores the connection.
+pub async fn ws_connect(
+    state: &AppState,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let id = event.request_context.connection_id.as_deref().unwrap_or("");
+    let token = event.query_string_parameters.first("token");
+    ws_response(crate::ws::connect(state, token, id).await.map(|_| ()))
+}
+
+/// `$disconnect` of the WebSocket API: forgets the connection.
+pub async fn ws_disconnect(
+    state: &AppState,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let id = event.request_context.connection_id.as_deref().unwrap_or("");
+    ws_response(crate::ws::disconnect(state, id).await)
+}
+
+/// Runs the `$connect` or `$disconnect` function.
+pub async fn run_ws(connect: bool) -> Result<(), lambda_http::Error> {
+    crate::telemetry::init();
+    let state = AppState::from_env().await?;
+    let state = &state;
+    lambda_http::lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+            Ok::<_, std::convert::Infallible>(if connect {
+                ws_connect(state, &event.payload).await
+            } else {
+                ws_disconnect(state, &event.payload).await
+            })
+        },
+    ))
+    .await
+}
+
+/// Runs the broadcaster function: sends an event's messages to the tenant's connections.
+/// A storage failure fails the invocation, so Lambda retries the asynchronous event.
+#[cfg(feature = "broadcast")]
+pub async fn run_broadcaster() -> Result<(), lambda_http::Error> {
+    use crate::ws::broadcaster::Broadcaster;
+    use crate::ws::handover::BroadcastRequest;
+    crate::telemetry::init();
+    let state = AppState::from_env().await?;
+    let broadcaster = Broadcaster::new(Broadcaster::client_from_env().await?, state.store);
+    let broadcaster = &broadcaster;
+    lambda_http::lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<BroadcastRequest>| async move {
+            let request = event.payload;
+            let messages: Vec<&str> = request.messages.iter().map(|m| m.get()).collect();
+            broadcaster
+                .broadcast(&request.tenant, &messages)
+                .await
+                .map_err(|e| -> lambda_http::Error { Box::new(e) })
         },
     ))
     .await
@@ -211,7 +302,7 @@ mod tests {
             ..Config::default()
         })
         .await;
-        let summary = collect(&state, &collector, i64::MAX).await;
+        let summary = collect(&state, &collector, None, i64::MAX).await;
         assert_eq!(summary.disabled, Some("HEALTH_POLLING_ENABLED=false"));
         assert_eq!(summary.cycles, 0);
     }
@@ -224,7 +315,7 @@ mod tests {
             ..Config::default()
         })
         .await;
-        let summary = collect(&state, &collector, i64::MAX).await;
+        let summary = collect(&state, &collector, None, i64::MAX).await;
         // Now, then the starts of the next one or two 1-second slots within 2 s.
         assert!((2..=3).contains(&summary.cycles), "{summary:?}");
         assert_eq!(summary.tenants_evaluated, summary.cycles);
@@ -268,6 +359,51 @@ mod tests {
             .replace("/api/health/agent/a1", "/api/health/agents/a1");
         let req = lambda_http::request::from_str(&put).unwrap_or_else(|e| panic!("fixture: {e}"));
         assert_eq!(api::handle(&state, to_http(req), None).await.status(), 403);
+    }
+
+    #[tokio::test]
+    async fn websocket_connect_and_disconnect_events_keep_the_connection_table() {
+        let (state, _dir) = state();
+        let key = state
+            .store
+            .create_api_key("acme", &["read".to_owned()], "oncall", 0)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let connect = include_str!("../tests/fixtures/apigw-websocket-connect.json");
+        let event = |text: &str| -> ApiGatewayWebsocketProxyRequest {
+            serde_json::from_str(text).unwrap_or_else(|e| panic!("fixture: {e}"))
+        };
+        let refused = ws_connect(&state, &event(&connect.replace("KEY", "ahm_nope"))).await;
+        assert_eq!(refused.status_code, 401);
+        let body = match &refused.body {
+            Some(Body::Text(t)) => t.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert!(body.contains("not valid"), "{body}");
+        assert!(state
+            .store
+            .connections("acme")
+            .await
+            .unwrap_or_default()
+            .is_empty());
+
+        let accepted = ws_connect(&state, &event(&connect.replace("KEY", &key))).await;
+        assert_eq!(accepted.status_code, 200);
+        assert_eq!(
+            state.store.connections("acme").await.unwrap_or_default(),
+            vec!["AAAA1234=".to_owned()]
+        );
+        let disconnect = include_str!("../tests/fixtures/apigw-websocket-disconnect.json");
+        assert_eq!(
+            ws_disconnect(&state, &event(disconnect)).await.status_code,
+            200
+        );
+        assert!(state
+            .store
+            .connections("acme")
+            .await
+            .unwrap_or_default()
+            .is_empty());
     }
 
     #[tokio::test]

@@ -12,5 +12,6 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod time;
+pub mod ws;
 
 pub use state::AppState;

@@ -194,3 +194,115 @@ impl ProbeTarget {
             .store(status, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// A real WebSocket client for the live-update tests and benchmark.
+pub mod ws {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use serde_json::Value;
+    use tokio_tungstenite::tungstenite::Message;
+
+    /// An open client connection.
+    pub type Socket = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    /// The local stack's WebSocket URL for a key.
+    pub fn url(addr: std::net::SocketAddr, key: &str) -> String {
+        format!("ws://{addr}/ws?token={key}")
+    }
+
+    /// Connects; panics with the gateway's answer if it refuses.
+    pub async fn connect(url: &str) -> Socket {
+        match tokio_tungstenite::connect_async(url).await {
+            Ok((socket, _)) => socket,
+            Err(e) => panic!("cannot connect to {url}: {e}"),
+        }
+    }
+
+    /// The status and body a refused handshake got; panics if it was accepted.
+    pub async fn refusal(url: &str) -> (u16, Value) {
+        match tokio_tungstenite::connect_async(url).await {
+            Ok(_) => panic!("{url} was accepted"),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                let body = response.body().clone().unwrap_or_default();
+                (
+                    response.status().as_u16(),
+                    serde_json::from_slice(&body).unwrap_or(Value::Null),
+                )
+            }
+            Err(e) => panic!("{url}: not an HTTP refusal: {e}"),
+        }
+    }
+
+    /// The next whole `health:update` (parts reassembled) and how many messages carried
+    /// it; panics after `timeout`. Every message must be at most 128 KB.
+    pub async fn next_update(socket: &mut Socket, timeout: Duration) -> (Value, usize) {
+        tokio::time::timeout(timeout, read_update(socket))
+            .await
+            .unwrap_or_else(|_| panic!("no health:update within {timeout:?}"))
+    }
+
+    async fn read_update(socket: &mut Socket) -> (Value, usize) {
+        // Parts by timestamp, then part number.
+        let mut pending: BTreeMap<String, BTreeMap<u64, Value>> = BTreeMap::new();
+        loop {
+            let message = match socket.next().await {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => panic!("socket failed: {e}"),
+                None => panic!("socket closed"),
+            };
+            let text = match message {
+                Message::Text(t) => t,
+                Message::Close(frame) => panic!("closed by the server: {frame:?}"),
+                _ => continue,
+            };
+            assert!(text.len() <= 128_000, "a message of {} bytes", text.len());
+            let message: Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+            assert_eq!(message["type"], "health:update", "{message}");
+            let Some(parts) = message["parts"].as_u64() else {
+                return (message["data"].clone(), 1);
+            };
+            let stamp = message["data"]["timestamp"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            let part = message["part"].as_u64().unwrap_or(0);
+            let got = pending.entry(stamp.clone()).or_default();
+            got.insert(part, message["data"].clone());
+            if got.len() as u64 == parts {
+                let got = pending.remove(&stamp).unwrap_or_default();
+                return (reassemble(got.into_values()), parts as usize);
+            }
+        }
+    }
+
+    /// Concatenates the arrays of an update's parts (in part order).
+    fn reassemble(parts: impl Iterator<Item = Value>) -> Value {
+        let mut whole: Option<Value> = None;
+        for data in parts {
+            let Some(w) = whole.as_mut() else {
+                whole = Some(data);
+                continue;
+            };
+            for (outer, inner) in [
+                ("agents", None),
+                ("integrations", None),
+                ("alerts", None),
+                ("system", Some("hosts")),
+            ] {
+                let (dst, src) = match inner {
+                    None => (&mut w[outer], &data[outer]),
+                    Some(i) => (&mut w[outer][i], &data[outer][i]),
+                };
+                if let (Some(d), Some(s)) = (dst.as_array_mut(), src.as_array()) {
+                    d.extend(s.iter().cloned());
+                }
+            }
+        }
+        whole.unwrap_or(Value::Null)
+    }
+}

@@ -645,6 +645,9 @@ impl Backend for AlertsGate {
     async fn write(&self, writes: Vec<StoreWrite>) -> Result<(), StoreError> {
         self.inner.write(writes).await
     }
+    async fn delete(&self, key: &ItemKey) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
     fn max_writes(&self) -> usize {
         self.inner.max_writes()
     }
@@ -679,6 +682,9 @@ impl Backend for Outage {
         }
         self.writes_left.store(left - 1, Ordering::SeqCst);
         self.inner.write(writes).await
+    }
+    async fn delete(&self, key: &ItemKey) -> Result<(), StoreError> {
+        self.inner.delete(key).await
     }
     fn max_writes(&self) -> usize {
         self.inner.max_writes()

@@ -40,6 +40,8 @@ const TENANT_CONCURRENCY: usize = 4;
 pub struct TenantReport {
     /// The tenant.
     pub tenant: String,
+    /// When the cycle evaluated it.
+    pub at: Millis,
     /// Every agent's health, by id.
     pub agents: Vec<AgentHealth>,
     /// Every integration's health, by id.
@@ -282,6 +284,7 @@ impl Collector {
         );
         Ok(Some(TenantReport {
             tenant: tenant.to_owned(),
+            at: now,
             agents,
             integrations,
             system,
@@ -392,9 +395,14 @@ impl Collector {
     }
 
     /// Runs cycles on their slots, and recovery attempts between them, until `until`
-    /// (forever if `None`). `on_cycle` receives each cycle's report (the broadcaster's
-    /// hook). Storage errors are logged and retried on the next cycle.
-    pub async fn run_until(&self, until: Option<Millis>, mut on_cycle: impl FnMut(&CycleReport)) {
+    /// (forever if `None`). Each cycle's report goes to `on_cycle`, which is awaited before
+    /// going on (the hand-over to the broadcaster; in Lambda it must finish within the
+    /// invocation). Storage errors are logged and retried on the next cycle.
+    pub async fn run_until<F, Fut>(&self, until: Option<Millis>, mut on_cycle: F)
+    where
+        F: FnMut(CycleReport) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
         let interval = self.interval_ms();
         let mut next_cycle = self.clock.now_ms();
         loop {
@@ -404,7 +412,7 @@ impl Collector {
             }
             if now >= next_cycle {
                 match self.run_cycle(now).await {
-                    Ok(report) => on_cycle(&report),
+                    Ok(report) => on_cycle(report).await,
                     Err(e) => tracing::error!(error = %e, "collector cycle failed"),
                 }
                 next_cycle = (now.div_euclid(interval) + 1) * interval;

@@ -436,6 +436,18 @@ impl Backend for DynamoBackend {
         }
     }
 
+    async fn delete(&self, key: &ItemKey) -> Result<(), StoreError> {
+        // The keys-only index entry is DynamoDB's to remove with the item.
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(key)))
+            .send()
+            .await
+            .map_err(backend_err)?;
+        Ok(())
+    }
+
     fn max_writes(&self) -> usize {
         MAX_TRANSACTION_ITEMS
     }

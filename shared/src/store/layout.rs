@@ -199,3 +199,34 @@ pub fn minute_end(minute: i64) -> Millis {
 pub fn day_end(day: i64) -> Millis {
     (day + 1) * DAY_MS
 }
+
+/// A WebSocket connection, keyed by its connection id alone because that is all a
+/// `$disconnect` event and a 410 answer carry.
+pub fn connection(connection_id: &str) -> ItemKey {
+    ItemKey {
+        pk: format!("CONN#{connection_id}"),
+        sk: "CONN".to_owned(),
+    }
+}
+
+/// The connection id of a key made by [`connection`].
+pub fn connection_id(pk: &str) -> Option<&str> {
+    pk.strip_prefix("CONN#")
+}
+
+/// The index partition listing a tenant's WebSocket connections.
+pub fn connections_partition(tenant: &str) -> String {
+    format!("T#{tenant}#CONNECTIONS")
+}
+
+/// The index entry that lists a connection under its tenant.
+pub fn connection_index(tenant: &str, connection_id: &str) -> IndexKey {
+    IndexKey {
+        pk: connections_partition(tenant),
+        sk: connection_id.to_owned(),
+    }
+}
+
+/// How long a connection record is kept: API Gateway closes every WebSocket connection
+/// after two hours, so a record whose `$disconnect` was lost expires soon after.
+pub const CONNECTION_TTL_MS: Millis = 2 * crate::time::HOUR_MS + 10 * MINUTE_MS;

@@ -20,6 +20,7 @@ use crate::domain::records::{
 
 pub mod agents;
 pub mod alerts;
+pub mod connections;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 #[cfg(feature = "embedded")]
@@ -68,6 +69,7 @@ pub enum Record {
     Alert(crate::domain::alerts::AlertRecord),
     Tenant(TenantRecord),
     Cycle(CycleRecord),
+    Connection(connections::ConnectionRecord),
 }
 
 /// A tenant, listed so the collector knows whom to evaluate.
@@ -196,6 +198,9 @@ pub trait Backend: Send + Sync + fmt::Debug {
     async fn list_index(&self, index_pk: &str) -> Result<Vec<ItemKey>, StoreError>;
     /// Applies all writes or none; [`StoreError::Conflict`] if any condition fails.
     async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError>;
+    /// Deletes an item and its index entry. Deleting an absent item is not an error, so a
+    /// retried delete is harmless.
+    async fn delete(&self, key: &ItemKey) -> Result<(), StoreError>;
     /// Most writes one [`Backend::write`] call accepts.
     fn max_writes(&self) -> usize;
 }

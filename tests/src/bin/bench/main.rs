@@ -102,6 +102,12 @@ impl Backend for Metered {
         self.write_tenths.fetch_add(wu * factor, Ordering::Relaxed);
         result
     }
+    async fn delete(&self, key: &ItemKey) -> Result<(), StoreError> {
+        // A DeleteItem of a small item: 1 WU.
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.write_tenths.fetch_add(10, Ordering::Relaxed);
+        self.inner.delete(key).await
+    }
     fn max_writes(&self) -> usize {
         self.inner.max_writes()
     }

@@ -1,0 +1,149 @@
+//! Live updates over WebSocket: the `$connect` / `$disconnect` logic, the `health:update`
+//! message, the broadcaster that posts it to every connection of a tenant, and how the
+//! collector hands a cycle's updates over to it.
+
+#[cfg(feature = "broadcast")]
+pub mod broadcaster;
+pub mod handover;
+pub mod update;
+
+use crate::api::auth::{self, Principal, Scope};
+use crate::api::ApiError;
+use crate::store::connections::check_connection_id;
+use crate::time::{Millis, HOUR_MS};
+use crate::AppState;
+
+/// API Gateway closes every WebSocket connection after two hours; the local gateway does
+/// the same, so dashboards reconnect in both places.
+pub const MAX_CONNECTION_MS: Millis = 2 * HOUR_MS;
+
+/// The `token` query parameter of a connect request (browsers cannot set headers on a
+/// WebSocket, so the key comes in the URL).
+pub fn token_of(query: Option<&str>) -> Option<String> {
+    crate::api::query_param(query, "token").filter(|t| !t.is_empty())
+}
+
+/// `$connect`: checks the key (it needs the `read` scope) and stores the connection with
+/// its tenant. A bad key is refused (401, or 403 without the scope) before anything is
+/// stored.
+pub async fn connect(
+    state: &AppState,
+    token: Option<&str>,
+    connection_id: &str,
+) -> Result<Principal, ApiError> {
+    check_connection_id(connection_id)
+        .map_err(|m| ApiError::bad_request("invalid_connection", m))?;
+    let token = token.ok_or_else(|| {
+        ApiError::Unauthorized("connect with ?token=<api key> in the URL".to_owned())
+    })?;
+    let principal = auth::authorize(state, Some(token), Scope::Read).await?;
+    let now = state.clock.now_ms();
+    state
+        .store
+        .add_connection(&principal.tenant, connection_id, &principal.name, now)
+        .await?;
+    tracing::info!(tenant = %principal.tenant, connection_id, "websocket connected");
+    Ok(principal)
+}
+
+/// `$disconnect`: forgets the connection. Unknown ids are fine (a repeated event, or one
+/// the broadcaster already removed after a 410).
+pub async fn disconnect(state: &AppState, connection_id: &str) -> Result<(), ApiError> {
+    check_connection_id(connection_id)
+        .map_err(|m| ApiError::bad_request("invalid_connection", m))?;
+    state.store.remove_connection(connection_id).await?;
+    tracing::info!(connection_id, "websocket disconnected");
+    Ok(())
+}
+
+#[cfg(all(test, feature = "embedded"))]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::store::embedded::EmbeddedBackend;
+    use crate::store::Store;
+
+    fn state() -> (AppState, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let backend =
+            EmbeddedBackend::open(&dir.path().join("t.redb")).unwrap_or_else(|e| panic!("{e}"));
+        (
+            AppState::new(Store::new(Arc::new(backend)), Config::default()),
+            dir,
+        )
+    }
+
+    #[tokio::test]
+    async fn connect_stores_the_connection_under_the_keys_tenant_and_disconnect_forgets_it() {
+        let (state, _dir) = state();
+        let key = state
+            .store
+            .create_api_key("acme", &["read".to_owned()], "oncall", 0)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let who = connect(&state, Some(&key), "abc=")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((who.tenant.as_str(), who.name.as_str()), ("acme", "oncall"));
+        let listed = state.store.connections("acme").await.unwrap_or_default();
+        assert_eq!(listed, vec!["abc=".to_owned()]);
+        assert!(state
+            .store
+            .connections("other")
+            .await
+            .unwrap_or_default()
+            .is_empty());
+        disconnect(&state, "abc=")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(state
+            .store
+            .connections("acme")
+            .await
+            .unwrap_or_default()
+            .is_empty());
+        // Twice is fine.
+        assert!(disconnect(&state, "abc=").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_bad_or_missing_key_is_refused_and_nothing_is_stored() {
+        let (state, _dir) = state();
+        let ingest_only = state
+            .store
+            .create_api_key("acme", &["ingest".to_owned()], "agent", 0)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for (token, status) in [
+            (None, 401),
+            (Some("ahm_wrong"), 401),
+            (Some(ingest_only.as_str()), 403),
+        ] {
+            let err = connect(&state, token, "abc=")
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{token:?} was accepted"));
+            assert_eq!(err.status().as_u16(), status, "{token:?}: {err}");
+        }
+        assert!(state
+            .store
+            .connections("acme")
+            .await
+            .unwrap_or_default()
+            .is_empty());
+        let bad_id = connect(&state, Some(&ingest_only), "a\nb").await.err();
+        assert_eq!(bad_id.map(|e| e.status().as_u16()), Some(400));
+    }
+
+    #[test]
+    fn the_token_comes_from_the_query_string() {
+        assert_eq!(
+            token_of(Some("token=ahm_x%2By")),
+            Some("ahm_x+y".to_owned())
+        );
+        assert_eq!(token_of(Some("token=")), None);
+        assert_eq!(token_of(None), None);
+    }
+}

@@ -1,0 +1,411 @@
+//! Live updates end to end: real WebSocket clients (tokio-tungstenite) on the local stack's
+//! gateway, the collector's cycles, the broadcaster's real SDK client posting through the
+//! gateway's `@connections` Management API.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use e2e_tests::ws;
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use shared::config::Config;
+use shared::ws::broadcaster::Broadcaster;
+use tokio_tungstenite::tungstenite::Message;
+
+const UPDATE_WAIT: Duration = Duration::from_secs(15);
+
+/// The local stack with the collector on a one-second cycle.
+async fn live_app() -> (local_stack::Running, tempfile::TempDir) {
+    e2e_tests::spawn_app_with(Config {
+        polling_interval_secs: 1,
+        ..Config::default()
+    })
+    .await
+}
+
+async fn ingest(app: &local_stack::Running, key: &str, events: Value) {
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/health/events", app.url()))
+        .bearer_auth(key)
+        .json(&json!({ "events": events }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        res.status().is_success(),
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+}
+
+async fn get(app: &local_stack::Running, key: &str, path: &str) -> Value {
+    let res = reqwest::Client::new()
+        .get(format!("{}{path}", app.url()))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(res.status().is_success(), "{path}: {}", res.status());
+    res.json().await.unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A key of another tenant with every scope.
+async fn tenant_key(app: &local_stack::Running, tenant: &str) -> String {
+    app.state
+        .store
+        .create_api_key(tenant, &local_stack::all_scopes(), "ops", 0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn connections(app: &local_stack::Running, tenant: &str) -> BTreeSet<String> {
+    app.state
+        .store
+        .connections(tenant)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .collect()
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn ids(list: &Value, field: &str) -> Vec<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"))
+        .iter()
+        .map(|x| x[field].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// What the same fields read through the REST API say; the update must agree.
+fn agent_view(agent: &Value) -> Value {
+    json!([
+        agent["agent_id"],
+        agent["agent_name"],
+        agent["status"],
+        agent["current_operation"]
+    ])
+}
+
+#[tokio::test]
+async fn a_dashboard_receives_health_updates_that_match_the_api() {
+    let (app, _dir) = live_app().await;
+    let key = app.api_key.clone();
+    ingest(
+        &app,
+        &key,
+        json!([
+            {"event_id": "1", "type": "execution.started", "agent_id": "sales", "agent_name": "Sales Assistant", "execution_id": "x1", "operation": "Processing leads"},
+            {"event_id": "2", "type": "integration.call", "integration_id": "slack", "integration_name": "Slack", "ok": true, "latency_ms": 120},
+            {"event_id": "3", "type": "host.sample", "host_id": "h1", "cpu_usage": 93.0, "memory_usage": 40.0},
+        ]),
+    )
+    .await;
+    let mut socket = ws::connect(&ws::url(app.addr, &key)).await;
+    // The first cycle after connecting raises the CPU alert; wait for an update that has it.
+    let mut data = Value::Null;
+    let deadline = Instant::now() + UPDATE_WAIT;
+    while data["alerts"].as_array().is_none_or(Vec::is_empty) {
+        assert!(
+            Instant::now() < deadline,
+            "no update with the alert: {data}"
+        );
+        data = ws::next_update(&mut socket, UPDATE_WAIT).await.0;
+    }
+    assert!(
+        data["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{data}"
+    );
+
+    let agents = get(&app, &key, "/api/health/agents").await;
+    let views = |list: &Value| -> Vec<Value> {
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .map(agent_view)
+            .collect()
+    };
+    assert_eq!(views(&data["agents"]), views(&agents));
+    assert_eq!(data["agents"][0]["agent_name"], "Sales Assistant");
+
+    let integrations = get(&app, &key, "/api/health/integrations").await;
+    assert_eq!(ids(&data["integrations"], "integration_id"), vec!["slack"]);
+    assert_eq!(data["integrations"][0]["status"], integrations[0]["status"]);
+    assert_eq!(
+        data["integrations"][0]["latency_ms"],
+        integrations[0]["latency_ms"]
+    );
+
+    let alerts = get(&app, &key, "/api/health/alerts").await;
+    assert_eq!(data["alerts"], alerts, "alerts differ");
+    assert_eq!(data["alerts"][0]["message"], "High CPU usage: 93%");
+
+    let system = get(&app, &key, "/api/health/system").await;
+    for field in [
+        "total_agents",
+        "active_agents",
+        "total_integrations",
+        "alerts",
+        "cpu_usage",
+    ] {
+        assert_eq!(data["system"][field], system[field], "system.{field}");
+    }
+    assert_eq!(ids(&data["system"]["hosts"], "host_id"), vec!["h1"]);
+
+    // Updates keep coming, one per cycle.
+    let (next, _) = ws::next_update(&mut socket, UPDATE_WAIT).await;
+    assert!(
+        next["timestamp"].as_str() > data["timestamp"].as_str(),
+        "{next}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_key_is_refused_before_anything_is_stored() {
+    let (app, _dir) = live_app().await;
+    let (status, body) = ws::refusal(&ws::url(app.addr, "ahm_not_a_key")).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        body["error"]["message"], "the API key is not valid",
+        "{body}"
+    );
+    let (status, body) = ws::refusal(&format!("ws://{}/ws", app.addr)).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("?token="),
+        "{body}"
+    );
+    let ingest_only = app
+        .state
+        .store
+        .create_api_key("local", &["ingest".to_owned()], "agent", 0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = ws::refusal(&ws::url(app.addr, &ingest_only)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(connections(&app, "local").await.is_empty());
+    assert!(app.gateway.is_empty());
+
+    // A plain HTTP request to the socket's URL is told what the URL is for.
+    let res = reqwest::get(format!("{}/ws?token={}", app.url(), app.api_key))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap_or_default();
+    assert_eq!(body["error"]["code"], "websocket_required", "{body}");
+}
+
+#[tokio::test]
+async fn a_tenant_never_receives_another_tenants_data() {
+    let (app, _dir) = live_app().await;
+    let beta = tenant_key(&app, "beta").await;
+    let started = |agent: &str| json!([{"event_id": agent, "type": "execution.started", "agent_id": agent, "execution_id": "x", "operation": "Working"}]);
+    ingest(&app, &app.api_key, started("local-bot")).await;
+    ingest(&app, &beta, started("beta-bot")).await;
+    let mut local = ws::connect(&ws::url(app.addr, &app.api_key)).await;
+    let mut other = ws::connect(&ws::url(app.addr, &beta)).await;
+    for _ in 0..3 {
+        let (a, _) = ws::next_update(&mut local, UPDATE_WAIT).await;
+        let (b, _) = ws::next_update(&mut other, UPDATE_WAIT).await;
+        assert_eq!(ids(&a["agents"], "agent_id"), vec!["local-bot"], "{a}");
+        assert_eq!(ids(&b["agents"], "agent_id"), vec!["beta-bot"], "{b}");
+        assert_eq!(a["system"]["total_agents"], 1);
+        assert_eq!(b["system"]["total_agents"], 1);
+    }
+}
+
+#[tokio::test]
+async fn closed_clients_are_forgotten_and_vanished_ones_removed_after_the_next_broadcast() {
+    let (app, _dir) = live_app().await;
+    // A client that closes properly is forgotten at once ($disconnect).
+    let mut leaving = ws::connect(&ws::url(app.addr, &app.api_key)).await;
+    eventually("the connection is stored", async || {
+        connections(&app, "local").await.len() == 1
+    })
+    .await;
+    leaving.close(None).await.unwrap_or_else(|e| panic!("{e}"));
+    eventually("the closed connection is forgotten", async || {
+        connections(&app, "local").await.is_empty()
+    })
+    .await;
+
+    // One whose $disconnect never arrived: stored, but the gateway no longer has it.
+    let ghost = "Gh0stConnection=";
+    app.state
+        .store
+        .add_connection("local", ghost, "ops", 0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut staying = ws::connect(&ws::url(app.addr, &app.api_key)).await;
+    assert_eq!(connections(&app, "local").await.len(), 2);
+    ws::next_update(&mut staying, UPDATE_WAIT).await;
+    eventually(
+        "the broadcast's 410 removes the vanished connection",
+        async || !connections(&app, "local").await.contains(ghost),
+    )
+    .await;
+    assert_eq!(connections(&app, "local").await.len(), 1);
+    // The live one still receives updates.
+    ws::next_update(&mut staying, UPDATE_WAIT).await;
+    staying.send(Message::Ping(vec![1].into())).await.ok();
+}
+
+/// The Management API answers the real SDK client with and without a stage prefix, like
+/// API Gateway's.
+#[tokio::test]
+async fn the_management_api_posts_describes_and_deletes_connections() {
+    let (app, _dir) = e2e_tests::spawn_app().await;
+    let mut socket = ws::connect(&ws::url(app.addr, &app.api_key)).await;
+    let id = connections(&app, "local")
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no connection stored"));
+    let plain = Broadcaster::client_for_endpoint(&app.url());
+    let staged = Broadcaster::client_for_endpoint(&format!("{}/prod", app.url()));
+
+    for (name, client) in [("no stage", &plain), ("stage prod", &staged)] {
+        let described = client
+            .get_connection()
+            .connection_id(&id)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{}", aws_sdk_error(&e)));
+        assert!(described.connected_at().is_some());
+        assert_eq!(
+            described.identity().and_then(|i| i.source_ip()),
+            Some("127.0.0.1")
+        );
+        let text = format!("hello with {name}");
+        client
+            .post_to_connection()
+            .connection_id(&id)
+            .data(text.as_bytes().to_vec().into())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{}", aws_sdk_error(&e)));
+        let received = tokio::time::timeout(UPDATE_WAIT, socket.next()).await;
+        match received {
+            Ok(Some(Ok(Message::Text(t)))) => assert_eq!(t.as_str(), text),
+            other => panic!("expected the posted text, got {other:?}"),
+        }
+    }
+    let unknown = staged
+        .post_to_connection()
+        .connection_id("NoSuchConnection=")
+        .data(b"x".to_vec().into())
+        .send()
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("an unknown connection was accepted"));
+    assert!(
+        unknown
+            .as_service_error()
+            .is_some_and(|e| e.is_gone_exception()),
+        "{}",
+        aws_sdk_error(&unknown)
+    );
+    let too_large = plain
+        .post_to_connection()
+        .connection_id(&id)
+        .data(vec![b'x'; 200 * 1024].into())
+        .send()
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a 200 KiB message was accepted"));
+    assert!(
+        too_large
+            .as_service_error()
+            .is_some_and(|e| e.is_payload_too_large_exception()),
+        "{}",
+        aws_sdk_error(&too_large)
+    );
+
+    staged
+        .delete_connection()
+        .connection_id(&id)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}", aws_sdk_error(&e)));
+    match tokio::time::timeout(UPDATE_WAIT, socket.next()).await {
+        Ok(Some(Ok(Message::Close(_))) | None) => {}
+        other => panic!("expected the socket to close, got {other:?}"),
+    }
+    eventually("the deleted connection is forgotten", async || {
+        connections(&app, "local").await.is_empty()
+    })
+    .await;
+    let gone = plain.get_connection().connection_id(&id).send().await.err();
+    assert!(
+        gone.as_ref()
+            .and_then(|e| e.as_service_error())
+            .is_some_and(|e| e.is_gone_exception()),
+        "{gone:?}"
+    );
+}
+
+fn aws_sdk_error(e: &impl std::error::Error) -> String {
+    aws_sdk_apigatewaymanagement::error::DisplayErrorContext(e).to_string()
+}
+
+#[tokio::test]
+async fn a_large_update_arrives_in_parts_that_reassemble_to_the_api_data() {
+    let (app, _dir) = live_app().await;
+    let events: Vec<Value> = (0..600)
+        .map(|i| {
+            json!({"event_id": format!("e{i}"), "type": "execution.started",
+                   "agent_id": format!("agent-{i:04}"),
+                   "agent_name": format!("Lead qualification agent number {i}"),
+                   "execution_id": "x", "operation": "Qualifying inbound leads"})
+        })
+        .collect();
+    ingest(&app, &app.api_key, Value::Array(events)).await;
+    let mut socket = ws::connect(&ws::url(app.addr, &app.api_key)).await;
+    let (data, messages) = ws::next_update(&mut socket, UPDATE_WAIT).await;
+    assert!(messages >= 2, "600 agents came in {messages} message(s)");
+    let agents = get(&app, &app.api_key, "/api/health/agents").await;
+    assert_eq!(ids(&data["agents"], "agent_id"), ids(&agents, "agent_id"));
+    assert_eq!(data["system"]["total_agents"], 600);
+}
+
+#[tokio::test]
+async fn a_thousand_connections_all_receive_the_update() {
+    let (app, _dir) = live_app().await;
+    let url = ws::url(app.addr, &app.api_key);
+    let mut sockets: Vec<ws::Socket> = futures::stream::iter(0..1000)
+        .map(|_| ws::connect(&url))
+        .buffer_unordered(50)
+        .collect()
+        .await;
+    let all_connected = shared::time::format_rfc3339(chrono::Utc::now().timestamp_millis());
+    assert_eq!(connections(&app, "local").await.len(), 1000);
+    // Each socket reads until it has an update from a cycle after the last one connected.
+    let received = futures::future::join_all(sockets.iter_mut().map(|socket| {
+        let after = all_connected.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let (data, _) = ws::next_update(socket, left).await;
+                if data["timestamp"]
+                    .as_str()
+                    .is_some_and(|t| t > after.as_str())
+                {
+                    return true;
+                }
+            }
+        }
+    }))
+    .await;
+    assert_eq!(received.iter().filter(|r| **r).count(), 1000);
+}
