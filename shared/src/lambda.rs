@@ -1,7 +1,6 @@
 //! The Lambda side of the REST API: converts lambda_http requests to the library's `http`
 //! types and runs one endpoint per function.
 
-use aws_lambda_events::eventbridge::EventBridgeEvent;
 use bytes::Bytes;
 use lambda_http::aws_lambda_events::apigw::{
     ApiGatewayProxyResponse, ApiGatewayV2CustomAuthorizerSimpleResponse,
@@ -176,7 +175,9 @@ pub async fn run_collector() -> Result<(), lambda_http::Error> {
             let deadline = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
             // A scheduled event is expected, but a manual invocation with any payload
             // (`aws lambda invoke` with `{}`) runs the collector just the same.
-            match serde_json::from_value::<EventBridgeEvent>(event.payload) {
+            match serde_json::from_value::<aws_lambda_events::eventbridge::EventBridgeEvent>(
+                event.payload,
+            ) {
                 Ok(e) => tracing::info!(source = %e.source, detail_type = %e.detail_type, "collector invoked"),
                 Err(_) => tracing::info!("collector invoked without a scheduled event"),
             }

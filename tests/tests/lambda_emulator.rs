@@ -366,3 +366,155 @@ async fn the_collector_binary_runs_cycles_on_a_scheduled_event() {
         (Severity::Critical, "High CPU usage: 91.5%", "h1")
     );
 }
+
+/// Invokes a function through its emulator with any event and returns the JSON result.
+async fn invoke(port: u16, function: &str, event: &Value) -> Value {
+    let res = reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .post(format!(
+            "http://127.0.0.1:{port}/2015-03-31/functions/{function}/invocations"
+        ))
+        .json(event)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{function}: {e}"));
+    let status = res.status();
+    let body = res.text().await.unwrap_or_default();
+    assert_eq!(status, StatusCode::OK, "{function}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{function}: {e}: {body}"))
+}
+
+/// The `$connect` and `$disconnect` functions, given API Gateway's WebSocket events, keep
+/// the connection table in DynamoDB and refuse a bad key.
+#[tokio::test]
+async fn websocket_connect_and_disconnect_functions_keep_the_connection_table() {
+    let backend = e2e_tests::dynamo_backend().await;
+    let table = backend.table().to_owned();
+    let store = Store::new(std::sync::Arc::new(backend));
+    let key = store
+        .create_api_key("acme", &["read".to_owned()], "oncall", 0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (connect_port, disconnect_port) = (free_port(), free_port());
+    let _connect = start_emulator("ws-connect", &table, connect_port, &[]);
+    let _disconnect = start_emulator("ws-disconnect", &table, disconnect_port, &[]);
+    let fixture = include_str!("../../shared/tests/fixtures/apigw-websocket-connect.json");
+    let event = |key: &str| -> Value {
+        serde_json::from_str(&fixture.replace("KEY", key)).unwrap_or_else(|e| panic!("{e}"))
+    };
+
+    let refused = invoke(connect_port, "ws-connect", &event("ahm_not_a_key")).await;
+    assert_eq!(refused["statusCode"], 401, "{refused}");
+    let body: Value = serde_json::from_str(refused["body"].as_str().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {refused}"));
+    assert_eq!(body["error"]["message"], "the API key is not valid");
+    assert!(store
+        .connections("acme")
+        .await
+        .unwrap_or_default()
+        .is_empty());
+
+    let accepted = invoke(connect_port, "ws-connect", &event(&key)).await;
+    assert_eq!(accepted["statusCode"], 200, "{accepted}");
+    assert_eq!(
+        store.connections("acme").await.unwrap_or_default(),
+        vec!["AAAA1234=".to_owned()]
+    );
+
+    let disconnect: Value = serde_json::from_str(include_str!(
+        "../../shared/tests/fixtures/apigw-websocket-disconnect.json"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let done = invoke(disconnect_port, "ws-disconnect", &disconnect).await;
+    assert_eq!(done["statusCode"], 200, "{done}");
+    assert!(store
+        .connections("acme")
+        .await
+        .unwrap_or_default()
+        .is_empty());
+}
+
+/// The AWS path of a live update with every binary real: the collector function (on a
+/// scheduled event) invokes the broadcaster function through the Lambda Invoke API, and
+/// the broadcaster posts through the Management API to a dashboard's WebSocket, held by
+/// the local gateway over the same DynamoDB table.
+#[tokio::test]
+async fn the_collector_hands_each_cycle_to_the_broadcaster_which_reaches_the_dashboard() {
+    let backend = e2e_tests::dynamo_backend().await;
+    let table = backend.table().to_owned();
+    let store = Store::new(std::sync::Arc::new(backend));
+    let now = chrono::Utc::now().timestamp_millis();
+    seed(&store, now).await;
+    let key = store
+        .create_api_key("acme", &["read".to_owned()], "oncall", now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let state = shared::AppState::new(
+        store.clone(),
+        shared::config::Config {
+            polling_enabled: false,
+            ..shared::config::Config::default()
+        },
+    );
+    let gateway = local_stack::serve(
+        state,
+        "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        key.clone(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let broadcaster_port = free_port();
+    let management = format!("http://{}/prod", gateway.addr);
+    let _broadcaster = start_emulator(
+        "broadcaster",
+        &table,
+        broadcaster_port,
+        &[("WEBSOCKET_MANAGEMENT_ENDPOINT", management.as_str())],
+    );
+    // Built and started before the collector calls it: a tenant without connections.
+    let warm = invoke(
+        broadcaster_port,
+        "broadcaster",
+        &json!({"tenant": "nobody", "messages": [{"type": "health:update"}]}),
+    )
+    .await;
+    assert_eq!(warm["connections"], 0, "{warm}");
+
+    let collector_port = free_port();
+    let lambda_endpoint = format!("http://127.0.0.1:{broadcaster_port}");
+    let _collector = start_emulator(
+        "collector",
+        &table,
+        collector_port,
+        &[
+            ("HEALTH_POLLING_INTERVAL", "1"),
+            ("COLLECTOR_INVOCATION_SECONDS", "2"),
+            ("BROADCASTER_FUNCTION", "broadcaster"),
+            ("AWS_ENDPOINT_URL_LAMBDA", lambda_endpoint.as_str()),
+        ],
+    );
+    let mut socket = e2e_tests::ws::connect(&e2e_tests::ws::url(gateway.addr, &key)).await;
+    let scheduled = json!({
+        "version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": format_rfc3339(now), "region": "us-east-1",
+        "resources": [], "detail": {}
+    });
+    let summary = invoke(collector_port, "collector", &scheduled).await;
+    assert!(
+        summary["tenants_evaluated"].as_u64() >= Some(1),
+        "{summary}"
+    );
+    let (data, _) = e2e_tests::ws::next_update(&mut socket, Duration::from_secs(30)).await;
+    assert_eq!(data["agents"][0]["agent_name"], "Sales Assistant", "{data}");
+    assert_eq!(data["system"]["total_agents"], 1, "{data}");
+    let messages: Vec<&str> = data["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["message"].as_str())
+        .collect();
+    assert!(messages.contains(&"High CPU usage: 91.5%"), "{data}");
+}
