@@ -115,3 +115,92 @@ fn the_collector_runs_every_minute_for_a_minute_within_its_timeout() {
         assert!(collector.contains(action), "collector lacks {action}");
     }
 }
+
+/// The text of the resource named `name`.
+fn named(template: &str, name: &str) -> String {
+    let head = format!("  {name}:\n");
+    let start = template
+        .find(&head)
+        .unwrap_or_else(|| panic!("no resource {name}"));
+    let rest = &template[start + head.len()..];
+    let end = rest
+        .lines()
+        .scan(0, |offset, line| {
+            let at = *offset;
+            *offset += line.len() + 1;
+            Some((at, line))
+        })
+        .find(|(_, line)| {
+            line.starts_with("  ") && line[2..].starts_with(|c: char| c.is_ascii_alphabetic())
+        })
+        .map_or(rest.len(), |(at, _)| at);
+    format!("{head}{}", &rest[..end])
+}
+
+/// The WebSocket API as the design asks: a WEBSOCKET protocol API (cfn-lint accepts any
+/// protocol string), `$connect` and `$disconnect` routed to their functions with
+/// permission to invoke them, a broadcaster that may post to connections of this API's
+/// stage only, and a collector that hands over to it.
+#[test]
+fn the_websocket_api_routes_connect_and_disconnect_and_the_broadcaster_may_post() {
+    let t = template();
+    let api = named(&t, "WebSocketApi");
+    assert!(api.contains("ProtocolType: WEBSOCKET\n"), "{api}");
+    for (route, integration, function) in [
+        ("ConnectRoute", "ConnectIntegration", "WsConnectFunction"),
+        (
+            "DisconnectRoute",
+            "DisconnectIntegration",
+            "WsDisconnectFunction",
+        ),
+    ] {
+        let key = if route == "ConnectRoute" {
+            "$connect"
+        } else {
+            "$disconnect"
+        };
+        let r = named(&t, route);
+        assert!(r.contains(&format!("RouteKey: {key}\n")), "{r}");
+        assert!(
+            r.contains(&format!("integrations/${{{integration}}}")),
+            "{r}"
+        );
+        let i = named(&t, integration);
+        assert!(i.contains("IntegrationType: AWS_PROXY"), "{i}");
+        assert!(i.contains(&format!("${{{function}.Arn}}")), "{i}");
+        let permission = named(&t, &route.replace("Route", "Permission"));
+        assert!(
+            permission.contains(&format!("FunctionName: !Ref {function}")),
+            "{permission}"
+        );
+        assert!(
+            permission.contains(&format!("${{WebSocketApi}}/*/{key}")),
+            "{permission}"
+        );
+    }
+    let connect = resource(&t, "ws-connect");
+    assert!(connect.contains("dynamodb:PutItem") && connect.contains("dynamodb:BatchGetItem"));
+    assert!(resource(&t, "ws-disconnect").contains("dynamodb:DeleteItem"));
+
+    let broadcaster = resource(&t, "broadcaster");
+    assert!(
+        broadcaster.contains("WEBSOCKET_MANAGEMENT_ENDPOINT: !Sub \"https://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${WebSocketStage}\""),
+        "{broadcaster}"
+    );
+    assert!(
+        broadcaster.contains("execute-api:ManageConnections")
+            && broadcaster.contains("${WebSocketApi}/${WebSocketStage}/POST/@connections/*"),
+        "{broadcaster}"
+    );
+    for action in ["dynamodb:Query", "index/GSI1", "dynamodb:DeleteItem"] {
+        assert!(broadcaster.contains(action), "broadcaster lacks {action}");
+    }
+    let collector = resource(&t, "collector");
+    assert!(collector.contains("BROADCASTER_FUNCTION: !Ref BroadcasterFunction"));
+    assert!(
+        collector.contains("lambda:InvokeFunction")
+            && collector.contains("BroadcasterFunction.Arn")
+    );
+    assert!(named(&t, "WebSocketStage").contains("AutoDeploy: true"));
+    assert!(t.contains("WebSocketUrl:"));
+}
