@@ -247,8 +247,9 @@ async fn post(local: &Local, peer: SocketAddr, id: &str, body: Bytes) -> Respons
     let Some(connection) = local.gateway.get(id) else {
         return gone(id);
     };
-    let message = match String::from_utf8(body.to_vec()) {
-        Ok(text) => Message::Text(text.into()),
+    // Text frames for UTF-8 (what dashboards read), binary otherwise; no copy either way.
+    let message = match axum::extract::ws::Utf8Bytes::try_from(body.clone()) {
+        Ok(text) => Message::Text(text),
         Err(_) => Message::Binary(body),
     };
     match connection.tx.try_send(message) {

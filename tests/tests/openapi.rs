@@ -236,3 +236,63 @@ async fn documented_response_shapes_match_the_handlers() {
         );
     }
 }
+
+/// Every live message a dashboard receives, whole or in parts, matches the documented
+/// `HealthUpdate` schema.
+#[tokio::test]
+async fn live_messages_match_the_documented_schema() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let doc = doc();
+    assert_eq!(
+        doc["x-websocket"]["messages"]["health:update"]["$ref"],
+        "#/components/schemas/HealthUpdate"
+    );
+    let (app, _dir) = e2e_tests::spawn_app_with(shared::config::Config {
+        polling_interval_secs: 1,
+        ..shared::config::Config::default()
+    })
+    .await;
+    let mut events: Vec<Value> = (0..500)
+        .map(|i| {
+            json!({"event_id": format!("e{i}"), "type": "execution.started",
+                   "agent_id": format!("agent-{i:04}"), "execution_id": "x",
+                   "operation": "Qualifying inbound leads for the sales team"})
+        })
+        .collect();
+    events.push(json!({"event_id": "h", "type": "host.sample", "host_id": "h1", "cpu_usage": 95.0, "memory_usage": 20.0}));
+    events.push(json!({"event_id": "c", "type": "integration.call", "integration_id": "slack", "ok": false, "latency_ms": 40}));
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/health/events", app.url()))
+        .bearer_auth(&app.api_key)
+        .json(&json!({ "events": events }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(res.status().is_success());
+    let mut socket = e2e_tests::ws::connect(&e2e_tests::ws::url(app.addr, &app.api_key)).await;
+    let mut seen_parts = 0;
+    let mut seen_alert = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while seen_parts < 2 || !seen_alert {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let message = match tokio::time::timeout(left, socket.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => t,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(_) => panic!("after 20 s: {seen_parts} parts, alert seen: {seen_alert}"),
+        };
+        let value: Value = serde_json::from_str(&message).unwrap_or_else(|e| panic!("{e}"));
+        validate(
+            &doc,
+            "/components/schemas/HealthUpdate",
+            &value,
+            "health:update",
+        );
+        if value.get("part").is_some() {
+            seen_parts += 1;
+        }
+        seen_alert |= value["data"]["alerts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty());
+    }
+}

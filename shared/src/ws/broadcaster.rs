@@ -62,12 +62,23 @@ pub struct MissingEndpoint;
 pub struct Broadcaster {
     client: Client,
     store: Store,
+    concurrency: usize,
 }
 
 impl Broadcaster {
     /// A broadcaster over a Management API client.
     pub fn new(client: Client, store: Store) -> Self {
-        Self { client, store }
+        Self {
+            client,
+            store,
+            concurrency: CONCURRENCY,
+        }
+    }
+
+    /// Posts to this many connections at once instead of [`CONCURRENCY`].
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
     }
 
     /// A client for a Management API endpoint reached without AWS credentials (the local
@@ -143,7 +154,7 @@ impl Broadcaster {
         }
         let results: Vec<(Outcome, usize)> = stream::iter(connections)
             .map(|id| async move { self.send_all(tenant, &id, messages).await })
-            .buffer_unordered(CONCURRENCY)
+            .buffer_unordered(self.concurrency)
             .collect()
             .await;
         for (outcome, retries) in results {

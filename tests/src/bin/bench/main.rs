@@ -16,6 +16,7 @@ use shared::domain::events::{parse_batch, Event};
 use shared::store::dynamodb::item_size;
 use shared::store::{Backend, ItemKey, Range, Store, StoreError, StoredItem, Write};
 
+mod broadcast;
 mod collector;
 
 /// Counts the request units a backend's calls would cost on DynamoDB, in tenths.
@@ -432,6 +433,22 @@ async fn function_figures() {
 #[tokio::main]
 async fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".to_owned());
+    if what == "ws-clients" {
+        // The child process of the broadcast benchmark.
+        let url = std::env::args().nth(2).unwrap_or_default();
+        let count = std::env::args()
+            .nth(3)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
+        broadcast::clients(&url, count).await;
+        return;
+    }
+    if what == "broadcast" || what == "all" {
+        broadcast::broadcast_benchmarks().await;
+    }
+    if what == "broadcast" {
+        return;
+    }
     if what == "functions" || what == "all" {
         function_figures().await;
     }

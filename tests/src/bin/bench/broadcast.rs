@@ -1,0 +1,205 @@
+//! The broadcaster benchmark: one `health:update` to 10,000 connections of a tenant
+//! through the local stack's `@connections` Management API, with the real SDK client.
+//! 9,500 are real WebSocket clients (in a child process, so each process stays within its
+//! file limit) and 500 are stored connections the gateway no longer has, answering 410,
+//! which the broadcast must delete.
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use shared::collector::TenantReport;
+use shared::domain::health::agent_health;
+use shared::domain::records::AgentRecord;
+use shared::domain::system::{system_health, SystemInputs};
+use shared::ws::broadcaster::Broadcaster;
+use tokio::io::AsyncBufReadExt;
+
+const LIVE: usize = 9_500;
+const VANISHED: usize = 500;
+const RUNS: usize = 5;
+
+/// A realistic update: 100 agents and the system object.
+fn update() -> Vec<String> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let agents: Vec<_> = (0..100)
+        .map(|i| {
+            let record = AgentRecord {
+                agent_name: format!("Agent {i}"),
+                ..AgentRecord::new(&format!("agent-{i:03}"), now)
+            };
+            agent_health(&record, &[], &[], now)
+        })
+        .collect();
+    let system = system_health(
+        SystemInputs {
+            agents: &[],
+            integrations: &[],
+            hosts: &[],
+            system: &Default::default(),
+            alerts: &[],
+        },
+        now,
+    );
+    let report = TenantReport {
+        tenant: local_stack::LOCAL_TENANT.to_owned(),
+        at: now,
+        agents,
+        integrations: Vec::new(),
+        system,
+        alerts: Vec::new(),
+        probes: 0,
+        raised: 0,
+        updated: 0,
+        resolved: 0,
+    };
+    shared::ws::update::health_update(&report).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The child process: opens `count` WebSocket connections to `url`, prints `connected`,
+/// then prints `all <n>` each time every connection has received its n-th message.
+pub async fn clients(url: &str, count: usize) {
+    let sockets: Vec<e2e_tests::ws::Socket> = stream::iter(0..count)
+        .map(|_| e2e_tests::ws::connect(url))
+        .buffer_unordered(100)
+        .collect()
+        .await;
+    println!("connected");
+    let received = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = sockets
+        .into_iter()
+        .map(|mut socket| {
+            let received = Arc::clone(&received);
+            tokio::spawn(async move {
+                while let Some(Ok(message)) = socket.next().await {
+                    if message.is_text() {
+                        let total = received.fetch_add(1, Ordering::SeqCst) + 1;
+                        if total % count == 0 {
+                            println!("all {}", total / count);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    futures::future::join_all(tasks).await;
+}
+
+/// The parent: the local stack, the child's clients, the vanished connections, and
+/// [`RUNS`] broadcasts.
+pub async fn broadcast_benchmarks() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let app = local_stack::start(local_stack::Options {
+        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        data_dir: dir.path().to_owned(),
+        config: shared::config::Config {
+            polling_enabled: false,
+            ..shared::config::Config::default()
+        },
+        clock: None,
+        sidecar: None,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    let mut child = tokio::process::Command::new(exe)
+        .args([
+            "ws-clients",
+            &e2e_tests::ws::url(app.addr, &app.api_key),
+            &LIVE.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start the clients: {e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut next_line = async || {
+        lines
+            .next_line()
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("the clients stopped"))
+    };
+    assert_eq!(next_line().await, "connected");
+    let store = app.state.store.clone();
+    let tenant = local_stack::LOCAL_TENANT;
+    let messages = update();
+    let mut broadcaster =
+        Broadcaster::new(Broadcaster::client_for_endpoint(&app.url()), store.clone());
+    if let Some(n) = std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        broadcaster = broadcaster.with_concurrency(n);
+    }
+    println!(
+        "update: {} message(s), {} bytes; {LIVE} live connections, {VANISHED} vanished (410)",
+        messages.len(),
+        messages.iter().map(String::len).sum::<usize>()
+    );
+    println!("| run | connections | delivered | gone (410) | left stored | broadcast s | all received s |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut times = Vec::new();
+    for run in 1..=RUNS {
+        for i in 0..VANISHED {
+            store
+                .add_connection(tenant, &format!("Vanished{run}x{i:04}="), "bench", 0)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let stored = store.connections(tenant).await.unwrap_or_default().len();
+        assert_eq!(stored, LIVE + VANISHED);
+        let t0 = Instant::now();
+        let report = broadcaster
+            .broadcast(tenant, &messages)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let sent = t0.elapsed();
+        let line = tokio::time::timeout(Duration::from_secs(60), next_line())
+            .await
+            .unwrap_or_else(|_| panic!("not every client received run {run}"));
+        let received = t0.elapsed();
+        assert_eq!(line, format!("all {run}"));
+        let left = store.connections(tenant).await.unwrap_or_default().len();
+        println!(
+            "| {run} | {} | {} | {} | {left} | {:.3} | {:.3} |",
+            report.connections,
+            report.delivered,
+            report.gone,
+            sent.as_secs_f64(),
+            received.as_secs_f64()
+        );
+        assert_eq!(
+            (report.delivered, report.gone, left),
+            (LIVE, VANISHED, LIVE)
+        );
+        times.push(sent.as_secs_f64());
+    }
+    if std::env::var("BENCH_DEBUG").is_ok() {
+        for i in 0..VANISHED {
+            store
+                .add_connection(tenant, &format!("D{i}="), "b", 0)
+                .await
+                .ok();
+        }
+        let t = Instant::now();
+        for i in 0..VANISHED {
+            store.remove_connection(&format!("D{i}=")).await.ok();
+        }
+        println!("500 sequential deletes: {:.3}", t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let c = store.connections(tenant).await.unwrap_or_default();
+        println!("list {}: {:.3}", c.len(), t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "broadcast p50 {:.3} s, max {:.3} s",
+        times[RUNS / 2],
+        times[RUNS - 1]
+    );
+    let _ = child.kill().await;
+}
