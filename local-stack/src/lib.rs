@@ -1,6 +1,8 @@
 //! The local stack: every endpoint of the product in one process on an embedded, durable
 //! store, through the same library handlers the Lambda functions run.
 
+pub mod dashboard;
+pub mod demo;
 pub mod gateway;
 
 use std::io::Write as _;
@@ -61,6 +63,8 @@ pub struct Options {
     pub clock: Option<Arc<dyn Clock>>,
     /// Runs the host sidecar in-process for this host, sampling at this interval.
     pub sidecar: Option<std::time::Duration>,
+    /// Feeds the demo fleet (agents, integrations, hosts, incidents) into tenant `local`.
+    pub demo: bool,
 }
 
 /// A running stack.
@@ -78,6 +82,7 @@ pub struct Running {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     collector: Option<tokio::task::JoinHandle<()>>,
     sidecar: Option<tokio::task::JoinHandle<()>>,
+    demo: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -86,9 +91,14 @@ impl Running {
         format!("http://{}", self.addr)
     }
 
+    /// The dashboard with the local key in the fragment (which never reaches a server).
+    pub fn dashboard_url(&self) -> String {
+        format!("http://{}/#key={}", self.addr, self.api_key)
+    }
+
     /// Stops accepting, lets requests in flight finish, and waits.
     pub async fn stop(mut self) -> std::io::Result<()> {
-        for task in [self.collector.take(), self.sidecar.take()]
+        for task in [self.collector.take(), self.sidecar.take(), self.demo.take()]
             .into_iter()
             .flatten()
         {
@@ -191,6 +201,10 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
                 .await;
         }));
     }
+    if options.demo {
+        let state = running.state.clone();
+        running.demo = Some(tokio::spawn(demo::run(state, LOCAL_TENANT)));
+    }
     if let Some(interval) = options.sidecar {
         let sidecar = health_sidecar::Options {
             api_url: running.url(),
@@ -244,6 +258,7 @@ pub async fn serve(
         server,
         collector: None,
         sidecar: None,
+        demo: None,
     })
 }
 
@@ -251,6 +266,7 @@ pub async fn serve(
 /// and everything else to the library router.
 pub fn router(state: AppState, gateway: Arc<gateway::Gateway>) -> axum::Router {
     gateway::routes()
+        .merge(dashboard::routes())
         .route("/api/openapi.json", axum::routing::get(openapi))
         .fallback(serve_api)
         .with_state(gateway::Local {

@@ -26,6 +26,11 @@ struct Cli {
     /// Seconds between samples of this host by the in-process sidecar; 0 turns it off.
     #[arg(long, env = "HEALTH_SIDECAR_INTERVAL", default_value_t = 30.0)]
     sidecar_interval: f64,
+    /// Feed a demo fleet (8 agents, 8 integrations, 2 hosts) with incidents that raise and
+    /// resolve alerts every few minutes. Collector cycles every 10 s unless
+    /// HEALTH_POLLING_INTERVAL says otherwise.
+    #[arg(long, env = "HEALTH_DEMO")]
+    demo: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -66,7 +71,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
-        None => serve(cli.port, cli.data_dir, cli.sidecar_interval).await,
+        None => serve(cli.port, cli.data_dir, cli.sidecar_interval, cli.demo).await,
         Some(Command::CreateKey {
             tenant,
             scopes,
@@ -103,9 +108,14 @@ async fn serve(
     port: u16,
     data_dir: PathBuf,
     sidecar_interval: f64,
+    demo: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     shared::telemetry::init();
-    let config = Config::from_env()?;
+    let mut config = Config::from_env()?;
+    if demo && std::env::var_os("HEALTH_POLLING_INTERVAL").is_none() {
+        // The demo's incidents last a minute or two: cycles every 10 s show them promptly.
+        config.polling_interval_secs = 10;
+    }
     let running = start(Options {
         addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
         data_dir,
@@ -113,10 +123,12 @@ async fn serve(
         clock: None,
         sidecar: (sidecar_interval.is_finite() && sidecar_interval > 0.0)
             .then(|| std::time::Duration::from_secs_f64(sidecar_interval.max(0.01))),
+        demo,
     })
     .await?;
     println!("Listening on {}", running.url());
     println!("API key: {}", running.api_key);
+    println!("Dashboard: {}", running.dashboard_url());
     shutdown_signal().await;
     running.stop().await?;
     Ok(())

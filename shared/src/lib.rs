@@ -4,6 +4,7 @@
 pub mod api;
 pub mod collector;
 pub mod config;
+pub mod demo;
 pub mod domain;
 #[cfg(feature = "lambda")]
 pub mod lambda;

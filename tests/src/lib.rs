@@ -66,6 +66,7 @@ pub async fn spawn_app_with(config: Config) -> (local_stack::Running, tempfile::
         config,
         clock: None,
         sidecar: None,
+        demo: false,
     })
     .await
     .unwrap_or_else(|e| panic!("cannot start the local stack: {e}"));

@@ -118,6 +118,7 @@ async fn through_an_outage_every_sample_arrives_exactly_once() {
             },
             clock: None,
             sidecar: None,
+            demo: false,
         })
     };
     let app = start("127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")))

@@ -100,6 +100,7 @@ pub async fn broadcast_benchmarks() {
         },
         clock: None,
         sidecar: None,
+        demo: false,
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));

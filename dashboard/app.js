@@ -1,0 +1,381 @@
+// The agent health dashboard: loads the REST API once, then applies `health:update`
+// messages from the WebSocket (reassembling parts), and reconnects when the socket drops.
+// No framework and no external requests; Chart.js is vendored under vendor/.
+(() => {
+  'use strict';
+
+  const loc = window.location;
+  const config = Object.assign(
+    {
+      api: loc.origin,
+      ws: (loc.protocol === 'https:' ? 'wss://' : 'ws://') + loc.host + '/ws',
+    },
+    window.HEALTH_CONFIG || {},
+  );
+  const KEY_STORAGE = 'agent-health.api-key';
+  const MAX_LOAD_POINTS = 240;
+
+  const state = {
+    key: null,
+    agents: [],
+    integrations: [],
+    alerts: [],
+    system: null,
+    updatedAt: null,
+    socket: null,
+    retryMs: 1000,
+    retryTimer: null,
+    parts: new Map(),
+    charts: {},
+    historyAgent: null,
+  };
+  const $ = (id) => document.getElementById(id);
+
+  // ---- formatting -------------------------------------------------------------------
+  const escapeHtml = (value) =>
+    String(value ?? '').replace(/[&<>"']/g, (c) => ({
+      '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;',
+    })[c]);
+  const percent = (ratio) => (ratio == null ? '–' : `${Math.round(ratio * 1000) / 10}%`);
+  const number = (value, digits = 1) =>
+    value == null ? '–' : String(Math.round(value * 10 ** digits) / 10 ** digits);
+  const when = (iso) => {
+    if (!iso) return 'never';
+    const date = new Date(iso);
+    return Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
+  };
+  const badge = (kind, value) =>
+    `<span class="badge ${kind}-${escapeHtml(value)}">${escapeHtml(value)}</span>`;
+
+  // ---- API --------------------------------------------------------------------------
+  class AuthError extends Error {}
+
+  async function api(path, options = {}) {
+    const response = await fetch(config.api + path, {
+      ...options,
+      headers: {
+        Authorization: `Bearer ${state.key}`,
+        'Content-Type': 'application/json',
+        ...(options.headers || {}),
+      },
+    });
+    const body = await response.json().catch(() => null);
+    if (response.status === 401) throw new AuthError(body?.error?.message || 'the API key is not valid');
+    if (!response.ok) throw new Error(body?.error?.message || `HTTP ${response.status}`);
+    return body;
+  }
+
+  // ---- rendering --------------------------------------------------------------------
+  function renderSystem() {
+    const s = state.system;
+    if (!s) return;
+    const tiles = [
+      ['CPU', `${number(s.cpu_usage)}%`, 'cpu'],
+      ['Memory', `${number(s.memory_usage)}%`, 'memory'],
+      ['Queue depth', String(s.queue_depth), 'queue'],
+      ['Active agents', `${s.active_agents}/${s.total_agents}`, 'agents'],
+      ['Healthy integrations', `${s.healthy_integrations}/${s.total_integrations}`, 'integrations'],
+      ['Alerts', `${s.alerts.critical} critical · ${s.alerts.warning} warning`, 'alerts'],
+    ];
+    $('system').innerHTML = tiles
+      .map(([label, value, key]) =>
+        `<div class="tile" data-tile="${key}"><dt>${label}</dt><dd>${escapeHtml(value)}</dd></div>`)
+      .join('');
+  }
+
+  function renderAlerts() {
+    $('alert-count').textContent = `(${state.alerts.length})`;
+    if (state.alerts.length === 0) {
+      $('alerts').innerHTML = '<li class="empty">No active alerts.</li>';
+      return;
+    }
+    $('alerts').innerHTML = state.alerts
+      .map((a) => {
+        const ack = a.acknowledged
+          ? `<span class="acked">Acknowledged${a.acknowledged_by ? ` by ${escapeHtml(a.acknowledged_by)}` : ''}</span>`
+          : `<button type="button" data-ack="${escapeHtml(a.alert_id)}">Acknowledge</button>`;
+        return `<li data-alert="${escapeHtml(a.alert_id)}" data-acknowledged="${a.acknowledged}">
+          ${badge('sev', a.severity)}
+          <span class="message">${escapeHtml(a.message)}</span>
+          <span class="meta">${escapeHtml(a.source_type)} ${escapeHtml(a.source_id)} · ${escapeHtml(when(a.timestamp))}</span>
+          ${ack}
+        </li>`;
+      })
+      .join('');
+  }
+
+  function renderAgents() {
+    $('agent-count').textContent = `(${state.agents.length})`;
+    $('agents').innerHTML = state.agents
+      .map((a) => `<li class="card" data-agent="${escapeHtml(a.agent_id)}">
+          <h3><span class="name">${escapeHtml(a.agent_name)}</span>${badge('st', a.status)}</h3>
+          <dl>
+            <dt>Success rate</dt><dd data-field="success_rate">${percent(a.success_rate)}</dd>
+            <dt>Confidence</dt><dd data-field="confidence_score">${number(a.confidence_score, 2)}</dd>
+            <dt>Operation</dt><dd data-field="current_operation">${escapeHtml(a.current_operation || '–')}</dd>
+            <dt>Trend</dt><dd data-field="health_trend">${escapeHtml(a.health_trend)}</dd>
+            <dt>Last active</dt><dd>${escapeHtml(when(a.last_active))}</dd>
+          </dl>
+        </li>`)
+      .join('');
+    const select = $('history-agent');
+    const chosen = state.historyAgent;
+    select.innerHTML = state.agents
+      .map((a) => `<option value="${escapeHtml(a.agent_id)}">${escapeHtml(a.agent_name)}</option>`)
+      .join('');
+    if (chosen && state.agents.some((a) => a.agent_id === chosen)) select.value = chosen;
+    else {
+      // Start with an agent that has run something: a fresh or paused one has no history.
+      const first = state.agents.find((a) => a.last_active) || state.agents[0];
+      if (first) select.value = first.agent_id;
+    }
+  }
+
+  function renderIntegrations() {
+    $('integration-count').textContent = `(${state.integrations.length})`;
+    $('integrations').innerHTML = state.integrations
+      .map((i) => `<li data-integration="${escapeHtml(i.integration_id)}">
+          <div class="name">${escapeHtml(i.integration_name)}</div>
+          ${badge('st', i.status)} ${badge('st', i.connection_status)}
+          <div class="detail"><span data-field="latency_ms">${i.latency_ms == null ? '–' : `${number(i.latency_ms, 0)} ms`}</span>
+            · errors ${percent(i.error_rate)} · ${escapeHtml(i.state)}</div>
+        </li>`)
+      .join('');
+  }
+
+  function renderUpdated() {
+    $('updated').textContent = state.updatedAt ? when(state.updatedAt) : 'never';
+    if (state.updatedAt) $('updated').setAttribute('datetime', state.updatedAt);
+  }
+
+  function renderAll() {
+    renderSystem();
+    renderAlerts();
+    renderAgents();
+    renderIntegrations();
+    renderUpdated();
+  }
+
+  // ---- charts -----------------------------------------------------------------------
+  function charts() {
+    if (!window.Chart) return null;
+    if (!state.charts.score) {
+      const common = {
+        responsive: true,
+        maintainAspectRatio: false,
+        animation: false,
+        plugins: { legend: { position: 'bottom' } },
+      };
+      state.charts.score = new window.Chart($('score-chart'), {
+        type: 'line',
+        data: { labels: [], datasets: [{ label: 'Health score', data: [], borderColor: '#2457a6', tension: 0.2 }] },
+        options: { ...common, scales: { y: { min: 0, max: 1 } } },
+      });
+      state.charts.load = new window.Chart($('load-chart'), {
+        type: 'line',
+        data: {
+          labels: [],
+          datasets: [
+            { label: 'CPU %', data: [], borderColor: '#b3261e', pointRadius: 1.5 },
+            { label: 'Memory %', data: [], borderColor: '#1b7f3b', pointRadius: 1.5 },
+          ],
+        },
+        options: { ...common, scales: { y: { min: 0, max: 100 } } },
+      });
+    }
+    return state.charts;
+  }
+
+  async function loadHistory() {
+    const agent = $('history-agent').value;
+    state.historyAgent = agent || null;
+    const c = charts();
+    if (!c || !agent) return;
+    const history = await api(`/api/health/history/agent?entity_id=${encodeURIComponent(agent)}&days=30`);
+    c.score.data.labels = history.history.map((p) => p.timestamp.slice(0, 10));
+    c.score.data.datasets[0].data = history.history.map((p) => p.health_score);
+    c.score.update();
+  }
+
+  function addLoadPoint() {
+    const c = charts();
+    if (!c || !state.system) return;
+    const labels = c.load.data.labels;
+    labels.push(new Date(state.updatedAt || Date.now()).toLocaleTimeString());
+    c.load.data.datasets[0].data.push(state.system.cpu_usage);
+    c.load.data.datasets[1].data.push(state.system.memory_usage);
+    if (labels.length > MAX_LOAD_POINTS) {
+      labels.shift();
+      c.load.data.datasets.forEach((d) => d.data.shift());
+    }
+    c.load.update();
+  }
+
+  // ---- live updates -----------------------------------------------------------------
+  function setConnection(kind, text) {
+    const el = $('connection');
+    el.dataset.state = kind;
+    el.textContent = text;
+  }
+
+  function applyUpdate(data) {
+    state.agents = data.agents;
+    state.integrations = data.integrations;
+    state.alerts = data.alerts;
+    state.system = data.system;
+    state.updatedAt = data.timestamp;
+    renderAll();
+    addLoadPoint();
+  }
+
+  // Parts share a timestamp; concatenating each array in part order gives the update.
+  function onMessage(event) {
+    let message;
+    try {
+      message = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    if (message.type !== 'health:update') return;
+    if (!message.parts) {
+      applyUpdate(message.data);
+      return;
+    }
+    const stamp = message.data.timestamp;
+    const got = state.parts.get(stamp) || new Map();
+    got.set(message.part, message.data);
+    state.parts.set(stamp, got);
+    if (got.size < message.parts) return;
+    state.parts.delete(stamp);
+    const ordered = [...got.keys()].sort((a, b) => a - b).map((k) => got.get(k));
+    const whole = structuredClone(ordered[0]);
+    for (const part of ordered.slice(1)) {
+      whole.agents.push(...part.agents);
+      whole.integrations.push(...part.integrations);
+      whole.alerts.push(...part.alerts);
+      whole.system.hosts.push(...part.system.hosts);
+    }
+    // Older incomplete updates will never complete once a newer one did.
+    for (const key of state.parts.keys()) if (key < stamp) state.parts.delete(key);
+    applyUpdate(whole);
+  }
+
+  function connect() {
+    clearTimeout(state.retryTimer);
+    const socket = new WebSocket(`${config.ws}?token=${encodeURIComponent(state.key)}`);
+    state.socket = socket;
+    let opened = false;
+    socket.addEventListener('open', () => {
+      opened = true;
+      const wasDown = state.retryMs > 1000 || $('connection').dataset.state === 'reconnecting';
+      state.retryMs = 1000;
+      setConnection('live', 'Live');
+      // Catch up on what happened while the socket was down.
+      if (wasDown) refresh().catch(showLoadError);
+    });
+    socket.addEventListener('message', onMessage);
+    socket.addEventListener('close', () => {
+      if (state.socket !== socket) return;
+      const delay = state.retryMs;
+      state.retryMs = Math.min(state.retryMs * 2, 30000);
+      setConnection(
+        'reconnecting',
+        `${opened ? 'Connection lost' : 'Cannot connect'}: reconnecting in ${Math.round(delay / 1000)} s`,
+      );
+      state.retryTimer = setTimeout(connect, delay);
+    });
+  }
+
+  // ---- loading and actions ----------------------------------------------------------
+  async function refresh() {
+    const [agents, integrations, alerts, system] = await Promise.all([
+      api('/api/health/agents'),
+      api('/api/health/integrations'),
+      api('/api/health/alerts'),
+      api('/api/health/system'),
+    ]);
+    Object.assign(state, { agents, integrations, alerts, system, updatedAt: new Date().toISOString() });
+    renderAll();
+  }
+
+  function showLoadError(error) {
+    if (error instanceof AuthError) {
+      askForKey(error.message);
+      return;
+    }
+    setConnection('offline', `Cannot load: ${error.message}`);
+  }
+
+  async function acknowledge(button) {
+    const id = button.dataset.ack;
+    button.disabled = true;
+    $('alerts-error').textContent = '';
+    try {
+      const alert = await api(`/api/health/alerts/${encodeURIComponent(id)}/acknowledge`, {
+        method: 'POST',
+        body: JSON.stringify({ notes: 'acknowledged from the dashboard' }),
+      });
+      state.alerts = state.alerts.map((a) => (a.alert_id === id ? { ...a, ...alert } : a));
+      renderAlerts();
+    } catch (error) {
+      button.disabled = false;
+      $('alerts-error').textContent = `Cannot acknowledge: ${error.message}`;
+    }
+  }
+
+  function askForKey(message) {
+    localStorage.removeItem(KEY_STORAGE);
+    if (state.socket) {
+      const socket = state.socket;
+      state.socket = null;
+      socket.close();
+    }
+    $('dashboard').hidden = true;
+    $('key-form').hidden = false;
+    $('key-error').textContent = message || '';
+    setConnection('offline', 'Not connected');
+    $('key-input').focus();
+  }
+
+  async function start(key) {
+    state.key = key;
+    localStorage.setItem(KEY_STORAGE, key);
+    $('key-form').hidden = true;
+    $('dashboard').hidden = false;
+    setConnection('connecting', 'Connecting…');
+    try {
+      await refresh();
+    } catch (error) {
+      showLoadError(error);
+      return;
+    }
+    connect();
+    addLoadPoint();
+    await loadHistory().catch(() => {});
+    // Navigation start to a fully drawn dashboard; the browser test records it.
+    window.dashboardReadyMs = performance.now();
+    document.body.dataset.ready = 'true';
+    window.dispatchEvent(new Event('dashboard:ready'));
+  }
+
+  function init() {
+    // The local stack prints a URL with `#key=...`: the fragment never reaches a server.
+    const fromUrl = new URLSearchParams(loc.hash.slice(1)).get('key');
+    if (fromUrl) window.history.replaceState(null, '', loc.pathname + loc.search);
+    $('alerts').addEventListener('click', (event) => {
+      const button = event.target.closest('button[data-ack]');
+      if (button) acknowledge(button);
+    });
+    $('history-agent').addEventListener('change', () => loadHistory().catch(showLoadError));
+    $('key-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      const key = $('key-input').value.trim();
+      if (key) start(key);
+    });
+    const key = fromUrl || localStorage.getItem(KEY_STORAGE);
+    if (key) start(key);
+    else askForKey('');
+  }
+
+  init();
+})();

@@ -1,0 +1,143 @@
+// Browser test of the dashboard, run by tests/tests/dashboard.rs against a local stack it
+// seeded: Debian's chromium, driven by playwright-core, checks what an operator sees.
+// Env: BASE_URL, API_KEY, ARTIFACTS. Protocol with the Rust side: this script prints
+// `DROP` when it wants the server to close the page's WebSocket, and waits for a line
+// `dropped` on stdin. It prints `RESULT <json>` and exits 0 when every check passed.
+
+import { chromium } from 'playwright-core';
+import { createInterface } from 'node:readline';
+import { mkdirSync } from 'node:fs';
+
+const base = process.env.BASE_URL;
+const key = process.env.API_KEY;
+const artifacts = process.env.ARTIFACTS;
+mkdirSync(artifacts, { recursive: true });
+const origin = new URL(base);
+const stdin = createInterface({ input: process.stdin });
+const lines = stdin[Symbol.asyncIterator]();
+
+function check(condition, message) {
+  if (!condition) throw new Error(`check failed: ${message}`);
+}
+
+async function api(path, init = {}) {
+  const res = await fetch(base + path, {
+    ...init,
+    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+  });
+  check(res.ok, `${path} answered ${res.status}`);
+  return res.json();
+}
+
+const percent = (r) => `${Math.round(r * 1000) / 10}%`;
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--no-first-run'],
+});
+const problems = [];
+const result = {};
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  context.on('request', (req) => {
+    const url = new URL(req.url());
+    const local = url.hostname === origin.hostname && url.port === origin.port;
+    if (!local && url.protocol !== 'data:') problems.push(`external request: ${req.url()}`);
+  });
+  const page = await context.newPage();
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') problems.push(`console error: ${msg.text()}`);
+  });
+  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+
+  // Load time: navigation start to the dashboard drawn with every list and chart, five times.
+  const loads = [];
+  for (let i = 0; i < 5; i += 1) {
+    // From a blank page each time: a hash-only change would not reload the document.
+    await page.goto('about:blank');
+    await page.goto(`${base}/#key=${key}`);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 15000 });
+    loads.push(await page.evaluate(() => window.dashboardReadyMs));
+  }
+  result.load_ms = loads.map((ms) => Math.round(ms));
+  check(!(await page.evaluate(() => window.location.hash)), 'the key is removed from the URL');
+
+  // What the page shows matches the API.
+  const [agents, integrations, system, alerts] = await Promise.all([
+    api('/api/health/agents'), api('/api/health/integrations'), api('/api/health/system'),
+    api('/api/health/alerts'),
+  ]);
+  result.agents = agents.length;
+  result.integrations = integrations.length;
+  check(await page.locator('[data-agent]').count() === agents.length, 'one card per agent');
+  for (const a of agents.slice(0, 20)) {
+    const card = page.locator(`[data-agent="${a.agent_id}"]`);
+    check((await card.locator('.name').textContent()) === a.agent_name, `${a.agent_id} name`);
+    check((await card.locator('.badge').textContent()) === a.status, `${a.agent_id} status`);
+    const rate = await card.locator('[data-field="success_rate"]').textContent();
+    check(rate === percent(a.success_rate), `${a.agent_id} success rate ${rate} vs ${a.success_rate}`);
+    const op = await card.locator('[data-field="current_operation"]').textContent();
+    check(op === (a.current_operation || '–'), `${a.agent_id} operation`);
+  }
+  check(await page.locator('[data-integration]').count() === integrations.length, 'one tile per integration');
+  const tile = (name) => page.locator(`[data-tile="${name}"] dd`).textContent();
+  check(await tile('agents') === `${system.active_agents}/${system.total_agents}`, 'active agents x/y');
+  check(await tile('integrations') === `${system.healthy_integrations}/${system.total_integrations}`,
+    'healthy integrations x/y');
+  check(await tile('queue') === String(system.queue_depth), 'queue depth');
+  const shownAlerts = await page.locator('[data-alert]').evaluateAll((els) => els.map((e) => e.dataset.alert));
+  check(JSON.stringify(shownAlerts) === JSON.stringify(alerts.map((a) => a.alert_id)),
+    `alerts in the API's order (critical first): ${shownAlerts} vs ${alerts.map((a) => a.alert_id)}`);
+  check(alerts[0].severity === 'critical', 'the seeded critical alert comes first');
+
+  // Acknowledge with a click; the API agrees.
+  const target = alerts.find((a) => !a.acknowledged);
+  check(target, 'an unacknowledged alert to click');
+  await page.locator(`[data-alert="${target.alert_id}"] button`).click();
+  await page.waitForSelector(`[data-alert="${target.alert_id}"][data-acknowledged="true"]`, { timeout: 10000 });
+  const after = await api('/api/health/alerts');
+  check(after.find((a) => a.alert_id === target.alert_id)?.acknowledged === true, 'acknowledged through the API');
+  result.acknowledged = target.alert_id;
+
+  // A new alert appears live, without a reload.
+  await page.evaluate(() => { window.__sameDocument = true; });
+  await api('/api/health/events', {
+    method: 'POST',
+    body: JSON.stringify({ events: [{ event_id: `browser-${Date.now()}`, type: 'host.sample',
+      host_id: 'browser-test-host', cpu_usage: 97, memory_usage: 30 }] }),
+  });
+  const live = Date.now();
+  await page.waitForSelector('[data-alert] .meta:has-text("browser-test-host")', { timeout: 20000 });
+  result.new_alert_after_ms = Date.now() - live;
+  check(await page.evaluate(() => window.__sameDocument === true), 'no reload happened');
+
+  // The server drops the socket: the page says so, then reconnects by itself.
+  console.log('DROP');
+  const reply = await lines.next();
+  check(reply.value === 'dropped', `expected "dropped", got ${reply.value}`);
+  await page.waitForSelector('#connection[data-state="reconnecting"]', { timeout: 10000 });
+  result.drop_message = await page.locator('#connection').textContent();
+  await page.waitForSelector('#connection[data-state="live"]', { timeout: 20000 });
+  check(await page.evaluate(() => window.__sameDocument === true), 'reconnected without a reload');
+
+  await page.screenshot({ path: `${artifacts}/dashboard-1280.png`, fullPage: true });
+
+  // Phone width: same content, nothing wider than the screen.
+  const phone = await context.newPage();
+  await phone.setViewportSize({ width: 390, height: 844 });
+  phone.on('console', (msg) => { if (msg.type() === 'error') problems.push(`console error (phone): ${msg.text()}`); });
+  phone.on('pageerror', (err) => problems.push(`page error (phone): ${err.message}`));
+  await phone.goto(base + '/');
+  await phone.waitForSelector('body[data-ready="true"]', { timeout: 15000 });
+  const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, `the phone layout is ${overflow}px wider than the screen`);
+  check(await phone.locator('[data-agent]').count() === agents.length, 'phone shows every agent');
+  await phone.screenshot({ path: `${artifacts}/dashboard-phone.png`, fullPage: true });
+
+  check(problems.length === 0, problems.join('\n'));
+  console.log(`RESULT ${JSON.stringify(result)}`);
+} finally {
+  await browser.close();
+  stdin.close();
+}

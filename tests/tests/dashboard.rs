@@ -1,0 +1,160 @@
+//! The dashboard in a real browser: Debian's chromium, driven by playwright-core
+//! (tests/browser/dashboard.mjs), against the local stack seeded with 100 agents and 50
+//! integrations, with the collector on a one-second cycle. The test command installs
+//! chromium and playwright-core; screenshots go to tests/artifacts/.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use shared::config::Config;
+use shared::ws::broadcaster::Broadcaster;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+async fn ingest(app: &local_stack::Running, events: Vec<Value>) {
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/health/events", app.url()))
+        .bearer_auth(&app.api_key)
+        .json(&json!({ "events": events }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        res.status().is_success(),
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+}
+
+/// 100 agents (some running, some failing), 50 integrations, two hosts (one hot), and a
+/// queue backlog: a critical and a warning alert on the first cycle.
+fn fleet() -> Vec<Value> {
+    let mut events = Vec::new();
+    for i in 0..100 {
+        let agent = format!("agent-{i:03}");
+        let name = format!("Agent {i:03}");
+        events.push(
+            json!({"event_id": format!("s{i}"), "type": "execution.started", "agent_id": agent,
+            "agent_name": name, "execution_id": "x1", "operation": "Processing leads"}),
+        );
+        events.push(json!({"event_id": format!("f{i}"), "type": "execution.finished", "agent_id": agent,
+            "execution_id": "x1", "outcome": if i % 7 == 0 { "failed" } else { "completed" }, "duration_ms": 1200}));
+        if i % 3 == 0 {
+            events.push(
+                json!({"event_id": format!("r{i}"), "type": "execution.started", "agent_id": agent,
+                "execution_id": "x2", "operation": "Drafting replies"}),
+            );
+        }
+    }
+    for i in 0..50 {
+        events.push(json!({"event_id": format!("c{i}"), "type": "integration.call",
+            "integration_id": format!("integration-{i:02}"), "integration_name": format!("Service {i:02}"),
+            "ok": i % 10 != 0, "latency_ms": 100 + i * 7}));
+    }
+    events.push(json!({"event_id": "h1", "type": "host.sample", "host_id": "worker-1", "cpu_usage": 95.0, "memory_usage": 50.0}));
+    events.push(json!({"event_id": "h2", "type": "host.sample", "host_id": "worker-2", "cpu_usage": 35.0, "memory_usage": 40.0}));
+    events.push(json!({"event_id": "q", "type": "gauge", "name": "queue_depth", "value": 150}));
+    events
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_the_api_acknowledges_and_updates_live_in_chromium() {
+    let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/browser");
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists()
+            && std::path::Path::new(&format!("{browser_dir}/node_modules/playwright-core"))
+                .exists(),
+        "chromium or playwright-core is missing: run ./scripts/test, which installs both"
+    );
+    let (app, _dir) = e2e_tests::spawn_app_with(Config {
+        polling_interval_secs: 1,
+        ..Config::default()
+    })
+    .await;
+    ingest(&app, fleet()).await;
+    // Wait for the first cycle's alerts, so the page has some to acknowledge.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let alerts: Value = reqwest::Client::new()
+            .get(format!("{}/api/health/alerts", app.url()))
+            .bearer_auth(&app.api_key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_default();
+        if alerts.as_array().is_some_and(|a| a.len() >= 2) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no alerts: {alerts}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let artifacts = concat!(env!("CARGO_MANIFEST_DIR"), "/artifacts");
+    let mut node = tokio::process::Command::new("node")
+        .arg("dashboard.mjs")
+        .current_dir(browser_dir)
+        .env("BASE_URL", app.url())
+        .env("API_KEY", &app.api_key)
+        .env("ARTIFACTS", artifacts)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run node: {e}"));
+    let mut stdin = node.stdin.take().unwrap_or_else(|| panic!("no stdin"));
+    let stdout = node.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut lines = BufReader::new(stdout).lines();
+    let mut output = Vec::new();
+    let run = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            println!("browser: {line}");
+            if line == "DROP" {
+                // What API Gateway does when it drops a client: the Management API's
+                // DELETE on every connection of the tenant.
+                let client = Broadcaster::client_for_endpoint(&app.url());
+                for id in app
+                    .state
+                    .store
+                    .connections("local")
+                    .await
+                    .unwrap_or_default()
+                {
+                    let _ = client.delete_connection().connection_id(&id).send().await;
+                }
+                stdin
+                    .write_all(b"dropped\n")
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                stdin.flush().await.unwrap_or_else(|e| panic!("{e}"));
+            }
+            output.push(line);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .unwrap_or_else(|_| panic!("the browser test did not finish in 3 minutes: {output:?}"));
+    let status = node.wait().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut stderr = String::new();
+    if let Some(mut e) = node.stderr.take() {
+        use tokio::io::AsyncReadExt;
+        let _ = e.read_to_string(&mut stderr).await;
+    }
+    assert!(
+        status.success(),
+        "browser checks failed:\n{}\n{stderr}",
+        output.join("\n")
+    );
+    assert!(
+        output.iter().any(|l| l.starts_with("RESULT ")),
+        "{}",
+        output.join("\n")
+    );
+    for shot in ["dashboard-1280.png", "dashboard-phone.png"] {
+        let meta = std::fs::metadata(format!("{artifacts}/{shot}"))
+            .unwrap_or_else(|e| panic!("no screenshot {shot}: {e}"));
+        assert!(meta.len() > 10_000, "{shot} is {} bytes", meta.len());
+    }
+}
