@@ -126,9 +126,18 @@ async fn serve(
         demo,
     })
     .await?;
-    println!("Listening on {}", running.url());
-    println!("API key: {}", running.api_key);
-    println!("Dashboard: {}", running.dashboard_url());
+    // Written without println!, which panics if whoever started us closed the pipe.
+    let banner = format!(
+        "Listening on {}\nAPI key: {}\nDashboard: {}\n",
+        running.url(),
+        running.api_key,
+        running.dashboard_url()
+    );
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    }
     shutdown_signal().await;
     running.stop().await?;
     Ok(())

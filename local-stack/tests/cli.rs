@@ -13,7 +13,12 @@ struct Started {
 }
 
 fn start(data_dir: &std::path::Path) -> Started {
+    start_with(data_dir, &[])
+}
+
+fn start_with(data_dir: &std::path::Path, args: &[&str]) -> Started {
     let mut child = Command::new(env!("CARGO_BIN_EXE_local-stack"))
+        .args(args)
         .env("PORT", "0")
         .env("HEALTH_DATA_DIR", data_dir)
         .env("RUST_LOG", "warn")
@@ -31,6 +36,7 @@ fn start(data_dir: &std::path::Path) -> Started {
         .strip_prefix("API key: ")
         .map(str::to_owned)
         .unwrap_or_else(|| panic!("second line is not 'API key: <key>'"));
+    assert_eq!(next(), format!("Dashboard: {url}/#key={key}"));
     Started { child, url, key }
 }
 
@@ -137,4 +143,59 @@ async fn create_key_prints_a_key_with_the_given_tenant_and_scopes() {
         reqwest::StatusCode::FORBIDDEN
     );
     assert!(interrupt(stack).success());
+}
+
+/// `--demo` fills the dashboard at once: the demo's agents report within seconds, and the
+/// page is served at `/` with its assets.
+#[tokio::test]
+async fn demo_mode_feeds_agents_and_serves_the_dashboard() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let started = start_with(dir.path(), &["--demo", "--sidecar-interval", "0"]);
+    let client = reqwest::Client::new();
+    let mut agents = serde_json::Value::Null;
+    for _ in 0..100 {
+        agents = client
+            .get(format!("{}/api/health/agents", started.url))
+            .bearer_auth(&started.key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_default();
+        if agents.as_array().is_some_and(|a| a.len() == 8) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let names: Vec<&str> = agents
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["agent_name"].as_str())
+        .collect();
+    assert!(names.contains(&"Sales Assistant"), "{agents}");
+    assert_eq!(names.len(), 8, "{agents}");
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/style.css", "text/css"),
+        ("/vendor/chart.umd.min.js", "text/javascript"),
+        ("/config.js", "text/javascript"),
+    ] {
+        let res = client
+            .get(format!("{}{path}", started.url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(res.status(), 200, "{path}");
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(content_type.starts_with(kind), "{path}: {content_type}");
+    }
+    assert!(interrupt(started).success());
 }

@@ -116,7 +116,13 @@ pub fn tick_events(run: &str, tick: u64, now: Millis) -> Vec<Value> {
             );
         }
         if tick > 0 && (tick - 1) % every == 0 {
-            let failed = noise(tick, salt) < 0.04;
+            // Each agent fails one run every four loops (24 minutes), late in a loop so
+            // it has runs to its name: its status shows `error` until the next run, and
+            // it stays under the alert rules (error rate, 3 failures an hour).
+            let started = tick - 1;
+            let window = 30 + 2 * salt;
+            let failed = (started / LOOP_TICKS) % 4 == salt % 4
+                && (window..window + every).contains(&(started % LOOP_TICKS));
             let mut finished = json!({"type": "execution.finished", "agent_id": id,
                 "execution_id": format!("{run}-{}", tick - 1),
                 "outcome": if failed { "failed" } else { "completed" },

@@ -120,10 +120,13 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
     let backend = e2e_tests::dynamo_backend().await;
     let table = backend.table().to_owned();
     let store = Store::new(std::sync::Arc::new(backend));
-    let now = chrono::Utc::now().timestamp_millis();
-    seed(&store, now).await;
     let key = store
-        .create_api_key("acme", &["read".to_owned()], "oncall", now)
+        .create_api_key(
+            "acme",
+            &["read".to_owned()],
+            "oncall",
+            chrono::Utc::now().timestamp_millis(),
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
@@ -166,6 +169,21 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
         let status = res.status();
         (status, res.json::<Value>().await.unwrap_or_default())
     };
+    // Build and start every function first (minutes on a busy machine), then seed, so the
+    // data is as fresh as the assertions expect (a host sample counts for 2 minutes).
+    for function in functions {
+        call(
+            function,
+            reqwest::Method::GET,
+            "/api/health/system",
+            "ahm_warm_up",
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{function}: {e}"));
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    seed(&store, now).await;
 
     let res = call(
         "get-agent-health",
