@@ -268,18 +268,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
-    use crate::store::embedded::EmbeddedBackend;
-    use crate::store::Store;
-
-    fn state() -> (AppState, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let backend =
-            EmbeddedBackend::open(&dir.path().join("t.redb")).unwrap_or_else(|e| panic!("{e}"));
-        (
-            AppState::new(Store::new(Arc::new(backend)), Config::default()),
-            dir,
-        )
-    }
+    use crate::state::testing::{key, state};
 
     /// State with `config` and one tenant, and a collector over it.
     async fn collector_with(
@@ -365,11 +354,7 @@ mod tests {
     #[tokio::test]
     async fn websocket_connect_and_disconnect_events_keep_the_connection_table() {
         let (state, _dir) = state();
-        let key = state
-            .store
-            .create_api_key("acme", &["read".to_owned()], "oncall", 0)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let key = key(&state, "acme", &["read"], "oncall").await;
         let connect = include_str!("../tests/fixtures/apigw-websocket-connect.json");
         let event = |text: &str| -> ApiGatewayWebsocketProxyRequest {
             serde_json::from_str(text).unwrap_or_else(|e| panic!("fixture: {e}"))
@@ -410,11 +395,7 @@ mod tests {
     #[tokio::test]
     async fn the_authorizer_allows_stored_keys_with_their_tenant_and_denies_others() {
         let (state, _dir) = state();
-        let key = state
-            .store
-            .create_api_key("acme", &["read".to_owned()], "oncall", 0)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let key = key(&state, "acme", &["read"], "oncall").await;
         let event = include_str!("../tests/fixtures/authorizer-v2.json");
         let request: ApiGatewayV2CustomAuthorizerV2Request =
             serde_json::from_str(&event.replace("KEY", &key))

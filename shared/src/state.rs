@@ -52,3 +52,35 @@ impl AppState {
         Ok(Self::new(store, config))
     }
 }
+
+/// Unit-test helpers shared across modules.
+#[cfg(all(test, feature = "embedded"))]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use super::AppState;
+    use crate::config::Config;
+    use crate::store::embedded::EmbeddedBackend;
+    use crate::store::Store;
+
+    /// State over a fresh embedded store; keep the directory as long as the state.
+    pub(crate) fn state() -> (AppState, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let backend =
+            EmbeddedBackend::open(&dir.path().join("t.redb")).unwrap_or_else(|e| panic!("{e}"));
+        (
+            AppState::new(Store::new(Arc::new(backend)), Config::default()),
+            dir,
+        )
+    }
+
+    /// A new key of `tenant` with `scopes`, held by `name`.
+    pub(crate) async fn key(state: &AppState, tenant: &str, scopes: &[&str], name: &str) -> String {
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        state
+            .store
+            .create_api_key(tenant, &scopes, name, 0)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}

@@ -6,7 +6,7 @@
 
 import { chromium } from 'playwright-core';
 import { createInterface } from 'node:readline';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 
 const base = process.env.BASE_URL;
 const key = process.env.API_KEY;
@@ -136,6 +136,7 @@ try {
   await phone.screenshot({ path: `${artifacts}/dashboard-phone.png`, fullPage: true });
 
   check(problems.length === 0, problems.join('\n'));
+  writeFileSync(`${artifacts}/dashboard-result.json`, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`RESULT ${JSON.stringify(result)}`);
 } finally {
   await browser.close();

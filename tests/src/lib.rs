@@ -307,3 +307,33 @@ pub mod ws {
         whole.unwrap_or(Value::Null)
     }
 }
+
+/// Posts `events` (JSON event objects) to a running stack's ingestion endpoint with `key`;
+/// panics unless they are accepted.
+pub async fn ingest_events(app: &local_stack::Running, key: &str, events: serde_json::Value) {
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/health/events", app.url()))
+        .bearer_auth(key)
+        .json(&serde_json::json!({ "events": events }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = res.status();
+    assert!(
+        status.is_success(),
+        "{status}: {}",
+        res.text().await.unwrap_or_default()
+    );
+}
+
+/// GETs `path` of a running stack with `key` and returns the JSON; panics unless 2xx.
+pub async fn get_json(app: &local_stack::Running, key: &str, path: &str) -> serde_json::Value {
+    let res = reqwest::Client::new()
+        .get(format!("{}{path}", app.url()))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(res.status().is_success(), "{path}: {}", res.status());
+    res.json().await.unwrap_or_else(|e| panic!("{path}: {e}"))
+}

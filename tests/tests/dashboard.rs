@@ -11,21 +11,6 @@ use shared::config::Config;
 use shared::ws::broadcaster::Broadcaster;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-async fn ingest(app: &local_stack::Running, events: Vec<Value>) {
-    let res = reqwest::Client::new()
-        .post(format!("{}/api/health/events", app.url()))
-        .bearer_auth(&app.api_key)
-        .json(&json!({ "events": events }))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        res.status().is_success(),
-        "{}",
-        res.text().await.unwrap_or_default()
-    );
-}
-
 /// 100 agents (some running, some failing), 50 integrations, two hosts (one hot), and a
 /// queue backlog: a critical and a warning alert on the first cycle.
 fn fleet() -> Vec<Value> {
@@ -71,19 +56,11 @@ async fn the_dashboard_shows_the_api_acknowledges_and_updates_live_in_chromium()
         ..Config::default()
     })
     .await;
-    ingest(&app, fleet()).await;
+    e2e_tests::ingest_events(&app, &app.api_key, Value::Array(fleet())).await;
     // Wait for the first cycle's alerts, so the page has some to acknowledge.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let alerts: Value = reqwest::Client::new()
-            .get(format!("{}/api/health/alerts", app.url()))
-            .bearer_auth(&app.api_key)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .json()
-            .await
-            .unwrap_or_default();
+        let alerts = e2e_tests::get_json(&app, &app.api_key, "/api/health/alerts").await;
         if alerts.as_array().is_some_and(|a| a.len() >= 2) {
             break;
         }

@@ -262,14 +262,7 @@ async fn live_messages_match_the_documented_schema() {
         .collect();
     events.push(json!({"event_id": "h", "type": "host.sample", "host_id": "h1", "cpu_usage": 95.0, "memory_usage": 20.0}));
     events.push(json!({"event_id": "c", "type": "integration.call", "integration_id": "slack", "ok": false, "latency_ms": 40}));
-    let res = reqwest::Client::new()
-        .post(format!("{}/api/health/events", app.url()))
-        .bearer_auth(&app.api_key)
-        .json(&json!({ "events": events }))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(res.status().is_success());
+    e2e_tests::ingest_events(&app, &app.api_key, Value::Array(events)).await;
     let mut socket = e2e_tests::ws::connect(&e2e_tests::ws::url(app.addr, &app.api_key)).await;
     let mut seen_parts = 0;
     let mut seen_alert = false;

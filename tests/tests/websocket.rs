@@ -24,29 +24,11 @@ async fn live_app() -> (local_stack::Running, tempfile::TempDir) {
 }
 
 async fn ingest(app: &local_stack::Running, key: &str, events: Value) {
-    let res = reqwest::Client::new()
-        .post(format!("{}/api/health/events", app.url()))
-        .bearer_auth(key)
-        .json(&json!({ "events": events }))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        res.status().is_success(),
-        "{}",
-        res.text().await.unwrap_or_default()
-    );
+    e2e_tests::ingest_events(app, key, events).await;
 }
 
 async fn get(app: &local_stack::Running, key: &str, path: &str) -> Value {
-    let res = reqwest::Client::new()
-        .get(format!("{}{path}", app.url()))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert!(res.status().is_success(), "{path}: {}", res.status());
-    res.json().await.unwrap_or_else(|e| panic!("{path}: {e}"))
+    e2e_tests::get_json(app, key, path).await
 }
 
 /// A key of another tenant with every scope.

@@ -93,15 +93,8 @@ impl Broadcaster {
             ))
             .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
                 "local", "local", None, None, "static",
-            ))
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_attempt_timeout(POST_TIMEOUT)
-                    .build(),
-            )
-            .build();
-        Client::from_conf(config)
+            ));
+        Client::from_conf(own_retries(config).build())
     }
 
     /// The client in Lambda: credentials and region from the environment, the endpoint
@@ -109,16 +102,9 @@ impl Broadcaster {
     pub async fn client_from_env() -> Result<Client, MissingEndpoint> {
         let endpoint = std::env::var(ENDPOINT_VAR).map_err(|_| MissingEndpoint)?;
         let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let config = aws_sdk_apigatewaymanagement::config::Builder::from(&shared)
-            .endpoint_url(endpoint)
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_attempt_timeout(POST_TIMEOUT)
-                    .build(),
-            )
-            .build();
-        Ok(Client::from_conf(config))
+        let config =
+            aws_sdk_apigatewaymanagement::config::Builder::from(&shared).endpoint_url(endpoint);
+        Ok(Client::from_conf(own_retries(config).build()))
     }
 
     /// Builds a cycle's `health:update` for one tenant and sends it to its connections.
@@ -220,6 +206,17 @@ impl Broadcaster {
         }
         (Outcome::Delivered, retries)
     }
+}
+
+/// The SDK's retries off (the broadcaster decides what to retry) and a bound on each post.
+fn own_retries(
+    config: aws_sdk_apigatewaymanagement::config::Builder,
+) -> aws_sdk_apigatewaymanagement::config::Builder {
+    config.retry_config(RetryConfig::disabled()).timeout_config(
+        TimeoutConfig::builder()
+            .operation_attempt_timeout(POST_TIMEOUT)
+            .build(),
+    )
 }
 
 fn is_gone(error: &SdkError<PostToConnectionError, HttpResponse>) -> bool {

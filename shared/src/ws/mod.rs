@@ -58,31 +58,13 @@ pub async fn disconnect(state: &AppState, connection_id: &str) -> Result<(), Api
 
 #[cfg(all(test, feature = "embedded"))]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::config::Config;
-    use crate::store::embedded::EmbeddedBackend;
-    use crate::store::Store;
-
-    fn state() -> (AppState, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let backend =
-            EmbeddedBackend::open(&dir.path().join("t.redb")).unwrap_or_else(|e| panic!("{e}"));
-        (
-            AppState::new(Store::new(Arc::new(backend)), Config::default()),
-            dir,
-        )
-    }
+    use crate::state::testing::{key, state};
 
     #[tokio::test]
     async fn connect_stores_the_connection_under_the_keys_tenant_and_disconnect_forgets_it() {
         let (state, _dir) = state();
-        let key = state
-            .store
-            .create_api_key("acme", &["read".to_owned()], "oncall", 0)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let key = key(&state, "acme", &["read"], "oncall").await;
         let who = connect(&state, Some(&key), "abc=")
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -111,11 +93,7 @@ mod tests {
     #[tokio::test]
     async fn a_bad_or_missing_key_is_refused_and_nothing_is_stored() {
         let (state, _dir) = state();
-        let ingest_only = state
-            .store
-            .create_api_key("acme", &["ingest".to_owned()], "agent", 0)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let ingest_only = key(&state, "acme", &["ingest"], "agent").await;
         for (token, status) in [
             (None, 401),
             (Some("ahm_wrong"), 401),
