@@ -349,6 +349,8 @@
       showLoadError(error);
       return;
     }
+    // Navigation start to the figures, alerts, cards and integrations on screen.
+    window.dashboardContentMs = performance.now();
     connect();
     addLoadPoint();
     await loadHistory().catch(() => {});
