@@ -3,7 +3,7 @@
 use super::ingest::corrupt;
 use super::layout::{self, Entity};
 use super::tenant::agent_data;
-use super::{backoff, Condition, Record, Store, StoreError, StoredItem, Write, MAX_ATTEMPTS};
+use super::{retry_on_conflict, Condition, Record, Store, StoreError, StoredItem, Write};
 use crate::domain::health::{agent_health, AgentHealth};
 use crate::domain::records::AgentRecord;
 use crate::time::Millis;
@@ -45,8 +45,7 @@ impl Store {
         now: Millis,
     ) -> Result<AgentHealth, StoreError> {
         let key = layout::record(tenant, Entity::Agent, agent_id);
-        let mut attempt = 0;
-        loop {
+        retry_on_conflict(|| async {
             let current = self.get_one(&key).await?;
             let (mut agent, condition, version) = match current {
                 Some(StoredItem {
@@ -76,15 +75,9 @@ impl Store {
                 },
                 condition,
             };
-            match self.backend.write(vec![write]).await {
-                Ok(()) => break,
-                Err(StoreError::Conflict) if attempt + 1 < MAX_ATTEMPTS => {
-                    attempt += 1;
-                    backoff(attempt).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+            self.backend.write(vec![write]).await
+        })
+        .await?;
         self.agent_health(tenant, agent_id, now)
             .await?
             .ok_or_else(|| corrupt(&key, "the agent just written cannot be read"))

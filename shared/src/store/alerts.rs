@@ -3,7 +3,7 @@
 
 use super::ingest::corrupt;
 use super::layout;
-use super::{backoff, Condition, Record, Store, StoreError, StoredItem, Write, MAX_ATTEMPTS};
+use super::{retry_on_conflict, Condition, Record, Store, StoreError, StoredItem, Write};
 use crate::domain::alerts::{sort_alerts, AlertRecord};
 use crate::time::Millis;
 
@@ -71,8 +71,9 @@ impl Store {
         now: Millis,
     ) -> Result<AckOutcome, StoreError> {
         let key = layout::alert(tenant, alert_id);
-        let mut attempt = 0;
-        loop {
+        // A conflict means the collector changed it (escalated or resolved): decide again
+        // on the new state.
+        retry_on_conflict(|| async {
             let (mut alert, version) = match self.get_one(&key).await? {
                 None => return Ok(AckOutcome::NotFound),
                 Some(StoredItem {
@@ -91,16 +92,10 @@ impl Store {
             alert.acknowledged_at = Some(now);
             alert.acknowledged_by = Some(by.to_owned());
             alert.notes = notes.map(str::to_owned);
-            match self.save_alert(tenant, &alert, Some(version)).await {
-                Ok(()) => return Ok(AckOutcome::Acknowledged(alert)),
-                // The collector changed it (escalated or resolved): decide again on the new state.
-                Err(StoreError::Conflict) if attempt + 1 < MAX_ATTEMPTS => {
-                    attempt += 1;
-                    backoff(attempt).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+            self.save_alert(tenant, &alert, Some(version)).await?;
+            Ok(AckOutcome::Acknowledged(alert))
+        })
+        .await
     }
 }
 

@@ -14,8 +14,7 @@ use std::collections::HashMap;
 
 use super::layout::{self, Entity};
 use super::{
-    backoff, Condition, EventMark, ItemKey, Record, Store, StoreError, StoredItem, Write,
-    MAX_ATTEMPTS,
+    retry_on_conflict, Condition, EventMark, ItemKey, Record, Store, StoreError, StoredItem, Write,
 };
 use crate::domain::events::{Event, EventKind, Gauge};
 use crate::domain::records::{
@@ -50,8 +49,7 @@ impl Store {
         let per_chunk = (self.backend.max_writes() / MAX_ITEMS_PER_EVENT).max(1);
         let mut total = IngestOutcome::default();
         for chunk in events.chunks(per_chunk) {
-            let mut attempt = 0;
-            let outcome = loop {
+            let outcome = retry_on_conflict(|| async {
                 let mut snapshot = Snapshot::default();
                 // Two reads cover a chunk: the records its events need, then the buckets
                 // they will touch (which for a finish depend on its execution's start).
@@ -73,15 +71,10 @@ impl Store {
                         outcome.duplicates += 1;
                     }
                 }
-                match self.backend.write(snapshot.into_writes()).await {
-                    Ok(()) => break outcome,
-                    Err(StoreError::Conflict) if attempt + 1 < MAX_ATTEMPTS => {
-                        attempt += 1;
-                        backoff(attempt).await;
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
+                self.backend.write(snapshot.into_writes()).await?;
+                Ok(outcome)
+            })
+            .await?;
             total.accepted += outcome.accepted;
             total.duplicates += outcome.duplicates;
         }

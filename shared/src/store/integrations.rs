@@ -3,7 +3,7 @@
 use super::ingest::corrupt;
 use super::layout::{self, Entity};
 use super::tenant::integration_data;
-use super::{backoff, Condition, Record, Store, StoreError, StoredItem, Write, MAX_ATTEMPTS};
+use super::{retry_on_conflict, Condition, Record, Store, StoreError, StoredItem, Write};
 use crate::domain::health::IntegrationHealth;
 use crate::domain::records::{ConnectionState, IntegrationRecord, Probe};
 use crate::time::Millis;
@@ -42,8 +42,7 @@ impl Store {
         latency_threshold_ms: f64,
     ) -> Result<IntegrationHealth, StoreError> {
         let key = layout::record(tenant, Entity::Integration, integration_id);
-        let mut attempt = 0;
-        loop {
+        retry_on_conflict(|| async {
             let (mut integration, condition, version) = match self.get_one(&key).await? {
                 Some(StoredItem {
                     record: Record::Integration(i),
@@ -77,15 +76,9 @@ impl Store {
                 },
                 condition,
             };
-            match self.backend.write(vec![write]).await {
-                Ok(()) => break,
-                Err(StoreError::Conflict) if attempt + 1 < MAX_ATTEMPTS => {
-                    attempt += 1;
-                    backoff(attempt).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+            self.backend.write(vec![write]).await
+        })
+        .await?;
         self.integration_health(tenant, integration_id, now, latency_threshold_ms)
             .await?
             .ok_or_else(|| corrupt(&key, "the integration just written cannot be read"))

@@ -245,3 +245,24 @@ pub(crate) async fn backoff(attempt: usize) {
     let jitter = rand::rng().random_range(0..=base);
     tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
 }
+
+/// Runs one read-modify-conditional-write: again, after a [`backoff`], each time it loses a
+/// race ([`StoreError::Conflict`]), at most [`MAX_ATTEMPTS`] times in all. `attempt` must
+/// re-read what it writes, so each run decides on the current state.
+pub(crate) async fn retry_on_conflict<T, Fut>(
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, StoreError>
+where
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(StoreError::Conflict) if tries < MAX_ATTEMPTS => {
+                backoff(tries).await;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}

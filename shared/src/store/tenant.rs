@@ -5,8 +5,8 @@ use super::agents::bucket;
 use super::ingest::{bucket_expiry, corrupt};
 use super::layout::{self, Entity};
 use super::{
-    backoff, Condition, CycleRecord, ItemKey, Range, Record, Store, StoreError, StoredItem,
-    TenantRecord, Write, MAX_ATTEMPTS,
+    retry_on_conflict, Condition, CycleRecord, ItemKey, Range, Record, Store, StoreError,
+    StoredItem, TenantRecord, Write,
 };
 use crate::domain::alerts::AlertRecord;
 use crate::domain::health::{
@@ -392,8 +392,7 @@ impl Store {
         cycle_start: Option<Millis>,
     ) -> Result<Option<IntegrationRecord>, StoreError> {
         let key = layout::record(tenant, Entity::Integration, integration_id);
-        let mut attempt = 0;
-        loop {
+        retry_on_conflict(|| async {
             let (mut record, version) = match self.get_one(&key).await? {
                 Some(StoredItem {
                     record: Record::Integration(i),
@@ -429,15 +428,10 @@ impl Store {
                 },
                 condition: Condition::Version(version),
             }];
-            match self.backend.write(writes).await {
-                Ok(()) => return Ok(Some(record)),
-                Err(StoreError::Conflict) if attempt + 1 < MAX_ATTEMPTS => {
-                    attempt += 1;
-                    backoff(attempt).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+            self.backend.write(writes).await?;
+            Ok(Some(record))
+        })
+        .await
     }
 }
 
@@ -450,8 +444,8 @@ impl Store {
         minute: i64,
         add: &IntegrationCounters,
     ) -> Result<(), StoreError> {
-        let mut attempt = 0;
-        loop {
+        // Ingestion may be adding calls to the same bucket: a conflict re-reads and retries.
+        retry_on_conflict(|| async {
             let (mut counters, condition, version) = match self.get_one(&key).await? {
                 Some(StoredItem {
                     record: Record::IntegrationCounters(c),
@@ -476,16 +470,9 @@ impl Store {
                 },
                 condition,
             };
-            // Ingestion may be adding calls to the same bucket: re-read and retry.
-            match self.backend.write(vec![write]).await {
-                Ok(()) => return Ok(()),
-                Err(StoreError::Conflict) if attempt + 1 < MAX_ATTEMPTS => {
-                    attempt += 1;
-                    backoff(attempt).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+            self.backend.write(vec![write]).await
+        })
+        .await
     }
 }
 
