@@ -378,6 +378,9 @@ async fn cold_start(binary: &str, runs: usize) -> (f64, f64) {
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
             .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
             .env("HEALTH_TABLE", "bench")
+            // What the template gives the broadcaster and the collector (never called here).
+            .env("WEBSOCKET_MANAGEMENT_ENDPOINT", "http://127.0.0.1:9/live")
+            .env("BROADCASTER_FUNCTION", "bench-broadcaster")
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "local")
             .env("AWS_SECRET_ACCESS_KEY", "local")
