@@ -268,7 +268,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
-    use crate::state::testing::{key, state};
+    use crate::state::testing::{connections, key, state};
 
     /// State with `config` and one tenant, and a collector over it.
     async fn collector_with(
@@ -366,17 +366,12 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert!(body.contains("not valid"), "{body}");
-        assert!(state
-            .store
-            .connections("acme")
-            .await
-            .unwrap_or_default()
-            .is_empty());
+        assert!(connections(&state, "acme").await.is_empty());
 
         let accepted = ws_connect(&state, &event(&connect.replace("KEY", &key))).await;
         assert_eq!(accepted.status_code, 200);
         assert_eq!(
-            state.store.connections("acme").await.unwrap_or_default(),
+            connections(&state, "acme").await,
             vec!["AAAA1234=".to_owned()]
         );
         let disconnect = include_str!("../tests/fixtures/apigw-websocket-disconnect.json");
@@ -384,12 +379,7 @@ mod tests {
             ws_disconnect(&state, &event(disconnect)).await.status_code,
             200
         );
-        assert!(state
-            .store
-            .connections("acme")
-            .await
-            .unwrap_or_default()
-            .is_empty());
+        assert!(connections(&state, "acme").await.is_empty());
     }
 
     #[tokio::test]

@@ -74,6 +74,11 @@ pub(crate) mod testing {
         )
     }
 
+    /// The connection ids stored for `tenant` (empty if the read fails).
+    pub(crate) async fn connections(state: &AppState, tenant: &str) -> Vec<String> {
+        state.store.connections(tenant).await.unwrap_or_default()
+    }
+
     /// A new key of `tenant` with `scopes`, held by `name`.
     pub(crate) async fn key(state: &AppState, tenant: &str, scopes: &[&str], name: &str) -> String {
         let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();

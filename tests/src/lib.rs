@@ -337,3 +337,19 @@ pub async fn get_json(app: &local_stack::Running, key: &str, path: &str) -> serd
     assert!(res.status().is_success(), "{path}: {}", res.status());
     res.json().await.unwrap_or_else(|e| panic!("{path}: {e}"))
 }
+
+/// Polls `check` every 50 ms until it holds; panics naming `what` after `limit`.
+pub async fn eventually(
+    what: &str,
+    limit: std::time::Duration,
+    mut check: impl AsyncFnMut() -> bool,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

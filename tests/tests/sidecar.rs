@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use health_sidecar::{run, Options, Stats};
 use serde_json::Value;
@@ -65,12 +65,22 @@ async fn get(url: &str, key: &str) -> Value {
     res.json().await.unwrap_or_else(|e| panic!("{url}: {e}"))
 }
 
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
+    e2e_tests::eventually(what, Duration::from_secs(20), check).await;
+}
+
+/// Waits until the sidecar's buffer is empty, then stops it and waits for it to end.
+async fn drain_and_stop((stats, stop, sidecar): Running) -> Arc<Stats> {
+    eventually("the buffer to drain", async || {
+        stats.waiting.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    let _ = stop.send(());
+    sidecar
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    stats
 }
 
 #[tokio::test]
@@ -139,15 +149,7 @@ async fn through_an_outage_every_sample_arrives_exactly_once() {
     assert!(stats.taken.load(Ordering::SeqCst) >= taken_at_outage + 10);
 
     let app = start(addr).await.unwrap_or_else(|e| panic!("{e}"));
-    eventually("the buffer to drain", async || {
-        stats.waiting.load(Ordering::SeqCst) == 0
-    })
-    .await;
-    let _ = stop.send(());
-    sidecar
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let stats = drain_and_stop((stats, stop, sidecar)).await;
     let taken = stats.taken.load(Ordering::SeqCst);
     assert_eq!(stats.waiting.load(Ordering::SeqCst), 0);
 
@@ -199,17 +201,9 @@ async fn samples_resent_after_a_lost_answer_count_once() {
     let (app, _dir) = e2e_tests::spawn_app().await;
     let (url, key) = (app.url(), app.api_key.clone());
     let proxy = lossy_proxy(url.clone(), 3).await;
-    let (stats, stop, sidecar) = spawn_sidecar(proxy, key.clone(), "lossy-host");
+    let running = spawn_sidecar(proxy, key.clone(), "lossy-host");
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    eventually("the buffer to drain", async || {
-        stats.waiting.load(Ordering::SeqCst) == 0
-    })
-    .await;
-    let _ = stop.send(());
-    sidecar
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let stats = drain_and_stop(running).await;
     let (stored, history) = stored_samples(&url, &key, "lossy-host").await;
     assert_eq!(stored, stats.taken.load(Ordering::SeqCst), "{history}");
     app.stop().await.unwrap_or_else(|e| panic!("{e}"));

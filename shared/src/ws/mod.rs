@@ -23,6 +23,11 @@ pub fn token_of(query: Option<&str>) -> Option<String> {
     crate::api::query_param(query, "token").filter(|t| !t.is_empty())
 }
 
+/// A connection id as the store takes it, or 400 `invalid_connection`.
+fn valid_id(connection_id: &str) -> Result<(), ApiError> {
+    check_connection_id(connection_id).map_err(|m| ApiError::bad_request("invalid_connection", m))
+}
+
 /// `$connect`: checks the key (it needs the `read` scope) and stores the connection with
 /// its tenant. A bad key is refused (401, or 403 without the scope) before anything is
 /// stored.
@@ -31,8 +36,7 @@ pub async fn connect(
     token: Option<&str>,
     connection_id: &str,
 ) -> Result<Principal, ApiError> {
-    check_connection_id(connection_id)
-        .map_err(|m| ApiError::bad_request("invalid_connection", m))?;
+    valid_id(connection_id)?;
     let token = token.ok_or_else(|| {
         ApiError::Unauthorized("connect with ?token=<api key> in the URL".to_owned())
     })?;
@@ -49,8 +53,7 @@ pub async fn connect(
 /// `$disconnect`: forgets the connection. Unknown ids are fine (a repeated event, or one
 /// the broadcaster already removed after a 410).
 pub async fn disconnect(state: &AppState, connection_id: &str) -> Result<(), ApiError> {
-    check_connection_id(connection_id)
-        .map_err(|m| ApiError::bad_request("invalid_connection", m))?;
+    valid_id(connection_id)?;
     state.store.remove_connection(connection_id).await?;
     tracing::info!(connection_id, "websocket disconnected");
     Ok(())
@@ -59,7 +62,7 @@ pub async fn disconnect(state: &AppState, connection_id: &str) -> Result<(), Api
 #[cfg(all(test, feature = "embedded"))]
 mod tests {
     use super::*;
-    use crate::state::testing::{key, state};
+    use crate::state::testing::{connections, key, state};
 
     #[tokio::test]
     async fn connect_stores_the_connection_under_the_keys_tenant_and_disconnect_forgets_it() {
@@ -69,23 +72,13 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((who.tenant.as_str(), who.name.as_str()), ("acme", "oncall"));
-        let listed = state.store.connections("acme").await.unwrap_or_default();
+        let listed = connections(&state, "acme").await;
         assert_eq!(listed, vec!["abc=".to_owned()]);
-        assert!(state
-            .store
-            .connections("other")
-            .await
-            .unwrap_or_default()
-            .is_empty());
+        assert!(connections(&state, "other").await.is_empty());
         disconnect(&state, "abc=")
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(state
-            .store
-            .connections("acme")
-            .await
-            .unwrap_or_default()
-            .is_empty());
+        assert!(connections(&state, "acme").await.is_empty());
         // Twice is fine.
         assert!(disconnect(&state, "abc=").await.is_ok());
     }
@@ -105,12 +98,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{token:?} was accepted"));
             assert_eq!(err.status().as_u16(), status, "{token:?}: {err}");
         }
-        assert!(state
-            .store
-            .connections("acme")
-            .await
-            .unwrap_or_default()
-            .is_empty());
+        assert!(connections(&state, "acme").await.is_empty());
         let bad_id = connect(&state, Some(&ingest_only), "a\nb").await.err();
         assert_eq!(bad_id.map(|e| e.status().as_u16()), Some(400));
     }
