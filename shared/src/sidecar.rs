@@ -31,10 +31,16 @@ pub struct HostSample {
 }
 
 /// A sample as an ingestion event. The id is the host and the sample's time, so every
-/// retry of it carries the same id.
+/// retry of it carries the same id; a host id too long for an event id (128 characters
+/// with the time) is replaced there by a hash of it.
 pub fn sample_event(host_id: &str, sample: &HostSample, at: Millis) -> serde_json::Value {
+    let mut event_id = format!("{host_id}:{at}");
+    if event_id.chars().count() > crate::domain::ids::MAX_ID_CHARS {
+        use sha2::{Digest, Sha256};
+        event_id = format!("{}:{at}", &hex::encode(Sha256::digest(host_id))[..32]);
+    }
     let mut event = serde_json::json!({
-        "event_id": format!("{host_id}:{at}"),
+        "event_id": event_id,
         "type": "host.sample",
         "host_id": host_id,
         "cpu_usage": round2(sample.cpu_usage),
@@ -250,6 +256,17 @@ mod tests {
         let at = 1_800_000_000_000;
         let event = sample_event("web-1", &sample(), at);
         assert_eq!(event["event_id"], "web-1:1800000000000");
+        // The longest valid host id still makes a valid, stable event id.
+        let long = "h".repeat(crate::domain::ids::MAX_ID_CHARS);
+        let first = sample_event(&long, &sample(), at);
+        assert_eq!(
+            first["event_id"],
+            sample_event(&long, &sample(), at)["event_id"]
+        );
+        assert_eq!(first["host_id"], long.as_str());
+        let body = serde_json::json!({ "events": [first] }).to_string();
+        let parsed = crate::domain::events::parse_batch(body.as_bytes(), at);
+        assert!(parsed.is_ok(), "{parsed:?}");
         assert_eq!(event["cpu_usage"], 12.35);
         assert_eq!(event["disk_usage"], 70.13);
         let body = serde_json::json!({ "events": [event] }).to_string();

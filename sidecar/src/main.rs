@@ -49,6 +49,11 @@ fn positive_seconds(text: &str) -> Result<f64, String> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let host_id = cli.host_id.unwrap_or_else(host_name);
+    // The API would refuse every sample of an invalid host id: say so now, not per batch.
+    if let Err(e) = shared::domain::ids::check_id(&host_id) {
+        eprintln!("health-sidecar: host id {host_id:?} {e} (set --host-id)");
+        return ExitCode::FAILURE;
+    }
     if cli.once {
         return match Sampler::new().await {
             Ok(mut sampler) => {

@@ -34,7 +34,7 @@ fn once_prints_one_host_sample_event_as_json() {
 }
 
 #[test]
-fn without_a_key_or_with_a_bad_interval_it_says_what_is_wrong() {
+fn without_a_key_or_with_a_bad_interval_or_host_id_it_says_what_is_wrong() {
     let out = sidecar()
         .env_remove("HEALTH_API_KEY")
         .output()
@@ -47,4 +47,12 @@ fn without_a_key_or_with_a_bad_interval_it_says_what_is_wrong() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 0.01"));
+    let too_long = "h".repeat(129);
+    let out = sidecar()
+        .args(["--once", "--host-id", &too_long])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("1 to 128 characters"), "{stderr}");
 }
