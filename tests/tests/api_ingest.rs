@@ -278,7 +278,7 @@ async fn bad_batches_answer_400_naming_the_field_and_store_nothing() {
     let cases: Vec<(Value, &str)> = vec![
         (
             json!({"event_id": "1", "type": "integration.call", "integration_id": "s", "latency_ms": -5, "ok": true}),
-            "events[1].latency_ms: must be a number >= 0",
+            "events[1].latency_ms: must be a number from 0 to 3600000",
         ),
         (
             json!({"event_id": "1", "type": "integration.call", "integration_id": "s", "latency_ms": "fast", "ok": true}),
@@ -310,7 +310,7 @@ async fn bad_batches_answer_400_naming_the_field_and_store_nothing() {
         ),
         (
             json!({"event_id": "1", "type": "gauge", "name": "queue_depth", "value": -1}),
-            "events[1].value: must be an integer >= 0",
+            "events[1].value: must be an integer from 0 to 1000000000000",
         ),
         (
             json!({"event_id": "1", "type": "host.sample", "host_id": "h", "cpu_usage": 101, "memory_usage": 5}),
@@ -404,4 +404,74 @@ async fn an_invalid_agent_update_changes_nothing() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(error_message(&body).contains("1 to 128 characters"));
+}
+
+#[tokio::test]
+async fn a_huge_number_is_refused_and_the_tenant_stays_readable() {
+    let (api, _running, _dir) = api().await;
+    let finish = |id: &str, exec: &str| {
+        json!({"event_id": id, "type": "execution.finished", "agent_id": "a", "execution_id": exec,
+               "outcome": "completed", "duration_ms": 1.7e308})
+    };
+    let call = json!({"event_id": "c", "type": "integration.call", "integration_id": "i",
+                      "latency_ms": 1.7e308, "ok": true});
+    let (status, body) = api
+        .post_events(json!({"events": [finish("f1", "x1"), finish("f2", "x2"), call]}).to_string())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = error_message(&body);
+    assert!(message.contains("events[0].duration_ms"), "{message}");
+    assert!(message.contains("events[2].latency_ms"), "{message}");
+    // The largest accepted values, twice in one minute, still read back as numbers.
+    let (status, body) = api
+        .post_events(
+            json!({"events": [
+                {"event_id": "g1", "type": "execution.finished", "agent_id": "a", "execution_id": "x1", "outcome": "completed", "duration_ms": 604_800_000},
+                {"event_id": "g2", "type": "execution.finished", "agent_id": "a", "execution_id": "x2", "outcome": "completed", "duration_ms": 604_800_000},
+                {"event_id": "g3", "type": "integration.call", "integration_id": "i", "latency_ms": 3_600_000, "ok": true},
+                {"event_id": "g4", "type": "integration.call", "integration_id": "i", "latency_ms": 3_600_000, "ok": true},
+                {"event_id": "g5", "type": "gauge", "name": "queue_depth", "value": 1_000_000_000_000_u64}]})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, agents) = api.get("/api/health/agents").await;
+    assert_eq!(status, StatusCode::OK, "{agents}");
+    assert_eq!(agents[0]["agent_id"], "a");
+    // A week-long execution started a week ago: it lands in that day's history point.
+    let (status, history) = api
+        .get("/api/health/history/agent?entity_id=a&days=30")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    assert_eq!(
+        history["history"][0]["metrics"]["completed"], 2,
+        "{history}"
+    );
+    let (status, integrations) = api.get("/api/health/integrations").await;
+    assert_eq!(status, StatusCode::OK, "{integrations}");
+    assert_eq!(integrations[0]["latency_ms"], json!(3_600_000.0));
+    let (status, system) = api.get("/api/health/system").await;
+    assert_eq!(status, StatusCode::OK, "{system}");
+    assert_eq!(system["queue_depth"], json!(1_000_000_000_000_u64));
+}
+
+#[tokio::test]
+async fn an_event_name_with_control_characters_is_refused_as_put_refuses_it() {
+    let (api, _running, _dir) = api().await;
+    let (status, body) = api
+        .post_events(
+            json!({"events": [{"event_id": "s", "type": "execution.started", "agent_id": "a",
+                               "execution_id": "x", "operation": "op", "agent_name": "Sales\u{1b}[2J"}]})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_message(&body).contains("events[0].agent_name"));
+    let (status, _) = api
+        .put(
+            "/api/health/agents/a",
+            json!({"agent_name": "Sales\u{1b}[2J"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -4,7 +4,7 @@ use http::{Response, StatusCode};
 use serde_json::Value;
 
 use super::{json_response, object_body, ApiError};
-use crate::domain::ids::MAX_ID_CHARS;
+use crate::domain::ids::check_name;
 use crate::store::agents::AgentUpdate;
 use crate::AppState;
 
@@ -57,11 +57,7 @@ fn parse_update(body: &[u8]) -> Result<AgentUpdate, ApiError> {
         let bad = |m: &str| ApiError::bad_request("invalid_agent", format!("{field}: {m}"));
         match (field.as_str(), value) {
             (_, Value::Null) => {}
-            ("agent_name", Value::String(s))
-                if !s.is_empty()
-                    && s.chars().count() <= MAX_ID_CHARS
-                    && !s.chars().any(char::is_control) =>
-            {
+            ("agent_name", Value::String(s)) if check_name(&s).is_ok() => {
                 update.agent_name = Some(s);
             }
             ("agent_name", _) => {

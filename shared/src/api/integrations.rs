@@ -4,7 +4,7 @@ use http::{Response, StatusCode};
 use serde_json::Value;
 
 use super::{json_response, object_body, probe, ApiError};
-use crate::domain::ids::MAX_ID_CHARS;
+use crate::domain::ids::check_name;
 use crate::domain::records::Probe;
 use crate::store::integrations::IntegrationUpdate;
 use crate::AppState;
@@ -56,11 +56,7 @@ async fn parse_update(state: &AppState, body: &[u8]) -> Result<IntegrationUpdate
     for (field, value) in object_body(body)? {
         match (field.as_str(), value) {
             (_, Value::Null) => {}
-            ("integration_name", Value::String(s))
-                if !s.is_empty()
-                    && s.chars().count() <= MAX_ID_CHARS
-                    && !s.chars().any(char::is_control) =>
-            {
+            ("integration_name", Value::String(s)) if check_name(&s).is_ok() => {
                 update.integration_name = Some(s);
             }
             ("integration_name", _) => {

@@ -257,7 +257,13 @@ impl Collector {
             }
             attempt += 1;
             if attempt >= MAX_ATTEMPTS {
-                return Err(StoreError::Conflict);
+                // An alert that keeps conflicting (one whose stored item is unreadable, so it
+                // is never in the list read) must not stop the rest of the tenant's cycle.
+                tracing::error!(
+                    tenant,
+                    "alerts still conflicting after retries; left for the next cycle"
+                );
+                break;
             }
             alerts = self.store.all_alerts(tenant).await?;
         }

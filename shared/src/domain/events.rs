@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::domain::ids::{check_id, MAX_TEXT_CHARS};
+use crate::domain::ids::{check_id, check_name, check_text};
 use crate::time::{format_rfc3339, parse_rfc3339, Millis, DAY_MS, MINUTE_MS};
 
 /// Most events one batch may carry.
@@ -16,6 +16,17 @@ pub const MAX_FUTURE_SKEW_MS: Millis = 5 * MINUTE_MS;
 /// How old an event may be. Duplicate detection remembers event ids for longer than this,
 /// so a retry within this horizon is always recognised.
 pub const MAX_EVENT_AGE_MS: Millis = 7 * DAY_MS;
+/// Longest execution duration accepted, in ms (7 days): longer is a client bug, and bounding
+/// every number keeps the sums built from them finite.
+pub const MAX_DURATION_MS: f64 = 604_800_000.0;
+/// Longest integration call latency accepted, in ms (1 hour).
+pub const MAX_LATENCY_MS: f64 = 3_600_000.0;
+/// Largest gauge value accepted (10^12).
+pub const MAX_GAUGE_VALUE: u64 = 1_000_000_000_000;
+/// Longest host uptime accepted, in seconds (100 years of 365 days).
+pub const MAX_UPTIME_SECONDS: u64 = 3_153_600_000;
+/// Largest load average accepted.
+pub const MAX_LOAD_AVERAGE: f64 = 1_000_000.0;
 
 /// One validated event.
 #[derive(Debug, Clone, PartialEq)]
@@ -315,7 +326,7 @@ impl<'a> Fields<'a> {
                         None
                     }
                 };
-                let duration_ms = self.number("duration_ms", false, 0.0, f64::MAX);
+                let duration_ms = self.number("duration_ms", false, 0.0, MAX_DURATION_MS);
                 let confidence = self.number("confidence", false, 0.0, 1.0);
                 let error = self.text("error", false);
                 EventKind::ExecutionFinished {
@@ -329,7 +340,7 @@ impl<'a> Fields<'a> {
             }
             "integration.call" => {
                 let integration_id = self.id("integration_id");
-                let latency_ms = self.number("latency_ms", true, 0.0, f64::MAX);
+                let latency_ms = self.number("latency_ms", true, 0.0, MAX_LATENCY_MS);
                 let ok = match self.obj.get("ok") {
                     Some(Value::Bool(b)) => Some(*b),
                     _ => {
@@ -353,7 +364,7 @@ impl<'a> Fields<'a> {
                 let memory_usage = self.number("memory_usage", true, 0.0, 100.0);
                 let disk_usage = self.number("disk_usage", false, 0.0, 100.0);
                 let load_average = self.load_average();
-                let uptime_seconds = self.integer("uptime_seconds", false);
+                let uptime_seconds = self.integer("uptime_seconds", false, MAX_UPTIME_SECONDS);
                 EventKind::HostSample {
                     host_id: host_id?,
                     cpu_usage: cpu_usage??,
@@ -375,7 +386,7 @@ impl<'a> Fields<'a> {
                         None
                     }
                 };
-                let value = self.integer("value", true);
+                let value = self.integer("value", true, MAX_GAUGE_VALUE);
                 EventKind::Gauge {
                     name: name?,
                     value: value??,
@@ -415,7 +426,8 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// `Some(None)` is an absent optional field; `None` means an error was recorded.
+    /// A name (`*_name`: the name rule) or free text (the text rule). `Some(None)` is an
+    /// absent optional field; `None` means an error was recorded.
     fn text(&mut self, field: &str, required: bool) -> Option<Option<String>> {
         match self.obj.get(field) {
             None | Some(Value::Null) if !required => Some(None),
@@ -423,14 +435,20 @@ impl<'a> Fields<'a> {
                 self.fail(field, "is required");
                 None
             }
-            Some(Value::String(s)) if s.chars().count() > MAX_TEXT_CHARS => {
-                self.fail(
-                    field,
-                    format!("must be at most {MAX_TEXT_CHARS} characters"),
-                );
-                None
+            Some(Value::String(s)) => {
+                let check = if field.ends_with("_name") {
+                    check_name(s)
+                } else {
+                    check_text(s)
+                };
+                match check {
+                    Ok(()) => Some(Some(s.clone())),
+                    Err(msg) => {
+                        self.fail(field, msg);
+                        None
+                    }
+                }
             }
-            Some(Value::String(s)) => Some(Some(s.clone())),
             Some(_) => {
                 self.fail(field, "must be a string");
                 None
@@ -447,10 +465,6 @@ impl<'a> Fields<'a> {
             }
             Some(Value::Number(n)) => match n.as_f64() {
                 Some(v) if v.is_finite() && v >= min && v <= max => Some(Some(v)),
-                _ if max == f64::MAX => {
-                    self.fail(field, format!("must be a number >= {min}"));
-                    None
-                }
                 _ => {
                     self.fail(field, format!("must be a number from {min} to {max}"));
                     None
@@ -463,16 +477,16 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn integer(&mut self, field: &str, required: bool) -> Option<Option<u64>> {
+    fn integer(&mut self, field: &str, required: bool, max: u64) -> Option<Option<u64>> {
         match self.obj.get(field) {
             None | Some(Value::Null) if !required => Some(None),
             None | Some(Value::Null) => {
                 self.fail(field, "is required");
                 None
             }
-            Some(Value::Number(n)) if n.as_u64().is_some() => Some(n.as_u64()),
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v <= max) => Some(n.as_u64()),
             Some(_) => {
-                self.fail(field, "must be an integer >= 0");
+                self.fail(field, format!("must be an integer from 0 to {max}"));
                 None
             }
         }
@@ -485,9 +499,12 @@ impl<'a> Fields<'a> {
                 let mut out = [0.0; 3];
                 for (slot, item) in out.iter_mut().zip(items) {
                     match item.as_f64() {
-                        Some(v) if v.is_finite() && v >= 0.0 => *slot = v,
+                        Some(v) if (0.0..=MAX_LOAD_AVERAGE).contains(&v) => *slot = v,
                         _ => {
-                            self.fail("load_average", "must hold 3 numbers >= 0");
+                            self.fail(
+                                "load_average",
+                                format!("must hold 3 numbers from 0 to {MAX_LOAD_AVERAGE}"),
+                            );
                             return None;
                         }
                     }
@@ -495,7 +512,10 @@ impl<'a> Fields<'a> {
                 Some(Some(out))
             }
             Some(_) => {
-                self.fail("load_average", "must be an array of 3 numbers >= 0");
+                self.fail(
+                    "load_average",
+                    format!("must be an array of 3 numbers from 0 to {MAX_LOAD_AVERAGE}"),
+                );
                 None
             }
         }
@@ -543,9 +563,49 @@ mod tests {
         assert_eq!(
             errors_of(body),
             vec![
-                "events[1].latency_ms: must be a number >= 0",
+                "events[1].latency_ms: must be a number from 0 to 3600000",
                 "events[2].confidence: must be a number from 0 to 1",
                 "events[3].type: unknown event type \"teleport\"; expected execution.started, execution.finished, integration.call, host.sample or gauge",
+            ]
+        );
+    }
+
+    #[test]
+    fn numbers_beyond_their_documented_range_are_refused_by_field() {
+        let body = r#"{"events": [
+          {"event_id": "1", "type": "execution.finished", "agent_id": "a", "execution_id": "x", "outcome": "completed", "duration_ms": 1.7e308},
+          {"event_id": "2", "type": "integration.call", "integration_id": "s", "latency_ms": 3600001, "ok": true},
+          {"event_id": "3", "type": "gauge", "name": "queue_depth", "value": 1000000000001},
+          {"event_id": "4", "type": "host.sample", "host_id": "h", "cpu_usage": 1, "memory_usage": 1, "uptime_seconds": 18446744073709551615, "load_average": [1, 1e300, 1]},
+          {"event_id": "5", "type": "execution.finished", "agent_id": "a", "execution_id": "y", "outcome": "completed", "duration_ms": 604800000},
+          {"event_id": "6", "type": "gauge", "name": "active_operations", "value": 1000000000000}
+        ]}"#;
+        assert_eq!(
+            errors_of(body),
+            vec![
+                "events[0].duration_ms: must be a number from 0 to 604800000",
+                "events[1].latency_ms: must be a number from 0 to 3600000",
+                "events[2].value: must be an integer from 0 to 1000000000000",
+                "events[3].load_average: must hold 3 numbers from 0 to 1000000",
+                "events[3].uptime_seconds: must be an integer from 0 to 3153600000",
+            ]
+        );
+    }
+
+    #[test]
+    fn names_and_free_text_follow_one_rule_in_events() {
+        let body = r#"{"events": [
+          {"event_id": "1", "type": "execution.started", "agent_id": "a", "execution_id": "x", "operation": "Work", "agent_name": "Bell\u0007"},
+          {"event_id": "2", "type": "integration.call", "integration_id": "s", "latency_ms": 1, "ok": true, "integration_name": ""},
+          {"event_id": "3", "type": "execution.finished", "agent_id": "a", "execution_id": "x", "outcome": "failed", "error": "Traceback:\n\tline 1\u001b[0m"},
+          {"event_id": "4", "type": "execution.finished", "agent_id": "a", "execution_id": "y", "outcome": "failed", "error": "Traceback:\n\tline 1"}
+        ]}"#;
+        assert_eq!(
+            errors_of(body),
+            vec![
+                "events[0].agent_name: must not contain control characters",
+                "events[1].integration_name: must be 1 to 128 characters",
+                "events[2].error: must not contain control characters other than line breaks and tabs",
             ]
         );
     }

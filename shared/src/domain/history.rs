@@ -80,12 +80,7 @@ pub fn merge_hosts(
     let mut merged: std::collections::BTreeMap<i64, HostCounters> =
         std::collections::BTreeMap::new();
     for (day, c) in days {
-        let m = merged.entry(day).or_default();
-        m.samples += c.samples;
-        m.cpu_sum += c.cpu_sum;
-        m.memory_sum += c.memory_sum;
-        m.cpu_max = m.cpu_max.max(c.cpu_max);
-        m.memory_max = m.memory_max.max(c.memory_max);
+        merged.entry(day).or_default().merge(&c);
     }
     merged.into_iter().collect()
 }

@@ -129,6 +129,20 @@ pub struct ExecutionRecord {
     pub finished_at: Option<Millis>,
 }
 
+/// Adds two sums and saturates at the largest finite value. A non-finite sum would be
+/// stored as JSON `null` and make its bucket unreadable; inputs are bounded at ingestion, so
+/// this only guards against what the bounds miss.
+pub fn finite_sum(a: f64, b: f64) -> f64 {
+    let sum = a + b;
+    if sum.is_finite() {
+        sum
+    } else if sum.is_nan() {
+        0.0
+    } else {
+        f64::MAX.copysign(sum)
+    }
+}
+
 /// Execution counters of one agent over one time bucket (a minute or a UTC day), keyed by
 /// the time the executions started.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -149,22 +163,22 @@ impl AgentCounters {
     /// Adds a finished execution.
     pub fn add_finish(&mut self, outcome: Outcome, duration_ms: Option<f64>) {
         match outcome {
-            Outcome::Completed => self.completed += 1,
-            Outcome::Failed => self.failed += 1,
+            Outcome::Completed => self.completed = self.completed.saturating_add(1),
+            Outcome::Failed => self.failed = self.failed.saturating_add(1),
         }
         if let Some(d) = duration_ms {
-            self.timed += 1;
-            self.duration_sum_ms += d;
+            self.timed = self.timed.saturating_add(1);
+            self.duration_sum_ms = finite_sum(self.duration_sum_ms, d);
         }
     }
 
     /// Adds the counters of another bucket.
     pub fn merge(&mut self, other: &Self) {
-        self.started += other.started;
-        self.completed += other.completed;
-        self.failed += other.failed;
-        self.timed += other.timed;
-        self.duration_sum_ms += other.duration_sum_ms;
+        self.started = self.started.saturating_add(other.started);
+        self.completed = self.completed.saturating_add(other.completed);
+        self.failed = self.failed.saturating_add(other.failed);
+        self.timed = self.timed.saturating_add(other.timed);
+        self.duration_sum_ms = finite_sum(self.duration_sum_ms, other.duration_sum_ms);
     }
 }
 
@@ -368,17 +382,17 @@ pub struct IntegrationCounters {
 impl IntegrationCounters {
     /// Adds one call.
     pub fn add(&mut self, ok: bool, latency_ms: f64) {
-        self.calls += 1;
+        self.calls = self.calls.saturating_add(1);
         if !ok {
-            self.failures += 1;
+            self.failures = self.failures.saturating_add(1);
         }
-        self.latency_sum_ms += latency_ms;
+        self.latency_sum_ms = finite_sum(self.latency_sum_ms, latency_ms);
     }
     /// Adds the counters of another bucket.
     pub fn merge(&mut self, other: &Self) {
-        self.calls += other.calls;
-        self.failures += other.failures;
-        self.latency_sum_ms += other.latency_sum_ms;
+        self.calls = self.calls.saturating_add(other.calls);
+        self.failures = self.failures.saturating_add(other.failures);
+        self.latency_sum_ms = finite_sum(self.latency_sum_ms, other.latency_sum_ms);
     }
 }
 
@@ -419,11 +433,20 @@ pub struct HostCounters {
 impl HostCounters {
     /// Adds one sample.
     pub fn add(&mut self, cpu: f64, memory: f64) {
-        self.samples += 1;
-        self.cpu_sum += cpu;
+        self.samples = self.samples.saturating_add(1);
+        self.cpu_sum = finite_sum(self.cpu_sum, cpu);
         self.cpu_max = self.cpu_max.max(cpu);
-        self.memory_sum += memory;
+        self.memory_sum = finite_sum(self.memory_sum, memory);
         self.memory_max = self.memory_max.max(memory);
+    }
+
+    /// Adds the counters of another bucket (another host's, or another minute's).
+    pub fn merge(&mut self, other: &Self) {
+        self.samples = self.samples.saturating_add(other.samples);
+        self.cpu_sum = finite_sum(self.cpu_sum, other.cpu_sum);
+        self.cpu_max = self.cpu_max.max(other.cpu_max);
+        self.memory_sum = finite_sum(self.memory_sum, other.memory_sum);
+        self.memory_max = self.memory_max.max(other.memory_max);
     }
 }
 
@@ -457,6 +480,26 @@ impl SystemRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sums_saturate_instead_of_becoming_infinite() {
+        let mut c = AgentCounters::default();
+        c.add_finish(Outcome::Completed, Some(f64::MAX));
+        c.add_finish(Outcome::Completed, Some(f64::MAX));
+        assert_eq!(c.duration_sum_ms, f64::MAX);
+        let mut merged = c.clone();
+        merged.merge(&c);
+        assert!(merged.duration_sum_ms.is_finite());
+        assert_eq!(merged.completed, 4);
+        let mut i = IntegrationCounters {
+            calls: u64::MAX,
+            ..IntegrationCounters::default()
+        };
+        i.add(false, f64::MAX);
+        i.add(false, f64::MAX);
+        assert_eq!((i.calls, i.latency_sum_ms), (u64::MAX, f64::MAX));
+        assert!(serde_json::to_string(&i).is_ok_and(|j| !j.contains("null")));
+    }
 
     #[test]
     fn three_consecutive_failures_fail_an_integration_and_a_success_recovers_it() {

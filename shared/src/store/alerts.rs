@@ -1,9 +1,11 @@
 //! The alerts aggregate: listing active alerts, saving them (the collector), and
 //! acknowledging them.
 
-use super::ingest::corrupt;
+use super::ingest::{corrupt, unexpected};
 use super::layout;
-use super::{retry_on_conflict, Condition, Record, Store, StoreError, StoredItem, Write};
+use super::{
+    retry_on_conflict, skip_unreadable, Condition, Record, Store, StoreError, StoredItem, Write,
+};
 use crate::domain::alerts::{sort_alerts, AlertRecord};
 use crate::time::Millis;
 
@@ -25,13 +27,13 @@ impl Store {
             .backend
             .query(&layout::alerts_partition(tenant), " ", "\u{10ffff}")
             .await?;
-        items
-            .into_iter()
-            .map(|item| match item.record {
+        skip_unreadable(
+            tenant,
+            items.into_iter().map(|item| match item.record {
                 Record::Alert(a) => Ok((a, item.version)),
-                _ => Err(corrupt(&item.key, "expected an alert")),
-            })
-            .collect()
+                _ => Err(unexpected(&item, "expected an alert")),
+            }),
+        )
     }
 
     /// The tenant's active alerts, critical first, then newest first.

@@ -117,31 +117,32 @@ fn value_size(v: &AttributeValue) -> usize {
     }
 }
 
-/// Maps DynamoDB attributes back to a stored item; a malformed item is `Corrupt`.
+/// Maps DynamoDB attributes back to a stored item. A record that does not parse becomes
+/// [`Record::Unreadable`] (version 0 if `ver` is lost too), so the read that met it serves
+/// everything else; an item without its keys is `Corrupt`.
 fn from_item(mut item: Item) -> Result<StoredItem, StoreError> {
-    let pk = take_s(&mut item, "PK").unwrap_or_default();
-    let sk = take_s(&mut item, "SK").unwrap_or_default();
-    let corrupt = |reason: String| StoreError::Corrupt {
-        pk: pk.clone(),
-        sk: sk.clone(),
-        reason,
+    let (Some(pk), Some(sk)) = (take_s(&mut item, "PK"), take_s(&mut item, "SK")) else {
+        return Err(StoreError::Corrupt {
+            pk: String::new(),
+            sk: String::new(),
+            reason: "item without PK or SK".to_owned(),
+        });
     };
-    let version = take_n(&mut item, "ver")
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| corrupt("missing or bad ver".to_owned()))?;
+    let version = take_n(&mut item, "ver").and_then(|v| v.parse().ok());
     let expires_at = take_n(&mut item, "expires_at").and_then(|v| v.parse().ok());
     let index = match (take_s(&mut item, "GSI1PK"), take_s(&mut item, "GSI1SK")) {
         (Some(pk), Some(sk)) => Some(IndexKey { pk, sk }),
         _ => None,
     };
-    let record: Record = serde_dynamo::from_item(item).map_err(|e| corrupt(e.to_string()))?;
+    let record = match (version, serde_dynamo::from_item::<_, Record>(item)) {
+        (Some(_), Ok(record)) => record,
+        (None, _) => Record::Unreadable("missing or bad ver".to_owned()),
+        (_, Err(e)) => Record::Unreadable(e.to_string()),
+    };
     Ok(StoredItem {
-        key: ItemKey {
-            pk: pk.clone(),
-            sk: sk.clone(),
-        },
+        key: ItemKey { pk, sk },
         record,
-        version,
+        version: version.unwrap_or(0),
         expires_at,
         index,
     })

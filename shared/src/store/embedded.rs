@@ -50,19 +50,39 @@ fn split(joined: &str) -> Option<ItemKey> {
     })
 }
 
-fn decode(key: ItemKey, bytes: &[u8]) -> Result<StoredItem, StoreError> {
-    let body: Body = serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        pk: key.pk.clone(),
-        sk: key.sk.clone(),
-        reason: e.to_string(),
-    })?;
-    Ok(StoredItem {
-        key,
-        record: body.record,
-        version: body.version,
-        expires_at: body.expires_at,
-        index: body.index,
-    })
+/// An item's bookkeeping without its record, to keep what can be kept of an item whose
+/// record does not parse.
+#[derive(Deserialize)]
+struct Meta {
+    version: u64,
+    #[serde(default)]
+    expires_at: Option<i64>,
+    #[serde(default)]
+    index: Option<IndexKey>,
+}
+
+/// Decodes an item. A record that does not parse becomes [`Record::Unreadable`] (version 0
+/// if even the bookkeeping is lost), so the read that met it serves everything else.
+fn decode(key: ItemKey, bytes: &[u8]) -> StoredItem {
+    match serde_json::from_slice::<Body>(bytes) {
+        Ok(body) => StoredItem {
+            key,
+            record: body.record,
+            version: body.version,
+            expires_at: body.expires_at,
+            index: body.index,
+        },
+        Err(e) => {
+            let meta = serde_json::from_slice::<Meta>(bytes).ok();
+            StoredItem {
+                key,
+                record: Record::Unreadable(e.to_string()),
+                version: meta.as_ref().map_or(0, |m| m.version),
+                expires_at: meta.as_ref().and_then(|m| m.expires_at),
+                index: meta.and_then(|m| m.index),
+            }
+        }
+    }
 }
 
 fn read_range(
@@ -78,7 +98,7 @@ fn read_range(
             sk: String::new(),
             reason: "key without separator".to_owned(),
         })?;
-        out.push(decode(key, v.value())?);
+        out.push(decode(key, v.value()));
     }
     Ok(out)
 }
@@ -118,7 +138,7 @@ impl Backend for EmbeddedBackend {
                         .get(joined(&key.pk, &key.sk).as_str())
                         .map_err(backend_err)?
                     {
-                        Some(v) => decode(key, v.value()).map(Some),
+                        Some(v) => Ok(Some(decode(key, v.value()))),
                         None => Ok(None),
                     }
                 })
@@ -184,10 +204,10 @@ impl Backend for EmbeddedBackend {
                 let mut index = txn.open_table(INDEX).map_err(backend_err)?;
                 for w in &writes {
                     let key = joined(&w.item.key.pk, &w.item.key.sk);
-                    let current = match items.get(key.as_str()).map_err(backend_err)? {
-                        Some(v) => Some(decode(w.item.key.clone(), v.value())?.version),
-                        None => None,
-                    };
+                    let current = items
+                        .get(key.as_str())
+                        .map_err(backend_err)?
+                        .map(|v| decode(w.item.key.clone(), v.value()).version);
                     let holds = match w.condition {
                         Condition::None => true,
                         Condition::NotExists => current.is_none(),
@@ -229,7 +249,7 @@ impl Backend for EmbeddedBackend {
                 let removed = items.remove(joined_key.as_str()).map_err(backend_err)?;
                 // The index entry goes with the item, or a list would name a deleted item.
                 let index = match removed {
-                    Some(v) => decode(key.clone(), v.value())?.index,
+                    Some(v) => decode(key.clone(), v.value()).index,
                     None => None,
                 };
                 if let Some(ix) = index {

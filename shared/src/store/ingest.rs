@@ -133,8 +133,10 @@ impl Store {
                         layout::expiry(ts.max(now), layout::EXECUTION_TTL_MS),
                         None,
                     );
-                    self.bump_agent(snap, tenant, agent_id, ts, |c| c.started += 1)
-                        .await?;
+                    self.bump_agent(snap, tenant, agent_id, ts, |c| {
+                        c.started = c.started.saturating_add(1)
+                    })
+                    .await?;
                 }
                 snap.put_entity(
                     tenant,
@@ -197,7 +199,7 @@ impl Store {
                         );
                         self.bump_agent(snap, tenant, agent_id, started_at, |c| {
                             if new_execution {
-                                c.started += 1;
+                                c.started = c.started.saturating_add(1);
                             }
                             c.add_finish(*outcome, duration);
                         })
@@ -426,6 +428,15 @@ pub(crate) fn bucket_expiry(key: &ItemKey) -> Option<i64> {
         layout::expiry(layout::minute_end(index), layout::MINUTE_BUCKET_TTL_MS)
     } else {
         layout::expiry(layout::day_end(index), layout::DAY_BUCKET_TTL_MS)
+    }
+}
+
+/// The error for an item that is not what its key promises. An item the backend could not
+/// parse ([`Record::Unreadable`]) reports its own reason instead of `reason`.
+pub(crate) fn unexpected(item: &StoredItem, reason: &str) -> StoreError {
+    match &item.record {
+        Record::Unreadable(why) => corrupt(&item.key, why),
+        _ => corrupt(&item.key, reason),
     }
 }
 

@@ -70,6 +70,11 @@ pub enum Record {
     Tenant(TenantRecord),
     Cycle(CycleRecord),
     Connection(connections::ConnectionRecord),
+    /// An item whose content could not be parsed (damaged, or written by a newer version),
+    /// with the reason. Backends return it instead of failing the whole read, so one such
+    /// item degrades only its own entity; it is never written.
+    #[serde(skip)]
+    Unreadable(String),
 }
 
 /// A tenant, listed so the collector knows whom to evaluate.
@@ -232,6 +237,26 @@ impl Store {
             .next()
             .flatten())
     }
+}
+
+/// Keeps the readable results and logs each unreadable one ([`StoreError::Corrupt`]) by
+/// tenant and item, so one damaged entity does not hide the rest of its tenant. Any other
+/// error ends the read.
+pub(crate) fn skip_unreadable<T>(
+    tenant: &str,
+    results: impl IntoIterator<Item = Result<T, StoreError>>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    for result in results {
+        match result {
+            Ok(value) => out.push(value),
+            Err(StoreError::Corrupt { pk, sk, reason }) => {
+                tracing::error!(tenant, pk, sk, reason, "unreadable item skipped");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// Retries of a write that lost a race before giving up with [`StoreError::Conflict`].

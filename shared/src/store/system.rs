@@ -1,10 +1,10 @@
 //! Tenant-wide reads: integrations list, the system object, and daily history.
 
 use super::agents::bucket;
-use super::ingest::corrupt;
+use super::ingest::{corrupt, unexpected};
 use super::layout::{self, Entity};
 use super::tenant::add_pending;
-use super::{ItemKey, Record, Store, StoreError, StoredItem};
+use super::{skip_unreadable, ItemKey, Record, Store, StoreError, StoredItem};
 use crate::domain::health::{agent_status, IntegrationHealth};
 use crate::domain::history::{
     agent_point, integration_point, merge_hosts, system_point, HistoryPoint,
@@ -94,13 +94,13 @@ impl Store {
             self.active_alerts(tenant),
             self.load_system(tenant),
         )?;
-        let agents = agents
-            .into_iter()
-            .map(|item| match item.record {
+        let agents = skip_unreadable(
+            tenant,
+            agents.into_iter().map(|item| match item.record {
                 Record::Agent(a) => Ok((agent_status(&a), a.running.len() as u64)),
-                _ => Err(corrupt(&item.key, "expected an agent")),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+                _ => Err(unexpected(&item, "expected an agent")),
+            }),
+        )?;
         Ok(system_health(
             SystemInputs {
                 agents: &agents,

@@ -2,11 +2,11 @@
 //! every entity's state in a few batched reads, and probe results.
 
 use super::agents::bucket;
-use super::ingest::{bucket_expiry, corrupt};
+use super::ingest::{bucket_expiry, corrupt, unexpected};
 use super::layout::{self, Entity};
 use super::{
-    retry_on_conflict, Condition, CycleRecord, ItemKey, Range, Record, Store, StoreError,
-    StoredItem, TenantRecord, Write,
+    retry_on_conflict, skip_unreadable, Condition, CycleRecord, ItemKey, Range, Record, Store,
+    StoreError, StoredItem, TenantRecord, Write,
 };
 use crate::domain::alerts::AlertRecord;
 use crate::domain::health::{
@@ -125,6 +125,9 @@ fn parse_ranges<R, C>(
     let mut record = None;
     let mut minutes = Vec::new();
     for item in recent {
+        if let Record::Unreadable(why) = &item.record {
+            return Err(corrupt(&item.key, why));
+        }
         match split(item.record) {
             Some(Ok(r)) => record = Some(r),
             Some(Err(c)) => minutes.push((bucket(&item.key)?, c)),
@@ -133,6 +136,9 @@ fn parse_ranges<R, C>(
     }
     let mut days = Vec::with_capacity(day_items.len());
     for item in day_items {
+        if let Record::Unreadable(why) = &item.record {
+            return Err(corrupt(&item.key, why));
+        }
         match split(item.record) {
             Some(Err(c)) => days.push((bucket(&item.key)?, c)),
             _ => return Err(corrupt(&item.key, "expected a day bucket")),
@@ -295,9 +301,12 @@ impl Store {
         let mut results = self.backend.query_many(&ranges).await?.into_iter();
         let mut out = Vec::with_capacity(ids.len());
         while let (Some(recent), Some(days)) = (results.next(), results.next()) {
-            out.extend(agent_data(recent, days)?);
+            out.push(agent_data(recent, days));
         }
-        Ok(out)
+        Ok(skip_unreadable(tenant, out)?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 
     /// Every integration of the tenant with its counters, by id, in batched reads.
@@ -314,9 +323,12 @@ impl Store {
         let mut results = self.backend.query_many(&ranges).await?.into_iter();
         let mut out = Vec::with_capacity(ids.len());
         while let (Some(recent), Some(days)) = (results.next(), results.next()) {
-            out.extend(integration_data(recent, days)?);
+            out.push(integration_data(recent, days));
         }
-        Ok(out)
+        Ok(skip_unreadable(tenant, out)?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 
     /// One integration's record; `None` if the tenant has no such integration.
@@ -338,14 +350,14 @@ impl Store {
 
     /// The tenant's hosts, by id.
     pub async fn load_hosts(&self, tenant: &str) -> Result<Vec<HostRecord>, StoreError> {
-        self.entity_records(tenant, Entity::Host)
-            .await?
-            .into_iter()
-            .map(|item| match item.record {
+        let items = self.entity_records(tenant, Entity::Host).await?;
+        skip_unreadable(
+            tenant,
+            items.into_iter().map(|item| match item.record {
                 Record::Host(h) => Ok(h),
-                _ => Err(corrupt(&item.key, "expected a host")),
-            })
-            .collect()
+                _ => Err(unexpected(&item, "expected a host")),
+            }),
+        )
     }
 
     /// The tenant's gauges.

@@ -1,0 +1,197 @@
+//! Blast radius of an item that cannot be read (damaged, or written by a newer version): it
+//! degrades only its own entity. Each test writes such items straight into the store (redb
+//! file or DynamoDB table, bypassing the product's code) and checks that the reads of the
+//! rest of the tenant and the collector's cycle carry on.
+
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::json;
+use shared::collector::Collector;
+use shared::config::Config;
+use shared::domain::events::parse_batch;
+use shared::store::dynamodb::DynamoBackend;
+use shared::store::embedded::EmbeddedBackend;
+use shared::store::layout::{self, Entity};
+use shared::store::{ItemKey, Store};
+use shared::time::MINUTE_MS;
+use shared::AppState;
+
+const TENANT: &str = "acme";
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Two agents, two integrations and two hosts, each with data in the current minute.
+async fn seed(store: &Store, now: i64) {
+    let mut events = Vec::new();
+    for n in 1..=2 {
+        events.push(json!({"event_id": format!("s{n}"), "type": "execution.started", "agent_id": format!("a{n}"), "execution_id": "x", "operation": "op"}));
+        events.push(json!({"event_id": format!("f{n}"), "type": "execution.finished", "agent_id": format!("a{n}"), "execution_id": "x", "outcome": "failed", "duration_ms": 10}));
+        events.push(json!({"event_id": format!("c{n}"), "type": "integration.call", "integration_id": format!("i{n}"), "latency_ms": 10, "ok": true}));
+        events.push(json!({"event_id": format!("h{n}"), "type": "host.sample", "host_id": format!("h{n}"), "cpu_usage": 95, "memory_usage": 10}));
+    }
+    let body = json!({ "events": events }).to_string();
+    let events = parse_batch(body.as_bytes(), now).unwrap_or_else(|e| panic!("{e:?}"));
+    store
+        .ingest(TENANT, &events, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .register_tenant(TENANT, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// What gets damaged: a1's minute bucket (its sum stored as null, as a non-finite sum once
+/// was), i1's record and h1's record (content of an unknown kind).
+fn damaged(now: i64) -> [ItemKey; 3] {
+    [
+        layout::minute(TENANT, Entity::Agent, "a1", now / MINUTE_MS),
+        layout::record(TENANT, Entity::Integration, "i1"),
+        layout::record(TENANT, Entity::Host, "h1"),
+    ]
+}
+
+/// Checks that everything but a1, i1 and h1 still reads, and that a collector cycle
+/// evaluates the tenant (h2's CPU raises its alert).
+async fn rest_of_tenant_still_reads(store: Store, now: i64) {
+    let agents = store
+        .list_agent_health(TENANT, now)
+        .await
+        .unwrap_or_else(|e| panic!("agents list failed: {e}"));
+    let ids: Vec<_> = agents.iter().map(|a| a.agent_id.as_str()).collect();
+    assert_eq!(ids, ["a2"]);
+    let integrations = store
+        .list_integration_health(TENANT, now, 5000.0)
+        .await
+        .unwrap_or_else(|e| panic!("integrations list failed: {e}"));
+    let ids: Vec<_> = integrations
+        .iter()
+        .map(|i| i.integration_id.as_str())
+        .collect();
+    assert_eq!(ids, ["i2"]);
+    let system = store
+        .system_health(TENANT, now, 5000.0)
+        .await
+        .unwrap_or_else(|e| panic!("system failed: {e}"));
+    assert_eq!(system.total_agents, 2, "a1's record itself is readable");
+    let hosts: Vec<_> = system.hosts.iter().map(|h| h.host_id.as_str()).collect();
+    assert_eq!(hosts, ["h2"]);
+    // The damaged entity's own read reports it (a 500 for that agent only).
+    assert!(store.agent_health(TENANT, "a1", now).await.is_err());
+    assert!(store.agent_health(TENANT, "a2", now).await.is_ok());
+
+    let collector = Collector::new(&AppState::new(store.clone(), Config::default()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let report = collector
+        .run_cycle(now + MINUTE_MS)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        report.failed.is_empty(),
+        "cycle failed: {:?}",
+        report.failed
+    );
+    let alerts = store
+        .active_alerts(TENANT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        alerts.iter().any(|a| a.source_id == "h2"),
+        "h2's CPU alert was not raised: {alerts:?}"
+    );
+    // Ingestion for the healthy entities goes on.
+    let body = json!({"events": [{"event_id": "later", "type": "execution.finished", "agent_id": "a2", "execution_id": "y", "outcome": "completed", "duration_ms": 5}]}).to_string();
+    let events = parse_batch(body.as_bytes(), now).unwrap_or_else(|e| panic!("{e:?}"));
+    store
+        .ingest(TENANT, &events, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
+async fn embedded_an_unreadable_item_degrades_only_its_entity() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("health.redb");
+    let now = now();
+    {
+        let backend = EmbeddedBackend::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        seed(&Store::new(Arc::new(backend)), now).await;
+    }
+    {
+        // The store's own encoding: key `PK \x1f SK`, value the JSON body.
+        let table: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("items");
+        let db = redb::Database::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let txn = db.begin_write().unwrap_or_else(|e| panic!("{e}"));
+        {
+            let mut items = txn.open_table(table).unwrap_or_else(|e| panic!("{e}"));
+            let [bucket, integration, host] = damaged(now);
+            let bodies = [
+                (
+                    bucket,
+                    json!({"version": 3, "record": {"kind": "agent_counters", "started": 2, "completed": 0, "failed": 2, "timed": 2, "duration_sum_ms": null}}),
+                ),
+                (
+                    integration,
+                    json!({"version": 2, "record": {"kind": "integration_v9", "x": 1}}),
+                ),
+                (host, json!("not an item")),
+            ];
+            for (key, body) in bodies {
+                let joined = format!("{}\u{1f}{}", key.pk, key.sk);
+                items
+                    .insert(joined.as_str(), body.to_string().as_bytes())
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+        txn.commit().unwrap_or_else(|e| panic!("{e}"));
+    }
+    let backend = EmbeddedBackend::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    rest_of_tenant_still_reads(Store::new(Arc::new(backend)), now).await;
+}
+
+#[tokio::test]
+async fn dynamodb_an_unreadable_item_degrades_only_its_entity() {
+    let backend = e2e_tests::dynamo_backend().await;
+    let table = backend.table().to_owned();
+    let store = Store::new(Arc::new(backend));
+    let now = now();
+    seed(&store, now).await;
+    let client = DynamoBackend::client_for_endpoint(&e2e_tests::dynamodb_endpoint(), "us-east-1");
+    let [bucket, integration, host] = damaged(now);
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let n = |v: i64| AttributeValue::N(v.to_string());
+    let items = [
+        (
+            bucket,
+            vec![
+                ("kind", s("agent_counters")),
+                ("ver", n(3)),
+                ("started", n(2)),
+                ("completed", n(0)),
+                ("failed", n(2)),
+                ("timed", n(2)),
+                ("duration_sum_ms", AttributeValue::Null(true)),
+            ],
+        ),
+        (
+            integration,
+            vec![("kind", s("integration_v9")), ("ver", n(2))],
+        ),
+        (host, vec![("kind", s("host")), ("cpu_usage", s("high"))]),
+    ];
+    for (key, attributes) in items {
+        let mut put = client
+            .put_item()
+            .table_name(&table)
+            .item("PK", s(&key.pk))
+            .item("SK", s(&key.sk));
+        for (name, value) in attributes {
+            put = put.item(name, value);
+        }
+        put.send().await.unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    rest_of_tenant_still_reads(store, now).await;
+}
