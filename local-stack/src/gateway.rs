@@ -157,7 +157,13 @@ async fn serve_socket(
     loop {
         tokio::select! {
             incoming = socket.recv() => match incoming {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(Message::Close(_))) => {
+                    // The reply to the client's close frame is queued, not yet sent: closing
+                    // flushes it, so the client sees a clean close rather than 1006.
+                    let _ = futures::SinkExt::close(&mut socket).await;
+                    break;
+                }
+                None | Some(Err(_)) => break,
                 Some(Ok(_)) => {
                     if let Some(c) = local.gateway.get(&id) {
                         c.last_active_at.store(local.app.clock.now_ms(), Ordering::Relaxed);

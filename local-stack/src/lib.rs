@@ -65,6 +65,30 @@ pub struct Options {
     pub sidecar: Option<std::time::Duration>,
     /// Feeds the demo fleet (agents, integrations, hosts, incidents) into tenant `local`.
     pub demo: bool,
+    /// Timeouts and the connection cap of the HTTP server.
+    pub limits: Limits,
+}
+
+/// What the HTTP server allows a client, so slow or idle clients cannot hold it: the
+/// defaults are those of common reverse proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a client may take to send a request's headers, counted from the moment
+    /// the server waits for them: on a new connection, and between requests on a
+    /// kept-alive one (so it is also the idle keep-alive timeout). Default 30 s.
+    pub header_timeout: std::time::Duration,
+    /// Most connections open at once (WebSockets included); beyond it the server stops
+    /// accepting until one closes. Default 4096.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_timeout: std::time::Duration::from_secs(30),
+            max_connections: 4096,
+        }
+    }
 }
 
 /// A running stack.
@@ -87,13 +111,24 @@ pub struct Running {
 
 impl Running {
     /// The base URL, e.g. `http://127.0.0.1:3000`.
+    /// Bound to every address (`HOST=0.0.0.0`), it names loopback, which this machine's
+    /// own clients (the in-process sidecar, the broadcaster) reach.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.local_addr())
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        let ip = match self.addr.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+            ip => ip,
+        };
+        SocketAddr::new(ip, self.addr.port())
     }
 
     /// The dashboard with the local key in the fragment (which never reaches a server).
     pub fn dashboard_url(&self) -> String {
-        format!("http://{}/#key={}", self.addr, self.api_key)
+        format!("http://{}/#key={}", self.local_addr(), self.api_key)
     }
 
     /// Stops accepting, lets requests in flight finish, and waits.
@@ -186,7 +221,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         .polling_enabled
         .then(|| shared::collector::Collector::new(&state))
         .transpose()?;
-    let mut running = serve(state, options.addr, api_key).await?;
+    let mut running = serve_with(state, options.addr, api_key, options.limits).await?;
     if let Some(collector) = collector {
         // The broadcaster posts to this process's own gateway through the Management API,
         // as it posts to API Gateway in AWS.
@@ -212,6 +247,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
             host_id: health_sidecar::host_name(),
             interval,
             buffer: health_sidecar::Options::hour_of_samples(interval),
+            check_api: false,
         };
         running.sidecar = Some(tokio::spawn(async move {
             let stats = Arc::new(health_sidecar::Stats::default());
@@ -223,12 +259,22 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     Ok(running)
 }
 
-/// Serves any application state (any store) on `addr`; the local stack and tests that run
-/// the HTTP API over the DynamoDB backend both use it.
+/// Serves any application state (any store) on `addr` with the default [`Limits`]; the
+/// local stack and tests that run the HTTP API over the DynamoDB backend both use it.
 pub async fn serve(
     state: AppState,
     addr: SocketAddr,
     api_key: String,
+) -> Result<Running, StartError> {
+    serve_with(state, addr, api_key, Limits::default()).await
+}
+
+/// [`serve`] with given limits.
+pub async fn serve_with(
+    state: AppState,
+    addr: SocketAddr,
+    api_key: String,
+    limits: Limits,
 ) -> Result<Running, StartError> {
     let io = |source| StartError::Io {
         path: PathBuf::from(addr.to_string()),
@@ -239,16 +285,7 @@ pub async fn serve(
     let gateway = Arc::new(gateway::Gateway::default());
     let app = router(state.clone(), Arc::clone(&gateway));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = rx.await;
-        })
-        .await
-    });
+    let server = tokio::spawn(accept_loop(listener, app, limits, rx));
     Ok(Running {
         addr,
         api_key,
@@ -260,6 +297,61 @@ pub async fn serve(
         sidecar: None,
         demo: None,
     })
+}
+
+/// Accepts connections while fewer than `max_connections` are open, serves each with the
+/// header timeout, and on shutdown stops accepting and lets requests in flight finish.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: Limits,
+    mut shutdown: tokio::sync::oneshot::Receiver<()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot,
+            _ = &mut shutdown => break,
+        };
+        let Ok(slot) = slot else { break };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            tower::ServiceExt::oneshot(app.clone(), req.map(Body::new))
+        });
+        let conn = http
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // A timed-out or reset connection is the client's business, not an error here.
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    // Requests in flight get a little time to finish; a client stalling its body does not
+    // hold the shutdown.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await;
+    Ok(())
 }
 
 /// The HTTP routes: the WebSocket gateway and its Management API, the OpenAPI document,

@@ -1,6 +1,6 @@
 //! `cargo run`: the whole product on this machine. See `--help`.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,9 +17,19 @@ use shared::time::{Clock, SystemClock};
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Port to listen on (127.0.0.1 only).
+    /// Address to listen on; 0.0.0.0 (or ::) reaches it from containers and other hosts.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port to listen on.
     #[arg(long, env = "PORT", default_value_t = 3000)]
     port: u16,
+    /// Seconds a client may take to send a request's headers; also how long an idle
+    /// kept-alive connection stays open.
+    #[arg(long, env = "HEALTH_HEADER_TIMEOUT", default_value_t = 30)]
+    header_timeout: u64,
+    /// Most connections open at once (WebSockets included).
+    #[arg(long, env = "HEALTH_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
     /// Where the database and the local API key are kept.
     #[arg(long, env = "HEALTH_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
@@ -71,7 +81,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
-        None => serve(cli.port, cli.data_dir, cli.sidecar_interval, cli.demo).await,
+        None => serve(cli).await,
         Some(Command::CreateKey {
             tenant,
             scopes,
@@ -104,12 +114,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-async fn serve(
-    port: u16,
-    data_dir: PathBuf,
-    sidecar_interval: f64,
-    demo: bool,
-) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let (demo, sidecar_interval) = (cli.demo, cli.sidecar_interval);
     shared::telemetry::init();
     let mut config = Config::from_env()?;
     if demo && std::env::var_os("HEALTH_POLLING_INTERVAL").is_none() {
@@ -117,13 +123,17 @@ async fn serve(
         config.polling_interval_secs = 10;
     }
     let running = start(Options {
-        addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-        data_dir,
+        addr: SocketAddr::from((cli.host, cli.port)),
+        data_dir: cli.data_dir,
         config,
         clock: None,
         sidecar: (sidecar_interval.is_finite() && sidecar_interval > 0.0)
             .then(|| std::time::Duration::from_secs_f64(sidecar_interval.max(0.01))),
         demo,
+        limits: local_stack::Limits {
+            header_timeout: std::time::Duration::from_secs(cli.header_timeout.max(1)),
+            max_connections: cli.max_connections.max(1),
+        },
     })
     .await?;
     // Written without println!, which panics if whoever started us closed the pipe.

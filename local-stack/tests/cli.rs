@@ -17,11 +17,15 @@ fn start(data_dir: &std::path::Path) -> Started {
 }
 
 fn start_with(data_dir: &std::path::Path, args: &[&str]) -> Started {
+    start_env(data_dir, args, &[("RUST_LOG", "warn")])
+}
+
+fn start_env(data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Started {
     let mut child = Command::new(env!("CARGO_BIN_EXE_local-stack"))
         .args(args)
         .env("PORT", "0")
         .env("HEALTH_DATA_DIR", data_dir)
-        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start the local stack: {e}"));
@@ -74,6 +78,38 @@ async fn get_agent(url: &str, key: &str, id: &str) -> (reqwest::StatusCode, serd
         .unwrap_or_else(|e| panic!("{e}"));
     let status = res.status();
     (status, res.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn binds_the_host_given_and_keeps_the_banner_first_with_info_logs() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // Every address: reachable from containers; the banner names loopback.
+    let started = start_env(
+        dir.path(),
+        &["--sidecar-interval", "0.2"],
+        &[("HOST", "0.0.0.0"), ("RUST_LOG", "info"), ("HEALTH_LOG_FORMAT", "text")],
+    );
+    assert!(started.url.starts_with("http://127.0.0.1:"), "{}", started.url);
+    let status = reqwest::get(format!("{}/healthz", started.url))
+        .await
+        .map(|r| r.status())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert!(interrupt(started).success());
+}
+
+#[tokio::test]
+async fn an_unknown_log_format_stops_the_start_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_local-stack"))
+        .env("PORT", "0")
+        .env("HEALTH_DATA_DIR", dir.path())
+        .env("HEALTH_LOG_FORMAT", "xml")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("HEALTH_LOG_FORMAT"), "{stderr}");
 }
 
 #[tokio::test]

@@ -60,6 +60,16 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let d = Self::default();
         let get = |variable: &'static str| lookup(variable).map(|v| (variable, v));
+        // Read by telemetry before this; checked here so a typo stops the start.
+        if let Some((variable, value)) = get(crate::telemetry::LOG_FORMAT_VAR) {
+            if !matches!(value.trim().to_ascii_lowercase().as_str(), "json" | "text") {
+                return Err(ConfigError {
+                    variable,
+                    value,
+                    reason: "must be json or text",
+                });
+            }
+        }
         Ok(Self {
             polling_interval_secs: match get("HEALTH_POLLING_INTERVAL") {
                 None => d.polling_interval_secs,

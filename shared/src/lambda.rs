@@ -31,6 +31,48 @@ pub fn to_http(req: Request) -> http::Request<Bytes> {
     http::Request::from_parts(parts, bytes)
 }
 
+/// The variable that tells the one Lambda binary which function it is (set per function in
+/// the SAM template).
+pub const FUNCTION_VAR: &str = "HEALTH_FUNCTION";
+
+/// Every function the Lambda binary serves, by the name [`FUNCTION_VAR`] gives: the REST
+/// endpoints (as [`Endpoint::function`] names them), the authorizer, the collector, the
+/// WebSocket `$connect` and `$disconnect` routes and the broadcaster.
+pub fn function_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Endpoint::ALL.iter().map(|e| e.function()).collect();
+    names.extend([
+        "authorizer",
+        "collector",
+        "ws-connect",
+        "ws-disconnect",
+        "broadcaster",
+    ]);
+    names
+}
+
+/// Runs the function named by [`FUNCTION_VAR`]. One binary serves every function so that
+/// one build (one arm64 link) produces what all of them deploy; each function is still its
+/// own Lambda with its own IAM role. An unset or unknown name fails the cold start with a
+/// message listing the names.
+#[cfg(all(feature = "broadcast", feature = "invoke"))]
+pub async fn run_from_env() -> Result<(), lambda_http::Error> {
+    let name = std::env::var(FUNCTION_VAR).unwrap_or_default();
+    let endpoint = Endpoint::ALL.into_iter().find(|e| e.function() == name);
+    match (name.as_str(), endpoint) {
+        (_, Some(endpoint)) => run(endpoint).await,
+        ("authorizer", _) => run_authorizer().await,
+        ("collector", _) => run_collector().await,
+        ("ws-connect", _) => run_ws(true).await,
+        ("ws-disconnect", _) => run_ws(false).await,
+        ("broadcaster", _) => run_broadcaster().await,
+        _ => Err(format!(
+            "{FUNCTION_VAR} must name the function to run ({}); got {name:?}",
+            function_names().join(", ")
+        )
+        .into()),
+    }
+}
+
 /// Runs the Lambda runtime loop for `endpoint` with state from the environment. A startup
 /// error (bad configuration) fails the cold start with a message naming the variable.
 pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {

@@ -179,8 +179,20 @@ pub const MAX_BATCH: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct Sender {
     client: reqwest::Client,
+    api_url: String,
     events_url: String,
     api_key: String,
+    /// Whether the last attempt delivered, so that the start (and the end) of working
+    /// delivery is logged once rather than every batch.
+    delivering: bool,
+}
+
+/// The `error.message` of an API error body, else the start of the body as text.
+fn reason_of(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| body.chars().take(200).collect())
 }
 
 impl Sender {
@@ -190,14 +202,38 @@ impl Sender {
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()?,
+            api_url: api_url.trim_end_matches('/').to_owned(),
             events_url: format!("{}/api/health/events", api_url.trim_end_matches('/')),
             api_key: api_key.to_owned(),
+            delivering: false,
         })
+    }
+
+    /// Asks the API's `/healthz` whether it is up, and logs the answer: a wrong URL shows at
+    /// start, not after the first interval. Never fatal: samples are buffered meanwhile.
+    pub async fn check_api(&self) -> bool {
+        let url = format!("{}/healthz", self.api_url);
+        match self.client.get(&url).send().await {
+            Ok(r) if r.status().is_success() => {
+                tracing::info!(api = %self.api_url, "the API answers");
+                true
+            }
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let reason = reason_of(&r.text().await.unwrap_or_default());
+                tracing::warn!(api = %self.api_url, status, reason, "the API's health check failed; samples are kept until it answers");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(api = %self.api_url, error = %e, "cannot reach the API; samples are kept until it answers");
+                false
+            }
+        }
     }
 
     /// Sends the buffer's events, oldest first, batch by batch, until it is empty or a
     /// batch must be retried. Returns [`Delivery::Retry`] if events remain to retry.
-    pub async fn flush(&self, buffer: &mut Buffer) -> Delivery {
+    pub async fn flush(&mut self, buffer: &mut Buffer) -> Delivery {
         while !buffer.is_empty() {
             let batch = buffer.oldest(MAX_BATCH);
             let n = batch.len();
@@ -208,29 +244,48 @@ impl Sender {
                 .json(&serde_json::json!({ "events": batch }))
                 .send()
                 .await;
-            let (status, error) = match response {
-                Ok(r) => (Some(r.status().as_u16()), None),
-                Err(e) => (None, Some(e.to_string())),
+            let (status, reason) = match response {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let reason = if r.status().is_success() {
+                        String::new()
+                    } else {
+                        reason_of(&r.text().await.unwrap_or_default())
+                    };
+                    (Some(status), reason)
+                }
+                Err(e) => (None, e.to_string()),
             };
-            match classify(status) {
-                Delivery::Delivered => buffer.remove_oldest(n),
+            let outcome = classify(status);
+            let code = status.map_or_else(|| "none".to_owned(), |s| s.to_string());
+            match outcome {
+                Delivery::Delivered => {
+                    if !self.delivering {
+                        tracing::info!(api = %self.api_url, "delivering samples");
+                    }
+                    buffer.remove_oldest(n);
+                }
                 Delivery::Retry => {
                     tracing::warn!(
-                        ?status,
-                        error,
+                        status = %code,
+                        reason,
                         waiting = buffer.len(),
                         "delivery failed; will retry"
                     );
-                    return Delivery::Retry;
                 }
                 Delivery::Rejected => {
                     tracing::error!(
-                        ?status,
+                        status = %code,
+                        reason,
                         events = n,
                         "the API refused the samples; dropping them"
                     );
                     buffer.remove_oldest(n);
                 }
+            }
+            self.delivering = outcome == Delivery::Delivered;
+            if outcome == Delivery::Retry {
+                return Delivery::Retry;
             }
         }
         Delivery::Delivered

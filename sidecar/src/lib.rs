@@ -24,6 +24,9 @@ pub struct Options {
     pub interval: Duration,
     /// Samples kept while the API is unreachable; older ones are dropped first.
     pub buffer: usize,
+    /// Ask the API's `/healthz` at start and log the answer (the standalone sidecar does;
+    /// the local stack's in-process one talks to its own process).
+    pub check_api: bool,
 }
 
 impl Options {
@@ -128,8 +131,11 @@ pub async fn run(
     stats: Arc<Stats>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
-    let sender = Sender::new(&options.api_url, &options.api_key)
+    let mut sender = Sender::new(&options.api_url, &options.api_key)
         .map_err(|e| Error(format!("cannot build the HTTP client: {e}")))?;
+    if options.check_api {
+        sender.check_api().await;
+    }
     let mut sampler = Sampler::new().await?;
     let mut buffer = Buffer::new(options.buffer);
     // Retries never wait longer than a few intervals, and never more than a minute.

@@ -80,6 +80,7 @@ async fn main() -> ExitCode {
         buffer: cli
             .buffer
             .unwrap_or_else(|| Options::hour_of_samples(interval)),
+        check_api: true,
     };
     tracing::info!(host_id = %options.host_id, api_url = %options.api_url, interval_s = cli.interval, buffer = options.buffer, "sidecar started");
     match run(options, Arc::new(Stats::default()), stop_signal()).await {

@@ -56,3 +56,48 @@ fn without_a_key_or_with_a_bad_interval_or_host_id_it_says_what_is_wrong() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("1 to 128 characters"), "{stderr}");
 }
+
+/// Answers every request with 401 and the API's error body, as the monitor does for a bad
+/// key; the sidecar must log the status as a number and the API's reason.
+#[test]
+fn a_refused_key_is_logged_with_the_status_and_the_apis_reason() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 65536];
+            let _ = stream.read(&mut buf);
+            let body = r#"{"error":{"code":"unauthorized","message":"unknown API key"}}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let mut child = sidecar()
+        .args(["--api-url", &url, "--api-key", "ahm_wrong", "--interval", "0.2", "--host-id", "web-1"])
+        .env("HEALTH_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run health-sidecar: {e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut refused = None;
+    for line in BufReader::new(stdout).lines().map_while(Result::ok).take(20) {
+        if line.contains("refused the samples") {
+            refused = Some(line);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = refused.unwrap_or_else(|| panic!("no refusal logged"));
+    let log: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(log["fields"]["status"], "401", "{line}");
+    assert_eq!(log["fields"]["reason"], "unknown API key", "{line}");
+    assert!(!line.contains("Some("), "{line}");
+}

@@ -67,6 +67,7 @@ pub async fn spawn_app_with(config: Config) -> (local_stack::Running, tempfile::
         clock: None,
         sidecar: None,
         demo: false,
+        limits: local_stack::Limits::default(),
     })
     .await
     .unwrap_or_else(|e| panic!("cannot start the local stack: {e}"));

@@ -32,14 +32,17 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Starts `cargo lambda watch` for one function. It runs from the function's own directory:
-/// at the workspace root, `cargo run --bin <function>` only sees the default member (the
-/// local stack).
+/// The one Lambda binary every function deploys.
+const BINARY: &str = "health-lambda";
+
+/// Starts `cargo lambda watch` serving the Lambda binary as `function` (`HEALTH_FUNCTION`,
+/// as the template sets it). It runs from the binary's own directory: at the workspace
+/// root, `cargo run --bin <binary>` only sees the default member (the local stack).
 fn start_emulator(function: &str, table: &str, port: u16, env: &[(&str, &str)]) -> Emulator {
     let endpoint = e2e_tests::dynamodb_endpoint();
     let mut cmd = Command::new("cargo");
     cmd.current_dir(format!(
-        "{}/../functions/{function}",
+        "{}/../functions/{BINARY}",
         env!("CARGO_MANIFEST_DIR")
     ))
     .args([
@@ -51,6 +54,7 @@ fn start_emulator(function: &str, table: &str, port: u16, env: &[(&str, &str)]) 
         "-P",
         &port.to_string(),
     ])
+    .args(["--env-var", &format!("HEALTH_FUNCTION={function}")])
     .args(["--env-var", &format!("HEALTH_TABLE={table}")])
     .args([
         "--env-var",
@@ -159,7 +163,7 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
             .request(
                 method,
                 format!(
-                    "http://127.0.0.1:{}/lambda-url/{function}{path}",
+                    "http://127.0.0.1:{}/lambda-url/{BINARY}{path}",
                     port_of(function)
                 ),
             )
@@ -376,7 +380,7 @@ async fn invoke(port: u16, function: &str, event: &Value) -> Value {
         .build()
         .unwrap_or_else(|e| panic!("{e}"))
         .post(format!(
-            "http://127.0.0.1:{port}/2015-03-31/functions/{function}/invocations"
+            "http://127.0.0.1:{port}/2015-03-31/functions/{BINARY}/invocations"
         ))
         .json(event)
         .send()

@@ -18,6 +18,7 @@ fn options(url: String, key: String, host_id: &str) -> Options {
         host_id: host_id.to_owned(),
         interval,
         buffer: Options::hour_of_samples(interval),
+        check_api: false,
     }
 }
 
@@ -129,6 +130,7 @@ async fn through_an_outage_every_sample_arrives_exactly_once() {
             clock: None,
             sidecar: None,
             demo: false,
+            limits: local_stack::Limits::default(),
         })
     };
     let app = start("127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")))

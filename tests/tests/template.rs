@@ -1,6 +1,7 @@
 //! Checks of infra/template.yaml that cfn-lint does not make: every endpoint has its function
-//! with the right route and build settings, every function crate is deployed, and runtime,
-//! architecture and authorizer are what the design asks for.
+//! with the right route and build settings, every function the Lambda binary serves is
+//! deployed and all share one build, and runtime, architecture and authorizer are what the
+//! design asks for.
 
 use shared::api::Endpoint;
 
@@ -12,9 +13,9 @@ fn template() -> String {
     .unwrap_or_else(|e| panic!("cannot read infra/template.yaml: {e}"))
 }
 
-/// The text of the resource whose build binary is `binary`: the block from its two-space
-/// indented name to the next one.
-fn resource(template: &str, binary: &str) -> String {
+/// The text of the resource that runs function `function` (its `HEALTH_FUNCTION`): the
+/// block from its two-space indented name to the next one.
+fn resource(template: &str, function: &str) -> String {
     let mut blocks: Vec<String> = Vec::new();
     for line in template.lines() {
         let top_level =
@@ -27,11 +28,11 @@ fn resource(template: &str, binary: &str) -> String {
             _ => blocks.push(format!("{line}\n")),
         }
     }
-    let marker = format!("Binary: {binary}\n");
+    let marker = format!("HEALTH_FUNCTION: {function}\n");
     blocks
         .into_iter()
         .find(|b| b.contains(&marker))
-        .unwrap_or_else(|| panic!("no function builds binary {binary}"))
+        .unwrap_or_else(|| panic!("no function runs {function}"))
 }
 
 #[test]
@@ -59,18 +60,30 @@ fn every_endpoint_is_a_function_with_its_route() {
 }
 
 #[test]
-fn every_function_crate_is_deployed() {
+fn every_function_is_deployed_from_one_shared_build() {
     let t = template();
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions");
-    for entry in std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .flatten()
-    {
-        let name = entry.file_name().to_string_lossy().into_owned();
+    let names = shared::lambda::function_names();
+    for name in &names {
+        let block = resource(&t, name);
+        // Identical build settings make `sam build` build the binary once for all.
         assert!(
-            t.contains(&format!("Binary: {name}\n")),
-            "functions/{name} is not in the template"
+            block.contains(
+                "    Metadata:\n      BuildMethod: rust-cargolambda\n      BuildProperties:\n        Binary: health-lambda\n"
+            ),
+            "{name} does not build the shared binary:\n{block}"
         );
+        assert!(
+            block.contains("      CodeUri: ../functions/health-lambda\n"),
+            "{name} has another CodeUri"
+        );
+    }
+    let deployed: Vec<&str> = t
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("HEALTH_FUNCTION: "))
+        .collect();
+    assert_eq!(deployed.len(), names.len(), "{deployed:?}");
+    for name in deployed {
+        assert!(names.contains(&name), "the binary has no function {name}");
     }
 }
 

@@ -237,6 +237,30 @@ async fn closed_clients_are_forgotten_and_vanished_ones_removed_after_the_next_b
     ws::next_update(&mut staying, UPDATE_WAIT).await;
 }
 
+/// A client that closes cleanly gets the server's close frame back (a clean close, not the
+/// abnormal 1006 of a dropped TCP connection).
+#[tokio::test]
+async fn a_clean_close_is_answered_with_a_close_frame() {
+    let (app, _dir) = e2e_tests::spawn_app().await;
+    let mut socket = ws::connect(&ws::url(app.addr, &app.api_key)).await;
+    socket
+        .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+            reason: "bye".into(),
+        }))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let answer = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .unwrap_or_else(|_| panic!("no answer to the close frame within 5 s"));
+    match answer {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!(u16::from(frame.code), 1000, "{frame:?}");
+        }
+        other => panic!("expected the server's close frame, got {other:?}"),
+    }
+}
+
 /// The Management API answers the real SDK client with and without a stage prefix, like
 /// API Gateway's.
 #[tokio::test]

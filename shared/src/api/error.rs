@@ -51,13 +51,16 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
-    /// Contention outlasted our retries.
-    #[error("too many concurrent writes to the same data; retry")]
-    Unavailable,
+    /// Overloaded or a dependency is down; answered with `Retry-After`.
+    #[error("{0}")]
+    Unavailable(String),
     /// Our fault.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
+
+/// Seconds a client is asked to wait before retrying a 503.
+const RETRY_AFTER_SECS: &str = "1";
 
 impl ApiError {
     /// A 400 with one message.
@@ -94,7 +97,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -108,7 +111,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Conflict { code, .. } => code,
             Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::Unavailable => "unavailable",
+            Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -133,10 +136,19 @@ impl ApiError {
             }
         }
         let mut response = super::json_response(self.status(), &json!({ "error": error }));
-        if let Self::MethodNotAllowed { allow, .. } = self {
-            response
-                .headers_mut()
-                .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+        match self {
+            Self::MethodNotAllowed { allow, .. } => {
+                response
+                    .headers_mut()
+                    .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+            }
+            Self::Unavailable(_) => {
+                response.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static(RETRY_AFTER_SECS),
+                );
+            }
+            _ => {}
         }
         response
     }
@@ -145,7 +157,9 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict => Self::Unavailable,
+            StoreError::Conflict => Self::Unavailable(
+                "too many concurrent writes to the same data; retry".to_owned(),
+            ),
             other => Self::Internal(Box::new(other)),
         }
     }

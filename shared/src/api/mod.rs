@@ -50,11 +50,13 @@ pub enum Endpoint {
     AcknowledgeAlert,
     /// `GET /api/health/history/{type}`
     GetHistory,
+    /// `GET /healthz`: liveness for load balancers and the sidecar; no key needed.
+    Healthz,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 10] = [
+    pub const ALL: [Endpoint; 11] = [
         Self::IngestEvents,
         Self::PutAgent,
         Self::PutIntegration,
@@ -65,6 +67,7 @@ impl Endpoint {
         Self::GetAlerts,
         Self::AcknowledgeAlert,
         Self::GetHistory,
+        Self::Healthz,
     ];
 
     /// Its method and path template, as in the OpenAPI document and the SAM template.
@@ -80,6 +83,7 @@ impl Endpoint {
             Self::GetAlerts => ("GET", "/api/health/alerts"),
             Self::AcknowledgeAlert => ("POST", "/api/health/alerts/{alert_id}/acknowledge"),
             Self::GetHistory => ("GET", "/api/health/history/{type}"),
+            Self::Healthz => ("GET", "/healthz"),
         }
     }
 
@@ -96,6 +100,7 @@ impl Endpoint {
             Self::GetAlerts => "get-active-alerts",
             Self::AcknowledgeAlert => "acknowledge-alert",
             Self::GetHistory => "get-health-history",
+            Self::Healthz => "healthz",
         }
     }
 
@@ -108,7 +113,8 @@ impl Endpoint {
             | Self::GetSystem
             | Self::GetAlerts
             | Self::AcknowledgeAlert
-            | Self::GetHistory => Scope::Read,
+            | Self::GetHistory
+            | Self::Healthz => Scope::Read,
         }
     }
 }
@@ -126,6 +132,18 @@ pub struct Route {
 /// with another method.
 pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
     let not_found = || ApiError::NotFound(format!("no route for {path}"));
+    if path == "/healthz" {
+        return match method.as_str() {
+            "GET" | "HEAD" => Ok(Route {
+                endpoint: Endpoint::Healthz,
+                id: None,
+            }),
+            _ => Err(ApiError::MethodNotAllowed {
+                method: method.to_string(),
+                allow: "GET",
+            }),
+        };
+    }
     let rest = path
         .strip_prefix("/api/health/")
         .ok_or_else(not_found)?
@@ -198,6 +216,9 @@ async fn serve(
             limit: MAX_BODY_BYTES,
         });
     }
+    if route.endpoint == Endpoint::Healthz {
+        return healthz(state).await;
+    }
     // In AWS the Lambda authorizer has checked the key and passed who is calling; its
     // answer is cached per key for every route, so the scope is checked here.
     let principal = match req.extensions().get::<auth::Principal>() {
@@ -218,6 +239,22 @@ async fn serve(
         Endpoint::GetAlerts => alerts::list(state, tenant, req.uri().query()).await,
         Endpoint::AcknowledgeAlert => alerts::acknowledge(state, &principal, id, body).await,
         Endpoint::GetHistory => read::history(state, tenant, id, req.uri().query()).await,
+        Endpoint::Healthz => healthz(state).await,
+    }
+}
+
+/// `{"status": "ok"}` when the store answers a read, else 503 `store_unavailable`: what a
+/// load balancer needs to route around an instance, with nothing about any tenant.
+async fn healthz(state: &AppState) -> Result<Response<String>, ApiError> {
+    match state.store.ping().await {
+        Ok(()) => Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ok"}),
+        )),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: the store does not answer");
+            Err(ApiError::Unavailable("the store does not answer".to_owned()))
+        }
     }
 }
 

@@ -227,6 +227,16 @@ impl Store {
         &self.backend
     }
 
+    /// One read of a key that never exists: whether the backend answers at all, for
+    /// health checks. Costs one (eventually consistent sized) read unit on DynamoDB.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let key = ItemKey {
+            pk: "HEALTHZ".to_owned(),
+            sk: "HEALTHZ".to_owned(),
+        };
+        self.get_one(&key).await.map(|_| ())
+    }
+
     /// Reads one item.
     pub(crate) async fn get_one(&self, key: &ItemKey) -> Result<Option<StoredItem>, StoreError> {
         Ok(self

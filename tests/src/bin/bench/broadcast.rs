@@ -101,6 +101,11 @@ pub async fn broadcast_benchmarks() {
         clock: None,
         sidecar: None,
         demo: false,
+        // Ten thousand WebSocket clients and then some.
+        limits: local_stack::Limits {
+            max_connections: 20_000,
+            ..local_stack::Limits::default()
+        },
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));

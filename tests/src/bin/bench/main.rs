@@ -346,7 +346,7 @@ async fn read_benchmarks() {
 /// Time from starting a Lambda binary to its first request for work
 /// (`GET /2018-06-01/runtime/invocation/next`), i.e. its cold-start initialisation, against
 /// a minimal runtime API endpoint speaking the protocol cargo-lambda's emulator serves.
-async fn cold_start(binary: &str, runs: usize) -> (f64, f64) {
+async fn cold_start(binary: &str, function: &str, runs: usize) -> (f64, f64) {
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs {
         let (tx, rx) = tokio::sync::oneshot::channel::<Instant>();
@@ -377,6 +377,7 @@ async fn cold_start(binary: &str, runs: usize) -> (f64, f64) {
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
             .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
+            .env("HEALTH_FUNCTION", function)
             .env("HEALTH_TABLE", "bench")
             // What the template gives the broadcaster and the collector (never called here).
             .env("WEBSOCKET_MANAGEMENT_ENDPOINT", "http://127.0.0.1:9/live")
@@ -401,35 +402,40 @@ async fn cold_start(binary: &str, runs: usize) -> (f64, f64) {
     (percentile(&samples, 0.5), percentile(&samples, 0.99))
 }
 
+/// Sizes of the one Lambda binary (the deployed arm64 build from `sam build`, and the
+/// x86_64 build this machine can run), and the cold start of every function it serves
+/// (x86_64: arm64 binaries cannot run here).
 async fn function_figures() {
-    println!("\n| function | stripped binary bytes | compressed (deflate -9) bytes | cold start p50 ms | p99 ms |");
-    println!("|---|---|---|---|---|");
-    let Ok(dir) = std::fs::read_dir("target/lambda") else {
-        eprintln!("no target/lambda: run cargo lambda build --release first");
-        return;
-    };
-    let mut dirs: Vec<_> = dir.flatten().map(|e| e.path()).collect();
-    dirs.sort();
-    for d in dirs {
-        let bin = d.join("bootstrap");
-        let Ok(meta) = std::fs::metadata(&bin) else {
-            continue;
-        };
+    let size = |path: &str| {
+        let bytes = std::fs::metadata(path).map(|m| m.len()).ok()?;
         let zipped = std::process::Command::new("gzip")
-            .args(["-9", "-c"])
-            .arg(&bin)
+            .args(["-9", "-c", path])
             .output()
             .map(|o| o.stdout.len())
             .unwrap_or(0);
-        let (p50, p99) = cold_start(&bin.to_string_lossy(), 20).await;
-        let name = d
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        println!(
-            "| {name} | {} | {zipped} | {p50:.1} | {p99:.1} |",
-            meta.len()
-        );
+        Some((bytes, zipped))
+    };
+    println!("\n| binary | stripped bytes | compressed (gzip -9) bytes |");
+    println!("|---|---|---|");
+    let arm64 = [
+        ".aws-sam/build/AuthorizerFunction-Shared/bootstrap",
+        ".tools/sam-build/AuthorizerFunction-Shared/bootstrap",
+    ];
+    match arm64.iter().find_map(|p| size(p)) {
+        Some((bytes, zipped)) => println!("| arm64 (sam build, deployed) | {bytes} | {zipped} |"),
+        None => eprintln!("no arm64 build: run `sam build` (or ./scripts/test) first"),
+    }
+    let x86 = "target/lambda/health-lambda/bootstrap";
+    let Some((bytes, zipped)) = size(x86) else {
+        eprintln!("no {x86}: run cargo lambda build --release -p health-lambda first");
+        return;
+    };
+    println!("| x86_64 (cargo lambda build --release) | {bytes} | {zipped} |");
+    println!("\n| function (HEALTH_FUNCTION) | cold start p50 ms | p99 ms |");
+    println!("|---|---|---|");
+    for function in shared::lambda::function_names() {
+        let (p50, p99) = cold_start(x86, function, 20).await;
+        println!("| {function} | {p50:.1} | {p99:.1} |");
     }
 }
 

@@ -1,0 +1,140 @@
+//! The local stack's HTTP server against slow, idle and too many clients, over raw TCP
+//! (a well-behaved HTTP client cannot send half a request line), and its `/healthz`.
+
+use std::time::Duration;
+
+use shared::config::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn app(limits: local_stack::Limits) -> (local_stack::Running, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let running = local_stack::start(local_stack::Options {
+        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        data_dir: dir.path().to_owned(),
+        config: Config {
+            polling_enabled: false,
+            ..Config::default()
+        },
+        clock: None,
+        sidecar: None,
+        demo: false,
+        limits,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    (running, dir)
+}
+
+/// Reads until the server closes the connection or `wait` passes; `Some(bytes read)` if it
+/// closed.
+async fn closed_within(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
+    let mut seen = Vec::new();
+    let read_all = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(wait, read_all).await.ok().map(|()| seen)
+}
+
+const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: local\r\n\r\n";
+
+#[tokio::test]
+async fn half_a_request_line_is_dropped_after_the_header_timeout() {
+    let (app, _dir) = app(local_stack::Limits {
+        header_timeout: Duration::from_secs(1),
+        ..local_stack::Limits::default()
+    })
+    .await;
+    let mut slow = TcpStream::connect(app.addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    slow.write_all(b"GET /api/health/ag")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "a client stalling in its request line is still connected after 5 s"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_kept_alive_connection_is_closed() {
+    let (app, _dir) = app(local_stack::Limits {
+        header_timeout: Duration::from_secs(1),
+        ..local_stack::Limits::default()
+    })
+    .await;
+    let mut idle = TcpStream::connect(app.addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    idle.write_all(HEALTHZ)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let answered = closed_within(&mut idle, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| panic!("an idle keep-alive connection is still open after 5 s"));
+    let text = String::from_utf8_lossy(&answered);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
+
+#[tokio::test]
+async fn beyond_the_connection_cap_a_client_waits_for_a_free_slot() {
+    let (app, _dir) = app(local_stack::Limits {
+        header_timeout: Duration::from_secs(30),
+        max_connections: 2,
+    })
+    .await;
+    let connect = || async {
+        TcpStream::connect(app.addr)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (holder, _other) = (connect().await, connect().await);
+    // The kernel completes the handshake, but the server does not serve it yet.
+    let mut waiting = connect().await;
+    waiting
+        .write_all(HEALTHZ)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut buf = [0u8; 64];
+    let early = tokio::time::timeout(Duration::from_millis(700), waiting.read(&mut buf)).await;
+    assert!(early.is_err(), "served beyond the cap: {early:?}");
+    drop(holder);
+    let n = tokio::time::timeout(Duration::from_secs(5), waiting.read(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("not served after a slot freed"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}
+
+#[tokio::test]
+async fn healthz_answers_without_a_key() {
+    let (app, _dir) = app(local_stack::Limits::default()).await;
+    let client = reqwest::Client::new();
+    let res = client
+        .get(format!("{}/healthz", app.url()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    let body: serde_json::Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(body, serde_json::json!({"status": "ok"}));
+    let res = client
+        .post(format!("{}/healthz", app.url()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
+}
