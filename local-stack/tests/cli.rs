@@ -87,9 +87,17 @@ async fn binds_the_host_given_and_keeps_the_banner_first_with_info_logs() {
     let started = start_env(
         dir.path(),
         &["--sidecar-interval", "0.2"],
-        &[("HOST", "0.0.0.0"), ("RUST_LOG", "info"), ("HEALTH_LOG_FORMAT", "text")],
+        &[
+            ("HOST", "0.0.0.0"),
+            ("RUST_LOG", "info"),
+            ("HEALTH_LOG_FORMAT", "text"),
+        ],
     );
-    assert!(started.url.starts_with("http://127.0.0.1:"), "{}", started.url);
+    assert!(
+        started.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        started.url
+    );
     let status = reqwest::get(format!("{}/healthz", started.url))
         .await
         .map(|r| r.status())

@@ -37,7 +37,11 @@ pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let setting = std::env::var(LOG_FORMAT_VAR).ok();
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
-    let format = choose_format(setting.as_deref(), in_lambda, std::io::stderr().is_terminal());
+    let format = choose_format(
+        setting.as_deref(),
+        in_lambda,
+        std::io::stderr().is_terminal(),
+    );
     let _ = match format {
         LogFormat::Json => tracing_subscriber::fmt()
             .json()

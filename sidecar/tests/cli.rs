@@ -63,7 +63,10 @@ fn without_a_key_or_with_a_bad_interval_or_host_id_it_says_what_is_wrong() {
 fn a_refused_key_is_logged_with_the_status_and_the_apis_reason() {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let url = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
+    let url = format!(
+        "http://{}",
+        listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+    );
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let mut stream = stream;
@@ -78,7 +81,16 @@ fn a_refused_key_is_logged_with_the_status_and_the_apis_reason() {
         }
     });
     let mut child = sidecar()
-        .args(["--api-url", &url, "--api-key", "ahm_wrong", "--interval", "0.2", "--host-id", "web-1"])
+        .args([
+            "--api-url",
+            &url,
+            "--api-key",
+            "ahm_wrong",
+            "--interval",
+            "0.2",
+            "--host-id",
+            "web-1",
+        ])
         .env("HEALTH_LOG_FORMAT", "json")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -86,7 +98,11 @@ fn a_refused_key_is_logged_with_the_status_and_the_apis_reason() {
         .unwrap_or_else(|e| panic!("cannot run health-sidecar: {e}"));
     let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
     let mut refused = None;
-    for line in BufReader::new(stdout).lines().map_while(Result::ok).take(20) {
+    for line in BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .take(20)
+    {
         if line.contains("refused the samples") {
             refused = Some(line);
             break;

@@ -39,7 +39,10 @@ async fn closed_within(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>
             }
         }
     };
-    tokio::time::timeout(wait, read_all).await.ok().map(|()| seen)
+    tokio::time::timeout(wait, read_all)
+        .await
+        .ok()
+        .map(|()| seen)
 }
 
 const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: local\r\n\r\n";

@@ -184,6 +184,7 @@ async fn documented_response_shapes_match_the_handlers() {
             "/api/health/history/agent?entity_id=a1&days=7",
             None,
         ),
+        (Method::GET, "/healthz", "/healthz", None),
     ];
     assert_eq!(
         cases.len(),

@@ -56,7 +56,8 @@ fn parse_update(body: &[u8]) -> Result<AgentUpdate, ApiError> {
     for (field, value) in object_body(body)? {
         let bad = |m: &str| ApiError::bad_request("invalid_agent", format!("{field}: {m}"));
         match (field.as_str(), value) {
-            (_, Value::Null) => {}
+            // null is "not given" for a known field; an unknown one is refused below.
+            ("agent_name" | "paused" | "confidence_score", Value::Null) => {}
             ("agent_name", Value::String(s)) if check_name(&s).is_ok() => {
                 update.agent_name = Some(s);
             }
@@ -100,6 +101,10 @@ mod tests {
             "confidence_score: must be a number from 0 to 1"
         );
         assert_eq!(msg(r#"{"paused": "no"}"#), "paused: must be true or false");
+        assert_eq!(
+            msg(r#"{"pausd": null}"#),
+            "pausd: is not a field of an agent; expected agent_name, paused or confidence_score"
+        );
         assert_eq!(
             msg(r#"{"pausd": true}"#),
             "pausd: is not a field of an agent; expected agent_name, paused or confidence_score"

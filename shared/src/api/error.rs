@@ -157,9 +157,9 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict => Self::Unavailable(
-                "too many concurrent writes to the same data; retry".to_owned(),
-            ),
+            StoreError::Conflict => {
+                Self::Unavailable("too many concurrent writes to the same data; retry".to_owned())
+            }
             other => Self::Internal(Box::new(other)),
         }
     }

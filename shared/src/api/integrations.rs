@@ -55,7 +55,8 @@ async fn parse_update(state: &AppState, body: &[u8]) -> Result<IntegrationUpdate
     let mut update = IntegrationUpdate::default();
     for (field, value) in object_body(body)? {
         match (field.as_str(), value) {
-            (_, Value::Null) => {}
+            // null is "not given" for a known field; an unknown one is refused below.
+            ("integration_name" | "probe", Value::Null) => {}
             ("integration_name", Value::String(s)) if check_name(&s).is_ok() => {
                 update.integration_name = Some(s);
             }

@@ -253,7 +253,9 @@ async fn healthz(state: &AppState) -> Result<Response<String>, ApiError> {
         )),
         Err(e) => {
             tracing::error!(error = %e, "health check: the store does not answer");
-            Err(ApiError::Unavailable("the store does not answer".to_owned()))
+            Err(ApiError::Unavailable(
+                "the store does not answer".to_owned(),
+            ))
         }
     }
 }
