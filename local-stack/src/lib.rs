@@ -65,12 +65,13 @@ pub struct Options {
     pub sidecar: Option<std::time::Duration>,
     /// Feeds the demo fleet (agents, integrations, hosts, incidents) into tenant `local`.
     pub demo: bool,
-    /// Timeouts and the connection cap of the HTTP server.
+    /// Timeouts and the connection cap of the HTTP server, and the store's cache.
     pub limits: Limits,
 }
 
-/// What the HTTP server allows a client, so slow or idle clients cannot hold it: the
-/// defaults are those of common reverse proxies.
+/// Bounds on what the local stack holds: what the HTTP server allows a client, so slow or
+/// idle clients cannot hold it (defaults as common reverse proxies), and the memory the
+/// embedded store caches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// How long a client may take to send a request's headers, counted from the moment
@@ -80,6 +81,8 @@ pub struct Limits {
     /// Most connections open at once (WebSockets included); beyond it the server stops
     /// accepting until one closes. Default 4096.
     pub max_connections: usize,
+    /// Bytes of database pages the embedded store caches. Default 32 MiB.
+    pub cache_bytes: usize,
 }
 
 impl Default for Limits {
@@ -87,6 +90,7 @@ impl Default for Limits {
         Self {
             header_timeout: std::time::Duration::from_secs(30),
             max_connections: 4096,
+            cache_bytes: shared::store::embedded::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -153,11 +157,16 @@ impl Running {
 
 /// Opens the embedded store in `data_dir`, creating the directory.
 pub fn open_store(data_dir: &Path) -> Result<Store, StartError> {
+    open_store_with(data_dir, shared::store::embedded::DEFAULT_CACHE_BYTES)
+}
+
+/// [`open_store`] with a page cache of `cache_bytes`.
+pub fn open_store_with(data_dir: &Path, cache_bytes: usize) -> Result<Store, StartError> {
     std::fs::create_dir_all(data_dir).map_err(|source| StartError::Io {
         path: data_dir.to_owned(),
         source,
     })?;
-    let backend = EmbeddedBackend::open(&data_dir.join(DB_FILE))?;
+    let backend = EmbeddedBackend::open_with_cache(&data_dir.join(DB_FILE), cache_bytes)?;
     Ok(Store::new(Arc::new(backend)))
 }
 
@@ -207,7 +216,7 @@ pub fn all_scopes() -> Vec<String> {
 
 /// Starts the stack on the embedded store and returns once it is listening.
 pub async fn start(options: Options) -> Result<Running, StartError> {
-    let store = open_store(&options.data_dir)?;
+    let store = open_store_with(&options.data_dir, options.limits.cache_bytes)?;
     let mut state = AppState::new(store, options.config);
     if let Some(clock) = options.clock {
         state.clock = clock;

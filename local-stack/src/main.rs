@@ -30,6 +30,9 @@ struct Cli {
     /// Most connections open at once (WebSockets included).
     #[arg(long, env = "HEALTH_MAX_CONNECTIONS", default_value_t = 4096)]
     max_connections: usize,
+    /// MiB of database pages the embedded store keeps in memory.
+    #[arg(long, env = "HEALTH_CACHE_MB", default_value_t = 32)]
+    cache_mb: usize,
     /// Where the database and the local API key are kept.
     #[arg(long, env = "HEALTH_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
@@ -133,6 +136,7 @@ async fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         limits: local_stack::Limits {
             header_timeout: std::time::Duration::from_secs(cli.header_timeout.max(1)),
             max_connections: cli.max_connections.max(1),
+            cache_bytes: cli.cache_mb.max(1) << 20,
         },
     })
     .await?;

@@ -475,3 +475,49 @@ async fn an_event_name_with_control_characters_is_refused_as_put_refuses_it() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// Sixteen clients at once, each batch touching its own agents plus one shared integration
+/// and the tenant's gauge: the embedded store never refuses for contention, and every
+/// call counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_batches_on_shared_hot_items_are_all_accepted() {
+    let (api, _running, _dir) = api().await;
+    let api = std::sync::Arc::new(api);
+    let (clients, batches) = (16, 6);
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let api = std::sync::Arc::clone(&api);
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for b in 0..batches {
+                let mut events = Vec::new();
+                for i in 0..20 {
+                    let id = format!("c{c}b{b}e{i}");
+                    events.push(json!({"event_id": format!("{id}s"), "type": "execution.started", "agent_id": format!("agent-{c}-{i}"), "execution_id": id, "operation": "op"}));
+                    events.push(json!({"event_id": format!("{id}c"), "type": "integration.call", "integration_id": "shared", "latency_ms": 10, "ok": true}));
+                }
+                events.push(json!({"event_id": format!("c{c}b{b}g"), "type": "gauge", "name": "queue_depth", "value": b}));
+                let (status, body) = api.post_events(json!({ "events": events }).to_string()).await;
+                statuses.push((status, body));
+            }
+            statuses
+        }));
+    }
+    for task in tasks {
+        for (status, body) in task.await.unwrap_or_else(|e| panic!("{e}")) {
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        }
+    }
+    let (_, integrations) = api.get("/api/health/integrations").await;
+    assert_eq!(integrations[0]["integration_id"], "shared");
+    let (_, agents) = api.get("/api/health/agents").await;
+    assert_eq!(agents.as_array().map(Vec::len), Some(clients * 20));
+    let (_, history) = api
+        .get("/api/health/history/integration?entity_id=shared&days=1")
+        .await;
+    assert_eq!(
+        history["history"][0]["metrics"]["calls"],
+        json!(clients * batches * 20),
+        "{history}"
+    );
+}

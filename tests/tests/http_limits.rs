@@ -93,6 +93,7 @@ async fn beyond_the_connection_cap_a_client_waits_for_a_free_slot() {
     let (app, _dir) = app(local_stack::Limits {
         header_timeout: Duration::from_secs(30),
         max_connections: 2,
+        ..local_stack::Limits::default()
     })
     .await;
     let connect = || async {

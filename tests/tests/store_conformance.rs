@@ -628,6 +628,12 @@ async fn a_write_whose_condition_fails_changes_nothing(store: Store) {
 /// transactions; the same conditional writes are exercised sequentially on moto above.
 mod embedded_concurrency {
     #[tokio::test]
+    async fn concurrent_batches_on_one_hot_item_all_land_and_count_once() {
+        let (store, _dir) = super::embedded_store();
+        super::concurrent_batches_on_one_hot_item_all_land_and_count_once(store).await;
+    }
+
+    #[tokio::test]
     async fn concurrent_retries_of_one_batch_count_once() {
         let (store, _dir) = super::embedded_store();
         super::concurrent_retries_of_one_batch_count_once(store).await;
@@ -638,6 +644,53 @@ mod embedded_concurrency {
         let (store, _dir) = super::embedded_store();
         super::concurrent_writers_to_one_agent_lose_nothing(store).await;
     }
+}
+
+/// Eight writers at once on one hot integration and the tenant's gauge: every batch is
+/// stored (the embedded store runs ingestion chunks one at a time, so they never conflict)
+/// and every call counts once.
+async fn concurrent_batches_on_one_hot_item_all_land_and_count_once(store: Store) {
+    let now = now();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = store.clone();
+        let events = batch(
+            now,
+            json!([
+                {"event_id": format!("w{w}c1"), "type": "integration.call", "integration_id": "hot", "latency_ms": 5, "ok": true},
+                {"event_id": format!("w{w}c2"), "type": "integration.call", "integration_id": "hot", "latency_ms": 5, "ok": false},
+                {"event_id": format!("w{w}g"), "type": "gauge", "name": "queue_depth", "value": w},
+            ]),
+        );
+        tasks.push(tokio::spawn(async move {
+            store.ingest("t", &events, now).await
+        }));
+    }
+    for task in tasks {
+        let outcome = task
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("a batch was refused: {e}"));
+        assert_eq!(outcome.accepted, 3);
+    }
+    let i = store
+        .integration_health("t", "hot", now, 5000.0)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("integration missing"));
+    assert_eq!(i.error_rate, 0.5);
+    let history = store
+        .history(
+            "t",
+            shared::store::system::HistoryOf::Integration("hot"),
+            1,
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no history"));
+    assert_eq!(history[0].metrics["calls"], json!(16));
 }
 
 e2e_tests::on_both_stores!(

@@ -17,6 +17,8 @@ use super::{Backend, Condition, IndexKey, ItemKey, Range, Record, StoreError, St
 const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
 const INDEX: TableDefinition<&str, &str> = TableDefinition::new("index");
 const SEP: char = '\u{1f}';
+/// The page cache [`EmbeddedBackend::open`] gives the database: 32 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
 
 /// The embedded backend. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -106,7 +108,16 @@ fn read_range(
 impl EmbeddedBackend {
     /// Opens (or creates) the database file at `path`; its directory must exist.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(backend_err)?;
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`EmbeddedBackend::open`] with a page cache of at most `cache_bytes` (redb's own
+    /// default is 1 GiB, which a busy local stack fills).
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(backend_err)?;
         let txn = db.begin_write().map_err(backend_err)?;
         txn.open_table(ITEMS).map_err(backend_err)?;
         txn.open_table(INDEX).map_err(backend_err)?;
@@ -262,6 +273,10 @@ impl Backend for EmbeddedBackend {
             txn.commit().map_err(backend_err)
         })
         .await
+    }
+
+    fn single_writer(&self) -> bool {
+        true
     }
 
     fn max_writes(&self) -> usize {

@@ -14,7 +14,8 @@ use std::collections::HashMap;
 
 use super::layout::{self, Entity};
 use super::{
-    retry_on_conflict, Condition, EventMark, ItemKey, Record, Store, StoreError, StoredItem, Write,
+    retry_on_conflict_up_to, Condition, EventMark, ItemKey, Record, Store, StoreError, StoredItem,
+    Write, MAX_INGEST_ATTEMPTS,
 };
 use crate::domain::events::{Event, EventKind, Gauge};
 use crate::domain::records::{
@@ -49,7 +50,8 @@ impl Store {
         let per_chunk = (self.backend.max_writes() / MAX_ITEMS_PER_EVENT).max(1);
         let mut total = IngestOutcome::default();
         for chunk in events.chunks(per_chunk) {
-            let outcome = retry_on_conflict(|| async {
+            let outcome = retry_on_conflict_up_to(MAX_INGEST_ATTEMPTS, || async {
+                let _turn = self.writer_turn().await;
                 let mut snapshot = Snapshot::default();
                 // Two reads cover a chunk: the records its events need, then the buckets
                 // they will touch (which for a finish depend on its execution's start).

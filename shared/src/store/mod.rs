@@ -208,18 +208,39 @@ pub trait Backend: Send + Sync + fmt::Debug {
     async fn delete(&self, key: &ItemKey) -> Result<(), StoreError>;
     /// Most writes one [`Backend::write`] call accepts.
     fn max_writes(&self) -> usize;
+    /// Whether the backend commits one write at a time anyway (an embedded database):
+    /// then the [`Store`] runs its read-modify-writes one at a time too, so they never
+    /// conflict with each other and never fail for contention.
+    fn single_writer(&self) -> bool {
+        false
+    }
 }
 
 /// The product's storage: aggregate operations over one backend. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Arc<dyn Backend>,
+    /// Held around each ingestion chunk on a single-writer backend (see
+    /// [`Backend::single_writer`]).
+    writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Store {
     /// Wraps a backend.
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Self { backend }
+        let writer = backend
+            .single_writer()
+            .then(|| Arc::new(tokio::sync::Mutex::new(())));
+        Self { backend, writer }
+    }
+
+    /// Takes this store's writer turn on a single-writer backend; `None` (no waiting) on
+    /// one where concurrent writers are resolved by conditional writes.
+    pub(crate) async fn writer_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.writer {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        }
     }
 
     /// The backend, for tests and benchmarks that inspect items.
@@ -271,12 +292,16 @@ pub(crate) fn skip_unreadable<T>(
 
 /// Retries of a write that lost a race before giving up with [`StoreError::Conflict`].
 pub(crate) const MAX_ATTEMPTS: usize = 8;
+/// Retries of an ingestion chunk: ingestion is where many clients meet on a few hot items
+/// (a shared integration, the tenant's gauges), so it waits longer before a 503.
+pub(crate) const MAX_INGEST_ATTEMPTS: usize = 14;
 
 /// Waits a little before retrying a conflicting write, more each attempt, with jitter so two
 /// writers that collided do not collide again.
 pub(crate) async fn backoff(attempt: usize) {
     use rand::Rng;
-    let base = 2u64 << attempt.min(6);
+    // 4 ms doubling to 256 ms, plus up to as much again.
+    let base = 2u64 << attempt.min(7);
     let jitter = rand::rng().random_range(0..=base);
     tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
 }
@@ -284,7 +309,16 @@ pub(crate) async fn backoff(attempt: usize) {
 /// Runs one read-modify-conditional-write: again, after a [`backoff`], each time it loses a
 /// race ([`StoreError::Conflict`]), at most [`MAX_ATTEMPTS`] times in all. `attempt` must
 /// re-read what it writes, so each run decides on the current state.
-pub(crate) async fn retry_on_conflict<T, Fut>(
+pub(crate) async fn retry_on_conflict<T, Fut>(attempt: impl FnMut() -> Fut) -> Result<T, StoreError>
+where
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    retry_on_conflict_up_to(MAX_ATTEMPTS, attempt).await
+}
+
+/// [`retry_on_conflict`] with another number of attempts.
+pub(crate) async fn retry_on_conflict_up_to<T, Fut>(
+    attempts: usize,
     mut attempt: impl FnMut() -> Fut,
 ) -> Result<T, StoreError>
 where
@@ -293,7 +327,7 @@ where
     let mut tries = 1;
     loop {
         match attempt().await {
-            Err(StoreError::Conflict) if tries < MAX_ATTEMPTS => {
+            Err(StoreError::Conflict) if tries < attempts => {
                 backoff(tries).await;
                 tries += 1;
             }

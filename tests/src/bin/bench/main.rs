@@ -18,6 +18,7 @@ use shared::store::{Backend, ItemKey, Range, Store, StoreError, StoredItem, Writ
 
 mod broadcast;
 mod collector;
+mod contention;
 
 /// Counts the request units a backend's calls would cost on DynamoDB, in tenths.
 #[derive(Debug)]
@@ -450,6 +451,12 @@ async fn main() {
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
         broadcast::clients(&url, count).await;
+        return;
+    }
+    if what == "contention" || what == "all" {
+        contention::contention_benchmark().await;
+    }
+    if what == "contention" {
         return;
     }
     if what == "broadcast" || what == "all" {
