@@ -75,6 +75,23 @@ impl Gateway {
     }
 }
 
+#[async_trait::async_trait]
+impl shared::ws::ConnectionCloser for Gateway {
+    async fn close(&self, connection_id: &str, reason: &str) -> Result<(), String> {
+        let Some(c) = self.get(connection_id) else {
+            return Ok(());
+        };
+        let frame = Message::Close(Some(CloseFrame {
+            code: close_code::POLICY,
+            reason: reason.to_owned().into(),
+        }));
+        // A full queue belongs to a client that stopped reading: the close still ends it
+        // when the socket task next runs; a closed queue means it is gone already.
+        let _ = c.tx.try_send(frame);
+        Ok(())
+    }
+}
+
 /// What the gateway's handlers share.
 #[derive(Debug, Clone)]
 pub struct Local {

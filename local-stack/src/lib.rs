@@ -292,6 +292,9 @@ pub async fn serve_with(
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(io)?;
     let addr = listener.local_addr().map_err(io)?;
     let gateway = Arc::new(gateway::Gateway::default());
+    let mut state = state;
+    // Revoking a key closes the sockets it opened here.
+    state.closer = Some(Arc::clone(&gateway) as Arc<dyn shared::ws::ConnectionCloser>);
     let app = router(state.clone(), Arc::clone(&gateway));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(accept_loop(listener, app, limits, rx));

@@ -77,7 +77,18 @@ pub async fn run_from_env() -> Result<(), lambda_http::Error> {
 /// error (bad configuration) fails the cold start with a message naming the variable.
 pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
     crate::telemetry::init();
-    let state = AppState::from_env().await?;
+    #[allow(unused_mut)]
+    let mut state = AppState::from_env().await?;
+    #[cfg(feature = "broadcast")]
+    if endpoint == Endpoint::RevokeKey {
+        // Revoking a key closes the WebSocket connections it opened, through the
+        // Management API when the template gives its endpoint.
+        if let Ok(client) = crate::ws::broadcaster::Broadcaster::client_from_env().await {
+            state.closer = Some(std::sync::Arc::new(
+                crate::ws::broadcaster::ManagementCloser::new(client),
+            ));
+        }
+    }
     let state = &state;
     lambda_http::run(service_fn(move |req: Request| async move {
         Ok::<_, std::convert::Infallible>(api::handle(state, to_http(req), Some(endpoint)).await)

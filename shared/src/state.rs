@@ -16,6 +16,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The time source.
     pub clock: Arc<dyn Clock>,
+    /// What closes live WebSocket connections (of a revoked key); `None` where nothing can
+    /// (their records are still forgotten).
+    pub closer: Option<Arc<dyn crate::ws::ConnectionCloser>>,
 }
 
 /// Why the application cannot start.
@@ -36,6 +39,7 @@ impl AppState {
             store,
             config: Arc::new(config),
             clock: Arc::new(SystemClock),
+            closer: None,
         }
     }
 

@@ -58,10 +58,22 @@ async fn the_dashboard_shows_the_api_acknowledges_and_updates_live_in_chromium()
     .await;
     e2e_tests::ingest_events(&app, &app.api_key, Value::Array(fleet())).await;
     // Wait for the first cycle's alerts, so the page has some to acknowledge.
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    // With 1 s cycles every agent is "silent" 5 cycles after its one report, so wait for
+    // those 100 alerts too: the alert list then holds still while the browser compares it
+    // with the API (on a slow machine they would otherwise arrive mid-comparison).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let alerts = e2e_tests::get_json(&app, &app.api_key, "/api/health/alerts").await;
-        if alerts.as_array().is_some_and(|a| a.len() >= 2) {
+        let silent = alerts.as_array().map_or(0, |a| {
+            a.iter()
+                .filter(|x| {
+                    x["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("has not reported"))
+                })
+                .count()
+        });
+        if silent == 100 {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "no alerts: {alerts}");

@@ -513,7 +513,8 @@ async fn api_keys_are_stored_hashed_with_tenant_and_scopes(store: Store) {
         .find_api_key(&key)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("key missing"));
+        .unwrap_or_else(|| panic!("key missing"))
+        .record;
     assert_eq!(
         (record.tenant.as_str(), record.scopes.as_slice()),
         ("acme", ["read".to_owned()].as_slice())
@@ -693,6 +694,79 @@ async fn concurrent_batches_on_one_hot_item_all_land_and_count_once(store: Store
     assert_eq!(history[0].metrics["calls"], json!(16));
 }
 
+/// Keys are listed per tenant without secrets, revoked ones stay listed, the last active
+/// admin key cannot be revoked, and use is noted at most every 10 minutes.
+async fn keys_are_listed_revoked_and_the_last_admin_kept(store: Store) {
+    use shared::store::keys::Revocation;
+    let now = now();
+    let admin = store
+        .new_api_key("acme", &["admin".to_owned()], "first admin", now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reader = store
+        .new_api_key("acme", &["read".to_owned()], "dashboard", now + 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .new_api_key("other", &["admin".to_owned()], "elsewhere", now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let listed = store
+        .list_api_keys("acme")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<_> = listed.iter().map(|k| k.key_id.as_str()).collect();
+    assert_eq!(ids, [admin.key_id.as_str(), reader.key_id.as_str()]);
+    assert!(listed
+        .iter()
+        .all(|k| k.revoked_at.is_none() && k.last_used_at.is_none()));
+
+    // Another tenant's key answers as an unknown one.
+    let theirs = store.revoke_api_key("other", &reader.key_id, now).await;
+    assert!(matches!(theirs, Ok(Revocation::NotFound)), "{theirs:?}");
+    let last = store.revoke_api_key("acme", &admin.key_id, now).await;
+    assert!(matches!(last, Ok(Revocation::LastAdmin)), "{last:?}");
+    let revoked = store.revoke_api_key("acme", &reader.key_id, now + 5).await;
+    assert!(matches!(revoked, Ok(Revocation::Revoked(_))), "{revoked:?}");
+    let again = store.revoke_api_key("acme", &reader.key_id, now + 9).await;
+    assert!(
+        matches!(&again, Ok(Revocation::Revoked(k)) if k.revoked_at == Some(format_rfc3339(now + 5))),
+        "{again:?}"
+    );
+    let found = store
+        .find_api_key(&reader.key)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("a revoked key is kept"));
+    assert_eq!(found.record.revoked_at, Some(now + 5));
+
+    // Use is noted once per 10 minutes.
+    let found = store
+        .find_api_key(&admin.key)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("missing"));
+    store
+        .touch_api_key(&admin.key, &found, now + 1000)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let found = store
+        .find_api_key(&admin.key)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("missing"));
+    assert_eq!(found.record.last_used_at, Some(now + 1000));
+    store
+        .touch_api_key(&admin.key, &found, now + 2000)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let listed = store
+        .list_api_keys("acme")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(listed[0].last_used_at, Some(format_rfc3339(now + 1000)));
+}
+
 e2e_tests::on_both_stores!(
     a_write_whose_condition_fails_changes_nothing,
     completed_and_failed_give_the_contract_numbers,
@@ -709,6 +783,7 @@ e2e_tests::on_both_stores!(
     host_samples_and_gauges_keep_the_newest_reading,
     api_keys_are_stored_hashed_with_tenant_and_scopes,
     a_large_batch_is_written_in_chunks_and_counted_exactly,
+    keys_are_listed_revoked_and_the_last_admin_kept,
 );
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 use http::HeaderMap;
 
 use super::ApiError;
-use crate::store::ApiKeyRecord;
+use crate::store::keys::FoundKey;
 use crate::AppState;
 
 /// A scope a route requires.
@@ -38,6 +38,9 @@ pub struct Principal {
     pub name: String,
     /// Granted scopes.
     pub scopes: Vec<String>,
+    /// The public id of the key, so what it opened (WebSocket connections) can be closed
+    /// when it is revoked.
+    pub key_id: String,
 }
 
 impl Principal {
@@ -68,19 +71,35 @@ pub async fn authorize(
     let key = key.ok_or_else(|| {
         ApiError::Unauthorized("send an API key as Authorization: Bearer <api key>".to_owned())
     })?;
-    let record: ApiKeyRecord = state
-        .store
-        .find_api_key(key)
+    let principal = check_key(state, key)
         .await?
-        .ok_or_else(|| ApiError::Unauthorized("the API key is not valid".to_owned()))?;
-    require(
-        Principal {
-            tenant: record.tenant,
-            name: record.name,
-            scopes: record.scopes,
-        },
-        scope,
-    )
+        .map_err(ApiError::Unauthorized)?;
+    require(principal, scope)
+}
+
+/// Looks a key up: the principal, or why it is refused (unknown or revoked). Notes the
+/// use of a valid key (at most every 10 minutes); failing to note it refuses nothing.
+async fn check_key(state: &AppState, key: &str) -> Result<Result<Principal, String>, ApiError> {
+    let Some(found) = state.store.find_api_key(key).await? else {
+        return Ok(Err("the API key is not valid".to_owned()));
+    };
+    if found.record.revoked_at.is_some() {
+        return Ok(Err("the API key was revoked".to_owned()));
+    }
+    if let Err(e) = state
+        .store
+        .touch_api_key(key, &found, state.clock.now_ms())
+        .await
+    {
+        tracing::warn!(error = %e, key_id = %found.key_id, "cannot note the key's use");
+    }
+    let FoundKey { key_id, record, .. } = found;
+    Ok(Ok(Principal {
+        tenant: record.tenant,
+        name: record.name,
+        scopes: record.scopes,
+        key_id,
+    }))
 }
 
 /// Checks that an authenticated caller has `scope`; 403 if not.
@@ -98,7 +117,7 @@ pub fn require(principal: Principal, scope: Scope) -> Result<Principal, ApiError
 /// The context the Lambda authorizer passes to API Gateway, which hands it to every
 /// function of the route as `requestContext.authorizer.lambda`.
 pub fn authorizer_context(p: &Principal) -> serde_json::Value {
-    serde_json::json!({"tenant": p.tenant, "name": p.name, "scopes": p.scopes.join(",")})
+    serde_json::json!({"tenant": p.tenant, "name": p.name, "scopes": p.scopes.join(","), "key_id": p.key_id})
 }
 
 /// Reads a principal back from the authorizer context; `None` if it is not one of ours.
@@ -114,6 +133,8 @@ pub fn principal_from_context(
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect(),
+        // Absent from contexts cached before keys had ids.
+        key_id: text("key_id").unwrap_or_default(),
     })
 }
 
@@ -126,11 +147,7 @@ pub async fn authorize_request(
     let Some(key) = bearer(headers) else {
         return Ok(None);
     };
-    Ok(state.store.find_api_key(key).await?.map(|r| Principal {
-        tenant: r.tenant,
-        name: r.name,
-        scopes: r.scopes,
-    }))
+    Ok(check_key(state, key).await?.ok())
 }
 
 #[cfg(test)]
@@ -143,6 +160,7 @@ mod tests {
             tenant: "acme".into(),
             name: "ops".into(),
             scopes: vec!["read".into()],
+            key_id: "key_0123456789abcdef".into(),
         };
         let ctx = authorizer_context(&p);
         let fields: std::collections::HashMap<String, serde_json::Value> =

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod error;
 pub mod ingest;
 pub mod integrations;
+pub mod keys;
 pub mod probe;
 pub mod read;
 
@@ -52,11 +53,17 @@ pub enum Endpoint {
     GetHistory,
     /// `GET /healthz`: liveness for load balancers and the sidecar; no key needed.
     Healthz,
+    /// `POST /api/health/keys`
+    CreateKey,
+    /// `GET /api/health/keys`
+    ListKeys,
+    /// `DELETE /api/health/keys/{key_id}`
+    RevokeKey,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 11] = [
+    pub const ALL: [Endpoint; 14] = [
         Self::IngestEvents,
         Self::PutAgent,
         Self::PutIntegration,
@@ -68,6 +75,9 @@ impl Endpoint {
         Self::AcknowledgeAlert,
         Self::GetHistory,
         Self::Healthz,
+        Self::CreateKey,
+        Self::ListKeys,
+        Self::RevokeKey,
     ];
 
     /// Its method and path template, as in the OpenAPI document and the SAM template.
@@ -84,6 +94,9 @@ impl Endpoint {
             Self::AcknowledgeAlert => ("POST", "/api/health/alerts/{alert_id}/acknowledge"),
             Self::GetHistory => ("GET", "/api/health/history/{type}"),
             Self::Healthz => ("GET", "/healthz"),
+            Self::CreateKey => ("POST", "/api/health/keys"),
+            Self::ListKeys => ("GET", "/api/health/keys"),
+            Self::RevokeKey => ("DELETE", "/api/health/keys/{key_id}"),
         }
     }
 
@@ -101,6 +114,9 @@ impl Endpoint {
             Self::AcknowledgeAlert => "acknowledge-alert",
             Self::GetHistory => "get-health-history",
             Self::Healthz => "healthz",
+            Self::CreateKey => "create-key",
+            Self::ListKeys => "list-keys",
+            Self::RevokeKey => "revoke-key",
         }
     }
 
@@ -115,6 +131,7 @@ impl Endpoint {
             | Self::AcknowledgeAlert
             | Self::GetHistory
             | Self::Healthz => Scope::Read,
+            Self::CreateKey | Self::ListKeys | Self::RevokeKey => Scope::Admin,
         }
     }
 }
@@ -150,6 +167,10 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         .trim_end_matches('/');
     let segments: Vec<&str> = rest.split('/').collect();
     let (endpoint, id, allow) = match segments.as_slice() {
+        // The one path with two methods.
+        ["keys"] if method == Method::GET => (Endpoint::ListKeys, None, "GET"),
+        ["keys"] => (Endpoint::CreateKey, None, "GET, POST"),
+        ["keys", id] => (Endpoint::RevokeKey, Some(*id), "DELETE"),
         ["events"] => (Endpoint::IngestEvents, None, "POST"),
         ["agents", id] => (Endpoint::PutAgent, Some(*id), "PUT"),
         ["integrations", id] => (Endpoint::PutIntegration, Some(*id), "PUT"),
@@ -162,7 +183,8 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         ["history", kind] => (Endpoint::GetHistory, Some(*kind), "GET"),
         _ => return Err(not_found()),
     };
-    if method.as_str() != allow {
+    let expected = endpoint.route().0;
+    if method.as_str() != expected {
         return Err(ApiError::MethodNotAllowed {
             method: method.to_string(),
             allow,
@@ -240,6 +262,9 @@ async fn serve(
         Endpoint::AcknowledgeAlert => alerts::acknowledge(state, &principal, id, body).await,
         Endpoint::GetHistory => read::history(state, tenant, id, req.uri().query()).await,
         Endpoint::Healthz => healthz(state).await,
+        Endpoint::CreateKey => keys::create(state, tenant, body).await,
+        Endpoint::ListKeys => keys::list(state, tenant).await,
+        Endpoint::RevokeKey => keys::revoke(state, tenant, id).await,
     }
 }
 

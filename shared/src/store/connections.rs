@@ -16,6 +16,9 @@ pub struct ConnectionRecord {
     pub name: String,
     /// When it connected.
     pub connected_at: Millis,
+    /// The key it connected with, so revoking the key closes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
 /// Checks a connection id: 1 to 128 printable ASCII characters (API Gateway's ids are
@@ -37,10 +40,24 @@ impl Store {
         name: &str,
         now: Millis,
     ) -> Result<(), StoreError> {
+        self.add_key_connection(tenant, connection_id, name, None, now)
+            .await
+    }
+
+    /// [`Store::add_connection`], noting the key it connected with.
+    pub async fn add_key_connection(
+        &self,
+        tenant: &str,
+        connection_id: &str,
+        name: &str,
+        key_id: Option<&str>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
         let record = ConnectionRecord {
             tenant: tenant.to_owned(),
             name: name.to_owned(),
             connected_at: now,
+            key_id: key_id.map(str::to_owned),
         };
         self.backend
             .write(vec![Write {
@@ -61,6 +78,30 @@ impl Store {
         self.backend
             .delete(&layout::connection(connection_id))
             .await
+    }
+
+    /// The ids of the tenant's connections opened with key `key_id` (one index query and a
+    /// read of the tenant's connection items).
+    pub async fn key_connections(
+        &self,
+        tenant: &str,
+        key_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let keys = self
+            .backend
+            .list_index(&layout::connections_partition(tenant))
+            .await?;
+        let items = self.backend.get(&keys).await?;
+        Ok(items
+            .into_iter()
+            .flatten()
+            .filter_map(|item| match item.record {
+                Record::Connection(c) if c.key_id.as_deref() == Some(key_id) => {
+                    layout::connection_id(&item.key.pk).map(str::to_owned)
+                }
+                _ => None,
+            })
+            .collect())
     }
 
     /// The ids of a tenant's connections, read from the index alone (one query, no item

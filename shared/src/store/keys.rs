@@ -5,10 +5,15 @@
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use super::ingest::corrupt;
+use serde::Serialize;
+
+use super::ingest::unexpected;
 use super::layout;
-use super::{ApiKeyRecord, Condition, Record, Store, StoreError, StoredItem, Write};
-use crate::time::Millis;
+use super::{
+    retry_on_conflict, skip_unreadable, ApiKeyRecord, Condition, Record, Store, StoreError,
+    StoredItem, Write,
+};
+use crate::time::{Millis, MINUTE_MS};
 
 /// Every scope there is. `admin` implies the others.
 pub const SCOPES: [&str; 3] = ["read", "ingest", "admin"];
@@ -19,6 +24,86 @@ pub const KEY_PREFIX: &str = "ahm_";
 /// The hex SHA-256 of a key, which is what is stored.
 pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// A key's public id (`key_` and 16 hex digits of its hash): what lists show and what
+/// revocation names. It reveals nothing usable of the secret.
+pub fn key_id_of_hash(hash_hex: &str) -> String {
+    format!("key_{}", &hash_hex[..hash_hex.len().min(16)])
+}
+
+/// How stale `last_used_at` may be: it is written at most this often per key, so that
+/// tracking use costs one write per key per 10 minutes, not one per request.
+pub const LAST_USED_PRECISION_MS: Millis = 10 * MINUTE_MS;
+
+/// A stored key as the API lists it: never the secret, nor its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyInfo {
+    /// The public id.
+    pub key_id: String,
+    /// Who holds it.
+    pub name: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, to within 10 minutes; `null`: never used.
+    pub last_used_at: Option<String>,
+    /// RFC 3339; `null`: active.
+    pub revoked_at: Option<String>,
+}
+
+/// A new key: the only time its secret is seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CreatedKey {
+    /// The public id.
+    pub key_id: String,
+    /// The secret, shown once.
+    pub key: String,
+    /// Who holds it.
+    pub name: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// A key found by its secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundKey {
+    /// Its public id.
+    pub key_id: String,
+    /// What is stored.
+    pub record: ApiKeyRecord,
+    version: u64,
+    indexed: bool,
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// Revoked now, or already revoked before.
+    Revoked(KeyInfo),
+    /// The tenant has no such key.
+    NotFound,
+    /// It is the tenant's last active admin key: revoking it would lock the tenant out.
+    LastAdmin,
+}
+
+fn info(key_id: String, r: &ApiKeyRecord) -> KeyInfo {
+    use crate::time::format_rfc3339;
+    KeyInfo {
+        key_id,
+        name: r.name.clone(),
+        scopes: r.scopes.clone(),
+        created_at: format_rfc3339(r.created_at),
+        last_used_at: r.last_used_at.map(format_rfc3339),
+        revoked_at: r.revoked_at.map(format_rfc3339),
+    }
+}
+
+fn is_admin(r: &ApiKeyRecord) -> bool {
+    r.revoked_at.is_none() && r.scopes.iter().any(|s| s == "admin")
 }
 
 /// Checks a tenant id: 1 to 64 of `a-z`, `0-9`, `-`, `_`.
@@ -47,11 +132,28 @@ impl Store {
         name: &str,
         now: Millis,
     ) -> Result<String, StoreError> {
+        Ok(self.new_api_key(tenant, scopes, name, now).await?.key)
+    }
+
+    /// [`Store::create_api_key`], answering everything the API shows of the new key.
+    pub async fn new_api_key(
+        &self,
+        tenant: &str,
+        scopes: &[String],
+        name: &str,
+        now: Millis,
+    ) -> Result<CreatedKey, StoreError> {
         let mut secret = [0u8; 24];
         rand::rng().fill_bytes(&mut secret);
         let key = format!("{KEY_PREFIX}{}", hex::encode(secret));
         self.insert_api_key(&key, tenant, scopes, name, now).await?;
-        Ok(key)
+        Ok(CreatedKey {
+            key_id: key_id_of_hash(&hash_key(&key)),
+            key,
+            name: name.to_owned(),
+            scopes: scopes.to_vec(),
+            created_at: crate::time::format_rfc3339(now),
+        })
     }
 
     /// Stores a given key (for keys kept outside the store, like the local stack's own).
@@ -67,36 +169,160 @@ impl Store {
         // Listed first: a key whose tenant the collector does not know would ingest data
         // nobody evaluates.
         self.register_tenant(tenant, now).await?;
+        let hash = hash_key(key);
         let record = ApiKeyRecord {
             tenant: tenant.to_owned(),
             scopes: scopes.to_vec(),
             name: name.to_owned(),
             created_at: now,
+            last_used_at: None,
+            revoked_at: None,
         };
         self.backend
             .write(vec![Write {
                 item: StoredItem {
-                    key: layout::api_key(&hash_key(key)),
+                    key: layout::api_key(&hash),
                     record: Record::ApiKey(record),
                     version: 1,
                     expires_at: None,
-                    index: None,
+                    index: Some(layout::key_index(tenant, &key_id_of_hash(&hash))),
                 },
                 condition: Condition::NotExists,
             }])
             .await
     }
 
-    /// The record of a key presented by a client; `None` if no such key is stored.
-    pub async fn find_api_key(&self, key: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let item_key = layout::api_key(&hash_key(key));
-        match self.get_one(&item_key).await? {
+    /// The record of a key presented by a client, revoked or not; `None` if no such key
+    /// is stored.
+    pub async fn find_api_key(&self, key: &str) -> Result<Option<FoundKey>, StoreError> {
+        let hash = hash_key(key);
+        match self.get_one(&layout::api_key(&hash)).await? {
             None => Ok(None),
             Some(StoredItem {
-                record: Record::ApiKey(k),
+                record: Record::ApiKey(record),
+                version,
+                index,
                 ..
-            }) => Ok(Some(k)),
-            Some(_) => Err(corrupt(&item_key, "expected an API key")),
+            }) => Ok(Some(FoundKey {
+                key_id: key_id_of_hash(&hash),
+                record,
+                version,
+                indexed: index.is_some(),
+            })),
+            Some(item) => Err(unexpected(&item, "expected an API key")),
         }
+    }
+
+    /// Notes that a key was used at `now`, at most once per [`LAST_USED_PRECISION_MS`]. A
+    /// key stored before keys were listed gets its index entry here. Losing a race to
+    /// another request's note (or a revocation) is fine: nothing is written then.
+    pub async fn touch_api_key(
+        &self,
+        key: &str,
+        found: &FoundKey,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let fresh = found
+            .record
+            .last_used_at
+            .is_some_and(|t| now - t < LAST_USED_PRECISION_MS);
+        if fresh && found.indexed {
+            return Ok(());
+        }
+        let mut record = found.record.clone();
+        record.last_used_at = Some(now);
+        let write = Write {
+            item: StoredItem {
+                key: layout::api_key(&hash_key(key)),
+                index: Some(layout::key_index(&record.tenant, &found.key_id)),
+                record: Record::ApiKey(record),
+                version: found.version + 1,
+                expires_at: None,
+            },
+            condition: Condition::Version(found.version),
+        };
+        match self.backend.write(vec![write]).await {
+            Ok(()) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The tenant's keys, active and revoked, oldest first.
+    pub async fn list_api_keys(&self, tenant: &str) -> Result<Vec<KeyInfo>, StoreError> {
+        let mut keys = self.tenant_keys(tenant).await?;
+        keys.sort_by(|(a_id, a, ..), (b_id, b, ..)| {
+            (a.created_at, a_id).cmp(&(b.created_at, b_id))
+        });
+        Ok(keys
+            .into_iter()
+            .map(|(key_id, record, _, _)| info(key_id, &record))
+            .collect())
+    }
+
+    /// Revokes the tenant's key `key_id` at `now`. Revoking a revoked key changes nothing
+    /// and answers as revoked; the tenant's last active admin key is kept.
+    pub async fn revoke_api_key(
+        &self,
+        tenant: &str,
+        key_id: &str,
+        now: Millis,
+    ) -> Result<Revocation, StoreError> {
+        retry_on_conflict(|| async {
+            let keys = self.tenant_keys(tenant).await?;
+            let Some((_, record, item_key, version)) =
+                keys.iter().find(|(id, ..)| id == key_id).cloned()
+            else {
+                return Ok(Revocation::NotFound);
+            };
+            if record.revoked_at.is_some() {
+                return Ok(Revocation::Revoked(info(key_id.to_owned(), &record)));
+            }
+            let other_admins = keys
+                .iter()
+                .filter(|(id, r, ..)| id != key_id && is_admin(r))
+                .count();
+            if is_admin(&record) && other_admins == 0 {
+                return Ok(Revocation::LastAdmin);
+            }
+            let mut revoked = record;
+            revoked.revoked_at = Some(now);
+            let shown = info(key_id.to_owned(), &revoked);
+            self.backend
+                .write(vec![Write {
+                    item: StoredItem {
+                        key: item_key,
+                        record: Record::ApiKey(revoked),
+                        version: version + 1,
+                        expires_at: None,
+                        index: Some(layout::key_index(tenant, key_id)),
+                    },
+                    condition: Condition::Version(version),
+                }])
+                .await?;
+            Ok(Revocation::Revoked(shown))
+        })
+        .await
+    }
+
+    /// Every listed key of a tenant: id, record, item key and version.
+    async fn tenant_keys(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<(String, ApiKeyRecord, super::ItemKey, u64)>, StoreError> {
+        let entries = self
+            .backend
+            .list_index(&layout::keys_partition(tenant))
+            .await?;
+        let items = self.backend.get(&entries).await?;
+        skip_unreadable(
+            tenant,
+            items.into_iter().flatten().map(|item| match item.record {
+                Record::ApiKey(r) if r.tenant == tenant => {
+                    let hash = item.key.pk.strip_prefix("KEY#").unwrap_or_default();
+                    Ok((key_id_of_hash(hash), r, item.key, item.version))
+                }
+                _ => Err(unexpected(&item, "expected an API key of this tenant")),
+            }),
+        )
     }
 }

@@ -175,6 +175,19 @@ pub fn api_key(hash_hex: &str) -> ItemKey {
     }
 }
 
+/// The index partition listing a tenant's API keys.
+pub fn keys_partition(tenant: &str) -> String {
+    format!("T#{tenant}#KEYS")
+}
+
+/// The index entry that lists an API key under its tenant, by key id.
+pub fn key_index(tenant: &str, key_id: &str) -> IndexKey {
+    IndexKey {
+        pk: keys_partition(tenant),
+        sk: key_id.to_owned(),
+    }
+}
+
 /// How long event marks are kept: longer than the oldest accepted event, so any retry the
 /// API accepts is recognised as one.
 pub const EVENT_MARK_TTL_MS: Millis = crate::domain::events::MAX_EVENT_AGE_MS + DAY_MS;

@@ -112,6 +112,12 @@ pub struct ApiKeyRecord {
     pub name: String,
     /// When it was created.
     pub created_at: i64,
+    /// When it was last used, to within [`keys::LAST_USED_PRECISION_MS`]; `None`: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<i64>,
+    /// When it was revoked; a revoked key is refused and kept only to be listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
 }
 
 /// One stored item with its bookkeeping.

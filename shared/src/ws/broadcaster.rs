@@ -219,6 +219,42 @@ fn own_retries(
     )
 }
 
+/// Closes API Gateway WebSocket connections through the Management API's
+/// `DeleteConnection` (what revoking a key does in AWS).
+#[derive(Debug, Clone)]
+pub struct ManagementCloser {
+    client: Client,
+}
+
+impl ManagementCloser {
+    /// A closer over a Management API client (see [`Broadcaster::client_from_env`]).
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+#[async_trait::async_trait]
+impl super::ConnectionCloser for ManagementCloser {
+    async fn close(&self, connection_id: &str, _reason: &str) -> Result<(), String> {
+        use aws_sdk_apigatewaymanagement::operation::delete_connection::DeleteConnectionError;
+        match self
+            .client
+            .delete_connection()
+            .connection_id(connection_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), DeleteConnectionError::GoneException(_)) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(aws_sdk_apigatewaymanagement::error::DisplayErrorContext(e).to_string()),
+        }
+    }
+}
+
 fn is_gone(error: &SdkError<PostToConnectionError, HttpResponse>) -> bool {
     matches!(error, SdkError::ServiceError(e) if matches!(e.err(), PostToConnectionError::GoneException(_)))
 }
