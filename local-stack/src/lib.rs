@@ -1,6 +1,7 @@
 //! The local stack: every endpoint of the product in one process on an embedded, durable
 //! store, through the same library handlers the Lambda functions run.
 
+pub mod control;
 pub mod dashboard;
 pub mod demo;
 pub mod gateway;
@@ -111,6 +112,8 @@ pub struct Running {
     collector: Option<tokio::task::JoinHandle<()>>,
     sidecar: Option<tokio::task::JoinHandle<()>>,
     demo: Option<tokio::task::JoinHandle<()>>,
+    /// The control socket's task and path, for the CLI's key commands.
+    control: Option<(tokio::task::JoinHandle<()>, PathBuf)>,
 }
 
 impl Running {
@@ -142,6 +145,10 @@ impl Running {
             .flatten()
         {
             task.abort();
+        }
+        if let Some((task, path)) = self.control.take() {
+            task.abort();
+            let _ = std::fs::remove_file(path);
         }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -245,6 +252,15 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
                 .await;
         }));
     }
+    #[cfg(unix)]
+    {
+        let io = |source| StartError::Io {
+            path: control::socket_path(&options.data_dir),
+            source,
+        };
+        let task = control::serve(running.state.clone(), &options.data_dir).map_err(io)?;
+        running.control = Some((task, control::socket_path(&options.data_dir)));
+    }
     if options.demo {
         let state = running.state.clone();
         running.demo = Some(tokio::spawn(demo::run(state, LOCAL_TENANT)));
@@ -308,6 +324,7 @@ pub async fn serve_with(
         collector: None,
         sidecar: None,
         demo: None,
+        control: None,
     })
 }
 

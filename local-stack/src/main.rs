@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use local_stack::control::{self, Request};
 use local_stack::{start, Options};
 use shared::config::Config;
 use shared::store::dynamodb::DynamoBackend;
-use shared::store::keys::{check_tenant, SCOPES};
 use shared::store::Store;
-use shared::time::{Clock, SystemClock};
+use shared::AppState;
 
 /// The agent health monitor, run locally on an embedded store.
 #[derive(Debug, Parser)]
@@ -34,7 +34,7 @@ struct Cli {
     #[arg(long, env = "HEALTH_CACHE_MB", default_value_t = 32)]
     cache_mb: usize,
     /// Where the database and the local API key are kept.
-    #[arg(long, env = "HEALTH_DATA_DIR", default_value = "./data")]
+    #[arg(long, env = "HEALTH_DATA_DIR", default_value = "./data", global = true)]
     data_dir: PathBuf,
     /// Seconds between samples of this host by the in-process sidecar; 0 turns it off.
     #[arg(long, env = "HEALTH_SIDECAR_INTERVAL", default_value_t = 30.0)]
@@ -48,9 +48,23 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// Where a key command runs: the embedded store (directly, or through the running stack's
+/// control socket), or a DynamoDB table.
+#[derive(Debug, clap::Args)]
+struct KeyStore {
+    /// Use this DynamoDB table instead of the embedded store (AWS credentials and region
+    /// from the environment, as the AWS CLI reads them).
+    #[arg(long, env = "HEALTH_TABLE")]
+    dynamodb_table: Option<String>,
+    /// Endpoint of a DynamoDB-compatible server (default: AWS's regional endpoint).
+    #[arg(long, requires = "dynamodb_table")]
+    dynamodb_endpoint: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Creates an API key for a tenant and prints it once. Only its hash is stored.
+    /// Creates an API key for a tenant and prints it once. Only its hash is stored. Works
+    /// while the local stack runs (it asks the running stack).
     CreateKey {
         /// The tenant (1 to 64 of a-z, 0-9, - and _).
         #[arg(long)]
@@ -61,12 +75,28 @@ enum Command {
         /// Who holds the key (shown as the acknowledger of alerts).
         #[arg(long, default_value = "api-key")]
         name: String,
-        /// Store the key in this DynamoDB table instead of the embedded store.
-        #[arg(long, env = "HEALTH_TABLE")]
-        dynamodb_table: Option<String>,
-        /// Endpoint of a DynamoDB-compatible server (default: AWS, from the environment).
-        #[arg(long, requires = "dynamodb_table")]
-        dynamodb_endpoint: Option<String>,
+        #[command(flatten)]
+        store: KeyStore,
+    },
+    /// Lists a tenant's keys (never their secrets): id, holder, scopes, created, last
+    /// used, revoked.
+    ListKeys {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        store: KeyStore,
+    },
+    /// Revokes a key by its id (from list-keys): refused from then on, and its live
+    /// WebSocket connections closed.
+    RevokeKey {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The key's id, e.g. key_0123456789abcdef.
+        key_id: String,
+        #[command(flatten)]
+        store: KeyStore,
     },
 }
 
@@ -83,38 +113,103 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    match cli.command {
-        None => serve(cli).await,
+    let (request, store) = match cli.command {
+        None => return serve(cli).await,
         Some(Command::CreateKey {
             tenant,
             scopes,
             name,
-            dynamodb_table,
-            dynamodb_endpoint,
-        }) => {
-            check_tenant(&tenant)?;
-            if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
-                return Err(
-                    format!("unknown scope \"{bad}\"; scopes are read, ingest and admin").into(),
-                );
-            }
-            let store = match dynamodb_table {
-                Some(table) => {
-                    let client = match dynamodb_endpoint {
-                        Some(url) => DynamoBackend::client_for_endpoint(&url, "us-east-1"),
-                        None => DynamoBackend::client_from_env().await,
-                    };
-                    Store::new(Arc::new(DynamoBackend::new(client, table)))
-                }
-                None => local_stack::open_store(&cli.data_dir)?,
-            };
-            let key = store
-                .create_api_key(&tenant, &scopes, &name, SystemClock.now_ms())
-                .await?;
-            println!("{key}");
-            Ok(())
+            store,
+        }) => (
+            Request::CreateKey {
+                tenant,
+                scopes,
+                name,
+            },
+            store,
+        ),
+        Some(Command::ListKeys { tenant, store }) => (Request::ListKeys { tenant }, store),
+        Some(Command::RevokeKey {
+            tenant,
+            key_id,
+            store,
+        }) => (Request::RevokeKey { tenant, key_id }, store),
+    };
+    control::check_request(&request)?;
+    let answer = match store.dynamodb_table {
+        Some(table) => {
+            let store = dynamodb_store(table, store.dynamodb_endpoint).await?;
+            control::execute(&AppState::new(store, Config::default()), request).await?
         }
+        None => key_command_locally(&cli.data_dir, request).await?,
+    };
+    print_answer(&answer);
+    Ok(())
+}
+
+/// Runs a key command on the embedded store: through the running stack if there is one
+/// (it holds the database), else on the store opened here.
+async fn key_command_locally(
+    data_dir: &std::path::Path,
+    request: Request,
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    #[cfg(unix)]
+    if let Some(answer) = control::send(data_dir, &request).await {
+        return Ok(answer?);
     }
+    let store = local_stack::open_store(data_dir).map_err(|e| {
+        format!(
+            "{e} (is a local stack using {} without its control socket?)",
+            data_dir.display()
+        )
+    })?;
+    Ok(control::execute(&AppState::new(store, Config::default()), request).await?)
+}
+
+/// Prints a created key as its secret alone (one line, for scripts), a list as a table, a
+/// revocation as one line.
+fn print_answer(answer: &serde_json::Value) {
+    use std::io::Write as _;
+    let text = if let Some(key) = answer.get("key").and_then(|k| k.as_str()) {
+        format!("{key}\n")
+    } else if let Some(keys) = answer.as_array() {
+        let mut out = String::from("KEY ID\tNAME\tSCOPES\tCREATED\tLAST USED\tREVOKED\n");
+        for k in keys {
+            let field = |f: &str| k[f].as_str().unwrap_or("-").to_owned();
+            let scopes: Vec<&str> = k["scopes"]
+                .as_array()
+                .map(|s| s.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "{}\t{}\t{}\t{}\t{}\t{}\n",
+                field("key_id"),
+                field("name"),
+                scopes.join(","),
+                field("created_at"),
+                field("last_used_at"),
+                field("revoked_at"),
+            ));
+        }
+        out
+    } else {
+        format!(
+            "revoked {} at {}\n",
+            answer["key_id"].as_str().unwrap_or("?"),
+            answer["revoked_at"].as_str().unwrap_or("?")
+        )
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// A store on a DynamoDB table, checked first so a missing region, missing credentials or
+/// an unreachable endpoint is named, not reported as a "dispatch failure".
+async fn dynamodb_store(
+    table: String,
+    endpoint: Option<String>,
+) -> Result<Store, Box<dyn std::error::Error>> {
+    let backend = DynamoBackend::connect_checked(table, endpoint.as_deref()).await?;
+    Ok(Store::new(Arc::new(backend)))
 }
 
 async fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {

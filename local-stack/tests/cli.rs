@@ -189,6 +189,161 @@ async fn create_key_prints_a_key_with_the_given_tenant_and_scopes() {
     assert!(interrupt(stack).success());
 }
 
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_local-stack"))
+        .args(args)
+        .env_remove("HEALTH_DATA_DIR")
+        .env_remove("HEALTH_TABLE")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn stdout_of(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// While the stack runs (and holds the database), the key commands reach it through its
+/// control socket: keys are created, listed and revoked, and a revocation is immediate.
+#[tokio::test]
+async fn key_commands_work_while_the_stack_runs() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let data = dir.path().to_string_lossy().into_owned();
+    let stack = start(dir.path());
+    // `--data-dir` after the subcommand, as users type it.
+    let key = stdout_of(&cli(&[
+        "create-key",
+        "--tenant",
+        "acme",
+        "--scopes",
+        "read",
+        "--name",
+        "viewer",
+        "--data-dir",
+        &data,
+    ]))
+    .trim()
+    .to_owned();
+    assert!(key.starts_with("ahm_"), "{key}");
+    let (status, _) = get_agent(&stack.url, &key, "nobody").await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "the new key works");
+
+    let listed = stdout_of(&cli(&[
+        "list-keys",
+        "--tenant",
+        "acme",
+        "--data-dir",
+        &data,
+    ]));
+    let row = listed
+        .lines()
+        .find(|l| l.contains("viewer"))
+        .unwrap_or_else(|| panic!("not listed:\n{listed}"));
+    assert!(!listed.contains(&key), "a listing shows a secret");
+    let key_id = row.split('\t').next().unwrap_or_default().to_owned();
+    assert!(key_id.starts_with("key_"), "{row}");
+
+    let revoked = stdout_of(&cli(&[
+        "revoke-key",
+        "--tenant",
+        "acme",
+        &key_id,
+        "--data-dir",
+        &data,
+    ]));
+    assert!(
+        revoked.starts_with(&format!("revoked {key_id} at ")),
+        "{revoked}"
+    );
+    let (status, _) = get_agent(&stack.url, &key, "nobody").await;
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED, "revoked at once");
+
+    let unknown = cli(&[
+        "revoke-key",
+        "--tenant",
+        "acme",
+        "key_0000000000000000",
+        "--data-dir",
+        &data,
+    ]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("has no key key_0000000000000000"));
+    assert!(interrupt(stack).success());
+
+    // Stopped, the same commands open the store themselves.
+    let listed = stdout_of(&cli(&[
+        "list-keys",
+        "--tenant",
+        "acme",
+        "--data-dir",
+        &data,
+    ]));
+    assert!(
+        listed.contains(&key_id) && listed.contains("viewer"),
+        "{listed}"
+    );
+}
+
+/// `create-key --dynamodb-table` says what is missing instead of "dispatch failure". No
+/// request leaves this machine: the endpoint is a closed local port, and without one the
+/// checks stop before any request (instance metadata is turned off).
+#[tokio::test]
+async fn dynamodb_key_commands_name_what_is_missing() {
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_local-stack"));
+        cmd.args(args)
+            .env("HOME", home.path())
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        for var in [
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_CONFIG_FILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "HEALTH_TABLE",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().unwrap_or_else(|e| panic!("{e}"));
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let create = [
+        "create-key",
+        "--tenant",
+        "acme",
+        "--dynamodb-table",
+        "health",
+    ];
+    let err = run(&create, &[]);
+    assert!(err.contains("no AWS region"), "{err}");
+    let err = run(&create, &[("AWS_REGION", "eu-west-1")]);
+    assert!(err.contains("no AWS credentials"), "{err}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| format!("http://{a}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut args = create.to_vec();
+    args.extend(["--dynamodb-endpoint", &closed]);
+    let err = run(&args, &[]);
+    assert!(
+        err.contains(&format!("cannot reach DynamoDB at {closed}")),
+        "{err}"
+    );
+}
+
 /// `--demo` fills the dashboard at once: the demo's agents report within seconds, and the
 /// page is served at `/` with its assets.
 #[tokio::test]

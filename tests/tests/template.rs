@@ -217,3 +217,23 @@ fn the_websocket_api_routes_connect_and_disconnect_and_the_broadcaster_may_post(
     assert!(named(&t, "WebSocketStage").contains("AutoDeploy: true"));
     assert!(t.contains("WebSocketUrl:"));
 }
+
+/// The longest a revoked key keeps working in AWS is the authorizer's cache time: the
+/// documentation states the template's value.
+#[test]
+fn the_documented_revocation_delay_is_the_authorizer_cache_time() {
+    let seconds: u64 = template()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ReauthorizeEvery:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ReauthorizeEvery in the template"));
+    let api = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let unwrapped = api.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        unwrapped.contains(&format!(
+            "a revoked key keeps working on REST routes for at most {seconds} s"
+        )),
+        "docs/api.md does not state the {seconds} s authorizer cache"
+    );
+}

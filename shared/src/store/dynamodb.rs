@@ -169,6 +169,53 @@ impl DynamoBackend {
         Client::new(&config)
     }
 
+    /// A backend on `table`, checked before use so that what is wrong is named: no region,
+    /// no credentials (from the environment, as the AWS CLI finds them), an endpoint that
+    /// does not answer, or a table that does not exist. `endpoint` names a
+    /// DynamoDB-compatible server (static dummy credentials); `None` is AWS.
+    pub async fn connect_checked(table: String, endpoint: Option<&str>) -> Result<Self, String> {
+        use aws_sdk_dynamodb::config::ProvideCredentials;
+        use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+        let client = match endpoint {
+            Some(url) => Self::client_for_endpoint(url, "us-east-1"),
+            None => {
+                let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                if config.region().is_none() {
+                    return Err(
+                        "no AWS region: set AWS_REGION (or a region in ~/.aws/config)".to_owned(),
+                    );
+                }
+                let Some(provider) = config.credentials_provider() else {
+                    return Err("no AWS credentials provider is configured".to_owned());
+                };
+                if let Err(e) = provider.provide_credentials().await {
+                    return Err(format!(
+                        "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+                         AWS_PROFILE, or run where a role provides them ({})",
+                        DisplayErrorContext(e)
+                    ));
+                }
+                Client::new(&config)
+            }
+        };
+        let place = endpoint.map_or_else(|| "AWS's DynamoDB endpoint".to_owned(), str::to_owned);
+        match client.describe_table().table_name(&table).send().await {
+            Ok(_) => Ok(Self::new(client, table)),
+            Err(e) => {
+                let detail = DisplayErrorContext(&e).to_string();
+                Err(match e {
+                    SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                        format!("cannot reach DynamoDB at {place}: {detail}")
+                    }
+                    SdkError::ServiceError(s) if s.err().is_resource_not_found_exception() => {
+                        format!("table {table} does not exist at {place}")
+                    }
+                    _ => format!("DynamoDB at {place} refused the request: {detail}"),
+                })
+            }
+        }
+    }
+
     /// A client for a DynamoDB-compatible server at `endpoint` (tests, local use), with
     /// static dummy credentials.
     pub fn client_for_endpoint(endpoint: &str, region: &str) -> Client {
