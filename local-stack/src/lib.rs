@@ -328,6 +328,58 @@ pub async fn serve_with(
     })
 }
 
+/// A TCP stream holding one of the server's connection slots until it is dropped.
+struct Slotted {
+    stream: tokio::net::TcpStream,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tokio::io::AsyncRead for Slotted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Slotted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
 /// Accepts connections while fewer than `max_connections` are open, serves each with the
 /// header timeout, and on shutdown stops accepting and lets requests in flight finish.
 async fn accept_loop(
@@ -368,6 +420,12 @@ async fn accept_loop(
                     .insert(axum::extract::ConnectInfo(peer));
                 tower::ServiceExt::oneshot(app.clone(), req.map(Body::new))
             });
+        // The slot travels with the socket, so a connection upgraded to a WebSocket (which
+        // outlives this HTTP connection) keeps holding it until the socket closes.
+        let stream = Slotted {
+            stream,
+            _slot: slot,
+        };
         let conn = http
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
@@ -375,7 +433,6 @@ async fn accept_loop(
         tokio::spawn(async move {
             // A timed-out or reset connection is the client's business, not an error here.
             let _ = conn.await;
-            drop(slot);
         });
     }
     drop(listener);

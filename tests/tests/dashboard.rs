@@ -67,9 +67,10 @@ async fn the_dashboard_shows_the_api_acknowledges_and_updates_live_in_chromium()
         let silent = alerts.as_array().map_or(0, |a| {
             a.iter()
                 .filter(|x| {
-                    x["message"]
-                        .as_str()
-                        .is_some_and(|m| m.contains("has not reported"))
+                    x["source_type"] == "agent"
+                        && x["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("has not reported"))
                 })
                 .count()
         });

@@ -142,3 +142,32 @@ async fn healthz_answers_without_a_key() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
 }
+
+#[tokio::test]
+async fn open_websockets_count_against_the_connection_cap() {
+    let (app, _dir) = app(local_stack::Limits {
+        max_connections: 2,
+        ..local_stack::Limits::default()
+    })
+    .await;
+    let url = e2e_tests::ws::url(app.addr, &app.api_key);
+    let mut first = e2e_tests::ws::connect(&url).await;
+    let _second = e2e_tests::ws::connect(&url).await;
+    let mut waiting = TcpStream::connect(app.addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    waiting
+        .write_all(HEALTHZ)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut buf = [0u8; 64];
+    let early = tokio::time::timeout(Duration::from_millis(700), waiting.read(&mut buf)).await;
+    assert!(early.is_err(), "served beyond the cap: {early:?}");
+    first.close(None).await.unwrap_or_else(|e| panic!("{e}"));
+    drop(first);
+    let n = tokio::time::timeout(Duration::from_secs(5), waiting.read(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("not served after a WebSocket closed"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+}

@@ -139,7 +139,7 @@ pub fn principal_from_context(
 }
 
 /// The authorizer's decision for a request's headers: who is calling, or `None` to deny.
-/// Any stored key is authorized (scopes are checked per route by the function).
+/// Any stored, unrevoked key is authorized (scopes are checked per route by the function).
 pub async fn authorize_request(
     state: &AppState,
     headers: &HeaderMap,

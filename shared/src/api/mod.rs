@@ -268,7 +268,7 @@ async fn serve(
     }
 }
 
-/// `{"status": "ok"}` when the store answers a read, else 503 `store_unavailable`: what a
+/// `{"status": "ok"}` when the store answers a read, else 503 `unavailable`: what a
 /// load balancer needs to route around an instance, with nothing about any tenant.
 async fn healthz(state: &AppState) -> Result<Response<String>, ApiError> {
     match state.store.ping().await {

@@ -215,8 +215,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Most writes one [`Backend::write`] call accepts.
     fn max_writes(&self) -> usize;
     /// Whether the backend commits one write at a time anyway (an embedded database):
-    /// then the [`Store`] runs its read-modify-writes one at a time too, so they never
-    /// conflict with each other and never fail for contention.
+    /// then the [`Store`] applies ingestion chunks (where many clients meet on hot items)
+    /// one at a time too, so they never conflict with each other or fail for contention.
     fn single_writer(&self) -> bool {
         false
     }
@@ -255,7 +255,7 @@ impl Store {
     }
 
     /// One read of a key that never exists: whether the backend answers at all, for
-    /// health checks. Costs one (eventually consistent sized) read unit on DynamoDB.
+    /// health checks. Costs 1 read unit on DynamoDB.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let key = ItemKey {
             pk: "HEALTHZ".to_owned(),
