@@ -498,7 +498,9 @@ async fn the_collector_hands_each_cycle_to_the_broadcaster_which_reaches_the_das
         &[
             ("HEALTH_POLLING_INTERVAL", "1"),
             ("COLLECTOR_INVOCATION_SECONDS", "2"),
-            ("BROADCASTER_FUNCTION", "broadcaster"),
+            // The emulator serves the one binary under its own name; in AWS this is the
+            // broadcaster function's name.
+            ("BROADCASTER_FUNCTION", BINARY),
             ("AWS_ENDPOINT_URL_LAMBDA", lambda_endpoint.as_str()),
         ],
     );
