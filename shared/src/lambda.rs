@@ -447,10 +447,25 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(answer.is_authorized);
+        let key_id = crate::store::keys::key_id_of_hash(&crate::store::keys::hash_key(&key));
         assert_eq!(
             answer.context,
-            serde_json::json!({"tenant": "acme", "name": "oncall", "scopes": "read"})
+            serde_json::json!({"tenant": "acme", "name": "oncall", "scopes": "read", "key_id": key_id})
         );
+        // A revoked key is denied (once the authorizer's cache lets the request through).
+        let revoked = state
+            .store
+            .revoke_api_key("acme", &key_id, 1)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            revoked,
+            crate::store::keys::Revocation::Revoked(_)
+        ));
+        let answer = authorize(&state, &request)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!answer.is_authorized);
         let request: ApiGatewayV2CustomAuthorizerV2Request =
             serde_json::from_str(&event.replace("KEY", "ahm_unknown"))
                 .unwrap_or_else(|e| panic!("fixture: {e}"));
