@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use shared::store::keys::{check_tenant, Revocation, SCOPES};
+use shared::store::keys::{check_tenant, SCOPES};
 use shared::AppState;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -98,23 +98,10 @@ pub async fn execute(state: &AppState, request: Request) -> Result<serde_json::V
             .await
             .map_err(store_err)?)),
         Request::RevokeKey { tenant, key_id } => {
-            match state
-                .store
-                .revoke_api_key(&tenant, &key_id, now)
+            let info = shared::api::keys::revoke_key(state, &tenant, &key_id)
                 .await
-                .map_err(store_err)?
-            {
-                Revocation::NotFound => Err(format!("tenant {tenant} has no key {key_id}")),
-                Revocation::LastAdmin => Err(format!(
-                    "{key_id} is the last active admin key of tenant {tenant}; create another admin key first"
-                )),
-                Revocation::Revoked(info) => {
-                    shared::ws::close_key_connections(state, &tenant, &key_id)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    Ok(serde_json::json!(info))
-                }
-            }
+                .map_err(|e| e.to_string())?;
+            Ok(serde_json::json!(info))
         }
     }
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::{json_response, object_body, ApiError};
 use crate::domain::ids::check_name;
-use crate::store::keys::{Revocation, SCOPES};
+use crate::store::keys::{KeyInfo, Revocation, SCOPES};
 use crate::AppState;
 
 /// A new key's holder and scopes, from a request body.
@@ -103,24 +103,33 @@ pub async fn revoke(
     tenant: &str,
     key_id: &str,
 ) -> Result<Response<String>, ApiError> {
+    revoke_key(state, tenant, key_id).await?;
+    let mut response = Response::new(String::new());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    Ok(response)
+}
+
+/// Revokes a key and closes the WebSocket connections it opened: what both the API and
+/// the local CLI do. Answers the key as now listed.
+pub async fn revoke_key(state: &AppState, tenant: &str, key_id: &str) -> Result<KeyInfo, ApiError> {
     match state
         .store
         .revoke_api_key(tenant, key_id, state.clock.now_ms())
         .await?
     {
-        Revocation::NotFound => Err(ApiError::NotFound(format!("no API key {key_id}"))),
+        Revocation::NotFound => Err(ApiError::NotFound(format!(
+            "tenant {tenant} has no key {key_id}"
+        ))),
         Revocation::LastAdmin => Err(ApiError::Conflict {
             code: "last_admin_key",
             message: format!(
                 "{key_id} is the tenant's last active admin key; create another admin key first"
             ),
         }),
-        Revocation::Revoked(_) => {
+        Revocation::Revoked(info) => {
             let closed = crate::ws::close_key_connections(state, tenant, key_id).await?;
             tracing::info!(tenant, key_id, closed, "API key revoked");
-            let mut response = Response::new(String::new());
-            *response.status_mut() = StatusCode::NO_CONTENT;
-            Ok(response)
+            Ok(info)
         }
     }
 }
