@@ -110,6 +110,7 @@ pub struct Running {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     collector: Option<tokio::task::JoinHandle<()>>,
+    notifier: Option<tokio::task::JoinHandle<()>>,
     sidecar: Option<tokio::task::JoinHandle<()>>,
     demo: Option<tokio::task::JoinHandle<()>>,
     /// The control socket's task and path, for the CLI's key commands.
@@ -125,12 +126,7 @@ impl Running {
     }
 
     fn local_addr(&self) -> SocketAddr {
-        let ip = match self.addr.ip() {
-            std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
-            std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
-            ip => ip,
-        };
-        SocketAddr::new(ip, self.addr.port())
+        loopback_if_unspecified(self.addr)
     }
 
     /// The dashboard with the local key in the fragment (which never reaches a server).
@@ -140,9 +136,14 @@ impl Running {
 
     /// Stops accepting, lets requests in flight finish, and waits.
     pub async fn stop(mut self) -> std::io::Result<()> {
-        for task in [self.collector.take(), self.sidecar.take(), self.demo.take()]
-            .into_iter()
-            .flatten()
+        for task in [
+            self.collector.take(),
+            self.notifier.take(),
+            self.sidecar.take(),
+            self.demo.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             task.abort();
         }
@@ -161,6 +162,20 @@ impl Running {
         self.server.await.unwrap_or(Ok(()))
     }
 }
+
+/// The address this machine's own clients reach a listener on: loopback for one bound to
+/// every address.
+fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+/// How long the local notifier sleeps when nothing is due and nothing wakes it.
+const NOTIFIER_IDLE_MS: i64 = 5000;
 
 /// Opens the embedded store in `data_dir`, creating the directory.
 pub fn open_store(data_dir: &Path) -> Result<Store, StartError> {
@@ -224,7 +239,21 @@ pub fn all_scopes() -> Vec<String> {
 /// Starts the stack on the embedded store and returns once it is listening.
 pub async fn start(options: Options) -> Result<Running, StartError> {
     let store = open_store_with(&options.data_dir, options.limits.cache_bytes)?;
-    let mut state = AppState::new(store, options.config);
+    let io = |source| StartError::Io {
+        path: PathBuf::from(options.addr.to_string()),
+        source,
+    };
+    // Bound first, so links in notifications can name the address (when HEALTH_PUBLIC_URL
+    // does not).
+    let listener = tokio::net::TcpListener::bind(options.addr)
+        .await
+        .map_err(io)?;
+    let mut config = options.config;
+    if config.public_url.is_none() {
+        let addr = listener.local_addr().map_err(io)?;
+        config.public_url = Some(format!("http://{}", loopback_if_unspecified(addr)));
+    }
+    let mut state = AppState::new(store, config);
     if let Some(clock) = options.clock {
         state.clock = clock;
     }
@@ -237,16 +266,35 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         .polling_enabled
         .then(|| shared::collector::Collector::new(&state))
         .transpose()?;
-    let mut running = serve_with(state, options.addr, api_key, options.limits).await?;
+    let notifier =
+        shared::notify::Notifier::new(&state).map_err(shared::collector::CollectorError::from)?;
+    let mut running = serve_on(listener, state, api_key, options.limits)?;
+    {
+        let state = running.state.clone();
+        running.notifier = Some(tokio::spawn(async move {
+            notifier
+                .run_until(
+                    std::sync::Arc::clone(&state.clock),
+                    None,
+                    std::sync::Arc::clone(&state.notifier_wake),
+                    NOTIFIER_IDLE_MS,
+                )
+                .await;
+        }));
+    }
     if let Some(collector) = collector {
+        let wake = std::sync::Arc::clone(&running.state.notifier_wake);
         // The broadcaster posts to this process's own gateway through the Management API,
         // as it posts to API Gateway in AWS.
         let client = Broadcaster::client_for_endpoint(&running.url());
         let handover = Handover::Inline(Broadcaster::new(client, running.state.store.clone()));
         running.collector = Some(tokio::spawn(async move {
             let handover = &handover;
+            let wake = &wake;
             collector
                 .run_until(None, move |report| async move {
+                    // Alerts this cycle raised or resolved leave now, not on the next tick.
+                    wake.notify_one();
                     handover.publish_cycle(&report).await;
                 })
                 .await;
@@ -306,6 +354,20 @@ pub async fn serve_with(
         source,
     };
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(io)?;
+    serve_on(listener, state, api_key, limits)
+}
+
+/// [`serve_with`] on a bound listener.
+pub fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    api_key: String,
+    limits: Limits,
+) -> Result<Running, StartError> {
+    let io = |source| StartError::Io {
+        path: PathBuf::from("listener"),
+        source,
+    };
     let addr = listener.local_addr().map_err(io)?;
     let gateway = Arc::new(gateway::Gateway::default());
     let mut state = state;
@@ -322,6 +384,7 @@ pub async fn serve_with(
         shutdown: Some(tx),
         server,
         collector: None,
+        notifier: None,
         sidecar: None,
         demo: None,
         control: None,

@@ -34,6 +34,19 @@ pub struct Config {
     /// `COLLECTOR_INVOCATION_SECONDS`: how long one scheduled collector invocation keeps
     /// running cycles (1..=840, default 60: the EventBridge schedule fires every minute).
     pub collector_invocation_secs: u64,
+    /// `HEALTH_PUBLIC_URL`: the address users reach this deployment at (no trailing slash),
+    /// for dashboard and acknowledge links in notifications. The local stack defaults it
+    /// to its own address; without it messages carry no links.
+    pub public_url: Option<String>,
+    /// `HEALTH_EMAIL_TRANSPORT`: how email channels send: `smtp://host:port` (plain, or
+    /// STARTTLS when the server offers it), `smtps://host:port` (TLS), optionally with
+    /// `user:password@`, or `ses` (Amazon SES v2). Unset: email channels fail with a clear
+    /// delivery error.
+    pub email_transport: Option<String>,
+    /// `HEALTH_EMAIL_FROM`: the sender of notification mail (for SES, a verified identity).
+    pub email_from: String,
+    /// `PAGERDUTY_EVENTS_URL`: the PagerDuty Events API v2 endpoint.
+    pub pagerduty_events_url: String,
 }
 
 impl Default for Config {
@@ -46,6 +59,10 @@ impl Default for Config {
             queue_depth_threshold: 100,
             probe_allowed_addresses: Vec::new(),
             collector_invocation_secs: 60,
+            public_url: None,
+            email_transport: None,
+            email_from: "Agent Health Monitor <alerts@localhost>".to_owned(),
+            pagerduty_events_url: "https://events.pagerduty.com/v2/enqueue".to_owned(),
         }
     }
 }
@@ -166,7 +183,57 @@ impl Config {
                         reason: "must be a whole number of seconds from 1 to 840",
                     })?,
             },
+            public_url: match get("HEALTH_PUBLIC_URL") {
+                None => d.public_url,
+                Some((variable, value)) => Some(http_url(variable, value)?),
+            },
+            email_transport: match get("HEALTH_EMAIL_TRANSPORT") {
+                None => d.email_transport,
+                Some((variable, value)) => {
+                    let t = value.trim();
+                    if t == "ses" || t.starts_with("smtp://") || t.starts_with("smtps://") {
+                        Some(t.to_owned())
+                    } else {
+                        return Err(ConfigError {
+                            variable,
+                            value,
+                            reason: "must be smtp://host:port, smtps://host:port or ses",
+                        });
+                    }
+                }
+            },
+            email_from: match get("HEALTH_EMAIL_FROM") {
+                None => d.email_from,
+                Some((variable, value)) => {
+                    if value.parse::<lettre::message::Mailbox>().is_err() {
+                        return Err(ConfigError {
+                            variable,
+                            value,
+                            reason: "must be an address such as alerts@example.com or Name <alerts@example.com>",
+                        });
+                    }
+                    value
+                }
+            },
+            pagerduty_events_url: match get("PAGERDUTY_EVENTS_URL") {
+                None => d.pagerduty_events_url,
+                Some((variable, value)) => http_url(variable, value)?,
+            },
         })
+    }
+}
+
+/// An http(s) URL without a trailing slash.
+fn http_url(variable: &'static str, value: String) -> Result<String, ConfigError> {
+    match url::Url::parse(value.trim()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            Ok(value.trim().trim_end_matches('/').to_owned())
+        }
+        _ => Err(ConfigError {
+            variable,
+            value,
+            reason: "must be an http:// or https:// URL",
+        }),
     }
 }
 

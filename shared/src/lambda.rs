@@ -37,12 +37,13 @@ pub const FUNCTION_VAR: &str = "HEALTH_FUNCTION";
 
 /// Every function the Lambda binary serves, by the name [`FUNCTION_VAR`] gives: the REST
 /// endpoints (as [`Endpoint::function`] names them), the authorizer, the collector, the
-/// WebSocket `$connect` and `$disconnect` routes and the broadcaster.
+/// notifier, the WebSocket `$connect` and `$disconnect` routes and the broadcaster.
 pub fn function_names() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = Endpoint::ALL.iter().map(|e| e.function()).collect();
     names.extend([
         "authorizer",
         "collector",
+        "notifier",
         "ws-connect",
         "ws-disconnect",
         "broadcaster",
@@ -62,6 +63,7 @@ pub async fn run_from_env() -> Result<(), lambda_http::Error> {
         (_, Some(endpoint)) => run(endpoint).await,
         ("authorizer", _) => run_authorizer().await,
         ("collector", _) => run_collector().await,
+        ("notifier", _) => run_notifier().await,
         ("ws-connect", _) => run_ws(true).await,
         ("ws-disconnect", _) => run_ws(false).await,
         ("broadcaster", _) => run_broadcaster().await,
@@ -206,6 +208,71 @@ pub async fn collect(
         })
         .await;
     summary
+}
+
+/// What one notifier invocation did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct NotifierSummary {
+    /// Messages decided.
+    pub decided: usize,
+    /// Messages delivered.
+    pub delivered: usize,
+    /// Delivery attempts that failed.
+    pub failed_attempts: usize,
+}
+
+/// How often a notifier invocation looks again when nothing is due sooner: nothing wakes
+/// it across Lambda functions, so this bounds the delay from a raised alert to its message.
+pub const NOTIFIER_TICK_MS: i64 = 2000;
+
+/// One notifier invocation from the EventBridge schedule: passes until the next invocation
+/// is due or the deadline nears (the collector's window and margin).
+pub async fn notify(
+    state: &AppState,
+    notifier: &crate::notify::Notifier,
+    deadline_ms: i64,
+) -> NotifierSummary {
+    let window = i64::try_from(state.config.collector_invocation_secs * 1000).unwrap_or(60_000);
+    let mut summary = NotifierSummary::default();
+    let start = state.clock.now_ms();
+    let mut until = start + window;
+    if deadline_ms > start {
+        until = until.min(deadline_ms - DEADLINE_MARGIN_MS.min((deadline_ms - start) / 3));
+    }
+    loop {
+        let now = state.clock.now_ms();
+        match notifier.run_pass(now).await {
+            Ok(r) => {
+                summary.decided += r.decided;
+                summary.delivered += r.delivered;
+                summary.failed_attempts += r.failed_attempts;
+            }
+            Err(e) => tracing::error!(error = %e, "notification pass failed"),
+        }
+        let now = state.clock.now_ms();
+        if now + NOTIFIER_TICK_MS >= until {
+            return summary;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(
+            u64::try_from(NOTIFIER_TICK_MS).unwrap_or(2000),
+        ))
+        .await;
+    }
+}
+
+/// Runs the notifier function.
+pub async fn run_notifier() -> Result<(), lambda_http::Error> {
+    crate::telemetry::init();
+    let state = AppState::from_env().await?;
+    let notifier = crate::notify::Notifier::new(&state)?;
+    let (state, notifier) = (&state, &notifier);
+    lambda_http::lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            let deadline = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
+            Ok::<_, lambda_http::Error>(notify(state, notifier, deadline).await)
+        },
+    ))
+    .await
 }
 
 /// Runs the collector function.

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod domain;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod notify;
 pub mod sidecar;
 pub mod state;
 pub mod store;

@@ -19,6 +19,10 @@ pub struct AppState {
     /// What closes live WebSocket connections (of a revoked key); `None` where nothing can
     /// (their records are still forgotten).
     pub closer: Option<Arc<dyn crate::ws::ConnectionCloser>>,
+    /// Wakes this process's notifier (after a collector cycle, an acknowledgement or a
+    /// configuration change) so notifications leave at once; where no notifier runs in
+    /// the process (Lambda), nobody waits on it.
+    pub notifier_wake: Arc<tokio::sync::Notify>,
 }
 
 /// Why the application cannot start.
@@ -40,6 +44,7 @@ impl AppState {
             config: Arc::new(config),
             clock: Arc::new(SystemClock),
             closer: None,
+            notifier_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 

@@ -26,13 +26,15 @@ pub async fn list(
             )
         })?),
     };
-    let alerts: Vec<AlertView> = state
-        .store
-        .active_alerts(tenant)
-        .await?
+    let now = state.clock.now_ms();
+    let (active, config) = futures::try_join!(
+        state.store.active_alerts(tenant),
+        state.store.notify_config(tenant)
+    )?;
+    let alerts: Vec<AlertView> = active
         .iter()
         .filter(|a| severity.is_none_or(|s| a.severity == s))
-        .map(|a| a.view())
+        .map(|a| a.view_at(&config.silences, now))
         .collect();
     Ok(json_response(StatusCode::OK, &alerts))
 }
@@ -77,7 +79,11 @@ pub async fn acknowledge(
         )
         .await?
     {
-        AckOutcome::Acknowledged(alert) => Ok(json_response(StatusCode::OK, &alert.view())),
+        AckOutcome::Acknowledged(alert) => {
+            // Reminders stop and PagerDuty hears of it without waiting for a pass.
+            state.notifier_wake.notify_one();
+            Ok(json_response(StatusCode::OK, &alert.view()))
+        }
         AckOutcome::NotFound => Err(ApiError::NotFound(format!("no alert with id {alert_id}"))),
         AckOutcome::Resolved(_) => Err(ApiError::Conflict {
             code: "alert_resolved",

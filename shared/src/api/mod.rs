@@ -13,6 +13,7 @@ pub mod error;
 pub mod ingest;
 pub mod integrations;
 pub mod keys;
+pub mod notify;
 pub mod probe;
 pub mod read;
 
@@ -59,11 +60,37 @@ pub enum Endpoint {
     ListKeys,
     /// `DELETE /api/health/keys/{key_id}`
     RevokeKey,
+    /// `PUT /api/health/channels/{channel_id}`
+    PutChannel,
+    /// `GET /api/health/channels`
+    ListChannels,
+    /// `DELETE /api/health/channels/{channel_id}`
+    DeleteChannel,
+    /// `POST /api/health/channels/{channel_id}/test`
+    TestChannel,
+    /// `PUT /api/health/notification-rules/{rule_id}`
+    PutRule,
+    /// `GET /api/health/notification-rules`
+    ListRules,
+    /// `DELETE /api/health/notification-rules/{rule_id}`
+    DeleteRule,
+    /// `POST /api/health/silences`
+    CreateSilence,
+    /// `GET /api/health/silences`
+    ListSilences,
+    /// `DELETE /api/health/silences/{silence_id}`
+    DeleteSilence,
+    /// `GET /api/health/alerts/{alert_id}/notifications`
+    AlertNotifications,
+    /// `GET /api/health/ack/{token}`: the confirm page of an acknowledge link; no key.
+    AckPage,
+    /// `POST /api/health/ack/{token}`: acknowledges through a link; no key.
+    AckConfirm,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 14] = [
+    pub const ALL: [Endpoint; 27] = [
         Self::IngestEvents,
         Self::PutAgent,
         Self::PutIntegration,
@@ -78,6 +105,19 @@ impl Endpoint {
         Self::CreateKey,
         Self::ListKeys,
         Self::RevokeKey,
+        Self::PutChannel,
+        Self::ListChannels,
+        Self::DeleteChannel,
+        Self::TestChannel,
+        Self::PutRule,
+        Self::ListRules,
+        Self::DeleteRule,
+        Self::CreateSilence,
+        Self::ListSilences,
+        Self::DeleteSilence,
+        Self::AlertNotifications,
+        Self::AckPage,
+        Self::AckConfirm,
     ];
 
     /// Its method and path template, as in the OpenAPI document and the SAM template.
@@ -97,6 +137,19 @@ impl Endpoint {
             Self::CreateKey => ("POST", "/api/health/keys"),
             Self::ListKeys => ("GET", "/api/health/keys"),
             Self::RevokeKey => ("DELETE", "/api/health/keys/{key_id}"),
+            Self::PutChannel => ("PUT", "/api/health/channels/{channel_id}"),
+            Self::ListChannels => ("GET", "/api/health/channels"),
+            Self::DeleteChannel => ("DELETE", "/api/health/channels/{channel_id}"),
+            Self::TestChannel => ("POST", "/api/health/channels/{channel_id}/test"),
+            Self::PutRule => ("PUT", "/api/health/notification-rules/{rule_id}"),
+            Self::ListRules => ("GET", "/api/health/notification-rules"),
+            Self::DeleteRule => ("DELETE", "/api/health/notification-rules/{rule_id}"),
+            Self::CreateSilence => ("POST", "/api/health/silences"),
+            Self::ListSilences => ("GET", "/api/health/silences"),
+            Self::DeleteSilence => ("DELETE", "/api/health/silences/{silence_id}"),
+            Self::AlertNotifications => ("GET", "/api/health/alerts/{alert_id}/notifications"),
+            Self::AckPage => ("GET", "/api/health/ack/{token}"),
+            Self::AckConfirm => ("POST", "/api/health/ack/{token}"),
         }
     }
 
@@ -117,6 +170,19 @@ impl Endpoint {
             Self::CreateKey => "create-key",
             Self::ListKeys => "list-keys",
             Self::RevokeKey => "revoke-key",
+            Self::PutChannel => "put-channel",
+            Self::ListChannels => "list-channels",
+            Self::DeleteChannel => "delete-channel",
+            Self::TestChannel => "test-channel",
+            Self::PutRule => "put-notification-rule",
+            Self::ListRules => "list-notification-rules",
+            Self::DeleteRule => "delete-notification-rule",
+            Self::CreateSilence => "create-silence",
+            Self::ListSilences => "list-silences",
+            Self::DeleteSilence => "delete-silence",
+            Self::AlertNotifications => "get-alert-notifications",
+            Self::AckPage => "ack-page",
+            Self::AckConfirm => "ack-confirm",
         }
     }
 
@@ -130,8 +196,23 @@ impl Endpoint {
             | Self::GetAlerts
             | Self::AcknowledgeAlert
             | Self::GetHistory
-            | Self::Healthz => Scope::Read,
-            Self::CreateKey | Self::ListKeys | Self::RevokeKey => Scope::Admin,
+            | Self::Healthz
+            | Self::ListChannels
+            | Self::ListRules
+            | Self::ListSilences
+            | Self::AlertNotifications
+            | Self::AckPage
+            | Self::AckConfirm => Scope::Read,
+            Self::CreateKey
+            | Self::ListKeys
+            | Self::RevokeKey
+            | Self::PutChannel
+            | Self::DeleteChannel
+            | Self::TestChannel
+            | Self::PutRule
+            | Self::DeleteRule
+            | Self::CreateSilence
+            | Self::DeleteSilence => Scope::Admin,
         }
     }
 }
@@ -166,11 +247,45 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         .ok_or_else(not_found)?
         .trim_end_matches('/');
     let segments: Vec<&str> = rest.split('/').collect();
+    let get = method == Method::GET;
     let (endpoint, id, allow) = match segments.as_slice() {
-        // The one path with two methods.
-        ["keys"] if method == Method::GET => (Endpoint::ListKeys, None, "GET"),
+        // Paths with two methods.
+        ["keys"] if get => (Endpoint::ListKeys, None, "GET"),
         ["keys"] => (Endpoint::CreateKey, None, "GET, POST"),
         ["keys", id] => (Endpoint::RevokeKey, Some(*id), "DELETE"),
+        ["channels"] => (Endpoint::ListChannels, None, "GET"),
+        ["channels", id] if method == Method::DELETE => {
+            (Endpoint::DeleteChannel, Some(*id), "PUT, DELETE")
+        }
+        ["channels", id] => (Endpoint::PutChannel, Some(*id), "PUT, DELETE"),
+        ["channels", id, "test"] => (Endpoint::TestChannel, Some(*id), "POST"),
+        ["notification-rules"] => (Endpoint::ListRules, None, "GET"),
+        ["notification-rules", id] if method == Method::DELETE => {
+            (Endpoint::DeleteRule, Some(*id), "PUT, DELETE")
+        }
+        ["notification-rules", id] => (Endpoint::PutRule, Some(*id), "PUT, DELETE"),
+        ["silences"] if get => (Endpoint::ListSilences, None, "GET, POST"),
+        ["silences"] => (Endpoint::CreateSilence, None, "GET, POST"),
+        ["silences", id] => (Endpoint::DeleteSilence, Some(*id), "DELETE"),
+        ["alerts", id, "notifications"] => (Endpoint::AlertNotifications, Some(*id), "GET"),
+        // The token is checked by its signature, not by the id rule (it is longer).
+        ["ack", token] if token.len() <= 1024 => {
+            let endpoint = if get {
+                Endpoint::AckPage
+            } else {
+                Endpoint::AckConfirm
+            };
+            if !matches!(method.as_str(), "GET" | "POST") {
+                return Err(ApiError::MethodNotAllowed {
+                    method: method.to_string(),
+                    allow: "GET, POST",
+                });
+            }
+            return Ok(Route {
+                endpoint,
+                id: Some((*token).to_owned()),
+            });
+        }
         ["events"] => (Endpoint::IngestEvents, None, "POST"),
         ["agents", id] => (Endpoint::PutAgent, Some(*id), "PUT"),
         ["integrations", id] => (Endpoint::PutIntegration, Some(*id), "PUT"),
@@ -238,8 +353,26 @@ async fn serve(
             limit: MAX_BODY_BYTES,
         });
     }
-    if route.endpoint == Endpoint::Healthz {
-        return healthz(state).await;
+    match route.endpoint {
+        Endpoint::Healthz => return healthz(state).await,
+        // Acknowledge links carry their own signed authority instead of a key.
+        Endpoint::AckPage => {
+            return Ok(notify::ack_page(state, route.id.as_deref().unwrap_or_default()).await)
+        }
+        Endpoint::AckConfirm => {
+            let wants_json = req
+                .headers()
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("application/json"));
+            return Ok(notify::ack_confirm(
+                state,
+                route.id.as_deref().unwrap_or_default(),
+                wants_json,
+            )
+            .await);
+        }
+        _ => {}
     }
     // In AWS the Lambda authorizer has checked the key and passed who is calling; its
     // answer is cached per key for every route, so the scope is checked here.
@@ -265,6 +398,30 @@ async fn serve(
         Endpoint::CreateKey => keys::create(state, tenant, body).await,
         Endpoint::ListKeys => keys::list(state, tenant).await,
         Endpoint::RevokeKey => keys::revoke(state, tenant, id).await,
+        Endpoint::PutChannel => {
+            let r = notify::put_channel(state, tenant, id, body).await;
+            state.notifier_wake.notify_one();
+            r
+        }
+        Endpoint::ListChannels => notify::list_channels(state, tenant).await,
+        Endpoint::DeleteChannel => notify::delete_channel(state, tenant, id).await,
+        Endpoint::TestChannel => notify::test_channel(state, tenant, id).await,
+        Endpoint::PutRule => {
+            let r = notify::put_rule(state, tenant, id, body).await;
+            state.notifier_wake.notify_one();
+            r
+        }
+        Endpoint::ListRules => notify::list_rules(state, tenant).await,
+        Endpoint::DeleteRule => notify::delete_rule(state, tenant, id).await,
+        Endpoint::CreateSilence => notify::create_silence(state, &principal, body).await,
+        Endpoint::ListSilences => notify::list_silences(state, tenant).await,
+        Endpoint::DeleteSilence => {
+            let r = notify::delete_silence(state, tenant, id).await;
+            state.notifier_wake.notify_one();
+            r
+        }
+        Endpoint::AlertNotifications => notify::alert_notifications(state, tenant, id).await,
+        Endpoint::AckPage | Endpoint::AckConfirm => Err(ApiError::NotFound("no route".to_owned())),
     }
 }
 

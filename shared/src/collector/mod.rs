@@ -58,6 +58,8 @@ pub struct TenantReport {
     pub updated: usize,
     /// Alerts resolved.
     pub resolved: usize,
+    /// Ids of active alerts a silence or maintenance window holds now.
+    pub silenced: Vec<String>,
 }
 
 /// What one cycle did across tenants.
@@ -273,6 +275,14 @@ impl Collector {
             .filter(|a| a.resolved_at.is_none())
             .collect();
         sort_alerts(&mut active);
+        // One small Query (the tenant's notification configuration) so dashboards show which
+        // alerts are silenced.
+        let silences = self.store.notify_config(tenant).await?.silences;
+        let silenced = active
+            .iter()
+            .filter(|a| crate::domain::notify::is_silenced(&silences, a, now))
+            .map(|a| a.alert_id.clone())
+            .collect();
         let statuses: Vec<_> = data
             .agents
             .iter()
@@ -299,6 +309,7 @@ impl Collector {
             raised,
             updated,
             resolved,
+            silenced,
         }))
     }
 

@@ -101,36 +101,51 @@ impl Prober {
 
     async fn request(&self, probe: &Probe) -> Result<u16, String> {
         let url = url::Url::parse(&probe.url).map_err(|e| format!("bad URL: {e}"))?;
-        let literal = match url.host() {
-            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            _ => None,
-        };
-        if let Some(ip) = literal.filter(|ip| !permitted(*ip, &self.allowed)) {
-            return Err(format!("{ip} is an address probes may not reach"));
-        }
+        self.check_target(&url)?;
         let response = self
             .client
             .get(url)
             .timeout(Duration::from_millis(probe.timeout_ms))
             .send()
             .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    format!("no answer within {} ms", probe.timeout_ms)
-                } else {
-                    // The chain holds the useful part (refused, resolver verdict).
-                    let mut text = e.to_string();
-                    let mut source = std::error::Error::source(&e);
-                    while let Some(s) = source {
-                        text = format!("{text}: {s}");
-                        source = s.source();
-                    }
-                    text
-                }
-            })?;
+            .map_err(|e| describe(&e, probe.timeout_ms))?;
         Ok(response.status().as_u16())
     }
+
+    /// The client: restricted addresses refused at connect time, no redirects. Notification
+    /// deliveries use it too, as their destinations follow the same rule.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Refuses a URL whose host is a restricted IP literal not explicitly allowed (names are
+    /// checked by the resolver when connecting).
+    pub fn check_target(&self, url: &url::Url) -> Result<(), String> {
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        match literal.filter(|ip| !permitted(*ip, &self.allowed)) {
+            Some(ip) => Err(format!("{ip} is an address probes may not reach")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A request error for the logs and the delivery log: the whole chain (refused, the
+/// resolver's verdict), or the timeout.
+pub fn describe(e: &reqwest::Error, timeout_ms: u64) -> String {
+    if e.is_timeout() {
+        return format!("no answer within {timeout_ms} ms");
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -89,11 +89,24 @@ impl AlertRecord {
             acknowledged_by: self.acknowledged_by.clone(),
             acknowledged_at: self.acknowledged_at.map(format_rfc3339),
             notes: self.notes.clone(),
+            silenced: false,
+        }
+    }
+
+    /// The API shape, with `silenced` set from the tenant's silences at `now`.
+    pub fn view_at(
+        &self,
+        silences: &[crate::domain::notify::SilenceRecord],
+        now: Millis,
+    ) -> AlertView {
+        AlertView {
+            silenced: crate::domain::notify::is_silenced(silences, self, now),
+            ..self.view()
         }
     }
 }
 
-/// One item of `GET /api/health/alerts`; the last three fields are additions to the
+/// One item of `GET /api/health/alerts`; the last four fields are additions to the
 /// contract's shape.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AlertView {
@@ -119,6 +132,8 @@ pub struct AlertView {
     pub acknowledged_at: Option<String>,
     /// Their notes.
     pub notes: Option<String>,
+    /// Whether a silence or maintenance window holds its notifications now.
+    pub silenced: bool,
 }
 
 /// Sorts active alerts as the contract lists them: critical first, then newest first

@@ -5,5 +5,6 @@ pub mod events;
 pub mod health;
 pub mod history;
 pub mod ids;
+pub mod notify;
 pub mod records;
 pub mod system;

@@ -243,3 +243,62 @@ pub fn connection_index(tenant: &str, connection_id: &str) -> IndexKey {
 /// How long a connection record is kept: API Gateway closes every WebSocket connection
 /// after two hours, so a record whose `$disconnect` was lost expires soon after.
 pub const CONNECTION_TTL_MS: Millis = 2 * crate::time::HOUR_MS + 10 * MINUTE_MS;
+
+/// The partition of a tenant's notification configuration: channels, rules, silences and
+/// each channel's notification state, read together with one Query.
+pub fn notify_partition(tenant: &str) -> String {
+    format!("T#{tenant}#NOTIFY")
+}
+
+/// A notification channel.
+pub fn channel(tenant: &str, channel_id: &str) -> ItemKey {
+    ItemKey {
+        pk: notify_partition(tenant),
+        sk: format!("C#{channel_id}"),
+    }
+}
+
+/// What a channel was sent, and its outbox.
+pub fn channel_state(tenant: &str, channel_id: &str) -> ItemKey {
+    ItemKey {
+        pk: notify_partition(tenant),
+        sk: format!("G#{channel_id}"),
+    }
+}
+
+/// A notification rule.
+pub fn rule(tenant: &str, rule_id: &str) -> ItemKey {
+    ItemKey {
+        pk: notify_partition(tenant),
+        sk: format!("R#{rule_id}"),
+    }
+}
+
+/// A silence or maintenance window.
+pub fn silence(tenant: &str, silence_id: &str) -> ItemKey {
+    ItemKey {
+        pk: notify_partition(tenant),
+        sk: format!("S#{silence_id}"),
+    }
+}
+
+/// The partition of a tenant's messages: the outbox and the delivery log.
+pub fn notifications_partition(tenant: &str) -> String {
+    format!("T#{tenant}#NLOG")
+}
+
+/// One message to one channel.
+pub fn notification(tenant: &str, notification_id: &str) -> ItemKey {
+    ItemKey {
+        pk: notifications_partition(tenant),
+        sk: notification_id.to_owned(),
+    }
+}
+
+/// The deployment's secret for acknowledge links.
+pub fn ack_secret() -> ItemKey {
+    ItemKey {
+        pk: "DEPLOYMENT".to_owned(),
+        sk: "ACK_SECRET".to_owned(),
+    }
+}

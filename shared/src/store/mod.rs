@@ -29,6 +29,7 @@ pub mod ingest;
 pub mod integrations;
 pub mod keys;
 pub mod layout;
+pub mod notify;
 pub mod system;
 pub mod tenant;
 
@@ -70,6 +71,12 @@ pub enum Record {
     Tenant(TenantRecord),
     Cycle(CycleRecord),
     Connection(connections::ConnectionRecord),
+    Channel(crate::domain::notify::ChannelRecord),
+    Rule(crate::domain::notify::RuleRecord),
+    Silence(crate::domain::notify::SilenceRecord),
+    ChannelState(notify::ChannelStateRecord),
+    Notification(notify::NotificationRecord),
+    Secret(notify::SecretRecord),
     /// An item whose content could not be parsed (damaged, or written by a newer version),
     /// with the reason. Backends return it instead of failing the whole read, so one such
     /// item degrades only its own entity; it is never written.

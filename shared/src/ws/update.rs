@@ -9,6 +9,7 @@
 use serde::Serialize;
 
 use crate::collector::TenantReport;
+use crate::domain::alerts::AlertView;
 use crate::time::format_rfc3339;
 
 /// Largest message sent, in bytes. API Gateway refuses messages over 128 KiB; 128,000
@@ -43,7 +44,14 @@ pub fn health_update_within(
     let mut elements: Vec<(Array, String)> = Vec::new();
     push_all(&mut elements, Array::Agents, &report.agents)?;
     push_all(&mut elements, Array::Integrations, &report.integrations)?;
-    let alerts: Vec<_> = report.alerts.iter().map(|a| a.view()).collect();
+    let alerts: Vec<_> = report
+        .alerts
+        .iter()
+        .map(|a| AlertView {
+            silenced: report.silenced.contains(&a.alert_id),
+            ..a.view()
+        })
+        .collect();
     push_all(&mut elements, Array::Alerts, &alerts)?;
     push_all(&mut elements, Array::Hosts, &report.system.hosts)?;
     let mut system = serde_json::to_value(&report.system)?;
@@ -203,6 +211,7 @@ mod tests {
             raised: 0,
             updated: 0,
             resolved: 0,
+            silenced: Vec::new(),
         }
     }
 

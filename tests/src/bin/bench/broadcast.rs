@@ -54,6 +54,7 @@ fn update() -> Vec<String> {
         raised: 0,
         updated: 0,
         resolved: 0,
+        silenced: Vec::new(),
     };
     shared::ws::update::health_update(&report).unwrap_or_else(|e| panic!("{e}"))
 }

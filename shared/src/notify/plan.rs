@@ -1,0 +1,583 @@
+//! Deciding what a channel must be sent, from the stored alerts and what the channel was
+//! already sent. Pure: the notifier stores the new state together with the messages in one
+//! atomic write, so a decision is made once whoever makes it and whenever it crashes.
+//!
+//! Timing follows Alertmanager, per channel: a new group (nothing firing notified yet)
+//! waits `group_wait_s` so alerts raised together go out together; later changes wait until
+//! `group_interval_s` after the group's last message; an escalation goes at once; an
+//! unacknowledged firing alert is repeated every `repeat_interval_s`. Unlike Alertmanager,
+//! an acknowledged alert gets no reminders.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::alerts::{AlertRecord, Severity};
+use crate::domain::notify::{is_silenced, RuleRecord, SilenceRecord};
+use crate::time::Millis;
+
+/// Most alerts in one message; a larger group goes out as several messages, which keeps
+/// every stored message well under DynamoDB's 400 KB item limit.
+pub const MAX_ALERTS_PER_MESSAGE: usize = 100;
+
+/// What kind of message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// New or escalated alerts.
+    Firing,
+    /// Alerts whose condition cleared.
+    Resolved,
+    /// Alerts still firing and not acknowledged.
+    Reminder,
+    /// Alerts acknowledged here, for channels that track acknowledgement (PagerDuty).
+    Acknowledged,
+    /// A test message (`POST /api/health/channels/{id}/test`).
+    Test,
+}
+
+impl Kind {
+    /// The payload's `status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Firing => "firing",
+            Self::Resolved => "resolved",
+            Self::Reminder => "reminder",
+            Self::Acknowledged => "acknowledged",
+            Self::Test => "test",
+        }
+    }
+}
+
+/// What a channel was last sent about one alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sent {
+    /// The severity it was sent at.
+    pub severity: Severity,
+    /// The alert's `raised_at` then (an escalation changes it).
+    pub raised_at: Millis,
+    /// When it was last sent (first notification or reminder).
+    pub at: Millis,
+    /// Whether its acknowledgement was sent (channels that track it).
+    #[serde(default)]
+    pub acknowledged: bool,
+}
+
+/// A channel's notification state, stored beside its configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelState {
+    /// Firing alerts the channel was told about, by alert id.
+    #[serde(default)]
+    pub notified: BTreeMap<String, Sent>,
+    /// Since when new alerts wait for the group to be sent.
+    #[serde(default)]
+    pub pending_since: Option<Millis>,
+    /// When the group's last firing or resolved message was decided.
+    #[serde(default)]
+    pub last_group_at: Option<Millis>,
+    /// Messages decided and not yet delivered or given up, oldest first.
+    #[serde(default)]
+    pub outbox: Vec<String>,
+    /// Since when every delivery attempt failed; `None` when the last one succeeded.
+    #[serde(default)]
+    pub failing_since: Option<Millis>,
+    /// The last delivery error, for the channel-failing alert.
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// A message to send, before it gets an id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    /// Which kind.
+    pub kind: Kind,
+    /// The alerts it is about, as they are now.
+    pub alerts: Vec<AlertRecord>,
+}
+
+/// The outcome of planning one channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The channel's state after the messages are decided.
+    pub state: ChannelState,
+    /// The messages, in sending order.
+    pub messages: Vec<Draft>,
+    /// When something not yet due falls due (a group wait, an interval, a reminder).
+    pub next_due: Option<Millis>,
+}
+
+/// The timing that applies to one alert on one channel: the most eager of the rules that
+/// route it there.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    group_wait: Millis,
+    group_interval: Millis,
+    repeat: Millis,
+    send_resolved: bool,
+}
+
+fn timing(rules: &[&RuleRecord], alert: &AlertRecord) -> Option<Timing> {
+    let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    rules
+        .iter()
+        .filter(|r| r.matcher.matches(alert))
+        .map(|r| Timing {
+            group_wait: ms(r.group_wait_s),
+            group_interval: ms(r.group_interval_s),
+            repeat: ms(r.repeat_interval_s),
+            send_resolved: r.send_resolved,
+        })
+        .reduce(|a, b| Timing {
+            group_wait: a.group_wait.min(b.group_wait),
+            group_interval: a.group_interval.min(b.group_interval),
+            repeat: a.repeat.min(b.repeat),
+            send_resolved: a.send_resolved || b.send_resolved,
+        })
+}
+
+fn earliest(a: Option<Millis>, b: Millis) -> Option<Millis> {
+    Some(a.map_or(b, |a| a.min(b)))
+}
+
+/// Plans one channel at `now`. `rules` are the enabled rules that list the channel;
+/// `alerts` every stored alert of the tenant (active and recently resolved);
+/// `tracks_acknowledgement` is true for channels told about acknowledgements (PagerDuty).
+pub fn plan(
+    state: &ChannelState,
+    rules: &[&RuleRecord],
+    alerts: &[AlertRecord],
+    silences: &[SilenceRecord],
+    tracks_acknowledgement: bool,
+    now: Millis,
+) -> Plan {
+    let mut next = state.clone();
+    let group_busy = !state.notified.is_empty();
+    let mut new_firing: Vec<(&AlertRecord, Timing)> = Vec::new();
+    let mut changed: Vec<(&AlertRecord, Timing)> = Vec::new();
+    let mut escalated = false;
+    let mut resolved: Vec<(&AlertRecord, Timing)> = Vec::new();
+    let mut reminders: Vec<&AlertRecord> = Vec::new();
+    let mut acknowledged: Vec<&AlertRecord> = Vec::new();
+    let mut next_due: Option<Millis> = None;
+
+    // Forget alerts that are gone from the store (expired) or no longer routed here.
+    next.notified.retain(|id, _| {
+        alerts
+            .iter()
+            .any(|a| &a.alert_id == id && timing(rules, a).is_some())
+    });
+
+    for alert in alerts {
+        let Some(t) = timing(rules, alert) else {
+            continue;
+        };
+        let silenced = is_silenced(silences, alert, now);
+        let sent = next.notified.get(&alert.alert_id);
+        match (alert.resolved_at, sent) {
+            (Some(_), Some(_)) => {
+                if silenced || !t.send_resolved {
+                    next.notified.remove(&alert.alert_id);
+                } else {
+                    resolved.push((alert, t));
+                }
+            }
+            (Some(_), None) => {}
+            (None, _) if silenced => {}
+            (None, None) => new_firing.push((alert, t)),
+            (None, Some(s)) => {
+                if alert.raised_at != s.raised_at || alert.severity < s.severity {
+                    escalated = true;
+                    changed.push((alert, t));
+                } else if alert.severity != s.severity {
+                    changed.push((alert, t));
+                } else if alert.acknowledged_at.is_some() {
+                    if tracks_acknowledgement && !s.acknowledged {
+                        acknowledged.push(alert);
+                    }
+                } else if s.at.saturating_add(t.repeat) <= now {
+                    reminders.push(alert);
+                } else {
+                    next_due = earliest(next_due, s.at.saturating_add(t.repeat));
+                }
+            }
+        }
+    }
+
+    let interval_due = |ts: &[(&AlertRecord, Timing)]| {
+        let interval = ts.iter().map(|(_, t)| t.group_interval).min().unwrap_or(0);
+        state
+            .last_group_at
+            .map_or(now, |at| at.saturating_add(interval))
+    };
+    let mut messages = Vec::new();
+
+    // Firing: new alerts and changes to notified ones.
+    if new_firing.is_empty() {
+        next.pending_since = None;
+    }
+    let firing_due = if escalated {
+        now
+    } else if !changed.is_empty() || group_busy {
+        let all: Vec<_> = new_firing.iter().chain(&changed).copied().collect();
+        interval_due(&all)
+    } else if new_firing.is_empty() {
+        Millis::MAX
+    } else {
+        let since = *next.pending_since.get_or_insert(now);
+        let wait = new_firing
+            .iter()
+            .map(|(_, t)| t.group_wait)
+            .min()
+            .unwrap_or(0);
+        since.saturating_add(wait)
+    };
+    let firing: Vec<&AlertRecord> = new_firing.iter().chain(&changed).map(|(a, _)| *a).collect();
+    if !firing.is_empty() {
+        if firing_due <= now {
+            for a in &firing {
+                next.notified.insert(
+                    a.alert_id.clone(),
+                    Sent {
+                        severity: a.severity,
+                        raised_at: a.raised_at,
+                        at: now,
+                        acknowledged: a.acknowledged_at.is_some(),
+                    },
+                );
+            }
+            next.pending_since = None;
+            next.last_group_at = Some(now);
+            push_messages(&mut messages, Kind::Firing, firing);
+        } else {
+            next_due = earliest(next_due, firing_due);
+        }
+    }
+
+    if !resolved.is_empty() {
+        let due = interval_due(&resolved);
+        if due <= now {
+            for (a, _) in &resolved {
+                next.notified.remove(&a.alert_id);
+            }
+            next.last_group_at = Some(now);
+            push_messages(
+                &mut messages,
+                Kind::Resolved,
+                resolved.iter().map(|(a, _)| *a).collect(),
+            );
+        } else {
+            next_due = earliest(next_due, due);
+        }
+    }
+
+    if !reminders.is_empty() {
+        for a in &reminders {
+            if let Some(s) = next.notified.get_mut(&a.alert_id) {
+                s.at = now;
+            }
+        }
+        push_messages(&mut messages, Kind::Reminder, reminders);
+    }
+
+    if !acknowledged.is_empty() {
+        for a in &acknowledged {
+            if let Some(s) = next.notified.get_mut(&a.alert_id) {
+                s.acknowledged = true;
+            }
+        }
+        push_messages(&mut messages, Kind::Acknowledged, acknowledged);
+    }
+
+    Plan {
+        state: next,
+        messages,
+        next_due,
+    }
+}
+
+fn push_messages(messages: &mut Vec<Draft>, kind: Kind, mut alerts: Vec<&AlertRecord>) {
+    // Most urgent first, then by id, so a message reads the same however it was assembled.
+    alerts.sort_by(|a, b| {
+        a.severity
+            .cmp(&b.severity)
+            .then(a.alert_id.cmp(&b.alert_id))
+    });
+    for chunk in alerts.chunks(MAX_ALERTS_PER_MESSAGE) {
+        messages.push(Draft {
+            kind,
+            alerts: chunk.iter().map(|a| (*a).clone()).collect(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::alerts::SourceType;
+    use crate::domain::notify::{Matcher, Schedule};
+
+    const T0: Millis = 1_800_000_000_000;
+    const S: Millis = 1000;
+
+    fn rule(wait: u64, interval: u64, repeat: u64) -> RuleRecord {
+        RuleRecord {
+            rule_id: "r".into(),
+            channels: vec!["c".into()],
+            matcher: Matcher::default(),
+            group_wait_s: wait,
+            group_interval_s: interval,
+            repeat_interval_s: repeat,
+            send_resolved: true,
+            updated_at: 0,
+        }
+    }
+
+    fn alert(id: &str, severity: Severity, raised_at: Millis) -> AlertRecord {
+        AlertRecord {
+            alert_id: id.into(),
+            severity,
+            message: format!("{id} fires"),
+            source_type: SourceType::System,
+            source_id: id.into(),
+            condition: "cpu_high".into(),
+            raised_at,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            notes: None,
+            resolved_at: None,
+        }
+    }
+
+    fn kinds(p: &Plan) -> Vec<(Kind, usize)> {
+        p.messages
+            .iter()
+            .map(|m| (m.kind, m.alerts.len()))
+            .collect()
+    }
+
+    #[test]
+    fn alerts_raised_together_wait_for_the_group_and_go_out_in_one_message() {
+        let r = rule(10, 300, 3600);
+        let alerts: Vec<_> = (0..50)
+            .map(|i| alert(&format!("a{i:02}"), Severity::Warning, T0))
+            .collect();
+        let first = plan(&ChannelState::default(), &[&r], &alerts, &[], false, T0);
+        assert!(first.messages.is_empty());
+        assert_eq!(first.next_due, Some(T0 + 10 * S));
+        // Planned again before the wait is over: still waiting, from the first sighting.
+        let again = plan(&first.state, &[&r], &alerts, &[], false, T0 + 5 * S);
+        assert!(again.messages.is_empty());
+        assert_eq!(again.next_due, Some(T0 + 10 * S));
+        let due = plan(&again.state, &[&r], &alerts, &[], false, T0 + 10 * S);
+        assert_eq!(kinds(&due), [(Kind::Firing, 50)]);
+        // Nothing more to say until the reminder.
+        let quiet = plan(&due.state, &[&r], &alerts, &[], false, T0 + 11 * S);
+        assert!(quiet.messages.is_empty());
+        assert_eq!(quiet.next_due, Some(T0 + 10 * S + 3600 * S));
+    }
+
+    #[test]
+    fn later_alerts_wait_for_the_group_interval_and_escalations_go_at_once() {
+        let r = rule(0, 300, 3600);
+        let a = alert("a", Severity::Warning, T0);
+        let first = plan(
+            &ChannelState::default(),
+            &[&r],
+            std::slice::from_ref(&a),
+            &[],
+            false,
+            T0,
+        );
+        assert_eq!(kinds(&first), [(Kind::Firing, 1)]);
+        let b = alert("b", Severity::Warning, T0 + 60 * S);
+        let later = plan(
+            &first.state,
+            &[&r],
+            &[a.clone(), b.clone()],
+            &[],
+            false,
+            T0 + 60 * S,
+        );
+        assert!(later.messages.is_empty());
+        assert_eq!(later.next_due, Some(T0 + 300 * S));
+        // a escalates: it goes now, and b, which was waiting, goes with it.
+        let mut a2 = a.clone();
+        a2.severity = Severity::Critical;
+        a2.raised_at = T0 + 90 * S;
+        let escalation = plan(&later.state, &[&r], &[a2, b], &[], false, T0 + 90 * S);
+        assert_eq!(kinds(&escalation), [(Kind::Firing, 2)]);
+        assert_eq!(escalation.messages[0].alerts[0].alert_id, "a");
+    }
+
+    #[test]
+    fn reminders_repeat_until_acknowledged() {
+        let r = rule(0, 60, 600);
+        let a = alert("a", Severity::Critical, T0);
+        let first = plan(
+            &ChannelState::default(),
+            &[&r],
+            std::slice::from_ref(&a),
+            &[],
+            false,
+            T0,
+        );
+        let reminder = plan(
+            &first.state,
+            &[&r],
+            std::slice::from_ref(&a),
+            &[],
+            false,
+            T0 + 600 * S,
+        );
+        assert_eq!(kinds(&reminder), [(Kind::Reminder, 1)]);
+        let next = plan(
+            &reminder.state,
+            &[&r],
+            std::slice::from_ref(&a),
+            &[],
+            false,
+            T0 + 900 * S,
+        );
+        assert!(next.messages.is_empty());
+        assert_eq!(next.next_due, Some(T0 + 1200 * S));
+        let mut acked = a;
+        acked.acknowledged_at = Some(T0 + 1000 * S);
+        let after_ack = plan(&next.state, &[&r], &[acked], &[], false, T0 + 5000 * S);
+        assert!(after_ack.messages.is_empty());
+        assert_eq!(after_ack.next_due, None);
+    }
+
+    #[test]
+    fn acknowledgements_reach_channels_that_track_them_once() {
+        let r = rule(0, 60, 600);
+        let a = alert("a", Severity::Critical, T0);
+        let first = plan(
+            &ChannelState::default(),
+            &[&r],
+            std::slice::from_ref(&a),
+            &[],
+            true,
+            T0,
+        );
+        let mut acked = a;
+        acked.acknowledged_at = Some(T0 + S);
+        let ack = plan(&first.state, &[&r], &[acked.clone()], &[], true, T0 + S);
+        assert_eq!(kinds(&ack), [(Kind::Acknowledged, 1)]);
+        let again = plan(&ack.state, &[&r], &[acked], &[], true, T0 + 2 * S);
+        assert!(again.messages.is_empty());
+    }
+
+    #[test]
+    fn resolutions_follow_send_resolved_and_the_group_interval() {
+        let mut r = rule(0, 60, 600);
+        let a = alert("a", Severity::Warning, T0);
+        let first = plan(
+            &ChannelState::default(),
+            &[&r],
+            std::slice::from_ref(&a),
+            &[],
+            false,
+            T0,
+        );
+        let mut cleared = a;
+        cleared.resolved_at = Some(T0 + 30 * S);
+        let early = plan(
+            &first.state,
+            &[&r],
+            &[cleared.clone()],
+            &[],
+            false,
+            T0 + 30 * S,
+        );
+        assert!(early.messages.is_empty());
+        assert_eq!(early.next_due, Some(T0 + 60 * S));
+        let due = plan(
+            &early.state,
+            &[&r],
+            &[cleared.clone()],
+            &[],
+            false,
+            T0 + 60 * S,
+        );
+        assert_eq!(kinds(&due), [(Kind::Resolved, 1)]);
+        assert!(due.state.notified.is_empty());
+        r.send_resolved = false;
+        let quiet = plan(&first.state, &[&r], &[cleared], &[], false, T0 + 60 * S);
+        assert!(quiet.messages.is_empty());
+        assert!(quiet.state.notified.is_empty());
+    }
+
+    #[test]
+    fn a_silence_holds_notifications_and_its_end_notifies_what_still_fires() {
+        let r = rule(0, 60, 600);
+        let a = alert("a", Severity::Critical, T0);
+        let silence = SilenceRecord {
+            silence_id: "s".into(),
+            matcher: Matcher::default(),
+            starts_at: Some(T0 - S),
+            ends_at: Some(T0 + 120 * S),
+            schedule: None,
+            comment: "deploy".into(),
+            created_by: "ops".into(),
+            created_at: T0 - S,
+        };
+        let silenced = plan(
+            &ChannelState::default(),
+            &[&r],
+            std::slice::from_ref(&a),
+            std::slice::from_ref(&silence),
+            false,
+            T0,
+        );
+        assert!(silenced.messages.is_empty());
+        let after = plan(
+            &silenced.state,
+            &[&r],
+            &[a],
+            &[silence],
+            false,
+            T0 + 120 * S,
+        );
+        assert_eq!(kinds(&after), [(Kind::Firing, 1)]);
+    }
+
+    #[test]
+    fn a_maintenance_window_silences_only_during_its_occurrence() {
+        let r = rule(0, 60, 600);
+        let window = SilenceRecord {
+            silence_id: "w".into(),
+            matcher: Matcher::default(),
+            starts_at: None,
+            ends_at: None,
+            schedule: Some(Schedule {
+                timezone: "UTC".into(),
+                days: vec![],
+                start: "00:00".into(),
+                duration_minutes: 60,
+            }),
+            comment: String::new(),
+            created_by: "ops".into(),
+            created_at: 0,
+        };
+        // T0 is 2027-01-15T08:00:00Z: outside the window.
+        let a = alert("a", Severity::Critical, T0);
+        let p = plan(&ChannelState::default(), &[&r], &[a], &[window], false, T0);
+        assert_eq!(kinds(&p), [(Kind::Firing, 1)]);
+    }
+
+    #[test]
+    fn unrouted_alerts_are_ignored_and_big_groups_are_split() {
+        let mut r = rule(0, 60, 600);
+        r.matcher.severity = Some(vec![Severity::Critical]);
+        let alerts: Vec<_> = (0..250)
+            .map(|i| alert(&format!("a{i:03}"), Severity::Critical, T0))
+            .chain([alert("w", Severity::Warning, T0)])
+            .collect();
+        let p = plan(&ChannelState::default(), &[&r], &alerts, &[], false, T0);
+        assert_eq!(
+            kinds(&p),
+            [(Kind::Firing, 100), (Kind::Firing, 100), (Kind::Firing, 50)]
+        );
+        assert!(!p.state.notified.contains_key("w"));
+    }
+}
