@@ -84,13 +84,15 @@ async fn parse_destination(
         "email" => &["to"],
         "sns" => &["topic_arn"],
         "pagerduty" => &["routing_key"],
-        _ => return Err(bad(
-            "invalid_channel",
-            "type",
-            format!(
+        _ => {
+            return Err(bad(
+                "invalid_channel",
+                "type",
+                format!(
                 "{kind} is not a channel type; expected webhook, slack, email, sns or pagerduty"
             ),
-        )),
+            ))
+        }
     };
     if let Some(other) = body.keys().find(|k| {
         !allowed.contains(&k.as_str()) && !matches!(k.as_str(), "type" | "name" | "enabled")

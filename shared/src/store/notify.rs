@@ -51,7 +51,8 @@ pub struct NotificationRecord {
     pub notification_id: String,
     /// The channel.
     pub channel_id: String,
-    /// What kind of message.
+    /// What kind of message (stored as `message_kind`: `kind` tags the item's type).
+    #[serde(rename = "message_kind")]
     pub kind: Kind,
     /// The alerts as they were when it was decided.
     pub alerts: Vec<AlertRecord>,

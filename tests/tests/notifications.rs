@@ -1,0 +1,838 @@
+//! Notifications with real parts: a real HTTP receiver that verifies `X-Health-Signature`,
+//! local receivers checking Slack and PagerDuty payloads, a real SMTP server (aiosmtpd),
+//! SES v2 and SNS on the test server (moto), on both stores. Timing cases drive the
+//! notifier with explicit times; the end-to-end case runs the local stack's collector and
+//! notifier on the real clock.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use e2e_tests::on_both_stores;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use shared::config::Config;
+use shared::domain::alerts::{AlertRecord, Severity, SourceType};
+use shared::domain::notify::{ChannelRecord, Destination, Matcher, RuleRecord, SilenceRecord};
+use shared::notify::Notifier;
+use shared::store::notify::DeliveryStatus;
+use shared::store::Store;
+use shared::time::Millis;
+use shared::AppState;
+
+const T0: Millis = 1_800_000_000_000;
+const S: Millis = 1000;
+const SECRET: &str = "whsec_test";
+
+/// What the receiver does with the next requests.
+#[derive(Debug, Clone)]
+enum Answer {
+    Ok,
+    Status(u16),
+    TooMany { retry_after_s: u64 },
+}
+
+/// A real HTTP receiver: verifies the webhook signature (when a secret is given) and keeps
+/// every request's parsed body.
+#[derive(Clone)]
+struct Receiver {
+    port: u16,
+    bodies: Arc<Mutex<Vec<(String, Value)>>>,
+    answers: Arc<Mutex<Vec<Answer>>>,
+    bad_signatures: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    /// A receiver on a reserved port; not listening until [`Receiver::listen`].
+    async fn reserve() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        drop(listener);
+        Self {
+            port,
+            bodies: Arc::default(),
+            answers: Arc::default(),
+            bad_signatures: Arc::default(),
+        }
+    }
+
+    async fn start() -> Self {
+        let r = Self::reserve().await;
+        r.listen().await;
+        r
+    }
+
+    async fn listen(&self) {
+        let me = self.clone();
+        let app = axum::Router::new().fallback(
+            move |uri: http::Uri, headers: http::HeaderMap, body: bytes::Bytes| {
+                let me = me.clone();
+                async move { me.handle(uri, headers, body) }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap_or_else(|e| panic!("cannot listen on the reserved port: {e}"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+    }
+
+    fn handle(
+        &self,
+        uri: http::Uri,
+        headers: http::HeaderMap,
+        body: bytes::Bytes,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if uri.path() == "/hook" && !verify(&headers, &text) {
+            self.bad_signatures.fetch_add(1, Ordering::SeqCst);
+            return (http::StatusCode::UNAUTHORIZED, "bad signature").into_response();
+        }
+        let answer = {
+            let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+            if answers.is_empty() {
+                Answer::Ok
+            } else {
+                answers.remove(0)
+            }
+        };
+        match answer {
+            Answer::Ok => {
+                let value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                self.bodies
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((uri.path().to_owned(), value));
+                http::StatusCode::OK.into_response()
+            }
+            Answer::Status(s) => http::StatusCode::from_u16(s)
+                .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
+                .into_response(),
+            Answer::TooMany { retry_after_s } => (
+                http::StatusCode::TOO_MANY_REQUESTS,
+                [(http::header::RETRY_AFTER, retry_after_s.to_string())],
+                "slow down",
+            )
+                .into_response(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn then_answer(&self, answers: Vec<Answer>) {
+        *self.answers.lock().unwrap_or_else(|e| e.into_inner()) = answers;
+    }
+
+    fn received(&self) -> Vec<(String, Value)> {
+        self.bodies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Accepted webhook bodies.
+    fn webhooks(&self) -> Vec<Value> {
+        self.received()
+            .into_iter()
+            .filter(|(p, _)| p == "/hook")
+            .map(|(_, v)| v)
+            .collect()
+    }
+}
+
+/// Checks `X-Health-Signature: t=<secs>,v1=<hex>` as a receiver would: HMAC-SHA256 of
+/// "<t>.<body>" with the shared secret.
+fn verify(headers: &http::HeaderMap, body: &str) -> bool {
+    let Some(sig) = headers
+        .get("x-health-signature")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mut t = None;
+    let mut v1 = None;
+    for part in sig.split(',') {
+        match part.split_once('=') {
+            Some(("t", value)) => t = Some(value.to_owned()),
+            Some(("v1", value)) => v1 = hex::decode(value).ok(),
+            _ => {}
+        }
+    }
+    let (Some(t), Some(v1)) = (t, v1) else {
+        return false;
+    };
+    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()) else {
+        return false;
+    };
+    mac.update(format!("{t}.{body}").as_bytes());
+    mac.verify_slice(&v1).is_ok()
+}
+
+fn config() -> Config {
+    Config {
+        polling_enabled: false,
+        probe_allowed_addresses: vec!["127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))],
+        public_url: Some("http://monitor.test".to_owned()),
+        ..Config::default()
+    }
+}
+
+async fn setup(store: Store, config: Config) -> (AppState, Notifier) {
+    let state = AppState::new(store, config);
+    state
+        .store
+        .create_api_key("acme", &["admin".to_owned()], "ops", 0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let notifier = Notifier::new(&state).unwrap_or_else(|e| panic!("{e}"));
+    (state, notifier)
+}
+
+async fn channel(state: &AppState, id: &str, destination: Destination) {
+    state
+        .store
+        .put_channel("acme", id, |_| ChannelRecord {
+            channel_id: id.to_owned(),
+            name: format!("{id} channel"),
+            enabled: true,
+            destination: destination.clone(),
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+async fn rule(state: &AppState, channels: &[&str], wait: u64, interval: u64, repeat: u64) {
+    state
+        .store
+        .put_rule(
+            "acme",
+            &RuleRecord {
+                rule_id: "all".into(),
+                channels: channels.iter().map(|c| (*c).to_owned()).collect(),
+                matcher: Matcher::default(),
+                group_wait_s: wait,
+                group_interval_s: interval,
+                repeat_interval_s: repeat,
+                send_resolved: true,
+                updated_at: 0,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+async fn webhook(state: &AppState, receiver: &Receiver) {
+    channel(
+        state,
+        "hook",
+        Destination::Webhook {
+            url: receiver.url("/hook"),
+            secret: SECRET.to_owned(),
+        },
+    )
+    .await;
+}
+
+fn alert(id: &str, at: Millis) -> AlertRecord {
+    AlertRecord {
+        alert_id: id.into(),
+        severity: Severity::Critical,
+        message: format!("High CPU usage on {id}: 95%"),
+        source_type: SourceType::System,
+        source_id: id.into(),
+        condition: "cpu_high".into(),
+        raised_at: at,
+        acknowledged_by: None,
+        acknowledged_at: None,
+        notes: None,
+        resolved_at: None,
+    }
+}
+
+async fn raise(state: &AppState, a: &AlertRecord) {
+    state
+        .store
+        .save_alert("acme", a, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+async fn pass(notifier: &Notifier, now: Millis) -> shared::notify::PassReport {
+    notifier
+        .pass_tenant("acme", now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Alert ids of each accepted webhook message, with its status and notification id.
+fn messages(receiver: &Receiver) -> Vec<(String, String, Vec<String>)> {
+    receiver
+        .webhooks()
+        .iter()
+        .map(|b| {
+            let ids = b["alerts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| a["alert_id"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            (
+                b["notification_id"].as_str().unwrap_or_default().to_owned(),
+                b["status"].as_str().unwrap_or_default().to_owned(),
+                ids,
+            )
+        })
+        .collect()
+}
+
+async fn a_receiver_down_for_60_seconds_gets_every_message_exactly_once(store: Store) {
+    let (state, notifier) = setup(store, config()).await;
+    let receiver = Receiver::reserve().await;
+    webhook(&state, &receiver).await;
+    rule(&state, &["hook"], 0, 5, 3600).await;
+    raise(&state, &alert("web-1", T0)).await;
+    // Down (connection refused) for 60 s; a second alert is raised during the outage.
+    let mut t = T0;
+    while t < T0 + 60 * S {
+        if t == T0 + 30 * S {
+            raise(&state, &alert("web-2", t)).await;
+        }
+        pass(&notifier, t).await;
+        t += 5 * S;
+    }
+    assert!(receiver.received().is_empty());
+    receiver.listen().await;
+    while t < T0 + 10 * 60 * S {
+        pass(&notifier, t).await;
+        t += 5 * S;
+    }
+    let got = messages(&receiver);
+    assert_eq!(got.len(), 2, "{got:?}");
+    let mut ids: Vec<&String> = got.iter().map(|(n, _, _)| n).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 2, "a notification_id arrived twice: {got:?}");
+    let mut alerts: Vec<String> = got.iter().flat_map(|(_, _, a)| a.clone()).collect();
+    alerts.sort();
+    assert_eq!(alerts, ["web-1", "web-2"]);
+    assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
+    // The delivery log shows the retries.
+    let log = state
+        .store
+        .notifications_for_alert("acme", "web-1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].status, DeliveryStatus::Delivered);
+    assert!(log[0].attempts > 3, "attempts: {}", log[0].attempts);
+    assert!(log[0].last_error.is_none());
+}
+
+async fn too_many_requests_waits_for_retry_after(store: Store) {
+    let (state, notifier) = setup(store, config()).await;
+    let receiver = Receiver::start().await;
+    receiver.then_answer(vec![Answer::TooMany { retry_after_s: 30 }]);
+    webhook(&state, &receiver).await;
+    rule(&state, &["hook"], 0, 5, 3600).await;
+    raise(&state, &alert("web-1", T0)).await;
+    let first = pass(&notifier, T0).await;
+    assert_eq!(first.failed_attempts, 1);
+    assert_eq!(first.next_due, Some(T0 + 30 * S));
+    // Not before the receiver asked.
+    let early = pass(&notifier, T0 + 29 * S).await;
+    assert_eq!((early.delivered, early.failed_attempts), (0, 0));
+    let due = pass(&notifier, T0 + 30 * S).await;
+    assert_eq!(due.delivered, 1);
+    assert_eq!(messages(&receiver).len(), 1);
+}
+
+async fn a_final_refusal_is_not_retried_and_is_logged(store: Store) {
+    let (state, notifier) = setup(store, config()).await;
+    let receiver = Receiver::start().await;
+    receiver.then_answer(vec![Answer::Status(410)]);
+    webhook(&state, &receiver).await;
+    rule(&state, &["hook"], 0, 5, 3600).await;
+    raise(&state, &alert("web-1", T0)).await;
+    pass(&notifier, T0).await;
+    let later = pass(&notifier, T0 + 3600 * S).await;
+    assert_eq!(later.failed_attempts, 0, "a 410 must not be retried");
+    let log = state
+        .store
+        .notifications_for_alert("acme", "web-1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(log[0].status, DeliveryStatus::Failed);
+    assert_eq!(log[0].attempts, 1);
+    assert!(log[0]
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("410")));
+}
+
+async fn fifty_alerts_raised_together_go_out_in_one_message(store: Store) {
+    let (state, notifier) = setup(store, config()).await;
+    let receiver = Receiver::start().await;
+    webhook(&state, &receiver).await;
+    rule(&state, &["hook"], 10, 300, 3600).await;
+    for i in 0..50 {
+        raise(&state, &alert(&format!("host-{i:02}"), T0)).await;
+    }
+    let waiting = pass(&notifier, T0).await;
+    assert_eq!(waiting.decided, 0);
+    assert_eq!(waiting.next_due, Some(T0 + 10 * S));
+    pass(&notifier, T0 + 10 * S).await;
+    let got = messages(&receiver);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1, "firing");
+    assert_eq!(got[0].2.len(), 50);
+}
+
+async fn reminders_stop_when_the_alert_is_acknowledged(store: Store) {
+    let (state, notifier) = setup(store, config()).await;
+    let receiver = Receiver::start().await;
+    webhook(&state, &receiver).await;
+    rule(&state, &["hook"], 0, 60, 600).await;
+    raise(&state, &alert("web-1", T0)).await;
+    pass(&notifier, T0).await;
+    pass(&notifier, T0 + 600 * S).await;
+    let statuses: Vec<String> = messages(&receiver).into_iter().map(|m| m.1).collect();
+    assert_eq!(statuses, ["firing", "reminder"]);
+    state
+        .store
+        .acknowledge_alert("acme", "web-1", "ops", None, T0 + 700 * S)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for k in 2..6 {
+        pass(&notifier, T0 + k * 600 * S).await;
+    }
+    assert_eq!(
+        messages(&receiver).len(),
+        2,
+        "a reminder after acknowledgement"
+    );
+}
+
+async fn a_silence_holds_notifications_and_its_end_sends_what_still_fires(store: Store) {
+    let (state, notifier) = setup(store, config()).await;
+    let receiver = Receiver::start().await;
+    webhook(&state, &receiver).await;
+    rule(&state, &["hook"], 0, 60, 3600).await;
+    state
+        .store
+        .put_silence(
+            "acme",
+            &SilenceRecord {
+                silence_id: "s_1".into(),
+                matcher: Matcher {
+                    source_id: Some("web-*".into()),
+                    ..Matcher::default()
+                },
+                starts_at: Some(T0),
+                ends_at: Some(T0 + 300 * S),
+                schedule: None,
+                comment: "deploy".into(),
+                created_by: "ops".into(),
+                created_at: T0,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    raise(&state, &alert("web-1", T0 + S)).await;
+    raise(&state, &alert("db-1", T0 + S)).await;
+    for k in 1..30 {
+        pass(&notifier, T0 + k * 10 * S).await;
+    }
+    // Only the unsilenced alert went out.
+    let got = messages(&receiver);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].2, ["db-1"]);
+    // The silence ends while web-1 still fires: it is notified then.
+    pass(&notifier, T0 + 300 * S).await;
+    let got = messages(&receiver);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1].2, ["web-1"]);
+}
+
+async fn slack_and_pagerduty_get_their_documented_payloads(store: Store) {
+    let receiver = Receiver::start().await;
+    let (state, notifier) = setup(
+        store,
+        Config {
+            pagerduty_events_url: receiver.url("/v2/enqueue"),
+            ..config()
+        },
+    )
+    .await;
+    channel(
+        &state,
+        "slack",
+        Destination::Slack {
+            url: receiver.url("/services/T0/B0/xyz"),
+        },
+    )
+    .await;
+    channel(
+        &state,
+        "pd",
+        Destination::Pagerduty {
+            routing_key: "R0UT1NGKEY".into(),
+        },
+    )
+    .await;
+    rule(&state, &["slack", "pd"], 0, 0, 3600).await;
+    // An agent alert: Slack names the agent.
+    state
+        .store
+        .put_agent(
+            "acme",
+            "sales",
+            &shared::store::agents::AgentUpdate {
+                agent_name: Some("Sales Assistant".into()),
+                ..Default::default()
+            },
+            T0,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut a = alert("alert_agent_sales_error_rate_1", T0);
+    a.source_type = SourceType::Agent;
+    a.source_id = "sales".into();
+    a.severity = Severity::Warning;
+    a.message = "Agent Sales Assistant has high error rate: 65.0%".into();
+    raise(&state, &a).await;
+    pass(&notifier, T0).await;
+    let slack: Vec<Value> = receiver
+        .received()
+        .into_iter()
+        .filter(|(p, _)| p.starts_with("/services/"))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(slack.len(), 1);
+    // Slack's incoming-webhook format: text fallback, blocks inside a coloured attachment.
+    let s = &slack[0];
+    assert!(s["text"].as_str().is_some_and(|t| t.contains("firing")));
+    let attachment = &s["attachments"][0];
+    assert_eq!(attachment["color"], "#ecb22e");
+    let blocks = attachment["blocks"].as_array().cloned().unwrap_or_default();
+    assert!(blocks.len() <= 50);
+    assert_eq!(blocks[0]["type"], "header");
+    assert_eq!(blocks[0]["text"]["type"], "plain_text");
+    let section = &blocks[1];
+    assert_eq!(section["type"], "section");
+    assert_eq!(section["text"]["type"], "mrkdwn");
+    let text = section["text"]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("agent Sales Assistant (sales)"), "{text}");
+    assert_eq!(section["accessory"]["type"], "button");
+    let ack = section["accessory"]["url"].as_str().unwrap_or_default();
+    assert!(
+        ack.starts_with("http://monitor.test/api/health/ack/"),
+        "{ack}"
+    );
+    assert!(blocks.last().is_some_and(|b| b["type"] == "context"));
+    // PagerDuty Events API v2: one trigger per alert, deduplicated on the alert id.
+    let pd: Vec<Value> = receiver
+        .received()
+        .into_iter()
+        .filter(|(p, _)| p == "/v2/enqueue")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(pd.len(), 1);
+    let e = &pd[0];
+    assert_eq!(e["routing_key"], "R0UT1NGKEY");
+    assert_eq!(e["event_action"], "trigger");
+    assert_eq!(e["dedup_key"], "alert_agent_sales_error_rate_1");
+    assert!(e["payload"]["summary"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty() && s.len() <= 1024));
+    assert_eq!(e["payload"]["source"], "sales");
+    assert_eq!(e["payload"]["severity"], "warning");
+    // Acknowledged here: PagerDuty hears it; resolved: it hears that too.
+    state
+        .store
+        .acknowledge_alert("acme", &a.alert_id, "ops", None, T0 + S)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    pass(&notifier, T0 + S).await;
+    let (mut resolved, version) = state
+        .store
+        .all_alerts("acme")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .find(|(x, _)| x.alert_id == a.alert_id)
+        .unwrap_or_else(|| panic!("alert gone"));
+    resolved.resolved_at = Some(T0 + 2 * S);
+    state
+        .store
+        .save_alert("acme", &resolved, Some(version))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    pass(&notifier, T0 + 2 * S).await;
+    let actions: Vec<String> = receiver
+        .received()
+        .into_iter()
+        .filter(|(p, _)| p == "/v2/enqueue")
+        .map(|(_, v)| v["event_action"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(actions, ["trigger", "acknowledge", "resolve"]);
+}
+
+on_both_stores!(
+    a_receiver_down_for_60_seconds_gets_every_message_exactly_once,
+    too_many_requests_waits_for_retry_after,
+    a_final_refusal_is_not_retried_and_is_logged,
+    fifty_alerts_raised_together_go_out_in_one_message,
+    reminders_stop_when_the_alert_is_acknowledged,
+    a_silence_holds_notifications_and_its_end_sends_what_still_fires,
+    slack_and_pagerduty_get_their_documented_payloads,
+);
+
+/// Two notifiers passing over the same tenant at the same moments decide and send each
+/// message once (conditional decisions and leases). Embedded only: moto cannot referee
+/// concurrent DynamoDB transactions.
+#[tokio::test]
+async fn two_notifiers_at_once_send_each_message_once() {
+    let (store, _dir) = e2e_tests::embedded_store();
+    let (state, one) = setup(store, config()).await;
+    let two = Notifier::new(&state).unwrap_or_else(|e| panic!("{e}"));
+    let receiver = Receiver::start().await;
+    webhook(&state, &receiver).await;
+    rule(&state, &["hook"], 0, 0, 60).await;
+    for i in 0..5 {
+        raise(&state, &alert(&format!("h{i}"), T0)).await;
+    }
+    for k in 0..5 {
+        let now = T0 + k * 60 * S;
+        let (a, b) = tokio::join!(one.pass_tenant("acme", now), two.pass_tenant("acme", now));
+        a.unwrap_or_else(|e| panic!("{e}"));
+        b.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let got = messages(&receiver);
+    let statuses: Vec<&str> = got.iter().map(|m| m.1.as_str()).collect();
+    assert_eq!(
+        statuses,
+        ["firing", "reminder", "reminder", "reminder", "reminder"]
+    );
+}
+
+/// The whole path on the local stack: a host sample over the threshold, the collector
+/// raises the alert, the notifier sends a signed webhook with an acknowledge link, the
+/// link shows a page (GET acknowledges nothing) and acknowledges on POST, once.
+#[tokio::test]
+async fn an_alert_from_the_collector_reaches_a_webhook_and_its_link_acknowledges_it() {
+    let receiver = Receiver::start().await;
+    let (app, _dir) = e2e_tests::spawn_app_with(Config {
+        polling_interval_secs: 1,
+        polling_enabled: true,
+        public_url: None,
+        ..config()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let base = app.url();
+    let auth = format!("Bearer {}", app.api_key);
+    let put = |path: &str, body: Value| {
+        http.put(format!("{base}{path}"))
+            .header("authorization", &auth)
+            .json(&body)
+            .send()
+    };
+    let r = put(
+        "/api/health/channels/ops-hook",
+        json!({"type": "webhook", "url": receiver.url("/hook"), "secret": SECRET, "name": "Ops webhook"}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 200);
+    let listed: Value = r.json().await.unwrap_or_default();
+    assert_eq!(listed["secret"], "***");
+    let r = put(
+        "/api/health/notification-rules/critical",
+        json!({"channels": ["ops-hook"], "match": {"severity": ["critical"]}, "group_wait_s": 0}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(format!("{base}/api/health/events"))
+        .header("authorization", &auth)
+        .json(
+            &json!({"events": [{"event_id": "s1", "type": "host.sample", "host_id": "web-1",
+            "cpu_usage": 97.0, "memory_usage": 40.0, "timestamp": e2e_tests::ago(1)}]}),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 202);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while receiver.webhooks().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no webhook within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = &receiver.webhooks()[0];
+    assert_eq!(body["status"], "firing");
+    assert_eq!(body["tenant"], "local");
+    let a = &body["alerts"][0];
+    assert_eq!(a["severity"], "critical");
+    assert_eq!(a["source_id"], "web-1");
+    assert_eq!(a["silenced"], false);
+    let alert_id = a["alert_id"].as_str().unwrap_or_default().to_owned();
+    let link = a["acknowledge_url"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        link.starts_with(&format!("{base}/api/health/ack/")),
+        "{link}"
+    );
+
+    // GET shows a page and acknowledges nothing.
+    let page = http
+        .get(&link)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap_or_default();
+    assert!(page.contains("<form method=\"post\">"), "{page}");
+    let alerts: Value = http
+        .get(format!("{base}/api/health/alerts"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(alerts[0]["acknowledged"], false);
+
+    // Altered: refused.
+    let mut tampered = link.clone().into_bytes();
+    let i = tampered.len() - 60;
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap_or_default();
+    let refused = http
+        .post(&tampered)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(refused.status(), 403);
+
+    // POST acknowledges as "via <channel>", once.
+    let first: Value = http
+        .post(&link)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(first["acknowledged"], true);
+    assert_eq!(first["acknowledged_by"], "via Ops webhook");
+    let second: Value = http
+        .post(&link)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(second["acknowledged_at"], first["acknowledged_at"]);
+
+    // The delivery log.
+    let log: Value = http
+        .get(format!("{base}/api/health/alerts/{alert_id}/notifications"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(log[0]["status"], "delivered");
+    assert_eq!(log[0]["channel_id"], "ops-hook");
+    assert_eq!(log[0]["notification_id"], body["notification_id"]);
+    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// An expired link is refused; so is one whose tenant was swapped.
+#[tokio::test]
+async fn expired_and_foreign_links_are_refused() {
+    let clock = Arc::new(shared::time::ManualClock::new(T0));
+    let (app, _dir) = e2e_tests::spawn_api(e2e_tests::Backend::Embedded, Arc::clone(&clock)).await;
+    let state = &app.state;
+    state
+        .store
+        .create_api_key("other", &["admin".to_owned()], "x", 0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let a = alert("web-1", T0);
+    state
+        .store
+        .save_alert("local", &a, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let secret = state
+        .store
+        .ack_secret()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sign = |tenant: &str| {
+        shared::notify::token::sign(
+            &secret,
+            &shared::notify::token::AckClaim {
+                tenant: tenant.into(),
+                alert_id: "web-1".into(),
+                channel_id: "hook".into(),
+                expires_at: T0 + shared::notify::token::ACK_LINK_TTL_MS,
+            },
+        )
+    };
+    let http = reqwest::Client::new();
+    let url = |token: &str| format!("{}/api/health/ack/{token}", app.url());
+    // Another tenant's link does not reach this tenant's alert.
+    let foreign = http
+        .post(url(&sign("other")))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(foreign.status(), 404);
+    // Swapping the tenant inside a valid token breaks its signature.
+    let token = sign("local");
+    let (_, tag) = token.split_once('.').unwrap_or_default();
+    use base64::Engine;
+    let swapped = format!(
+        "{}.{tag}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+            "other\nweb-1\nhook\n{}",
+            (T0 + shared::notify::token::ACK_LINK_TTL_MS) / 1000
+        ))
+    );
+    let r = http
+        .post(url(&swapped))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 403);
+    // Seven days later the real link has expired.
+    clock.set(T0 + shared::notify::token::ACK_LINK_TTL_MS);
+    let r = http
+        .get(url(&token))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap_or_default().contains("expired"));
+    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+}
