@@ -129,6 +129,39 @@ async fn documented_response_shapes_match_the_handlers() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let revoke_url = format!("/api/health/keys/{}", to_revoke.key_id);
+    let silence = shared::domain::notify::SilenceRecord {
+        silence_id: "s_fixed".into(),
+        matcher: shared::domain::notify::Matcher::default(),
+        starts_at: Some(now),
+        ends_at: Some(now + 3_600_000),
+        schedule: None,
+        comment: "deploy".into(),
+        created_by: "ops".into(),
+        created_at: now,
+    };
+    running
+        .state
+        .store
+        .put_silence("local", &silence)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let secret = running
+        .state
+        .store
+        .ack_secret()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let token = shared::notify::token::sign(
+        &secret,
+        &shared::notify::token::AckClaim {
+            tenant: "local".into(),
+            alert_id: "alert_1".into(),
+            channel_id: "ops".into(),
+            expires_at: now + shared::notify::token::ACK_LINK_TTL_MS,
+        },
+    );
+    let ack_url = format!("/api/health/ack/{token}");
+    let ends_at = shared::time::format_rfc3339(now + 600_000);
     // Requests in an order that leaves data for the reads.
     let cases: Vec<(Method, &str, &str, Option<Value>)> = vec![
         (
@@ -205,6 +238,64 @@ async fn documented_response_shapes_match_the_handlers() {
             &revoke_url,
             None,
         ),
+        (
+            Method::PUT,
+            "/api/health/channels/{channel_id}",
+            "/api/health/channels/ops",
+            Some(json!({"type": "email", "to": ["ops@example.com"], "name": "Ops mail"})),
+        ),
+        (Method::GET, "/api/health/channels", "/api/health/channels", None),
+        (
+            Method::POST,
+            "/api/health/channels/{channel_id}/test",
+            "/api/health/channels/ops/test",
+            None,
+        ),
+        (
+            Method::PUT,
+            "/api/health/notification-rules/{rule_id}",
+            "/api/health/notification-rules/all",
+            Some(json!({"channels": ["ops"], "match": {"severity": ["critical"], "source_id": "h*"}})),
+        ),
+        (
+            Method::GET,
+            "/api/health/notification-rules",
+            "/api/health/notification-rules",
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/health/silences",
+            "/api/health/silences",
+            Some(json!({"match": {"source_type": ["agent"]}, "ends_at": ends_at, "comment": "deploy"})),
+        ),
+        (Method::GET, "/api/health/silences", "/api/health/silences", None),
+        (
+            Method::DELETE,
+            "/api/health/silences/{silence_id}",
+            "/api/health/silences/s_fixed",
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/health/alerts/{alert_id}/notifications",
+            "/api/health/alerts/alert_1/notifications",
+            None,
+        ),
+        (Method::GET, "/api/health/ack/{token}", &ack_url, None),
+        (Method::POST, "/api/health/ack/{token}", &ack_url, None),
+        (
+            Method::DELETE,
+            "/api/health/notification-rules/{rule_id}",
+            "/api/health/notification-rules/all",
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/api/health/channels/{channel_id}",
+            "/api/health/channels/ops",
+            None,
+        ),
     ];
     assert_eq!(
         cases.len(),
@@ -219,12 +310,26 @@ async fn documented_response_shapes_match_the_handlers() {
         );
         let mut req = client
             .request(method.clone(), format!("{base}{url}"))
+            .header("accept", "application/json")
             .bearer_auth(&running.api_key);
         if let Some(b) = body {
             req = req.json(&b);
         }
         let res = req.send().await.unwrap_or_else(|e| panic!("{e}"));
         let status = res.status().as_u16().to_string();
+        let html = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/html"));
+        if html {
+            assert!(
+                doc.pointer(&format!("{op}/responses/{status}/content/text~1html"))
+                    .is_some(),
+                "{method} {url} answered {status} with a page, which is not documented"
+            );
+            continue;
+        }
         let value: Value = res.json().await.unwrap_or_default();
         assert!(
             doc.pointer(&format!("{op}/responses/{status}")).is_some(),
