@@ -244,7 +244,12 @@ async fn documented_response_shapes_match_the_handlers() {
             "/api/health/channels/ops",
             Some(json!({"type": "email", "to": ["ops@example.com"], "name": "Ops mail"})),
         ),
-        (Method::GET, "/api/health/channels", "/api/health/channels", None),
+        (
+            Method::GET,
+            "/api/health/channels",
+            "/api/health/channels",
+            None,
+        ),
         (
             Method::POST,
             "/api/health/channels/{channel_id}/test",
@@ -255,7 +260,9 @@ async fn documented_response_shapes_match_the_handlers() {
             Method::PUT,
             "/api/health/notification-rules/{rule_id}",
             "/api/health/notification-rules/all",
-            Some(json!({"channels": ["ops"], "match": {"severity": ["critical"], "source_id": "h*"}})),
+            Some(
+                json!({"channels": ["ops"], "match": {"severity": ["critical"], "source_id": "h*"}}),
+            ),
         ),
         (
             Method::GET,
@@ -267,9 +274,16 @@ async fn documented_response_shapes_match_the_handlers() {
             Method::POST,
             "/api/health/silences",
             "/api/health/silences",
-            Some(json!({"match": {"source_type": ["agent"]}, "ends_at": ends_at, "comment": "deploy"})),
+            Some(
+                json!({"match": {"source_type": ["agent"]}, "ends_at": ends_at, "comment": "deploy"}),
+            ),
         ),
-        (Method::GET, "/api/health/silences", "/api/health/silences", None),
+        (
+            Method::GET,
+            "/api/health/silences",
+            "/api/health/silences",
+            None,
+        ),
         (
             Method::DELETE,
             "/api/health/silences/{silence_id}",

@@ -301,11 +301,12 @@ where
 {
     use aws_sdk_sns::error::SdkError;
     let text = match &e {
-        SdkError::ServiceError(s) => format!(
+        SdkError::ServiceError(s) if s.err().code().is_some() => format!(
             "{service}: {}: {}",
             s.err().code().unwrap_or("error"),
             s.err().message().unwrap_or_default()
         ),
+        SdkError::ServiceError(s) => format!("{service}: unrecognised answer: {:?}", s.raw()),
         other => format!("{service}: {}", describe_chain(other)),
     };
     let retry = match &e {

@@ -1,0 +1,356 @@
+//! Email and AWS channels against real servers: mail to a real SMTP server (aiosmtpd,
+//! started here from the test command's Python tools), SES v2 and SNS on the test server
+//! (moto), whose SNS delivers to a real HTTP subscriber. Its own test binary, because the
+//! AWS endpoints are set in the process environment, as a deployment sets them.
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use shared::config::Config;
+use shared::domain::alerts::{AlertRecord, Severity, SourceType};
+use shared::domain::notify::{ChannelRecord, Destination, Matcher, RuleRecord};
+use shared::notify::Notifier;
+use shared::AppState;
+
+const T0: i64 = 1_800_000_000_000;
+
+fn alert() -> AlertRecord {
+    AlertRecord {
+        alert_id: "alert_cpu_web-1_1".into(),
+        severity: Severity::Critical,
+        message: "High CPU usage: 97%".into(),
+        source_type: SourceType::System,
+        source_id: "web-1".into(),
+        condition: "cpu_high".into(),
+        raised_at: T0,
+        acknowledged_by: None,
+        acknowledged_at: None,
+        notes: None,
+        resolved_at: None,
+    }
+}
+
+async fn state_with(
+    config: Config,
+    id: &str,
+    destination: Destination,
+) -> (AppState, ChannelRecord) {
+    let (store, dir) = e2e_tests::embedded_store();
+    // The directory lives as long as the test process; each test has its own.
+    std::mem::forget(dir);
+    let state = AppState::new(store, config);
+    state
+        .store
+        .create_api_key("acme", &["admin".to_owned()], "ops", 0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let channel = state
+        .store
+        .put_channel("acme", id, |_| ChannelRecord {
+            channel_id: id.to_owned(),
+            name: id.to_owned(),
+            enabled: true,
+            destination: destination.clone(),
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (state, channel)
+}
+
+fn aws_env() {
+    let endpoint = e2e_tests::dynamodb_endpoint();
+    // Set before any client is built; every test of this binary wants the same values.
+    std::env::set_var("AWS_ENDPOINT_URL_SESV2", &endpoint);
+    std::env::set_var("AWS_ENDPOINT_URL_SNS", &endpoint);
+    std::env::set_var("AWS_REGION", "us-east-1");
+    std::env::set_var("AWS_ACCESS_KEY_ID", "local");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "local");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+}
+
+/// A query-protocol call to the test server, as the AWS CLI would make it (moto routes it
+/// by the service named in the credential scope; it does not check signatures).
+async fn aws_query(service: &str, params: &[(&str, &str)]) -> String {
+    let response = reqwest::Client::new()
+        .post(e2e_tests::dynamodb_endpoint())
+        .header(
+            "authorization",
+            format!("AWS4-HMAC-SHA256 Credential=local/20261130/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"),
+        )
+        .form(params)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{service} {params:?}: {status} {text}");
+    text
+}
+
+fn between<'a>(text: &'a str, open: &str, close: &str) -> &'a str {
+    text.split_once(open)
+        .and_then(|(_, rest)| rest.split_once(close))
+        .map(|(inside, _)| inside)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn mail_reaches_a_real_smtp_server_with_text_and_html_parts() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/smtp_sink.py");
+    let mut server = Command::new("python3")
+        .args([script, &dir.path().to_string_lossy(), &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start the SMTP server (python3 with aiosmtpd from the test command's .tools/venv): {e}"));
+    let mut ready = String::new();
+    if let Some(out) = server.stdout.take() {
+        std::io::BufReader::new(out)
+            .read_line(&mut ready)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!(ready.trim(), "ready", "the SMTP server did not start");
+
+    let (state, _) = state_with(
+        Config {
+            email_transport: Some(format!("smtp://127.0.0.1:{port}")),
+            email_from: "Health Monitor <alerts@example.com>".into(),
+            public_url: Some("http://monitor.test".into()),
+            ..Config::default()
+        },
+        "mail",
+        Destination::Email {
+            to: vec!["ops@example.com".into(), "oncall@example.com".into()],
+        },
+    )
+    .await;
+    state
+        .store
+        .put_rule(
+            "acme",
+            &RuleRecord {
+                rule_id: "all".into(),
+                channels: vec!["mail".into()],
+                matcher: Matcher::default(),
+                group_wait_s: 0,
+                group_interval_s: 0,
+                repeat_interval_s: 3600,
+                send_resolved: true,
+                updated_at: 0,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    state
+        .store
+        .save_alert("acme", &alert(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let notifier = Notifier::new(&state).unwrap_or_else(|e| panic!("{e}"));
+    let report = notifier
+        .pass_tenant("acme", T0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.delivered, 1, "{report:?}");
+
+    let eml = std::fs::read_to_string(dir.path().join("0001.eml")).unwrap_or_default();
+    let rcpt = std::fs::read_to_string(dir.path().join("0001.rcpt")).unwrap_or_default();
+    drop(server.stdin.take());
+    let _ = server.wait();
+    assert_eq!(rcpt, "ops@example.com\noncall@example.com");
+    assert!(
+        eml.contains("Subject: [critical] 1 alert firing (acme): High CPU usage: 97%"),
+        "{eml}"
+    );
+    assert!(
+        eml.contains("From: \"Health Monitor\" <alerts@example.com>")
+            || eml.contains("From: Health Monitor <alerts@example.com>"),
+        "{eml}"
+    );
+    assert!(eml.contains("multipart/alternative"), "{eml}");
+    assert!(eml.contains("Content-Type: text/plain"), "{eml}");
+    assert!(eml.contains("Content-Type: text/html"), "{eml}");
+    // Quoted-printable soft line breaks joined: the acknowledge link is in the text.
+    let joined = eml.replace("=\r\n", "").replace("=\n", "");
+    assert!(
+        joined.contains("http://monitor.test/api/health/ack/"),
+        "{eml}"
+    );
+}
+
+#[tokio::test]
+async fn ses_sends_from_a_verified_identity_and_names_the_problem_otherwise() {
+    aws_env();
+    // A fresh sender each run: the test server keeps verified identities across runs.
+    let sender = format!("alerts-{:08x}@example.com", rand::random::<u32>());
+    let (state, channel) = state_with(
+        Config {
+            email_transport: Some("ses".into()),
+            email_from: sender.clone(),
+            ..Config::default()
+        },
+        "ses-mail",
+        Destination::Email {
+            to: vec!["ops@example.com".into()],
+        },
+    )
+    .await;
+    let notifier = Notifier::new(&state).unwrap_or_else(|e| panic!("{e}"));
+    // Not verified yet: SES refuses, and the result says why; not retried.
+    let refused = notifier
+        .test_channel("acme", &channel, T0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!refused.delivered);
+    assert!(!refused.retryable);
+    assert!(
+        refused
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("not verified")),
+        "{refused:?}"
+    );
+    let before = aws_query(
+        "ses",
+        &[("Action", "GetSendQuota"), ("Version", "2010-12-01")],
+    )
+    .await;
+    aws_query(
+        "ses",
+        &[
+            ("Action", "VerifyEmailIdentity"),
+            ("EmailAddress", &sender),
+            ("Version", "2010-12-01"),
+        ],
+    )
+    .await;
+    let sent = notifier
+        .test_channel("acme", &channel, T0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(sent.delivered, "{sent:?}");
+    let after = aws_query(
+        "ses",
+        &[("Action", "GetSendQuota"), ("Version", "2010-12-01")],
+    )
+    .await;
+    let count = |xml: &str| {
+        between(xml, "<SentLast24Hours>", "</SentLast24Hours>")
+            .parse::<f64>()
+            .unwrap_or(-1.0)
+    };
+    assert_eq!(count(&after), count(&before) + 1.0, "{before}\n{after}");
+}
+
+#[tokio::test]
+async fn sns_publishes_to_the_topic_and_its_http_subscriber_gets_the_message() {
+    aws_env();
+    // A real HTTP subscriber of the topic.
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = Arc::clone(&got);
+    let app = axum::Router::new().fallback(move |body: String| {
+        let sink = Arc::clone(&sink);
+        async move {
+            if let Ok(v) = serde_json::from_str::<Value>(&body) {
+                sink.lock().unwrap_or_else(|e| e.into_inner()).push(v);
+            }
+            http::StatusCode::OK
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    // A fresh topic each run: the test server keeps topics (and subscribers) across runs.
+    let name = format!("health-alerts-{:08x}", rand::random::<u32>());
+    let created = aws_query(
+        "sns",
+        &[
+            ("Action", "CreateTopic"),
+            ("Name", &name),
+            ("Version", "2010-03-31"),
+        ],
+    )
+    .await;
+    let topic = between(&created, "<TopicArn>", "</TopicArn>").to_owned();
+    assert!(topic.starts_with("arn:aws:sns:"), "{created}");
+    let endpoint = format!("http://127.0.0.1:{port}/sns");
+    aws_query(
+        "sns",
+        &[
+            ("Action", "Subscribe"),
+            ("TopicArn", &topic),
+            ("Protocol", "http"),
+            ("Endpoint", &endpoint),
+            ("Version", "2010-03-31"),
+        ],
+    )
+    .await;
+    let (state, channel) = state_with(
+        Config::default(),
+        "sns",
+        Destination::Sns {
+            topic_arn: topic.clone(),
+        },
+    )
+    .await;
+    let notifier = Notifier::new(&state).unwrap_or_else(|e| panic!("{e}"));
+    let result = notifier
+        .test_channel("acme", &channel, T0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(result.delivered, "{result:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let notification = loop {
+        let found = got
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|v| v["Type"] == "Notification")
+            .cloned();
+        if let Some(n) = found {
+            break n;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the subscriber got nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(notification["TopicArn"], topic.as_str());
+    assert!(notification["Subject"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("[info] 1 alert test (acme)") && s.len() <= 100));
+    assert!(notification["Message"]
+        .as_str()
+        .is_some_and(|m| m.contains("Test notification to channel sns")));
+    // A topic that does not exist: a final error naming it.
+    let (state, missing) = state_with(
+        Config::default(),
+        "gone",
+        Destination::Sns {
+            topic_arn: "arn:aws:sns:us-east-1:123456789012:health-alerts-gone".into(),
+        },
+    )
+    .await;
+    let notifier = Notifier::new(&state).unwrap_or_else(|e| panic!("{e}"));
+    let result = notifier
+        .test_channel("acme", &missing, T0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!result.delivered);
+    assert!(!result.retryable, "{result:?}");
+}
