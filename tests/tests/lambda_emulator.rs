@@ -526,3 +526,130 @@ async fn the_collector_hands_each_cycle_to_the_broadcaster_which_reaches_the_das
         .collect();
     assert!(messages.contains(&"High CPU usage: 91.5%"), "{data}");
 }
+
+/// The notifier binary, invoked through the emulator with a scheduled event, finds the
+/// alert stored in DynamoDB and delivers a signed webhook carrying an acknowledge link to
+/// the deployment's public address.
+#[tokio::test]
+async fn the_notifier_binary_delivers_a_stored_alert_on_a_scheduled_event() {
+    use std::sync::{Arc, Mutex};
+    let backend = e2e_tests::dynamo_backend().await;
+    let table = backend.table().to_owned();
+    let store = Store::new(Arc::new(backend));
+    let now = chrono::Utc::now().timestamp_millis();
+    store
+        .create_api_key("acme", &["admin".to_owned()], "ops", now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The receiver keeps each body with its signature header.
+    let got: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let sink = Arc::clone(&got);
+    let app = axum::Router::new().fallback(move |headers: http::HeaderMap, body: String| {
+        let sink = Arc::clone(&sink);
+        async move {
+            let sig = headers
+                .get("x-health-signature")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((sig, value));
+            StatusCode::OK
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let receiver = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let destination = shared::domain::notify::Destination::Webhook {
+        url: format!("http://{receiver}/hook"),
+        secret: "s3cret".into(),
+    };
+    store
+        .put_channel("acme", "ops", |_| shared::domain::notify::ChannelRecord {
+            channel_id: "ops".into(),
+            name: "Ops".into(),
+            enabled: true,
+            destination: destination.clone(),
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .put_rule(
+            "acme",
+            &shared::domain::notify::RuleRecord {
+                rule_id: "all".into(),
+                channels: vec!["ops".into()],
+                matcher: shared::domain::notify::Matcher::default(),
+                group_wait_s: 0,
+                group_interval_s: 60,
+                repeat_interval_s: 3600,
+                send_resolved: true,
+                updated_at: now,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let alert = AlertRecord {
+        alert_id: "alert_cpu_h1_1".into(),
+        severity: Severity::Critical,
+        message: "High CPU usage: 97%".into(),
+        source_type: SourceType::System,
+        source_id: "h1".into(),
+        condition: "cpu_high".into(),
+        raised_at: now,
+        acknowledged_by: None,
+        acknowledged_at: None,
+        notes: None,
+        resolved_at: None,
+    };
+    store
+        .save_alert("acme", &alert, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let port = free_port();
+    let _emulator = start_emulator(
+        "notifier",
+        &table,
+        port,
+        &[
+            ("COLLECTOR_INVOCATION_SECONDS", "2"),
+            ("PROBE_ALLOWED_ADDRESSES", "127.0.0.1"),
+            ("HEALTH_PUBLIC_URL", "https://health.example.com"),
+        ],
+    );
+    let event = json!({
+        "version": "0",
+        "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": format_rfc3339(now),
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/health-notifier"],
+        "detail": {}
+    });
+    let summary = invoke(port, "notifier", &event).await;
+    assert_eq!(summary["decided"], json!(1), "{summary}");
+    assert_eq!(summary["delivered"], json!(1), "{summary}");
+    let received = got.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert_eq!(received.len(), 1);
+    let (sig, body) = &received[0];
+    assert!(sig.starts_with("t=") && sig.contains(",v1="), "{sig}");
+    assert_eq!(body["status"], "firing");
+    assert_eq!(body["alerts"][0]["alert_id"], "alert_cpu_h1_1");
+    assert!(body["alerts"][0]["acknowledge_url"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("https://health.example.com/api/health/ack/")));
+    // A second invocation has nothing new to say.
+    let again = invoke(port, "notifier", &event).await;
+    assert_eq!(again["decided"], json!(0), "{again}");
+    assert_eq!(got.lock().unwrap_or_else(|e| e.into_inner()).len(), 1);
+}
