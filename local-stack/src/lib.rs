@@ -5,6 +5,7 @@ pub mod control;
 pub mod dashboard;
 pub mod demo;
 pub mod gateway;
+pub mod inbox;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -249,9 +250,14 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         .await
         .map_err(io)?;
     let mut config = options.config;
+    let own = loopback_if_unspecified(listener.local_addr().map_err(io)?);
     if config.public_url.is_none() {
-        let addr = listener.local_addr().map_err(io)?;
-        config.public_url = Some(format!("http://{}", loopback_if_unspecified(addr)));
+        config.public_url = Some(format!("http://{own}"));
+    }
+    // The demo's channel delivers to this process's own inbox page, on loopback.
+    let inbox = options.demo.then(|| Arc::new(inbox::Inbox::new()));
+    if inbox.is_some() && !config.probe_allowed_addresses.contains(&own.ip()) {
+        config.probe_allowed_addresses.push(own.ip());
     }
     let mut state = AppState::new(store, config);
     if let Some(clock) = options.clock {
@@ -268,7 +274,10 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         .transpose()?;
     let notifier =
         shared::notify::Notifier::new(&state).map_err(shared::collector::CollectorError::from)?;
-    let mut running = serve_on(listener, state, api_key, options.limits)?;
+    let mut running = serve_inner(listener, state, api_key, options.limits, inbox.clone())?;
+    if let Some(inbox) = &inbox {
+        demo_channel(&running, inbox).await?;
+    }
     {
         let state = running.state.clone();
         running.notifier = Some(tokio::spawn(async move {
@@ -332,6 +341,47 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     Ok(running)
 }
 
+/// Registers the demo's webhook channel to the inbox page and a rule sending every alert
+/// there (replacing earlier ones: the inbox's secret is new each start).
+async fn demo_channel(running: &Running, inbox: &inbox::Inbox) -> Result<(), StartError> {
+    use shared::domain::notify::{ChannelRecord, Destination, Matcher, RuleRecord};
+    let now = running.state.clock.now_ms();
+    let destination = Destination::Webhook {
+        url: format!("{}{}", running.url(), inbox::PATH),
+        secret: inbox.secret().to_owned(),
+    };
+    running
+        .state
+        .store
+        .put_channel(LOCAL_TENANT, inbox::CHANNEL_ID, |old| ChannelRecord {
+            channel_id: inbox::CHANNEL_ID.to_owned(),
+            name: "Demo inbox".to_owned(),
+            enabled: true,
+            destination: destination.clone(),
+            created_at: old.map_or(now, |o| o.created_at),
+            updated_at: now,
+        })
+        .await?;
+    running
+        .state
+        .store
+        .put_rule(
+            LOCAL_TENANT,
+            &RuleRecord {
+                rule_id: inbox::CHANNEL_ID.to_owned(),
+                channels: vec![inbox::CHANNEL_ID.to_owned()],
+                matcher: Matcher::default(),
+                group_wait_s: 5,
+                group_interval_s: 60,
+                repeat_interval_s: 3600,
+                send_resolved: true,
+                updated_at: now,
+            },
+        )
+        .await?;
+    Ok(())
+}
+
 /// Serves any application state (any store) on `addr` with the default [`Limits`]; the
 /// local stack and tests that run the HTTP API over the DynamoDB backend both use it.
 pub async fn serve(
@@ -364,6 +414,16 @@ pub fn serve_on(
     api_key: String,
     limits: Limits,
 ) -> Result<Running, StartError> {
+    serve_inner(listener, state, api_key, limits, None)
+}
+
+fn serve_inner(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    api_key: String,
+    limits: Limits,
+    inbox: Option<Arc<inbox::Inbox>>,
+) -> Result<Running, StartError> {
     let io = |source| StartError::Io {
         path: PathBuf::from("listener"),
         source,
@@ -373,7 +433,7 @@ pub fn serve_on(
     let mut state = state;
     // Revoking a key closes the sockets it opened here.
     state.closer = Some(Arc::clone(&gateway) as Arc<dyn shared::ws::ConnectionCloser>);
-    let app = router(state.clone(), Arc::clone(&gateway));
+    let app = router(state.clone(), Arc::clone(&gateway), inbox);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(accept_loop(listener, app, limits, rx));
     Ok(Running {
@@ -507,9 +567,16 @@ async fn accept_loop(
 
 /// The HTTP routes: the WebSocket gateway and its Management API, the OpenAPI document,
 /// and everything else to the library router.
-pub fn router(state: AppState, gateway: Arc<gateway::Gateway>) -> axum::Router {
-    gateway::routes()
-        .merge(dashboard::routes())
+pub fn router(
+    state: AppState,
+    gateway: Arc<gateway::Gateway>,
+    inbox: Option<Arc<inbox::Inbox>>,
+) -> axum::Router {
+    let mut routes = gateway::routes().merge(dashboard::routes());
+    if let Some(inbox) = inbox {
+        routes = routes.merge(inbox::routes(inbox));
+    }
+    routes
         .route("/api/openapi.json", axum::routing::get(openapi))
         .fallback(serve_api)
         .with_state(gateway::Local {

@@ -236,12 +236,19 @@ async fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     })
     .await?;
     // Written without println!, which panics if whoever started us closed the pipe.
-    let banner = format!(
+    let mut banner = format!(
         "Listening on {}\nAPI key: {}\nDashboard: {}\n",
         running.url(),
         running.api_key,
         running.dashboard_url()
     );
+    if demo {
+        banner.push_str(&format!(
+            "Demo inbox (notifications): {}{}\n",
+            running.url(),
+            local_stack::inbox::PATH
+        ));
+    }
     {
         use std::io::Write as _;
         let mut out = std::io::stdout().lock();

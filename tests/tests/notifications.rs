@@ -836,3 +836,90 @@ async fn expired_and_foreign_links_are_refused() {
     assert!(r.text().await.unwrap_or_default().contains("expired"));
     app.stop().await.unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Demo mode delivers to the built-in inbox page with nothing configured: a newcomer sees
+/// the notification arrive and can acknowledge from it.
+#[tokio::test]
+async fn demo_mode_delivers_to_the_built_in_inbox() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let app = local_stack::start(local_stack::Options {
+        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        data_dir: dir.path().to_owned(),
+        config: Config {
+            polling_interval_secs: 1,
+            ..Config::default()
+        },
+        clock: None,
+        sidecar: None,
+        demo: true,
+        limits: local_stack::Limits::default(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let http = reqwest::Client::new();
+    let base = app.url();
+    let r = http
+        .post(format!("{base}/api/health/events"))
+        .bearer_auth(&app.api_key)
+        .json(&json!({"events": [{"event_id": "inbox-1", "type": "host.sample", "host_id": "inbox-test-host",
+            "cpu_usage": 99.0, "memory_usage": 10.0, "timestamp": e2e_tests::ago(1)}]}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 202);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let alert = loop {
+        let inbox: Value = http
+            .get(format!("{base}/demo/inbox.json"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_default();
+        let found = inbox
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["status"] == "firing")
+            .flat_map(|m| m["alerts"].as_array().cloned().unwrap_or_default())
+            .find(|a| a["source_id"] == "inbox-test-host");
+        if let Some(a) = found {
+            break a;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing in the demo inbox within 30 s: {inbox}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let page = http
+        .get(format!("{base}/demo/inbox"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(page.contains("inbox-test-host"), "{page}");
+    // A message without the channel's signature is refused, as a receiver should.
+    let forged = http
+        .post(format!("{base}/demo/inbox"))
+        .body(r#"{"notification_id":"forged","status":"firing","alerts":[]}"#)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(forged.status(), 401);
+    let link = alert["acknowledge_url"].as_str().unwrap_or_default();
+    let acked: Value = http
+        .post(link)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(acked["acknowledged_by"], "via Demo inbox", "{acked}");
+    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+}

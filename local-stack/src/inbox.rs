@@ -1,0 +1,153 @@
+//! The demo inbox: in demo mode (`cargo run -- --demo`) a webhook channel delivers here,
+//! so a newcomer sees notifications arrive (and can acknowledge from them) without
+//! configuring anything. It is a real receiver: it checks `X-Health-Signature` like any
+//! webhook receiver should, and keeps the last [`KEEP`] messages in memory.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::Value;
+use shared::notify::render::escape;
+use shared::notify::send::signature;
+
+/// Messages kept.
+pub const KEEP: usize = 200;
+/// Where the inbox receives and shows messages.
+pub const PATH: &str = "/demo/inbox";
+/// The id of the demo's channel and rule.
+pub const CHANNEL_ID: &str = "demo-inbox";
+
+/// Received messages, newest last, and the channel secret that signs them.
+#[derive(Debug)]
+pub struct Inbox {
+    secret: String,
+    messages: Mutex<VecDeque<(i64, Value)>>,
+}
+
+impl Inbox {
+    /// An empty inbox with a fresh signing secret.
+    pub fn new() -> Self {
+        Self {
+            secret: format!("whsec_{:032x}", rand::random::<u128>()),
+            messages: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// The secret the demo channel signs with.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    fn list(&self) -> Vec<(i64, Value)> {
+        self.messages
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+impl Default for Inbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `POST`/`GET /demo/inbox` and `GET /demo/inbox.json`.
+pub fn routes<S: Clone + Send + Sync + 'static>(inbox: Arc<Inbox>) -> axum::Router<S> {
+    axum::Router::new()
+        .route(PATH, get(page).post(receive))
+        .route(&format!("{PATH}.json"), get(json))
+        .with_state(inbox)
+}
+
+async fn receive(State(inbox): State<Arc<Inbox>>, headers: HeaderMap, body: String) -> Response {
+    let given = headers
+        .get("x-health-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    // t=<secs>,v1=<hex>: recompute for the given time and compare.
+    let t = given
+        .split(',')
+        .find_map(|p| p.strip_prefix("t="))
+        .and_then(|t| t.parse::<i64>().ok());
+    let valid = t.is_some_and(|t| signature(&inbox.secret, t, &body) == given);
+    if !valid {
+        return (StatusCode::UNAUTHORIZED, "bad signature").into_response();
+    }
+    let Ok(message) = serde_json::from_str::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "not JSON").into_response();
+    };
+    let mut messages = inbox
+        .messages
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // A retried message (same notification_id) is shown once, as receivers should do.
+    if !messages
+        .iter()
+        .any(|(_, m)| m["notification_id"] == message["notification_id"])
+    {
+        messages.push_back((
+            shared::time::Clock::now_ms(&shared::time::SystemClock),
+            message,
+        ));
+        while messages.len() > KEEP {
+            messages.pop_front();
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn json(State(inbox): State<Arc<Inbox>>) -> Response {
+    let messages = inbox.list();
+    let list: Vec<&Value> = messages.iter().map(|(_, m)| m).collect();
+    axum::Json(list).into_response()
+}
+
+async fn page(State(inbox): State<Arc<Inbox>>) -> Response {
+    let mut items = String::new();
+    for (at, m) in inbox.list().iter().rev() {
+        let mut alerts = String::new();
+        for a in m["alerts"].as_array().into_iter().flatten() {
+            let ack = a["acknowledge_url"]
+                .as_str()
+                .map(|u| format!(r#" <a href="{}">Acknowledge…</a>"#, escape(u)))
+                .unwrap_or_default();
+            alerts.push_str(&format!(
+                "<li><b class=\"{sev}\">{sev}</b> {msg} <small>{st} {sid}</small>{ack}</li>",
+                sev = escape(a["severity"].as_str().unwrap_or_default()),
+                msg = escape(a["message"].as_str().unwrap_or_default()),
+                st = escape(a["source_type"].as_str().unwrap_or_default()),
+                sid = escape(a["source_id"].as_str().unwrap_or_default()),
+            ));
+        }
+        items.push_str(&format!(
+            "<article><h2>{status} <small>{when} · {id}</small></h2><ul>{alerts}</ul></article>",
+            status = escape(m["status"].as_str().unwrap_or_default()),
+            when = shared::time::format_rfc3339(*at),
+            id = escape(m["notification_id"].as_str().unwrap_or_default()),
+        ));
+    }
+    if items.is_empty() {
+        items = "<p>No notifications yet. When the demo raises an alert, the demo's rule \
+                 sends it here (after a 5 s group wait).</p>"
+            .to_owned();
+    }
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta http-equiv=\"refresh\" content=\"5\"><title>Demo inbox</title>\
+         <style>body{{font:15px system-ui,sans-serif;max-width:48rem;margin:1rem auto;padding:0 1rem}}\
+         article{{border-top:1px solid #ddd;padding:.5rem 0}}h2{{font-size:1rem;margin:.2rem 0}}\
+         small{{color:#666;font-weight:normal}}.critical{{color:#b3261e}}.warning{{color:#9a6200}}\
+         .info{{color:#2457a6}}ul{{margin:.2rem 0;padding-left:1.2rem}}</style></head>\
+         <body><h1>Demo inbox</h1><p>What the demo's webhook channel received, newest first \
+         (refreshes every 5 s). <a href=\"/\">Dashboard</a></p>{items}</body></html>"
+    );
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+}
