@@ -19,6 +19,7 @@ use shared::store::{Backend, ItemKey, Range, Store, StoreError, StoredItem, Writ
 mod broadcast;
 mod collector;
 mod contention;
+mod notify;
 
 /// Counts the request units a backend's calls would cost on DynamoDB, in tenths.
 #[derive(Debug)]
@@ -451,6 +452,12 @@ async fn main() {
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
         broadcast::clients(&url, count).await;
+        return;
+    }
+    if what == "notify" || what == "all" {
+        notify::notify_benchmarks().await;
+    }
+    if what == "notify" {
         return;
     }
     if what == "contention" || what == "all" {

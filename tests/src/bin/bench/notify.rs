@@ -1,0 +1,232 @@
+//! Notification benchmarks: the time from the collector cycle that raises an alert to a
+//! webhook receiver getting it (the local stack on the real clock, 1 s cycles), and 1,000
+//! alerts firing at once on one tenant (messages sent, time to deliver them all).
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use shared::config::Config;
+use shared::domain::alerts::{AlertRecord, Severity, SourceType};
+use shared::domain::notify::{ChannelRecord, Destination, Matcher, RuleRecord};
+use shared::notify::Notifier;
+use shared::store::Store;
+use shared::time::{Clock, SystemClock};
+use shared::AppState;
+
+use crate::percentile;
+
+/// A webhook receiver recording when each body arrived (epoch ms).
+async fn receiver() -> (String, Arc<Mutex<Vec<(i64, Value)>>>) {
+    let got: Arc<Mutex<Vec<(i64, Value)>>> = Arc::default();
+    let sink = Arc::clone(&got);
+    let app = axum::Router::new().fallback(move |body: String| {
+        let sink = Arc::clone(&sink);
+        async move {
+            let at = SystemClock.now_ms();
+            let value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((at, value));
+            http::StatusCode::OK
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/hook"), got)
+}
+
+fn channel_and_rule(url: &str) -> (ChannelRecord, RuleRecord) {
+    (
+        ChannelRecord {
+            channel_id: "hook".into(),
+            name: "hook".into(),
+            enabled: true,
+            destination: Destination::Webhook {
+                url: url.to_owned(),
+                secret: "s".into(),
+            },
+            created_at: 0,
+            updated_at: 0,
+        },
+        RuleRecord {
+            rule_id: "all".into(),
+            channels: vec!["hook".into()],
+            matcher: Matcher::default(),
+            group_wait_s: 0,
+            group_interval_s: 0,
+            repeat_interval_s: 3600,
+            send_resolved: false,
+            updated_at: 0,
+        },
+    )
+}
+
+async fn configure(store: &Store, tenant: &str, url: &str) {
+    let (channel, rule) = channel_and_rule(url);
+    store
+        .put_channel(tenant, "hook", |_| channel.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .put_rule(tenant, &rule)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Raise to receipt on the local stack: each round a new host goes over the CPU threshold;
+/// the latency is the webhook's arrival minus the alert's `raised_at` (the cycle's time).
+async fn raise_to_webhook(rounds: usize) {
+    let (url, got) = receiver().await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let app = local_stack::start(local_stack::Options {
+        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        data_dir: dir.path().to_owned(),
+        config: Config {
+            polling_interval_secs: 1,
+            probe_allowed_addresses: vec!["127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))],
+            ..Config::default()
+        },
+        clock: None,
+        sidecar: None,
+        demo: false,
+        limits: local_stack::Limits::default(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    configure(&app.state.store, "local", &url).await;
+    let mut samples = Vec::new();
+    for round in 0..rounds {
+        let host = format!("bench-host-{round:03}");
+        e2e_tests::ingest_events(
+            &app,
+            &app.api_key,
+            json!([{"event_id": format!("n{round}"), "type": "host.sample", "host_id": host,
+                    "cpu_usage": 97.0, "memory_usage": 10.0}]),
+        )
+        .await;
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        let arrived = loop {
+            let hit = got
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .find(|(_, b)| {
+                    b["alerts"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x["source_id"] == host.as_str()))
+                })
+                .map(|(at, _)| *at);
+            if let Some(at) = hit {
+                break at;
+            }
+            assert!(Instant::now() < deadline, "no webhook for {host}");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        };
+        let raised = app
+            .state
+            .store
+            .active_alerts("local")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .find(|a| a.source_id == host)
+            .map(|a| a.raised_at)
+            .unwrap_or(arrived);
+        #[allow(clippy::cast_precision_loss)]
+        samples.push((arrived - raised) as f64);
+    }
+    samples.sort_by(f64::total_cmp);
+    println!("\n| path | rounds | raise → webhook p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| local stack, collector every 1 s, group_wait_s 0 | {rounds} | {:.0} | {:.0} | {:.0} |",
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.99),
+        samples.last().copied().unwrap_or(0.0)
+    );
+    let _ = app.stop().await;
+}
+
+/// 1,000 alerts firing at once on one tenant: one notifier pass decides and delivers.
+async fn thousand_at_once(label: &str, store: Store) {
+    let (url, got) = receiver().await;
+    let state = AppState::new(
+        store,
+        Config {
+            probe_allowed_addresses: vec!["127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))],
+            public_url: Some("https://health.example.com".into()),
+            ..Config::default()
+        },
+    );
+    state
+        .store
+        .create_api_key("bench", &["admin".to_owned()], "ops", 0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    configure(&state.store, "bench", &url).await;
+    let now = SystemClock.now_ms();
+    for i in 0..1000 {
+        let alert = AlertRecord {
+            alert_id: format!("alert_cpu_host-{i:04}_1"),
+            severity: if i % 10 == 0 {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            message: format!("High CPU usage: {}%", 85 + i % 15),
+            source_type: SourceType::System,
+            source_id: format!("host-{i:04}"),
+            condition: "cpu_high".into(),
+            raised_at: now,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            notes: None,
+            resolved_at: None,
+        };
+        state
+            .store
+            .save_alert("bench", &alert, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let notifier = Notifier::new(&state).unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    let report = notifier
+        .pass_tenant("bench", now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+    let received = got.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let alerts: usize = received
+        .iter()
+        .map(|(_, b)| b["alerts"].as_array().map_or(0, Vec::len))
+        .sum();
+    let largest = received
+        .iter()
+        .map(|(_, b)| b.to_string().len())
+        .max()
+        .unwrap_or(0);
+    println!(
+        "| {label} | 1000 | {} | {} | {alerts} | {largest} | {elapsed:.0} |",
+        report.decided,
+        received.len()
+    );
+}
+
+/// Prints the notification figures.
+pub async fn notify_benchmarks() {
+    raise_to_webhook(30).await;
+    println!("\n| store | alerts firing | messages decided | webhooks received | alerts in them | largest body bytes | decide + deliver all ms |");
+    println!("|---|---|---|---|---|---|---|");
+    let (store, _dir) = e2e_tests::embedded_store();
+    thousand_at_once("embedded (redb)", store).await;
+    if std::env::var(e2e_tests::DYNAMODB_ENDPOINT_VAR).is_ok() {
+        thousand_at_once("DynamoDB API (moto)", e2e_tests::dynamo_store().await).await;
+    }
+}
