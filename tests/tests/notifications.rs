@@ -585,7 +585,73 @@ async fn slack_and_pagerduty_get_their_documented_payloads(store: Store) {
     assert_eq!(actions, ["trigger", "acknowledge", "resolve"]);
 }
 
+async fn a_channel_failing_for_15_minutes_raises_an_alert_the_other_channels_get(store: Store) {
+    let (state, notifier) = setup(store, config()).await;
+    let broken = Receiver::start().await;
+    broken.then_answer(vec![Answer::Status(503); 1000]);
+    let healthy = Receiver::start().await;
+    for (id, r) in [("broken", &broken), ("healthy", &healthy)] {
+        channel(
+            &state,
+            id,
+            Destination::Webhook {
+                url: r.url("/hook"),
+                secret: SECRET.to_owned(),
+            },
+        )
+        .await;
+    }
+    rule(&state, &["broken", "healthy"], 0, 60, 24 * 3600).await;
+    raise(&state, &alert("web-1", T0)).await;
+    let mut t = T0;
+    while t <= T0 + 20 * 60 * S {
+        pass(&notifier, t).await;
+        t += 30 * S;
+    }
+    let failing: Vec<Value> = healthy
+        .webhooks()
+        .iter()
+        .flat_map(|b| b["alerts"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["source_id"] == "broken")
+        .collect();
+    assert_eq!(failing.len(), 1, "{:?}", healthy.webhooks());
+    let message = failing[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("Notification channel broken channel failing for 15 min: "),
+        "{message}"
+    );
+    assert!(message.contains("503"), "{message}");
+    // The channel recovers: its message goes out and the alert resolves.
+    broken.then_answer(Vec::new());
+    while t <= T0 + 40 * 60 * S {
+        pass(&notifier, t).await;
+        t += 30 * S;
+    }
+    // Its held-back message about web-1 arrives, once (its own failing alert and that
+    // alert's resolution follow, as the rule routes every alert to it too).
+    let web1 = messages(&broken)
+        .into_iter()
+        .filter(|(_, _, ids)| ids.iter().any(|i| i == "web-1"))
+        .count();
+    assert_eq!(web1, 1, "{:?}", messages(&broken));
+    let active = state
+        .store
+        .active_alerts("acme")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        active.iter().all(|a| a.condition != "channel_failing"),
+        "{active:?}"
+    );
+    let resolved = healthy
+        .webhooks()
+        .iter()
+        .any(|b| b["status"] == "resolved" && b["alerts"][0]["source_id"] == "broken");
+    assert!(resolved, "{:?}", healthy.webhooks());
+}
+
 on_both_stores!(
+    a_channel_failing_for_15_minutes_raises_an_alert_the_other_channels_get,
     a_receiver_down_for_60_seconds_gets_every_message_exactly_once,
     too_many_requests_waits_for_retry_after,
     a_final_refusal_is_not_retried_and_is_logged,
