@@ -179,7 +179,8 @@ fn alert_json(
     json!({
         "alert_id": id, "severity": severity, "message": message, "source_type": source_type,
         "source_id": source_id, "timestamp": format_rfc3339(at), "action_required": action,
-        "acknowledged": false, "acknowledged_by": null, "acknowledged_at": null, "notes": null
+        "acknowledged": false, "acknowledged_by": null, "acknowledged_at": null, "notes": null,
+        "silenced": false
     })
 }
 

@@ -246,7 +246,8 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
     let alert = json!({
         "alert_id": "alert_cpu_h1", "severity": "critical", "message": "High CPU usage: 91.5%",
         "source_type": "system", "source_id": "h1", "timestamp": format_rfc3339(now - 10_000),
-        "action_required": true, "acknowledged": false, "acknowledged_by": null, "acknowledged_at": null, "notes": null
+        "action_required": true, "acknowledged": false, "acknowledged_by": null, "acknowledged_at": null, "notes": null,
+        "silenced": false
     });
     let res = call(
         "get-active-alerts",

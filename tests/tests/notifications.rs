@@ -650,7 +650,54 @@ async fn a_channel_failing_for_15_minutes_raises_an_alert_the_other_channels_get
     assert!(resolved, "{:?}", healthy.webhooks());
 }
 
+async fn a_maintenance_window_across_midnight_in_berlin_holds_and_then_releases(store: Store) {
+    use shared::domain::notify::{Schedule, Weekday};
+    let at = |t: &str| shared::time::parse_rfc3339(t).unwrap_or_else(|| panic!("{t}"));
+    let (state, notifier) = setup(store, config()).await;
+    let receiver = Receiver::start().await;
+    webhook(&state, &receiver).await;
+    rule(&state, &["hook"], 0, 0, 24 * 3600).await;
+    // Saturdays 23:00 Berlin for two hours: in winter (UTC+1) Sat 22:00Z to Sun 00:00Z.
+    state
+        .store
+        .put_silence(
+            "acme",
+            &SilenceRecord {
+                silence_id: "s_weekly".into(),
+                matcher: Matcher::default(),
+                starts_at: None,
+                ends_at: None,
+                schedule: Some(Schedule {
+                    timezone: "Europe/Berlin".into(),
+                    days: vec![Weekday::Sat],
+                    start: "23:00".into(),
+                    duration_minutes: 120,
+                }),
+                comment: "weekly maintenance".into(),
+                created_by: "ops".into(),
+                created_at: 0,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Before the window: notified at once.
+    raise(&state, &alert("before", at("2027-01-16T21:59:00Z"))).await;
+    pass(&notifier, at("2027-01-16T21:59:00Z")).await;
+    assert_eq!(messages(&receiver).len(), 1);
+    // Sunday 00:30 local, past midnight: still Saturday's window.
+    raise(&state, &alert("during", at("2027-01-16T23:30:00Z"))).await;
+    pass(&notifier, at("2027-01-16T23:30:00Z")).await;
+    pass(&notifier, at("2027-01-16T23:59:59Z")).await;
+    assert_eq!(messages(&receiver).len(), 1, "{:?}", messages(&receiver));
+    // The window ends at 01:00 local; the alert still fires, so it goes out then.
+    pass(&notifier, at("2027-01-17T00:00:00Z")).await;
+    let got = messages(&receiver);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1].2, ["during"]);
+}
+
 on_both_stores!(
+    a_maintenance_window_across_midnight_in_berlin_holds_and_then_releases,
     a_channel_failing_for_15_minutes_raises_an_alert_the_other_channels_get,
     a_receiver_down_for_60_seconds_gets_every_message_exactly_once,
     too_many_requests_waits_for_retry_after,
@@ -988,4 +1035,52 @@ async fn demo_mode_delivers_to_the_built_in_inbox() {
         .unwrap_or_default();
     assert_eq!(acked["acknowledged_by"], "via Demo inbox", "{acked}");
     app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A failed delivery says what failed without the secret part of the URL (a Slack
+/// webhook's path is its credential): not in the test result, not in the delivery log.
+#[tokio::test]
+async fn delivery_errors_never_carry_the_secret_path() {
+    let (store, _dir) = e2e_tests::embedded_store();
+    let (state, notifier) = setup(store, config()).await;
+    let down = Receiver::reserve().await;
+    channel(
+        &state,
+        "slack",
+        Destination::Slack {
+            url: down.url("/services/T0/B0/SECRETPATH"),
+        },
+    )
+    .await;
+    let stored = state
+        .store
+        .channel("acme", "slack")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no channel"));
+    let result = notifier
+        .test_channel("acme", &stored, T0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!result.delivered);
+    assert!(
+        result.retryable,
+        "connection refused is retried: {result:?}"
+    );
+    let error = result.error.unwrap_or_default();
+    assert!(error.contains("127.0.0.1"), "{error}");
+    assert!(!error.contains("SECRETPATH"), "{error}");
+    rule(&state, &["slack"], 0, 0, 3600).await;
+    raise(&state, &alert("web-1", T0)).await;
+    pass(&notifier, T0).await;
+    let log = state
+        .store
+        .notifications_for_alert("acme", "web-1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let last = log[0].last_error.clone().unwrap_or_default();
+    assert!(!last.is_empty() && !last.contains("SECRETPATH"), "{last}");
+    // Listed, the channel shows no more than scheme, host and port either.
+    let listed = stored.view().to_string();
+    assert!(!listed.contains("SECRETPATH"), "{listed}");
 }

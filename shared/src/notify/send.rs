@@ -124,7 +124,8 @@ impl Sender {
             request = request.header("X-Health-Signature", sig);
         }
         let response = request.send().await.map_err(|e| {
-            let text = describe(&e, SEND_TIMEOUT_MS);
+            // Without the URL: a webhook's path or query can be its secret (Slack's is).
+            let text = describe(&e.without_url(), SEND_TIMEOUT_MS);
             // The resolver's refusal of a restricted address is final; anything else about
             // the connection may pass.
             if text.contains("resolves to no address") {
