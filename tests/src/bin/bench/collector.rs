@@ -21,15 +21,16 @@ use shared::time::{day_of, minute_of, MINUTE_MS};
 
 use super::Metered;
 
-const TENANT: &str = "bench";
+/// The benchmarks' tenant.
+pub(crate) const TENANT: &str = "bench";
 
 /// How big a fleet to seed.
 #[derive(Debug, Clone, Copy)]
-struct Fleet {
-    agents: usize,
-    integrations: usize,
-    probed: usize,
-    hosts: usize,
+pub(crate) struct Fleet {
+    pub(crate) agents: usize,
+    pub(crate) integrations: usize,
+    pub(crate) probed: usize,
+    pub(crate) hosts: usize,
 }
 
 /// The fleet: 10,000 agents, 1,000 integrations of which 200 probed, 20 hosts.
@@ -64,7 +65,7 @@ fn item(key: ItemKey, record: Record, index: Option<shared::store::IndexKey>) ->
 
 /// The fleet's items: each agent with a minute and a day bucket (1 % of them failing), each
 /// integration likewise (the first ones probed), hosts (one in ten hot) and a queue gauge.
-fn fleet(size: Fleet, t0: i64, probe_url: &str) -> Vec<Write> {
+pub(crate) fn fleet(size: Fleet, t0: i64, probe_url: &str) -> Vec<Write> {
     let minute = minute_of(t0) - 5;
     let day = day_of(t0);
     let mut out = Vec::with_capacity(size.agents * 3 + size.integrations * 3 + size.hosts + 1);
@@ -166,7 +167,7 @@ fn fleet(size: Fleet, t0: i64, probe_url: &str) -> Vec<Write> {
 
 /// Writes the fleet: in large batches on the embedded store; one item per request on
 /// DynamoDB (a transaction on moto copies the whole table per item), 16 at a time.
-async fn seed(backend: &Arc<dyn Backend>, writes: Vec<Write>) {
+pub(crate) async fn seed(backend: &Arc<dyn Backend>, writes: Vec<Write>) {
     if backend.max_writes() >= 10_000 {
         let mut writes = writes;
         while !writes.is_empty() {
@@ -280,6 +281,11 @@ async fn cycles(name: &str, size: Fleet, backend: Arc<dyn Backend>, metered: Opt
             t.raised + t.updated + t.resolved,
         );
     }
+}
+
+/// A fresh embedded backend; keep the directory as long as the backend.
+pub(crate) fn embedded_backend() -> (Arc<dyn Backend>, tempfile::TempDir) {
+    embedded()
 }
 
 fn embedded() -> (Arc<dyn Backend>, tempfile::TempDir) {

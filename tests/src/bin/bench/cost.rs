@@ -1,0 +1,295 @@
+//! The monthly bill of the reference workload: 10,000 agents each running 12 executions an
+//! hour (started + finished), 1,000 integrations with one call a minute each (200 of them
+//! also probed every cycle), 100 hosts sampling every 30 s, the collector every 30 s, 20
+//! dashboards connected.
+//!
+//! Every DynamoDB request of each path is metered with DynamoDB's billing rules (the
+//! `Metered` backend over the embedded store: units depend only on the calls and the item
+//! sizes) on a seeded fleet of that size, then multiplied by how often the path runs in a
+//! month (730 hours). Lambda and API Gateway are priced from request counts, memory and
+//! durations stated below.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde_json::json;
+use shared::collector::Collector;
+use shared::config::Config;
+use shared::domain::events::parse_batch;
+use shared::store::Store;
+use shared::time::MINUTE_MS;
+
+use super::collector::{embedded_backend, fleet, seed, Fleet, TENANT};
+use super::Metered;
+
+const HOURS: f64 = 730.0;
+/// On-demand DynamoDB prices (us-east-1), dollars per million units.
+const WRITE_PER_MILLION: f64 = 0.625;
+const READ_PER_MILLION: f64 = 0.125;
+/// Lambda (arm64): per million requests, per GB-second.
+const LAMBDA_REQUESTS: f64 = 0.20;
+const LAMBDA_GB_S: f64 = 0.000_013_333_4;
+/// API Gateway: HTTP API per million requests; WebSocket per million messages (metered in
+/// 32 KB units) and per million connection minutes.
+const HTTP_API: f64 = 1.00;
+const WS_MESSAGES: f64 = 1.00;
+const WS_MINUTES: f64 = 0.25;
+
+const FLEET: Fleet = Fleet {
+    agents: 10_000,
+    integrations: 1_000,
+    probed: 200,
+    hosts: 100,
+};
+const DASHBOARDS: f64 = 20.0;
+
+/// Units (read, write) the metered backend counted since its last reset.
+fn take(m: &Metered) -> (f64, f64) {
+    let r = m.read_tenths.load(Ordering::Relaxed) as f64 / 10.0;
+    let w = m.write_tenths.load(Ordering::Relaxed) as f64 / 10.0;
+    m.reset();
+    (r, w)
+}
+
+/// Average units per event of one kind, each event alone in its request (as agents report
+/// them), over `n` events spread across the fleet.
+async fn per_event(
+    store: &Store,
+    m: &Metered,
+    n: usize,
+    make: impl Fn(usize) -> serde_json::Value,
+    now: i64,
+) -> (f64, f64) {
+    m.reset();
+    for i in 0..n {
+        let body = json!({ "events": [make(i)] }).to_string();
+        let events = parse_batch(body.as_bytes(), now).unwrap_or_else(|e| panic!("{e:?}"));
+        store
+            .ingest(TENANT, &events, now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let (r, w) = take(m);
+    (r / n as f64, w / n as f64)
+}
+
+struct Line {
+    component: &'static str,
+    detail: String,
+    dollars: f64,
+}
+
+fn ddb(read_units: f64, write_units: f64) -> f64 {
+    read_units / 1e6 * READ_PER_MILLION + write_units / 1e6 * WRITE_PER_MILLION
+}
+
+/// Prints the bill.
+pub async fn cost_benchmark() {
+    let (backend, _dir) = embedded_backend();
+    let metered = Arc::new(Metered::new(backend));
+    let target = e2e_tests::ProbeTarget::start().await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let t0 = now - now.rem_euclid(MINUTE_MS) - 5 * MINUTE_MS;
+    seed(
+        &(metered.clone() as Arc<dyn shared::store::Backend>),
+        fleet(FLEET, t0, &target.url()),
+    )
+    .await;
+    let store = Store::new(metered.clone());
+    store
+        .register_tenant(TENANT, t0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut lines: Vec<Line> = Vec::new();
+
+    // Ingestion, one event per request, steady state (entities and this minute's buckets
+    // exist): a first pass warms the minute, the second is measured.
+    let at = t0 + 5 * MINUTE_MS + 1_000;
+    let started = |i: usize| {
+        json!({"event_id": format!("s{i}"), "type": "execution.started",
+        "agent_id": format!("agent-{:05}", i * 7 % 10_000), "execution_id": format!("x{i}"), "operation": "Processing leads"})
+    };
+    let finished = |i: usize| {
+        json!({"event_id": format!("f{i}"), "type": "execution.finished",
+        "agent_id": format!("agent-{:05}", i * 7 % 10_000), "execution_id": format!("x{i}"), "outcome": "completed", "duration_ms": 1200})
+    };
+    let call = |i: usize| {
+        json!({"event_id": format!("c{i}"), "type": "integration.call",
+        "integration_id": format!("integration-{:04}", i % 1_000), "ok": true, "latency_ms": 120})
+    };
+    let sample = |i: usize| {
+        json!({"event_id": format!("h{i}"), "type": "host.sample",
+        "host_id": format!("host-{:02}", i % 100), "cpu_usage": 40.0, "memory_usage": 50.0})
+    };
+    let n = 1_000;
+    let s = per_event(&store, &metered, n, started, at).await;
+    let f = per_event(&store, &metered, n, finished, at).await;
+    let c = per_event(&store, &metered, n, call, at).await;
+    let h = per_event(&store, &metered, 100, sample, at).await;
+    let executions = FLEET.agents as f64 * 12.0 * HOURS;
+    let calls = FLEET.integrations as f64 * 60.0 * HOURS;
+    let samples = FLEET.hosts as f64 * 120.0 * HOURS;
+    let events = executions * 2.0 + calls + samples;
+    let ingest_read = executions * (s.0 + f.0) + calls * c.0 + samples * h.0;
+    let ingest_write = executions * (s.1 + f.1) + calls * c.1 + samples * h.1;
+    println!("\n| event (alone in its request) | RCU | WCU |");
+    println!("|---|---|---|");
+    println!("| execution.started | {:.2} | {:.2} |", s.0, s.1);
+    println!("| execution.finished | {:.2} | {:.2} |", f.0, f.1);
+    println!("| integration.call | {:.2} | {:.2} |", c.0, c.1);
+    println!("| host.sample | {:.2} | {:.2} |", h.0, h.1);
+    println!(
+        "| weighted mean over the month's {:.0} M events | {:.2} | {:.2} |",
+        events / 1e6,
+        ingest_read / events,
+        ingest_write / events
+    );
+    lines.push(Line {
+        component: "DynamoDB: ingest writes",
+        detail: format!(
+            "{:.1} M events × {:.2} WCU",
+            events / 1e6,
+            ingest_write / events
+        ),
+        dollars: ddb(0.0, ingest_write),
+    });
+    lines.push(Line {
+        component: "DynamoDB: ingest reads",
+        detail: format!(
+            "{:.1} M events × {:.2} RCU",
+            events / 1e6,
+            ingest_read / events
+        ),
+        dollars: ddb(ingest_read, 0.0),
+    });
+
+    // The collector: steady cycles (the first raises the fleet's alerts once).
+    let config = Config {
+        probe_allowed_addresses: vec![target.addr.ip()],
+        ..Config::default()
+    };
+    let state = shared::AppState::new(store.clone(), config);
+    let collector = Collector::new(&state).unwrap_or_else(|e| panic!("{e}"));
+    let first = t0 + 6 * MINUTE_MS;
+    let report = collector
+        .run_cycle(first)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    metered.reset();
+    let cycles_measured = 4;
+    let mut last = report;
+    for k in 1..=cycles_measured {
+        last = collector
+            .run_cycle(first + k * 30_000)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let (cr, cw) = take(&metered);
+    let (cr, cw) = (cr / cycles_measured as f64, cw / cycles_measured as f64);
+    let cycles = 2.0 * 60.0 * HOURS;
+    println!("\n| collector cycle (steady, mean of {cycles_measured}) | RCU | WCU |");
+    println!("|---|---|---|");
+    println!("| 10,000 agents, 1,000 integrations (200 probed), 100 hosts | {cr:.0} | {cw:.0} |");
+    lines.push(Line {
+        component: "DynamoDB: collector reads",
+        detail: format!("{cycles:.0} cycles × {cr:.0} RCU"),
+        dollars: ddb(cr * cycles, 0.0),
+    });
+    lines.push(Line {
+        component: "DynamoDB: collector writes",
+        detail: format!("{cycles:.0} cycles × {cw:.0} WCU"),
+        dollars: ddb(0.0, cw * cycles),
+    });
+
+    // Dashboards: each loads the four lists when it (re)connects; API Gateway closes
+    // WebSockets after 2 hours, so 12 loads a day each.
+    metered.reset();
+    let latency = 5000.0;
+    let at = first + cycles_measured * 30_000;
+    let _ = store.list_agent_health(TENANT, at).await;
+    let _ = store.list_integration_health(TENANT, at, latency).await;
+    let _ = store.system_health(TENANT, at, latency).await;
+    let _ = store.active_alerts(TENANT).await;
+    let (lr, _) = take(&metered);
+    let loads = DASHBOARDS * 12.0 * HOURS / 24.0;
+    lines.push(Line {
+        component: "DynamoDB: API reads (dashboard loads)",
+        detail: format!("{loads:.0} loads × {lr:.0} RCU"),
+        dollars: ddb(lr * loads, 0.0),
+    });
+
+    // WebSocket connection items: $connect puts, $disconnect deletes, and two listings of
+    // the tenant's connections per cycle (the collector's and the broadcaster's).
+    for d in 0..20 {
+        store
+            .add_connection(TENANT, &format!("conn-{d:02}"), "dashboard", at)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let (_, put_w) = take(&metered);
+    let _ = store.connections(TENANT).await;
+    let (list_r, _) = take(&metered);
+    let connects = loads;
+    let ws_read = 2.0 * list_r * cycles;
+    let ws_write = connects * (put_w / 20.0 + 1.0);
+    lines.push(Line {
+        component: "DynamoDB: WebSocket connection items",
+        detail: format!("{connects:.0} connects; 2 listings × {list_r:.1} RCU per cycle"),
+        dollars: ddb(ws_read, ws_write),
+    });
+
+    // Lambda and API Gateway. Ingest: one request per event, 128 MB, 20 ms (one DynamoDB
+    // transaction round trip and the handler). Collector and notifier: one 60 s invocation
+    // a minute at 512 MB and 256 MB. Broadcaster: one invocation per cycle, 128 MB, 200 ms.
+    let update_bytes: usize = shared::ws::update::health_update(
+        last.tenants
+            .first()
+            .unwrap_or_else(|| panic!("the tenant was not evaluated")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .iter()
+    .map(String::len)
+    .sum();
+    let ws_units_per_update: f64 = (update_bytes as f64 / 32_768.0).ceil();
+    let minutes = 60.0 * HOURS;
+    let lambda_requests = events + 2.0 * minutes + cycles + connects * 2.0;
+    let gb_s = events * 0.125 * 0.020 + minutes * (0.5 * 60.0 + 0.25 * 60.0) + cycles * 0.125 * 0.2;
+    lines.push(Line {
+        component: "Lambda: requests",
+        detail: format!("{:.1} M invocations", lambda_requests / 1e6),
+        dollars: lambda_requests / 1e6 * LAMBDA_REQUESTS,
+    });
+    lines.push(Line {
+        component: "Lambda: GB-seconds",
+        detail: format!("{:.0} k GB-s", gb_s / 1e3),
+        dollars: gb_s * LAMBDA_GB_S,
+    });
+    lines.push(Line {
+        component: "API Gateway: HTTP requests",
+        detail: format!("{:.1} M requests", events / 1e6),
+        dollars: events / 1e6 * HTTP_API,
+    });
+    let ws_messages = cycles * DASHBOARDS * ws_units_per_update;
+    lines.push(Line {
+        component: "API Gateway: WebSocket messages",
+        detail: format!(
+            "{cycles:.0} updates × 20 dashboards × {ws_units_per_update:.0} units of 32 KB ({:.1} MB per update)",
+            update_bytes as f64 / 1e6
+        ),
+        dollars: ws_messages / 1e6 * WS_MESSAGES + DASHBOARDS * minutes / 1e6 * WS_MINUTES,
+    });
+
+    println!("\n| component | volume | $ / month |");
+    println!("|---|---|---|");
+    let mut dynamo = 0.0;
+    let mut total = 0.0;
+    for l in &lines {
+        println!("| {} | {} | {:.0} |", l.component, l.detail, l.dollars);
+        if l.component.starts_with("DynamoDB") {
+            dynamo += l.dollars;
+        }
+        total += l.dollars;
+    }
+    println!("| **DynamoDB total** | | **{dynamo:.0}** |");
+    println!("| **total** | | **{total:.0}** |");
+}
