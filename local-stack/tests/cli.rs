@@ -345,7 +345,7 @@ async fn dynamodb_key_commands_name_what_is_missing() {
 }
 
 /// `--demo` fills the dashboard at once: the demo's agents report within seconds, and the
-/// page is served at `/` with its assets.
+/// page is served at `/` with its assets, and the demo inbox at `/demo/inbox`.
 #[tokio::test]
 async fn demo_mode_feeds_agents_and_serves_the_dashboard() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -381,6 +381,7 @@ async fn demo_mode_feeds_agents_and_serves_the_dashboard() {
         ("/style.css", "text/css"),
         ("/vendor/chart.umd.min.js", "text/javascript"),
         ("/config.js", "text/javascript"),
+        ("/demo/inbox", "text/html"),
     ] {
         let res = client
             .get(format!("{}{path}", started.url))

@@ -270,6 +270,32 @@ mod tests {
     }
 
     #[test]
+    fn notification_settings_are_checked() {
+        let c = with(&[
+            ("HEALTH_PUBLIC_URL", "https://health.example.com/"),
+            ("HEALTH_EMAIL_TRANSPORT", "smtp://127.0.0.1:1025"),
+            ("HEALTH_EMAIL_FROM", "Ops <alerts@example.com>"),
+            ("PAGERDUTY_EVENTS_URL", "http://127.0.0.1:9/v2/enqueue"),
+        ])
+        .ok()
+        .unwrap_or_default();
+        assert_eq!(c.public_url.as_deref(), Some("https://health.example.com"));
+        assert_eq!(c.email_transport.as_deref(), Some("smtp://127.0.0.1:1025"));
+        assert_eq!(c.email_from, "Ops <alerts@example.com>");
+        assert_eq!(c.pagerduty_events_url, "http://127.0.0.1:9/v2/enqueue");
+        assert!(with(&[("HEALTH_EMAIL_TRANSPORT", "ses")]).is_ok());
+        for (variable, value) in [
+            ("HEALTH_PUBLIC_URL", "monitor.example.com"),
+            ("HEALTH_EMAIL_TRANSPORT", "sendmail"),
+            ("HEALTH_EMAIL_FROM", "not an address"),
+            ("PAGERDUTY_EVENTS_URL", "ftp://x"),
+        ] {
+            let err = with(&[(variable, value)]).err().map(|e| e.variable);
+            assert_eq!(err, Some(variable));
+        }
+    }
+
+    #[test]
     fn valid_values_are_read() {
         let c = with(&[
             ("HEALTH_POLLING_INTERVAL", "1"),

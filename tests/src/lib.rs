@@ -354,3 +354,72 @@ pub async fn eventually(
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// One request a [`Sink`] received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// When it arrived, epoch ms.
+    pub at: i64,
+    /// Its `X-Health-Signature` header, if any (empty otherwise).
+    pub signature: String,
+    /// Its body as JSON (`Null` if it was not JSON).
+    pub body: serde_json::Value,
+}
+
+/// A local HTTP server that answers 200 to everything and keeps each request: a webhook
+/// receiver or an SNS HTTP subscriber for the notification tests and benchmarks.
+#[derive(Debug, Clone)]
+pub struct Sink {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    received: Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+impl Sink {
+    /// Starts one on a free loopback port.
+    pub async fn start() -> Self {
+        let received: Arc<std::sync::Mutex<Vec<Received>>> = Arc::default();
+        let keep = Arc::clone(&received);
+        let app = axum::Router::new().fallback(move |headers: http::HeaderMap, body: String| {
+            let keep = Arc::clone(&keep);
+            async move {
+                let signature = headers
+                    .get("x-health-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                keep.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Received {
+                        at: chrono::Utc::now().timestamp_millis(),
+                        signature,
+                        body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+                    });
+                http::StatusCode::OK
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("cannot bind the sink: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("no local address: {e}"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, received }
+    }
+
+    /// The URL of `path` on it.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// What it received so far, in order.
+    pub fn received(&self) -> Vec<Received> {
+        self.received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}

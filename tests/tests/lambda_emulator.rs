@@ -533,7 +533,7 @@ async fn the_collector_hands_each_cycle_to_the_broadcaster_which_reaches_the_das
 /// the deployment's public address.
 #[tokio::test]
 async fn the_notifier_binary_delivers_a_stored_alert_on_a_scheduled_event() {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     let backend = e2e_tests::dynamo_backend().await;
     let table = backend.table().to_owned();
     let store = Store::new(Arc::new(backend));
@@ -542,33 +542,9 @@ async fn the_notifier_binary_delivers_a_stored_alert_on_a_scheduled_event() {
         .create_api_key("acme", &["admin".to_owned()], "ops", now)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    // The receiver keeps each body with its signature header.
-    let got: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
-    let sink = Arc::clone(&got);
-    let app = axum::Router::new().fallback(move |headers: http::HeaderMap, body: String| {
-        let sink = Arc::clone(&sink);
-        async move {
-            let sig = headers
-                .get("x-health-signature")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            let value = serde_json::from_str(&body).unwrap_or(Value::Null);
-            sink.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((sig, value));
-            StatusCode::OK
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let receiver = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let receiver = e2e_tests::Sink::start().await;
     let destination = shared::domain::notify::Destination::Webhook {
-        url: format!("http://{receiver}/hook"),
+        url: receiver.url("/hook"),
         secret: "s3cret".into(),
     };
     store
@@ -640,9 +616,9 @@ async fn the_notifier_binary_delivers_a_stored_alert_on_a_scheduled_event() {
     let summary = invoke(port, "notifier", &event).await;
     assert_eq!(summary["decided"], json!(1), "{summary}");
     assert_eq!(summary["delivered"], json!(1), "{summary}");
-    let received = got.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let received = receiver.received();
     assert_eq!(received.len(), 1);
-    let (sig, body) = &received[0];
+    let (sig, body) = (&received[0].signature, &received[0].body);
     assert!(sig.starts_with("t=") && sig.contains(",v1="), "{sig}");
     assert_eq!(body["status"], "firing");
     assert_eq!(body["alerts"][0]["alert_id"], "alert_cpu_h1_1");
@@ -652,5 +628,5 @@ async fn the_notifier_binary_delivers_a_stored_alert_on_a_scheduled_event() {
     // A second invocation has nothing new to say.
     let again = invoke(port, "notifier", &event).await;
     assert_eq!(again["decided"], json!(0), "{again}");
-    assert_eq!(got.lock().unwrap_or_else(|e| e.into_inner()).len(), 1);
+    assert_eq!(receiver.received().len(), 1);
 }

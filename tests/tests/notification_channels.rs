@@ -5,10 +5,8 @@
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
 use shared::config::Config;
 use shared::domain::alerts::{AlertRecord, Severity, SourceType};
 use shared::domain::notify::{ChannelRecord, Destination, Matcher, RuleRecord};
@@ -256,24 +254,7 @@ async fn ses_sends_from_a_verified_identity_and_names_the_problem_otherwise() {
 async fn sns_publishes_to_the_topic_and_its_http_subscriber_gets_the_message() {
     aws_env();
     // A real HTTP subscriber of the topic.
-    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let sink = Arc::clone(&got);
-    let app = axum::Router::new().fallback(move |body: String| {
-        let sink = Arc::clone(&sink);
-        async move {
-            if let Ok(v) = serde_json::from_str::<Value>(&body) {
-                sink.lock().unwrap_or_else(|e| e.into_inner()).push(v);
-            }
-            http::StatusCode::OK
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let subscriber = e2e_tests::Sink::start().await;
     // A fresh topic each run: the test server keeps topics (and subscribers) across runs.
     let name = format!("health-alerts-{:08x}", rand::random::<u32>());
     let created = aws_query(
@@ -287,7 +268,7 @@ async fn sns_publishes_to_the_topic_and_its_http_subscriber_gets_the_message() {
     .await;
     let topic = between(&created, "<TopicArn>", "</TopicArn>").to_owned();
     assert!(topic.starts_with("arn:aws:sns:"), "{created}");
-    let endpoint = format!("http://127.0.0.1:{port}/sns");
+    let endpoint = subscriber.url("/sns");
     aws_query(
         "sns",
         &[
@@ -315,12 +296,11 @@ async fn sns_publishes_to_the_topic_and_its_http_subscriber_gets_the_message() {
     assert!(result.delivered, "{result:?}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let notification = loop {
-        let found = got
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .find(|v| v["Type"] == "Notification")
-            .cloned();
+        let found = subscriber
+            .received()
+            .into_iter()
+            .map(|r| r.body)
+            .find(|v| v["Type"] == "Notification");
         if let Some(n) = found {
             break n;
         }

@@ -839,6 +839,16 @@ async fn an_alert_from_the_collector_reaches_a_webhook_and_its_link_acknowledges
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(refused.status(), 403);
 
+    // A silence on the host from now on: the acknowledgement's answer says so.
+    let silence = http
+        .post(format!("{base}/api/health/silences"))
+        .header("authorization", &auth)
+        .json(&json!({"match": {"source_id": "web-1"}, "ends_at": shared::time::format_rfc3339(chrono::Utc::now().timestamp_millis() + 3_600_000)}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(silence.status(), 201);
+
     // POST acknowledges as "via <channel>", once.
     let first: Value = http
         .post(&link)
@@ -851,6 +861,7 @@ async fn an_alert_from_the_collector_reaches_a_webhook_and_its_link_acknowledges
         .unwrap_or_default();
     assert_eq!(first["acknowledged"], true);
     assert_eq!(first["acknowledged_by"], "via Ops webhook");
+    assert_eq!(first["silenced"], true, "{first}");
     let second: Value = http
         .post(&link)
         .header("accept", "application/json")

@@ -237,3 +237,45 @@ fn the_documented_revocation_delay_is_the_authorizer_cache_time() {
         "docs/api.md does not state the {seconds} s authorizer cache"
     );
 }
+
+/// The deploy step the README gives for notifications names parameters the template has,
+/// and the notifier runs on a schedule with sending rights scoped by them.
+#[test]
+fn notification_parameters_and_the_notifier_are_as_documented() {
+    let t = template();
+    for parameter in [
+        "EmailSender",
+        "EmailSenderAddress",
+        "EmailIdentity",
+        "NotificationTopicPrefix",
+    ] {
+        assert!(
+            t.contains(&format!("\n  {parameter}:\n    Type: String")),
+            "no parameter {parameter}"
+        );
+    }
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(readme.contains(
+        "--parameter-overrides EmailSender=\"Ops <alerts@example.com>\" EmailSenderAddress=alerts@example.com EmailIdentity=example.com"
+    ));
+    for function in ["notifier", "test-channel"] {
+        let block = resource(&t, function);
+        assert!(block.contains("- ses:SendEmail"), "{function}");
+        assert!(
+            block.contains("ses:FromAddress: !Ref EmailSenderAddress"),
+            "{function}"
+        );
+        assert!(block.contains("identity/${EmailIdentity}"), "{function}");
+        assert!(
+            block.contains("- sns:Publish") && block.contains(":${NotificationTopicPrefix}*"),
+            "{function}"
+        );
+        assert!(block.contains("HEALTH_PUBLIC_URL: !Sub"), "{function}");
+    }
+    let notifier = resource(&t, "notifier");
+    assert!(notifier.contains("Schedule: rate(1 minute)"));
+    // No other function may send mail or publish.
+    let senders = t.matches("- ses:SendEmail").count();
+    assert_eq!(senders, 2);
+}

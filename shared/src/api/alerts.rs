@@ -82,7 +82,11 @@ pub async fn acknowledge(
         AckOutcome::Acknowledged(alert) => {
             // Reminders stop and PagerDuty hears of it without waiting for a pass.
             state.notifier_wake.notify_one();
-            Ok(json_response(StatusCode::OK, &alert.view()))
+            let silences = state.store.notify_config(&principal.tenant).await?.silences;
+            Ok(json_response(
+                StatusCode::OK,
+                &alert.view_at(&silences, now),
+            ))
         }
         AckOutcome::NotFound => Err(ApiError::NotFound(format!("no alert with id {alert_id}"))),
         AckOutcome::Resolved(_) => Err(ApiError::Conflict {

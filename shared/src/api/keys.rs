@@ -104,9 +104,7 @@ pub async fn revoke(
     key_id: &str,
 ) -> Result<Response<String>, ApiError> {
     revoke_key(state, tenant, key_id).await?;
-    let mut response = Response::new(String::new());
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    Ok(response)
+    Ok(super::no_content())
 }
 
 /// Revokes a key and closes the WebSocket connections it opened: what both the API and

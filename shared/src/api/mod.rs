@@ -442,6 +442,13 @@ async fn healthz(state: &AppState) -> Result<Response<String>, ApiError> {
     }
 }
 
+/// An empty 204 answer.
+pub(crate) fn no_content() -> Response<String> {
+    let mut response = Response::new(String::new());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
 /// A JSON response.
 pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<String> {
     let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned());

@@ -5,7 +5,7 @@ use http::{Response, StatusCode};
 use serde_json::{Map, Value};
 
 use super::auth::Principal;
-use super::{json_response, object_body, probe, ApiError};
+use super::{json_response, no_content, object_body, probe, ApiError};
 use crate::domain::ids::{check_id, check_name, check_text};
 use crate::domain::notify::{
     ChannelRecord, Destination, Matcher, RuleRecord, Schedule, SilenceRecord,
@@ -25,12 +25,6 @@ pub const MAX_SILENCE_MS: Millis = 366 * DAY_MS;
 
 fn bad(code: &'static str, field: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(code, format!("{field}: {message}"))
-}
-
-fn no_content() -> Response<String> {
-    let mut response = Response::new(String::new());
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    response
 }
 
 fn string(body: &Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
@@ -567,14 +561,7 @@ pub async fn alert_notifications(
         .store
         .notifications_for_alert(tenant, alert_id)
         .await?;
-    if log.is_empty()
-        && !state
-            .store
-            .all_alerts(tenant)
-            .await?
-            .iter()
-            .any(|(a, _)| a.alert_id == alert_id)
-    {
+    if log.is_empty() && state.store.alert(tenant, alert_id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no alert with id {alert_id}")));
     }
     let list: Vec<Value> = log.iter().map(|n| n.view()).collect();
@@ -636,11 +623,8 @@ pub async fn ack_page(state: &AppState, token_text: &str) -> Response<String> {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let alert = match state.store.all_alerts(&claim.tenant).await {
-        Ok(list) => list
-            .into_iter()
-            .map(|(a, _)| a)
-            .find(|a| a.alert_id == claim.alert_id),
+    let alert = match state.store.alert(&claim.tenant, &claim.alert_id).await {
+        Ok(found) => found.map(|(a, _)| a),
         Err(e) => return ApiError::from(e).into_response(),
     };
     let Some(alert) = alert else {
@@ -717,7 +701,13 @@ pub async fn ack_confirm(state: &AppState, token_text: &str, wants_json: bool) -
             tracing::info!(tenant = %claim.tenant, alert_id = %claim.alert_id, by = %by, "alert acknowledged from a message");
             state.notifier_wake.notify_one();
             if wants_json {
-                return json_response(StatusCode::OK, &alert.view());
+                let now = state.clock.now_ms();
+                return match state.store.notify_config(&claim.tenant).await {
+                    Ok(config) => {
+                        json_response(StatusCode::OK, &alert.view_at(&config.silences, now))
+                    }
+                    Err(e) => ApiError::from(e).into_response(),
+                };
             }
             html(
                 StatusCode::OK,

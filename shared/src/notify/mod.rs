@@ -520,13 +520,7 @@ impl Notifier {
         alert: &AlertRecord,
         now: Millis,
     ) -> Result<(), StoreError> {
-        if let Some((mut current, version)) = self
-            .store
-            .all_alerts(tenant)
-            .await?
-            .into_iter()
-            .find(|(a, _)| a.alert_id == alert.alert_id)
-        {
+        if let Some((mut current, version)) = self.store.alert(tenant, &alert.alert_id).await? {
             if current.resolved_at.is_none() {
                 current.resolved_at = Some(now);
                 match self.store.save_alert(tenant, &current, Some(version)).await {

@@ -36,6 +36,24 @@ impl Store {
         )
     }
 
+    /// One alert with its version: a point read (1 RCU), for paths that need one alert.
+    pub async fn alert(
+        &self,
+        tenant: &str,
+        alert_id: &str,
+    ) -> Result<Option<(AlertRecord, u64)>, StoreError> {
+        let key = layout::alert(tenant, alert_id);
+        match self.get_one(&key).await? {
+            None => Ok(None),
+            Some(StoredItem {
+                record: Record::Alert(a),
+                version,
+                ..
+            }) => Ok(Some((a, version))),
+            Some(_) => Err(corrupt(&key, "expected an alert")),
+        }
+    }
+
     /// The tenant's active alerts, critical first, then newest first.
     pub async fn active_alerts(&self, tenant: &str) -> Result<Vec<AlertRecord>, StoreError> {
         let mut active: Vec<AlertRecord> = self
@@ -72,18 +90,11 @@ impl Store {
         notes: Option<&str>,
         now: Millis,
     ) -> Result<AckOutcome, StoreError> {
-        let key = layout::alert(tenant, alert_id);
         // A conflict means the collector changed it (escalated or resolved): decide again
         // on the new state.
         retry_on_conflict(|| async {
-            let (mut alert, version) = match self.get_one(&key).await? {
-                None => return Ok(AckOutcome::NotFound),
-                Some(StoredItem {
-                    record: Record::Alert(a),
-                    version,
-                    ..
-                }) => (a, version),
-                Some(_) => return Err(corrupt(&key, "expected an alert")),
+            let Some((mut alert, version)) = self.alert(tenant, alert_id).await? else {
+                return Ok(AckOutcome::NotFound);
             };
             if alert.resolved_at.is_some() {
                 return Ok(AckOutcome::Resolved(alert));

@@ -208,12 +208,19 @@ impl Store {
 
     /// Deletes a channel and its state; `false` if it did not exist.
     pub async fn delete_channel(&self, tenant: &str, channel_id: &str) -> Result<bool, StoreError> {
-        let key = layout::channel(tenant, channel_id);
-        let existed = self.get_one(&key).await?.is_some();
-        self.backend.delete(&key).await?;
+        let existed = self
+            .delete_present(&layout::channel(tenant, channel_id))
+            .await?;
         self.backend
             .delete(&layout::channel_state(tenant, channel_id))
             .await?;
+        Ok(existed)
+    }
+
+    /// Deletes an item; whether it existed (for a 404).
+    async fn delete_present(&self, key: &ItemKey) -> Result<bool, StoreError> {
+        let existed = self.get_one(key).await?.is_some();
+        self.backend.delete(key).await?;
         Ok(existed)
     }
 
@@ -234,10 +241,7 @@ impl Store {
 
     /// Deletes a rule; `false` if it did not exist.
     pub async fn delete_rule(&self, tenant: &str, rule_id: &str) -> Result<bool, StoreError> {
-        let key = layout::rule(tenant, rule_id);
-        let existed = self.get_one(&key).await?.is_some();
-        self.backend.delete(&key).await?;
-        Ok(existed)
+        self.delete_present(&layout::rule(tenant, rule_id)).await
     }
 
     /// Stores a new silence.

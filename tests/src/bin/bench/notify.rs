@@ -2,10 +2,9 @@
 //! webhook receiver getting it (the local stack on the real clock, 1 s cycles), and 1,000
 //! alerts firing at once on one tenant (messages sent, time to deliver them all).
 
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use shared::config::Config;
 use shared::domain::alerts::{AlertRecord, Severity, SourceType};
 use shared::domain::notify::{ChannelRecord, Destination, Matcher, RuleRecord};
@@ -15,31 +14,6 @@ use shared::time::{Clock, SystemClock};
 use shared::AppState;
 
 use crate::percentile;
-
-/// A webhook receiver recording when each body arrived (epoch ms).
-async fn receiver() -> (String, Arc<Mutex<Vec<(i64, Value)>>>) {
-    let got: Arc<Mutex<Vec<(i64, Value)>>> = Arc::default();
-    let sink = Arc::clone(&got);
-    let app = axum::Router::new().fallback(move |body: String| {
-        let sink = Arc::clone(&sink);
-        async move {
-            let at = SystemClock.now_ms();
-            let value = serde_json::from_str(&body).unwrap_or(Value::Null);
-            sink.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((at, value));
-            http::StatusCode::OK
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}/hook"), got)
-}
 
 fn channel_and_rule(url: &str) -> (ChannelRecord, RuleRecord) {
     (
@@ -82,7 +56,8 @@ async fn configure(store: &Store, tenant: &str, url: &str) {
 /// Raise to receipt on the local stack: each round a new host goes over the CPU threshold;
 /// the latency is the webhook's arrival minus the alert's `raised_at` (the cycle's time).
 async fn raise_to_webhook(rounds: usize) {
-    let (url, got) = receiver().await;
+    let sink = e2e_tests::Sink::start().await;
+    let url = sink.url("/hook");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let app = local_stack::start(local_stack::Options {
         addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
@@ -112,16 +87,15 @@ async fn raise_to_webhook(rounds: usize) {
         .await;
         let deadline = Instant::now() + std::time::Duration::from_secs(20);
         let arrived = loop {
-            let hit = got
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+            let hit = sink
+                .received()
                 .iter()
-                .find(|(_, b)| {
-                    b["alerts"]
+                .find(|r| {
+                    r.body["alerts"]
                         .as_array()
                         .is_some_and(|a| a.iter().any(|x| x["source_id"] == host.as_str()))
                 })
-                .map(|(at, _)| *at);
+                .map(|r| r.at);
             if let Some(at) = hit {
                 break at;
             }
@@ -155,7 +129,8 @@ async fn raise_to_webhook(rounds: usize) {
 
 /// 1,000 alerts firing at once on one tenant: one notifier pass decides and delivers.
 async fn thousand_at_once(label: &str, store: Store) {
-    let (url, got) = receiver().await;
+    let sink = e2e_tests::Sink::start().await;
+    let url = sink.url("/hook");
     let state = AppState::new(
         store,
         Config {
@@ -202,14 +177,14 @@ async fn thousand_at_once(label: &str, store: Store) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let elapsed = started.elapsed().as_secs_f64() * 1000.0;
-    let received = got.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let received = sink.received();
     let alerts: usize = received
         .iter()
-        .map(|(_, b)| b["alerts"].as_array().map_or(0, Vec::len))
+        .map(|r| r.body["alerts"].as_array().map_or(0, Vec::len))
         .sum();
     let largest = received
         .iter()
-        .map(|(_, b)| b.to_string().len())
+        .map(|r| r.body.to_string().len())
         .max()
         .unwrap_or(0);
     println!(
