@@ -719,10 +719,10 @@ async fn a_cycle_failing_half_way_is_completed_by_the_next(store: Store) {
     assert_eq!((all.len(), keys.len()), (5, 5));
 }
 
-/// A probe result whose flush to the minute and day buckets is cut off by an outage
-/// before the record is written is neither lost nor counted twice: the next probe
-/// finishes the flush, and each bucket holds the minute's probes once.
-async fn an_interrupted_probe_flush_counts_once(store: Store) {
+/// A probe whose write is cut off by an outage is neither lost half-way nor counted twice:
+/// the check, the state machine and the counters live in one item written at once, so the
+/// interrupted result is dropped whole and the next cycle's probe counts.
+async fn an_interrupted_probe_write_counts_once(store: Store) {
     let t0 = start_time() - start_time().rem_euclid(MINUTE_MS);
     let target = ProbeTarget::start().await;
     store
@@ -733,10 +733,10 @@ async fn an_interrupted_probe_flush_counts_once(store: Store) {
     let c = collector(&store, config());
     cycle(&c, t0).await;
     cycle(&c, t0 + INTERVAL).await;
-    // Next minute: the claim and both bucket writes get through, the record write fails.
+    // The claim gets through, the probe's write fails.
     let outage = Store::new(Arc::new(Outage {
         inner: Arc::clone(store.backend()),
-        writes_left: AtomicUsize::new(3),
+        writes_left: AtomicUsize::new(1),
     }));
     let report = collector(&outage, config())
         .run_cycle(t0 + 2 * INTERVAL)
@@ -745,46 +745,26 @@ async fn an_interrupted_probe_flush_counts_once(store: Store) {
     assert_eq!(report.failed.len(), 1);
     cycle(&c, t0 + 3 * INTERVAL).await;
 
-    let minute0 = t0 / MINUTE_MS;
     let items = store
         .backend()
-        .query(
-            &shared::store::layout::partition(
-                TENANT,
-                shared::store::layout::Entity::Integration,
-                "api",
-            ),
-            "D#",
-            "M#~",
-        )
+        .get(&[shared::store::layout::live(
+            TENANT,
+            shared::store::layout::Entity::Integration,
+            "api",
+        )])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let calls: Vec<(String, u64)> = items
-        .into_iter()
-        .filter_map(|i| match i.record {
-            shared::store::Record::IntegrationCounters(c) => Some((i.key.sk, c.calls)),
-            _ => None,
-        })
-        .collect();
-    // Minute 0 had two probes; the day bucket has them once; the minute-1 probe that
-    // completed is still pending in the record.
-    assert_eq!(
-        calls,
-        [
-            (shared::store::layout::day_sk(t0 / shared::time::DAY_MS), 2),
-            (shared::store::layout::minute_sk(minute0), 2),
-        ]
-    );
-    let record = store
-        .integration_record(TENANT, "api")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("integration missing"));
-    assert_eq!(record.health_checks_performed, 3);
-    assert_eq!(
-        record.pending_probes.map(|(m, c)| (m, c.calls)),
-        Some((minute0 + 1, 1))
-    );
+    let Some(Some(shared::store::StoredItem {
+        record: shared::store::Record::Integration(live),
+        ..
+    })) = items.into_iter().next()
+    else {
+        panic!("integration missing")
+    };
+    let calls: u64 = live.window.minutes.iter().map(|(_, c)| c.calls).sum();
+    let day_calls: u64 = live.window.days.iter().map(|(_, c)| c.calls).sum();
+    assert_eq!((calls, day_calls), (3, 3));
+    assert_eq!(live.record.health_checks_performed, 3);
     assert_eq!(
         target.hits(),
         4,
@@ -800,5 +780,5 @@ e2e_tests::on_both_stores!(
     a_failing_probe_target_backs_off_and_recovers,
     overlapping_collector_runs_raise_each_alert_once,
     a_cycle_failing_half_way_is_completed_by_the_next,
-    an_interrupted_probe_flush_counts_once,
+    an_interrupted_probe_write_counts_once,
 );

@@ -44,13 +44,13 @@ async fn seed(store: &Store, now: i64) {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// What gets damaged: a1's minute bucket (its sum stored as null, as a non-finite sum once
-/// was), i1's record and h1's record (content of an unknown kind).
-fn damaged(now: i64) -> [ItemKey; 3] {
+/// What gets damaged: a1's live item (counters that do not parse), i1's (content of an
+/// unknown kind) and h1's (a field of the wrong type).
+fn damaged() -> [ItemKey; 3] {
     [
-        layout::minute(TENANT, Entity::Agent, "a1", now / MINUTE_MS),
-        layout::record(TENANT, Entity::Integration, "i1"),
-        layout::record(TENANT, Entity::Host, "h1"),
+        layout::live(TENANT, Entity::Agent, "a1"),
+        layout::live(TENANT, Entity::Integration, "i1"),
+        layout::live(TENANT, Entity::Host, "h1"),
     ]
 }
 
@@ -76,7 +76,7 @@ async fn rest_of_tenant_still_reads(store: Store, now: i64) {
         .system_health(TENANT, now, 5000.0)
         .await
         .unwrap_or_else(|e| panic!("system failed: {e}"));
-    assert_eq!(system.total_agents, 2, "a1's record itself is readable");
+    assert_eq!(system.total_agents, 1, "a1 is skipped, a2 counted");
     let hosts: Vec<_> = system.hosts.iter().map(|h| h.host_id.as_str()).collect();
     assert_eq!(hosts, ["h2"]);
     // The damaged entity's own read reports it (a 500 for that agent only).
@@ -127,11 +127,11 @@ async fn embedded_an_unreadable_item_degrades_only_its_entity() {
         let txn = db.begin_write().unwrap_or_else(|e| panic!("{e}"));
         {
             let mut items = txn.open_table(table).unwrap_or_else(|e| panic!("{e}"));
-            let [bucket, integration, host] = damaged(now);
+            let [agent, integration, host] = damaged();
             let bodies = [
                 (
-                    bucket,
-                    json!({"version": 3, "record": {"kind": "agent_counters", "started": 2, "completed": 0, "failed": 2, "timed": 2, "duration_sum_ms": null}}),
+                    agent,
+                    json!({"version": 3, "record": {"kind": "agent", "record": {"agent_id": "a1"}, "window": {"m": "1,2,x"}}}),
                 ),
                 (
                     integration,
@@ -160,27 +160,26 @@ async fn dynamodb_an_unreadable_item_degrades_only_its_entity() {
     let now = now();
     seed(&store, now).await;
     let client = DynamoBackend::client_for_endpoint(&e2e_tests::dynamodb_endpoint(), "us-east-1");
-    let [bucket, integration, host] = damaged(now);
+    let [agent, integration, host] = damaged();
     let s = |v: &str| AttributeValue::S(v.to_owned());
     let n = |v: i64| AttributeValue::N(v.to_string());
     let items = [
         (
-            bucket,
+            agent,
             vec![
-                ("kind", s("agent_counters")),
+                ("kind", s("agent")),
                 ("ver", n(3)),
-                ("started", n(2)),
-                ("completed", n(0)),
-                ("failed", n(2)),
-                ("timed", n(2)),
-                ("duration_sum_ms", AttributeValue::Null(true)),
+                ("record", s("not a record")),
             ],
         ),
         (
             integration,
             vec![("kind", s("integration_v9")), ("ver", n(2))],
         ),
-        (host, vec![("kind", s("host")), ("cpu_usage", s("high"))]),
+        (
+            host,
+            vec![("kind", s("host")), ("ver", n(2)), ("record", n(1))],
+        ),
     ];
     for (key, attributes) in items {
         let mut put = client

@@ -120,18 +120,13 @@ async fn a_batch_sent_twice_is_counted_once(store: Store) {
         .flatten()
         .unwrap_or_else(|| panic!("integration missing"));
     assert_eq!((i.latency_ms, i.error_rate), (120.0, 0.0));
-    let minute = store
+    let host = store
         .backend()
-        .get(&[layout::minute(
-            "t",
-            Entity::Host,
-            "h1",
-            shared::time::minute_of(now),
-        )])
+        .get(&[layout::live("t", Entity::Host, "h1")])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        matches!(&minute[0], Some(item) if matches!(&item.record, Record::HostCounters(c) if c.samples == 1))
+        matches!(&host[0], Some(item) if matches!(&item.record, Record::Host(h) if h.window.minutes.iter().map(|(_, c)| c.samples).sum::<u64>() == 1))
     );
 }
 
@@ -458,11 +453,11 @@ async fn put_integration_registers_a_probe(store: Store) {
     );
     let item = store
         .backend()
-        .get(&[layout::record("t", Entity::Integration, "slack")])
+        .get(&[layout::live("t", Entity::Integration, "slack")])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        matches!(&item[0], Some(it) if matches!(&it.record, Record::Integration(r) if r.probe.as_ref().map(|p| p.timeout_ms) == Some(5000)))
+        matches!(&item[0], Some(it) if matches!(&it.record, Record::Integration(r) if r.record.probe.as_ref().map(|p| p.timeout_ms) == Some(5000)))
     );
 }
 
@@ -484,7 +479,7 @@ async fn host_samples_and_gauges_keep_the_newest_reading(store: Store) {
     let items = store
         .backend()
         .get(&[
-            layout::record("t", Entity::Host, "web-1"),
+            layout::live("t", Entity::Host, "web-1"),
             layout::system("t"),
         ])
         .await
@@ -492,7 +487,7 @@ async fn host_samples_and_gauges_keep_the_newest_reading(store: Store) {
     match items.as_slice() {
         [Some(host), Some(system)] => {
             assert!(
-                matches!(&host.record, Record::Host(h) if h.cpu_usage == 80.5 && h.uptime_seconds == Some(3600))
+                matches!(&host.record, Record::Host(h) if h.record.cpu_usage == 80.5 && h.record.uptime_seconds == Some(3600))
             );
             assert!(
                 matches!(&system.record, Record::System(s) if s.queue_depth.map(|g| g.value) == Some(12))

@@ -144,7 +144,7 @@ impl Collector {
         if !self.store.claim_cycle(tenant, slot, now).await? {
             return Ok(None);
         }
-        let mut data = self.store.tenant_data(tenant, now).await?;
+        let mut data = self.store.tenant_data(tenant).await?;
 
         // Probes.
         let due: Vec<(usize, crate::domain::records::Probe)> = data
@@ -165,7 +165,7 @@ impl Collector {
             if let Some(error) = &outcome.error {
                 tracing::info!(tenant, integration = %id, %error, "probe failed");
             }
-            if let Some(record) = self
+            if let Some(updated) = self
                 .store
                 .record_probe(
                     tenant,
@@ -177,7 +177,7 @@ impl Collector {
                 )
                 .await?
             {
-                data.integrations[i].replace_record(record);
+                data.integrations[i] = updated;
                 probes += 1;
             }
         }
@@ -406,9 +406,11 @@ impl Collector {
         if let Some(error) = &outcome.error {
             tracing::info!(tenant, integration = %id, %error, "recovery attempt failed");
         }
-        self.store
+        Ok(self
+            .store
             .record_probe(tenant, id, outcome.ok, outcome.latency_ms, now, None)
-            .await
+            .await?
+            .map(|d| d.record))
     }
 
     /// Runs cycles on their slots, and recovery attempts between them, until `until`

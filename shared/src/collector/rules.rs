@@ -643,7 +643,7 @@ mod tests {
         let eval = |value| {
             let system = SystemRecord {
                 queue_depth: Some(GaugeReading { value, at: NOW }),
-                active_operations: None,
+                ..SystemRecord::default()
             };
             evaluate(&[], &[], &[], &system, &HashMap::new(), &thresholds(), NOW)
                 .into_iter()

@@ -5,6 +5,7 @@ pub mod events;
 pub mod health;
 pub mod history;
 pub mod ids;
+pub mod live;
 pub mod notify;
 pub mod records;
 pub mod system;

@@ -119,16 +119,6 @@ impl AgentRecord {
     }
 }
 
-/// What is known of one execution, kept for a while so that late, repeated or out-of-order
-/// start and finish events are applied once.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ExecutionRecord {
-    /// When it started (or, if the finish came first, when it is taken to have started).
-    pub started_at: Millis,
-    /// When it finished, if it has.
-    pub finished_at: Option<Millis>,
-}
-
 /// Adds two sums and saturates at the largest finite value. A non-finite sum would be
 /// stored as JSON `null` and make its bucket unreadable; inputs are bounded at ingestion, so
 /// this only guards against what the bounds miss.
@@ -256,11 +246,6 @@ pub struct IntegrationRecord {
     /// When the latest probe ran (the collector probes once per cycle).
     #[serde(default)]
     pub last_probe_at: Option<Millis>,
-    /// Probe counters of the current minute, not yet added to the minute and day buckets.
-    /// Kept in the record so a probe costs one write; flushed to the buckets when the
-    /// minute changes. Readers add them in.
-    #[serde(default)]
-    pub pending_probes: Option<(i64, IntegrationCounters)>,
 }
 
 impl IntegrationRecord {
@@ -280,7 +265,6 @@ impl IntegrationRecord {
             created_at: now,
             next_attempt_at: None,
             last_probe_at: None,
-            pending_probes: None,
         }
     }
 
@@ -325,36 +309,16 @@ impl IntegrationRecord {
         cycle_start.is_some_and(|start| self.last_probe_at.is_none_or(|t| t < start))
     }
 
-    /// Records the result of a probe that ran at `at` and took `latency_ms`: counts the
-    /// check (and the recovery attempt, if it was failed), drives the state machine and adds
-    /// the result to the current minute's probe counters. Returns the counters of an
-    /// earlier minute that must now be flushed to the buckets, if any.
-    pub fn record_probe(
-        &mut self,
-        ok: bool,
-        latency_ms: f64,
-        at: Millis,
-    ) -> Option<(i64, IntegrationCounters)> {
+    /// Records the result of a probe that ran at `at`: counts the check (and the recovery
+    /// attempt, if it was failed) and drives the state machine. The caller counts the
+    /// result with the calls.
+    pub fn record_probe(&mut self, ok: bool, at: Millis) {
         self.health_checks_performed += 1;
         if self.state == ConnectionState::Failed {
             self.recovery_attempts += 1;
         }
         self.last_probe_at = Some(self.last_probe_at.map_or(at, |t| t.max(at)));
         self.record_result(ok, at);
-        let minute = crate::time::minute_of(at);
-        let flushed = match self.pending_probes.take() {
-            Some((m, c)) if m != minute => Some((m, c)),
-            Some((_, c)) => {
-                self.pending_probes = Some((minute, c));
-                None
-            }
-            None => None,
-        };
-        let (_, counters) = self
-            .pending_probes
-            .get_or_insert_with(|| (minute, IntegrationCounters::default()));
-        counters.add(ok, latency_ms);
-        flushed
     }
 
     /// Seconds it has been up at `now`; 0 while failed or never up.
@@ -373,10 +337,6 @@ pub struct IntegrationCounters {
     pub failures: u64,
     /// Sum of their latencies.
     pub latency_sum_ms: f64,
-    /// The latest minute whose probe counters were added to this bucket, so a flush that
-    /// is retried after a crash or a conflict adds them once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub probes_through: Option<i64>,
 }
 
 impl IntegrationCounters {
@@ -466,6 +426,9 @@ pub struct SystemRecord {
     pub queue_depth: Option<GaugeReading>,
     /// Latest count of active operations, as reported.
     pub active_operations: Option<GaugeReading>,
+    /// Marks of the gauge events counted.
+    #[serde(default)]
+    pub seen: crate::domain::live::Seen,
 }
 
 impl SystemRecord {
@@ -542,16 +505,16 @@ mod tests {
         });
         assert!(i.probe_due(0, Some(0)));
         for at in [0, 30_000, 60_000] {
-            i.record_probe(false, 5.0, at);
+            i.record_probe(false, at);
         }
         assert_eq!(i.state, ConnectionState::Failed);
         assert_eq!(i.next_attempt_at, Some(61_000));
         // Not due before the backoff ends, even at a cycle start.
         assert!(!i.probe_due(60_500, Some(60_000)));
         assert!(i.probe_due(61_000, None));
-        i.record_probe(false, 5.0, 61_000);
+        i.record_probe(false, 61_000);
         assert_eq!(i.next_attempt_at, Some(63_000));
-        i.record_probe(true, 5.0, 63_000);
+        i.record_probe(true, 63_000);
         assert_eq!(i.state, ConnectionState::Active);
         assert_eq!(
             (
@@ -565,38 +528,6 @@ mod tests {
         // Once per cycle while not failed.
         assert!(!i.probe_due(64_000, Some(60_000)));
         assert!(i.probe_due(90_000, Some(90_000)));
-    }
-
-    #[test]
-    fn probe_counters_stay_in_the_record_until_the_minute_changes() {
-        let mut i = IntegrationRecord::new("api", 0);
-        assert_eq!(i.record_probe(true, 10.0, 1_000), None);
-        assert_eq!(i.record_probe(false, 30.0, 31_000), None);
-        let flushed = i.record_probe(true, 20.0, 61_000);
-        assert_eq!(
-            flushed,
-            Some((
-                0,
-                IntegrationCounters {
-                    calls: 2,
-                    failures: 1,
-                    latency_sum_ms: 40.0,
-                    probes_through: None,
-                }
-            ))
-        );
-        assert_eq!(
-            i.pending_probes,
-            Some((
-                1,
-                IntegrationCounters {
-                    calls: 1,
-                    failures: 0,
-                    latency_sum_ms: 20.0,
-                    probes_through: None,
-                }
-            ))
-        );
     }
 
     #[test]

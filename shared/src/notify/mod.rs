@@ -265,7 +265,7 @@ impl Notifier {
                 SourceType::Integration => Entity::Integration,
                 SourceType::System => continue,
             };
-            let key = layout::record(tenant, entity, &a.source_id);
+            let key = layout::live(tenant, entity, &a.source_id);
             if !keys.contains(&key) {
                 keys.push(key);
             }
@@ -274,11 +274,11 @@ impl Notifier {
         for chunk in keys.chunks(100) {
             for item in self.store.backend().get(chunk).await?.into_iter().flatten() {
                 match item.record {
-                    Record::Agent(r) => {
-                        names.insert(r.agent_id, r.agent_name);
+                    Record::Agent(l) => {
+                        names.insert(l.record.agent_id, l.record.agent_name);
                     }
-                    Record::Integration(r) => {
-                        names.insert(r.integration_id, r.integration_name);
+                    Record::Integration(l) => {
+                        names.insert(l.record.integration_id, l.record.integration_name);
                     }
                     _ => {}
                 }

@@ -1,10 +1,10 @@
 //! The agents aggregate: reading an agent's health and registering or updating agents.
 
-use super::ingest::corrupt;
-use super::layout::{self, Entity};
-use super::tenant::agent_data;
-use super::{retry_on_conflict, Condition, Record, Store, StoreError, StoredItem, Write};
+use super::layout::Entity;
+use super::tenant::AgentData;
+use super::{Store, StoreError};
 use crate::domain::health::{agent_health, AgentHealth};
+use crate::domain::live::{Live, LiveAgent};
 use crate::domain::records::AgentRecord;
 use crate::time::Millis;
 
@@ -21,19 +21,16 @@ pub struct AgentUpdate {
 }
 
 impl Store {
-    /// An agent's health at `now`; `None` if the tenant has no such agent. Costs two range
-    /// reads whatever the number of events: the record with the hour's minute buckets, and
-    /// the trend's day buckets.
+    /// An agent's health at `now`; `None` if the tenant has no such agent. One read of its
+    /// live item, whatever the number of events.
     pub async fn agent_health(
         &self,
         tenant: &str,
         agent_id: &str,
         now: Millis,
     ) -> Result<Option<AgentHealth>, StoreError> {
-        let (recent, days) = self
-            .read_health_ranges(tenant, Entity::Agent, agent_id, now)
-            .await?;
-        Ok(agent_data(recent, days)?.map(|d| agent_health(&d.record, &d.minutes, &d.days, now)))
+        let live: Option<LiveAgent> = self.live_item(tenant, Entity::Agent, agent_id).await?;
+        Ok(live.map(|l| health_of(&AgentData::from(l), now)))
     }
 
     /// Creates or updates an agent and answers its health.
@@ -44,18 +41,9 @@ impl Store {
         update: &AgentUpdate,
         now: Millis,
     ) -> Result<AgentHealth, StoreError> {
-        let key = layout::record(tenant, Entity::Agent, agent_id);
-        retry_on_conflict(|| async {
-            let current = self.get_one(&key).await?;
-            let (mut agent, condition, version) = match current {
-                Some(StoredItem {
-                    record: Record::Agent(a),
-                    version,
-                    ..
-                }) => (a, Condition::Version(version), version),
-                Some(_) => return Err(corrupt(&key, "expected an agent")),
-                None => (AgentRecord::new(agent_id, now), Condition::NotExists, 0),
-            };
+        self.update_live(tenant, Entity::Agent, agent_id, now, |live: Option<LiveAgent>| {
+            let mut live = live.unwrap_or_else(|| Live::new(AgentRecord::new(agent_id, now)));
+            let agent = &mut live.record;
             if let Some(name) = &update.agent_name {
                 agent.agent_name.clone_from(name);
             }
@@ -65,22 +53,10 @@ impl Store {
             if let Some(c) = update.confidence_score {
                 agent.report_confidence(c, now);
             }
-            let write = Write {
-                item: StoredItem {
-                    key: key.clone(),
-                    record: Record::Agent(agent),
-                    version: version + 1,
-                    expires_at: None,
-                    index: Some(layout::index(tenant, Entity::Agent, agent_id)),
-                },
-                condition,
-            };
-            self.backend.write(vec![write]).await
+            let health = health_of(&AgentData::from(live.clone()), now);
+            Ok((Some(live), health))
         })
-        .await?;
-        self.agent_health(tenant, agent_id, now)
-            .await?
-            .ok_or_else(|| corrupt(&key, "the agent just written cannot be read"))
+        .await
     }
 
     /// The health of every agent of the tenant, by ascending `agent_id`.
@@ -90,15 +66,21 @@ impl Store {
         now: Millis,
     ) -> Result<Vec<AgentHealth>, StoreError> {
         Ok(self
-            .load_agents(tenant, now)
+            .load_agents(tenant)
             .await?
             .iter()
-            .map(|d| agent_health(&d.record, &d.minutes, &d.days, now))
+            .map(|d| health_of(d, now))
             .collect())
     }
 }
 
-/// The bucket index of a minute or day item.
+/// An agent's health from its data.
+pub fn health_of(d: &AgentData, now: Millis) -> AgentHealth {
+    agent_health(&d.record, &d.minutes, &d.days, now)
+}
+
+/// The bucket index of a day or mark bucket.
 pub(crate) fn bucket(key: &super::ItemKey) -> Result<i64, StoreError> {
-    layout::bucket_index(&key.sk).ok_or_else(|| corrupt(key, "bad bucket sort key"))
+    super::layout::bucket_index(&key.sk)
+        .ok_or_else(|| super::ingest::corrupt(key, "bad bucket sort key"))
 }

@@ -1,32 +1,36 @@
-//! Idempotent batch ingestion.
+//! Idempotent ingestion: one conditional write of one live item per entity an event touches.
 //!
-//! Events are applied in order to an in-memory snapshot of the items they touch (the event
-//! mark, the entity record, the execution record, the minute and day buckets), then the
-//! changed items are written in one atomic, conditional write: event marks must not exist,
-//! every other item must still have the version that was read. A lost race rereads and
-//! replays the chunk, and an event whose mark exists counts as a duplicate, so concurrent
-//! writers and retried batches never count an event twice or lose one. A batch larger than
-//! one transaction (DynamoDB: 100 items) is written in chunks; a crash between chunks leaves
-//! the earlier chunks stored, and the client's retry counts them as duplicates.
+//! A batch is grouped by the live item its events change (the agent's, the integration's,
+//! the host's, or the tenant's gauges). Each group reads its item, applies its events in
+//! order — each event files its mark in the item, and an event whose mark is already there
+//! (or in the entity's mark bucket for that hour) is a duplicate — and writes the item back
+//! with one put conditional on the version read. A lost race rereads and replays the
+//! group; the mark and the counters travel in the same item, so an event counts exactly
+//! once however writers and retries interleave, with no transaction. Groups are
+//! independent: if one fails, the others stay stored and the client's retry counts them as
+//! duplicates. See docs/data-model.md for the costs.
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use super::layout::{self, Entity};
+use futures::StreamExt;
+
+use super::layout::{self, Entity, MarksOf};
 use super::{
-    retry_on_conflict_up_to, Condition, EventMark, ItemKey, Record, Store, StoreError, StoredItem,
-    Write, MAX_INGEST_ATTEMPTS,
+    retry_on_conflict, retry_on_conflict_up_to, Condition, ItemKey, MarkBucket, Record, Store,
+    StoreError, StoredItem, Write, MAX_INGEST_ATTEMPTS,
 };
 use crate::domain::events::{Event, EventKind, Gauge};
-use crate::domain::records::{
-    AgentCounters, AgentRecord, ExecutionRecord, GaugeReading, HostCounters, HostRecord,
-    IntegrationCounters, IntegrationRecord, SystemRecord,
+use crate::domain::live::{
+    finish_mark, hour_of, mark, FinishKnown, Live, LiveAgent, LiveHost, LiveIntegration, Seen,
 };
-use crate::time::{day_of, minute_of, Millis};
+use crate::domain::records::{
+    AgentCounters, AgentRecord, GaugeReading, HostCounters, HostRecord, IntegrationCounters,
+    IntegrationRecord, SystemRecord,
+};
+use crate::time::Millis;
 
-/// Most items one event can change; a chunk is cut before it could exceed the backend's
-/// transaction limit.
-const MAX_ITEMS_PER_EVENT: usize = 5;
+/// Groups of one batch written at the same time.
+const CONCURRENT_GROUPS: usize = 16;
 
 /// What an ingestion did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -37,8 +41,390 @@ pub struct IngestOutcome {
     pub duplicates: usize,
 }
 
+/// The live item an event changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Target<'a> {
+    Entity(Entity, &'a str),
+    System,
+}
+
+impl<'a> Target<'a> {
+    fn of(event: &'a Event) -> Self {
+        match &event.kind {
+            EventKind::ExecutionStarted { agent_id, .. }
+            | EventKind::ExecutionFinished { agent_id, .. } => Self::Entity(Entity::Agent, agent_id),
+            EventKind::IntegrationCall { integration_id, .. } => {
+                Self::Entity(Entity::Integration, integration_id)
+            }
+            EventKind::HostSample { host_id, .. } => Self::Entity(Entity::Host, host_id),
+            EventKind::Gauge { .. } => Self::System,
+        }
+    }
+
+    fn key(self, tenant: &str) -> ItemKey {
+        match self {
+            Self::Entity(entity, id) => layout::live(tenant, entity, id),
+            Self::System => layout::system(tenant),
+        }
+    }
+
+    fn marks_of(self) -> MarksOf<'a> {
+        match self {
+            Self::Entity(entity, id) => MarksOf::Entity(entity, id),
+            Self::System => MarksOf::System,
+        }
+    }
+}
+
+/// The mark buckets one group attempt has read, by hour.
+pub(crate) struct Marks<'a> {
+    store: &'a Store,
+    tenant: &'a str,
+    of: MarksOf<'a>,
+    read: HashMap<i64, HashSet<u64>>,
+}
+
+impl Marks<'_> {
+    /// Whether `m` is marked: in the item, or in the bucket of one of `hours` that the
+    /// item says may hold marks.
+    async fn contains(&mut self, seen: &Seen, hours: &[i64], m: u64) -> Result<bool, StoreError> {
+        if seen.contains(m) {
+            return Ok(true);
+        }
+        for &hour in hours.iter().filter(|h| seen.spilled(**h)) {
+            if !self.read.contains_key(&hour) {
+                let key = layout::marks(self.tenant, self.of, hour);
+                let marks = match self.store.get_one(&key).await? {
+                    Some(StoredItem {
+                        record: Record::Marks(b),
+                        ..
+                    }) => b.marks.into_iter().collect(),
+                    Some(item) => return Err(unexpected(&item, "expected event marks")),
+                    None => HashSet::new(),
+                };
+                self.read.insert(hour, marks);
+            }
+            if self.read.get(&hour).is_some_and(|ms| ms.contains(&m)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// A record kept in a live item: how it is stored, what leaves it with time, and how an
+/// event changes it.
+#[async_trait::async_trait]
+pub(crate) trait LiveRecord: Sized + Send {
+    /// The record from a stored item; `None` if the item is of another kind.
+    fn from_record(record: Record) -> Option<Self>;
+    /// The stored form.
+    fn into_record(self) -> Record;
+    /// Its event marks.
+    fn seen_mut(&mut self) -> &mut Seen;
+    /// Removes the day counters that are final at `now`, as day bucket records.
+    fn archive(&mut self, now: Millis) -> Vec<(i64, Record)>;
+    /// The record of an entity first seen in `event`.
+    fn create(event: &Event, now: Millis) -> Self;
+    /// Applies an event that is not a duplicate.
+    async fn apply(
+        &mut self,
+        marks: &mut Marks<'_>,
+        event: &Event,
+        now: Millis,
+    ) -> Result<(), StoreError>;
+}
+
+/// How each kind of counters is stored as a day bucket.
+pub(crate) trait DayRecord: Sized {
+    /// The day bucket's record.
+    fn into_record(self) -> Record;
+    /// The counters of a day bucket; `None` if it holds another kind.
+    fn from_record(record: Record) -> Option<Self>;
+}
+
+macro_rules! day_record {
+    ($counters:ty, $variant:ident) => {
+        impl DayRecord for $counters {
+            fn into_record(self) -> Record {
+                Record::$variant(self)
+            }
+            fn from_record(record: Record) -> Option<Self> {
+                match record {
+                    Record::$variant(c) => Some(c),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+day_record!(AgentCounters, AgentCounters);
+day_record!(IntegrationCounters, IntegrationCounters);
+day_record!(HostCounters, HostCounters);
+
+fn archive_window<R, C>(live: &mut Live<R, C>, now: Millis) -> Vec<(i64, Record)>
+where
+    C: crate::domain::live::Counters + DayRecord,
+{
+    live.window
+        .prune(now)
+        .into_iter()
+        .map(|(d, c)| (d, c.into_record()))
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl LiveRecord for LiveAgent {
+    fn from_record(record: Record) -> Option<Self> {
+        match record {
+            Record::Agent(a) => Some(a),
+            _ => None,
+        }
+    }
+    fn into_record(self) -> Record {
+        Record::Agent(self)
+    }
+    fn seen_mut(&mut self) -> &mut Seen {
+        &mut self.seen
+    }
+    fn archive(&mut self, now: Millis) -> Vec<(i64, Record)> {
+        archive_window(self, now)
+    }
+    fn create(event: &Event, now: Millis) -> Self {
+        let id = match &event.kind {
+            EventKind::ExecutionStarted { agent_id, .. }
+            | EventKind::ExecutionFinished { agent_id, .. } => agent_id.as_str(),
+            _ => "",
+        };
+        Live::new(AgentRecord::new(id, now))
+    }
+    async fn apply(
+        &mut self,
+        marks: &mut Marks<'_>,
+        event: &Event,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let ts = event.timestamp;
+        match &event.kind {
+            EventKind::ExecutionStarted {
+                execution_id,
+                operation,
+                agent_name,
+                ..
+            } => {
+                // The finish mark of an execution is filed under its start's hour.
+                let known = finish_known(marks, &self.seen, &[hour_of(ts)], execution_id).await?;
+                self.started(
+                    execution_id,
+                    operation,
+                    agent_name.as_deref(),
+                    ts,
+                    now,
+                    known,
+                );
+            }
+            EventKind::ExecutionFinished {
+                execution_id,
+                outcome,
+                duration_ms,
+                confidence,
+                ..
+            } => {
+                let start = self.start_of(execution_id, ts, *duration_ms);
+                let hours = [hour_of(start), hour_of(ts)];
+                let known = finish_known(marks, &self.seen, &hours, execution_id).await?;
+                self.finished(
+                    execution_id,
+                    *outcome,
+                    *duration_ms,
+                    *confidence,
+                    ts,
+                    now,
+                    known,
+                );
+            }
+            _ => return Err(StoreError::Backend("an agent event of another kind".into())),
+        }
+        Ok(())
+    }
+}
+
+async fn finish_known(
+    marks: &mut Marks<'_>,
+    seen: &Seen,
+    hours: &[i64],
+    execution_id: &str,
+) -> Result<FinishKnown, StoreError> {
+    Ok(
+        if marks.contains(seen, hours, finish_mark(execution_id)).await? {
+            FinishKnown::Yes
+        } else {
+            FinishKnown::No
+        },
+    )
+}
+
+#[async_trait::async_trait]
+impl LiveRecord for LiveIntegration {
+    fn from_record(record: Record) -> Option<Self> {
+        match record {
+            Record::Integration(i) => Some(i),
+            _ => None,
+        }
+    }
+    fn into_record(self) -> Record {
+        Record::Integration(self)
+    }
+    fn seen_mut(&mut self) -> &mut Seen {
+        &mut self.seen
+    }
+    fn archive(&mut self, now: Millis) -> Vec<(i64, Record)> {
+        archive_window(self, now)
+    }
+    fn create(event: &Event, now: Millis) -> Self {
+        let id = match &event.kind {
+            EventKind::IntegrationCall { integration_id, .. } => integration_id.as_str(),
+            _ => "",
+        };
+        Live::new(IntegrationRecord::new(id, now))
+    }
+    async fn apply(
+        &mut self,
+        _marks: &mut Marks<'_>,
+        event: &Event,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let EventKind::IntegrationCall {
+            latency_ms,
+            ok,
+            integration_name,
+            ..
+        } = &event.kind
+        else {
+            return Err(StoreError::Backend(
+                "an integration event of another kind".into(),
+            ));
+        };
+        self.call(
+            *ok,
+            *latency_ms,
+            integration_name.as_deref(),
+            event.timestamp,
+            now,
+        );
+        Ok(())
+    }
+}
+
+fn host_sample(event: &Event) -> Option<HostRecord> {
+    match &event.kind {
+        EventKind::HostSample {
+            host_id,
+            cpu_usage,
+            memory_usage,
+            disk_usage,
+            load_average,
+            uptime_seconds,
+        } => Some(HostRecord {
+            host_id: host_id.clone(),
+            cpu_usage: *cpu_usage,
+            memory_usage: *memory_usage,
+            disk_usage: *disk_usage,
+            load_average: *load_average,
+            uptime_seconds: *uptime_seconds,
+            last_seen: event.timestamp,
+        }),
+        _ => None,
+    }
+}
+
+#[async_trait::async_trait]
+impl LiveRecord for LiveHost {
+    fn from_record(record: Record) -> Option<Self> {
+        match record {
+            Record::Host(h) => Some(h),
+            _ => None,
+        }
+    }
+    fn into_record(self) -> Record {
+        Record::Host(self)
+    }
+    fn seen_mut(&mut self) -> &mut Seen {
+        &mut self.seen
+    }
+    fn archive(&mut self, now: Millis) -> Vec<(i64, Record)> {
+        archive_window(self, now)
+    }
+    fn create(event: &Event, _now: Millis) -> Self {
+        let mut first = host_sample(event).unwrap_or_else(|| HostRecord {
+            host_id: String::new(),
+            cpu_usage: 0.0,
+            memory_usage: 0.0,
+            disk_usage: None,
+            load_average: None,
+            uptime_seconds: None,
+            last_seen: 0,
+        });
+        // Older than any sample, so the first sample applied becomes the reading.
+        first.last_seen = Millis::MIN;
+        Live::new(first)
+    }
+    async fn apply(
+        &mut self,
+        _marks: &mut Marks<'_>,
+        event: &Event,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let sample = host_sample(event)
+            .ok_or_else(|| StoreError::Backend("a host event of another kind".into()))?;
+        self.sample(sample, now);
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl LiveRecord for SystemRecord {
+    fn from_record(record: Record) -> Option<Self> {
+        match record {
+            Record::System(s) => Some(s),
+            _ => None,
+        }
+    }
+    fn into_record(self) -> Record {
+        Record::System(self)
+    }
+    fn seen_mut(&mut self) -> &mut Seen {
+        &mut self.seen
+    }
+    fn archive(&mut self, _now: Millis) -> Vec<(i64, Record)> {
+        Vec::new()
+    }
+    fn create(_event: &Event, _now: Millis) -> Self {
+        SystemRecord::default()
+    }
+    async fn apply(
+        &mut self,
+        _marks: &mut Marks<'_>,
+        event: &Event,
+        _now: Millis,
+    ) -> Result<(), StoreError> {
+        let EventKind::Gauge { name, value } = &event.kind else {
+            return Err(StoreError::Backend("a gauge event of another kind".into()));
+        };
+        let reading = GaugeReading {
+            value: *value,
+            at: event.timestamp,
+        };
+        match name {
+            Gauge::QueueDepth => SystemRecord::report(&mut self.queue_depth, reading),
+            Gauge::ActiveOperations => SystemRecord::report(&mut self.active_operations, reading),
+        }
+        Ok(())
+    }
+}
+
 impl Store {
-    /// Stores a validated batch for `tenant`. On error, the events of earlier chunks may be
+    /// Stores a validated batch for `tenant`. On error, the events of other entities may be
     /// stored; retrying the batch is always safe.
     #[tracing::instrument(skip(self, events), fields(events = events.len()))]
     pub async fn ingest(
@@ -47,389 +433,258 @@ impl Store {
         events: &[Event],
         now: Millis,
     ) -> Result<IngestOutcome, StoreError> {
-        let per_chunk = (self.backend.max_writes() / MAX_ITEMS_PER_EVENT).max(1);
+        let mut order: Vec<Target<'_>> = Vec::new();
+        let mut groups: HashMap<Target<'_>, Vec<&Event>> = HashMap::new();
+        for event in events {
+            let target = Target::of(event);
+            groups
+                .entry(target)
+                .or_insert_with(|| {
+                    order.push(target);
+                    Vec::new()
+                })
+                .push(event);
+        }
+        let mut runs = Vec::with_capacity(order.len());
+        for target in order {
+            let group = groups.remove(&target).unwrap_or_default();
+            // Boxed as Send here, where the lifetimes are concrete: a stream of unboxed
+            // async blocks trips the compiler's higher-ranked Send check in the handlers.
+            let run: futures::future::BoxFuture<'_, Result<IngestOutcome, StoreError>> =
+                Box::pin(async move {
+                match target {
+                    Target::Entity(Entity::Agent, _) => {
+                        self.ingest_group::<LiveAgent>(tenant, target, &group, now)
+                            .await
+                    }
+                    Target::Entity(Entity::Integration, _) => {
+                        self.ingest_group::<LiveIntegration>(tenant, target, &group, now)
+                            .await
+                    }
+                    Target::Entity(Entity::Host, _) => {
+                        self.ingest_group::<LiveHost>(tenant, target, &group, now)
+                            .await
+                    }
+                    Target::System => {
+                        self.ingest_group::<SystemRecord>(tenant, target, &group, now)
+                            .await
+                    }
+                }
+            });
+            runs.push(run);
+        }
+        let mut runs = futures::stream::iter(runs).buffer_unordered(CONCURRENT_GROUPS);
         let mut total = IngestOutcome::default();
-        for chunk in events.chunks(per_chunk) {
-            let outcome = retry_on_conflict_up_to(MAX_INGEST_ATTEMPTS, || async {
-                let _turn = self.writer_turn().await;
-                let mut snapshot = Snapshot::default();
-                // Two reads cover a chunk: the records its events need, then the buckets
-                // they will touch (which for a finish depend on its execution's start).
-                // `apply` still loads anything not predicted, such as the bucket of an
-                // execution that starts and finishes within the chunk.
-                let records: Vec<ItemKey> =
-                    chunk.iter().flat_map(|e| record_keys(tenant, e)).collect();
-                snapshot.load(self, &records).await?;
-                let buckets: Vec<ItemKey> = chunk
-                    .iter()
-                    .flat_map(|e| predicted_buckets(tenant, e, &snapshot))
-                    .collect();
-                snapshot.load(self, &buckets).await?;
-                let mut outcome = IngestOutcome::default();
-                for event in chunk {
-                    if self.apply(&mut snapshot, tenant, event, now).await? {
-                        outcome.accepted += 1;
-                    } else {
-                        outcome.duplicates += 1;
-                    }
+        let mut failed = None;
+        while let Some(result) = runs.next().await {
+            match result {
+                Ok(o) => {
+                    total.accepted += o.accepted;
+                    total.duplicates += o.duplicates;
                 }
-                self.backend.write(snapshot.into_writes()).await?;
-                Ok(outcome)
-            })
-            .await?;
-            total.accepted += outcome.accepted;
-            total.duplicates += outcome.duplicates;
+                Err(e) => failed = failed.or(Some(e)),
+            }
         }
-        Ok(total)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(total),
+        }
     }
 
-    /// Applies one event to the snapshot; `false` if it is a duplicate.
-    async fn apply(
+    /// Applies one entity's events to its live item with one conditional write.
+    async fn ingest_group<T: LiveRecord>(
         &self,
-        snap: &mut Snapshot,
         tenant: &str,
-        event: &Event,
+        target: Target<'_>,
+        events: &[&Event],
         now: Millis,
-    ) -> Result<bool, StoreError> {
-        let ts = event.timestamp;
-        let wanted = record_keys(tenant, event);
-        let mut keys = wanted.iter().cloned();
-        let (Some(mark), Some(entity_key)) = (keys.next(), keys.next()) else {
-            return Err(StoreError::Backend("an event without record keys".into()));
+    ) -> Result<IngestOutcome, StoreError> {
+        let key = target.key(tenant);
+        let first = events
+            .first()
+            .ok_or_else(|| StoreError::Backend("an empty group".into()))?;
+        retry_on_conflict_up_to(MAX_INGEST_ATTEMPTS, || async {
+            let _turn = self.writer_turn().await;
+            let (value, read_version) = self.read_live::<T>(&key).await?;
+            let mut value = value.unwrap_or_else(|| T::create(first, now));
+            self.settle(tenant, target.marks_of(), &mut value, now)
+                .await?;
+            let mut marks = Marks {
+                store: self,
+                tenant,
+                of: target.marks_of(),
+                read: HashMap::new(),
+            };
+            let mut outcome = IngestOutcome::default();
+            for event in events {
+                let m = mark(&event.event_id);
+                let hour = hour_of(event.timestamp);
+                if marks.contains(value.seen_mut(), &[hour], m).await? {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                value.seen_mut().insert(hour, m);
+                value.apply(&mut marks, event, now).await?;
+                outcome.accepted += 1;
+            }
+            if outcome.accepted > 0 {
+                self.put_live(&key, value, read_version).await?;
+            }
+            Ok(outcome)
+        })
+        .await
+    }
+
+    /// Reads a live item and its version; `None` if absent.
+    pub(crate) async fn read_live<T: LiveRecord>(
+        &self,
+        key: &ItemKey,
+    ) -> Result<(Option<T>, Option<u64>), StoreError> {
+        match self.get_one(key).await? {
+            Some(item) => {
+                let version = item.version;
+                match T::from_record(item.record.clone()) {
+                    Some(v) => Ok((Some(v), Some(version))),
+                    None => Err(unexpected(&item, "expected a live item of this kind")),
+                }
+            }
+            None => Ok((None, None)),
+        }
+    }
+
+    /// Moves out of a live item what time has taken from it: final days to day buckets
+    /// and older marks to mark buckets. Both writes are idempotent (a final day is the same
+    /// whoever writes it; marks are added as a union), so they happen before the item's
+    /// own conditional write and a lost race simply repeats them.
+    pub(crate) async fn settle<T: LiveRecord>(
+        &self,
+        tenant: &str,
+        of: MarksOf<'_>,
+        value: &mut T,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let days = value.archive(now);
+        if let (MarksOf::Entity(entity, id), false) = (of, days.is_empty()) {
+            let writes = days
+                .into_iter()
+                .map(|(day, record)| Write {
+                    item: StoredItem {
+                        key: layout::day(tenant, entity, id, day),
+                        record,
+                        version: 1,
+                        expires_at: layout::expiry(
+                            layout::day_end(day),
+                            layout::DAY_BUCKET_TTL_MS,
+                        ),
+                        index: None,
+                    },
+                    condition: Condition::None,
+                })
+                .collect::<Vec<_>>();
+            for write in writes {
+                self.backend.write(vec![write]).await?;
+            }
+        }
+        for (hour, marks) in value.seen_mut().take_spill(now) {
+            self.add_marks(layout::marks(tenant, of, hour), hour, &marks)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Adds marks to an hour's mark bucket.
+    async fn add_marks(&self, key: ItemKey, hour: i64, add: &[u64]) -> Result<(), StoreError> {
+        retry_on_conflict(|| async {
+            let (mut bucket, condition, version) = match self.get_one(&key).await? {
+                Some(StoredItem {
+                    record: Record::Marks(b),
+                    version,
+                    ..
+                }) => (b, Condition::Version(version), version),
+                Some(item) => return Err(unexpected(&item, "expected event marks")),
+                None => (MarkBucket::default(), Condition::NotExists, 0),
+            };
+            let before = bucket.marks.len();
+            for m in add {
+                if !bucket.marks.contains(m) {
+                    bucket.marks.push(*m);
+                }
+            }
+            if bucket.marks.len() == before && condition != Condition::NotExists {
+                return Ok(());
+            }
+            let write = Write {
+                item: StoredItem {
+                    key: key.clone(),
+                    record: Record::Marks(bucket),
+                    version: version + 1,
+                    expires_at: layout::expiry(
+                        crate::domain::live::hour_end(hour),
+                        layout::EVENT_MARK_TTL_MS,
+                    ),
+                    index: None,
+                },
+                condition,
+            };
+            self.backend.write(vec![write]).await
+        })
+        .await
+    }
+
+    /// Writes a live item back, conditional on the version read (`None`: must not exist).
+    pub(crate) async fn put_live<T: LiveRecord>(
+        &self,
+        key: &ItemKey,
+        value: T,
+        read_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let (condition, version) = match read_version {
+            Some(v) => (Condition::Version(v), v + 1),
+            None => (Condition::NotExists, 1),
         };
-        let exec_key = keys.next();
-        snap.load(self, &wanted).await?;
-        if snap.get(&mark).is_some() {
-            return Ok(false);
-        }
-        snap.put(
-            mark,
-            Record::Event(EventMark { stored_at: now }),
-            layout::expiry(ts.max(now), layout::EVENT_MARK_TTL_MS),
-            None,
-        );
+        self.backend
+            .write(vec![Write {
+                item: StoredItem {
+                    key: key.clone(),
+                    record: value.into_record(),
+                    version,
+                    expires_at: None,
+                    index: None,
+                },
+                condition,
+            }])
+            .await
+    }
 
-        match &event.kind {
-            EventKind::ExecutionStarted {
-                agent_id,
-                execution_id,
-                operation,
-                agent_name,
-            } => {
-                let mut agent = snap.agent(&entity_key, agent_id, now)?;
-                agent.observe(ts);
-                if let Some(name) = agent_name {
-                    agent.agent_name.clone_from(name);
-                }
-                let exec_key =
-                    exec_key.unwrap_or_else(|| layout::execution(tenant, agent_id, execution_id));
-                // A start after its finish, or a second start, changes no counters.
-                if snap.get(&exec_key).is_none() {
-                    agent.start(execution_id, operation, ts);
-                    snap.put(
-                        exec_key,
-                        Record::Execution(ExecutionRecord {
-                            started_at: ts,
-                            finished_at: None,
-                        }),
-                        layout::expiry(ts.max(now), layout::EXECUTION_TTL_MS),
-                        None,
-                    );
-                    self.bump_agent(snap, tenant, agent_id, ts, |c| {
-                        c.started = c.started.saturating_add(1)
-                    })
-                    .await?;
-                }
-                snap.put_entity(
-                    tenant,
-                    Entity::Agent,
-                    agent_id,
-                    entity_key,
-                    Record::Agent(agent),
-                );
-            }
-            EventKind::ExecutionFinished {
-                agent_id,
-                execution_id,
-                outcome,
-                duration_ms,
-                confidence,
-                ..
-            } => {
-                let mut agent = snap.agent(&entity_key, agent_id, now)?;
-                agent.observe(ts);
-                if let Some(c) = confidence {
-                    agent.report_confidence(*c, ts);
-                }
-                let exec_key =
-                    exec_key.unwrap_or_else(|| layout::execution(tenant, agent_id, execution_id));
-                let known = match snap.get(&exec_key) {
-                    Some(Record::Execution(e)) => Some(e.clone()),
-                    Some(_) => return Err(corrupt(&exec_key, "expected an execution")),
-                    None => None,
-                };
-                match known {
-                    // Already finished: a second finish for one execution changes nothing.
-                    Some(ExecutionRecord {
-                        finished_at: Some(_),
-                        ..
-                    }) => {}
-                    // A known start, or (the finish came first) none: then the execution
-                    // is counted from its finish, as started `duration_ms` before it.
-                    known => {
-                        let (started_at, new_execution, duration) = match known {
-                            Some(e) => (
-                                e.started_at,
-                                false,
-                                Some(duration_ms.unwrap_or((ts - e.started_at).max(0) as f64)),
-                            ),
-                            None => (
-                                ts - duration_ms.map_or(0, |d| d as Millis),
-                                true,
-                                *duration_ms,
-                            ),
-                        };
-                        agent.finish(execution_id, *outcome, ts);
-                        snap.put(
-                            exec_key,
-                            Record::Execution(ExecutionRecord {
-                                started_at,
-                                finished_at: Some(ts),
-                            }),
-                            layout::expiry(ts.max(now), layout::EXECUTION_TTL_MS),
-                            None,
-                        );
-                        self.bump_agent(snap, tenant, agent_id, started_at, |c| {
-                            if new_execution {
-                                c.started = c.started.saturating_add(1);
-                            }
-                            c.add_finish(*outcome, duration);
-                        })
+    /// Reads a live item, settles it, lets `change` modify it and writes it back, again
+    /// on a lost race. `change` gets `None` for a missing item and returns the item to
+    /// write, or `None` to write nothing; its other result is returned.
+    pub(crate) async fn update_live<T: LiveRecord + Clone, O>(
+        &self,
+        tenant: &str,
+        entity: Entity,
+        id: &str,
+        now: Millis,
+        change: impl Fn(Option<T>) -> Result<(Option<T>, O), StoreError>,
+    ) -> Result<O, StoreError> {
+        let key = layout::live(tenant, entity, id);
+        retry_on_conflict(|| async {
+            let (value, read_version) = self.read_live::<T>(&key).await?;
+            let value = match value {
+                Some(mut v) => {
+                    self.settle(tenant, MarksOf::Entity(entity, id), &mut v, now)
                         .await?;
-                    }
+                    Some(v)
                 }
-                snap.put_entity(
-                    tenant,
-                    Entity::Agent,
-                    agent_id,
-                    entity_key,
-                    Record::Agent(agent),
-                );
-            }
-            EventKind::IntegrationCall {
-                integration_id,
-                latency_ms,
-                ok,
-                integration_name,
-                ..
-            } => {
-                let mut integration = match snap.get(&entity_key) {
-                    Some(Record::Integration(i)) => i.clone(),
-                    Some(_) => return Err(corrupt(&entity_key, "expected an integration")),
-                    None => IntegrationRecord::new(integration_id, now),
-                };
-                if let Some(name) = integration_name {
-                    integration.integration_name.clone_from(name);
-                }
-                integration.record_result(*ok, ts);
-                snap.put_entity(
-                    tenant,
-                    Entity::Integration,
-                    integration_id,
-                    entity_key,
-                    Record::Integration(integration),
-                );
-                let (ok, latency) = (*ok, *latency_ms);
-                self.bump_integration(snap, tenant, integration_id, ts, |c| c.add(ok, latency))
-                    .await?;
-            }
-            EventKind::HostSample {
-                host_id,
-                cpu_usage,
-                memory_usage,
-                disk_usage,
-                load_average,
-                uptime_seconds,
-            } => {
-                let newer = match snap.get(&entity_key) {
-                    Some(Record::Host(h)) => ts >= h.last_seen,
-                    Some(_) => return Err(corrupt(&entity_key, "expected a host")),
-                    None => true,
-                };
-                if newer {
-                    let host = HostRecord {
-                        host_id: host_id.clone(),
-                        cpu_usage: *cpu_usage,
-                        memory_usage: *memory_usage,
-                        disk_usage: *disk_usage,
-                        load_average: *load_average,
-                        uptime_seconds: *uptime_seconds,
-                        last_seen: ts,
-                    };
-                    snap.put_entity(
-                        tenant,
-                        Entity::Host,
-                        host_id,
-                        entity_key,
-                        Record::Host(host),
-                    );
-                }
-                let (cpu, mem) = (*cpu_usage, *memory_usage);
-                for key in [
-                    layout::minute(tenant, Entity::Host, host_id, minute_of(ts)),
-                    layout::day(tenant, Entity::Host, host_id, day_of(ts)),
-                ] {
-                    snap.load(self, std::slice::from_ref(&key)).await?;
-                    let mut c = match snap.get(&key) {
-                        Some(Record::HostCounters(c)) => c.clone(),
-                        Some(_) => return Err(corrupt(&key, "expected host counters")),
-                        None => HostCounters::default(),
-                    };
-                    c.add(cpu, mem);
-                    let ttl = bucket_expiry(&key);
-                    snap.put(key, Record::HostCounters(c), ttl, None);
-                }
-            }
-            EventKind::Gauge { name, value } => {
-                let mut system = match snap.get(&entity_key) {
-                    Some(Record::System(s)) => s.clone(),
-                    Some(_) => return Err(corrupt(&entity_key, "expected the system record")),
-                    None => SystemRecord::default(),
-                };
-                let reading = GaugeReading {
-                    value: *value,
-                    at: ts,
-                };
-                match name {
-                    Gauge::QueueDepth => SystemRecord::report(&mut system.queue_depth, reading),
-                    Gauge::ActiveOperations => {
-                        SystemRecord::report(&mut system.active_operations, reading)
-                    }
-                }
-                snap.put(entity_key, Record::System(system), None, None);
-            }
-        }
-        Ok(true)
-    }
-
-    async fn bump_agent(
-        &self,
-        snap: &mut Snapshot,
-        tenant: &str,
-        agent_id: &str,
-        at: Millis,
-        change: impl Fn(&mut AgentCounters),
-    ) -> Result<(), StoreError> {
-        let keys = [
-            layout::minute(tenant, Entity::Agent, agent_id, minute_of(at)),
-            layout::day(tenant, Entity::Agent, agent_id, day_of(at)),
-        ];
-        snap.load(self, &keys).await?;
-        for key in keys {
-            let mut c = match snap.get(&key) {
-                Some(Record::AgentCounters(c)) => c.clone(),
-                Some(_) => return Err(corrupt(&key, "expected agent counters")),
-                None => AgentCounters::default(),
+                None => None,
             };
-            change(&mut c);
-            let ttl = bucket_expiry(&key);
-            snap.put(key, Record::AgentCounters(c), ttl, None);
-        }
-        Ok(())
-    }
-
-    async fn bump_integration(
-        &self,
-        snap: &mut Snapshot,
-        tenant: &str,
-        integration_id: &str,
-        at: Millis,
-        change: impl Fn(&mut IntegrationCounters),
-    ) -> Result<(), StoreError> {
-        let keys = [
-            layout::minute(tenant, Entity::Integration, integration_id, minute_of(at)),
-            layout::day(tenant, Entity::Integration, integration_id, day_of(at)),
-        ];
-        snap.load(self, &keys).await?;
-        for key in keys {
-            let mut c = match snap.get(&key) {
-                Some(Record::IntegrationCounters(c)) => c.clone(),
-                Some(_) => return Err(corrupt(&key, "expected integration counters")),
-                None => IntegrationCounters::default(),
-            };
-            change(&mut c);
-            let ttl = bucket_expiry(&key);
-            snap.put(key, Record::IntegrationCounters(c), ttl, None);
-        }
-        Ok(())
-    }
-}
-
-/// The event mark, entity record and (for executions) execution record of an event, in
-/// that order.
-fn record_keys(tenant: &str, event: &Event) -> Vec<ItemKey> {
-    let mut keys = vec![layout::event(tenant, &event.event_id)];
-    match &event.kind {
-        EventKind::ExecutionStarted {
-            agent_id,
-            execution_id,
-            ..
-        }
-        | EventKind::ExecutionFinished {
-            agent_id,
-            execution_id,
-            ..
-        } => {
-            keys.push(layout::record(tenant, Entity::Agent, agent_id));
-            keys.push(layout::execution(tenant, agent_id, execution_id));
-        }
-        EventKind::IntegrationCall { integration_id, .. } => {
-            keys.push(layout::record(tenant, Entity::Integration, integration_id));
-        }
-        EventKind::HostSample { host_id, .. } => {
-            keys.push(layout::record(tenant, Entity::Host, host_id))
-        }
-        EventKind::Gauge { .. } => keys.push(layout::system(tenant)),
-    }
-    keys
-}
-
-/// The buckets an event will most likely update, given the records already read.
-fn predicted_buckets(tenant: &str, event: &Event, snap: &Snapshot) -> Vec<ItemKey> {
-    let ts = event.timestamp;
-    let (entity, id, at) = match &event.kind {
-        EventKind::ExecutionStarted { agent_id, .. } => (Entity::Agent, agent_id, ts),
-        EventKind::ExecutionFinished {
-            agent_id,
-            execution_id,
-            duration_ms,
-            ..
-        } => {
-            let at = match snap.get(&layout::execution(tenant, agent_id, execution_id)) {
-                Some(Record::Execution(e)) => e.started_at,
-                _ => ts - duration_ms.map_or(0, |d| d as Millis),
-            };
-            (Entity::Agent, agent_id, at)
-        }
-        EventKind::IntegrationCall { integration_id, .. } => {
-            (Entity::Integration, integration_id, ts)
-        }
-        EventKind::HostSample { host_id, .. } => (Entity::Host, host_id, ts),
-        EventKind::Gauge { .. } => return Vec::new(),
-    };
-    vec![
-        layout::minute(tenant, entity, id, minute_of(at)),
-        layout::day(tenant, entity, id, day_of(at)),
-    ]
-}
-
-/// The TTL of a bucket item, from its sort key.
-pub(crate) fn bucket_expiry(key: &ItemKey) -> Option<i64> {
-    let index = layout::bucket_index(&key.sk)?;
-    if key.sk.starts_with("M#") {
-        layout::expiry(layout::minute_end(index), layout::MINUTE_BUCKET_TTL_MS)
-    } else {
-        layout::expiry(layout::day_end(index), layout::DAY_BUCKET_TTL_MS)
+            let (new, out) = change(value)?;
+            if let Some(new) = new {
+                self.put_live(&key, new, read_version).await?;
+            }
+            Ok(out)
+        })
+        .await
     }
 }
 
@@ -447,108 +702,5 @@ pub(crate) fn corrupt(key: &ItemKey, reason: &str) -> StoreError {
         pk: key.pk.clone(),
         sk: key.sk.clone(),
         reason: reason.to_owned(),
-    }
-}
-
-/// The items a chunk has read, with the versions read, and what it changed.
-#[derive(Default)]
-struct Snapshot {
-    slots: HashMap<ItemKey, Slot>,
-    order: Vec<ItemKey>,
-}
-
-struct Slot {
-    read_version: Option<u64>,
-    item: Option<StoredItem>,
-    dirty: bool,
-}
-
-impl Snapshot {
-    /// Reads the keys not yet in the snapshot, in one backend call.
-    async fn load(&mut self, store: &Store, keys: &[ItemKey]) -> Result<(), StoreError> {
-        let mut seen = std::collections::HashSet::new();
-        let missing: Vec<ItemKey> = keys
-            .iter()
-            .filter(|k| !self.slots.contains_key(*k) && seen.insert(*k))
-            .cloned()
-            .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let items = store.backend.get(&missing).await?;
-        for (key, item) in missing.into_iter().zip(items) {
-            self.order.push(key.clone());
-            self.slots.insert(
-                key,
-                Slot {
-                    read_version: item.as_ref().map(|i| i.version),
-                    item,
-                    dirty: false,
-                },
-            );
-        }
-        Ok(())
-    }
-
-    fn get(&self, key: &ItemKey) -> Option<&Record> {
-        self.slots.get(key)?.item.as_ref().map(|i| &i.record)
-    }
-
-    fn agent(&self, key: &ItemKey, agent_id: &str, now: Millis) -> Result<AgentRecord, StoreError> {
-        match self.get(key) {
-            Some(Record::Agent(a)) => Ok(a.clone()),
-            Some(_) => Err(corrupt(key, "expected an agent")),
-            None => Ok(AgentRecord::new(agent_id, now)),
-        }
-    }
-
-    fn put_entity(&mut self, tenant: &str, entity: Entity, id: &str, key: ItemKey, record: Record) {
-        let index = Some(layout::index(tenant, entity, id));
-        self.put(key, record, None, index);
-    }
-
-    fn put(
-        &mut self,
-        key: ItemKey,
-        record: Record,
-        expires_at: Option<i64>,
-        index: Option<super::IndexKey>,
-    ) {
-        let slot = match self.slots.entry(key.clone()) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => {
-                self.order.push(key.clone());
-                e.insert(Slot {
-                    read_version: None,
-                    item: None,
-                    dirty: false,
-                })
-            }
-        };
-        let version = slot.read_version.unwrap_or(0) + 1;
-        slot.item = Some(StoredItem {
-            key,
-            record,
-            version,
-            expires_at,
-            index,
-        });
-        slot.dirty = true;
-    }
-
-    fn into_writes(mut self) -> Vec<Write> {
-        let mut writes = Vec::new();
-        for key in self.order {
-            if let Some(slot) = self.slots.remove(&key) {
-                if let (true, Some(item)) = (slot.dirty, slot.item) {
-                    let condition = match slot.read_version {
-                        Some(v) => Condition::Version(v),
-                        None => Condition::NotExists,
-                    };
-                    writes.push(Write { item, condition });
-                }
-            }
-        }
-        writes
     }
 }

@@ -9,8 +9,8 @@ use crate::time::{Millis, DAY_MS, MINUTE_MS};
 /// Sort key of an entity's own record.
 pub const META: &str = "META";
 
-/// The kinds of entity that have records, buckets and an index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The kinds of entity that have live items and buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Entity {
     /// An agent.
     Agent,
@@ -28,53 +28,11 @@ impl Entity {
             Self::Host => "H",
         }
     }
-    fn list(self) -> &'static str {
-        match self {
-            Self::Agent => "AGENTS",
-            Self::Integration => "INTEGRATIONS",
-            Self::Host => "HOSTS",
-        }
-    }
 }
 
-/// The partition that holds one entity's record and buckets.
+/// The partition that holds one entity's day buckets and mark buckets.
 pub fn partition(tenant: &str, entity: Entity, id: &str) -> String {
     format!("T#{tenant}#{}#{id}", entity.tag())
-}
-
-/// The entity id of a partition key made by [`partition`]; `None` if it is not one.
-pub fn entity_id<'a>(tenant: &str, entity: Entity, pk: &'a str) -> Option<&'a str> {
-    pk.strip_prefix("T#")?
-        .strip_prefix(tenant)?
-        .strip_prefix('#')?
-        .strip_prefix(entity.tag())?
-        .strip_prefix('#')
-}
-
-/// An entity's own record.
-pub fn record(tenant: &str, entity: Entity, id: &str) -> ItemKey {
-    ItemKey {
-        pk: partition(tenant, entity, id),
-        sk: META.to_owned(),
-    }
-}
-
-/// The index entry that lists an entity under its tenant.
-pub fn index(tenant: &str, entity: Entity, id: &str) -> IndexKey {
-    IndexKey {
-        pk: index_partition(tenant, entity),
-        sk: id.to_owned(),
-    }
-}
-
-/// The index partition listing a tenant's entities of one kind.
-pub fn index_partition(tenant: &str, entity: Entity) -> String {
-    format!("T#{tenant}#{}", entity.list())
-}
-
-/// Sort key of a minute bucket. Zero-padded so that sort order is time order.
-pub fn minute_sk(minute: i64) -> String {
-    format!("M#{minute:012}")
 }
 
 /// Sort key of a day bucket.
@@ -82,17 +40,9 @@ pub fn day_sk(day: i64) -> String {
     format!("D#{day:08}")
 }
 
-/// Parses the bucket index back out of a minute or day sort key.
+/// Parses the bucket index back out of a day or mark bucket's sort key.
 pub fn bucket_index(sk: &str) -> Option<i64> {
     sk.get(2..)?.parse().ok()
-}
-
-/// A minute bucket of an entity.
-pub fn minute(tenant: &str, entity: Entity, id: &str, minute: i64) -> ItemKey {
-    ItemKey {
-        pk: partition(tenant, entity, id),
-        sk: minute_sk(minute),
-    }
 }
 
 /// A day bucket of an entity.
@@ -103,11 +53,38 @@ pub fn day(tenant: &str, entity: Entity, id: &str, day: i64) -> ItemKey {
     }
 }
 
-/// What is known of one execution of an agent.
-pub fn execution(tenant: &str, agent_id: &str, execution_id: &str) -> ItemKey {
+/// The partition of a tenant's live items of one kind, one item per entity: what the
+/// collector and the lists read with one Query.
+pub fn live_partition(tenant: &str, entity: Entity) -> String {
+    format!("T#{tenant}#LIVE#{}", entity.tag())
+}
+
+/// An entity's live item (record, counters of the recent windows, recent event marks).
+pub fn live(tenant: &str, entity: Entity, id: &str) -> ItemKey {
     ItemKey {
-        pk: partition(tenant, Entity::Agent, agent_id),
-        sk: format!("X#{execution_id}"),
+        pk: live_partition(tenant, entity),
+        sk: id.to_owned(),
+    }
+}
+
+/// Whose mark buckets: an entity's, or the tenant's gauges'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarksOf<'a> {
+    /// An agent, integration or host.
+    Entity(Entity, &'a str),
+    /// The tenant's gauges.
+    System,
+}
+
+/// The marks of an hour's events that moved out of a live item.
+pub fn marks(tenant: &str, of: MarksOf<'_>, hour: i64) -> ItemKey {
+    let pk = match of {
+        MarksOf::Entity(entity, id) => partition(tenant, entity, id),
+        MarksOf::System => system(tenant).pk,
+    };
+    ItemKey {
+        pk,
+        sk: format!("E#{hour:010}"),
     }
 }
 
@@ -159,14 +136,6 @@ pub fn alert(tenant: &str, alert_id: &str) -> ItemKey {
 /// How long resolved alerts are kept for history.
 pub const RESOLVED_ALERT_TTL_MS: Millis = 30 * DAY_MS;
 
-/// The mark of a stored event id.
-pub fn event(tenant: &str, event_id: &str) -> ItemKey {
-    ItemKey {
-        pk: format!("T#{tenant}#EV#{event_id}"),
-        sk: "EV".to_owned(),
-    }
-}
-
 /// An API key, by the hex SHA-256 of the key.
 pub fn api_key(hash_hex: &str) -> ItemKey {
     ItemKey {
@@ -188,24 +157,15 @@ pub fn key_index(tenant: &str, key_id: &str) -> IndexKey {
     }
 }
 
-/// How long event marks are kept: longer than the oldest accepted event, so any retry the
-/// API accepts is recognised as one.
+/// How long mark buckets are kept after their hour: longer than the oldest accepted event,
+/// so any retry the API accepts is recognised as one.
 pub const EVENT_MARK_TTL_MS: Millis = crate::domain::events::MAX_EVENT_AGE_MS + DAY_MS;
-/// How long execution records are kept after the execution's start or finish.
-pub const EXECUTION_TTL_MS: Millis = 8 * DAY_MS;
-/// How long minute buckets are kept after their minute.
-pub const MINUTE_BUCKET_TTL_MS: Millis = 2 * DAY_MS;
 /// How long day buckets are kept: the 90 days of history the API serves, plus margin.
 pub const DAY_BUCKET_TTL_MS: Millis = 100 * DAY_MS;
 
 /// Converts a time plus a retention to a DynamoDB TTL value (epoch seconds).
 pub fn expiry(at: Millis, keep: Millis) -> Option<i64> {
     Some((at + keep) / 1000)
-}
-
-/// The end of a minute bucket.
-pub fn minute_end(minute: i64) -> Millis {
-    (minute + 1) * MINUTE_MS
 }
 
 /// The end of a day bucket.

@@ -13,10 +13,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::records::{
-    AgentCounters, AgentRecord, ExecutionRecord, HostCounters, HostRecord, IntegrationCounters,
-    IntegrationRecord, SystemRecord,
-};
+use crate::domain::live::{LiveAgent, LiveHost, LiveIntegration};
+use crate::domain::records::{AgentCounters, HostCounters, IntegrationCounters, SystemRecord};
 
 pub mod agents;
 pub mod alerts;
@@ -57,15 +55,14 @@ pub struct IndexKey {
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[allow(missing_docs)]
 pub enum Record {
-    Agent(AgentRecord),
-    Execution(ExecutionRecord),
+    Agent(LiveAgent),
     AgentCounters(AgentCounters),
-    Integration(IntegrationRecord),
+    Integration(LiveIntegration),
     IntegrationCounters(IntegrationCounters),
-    Host(HostRecord),
+    Host(LiveHost),
     HostCounters(HostCounters),
     System(SystemRecord),
-    Event(EventMark),
+    Marks(MarkBucket),
     ApiKey(ApiKeyRecord),
     Alert(crate::domain::alerts::AlertRecord),
     Tenant(TenantRecord),
@@ -101,11 +98,13 @@ pub struct CycleRecord {
     pub claimed_at: i64,
 }
 
-/// Marks an event id as stored, so a retry counts once.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EventMark {
-    /// When the event was stored.
-    pub stored_at: i64,
+/// The marks of one hour's events of one entity that moved out of its live item, so a
+/// retry of an older event still counts once (see [`crate::domain::live::Seen`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MarkBucket {
+    /// The marks.
+    #[serde(with = "crate::domain::live::packed_marks")]
+    pub marks: Vec<u64>,
 }
 
 /// An API key, stored by the SHA-256 of the key; the key itself is never stored.

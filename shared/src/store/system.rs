@@ -1,17 +1,17 @@
 //! Tenant-wide reads: integrations list, the system object, and daily history.
 
 use super::agents::bucket;
-use super::ingest::{corrupt, unexpected};
+use super::ingest::{corrupt, DayRecord, LiveRecord};
 use super::layout::{self, Entity};
-use super::tenant::add_pending;
-use super::{skip_unreadable, ItemKey, Record, Store, StoreError, StoredItem};
+use super::{Store, StoreError, StoredItem};
 use crate::domain::health::{agent_status, IntegrationHealth};
 use crate::domain::history::{
     agent_point, integration_point, merge_hosts, system_point, HistoryPoint,
 };
-use crate::domain::records::HostCounters;
+use crate::domain::live::{first_kept_day, Counters, Live, LiveHost};
+use crate::domain::records::{AgentCounters, HostCounters, IntegrationCounters};
 use crate::domain::system::{system_health, SystemHealth, SystemInputs};
-use crate::time::{day_of, day_of_minute, Millis};
+use crate::time::{day_of, Millis};
 
 /// What history is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,46 +25,6 @@ pub enum HistoryOf<'a> {
 }
 
 impl Store {
-    /// The ids of a tenant's entities of one kind, ascending.
-    pub(crate) async fn entity_ids(
-        &self,
-        tenant: &str,
-        entity: Entity,
-    ) -> Result<Vec<String>, StoreError> {
-        let keys = self
-            .backend
-            .list_index(&layout::index_partition(tenant, entity))
-            .await?;
-        keys.iter()
-            .map(|k| {
-                layout::entity_id(tenant, entity, &k.pk)
-                    .map(str::to_owned)
-                    .ok_or_else(|| corrupt(k, "index entry of another kind"))
-            })
-            .collect()
-    }
-
-    /// The records of a tenant's entities of one kind, in id order, in one batched read.
-    pub(crate) async fn entity_records(
-        &self,
-        tenant: &str,
-        entity: Entity,
-    ) -> Result<Vec<StoredItem>, StoreError> {
-        let keys: Vec<ItemKey> = self
-            .entity_ids(tenant, entity)
-            .await?
-            .iter()
-            .map(|id| layout::record(tenant, entity, id))
-            .collect();
-        Ok(self
-            .backend
-            .get(&keys)
-            .await?
-            .into_iter()
-            .flatten()
-            .collect())
-    }
-
     /// Every integration's health, by ascending `integration_id`.
     pub async fn list_integration_health(
         &self,
@@ -73,7 +33,7 @@ impl Store {
         latency_threshold_ms: f64,
     ) -> Result<Vec<IntegrationHealth>, StoreError> {
         Ok(self
-            .load_integrations(tenant, now)
+            .load_integrations(tenant)
             .await?
             .iter()
             .map(|d| d.health(now, latency_threshold_ms))
@@ -88,19 +48,16 @@ impl Store {
         latency_threshold_ms: f64,
     ) -> Result<SystemHealth, StoreError> {
         let (agents, hosts, integrations, alerts, system) = tokio::try_join!(
-            self.entity_records(tenant, Entity::Agent),
+            self.load_agents(tenant),
             self.load_hosts(tenant),
             self.list_integration_health(tenant, now, latency_threshold_ms),
             self.active_alerts(tenant),
             self.load_system(tenant),
         )?;
-        let agents = skip_unreadable(
-            tenant,
-            agents.into_iter().map(|item| match item.record {
-                Record::Agent(a) => Ok((agent_status(&a), a.running.len() as u64)),
-                _ => Err(unexpected(&item, "expected an agent")),
-            }),
-        )?;
+        let agents: Vec<_> = agents
+            .iter()
+            .map(|a| (agent_status(&a.record), a.record.running.len() as u64))
+            .collect();
         Ok(system_health(
             SystemInputs {
                 agents: &agents,
@@ -114,7 +71,8 @@ impl Store {
     }
 
     /// Daily history over the last `days` UTC days (today included), oldest first; `None`
-    /// if the entity does not exist for the tenant.
+    /// if the entity does not exist for the tenant. Recent days come from the live item;
+    /// day buckets are read only for days older than it keeps.
     pub async fn history(
         &self,
         tenant: &str,
@@ -122,71 +80,103 @@ impl Store {
         days: i64,
         now: Millis,
     ) -> Result<Option<Vec<HistoryPoint>>, StoreError> {
-        let from = layout::day_sk(day_of(now) - (days - 1));
-        let (entity, id) = match of {
-            HistoryOf::Agent(id) => (Entity::Agent, id),
-            HistoryOf::Integration(id) => (Entity::Integration, id),
-            HistoryOf::System(Some(id)) => (Entity::Host, id),
+        let first = day_of(now) - (days - 1);
+        let points = match of {
+            HistoryOf::Agent(id) => self
+                .entity_days::<_, AgentCounters>(tenant, Entity::Agent, id, first, now)
+                .await?
+                .map(|d| d.iter().filter_map(|(d, c)| agent_point(*d, c)).collect()),
+            HistoryOf::Integration(id) => self
+                .entity_days::<_, IntegrationCounters>(
+                    tenant,
+                    Entity::Integration,
+                    id,
+                    first,
+                    now,
+                )
+                .await?
+                .map(|d| {
+                    d.iter()
+                        .filter_map(|(d, c)| integration_point(*d, c))
+                        .collect()
+                }),
+            HistoryOf::System(Some(id)) => self
+                .entity_days::<_, HostCounters>(tenant, Entity::Host, id, first, now)
+                .await?
+                .map(|d| d.iter().filter_map(|(d, c)| system_point(*d, c)).collect()),
             HistoryOf::System(None) => {
+                let hosts: Vec<LiveHost> = self.live_items(tenant, Entity::Host).await?;
                 let mut all = Vec::new();
-                for host in self.entity_ids(tenant, Entity::Host).await? {
-                    let pk = layout::partition(tenant, Entity::Host, &host);
-                    all.extend(host_days(self.backend.query(&pk, &from, "D#~").await?)?);
+                for host in hosts {
+                    let id = host.record.host_id.clone();
+                    all.extend(
+                        self.days_of(tenant, Entity::Host, &id, host, first, now)
+                            .await?,
+                    );
                 }
-                return Ok(Some(
+                Some(
                     merge_hosts(all)
                         .iter()
                         .filter_map(|(d, c)| system_point(*d, c))
                         .collect(),
-                ));
+                )
             }
         };
-        let Some(record) = self.get_one(&layout::record(tenant, entity, id)).await? else {
+        Ok(points)
+    }
+
+    /// An entity's day counters from `first` on, ascending; `None` if it does not exist.
+    async fn entity_days<R, C>(
+        &self,
+        tenant: &str,
+        entity: Entity,
+        id: &str,
+        first: i64,
+        now: Millis,
+    ) -> Result<Option<Vec<(i64, C)>>, StoreError>
+    where
+        Live<R, C>: LiveRecord,
+        C: Counters + DayRecord,
+    {
+        let Some(live) = self.live_item::<Live<R, C>>(tenant, entity, id).await? else {
             return Ok(None);
         };
-        let items = self
-            .backend
-            .query(&layout::partition(tenant, entity, id), &from, "D#~")
-            .await?;
-        let mut points = Vec::with_capacity(items.len());
-        let mut integration_days = Vec::new();
-        for item in items {
-            let day = bucket(&item.key)?;
-            let point = match (item.record, entity) {
-                (Record::AgentCounters(c), Entity::Agent) => agent_point(day, &c),
-                (Record::IntegrationCounters(c), Entity::Integration) => {
-                    integration_days.push((day, c));
-                    continue;
-                }
-                (Record::HostCounters(c), Entity::Host) => system_point(day, &c),
-                _ => return Err(corrupt(&item.key, "unexpected day bucket")),
-            };
-            points.extend(point);
-        }
-        if let Record::Integration(i) = &record.record {
-            // Probe counters of the current minute are still in the record.
-            let first_day = day_of(now) - (days - 1);
-            let pending = i
-                .pending_probes
-                .as_ref()
-                .filter(|(m, _)| day_of_minute(*m) >= first_day);
-            add_pending(pending, &mut Vec::new(), &mut integration_days);
-            points.extend(
-                integration_days
-                    .iter()
-                    .filter_map(|(d, c)| integration_point(*d, c)),
-            );
-        }
-        Ok(Some(points))
+        Ok(Some(
+            self.days_of(tenant, entity, id, live, first, now).await?,
+        ))
     }
-}
 
-fn host_days(items: Vec<StoredItem>) -> Result<Vec<(i64, HostCounters)>, StoreError> {
-    items
-        .into_iter()
-        .map(|item| match item.record {
-            Record::HostCounters(c) => Ok((bucket(&item.key)?, c)),
-            _ => Err(corrupt(&item.key, "expected host counters")),
-        })
-        .collect()
+    /// The day counters of an entity from `first` on: day buckets for days older than the
+    /// live item keeps, then the live item's own days, which win over a bucket of the same
+    /// day (a bucket written by a settle whose item write then lost a race).
+    async fn days_of<R, C: Counters + DayRecord>(
+        &self,
+        tenant: &str,
+        entity: Entity,
+        id: &str,
+        live: Live<R, C>,
+        first: i64,
+        now: Millis,
+    ) -> Result<Vec<(i64, C)>, StoreError> {
+        let mut days = std::collections::BTreeMap::new();
+        let kept = first_kept_day(now);
+        if first < kept {
+            let items: Vec<StoredItem> = self
+                .backend
+                .query(
+                    &layout::partition(tenant, entity, id),
+                    &layout::day_sk(first),
+                    &layout::day_sk(kept - 1),
+                )
+                .await?;
+            for item in items {
+                let day = bucket(&item.key)?;
+                let c = C::from_record(item.record)
+                    .ok_or_else(|| corrupt(&item.key, "unexpected day bucket"))?;
+                days.insert(day, c);
+            }
+        }
+        days.extend(live.window.days.into_iter().filter(|(d, _)| *d >= first));
+        Ok(days.into_iter().collect())
+    }
 }

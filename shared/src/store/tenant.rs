@@ -1,61 +1,57 @@
 //! What the collector reads and writes per tenant: the tenant list, the claim on a cycle,
-//! every entity's state in a few batched reads, and probe results.
+//! every entity's live item in one Query per kind, and probe results.
 
-use super::agents::bucket;
-use super::ingest::{bucket_expiry, corrupt, unexpected};
+use super::ingest::{corrupt, unexpected, LiveRecord};
 use super::layout::{self, Entity};
 use super::{
-    retry_on_conflict, skip_unreadable, Condition, CycleRecord, ItemKey, Range, Record, Store,
-    StoreError, StoredItem, TenantRecord, Write,
+    skip_unreadable, Condition, CycleRecord, Record, Store, StoreError, StoredItem, TenantRecord,
+    Write,
 };
 use crate::domain::alerts::AlertRecord;
-use crate::domain::health::{
-    integration_health, trend_start_day, window_start_minute, IntegrationHealth,
-};
+use crate::domain::health::{integration_health, IntegrationHealth};
+use crate::domain::live::{Live, LiveAgent, LiveHost, LiveIntegration};
 use crate::domain::records::{
     AgentCounters, AgentRecord, HostRecord, IntegrationCounters, IntegrationRecord, SystemRecord,
 };
-use crate::time::{day_of_minute, Millis};
+use crate::time::Millis;
+
+/// An entity's record with the counters its health needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityData<R, C> {
+    /// The record.
+    pub record: R,
+    /// Minute buckets of the hour window.
+    pub minutes: Vec<(i64, C)>,
+    /// Day buckets of the last days (the trend's 7 and more).
+    pub days: Vec<(i64, C)>,
+}
+
+impl<R, C> From<Live<R, C>> for EntityData<R, C> {
+    fn from(live: Live<R, C>) -> Self {
+        Self {
+            record: live.record,
+            minutes: live.window.minutes,
+            days: live.window.days,
+        }
+    }
+}
 
 /// An agent with the counters its health needs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AgentData {
-    /// The record.
-    pub record: AgentRecord,
-    /// Minute buckets of the hour window.
-    pub minutes: Vec<(i64, AgentCounters)>,
-    /// Day buckets of the trend window.
-    pub days: Vec<(i64, AgentCounters)>,
-}
+pub type AgentData = EntityData<AgentRecord, AgentCounters>;
 
 /// An integration with the counters its health needs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IntegrationData {
-    /// The record (which holds the probe counters not yet flushed to the buckets).
-    pub record: IntegrationRecord,
-    /// Minute buckets of the hour window, as stored.
-    pub minutes: Vec<(i64, IntegrationCounters)>,
-    /// Day buckets of the trend window, as stored.
-    pub days: Vec<(i64, IntegrationCounters)>,
-}
+pub type IntegrationData = EntityData<IntegrationRecord, IntegrationCounters>;
 
 impl IntegrationData {
-    /// Its health at `now`, counting the probes not yet flushed.
+    /// Its health at `now`.
     pub fn health(&self, now: Millis, latency_threshold_ms: f64) -> IntegrationHealth {
-        let (mut minutes, mut days) = (self.minutes.clone(), self.days.clone());
-        add_pending(self.record.pending_probes.as_ref(), &mut minutes, &mut days);
-        integration_health(&self.record, &minutes, &days, now, latency_threshold_ms)
-    }
-
-    /// Replaces the record with a newer one written after a probe; probe counters the
-    /// newer one flushed to the buckets move to the buckets here too.
-    pub fn replace_record(&mut self, newer: IntegrationRecord) {
-        if let Some(old) = self.record.pending_probes.take() {
-            if newer.pending_probes.as_ref().map(|(m, _)| *m) != Some(old.0) {
-                add_pending(Some(&old), &mut self.minutes, &mut self.days);
-            }
-        }
-        self.record = newer;
+        integration_health(
+            &self.record,
+            &self.minutes,
+            &self.days,
+            now,
+            latency_threshold_ms,
+        )
     }
 }
 
@@ -74,133 +70,7 @@ pub struct TenantData {
     pub alerts: Vec<(AlertRecord, u64)>,
 }
 
-/// Adds probe counters not yet flushed to the buckets they belong to.
-pub fn add_pending(
-    pending: Option<&(i64, IntegrationCounters)>,
-    minutes: &mut Vec<(i64, IntegrationCounters)>,
-    days: &mut Vec<(i64, IntegrationCounters)>,
-) {
-    let Some((minute, c)) = pending else { return };
-    add_to(minutes, *minute, c);
-    add_to(days, day_of_minute(*minute), c);
-}
-
-fn add_to(buckets: &mut Vec<(i64, IntegrationCounters)>, at: i64, c: &IntegrationCounters) {
-    match buckets.iter_mut().find(|(b, _)| *b == at) {
-        Some((_, existing)) => existing.merge(c),
-        None => {
-            buckets.push((at, c.clone()));
-            buckets.sort_by_key(|(b, _)| *b);
-        }
-    }
-}
-
-/// The two ranges an entity's health reads: the hour's minute buckets with the record
-/// ("M#..." sorts just before "META"), and the trend's day buckets.
-pub(crate) fn health_ranges(tenant: &str, entity: Entity, id: &str, now: Millis) -> [Range; 2] {
-    let pk = layout::partition(tenant, entity, id);
-    [
-        Range {
-            pk: pk.clone(),
-            from: layout::minute_sk(window_start_minute(now)),
-            to: layout::META.to_owned(),
-        },
-        Range {
-            pk,
-            from: layout::day_sk(trend_start_day(now)),
-            to: "D#~".to_owned(),
-        },
-    ]
-}
-
-/// An entity's record and counters from its two ranges (see [`health_ranges`]); `None` if
-/// the record is missing. `split` tells the entity's record from its counters.
-type Parsed<R, C> = Option<(R, Vec<(i64, C)>, Vec<(i64, C)>)>;
-
-fn parse_ranges<R, C>(
-    recent: Vec<StoredItem>,
-    day_items: Vec<StoredItem>,
-    split: impl Fn(Record) -> Option<Result<R, C>>,
-) -> Result<Parsed<R, C>, StoreError> {
-    let mut record = None;
-    let mut minutes = Vec::new();
-    for item in recent {
-        if let Record::Unreadable(why) = &item.record {
-            return Err(corrupt(&item.key, why));
-        }
-        match split(item.record) {
-            Some(Ok(r)) => record = Some(r),
-            Some(Err(c)) => minutes.push((bucket(&item.key)?, c)),
-            None => return Err(corrupt(&item.key, "unexpected record in the partition")),
-        }
-    }
-    let mut days = Vec::with_capacity(day_items.len());
-    for item in day_items {
-        if let Record::Unreadable(why) = &item.record {
-            return Err(corrupt(&item.key, why));
-        }
-        match split(item.record) {
-            Some(Err(c)) => days.push((bucket(&item.key)?, c)),
-            _ => return Err(corrupt(&item.key, "expected a day bucket")),
-        }
-    }
-    Ok(record.map(|r| (r, minutes, days)))
-}
-
-/// Parses an agent's two ranges; `None` if the record is missing.
-pub(crate) fn agent_data(
-    recent: Vec<StoredItem>,
-    day_items: Vec<StoredItem>,
-) -> Result<Option<AgentData>, StoreError> {
-    let parsed = parse_ranges(recent, day_items, |r| match r {
-        Record::Agent(a) => Some(Ok(a)),
-        Record::AgentCounters(c) => Some(Err(c)),
-        _ => None,
-    })?;
-    Ok(parsed.map(|(record, minutes, days)| AgentData {
-        record,
-        minutes,
-        days,
-    }))
-}
-
-/// Parses an integration's two ranges; `None` if the record is missing.
-pub(crate) fn integration_data(
-    recent: Vec<StoredItem>,
-    day_items: Vec<StoredItem>,
-) -> Result<Option<IntegrationData>, StoreError> {
-    let parsed = parse_ranges(recent, day_items, |r| match r {
-        Record::Integration(i) => Some(Ok(i)),
-        Record::IntegrationCounters(c) => Some(Err(c)),
-        _ => None,
-    })?;
-    Ok(parsed.map(|(record, minutes, days)| IntegrationData {
-        record,
-        minutes,
-        days,
-    }))
-}
-
 impl Store {
-    /// An entity's two health ranges (see [`health_ranges`]), read in one batch.
-    pub(crate) async fn read_health_ranges(
-        &self,
-        tenant: &str,
-        entity: Entity,
-        id: &str,
-        now: Millis,
-    ) -> Result<(Vec<StoredItem>, Vec<StoredItem>), StoreError> {
-        let mut ranges = self
-            .backend
-            .query_many(&health_ranges(tenant, entity, id, now))
-            .await?
-            .into_iter();
-        Ok((
-            ranges.next().unwrap_or_default(),
-            ranges.next().unwrap_or_default(),
-        ))
-    }
-
     /// Lists a tenant so the collector evaluates it. Idempotent.
     pub async fn register_tenant(&self, tenant: &str, now: Millis) -> Result<(), StoreError> {
         let key = layout::tenant(tenant);
@@ -287,48 +157,52 @@ impl Store {
         }
     }
 
-    /// Every agent of the tenant with its counters, by id, in batched reads.
-    pub async fn load_agents(
+    /// Every live item of one kind of the tenant, by id, in one Query. Unreadable items are
+    /// logged and skipped, so one damaged entity does not hide the rest.
+    pub(crate) async fn live_items<T: LiveRecord>(
         &self,
         tenant: &str,
-        now: Millis,
-    ) -> Result<Vec<AgentData>, StoreError> {
-        let ids = self.entity_ids(tenant, Entity::Agent).await?;
-        let ranges: Vec<Range> = ids
-            .iter()
-            .flat_map(|id| health_ranges(tenant, Entity::Agent, id, now))
-            .collect();
-        let mut results = self.backend.query_many(&ranges).await?.into_iter();
-        let mut out = Vec::with_capacity(ids.len());
-        while let (Some(recent), Some(days)) = (results.next(), results.next()) {
-            out.push(agent_data(recent, days));
-        }
-        Ok(skip_unreadable(tenant, out)?
-            .into_iter()
-            .flatten()
-            .collect())
+        entity: Entity,
+    ) -> Result<Vec<T>, StoreError> {
+        let items = self
+            .backend
+            .query(&layout::live_partition(tenant, entity), " ", "\u{10ffff}")
+            .await?;
+        skip_unreadable(
+            tenant,
+            items.into_iter().map(|item| {
+                let found = T::from_record(item.record.clone());
+                found.ok_or_else(|| unexpected(&item, "expected a live item of this kind"))
+            }),
+        )
     }
 
-    /// Every integration of the tenant with its counters, by id, in batched reads.
+    /// One live item; `None` if the tenant has no such entity.
+    pub(crate) async fn live_item<T: LiveRecord>(
+        &self,
+        tenant: &str,
+        entity: Entity,
+        id: &str,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self
+            .read_live::<T>(&layout::live(tenant, entity, id))
+            .await?
+            .0)
+    }
+
+    /// Every agent of the tenant with its counters, by id.
+    pub async fn load_agents(&self, tenant: &str) -> Result<Vec<AgentData>, StoreError> {
+        let live: Vec<LiveAgent> = self.live_items(tenant, Entity::Agent).await?;
+        Ok(live.into_iter().map(AgentData::from).collect())
+    }
+
+    /// Every integration of the tenant with its counters, by id.
     pub async fn load_integrations(
         &self,
         tenant: &str,
-        now: Millis,
     ) -> Result<Vec<IntegrationData>, StoreError> {
-        let ids = self.entity_ids(tenant, Entity::Integration).await?;
-        let ranges: Vec<Range> = ids
-            .iter()
-            .flat_map(|id| health_ranges(tenant, Entity::Integration, id, now))
-            .collect();
-        let mut results = self.backend.query_many(&ranges).await?.into_iter();
-        let mut out = Vec::with_capacity(ids.len());
-        while let (Some(recent), Some(days)) = (results.next(), results.next()) {
-            out.push(integration_data(recent, days));
-        }
-        Ok(skip_unreadable(tenant, out)?
-            .into_iter()
-            .flatten()
-            .collect())
+        let live: Vec<LiveIntegration> = self.live_items(tenant, Entity::Integration).await?;
+        Ok(live.into_iter().map(IntegrationData::from).collect())
     }
 
     /// One integration's record; `None` if the tenant has no such integration.
@@ -337,27 +211,16 @@ impl Store {
         tenant: &str,
         integration_id: &str,
     ) -> Result<Option<IntegrationRecord>, StoreError> {
-        let key = layout::record(tenant, Entity::Integration, integration_id);
-        match self.get_one(&key).await? {
-            Some(StoredItem {
-                record: Record::Integration(i),
-                ..
-            }) => Ok(Some(i)),
-            Some(item) => Err(corrupt(&item.key, "expected an integration")),
-            None => Ok(None),
-        }
+        let live: Option<LiveIntegration> = self
+            .live_item(tenant, Entity::Integration, integration_id)
+            .await?;
+        Ok(live.map(|l| l.record))
     }
 
     /// The tenant's hosts, by id.
     pub async fn load_hosts(&self, tenant: &str) -> Result<Vec<HostRecord>, StoreError> {
-        let items = self.entity_records(tenant, Entity::Host).await?;
-        skip_unreadable(
-            tenant,
-            items.into_iter().map(|item| match item.record {
-                Record::Host(h) => Ok(h),
-                _ => Err(unexpected(&item, "expected a host")),
-            }),
-        )
+        let live: Vec<LiveHost> = self.live_items(tenant, Entity::Host).await?;
+        Ok(live.into_iter().map(|h| h.record).collect())
     }
 
     /// The tenant's gauges.
@@ -372,11 +235,11 @@ impl Store {
         }
     }
 
-    /// Everything a collector cycle evaluates for one tenant at `now`.
-    pub async fn tenant_data(&self, tenant: &str, now: Millis) -> Result<TenantData, StoreError> {
+    /// Everything a collector cycle evaluates for one tenant.
+    pub async fn tenant_data(&self, tenant: &str) -> Result<TenantData, StoreError> {
         let (agents, integrations, hosts, system, alerts) = tokio::try_join!(
-            self.load_agents(tenant, now),
-            self.load_integrations(tenant, now),
+            self.load_agents(tenant),
+            self.load_integrations(tenant),
             self.load_hosts(tenant),
             self.load_system(tenant),
             self.all_alerts(tenant),
@@ -393,7 +256,7 @@ impl Store {
     /// Records the result of a probe of an integration that ran at `at`, if the probe was
     /// still due (`cycle_start` as in [`IntegrationRecord::probe_due`]): an overlapping
     /// collector run that recorded it first wins, and this result is dropped. Returns the
-    /// updated record, or `None` if dropped or the integration is gone.
+    /// integration as updated, or `None` if dropped or the integration is gone.
     pub async fn record_probe(
         &self,
         tenant: &str,
@@ -402,120 +265,20 @@ impl Store {
         latency_ms: f64,
         at: Millis,
         cycle_start: Option<Millis>,
-    ) -> Result<Option<IntegrationRecord>, StoreError> {
-        let key = layout::record(tenant, Entity::Integration, integration_id);
-        retry_on_conflict(|| async {
-            let (mut record, version) = match self.get_one(&key).await? {
-                Some(StoredItem {
-                    record: Record::Integration(i),
-                    version,
-                    ..
-                }) => (i, version),
-                Some(item) => return Err(corrupt(&item.key, "expected an integration")),
-                None => return Ok(None),
-            };
-            if !record.probe_due(at, cycle_start) {
-                return Ok(None);
-            }
-            if let Some((minute, counters)) = record.record_probe(ok, latency_ms, at) {
-                // The finished minute's probe counters go to its buckets first, each write
-                // idempotent; the record that forgets them is written last. A crash or a
-                // conflict in between retries the flush, which then adds nothing twice.
-                let day = day_of_minute(minute);
-                for bucket_key in [
-                    layout::minute(tenant, Entity::Integration, integration_id, minute),
-                    layout::day(tenant, Entity::Integration, integration_id, day),
-                ] {
-                    self.add_probe_counters(bucket_key, minute, &counters)
-                        .await?;
-                }
-            }
-            let writes = vec![Write {
-                item: StoredItem {
-                    key: key.clone(),
-                    record: Record::Integration(record.clone()),
-                    version: version + 1,
-                    expires_at: None,
-                    index: Some(layout::index(tenant, Entity::Integration, integration_id)),
-                },
-                condition: Condition::Version(version),
-            }];
-            self.backend.write(writes).await?;
-            Ok(Some(record))
-        })
+    ) -> Result<Option<IntegrationData>, StoreError> {
+        self.update_live(
+            tenant,
+            Entity::Integration,
+            integration_id,
+            at,
+            |live: Option<LiveIntegration>| {
+                let Some(mut live) = live.filter(|l| l.record.probe_due(at, cycle_start)) else {
+                    return Ok((None, None));
+                };
+                live.probe(ok, latency_ms, at, at);
+                Ok((Some(live.clone()), Some(IntegrationData::from(live))))
+            },
+        )
         .await
-    }
-}
-
-impl Store {
-    /// Adds one minute's probe counters to a bucket (the minute's or its day's), unless
-    /// they were added already.
-    async fn add_probe_counters(
-        &self,
-        key: ItemKey,
-        minute: i64,
-        add: &IntegrationCounters,
-    ) -> Result<(), StoreError> {
-        // Ingestion may be adding calls to the same bucket: a conflict re-reads and retries.
-        retry_on_conflict(|| async {
-            let (mut counters, condition, version) = match self.get_one(&key).await? {
-                Some(StoredItem {
-                    record: Record::IntegrationCounters(c),
-                    version,
-                    ..
-                }) => (c, Condition::Version(version), version),
-                Some(item) => return Err(corrupt(&item.key, "expected integration counters")),
-                None => (IntegrationCounters::default(), Condition::NotExists, 0),
-            };
-            if counters.probes_through.is_some_and(|m| m >= minute) {
-                return Ok(());
-            }
-            counters.merge(add);
-            counters.probes_through = Some(minute);
-            let write = Write {
-                item: StoredItem {
-                    expires_at: bucket_expiry(&key),
-                    key: key.clone(),
-                    record: Record::IntegrationCounters(counters),
-                    version: version + 1,
-                    index: None,
-                },
-                condition,
-            };
-            self.backend.write(vec![write]).await
-        })
-        .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pending_probe_counters_merge_into_their_minute_and_day() {
-        let c = |calls| IntegrationCounters {
-            calls,
-            failures: 0,
-            latency_sum_ms: 1.0,
-            probes_through: None,
-        };
-        let mut minutes = vec![(5, c(1))];
-        let mut days = vec![(0, c(10))];
-        add_pending(Some(&(5, c(2))), &mut minutes, &mut days);
-        assert_eq!(
-            minutes
-                .iter()
-                .map(|(m, c)| (*m, c.calls))
-                .collect::<Vec<_>>(),
-            [(5, 3)]
-        );
-        assert_eq!(days[0].1.calls, 12);
-        add_pending(Some(&(1440 * 2, c(4))), &mut minutes, &mut days);
-        assert_eq!(minutes.len(), 2);
-        assert_eq!(
-            days.iter().map(|(d, c)| (*d, c.calls)).collect::<Vec<_>>(),
-            [(0, 12), (2, 4)]
-        );
     }
 }

@@ -10,6 +10,7 @@ use std::time::Instant;
 use e2e_tests::ProbeTarget;
 use futures::stream::{self, StreamExt};
 use shared::collector::Collector;
+use shared::domain::live::Live;
 use shared::config::Config;
 use shared::domain::records::{
     AgentCounters, AgentRecord, ConnectionState, GaugeReading, HostRecord, IntegrationCounters,
@@ -63,8 +64,9 @@ fn item(key: ItemKey, record: Record, index: Option<shared::store::IndexKey>) ->
     }
 }
 
-/// The fleet's items: each agent with a minute and a day bucket (1 % of them failing), each
-/// integration likewise (the first ones probed), hosts (one in ten hot) and a queue gauge.
+/// The fleet's live items: each agent with counters in a minute and a day (1 % of them
+/// failing), each integration likewise (the first ones probed), hosts (one in ten hot) and
+/// a queue gauge.
 pub(crate) fn fleet(size: Fleet, t0: i64, probe_url: &str) -> Vec<Write> {
     let minute = minute_of(t0) - 5;
     let day = day_of(t0);
@@ -83,19 +85,12 @@ pub(crate) fn fleet(size: Fleet, t0: i64, probe_url: &str) -> Vec<Write> {
             timed: 10,
             duration_sum_ms: 12_000.0,
         };
+        let mut live = Live::new(record);
+        live.window.minutes = vec![(minute, counters.clone())];
+        live.window.days = vec![(day, counters)];
         out.push(item(
-            layout::record(TENANT, Entity::Agent, &id),
-            Record::Agent(record),
-            Some(layout::index(TENANT, Entity::Agent, &id)),
-        ));
-        out.push(item(
-            layout::minute(TENANT, Entity::Agent, &id, minute),
-            Record::AgentCounters(counters.clone()),
-            None,
-        ));
-        out.push(item(
-            layout::day(TENANT, Entity::Agent, &id, day),
-            Record::AgentCounters(counters),
+            layout::live(TENANT, Entity::Agent, &id),
+            Record::Agent(live),
             None,
         ));
     }
@@ -116,21 +111,13 @@ pub(crate) fn fleet(size: Fleet, t0: i64, probe_url: &str) -> Vec<Write> {
             calls: 20,
             failures: 0,
             latency_sum_ms: 2_400.0,
-            probes_through: None,
         };
+        let mut live = Live::new(record);
+        live.window.minutes = vec![(minute, counters.clone())];
+        live.window.days = vec![(day, counters)];
         out.push(item(
-            layout::record(TENANT, Entity::Integration, &id),
-            Record::Integration(record),
-            Some(layout::index(TENANT, Entity::Integration, &id)),
-        ));
-        out.push(item(
-            layout::minute(TENANT, Entity::Integration, &id, minute),
-            Record::IntegrationCounters(counters.clone()),
-            None,
-        ));
-        out.push(item(
-            layout::day(TENANT, Entity::Integration, &id, day),
-            Record::IntegrationCounters(counters),
+            layout::live(TENANT, Entity::Integration, &id),
+            Record::Integration(live),
             None,
         ));
     }
@@ -146,9 +133,9 @@ pub(crate) fn fleet(size: Fleet, t0: i64, probe_url: &str) -> Vec<Write> {
             last_seen: t0 - 5_000,
         };
         out.push(item(
-            layout::record(TENANT, Entity::Host, &id),
-            Record::Host(record),
-            Some(layout::index(TENANT, Entity::Host, &id)),
+            layout::live(TENANT, Entity::Host, &id),
+            Record::Host(Live::new(record)),
+            None,
         ));
     }
     out.push(item(
@@ -158,7 +145,7 @@ pub(crate) fn fleet(size: Fleet, t0: i64, probe_url: &str) -> Vec<Write> {
                 value: 12,
                 at: t0 - 5_000,
             }),
-            active_operations: None,
+            ..SystemRecord::default()
         }),
         None,
     ));

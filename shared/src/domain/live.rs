@@ -1,0 +1,692 @@
+//! The compact per-entity state one ingested event changes: the entity's record, its
+//! counters over the windows readers need, and the marks of the events it has counted.
+//!
+//! Why one item per entity carries all three: DynamoDB bills a write per KB and doubles it
+//! inside a transaction, so an event that changes one item of under 1 KB with one
+//! conditional write costs 1 write unit, where marks, records and buckets in separate items
+//! cost 8 to 10 inside a transaction. The price is a bound on what the item keeps: counters
+//! of the hour window by minute and of the last [`KEPT_DAYS`] days by day (older days move to
+//! day buckets, final by then because events older than 7 days are refused), and the event
+//! marks of recent hours (older marks move to hour buckets of marks; see [`Seen`]).
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::domain::records::{
+    AgentCounters, AgentRecord, HostCounters, HostRecord, IntegrationCounters, IntegrationRecord,
+};
+use crate::time::{day_of, minute_of, Millis, DAY_MS, HOUR_MS};
+
+/// Days of counters the live item keeps: today and the 8 before it. The trend needs 7; the
+/// eighth and ninth cover events up to 7 days old, so a day leaves the item only when no
+/// event can change it any more.
+pub const KEPT_DAYS: i64 = 9;
+
+/// Most event marks the live item keeps before the oldest hours move to mark buckets, so a
+/// busy entity's item stays under 1 KB.
+pub const MAX_MARKS: usize = 48;
+
+/// Time-bucketed counters that merge and pack into a row of numbers.
+pub trait Counters: Default + Clone + PartialEq + std::fmt::Debug {
+    /// Adds another bucket's counters.
+    fn merge(&mut self, other: &Self);
+    /// The counters as numbers, in a fixed order.
+    fn to_row(&self) -> Vec<f64>;
+    /// The counters from [`Counters::to_row`]'s numbers; `None` if they do not fit.
+    fn from_row(row: &[f64]) -> Option<Self>;
+}
+
+fn count(x: f64) -> Option<u64> {
+    (x.is_finite() && x >= 0.0 && x.fract() == 0.0).then_some(x as u64)
+}
+
+impl Counters for AgentCounters {
+    fn merge(&mut self, other: &Self) {
+        AgentCounters::merge(self, other);
+    }
+    fn to_row(&self) -> Vec<f64> {
+        vec![
+            self.started as f64,
+            self.completed as f64,
+            self.failed as f64,
+            self.timed as f64,
+            self.duration_sum_ms,
+        ]
+    }
+    fn from_row(row: &[f64]) -> Option<Self> {
+        let [started, completed, failed, timed, duration_sum_ms] = row else {
+            return None;
+        };
+        Some(Self {
+            started: count(*started)?,
+            completed: count(*completed)?,
+            failed: count(*failed)?,
+            timed: count(*timed)?,
+            duration_sum_ms: *duration_sum_ms,
+        })
+    }
+}
+
+impl Counters for IntegrationCounters {
+    fn merge(&mut self, other: &Self) {
+        IntegrationCounters::merge(self, other);
+    }
+    fn to_row(&self) -> Vec<f64> {
+        vec![self.calls as f64, self.failures as f64, self.latency_sum_ms]
+    }
+    fn from_row(row: &[f64]) -> Option<Self> {
+        let [calls, failures, latency_sum_ms] = row else {
+            return None;
+        };
+        Some(Self {
+            calls: count(*calls)?,
+            failures: count(*failures)?,
+            latency_sum_ms: *latency_sum_ms,
+        })
+    }
+}
+
+impl Counters for HostCounters {
+    fn merge(&mut self, other: &Self) {
+        HostCounters::merge(self, other);
+    }
+    fn to_row(&self) -> Vec<f64> {
+        vec![
+            self.samples as f64,
+            self.cpu_sum,
+            self.cpu_max,
+            self.memory_sum,
+            self.memory_max,
+        ]
+    }
+    fn from_row(row: &[f64]) -> Option<Self> {
+        let [samples, cpu_sum, cpu_max, memory_sum, memory_max] = row else {
+            return None;
+        };
+        Some(Self {
+            samples: count(*samples)?,
+            cpu_sum: *cpu_sum,
+            cpu_max: *cpu_max,
+            memory_sum: *memory_sum,
+            memory_max: *memory_max,
+        })
+    }
+}
+
+/// Counters by minute over the hour window and by day over the last [`KEPT_DAYS`] days.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window<C> {
+    /// Minute buckets, ascending, none older than the hour window.
+    pub minutes: Vec<(i64, C)>,
+    /// Day buckets, ascending, none older than [`KEPT_DAYS`] days.
+    pub days: Vec<(i64, C)>,
+}
+
+impl<C> Default for Window<C> {
+    fn default() -> Self {
+        Self {
+            minutes: Vec::new(),
+            days: Vec::new(),
+        }
+    }
+}
+
+/// The first minute the window keeps at `now`.
+pub fn first_kept_minute(now: Millis) -> i64 {
+    crate::domain::health::window_start_minute(now)
+}
+
+/// The first day the window keeps at `now`.
+pub fn first_kept_day(now: Millis) -> i64 {
+    day_of(now) - (KEPT_DAYS - 1)
+}
+
+fn bump<C: Counters>(buckets: &mut Vec<(i64, C)>, at: i64, change: impl FnOnce(&mut C)) {
+    match buckets.binary_search_by_key(&at, |(b, _)| *b) {
+        Ok(i) => change(&mut buckets[i].1),
+        Err(i) => {
+            let mut c = C::default();
+            change(&mut c);
+            buckets.insert(i, (at, c));
+        }
+    }
+}
+
+impl<C: Counters> Window<C> {
+    /// Counts something that happened at `at` in its minute and its day, where those are
+    /// still kept at `now`. `change` runs on each.
+    pub fn add(&mut self, at: Millis, now: Millis, change: impl Fn(&mut C)) {
+        let (minute, day) = (minute_of(at), day_of(at));
+        if minute >= first_kept_minute(now) {
+            bump(&mut self.minutes, minute, &change);
+        }
+        if day >= first_kept_day(now) {
+            bump(&mut self.days, day, &change);
+        }
+    }
+
+    /// Drops what is older than the windows at `now` and returns the days dropped, which
+    /// are final and belong in day buckets.
+    pub fn prune(&mut self, now: Millis) -> Vec<(i64, C)> {
+        let first_minute = first_kept_minute(now);
+        self.minutes.retain(|(m, _)| *m >= first_minute);
+        let first_day = first_kept_day(now);
+        let keep = self.days.partition_point(|(d, _)| *d < first_day);
+        self.days.drain(..keep).collect()
+    }
+
+    /// Whether anything in the window would leave it at `now`.
+    pub fn needs_prune(&self, now: Millis) -> bool {
+        self.minutes
+            .first()
+            .is_some_and(|(m, _)| *m < first_kept_minute(now))
+            || self
+                .days
+                .first()
+                .is_some_and(|(d, _)| *d < first_kept_day(now))
+    }
+}
+
+/// Packs buckets as `index,v1,v2,...;index,...` with each index relative to the one
+/// before: a third of the bytes of a list of numbers, which is what the 1 KB budget needs.
+fn pack<C: Counters>(buckets: &[(i64, C)]) -> String {
+    let mut out = String::new();
+    let mut prev = 0;
+    for (i, (at, c)) in buckets.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        let _ = write!(out, "{}", at - prev);
+        prev = *at;
+        for v in c.to_row() {
+            let _ = write!(out, ",{v}");
+        }
+    }
+    out
+}
+
+fn unpack<C: Counters>(text: &str) -> Result<Vec<(i64, C)>, String> {
+    let mut out = Vec::new();
+    let mut prev = 0i64;
+    for part in text.split(';').filter(|p| !p.is_empty()) {
+        let mut fields = part.split(',');
+        let delta: i64 = fields
+            .next()
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| format!("bad bucket index in {part:?}"))?;
+        let row: Vec<f64> = fields
+            .map(|f| f.parse::<f64>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("bad counter in {part:?}: {e}"))?;
+        let c = C::from_row(&row).ok_or_else(|| format!("bad counters in {part:?}"))?;
+        prev = prev
+            .checked_add(delta)
+            .ok_or_else(|| format!("bucket index overflows in {part:?}"))?;
+        if out.last().is_some_and(|(b, _)| *b >= prev) {
+            return Err(format!("buckets out of order at {part:?}"));
+        }
+        out.push((prev, c));
+    }
+    Ok(out)
+}
+
+#[derive(Serialize, Deserialize)]
+struct PackedWindow {
+    #[serde(default)]
+    m: String,
+    #[serde(default)]
+    d: String,
+}
+
+impl<C: Counters> Serialize for Window<C> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        PackedWindow {
+            m: pack(&self.minutes),
+            d: pack(&self.days),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de, C: Counters> Deserialize<'de> for Window<C> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let p = PackedWindow::deserialize(d)?;
+        Ok(Self {
+            minutes: unpack(&p.m).map_err(serde::de::Error::custom)?,
+            days: unpack(&p.d).map_err(serde::de::Error::custom)?,
+        })
+    }
+}
+
+/// The mark of an event id (or of a finished execution): the first 8 bytes of its SHA-256.
+/// Within one entity's hour a collision needs billions of events.
+pub fn mark(text: &str) -> u64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first)
+}
+
+/// The mark of an execution's finish, so a second finish or a start after the finish is
+/// recognised whatever its event id.
+pub fn finish_mark(execution_id: &str) -> u64 {
+    mark(&format!("finished\u{0}{execution_id}"))
+}
+
+/// The hour an event's mark is filed under.
+pub fn hour_of(at: Millis) -> i64 {
+    at.div_euclid(HOUR_MS)
+}
+
+/// The marks of the events an entity has counted, by the hour of the event. Marks of
+/// hours before the current one, and the oldest when there are more than [`MAX_MARKS`],
+/// move to the entity's mark buckets (one per hour); `spilled_through` is the newest hour
+/// any of whose marks moved, so only events of those hours need a bucket read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Seen {
+    /// Marks by hour, ascending.
+    pub hours: Vec<(i64, Vec<u64>)>,
+    /// Newest hour with marks in a mark bucket.
+    pub spilled_through: Option<i64>,
+}
+
+impl Seen {
+    /// Whether the item holds this mark (in any hour: an event sent without a timestamp is
+    /// filed under the hour it arrived, and its retry may arrive in the next).
+    pub fn contains(&self, m: u64) -> bool {
+        self.hours.iter().any(|(_, ms)| ms.contains(&m))
+    }
+
+    /// Whether marks of `hour` may be in its mark bucket.
+    pub fn spilled(&self, hour: i64) -> bool {
+        self.spilled_through.is_some_and(|h| hour <= h)
+    }
+
+    /// Files a mark.
+    pub fn insert(&mut self, hour: i64, m: u64) {
+        match self.hours.binary_search_by_key(&hour, |(h, _)| *h) {
+            Ok(i) => self.hours[i].1.push(m),
+            Err(i) => self.hours.insert(i, (hour, vec![m])),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.hours.iter().map(|(_, ms)| ms.len()).sum()
+    }
+
+    /// Removes and returns the marks that must move to mark buckets at `now`: every hour
+    /// before the current one, then the oldest hours while more than [`MAX_MARKS`] remain.
+    pub fn take_spill(&mut self, now: Millis) -> Vec<(i64, Vec<u64>)> {
+        let current = hour_of(now);
+        let mut out: Vec<(i64, Vec<u64>)> = Vec::new();
+        while let Some((hour, _)) = self.hours.first() {
+            if *hour >= current && self.len() <= MAX_MARKS {
+                break;
+            }
+            out.push(self.hours.remove(0));
+        }
+        if let Some(newest) = out.iter().map(|(h, _)| *h).max() {
+            self.spilled_through = Some(self.spilled_through.map_or(newest, |s| s.max(newest)));
+        }
+        out
+    }
+}
+
+/// Marks as base64 of their little-endian bytes: 11 bytes a mark where a list of numbers
+/// takes about 12 and a list of strings 20.
+fn pack_marks(marks: &[u64]) -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = marks.iter().flat_map(|m| m.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
+}
+
+fn unpack_marks(text: &str) -> Result<Vec<u64>, String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(text)
+        .map_err(|e| format!("bad marks: {e}"))?;
+    if bytes.len() % 8 != 0 {
+        return Err("bad marks: not a whole number of marks".into());
+    }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            u64::from_le_bytes(b)
+        })
+        .collect())
+}
+
+/// Marks in their stored form, for [`Seen`] and for mark buckets.
+pub mod packed_marks {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serializes marks packed.
+    pub fn serialize<S: Serializer>(marks: &[u64], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::pack_marks(marks))
+    }
+
+    /// Deserializes packed marks.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+        let text = String::deserialize(d)?;
+        super::unpack_marks(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct PackedSeen {
+    /// `hour:marks` pairs, `;`-separated.
+    #[serde(default)]
+    h: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    s: Option<i64>,
+}
+
+impl Serialize for Seen {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let h = self
+            .hours
+            .iter()
+            .map(|(hour, ms)| format!("{hour}:{}", pack_marks(ms)))
+            .collect::<Vec<_>>()
+            .join(";");
+        PackedSeen {
+            h,
+            s: self.spilled_through,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Seen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let p = PackedSeen::deserialize(d)?;
+        let mut hours = Vec::new();
+        for part in p.h.split(';').filter(|x| !x.is_empty()) {
+            let (hour, marks) = part
+                .split_once(':')
+                .ok_or_else(|| serde::de::Error::custom(format!("bad marks entry {part:?}")))?;
+            let hour: i64 = hour
+                .parse()
+                .map_err(|_| serde::de::Error::custom(format!("bad marks hour {hour:?}")))?;
+            hours.push((hour, unpack_marks(marks).map_err(serde::de::Error::custom)?));
+        }
+        Ok(Self {
+            hours,
+            spilled_through: p.s,
+        })
+    }
+}
+
+/// An entity's live item: its record, its counters and its marks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(serialize = "R: Serialize, C: Counters", deserialize = "R: Deserialize<'de>, C: Counters"))]
+pub struct Live<R, C> {
+    /// The entity's record.
+    pub record: R,
+    /// Its counters.
+    #[serde(default)]
+    pub window: Window<C>,
+    /// Its event marks.
+    #[serde(default)]
+    pub seen: Seen,
+}
+
+impl<R, C: Counters> Live<R, C> {
+    /// A new entity with no counters nor marks.
+    pub fn new(record: R) -> Self {
+        Self {
+            record,
+            window: Window::default(),
+            seen: Seen::default(),
+        }
+    }
+}
+
+/// An agent's live item.
+pub type LiveAgent = Live<AgentRecord, AgentCounters>;
+/// An integration's live item.
+pub type LiveIntegration = Live<IntegrationRecord, IntegrationCounters>;
+/// A host's live item.
+pub type LiveHost = Live<HostRecord, HostCounters>;
+
+/// What is known, beyond the live item, of an execution's finish: whether a mark bucket
+/// holds its finish mark (looked up only when the item's own marks may not tell).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishKnown {
+    /// A mark bucket holds the finish mark.
+    Yes,
+    /// No bucket holds it (or none was consulted because none could).
+    No,
+}
+
+impl LiveAgent {
+    /// Applies `execution.started` at `ts`. A second start of a running execution, or a
+    /// start after its finish, changes only `last_active`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn started(
+        &mut self,
+        execution_id: &str,
+        operation: &str,
+        agent_name: Option<&str>,
+        ts: Millis,
+        now: Millis,
+        finished_elsewhere: FinishKnown,
+    ) {
+        self.record.observe(ts);
+        if let Some(name) = agent_name {
+            self.record.agent_name = name.to_owned();
+        }
+        if self.record.running.contains_key(execution_id)
+            || self.seen.contains(finish_mark(execution_id))
+            || finished_elsewhere == FinishKnown::Yes
+        {
+            return;
+        }
+        self.record.start(execution_id, operation, ts);
+        self.window.add(ts, now, |c| c.started = c.started.saturating_add(1));
+    }
+
+    /// The time a finish at `ts` counts its execution from: its start if running, else
+    /// `duration_ms` before the finish.
+    pub fn start_of(&self, execution_id: &str, ts: Millis, duration_ms: Option<f64>) -> Millis {
+        match self.record.running.get(execution_id) {
+            Some(r) => r.started_at,
+            None => ts - duration_ms.map_or(0, |d| d as Millis),
+        }
+    }
+
+    /// Applies `execution.finished` at `ts`: counts the execution from its start (a finish
+    /// without a known start counts it as started `duration_ms` earlier), unless it already
+    /// finished. Files the finish mark under the start's hour, where a late start looks.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finished(
+        &mut self,
+        execution_id: &str,
+        outcome: crate::domain::events::Outcome,
+        duration_ms: Option<f64>,
+        confidence: Option<f64>,
+        ts: Millis,
+        now: Millis,
+        finished_elsewhere: FinishKnown,
+    ) {
+        self.record.observe(ts);
+        if let Some(c) = confidence {
+            self.record.report_confidence(c, ts);
+        }
+        let fmark = finish_mark(execution_id);
+        if self.seen.contains(fmark) || finished_elsewhere == FinishKnown::Yes {
+            return;
+        }
+        let known = self.record.running.get(execution_id).map(|r| r.started_at);
+        let started_at = self.start_of(execution_id, ts, duration_ms);
+        let duration = match known {
+            Some(start) => Some(duration_ms.unwrap_or((ts - start).max(0) as f64)),
+            None => duration_ms,
+        };
+        self.record.finish(execution_id, outcome, ts);
+        self.window.add(started_at, now, |c| {
+            if known.is_none() {
+                c.started = c.started.saturating_add(1);
+            }
+            c.add_finish(outcome, duration);
+        });
+        self.seen.insert(hour_of(started_at), fmark);
+    }
+}
+
+impl LiveIntegration {
+    /// Applies `integration.call` at `ts`.
+    pub fn call(&mut self, ok: bool, latency_ms: f64, name: Option<&str>, ts: Millis, now: Millis) {
+        if let Some(name) = name {
+            self.record.integration_name = name.to_owned();
+        }
+        self.record.record_result(ok, ts);
+        self.window.add(ts, now, |c| c.add(ok, latency_ms));
+    }
+
+    /// Records a probe's result: the check, the state machine and the counters.
+    pub fn probe(&mut self, ok: bool, latency_ms: f64, at: Millis, now: Millis) {
+        self.record.record_probe(ok, at);
+        self.window.add(at, now, |c| c.add(ok, latency_ms));
+    }
+}
+
+impl LiveHost {
+    /// Applies `host.sample` at `ts`: the newest sample is the host's reading; every sample
+    /// counts.
+    pub fn sample(&mut self, sample: HostRecord, now: Millis) {
+        let (cpu, memory, ts) = (sample.cpu_usage, sample.memory_usage, sample.last_seen);
+        if ts >= self.record.last_seen {
+            self.record = sample;
+        }
+        self.window.add(ts, now, |c| c.add(cpu, memory));
+    }
+}
+
+/// The end of the hour `hour`, for the TTL of its mark bucket.
+pub fn hour_end(hour: i64) -> Millis {
+    (hour + 1) * HOUR_MS
+}
+
+/// The end of the day `day`.
+pub fn day_end(day: i64) -> Millis {
+    (day + 1) * DAY_MS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::events::Outcome;
+    use crate::time::MINUTE_MS;
+
+    #[test]
+    fn a_finish_counts_from_its_start_once_and_a_late_start_changes_nothing() {
+        let mut a = LiveAgent::new(AgentRecord::new("a", 0));
+        a.started("x1", "op", None, NOW - 10_000, NOW, FinishKnown::No);
+        a.finished("x1", Outcome::Completed, None, None, NOW, NOW, FinishKnown::No);
+        a.finished("x1", Outcome::Failed, None, None, NOW, NOW, FinishKnown::No);
+        let hour: AgentCounters = a.window.minutes.iter().fold(AgentCounters::default(), |mut t, (_, c)| {
+            t.merge(c);
+            t
+        });
+        assert_eq!((hour.started, hour.completed, hour.failed), (1, 1, 0));
+        assert_eq!(hour.duration_sum_ms, 10_000.0);
+        // Finish first, then its start: one execution, not running.
+        a.finished("x2", Outcome::Failed, Some(500.0), None, NOW, NOW, FinishKnown::No);
+        a.started("x2", "op", None, NOW - 500, NOW, FinishKnown::No);
+        assert!(a.record.running.is_empty());
+        let total: u64 = a.window.days.iter().map(|(_, c)| c.started).sum();
+        assert_eq!(total, 2);
+        // A finish the item forgot but a mark bucket remembers changes nothing.
+        a.finished("x3", Outcome::Failed, Some(1.0), None, NOW, NOW, FinishKnown::Yes);
+        let total: u64 = a.window.days.iter().map(|(_, c)| c.started).sum();
+        assert_eq!(total, 2);
+    }
+
+    const NOW: Millis = 1_780_000_000_000;
+
+    #[test]
+    fn windows_pack_small_and_round_trip() {
+        let mut w: Window<AgentCounters> = Window::default();
+        for k in 0..12 {
+            w.add(NOW - k * 5 * MINUTE_MS, NOW, |c| {
+                c.started += 1;
+                c.add_finish(crate::domain::events::Outcome::Completed, Some(1234.5));
+            });
+        }
+        let text = serde_json::to_string(&w).unwrap_or_default();
+        assert!(text.len() < 300, "{} bytes: {text}", text.len());
+        let back: Window<AgentCounters> = serde_json::from_str(&text).unwrap_or_default();
+        assert_eq!(back, w);
+        assert_eq!(back.minutes.len(), 12);
+        assert_eq!(back.days.iter().map(|(_, c)| c.started).sum::<u64>(), 12);
+    }
+
+    #[test]
+    fn old_minutes_and_days_leave_the_window_and_old_days_are_returned_final() {
+        let mut w: Window<IntegrationCounters> = Window::default();
+        w.add(NOW - 2 * HOUR_MS, NOW, |c| c.add(true, 1.0));
+        assert!(w.minutes.is_empty(), "older than the hour window");
+        assert_eq!(w.days.len(), 1);
+        w.add(NOW, NOW, |c| c.add(false, 3.0));
+        let later = NOW + KEPT_DAYS * DAY_MS;
+        assert!(w.needs_prune(later));
+        let gone = w.prune(later);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].1.calls, 2);
+        assert!(w.days.is_empty() && w.minutes.is_empty());
+    }
+
+    #[test]
+    fn damaged_windows_are_refused() {
+        for bad in [
+            r#"{"m":"x,1,2,3"}"#,
+            r#"{"m":"5,1,2"}"#,
+            r#"{"d":"5,1,2,3;0,1,2,3"}"#,
+            r#"{"d":"5,-1,2,3"}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<Window<IntegrationCounters>>(bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn marks_spill_by_hour_and_by_count() {
+        let mut s = Seen::default();
+        let hour = hour_of(NOW);
+        s.insert(hour - 1, 1);
+        s.insert(hour, 2);
+        assert!(s.contains(1) && s.contains(2) && !s.contains(3));
+        let out = s.take_spill(NOW);
+        assert_eq!(out, vec![(hour - 1, vec![1])]);
+        assert!(s.spilled(hour - 1) && !s.spilled(hour));
+        for m in 0..(MAX_MARKS as u64 + 5) {
+            s.insert(hour, 100 + m);
+        }
+        let out = s.take_spill(NOW);
+        assert_eq!(out.len(), 1, "the current hour moves whole when over the cap");
+        assert!(s.hours.is_empty() && s.spilled(hour));
+        let text = serde_json::to_string(&s).unwrap_or_default();
+        let back: Seen = serde_json::from_str(&text).unwrap_or_default();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn marks_round_trip_packed() {
+        let mut s = Seen::default();
+        for m in [u64::MAX, 0, mark("e1"), finish_mark("x1")] {
+            s.insert(7, m);
+        }
+        s.insert(9, 5);
+        let text = serde_json::to_string(&s).unwrap_or_default();
+        let back: Seen = serde_json::from_str(&text).unwrap_or_default();
+        assert_eq!(back, s);
+        assert_ne!(mark("x1"), finish_mark("x1"));
+    }
+}
