@@ -1,7 +1,7 @@
 //! The agents aggregate: reading an agent's health and registering or updating agents.
 
 use super::layout::Entity;
-use super::tenant::AgentData;
+use super::tenant::{AgentData, Consistency};
 use super::{Store, StoreError};
 use crate::domain::health::{agent_health, AgentHealth};
 use crate::domain::live::{Live, LiveAgent};
@@ -66,7 +66,7 @@ impl Store {
         now: Millis,
     ) -> Result<Vec<AgentHealth>, StoreError> {
         Ok(self
-            .load_agents(tenant)
+            .load_agents(tenant, Consistency::Strong)
             .await?
             .iter()
             .map(|d| health_of(d, now))

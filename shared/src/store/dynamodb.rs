@@ -340,32 +340,17 @@ impl Backend for DynamoBackend {
     }
 
     async fn query(&self, pk: &str, from: &str, to: &str) -> Result<Vec<StoredItem>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk AND SK BETWEEN :from AND :to")
-                .expression_attribute_values(":pk", s(pk))
-                .expression_attribute_values(":from", s(from))
-                .expression_attribute_values(":to", s(to))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(backend_err)?;
-            for item in page.items() {
-                out.push(from_item(item.clone())?);
-            }
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(out),
-            }
-        }
+        self.query_with(pk, from, to, true).await
     }
 
+    async fn query_eventual(
+        &self,
+        pk: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<StoredItem>, StoreError> {
+        self.query_with(pk, from, to, false).await
+    }
     async fn query_many(&self, ranges: &[Range]) -> Result<Vec<Vec<StoredItem>>, StoreError> {
         use futures::stream::{self, StreamExt, TryStreamExt};
         // DynamoDB has no batched query; concurrent queries hide the round trips.
@@ -498,5 +483,41 @@ impl Backend for DynamoBackend {
 
     fn max_writes(&self) -> usize {
         MAX_TRANSACTION_ITEMS
+    }
+}
+
+impl DynamoBackend {
+    /// One Query, paged to the end; `consistent: false` reads at half the price.
+    async fn query_with(
+        &self,
+        pk: &str,
+        from: &str,
+        to: &str,
+        consistent: bool,
+    ) -> Result<Vec<StoredItem>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND SK BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":from", s(from))
+                .expression_attribute_values(":to", s(to))
+                .consistent_read(consistent)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(backend_err)?;
+            for item in page.items() {
+                out.push(from_item(item.clone())?);
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
     }
 }

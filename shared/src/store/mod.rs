@@ -201,6 +201,16 @@ pub trait Backend: Send + Sync + fmt::Debug {
     async fn get(&self, keys: &[ItemKey]) -> Result<Vec<Option<StoredItem>>, StoreError>;
     /// Reads the items of partition `pk` whose sort key is within `from..=to`, ascending.
     async fn query(&self, pk: &str, from: &str, to: &str) -> Result<Vec<StoredItem>, StoreError>;
+    /// [`Backend::query`], eventually consistent where the backend distinguishes (DynamoDB:
+    /// half the read units; a write of the last second may be missing).
+    async fn query_eventual(
+        &self,
+        pk: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<StoredItem>, StoreError> {
+        self.query(pk, from, to).await
+    }
     /// Runs many [`Backend::query`] calls; the result has one entry per range, in order.
     /// Backends override it to share one read transaction or to run the queries
     /// concurrently; the default runs them one after another.

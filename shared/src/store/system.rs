@@ -3,6 +3,7 @@
 use super::agents::bucket;
 use super::ingest::{corrupt, DayRecord, LiveRecord};
 use super::layout::{self, Entity};
+use super::tenant::Consistency;
 use super::{Store, StoreError, StoredItem};
 use crate::domain::health::{agent_status, IntegrationHealth};
 use crate::domain::history::{
@@ -33,7 +34,7 @@ impl Store {
         latency_threshold_ms: f64,
     ) -> Result<Vec<IntegrationHealth>, StoreError> {
         Ok(self
-            .load_integrations(tenant)
+            .load_integrations(tenant, Consistency::Strong)
             .await?
             .iter()
             .map(|d| d.health(now, latency_threshold_ms))
@@ -48,8 +49,8 @@ impl Store {
         latency_threshold_ms: f64,
     ) -> Result<SystemHealth, StoreError> {
         let (agents, hosts, integrations, alerts, system) = tokio::try_join!(
-            self.load_agents(tenant),
-            self.load_hosts(tenant),
+            self.load_agents(tenant, Consistency::Strong),
+            self.load_hosts(tenant, Consistency::Strong),
             self.list_integration_health(tenant, now, latency_threshold_ms),
             self.active_alerts(tenant),
             self.load_system(tenant),
@@ -105,7 +106,7 @@ impl Store {
                 .await?
                 .map(|d| d.iter().filter_map(|(d, c)| system_point(*d, c)).collect()),
             HistoryOf::System(None) => {
-                let hosts: Vec<LiveHost> = self.live_items(tenant, Entity::Host).await?;
+                let hosts: Vec<LiveHost> = self.live_items(tenant, Entity::Host, Consistency::Strong).await?;
                 let mut all = Vec::new();
                 for host in hosts {
                     let id = host.record.host_id.clone();

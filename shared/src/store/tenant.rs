@@ -15,6 +15,15 @@ use crate::domain::records::{
 };
 use crate::time::Millis;
 
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    /// Every write acknowledged before the read.
+    Strong,
+    /// Possibly a second behind, at half the price on DynamoDB.
+    Eventual,
+}
+
 /// An entity's record with the counters its health needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntityData<R, C> {
@@ -163,11 +172,13 @@ impl Store {
         &self,
         tenant: &str,
         entity: Entity,
+        read: Consistency,
     ) -> Result<Vec<T>, StoreError> {
-        let items = self
-            .backend
-            .query(&layout::live_partition(tenant, entity), " ", "\u{10ffff}")
-            .await?;
+        let pk = layout::live_partition(tenant, entity);
+        let items = match read {
+            Consistency::Strong => self.backend.query(&pk, " ", "\u{10ffff}").await?,
+            Consistency::Eventual => self.backend.query_eventual(&pk, " ", "\u{10ffff}").await?,
+        };
         skip_unreadable(
             tenant,
             items.into_iter().map(|item| {
@@ -191,8 +202,12 @@ impl Store {
     }
 
     /// Every agent of the tenant with its counters, by id.
-    pub async fn load_agents(&self, tenant: &str) -> Result<Vec<AgentData>, StoreError> {
-        let live: Vec<LiveAgent> = self.live_items(tenant, Entity::Agent).await?;
+    pub async fn load_agents(
+        &self,
+        tenant: &str,
+        read: Consistency,
+    ) -> Result<Vec<AgentData>, StoreError> {
+        let live: Vec<LiveAgent> = self.live_items(tenant, Entity::Agent, read).await?;
         Ok(live.into_iter().map(AgentData::from).collect())
     }
 
@@ -200,8 +215,10 @@ impl Store {
     pub async fn load_integrations(
         &self,
         tenant: &str,
+        read: Consistency,
     ) -> Result<Vec<IntegrationData>, StoreError> {
-        let live: Vec<LiveIntegration> = self.live_items(tenant, Entity::Integration).await?;
+        let live: Vec<LiveIntegration> =
+            self.live_items(tenant, Entity::Integration, read).await?;
         Ok(live.into_iter().map(IntegrationData::from).collect())
     }
 
@@ -218,8 +235,12 @@ impl Store {
     }
 
     /// The tenant's hosts, by id.
-    pub async fn load_hosts(&self, tenant: &str) -> Result<Vec<HostRecord>, StoreError> {
-        let live: Vec<LiveHost> = self.live_items(tenant, Entity::Host).await?;
+    pub async fn load_hosts(
+        &self,
+        tenant: &str,
+        read: Consistency,
+    ) -> Result<Vec<HostRecord>, StoreError> {
+        let live: Vec<LiveHost> = self.live_items(tenant, Entity::Host, read).await?;
         Ok(live.into_iter().map(|h| h.record).collect())
     }
 
@@ -235,12 +256,15 @@ impl Store {
         }
     }
 
-    /// Everything a collector cycle evaluates for one tenant.
+    /// Everything a collector cycle evaluates for one tenant. The live items are read
+    /// eventually consistent (half the price): a cycle that misses the last second's event
+    /// sees it in the next one.
     pub async fn tenant_data(&self, tenant: &str) -> Result<TenantData, StoreError> {
+        let read = Consistency::Eventual;
         let (agents, integrations, hosts, system, alerts) = tokio::try_join!(
-            self.load_agents(tenant),
-            self.load_integrations(tenant),
-            self.load_hosts(tenant),
+            self.load_agents(tenant, read),
+            self.load_integrations(tenant, read),
+            self.load_hosts(tenant, read),
             self.load_system(tenant),
             self.all_alerts(tenant),
         )?;

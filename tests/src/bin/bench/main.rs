@@ -81,6 +81,20 @@ impl Backend for Metered {
         self.count_query(&out)?;
         Ok(out)
     }
+    async fn query_eventual(
+        &self,
+        pk: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<StoredItem>, StoreError> {
+        let out = self.inner.query_eventual(pk, from, to).await?;
+        // Eventually consistent: half the units of a strongly consistent Query.
+        let size: usize = out.iter().map(item_size).sum::<Result<usize, _>>()?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.read_tenths
+            .fetch_add(units(size, 4096) * 5, Ordering::Relaxed);
+        Ok(out)
+    }
     async fn query_many(&self, ranges: &[Range]) -> Result<Vec<Vec<StoredItem>>, StoreError> {
         // The inner backend's own batching (concurrent queries on DynamoDB), metered as
         // one query request per range.
