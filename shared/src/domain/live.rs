@@ -423,7 +423,10 @@ impl<'de> Deserialize<'de> for Seen {
 
 /// An entity's live item: its record, its counters and its marks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(bound(serialize = "R: Serialize, C: Counters", deserialize = "R: Deserialize<'de>, C: Counters"))]
+#[serde(bound(
+    serialize = "R: Serialize, C: Counters",
+    deserialize = "R: Deserialize<'de>, C: Counters"
+))]
 pub struct Live<R, C> {
     /// The entity's record.
     pub record: R,
@@ -487,7 +490,8 @@ impl LiveAgent {
             return;
         }
         self.record.start(execution_id, operation, ts);
-        self.window.add(ts, now, |c| c.started = c.started.saturating_add(1));
+        self.window
+            .add(ts, now, |c| c.started = c.started.saturating_add(1));
     }
 
     /// The time a finish at `ts` counts its execution from: its start if running, else
@@ -587,22 +591,50 @@ mod tests {
     fn a_finish_counts_from_its_start_once_and_a_late_start_changes_nothing() {
         let mut a = LiveAgent::new(AgentRecord::new("a", 0));
         a.started("x1", "op", None, NOW - 10_000, NOW, FinishKnown::No);
-        a.finished("x1", Outcome::Completed, None, None, NOW, NOW, FinishKnown::No);
+        a.finished(
+            "x1",
+            Outcome::Completed,
+            None,
+            None,
+            NOW,
+            NOW,
+            FinishKnown::No,
+        );
         a.finished("x1", Outcome::Failed, None, None, NOW, NOW, FinishKnown::No);
-        let hour: AgentCounters = a.window.minutes.iter().fold(AgentCounters::default(), |mut t, (_, c)| {
-            t.merge(c);
-            t
-        });
+        let hour: AgentCounters =
+            a.window
+                .minutes
+                .iter()
+                .fold(AgentCounters::default(), |mut t, (_, c)| {
+                    t.merge(c);
+                    t
+                });
         assert_eq!((hour.started, hour.completed, hour.failed), (1, 1, 0));
         assert_eq!(hour.duration_sum_ms, 10_000.0);
         // Finish first, then its start: one execution, not running.
-        a.finished("x2", Outcome::Failed, Some(500.0), None, NOW, NOW, FinishKnown::No);
+        a.finished(
+            "x2",
+            Outcome::Failed,
+            Some(500.0),
+            None,
+            NOW,
+            NOW,
+            FinishKnown::No,
+        );
         a.started("x2", "op", None, NOW - 500, NOW, FinishKnown::No);
         assert!(a.record.running.is_empty());
         let total: u64 = a.window.days.iter().map(|(_, c)| c.started).sum();
         assert_eq!(total, 2);
         // A finish the item forgot but a mark bucket remembers changes nothing.
-        a.finished("x3", Outcome::Failed, Some(1.0), None, NOW, NOW, FinishKnown::Yes);
+        a.finished(
+            "x3",
+            Outcome::Failed,
+            Some(1.0),
+            None,
+            NOW,
+            NOW,
+            FinishKnown::Yes,
+        );
         let total: u64 = a.window.days.iter().map(|(_, c)| c.started).sum();
         assert_eq!(total, 2);
     }
@@ -670,7 +702,11 @@ mod tests {
             s.insert(hour, 100 + m);
         }
         let out = s.take_spill(NOW);
-        assert_eq!(out.len(), 1, "the current hour moves whole when over the cap");
+        assert_eq!(
+            out.len(),
+            1,
+            "the current hour moves whole when over the cap"
+        );
         assert!(s.hours.is_empty() && s.spilled(hour));
         let text = serde_json::to_string(&s).unwrap_or_default();
         let back: Seen = serde_json::from_str(&text).unwrap_or_default();

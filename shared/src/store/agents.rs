@@ -41,21 +41,27 @@ impl Store {
         update: &AgentUpdate,
         now: Millis,
     ) -> Result<AgentHealth, StoreError> {
-        self.update_live(tenant, Entity::Agent, agent_id, now, |live: Option<LiveAgent>| {
-            let mut live = live.unwrap_or_else(|| Live::new(AgentRecord::new(agent_id, now)));
-            let agent = &mut live.record;
-            if let Some(name) = &update.agent_name {
-                agent.agent_name.clone_from(name);
-            }
-            if let Some(paused) = update.paused {
-                agent.paused = paused;
-            }
-            if let Some(c) = update.confidence_score {
-                agent.report_confidence(c, now);
-            }
-            let health = health_of(&AgentData::from(live.clone()), now);
-            Ok((Some(live), health))
-        })
+        self.update_live(
+            tenant,
+            Entity::Agent,
+            agent_id,
+            now,
+            |live: Option<LiveAgent>| {
+                let mut live = live.unwrap_or_else(|| Live::new(AgentRecord::new(agent_id, now)));
+                let agent = &mut live.record;
+                if let Some(name) = &update.agent_name {
+                    agent.agent_name.clone_from(name);
+                }
+                if let Some(paused) = update.paused {
+                    agent.paused = paused;
+                }
+                if let Some(c) = update.confidence_score {
+                    agent.report_confidence(c, now);
+                }
+                let health = health_of(&AgentData::from(live.clone()), now);
+                Ok((Some(live), health))
+            },
+        )
         .await
     }
 

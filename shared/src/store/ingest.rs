@@ -52,7 +52,9 @@ impl<'a> Target<'a> {
     fn of(event: &'a Event) -> Self {
         match &event.kind {
             EventKind::ExecutionStarted { agent_id, .. }
-            | EventKind::ExecutionFinished { agent_id, .. } => Self::Entity(Entity::Agent, agent_id),
+            | EventKind::ExecutionFinished { agent_id, .. } => {
+                Self::Entity(Entity::Agent, agent_id)
+            }
             EventKind::IntegrationCall { integration_id, .. } => {
                 Self::Entity(Entity::Integration, integration_id)
             }
@@ -256,7 +258,10 @@ async fn finish_known(
     execution_id: &str,
 ) -> Result<FinishKnown, StoreError> {
     Ok(
-        if marks.contains(seen, hours, finish_mark(execution_id)).await? {
+        if marks
+            .contains(seen, hours, finish_mark(execution_id))
+            .await?
+        {
             FinishKnown::Yes
         } else {
             FinishKnown::No
@@ -452,25 +457,25 @@ impl Store {
             // async blocks trips the compiler's higher-ranked Send check in the handlers.
             let run: futures::future::BoxFuture<'_, Result<IngestOutcome, StoreError>> =
                 Box::pin(async move {
-                match target {
-                    Target::Entity(Entity::Agent, _) => {
-                        self.ingest_group::<LiveAgent>(tenant, target, &group, now)
-                            .await
+                    match target {
+                        Target::Entity(Entity::Agent, _) => {
+                            self.ingest_group::<LiveAgent>(tenant, target, &group, now)
+                                .await
+                        }
+                        Target::Entity(Entity::Integration, _) => {
+                            self.ingest_group::<LiveIntegration>(tenant, target, &group, now)
+                                .await
+                        }
+                        Target::Entity(Entity::Host, _) => {
+                            self.ingest_group::<LiveHost>(tenant, target, &group, now)
+                                .await
+                        }
+                        Target::System => {
+                            self.ingest_group::<SystemRecord>(tenant, target, &group, now)
+                                .await
+                        }
                     }
-                    Target::Entity(Entity::Integration, _) => {
-                        self.ingest_group::<LiveIntegration>(tenant, target, &group, now)
-                            .await
-                    }
-                    Target::Entity(Entity::Host, _) => {
-                        self.ingest_group::<LiveHost>(tenant, target, &group, now)
-                            .await
-                    }
-                    Target::System => {
-                        self.ingest_group::<SystemRecord>(tenant, target, &group, now)
-                            .await
-                    }
-                }
-            });
+                });
             runs.push(run);
         }
         let mut runs = futures::stream::iter(runs).buffer_unordered(CONCURRENT_GROUPS);
@@ -572,10 +577,7 @@ impl Store {
                         key: layout::day(tenant, entity, id, day),
                         record,
                         version: 1,
-                        expires_at: layout::expiry(
-                            layout::day_end(day),
-                            layout::DAY_BUCKET_TTL_MS,
-                        ),
+                        expires_at: layout::expiry(layout::day_end(day), layout::DAY_BUCKET_TTL_MS),
                         index: None,
                     },
                     condition: Condition::None,

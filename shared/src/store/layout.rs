@@ -96,7 +96,7 @@ pub fn system(tenant: &str) -> ItemKey {
     }
 }
 
-/// The partition that lists every tenant in the entity index.
+/// The partition that lists every tenant in the secondary index.
 pub const TENANTS: &str = "TENANTS";
 
 /// A tenant's own record, listed under [`TENANTS`].

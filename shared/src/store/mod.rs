@@ -40,13 +40,13 @@ pub struct ItemKey {
     pub sk: String,
 }
 
-/// The key of an item in the entity index, which lists a tenant's agents, integrations or
-/// hosts without touching their data.
+/// The key of an item in the secondary index, which lists tenants, a tenant's API keys or
+/// its WebSocket connections without touching their data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexKey {
-    /// The list, e.g. `T#acme#AGENTS`.
+    /// The list, e.g. `T#acme#KEYS`.
     pub pk: String,
-    /// The entity id, which orders the list.
+    /// The listed item's id, which orders the list.
     pub sk: String,
 }
 
@@ -137,7 +137,7 @@ pub struct StoredItem {
     pub version: u64,
     /// Expiry in epoch seconds (DynamoDB TTL semantics: deletion may lag).
     pub expires_at: Option<i64>,
-    /// Its entry in the entity index, if it is an entity.
+    /// Its entry in the secondary index, if it is listed there.
     pub index: Option<IndexKey>,
 }
 

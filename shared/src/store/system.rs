@@ -88,13 +88,7 @@ impl Store {
                 .await?
                 .map(|d| d.iter().filter_map(|(d, c)| agent_point(*d, c)).collect()),
             HistoryOf::Integration(id) => self
-                .entity_days::<_, IntegrationCounters>(
-                    tenant,
-                    Entity::Integration,
-                    id,
-                    first,
-                    now,
-                )
+                .entity_days::<_, IntegrationCounters>(tenant, Entity::Integration, id, first, now)
                 .await?
                 .map(|d| {
                     d.iter()
@@ -106,7 +100,9 @@ impl Store {
                 .await?
                 .map(|d| d.iter().filter_map(|(d, c)| system_point(*d, c)).collect()),
             HistoryOf::System(None) => {
-                let hosts: Vec<LiveHost> = self.live_items(tenant, Entity::Host, Consistency::Strong).await?;
+                let hosts: Vec<LiveHost> = self
+                    .live_items(tenant, Entity::Host, Consistency::Strong)
+                    .await?;
                 let mut all = Vec::new();
                 for host in hosts {
                     let id = host.record.host_id.clone();

@@ -217,8 +217,7 @@ impl Store {
         tenant: &str,
         read: Consistency,
     ) -> Result<Vec<IntegrationData>, StoreError> {
-        let live: Vec<LiveIntegration> =
-            self.live_items(tenant, Entity::Integration, read).await?;
+        let live: Vec<LiveIntegration> = self.live_items(tenant, Entity::Integration, read).await?;
         Ok(live.into_iter().map(IntegrationData::from).collect())
     }
 

@@ -10,8 +10,8 @@ use std::time::Instant;
 use e2e_tests::ProbeTarget;
 use futures::stream::{self, StreamExt};
 use shared::collector::Collector;
-use shared::domain::live::Live;
 use shared::config::Config;
+use shared::domain::live::Live;
 use shared::domain::records::{
     AgentCounters, AgentRecord, ConnectionState, GaugeReading, HostRecord, IntegrationCounters,
     IntegrationRecord, Probe, SystemRecord,
