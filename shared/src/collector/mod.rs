@@ -11,6 +11,7 @@
 //! nothing is raised twice or lost; a cycle that fails half-way leaves each item either
 //! written or not, and the next cycle re-evaluates from what is stored.
 
+pub mod alerting;
 pub mod probe;
 pub mod rules;
 
@@ -24,10 +25,10 @@ use crate::domain::alerts::{sort_alerts, AlertRecord};
 use crate::domain::health::{agent_health, agent_status, AgentHealth, IntegrationHealth};
 use crate::domain::records::ConnectionState;
 use crate::domain::system::{system_health, SystemHealth, SystemInputs};
-use crate::store::{Store, StoreError, MAX_ATTEMPTS};
+use crate::store::{Store, StoreError};
 use crate::time::{Clock, Millis};
 use probe::Prober;
-use rules::{active_severities, evaluate, reconcile, Change, Thresholds};
+use rules::{evaluate, Thresholds};
 
 /// Probes in flight at once.
 const PROBE_CONCURRENCY: usize = 64;
@@ -205,111 +206,39 @@ impl Collector {
             .zip(&integrations)
             .map(|(d, h)| (&d.record, h.latency_ms))
             .collect();
-        let mut alerts = data.alerts;
-        let (mut raised, mut updated, mut resolved) = (0, 0, 0);
-        let mut attempt = 0;
-        loop {
-            let firing = evaluate(
-                &data.agents,
-                &records,
-                &data.hosts,
-                &data.system,
-                &active_severities(&alerts),
-                &thresholds,
-                now,
-            );
-            let mut conflict = false;
-            for change in reconcile(&alerts, &firing, now) {
-                let (alert, expected) = match &change {
-                    Change::Raise(a) => (a, None),
-                    Change::Update(a, v) | Change::Resolve(a, v) => (a, Some(*v)),
-                };
-                match self.store.save_alert(tenant, alert, expected).await {
-                    Ok(()) => {}
-                    Err(StoreError::Conflict) => {
-                        conflict = true;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-                let version = expected.unwrap_or(0) + 1;
-                match change {
-                    Change::Raise(a) => {
-                        tracing::warn!(tenant, alert_id = %a.alert_id, alert = %a.message, "alert raised");
-                        raised += 1;
-                        alerts.push((a, version));
-                    }
-                    Change::Update(a, _) | Change::Resolve(a, _) => {
-                        if a.resolved_at.is_some() {
-                            tracing::info!(tenant, alert_id = %a.alert_id, "alert resolved");
-                            resolved += 1;
-                        } else {
-                            updated += 1;
-                        }
-                        if let Some(slot) =
-                            alerts.iter_mut().find(|(s, _)| s.alert_id == a.alert_id)
-                        {
-                            *slot = (a, version);
-                        }
-                    }
-                }
-            }
-            if !conflict {
-                break;
-            }
-            attempt += 1;
-            if attempt >= MAX_ATTEMPTS {
-                // An alert that keeps conflicting (one whose stored item is unreadable, so it
-                // is never in the list read) must not stop the rest of the tenant's cycle.
-                tracing::error!(
-                    tenant,
-                    "alerts still conflicting after retries; left for the next cycle"
-                );
-                break;
-            }
-            alerts = self.store.all_alerts(tenant).await?;
-        }
-        let mut active: Vec<AlertRecord> = alerts
-            .into_iter()
-            .map(|(a, _)| a)
-            .filter(|a| a.resolved_at.is_none())
-            .collect();
-        sort_alerts(&mut active);
-        // One small Query (the tenant's notification configuration) so dashboards show which
-        // alerts are silenced.
-        let silences = self.store.notify_config(tenant).await?.silences;
-        let silenced = active
-            .iter()
-            .filter(|a| crate::domain::notify::is_silenced(&silences, a, now))
-            .map(|a| a.alert_id.clone())
-            .collect();
-        let statuses: Vec<_> = data
-            .agents
-            .iter()
-            .map(|d| (agent_status(&d.record), d.record.running.len() as u64))
-            .collect();
-        let system = system_health(
-            SystemInputs {
-                agents: &statuses,
-                integrations: &integrations,
-                hosts: &data.hosts,
-                system: &data.system,
-                alerts: &active,
+        let (alerts, tally) = alerting::settle_alerts(
+            &self.store,
+            tenant,
+            std::mem::take(&mut data.alerts),
+            &alerting::Scope::All,
+            |active| {
+                evaluate(
+                    &data.agents,
+                    &records,
+                    &data.hosts,
+                    &data.system,
+                    active,
+                    &thresholds,
+                    now,
+                )
             },
             now,
-        );
-        Ok(Some(TenantReport {
-            tenant: tenant.to_owned(),
-            at: now,
-            agents,
-            integrations,
-            system,
-            alerts: active,
-            probes,
+        )
+        .await?;
+        let (raised, updated, resolved) = (tally.raised, tally.updated, tally.resolved);
+        let tally = alerting::Tally {
             raised,
             updated,
             resolved,
-            silenced,
+        };
+        let report = report(&self.store, tenant, &data_view(&data), agents, integrations, alerts, now)
+            .await?;
+        Ok(Some(TenantReport {
+            probes,
+            raised: tally.raised,
+            updated: tally.updated,
+            resolved: tally.resolved,
+            ..report
         }))
     }
 
@@ -453,4 +382,96 @@ impl Collector {
             .await;
         }
     }
+}
+
+/// What a report reads of a tenant's data besides its health objects.
+pub(crate) struct DataView<'a> {
+    agents: &'a [crate::store::tenant::AgentData],
+    hosts: &'a [crate::domain::records::HostRecord],
+    system: &'a crate::domain::records::SystemRecord,
+}
+
+fn data_view(data: &crate::store::tenant::TenantData) -> DataView<'_> {
+    DataView {
+        agents: &data.agents,
+        hosts: &data.hosts,
+        system: &data.system,
+    }
+}
+
+/// A tenant's report from its data, health objects and alerts as stored: the active alerts
+/// in the contract's order, the system object, and which alerts are silenced (one small
+/// Query of the notification configuration).
+async fn report(
+    store: &Store,
+    tenant: &str,
+    data: &DataView<'_>,
+    agents: Vec<AgentHealth>,
+    integrations: Vec<IntegrationHealth>,
+    alerts: Vec<(AlertRecord, u64)>,
+    now: Millis,
+) -> Result<TenantReport, StoreError> {
+    let mut active: Vec<AlertRecord> = alerts
+        .into_iter()
+        .map(|(a, _)| a)
+        .filter(|a| a.resolved_at.is_none())
+        .collect();
+    sort_alerts(&mut active);
+    let silences = store.notify_config(tenant).await?.silences;
+    let silenced = active
+        .iter()
+        .filter(|a| crate::domain::notify::is_silenced(&silences, a, now))
+        .map(|a| a.alert_id.clone())
+        .collect();
+    let statuses: Vec<_> = data
+        .agents
+        .iter()
+        .map(|d| (agent_status(&d.record), d.record.running.len() as u64))
+        .collect();
+    let system = system_health(
+        SystemInputs {
+            agents: &statuses,
+            integrations: &integrations,
+            hosts: data.hosts,
+            system: data.system,
+            alerts: &active,
+        },
+        now,
+    );
+    Ok(TenantReport {
+        tenant: tenant.to_owned(),
+        at: now,
+        agents,
+        integrations,
+        system,
+        alerts: active,
+        probes: 0,
+        raised: 0,
+        updated: 0,
+        resolved: 0,
+        silenced,
+    })
+}
+
+/// The tenant as it stands at `now`, for a live update between cycles: one read of the
+/// tenant (as a cycle reads it), no probes, no alert changes.
+pub async fn snapshot(
+    store: &Store,
+    config: &Config,
+    tenant: &str,
+    now: Millis,
+) -> Result<TenantReport, StoreError> {
+    let data = store.tenant_data(tenant).await?;
+    let agents = data
+        .agents
+        .iter()
+        .map(|d| agent_health(&d.record, &d.minutes, &d.days, now))
+        .collect();
+    let integrations = data
+        .integrations
+        .iter()
+        .map(|d| d.health(now, config.latency_threshold_ms))
+        .collect();
+    let alerts = data.alerts.clone();
+    report(store, tenant, &data_view(&data), agents, integrations, alerts, now).await
 }

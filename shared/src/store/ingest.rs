@@ -29,6 +29,8 @@ use crate::domain::records::{
 };
 use crate::time::Millis;
 
+use super::tenant::Touched;
+
 /// Groups of one batch written at the same time.
 const CONCURRENT_GROUPS: usize = 16;
 
@@ -40,6 +42,9 @@ pub struct IngestOutcome {
     /// Events whose id was already stored; they changed nothing.
     pub duplicates: usize,
 }
+
+/// What one group's ingestion did, and its item as written (if it was).
+type GroupResult = Result<(IngestOutcome, Touched), StoreError>;
 
 /// The live item an event changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,7 +122,7 @@ impl Marks<'_> {
 /// A record kept in a live item: how it is stored, what leaves it with time, and how an
 /// event changes it.
 #[async_trait::async_trait]
-pub(crate) trait LiveRecord: Sized + Send {
+pub(crate) trait LiveRecord: Sized + Send + Clone {
     /// The record from a stored item; `None` if the item is of another kind.
     fn from_record(record: Record) -> Option<Self>;
     /// The stored form.
@@ -128,6 +133,8 @@ pub(crate) trait LiveRecord: Sized + Send {
     fn archive(&mut self, now: Millis) -> Vec<(i64, Record)>;
     /// The record of an entity first seen in `event`.
     fn create(event: &Event, now: Millis) -> Self;
+    /// Adds the item, as written, to what a batch touched.
+    fn touch(self, touched: &mut Touched);
     /// Applies an event that is not a duplicate.
     async fn apply(
         &mut self,
@@ -177,6 +184,9 @@ where
 
 #[async_trait::async_trait]
 impl LiveRecord for LiveAgent {
+    fn touch(self, touched: &mut Touched) {
+        touched.agents.push(self.into());
+    }
     fn from_record(record: Record) -> Option<Self> {
         match record {
             Record::Agent(a) => Some(a),
@@ -271,6 +281,9 @@ async fn finish_known(
 
 #[async_trait::async_trait]
 impl LiveRecord for LiveIntegration {
+    fn touch(self, touched: &mut Touched) {
+        touched.integrations.push(self.into());
+    }
     fn from_record(record: Record) -> Option<Self> {
         match record {
             Record::Integration(i) => Some(i),
@@ -345,6 +358,9 @@ fn host_sample(event: &Event) -> Option<HostRecord> {
 
 #[async_trait::async_trait]
 impl LiveRecord for LiveHost {
+    fn touch(self, touched: &mut Touched) {
+        touched.hosts.push(self.record);
+    }
     fn from_record(record: Record) -> Option<Self> {
         match record {
             Record::Host(h) => Some(h),
@@ -389,6 +405,9 @@ impl LiveRecord for LiveHost {
 
 #[async_trait::async_trait]
 impl LiveRecord for SystemRecord {
+    fn touch(self, touched: &mut Touched) {
+        touched.system = Some(self);
+    }
     fn from_record(record: Record) -> Option<Self> {
         match record {
             Record::System(s) => Some(s),
@@ -431,13 +450,23 @@ impl LiveRecord for SystemRecord {
 impl Store {
     /// Stores a validated batch for `tenant`. On error, the events of other entities may be
     /// stored; retrying the batch is always safe.
-    #[tracing::instrument(skip(self, events), fields(events = events.len()))]
     pub async fn ingest(
         &self,
         tenant: &str,
         events: &[Event],
         now: Millis,
     ) -> Result<IngestOutcome, StoreError> {
+        Ok(self.ingest_touching(tenant, events, now).await?.0)
+    }
+
+    /// [`Store::ingest`], also returning the sources whose state changed, as written.
+    #[tracing::instrument(skip(self, events), fields(events = events.len()))]
+    pub async fn ingest_touching(
+        &self,
+        tenant: &str,
+        events: &[Event],
+        now: Millis,
+    ) -> Result<(IngestOutcome, Touched), StoreError> {
         let mut order: Vec<Target<'_>> = Vec::new();
         let mut groups: HashMap<Target<'_>, Vec<&Event>> = HashMap::new();
         for event in events {
@@ -455,7 +484,7 @@ impl Store {
             let group = groups.remove(&target).unwrap_or_default();
             // Boxed as Send here, where the lifetimes are concrete: a stream of unboxed
             // async blocks trips the compiler's higher-ranked Send check in the handlers.
-            let run: futures::future::BoxFuture<'_, Result<IngestOutcome, StoreError>> =
+            let run: futures::future::BoxFuture<'_, GroupResult> =
                 Box::pin(async move {
                     match target {
                         Target::Entity(Entity::Agent, _) => {
@@ -480,19 +509,21 @@ impl Store {
         }
         let mut runs = futures::stream::iter(runs).buffer_unordered(CONCURRENT_GROUPS);
         let mut total = IngestOutcome::default();
+        let mut touched = Touched::default();
         let mut failed = None;
         while let Some(result) = runs.next().await {
             match result {
-                Ok(o) => {
+                Ok((o, t)) => {
                     total.accepted += o.accepted;
                     total.duplicates += o.duplicates;
+                    touched.merge(t);
                 }
                 Err(e) => failed = failed.or(Some(e)),
             }
         }
         match failed {
             Some(e) => Err(e),
-            None => Ok(total),
+            None => Ok((total, touched)),
         }
     }
 
@@ -503,7 +534,7 @@ impl Store {
         target: Target<'_>,
         events: &[&Event],
         now: Millis,
-    ) -> Result<IngestOutcome, StoreError> {
+    ) -> GroupResult {
         let key = target.key(tenant);
         let first = events
             .first()
@@ -532,10 +563,12 @@ impl Store {
                 value.apply(&mut marks, event, now).await?;
                 outcome.accepted += 1;
             }
+            let mut touched = Touched::default();
             if outcome.accepted > 0 {
-                self.put_live(&key, value, read_version).await?;
+                self.put_live(&key, value.clone(), read_version).await?;
+                value.touch(&mut touched);
             }
-            Ok(outcome)
+            Ok((outcome, touched))
         })
         .await
     }

@@ -64,6 +64,50 @@ impl IntegrationData {
     }
 }
 
+/// The sources a batch of events changed, as written: what an evaluation of those events
+/// needs, without reading them again.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Touched {
+    /// Agents.
+    pub agents: Vec<AgentData>,
+    /// Integrations.
+    pub integrations: Vec<IntegrationData>,
+    /// Hosts.
+    pub hosts: Vec<HostRecord>,
+    /// The gauges, if a gauge was reported.
+    pub system: Option<SystemRecord>,
+}
+
+impl Touched {
+    /// Whether no source was touched.
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty()
+            && self.integrations.is_empty()
+            && self.hosts.is_empty()
+            && self.system.is_none()
+    }
+
+    /// Adds a later batch's sources; a source in both keeps the later state.
+    pub fn merge(&mut self, later: Touched) {
+        fn keep_later<T>(mine: &mut Vec<T>, later: Vec<T>, id: impl Fn(&T) -> &str) {
+            for item in later {
+                match mine.iter().position(|m| id(m) == id(&item)) {
+                    Some(i) => mine[i] = item,
+                    None => mine.push(item),
+                }
+            }
+        }
+        keep_later(&mut self.agents, later.agents, |a| &a.record.agent_id);
+        keep_later(&mut self.integrations, later.integrations, |i| {
+            &i.record.integration_id
+        });
+        keep_later(&mut self.hosts, later.hosts, |h| &h.host_id);
+        if later.system.is_some() {
+            self.system = later.system;
+        }
+    }
+}
+
 /// Everything a collector cycle evaluates for one tenant.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TenantData {
