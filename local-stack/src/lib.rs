@@ -111,6 +111,7 @@ pub struct Running {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     collector: Option<tokio::task::JoinHandle<()>>,
+    evaluator: Option<tokio::task::JoinHandle<()>>,
     notifier: Option<tokio::task::JoinHandle<()>>,
     sidecar: Option<tokio::task::JoinHandle<()>>,
     demo: Option<tokio::task::JoinHandle<()>>,
@@ -139,6 +140,7 @@ impl Running {
     pub async fn stop(mut self) -> std::io::Result<()> {
         for task in [
             self.collector.take(),
+            self.evaluator.take(),
             self.notifier.take(),
             self.sidecar.take(),
             self.demo.take(),
@@ -263,6 +265,9 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     if let Some(clock) = options.clock {
         state.clock = clock;
     }
+    // Events are evaluated as they arrive; the cycle keeps what only time decides.
+    let (queue, queued) = tokio::sync::mpsc::channel(shared::collector::alerting::QUEUE);
+    state.evaluator = Some(queue);
     let now = state.clock.now_ms();
     let api_key = local_key(&state.store, &options.data_dir, now).await?;
     // Data directories from before tenants were listed have keys but no tenant entry.
@@ -289,6 +294,18 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
                     NOTIFIER_IDLE_MS,
                 )
                 .await;
+        }));
+    }
+    {
+        let client = Broadcaster::client_for_endpoint(&running.url());
+        let handover = Handover::Inline(Broadcaster::new(client, running.state.store.clone()));
+        let state = running.state.clone();
+        running.evaluator = Some(tokio::spawn(async move {
+            let handover = &handover;
+            shared::collector::alerting::run_evaluator(state, queued, move |report| async move {
+                handover.publish(&report).await;
+            })
+            .await;
         }));
     }
     if let Some(collector) = collector {
@@ -444,6 +461,7 @@ fn serve_inner(
         shutdown: Some(tx),
         server,
         collector: None,
+        evaluator: None,
         notifier: None,
         sidecar: None,
         demo: None,

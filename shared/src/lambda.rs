@@ -44,6 +44,7 @@ pub fn function_names() -> Vec<&'static str> {
         "authorizer",
         "collector",
         "notifier",
+        "evaluator",
         "ws-connect",
         "ws-disconnect",
         "broadcaster",
@@ -64,6 +65,7 @@ pub async fn run_from_env() -> Result<(), lambda_http::Error> {
         ("authorizer", _) => run_authorizer().await,
         ("collector", _) => run_collector().await,
         ("notifier", _) => run_notifier().await,
+        ("evaluator", _) => run_evaluator().await,
         ("ws-connect", _) => run_ws(true).await,
         ("ws-disconnect", _) => run_ws(false).await,
         ("broadcaster", _) => run_broadcaster().await,
@@ -273,6 +275,134 @@ pub async fn run_notifier() -> Result<(), lambda_http::Error> {
         },
     ))
     .await
+}
+
+/// Runs the evaluator function: batches of the table's stream (new images of the live
+/// items and gauges that ingestion and probes wrote) are evaluated as
+/// [`crate::collector::alerting::evaluate_touched`] evaluates them locally, without reading
+/// those items again; a tenant whose alerts changed gets a live update through the
+/// broadcaster function.
+#[cfg(feature = "invoke")]
+pub async fn run_evaluator() -> Result<(), lambda_http::Error> {
+    crate::telemetry::init();
+    let state = AppState::from_env().await?;
+    let handover = crate::ws::handover::Invoker::from_env(state.store.clone())
+        .await
+        .map(crate::ws::handover::Handover::Invoke);
+    let (state, handover) = (&state, handover.as_ref());
+    lambda_http::lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            Ok::<_, lambda_http::Error>(evaluate_stream(state, handover, &event.payload).await)
+        },
+    ))
+    .await
+}
+
+/// What the evaluator did with one stream batch; its answer (for the logs and tests).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct StreamOutcome {
+    /// Stream records in the batch.
+    pub records: usize,
+    /// Records that were not a live item or the gauges (or could not be read).
+    pub skipped: usize,
+    /// Tenants evaluated.
+    pub tenants: usize,
+    /// Alerts raised.
+    pub raised: usize,
+    /// Alerts whose severity changed.
+    pub updated: usize,
+    /// Alerts resolved.
+    pub resolved: usize,
+    /// Tenants whose evaluation failed (left to the next cycle).
+    pub failed: usize,
+}
+
+/// Evaluates one DynamoDB stream batch (`{"Records": [{"dynamodb": {"NewImage": ...}}]}`).
+/// Failures are logged and counted, never returned: the stream would retry the whole
+/// batch, and the next collector cycle re-evaluates every source anyway.
+#[cfg(feature = "dynamodb")]
+pub async fn evaluate_stream(
+    state: &AppState,
+    handover: Option<&crate::ws::handover::Handover>,
+    payload: &serde_json::Value,
+) -> StreamOutcome {
+    use crate::store::tenant::{AgentData, IntegrationData, Touched};
+    use crate::store::Record;
+    let mut out = StreamOutcome::default();
+    let mut tenants: std::collections::BTreeMap<String, Touched> = Default::default();
+    let records = payload["Records"].as_array().cloned().unwrap_or_default();
+    out.records = records.len();
+    for r in records {
+        let image = r["dynamodb"]["NewImage"].clone();
+        let item = match crate::store::dynamodb::from_stream_image(image) {
+            Ok(item) => item,
+            Err(_) => {
+                out.skipped += 1;
+                continue;
+            }
+        };
+        let Some(tenant) = crate::store::layout::tenant_of_live(&item.key.pk) else {
+            out.skipped += 1;
+            continue;
+        };
+        let touched = tenants.entry(tenant.to_owned()).or_default();
+        match item.record {
+            Record::Agent(l) => touched.agents.push(AgentData::from(l)),
+            Record::Integration(l) => touched.integrations.push(IntegrationData::from(l)),
+            Record::Host(l) => touched.hosts.push(l.record),
+            Record::System(s) => touched.system = Some(s),
+            _ => out.skipped += 1,
+        }
+    }
+    let now = state.clock.now_ms();
+    for (tenant, touched) in tenants {
+        // A batch may hold several images of one item; the last is the newest.
+        let touched = dedup_latest(touched);
+        out.tenants += 1;
+        match crate::collector::alerting::evaluate_touched(
+            &state.store,
+            &state.config,
+            &tenant,
+            &touched,
+            now,
+        )
+        .await
+        {
+            Ok(tally) => {
+                out.raised += tally.raised;
+                out.updated += tally.updated;
+                out.resolved += tally.resolved;
+                if let (true, Some(handover)) = (tally.changed(), handover) {
+                    match crate::collector::snapshot(&state.store, &state.config, &tenant, now)
+                        .await
+                    {
+                        Ok(report) => handover.publish(&report).await,
+                        Err(e) => tracing::error!(tenant, error = %e, "live update failed"),
+                    }
+                }
+            }
+            Err(e) => {
+                out.failed += 1;
+                tracing::error!(tenant, error = %e, "stream evaluation failed");
+            }
+        }
+    }
+    tracing::info!(
+        records = out.records,
+        tenants = out.tenants,
+        raised = out.raised,
+        resolved = out.resolved,
+        "stream batch evaluated"
+    );
+    out
+}
+
+/// Keeps the last state of each source in arrival order.
+#[cfg(feature = "dynamodb")]
+fn dedup_latest(t: crate::store::tenant::Touched) -> crate::store::tenant::Touched {
+    let mut out = crate::store::tenant::Touched::default();
+    out.merge(t);
+    out
 }
 
 /// Runs the collector function.

@@ -23,6 +23,11 @@ pub struct AppState {
     /// configuration change) so notifications leave at once; where no notifier runs in
     /// the process (Lambda), nobody waits on it.
     pub notifier_wake: Arc<tokio::sync::Notify>,
+    /// Where ingestion queues the sources it changed for evaluation within seconds
+    /// ([`crate::collector::alerting::run_evaluator`]); `None` where events are evaluated
+    /// elsewhere (in AWS, by the evaluator function on the table's stream) or only by the
+    /// cycle.
+    pub evaluator: Option<crate::collector::alerting::Sender>,
 }
 
 /// Why the application cannot start.
@@ -45,6 +50,7 @@ impl AppState {
             clock: Arc::new(SystemClock),
             closer: None,
             notifier_wake: Arc::new(tokio::sync::Notify::new()),
+            evaluator: None,
         }
     }
 

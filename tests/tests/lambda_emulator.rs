@@ -630,3 +630,79 @@ async fn the_notifier_binary_delivers_a_stored_alert_on_a_scheduled_event() {
     assert_eq!(again["decided"], json!(0), "{again}");
     assert_eq!(receiver.received().len(), 1);
 }
+
+/// The evaluator binary, invoked through the emulator with a DynamoDB stream batch as the
+/// table's stream delivers it (the new image of a host's live item that ingestion wrote),
+/// raises the host's CPU alert without reading the host again, and ignores other items.
+#[tokio::test]
+async fn the_evaluator_binary_raises_an_alert_from_a_stream_batch() {
+    use std::sync::Arc;
+    let backend = e2e_tests::dynamo_backend().await;
+    let table = backend.table().to_owned();
+    let store = Store::new(Arc::new(backend));
+    let now = chrono::Utc::now().timestamp_millis();
+    let body = json!({"events": [{"event_id": "s1", "type": "host.sample", "host_id": "db-1",
+        "cpu_usage": 96, "memory_usage": 20}]})
+    .to_string();
+    let events = shared::domain::events::parse_batch(body.as_bytes(), now)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    store
+        .ingest("acme", &events, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The item as DynamoDB holds it, in the stream's DynamoDB JSON.
+    let client = shared::store::dynamodb::DynamoBackend::client_for_endpoint(
+        &e2e_tests::dynamodb_endpoint(),
+        "us-east-1",
+    );
+    let key = shared::store::layout::live("acme", shared::store::layout::Entity::Host, "db-1");
+    let got = client
+        .get_item()
+        .table_name(&table)
+        .key(
+            "PK",
+            aws_sdk_dynamodb::types::AttributeValue::S(key.pk.clone()),
+        )
+        .key(
+            "SK",
+            aws_sdk_dynamodb::types::AttributeValue::S(key.sk.clone()),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let item: serde_dynamo::Item = got
+        .item
+        .unwrap_or_else(|| panic!("the host's live item is missing"))
+        .into();
+    let image = serde_json::to_value(&item).unwrap_or_else(|e| panic!("{e}"));
+    let record = |image: Value, keys: Value| {
+        json!({
+            "eventID": "1", "eventName": "MODIFY", "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+            "dynamodb": {"ApproximateCreationDateTime": 1_780_000_000, "Keys": keys,
+                "NewImage": image, "SequenceNumber": "111", "SizeBytes": 300,
+                "StreamViewType": "NEW_IMAGE"},
+            "eventSourceARN": format!("arn:aws:dynamodb:us-east-1:123456789012:table/{table}/stream/2026-11-30T00:00:00.000")
+        })
+    };
+    let other = json!({"PK": {"S": "KEY#abc"}, "SK": {"S": "KEY"}, "kind": {"S": "api_key"}});
+    let event = json!({"Records": [
+        record(image.clone(), json!({"PK": image["PK"], "SK": image["SK"]})),
+        record(other.clone(), json!({"PK": other["PK"], "SK": other["SK"]})),
+    ]});
+    let port = free_port();
+    let _emulator = start_emulator("evaluator", &table, port, &[]);
+    let summary = invoke(port, "evaluator", &event).await;
+    assert_eq!(summary["records"], json!(2), "{summary}");
+    assert_eq!(summary["skipped"], json!(1), "{summary}");
+    assert_eq!(summary["raised"], json!(1), "{summary}");
+    let alerts = store
+        .active_alerts("acme")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].message, "High CPU usage: 96%");
+    // The same batch again (the stream retries at least once): nothing new.
+    let again = invoke(port, "evaluator", &event).await;
+    assert_eq!(again["raised"], json!(0), "{again}");
+}

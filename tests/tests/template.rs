@@ -279,3 +279,27 @@ fn notification_parameters_and_the_notifier_are_as_documented() {
     let senders = t.matches("- ses:SendEmail").count();
     assert_eq!(senders, 2);
 }
+
+/// The evaluator reads the table's stream (new images only, filtered to live items and the
+/// gauges, batched for at most a second) with rights to read it and nothing else of streams.
+#[test]
+fn the_evaluator_reads_the_tables_stream_of_live_items() {
+    let t = template();
+    assert!(t.contains("      StreamSpecification:\n        StreamViewType: NEW_IMAGE\n"));
+    let block = resource(&t, "evaluator");
+    for needed in [
+        "Type: DynamoDB",
+        "Stream: !GetAtt HealthTable.StreamArn",
+        "MaximumBatchingWindowInSeconds: 1",
+        r#""kind": {"S": ["agent", "integration", "host", "system"]}"#,
+        "- dynamodb:GetRecords",
+        "Resource: !GetAtt HealthTable.StreamArn",
+        "BROADCASTER_FUNCTION: !Ref BroadcasterFunction",
+    ] {
+        assert!(
+            block.contains(needed),
+            "the evaluator lacks {needed}:\n{block}"
+        );
+    }
+    assert_eq!(t.matches("- dynamodb:GetRecords").count(), 1);
+}

@@ -9,8 +9,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::rules::{reconcile, AlertKey, Change, Firing};
+use super::rules::{evaluate, reconcile, AlertKey, Change, Firing, Thresholds};
+use crate::config::Config;
 use crate::domain::alerts::{AlertRecord, Severity, SourceType};
+use crate::store::tenant::Touched;
 use crate::store::{Store, StoreError, MAX_ATTEMPTS};
 use crate::time::Millis;
 
@@ -99,8 +101,7 @@ pub async fn settle_alerts(
                     } else {
                         tally.updated += 1;
                     }
-                    if let Some(slot) = alerts.iter_mut().find(|(s, _)| s.alert_id == a.alert_id)
-                    {
+                    if let Some(slot) = alerts.iter_mut().find(|(s, _)| s.alert_id == a.alert_id) {
                         *slot = (a, version);
                     }
                 }
@@ -120,5 +121,151 @@ pub async fn settle_alerts(
             return Ok((alerts, tally));
         }
         alerts = store.all_alerts(tenant).await?;
+    }
+}
+
+/// The alerts the touched sources can change: theirs, and the queue-depth alert when a
+/// gauge was reported.
+fn scope_of(touched: &Touched) -> Scope {
+    let mut sources = HashSet::new();
+    for a in &touched.agents {
+        sources.insert((SourceType::Agent, a.record.agent_id.clone()));
+    }
+    for i in &touched.integrations {
+        sources.insert((SourceType::Integration, i.record.integration_id.clone()));
+    }
+    for h in &touched.hosts {
+        sources.insert((SourceType::System, h.host_id.clone()));
+    }
+    if touched.system.is_some() {
+        sources.insert((SourceType::System, "system".to_owned()));
+    }
+    Scope::Sources(sources)
+}
+
+/// Evaluates, as events arrive, the conditions their sources decide (a host sample over a
+/// threshold, an agent's error rate or failures with this finish, an integration's failures
+/// in a row or latency, a gauge), from the sources' state as ingestion wrote it: one read
+/// of the tenant's alerts, and writes only for alerts that change. Conditions only time
+/// decides (silence, a window sliding past old data, probes) stay with the cycle.
+pub async fn evaluate_touched(
+    store: &Store,
+    config: &Config,
+    tenant: &str,
+    touched: &Touched,
+    now: Millis,
+) -> Result<Tally, StoreError> {
+    if touched.is_empty() {
+        return Ok(Tally::default());
+    }
+    let alerts = store.all_alerts(tenant).await?;
+    let thresholds = Thresholds::from(config);
+    let latencies: Vec<f64> = touched
+        .integrations
+        .iter()
+        .map(|d| d.health(now, config.latency_threshold_ms).latency_ms)
+        .collect();
+    let records: Vec<_> = touched
+        .integrations
+        .iter()
+        .zip(&latencies)
+        .map(|(d, l)| (&d.record, *l))
+        .collect();
+    let system = touched.system.clone().unwrap_or_default();
+    let (_, tally) = settle_alerts(
+        store,
+        tenant,
+        alerts,
+        &scope_of(touched),
+        |active| {
+            evaluate(
+                &touched.agents,
+                &records,
+                &touched.hosts,
+                &system,
+                active,
+                &thresholds,
+                now,
+            )
+        },
+        now,
+    )
+    .await?;
+    Ok(tally)
+}
+
+/// Ingested sources waiting for evaluation, by tenant.
+pub type Sender = tokio::sync::mpsc::Sender<(String, Touched)>;
+
+/// Batches queued for the evaluator before ingestion stops queuing (the cycle then catches
+/// up what was not queued).
+pub const QUEUE: usize = 1024;
+
+/// Least time between two live updates of one tenant sent for events.
+pub const UPDATE_EVERY_MS: u64 = 1_000;
+
+/// Evaluates queued batches as they come (the batches queued meanwhile are merged per
+/// tenant first), wakes the notifier when an alert changed, and hands a snapshot of each
+/// tenant whose alerts changed to `publish`, at most once per [`UPDATE_EVERY_MS`] per
+/// tenant. Runs until the queue closes.
+pub async fn run_evaluator<F, Fut>(
+    state: crate::AppState,
+    mut queue: tokio::sync::mpsc::Receiver<(String, Touched)>,
+    publish: F,
+) where
+    F: Fn(super::TenantReport) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use std::collections::BTreeMap;
+    use tokio::time::{Duration, Instant};
+    let every = Duration::from_millis(UPDATE_EVERY_MS);
+    let mut last_sent: HashMap<String, Instant> = HashMap::new();
+    let mut dirty: HashSet<String> = HashSet::new();
+    loop {
+        let due = dirty
+            .iter()
+            .filter_map(|t| last_sent.get(t).map(|at| *at + every))
+            .min();
+        let first = match due {
+            Some(at) => tokio::select! {
+                m = queue.recv() => match m { Some(m) => Some(m), None => return },
+                () = tokio::time::sleep_until(at) => None,
+            },
+            None => match queue.recv().await {
+                Some(m) => Some(m),
+                None => return,
+            },
+        };
+        let mut pending: BTreeMap<String, Touched> = BTreeMap::new();
+        let mut next = first;
+        while let Some((tenant, touched)) = next.take() {
+            pending.entry(tenant).or_default().merge(touched);
+            next = queue.try_recv().ok();
+        }
+        let now = state.clock.now_ms();
+        for (tenant, touched) in pending {
+            match evaluate_touched(&state.store, &state.config, &tenant, &touched, now).await {
+                Ok(tally) if tally.changed() => {
+                    state.notifier_wake.notify_one();
+                    dirty.insert(tenant);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(tenant, error = %e, "event evaluation failed"),
+            }
+        }
+        let ready: Vec<String> = dirty
+            .iter()
+            .filter(|t| last_sent.get(*t).is_none_or(|at| at.elapsed() >= every))
+            .cloned()
+            .collect();
+        for tenant in ready {
+            dirty.remove(&tenant);
+            last_sent.insert(tenant.clone(), Instant::now());
+            let now = state.clock.now_ms();
+            match super::snapshot(&state.store, &state.config, &tenant, now).await {
+                Ok(report) => publish(report).await,
+                Err(e) => tracing::error!(tenant, error = %e, "live update failed"),
+            }
+        }
     }
 }

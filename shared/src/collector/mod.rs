@@ -231,8 +231,16 @@ impl Collector {
             updated,
             resolved,
         };
-        let report = report(&self.store, tenant, &data_view(&data), agents, integrations, alerts, now)
-            .await?;
+        let report = report(
+            &self.store,
+            tenant,
+            &data_view(&data),
+            agents,
+            integrations,
+            alerts,
+            now,
+        )
+        .await?;
         Ok(Some(TenantReport {
             probes,
             raised: tally.raised,
@@ -473,5 +481,14 @@ pub async fn snapshot(
         .map(|d| d.health(now, config.latency_threshold_ms))
         .collect();
     let alerts = data.alerts.clone();
-    report(store, tenant, &data_view(&data), agents, integrations, alerts, now).await
+    report(
+        store,
+        tenant,
+        &data_view(&data),
+        agents,
+        integrations,
+        alerts,
+        now,
+    )
+    .await
 }

@@ -120,6 +120,18 @@ fn value_size(v: &AttributeValue) -> usize {
 /// Maps DynamoDB attributes back to a stored item. A record that does not parse becomes
 /// [`Record::Unreadable`] (version 0 if `ver` is lost too), so the read that met it serves
 /// everything else; an item without its keys is `Corrupt`.
+/// An item as a DynamoDB stream record's `NewImage` carries it (DynamoDB JSON, e.g.
+/// `{"PK": {"S": "..."}}`), read as the backend reads items.
+pub fn from_stream_image(image: serde_json::Value) -> Result<StoredItem, StoreError> {
+    let item: serde_dynamo::Item =
+        serde_json::from_value(image).map_err(|e| StoreError::Corrupt {
+            pk: String::new(),
+            sk: String::new(),
+            reason: format!("not a DynamoDB image: {e}"),
+        })?;
+    from_item(item.into())
+}
+
 fn from_item(mut item: Item) -> Result<StoredItem, StoreError> {
     let (Some(pk), Some(sk)) = (take_s(&mut item, "PK"), take_s(&mut item, "SK")) else {
         return Err(StoreError::Corrupt {

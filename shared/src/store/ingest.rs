@@ -484,27 +484,26 @@ impl Store {
             let group = groups.remove(&target).unwrap_or_default();
             // Boxed as Send here, where the lifetimes are concrete: a stream of unboxed
             // async blocks trips the compiler's higher-ranked Send check in the handlers.
-            let run: futures::future::BoxFuture<'_, GroupResult> =
-                Box::pin(async move {
-                    match target {
-                        Target::Entity(Entity::Agent, _) => {
-                            self.ingest_group::<LiveAgent>(tenant, target, &group, now)
-                                .await
-                        }
-                        Target::Entity(Entity::Integration, _) => {
-                            self.ingest_group::<LiveIntegration>(tenant, target, &group, now)
-                                .await
-                        }
-                        Target::Entity(Entity::Host, _) => {
-                            self.ingest_group::<LiveHost>(tenant, target, &group, now)
-                                .await
-                        }
-                        Target::System => {
-                            self.ingest_group::<SystemRecord>(tenant, target, &group, now)
-                                .await
-                        }
+            let run: futures::future::BoxFuture<'_, GroupResult> = Box::pin(async move {
+                match target {
+                    Target::Entity(Entity::Agent, _) => {
+                        self.ingest_group::<LiveAgent>(tenant, target, &group, now)
+                            .await
                     }
-                });
+                    Target::Entity(Entity::Integration, _) => {
+                        self.ingest_group::<LiveIntegration>(tenant, target, &group, now)
+                            .await
+                    }
+                    Target::Entity(Entity::Host, _) => {
+                        self.ingest_group::<LiveHost>(tenant, target, &group, now)
+                            .await
+                    }
+                    Target::System => {
+                        self.ingest_group::<SystemRecord>(tenant, target, &group, now)
+                            .await
+                    }
+                }
+            });
             runs.push(run);
         }
         let mut runs = futures::stream::iter(runs).buffer_unordered(CONCURRENT_GROUPS);

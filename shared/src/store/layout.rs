@@ -59,6 +59,14 @@ pub fn live_partition(tenant: &str, entity: Entity) -> String {
     format!("T#{tenant}#LIVE#{}", entity.tag())
 }
 
+/// The tenant of a live item's or the gauges' partition key; `None` for any other key.
+pub fn tenant_of_live(pk: &str) -> Option<&str> {
+    let rest = pk.strip_prefix("T#")?;
+    ["#LIVE#A", "#LIVE#I", "#LIVE#H", "#SYSTEM"]
+        .into_iter()
+        .find_map(|suffix| rest.strip_suffix(suffix))
+}
+
 /// An entity's live item (record, counters of the recent windows, recent event marks).
 pub fn live(tenant: &str, entity: Entity, id: &str) -> ItemKey {
     ItemKey {

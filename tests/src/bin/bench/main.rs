@@ -20,6 +20,7 @@ mod broadcast;
 mod collector;
 mod contention;
 mod cost;
+mod events;
 mod notify;
 
 /// Counts the request units a backend's calls would cost on DynamoDB, in tenths.
@@ -479,6 +480,12 @@ async fn main() {
         cost::cost_benchmark().await;
     }
     if what == "cost" {
+        return;
+    }
+    if what == "events" || what == "all" {
+        events::event_benchmarks().await;
+    }
+    if what == "events" {
         return;
     }
     if what == "notify" || what == "all" {

@@ -41,7 +41,7 @@ fn channel_and_rule(url: &str) -> (ChannelRecord, RuleRecord) {
     )
 }
 
-async fn configure(store: &Store, tenant: &str, url: &str) {
+pub(crate) async fn configure(store: &Store, tenant: &str, url: &str) {
     let (channel, rule) = channel_and_rule(url);
     store
         .put_channel(tenant, "hook", |_| channel.clone())
