@@ -397,6 +397,19 @@ async fn bad_parameters_answer_400_naming_the_parameter(backend: Backend) {
             "/api/health/alerts?severity=urgent",
             "severity: must be critical, warning or info",
         ),
+        (
+            "/api/health/agents?limit=0",
+            "limit: must be a whole number from 1 to 1000",
+        ),
+        (
+            "/api/health/integrations?limit=1001",
+            "limit: must be a whole number from 1 to 1000",
+        ),
+        ("/api/health/agents?cursor=YTE", "cursor: needs limit"),
+        (
+            "/api/health/agents?limit=5&cursor=!!!",
+            "cursor: not a cursor this API gave",
+        ),
     ] {
         let (status, body) = api.get(path).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
@@ -433,6 +446,58 @@ async fn bad_parameters_answer_400_naming_the_parameter(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// With `limit`, the lists come in pages: the body stays the array, the next page is in the
+/// `Link` header, and the last page has none.
+async fn lists_come_in_pages_linked_by_the_link_header(backend: Backend) {
+    let t = noon();
+    let (api, _running, _dir) = fixture(backend, t).await;
+    let mut path = "/api/health/agents?limit=1".to_owned();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let res = api
+            .client
+            .get(format!("{}{path}", api.base))
+            .bearer_auth(&api.key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(res.status(), StatusCode::OK);
+        let link = res
+            .headers()
+            .get("link")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let page: Vec<Value> = res.json().await.unwrap_or_default();
+        assert_eq!(page.len(), 1);
+        ids.push(page[0]["agent_id"].as_str().unwrap_or("").to_owned());
+        match link {
+            Some(l) => {
+                let next = l
+                    .strip_prefix('<')
+                    .and_then(|l| l.split_once(">; rel=\"next\""))
+                    .map(|(url, _)| url.to_owned())
+                    .unwrap_or_else(|| panic!("bad Link header {l}"));
+                assert!(
+                    next.starts_with("/api/health/agents?limit=1&cursor="),
+                    "{next}"
+                );
+                path = next;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(ids, ["a1", "a2"]);
+    // Without limit: the whole list and no Link header.
+    let res = api
+        .client
+        .get(format!("{}/api/health/integrations", api.base))
+        .bearer_auth(&api.key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(res.headers().get("link").is_none());
 }
 
 async fn another_tenant_sees_and_changes_nothing_through_any_endpoint(backend: Backend) {
@@ -508,6 +573,7 @@ macro_rules! on_both_stores {
 }
 
 on_both_stores!(
+    lists_come_in_pages_linked_by_the_link_header,
     every_read_endpoint_answers_the_contract_shapes,
     acknowledging_marks_the_alert_once_and_refuses_resolved_or_unknown_ones,
     bad_parameters_answer_400_naming_the_parameter,

@@ -149,7 +149,7 @@ async fn a_failing_agent_raises_an_alert_that_is_acknowledged_and_resolves_on_re
 }
 
 #[tokio::test]
-async fn with_polling_disabled_the_local_stack_raises_nothing() {
+async fn with_polling_disabled_only_events_raise_alerts() {
     let (app, _dir) = e2e_tests::spawn_app_with(Config {
         polling_interval_secs: 1,
         polling_enabled: false,
@@ -157,9 +157,15 @@ async fn with_polling_disabled_the_local_stack_raises_nothing() {
     })
     .await;
     let api = Api::of(&app);
+    // Failures decide their alert as they arrive...
     api.report(runs("bad", 2, "failed")).await;
-    // Three cycles' worth of time.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(api.alerts().await, Vec::<Value>::new());
+    api.wait_for("the error-rate alert", false, is_error_rate)
+        .await;
+    // ...but silence is time's to decide, and no cycle runs: more than five intervals
+    // later the agent is silent and still no alert says so.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let alerts = api.alerts().await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(is_error_rate(&alerts[0]));
     app.stop().await.unwrap_or_else(|e| panic!("{e}"));
 }

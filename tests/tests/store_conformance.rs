@@ -762,7 +762,40 @@ async fn keys_are_listed_revoked_and_the_last_admin_kept(store: Store) {
     assert_eq!(listed[0].last_used_at, Some(format_rfc3339(now + 1000)));
 }
 
+/// Pages of a list read in turn give the whole list once, in order, whatever the page size;
+/// ids that extend another id (`a`, `a-1`) and ids after the last page are not skipped.
+async fn pages_of_a_list_give_the_whole_list_once(store: Store) {
+    let now = now();
+    let mut ids: Vec<String> = (0..23).map(|i| format!("agent-{i:02}")).collect();
+    ids.extend(["a".to_owned(), "a-1".to_owned(), "a#b".to_owned()]);
+    for id in &ids {
+        store
+            .put_agent("t", id, &AgentUpdate::default(), now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    ids.sort();
+    for limit in [1, 7, 26, 1000] {
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let (page, next) = store
+                .agent_health_page("t", now, after.as_deref(), limit)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(page.len() <= limit);
+            seen.extend(page.into_iter().map(|a| a.agent_id));
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ids, "limit {limit}");
+    }
+}
+
 e2e_tests::on_both_stores!(
+    pages_of_a_list_give_the_whole_list_once,
     a_write_whose_condition_fails_changes_nothing,
     completed_and_failed_give_the_contract_numbers,
     three_completed_and_one_failed_give_075_and_025,

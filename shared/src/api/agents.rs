@@ -25,14 +25,28 @@ pub async fn get(
     }
 }
 
-/// Every agent's health, sorted by `agent_id`.
+/// Every agent's health, sorted by `agent_id`; with `limit`, one page of it.
 #[tracing::instrument(skip(state))]
-pub async fn list(state: &AppState, tenant: &str) -> Result<Response<String>, ApiError> {
-    let agents = state
+pub async fn list(
+    state: &AppState,
+    tenant: &str,
+    query: Option<&str>,
+) -> Result<Response<String>, ApiError> {
+    let now = state.clock.now_ms();
+    let Some(page) = super::page_request(query)? else {
+        let agents = state.store.list_agent_health(tenant, now).await?;
+        return Ok(json_response(StatusCode::OK, &agents));
+    };
+    let (agents, next) = state
         .store
-        .list_agent_health(tenant, state.clock.now_ms())
+        .agent_health_page(tenant, now, page.after.as_deref(), page.limit)
         .await?;
-    Ok(json_response(StatusCode::OK, &agents))
+    Ok(super::page_response(
+        "/api/health/agents",
+        page.limit,
+        &agents,
+        next,
+    ))
 }
 
 /// Creates or updates an agent; answers its health.

@@ -14,15 +14,33 @@ pub const DEFAULT_PROBE_TIMEOUT_MS: u64 = 5000;
 /// Longest probe timeout, so one probe cannot outlast a collector cycle.
 pub const MAX_PROBE_TIMEOUT_MS: u64 = 25_000;
 
-/// `GET /api/health/integrations`: every integration's health, sorted by id.
+/// `GET /api/health/integrations`: every integration's health, sorted by id; with
+/// `limit`, one page of it.
 #[tracing::instrument(skip(state))]
-pub async fn list(state: &AppState, tenant: &str) -> Result<Response<String>, ApiError> {
+pub async fn list(
+    state: &AppState,
+    tenant: &str,
+    query: Option<&str>,
+) -> Result<Response<String>, ApiError> {
     let now = state.clock.now_ms();
-    let list = state
+    let latency = state.config.latency_threshold_ms;
+    let Some(page) = super::page_request(query)? else {
+        let list = state
+            .store
+            .list_integration_health(tenant, now, latency)
+            .await?;
+        return Ok(json_response(StatusCode::OK, &list));
+    };
+    let (list, next) = state
         .store
-        .list_integration_health(tenant, now, state.config.latency_threshold_ms)
+        .integration_health_page(tenant, now, latency, page.after.as_deref(), page.limit)
         .await?;
-    Ok(json_response(StatusCode::OK, &list))
+    Ok(super::page_response(
+        "/api/health/integrations",
+        page.limit,
+        &list,
+        next,
+    ))
 }
 
 /// Creates or updates an integration; answers its health (the shape of one item of

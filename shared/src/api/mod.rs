@@ -388,8 +388,8 @@ async fn serve(
         Endpoint::PutAgent => agents::put(state, tenant, id, body).await,
         Endpoint::PutIntegration => integrations::put(state, tenant, id, body).await,
         Endpoint::GetAgentHealth => agents::get(state, tenant, id).await,
-        Endpoint::GetAllAgents => agents::list(state, tenant).await,
-        Endpoint::GetIntegrations => integrations::list(state, tenant).await,
+        Endpoint::GetAllAgents => agents::list(state, tenant, req.uri().query()).await,
+        Endpoint::GetIntegrations => integrations::list(state, tenant, req.uri().query()).await,
         Endpoint::GetSystem => read::system(state, tenant).await,
         Endpoint::GetAlerts => alerts::list(state, tenant, req.uri().query()).await,
         Endpoint::AcknowledgeAlert => alerts::acknowledge(state, &principal, id, body).await,
@@ -458,6 +458,67 @@ pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Stri
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
+    response
+}
+
+/// Most items one page of a list may ask for.
+pub const MAX_PAGE: usize = 1000;
+
+/// A page of a list as asked: `limit` items after the cursor's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PageRequest {
+    pub(crate) limit: usize,
+    pub(crate) after: Option<String>,
+}
+
+/// `limit` and `cursor` of a list request; `None` without `limit` (the whole list). A
+/// cursor without `limit` is refused, since it would otherwise be silently ignored.
+pub(crate) fn page_request(query: Option<&str>) -> Result<Option<PageRequest>, ApiError> {
+    use base64::Engine;
+    let bad = |m: &str| ApiError::bad_request("invalid_parameter", m.to_owned());
+    let cursor = query_param(query, "cursor");
+    let Some(limit) = query_param(query, "limit") else {
+        return match cursor {
+            Some(_) => Err(bad("cursor: needs limit")),
+            None => Ok(None),
+        };
+    };
+    let limit = limit
+        .parse::<usize>()
+        .ok()
+        .filter(|l| (1..=MAX_PAGE).contains(l))
+        .ok_or_else(|| bad("limit: must be a whole number from 1 to 1000"))?;
+    let after = match cursor {
+        None => None,
+        Some(c) => {
+            let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(c.as_bytes())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .filter(|id| crate::domain::ids::check_id(id).is_ok())
+                .ok_or_else(|| bad("cursor: not a cursor this API gave"))?;
+            Some(id)
+        }
+    };
+    Ok(Some(PageRequest { limit, after }))
+}
+
+/// Answers a page: the array, and when more follow a `Link` header to the next page.
+pub(crate) fn page_response(
+    path: &str,
+    limit: usize,
+    body: &impl Serialize,
+    next: Option<String>,
+) -> Response<String> {
+    use base64::Engine;
+    let mut response = json_response(StatusCode::OK, body);
+    if let Some(after) = next {
+        let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(after.as_bytes());
+        let link = format!("<{path}?limit={limit}&cursor={cursor}>; rel=\"next\"");
+        if let Ok(value) = http::HeaderValue::from_str(&link) {
+            response.headers_mut().insert(http::header::LINK, value);
+        }
+    }
     response
 }
 

@@ -178,7 +178,7 @@ pub async fn evaluate_touched(
         alerts,
         &scope_of(touched),
         |active| {
-            evaluate(
+            let mut firing = evaluate(
                 &touched.agents,
                 &records,
                 &touched.hosts,
@@ -186,7 +186,13 @@ pub async fn evaluate_touched(
                 active,
                 &thresholds,
                 now,
-            )
+            );
+            // Silence is time's to decide: an event (even one with an old timestamp) may
+            // end a silence, never start one.
+            firing.retain(|f| {
+                f.key.condition != super::rules::condition::SILENT || active.contains_key(&f.key)
+            });
+            firing
         },
         now,
     )

@@ -80,6 +80,27 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Up to `limit` agents' health after agent id `after`, by id, and the id to continue
+    /// after if more follow.
+    pub async fn agent_health_page(
+        &self,
+        tenant: &str,
+        now: Millis,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<AgentHealth>, Option<String>), StoreError> {
+        let (live, next) = self
+            .live_page::<LiveAgent>(tenant, Entity::Agent, after, limit)
+            .await?;
+        let page = live
+            .into_iter()
+            .map(|l| health_of(&AgentData::from(l), now))
+            .collect();
+        Ok((page, next))
+    }
+}
+
 /// An agent's health from its data.
 pub fn health_of(d: &AgentData, now: Millis) -> AgentHealth {
     agent_health(&d.record, &d.minutes, &d.days, now)

@@ -352,7 +352,17 @@ impl Backend for DynamoBackend {
     }
 
     async fn query(&self, pk: &str, from: &str, to: &str) -> Result<Vec<StoredItem>, StoreError> {
-        self.query_with(pk, from, to, true).await
+        self.query_with(pk, from, to, true, None).await
+    }
+
+    async fn query_limit(
+        &self,
+        pk: &str,
+        from: &str,
+        to: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredItem>, StoreError> {
+        self.query_with(pk, from, to, true, Some(limit)).await
     }
 
     async fn query_eventual(
@@ -361,7 +371,7 @@ impl Backend for DynamoBackend {
         from: &str,
         to: &str,
     ) -> Result<Vec<StoredItem>, StoreError> {
-        self.query_with(pk, from, to, false).await
+        self.query_with(pk, from, to, false, None).await
     }
     async fn query_many(&self, ranges: &[Range]) -> Result<Vec<Vec<StoredItem>>, StoreError> {
         use futures::stream::{self, StreamExt, TryStreamExt};
@@ -499,13 +509,15 @@ impl Backend for DynamoBackend {
 }
 
 impl DynamoBackend {
-    /// One Query, paged to the end; `consistent: false` reads at half the price.
+    /// One Query, paged to the end or to `limit` items; `consistent: false` reads at half
+    /// the price.
     async fn query_with(
         &self,
         pk: &str,
         from: &str,
         to: &str,
         consistent: bool,
+        limit: Option<usize>,
     ) -> Result<Vec<StoredItem>, StoreError> {
         let mut out = Vec::new();
         let mut start = None;
@@ -519,12 +531,18 @@ impl DynamoBackend {
                 .expression_attribute_values(":from", s(from))
                 .expression_attribute_values(":to", s(to))
                 .consistent_read(consistent)
+                .set_limit(
+                    limit.map(|l| i32::try_from(l.saturating_sub(out.len())).unwrap_or(i32::MAX)),
+                )
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(backend_err)?;
             for item in page.items() {
                 out.push(from_item(item.clone())?);
+            }
+            if limit.is_some_and(|l| out.len() >= l) {
+                return Ok(out);
             }
             match page.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),

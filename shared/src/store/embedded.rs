@@ -92,8 +92,17 @@ fn read_range(
     lo: &str,
     hi: &str,
 ) -> Result<Vec<StoredItem>, StoreError> {
+    read_range_limit(table, lo, hi, usize::MAX)
+}
+
+fn read_range_limit(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    lo: &str,
+    hi: &str,
+    limit: usize,
+) -> Result<Vec<StoredItem>, StoreError> {
     let mut out = Vec::new();
-    for entry in table.range(lo..=hi).map_err(backend_err)? {
+    for entry in table.range(lo..=hi).map_err(backend_err)?.take(limit) {
         let (k, v) = entry.map_err(backend_err)?;
         let key = split(k.value()).ok_or_else(|| StoreError::Corrupt {
             pk: k.value().to_owned(),
@@ -164,6 +173,22 @@ impl Backend for EmbeddedBackend {
             let txn = db.begin_read().map_err(backend_err)?;
             let table = txn.open_table(ITEMS).map_err(backend_err)?;
             read_range(&table, &lo, &hi)
+        })
+        .await
+    }
+
+    async fn query_limit(
+        &self,
+        pk: &str,
+        from: &str,
+        to: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredItem>, StoreError> {
+        let (lo, hi) = (joined(pk, from), joined(pk, to));
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend_err)?;
+            let table = txn.open_table(ITEMS).map_err(backend_err)?;
+            read_range_limit(&table, &lo, &hi, limit)
         })
         .await
     }

@@ -67,4 +67,24 @@ impl Store {
         )
         .await
     }
+
+    /// Up to `limit` integrations' health after id `after`, by id, and the id to continue
+    /// after if more follow.
+    pub async fn integration_health_page(
+        &self,
+        tenant: &str,
+        now: Millis,
+        latency_threshold_ms: f64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<IntegrationHealth>, Option<String>), StoreError> {
+        let (live, next) = self
+            .live_page::<LiveIntegration>(tenant, Entity::Integration, after, limit)
+            .await?;
+        let page = live
+            .into_iter()
+            .map(|l| IntegrationData::from(l).health(now, latency_threshold_ms))
+            .collect();
+        Ok((page, next))
+    }
 }

@@ -211,6 +211,19 @@ pub trait Backend: Send + Sync + fmt::Debug {
     ) -> Result<Vec<StoredItem>, StoreError> {
         self.query(pk, from, to).await
     }
+    /// The first `limit` items of [`Backend::query`]: a page of a list, which on DynamoDB
+    /// reads (and bills) only those items.
+    async fn query_limit(
+        &self,
+        pk: &str,
+        from: &str,
+        to: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredItem>, StoreError> {
+        let mut items = self.query(pk, from, to).await?;
+        items.truncate(limit);
+        Ok(items)
+    }
     /// Runs many [`Backend::query`] calls; the result has one entry per range, in order.
     /// Backends override it to share one read transaction or to run the queries
     /// concurrently; the default runs them one after another.

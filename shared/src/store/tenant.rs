@@ -232,6 +232,44 @@ impl Store {
         )
     }
 
+    /// Up to `limit` live items of one kind with ids after `after`, by id, and the id to
+    /// continue after if more follow (one Query of `limit + 1` items).
+    pub(crate) async fn live_page<T: LiveRecord>(
+        &self,
+        tenant: &str,
+        entity: Entity,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<T>, Option<String>), StoreError> {
+        // Ids hold no control characters, so `<after>\u{1}` sorts after `after` and before
+        // every longer id that starts with it.
+        let from = after.map_or_else(|| " ".to_owned(), |a| format!("{a}\u{1}"));
+        let mut items = self
+            .backend
+            .query_limit(
+                &layout::live_partition(tenant, entity),
+                &from,
+                "\u{10ffff}",
+                limit.saturating_add(1),
+            )
+            .await?;
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next = if more {
+            items.last().map(|i| i.key.sk.clone())
+        } else {
+            None
+        };
+        let values = skip_unreadable(
+            tenant,
+            items.into_iter().map(|item| {
+                let found = T::from_record(item.record.clone());
+                found.ok_or_else(|| unexpected(&item, "expected a live item of this kind"))
+            }),
+        )?;
+        Ok((values, next))
+    }
+
     /// One live item; `None` if the tenant has no such entity.
     pub(crate) async fn live_item<T: LiveRecord>(
         &self,

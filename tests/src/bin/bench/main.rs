@@ -82,6 +82,17 @@ impl Backend for Metered {
         self.count_query(&out)?;
         Ok(out)
     }
+    async fn query_limit(
+        &self,
+        pk: &str,
+        from: &str,
+        to: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredItem>, StoreError> {
+        let out = self.inner.query_limit(pk, from, to, limit).await?;
+        self.count_query(&out)?;
+        Ok(out)
+    }
     async fn query_eventual(
         &self,
         pk: &str,
