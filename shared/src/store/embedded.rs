@@ -145,11 +145,13 @@ impl EmbeddedBackend {
     }
 }
 
+/// Point reads of at most this many keys run on the calling task (see `get`).
+const INLINE_GETS: usize = 4;
+
 #[async_trait]
 impl Backend for EmbeddedBackend {
     async fn get(&self, keys: &[ItemKey]) -> Result<Vec<Option<StoredItem>>, StoreError> {
-        let keys = keys.to_vec();
-        self.blocking(move |db| {
+        let read = |db: &Database, keys: Vec<ItemKey>| -> Result<_, StoreError> {
             let txn = db.begin_read().map_err(backend_err)?;
             let table = txn.open_table(ITEMS).map_err(backend_err)?;
             keys.into_iter()
@@ -163,18 +165,24 @@ impl Backend for EmbeddedBackend {
                     }
                 })
                 .collect()
-        })
-        .await
+        };
+        // A few point reads from the page cache take microseconds: run them here rather
+        // than pay a hand-off to the blocking pool, which costs more than the read.
+        if keys.len() <= INLINE_GETS {
+            return read(&self.db, keys.to_vec());
+        }
+        let keys = keys.to_vec();
+        self.blocking(move |db| read(db, keys)).await
     }
 
     async fn query(&self, pk: &str, from: &str, to: &str) -> Result<Vec<StoredItem>, StoreError> {
+        // On the calling task, as point reads: a range of a partition is read from the page
+        // cache in microseconds per item (a 10,000-agent list in milliseconds), less than
+        // the hand-off to the blocking pool costs for the small ranges most reads are.
         let (lo, hi) = (joined(pk, from), joined(pk, to));
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(backend_err)?;
-            let table = txn.open_table(ITEMS).map_err(backend_err)?;
-            read_range(&table, &lo, &hi)
-        })
-        .await
+        let txn = self.db.begin_read().map_err(backend_err)?;
+        let table = txn.open_table(ITEMS).map_err(backend_err)?;
+        read_range(&table, &lo, &hi)
     }
 
     async fn query_limit(
@@ -185,12 +193,9 @@ impl Backend for EmbeddedBackend {
         limit: usize,
     ) -> Result<Vec<StoredItem>, StoreError> {
         let (lo, hi) = (joined(pk, from), joined(pk, to));
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(backend_err)?;
-            let table = txn.open_table(ITEMS).map_err(backend_err)?;
-            read_range_limit(&table, &lo, &hi, limit)
-        })
-        .await
+        let txn = self.db.begin_read().map_err(backend_err)?;
+        let table = txn.open_table(ITEMS).map_err(backend_err)?;
+        read_range_limit(&table, &lo, &hi, limit)
     }
 
     async fn query_many(&self, ranges: &[Range]) -> Result<Vec<Vec<StoredItem>>, StoreError> {

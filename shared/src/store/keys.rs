@@ -68,6 +68,49 @@ pub struct CreatedKey {
     pub created_at: String,
 }
 
+/// How long a looked-up key is reused without reading it again: a revocation in this
+/// process takes effect at once (it empties the cache), one made by another process (a
+/// Lambda instance) within this time.
+pub const KEY_CACHE_MS: u64 = 1_000;
+
+/// Recently looked-up keys, by hash.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeyCache(
+    std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, FoundKey)>>,
+    >,
+);
+
+impl KeyCache {
+    fn get(&self, hash: &str) -> Option<FoundKey> {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(hash)
+            .filter(|(at, _)| at.elapsed().as_millis() < u128::from(KEY_CACHE_MS))
+            .map(|(_, found)| found.clone())
+    }
+    fn put(&self, hash: String, found: FoundKey) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Bounded: a flood of unknown keys is never cached, and known keys are few.
+        if map.len() >= 10_000 {
+            map.clear();
+        }
+        map.insert(hash, (std::time::Instant::now(), found));
+    }
+    /// Forgets every key (after any key write).
+    pub(crate) fn clear(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+}
+
 /// A key found by its secret.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FoundKey {
@@ -178,6 +221,7 @@ impl Store {
             last_used_at: None,
             revoked_at: None,
         };
+        self.key_cache.clear();
         self.backend
             .write(vec![Write {
                 item: StoredItem {
@@ -196,6 +240,9 @@ impl Store {
     /// is stored.
     pub async fn find_api_key(&self, key: &str) -> Result<Option<FoundKey>, StoreError> {
         let hash = hash_key(key);
+        if let Some(found) = self.key_cache.get(&hash) {
+            return Ok(Some(found));
+        }
         match self.get_one(&layout::api_key(&hash)).await? {
             None => Ok(None),
             Some(StoredItem {
@@ -203,12 +250,16 @@ impl Store {
                 version,
                 index,
                 ..
-            }) => Ok(Some(FoundKey {
-                key_id: key_id_of_hash(&hash),
-                record,
-                version,
-                indexed: index.is_some(),
-            })),
+            }) => {
+                let found = FoundKey {
+                    key_id: key_id_of_hash(&hash),
+                    record,
+                    version,
+                    indexed: index.is_some(),
+                };
+                self.key_cache.put(hash, found.clone());
+                Ok(Some(found))
+            }
             Some(item) => Err(unexpected(&item, "expected an API key")),
         }
     }
@@ -241,6 +292,7 @@ impl Store {
             },
             condition: Condition::Version(found.version),
         };
+        self.key_cache.clear();
         match self.backend.write(vec![write]).await {
             Ok(()) | Err(StoreError::Conflict) => Ok(()),
             Err(e) => Err(e),
@@ -287,6 +339,7 @@ impl Store {
             let mut revoked = record;
             revoked.revoked_at = Some(now);
             let shown = info(key_id.to_owned(), &revoked);
+            self.key_cache.clear();
             self.backend
                 .write(vec![Write {
                     item: StoredItem {
@@ -299,6 +352,9 @@ impl Store {
                     condition: Condition::Version(version),
                 }])
                 .await?;
+            // Again after the write: a lookup between the first clear and the write may
+            // have cached the key as it was.
+            self.key_cache.clear();
             Ok(Revocation::Revoked(shown))
         })
         .await

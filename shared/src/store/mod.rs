@@ -258,6 +258,9 @@ pub struct Store {
     /// Held around each ingestion chunk on a single-writer backend (see
     /// [`Backend::single_writer`]).
     writer: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// Keys looked up in the last [`keys::KEY_CACHE_MS`], by hash, so a burst of
+    /// requests with one key reads it once; emptied by every key write of this process.
+    pub(crate) key_cache: keys::KeyCache,
 }
 
 impl Store {
@@ -266,7 +269,11 @@ impl Store {
         let writer = backend
             .single_writer()
             .then(|| Arc::new(tokio::sync::Mutex::new(())));
-        Self { backend, writer }
+        Self {
+            backend,
+            writer,
+            key_cache: keys::KeyCache::default(),
+        }
     }
 
     /// Takes this store's writer turn on a single-writer backend; `None` (no waiting) on

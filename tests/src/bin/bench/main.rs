@@ -376,6 +376,44 @@ async fn read_benchmarks() {
             r99 / 1000.0
         );
     }
+    big_lists().await;
+}
+
+/// The agents list at 10,000 agents on the embedded store, whole and in pages.
+async fn big_lists() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let backend: Arc<dyn Backend> = Arc::new(
+        shared::store::embedded::EmbeddedBackend::open(&dir.path().join("big.redb"))
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let now = chrono::Utc::now().timestamp_millis();
+    let fleet = collector::Fleet {
+        agents: 10_000,
+        integrations: 0,
+        probed: 0,
+        hosts: 0,
+    };
+    collector::seed(
+        &backend,
+        collector::fleet(fleet, now, "http://127.0.0.1:9/"),
+    )
+    .await;
+    let store = Store::new(backend);
+    let key = store
+        .create_api_key(collector::TENANT, &["read".to_owned()], "bench", now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let state = shared::AppState::new(store, shared::config::Config::default());
+    println!("\n| list at 10,000 agents (embedded, in-process) | p50 ms | p99 ms |");
+    println!("|---|---|---|");
+    for path in [
+        "/api/health/agents",
+        "/api/health/agents?limit=1000",
+        "/api/health/agents?limit=100",
+    ] {
+        let (p50, p99) = time_endpoint(&state, &key, "GET", path, 30).await;
+        println!("| GET {path} | {:.1} | {:.1} |", p50 / 1000.0, p99 / 1000.0);
+    }
 }
 
 /// Time from starting a Lambda binary to its first request for work
