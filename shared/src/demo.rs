@@ -87,9 +87,7 @@ fn noise(tick: u64, salt: u64) -> f64 {
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
+use crate::domain::health::round1;
 
 /// The events of tick `tick` (counted from the start of the run) at `now`, as the JSON
 /// objects of an ingestion batch. `run` makes event ids unique across runs.

@@ -147,41 +147,7 @@ impl Collector {
         }
         let mut data = self.store.tenant_data(tenant).await?;
 
-        // Probes.
-        let due: Vec<(usize, crate::domain::records::Probe)> = data
-            .integrations
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| d.record.probe_due(now, Some(cycle_start)))
-            .filter_map(|(i, d)| Some((i, d.record.probe.clone()?)))
-            .collect();
-        let outcomes: Vec<_> = stream::iter(due)
-            .map(|(i, p)| async move { (i, self.prober.probe(&p).await) })
-            .buffer_unordered(PROBE_CONCURRENCY)
-            .collect()
-            .await;
-        let mut probes = 0;
-        for (i, outcome) in outcomes {
-            let id = data.integrations[i].record.integration_id.clone();
-            if let Some(error) = &outcome.error {
-                tracing::info!(tenant, integration = %id, %error, "probe failed");
-            }
-            if let Some(updated) = self
-                .store
-                .record_probe(
-                    tenant,
-                    &id,
-                    outcome.ok,
-                    outcome.latency_ms,
-                    now,
-                    Some(cycle_start),
-                )
-                .await?
-            {
-                data.integrations[i] = updated;
-                probes += 1;
-            }
-        }
+        let probes = self.run_probes(tenant, &mut data, now, cycle_start).await?;
         self.schedule_recoveries(tenant, &data.integrations);
 
         // Health.
@@ -248,6 +214,53 @@ impl Collector {
             resolved: tally.resolved,
             ..report
         }))
+    }
+
+    /// Probes the tenant's integrations that are due this cycle, concurrently, records each
+    /// result (dropped if an overlapping run recorded first) and puts the updated
+    /// integrations into `data`. Returns how many were recorded.
+    async fn run_probes(
+        &self,
+        tenant: &str,
+        data: &mut crate::store::tenant::TenantData,
+        now: Millis,
+        cycle_start: Millis,
+    ) -> Result<usize, StoreError> {
+        let due: Vec<(usize, crate::domain::records::Probe)> = data
+            .integrations
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.record.probe_due(now, Some(cycle_start)))
+            .filter_map(|(i, d)| Some((i, d.record.probe.clone()?)))
+            .collect();
+        let outcomes: Vec<_> = stream::iter(due)
+            .map(|(i, p)| async move { (i, self.prober.probe(&p).await) })
+            .buffer_unordered(PROBE_CONCURRENCY)
+            .collect()
+            .await;
+        let mut probes = 0;
+        for (i, outcome) in outcomes {
+            let id = data.integrations[i].record.integration_id.clone();
+            if let Some(error) = &outcome.error {
+                tracing::info!(tenant, integration = %id, %error, "probe failed");
+            }
+            if let Some(updated) = self
+                .store
+                .record_probe(
+                    tenant,
+                    &id,
+                    outcome.ok,
+                    outcome.latency_ms,
+                    now,
+                    Some(cycle_start),
+                )
+                .await?
+            {
+                data.integrations[i] = updated;
+                probes += 1;
+            }
+        }
+        Ok(probes)
     }
 
     /// Remembers a tenant's failed, probed integrations and when each is next due.

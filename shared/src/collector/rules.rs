@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::domain::alerts::{AlertRecord, Severity, SourceType};
-use crate::domain::health::window_start_minute;
+use crate::domain::health::hour_window;
 use crate::domain::records::{AgentCounters, HostRecord, IntegrationRecord, SystemRecord};
 use crate::domain::system::round1;
 use crate::store::tenant::AgentData;
@@ -133,6 +133,34 @@ fn percent(value: f64) -> String {
     format!("{}%", round1(value))
 }
 
+/// Conditions found to hold, with the active alerts' severities for hysteresis.
+struct Findings<'a> {
+    active: &'a HashMap<AlertKey, Severity>,
+    out: Vec<Firing>,
+}
+
+impl Findings<'_> {
+    fn current(&self, key: &AlertKey) -> Option<Severity> {
+        self.active.get(key).copied()
+    }
+
+    /// Records `key` as holding at `severity` (nothing if `None`).
+    fn check(
+        &mut self,
+        key: AlertKey,
+        severity: Option<Severity>,
+        message: impl FnOnce() -> String,
+    ) {
+        if let Some(severity) = severity {
+            self.out.push(Firing {
+                key,
+                severity,
+                message: message(),
+            });
+        }
+    }
+}
+
 /// Evaluates every condition of the contract's alert table at `now`. `active` gives the
 /// severity of each active alert, for hysteresis.
 pub fn evaluate(
@@ -144,170 +172,181 @@ pub fn evaluate(
     t: &Thresholds,
     now: Millis,
 ) -> Vec<Firing> {
-    let mut out = Vec::new();
-    let mut check = |key: AlertKey, severity: Option<Severity>, message: &dyn Fn() -> String| {
-        if let Some(severity) = severity {
-            out.push(Firing {
-                key,
-                severity,
-                message: message(),
-            });
-        }
+    let mut f = Findings {
+        active,
+        out: Vec::new(),
     };
-    let current = |key: &AlertKey| active.get(key).copied();
-
     for host in hosts {
-        let silent = now - host.last_seen > t.silent_after_ms;
-        for (condition, value, what) in [
-            (condition::CPU_HIGH, host.cpu_usage, "CPU"),
-            (condition::MEMORY_HIGH, host.memory_usage, "memory"),
-        ] {
-            let key = AlertKey {
-                source_type: SourceType::System,
-                source_id: host.host_id.clone(),
-                condition,
-            };
-            let cur = current(&key);
-            // A silent host's last sample is stale: keep what it raised, raise nothing new.
-            let severity = if silent {
-                cur
-            } else {
-                above(
-                    value,
-                    cur,
-                    (USAGE_WARNING, USAGE_WARNING - USAGE_CLEAR_MARGIN),
-                    Some((USAGE_CRITICAL, USAGE_CRITICAL - USAGE_CLEAR_MARGIN)),
-                )
-            };
-            check(key, severity, &|| {
-                format!("High {what} usage: {}", percent(value))
-            });
-        }
+        evaluate_host(&mut f, host, t, now);
+    }
+    evaluate_gauges(&mut f, system, t);
+    for agent in agents {
+        evaluate_agent(&mut f, agent, t, now);
+    }
+    for (integration, latency_ms) in integrations {
+        evaluate_integration(&mut f, integration, *latency_ms, t);
+    }
+    f.out
+}
+
+/// A host's CPU, memory and silence.
+fn evaluate_host(f: &mut Findings<'_>, host: &HostRecord, t: &Thresholds, now: Millis) {
+    let silent = now - host.last_seen > t.silent_after_ms;
+    for (condition, value, what) in [
+        (condition::CPU_HIGH, host.cpu_usage, "CPU"),
+        (condition::MEMORY_HIGH, host.memory_usage, "memory"),
+    ] {
         let key = AlertKey {
             source_type: SourceType::System,
             source_id: host.host_id.clone(),
-            condition: condition::SILENT,
-        };
-        check(key, silent.then_some(Severity::Warning), &|| {
-            format!(
-                "Host {} has not reported since {}",
-                host.host_id,
-                format_rfc3339(host.last_seen)
-            )
-        });
-    }
-
-    if let Some(depth) = system.queue_depth {
-        let key = AlertKey {
-            source_type: SourceType::System,
-            source_id: "system".to_owned(),
-            condition: condition::QUEUE_DEPTH_HIGH,
-        };
-        let q = t.queue_depth;
-        let severity = above(
-            depth.value as f64,
-            current(&key),
-            (q, q * CLEAR_FRACTION),
-            Some((2.0 * q, 2.0 * q * CLEAR_FRACTION)),
-        );
-        check(key, severity, &|| {
-            format!("High queue depth: {}", depth.value)
-        });
-    }
-
-    let first_minute = window_start_minute(now);
-    for agent in agents {
-        let a = &agent.record;
-        let mut hour = AgentCounters::default();
-        for (_, c) in agent.minutes.iter().filter(|(m, _)| *m >= first_minute) {
-            hour.merge(c);
-        }
-        let key = |condition| AlertKey {
-            source_type: SourceType::Agent,
-            source_id: a.agent_id.clone(),
             condition,
         };
-        let name = &a.agent_name;
-
-        let k = key(condition::ERROR_RATE_HIGH);
-        let rate = hour.failed as f64 / hour.started.max(1) as f64;
-        let severity = above(
-            rate,
-            current(&k),
-            (t.error_rate, t.error_rate * CLEAR_FRACTION),
-            None,
-        );
-        check(k, severity, &|| {
-            format!("Agent {name} has high error rate: {:.1}%", rate * 100.0)
-        });
-
-        if let Some(confidence) = a.confidence {
-            let k = key(condition::LOW_CONFIDENCE);
-            // "Below" is "above" on the negated value.
-            let severity = above(
-                -confidence,
-                current(&k),
-                (-LOW_CONFIDENCE, -LOW_CONFIDENCE_CLEAR),
-                None,
-            );
-            check(k, severity, &|| {
-                format!("Agent {name} has low confidence: {confidence:.2}")
-            });
-        }
-
-        let k = key(condition::REPEATED_FAILURES);
-        let max = MAX_HOURLY_FAILURES as f64;
-        let severity = above(hour.failed as f64, current(&k), (max, max - 1.0), None);
-        check(k, severity, &|| {
-            format!("Agent {name} failed {} times in the last hour", hour.failed)
-        });
-
-        if let Some(last) = a.last_active {
-            let silent = !a.paused && now - last > t.silent_after_ms;
-            check(
-                key(condition::SILENT),
-                silent.then_some(Severity::Warning),
-                &|| {
-                    format!(
-                        "Agent {name} has not reported since {}",
-                        format_rfc3339(last)
-                    )
-                },
-            );
-        }
-    }
-
-    for (i, latency_ms) in integrations {
-        let key = |condition| AlertKey {
-            source_type: SourceType::Integration,
-            source_id: i.integration_id.clone(),
-            condition,
-        };
-        let name = &i.integration_name;
-        let k = key(condition::LATENCY_HIGH);
-        let severity = above(
-            *latency_ms,
-            current(&k),
-            (t.latency_ms, t.latency_ms * CLEAR_FRACTION),
-            None,
-        );
-        check(k, severity, &|| {
-            format!("Integration {name} is slow: {latency_ms} ms mean latency")
-        });
-
-        let failures = i.consecutive_failures;
-        let severity = if failures >= crate::domain::records::FAILED_AFTER {
-            Some(Severity::Critical)
-        } else if failures >= CONSECUTIVE_FAILURES_WARNING {
-            Some(Severity::Warning)
+        let cur = f.current(&key);
+        // A silent host's last sample is stale: keep what it raised, raise nothing new.
+        let severity = if silent {
+            cur
         } else {
-            None
+            above(
+                value,
+                cur,
+                (USAGE_WARNING, USAGE_WARNING - USAGE_CLEAR_MARGIN),
+                Some((USAGE_CRITICAL, USAGE_CRITICAL - USAGE_CLEAR_MARGIN)),
+            )
         };
-        check(key(condition::CONSECUTIVE_FAILURES), severity, &|| {
-            format!("Integration {name} failed {failures} times in a row")
+        f.check(key, severity, || {
+            format!("High {what} usage: {}", percent(value))
         });
     }
-    out
+    let key = AlertKey {
+        source_type: SourceType::System,
+        source_id: host.host_id.clone(),
+        condition: condition::SILENT,
+    };
+    f.check(key, silent.then_some(Severity::Warning), || {
+        format!(
+            "Host {} has not reported since {}",
+            host.host_id,
+            format_rfc3339(host.last_seen)
+        )
+    });
+}
+
+/// The tenant's queue depth.
+fn evaluate_gauges(f: &mut Findings<'_>, system: &SystemRecord, t: &Thresholds) {
+    let Some(depth) = system.queue_depth else {
+        return;
+    };
+    let key = AlertKey {
+        source_type: SourceType::System,
+        source_id: "system".to_owned(),
+        condition: condition::QUEUE_DEPTH_HIGH,
+    };
+    let q = t.queue_depth;
+    let severity = above(
+        depth.value as f64,
+        f.current(&key),
+        (q, q * CLEAR_FRACTION),
+        Some((2.0 * q, 2.0 * q * CLEAR_FRACTION)),
+    );
+    f.check(key, severity, || {
+        format!("High queue depth: {}", depth.value)
+    });
+}
+
+/// An agent's error rate, confidence, failures in the hour, and silence.
+fn evaluate_agent(f: &mut Findings<'_>, agent: &AgentData, t: &Thresholds, now: Millis) {
+    let a = &agent.record;
+    let hour: AgentCounters = hour_window(&agent.minutes, now);
+    let key = |condition| AlertKey {
+        source_type: SourceType::Agent,
+        source_id: a.agent_id.clone(),
+        condition,
+    };
+    let name = &a.agent_name;
+
+    let k = key(condition::ERROR_RATE_HIGH);
+    let rate = hour.failed as f64 / hour.started.max(1) as f64;
+    let severity = above(
+        rate,
+        f.current(&k),
+        (t.error_rate, t.error_rate * CLEAR_FRACTION),
+        None,
+    );
+    f.check(k, severity, || {
+        format!("Agent {name} has high error rate: {:.1}%", rate * 100.0)
+    });
+
+    if let Some(confidence) = a.confidence {
+        let k = key(condition::LOW_CONFIDENCE);
+        // "Below" is "above" on the negated value.
+        let severity = above(
+            -confidence,
+            f.current(&k),
+            (-LOW_CONFIDENCE, -LOW_CONFIDENCE_CLEAR),
+            None,
+        );
+        f.check(k, severity, || {
+            format!("Agent {name} has low confidence: {confidence:.2}")
+        });
+    }
+
+    let k = key(condition::REPEATED_FAILURES);
+    let max = MAX_HOURLY_FAILURES as f64;
+    let severity = above(hour.failed as f64, f.current(&k), (max, max - 1.0), None);
+    f.check(k, severity, || {
+        format!("Agent {name} failed {} times in the last hour", hour.failed)
+    });
+
+    if let Some(last) = a.last_active {
+        let silent = !a.paused && now - last > t.silent_after_ms;
+        f.check(
+            key(condition::SILENT),
+            silent.then_some(Severity::Warning),
+            || {
+                format!(
+                    "Agent {name} has not reported since {}",
+                    format_rfc3339(last)
+                )
+            },
+        );
+    }
+}
+
+/// An integration's mean latency and failures in a row.
+fn evaluate_integration(
+    f: &mut Findings<'_>,
+    i: &IntegrationRecord,
+    latency_ms: f64,
+    t: &Thresholds,
+) {
+    let key = |condition| AlertKey {
+        source_type: SourceType::Integration,
+        source_id: i.integration_id.clone(),
+        condition,
+    };
+    let name = &i.integration_name;
+    let k = key(condition::LATENCY_HIGH);
+    let severity = above(
+        latency_ms,
+        f.current(&k),
+        (t.latency_ms, t.latency_ms * CLEAR_FRACTION),
+        None,
+    );
+    f.check(k, severity, || {
+        format!("Integration {name} is slow: {latency_ms} ms mean latency")
+    });
+
+    let failures = i.consecutive_failures;
+    let severity = if failures >= crate::domain::records::FAILED_AFTER {
+        Some(Severity::Critical)
+    } else if failures >= CONSECUTIVE_FAILURES_WARNING {
+        Some(Severity::Warning)
+    } else {
+        None
+    };
+    f.check(key(condition::CONSECUTIVE_FAILURES), severity, || {
+        format!("Integration {name} failed {failures} times in a row")
+    });
 }
 
 /// The active alerts of `stored`, by key, with their severity.

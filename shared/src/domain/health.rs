@@ -18,19 +18,42 @@ pub const TREND_DELTA: f64 = 0.1;
 /// Error rate at or above which an integration counts as failing sometimes.
 pub const DEGRADED_ERROR_RATE: f64 = 0.05;
 
-/// Rounds to 3 decimals, as the contract rounds rates and scores.
-pub fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
+/// Rounds to `decimals` decimals (half away from zero), the one rounding of every figure
+/// the API shows.
+pub fn round_to(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
 }
 
-/// Rounds to 4 decimals, as the contract rounds integrations' error rates.
-pub fn round4(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
+/// Rounds to 1 decimal, as the contract shows percentages.
+pub fn round1(x: f64) -> f64 {
+    round_to(x, 1)
 }
 
 /// Rounds to 2 decimals; latencies and durations are shown in milliseconds to 0.01.
 pub fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+    round_to(x, 2)
+}
+
+/// Rounds to 3 decimals, as the contract rounds rates and scores.
+pub fn round3(x: f64) -> f64 {
+    round_to(x, 3)
+}
+
+/// Rounds to 4 decimals, as the contract rounds integrations' error rates.
+pub fn round4(x: f64) -> f64 {
+    round_to(x, 4)
+}
+
+/// The counters of the hour window at `now`: the sum of the minute buckets in it (callers
+/// may pass older buckets too).
+pub fn hour_window<C: crate::domain::live::Counters>(minutes: &[(i64, C)], now: Millis) -> C {
+    let first = window_start_minute(now);
+    let mut hour = C::default();
+    for (_, c) in minutes.iter().filter(|(m, _)| *m >= first) {
+        hour.merge(c);
+    }
+    hour
 }
 
 /// `part / max(whole, 1)`.
@@ -217,11 +240,7 @@ pub fn agent_health(
     days: &[(i64, AgentCounters)],
     now: Millis,
 ) -> AgentHealth {
-    let first_minute = window_start_minute(now);
-    let mut hour = AgentCounters::default();
-    for (_, c) in minutes.iter().filter(|(m, _)| *m >= first_minute) {
-        hour.merge(c);
-    }
+    let hour = hour_window(minutes, now);
     let first_day = trend_start_day(now);
     let points: Vec<DayScore> = days
         .iter()
@@ -315,11 +334,7 @@ pub fn integration_health(
     now: Millis,
     latency_threshold_ms: f64,
 ) -> IntegrationHealth {
-    let first_minute = window_start_minute(now);
-    let mut hour = IntegrationCounters::default();
-    for (_, c) in minutes.iter().filter(|(m, _)| *m >= first_minute) {
-        hour.merge(c);
-    }
+    let hour: IntegrationCounters = hour_window(minutes, now);
     let first_day = trend_start_day(now);
     let points: Vec<DayScore> = days
         .iter()

@@ -10,10 +10,7 @@ use crate::time::{format_rfc3339, Millis, MINUTE_MS};
 /// Hosts (and gauges) count as current when they reported this recently.
 pub const FRESH_MS: Millis = 2 * MINUTE_MS;
 
-/// Rounds a percentage to one decimal, as the contract's examples show them.
-pub fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
+pub use crate::domain::health::round1;
 
 /// One host of the `hosts` array.
 #[derive(Debug, Clone, PartialEq, Serialize)]
