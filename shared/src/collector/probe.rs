@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use crate::api::probe::permitted;
+use crate::domain::address::permitted;
 use crate::domain::records::Probe;
 
 /// What one probe found.

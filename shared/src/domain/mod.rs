@@ -1,5 +1,6 @@
 //! Pure domain logic: events, per-entity state, and the contract's metrics.
 
+pub mod address;
 pub mod alerts;
 pub mod events;
 pub mod health;
