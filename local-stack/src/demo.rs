@@ -1,7 +1,7 @@
-//! Demo mode (`cargo run -- --demo`): feeds the scenario of `shared::demo` into the local
+//! Demo mode (`cargo run -- --demo`): feeds the scenario of [`crate::scenario`] into the local
 //! tenant every few seconds through the same ingestion code as the API.
 
-use shared::demo::{tick_events, AGENTS, PAUSED_AGENT, TICK_MS};
+use crate::scenario::{tick_events, AGENTS, PAUSED_AGENT, TICK_MS};
 use shared::domain::events::parse_batch;
 use shared::store::agents::AgentUpdate;
 use shared::AppState;

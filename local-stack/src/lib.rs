@@ -6,6 +6,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod gateway;
 pub mod inbox;
+pub mod scenario;
 
 use std::io::Write as _;
 use std::net::SocketAddr;

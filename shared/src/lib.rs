@@ -4,12 +4,10 @@
 pub mod api;
 pub mod collector;
 pub mod config;
-pub mod demo;
 pub mod domain;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod notify;
-pub mod sidecar;
 pub mod state;
 pub mod store;
 pub mod telemetry;

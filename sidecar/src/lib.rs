@@ -1,12 +1,14 @@
 //! The host sidecar: samples this host with one reused `sysinfo::System` (refreshing only
-//! CPU, memory and disk space) and delivers the samples through `shared::sidecar`, which
+//! CPU, memory and disk space) and delivers the samples through [`delivery`], which
 //! buffers them while the API is unreachable and retries with backoff.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::sidecar::{sample_event, Backoff, Buffer, Delivery, HostSample, Sender};
+pub mod delivery;
+
+use delivery::{sample_event, Backoff, Buffer, Delivery, HostSample, Sender};
 use shared::time::{Clock, SystemClock};
 use sysinfo::{DiskRefreshKind, Disks, System};
 use tokio::time::Instant;

@@ -60,7 +60,7 @@ async fn main() -> ExitCode {
                 let now = shared::time::Clock::now_ms(&shared::time::SystemClock);
                 println!(
                     "{}",
-                    shared::sidecar::sample_event(&host_id, &sampler.sample(), now)
+                    health_sidecar::delivery::sample_event(&host_id, &sampler.sample(), now)
                 );
                 ExitCode::SUCCESS
             }

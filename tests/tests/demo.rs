@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use local_stack::scenario::{tick_events, LOOP_TICKS, TICK_MS};
 use serde_json::json;
 use shared::collector::Collector;
 use shared::config::Config;
-use shared::demo::{tick_events, LOOP_TICKS, TICK_MS};
 use shared::domain::events::parse_batch;
 use shared::AppState;
 

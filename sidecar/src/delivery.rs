@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::time::{format_rfc3339, Millis};
+use shared::time::{format_rfc3339, Millis};
 
 /// One reading of a host, as the `host.sample` event carries it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -35,7 +35,7 @@ pub struct HostSample {
 /// with the time) is replaced there by a hash of it.
 pub fn sample_event(host_id: &str, sample: &HostSample, at: Millis) -> serde_json::Value {
     let mut event_id = format!("{host_id}:{at}");
-    if event_id.chars().count() > crate::domain::ids::MAX_ID_CHARS {
+    if event_id.chars().count() > shared::domain::ids::MAX_ID_CHARS {
         use sha2::{Digest, Sha256};
         event_id = format!("{}:{at}", &hex::encode(Sha256::digest(host_id))[..32]);
     }
@@ -61,7 +61,7 @@ pub fn sample_event(host_id: &str, sample: &HostSample, at: Millis) -> serde_jso
 
 /// Two decimals, and never negative (sysinfo can report -0.0 or a tiny negative).
 fn round2(x: f64) -> f64 {
-    crate::domain::health::round2(x.max(0.0))
+    shared::domain::health::round2(x.max(0.0))
 }
 
 /// Samples waiting to be delivered, oldest first, at most `capacity`: when full, the
@@ -312,7 +312,7 @@ mod tests {
         let event = sample_event("web-1", &sample(), at);
         assert_eq!(event["event_id"], "web-1:1800000000000");
         // The longest valid host id still makes a valid, stable event id.
-        let long = "h".repeat(crate::domain::ids::MAX_ID_CHARS);
+        let long = "h".repeat(shared::domain::ids::MAX_ID_CHARS);
         let first = sample_event(&long, &sample(), at);
         assert_eq!(
             first["event_id"],
@@ -320,12 +320,12 @@ mod tests {
         );
         assert_eq!(first["host_id"], long.as_str());
         let body = serde_json::json!({ "events": [first] }).to_string();
-        let parsed = crate::domain::events::parse_batch(body.as_bytes(), at);
+        let parsed = shared::domain::events::parse_batch(body.as_bytes(), at);
         assert!(parsed.is_ok(), "{parsed:?}");
         assert_eq!(event["cpu_usage"], 12.35);
         assert_eq!(event["disk_usage"], 70.13);
         let body = serde_json::json!({ "events": [event] }).to_string();
-        let parsed = crate::domain::events::parse_batch(body.as_bytes(), at);
+        let parsed = shared::domain::events::parse_batch(body.as_bytes(), at);
         assert!(parsed.is_ok(), "{parsed:?}");
     }
 

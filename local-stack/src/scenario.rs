@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::time::{format_rfc3339, Millis};
+use shared::time::{format_rfc3339, Millis};
 
 /// Time between two batches of demo events.
 pub const TICK_MS: Millis = 5_000;
@@ -87,7 +87,7 @@ fn noise(tick: u64, salt: u64) -> f64 {
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
-use crate::domain::health::round1;
+use shared::domain::health::round1;
 
 /// The events of tick `tick` (counted from the start of the run) at `now`, as the JSON
 /// objects of an ingestion batch. `run` makes event ids unique across runs.
@@ -179,7 +179,7 @@ pub fn tick_events(run: &str, tick: u64, now: Millis) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::events::parse_batch;
+    use shared::domain::events::parse_batch;
 
     const NOW: Millis = 1_790_000_000_000;
 
