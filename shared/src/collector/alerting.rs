@@ -120,7 +120,13 @@ pub async fn settle_alerts(
             );
             return Ok((alerts, tally));
         }
-        alerts = store.all_alerts(tenant).await?;
+        alerts = match scope {
+            Scope::All => store.all_alerts(tenant).await?,
+            Scope::Sources(sources) => {
+                let sources: Vec<_> = sources.iter().cloned().collect();
+                store.alerts_of_sources(tenant, &sources).await?
+            }
+        };
     }
 }
 
@@ -158,7 +164,12 @@ pub async fn evaluate_touched(
     if touched.is_empty() {
         return Ok(Tally::default());
     }
-    let alerts = store.all_alerts(tenant).await?;
+    let scope = scope_of(touched);
+    let Scope::Sources(sources) = &scope else {
+        return Ok(Tally::default());
+    };
+    let sources: Vec<_> = sources.iter().cloned().collect();
+    let alerts = store.alerts_of_sources(tenant, &sources).await?;
     let thresholds = Thresholds::from(config);
     let latencies: Vec<f64> = touched
         .integrations
@@ -176,7 +187,7 @@ pub async fn evaluate_touched(
         store,
         tenant,
         alerts,
-        &scope_of(touched),
+        &scope,
         |active| {
             let mut firing = evaluate(
                 &touched.agents,

@@ -391,15 +391,27 @@ pub enum Change {
     Resolve(AlertRecord, u64),
 }
 
-/// The id prefix of an alert key: a short hash, so ids are URL-safe whatever the source id.
+/// The id prefix of an alert key: 8 hex digits of a hash of the source, then 8 of the
+/// condition, so ids are URL-safe whatever the source id and one source's alerts sort
+/// together (see [`source_prefix`]).
 fn id_prefix(key: &AlertKey) -> String {
+    let condition = hex::encode(Sha256::digest(key.condition.as_bytes()));
+    format!(
+        "{}{}",
+        source_prefix(key.source_type, &key.source_id),
+        &condition[..8]
+    )
+}
+
+/// The first characters of the ids of every alert of one source: what a read of one
+/// source's alerts asks for. Two sources may share it (32 bits); readers tell them apart
+/// by the alerts' own fields.
+pub fn source_prefix(source_type: SourceType, source_id: &str) -> String {
     let mut h = Sha256::new();
-    h.update(format!("{:?}", key.source_type));
+    h.update(format!("{source_type:?}"));
     h.update([0x1f]);
-    h.update(key.source_id.as_bytes());
-    h.update([0x1f]);
-    h.update(key.condition.as_bytes());
-    format!("alert_{}", &hex::encode(h.finalize())[..16])
+    h.update(source_id.as_bytes());
+    format!("alert_{}", &hex::encode(h.finalize())[..8])
 }
 
 /// The writes that make the stored alerts match the conditions that hold: raise what is

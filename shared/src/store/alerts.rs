@@ -4,9 +4,10 @@
 use super::ingest::{corrupt, unexpected};
 use super::layout;
 use super::{
-    retry_on_conflict, skip_unreadable, Condition, Record, Store, StoreError, StoredItem, Write,
+    retry_on_conflict, skip_unreadable, Condition, Range, Record, Store, StoreError, StoredItem,
+    Write,
 };
-use crate::domain::alerts::{sort_alerts, AlertRecord};
+use crate::domain::alerts::{sort_alerts, AlertRecord, SourceType};
 use crate::time::Millis;
 
 /// What acknowledging found.
@@ -21,6 +22,47 @@ pub enum AckOutcome {
 }
 
 impl Store {
+    /// The alerts (active and recently resolved) of these sources, with their versions:
+    /// one range read per source (its ids share a prefix), so evaluating a few sources
+    /// costs what their alerts weigh, not what the tenant's do.
+    pub async fn alerts_of_sources(
+        &self,
+        tenant: &str,
+        sources: &[(SourceType, String)],
+    ) -> Result<Vec<(AlertRecord, u64)>, StoreError> {
+        let mut prefixes: Vec<String> = sources
+            .iter()
+            .map(|(t, id)| crate::collector::rules::source_prefix(*t, id))
+            .collect();
+        prefixes.sort();
+        prefixes.dedup();
+        let ranges: Vec<Range> = prefixes
+            .iter()
+            .map(|p| Range {
+                pk: layout::alerts_partition(tenant),
+                from: p.clone(),
+                to: format!("{p}~"),
+            })
+            .collect();
+        let mut out = Vec::new();
+        for items in self.backend.query_many(&ranges).await? {
+            for item in items {
+                match item.record {
+                    Record::Alert(a)
+                        if sources
+                            .iter()
+                            .any(|(t, id)| *t == a.source_type && *id == a.source_id) =>
+                    {
+                        out.push((a, item.version));
+                    }
+                    Record::Alert(_) => {}
+                    _ => return Err(unexpected(&item, "expected an alert")),
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Every alert of the tenant with its version, active or recently resolved, as stored.
     pub async fn all_alerts(&self, tenant: &str) -> Result<Vec<(AlertRecord, u64)>, StoreError> {
         let items = self

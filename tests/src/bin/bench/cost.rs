@@ -223,6 +223,36 @@ pub async fn cost_benchmark() {
         dollars: ddb(0.0, cw * cycles),
     });
 
+    // Event evaluation (AWS: the evaluator function on the table's stream, batched for at
+    // most a second): per batch, one read of the alerts of each source its events touched
+    // (a second of the reference workload: ~87 events, each of another source); the alert
+    // writes are the same the cycle's figures count.
+    let per_second = (FLEET.agents as f64 * 24.0
+        + FLEET.integrations as f64 * 60.0
+        + FLEET.hosts as f64 * 120.0)
+        / 3600.0;
+    let sources: Vec<(shared::domain::alerts::SourceType, String)> = (0..per_second.round()
+        as usize)
+        .map(|i| {
+            (
+                shared::domain::alerts::SourceType::Agent,
+                format!("agent-{:05}", i * 113 % FLEET.agents),
+            )
+        })
+        .collect();
+    metered.reset();
+    let _ = store.alerts_of_sources(TENANT, &sources).await;
+    let (er, _) = take(&metered);
+    let seconds = HOURS * 3600.0;
+    lines.push(Line {
+        component: "DynamoDB: event evaluation (the touched sources' alerts)",
+        detail: format!(
+            "{seconds:.0} batches of {} sources × {er:.1} RCU",
+            sources.len()
+        ),
+        dollars: ddb(er * seconds, 0.0),
+    });
+
     // Dashboards: each loads the four lists when it (re)connects; API Gateway closes
     // WebSockets after 2 hours, so 12 loads a day each.
     metered.reset();
@@ -274,8 +304,12 @@ pub async fn cost_benchmark() {
     .sum();
     let ws_units_per_update: f64 = (update_bytes as f64 / 32_768.0).ceil();
     let minutes = 60.0 * HOURS;
-    let lambda_requests = events + 2.0 * minutes + cycles + connects * 2.0;
-    let gb_s = events * 0.125 * 0.020 + minutes * (0.5 * 60.0 + 0.25 * 60.0) + cycles * 0.125 * 0.2;
+    // The evaluator: one invocation per stream batch (at most one a second), 256 MB, 50 ms.
+    let lambda_requests = events + 2.0 * minutes + cycles + connects * 2.0 + seconds;
+    let gb_s = events * 0.125 * 0.020
+        + minutes * (0.5 * 60.0 + 0.25 * 60.0)
+        + cycles * 0.125 * 0.2
+        + seconds * 0.25 * 0.05;
     lines.push(Line {
         component: "Lambda: requests",
         detail: format!("{:.1} M invocations", lambda_requests / 1e6),
