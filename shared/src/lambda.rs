@@ -345,19 +345,22 @@ pub async fn evaluate_stream(
             out.skipped += 1;
             continue;
         };
-        let touched = tenants.entry(tenant.to_owned()).or_default();
+        let mut image = Touched::default();
         match item.record {
-            Record::Agent(l) => touched.agents.push(AgentData::from(l)),
-            Record::Integration(l) => touched.integrations.push(IntegrationData::from(l)),
-            Record::Host(l) => touched.hosts.push(l.record),
-            Record::System(s) => touched.system = Some(s),
-            _ => out.skipped += 1,
+            Record::Agent(l) => image.agents.push(AgentData::from(l)),
+            Record::Integration(l) => image.integrations.push(IntegrationData::from(l)),
+            Record::Host(l) => image.hosts.push(l.record),
+            Record::System(s) => image.system = Some(s),
+            _ => {
+                out.skipped += 1;
+                continue;
+            }
         }
+        // A batch may hold several images of one item; merging keeps the last (newest).
+        tenants.entry(tenant.to_owned()).or_default().merge(image);
     }
     let now = state.clock.now_ms();
     for (tenant, touched) in tenants {
-        // A batch may hold several images of one item; the last is the newest.
-        let touched = dedup_latest(touched);
         out.tenants += 1;
         match crate::collector::alerting::evaluate_touched(
             &state.store,
@@ -394,14 +397,6 @@ pub async fn evaluate_stream(
         resolved = out.resolved,
         "stream batch evaluated"
     );
-    out
-}
-
-/// Keeps the last state of each source in arrival order.
-#[cfg(feature = "dynamodb")]
-fn dedup_latest(t: crate::store::tenant::Touched) -> crate::store::tenant::Touched {
-    let mut out = crate::store::tenant::Touched::default();
-    out.merge(t);
     out
 }
 

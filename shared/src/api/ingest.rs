@@ -17,13 +17,17 @@ pub async fn post_events(
     let now = state.clock.now_ms();
     let events = parse_batch(body, now)
         .map_err(|errors| ApiError::invalid_fields("invalid_events", errors))?;
-    let (outcome, touched) = state.store.ingest_touching(tenant, &events, now).await?;
-    if let (Some(queue), false) = (&state.evaluator, touched.is_empty()) {
-        // A full queue means the evaluator is behind; the next cycle evaluates these.
-        if queue.try_send((tenant.to_owned(), touched)).is_err() {
-            tracing::warn!("evaluation queue full; left to the next cycle");
+    let outcome = match &state.evaluator {
+        Some(queue) => {
+            let (outcome, touched) = state.store.ingest_touching(tenant, &events, now).await?;
+            // A full queue means the evaluator is behind; the next cycle evaluates these.
+            if !touched.is_empty() && queue.try_send((tenant.to_owned(), touched)).is_err() {
+                tracing::warn!("evaluation queue full; left to the next cycle");
+            }
+            outcome
         }
-    }
+        None => state.store.ingest(tenant, &events, now).await?,
+    };
     tracing::info!(
         accepted = outcome.accepted,
         duplicates = outcome.duplicates,

@@ -150,18 +150,7 @@ impl Collector {
         let probes = self.run_probes(tenant, &mut data, now, cycle_start).await?;
         self.schedule_recoveries(tenant, &data.integrations);
 
-        // Health.
-        let latency = self.config.latency_threshold_ms;
-        let agents: Vec<AgentHealth> = data
-            .agents
-            .iter()
-            .map(|d| agent_health(&d.record, &d.minutes, &d.days, now))
-            .collect();
-        let integrations: Vec<IntegrationHealth> = data
-            .integrations
-            .iter()
-            .map(|d| d.health(now, latency))
-            .collect();
+        let (agents, integrations) = healths(&data, now, self.config.latency_threshold_ms);
 
         // Alerts: reconcile, and on a conflict (an acknowledgement, or an overlapping run)
         // re-read and reconcile again; what was written stays written.
@@ -191,12 +180,6 @@ impl Collector {
             now,
         )
         .await?;
-        let (raised, updated, resolved) = (tally.raised, tally.updated, tally.resolved);
-        let tally = alerting::Tally {
-            raised,
-            updated,
-            resolved,
-        };
         let report = report(
             &self.store,
             tenant,
@@ -405,6 +388,26 @@ impl Collector {
     }
 }
 
+/// The health objects of a tenant's agents and integrations at `now`, by the read
+/// endpoints' functions.
+fn healths(
+    data: &crate::store::tenant::TenantData,
+    now: Millis,
+    latency_threshold_ms: f64,
+) -> (Vec<AgentHealth>, Vec<IntegrationHealth>) {
+    let agents = data
+        .agents
+        .iter()
+        .map(|d| agent_health(&d.record, &d.minutes, &d.days, now))
+        .collect();
+    let integrations = data
+        .integrations
+        .iter()
+        .map(|d| d.health(now, latency_threshold_ms))
+        .collect();
+    (agents, integrations)
+}
+
 /// What a report reads of a tenant's data besides its health objects.
 pub(crate) struct DataView<'a> {
     agents: &'a [crate::store::tenant::AgentData],
@@ -483,16 +486,7 @@ pub async fn snapshot(
     now: Millis,
 ) -> Result<TenantReport, StoreError> {
     let data = store.tenant_data(tenant).await?;
-    let agents = data
-        .agents
-        .iter()
-        .map(|d| agent_health(&d.record, &d.minutes, &d.days, now))
-        .collect();
-    let integrations = data
-        .integrations
-        .iter()
-        .map(|d| d.health(now, config.latency_threshold_ms))
-        .collect();
+    let (agents, integrations) = healths(&data, now, config.latency_threshold_ms);
     let alerts = data.alerts.clone();
     report(
         store,

@@ -456,16 +456,28 @@ impl Store {
         events: &[Event],
         now: Millis,
     ) -> Result<IngestOutcome, StoreError> {
-        Ok(self.ingest_touching(tenant, events, now).await?.0)
+        Ok(self.ingest_batch(tenant, events, now, false).await?.0)
     }
 
     /// [`Store::ingest`], also returning the sources whose state changed, as written.
-    #[tracing::instrument(skip(self, events), fields(events = events.len()))]
     pub async fn ingest_touching(
         &self,
         tenant: &str,
         events: &[Event],
         now: Millis,
+    ) -> Result<(IngestOutcome, Touched), StoreError> {
+        self.ingest_batch(tenant, events, now, true).await
+    }
+
+    /// Ingests a batch; with `keep`, also returns the sources as written (a copy of each
+    /// item, so only when an evaluator wants them).
+    #[tracing::instrument(skip(self, events), fields(events = events.len()))]
+    async fn ingest_batch(
+        &self,
+        tenant: &str,
+        events: &[Event],
+        now: Millis,
+        keep: bool,
     ) -> Result<(IngestOutcome, Touched), StoreError> {
         let mut order: Vec<Target<'_>> = Vec::new();
         let mut groups: HashMap<Target<'_>, Vec<&Event>> = HashMap::new();
@@ -487,19 +499,19 @@ impl Store {
             let run: futures::future::BoxFuture<'_, GroupResult> = Box::pin(async move {
                 match target {
                     Target::Entity(Entity::Agent, _) => {
-                        self.ingest_group::<LiveAgent>(tenant, target, &group, now)
+                        self.ingest_group::<LiveAgent>(tenant, target, &group, now, keep)
                             .await
                     }
                     Target::Entity(Entity::Integration, _) => {
-                        self.ingest_group::<LiveIntegration>(tenant, target, &group, now)
+                        self.ingest_group::<LiveIntegration>(tenant, target, &group, now, keep)
                             .await
                     }
                     Target::Entity(Entity::Host, _) => {
-                        self.ingest_group::<LiveHost>(tenant, target, &group, now)
+                        self.ingest_group::<LiveHost>(tenant, target, &group, now, keep)
                             .await
                     }
                     Target::System => {
-                        self.ingest_group::<SystemRecord>(tenant, target, &group, now)
+                        self.ingest_group::<SystemRecord>(tenant, target, &group, now, keep)
                             .await
                     }
                 }
@@ -533,6 +545,7 @@ impl Store {
         target: Target<'_>,
         events: &[&Event],
         now: Millis,
+        keep: bool,
     ) -> GroupResult {
         let key = target.key(tenant);
         let first = events
@@ -564,8 +577,10 @@ impl Store {
             }
             let mut touched = Touched::default();
             if outcome.accepted > 0 {
-                self.put_live(&key, value.clone(), read_version).await?;
-                value.touch(&mut touched);
+                if keep {
+                    value.clone().touch(&mut touched);
+                }
+                self.put_live(&key, value, read_version).await?;
             }
             Ok((outcome, touched))
         })
@@ -580,10 +595,7 @@ impl Store {
         match self.get_one(key).await? {
             Some(item) => {
                 let version = item.version;
-                match T::from_record(item.record.clone()) {
-                    Some(v) => Ok((Some(v), Some(version))),
-                    None => Err(unexpected(&item, "expected a live item of this kind")),
-                }
+                Ok((Some(live_of(item)?), Some(version)))
             }
             None => Ok((None, None)),
         }
@@ -720,6 +732,16 @@ impl Store {
         })
         .await
     }
+}
+
+/// The live record of a stored item (moved, not copied: lists of thousands go through
+/// here); an error naming the item if it is of another kind or unreadable.
+pub(crate) fn live_of<T: LiveRecord>(item: StoredItem) -> Result<T, StoreError> {
+    let StoredItem { key, record, .. } = item;
+    if let Record::Unreadable(why) = &record {
+        return Err(corrupt(&key, why));
+    }
+    T::from_record(record).ok_or_else(|| corrupt(&key, "expected a live item of this kind"))
 }
 
 /// The error for an item that is not what its key promises. An item the backend could not

@@ -1,7 +1,7 @@
 //! What the collector reads and writes per tenant: the tenant list, the claim on a cycle,
 //! every entity's live item in one Query per kind, and probe results.
 
-use super::ingest::{corrupt, unexpected, LiveRecord};
+use super::ingest::{corrupt, live_of, LiveRecord};
 use super::layout::{self, Entity};
 use super::{
     skip_unreadable, Condition, CycleRecord, Record, Store, StoreError, StoredItem, TenantRecord,
@@ -223,13 +223,7 @@ impl Store {
             Consistency::Strong => self.backend.query(&pk, " ", "\u{10ffff}").await?,
             Consistency::Eventual => self.backend.query_eventual(&pk, " ", "\u{10ffff}").await?,
         };
-        skip_unreadable(
-            tenant,
-            items.into_iter().map(|item| {
-                let found = T::from_record(item.record.clone());
-                found.ok_or_else(|| unexpected(&item, "expected a live item of this kind"))
-            }),
-        )
+        skip_unreadable(tenant, items.into_iter().map(live_of))
     }
 
     /// Up to `limit` live items of one kind with ids after `after`, by id, and the id to
@@ -260,13 +254,7 @@ impl Store {
         } else {
             None
         };
-        let values = skip_unreadable(
-            tenant,
-            items.into_iter().map(|item| {
-                let found = T::from_record(item.record.clone());
-                found.ok_or_else(|| unexpected(&item, "expected a live item of this kind"))
-            }),
-        )?;
+        let values = skip_unreadable(tenant, items.into_iter().map(live_of))?;
         Ok((values, next))
     }
 

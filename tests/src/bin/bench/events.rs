@@ -26,22 +26,12 @@ fn row(label: &str, rounds: usize, samples: &mut [f64]) {
 pub async fn event_benchmarks() {
     let rounds = 40;
     let sink = e2e_tests::Sink::start().await;
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let app = local_stack::start(local_stack::Options {
-        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-        data_dir: dir.path().to_owned(),
-        config: Config {
-            polling_enabled: false,
-            probe_allowed_addresses: vec!["127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))],
-            ..Config::default()
-        },
-        clock: None,
-        sidecar: None,
-        demo: false,
-        limits: local_stack::Limits::default(),
+    let (app, _dir) = e2e_tests::spawn_app_with(Config {
+        polling_enabled: false,
+        probe_allowed_addresses: vec!["127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))],
+        ..Config::default()
     })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .await;
     super::notify::configure(&app.state.store, "local", &sink.url("/hook")).await;
     let mut socket = ws::connect(&ws::url(app.addr, &app.api_key)).await;
     let client = reqwest::Client::new();
