@@ -6,6 +6,7 @@ pub mod events;
 pub mod health;
 pub mod history;
 pub mod ids;
+pub mod latency;
 pub mod live;
 pub mod notify;
 pub mod records;

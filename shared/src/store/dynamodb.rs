@@ -56,7 +56,8 @@ fn key_item(key: &ItemKey) -> Item {
 }
 
 /// Maps a stored item to DynamoDB attributes.
-fn to_item(item: &StoredItem) -> Result<Item, StoreError> {
+#[doc(hidden)]
+pub fn to_item(item: &StoredItem) -> Result<Item, StoreError> {
     let mut out: Item = serde_dynamo::to_item(&item.record).map_err(backend_err)?;
     out.insert("PK".to_owned(), s(&item.key.pk));
     out.insert("SK".to_owned(), s(&item.key.sk));
@@ -312,43 +313,11 @@ impl DynamoBackend {
 #[async_trait]
 impl Backend for DynamoBackend {
     async fn get(&self, keys: &[ItemKey]) -> Result<Vec<Option<StoredItem>>, StoreError> {
-        let mut found: HashMap<ItemKey, StoredItem> = HashMap::new();
-        for chunk in keys.chunks(MAX_BATCH_GET) {
-            let mut unique: Vec<&ItemKey> = chunk.iter().collect();
-            unique.sort();
-            unique.dedup();
-            let mut pending = Some(unique.into_iter().map(key_item).collect::<Vec<_>>());
-            let mut rounds = 0;
-            while let Some(request) = pending.take().filter(|r| !r.is_empty()) {
-                let ka = KeysAndAttributes::builder()
-                    .set_keys(Some(request))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(backend_err)?;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, ka)
-                    .send()
-                    .await
-                    .map_err(backend_err)?;
-                if let Some(items) = out.responses().and_then(|r| r.get(&self.table)) {
-                    for item in items {
-                        let item = from_item(item.clone())?;
-                        found.insert(item.key.clone(), item);
-                    }
-                }
-                pending = out
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .map(|ka| ka.keys().to_vec());
-                rounds += 1;
-                if pending.as_ref().is_some_and(|p| !p.is_empty()) {
-                    super::backoff(rounds).await;
-                }
-            }
-        }
-        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+        self.get_with(keys, true).await
+    }
+
+    async fn get_eventual(&self, keys: &[ItemKey]) -> Result<Vec<Option<StoredItem>>, StoreError> {
+        self.get_with(keys, false).await
     }
 
     async fn query(&self, pk: &str, from: &str, to: &str) -> Result<Vec<StoredItem>, StoreError> {
@@ -509,6 +478,52 @@ impl Backend for DynamoBackend {
 }
 
 impl DynamoBackend {
+    /// BatchGetItem in chunks, retrying unprocessed keys; `consistent: false` reads at half
+    /// the price.
+    async fn get_with(
+        &self,
+        keys: &[ItemKey],
+        consistent: bool,
+    ) -> Result<Vec<Option<StoredItem>>, StoreError> {
+        let mut found: HashMap<ItemKey, StoredItem> = HashMap::new();
+        for chunk in keys.chunks(MAX_BATCH_GET) {
+            let mut unique: Vec<&ItemKey> = chunk.iter().collect();
+            unique.sort();
+            unique.dedup();
+            let mut pending = Some(unique.into_iter().map(key_item).collect::<Vec<_>>());
+            let mut rounds = 0;
+            while let Some(request) = pending.take().filter(|r| !r.is_empty()) {
+                let ka = KeysAndAttributes::builder()
+                    .set_keys(Some(request))
+                    .consistent_read(consistent)
+                    .build()
+                    .map_err(backend_err)?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, ka)
+                    .send()
+                    .await
+                    .map_err(backend_err)?;
+                if let Some(items) = out.responses().and_then(|r| r.get(&self.table)) {
+                    for item in items {
+                        let item = from_item(item.clone())?;
+                        found.insert(item.key.clone(), item);
+                    }
+                }
+                pending = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .map(|ka| ka.keys().to_vec());
+                rounds += 1;
+                if pending.as_ref().is_some_and(|p| !p.is_empty()) {
+                    super::backoff(rounds).await;
+                }
+            }
+        }
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
     /// One Query, paged to the end or to `limit` items; `consistent: false` reads at half
     /// the price.
     async fn query_with(

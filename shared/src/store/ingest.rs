@@ -135,13 +135,20 @@ pub(crate) trait LiveRecord: Sized + Send + Clone {
     fn create(event: &Event, now: Millis) -> Self;
     /// Adds the item, as written, to what a batch touched.
     fn touch(self, touched: &mut Touched);
-    /// Applies an event that is not a duplicate.
+    /// Whether an event is recognised by the mark of its `event_id`. Executions need none:
+    /// the running execution, or its finish mark, recognises a repeated start or finish
+    /// whatever its event id, which saves two marks of three in an agent's item.
+    fn marks_events() -> bool {
+        true
+    }
+    /// Applies an event whose mark is not held; `false` if it changed no count (a repeat
+    /// recognised otherwise than by its mark).
     async fn apply(
         &mut self,
         marks: &mut Marks<'_>,
         event: &Event,
         now: Millis,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 }
 
 /// How each kind of counters is stored as a day bucket.
@@ -210,14 +217,17 @@ impl LiveRecord for LiveAgent {
         };
         Live::new(AgentRecord::new(id, now))
     }
+    fn marks_events() -> bool {
+        false
+    }
     async fn apply(
         &mut self,
         marks: &mut Marks<'_>,
         event: &Event,
         now: Millis,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let ts = event.timestamp;
-        match &event.kind {
+        Ok(match &event.kind {
             EventKind::ExecutionStarted {
                 execution_id,
                 operation,
@@ -233,7 +243,7 @@ impl LiveRecord for LiveAgent {
                     ts,
                     now,
                     known,
-                );
+                )
             }
             EventKind::ExecutionFinished {
                 execution_id,
@@ -253,11 +263,10 @@ impl LiveRecord for LiveAgent {
                     ts,
                     now,
                     known,
-                );
+                )
             }
             _ => return Err(StoreError::Backend("an agent event of another kind".into())),
-        }
-        Ok(())
+        })
     }
 }
 
@@ -311,7 +320,7 @@ impl LiveRecord for LiveIntegration {
         _marks: &mut Marks<'_>,
         event: &Event,
         now: Millis,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let EventKind::IntegrationCall {
             latency_ms,
             ok,
@@ -330,7 +339,7 @@ impl LiveRecord for LiveIntegration {
             event.timestamp,
             now,
         );
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -395,11 +404,11 @@ impl LiveRecord for LiveHost {
         _marks: &mut Marks<'_>,
         event: &Event,
         now: Millis,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let sample = host_sample(event)
             .ok_or_else(|| StoreError::Backend("a host event of another kind".into()))?;
         self.sample(sample, now);
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -431,7 +440,7 @@ impl LiveRecord for SystemRecord {
         _marks: &mut Marks<'_>,
         event: &Event,
         _now: Millis,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let EventKind::Gauge { name, value } = &event.kind else {
             return Err(StoreError::Backend("a gauge event of another kind".into()));
         };
@@ -443,7 +452,7 @@ impl LiveRecord for SystemRecord {
             Gauge::QueueDepth => SystemRecord::report(&mut self.queue_depth, reading),
             Gauge::ActiveOperations => SystemRecord::report(&mut self.active_operations, reading),
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -551,9 +560,13 @@ impl Store {
         let first = events
             .first()
             .ok_or_else(|| StoreError::Backend("an empty group".into()))?;
+        let attempt = std::sync::atomic::AtomicUsize::new(0);
         retry_on_conflict_up_to(MAX_INGEST_ATTEMPTS, || async {
             let _turn = self.writer_turn().await;
-            let (value, read_version) = self.read_live::<T>(&key).await?;
+            // The first read may be stale (half the price): the put's condition on the
+            // version catches it, and every retry reads strongly.
+            let retry = attempt.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0;
+            let (value, read_version) = self.read_live_with::<T>(&key, retry).await?;
             let mut value = value.unwrap_or_else(|| T::create(first, now));
             self.settle(tenant, target.marks_of(), &mut value, now)
                 .await?;
@@ -565,15 +578,20 @@ impl Store {
             };
             let mut outcome = IngestOutcome::default();
             for event in events {
-                let m = mark(&event.event_id);
-                let hour = hour_of(event.timestamp);
-                if marks.contains(value.seen_mut(), &[hour], m).await? {
-                    outcome.duplicates += 1;
-                    continue;
+                if T::marks_events() {
+                    let m = mark(&event.event_id);
+                    let hour = hour_of(event.timestamp);
+                    if marks.contains(value.seen_mut(), &[hour], m).await? {
+                        outcome.duplicates += 1;
+                        continue;
+                    }
+                    value.seen_mut().insert(hour, m);
                 }
-                value.seen_mut().insert(hour, m);
-                value.apply(&mut marks, event, now).await?;
-                outcome.accepted += 1;
+                if value.apply(&mut marks, event, now).await? {
+                    outcome.accepted += 1;
+                } else {
+                    outcome.duplicates += 1;
+                }
             }
             let mut touched = Touched::default();
             if outcome.accepted > 0 {
@@ -592,7 +610,21 @@ impl Store {
         &self,
         key: &ItemKey,
     ) -> Result<(Option<T>, Option<u64>), StoreError> {
-        match self.get_one(key).await? {
+        self.read_live_with(key, true).await
+    }
+
+    /// [`Store::read_live`], eventually consistent unless `consistent`.
+    async fn read_live_with<T: LiveRecord>(
+        &self,
+        key: &ItemKey,
+        consistent: bool,
+    ) -> Result<(Option<T>, Option<u64>), StoreError> {
+        let item = if consistent {
+            self.get_one(key).await?
+        } else {
+            self.get_one_eventual(key).await?
+        };
+        match item {
             Some(item) => {
                 let version = item.version;
                 Ok((Some(live_of(item)?), Some(version)))

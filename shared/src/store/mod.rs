@@ -199,6 +199,12 @@ pub enum StoreError {
 pub trait Backend: Send + Sync + fmt::Debug {
     /// Reads items by key; the result has one entry per key, in order, `None` if absent.
     async fn get(&self, keys: &[ItemKey]) -> Result<Vec<Option<StoredItem>>, StoreError>;
+    /// [`Backend::get`], eventually consistent where the backend distinguishes (DynamoDB:
+    /// half the read units; a write of the last second may be missing). For reads whose
+    /// staleness a conditional write will catch.
+    async fn get_eventual(&self, keys: &[ItemKey]) -> Result<Vec<Option<StoredItem>>, StoreError> {
+        self.get(keys).await
+    }
     /// Reads the items of partition `pk` whose sort key is within `from..=to`, ascending.
     async fn query(&self, pk: &str, from: &str, to: &str) -> Result<Vec<StoredItem>, StoreError>;
     /// [`Backend::query`], eventually consistent where the backend distinguishes (DynamoDB:
@@ -301,6 +307,20 @@ impl Store {
     }
 
     /// Reads one item.
+    /// [`Store::get_one`], eventually consistent.
+    pub(crate) async fn get_one_eventual(
+        &self,
+        key: &ItemKey,
+    ) -> Result<Option<StoredItem>, StoreError> {
+        Ok(self
+            .backend
+            .get_eventual(std::slice::from_ref(key))
+            .await?
+            .into_iter()
+            .next()
+            .flatten())
+    }
+
     pub(crate) async fn get_one(&self, key: &ItemKey) -> Result<Option<StoredItem>, StoreError> {
         Ok(self
             .backend

@@ -13,12 +13,11 @@ use shared::collector::Collector;
 use shared::config::Config;
 use shared::domain::live::Live;
 use shared::domain::records::{
-    AgentCounters, AgentRecord, ConnectionState, GaugeReading, HostRecord, IntegrationCounters,
-    IntegrationRecord, Probe, SystemRecord,
+    AgentRecord, ConnectionState, GaugeReading, HostRecord, IntegrationRecord, Probe, SystemRecord,
 };
 use shared::store::layout::{self, Entity};
 use shared::store::{Backend, Condition, ItemKey, Record, Store, StoredItem, Write};
-use shared::time::{day_of, minute_of, MINUTE_MS};
+use shared::time::{day_of, MINUTE_MS};
 
 use super::Metered;
 
@@ -64,30 +63,85 @@ fn item(key: ItemKey, record: Record, index: Option<shared::store::IndexKey>) ->
     }
 }
 
-/// The fleet's live items: each agent with counters in a minute and a day (1 % of them
-/// failing), each integration likewise (the first ones probed), hosts (one in ten hot) and
-/// a queue gauge.
+/// A spread of values around `mid` (from 0.5× to 2.5×), deterministic in `k`, so counters
+/// and latencies look like a real hour's, not like one repeated value.
+fn spread(mid: f64, k: usize) -> f64 {
+    let u = ((k as u64).wrapping_mul(2_654_435_761) % 1_000) as f64 / 1_000.0;
+    mid * (0.5 + 2.0 * u * u)
+}
+
+/// Gives a live item the state an hour of the reference workload leaves: `per_hour` events
+/// spread over the last hour (each with its event mark, as ingestion files it), the days
+/// before at the same rate, and the marks of earlier hours moved out, as the first event of
+/// an hour moves them. Executions file their own finish marks and no event marks.
+fn steady<R, C: shared::domain::live::Counters>(
+    live: &mut Live<R, C>,
+    t0: i64,
+    per_hour: usize,
+    key: Option<&str>,
+    mut event: impl FnMut(&mut Live<R, C>, usize, i64),
+) {
+    use shared::domain::live::{hour_of, mark, KEPT_DAYS};
+    let step = shared::time::HOUR_MS / per_hour as i64;
+    for k in 0..per_hour {
+        let ts = t0 - shared::time::HOUR_MS + k as i64 * step;
+        event(live, k, ts);
+        if let Some(key) = key {
+            live.seen.insert(hour_of(ts), mark(&format!("{key}-{k}")));
+        }
+    }
+    // Earlier days: a whole day at the same rate, scaled from the hour just made.
+    let hour = live
+        .window
+        .minutes
+        .iter()
+        .fold(C::default(), |mut t, (_, c)| {
+            t.merge(c);
+            t
+        });
+    let mut whole_day = C::default();
+    for _ in 0..24 {
+        whole_day.merge(&hour);
+    }
+    for d in 1..KEPT_DAYS {
+        let day = day_of(t0) - d;
+        if let Err(i) = live.window.days.binary_search_by_key(&day, |(x, _)| *x) {
+            live.window.days.insert(i, (day, whole_day.clone()));
+        }
+    }
+    live.seen.take_spill(t0);
+}
+
+/// The fleet's live items, as an hour of the reference workload leaves them: each agent
+/// with 12 executions an hour (1 % of them failing), each integration called once a minute
+/// (the first ones also probed every 30 s), hosts sampling every 30 s (one in ten hot),
+/// and a queue gauge.
 pub(crate) fn fleet(size: Fleet, t0: i64, probe_url: &str) -> Vec<Write> {
-    let minute = minute_of(t0) - 5;
-    let day = day_of(t0);
+    use shared::domain::events::Outcome;
+    use shared::domain::live::FinishKnown;
     let mut out = Vec::with_capacity(size.agents * 3 + size.integrations * 3 + size.hosts + 1);
     for a in 0..size.agents {
         let id = format!("agent-{a:05}");
         let mut record = AgentRecord::new(&id, t0 - 86_400_000);
         record.agent_name = format!("Agent {a}");
-        record.last_active = Some(t0 - 10_000);
         record.confidence = Some(0.8);
         let failing = a % 100 == 0;
-        let counters = AgentCounters {
-            started: 10,
-            completed: if failing { 2 } else { 9 },
-            failed: if failing { 8 } else { 1 },
-            timed: 10,
-            duration_sum_ms: 12_000.0,
-        };
         let mut live = Live::new(record);
-        live.window.minutes = vec![(minute, counters.clone())];
-        live.window.days = vec![(day, counters)];
+        steady(&mut live, t0, 24, None, |live, k, ts| {
+            let x = format!("x{}", k / 2);
+            if k % 2 == 0 {
+                live.started(&x, "Processing leads", None, ts, t0, FinishKnown::No);
+            } else {
+                let outcome = if failing && k % 3 != 0 {
+                    Outcome::Failed
+                } else {
+                    Outcome::Completed
+                };
+                let d = spread(1_200.0, a + k);
+                live.finished(&x, outcome, Some(d), None, ts, t0, FinishKnown::No);
+            }
+        });
+        live.record.last_active = Some(t0 - 10_000);
         out.push(item(
             layout::live(TENANT, Entity::Agent, &id),
             Record::Agent(live),
@@ -98,23 +152,26 @@ pub(crate) fn fleet(size: Fleet, t0: i64, probe_url: &str) -> Vec<Write> {
         let id = format!("integration-{i:04}");
         let mut record = IntegrationRecord::new(&id, t0 - 86_400_000);
         record.state = ConnectionState::Active;
-        record.last_used = Some(t0 - 20_000);
         record.up_since = Some(t0 - 86_400_000);
-        if i < size.probed {
+        let probed = i < size.probed;
+        if probed {
             record.probe = Some(Probe {
                 url: probe_url.to_owned(),
                 timeout_ms: 2_000,
                 expected_status: 200,
             });
         }
-        let counters = IntegrationCounters {
-            calls: 20,
-            failures: 0,
-            latency_sum_ms: 2_400.0,
-        };
         let mut live = Live::new(record);
-        live.window.minutes = vec![(minute, counters.clone())];
-        live.window.days = vec![(day, counters)];
+        steady(&mut live, t0, 60, Some(&id), |live, k, ts| {
+            live.call(true, spread(120.0, i + k), None, ts, t0);
+        });
+        if probed {
+            for k in 0..120 {
+                let at = t0 - shared::time::HOUR_MS + k * 30_000;
+                live.probe(true, spread(40.0, i + k as usize), at, t0);
+            }
+        }
+        live.record.last_used = Some(t0 - 20_000);
         out.push(item(
             layout::live(TENANT, Entity::Integration, &id),
             Record::Integration(live),
@@ -132,9 +189,20 @@ pub(crate) fn fleet(size: Fleet, t0: i64, probe_url: &str) -> Vec<Write> {
             uptime_seconds: Some(86_400),
             last_seen: t0 - 5_000,
         };
+        let mut live = Live::new(record.clone());
+        steady(&mut live, t0, 120, Some(&id), |live, k, ts| {
+            let sample = HostRecord {
+                cpu_usage: spread(record.cpu_usage / 1.5, h + k).min(100.0),
+                memory_usage: spread(40.0, h + k).min(100.0),
+                last_seen: ts,
+                ..record.clone()
+            };
+            live.sample(sample, t0);
+        });
+        live.record = record;
         out.push(item(
             layout::live(TENANT, Entity::Host, &id),
-            Record::Host(Live::new(record)),
+            Record::Host(live),
             None,
         ));
     }

@@ -83,6 +83,30 @@ fn ddb(read_units: f64, write_units: f64) -> f64 {
     read_units / 1e6 * READ_PER_MILLION + write_units / 1e6 * WRITE_PER_MILLION
 }
 
+/// Prints the mean and largest size of the seeded live items by kind, as DynamoDB sizes
+/// them: what one event's write costs in write units.
+fn print_sizes(items: &[shared::store::Write]) {
+    use shared::store::Record;
+    let mut by_kind: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for w in items {
+        let kind = match &w.item.record {
+            Record::Agent(_) => "agent",
+            Record::Integration(_) => "integration",
+            Record::Host(_) => "host",
+            _ => continue,
+        };
+        let size = shared::store::dynamodb::item_size(&w.item).unwrap_or(0);
+        by_kind.entry(kind).or_default().push(size);
+    }
+    println!("\n| live item after an hour of the workload | mean bytes | largest |");
+    println!("|---|---|---|");
+    for (kind, sizes) in by_kind {
+        let mean = sizes.iter().sum::<usize>() / sizes.len().max(1);
+        let max = sizes.iter().max().copied().unwrap_or(0);
+        println!("| {kind} | {mean} | {max} |");
+    }
+}
+
 /// Prints the bill.
 pub async fn cost_benchmark() {
     let (backend, _dir) = embedded_backend();
@@ -90,11 +114,15 @@ pub async fn cost_benchmark() {
     let target = e2e_tests::ProbeTarget::start().await;
     let now = chrono::Utc::now().timestamp_millis();
     let t0 = now - now.rem_euclid(MINUTE_MS) - 5 * MINUTE_MS;
-    seed(
-        &(metered.clone() as Arc<dyn shared::store::Backend>),
-        fleet(FLEET, t0, &target.url()),
-    )
-    .await;
+    let items = fleet(FLEET, t0, &target.url());
+    print_sizes(&items);
+    if std::env::var("DUMP").is_ok() {
+        dump_one(&items[0..1]);
+        dump_one(&items[10_000..10_001]);
+        dump_one(&items[11_000..11_001]);
+        return;
+    }
+    seed(&(metered.clone() as Arc<dyn shared::store::Backend>), items).await;
     let store = Store::new(metered.clone());
     store
         .register_tenant(TENANT, t0)
@@ -348,4 +376,16 @@ pub async fn cost_benchmark() {
     }
     println!("| **DynamoDB total** | | **{dynamo:.0}** |");
     println!("| **total** | | **{total:.0}** |");
+}
+#[allow(dead_code)]
+pub fn dump_one(items: &[shared::store::Write]) {
+    for w in items.iter().step_by(1) {
+        if let Ok(i) = shared::store::dynamodb::to_item(&w.item) {
+            for (k, v) in &i {
+                println!("{k} = {v:?}");
+            }
+            println!("----");
+        }
+        break;
+    }
 }

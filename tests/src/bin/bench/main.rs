@@ -77,6 +77,20 @@ impl Backend for Metered {
         self.read_tenths.fetch_add(ru * 10, Ordering::Relaxed);
         Ok(out)
     }
+    async fn get_eventual(&self, keys: &[ItemKey]) -> Result<Vec<Option<StoredItem>>, StoreError> {
+        let out = self.inner.get_eventual(keys).await?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        // Eventually consistent: half of the above.
+        let ru: u64 = out
+            .iter()
+            .map(|i| {
+                i.as_ref()
+                    .map_or(Ok(1), |i| item_size(i).map(|s| units(s, 4096)))
+            })
+            .sum::<Result<u64, _>>()?;
+        self.read_tenths.fetch_add(ru * 5, Ordering::Relaxed);
+        Ok(out)
+    }
     async fn query(&self, pk: &str, from: &str, to: &str) -> Result<Vec<StoredItem>, StoreError> {
         let out = self.inner.query(pk, from, to).await?;
         self.count_query(&out)?;
