@@ -95,13 +95,20 @@ async fn the_readme_example_produces_the_contract_numbers() {
         .as_str()
         .is_some_and(|t| t.ends_with('Z')));
     health["last_active"] = Value::Null;
+    // Both executions took 60 s: every percentile is 60 s, within the histogram's 2 %.
+    for p in ["latency_p50_ms", "latency_p95_ms", "latency_p99_ms"] {
+        let v = health[p].as_f64().unwrap_or(f64::NAN);
+        assert!((v - 60_000.0).abs() <= 1_200.0, "{p} = {v}");
+        health[p] = Value::Null;
+    }
     assert_eq!(
         health,
         json!({
             "agent_id": "agent_123", "agent_name": "Sales Assistant", "status": "error",
             "current_operation": null, "operations_completed": 1, "success_rate": 0.5,
             "confidence_score": 0.5, "last_active": null, "health_trend": "stable",
-            "metrics": {"avg_execution_time": 60000.0, "error_rate": 0.5, "recent_executions": 2}
+            "metrics": {"avg_execution_time": 60000.0, "error_rate": 0.5, "recent_executions": 2},
+            "latency_p50_ms": null, "latency_p95_ms": null, "latency_p99_ms": null
         })
     );
 }
@@ -122,7 +129,8 @@ async fn put_agent_answers_the_agent_health_object() {
             "agent_id": "idle-bot", "agent_name": "Idle Bot", "status": "idle",
             "current_operation": null, "operations_completed": 0, "success_rate": 0.0,
             "confidence_score": 0.85, "last_active": null, "health_trend": "stable",
-            "metrics": {"avg_execution_time": null, "error_rate": 0.0, "recent_executions": 0}
+            "metrics": {"avg_execution_time": null, "error_rate": 0.0, "recent_executions": 0},
+            "latency_p50_ms": null, "latency_p95_ms": null, "latency_p99_ms": null
         })
     );
     let (status, health) = api.get("/api/health/agent/idle-bot").await;
@@ -149,7 +157,8 @@ async fn put_integration_validates_and_registers_a_probe() {
             "last_used": null, "latency_ms": 0.0, "error_rate": 0.0, "health_trend": "stable",
             "connection_status": "unknown", "state": "initializing", "consecutive_failures": 0,
             "health_checks_performed": 0, "recovery_attempts": 0, "successful_recoveries": 0,
-            "uptime_seconds": 0
+            "uptime_seconds": 0,
+            "latency_p50_ms": null, "latency_p95_ms": null, "latency_p99_ms": null
         })
     );
     for (probe, field) in [

@@ -2,6 +2,7 @@
 //! with the contract's shapes, alert acknowledgement, bad parameters, and tenant isolation
 //! through every endpoint. Time is fixed by a manual clock so every figure is exact.
 
+use shared::domain::latency::estimate;
 use std::sync::Arc;
 
 use e2e_tests::{spawn_api, Backend};
@@ -154,7 +155,10 @@ fn agent_a1(t: Millis) -> Value {
         "agent_id": "a1", "agent_name": "Sales Assistant", "status": "error", "current_operation": null,
         "operations_completed": 1, "success_rate": 0.5, "confidence_score": 0.88,
         "last_active": format_rfc3339(t - 240_000), "health_trend": "stable",
-        "metrics": {"avg_execution_time": 60000.0, "error_rate": 0.5, "recent_executions": 2}
+        "metrics": {"avg_execution_time": 60000.0, "error_rate": 0.5, "recent_executions": 2},
+        // Both executions took 60 s.
+        "latency_p50_ms": estimate(60_000.0), "latency_p95_ms": estimate(60_000.0),
+        "latency_p99_ms": estimate(60_000.0)
     })
 }
 
@@ -163,7 +167,8 @@ fn agent_a2(t: Millis) -> Value {
         "agent_id": "a2", "agent_name": "a2", "status": "active", "current_operation": "Processing leads",
         "operations_completed": 0, "success_rate": 0.0, "confidence_score": 0.5,
         "last_active": format_rfc3339(t - 60_000), "health_trend": "stable",
-        "metrics": {"avg_execution_time": null, "error_rate": 0.0, "recent_executions": 1}
+        "metrics": {"avg_execution_time": null, "error_rate": 0.0, "recent_executions": 1},
+        "latency_p50_ms": null, "latency_p95_ms": null, "latency_p99_ms": null
     })
 }
 
@@ -206,7 +211,10 @@ async fn every_read_endpoint_answers_the_contract_shapes(backend: Backend) {
                 "last_used": format_rfc3339(t - 60_000), "latency_ms": 200.0, "error_rate": 0.3333,
                 "health_trend": "stable", "connection_status": "connected", "state": "degraded",
                 "consecutive_failures": 1, "health_checks_performed": 0, "recovery_attempts": 0,
-                "successful_recoveries": 0, "uptime_seconds": 120
+                "successful_recoveries": 0, "uptime_seconds": 120,
+                // Calls of 100, 200 and 300 ms, by nearest rank.
+                "latency_p50_ms": estimate(200.0), "latency_p95_ms": estimate(300.0),
+                "latency_p99_ms": estimate(300.0)
             }])
         )
     );

@@ -206,7 +206,10 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
                 "agent_id": "a1", "agent_name": "Sales Assistant", "status": "error", "current_operation": null,
                 "operations_completed": 1, "success_rate": 0.5, "confidence_score": 0.5,
                 "last_active": format_rfc3339(now - 240_000), "health_trend": "stable",
-                "metrics": {"avg_execution_time": 60000.0, "error_rate": 0.5, "recent_executions": 2}
+                "metrics": {"avg_execution_time": 60000.0, "error_rate": 0.5, "recent_executions": 2},
+                "latency_p50_ms": shared::domain::latency::estimate(60_000.0),
+                "latency_p95_ms": shared::domain::latency::estimate(60_000.0),
+                "latency_p99_ms": shared::domain::latency::estimate(60_000.0)
             })
         )
     );

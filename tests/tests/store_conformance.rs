@@ -794,7 +794,75 @@ async fn pages_of_a_list_give_the_whole_list_once(store: Store) {
     }
 }
 
+async fn latencies_give_percentiles_and_move_out_by_the_hour(store: Store) {
+    use shared::domain::latency::estimate;
+    use shared::time::HOUR_MS;
+    // Ten minutes into an hour of three hours ago: 100 calls of 1 to 100 ms at minute 5.
+    let hour = (now() - 3 * HOUR_MS).div_euclid(HOUR_MS);
+    let t = hour * HOUR_MS + 10 * MINUTE_MS;
+    let calls: Vec<_> = (1..=100)
+        .map(|ms| json!({"event_id": format!("c{ms}"), "type": "integration.call", "integration_id": "stripe", "latency_ms": ms, "ok": true, "timestamp": at(t - 5 * MINUTE_MS)}))
+        .collect();
+    store
+        .ingest("t", &batch(t, json!(calls)), t)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let h = store
+        .integration_health("t", "stripe", t, 5000.0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("integration missing"));
+    // Nearest rank of 1..=100 ms: the 50th, 95th and 99th value.
+    assert_eq!(
+        (h.latency_p50_ms, h.latency_p95_ms, h.latency_p99_ms),
+        (
+            Some(estimate(50.0)),
+            Some(estimate(95.0)),
+            Some(estimate(99.0))
+        )
+    );
+    // The first call of the next hour moves the hour's latencies to its hour bucket.
+    let next = (hour + 1) * HOUR_MS + 2 * MINUTE_MS;
+    store
+        .ingest(
+            "t",
+            &batch(next, json!([{"event_id": "late", "type": "integration.call", "integration_id": "stripe", "latency_ms": 900, "ok": true, "timestamp": at(next)}])),
+            next,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let key = layout::latency_hour("t", Entity::Integration, "stripe", hour);
+    let moved = store
+        .backend()
+        .get(std::slice::from_ref(&key))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let Some(Some(item)) = moved.into_iter().next() else {
+        panic!("no hour bucket of latencies");
+    };
+    let Record::Latency(hour_latency) = item.record else {
+        panic!("{:?}", item.record);
+    };
+    assert_eq!(hour_latency.latency.count(), 100);
+    assert_eq!(
+        hour_latency
+            .latency
+            .quantile(0.99)
+            .map(|v| (v * 10.0).round() / 10.0),
+        Some(estimate(99.0))
+    );
+    // The hour window still holds them, with the new call.
+    let h = store
+        .integration_health("t", "stripe", next, 5000.0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("integration missing"));
+    assert_eq!(h.latency_p99_ms, Some(estimate(100.0)));
+    assert_eq!(h.latency_p50_ms, Some(estimate(51.0)));
+}
+
 e2e_tests::on_both_stores!(
+    latencies_give_percentiles_and_move_out_by_the_hour,
     pages_of_a_list_give_the_whole_list_once,
     a_write_whose_condition_fails_changes_nothing,
     completed_and_failed_give_the_contract_numbers,

@@ -398,7 +398,7 @@ fn healths(
     let agents = data
         .agents
         .iter()
-        .map(|d| agent_health(&d.record, &d.minutes, &d.days, now))
+        .map(|d| agent_health(&d.record, &d.minutes, &d.days, &d.latency, now))
         .collect();
     let integrations = data
         .integrations

@@ -640,6 +640,7 @@ mod tests {
                 },
             )],
             days: Vec::new(),
+            latency: Vec::new(),
         }
     }
 

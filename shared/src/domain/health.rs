@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use crate::domain::events::Outcome;
+use crate::domain::latency::{percentiles, Histogram};
 use crate::domain::records::{
     AgentCounters, AgentRecord, ConnectionState, IntegrationCounters, IntegrationRecord,
 };
@@ -215,6 +216,12 @@ pub struct AgentHealth {
     pub health_trend: Trend,
     /// Hourly metrics.
     pub metrics: AgentMetrics,
+    /// Median duration of the executions started in the hour, ms (within 2 %).
+    pub latency_p50_ms: Option<f64>,
+    /// 95th percentile of the same.
+    pub latency_p95_ms: Option<f64>,
+    /// 99th percentile of the same.
+    pub latency_p99_ms: Option<f64>,
 }
 
 /// An agent's status: `active` if an execution is running, else `paused` if paused, else
@@ -232,15 +239,17 @@ pub fn agent_status(agent: &AgentRecord) -> AgentStatus {
 }
 
 /// Computes an agent's health at `now` from its record, the counters of the minute buckets
-/// in the hour window, and the counters of the days in the trend window. Buckets outside the
-/// windows are ignored, so callers may pass a superset.
+/// in the hour window, the counters of the days in the trend window, and the durations by
+/// minute. Buckets outside the windows are ignored, so callers may pass a superset.
 pub fn agent_health(
     agent: &AgentRecord,
     minutes: &[(i64, AgentCounters)],
     days: &[(i64, AgentCounters)],
+    latency: &[(i64, Histogram)],
     now: Millis,
 ) -> AgentHealth {
     let hour = hour_window(minutes, now);
+    let [latency_p50_ms, latency_p95_ms, latency_p99_ms] = hour_percentiles(latency, now);
     let first_day = trend_start_day(now);
     let points: Vec<DayScore> = days
         .iter()
@@ -265,7 +274,20 @@ pub fn agent_health(
             error_rate: round3(ratio(hour.failed, hour.started)),
             recent_executions: hour.started,
         },
+        latency_p50_ms,
+        latency_p95_ms,
+        latency_p99_ms,
     }
+}
+
+/// p50, p95 and p99 of the latencies in the hour window at `now`.
+pub fn hour_percentiles(latency: &[(i64, Histogram)], now: Millis) -> [Option<f64>; 3] {
+    let first = window_start_minute(now);
+    let mut h = Histogram::default();
+    for (_, m) in latency.iter().filter(|(m, _)| *m >= first) {
+        h.merge(m);
+    }
+    percentiles(&h)
 }
 
 /// An integration's status.
@@ -323,6 +345,12 @@ pub struct IntegrationHealth {
     pub successful_recoveries: u64,
     /// Seconds up since it last became active.
     pub uptime_seconds: u64,
+    /// Median latency of the hour's calls and probes, ms (within 2 %).
+    pub latency_p50_ms: Option<f64>,
+    /// 95th percentile of the same.
+    pub latency_p95_ms: Option<f64>,
+    /// 99th percentile of the same.
+    pub latency_p99_ms: Option<f64>,
 }
 
 /// Computes an integration's health at `now`; `latency_threshold_ms` is the contract's
@@ -331,10 +359,12 @@ pub fn integration_health(
     integration: &IntegrationRecord,
     minutes: &[(i64, IntegrationCounters)],
     days: &[(i64, IntegrationCounters)],
+    latency: &[(i64, Histogram)],
     now: Millis,
     latency_threshold_ms: f64,
 ) -> IntegrationHealth {
     let hour: IntegrationCounters = hour_window(minutes, now);
+    let [latency_p50_ms, latency_p95_ms, latency_p99_ms] = hour_percentiles(latency, now);
     let first_day = trend_start_day(now);
     let points: Vec<DayScore> = days
         .iter()
@@ -378,6 +408,9 @@ pub fn integration_health(
         recovery_attempts: integration.recovery_attempts,
         successful_recoveries: integration.successful_recoveries,
         uptime_seconds: integration.uptime_seconds(now),
+        latency_p50_ms,
+        latency_p95_ms,
+        latency_p99_ms,
     }
 }
 
@@ -410,7 +443,7 @@ mod tests {
     fn an_idle_agent_with_confidence_085_reports_idle_and_085() {
         let mut agent = AgentRecord::new("agent_1", NOW - HOUR_MS);
         agent.report_confidence(0.85, NOW - MINUTE_MS);
-        let h = agent_health(&agent, &[], &[], NOW);
+        let h = agent_health(&agent, &[], &[], &[], NOW);
         assert_eq!(h.status, AgentStatus::Idle);
         assert_eq!(h.confidence_score, 0.85);
         assert_eq!(h.current_operation, None);
@@ -420,7 +453,7 @@ mod tests {
 
     #[test]
     fn an_agent_without_reported_confidence_scores_half() {
-        let h = agent_health(&AgentRecord::new("a", NOW), &[], &[], NOW);
+        let h = agent_health(&AgentRecord::new("a", NOW), &[], &[], &[], NOW);
         assert_eq!(h.confidence_score, 0.5);
     }
 
@@ -432,7 +465,7 @@ mod tests {
             (m, finished(Outcome::Completed, 60_000.0)),
             (m + 1, finished(Outcome::Failed, 60_000.0)),
         ];
-        let h = agent_health(&agent, &minutes, &[], NOW);
+        let h = agent_health(&agent, &minutes, &[], &[], NOW);
         assert_eq!(h.operations_completed, 1);
         assert_eq!(h.metrics.recent_executions, 2);
         assert_eq!(h.metrics.error_rate, 0.5);
@@ -454,7 +487,7 @@ mod tests {
             c.started += 1;
             c.add_finish(outcome, Some(1_000.0));
         }
-        let h = agent_health(&agent, &[(m, c)], &[], NOW);
+        let h = agent_health(&agent, &[(m, c)], &[], &[], NOW);
         assert_eq!((h.success_rate, h.metrics.error_rate), (0.75, 0.25));
     }
 
@@ -462,7 +495,13 @@ mod tests {
     fn executions_started_over_an_hour_ago_are_outside_the_window() {
         let agent = AgentRecord::new("a", NOW);
         let old = minute_of(NOW - HOUR_MS - 2 * MINUTE_MS);
-        let h = agent_health(&agent, &[(old, finished(Outcome::Failed, 5.0))], &[], NOW);
+        let h = agent_health(
+            &agent,
+            &[(old, finished(Outcome::Failed, 5.0))],
+            &[],
+            &[],
+            NOW,
+        );
         assert_eq!(h.metrics.recent_executions, 0);
         assert_eq!(h.metrics.error_rate, 0.0);
     }
@@ -476,7 +515,7 @@ mod tests {
             started: 1,
             ..AgentCounters::default()
         };
-        let h = agent_health(&agent, &[(minute_of(NOW - MINUTE_MS), c)], &[], NOW);
+        let h = agent_health(&agent, &[(minute_of(NOW - MINUTE_MS), c)], &[], &[], NOW);
         assert_eq!(h.status, AgentStatus::Active);
         assert_eq!(h.current_operation.as_deref(), Some("Processing leads"));
         assert_eq!((h.metrics.recent_executions, h.success_rate), (1, 0.0));
@@ -487,12 +526,12 @@ mod tests {
         let mut agent = AgentRecord::new("a", NOW);
         agent.finish("x", Outcome::Failed, NOW);
         assert_eq!(
-            agent_health(&agent, &[], &[], NOW).status,
+            agent_health(&agent, &[], &[], &[], NOW).status,
             AgentStatus::Error
         );
         agent.paused = true;
         assert_eq!(
-            agent_health(&agent, &[], &[], NOW).status,
+            agent_health(&agent, &[], &[], &[], NOW).status,
             AgentStatus::Paused
         );
     }
@@ -529,12 +568,12 @@ mod tests {
             (today, day(9, 10)),
         ];
         assert_eq!(
-            agent_health(&agent, &[], &days, NOW).health_trend,
+            agent_health(&agent, &[], &days, &[], NOW).health_trend,
             Trend::Improving
         );
         let days = [(today - 7, day(0, 10)), (today, day(9, 10))];
         assert_eq!(
-            agent_health(&agent, &[], &days, NOW).health_trend,
+            agent_health(&agent, &[], &days, &[], NOW).health_trend,
             Trend::Stable
         );
     }
@@ -549,7 +588,7 @@ mod tests {
         for _ in 0..3 {
             i.record_result(false, NOW);
         }
-        let h = integration_health(&i, &[(minute_of(NOW), c)], &[], NOW, 5_000.0);
+        let h = integration_health(&i, &[(minute_of(NOW), c)], &[], &[], NOW, 5_000.0);
         assert_eq!(h.error_rate, 0.3333);
         assert_eq!(h.latency_ms, 101.0);
         assert_eq!(h.status, IntegrationStatus::Error);
@@ -560,13 +599,13 @@ mod tests {
     #[test]
     fn a_slow_integration_is_degraded_and_a_new_one_is_unknown() {
         let mut i = IntegrationRecord::new("gmail", NOW);
-        let fresh = integration_health(&i, &[], &[], NOW, 5_000.0);
+        let fresh = integration_health(&i, &[], &[], &[], NOW, 5_000.0);
         assert_eq!(fresh.connection_status, ConnectionStatus::Unknown);
         assert_eq!(fresh.status, IntegrationStatus::Healthy);
         i.record_result(true, NOW);
         let mut c = IntegrationCounters::default();
         c.add(true, 6_000.0);
-        let h = integration_health(&i, &[(minute_of(NOW), c)], &[], NOW, 5_000.0);
+        let h = integration_health(&i, &[(minute_of(NOW), c)], &[], &[], NOW, 5_000.0);
         assert_eq!(
             (h.status, h.connection_status),
             (IntegrationStatus::Degraded, ConnectionStatus::Connected)

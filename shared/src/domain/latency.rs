@@ -41,6 +41,17 @@ pub fn value_of(bucket: i32) -> f64 {
     2.0 * g.powi(bucket) / (g + 1.0)
 }
 
+/// The 1-based nearest rank of quantile `q` among `n` values.
+pub fn nearest_rank(q: f64, n: u64) -> u64 {
+    ((q * n as f64).ceil() as u64).clamp(1, n.max(1))
+}
+
+/// What a single value reads as once counted: the value its bucket stands for, rounded
+/// to 1 decimal as the API shows percentiles.
+pub fn estimate(value: f64) -> f64 {
+    crate::domain::health::round_to(value_of(bucket_of(value)), 1)
+}
+
 /// Counts by bucket, ascending by bucket.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Histogram {
@@ -81,18 +92,20 @@ impl Histogram {
         self.buckets.is_empty()
     }
 
-    /// The value at quantile `q` (0..=1): that of the sample of rank `⌊q·(n−1)⌋` among the
-    /// `n` counted, ascending, within [`RELATIVE_ACCURACY`]; `None` if empty.
+    /// The value at quantile `q` (0..=1) by nearest rank: that of the `⌈q·n⌉`-th smallest
+    /// of the `n` counted (at least the first), within [`RELATIVE_ACCURACY`]; `None` if
+    /// empty. Nearest rank never answers below a sample the quantile covers, so the p99 of
+    /// a few slow calls is the slowest, not an interpolation.
     pub fn quantile(&self, q: f64) -> Option<f64> {
         let n = self.count();
         if n == 0 || !(0.0..=1.0).contains(&q) {
             return None;
         }
-        let rank = (q * (n - 1) as f64).floor() as u64;
+        let rank = nearest_rank(q, n);
         let mut seen = 0u64;
         for (b, c) in &self.buckets {
             seen += c;
-            if seen > rank {
+            if seen >= rank {
                 return Some(value_of(*b));
             }
         }
@@ -154,6 +167,27 @@ impl Histogram {
     }
 }
 
+impl serde::Serialize for Histogram {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.pack())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Histogram {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        Histogram::unpack(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One hour of an entity's latencies, moved out of its live item once the hour is over:
+/// what percentiles over days (history, stuck executions) merge.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HourLatency {
+    /// The hour's distribution.
+    pub latency: Histogram,
+}
+
 /// The 50th, 95th and 99th percentiles, ms, rounded to 1 decimal; `None` without data.
 pub fn percentiles(h: &Histogram) -> [Option<f64>; 3] {
     [0.50, 0.95, 0.99].map(|q| h.quantile(q).map(|v| crate::domain::health::round_to(v, 1)))
@@ -165,7 +199,7 @@ mod tests {
 
     /// The exact value of the same rank the histogram answers for.
     fn exact(sorted: &[f64], q: f64) -> f64 {
-        sorted[(q * (sorted.len() - 1) as f64).floor() as usize]
+        sorted[nearest_rank(q, sorted.len() as u64) as usize - 1]
     }
 
     fn check(values: &[f64]) {
@@ -250,6 +284,17 @@ mod tests {
         assert_eq!(h.count_at_most(10.0), 0);
         assert_eq!(h.count_at_most(1e9), 5);
         assert_eq!(percentiles(&Histogram::default()), [None, None, None]);
+        // Nearest rank: of 100, 200 and 300 ms the median is 200 and the p95 and p99 300.
+        let mut h = Histogram::default();
+        [100.0, 200.0, 300.0].iter().for_each(|v| h.add(*v));
+        assert_eq!(
+            percentiles(&h),
+            [
+                Some(estimate(200.0)),
+                Some(estimate(300.0)),
+                Some(estimate(300.0))
+            ]
+        );
     }
 
     #[test]

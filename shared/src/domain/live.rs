@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::domain::latency::Histogram;
 use crate::domain::records::{
     AgentCounters, AgentRecord, HostCounters, HostRecord, IntegrationCounters, IntegrationRecord,
 };
@@ -114,13 +115,19 @@ impl Counters for HostCounters {
     }
 }
 
-/// Counters by minute over the hour window and by day over the last [`KEPT_DAYS`] days.
+/// Counters by minute over the hour window and by day over the last [`KEPT_DAYS`] days,
+/// and latencies by minute over the hour window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Window<C> {
     /// Minute buckets, ascending, none older than the hour window.
     pub minutes: Vec<(i64, C)>,
     /// Day buckets, ascending, none older than [`KEPT_DAYS`] days.
     pub days: Vec<(i64, C)>,
+    /// Latencies (execution durations, call and probe latencies) by minute, ascending.
+    pub latency: Vec<(i64, Histogram)>,
+    /// The newest hour whose latencies moved to an hour bucket: a later sample of it
+    /// counts in the hour window only.
+    pub latency_through: Option<i64>,
 }
 
 impl<C> Default for Window<C> {
@@ -128,6 +135,8 @@ impl<C> Default for Window<C> {
         Self {
             minutes: Vec::new(),
             days: Vec::new(),
+            latency: Vec::new(),
+            latency_through: None,
         }
     }
 }
@@ -166,11 +175,61 @@ impl<C: Counters> Window<C> {
         }
     }
 
+    /// Counts a latency (ms) of something that happened at `at` in its minute, if the hour
+    /// window still keeps that minute at `now`.
+    pub fn time(&mut self, at: Millis, now: Millis, value_ms: f64) {
+        let minute = minute_of(at);
+        if minute < first_kept_minute(now) {
+            return;
+        }
+        match self.latency.binary_search_by_key(&minute, |(m, _)| *m) {
+            Ok(i) => self.latency[i].1.add(value_ms),
+            Err(i) => {
+                let mut h = Histogram::default();
+                h.add(value_ms);
+                self.latency.insert(i, (minute, h));
+            }
+        }
+    }
+
+    /// The latencies of the minutes from `first_minute` on.
+    pub fn latency_since(&self, first_minute: i64) -> Histogram {
+        let mut out = Histogram::default();
+        for (_, h) in self.latency.iter().filter(|(m, _)| *m >= first_minute) {
+            out.merge(h);
+        }
+        out
+    }
+
+    /// The latencies of each hour that is over at `now` and has not moved out yet, for hour
+    /// buckets; they stay in the minutes until those leave the hour window.
+    pub fn take_latency_hours(&mut self, now: Millis) -> Vec<(i64, Histogram)> {
+        let last_over = hour_of(now) - 1;
+        let through = self.latency_through.unwrap_or(i64::MIN);
+        if through >= last_over {
+            return Vec::new();
+        }
+        let mut out: Vec<(i64, Histogram)> = Vec::new();
+        for (minute, h) in &self.latency {
+            let hour = hour_of(minute * crate::time::MINUTE_MS);
+            if hour <= through || hour > last_over {
+                continue;
+            }
+            match out.last_mut() {
+                Some((h0, acc)) if *h0 == hour => acc.merge(h),
+                _ => out.push((hour, h.clone())),
+            }
+        }
+        self.latency_through = Some(last_over);
+        out
+    }
+
     /// Drops what is older than the windows at `now` and returns the days dropped, which
     /// are final and belong in day buckets.
     pub fn prune(&mut self, now: Millis) -> Vec<(i64, C)> {
         let first_minute = first_kept_minute(now);
         self.minutes.retain(|(m, _)| *m >= first_minute);
+        self.latency.retain(|(m, _)| *m >= first_minute);
         let first_day = first_kept_day(now);
         let keep = self.days.partition_point(|(d, _)| *d < first_day);
         self.days.drain(..keep).collect()
@@ -181,6 +240,10 @@ impl<C: Counters> Window<C> {
         self.minutes
             .first()
             .is_some_and(|(m, _)| *m < first_kept_minute(now))
+            || self
+                .latency
+                .first()
+                .is_some_and(|(m, _)| *m < first_kept_minute(now))
             || self
                 .days
                 .first()
@@ -248,6 +311,45 @@ struct PackedWindow {
     m: String,
     #[serde(default)]
     d: String,
+    /// Latencies: `minute,histogram` pairs, `;`-separated, minutes relative as in `m`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    l: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lt: Option<i64>,
+}
+
+fn pack_latency(rows: &[(i64, Histogram)]) -> String {
+    let mut out = String::new();
+    let mut prev = 0;
+    for (i, (m, h)) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        let _ = write!(out, "{},{}", m - prev, h.pack());
+        prev = *m;
+    }
+    out
+}
+
+fn unpack_latency(text: &str) -> Result<Vec<(i64, Histogram)>, String> {
+    let mut out: Vec<(i64, Histogram)> = Vec::new();
+    let mut prev = 0i64;
+    for part in text.split(';').filter(|p| !p.is_empty()) {
+        let (delta, h) = part
+            .split_once(',')
+            .ok_or_else(|| format!("bad latency row {part:?}"))?;
+        let delta: i64 = delta
+            .parse()
+            .map_err(|_| format!("bad latency minute in {part:?}"))?;
+        prev = prev
+            .checked_add(delta)
+            .ok_or_else(|| format!("latency minute overflows in {part:?}"))?;
+        if out.last().is_some_and(|(m, _)| *m >= prev) {
+            return Err(format!("latency rows out of order at {part:?}"));
+        }
+        out.push((prev, Histogram::unpack(h)?));
+    }
+    Ok(out)
 }
 
 impl<C: Counters> Serialize for Window<C> {
@@ -255,6 +357,8 @@ impl<C: Counters> Serialize for Window<C> {
         PackedWindow {
             m: pack(&self.minutes),
             d: pack(&self.days),
+            l: pack_latency(&self.latency),
+            lt: self.latency_through,
         }
         .serialize(s)
     }
@@ -266,6 +370,8 @@ impl<'de, C: Counters> Deserialize<'de> for Window<C> {
         Ok(Self {
             minutes: unpack(&p.m).map_err(serde::de::Error::custom)?,
             days: unpack(&p.d).map_err(serde::de::Error::custom)?,
+            latency: unpack_latency(&p.l).map_err(serde::de::Error::custom)?,
+            latency_through: p.lt,
         })
     }
 }
@@ -553,6 +659,9 @@ impl LiveAgent {
             None => duration_ms,
         };
         self.record.finish(execution_id, outcome, ts);
+        if let Some(d) = duration {
+            self.window.time(started_at, now, d);
+        }
         self.window.add(started_at, now, |c| {
             if known.is_none() {
                 c.started = c.started.saturating_add(1);
@@ -571,12 +680,14 @@ impl LiveIntegration {
             self.record.integration_name = name.to_owned();
         }
         self.record.record_result(ok, ts);
+        self.window.time(ts, now, latency_ms);
         self.window.add(ts, now, |c| c.add(ok, latency_ms));
     }
 
     /// Records a probe's result: the check, the state machine and the counters.
     pub fn probe(&mut self, ok: bool, latency_ms: f64, at: Millis, now: Millis) {
         self.record.record_probe(ok, at);
+        self.window.time(at, now, latency_ms);
         self.window.add(at, now, |c| c.add(ok, latency_ms));
     }
 }

@@ -103,7 +103,7 @@ impl Store {
 
 /// An agent's health from its data.
 pub fn health_of(d: &AgentData, now: Millis) -> AgentHealth {
-    agent_health(&d.record, &d.minutes, &d.days, now)
+    agent_health(&d.record, &d.minutes, &d.days, &d.latency, now)
 }
 
 /// The bucket index of a day or mark bucket.

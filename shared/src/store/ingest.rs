@@ -20,6 +20,7 @@ use super::{
     StoreError, StoredItem, Write, MAX_INGEST_ATTEMPTS,
 };
 use crate::domain::events::{Event, EventKind, Gauge};
+use crate::domain::latency::{Histogram, HourLatency};
 use crate::domain::live::{
     finish_mark, hour_of, mark, FinishKnown, Live, LiveAgent, LiveHost, LiveIntegration, Seen,
 };
@@ -131,6 +132,10 @@ pub(crate) trait LiveRecord: Sized + Send + Clone {
     fn seen_mut(&mut self) -> &mut Seen;
     /// Removes the day counters that are final at `now`, as day bucket records.
     fn archive(&mut self, now: Millis) -> Vec<(i64, Record)>;
+    /// The latencies of the hours over at `now` not moved out yet, for hour buckets.
+    fn take_latency_hours(&mut self, _now: Millis) -> Vec<(i64, Histogram)> {
+        Vec::new()
+    }
     /// The record of an entity first seen in `event`.
     fn create(event: &Event, now: Millis) -> Self;
     /// Adds the item, as written, to what a batch touched.
@@ -191,6 +196,9 @@ where
 
 #[async_trait::async_trait]
 impl LiveRecord for LiveAgent {
+    fn take_latency_hours(&mut self, now: Millis) -> Vec<(i64, Histogram)> {
+        self.window.take_latency_hours(now)
+    }
     fn touch(self, touched: &mut Touched) {
         touched.agents.push(self.into());
     }
@@ -290,6 +298,9 @@ async fn finish_known(
 
 #[async_trait::async_trait]
 impl LiveRecord for LiveIntegration {
+    fn take_latency_hours(&mut self, now: Millis) -> Vec<(i64, Histogram)> {
+        self.window.take_latency_hours(now)
+    }
     fn touch(self, touched: &mut Touched) {
         touched.integrations.push(self.into());
     }
@@ -633,10 +644,12 @@ impl Store {
         }
     }
 
-    /// Moves out of a live item what time has taken from it: final days to day buckets
-    /// and older marks to mark buckets. Both writes are idempotent (a final day is the same
-    /// whoever writes it; marks are added as a union), so they happen before the item's
-    /// own conditional write and a lost race simply repeats them.
+    /// Moves out of a live item what time has taken from it: the latencies of hours that
+    /// are over to hour buckets, final days to day buckets and older marks to mark buckets.
+    /// All are idempotent (an hour's latencies and a final day are the same whoever writes
+    /// them, a sample arriving after its hour moved counting in the hour window only; marks
+    /// are added as a union), so they happen before the item's own conditional write and a
+    /// lost race simply repeats them.
     pub(crate) async fn settle<T: LiveRecord>(
         &self,
         tenant: &str,
@@ -644,6 +657,26 @@ impl Store {
         value: &mut T,
         now: Millis,
     ) -> Result<(), StoreError> {
+        // Before the archive prunes the minutes that hold them.
+        let hours = value.take_latency_hours(now);
+        if let MarksOf::Entity(entity, id) = of {
+            for (hour, latency) in hours {
+                let write = Write {
+                    item: StoredItem {
+                        key: layout::latency_hour(tenant, entity, id, hour),
+                        record: Record::Latency(HourLatency { latency }),
+                        version: 1,
+                        expires_at: layout::expiry(
+                            crate::domain::live::hour_end(hour),
+                            layout::LATENCY_TTL_MS,
+                        ),
+                        index: None,
+                    },
+                    condition: Condition::None,
+                };
+                self.backend.write(vec![write]).await?;
+            }
+        }
         let days = value.archive(now);
         if let (MarksOf::Entity(entity, id), false) = (of, days.is_empty()) {
             let writes = days

@@ -53,6 +53,23 @@ pub fn day(tenant: &str, entity: Entity, id: &str, day: i64) -> ItemKey {
     }
 }
 
+/// An entity's latencies of one hour ([`crate::domain::latency::HourLatency`]).
+pub fn latency_hour(tenant: &str, entity: Entity, id: &str, hour: i64) -> ItemKey {
+    ItemKey {
+        pk: partition(tenant, entity, id),
+        sk: latency_hour_sk(hour),
+    }
+}
+
+/// Sort key of an hour's latencies.
+pub fn latency_hour_sk(hour: i64) -> String {
+    format!("L#{hour:010}")
+}
+
+/// How long an hour's latencies are kept after the hour: the 30-day SLO window and the
+/// 30-day history, and a day to spare.
+pub const LATENCY_TTL_MS: i64 = 31 * crate::time::DAY_MS;
+
 /// The partition of a tenant's live items of one kind, one item per entity: what the
 /// collector and the lists read with one Query.
 pub fn live_partition(tenant: &str, entity: Entity) -> String {

@@ -63,6 +63,7 @@ pub enum Record {
     HostCounters(HostCounters),
     System(SystemRecord),
     Marks(MarkBucket),
+    Latency(crate::domain::latency::HourLatency),
     ApiKey(ApiKeyRecord),
     Alert(crate::domain::alerts::AlertRecord),
     Tenant(TenantRecord),

@@ -33,6 +33,8 @@ pub struct EntityData<R, C> {
     pub minutes: Vec<(i64, C)>,
     /// Day buckets of the last days (the trend's 7 and more).
     pub days: Vec<(i64, C)>,
+    /// Latencies by minute over the hour window.
+    pub latency: Vec<(i64, crate::domain::latency::Histogram)>,
 }
 
 impl<R, C> From<Live<R, C>> for EntityData<R, C> {
@@ -41,6 +43,7 @@ impl<R, C> From<Live<R, C>> for EntityData<R, C> {
             record: live.record,
             minutes: live.window.minutes,
             days: live.window.days,
+            latency: live.window.latency,
         }
     }
 }
@@ -58,6 +61,7 @@ impl IntegrationData {
             &self.record,
             &self.minutes,
             &self.days,
+            &self.latency,
             now,
             latency_threshold_ms,
         )

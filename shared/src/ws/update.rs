@@ -202,7 +202,7 @@ mod tests {
             at: NOW,
             agents: records
                 .iter()
-                .map(|r| agent_health(r, &[], &[], NOW))
+                .map(|r| agent_health(r, &[], &[], &[], NOW))
                 .collect(),
             integrations: Vec::new(),
             system,

@@ -30,7 +30,7 @@ fn update() -> Vec<String> {
                 agent_name: format!("Agent {i}"),
                 ..AgentRecord::new(&format!("agent-{i:03}"), now)
             };
-            agent_health(&record, &[], &[], now)
+            agent_health(&record, &[], &[], &[], now)
         })
         .collect();
     let system = system_health(
