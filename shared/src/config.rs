@@ -26,6 +26,10 @@ pub struct Config {
     pub error_rate_threshold: f64,
     /// `ALERT_LATENCY_THRESHOLD`: integration latency in ms that raises a warning (5000).
     pub latency_threshold_ms: f64,
+    /// `ALERT_STUCK_MIN_SECONDS`: least time an execution runs before it can count as
+    /// stuck (1..=604800, default 900); the bar is the larger of this and 3 × the agent's
+    /// 7-day p99 duration.
+    pub stuck_min_seconds: u64,
     /// `ALERT_QUEUE_DEPTH_THRESHOLD`: queue depth that raises a warning (100).
     pub queue_depth_threshold: u64,
     /// `PROBE_ALLOWED_ADDRESSES`: comma-separated IP addresses that probes may target even
@@ -57,6 +61,7 @@ impl Default for Config {
             error_rate_threshold: 0.5,
             latency_threshold_ms: 5000.0,
             queue_depth_threshold: 100,
+            stuck_min_seconds: 900,
             probe_allowed_addresses: Vec::new(),
             collector_invocation_secs: 60,
             public_url: None,
@@ -139,6 +144,19 @@ impl Config {
                         variable,
                         value,
                         reason: "must be a number of milliseconds above 0",
+                    })?,
+            },
+            stuck_min_seconds: match get("ALERT_STUCK_MIN_SECONDS") {
+                None => d.stuck_min_seconds,
+                Some((variable, value)) => value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|v: &u64| (1..=604_800).contains(v))
+                    .ok_or(ConfigError {
+                        variable,
+                        value,
+                        reason: "must be a whole number of seconds from 1 to 604800",
                     })?,
             },
             queue_depth_threshold: match get("ALERT_QUEUE_DEPTH_THRESHOLD") {

@@ -772,7 +772,71 @@ async fn an_interrupted_probe_write_counts_once(store: Store) {
     );
 }
 
+/// An execution running past max(15 min, 3 × the agent's 7-day p99 duration) raises a
+/// warning naming its operation; one within its agent's usual durations does not; the
+/// alert resolves when the execution finishes.
+async fn a_stuck_execution_raises_a_warning_until_it_finishes(store: Store) {
+    let t0 = start_time();
+    let c = tenant_collector(&store, t0 - 3 * 3_600_000).await;
+    let start = |agent: &str, x: &str, ts: Millis| json!({"event_id": format!("{x}-s"), "type": "execution.started", "agent_id": agent, "agent_name": agent, "execution_id": x, "operation": "Processing leads", "timestamp": at(ts)});
+    // "slow" usually takes 12 minutes (two hours ago, so its hour moved to an hour bucket).
+    let before = t0 - 2 * 3_600_000;
+    let mut history = Vec::new();
+    for i in 0..5 {
+        history.push(start("slow", &format!("h{i}"), before));
+        history.push(json!({"event_id": format!("h{i}-f"), "type": "execution.finished", "agent_id": "slow", "execution_id": format!("h{i}"), "outcome": "completed", "duration_ms": 720_000, "timestamp": at(before + 720_000)}));
+    }
+    ingest(&store, before + 720_000, json!(history)).await;
+    // Both start an execution 20 minutes before t0.
+    let begun = t0 - 20 * MINUTE_MS;
+    ingest(
+        &store,
+        begun,
+        json!([start("fast", "f1", begun), start("slow", "s1", begun)]),
+    )
+    .await;
+
+    cycle(&c, t0).await;
+    let alerts = active(&store).await;
+    let stuck = find(&alerts, "fast", condition::STUCK)
+        .unwrap_or_else(|| panic!("no stuck alert: {alerts:?}"));
+    assert_eq!(stuck.severity, Severity::Warning);
+    assert_eq!(stuck.source_type, SourceType::Agent);
+    assert_eq!(
+        stuck.message,
+        "Agent fast stuck on \"Processing leads\" for 20 min"
+    );
+    // 20 minutes is within 3 × 12 minutes for "slow".
+    assert!(find(&alerts, "slow", condition::STUCK).is_none());
+    // At 40 minutes it is past 36.
+    cycle(&c, t0 + 20 * MINUTE_MS).await;
+    let alerts = active(&store).await;
+    assert!(
+        find(&alerts, "slow", condition::STUCK).is_some_and(|a| a.message.ends_with("for 40 min"))
+    );
+
+    // Finishing the executions resolves both.
+    let end = t0 + 21 * MINUTE_MS;
+    ingest(
+        &store,
+        end,
+        json!([
+            {"event_id": "f1-f", "type": "execution.finished", "agent_id": "fast", "execution_id": "f1", "outcome": "completed", "timestamp": at(end)},
+            {"event_id": "s1-f", "type": "execution.finished", "agent_id": "slow", "execution_id": "s1", "outcome": "completed", "timestamp": at(end)},
+        ]),
+    )
+    .await;
+    cycle(&c, end + INTERVAL).await;
+    let alerts = active(&store).await;
+    assert!(
+        find(&alerts, "fast", condition::STUCK).is_none()
+            && find(&alerts, "slow", condition::STUCK).is_none(),
+        "{alerts:?}"
+    );
+}
+
 e2e_tests::on_both_stores!(
+    a_stuck_execution_raises_a_warning_until_it_finishes,
     each_condition_raises_one_alert_and_resolves_when_cleared,
     acknowledgement_survives_cycles_and_is_cleared_on_escalation,
     a_flapping_value_makes_one_alert,

@@ -203,6 +203,13 @@ pub async fn evaluate_touched(
             firing.retain(|f| {
                 f.key.condition != super::rules::condition::SILENT || active.contains_key(&f.key)
             });
+            // A stuck execution is the cycle's to find (it reads 7 days of durations); an
+            // event keeps the alert while the execution still runs past the floor, and
+            // ends it when the execution finishes.
+            firing.extend(touched.agents.iter().filter_map(|a| {
+                super::rules::stuck(&a.record, thresholds.stuck_min_ms, now)
+                    .filter(|f| active.contains_key(&f.key))
+            }));
             firing
         },
         now,

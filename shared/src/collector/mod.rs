@@ -133,6 +133,40 @@ impl Collector {
         Ok(report)
     }
 
+    /// The agents' stuck executions at `now`. Only an execution past the floor can be
+    /// stuck, so only its agent's 7-day durations are read (its hour buckets, one Query,
+    /// with the hour window the live item holds).
+    async fn stuck(
+        &self,
+        tenant: &str,
+        agents: &[crate::store::tenant::AgentData],
+        t: &Thresholds,
+        now: Millis,
+    ) -> Result<Vec<rules::Firing>, StoreError> {
+        let mut out = Vec::new();
+        for a in agents {
+            if rules::stuck(&a.record, t.stuck_min_ms, now).is_none() {
+                continue;
+            }
+            let mut week = self
+                .store
+                .latency_between(
+                    tenant,
+                    crate::store::layout::Entity::Agent,
+                    &a.record.agent_id,
+                    now - 7 * crate::time::DAY_MS,
+                    now,
+                )
+                .await?;
+            for (_, h) in &a.latency {
+                week.merge(h);
+            }
+            let after = rules::stuck_after_ms(t.stuck_min_ms, week.quantile(0.99));
+            out.extend(rules::stuck(&a.record, after, now));
+        }
+        Ok(out)
+    }
+
     /// One tenant's cycle at `now`; `None` if another run claimed it.
     pub async fn cycle_tenant(
         &self,
@@ -152,9 +186,10 @@ impl Collector {
 
         let (agents, integrations) = healths(&data, now, self.config.latency_threshold_ms);
 
+        let thresholds = Thresholds::from(self.config.as_ref());
+        let stuck = self.stuck(tenant, &data.agents, &thresholds, now).await?;
         // Alerts: reconcile, and on a conflict (an acknowledgement, or an overlapping run)
         // re-read and reconcile again; what was written stays written.
-        let thresholds = Thresholds::from(self.config.as_ref());
         let records: Vec<_> = data
             .integrations
             .iter()
@@ -167,7 +202,7 @@ impl Collector {
             std::mem::take(&mut data.alerts),
             &alerting::Scope::All,
             |active| {
-                evaluate(
+                let mut firing = evaluate(
                     &data.agents,
                     &records,
                     &data.hosts,
@@ -175,7 +210,9 @@ impl Collector {
                     active,
                     &thresholds,
                     now,
-                )
+                );
+                firing.extend(stuck.iter().cloned());
+                firing
             },
             now,
         )

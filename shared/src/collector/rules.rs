@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::domain::alerts::{AlertRecord, Severity, SourceType};
 use crate::domain::health::hour_window;
-use crate::domain::records::{AgentCounters, HostRecord, IntegrationRecord, SystemRecord};
+use crate::domain::records::{
+    AgentCounters, AgentRecord, HostRecord, IntegrationRecord, SystemRecord,
+};
 use crate::domain::system::round1;
 use crate::store::tenant::AgentData;
 use crate::time::{format_rfc3339, Millis};
@@ -60,6 +62,40 @@ pub mod condition {
     pub const CONSECUTIVE_FAILURES: &str = "consecutive_failures";
     /// A host or an unpaused agent silent for 5 polling intervals.
     pub const SILENT: &str = "silent";
+    /// An execution running longer than max(`ALERT_STUCK_MIN_SECONDS`, 3 × the agent's
+    /// 7-day p99 duration).
+    pub const STUCK: &str = "stuck";
+}
+
+/// How many times the agent's 7-day p99 duration an execution may run before it is stuck.
+pub const STUCK_P99_FACTOR: f64 = 3.0;
+
+/// The running time after which an agent's execution is stuck: the larger of the floor and
+/// [`STUCK_P99_FACTOR`] × its 7-day p99 duration (the floor alone without durations).
+pub fn stuck_after_ms(floor_ms: Millis, p99_ms: Option<f64>) -> Millis {
+    let by_p99 = p99_ms.map_or(0, |p| (p * STUCK_P99_FACTOR).ceil() as Millis);
+    floor_ms.max(by_p99)
+}
+
+/// The agent's longest-running execution if it has run longer than `after_ms` at `now`:
+/// the warning `Agent Sales Assistant stuck on "Processing leads" for 42 min`.
+pub fn stuck(agent: &AgentRecord, after_ms: Millis, now: Millis) -> Option<Firing> {
+    let oldest = agent.running.values().min_by_key(|r| r.started_at)?;
+    let running = now - oldest.started_at;
+    (running > after_ms).then(|| Firing {
+        key: AlertKey {
+            source_type: SourceType::Agent,
+            source_id: agent.agent_id.clone(),
+            condition: condition::STUCK,
+        },
+        severity: Severity::Warning,
+        message: format!(
+            "Agent {} stuck on \"{}\" for {} min",
+            agent.agent_name,
+            oldest.operation,
+            running / 60_000
+        ),
+    })
 }
 
 /// The thresholds the rules use.
@@ -73,6 +109,8 @@ pub struct Thresholds {
     pub queue_depth: f64,
     /// Silence that raises an alert: 5 polling intervals, ms.
     pub silent_after_ms: Millis,
+    /// `ALERT_STUCK_MIN_SECONDS`, ms.
+    pub stuck_min_ms: Millis,
 }
 
 impl From<&Config> for Thresholds {
@@ -84,6 +122,8 @@ impl From<&Config> for Thresholds {
             silent_after_ms: SILENT_INTERVALS
                 * i64::try_from(c.polling_interval_secs * 1000)
                     .unwrap_or(i64::MAX / SILENT_INTERVALS),
+            stuck_min_ms: i64::try_from(c.stuck_min_seconds.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
         }
     }
 }
@@ -370,6 +410,7 @@ fn key_of(a: &AlertRecord) -> Option<AlertKey> {
         condition::LATENCY_HIGH,
         condition::CONSECUTIVE_FAILURES,
         condition::SILENT,
+        condition::STUCK,
     ]
     .into_iter()
     .find(|c| *c == a.condition)?;

@@ -125,8 +125,8 @@ pub struct Window<C> {
     pub days: Vec<(i64, C)>,
     /// Latencies (execution durations, call and probe latencies) by minute, ascending.
     pub latency: Vec<(i64, Histogram)>,
-    /// The newest hour whose latencies moved to an hour bucket: a later sample of it
-    /// counts in the hour window only.
+    /// The newest hour whose latencies moved to an hour bucket: a later sample of it, or
+    /// of an hour before it, counts in the hour window only.
     pub latency_through: Option<i64>,
 }
 
@@ -220,7 +220,10 @@ impl<C: Counters> Window<C> {
                 _ => out.push((hour, h.clone())),
             }
         }
-        self.latency_through = Some(last_over);
+        // Only hours that moved: an hour that had no samples yet may still get late ones.
+        if let Some((newest, _)) = out.last() {
+            self.latency_through = Some(*newest);
+        }
         out
     }
 

@@ -56,8 +56,7 @@ fn key_item(key: &ItemKey) -> Item {
 }
 
 /// Maps a stored item to DynamoDB attributes.
-#[doc(hidden)]
-pub fn to_item(item: &StoredItem) -> Result<Item, StoreError> {
+fn to_item(item: &StoredItem) -> Result<Item, StoreError> {
     let mut out: Item = serde_dynamo::to_item(&item.record).map_err(backend_err)?;
     out.insert("PK".to_owned(), s(&item.key.pk));
     out.insert("SK".to_owned(), s(&item.key.sk));

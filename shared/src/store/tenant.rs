@@ -379,3 +379,34 @@ impl Store {
         .await
     }
 }
+
+impl Store {
+    /// The latencies an entity's hour buckets hold for the hours from `from` to `to`
+    /// (times), merged: one eventually consistent Query of its partition.
+    pub async fn latency_between(
+        &self,
+        tenant: &str,
+        entity: Entity,
+        id: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<crate::domain::latency::Histogram, StoreError> {
+        use crate::domain::live::hour_of;
+        let items = self
+            .backend
+            .query_eventual(
+                &layout::partition(tenant, entity, id),
+                &layout::latency_hour_sk(hour_of(from)),
+                &layout::latency_hour_sk(hour_of(to)),
+            )
+            .await?;
+        let mut out = crate::domain::latency::Histogram::default();
+        // An unreadable hour is left out, as a damaged item is everywhere.
+        for item in items {
+            if let Record::Latency(h) = item.record {
+                out.merge(&h.latency);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -116,12 +116,6 @@ pub async fn cost_benchmark() {
     let t0 = now - now.rem_euclid(MINUTE_MS) - 5 * MINUTE_MS;
     let items = fleet(FLEET, t0, &target.url());
     print_sizes(&items);
-    if std::env::var("DUMP").is_ok() {
-        dump_one(&items[0..1]);
-        dump_one(&items[10_000..10_001]);
-        dump_one(&items[11_000..11_001]);
-        return;
-    }
     seed(&(metered.clone() as Arc<dyn shared::store::Backend>), items).await;
     let store = Store::new(metered.clone());
     store
@@ -376,16 +370,4 @@ pub async fn cost_benchmark() {
     }
     println!("| **DynamoDB total** | | **{dynamo:.0}** |");
     println!("| **total** | | **{total:.0}** |");
-}
-#[allow(dead_code)]
-pub fn dump_one(items: &[shared::store::Write]) {
-    for w in items.iter().step_by(1) {
-        if let Ok(i) = shared::store::dynamodb::to_item(&w.item) {
-            for (k, v) in &i {
-                println!("{k} = {v:?}");
-            }
-            println!("----");
-        }
-        break;
-    }
 }
