@@ -835,7 +835,72 @@ async fn a_stuck_execution_raises_a_warning_until_it_finishes(store: Store) {
     );
 }
 
+/// An SLO burning its budget fast raises a critical alert on its source through the normal
+/// lifecycle; it resolves when the SLO no longer burns (here: deleted).
+async fn a_fast_burning_slo_raises_a_critical_alert(store: Store) {
+    use shared::domain::slo::{Objective, SloRecord, SloSource};
+    let t0 = start_time();
+    let c = tenant_collector(&store, t0).await;
+    // 50 calls two minutes ago, half failed: 50 % bad against a 1 % budget, 50× over both
+    // the last hour and the last 5 minutes.
+    let events: Vec<_> = (0..50)
+        .map(|i| {
+            call(
+                &format!("p{i}"),
+                "pay",
+                120.0,
+                i % 2 == 0,
+                t0 - 2 * MINUTE_MS,
+            )
+        })
+        .collect();
+    ingest(&store, t0 - 2 * MINUTE_MS, json!(events)).await;
+    let slo = SloRecord {
+        slo_id: "pay-availability".into(),
+        source_type: SloSource::Integration,
+        source_id: "pay".into(),
+        objective: Objective::Availability,
+        target: 0.99,
+        window_days: 30,
+        threshold_ms: None,
+        percentile: None,
+    };
+    store
+        .put_slo(TENANT, &slo)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    cycle(&c, t0).await;
+    let alerts = active(&store).await;
+    let burn = find(&alerts, "pay", condition::SLO_BURN)
+        .unwrap_or_else(|| panic!("no burn alert: {alerts:?}"));
+    assert_eq!(
+        (burn.severity, burn.source_type),
+        (Severity::Critical, SourceType::Integration)
+    );
+    assert_eq!(
+        burn.message,
+        "Integration pay is burning the error budget of SLO pay-availability at 50× the sustainable rate"
+    );
+    // The next cycle keeps the one alert.
+    cycle(&c, t0 + INTERVAL).await;
+    let again = active(&store).await;
+    assert_eq!(
+        again
+            .iter()
+            .filter(|a| a.condition == condition::SLO_BURN)
+            .count(),
+        1
+    );
+    store
+        .delete_slo(TENANT, "pay-availability")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    cycle(&c, t0 + 2 * INTERVAL).await;
+    assert!(find(&active(&store).await, "pay", condition::SLO_BURN).is_none());
+}
+
 e2e_tests::on_both_stores!(
+    a_fast_burning_slo_raises_a_critical_alert,
     a_stuck_execution_raises_a_warning_until_it_finishes,
     each_condition_raises_one_alert_and_resolves_when_cleared,
     acknowledgement_survives_cycles_and_is_cleared_on_escalation,

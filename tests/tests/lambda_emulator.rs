@@ -684,7 +684,7 @@ async fn the_evaluator_binary_raises_an_alert_from_a_stream_batch() {
             "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
             "dynamodb": {"ApproximateCreationDateTime": 1_780_000_000, "Keys": keys,
                 "NewImage": image, "SequenceNumber": "111", "SizeBytes": 300,
-                "StreamViewType": "NEW_IMAGE"},
+                "StreamViewType": "NEW_AND_OLD_IMAGES"},
             "eventSourceARN": format!("arn:aws:dynamodb:us-east-1:123456789012:table/{table}/stream/2026-11-30T00:00:00.000")
         })
     };

@@ -310,6 +310,21 @@ async fn documented_response_shapes_match_the_handlers() {
             "/api/health/channels/ops",
             None,
         ),
+        (
+            Method::PUT,
+            "/api/health/slos/{slo_id}",
+            "/api/health/slos/slack-p99",
+            Some(
+                json!({"source_type": "integration", "source_id": "slack", "objective": "latency", "threshold_ms": 200, "percentile": 99}),
+            ),
+        ),
+        (Method::GET, "/api/health/slos", "/api/health/slos", None),
+        (
+            Method::DELETE,
+            "/api/health/slos/{slo_id}",
+            "/api/health/slos/slack-p99",
+            None,
+        ),
     ];
     assert_eq!(
         cases.len(),

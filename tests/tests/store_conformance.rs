@@ -794,7 +794,7 @@ async fn pages_of_a_list_give_the_whole_list_once(store: Store) {
     }
 }
 
-async fn latencies_give_percentiles_and_move_out_by_the_hour(store: Store) {
+async fn latencies_give_percentiles_and_hours_move_out_with_their_counts(store: Store) {
     use shared::domain::latency::estimate;
     use shared::time::HOUR_MS;
     // Ten minutes into an hour of three hours ago: 100 calls of 1 to 100 ms at minute 5.
@@ -831,21 +831,22 @@ async fn latencies_give_percentiles_and_move_out_by_the_hour(store: Store) {
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let key = layout::latency_hour("t", Entity::Integration, "stripe", hour);
+    let key = layout::hour("t", Entity::Integration, "stripe", hour);
     let moved = store
         .backend()
         .get(std::slice::from_ref(&key))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let Some(Some(item)) = moved.into_iter().next() else {
-        panic!("no hour bucket of latencies");
+        panic!("no hour bucket");
     };
-    let Record::Latency(hour_latency) = item.record else {
+    let Record::Hour(summary) = item.record else {
         panic!("{:?}", item.record);
     };
-    assert_eq!(hour_latency.latency.count(), 100);
+    assert_eq!((summary.total, summary.failed), (100, 0));
+    assert_eq!(summary.latency.count(), 100);
     assert_eq!(
-        hour_latency
+        summary
             .latency
             .quantile(0.99)
             .map(|v| (v * 10.0).round() / 10.0),
@@ -862,7 +863,7 @@ async fn latencies_give_percentiles_and_move_out_by_the_hour(store: Store) {
 }
 
 e2e_tests::on_both_stores!(
-    latencies_give_percentiles_and_move_out_by_the_hour,
+    latencies_give_percentiles_and_hours_move_out_with_their_counts,
     pages_of_a_list_give_the_whole_list_once,
     a_write_whose_condition_fails_changes_nothing,
     completed_and_failed_give_the_contract_numbers,

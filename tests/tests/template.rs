@@ -285,7 +285,7 @@ fn notification_parameters_and_the_notifier_are_as_documented() {
 #[test]
 fn the_evaluator_reads_the_tables_stream_of_live_items() {
     let t = template();
-    assert!(t.contains("      StreamSpecification:\n        StreamViewType: NEW_IMAGE\n"));
+    assert!(t.contains("      StreamSpecification:\n        StreamViewType: NEW_AND_OLD_IMAGES\n"));
     let block = resource(&t, "evaluator");
     for needed in [
         "Type: DynamoDB",

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod notify;
 pub mod probe;
 pub mod read;
+pub mod slos;
 
 pub use error::ApiError;
 
@@ -86,11 +87,17 @@ pub enum Endpoint {
     AckPage,
     /// `POST /api/health/ack/{token}`: acknowledges through a link; no key.
     AckConfirm,
+    /// `PUT /api/health/slos/{slo_id}`
+    PutSlo,
+    /// `GET /api/health/slos`
+    ListSlos,
+    /// `DELETE /api/health/slos/{slo_id}`
+    DeleteSlo,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 27] = [
+    pub const ALL: [Endpoint; 30] = [
         Self::IngestEvents,
         Self::PutAgent,
         Self::PutIntegration,
@@ -118,6 +125,9 @@ impl Endpoint {
         Self::AlertNotifications,
         Self::AckPage,
         Self::AckConfirm,
+        Self::PutSlo,
+        Self::ListSlos,
+        Self::DeleteSlo,
     ];
 
     /// Its method and path template, as in the OpenAPI document and the SAM template.
@@ -150,6 +160,9 @@ impl Endpoint {
             Self::AlertNotifications => ("GET", "/api/health/alerts/{alert_id}/notifications"),
             Self::AckPage => ("GET", "/api/health/ack/{token}"),
             Self::AckConfirm => ("POST", "/api/health/ack/{token}"),
+            Self::PutSlo => ("PUT", "/api/health/slos/{slo_id}"),
+            Self::ListSlos => ("GET", "/api/health/slos"),
+            Self::DeleteSlo => ("DELETE", "/api/health/slos/{slo_id}"),
         }
     }
 
@@ -183,6 +196,9 @@ impl Endpoint {
             Self::AlertNotifications => "get-alert-notifications",
             Self::AckPage => "ack-page",
             Self::AckConfirm => "ack-confirm",
+            Self::PutSlo => "put-slo",
+            Self::ListSlos => "list-slos",
+            Self::DeleteSlo => "delete-slo",
         }
     }
 
@@ -202,7 +218,8 @@ impl Endpoint {
             | Self::ListSilences
             | Self::AlertNotifications
             | Self::AckPage
-            | Self::AckConfirm => Scope::Read,
+            | Self::AckConfirm
+            | Self::ListSlos => Scope::Read,
             Self::CreateKey
             | Self::ListKeys
             | Self::RevokeKey
@@ -212,7 +229,9 @@ impl Endpoint {
             | Self::PutRule
             | Self::DeleteRule
             | Self::CreateSilence
-            | Self::DeleteSilence => Scope::Admin,
+            | Self::DeleteSilence
+            | Self::PutSlo
+            | Self::DeleteSlo => Scope::Admin,
         }
     }
 }
@@ -267,6 +286,9 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         ["silences"] if get => (Endpoint::ListSilences, None, "GET, POST"),
         ["silences"] => (Endpoint::CreateSilence, None, "GET, POST"),
         ["silences", id] => (Endpoint::DeleteSilence, Some(*id), "DELETE"),
+        ["slos"] => (Endpoint::ListSlos, None, "GET"),
+        ["slos", id] if method == Method::DELETE => (Endpoint::DeleteSlo, Some(*id), "PUT, DELETE"),
+        ["slos", id] => (Endpoint::PutSlo, Some(*id), "PUT, DELETE"),
         ["alerts", id, "notifications"] => (Endpoint::AlertNotifications, Some(*id), "GET"),
         // The token is checked by its signature, not by the id rule (it is longer).
         ["ack", token] => {
@@ -421,6 +443,9 @@ async fn serve(
             r
         }
         Endpoint::AlertNotifications => notify::alert_notifications(state, tenant, id).await,
+        Endpoint::PutSlo => slos::put(state, tenant, id, body).await,
+        Endpoint::ListSlos => slos::list(state, tenant).await,
+        Endpoint::DeleteSlo => slos::delete(state, tenant, id).await,
         Endpoint::AckPage | Endpoint::AckConfirm => Err(ApiError::NotFound("no route".to_owned())),
     }
 }

@@ -171,6 +171,26 @@ pub async fn evaluate_touched(
     let sources: Vec<_> = sources.iter().cloned().collect();
     let alerts = store.alerts_of_sources(tenant, &sources).await?;
     let thresholds = Thresholds::from(config);
+    let (_, tally) = settle_alerts(
+        store,
+        tenant,
+        alerts,
+        &scope,
+        |active| evaluate_events(touched, active, config, &thresholds, now),
+        now,
+    )
+    .await?;
+    Ok(tally)
+}
+
+/// The conditions that hold on the touched sources, as an event may decide them.
+fn evaluate_events(
+    touched: &Touched,
+    active: &HashMap<AlertKey, Severity>,
+    config: &Config,
+    thresholds: &Thresholds,
+    now: Millis,
+) -> Vec<Firing> {
     let latencies: Vec<f64> = touched
         .integrations
         .iter()
@@ -183,39 +203,81 @@ pub async fn evaluate_touched(
         .map(|(d, l)| (&d.record, *l))
         .collect();
     let system = touched.system.clone().unwrap_or_default();
-    let (_, tally) = settle_alerts(
-        store,
-        tenant,
-        alerts,
-        &scope,
-        |active| {
-            let mut firing = evaluate(
-                &touched.agents,
-                &records,
-                &touched.hosts,
-                &system,
-                active,
-                &thresholds,
-                now,
-            );
-            // Silence is time's to decide: an event (even one with an old timestamp) may
-            // end a silence, never start one.
-            firing.retain(|f| {
-                f.key.condition != super::rules::condition::SILENT || active.contains_key(&f.key)
-            });
-            // A stuck execution is the cycle's to find (it reads 7 days of durations); an
-            // event keeps the alert while the execution still runs past the floor, and
-            // ends it when the execution finishes.
-            firing.extend(touched.agents.iter().filter_map(|a| {
-                super::rules::stuck(&a.record, thresholds.stuck_min_ms, now)
-                    .filter(|f| active.contains_key(&f.key))
-            }));
-            firing
-        },
+    let mut firing = evaluate(
+        &touched.agents,
+        &records,
+        &touched.hosts,
+        &system,
+        active,
+        thresholds,
         now,
-    )
-    .await?;
-    Ok(tally)
+    );
+    // Silence is time's to decide: an event (even one with an old timestamp) may end a
+    // silence, never start one.
+    firing.retain(|f| {
+        f.key.condition != super::rules::condition::SILENT || active.contains_key(&f.key)
+    });
+    // A stuck execution is the cycle's to find (it reads 7 days of durations); an event
+    // keeps the alert while the execution still runs past the floor, and ends it when the
+    // execution finishes.
+    firing.extend(touched.agents.iter().filter_map(|a| {
+        super::rules::stuck(&a.record, thresholds.stuck_min_ms, now)
+            .filter(|f| active.contains_key(&f.key))
+    }));
+    // Burn rates are the cycle's too (they read the SLO's hours): an event keeps the
+    // alert as it is (its message is only written when raised or on a severity change).
+    firing.extend(
+        active
+            .iter()
+            .filter(|(k, _)| k.condition == super::rules::condition::SLO_BURN)
+            .map(|(key, severity)| Firing {
+                key: key.clone(),
+                severity: *severity,
+                message: String::new(),
+            }),
+    );
+    firing
+}
+
+/// The touched sources on which some condition could hold at `now` even if every alert
+/// were open (so judged at its clear level, the most lenient): on any other source an
+/// event can neither raise an alert nor keep one open. With the state before the events
+/// (what the previous evaluation judged), this tells which sources' alerts an evaluation
+/// must read; the rest cost nothing. An alert that only time could have kept open is the
+/// cycle's to resolve.
+pub fn sources_that_may_alert(
+    touched: &Touched,
+    config: &Config,
+    now: Millis,
+) -> HashSet<(SourceType, String)> {
+    let Scope::Sources(sources) = scope_of(touched) else {
+        return HashSet::new();
+    };
+    let all_open: HashMap<AlertKey, Severity> = sources
+        .iter()
+        .flat_map(|(source_type, id)| {
+            // Not the burn alerts: an event keeps them whatever holds, and only the cycle
+            // changes them.
+            super::rules::condition::ALL
+                .iter()
+                .filter(|c| **c != super::rules::condition::SLO_BURN)
+                .map(|c| {
+                    (
+                        AlertKey {
+                            source_type: *source_type,
+                            source_id: id.clone(),
+                            condition: c,
+                        },
+                        Severity::Critical,
+                    )
+                })
+        })
+        .collect();
+    let thresholds = Thresholds::from(config);
+    evaluate_events(touched, &all_open, config, &thresholds, now)
+        .into_iter()
+        .map(|f| (f.key.source_type, f.key.source_id))
+        .collect()
 }
 
 /// Ingested sources waiting for evaluation, by tenant.

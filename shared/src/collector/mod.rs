@@ -148,9 +148,10 @@ impl Collector {
             if rules::stuck(&a.record, t.stuck_min_ms, now).is_none() {
                 continue;
             }
-            let mut week = self
+            let mut week = crate::domain::latency::Histogram::default();
+            let hours = self
                 .store
-                .latency_between(
+                .hours_between(
                     tenant,
                     crate::store::layout::Entity::Agent,
                     &a.record.agent_id,
@@ -158,6 +159,9 @@ impl Collector {
                     now,
                 )
                 .await?;
+            for (_, h) in &hours {
+                week.merge(&h.latency);
+            }
             for (_, h) in &a.latency {
                 week.merge(h);
             }
@@ -165,6 +169,76 @@ impl Collector {
             out.extend(rules::stuck(&a.record, after, now));
         }
         Ok(out)
+    }
+
+    /// The tenant's SLOs burning their budget at `now`: one alert per source, at the
+    /// severity of its worst SLO. Each SLO costs its source's live item and one Query of
+    /// its last 3 days of hour buckets.
+    async fn slo_burns(
+        &self,
+        tenant: &str,
+        data: &crate::store::tenant::TenantData,
+        now: Millis,
+    ) -> Result<Vec<rules::Firing>, StoreError> {
+        use crate::domain::slo::{burn_alert, SloSource};
+        let mut worst: std::collections::BTreeMap<(SloSource, String), rules::Firing> =
+            Default::default();
+        for slo in self.store.slos(tenant).await? {
+            let span = 3 * crate::time::DAY_MS + crate::time::HOUR_MS;
+            let Some(slo_data) = self.store.slo_data(tenant, &slo, span, now).await? else {
+                continue;
+            };
+            let Some((severity, rate)) = burn_alert(&slo, &slo_data, now) else {
+                continue;
+            };
+            let (source_type, name) = match slo.source_type {
+                SloSource::Agent => (
+                    crate::domain::alerts::SourceType::Agent,
+                    data.agents
+                        .iter()
+                        .find(|a| a.record.agent_id == slo.source_id)
+                        .map_or(slo.source_id.as_str(), |a| a.record.agent_name.as_str()),
+                ),
+                SloSource::Integration => (
+                    crate::domain::alerts::SourceType::Integration,
+                    data.integrations
+                        .iter()
+                        .find(|i| i.record.integration_id == slo.source_id)
+                        .map_or(slo.source_id.as_str(), |i| {
+                            i.record.integration_name.as_str()
+                        }),
+                ),
+            };
+            let what = match slo.source_type {
+                SloSource::Agent => "Agent",
+                SloSource::Integration => "Integration",
+            };
+            let firing = rules::Firing {
+                key: rules::AlertKey {
+                    source_type,
+                    source_id: slo.source_id.clone(),
+                    condition: rules::condition::SLO_BURN,
+                },
+                severity,
+                message: format!(
+                    "{what} {name} is burning the error budget of SLO {} at {rate}× the sustainable rate",
+                    slo.slo_id
+                ),
+            };
+            let slot = worst.entry((slo.source_type, slo.source_id.clone()));
+            match slot {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(firing);
+                }
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    // Severities order most urgent first.
+                    if firing.severity < o.get().severity {
+                        o.insert(firing);
+                    }
+                }
+            }
+        }
+        Ok(worst.into_values().collect())
     }
 
     /// One tenant's cycle at `now`; `None` if another run claimed it.
@@ -187,7 +261,8 @@ impl Collector {
         let (agents, integrations) = healths(&data, now, self.config.latency_threshold_ms);
 
         let thresholds = Thresholds::from(self.config.as_ref());
-        let stuck = self.stuck(tenant, &data.agents, &thresholds, now).await?;
+        let mut timed = self.stuck(tenant, &data.agents, &thresholds, now).await?;
+        timed.extend(self.slo_burns(tenant, &data, now).await?);
         // Alerts: reconcile, and on a conflict (an acknowledgement, or an overlapping run)
         // re-read and reconcile again; what was written stays written.
         let records: Vec<_> = data
@@ -211,7 +286,7 @@ impl Collector {
                     &thresholds,
                     now,
                 );
-                firing.extend(stuck.iter().cloned());
+                firing.extend(timed.iter().cloned());
                 firing
             },
             now,

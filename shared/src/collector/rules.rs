@@ -65,6 +65,22 @@ pub mod condition {
     /// An execution running longer than max(`ALERT_STUCK_MIN_SECONDS`, 3 × the agent's
     /// 7-day p99 duration).
     pub const STUCK: &str = "stuck";
+    /// An SLO of the source burning its error budget fast (critical) or slowly (warning).
+    pub const SLO_BURN: &str = "slo_burn";
+    /// Every condition, for reading stored alerts back.
+    pub const ALL: [&str; 11] = [
+        CPU_HIGH,
+        MEMORY_HIGH,
+        QUEUE_DEPTH_HIGH,
+        ERROR_RATE_HIGH,
+        LOW_CONFIDENCE,
+        REPEATED_FAILURES,
+        LATENCY_HIGH,
+        CONSECUTIVE_FAILURES,
+        SILENT,
+        STUCK,
+        SLO_BURN,
+    ];
 }
 
 /// How many times the agent's 7-day p99 duration an execution may run before it is stuck.
@@ -400,20 +416,7 @@ pub fn active_severities(stored: &[(AlertRecord, u64)]) -> HashMap<AlertKey, Sev
 
 /// The key of a stored alert; `None` for a condition this version does not know.
 fn key_of(a: &AlertRecord) -> Option<AlertKey> {
-    let condition = [
-        condition::CPU_HIGH,
-        condition::MEMORY_HIGH,
-        condition::QUEUE_DEPTH_HIGH,
-        condition::ERROR_RATE_HIGH,
-        condition::LOW_CONFIDENCE,
-        condition::REPEATED_FAILURES,
-        condition::LATENCY_HIGH,
-        condition::CONSECUTIVE_FAILURES,
-        condition::SILENT,
-        condition::STUCK,
-    ]
-    .into_iter()
-    .find(|c| *c == a.condition)?;
+    let condition = condition::ALL.into_iter().find(|c| *c == a.condition)?;
     Some(AlertKey {
         source_type: a.source_type,
         source_id: a.source_id.clone(),

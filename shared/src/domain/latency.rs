@@ -180,12 +180,33 @@ impl<'de> serde::Deserialize<'de> for Histogram {
     }
 }
 
-/// One hour of an entity's latencies, moved out of its live item once the hour is over:
-/// what percentiles over days (history, stuck executions) merge.
+/// One hour of an agent or integration, moved out of its live item once the hour is over:
+/// what SLOs, charts by hour and the 7-day p99 of stuck executions read.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct HourLatency {
-    /// The hour's distribution.
+pub struct HourSummary {
+    /// Executions finished (agents; by their start) or calls and probes (integrations).
+    #[serde(default)]
+    pub total: u64,
+    /// Of those, failed.
+    #[serde(default)]
+    pub failed: u64,
+    /// Execution durations or call and probe latencies.
+    #[serde(default)]
     pub latency: Histogram,
+}
+
+impl HourSummary {
+    /// Adds another summary.
+    pub fn merge(&mut self, other: &HourSummary) {
+        self.total = self.total.saturating_add(other.total);
+        self.failed = self.failed.saturating_add(other.failed);
+        self.latency.merge(&other.latency);
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0 && self.latency.is_empty()
+    }
 }
 
 /// The 50th, 95th and 99th percentiles, ms, rounded to 1 decimal; `None` without data.

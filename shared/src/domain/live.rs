@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::domain::latency::Histogram;
+use crate::domain::latency::{Histogram, HourSummary};
 use crate::domain::records::{
     AgentCounters, AgentRecord, HostCounters, HostRecord, IntegrationCounters, IntegrationRecord,
 };
@@ -32,6 +32,11 @@ pub const MAX_MARKS: usize = 48;
 pub trait Counters: Default + Clone + PartialEq + std::fmt::Debug {
     /// Adds another bucket's counters.
     fn merge(&mut self, other: &Self);
+    /// Finished executions or calls, and how many of them failed: what an hour summary
+    /// and an SLO count (nothing for hosts).
+    fn outcomes(&self) -> (u64, u64) {
+        (0, 0)
+    }
     /// The counters as numbers, in a fixed order.
     fn to_row(&self) -> Vec<f64>;
     /// The counters from [`Counters::to_row`]'s numbers; `None` if they do not fit.
@@ -45,6 +50,9 @@ fn count(x: f64) -> Option<u64> {
 impl Counters for AgentCounters {
     fn merge(&mut self, other: &Self) {
         AgentCounters::merge(self, other);
+    }
+    fn outcomes(&self) -> (u64, u64) {
+        (self.completed.saturating_add(self.failed), self.failed)
     }
     fn to_row(&self) -> Vec<f64> {
         vec![
@@ -72,6 +80,9 @@ impl Counters for AgentCounters {
 impl Counters for IntegrationCounters {
     fn merge(&mut self, other: &Self) {
         IntegrationCounters::merge(self, other);
+    }
+    fn outcomes(&self) -> (u64, u64) {
+        (self.calls, self.failures)
     }
     fn to_row(&self) -> Vec<f64> {
         vec![self.calls as f64, self.failures as f64, self.latency_sum_ms]
@@ -125,9 +136,9 @@ pub struct Window<C> {
     pub days: Vec<(i64, C)>,
     /// Latencies (execution durations, call and probe latencies) by minute, ascending.
     pub latency: Vec<(i64, Histogram)>,
-    /// The newest hour whose latencies moved to an hour bucket: a later sample of it, or
-    /// of an hour before it, counts in the hour window only.
-    pub latency_through: Option<i64>,
+    /// The newest hour whose summary moved to an hour bucket: a later event of it, or of
+    /// an hour before it, counts in the minutes and days only.
+    pub hours_through: Option<i64>,
 }
 
 impl<C> Default for Window<C> {
@@ -136,7 +147,7 @@ impl<C> Default for Window<C> {
             minutes: Vec::new(),
             days: Vec::new(),
             latency: Vec::new(),
-            latency_through: None,
+            hours_through: None,
         }
     }
 }
@@ -201,28 +212,47 @@ impl<C: Counters> Window<C> {
         out
     }
 
-    /// The latencies of each hour that is over at `now` and has not moved out yet, for hour
-    /// buckets; they stay in the minutes until those leave the hour window.
-    pub fn take_latency_hours(&mut self, now: Millis) -> Vec<(i64, Histogram)> {
+    /// The summaries of the hours whose counters or latencies the item holds and has not
+    /// moved out, from `after` (exclusive) to `through` (inclusive), by hour.
+    fn summaries(&self, after: i64, through: i64) -> Vec<(i64, HourSummary)> {
+        let hour = |minute: i64| hour_of(minute * crate::time::MINUTE_MS);
+        let mut out: std::collections::BTreeMap<i64, HourSummary> = Default::default();
+        for (m, c) in &self.minutes {
+            let h = hour(*m);
+            if h > after && h <= through {
+                let (total, failed) = c.outcomes();
+                let s = out.entry(h).or_default();
+                s.total = s.total.saturating_add(total);
+                s.failed = s.failed.saturating_add(failed);
+            }
+        }
+        for (m, l) in &self.latency {
+            let h = hour(*m);
+            if h > after && h <= through {
+                out.entry(h).or_default().latency.merge(l);
+            }
+        }
+        out.into_iter().filter(|(_, s)| !s.is_empty()).collect()
+    }
+
+    /// The summaries of the hours the item holds that have not moved to hour buckets (the
+    /// current one among them), by hour: with the stored hour buckets, every hour once.
+    pub fn unmoved_hours(&self) -> Vec<(i64, HourSummary)> {
+        self.summaries(self.hours_through.unwrap_or(i64::MIN), i64::MAX)
+    }
+
+    /// The summaries of each hour that is over at `now` and has not moved out yet, for
+    /// hour buckets; the minutes keep them until they leave the hour window.
+    pub fn take_hours(&mut self, now: Millis) -> Vec<(i64, HourSummary)> {
         let last_over = hour_of(now) - 1;
-        let through = self.latency_through.unwrap_or(i64::MIN);
+        let through = self.hours_through.unwrap_or(i64::MIN);
         if through >= last_over {
             return Vec::new();
         }
-        let mut out: Vec<(i64, Histogram)> = Vec::new();
-        for (minute, h) in &self.latency {
-            let hour = hour_of(minute * crate::time::MINUTE_MS);
-            if hour <= through || hour > last_over {
-                continue;
-            }
-            match out.last_mut() {
-                Some((h0, acc)) if *h0 == hour => acc.merge(h),
-                _ => out.push((hour, h.clone())),
-            }
-        }
-        // Only hours that moved: an hour that had no samples yet may still get late ones.
+        let out = self.summaries(through, last_over);
+        // Only hours that moved: an hour without counts yet may still get late ones.
         if let Some((newest, _)) = out.last() {
-            self.latency_through = Some(*newest);
+            self.hours_through = Some(*newest);
         }
         out
     }
@@ -361,7 +391,7 @@ impl<C: Counters> Serialize for Window<C> {
             m: pack(&self.minutes),
             d: pack(&self.days),
             l: pack_latency(&self.latency),
-            lt: self.latency_through,
+            lt: self.hours_through,
         }
         .serialize(s)
     }
@@ -374,7 +404,7 @@ impl<'de, C: Counters> Deserialize<'de> for Window<C> {
             minutes: unpack(&p.m).map_err(serde::de::Error::custom)?,
             days: unpack(&p.d).map_err(serde::de::Error::custom)?,
             latency: unpack_latency(&p.l).map_err(serde::de::Error::custom)?,
-            latency_through: p.lt,
+            hours_through: p.lt,
         })
     }
 }

@@ -10,4 +10,5 @@ pub mod latency;
 pub mod live;
 pub mod notify;
 pub mod records;
+pub mod slo;
 pub mod system;

@@ -20,7 +20,7 @@ use super::{
     StoreError, StoredItem, Write, MAX_INGEST_ATTEMPTS,
 };
 use crate::domain::events::{Event, EventKind, Gauge};
-use crate::domain::latency::{Histogram, HourLatency};
+use crate::domain::latency::HourSummary;
 use crate::domain::live::{
     finish_mark, hour_of, mark, FinishKnown, Live, LiveAgent, LiveHost, LiveIntegration, Seen,
 };
@@ -132,8 +132,8 @@ pub(crate) trait LiveRecord: Sized + Send + Clone {
     fn seen_mut(&mut self) -> &mut Seen;
     /// Removes the day counters that are final at `now`, as day bucket records.
     fn archive(&mut self, now: Millis) -> Vec<(i64, Record)>;
-    /// The latencies of the hours over at `now` not moved out yet, for hour buckets.
-    fn take_latency_hours(&mut self, _now: Millis) -> Vec<(i64, Histogram)> {
+    /// The summaries of the hours over at `now` not moved out yet, for hour buckets.
+    fn take_hours(&mut self, _now: Millis) -> Vec<(i64, HourSummary)> {
         Vec::new()
     }
     /// The record of an entity first seen in `event`.
@@ -196,8 +196,8 @@ where
 
 #[async_trait::async_trait]
 impl LiveRecord for LiveAgent {
-    fn take_latency_hours(&mut self, now: Millis) -> Vec<(i64, Histogram)> {
-        self.window.take_latency_hours(now)
+    fn take_hours(&mut self, now: Millis) -> Vec<(i64, HourSummary)> {
+        self.window.take_hours(now)
     }
     fn touch(self, touched: &mut Touched) {
         touched.agents.push(self.into());
@@ -298,8 +298,8 @@ async fn finish_known(
 
 #[async_trait::async_trait]
 impl LiveRecord for LiveIntegration {
-    fn take_latency_hours(&mut self, now: Millis) -> Vec<(i64, Histogram)> {
-        self.window.take_latency_hours(now)
+    fn take_hours(&mut self, now: Millis) -> Vec<(i64, HourSummary)> {
+        self.window.take_hours(now)
     }
     fn touch(self, touched: &mut Touched) {
         touched.integrations.push(self.into());
@@ -644,10 +644,10 @@ impl Store {
         }
     }
 
-    /// Moves out of a live item what time has taken from it: the latencies of hours that
+    /// Moves out of a live item what time has taken from it: the summaries of hours that
     /// are over to hour buckets, final days to day buckets and older marks to mark buckets.
-    /// All are idempotent (an hour's latencies and a final day are the same whoever writes
-    /// them, a sample arriving after its hour moved counting in the hour window only; marks
+    /// All are idempotent (an hour's summary and a final day are the same whoever writes
+    /// them, an event arriving after its hour moved counting in minutes and days only; marks
     /// are added as a union), so they happen before the item's own conditional write and a
     /// lost race simply repeats them.
     pub(crate) async fn settle<T: LiveRecord>(
@@ -658,17 +658,17 @@ impl Store {
         now: Millis,
     ) -> Result<(), StoreError> {
         // Before the archive prunes the minutes that hold them.
-        let hours = value.take_latency_hours(now);
+        let hours = value.take_hours(now);
         if let MarksOf::Entity(entity, id) = of {
-            for (hour, latency) in hours {
+            for (hour, summary) in hours {
                 let write = Write {
                     item: StoredItem {
-                        key: layout::latency_hour(tenant, entity, id, hour),
-                        record: Record::Latency(HourLatency { latency }),
+                        key: layout::hour(tenant, entity, id, hour),
+                        record: Record::Hour(summary),
                         version: 1,
                         expires_at: layout::expiry(
                             crate::domain::live::hour_end(hour),
-                            layout::LATENCY_TTL_MS,
+                            layout::HOUR_BUCKET_TTL_MS,
                         ),
                         index: None,
                     },

@@ -53,22 +53,22 @@ pub fn day(tenant: &str, entity: Entity, id: &str, day: i64) -> ItemKey {
     }
 }
 
-/// An entity's latencies of one hour ([`crate::domain::latency::HourLatency`]).
-pub fn latency_hour(tenant: &str, entity: Entity, id: &str, hour: i64) -> ItemKey {
+/// An entity's summary of one hour ([`crate::domain::latency::HourSummary`]).
+pub fn hour(tenant: &str, entity: Entity, id: &str, hour: i64) -> ItemKey {
     ItemKey {
         pk: partition(tenant, entity, id),
-        sk: latency_hour_sk(hour),
+        sk: hour_sk(hour),
     }
 }
 
-/// Sort key of an hour's latencies.
-pub fn latency_hour_sk(hour: i64) -> String {
+/// Sort key of an hour bucket.
+pub fn hour_sk(hour: i64) -> String {
     format!("L#{hour:010}")
 }
 
-/// How long an hour's latencies are kept after the hour: the 30-day SLO window and the
-/// 30-day history, and a day to spare.
-pub const LATENCY_TTL_MS: i64 = 31 * crate::time::DAY_MS;
+/// How long an hour bucket is kept after its hour: the longest SLO window (30 days) and
+/// a day to spare.
+pub const HOUR_BUCKET_TTL_MS: i64 = 31 * crate::time::DAY_MS;
 
 /// The partition of a tenant's live items of one kind, one item per entity: what the
 /// collector and the lists read with one Query.
@@ -240,6 +240,19 @@ pub fn channel(tenant: &str, channel_id: &str) -> ItemKey {
     ItemKey {
         pk: notify_partition(tenant),
         sk: format!("C#{channel_id}"),
+    }
+}
+
+/// The partition of a tenant's SLOs.
+pub fn slo_partition(tenant: &str) -> String {
+    format!("T#{tenant}#SLO")
+}
+
+/// An SLO.
+pub fn slo(tenant: &str, slo_id: &str) -> ItemKey {
+    ItemKey {
+        pk: slo_partition(tenant),
+        sk: slo_id.to_owned(),
     }
 }
 

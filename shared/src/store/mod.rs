@@ -28,6 +28,7 @@ pub mod integrations;
 pub mod keys;
 pub mod layout;
 pub mod notify;
+pub mod slo;
 pub mod system;
 pub mod tenant;
 
@@ -63,7 +64,7 @@ pub enum Record {
     HostCounters(HostCounters),
     System(SystemRecord),
     Marks(MarkBucket),
-    Latency(crate::domain::latency::HourLatency),
+    Hour(crate::domain::latency::HourSummary),
     ApiKey(ApiKeyRecord),
     Alert(crate::domain::alerts::AlertRecord),
     Tenant(TenantRecord),
@@ -75,6 +76,7 @@ pub enum Record {
     ChannelState(notify::ChannelStateRecord),
     Notification(notify::NotificationRecord),
     Secret(notify::SecretRecord),
+    Slo(crate::domain::slo::SloRecord),
     /// An item whose content could not be parsed (damaged, or written by a newer version),
     /// with the reason. Backends return it instead of failing the whole read, so one such
     /// item degrades only its own entity; it is never written.

@@ -91,6 +91,33 @@ impl Touched {
             && self.system.is_none()
     }
 
+    /// The touched sources among `sources` (hosts and the gauges as `system` sources).
+    pub fn only(
+        self,
+        sources: &std::collections::HashSet<(crate::domain::alerts::SourceType, String)>,
+    ) -> Touched {
+        use crate::domain::alerts::SourceType;
+        let has = |t: SourceType, id: &str| sources.contains(&(t, id.to_owned()));
+        Touched {
+            agents: self
+                .agents
+                .into_iter()
+                .filter(|a| has(SourceType::Agent, &a.record.agent_id))
+                .collect(),
+            integrations: self
+                .integrations
+                .into_iter()
+                .filter(|i| has(SourceType::Integration, &i.record.integration_id))
+                .collect(),
+            hosts: self
+                .hosts
+                .into_iter()
+                .filter(|h| has(SourceType::System, &h.host_id))
+                .collect(),
+            system: self.system.filter(|_| has(SourceType::System, "system")),
+        }
+    }
+
     /// Adds a later batch's sources; a source in both keeps the later state.
     pub fn merge(&mut self, later: Touched) {
         fn keep_later<T>(mine: &mut Vec<T>, later: Vec<T>, id: impl Fn(&T) -> &str) {
@@ -381,32 +408,32 @@ impl Store {
 }
 
 impl Store {
-    /// The latencies an entity's hour buckets hold for the hours from `from` to `to`
-    /// (times), merged: one eventually consistent Query of its partition.
-    pub async fn latency_between(
+    /// The hour buckets of an entity for the hours from `from` to `to` (times), by hour:
+    /// one eventually consistent Query of its partition. An unreadable hour is left out,
+    /// as a damaged item is everywhere.
+    pub async fn hours_between(
         &self,
         tenant: &str,
         entity: Entity,
         id: &str,
         from: Millis,
         to: Millis,
-    ) -> Result<crate::domain::latency::Histogram, StoreError> {
+    ) -> Result<Vec<(i64, crate::domain::latency::HourSummary)>, StoreError> {
         use crate::domain::live::hour_of;
         let items = self
             .backend
             .query_eventual(
                 &layout::partition(tenant, entity, id),
-                &layout::latency_hour_sk(hour_of(from)),
-                &layout::latency_hour_sk(hour_of(to)),
+                &layout::hour_sk(hour_of(from)),
+                &layout::hour_sk(hour_of(to)),
             )
             .await?;
-        let mut out = crate::domain::latency::Histogram::default();
-        // An unreadable hour is left out, as a damaged item is everywhere.
-        for item in items {
-            if let Record::Latency(h) = item.record {
-                out.merge(&h.latency);
-            }
-        }
-        Ok(out)
+        Ok(items
+            .into_iter()
+            .filter_map(|item| match item.record {
+                Record::Hour(h) => Some((layout::bucket_index(&item.key.sk)?, h)),
+                _ => None,
+            })
+            .collect())
     }
 }

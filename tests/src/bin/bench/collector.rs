@@ -111,7 +111,7 @@ fn steady<R, C: shared::domain::live::Counters>(
     }
     live.seen.take_spill(t0);
     // Earlier hours' latencies moved out at the first event of their next hour.
-    live.window.latency_through = Some(hour_of(t0) - 1);
+    live.window.hours_through = Some(hour_of(t0) - 1);
 }
 
 /// The fleet's live items, as an hour of the reference workload leaves them: each agent

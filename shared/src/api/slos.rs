@@ -1,0 +1,54 @@
+//! `PUT`, `GET` and `DELETE` of SLOs.
+
+use http::{Response, StatusCode};
+
+use super::{json_response, no_content, ApiError};
+use crate::domain::slo::{status, SloBody};
+use crate::time::DAY_MS;
+use crate::AppState;
+
+/// `PUT /api/health/slos/{slo_id}`: creates or replaces an SLO; 200 with its figures now.
+pub async fn put(
+    state: &AppState,
+    tenant: &str,
+    slo_id: &str,
+    body: &[u8],
+) -> Result<Response<String>, ApiError> {
+    let body: SloBody = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request("invalid_slo", format!("the body is not an SLO: {e}"))
+    })?;
+    let slo = body
+        .validate(slo_id)
+        .map_err(|errors| ApiError::invalid_fields("invalid_slo", errors))?;
+    state.store.put_slo(tenant, &slo).await?;
+    let now = state.clock.now_ms();
+    let span = i64::from(slo.window_days) * DAY_MS;
+    let data = state
+        .store
+        .slo_data(tenant, &slo, span, now)
+        .await?
+        .unwrap_or_default();
+    Ok(json_response(StatusCode::OK, &status(&slo, &data, now)))
+}
+
+/// `GET /api/health/slos`: every SLO with its figures, by id.
+pub async fn list(state: &AppState, tenant: &str) -> Result<Response<String>, ApiError> {
+    let list = state
+        .store
+        .slo_statuses(tenant, state.clock.now_ms())
+        .await?;
+    Ok(json_response(StatusCode::OK, &list))
+}
+
+/// `DELETE /api/health/slos/{slo_id}`: 204, or 404 for an unknown SLO.
+pub async fn delete(
+    state: &AppState,
+    tenant: &str,
+    slo_id: &str,
+) -> Result<Response<String>, ApiError> {
+    if state.store.delete_slo(tenant, slo_id).await? {
+        Ok(no_content())
+    } else {
+        Err(ApiError::NotFound(format!("no SLO {slo_id}")))
+    }
+}
