@@ -32,6 +32,8 @@
     rules: [],
     silences: [],
     openLogs: new Set(),
+    detail: null,
+    detailLoadedAt: 0,
   };
   const $ = (id) => document.getElementById(id);
 
@@ -48,6 +50,22 @@
     const date = new Date(iso);
     return Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
   };
+  // "2 min ago": what an operator reads at a glance; the exact time is the title.
+  const ago = (iso) => {
+    if (!iso) return 'never';
+    const ms = Date.now() - new Date(iso).getTime();
+    if (Number.isNaN(ms)) return iso;
+    const s = Math.max(0, Math.round(ms / 1000));
+    if (s < 60) return `${s} s ago`;
+    if (s < 3600) return `${Math.round(s / 60)} min ago`;
+    if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+    return `${Math.round(s / 86400)} d ago`;
+  };
+  const timeAgo = (iso) => `<time datetime="${escapeHtml(iso || '')}" title="${escapeHtml(when(iso))}">${escapeHtml(ago(iso))}</time>`;
+  // A success rate of 50 % must not look like one of 95 %.
+  const rateClass = (ratio) => (ratio == null ? '' : ratio < 0.8 ? 'bad-value' : ratio < 0.95 ? 'warn-value' : '');
+  const usageClass = (pct) => (pct == null ? '' : pct > 90 ? 'bad-value' : pct > 80 ? 'warn-value' : '');
+  const link = (kind, id, text) => `<a href="#/${kind}/${encodeURIComponent(id)}">${escapeHtml(text)}</a>`;
   const badge = (kind, value) =>
     `<span class="badge ${kind}-${escapeHtml(value)}">${escapeHtml(value)}</span>`;
 
@@ -116,13 +134,14 @@
     $('agent-count').textContent = `(${state.agents.length})`;
     $('agents').innerHTML = state.agents
       .map((a) => `<li class="card" data-agent="${escapeHtml(a.agent_id)}">
-          <h3><span class="name">${escapeHtml(a.agent_name)}</span>${badge('st', a.status)}</h3>
+          <h3><span class="name">${link('agent', a.agent_id, a.agent_name)}</span>${badge('st', a.status)}</h3>
           <dl>
-            <dt>Success rate</dt><dd data-field="success_rate">${percent(a.success_rate)}</dd>
+            <dt>Success rate</dt><dd data-field="success_rate" class="${rateClass(a.success_rate)}">${percent(a.success_rate)}</dd>
             <dt>Confidence</dt><dd data-field="confidence_score">${number(a.confidence_score, 2)}</dd>
             <dt>Operation</dt><dd data-field="current_operation">${escapeHtml(a.current_operation || '–')}</dd>
+            <dt>p95</dt><dd data-field="latency_p95_ms">${a.latency_p95_ms == null ? '–' : `${number(a.latency_p95_ms, 0)} ms`}</dd>
             <dt>Trend</dt><dd data-field="health_trend">${escapeHtml(a.health_trend)}</dd>
-            <dt>Last active</dt><dd>${escapeHtml(when(a.last_active))}</dd>
+            <dt>Last active</dt><dd>${timeAgo(a.last_active)}</dd>
           </dl>
         </li>`)
       .join('');
@@ -143,12 +162,26 @@
     $('integration-count').textContent = `(${state.integrations.length})`;
     $('integrations').innerHTML = state.integrations
       .map((i) => `<li data-integration="${escapeHtml(i.integration_id)}">
-          <div class="name">${escapeHtml(i.integration_name)}</div>
+          <div class="name">${link('integration', i.integration_id, i.integration_name)}</div>
           ${badge('st', i.status)} ${badge('st', i.connection_status)}
           <div class="detail"><span data-field="latency_ms">${i.latency_ms == null ? '–' : `${number(i.latency_ms, 0)} ms`}</span>
-            · errors ${percent(i.error_rate)} · ${escapeHtml(i.state)}</div>
+            · p95 ${i.latency_p95_ms == null ? '–' : `${number(i.latency_p95_ms, 0)} ms`}
+            · errors <span class="${i.error_rate >= 0.05 ? 'bad-value' : ''}">${percent(i.error_rate)}</span> · ${escapeHtml(i.state)}</div>
         </li>`)
       .join('');
+  }
+
+  function renderHosts() {
+    const hosts = state.system?.hosts || [];
+    $('host-count').textContent = `(${hosts.length})`;
+    $('hosts').innerHTML = hosts.length === 0
+      ? '<li class="empty">No host reported in the last 2 minutes.</li>'
+      : hosts.map((h) => `<li data-host="${escapeHtml(h.host_id)}">
+          <span class="name">${link('host', h.host_id, h.host_id)}</span>
+          <span class="meta">CPU <span class="${usageClass(h.cpu_usage)}">${number(h.cpu_usage)}%</span>
+            · memory <span class="${usageClass(h.memory_usage)}">${number(h.memory_usage)}%</span>
+            · ${timeAgo(h.last_seen)}</span>
+        </li>`).join('');
   }
 
   function renderUpdated() {
@@ -161,7 +194,9 @@
     renderAlerts();
     renderAgents();
     renderIntegrations();
+    renderHosts();
     renderUpdated();
+    if (state.detail) renderDetail();
   }
 
   // ---- charts -----------------------------------------------------------------------
@@ -219,6 +254,162 @@
     c.load.update();
   }
 
+  // ---- drill-down pages ------------------------------------------------------------
+  // `#/agent/<id>`, `#/integration/<id>`, `#/host/<id>`: one source's figures, its 30 days,
+  // its SLOs and alerts, drawn from the lists the page already holds plus its history.
+  const KINDS = { agent: 'agent', integration: 'integration', host: 'system' };
+
+  function parseRoute() {
+    const m = /^#\/(agent|integration|host)\/(.+)$/.exec(loc.hash);
+    return m ? { kind: m[1], id: decodeURIComponent(m[2]) } : null;
+  }
+
+  function detailSource() {
+    const d = state.detail;
+    if (!d) return null;
+    if (d.kind === 'agent') return state.agents.find((a) => a.agent_id === d.id) || null;
+    if (d.kind === 'integration') return state.integrations.find((i) => i.integration_id === d.id) || null;
+    return (state.system?.hosts || []).find((h) => h.host_id === d.id) || null;
+  }
+
+  function detailCharts() {
+    if (!window.Chart) return null;
+    if (!state.charts.detailScore) {
+      const common = { responsive: true, maintainAspectRatio: false, animation: false, plugins: { legend: { position: 'bottom' } } };
+      state.charts.detailScore = new window.Chart($('detail-score-chart'), {
+        type: 'line',
+        data: { labels: [], datasets: [{ label: 'Health score', data: [], borderColor: '#2457a6', tension: 0.2 }] },
+        options: { ...common, scales: { y: { min: 0, max: 1 } } },
+      });
+      state.charts.detailSecond = new window.Chart($('detail-second-chart'), {
+        type: 'line',
+        data: { labels: [], datasets: [] },
+        options: { ...common, scales: { y: { min: 0 } } },
+      });
+    }
+    return state.charts;
+  }
+
+  function renderDetail() {
+    const d = state.detail;
+    const src = detailSource();
+    const figures = [];
+    if (d.kind === 'agent' && src) {
+      $('detail-name').textContent = src.agent_name;
+      $('detail-status').innerHTML = badge('st', src.status);
+      figures.push(['Success rate', percent(src.success_rate), rateClass(src.success_rate), 'success_rate'],
+        ['p50', src.latency_p50_ms == null ? '–' : `${number(src.latency_p50_ms, 0)} ms`, '', 'latency_p50_ms'],
+        ['p95', src.latency_p95_ms == null ? '–' : `${number(src.latency_p95_ms, 0)} ms`, '', 'latency_p95_ms'],
+        ['p99', src.latency_p99_ms == null ? '–' : `${number(src.latency_p99_ms, 0)} ms`, '', 'latency_p99_ms'],
+        ['Executions (1 h)', String(src.metrics.recent_executions), '', 'recent_executions'],
+        ['Operation', src.current_operation || '–', '', 'current_operation'],
+        ['Last active', ago(src.last_active), '', 'last_active']);
+    } else if (d.kind === 'integration' && src) {
+      $('detail-name').textContent = src.integration_name;
+      $('detail-status').innerHTML = `${badge('st', src.status)} ${badge('st', src.connection_status)}`;
+      figures.push(['Error rate', percent(src.error_rate), src.error_rate >= 0.05 ? 'bad-value' : '', 'error_rate'],
+        ['p50', src.latency_p50_ms == null ? '–' : `${number(src.latency_p50_ms, 0)} ms`, '', 'latency_p50_ms'],
+        ['p95', src.latency_p95_ms == null ? '–' : `${number(src.latency_p95_ms, 0)} ms`, '', 'latency_p95_ms'],
+        ['p99', src.latency_p99_ms == null ? '–' : `${number(src.latency_p99_ms, 0)} ms`, '', 'latency_p99_ms'],
+        ['State', src.state, '', 'state'],
+        ['Last used', ago(src.last_used), '', 'last_used']);
+    } else if (d.kind === 'host' && src) {
+      $('detail-name').textContent = src.host_id;
+      $('detail-status').innerHTML = '';
+      figures.push(['CPU', `${number(src.cpu_usage)}%`, usageClass(src.cpu_usage), 'cpu_usage'],
+        ['Memory', `${number(src.memory_usage)}%`, usageClass(src.memory_usage), 'memory_usage'],
+        ['Last sample', ago(src.last_seen), '', 'last_seen']);
+    } else {
+      $('detail-name').textContent = d.id;
+      $('detail-status').innerHTML = '';
+      figures.push(['Status', d.kind === 'host' ? 'not reporting' : 'unknown', '', 'status']);
+    }
+    $('detail-figures').innerHTML = figures
+      .map(([label, value, cls, field]) => `<div class="tile"><dt>${label}</dt><dd class="${cls}" data-field="${field}">${escapeHtml(value)}</dd></div>`)
+      .join('');
+    const sourceType = d.kind === 'host' ? 'system' : d.kind;
+    const alerts = state.alerts.filter((a) => a.source_type === sourceType && a.source_id === d.id);
+    $('detail-alerts').innerHTML = alerts.length === 0
+      ? '<li class="empty">No active alerts.</li>'
+      : alerts.map((a) => `<li data-detail-alert="${escapeHtml(a.alert_id)}">${badge('sev', a.severity)}
+          <span class="name">${escapeHtml(a.message)}</span>
+          <span class="meta">raised ${timeAgo(a.timestamp)}${a.acknowledged ? ' · acknowledged' : ''}</span></li>`).join('');
+  }
+
+  function renderSlos(slos) {
+    const d = state.detail;
+    const mine = slos.filter((s) => s.source_type === d.kind && s.source_id === d.id);
+    $('detail-slos').innerHTML = mine.length === 0
+      ? '<li class="empty">No SLO for this source.</li>'
+      : mine.map((s) => {
+        const left = Math.max(0, Math.min(1, s.error_budget_remaining));
+        const what = s.objective === 'latency'
+          ? `${number(s.target * 100, 2)}% under ${number(s.threshold_ms, 0)} ms`
+          : s.objective === 'availability' ? `availability ${number(s.target * 100, 3)}%` : `error rate under ${number(s.target * 100, 3)}%`;
+        return `<li data-slo="${escapeHtml(s.slo_id)}" data-status="${escapeHtml(s.status)}">
+          <span class="name">${escapeHtml(s.slo_id)}</span> ${badge('slo', s.status)}
+          <span class="meta">${escapeHtml(what)} over ${s.window_days} d · now ${s.current == null ? '–' : `${number(s.current * 100, 3)}%`}
+            · budget left <span data-field="error_budget_remaining">${number(s.error_budget_remaining * 100, 1)}%</span>
+            · burn ${number(s.burn_rate_1h, 2)}× (1 h), ${number(s.burn_rate_6h, 2)}× (6 h), ${number(s.burn_rate_3d, 2)}× (3 d)</span>
+          <span class="budget" data-status="${escapeHtml(s.status)}" title="error budget left"><span style="width:${Math.round(left * 100)}%"></span></span>
+        </li>`;
+      }).join('');
+  }
+
+  async function loadDetail() {
+    const d = state.detail;
+    if (!d) return;
+    state.detailLoadedAt = Date.now();
+    $('detail-error').textContent = '';
+    const path = `/api/health/history/${KINDS[d.kind]}?entity_id=${encodeURIComponent(d.id)}&days=30`;
+    const [history, slos] = await Promise.all([
+      api(path).catch((error) => { $('detail-error').textContent = error.message; return { history: [] }; }),
+      d.kind === 'host' ? Promise.resolve([]) : api('/api/health/slos').catch(() => []),
+    ]);
+    if (state.detail !== d) return;
+    renderSlos(slos);
+    const c = detailCharts();
+    if (!c) return;
+    const points = history.history;
+    c.detailScore.data.labels = points.map((p) => p.timestamp.slice(0, 10));
+    c.detailScore.data.datasets[0].data = points.map((p) => p.health_score);
+    c.detailScore.update();
+    const second = c.detailSecond;
+    second.data.labels = c.detailScore.data.labels;
+    if (d.kind === 'host') {
+      $('detail-second-caption').textContent = 'CPU and memory per day (%, mean and peak)';
+      second.data.datasets = [
+        { label: 'CPU mean', data: points.map((p) => p.metrics.cpu_avg), borderColor: '#b3261e' },
+        { label: 'CPU peak', data: points.map((p) => p.metrics.cpu_max), borderColor: '#e08a82', borderDash: [4, 3] },
+        { label: 'Memory mean', data: points.map((p) => p.metrics.memory_avg), borderColor: '#1b7f3b' },
+      ];
+    } else {
+      $('detail-second-caption').textContent = d.kind === 'agent' ? 'Execution time per day (ms)' : 'Latency per day (ms)';
+      second.data.datasets = [
+        { label: 'p50', data: points.map((p) => p.metrics.latency_p50_ms), borderColor: '#1b7f3b' },
+        { label: 'p95', data: points.map((p) => p.metrics.latency_p95_ms), borderColor: '#9a6200' },
+        { label: 'p99', data: points.map((p) => p.metrics.latency_p99_ms), borderColor: '#b3261e' },
+      ];
+    }
+    second.update();
+    document.body.dataset.detail = `${d.kind}/${d.id}`;
+    document.body.dataset.detailPoints = String(points.length);
+  }
+
+  function route() {
+    const r = parseRoute();
+    state.detail = r;
+    $('dashboard').hidden = !!r || !state.key;
+    $('detail').hidden = !r;
+    if (!r) {
+      delete document.body.dataset.detail;
+      return;
+    }
+    window.scrollTo(0, 0);
+    renderDetail();
+    loadDetail().catch(showLoadError);
+  }
+
   // ---- live updates -----------------------------------------------------------------
   function setConnection(kind, text) {
     const el = $('connection');
@@ -234,6 +425,8 @@
     state.updatedAt = data.timestamp;
     renderAll();
     addLoadPoint();
+    // Today's point of the 30-day charts moves with the events: reload now and then.
+    if (state.detail && Date.now() - state.detailLoadedAt > 30000) loadDetail().catch(() => {});
   }
 
   // Parts share a timestamp; concatenating each array in part order gives the update.
@@ -509,6 +702,7 @@
       socket.close();
     }
     $('dashboard').hidden = true;
+    $('detail').hidden = true;
     $('key-form').hidden = false;
     $('key-error').textContent = message || '';
     setConnection('offline', 'Not connected');
@@ -519,7 +713,7 @@
     state.key = key;
     localStorage.setItem(KEY_STORAGE, key);
     $('key-form').hidden = true;
-    $('dashboard').hidden = false;
+    $('dashboard').hidden = !!parseRoute();
     setConnection('connecting', 'Connecting…');
     try {
       await refresh();
@@ -537,6 +731,7 @@
     window.dashboardReadyMs = performance.now();
     document.body.dataset.ready = 'true';
     window.dispatchEvent(new Event('dashboard:ready'));
+    if (parseRoute()) route();
   }
 
   function init() {
@@ -553,6 +748,12 @@
       event.preventDefault();
       const key = $('key-input').value.trim();
       if (key) start(key);
+    });
+    window.addEventListener('hashchange', () => { if (state.key) route(); });
+    $('detail-back').addEventListener('click', (event) => {
+      event.preventDefault();
+      window.history.pushState(null, '', loc.pathname + loc.search);
+      route();
     });
     const key = fromUrl || localStorage.getItem(KEY_STORAGE);
     if (key) start(key);

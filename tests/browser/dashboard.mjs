@@ -156,6 +156,57 @@ try {
 
   await page.screenshot({ path: `${artifacts}/dashboard-1280.png`, fullPage: true });
 
+  // Values are coloured by how bad they are: a failing agent's rate is not drawn as a good one.
+  const failing = agents.find((a) => a.success_rate < 0.8);
+  if (failing) {
+    const cls = await page.locator(`[data-agent="${failing.agent_id}"] [data-field="success_rate"]`).getAttribute('class');
+    check(cls.includes('bad-value'), `a ${percent(failing.success_rate)} success rate is marked bad`);
+  }
+  // Every host that reports has its own row.
+  const hostsNow = (await api('/api/health/system')).hosts.map((h) => h.host_id);
+  await page.waitForFunction((n) => document.querySelectorAll('[data-host]').length === n, hostsNow.length, { timeout: 10000 });
+  for (const id of hostsNow) check(await page.locator(`[data-host="${id}"]`).count() === 1, `a row for host ${id}`);
+
+  // Drill-down: the card's name opens the agent's page: its figures (p95 included), its 30
+  // days from stored history, its SLO with the budget left, its alerts; and back.
+  const chosen = agents.find((a) => a.latency_p95_ms != null);
+  check(chosen, 'an agent with durations');
+  const sloId = `${chosen.agent_id}-success`;
+  await api(`/api/health/slos/${sloId}`, {
+    method: 'PUT',
+    body: JSON.stringify({ source_type: 'agent', source_id: chosen.agent_id, objective: 'availability', target: 0.9 }),
+  });
+  const slo = (await api('/api/health/slos')).find((x) => x.slo_id === sloId);
+  const opened = Date.now();
+  await page.locator(`[data-agent="${chosen.agent_id}"] h3 a`).click();
+  await page.waitForSelector(`body[data-detail="agent/${chosen.agent_id}"]`, { timeout: 10000 });
+  result.detail_ms = Date.now() - opened;
+  check(await page.locator('#dashboard').isHidden(), 'the drill-down replaces the overview');
+  check(await page.locator('#detail-name').textContent() === chosen.agent_name, 'the agent is named');
+  check(await page.locator('#detail-figures [data-field="latency_p95_ms"]').textContent()
+    === `${Math.round(chosen.latency_p95_ms)} ms`, 'p95 as the API gives it');
+  const days = Number(await page.evaluate(() => document.body.dataset.detailPoints));
+  const history = await api(`/api/health/history/agent?entity_id=${chosen.agent_id}&days=30`);
+  check(days === history.history.length && days >= 1, `every day with data is charted: ${days}`);
+  check(history.history.at(-1).metrics.latency_p95_ms != null, 'history points carry percentiles');
+  await page.waitForSelector(`[data-slo="${sloId}"]`, { timeout: 10000 });
+  check(await page.locator(`[data-slo="${sloId}"] [data-field="error_budget_remaining"]`).textContent()
+    === `${Math.round(slo.error_budget_remaining * 1000) / 10}%`, 'the SLO budget as the API gives it');
+  await page.screenshot({ path: `${artifacts}/detail-1280.png`, fullPage: true });
+  // A link to a page survives a reload, and the phone sees it whole.
+  const deepLink = page.url();
+  const phoneDetail = await context.newPage();
+  await phoneDetail.setViewportSize({ width: 390, height: 844 });
+  await phoneDetail.goto(deepLink);
+  await phoneDetail.waitForSelector(`body[data-detail="agent/${chosen.agent_id}"]`, { timeout: 15000 });
+  const detailOverflow = await phoneDetail.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(detailOverflow <= 0, `the phone drill-down is ${detailOverflow}px wider than the screen`);
+  await phoneDetail.screenshot({ path: `${artifacts}/detail-phone.png`, fullPage: true });
+  await phoneDetail.close();
+  await page.click('#detail-back');
+  await page.waitForSelector('#dashboard:not([hidden])', { timeout: 10000 });
+  check(await page.locator('#detail').isHidden(), 'back to the overview');
+
   // Phone width: same content, nothing wider than the screen.
   const phone = await context.newPage();
   await phone.setViewportSize({ width: 390, height: 844 });

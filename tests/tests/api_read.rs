@@ -271,7 +271,8 @@ async fn every_read_endpoint_answers_the_contract_shapes(backend: Backend) {
         (
             StatusCode::OK,
             json!({"health_type": "agent", "entity_id": "a1", "days": 7, "data_points": 1, "history": [
-                {"timestamp": day, "health_score": 0.5, "status": "degraded", "metrics": {"total_executions": 2, "completed": 1, "failed": 1}}
+                {"timestamp": day, "health_score": 0.5, "status": "degraded", "metrics": {"total_executions": 2, "completed": 1, "failed": 1,
+                    "latency_p50_ms": estimate(60_000.0), "latency_p95_ms": estimate(60_000.0), "latency_p99_ms": estimate(60_000.0)}}
             ]})
         )
     );
@@ -281,7 +282,8 @@ async fn every_read_endpoint_answers_the_contract_shapes(backend: Backend) {
         (
             StatusCode::OK,
             json!({"health_type": "integration", "entity_id": "slack", "days": 30, "data_points": 1, "history": [
-                {"timestamp": day, "health_score": 0.667, "status": "degraded", "metrics": {"calls": 3, "failures": 1, "avg_latency_ms": 200.0}}
+                {"timestamp": day, "health_score": 0.667, "status": "degraded", "metrics": {"calls": 3, "failures": 1, "avg_latency_ms": 200.0,
+                    "latency_p50_ms": estimate(200.0), "latency_p95_ms": estimate(300.0), "latency_p99_ms": estimate(300.0)}}
             ]})
         )
     );

@@ -12,7 +12,39 @@ use crate::domain::history::{
 use crate::domain::live::{first_kept_day, Counters, Live, LiveHost};
 use crate::domain::records::{AgentCounters, HostCounters, IntegrationCounters};
 use crate::domain::system::{system_health, SystemHealth, SystemInputs};
-use crate::time::{day_of, Millis};
+use crate::time::{day_of, Millis, DAY_MS};
+
+/// Day counters and hour summaries of an entity.
+type DaysAndHours<C> = (
+    Vec<(i64, C)>,
+    Vec<(i64, crate::domain::latency::HourSummary)>,
+);
+
+/// Adds each day's latency percentiles (from its hours) to its point's metrics:
+/// `latency_p50_ms`, `latency_p95_ms`, `latency_p99_ms`, null without latencies.
+fn with_percentiles(
+    mut points: Vec<HistoryPoint>,
+    hours: &[(i64, crate::domain::latency::HourSummary)],
+) -> Vec<HistoryPoint> {
+    use crate::domain::latency::{percentiles, Histogram};
+    let mut by_day: std::collections::BTreeMap<i64, Histogram> = Default::default();
+    for (hour, s) in hours {
+        let day = day_of(hour * crate::time::HOUR_MS);
+        by_day.entry(day).or_default().merge(&s.latency);
+    }
+    for p in &mut points {
+        let day = crate::time::parse_rfc3339(&p.timestamp)
+            .map(day_of)
+            .unwrap_or(i64::MIN);
+        let [p50, p95, p99] = by_day.get(&day).map_or([None, None, None], percentiles);
+        if let Some(m) = p.metrics.as_object_mut() {
+            m.insert("latency_p50_ms".into(), serde_json::json!(p50));
+            m.insert("latency_p95_ms".into(), serde_json::json!(p95));
+            m.insert("latency_p99_ms".into(), serde_json::json!(p99));
+        }
+    }
+    points
+}
 
 /// What history is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,16 +116,30 @@ impl Store {
         let first = day_of(now) - (days - 1);
         let points = match of {
             HistoryOf::Agent(id) => self
-                .entity_days::<_, AgentCounters>(tenant, Entity::Agent, id, first, now)
+                .entity_history::<_, AgentCounters>(tenant, Entity::Agent, id, first, now)
                 .await?
-                .map(|d| d.iter().filter_map(|(d, c)| agent_point(*d, c)).collect()),
+                .map(|(d, hours)| {
+                    with_percentiles(
+                        d.iter().filter_map(|(d, c)| agent_point(*d, c)).collect(),
+                        &hours,
+                    )
+                }),
             HistoryOf::Integration(id) => self
-                .entity_days::<_, IntegrationCounters>(tenant, Entity::Integration, id, first, now)
+                .entity_history::<_, IntegrationCounters>(
+                    tenant,
+                    Entity::Integration,
+                    id,
+                    first,
+                    now,
+                )
                 .await?
-                .map(|d| {
-                    d.iter()
-                        .filter_map(|(d, c)| integration_point(*d, c))
-                        .collect()
+                .map(|(d, hours)| {
+                    with_percentiles(
+                        d.iter()
+                            .filter_map(|(d, c)| integration_point(*d, c))
+                            .collect(),
+                        &hours,
+                    )
                 }),
             HistoryOf::System(Some(id)) => self
                 .entity_days::<_, HostCounters>(tenant, Entity::Host, id, first, now)
@@ -120,6 +166,32 @@ impl Store {
             }
         };
         Ok(points)
+    }
+
+    /// An entity's day counters from day `first` on, ascending, and its hour summaries
+    /// over the same days (hour buckets, then the hours the live item has not moved);
+    /// `None` if it does not exist.
+    async fn entity_history<R, C>(
+        &self,
+        tenant: &str,
+        entity: Entity,
+        id: &str,
+        first: i64,
+        now: Millis,
+    ) -> Result<Option<DaysAndHours<C>>, StoreError>
+    where
+        Live<R, C>: LiveRecord,
+        C: Counters + DayRecord,
+    {
+        let Some(live) = self.live_item::<Live<R, C>>(tenant, entity, id).await? else {
+            return Ok(None);
+        };
+        let mut hours = self
+            .hours_between(tenant, entity, id, first * DAY_MS, now)
+            .await?;
+        hours.extend(live.window.unmoved_hours());
+        let days = self.days_of(tenant, entity, id, live, first, now).await?;
+        Ok(Some((days, hours)))
     }
 
     /// An entity's day counters from `first` on, ascending; `None` if it does not exist.
