@@ -240,11 +240,11 @@ fn evaluate_events(
 }
 
 /// The touched sources on which some condition could hold at `now` even if every alert
-/// were open (so judged at its clear level, the most lenient): on any other source an
-/// event can neither raise an alert nor keep one open. With the state before the events
-/// (what the previous evaluation judged), this tells which sources' alerts an evaluation
-/// must read; the rest cost nothing. An alert that only time could have kept open is the
-/// cycle's to resolve.
+/// were open (so judged at its clear level, the most lenient), silence and SLO burn
+/// aside: on any other source an event can neither raise an alert nor keep one open.
+/// With the state before the events (what the previous evaluation judged), this tells
+/// which sources' alerts an evaluation must read; the rest cost nothing. An alert that
+/// only time could have kept open (a silence among them) is the cycle's to resolve.
 pub fn sources_that_may_alert(
     touched: &Touched,
     config: &Config,
@@ -257,10 +257,13 @@ pub fn sources_that_may_alert(
         .iter()
         .flat_map(|(source_type, id)| {
             // Not the burn alerts: an event keeps them whatever holds, and only the cycle
-            // changes them.
+            // changes them. Nor silence: most sources' state before an event is a while
+            // old, so it would pass nearly every source; the cycle ends a silence instead.
             super::rules::condition::ALL
                 .iter()
-                .filter(|c| **c != super::rules::condition::SLO_BURN)
+                .filter(|c| {
+                    **c != super::rules::condition::SLO_BURN && **c != super::rules::condition::SILENT
+                })
                 .map(|c| {
                     (
                         AlertKey {
@@ -353,5 +356,50 @@ pub async fn run_evaluator<F, Fut>(
                 Err(e) => tracing::error!(tenant, error = %e, "live update failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::records::{AgentRecord, HostRecord};
+    use crate::store::tenant::AgentData;
+
+    const NOW: Millis = 1_780_000_000_000;
+
+    fn host(id: &str, cpu: f64) -> HostRecord {
+        HostRecord {
+            host_id: id.into(),
+            cpu_usage: cpu,
+            memory_usage: 40.0,
+            disk_usage: None,
+            load_average: None,
+            uptime_seconds: None,
+            last_seen: NOW,
+        }
+    }
+
+    #[test]
+    fn only_sources_on_which_a_condition_could_hold_need_their_alerts_read() {
+        let mut quiet = AgentRecord::new("quiet", 0);
+        // Silent for an hour: the cycle's to judge, not a reason to read alerts.
+        quiet.last_active = Some(NOW - 3_600_000);
+        let touched = Touched {
+            agents: vec![AgentData {
+                record: quiet,
+                minutes: Vec::new(),
+                days: Vec::new(),
+                latency: Vec::new(),
+            }],
+            integrations: Vec::new(),
+            // 77 % is under the 80 % warning but over its 75 % clear level: an open
+            // alert would stay open, so its alerts must be read; 50 % is nothing.
+            hosts: vec![host("calm", 50.0), host("warm", 77.0), host("hot", 95.0)],
+            system: None,
+        };
+        let may = sources_that_may_alert(&touched, &Config::default(), NOW);
+        let mut ids: Vec<_> = may.into_iter().map(|(_, id)| id).collect();
+        ids.sort();
+        assert_eq!(ids, ["hot", "warm"]);
     }
 }
