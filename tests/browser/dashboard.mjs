@@ -58,8 +58,9 @@ try {
     await page.goto('about:blank');
     await page.goto(`${base}/#key=${key}`);
     await page.waitForSelector('body[data-ready="true"]', { timeout: 15000 });
-    loads.push(await page.evaluate(() => [window.dashboardContentMs, window.dashboardReadyMs]));
+    loads.push(await page.evaluate(() => [window.dashboardContentMs, window.dashboardReadyMs, window.dashboardFetchedMs]));
   }
+  result.fetched_ms = loads.map(([, , fetched]) => Math.round(fetched));
   // Content: figures, alerts, cards and integrations drawn; ready: charts and socket too.
   result.content_ms = loads.map(([content]) => Math.round(content));
   result.load_ms = loads.map(([, ready]) => Math.round(ready));

@@ -1,5 +1,5 @@
 //! The dashboard in a real browser: Debian's chromium, driven by playwright-core
-//! (tests/browser/dashboard.mjs), against the local stack seeded with 100 agents and 50
+//! (tests/browser/dashboard.mjs), against the local stack seeded with 1,000 agents and 200
 //! integrations, with the collector on a one-second cycle. The test command installs
 //! chromium and playwright-core; screenshots go to tests/artifacts/.
 
@@ -11,13 +11,16 @@ use shared::config::Config;
 use shared::ws::broadcaster::Broadcaster;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-/// 100 agents (some running, some failing), 50 integrations, two hosts (one hot), and a
+/// 1,000 agents (some running, some failing), 200 integrations, two hosts (one hot), and a
 /// queue backlog: a critical and a warning alert on the first cycle.
+/// Agents seeded: the load-time target is set at 1,000.
+const AGENTS: usize = 1_000;
+
 fn fleet() -> Vec<Value> {
     let mut events = Vec::new();
-    for i in 0..100 {
-        let agent = format!("agent-{i:03}");
-        let name = format!("Agent {i:03}");
+    for i in 0..AGENTS {
+        let agent = format!("agent-{i:04}");
+        let name = format!("Agent {i:04}");
         events.push(
             json!({"event_id": format!("s{i}"), "type": "execution.started", "agent_id": agent,
             "agent_name": name, "execution_id": "x1", "operation": "Processing leads"}),
@@ -31,9 +34,9 @@ fn fleet() -> Vec<Value> {
             );
         }
     }
-    for i in 0..50 {
+    for i in 0..200 {
         events.push(json!({"event_id": format!("c{i}"), "type": "integration.call",
-            "integration_id": format!("integration-{i:02}"), "integration_name": format!("Service {i:02}"),
+            "integration_id": format!("integration-{i:03}"), "integration_name": format!("Service {i:03}"),
             "ok": i % 10 != 0, "latency_ms": 100 + i * 7}));
     }
     events.push(json!({"event_id": "h1", "type": "host.sample", "host_id": "worker-1", "cpu_usage": 95.0, "memory_usage": 50.0}));
@@ -56,10 +59,13 @@ async fn the_dashboard_shows_the_api_acknowledges_and_updates_live_in_chromium()
         ..Config::default()
     })
     .await;
-    e2e_tests::ingest_events(&app, &app.api_key, Value::Array(fleet())).await;
+    // A batch holds at most 1,000 events.
+    for chunk in fleet().chunks(1_000) {
+        e2e_tests::ingest_events(&app, &app.api_key, Value::Array(chunk.to_vec())).await;
+    }
     // Wait for the first cycle's alerts, so the page has some to acknowledge.
     // With 1 s cycles every agent is "silent" 5 cycles after its one report, so wait for
-    // those 100 alerts too: the alert list then holds still while the browser compares it
+    // those alerts too: the alert list then holds still while the browser compares it
     // with the API (on a slow machine they would otherwise arrive mid-comparison).
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -74,7 +80,7 @@ async fn the_dashboard_shows_the_api_acknowledges_and_updates_live_in_chromium()
                 })
                 .count()
         });
-        if silent == 100 {
+        if silent == AGENTS {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "no alerts: {alerts}");

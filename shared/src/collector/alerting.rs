@@ -262,7 +262,8 @@ pub fn sources_that_may_alert(
             super::rules::condition::ALL
                 .iter()
                 .filter(|c| {
-                    **c != super::rules::condition::SLO_BURN && **c != super::rules::condition::SILENT
+                    **c != super::rules::condition::SLO_BURN
+                        && **c != super::rules::condition::SILENT
                 })
                 .map(|c| {
                     (
