@@ -148,44 +148,39 @@ impl SloBody {
             }
         };
         let latency = objective == Some(Objective::Latency);
-        let threshold_ms = match number(&self.threshold_ms, "threshold_ms") {
-            Ok(Some(t)) if latency && t > 0.0 && t <= 3_600_000.0 => Some(t),
-            Ok(None) if !latency => None,
-            Ok(_) if latency => {
-                errors.push(err(
-                    "threshold_ms",
-                    "a latency SLO needs threshold_ms, from above 0 to 3600000",
-                ));
-                None
-            }
-            Ok(_) => {
-                errors.push(err("threshold_ms", "is only for latency SLOs"));
-                None
-            }
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        };
-        let percentile = match number(&self.percentile, "percentile") {
-            Ok(Some(p)) if latency && p > 0.0 && p < 100.0 => Some(p),
-            Ok(None) if !latency => None,
-            Ok(_) if latency => {
-                errors.push(err(
-                    "percentile",
-                    "a latency SLO needs percentile, above 0 and below 100 (e.g. 99)",
-                ));
-                None
-            }
-            Ok(_) => {
-                errors.push(err("percentile", "is only for latency SLOs"));
-                None
-            }
-            Err(e) => {
-                errors.push(e);
-                None
+        let mut latency_field = |value: &Option<serde_json::Value>,
+                                 field: &'static str,
+                                 valid: fn(f64) -> bool,
+                                 needs: &str| {
+            match number(value, field) {
+                Ok(Some(v)) if latency && valid(v) => Some(v),
+                Ok(None) if !latency => None,
+                Ok(_) if latency => {
+                    errors.push(err(field, format!("a latency SLO needs {field}, {needs}")));
+                    None
+                }
+                Ok(_) => {
+                    errors.push(err(field, "is only for latency SLOs"));
+                    None
+                }
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
             }
         };
+        let threshold_ms = latency_field(
+            &self.threshold_ms,
+            "threshold_ms",
+            |t| t > 0.0 && t <= 3_600_000.0,
+            "from above 0 to 3600000",
+        );
+        let percentile = latency_field(
+            &self.percentile,
+            "percentile",
+            |p| p > 0.0 && p < 100.0,
+            "above 0 and below 100 (e.g. 99)",
+        );
         let target = match number(&self.target, "target") {
             Ok(Some(t)) if t > 0.0 && t < 1.0 => Some(t),
             Ok(None) if latency => percentile.map(|p| p / 100.0),

@@ -630,12 +630,7 @@ impl Store {
         key: &ItemKey,
         consistent: bool,
     ) -> Result<(Option<T>, Option<u64>), StoreError> {
-        let item = if consistent {
-            self.get_one(key).await?
-        } else {
-            self.get_one_eventual(key).await?
-        };
-        match item {
+        match self.get_one_with(key, consistent).await? {
             Some(item) => {
                 let version = item.version;
                 Ok((Some(live_of(item)?), Some(version)))

@@ -310,28 +310,23 @@ impl Store {
     }
 
     /// Reads one item.
-    /// [`Store::get_one`], eventually consistent.
-    pub(crate) async fn get_one_eventual(
-        &self,
-        key: &ItemKey,
-    ) -> Result<Option<StoredItem>, StoreError> {
-        Ok(self
-            .backend
-            .get_eventual(std::slice::from_ref(key))
-            .await?
-            .into_iter()
-            .next()
-            .flatten())
+    pub(crate) async fn get_one(&self, key: &ItemKey) -> Result<Option<StoredItem>, StoreError> {
+        self.get_one_with(key, true).await
     }
 
-    pub(crate) async fn get_one(&self, key: &ItemKey) -> Result<Option<StoredItem>, StoreError> {
-        Ok(self
-            .backend
-            .get(std::slice::from_ref(key))
-            .await?
-            .into_iter()
-            .next()
-            .flatten())
+    /// Reads one item, eventually consistent unless `consistent`.
+    pub(crate) async fn get_one_with(
+        &self,
+        key: &ItemKey,
+        consistent: bool,
+    ) -> Result<Option<StoredItem>, StoreError> {
+        let keys = std::slice::from_ref(key);
+        let found = if consistent {
+            self.backend.get(keys).await?
+        } else {
+            self.backend.get_eventual(keys).await?
+        };
+        Ok(found.into_iter().next().flatten())
     }
 }
 

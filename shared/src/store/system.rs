@@ -116,7 +116,7 @@ impl Store {
         let first = day_of(now) - (days - 1);
         let points = match of {
             HistoryOf::Agent(id) => self
-                .entity_history::<_, AgentCounters>(tenant, Entity::Agent, id, first, now)
+                .entity_history::<_, AgentCounters>(tenant, Entity::Agent, id, first, now, true)
                 .await?
                 .map(|(d, hours)| {
                     with_percentiles(
@@ -131,6 +131,7 @@ impl Store {
                     id,
                     first,
                     now,
+                    true,
                 )
                 .await?
                 .map(|(d, hours)| {
@@ -142,9 +143,9 @@ impl Store {
                     )
                 }),
             HistoryOf::System(Some(id)) => self
-                .entity_days::<_, HostCounters>(tenant, Entity::Host, id, first, now)
+                .entity_history::<_, HostCounters>(tenant, Entity::Host, id, first, now, false)
                 .await?
-                .map(|d| d.iter().filter_map(|(d, c)| system_point(*d, c)).collect()),
+                .map(|(d, _)| d.iter().filter_map(|(d, c)| system_point(*d, c)).collect()),
             HistoryOf::System(None) => {
                 let hosts: Vec<LiveHost> = self
                     .live_items(tenant, Entity::Host, Consistency::Strong)
@@ -168,9 +169,9 @@ impl Store {
         Ok(points)
     }
 
-    /// An entity's day counters from day `first` on, ascending, and its hour summaries
-    /// over the same days (hour buckets, then the hours the live item has not moved);
-    /// `None` if it does not exist.
+    /// An entity's day counters from day `first` on, ascending, and, when `hours`, its
+    /// hour summaries over the same days (hour buckets, then the hours the live item has
+    /// not moved; hosts have none); `None` if it does not exist.
     async fn entity_history<R, C>(
         &self,
         tenant: &str,
@@ -178,6 +179,7 @@ impl Store {
         id: &str,
         first: i64,
         now: Millis,
+        hours: bool,
     ) -> Result<Option<DaysAndHours<C>>, StoreError>
     where
         Live<R, C>: LiveRecord,
@@ -186,33 +188,17 @@ impl Store {
         let Some(live) = self.live_item::<Live<R, C>>(tenant, entity, id).await? else {
             return Ok(None);
         };
-        let mut hours = self
-            .hours_between(tenant, entity, id, first * DAY_MS, now)
-            .await?;
-        hours.extend(live.window.unmoved_hours());
+        let hours = if hours {
+            let mut stored = self
+                .hours_between(tenant, entity, id, first * DAY_MS, now)
+                .await?;
+            stored.extend(live.window.unmoved_hours());
+            stored
+        } else {
+            Vec::new()
+        };
         let days = self.days_of(tenant, entity, id, live, first, now).await?;
         Ok(Some((days, hours)))
-    }
-
-    /// An entity's day counters from `first` on, ascending; `None` if it does not exist.
-    async fn entity_days<R, C>(
-        &self,
-        tenant: &str,
-        entity: Entity,
-        id: &str,
-        first: i64,
-        now: Millis,
-    ) -> Result<Option<Vec<(i64, C)>>, StoreError>
-    where
-        Live<R, C>: LiveRecord,
-        C: Counters + DayRecord,
-    {
-        let Some(live) = self.live_item::<Live<R, C>>(tenant, entity, id).await? else {
-            return Ok(None);
-        };
-        Ok(Some(
-            self.days_of(tenant, entity, id, live, first, now).await?,
-        ))
     }
 
     /// The day counters of an entity from `first` on: day buckets for days older than the

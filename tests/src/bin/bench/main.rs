@@ -52,6 +52,21 @@ impl Metered {
         self.requests.store(0, Ordering::Relaxed);
     }
 
+    /// A read by key: 1 RU per 4 KB per item, at least 1 even for a missing item, in
+    /// tenths (10 strongly consistent, 5 eventually).
+    fn count_get(&self, items: &[Option<StoredItem>], tenths: u64) -> Result<(), StoreError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let ru: u64 = items
+            .iter()
+            .map(|i| {
+                i.as_ref()
+                    .map_or(Ok(1), |i| item_size(i).map(|s| units(s, 4096)))
+            })
+            .sum::<Result<u64, _>>()?;
+        self.read_tenths.fetch_add(ru * tenths, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn count_query(&self, items: &[StoredItem]) -> Result<(), StoreError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let size: usize = items.iter().map(item_size).sum::<Result<usize, _>>()?;
@@ -65,30 +80,12 @@ impl Metered {
 impl Backend for Metered {
     async fn get(&self, keys: &[ItemKey]) -> Result<Vec<Option<StoredItem>>, StoreError> {
         let out = self.inner.get(keys).await?;
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        // Strongly consistent: 1 RU per 4 KB per item, at least 1 even for a missing item.
-        let ru: u64 = out
-            .iter()
-            .map(|i| {
-                i.as_ref()
-                    .map_or(Ok(1), |i| item_size(i).map(|s| units(s, 4096)))
-            })
-            .sum::<Result<u64, _>>()?;
-        self.read_tenths.fetch_add(ru * 10, Ordering::Relaxed);
+        self.count_get(&out, 10)?;
         Ok(out)
     }
     async fn get_eventual(&self, keys: &[ItemKey]) -> Result<Vec<Option<StoredItem>>, StoreError> {
         let out = self.inner.get_eventual(keys).await?;
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        // Eventually consistent: half of the above.
-        let ru: u64 = out
-            .iter()
-            .map(|i| {
-                i.as_ref()
-                    .map_or(Ok(1), |i| item_size(i).map(|s| units(s, 4096)))
-            })
-            .sum::<Result<u64, _>>()?;
-        self.read_tenths.fetch_add(ru * 5, Ordering::Relaxed);
+        self.count_get(&out, 5)?;
         Ok(out)
     }
     async fn query(&self, pk: &str, from: &str, to: &str) -> Result<Vec<StoredItem>, StoreError> {
