@@ -24,7 +24,8 @@ pub struct RunningExecution {
     pub started_at: Millis,
 }
 
-/// An agent's latest state.
+/// An agent's latest state. Fields at their default are not stored: every byte of the live
+/// item is read by each collector cycle, 10,000 times over at the reference workload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentRecord {
     /// The agent's id.
@@ -32,10 +33,13 @@ pub struct AgentRecord {
     /// Display name (defaults to the id).
     pub agent_name: String,
     /// Paused by an operator.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
     /// Latest confidence reported, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f64>,
     /// When `confidence` was reported.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub confidence_at: Millis,
     /// Newest event from the agent.
     pub last_active: Option<Millis>,
@@ -44,9 +48,14 @@ pub struct AgentRecord {
     /// How the latest finished execution ended.
     pub last_outcome: Option<Outcome>,
     /// Executions in progress, by execution id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub running: BTreeMap<String, RunningExecution>,
     /// When the agent was first seen.
     pub created_at: Millis,
+}
+
+fn is_zero(x: &Millis) -> bool {
+    *x == 0
 }
 
 impl AgentRecord {

@@ -3,6 +3,7 @@
 
 use super::ingest::{corrupt, unexpected};
 use super::layout;
+use super::tenant::Consistency;
 use super::{
     retry_on_conflict, skip_unreadable, Condition, Range, Record, Store, StoreError, StoredItem,
     Write,
@@ -65,10 +66,22 @@ impl Store {
 
     /// Every alert of the tenant with its version, active or recently resolved, as stored.
     pub async fn all_alerts(&self, tenant: &str) -> Result<Vec<(AlertRecord, u64)>, StoreError> {
-        let items = self
-            .backend
-            .query(&layout::alerts_partition(tenant), " ", "\u{10ffff}")
-            .await?;
+        self.all_alerts_with(tenant, Consistency::Strong).await
+    }
+
+    /// [`Store::all_alerts`] at the chosen consistency. The cycle reads eventually (half
+    /// the price): a stale alert makes its conditional write fail, and the retry reads
+    /// strongly.
+    pub async fn all_alerts_with(
+        &self,
+        tenant: &str,
+        read: Consistency,
+    ) -> Result<Vec<(AlertRecord, u64)>, StoreError> {
+        let pk = layout::alerts_partition(tenant);
+        let items = match read {
+            Consistency::Strong => self.backend.query(&pk, " ", "\u{10ffff}").await?,
+            Consistency::Eventual => self.backend.query_eventual(&pk, " ", "\u{10ffff}").await?,
+        };
         skip_unreadable(
             tenant,
             items.into_iter().map(|item| match item.record {

@@ -774,8 +774,12 @@ impl Store {
         change: impl Fn(Option<T>) -> Result<(Option<T>, O), StoreError>,
     ) -> Result<O, StoreError> {
         let key = layout::live(tenant, entity, id);
+        let attempt = std::sync::atomic::AtomicUsize::new(0);
         retry_on_conflict(|| async {
-            let (value, read_version) = self.read_live::<T>(&key).await?;
+            // As in ingestion: a stale first read fails the version condition of the write,
+            // and the retry reads strongly.
+            let retry = attempt.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0;
+            let (value, read_version) = self.read_live_with::<T>(&key, retry).await?;
             let value = match value {
                 Some(mut v) => {
                     self.settle(tenant, MarksOf::Entity(entity, id), &mut v, now)

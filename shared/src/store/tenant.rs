@@ -366,7 +366,7 @@ impl Store {
             self.load_integrations(tenant, read),
             self.load_hosts(tenant, read),
             self.load_system(tenant),
-            self.all_alerts(tenant),
+            self.all_alerts_with(tenant, read),
         )?;
         Ok(TenantData {
             agents,

@@ -113,7 +113,10 @@ pub async fn cost_benchmark() {
     let metered = Arc::new(Metered::new(backend));
     let target = e2e_tests::ProbeTarget::start().await;
     let now = chrono::Utc::now().timestamp_millis();
-    let t0 = now - now.rem_euclid(MINUTE_MS) - 5 * MINUTE_MS;
+    // Half an hour into the hour before this one (items then hold half an hour of marks, the
+    // mean over an hour), and every measured event and cycle falls in that hour, so no
+    // measurement pays, or misses, an hour's first write by the clock.
+    let t0 = now - now.rem_euclid(shared::time::HOUR_MS) - shared::time::HOUR_MS + 30 * MINUTE_MS;
     let items = fleet(FLEET, t0, &target.url());
     print_sizes(&items);
     seed(&(metered.clone() as Arc<dyn shared::store::Backend>), items).await;
