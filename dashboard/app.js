@@ -401,18 +401,45 @@
       }).join('');
   }
 
+  // Durations as people say them: "4 min", "2 h 5 min".
+  const span = (ms) => {
+    if (ms == null || Number.isNaN(ms)) return '–';
+    const m = Math.round(ms / 60000);
+    if (m < 1) return `${Math.round(ms / 1000)} s`;
+    if (m < 60) return `${m} min`;
+    return `${Math.floor(m / 60)} h ${m % 60} min`;
+  };
+  const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+
+  function renderAlertHistory(alerts) {
+    const at = (iso) => (iso ? new Date(iso).getTime() : null);
+    const toAck = alerts.filter((a) => a.acknowledged_at).map((a) => at(a.acknowledged_at) - at(a.timestamp));
+    const toResolve = alerts.filter((a) => a.resolved_at).map((a) => at(a.resolved_at) - at(a.timestamp));
+    $('detail-mttx').textContent = `${alerts.length} alert${alerts.length === 1 ? '' : 's'} · mean time to acknowledge ${span(mean(toAck))} · mean time to resolve ${span(mean(toResolve))}`;
+    $('detail-history').innerHTML = alerts.length === 0
+      ? '<li class="empty">No alerts in the last 30 days.</li>'
+      : alerts.map((a) => `<li data-history-alert="${escapeHtml(a.alert_id)}" data-resolved="${!!a.resolved_at}">
+          ${badge('sev', a.severity)} <span class="name">${escapeHtml(a.message)}</span>
+          <span class="meta">${escapeHtml(when(a.timestamp))}
+            · ${a.acknowledged_at ? `acknowledged after ${span(at(a.acknowledged_at) - at(a.timestamp))}` : 'not acknowledged'}
+            · ${a.resolved_at ? `resolved after ${span(at(a.resolved_at) - at(a.timestamp))}` : 'active'}</span></li>`).join('');
+  }
+
   async function loadDetail() {
     const d = state.detail;
     if (!d) return;
     state.detailLoadedAt = Date.now();
     $('detail-error').textContent = '';
     const path = `/api/health/history/${KINDS[d.kind]}?entity_id=${encodeURIComponent(d.id)}&days=30`;
-    const [history, slos] = await Promise.all([
+    const sourceType = d.kind === 'host' ? 'system' : d.kind;
+    const [history, slos, alertHistory] = await Promise.all([
       api(path).catch((error) => { $('detail-error').textContent = error.message; return { history: [] }; }),
       d.kind === 'host' ? Promise.resolve([]) : api('/api/health/slos').catch(() => []),
+      api(`/api/health/alerts?source_type=${sourceType}&source_id=${encodeURIComponent(d.id)}&include_resolved=true`).catch(() => []),
     ]);
     if (state.detail !== d) return;
     renderSlos(slos);
+    renderAlertHistory(alertHistory);
     const c = detailCharts();
     if (!c) return;
     const points = history.history;

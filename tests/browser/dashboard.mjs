@@ -170,8 +170,10 @@ try {
 
   // Drill-down: the card's name opens the agent's page: its figures (p95 included), its 30
   // days from stored history, its SLO with the budget left, its alerts; and back.
-  const chosen = agents.find((a) => a.latency_p95_ms != null);
-  check(chosen, 'an agent with durations');
+  // One whose executions succeed: its SLO then burns nothing, so no burn alert arrives
+  // between the page's reads and the test's.
+  const chosen = agents.find((a) => a.latency_p95_ms != null && a.success_rate === 1);
+  check(chosen, 'an agent with durations and no failure');
   const sloId = `${chosen.agent_id}-success`;
   await api(`/api/health/slos/${sloId}`, {
     method: 'PUT',
@@ -193,6 +195,11 @@ try {
   await page.waitForSelector(`[data-slo="${sloId}"]`, { timeout: 10000 });
   check(await page.locator(`[data-slo="${sloId}"] [data-field="error_budget_remaining"]`).textContent()
     === `${Math.round(slo.error_budget_remaining * 1000) / 10}%`, 'the SLO budget as the API gives it');
+  // The alert history lists the source's alerts, resolved ones included, as the API does.
+  const past = await api(`/api/health/alerts?source_type=agent&source_id=${chosen.agent_id}&include_resolved=true`);
+  check(past.length >= 1, `the agent has alerts (it is silent): ${JSON.stringify(past)}`);
+  await page.waitForFunction((n) => document.querySelectorAll('[data-history-alert]').length === n, past.length, { timeout: 10000 });
+  check((await page.locator('#detail-mttx').textContent()).startsWith(`${past.length} alert`), 'the history counts them');
   await page.screenshot({ path: `${artifacts}/detail-1280.png`, fullPage: true });
   // A link to a page survives a reload, and the phone sees it whole.
   const deepLink = page.url();

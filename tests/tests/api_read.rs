@@ -191,7 +191,7 @@ fn alert_json(
 
 async fn every_read_endpoint_answers_the_contract_shapes(backend: Backend) {
     let t = noon();
-    let (api, _running, _dir) = fixture(backend, t).await;
+    let (api, running, _dir) = fixture(backend, t).await;
     let day = format_rfc3339(t - DAY_MS / 2);
 
     assert_eq!(
@@ -265,6 +265,7 @@ async fn every_read_endpoint_answers_the_contract_shapes(backend: Backend) {
         api.get("/api/health/alerts?severity=warning").await,
         (StatusCode::OK, json!([agent]))
     );
+
     assert_eq!(
         api.get("/api/health/history/agent?entity_id=a1&days=7")
             .await,
@@ -303,6 +304,68 @@ async fn every_read_endpoint_answers_the_contract_shapes(backend: Backend) {
             StatusCode::OK,
             json!({"health_type": "system", "entity_id": "h1", "days": 1, "data_points": 1, "history": [system_point]})
         )
+    );
+    // A source's history: its resolved alerts too, newest first, with `resolved_at`.
+    let prefix = shared::collector::rules::source_prefix(SourceType::System, "h1");
+    let mut old_cpu = alert(
+        &format!("{prefix}0badcafe_1"),
+        Severity::Critical,
+        SourceType::System,
+        "h1",
+        "High CPU usage: 95%",
+        t - 7_200_000,
+    );
+    old_cpu.acknowledged_at = Some(t - 7_000_000);
+    old_cpu.acknowledged_by = Some("ops".into());
+    old_cpu.resolved_at = Some(t - 6_000_000);
+    let mut memory = alert(
+        &format!("{prefix}0badbeef_1"),
+        Severity::Warning,
+        SourceType::System,
+        "h1",
+        "High memory usage: 85%",
+        t - 60_000,
+    );
+    memory.resolved_at = None;
+    for a in [&old_cpu, &memory] {
+        running
+            .state
+            .store
+            .save_alert("local", a, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let memory_json = alert_json(
+        &memory.alert_id,
+        "warning",
+        "system",
+        "h1",
+        "High memory usage: 85%",
+        t - 60_000,
+        false,
+    );
+    let mut cpu_json = alert_json(
+        &old_cpu.alert_id,
+        "critical",
+        "system",
+        "h1",
+        "High CPU usage: 95%",
+        t - 7_200_000,
+        true,
+    );
+    cpu_json["acknowledged"] = json!(true);
+    cpu_json["acknowledged_by"] = json!("ops");
+    cpu_json["acknowledged_at"] = json!(format_rfc3339(t - 7_000_000));
+    cpu_json["resolved_at"] = json!(format_rfc3339(t - 6_000_000));
+    assert_eq!(
+        api.get("/api/health/alerts?source_type=system&source_id=h1")
+            .await,
+        (StatusCode::OK, json!([memory_json.clone()]))
+    );
+    assert_eq!(
+        api.get("/api/health/alerts?source_type=system&source_id=h1&include_resolved=true")
+            .await,
+        (StatusCode::OK, json!([memory_json, cpu_json]))
     );
 }
 
@@ -402,6 +465,22 @@ async fn bad_parameters_answer_400_naming_the_parameter(backend: Backend) {
         (
             "/api/health/history/integration?days=3",
             "entity_id: is required for integration history",
+        ),
+        (
+            "/api/health/alerts?source_type=host&source_id=h1",
+            "source_type: must be agent, integration or system",
+        ),
+        (
+            "/api/health/alerts?source_id=h1",
+            "source_type and source_id: give both or neither",
+        ),
+        (
+            "/api/health/alerts?include_resolved=true",
+            "include_resolved: needs source_type and source_id (one source's history)",
+        ),
+        (
+            "/api/health/alerts?source_type=system&source_id=h1&include_resolved=yes",
+            "include_resolved: must be true or false",
         ),
         (
             "/api/health/alerts?severity=urgent",

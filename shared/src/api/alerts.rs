@@ -5,33 +5,74 @@ use serde_json::Value;
 
 use super::auth::Principal;
 use super::{json_response, object_body, query_param, ApiError};
-use crate::domain::alerts::{AlertView, Severity};
+use crate::domain::alerts::{AlertView, Severity, SourceType};
 use crate::domain::ids::MAX_TEXT_CHARS;
 use crate::store::alerts::AckOutcome;
 use crate::AppState;
 
-/// Active alerts, critical first then newest first, optionally of one severity.
+/// Active alerts, critical first then newest first, optionally of one severity. With
+/// `source_type` and `source_id`, only that source's; adding `include_resolved=true` lists
+/// its resolved ones too (kept 30 days), newest first, each with `resolved_at`: the alert
+/// history a drill-down page shows.
 #[tracing::instrument(skip(state))]
 pub async fn list(
     state: &AppState,
     tenant: &str,
     query: Option<&str>,
 ) -> Result<Response<String>, ApiError> {
+    let bad = |m: &str| ApiError::bad_request("invalid_parameter", m.to_owned());
     let severity = match query_param(query, "severity") {
         None => None,
-        Some(s) => Some(Severity::parse(&s).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_parameter",
-                "severity: must be critical, warning or info",
-            )
-        })?),
+        Some(s) => Some(
+            Severity::parse(&s)
+                .ok_or_else(|| bad("severity: must be critical, warning or info"))?,
+        ),
+    };
+    let source = match (
+        query_param(query, "source_type"),
+        query_param(query, "source_id"),
+    ) {
+        (None, None) => None,
+        (Some(t), Some(id)) => Some((
+            SourceType::parse(&t)
+                .ok_or_else(|| bad("source_type: must be agent, integration or system"))?,
+            id,
+        )),
+        _ => return Err(bad("source_type and source_id: give both or neither")),
+    };
+    let include_resolved = match query_param(query, "include_resolved").as_deref() {
+        None | Some("false") => false,
+        Some("true") if source.is_some() => true,
+        Some("true") => {
+            return Err(bad(
+                "include_resolved: needs source_type and source_id (one source's history)",
+            ))
+        }
+        Some(_) => return Err(bad("include_resolved: must be true or false")),
     };
     let now = state.clock.now_ms();
-    let (active, config) = futures::try_join!(
-        state.store.active_alerts(tenant),
-        state.store.notify_config(tenant)
-    )?;
-    let alerts: Vec<AlertView> = active
+    let config = state.store.notify_config(tenant).await?;
+    let mut alerts: Vec<_> = match &source {
+        None => state.store.active_alerts(tenant).await?,
+        Some(s) => state
+            .store
+            .alerts_of_sources(tenant, std::slice::from_ref(s))
+            .await?
+            .into_iter()
+            .map(|(a, _)| a)
+            .filter(|a| include_resolved || a.resolved_at.is_none())
+            .collect(),
+    };
+    if include_resolved {
+        alerts.sort_by(|a, b| {
+            b.raised_at
+                .cmp(&a.raised_at)
+                .then(a.alert_id.cmp(&b.alert_id))
+        });
+    } else if source.is_some() {
+        crate::domain::alerts::sort_alerts(&mut alerts);
+    }
+    let alerts: Vec<AlertView> = alerts
         .iter()
         .filter(|a| severity.is_none_or(|s| a.severity == s))
         .map(|a| a.view_at(&config.silences, now))

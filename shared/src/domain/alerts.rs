@@ -40,6 +40,18 @@ pub enum SourceType {
     Integration,
 }
 
+impl SourceType {
+    /// The type from its name in the API (`system`, `agent`, `integration`).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "system" => Some(Self::System),
+            "agent" => Some(Self::Agent),
+            "integration" => Some(Self::Integration),
+            _ => None,
+        }
+    }
+}
+
 /// An alert: one condition on one source, for as long as the condition holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertRecord {
@@ -90,6 +102,7 @@ impl AlertRecord {
             acknowledged_at: self.acknowledged_at.map(format_rfc3339),
             notes: self.notes.clone(),
             silenced: false,
+            resolved_at: self.resolved_at.map(format_rfc3339),
         }
     }
 
@@ -134,6 +147,10 @@ pub struct AlertView {
     pub notes: Option<String>,
     /// Whether a silence or maintenance window holds its notifications now.
     pub silenced: bool,
+    /// When it resolved: only on resolved alerts, which only a source's alert history
+    /// lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<String>,
 }
 
 /// Sorts active alerts as the contract lists them: critical first, then newest first
