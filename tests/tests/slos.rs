@@ -81,7 +81,7 @@ async fn slos_report_hand_computed_budgets_and_burn_rates(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{slo}");
-    // 150 calls, 7 failed: availability 1 − 7/150 = 0.953333; a 1 % budget spent
+    // 150 calls, 7 failed: availability 1 − 7/150 = 0.953 (3 decimals, as rates are); a 1 % budget spent
     // 7/150 / 0.01 = 4.67 times: 1 − 4.6667 = −3.6667 left. Last hour: 5 of 50 failed,
     // 0.1 / 0.01 = 10×. 6 hours and 3 days: all 150, 4.67×.
     assert_eq!(
@@ -90,7 +90,7 @@ async fn slos_report_hand_computed_budgets_and_burn_rates(backend: Backend) {
             "slo_id": "stripe-availability", "source_type": "integration", "source_id": "stripe",
             "objective": "availability", "target": 0.99, "window_days": 30,
             "threshold_ms": null, "percentile": null,
-            "current": 0.953333, "current_latency_ms": null, "events": 150,
+            "current": 0.953, "current_latency_ms": null, "events": 150,
             "error_budget_remaining": -3.6667,
             "burn_rate_1h": 10.0, "burn_rate_6h": 4.67, "burn_rate_3d": 4.67,
             "status": "breached"

@@ -862,7 +862,52 @@ async fn latencies_give_percentiles_and_hours_move_out_with_their_counts(store: 
     assert_eq!(h.latency_p50_ms, Some(estimate(51.0)));
 }
 
+/// A finish without `duration_ms` in the hour after its start, retried after the agent's
+/// marks moved out of its item, is still recognised: the retry cannot tell the start's
+/// hour, so the finish is remembered under its own hour too.
+async fn a_retried_finish_after_the_hour_turned_counts_once(store: Store) {
+    use shared::time::HOUR_MS;
+    let hour = (now() - 3 * HOUR_MS).div_euclid(HOUR_MS);
+    let start = hour * HOUR_MS + 50 * MINUTE_MS;
+    let end = start + 20 * MINUTE_MS;
+    let finish = json!([{"event_id": "f1", "type": "execution.finished", "agent_id": "a", "execution_id": "x1", "outcome": "completed", "timestamp": at(end)}]);
+    for (n, events) in [
+        (
+            start,
+            json!([{"event_id": "s1", "type": "execution.started", "agent_id": "a", "execution_id": "x1", "operation": "op", "timestamp": at(start)}]),
+        ),
+        (end, finish.clone()),
+        // Another execution next hour: the item's earlier marks move to mark buckets.
+        (
+            end + HOUR_MS,
+            json!([{"event_id": "s2", "type": "execution.started", "agent_id": "a", "execution_id": "x2", "operation": "op", "timestamp": at(end + HOUR_MS)}]),
+        ),
+    ] {
+        store
+            .ingest("t", &batch(n, events), n)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let later = end + HOUR_MS + MINUTE_MS;
+    let retry = store
+        .ingest("t", &batch(later, finish), later)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((retry.accepted, retry.duplicates), (0, 1));
+    let history = store
+        .history("t", shared::store::system::HistoryOf::Agent("a"), 2, later)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_default();
+    let completed: u64 = history
+        .iter()
+        .map(|p| p.metrics["completed"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(completed, 1, "{history:?}");
+}
+
 e2e_tests::on_both_stores!(
+    a_retried_finish_after_the_hour_turned_counts_once,
     latencies_give_percentiles_and_hours_move_out_with_their_counts,
     pages_of_a_list_give_the_whole_list_once,
     a_write_whose_condition_fails_changes_nothing,

@@ -665,7 +665,7 @@ impl LiveAgent {
     /// Applies `execution.finished` at `ts`: counts the execution from its start (a finish
     /// without a known start counts it as started `duration_ms` earlier), unless it already
     /// finished (then `false`). Files the finish mark under the start's hour, where a late
-    /// start looks.
+    /// start looks, and under the finish's hour, where a retried finish looks.
     #[allow(clippy::too_many_arguments)]
     pub fn finished(
         &mut self,
@@ -701,7 +701,13 @@ impl LiveAgent {
             }
             c.add_finish(outcome, duration);
         });
+        // Under the start's hour, where a late start looks; and under the finish's own
+        // hour, where a retried finish looks when it cannot tell the start (no
+        // `duration_ms`, nothing running any more), once the item's marks have moved out.
         self.seen.insert(hour_of(started_at), fmark);
+        if hour_of(ts) != hour_of(started_at) {
+            self.seen.insert(hour_of(ts), fmark);
+        }
         true
     }
 }

@@ -248,7 +248,8 @@ pub struct SloStatus {
     #[serde(flatten)]
     pub slo: SloRecord,
     /// The objective's value over the window: the share of good events (availability,
-    /// latency) or of failed ones (error rate), 6 decimals; `null` without events.
+    /// latency) or of failed ones (error rate), rounded as rates are (3 decimals, an
+    /// integration's error rate 4); `null` without events.
     pub current: Option<f64>,
     /// Latency SLOs: the percentile's value over the window, ms, 1 decimal.
     pub current_latency_ms: Option<f64>,
@@ -401,14 +402,11 @@ pub fn status(slo: &SloRecord, data: &SloData, now: Millis) -> SloStatus {
     let window = i64::from(slo.window_days) * DAY_MS;
     let tally = data.tally(slo, window, now);
     let bad_share = tally.bad_share();
-    let current = (tally.total > 0).then(|| {
-        round(
-            match slo.objective {
-                Objective::ErrorRate => bad_share,
-                _ => 1.0 - bad_share,
-            },
-            6,
-        )
+    // Rates as the API rounds them everywhere: 3 decimals, an integration's error rate 4.
+    let current = (tally.total > 0).then(|| match slo.objective {
+        Objective::ErrorRate if slo.source_type == SloSource::Integration => round(bad_share, 4),
+        Objective::ErrorRate => round(bad_share, 3),
+        _ => round(1.0 - bad_share, 3),
     });
     let budget = slo.budget();
     let remaining = if budget > 0.0 {
@@ -504,8 +502,9 @@ mod tests {
         }
         let s = status(&slo, &data, NOW);
         assert_eq!(s.events, 432_000);
-        // 168 bad of 432,000: availability 1 − 168/432000 = 0.999611.
-        assert_eq!(s.current, Some(0.999611));
+        // 168 bad of 432,000: availability 1 − 168/432000 = 0.999611, to 3 decimals 1.0
+        // (the budget left tells the rest).
+        assert_eq!(s.current, Some(1.0));
         // Budget 432, spent 168: 1 − 168/432 = 0.6111.
         assert_eq!(s.error_budget_remaining, 0.6111);
         // Last hour: 60/600 bad = 0.1, over a budget share of 0.001: 100×.
