@@ -136,6 +136,58 @@ pub async fn spawn_api(
     (running, dir)
 }
 
+/// A client of a running stack's API with one key: a JSON body in, the status and the
+/// JSON answer (`Null` if not JSON) out.
+pub struct Api {
+    /// The HTTP client.
+    pub client: reqwest::Client,
+    /// The stack's base URL.
+    pub base: String,
+    /// The bearer key.
+    pub key: String,
+}
+
+impl Api {
+    /// A client of `running` with its all-scopes key.
+    pub fn of(running: &local_stack::Running) -> Self {
+        Self {
+            client: reqwest::Client::new(),
+            base: running.url(),
+            key: running.api_key.clone(),
+        }
+    }
+
+    /// Sends a request; panics only if the server cannot be reached.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let (status, text) = self.call_text(method, path, body).await;
+        (status, serde_json::from_str(&text).unwrap_or_default())
+    }
+
+    /// [`Api::call`], answering the body as text.
+    pub async fn call_text(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, String) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = res.status();
+        (status, res.text().await.unwrap_or_default())
+    }
+}
+
 /// RFC 3339 for "now minus `secs` seconds".
 pub fn ago(secs: i64) -> String {
     shared::time::format_rfc3339(chrono::Utc::now().timestamp_millis() - secs * 1000)

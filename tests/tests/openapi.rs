@@ -121,6 +121,7 @@ async fn documented_response_shapes_match_the_handlers() {
         {"event_id": "3", "type": "integration.call", "integration_id": "slack", "latency_ms": 12.5, "ok": true},
         {"event_id": "4", "type": "host.sample", "host_id": "h1", "cpu_usage": 95, "memory_usage": 40},
         {"event_id": "5", "type": "gauge", "name": "queue_depth", "value": 3},
+        {"event_id": "6", "type": "execution.finished", "agent_id": "a1", "execution_id": "y", "outcome": "failed", "duration_ms": 40, "error": "boom"},
     ]});
     let to_revoke = running
         .state
@@ -319,6 +320,12 @@ async fn documented_response_shapes_match_the_handlers() {
             ),
         ),
         (Method::GET, "/api/health/slos", "/api/health/slos", None),
+        (
+            Method::GET,
+            "/api/health/failures",
+            "/api/health/failures?source_type=agent&source_id=a1",
+            None,
+        ),
         (
             Method::DELETE,
             "/api/health/slos/{slo_id}",

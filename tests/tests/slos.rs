@@ -5,32 +5,10 @@
 
 use std::sync::Arc;
 
-use e2e_tests::{spawn_api, Backend};
-use reqwest::{Client, Method, StatusCode};
+use e2e_tests::{spawn_api, Api, Backend};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use shared::time::{format_rfc3339, ManualClock, Millis, HOUR_MS, MINUTE_MS};
-
-struct Api {
-    client: Client,
-    base: String,
-    key: String,
-}
-
-impl Api {
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.key);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
-        let status = res.status();
-        let text = res.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-}
 
 /// `n` calls of `stripe` at `at`, the first `failed` of them failed.
 fn calls(tag: &str, n: usize, failed: usize, at: Millis) -> Value {
@@ -46,11 +24,7 @@ async fn slos_report_hand_computed_budgets_and_burn_rates(backend: Backend) {
     let t = now - now.rem_euclid(HOUR_MS) - 2 * HOUR_MS + 30 * MINUTE_MS;
     let clock = Arc::new(ManualClock::new(t - 2 * HOUR_MS + 5 * MINUTE_MS));
     let (running, _dir) = spawn_api(backend, clock.clone()).await;
-    let api = Api {
-        client: Client::new(),
-        base: running.url(),
-        key: running.api_key.clone(),
-    };
+    let api = Api::of(&running);
     // Two hours back: 100 calls, 2 failed. Ten minutes back: 50 calls, 5 failed (this
     // batch's arrival moves the earlier hour to its hour bucket).
     let (status, _) = api
@@ -141,11 +115,7 @@ async fn slos_report_hand_computed_budgets_and_burn_rates(backend: Backend) {
 async fn bad_slos_are_refused_field_by_field(backend: Backend) {
     let clock = Arc::new(ManualClock::new(chrono::Utc::now().timestamp_millis()));
     let (running, _dir) = spawn_api(backend, clock).await;
-    let api = Api {
-        client: Client::new(),
-        base: running.url(),
-        key: running.api_key.clone(),
-    };
+    let api = Api::of(&running);
     for (body, code, message) in [
         (
             json!({"source_type": "host", "source_id": "h", "objective": "availability", "target": 0.99}),

@@ -10,6 +10,7 @@ pub mod agents;
 pub mod alerts;
 pub mod auth;
 pub mod error;
+pub mod failures;
 pub mod ingest;
 pub mod integrations;
 pub mod keys;
@@ -93,11 +94,13 @@ pub enum Endpoint {
     ListSlos,
     /// `DELETE /api/health/slos/{slo_id}`
     DeleteSlo,
+    /// `GET /api/health/failures`
+    GetFailures,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 30] = [
+    pub const ALL: [Endpoint; 31] = [
         Self::IngestEvents,
         Self::PutAgent,
         Self::PutIntegration,
@@ -128,6 +131,7 @@ impl Endpoint {
         Self::PutSlo,
         Self::ListSlos,
         Self::DeleteSlo,
+        Self::GetFailures,
     ];
 
     /// Its method and path template, as in the OpenAPI document and the SAM template.
@@ -163,6 +167,7 @@ impl Endpoint {
             Self::PutSlo => ("PUT", "/api/health/slos/{slo_id}"),
             Self::ListSlos => ("GET", "/api/health/slos"),
             Self::DeleteSlo => ("DELETE", "/api/health/slos/{slo_id}"),
+            Self::GetFailures => ("GET", "/api/health/failures"),
         }
     }
 
@@ -199,6 +204,7 @@ impl Endpoint {
             Self::PutSlo => "put-slo",
             Self::ListSlos => "list-slos",
             Self::DeleteSlo => "delete-slo",
+            Self::GetFailures => "get-failures",
         }
     }
 
@@ -219,7 +225,8 @@ impl Endpoint {
             | Self::AlertNotifications
             | Self::AckPage
             | Self::AckConfirm
-            | Self::ListSlos => Scope::Read,
+            | Self::ListSlos
+            | Self::GetFailures => Scope::Read,
             Self::CreateKey
             | Self::ListKeys
             | Self::RevokeKey
@@ -318,6 +325,7 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         ["alerts"] => (Endpoint::GetAlerts, None, "GET"),
         ["alerts", id, "acknowledge"] => (Endpoint::AcknowledgeAlert, Some(*id), "POST"),
         ["history", kind] => (Endpoint::GetHistory, Some(*kind), "GET"),
+        ["failures"] => (Endpoint::GetFailures, None, "GET"),
         _ => return Err(not_found()),
     };
     let expected = endpoint.route().0;
@@ -444,6 +452,7 @@ async fn serve(
         }
         Endpoint::AlertNotifications => notify::alert_notifications(state, tenant, id).await,
         Endpoint::PutSlo => slos::put(state, tenant, id, body).await,
+        Endpoint::GetFailures => failures::list(state, tenant, req.uri().query()).await,
         Endpoint::ListSlos => slos::list(state, tenant).await,
         Endpoint::DeleteSlo => slos::delete(state, tenant, id).await,
         Endpoint::AckPage | Endpoint::AckConfirm => Err(ApiError::NotFound("no route".to_owned())),

@@ -346,6 +346,7 @@ impl Collector {
                     &id,
                     outcome.ok,
                     outcome.latency_ms,
+                    outcome.error.as_deref(),
                     now,
                     Some(cycle_start),
                 )
@@ -453,7 +454,15 @@ impl Collector {
         }
         Ok(self
             .store
-            .record_probe(tenant, id, outcome.ok, outcome.latency_ms, now, None)
+            .record_probe(
+                tenant,
+                id,
+                outcome.ok,
+                outcome.latency_ms,
+                outcome.error.as_deref(),
+                now,
+                None,
+            )
             .await?
             .map(|d| d.record))
     }

@@ -3,6 +3,7 @@
 pub mod address;
 pub mod alerts;
 pub mod events;
+pub mod failures;
 pub mod health;
 pub mod history;
 pub mod ids;

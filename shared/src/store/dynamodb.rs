@@ -333,6 +333,17 @@ impl Backend for DynamoBackend {
         self.query_with(pk, from, to, true, Some(limit)).await
     }
 
+    async fn query_last(
+        &self,
+        pk: &str,
+        from: &str,
+        to: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredItem>, StoreError> {
+        self.query_with_order(pk, from, to, false, Some(limit), false)
+            .await
+    }
+
     async fn query_eventual(
         &self,
         pk: &str,
@@ -533,6 +544,20 @@ impl DynamoBackend {
         consistent: bool,
         limit: Option<usize>,
     ) -> Result<Vec<StoredItem>, StoreError> {
+        self.query_with_order(pk, from, to, consistent, limit, true)
+            .await
+    }
+
+    /// [`DynamoBackend::query_with`], descending by sort key unless `forward`.
+    async fn query_with_order(
+        &self,
+        pk: &str,
+        from: &str,
+        to: &str,
+        consistent: bool,
+        limit: Option<usize>,
+        forward: bool,
+    ) -> Result<Vec<StoredItem>, StoreError> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
@@ -545,6 +570,7 @@ impl DynamoBackend {
                 .expression_attribute_values(":from", s(from))
                 .expression_attribute_values(":to", s(to))
                 .consistent_read(consistent)
+                .scan_index_forward(forward)
                 .set_limit(
                     limit.map(|l| i32::try_from(l.saturating_sub(out.len())).unwrap_or(i32::MAX)),
                 )

@@ -101,8 +101,25 @@ fn read_range_limit(
     hi: &str,
     limit: usize,
 ) -> Result<Vec<StoredItem>, StoreError> {
+    read_range_with(table, lo, hi, limit, false)
+}
+
+/// The first `limit` items of a range, from its end if `from_end`.
+fn read_range_with(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    lo: &str,
+    hi: &str,
+    limit: usize,
+    from_end: bool,
+) -> Result<Vec<StoredItem>, StoreError> {
+    let range = table.range(lo..=hi).map_err(backend_err)?;
+    let entries: Box<dyn Iterator<Item = _>> = if from_end {
+        Box::new(range.rev())
+    } else {
+        Box::new(range)
+    };
     let mut out = Vec::new();
-    for entry in table.range(lo..=hi).map_err(backend_err)?.take(limit) {
+    for entry in entries.take(limit) {
         let (k, v) = entry.map_err(backend_err)?;
         let key = split(k.value()).ok_or_else(|| StoreError::Corrupt {
             pk: k.value().to_owned(),
@@ -196,6 +213,19 @@ impl Backend for EmbeddedBackend {
         let txn = self.db.begin_read().map_err(backend_err)?;
         let table = txn.open_table(ITEMS).map_err(backend_err)?;
         read_range_limit(&table, &lo, &hi, limit)
+    }
+
+    async fn query_last(
+        &self,
+        pk: &str,
+        from: &str,
+        to: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredItem>, StoreError> {
+        let (lo, hi) = (joined(pk, from), joined(pk, to));
+        let txn = self.db.begin_read().map_err(backend_err)?;
+        let table = txn.open_table(ITEMS).map_err(backend_err)?;
+        read_range_with(&table, &lo, &hi, limit, true)
     }
 
     async fn query_many(&self, ranges: &[Range]) -> Result<Vec<Vec<StoredItem>>, StoreError> {

@@ -19,7 +19,8 @@ use super::{
     retry_on_conflict, retry_on_conflict_up_to, Condition, ItemKey, MarkBucket, Record, Store,
     StoreError, StoredItem, Write, MAX_INGEST_ATTEMPTS,
 };
-use crate::domain::events::{Event, EventKind, Gauge};
+use crate::domain::events::{Event, EventKind, Gauge, Outcome};
+use crate::domain::failures::{FailureRecord, FAILURE_TTL_MS};
 use crate::domain::latency::HourSummary;
 use crate::domain::live::{
     finish_mark, hour_of, mark, FinishKnown, Live, LiveAgent, LiveHost, LiveIntegration, Seen,
@@ -146,6 +147,12 @@ pub(crate) trait LiveRecord: Sized + Send + Clone {
     fn marks_events() -> bool {
         true
     }
+    /// The failure `event` reports, as it would be recorded if applied now (before
+    /// [`LiveRecord::apply`], which forgets the running execution it reads), with the id
+    /// that keys it.
+    fn failure_of(&self, _event: &Event) -> Option<(String, FailureRecord)> {
+        None
+    }
     /// Applies an event whose mark is not held; `false` if it changed no count (a repeat
     /// recognised otherwise than by its mark).
     async fn apply(
@@ -227,6 +234,29 @@ impl LiveRecord for LiveAgent {
     }
     fn marks_events() -> bool {
         false
+    }
+    fn failure_of(&self, event: &Event) -> Option<(String, FailureRecord)> {
+        let EventKind::ExecutionFinished {
+            execution_id,
+            outcome: Outcome::Failed,
+            duration_ms,
+            error,
+            ..
+        } = &event.kind
+        else {
+            return None;
+        };
+        let running = self.record.running.get(execution_id);
+        let duration =
+            duration_ms.or_else(|| running.map(|r| (event.timestamp - r.started_at).max(0) as f64));
+        let failure = FailureRecord::new(
+            event.timestamp,
+            Some(execution_id),
+            running.map(|r| r.operation.as_str()),
+            error.as_deref(),
+            duration,
+        );
+        Some((execution_id.clone(), failure))
     }
     async fn apply(
         &mut self,
@@ -325,6 +355,20 @@ impl LiveRecord for LiveIntegration {
             _ => "",
         };
         Live::new(IntegrationRecord::new(id, now))
+    }
+    fn failure_of(&self, event: &Event) -> Option<(String, FailureRecord)> {
+        let EventKind::IntegrationCall {
+            latency_ms,
+            ok: false,
+            error,
+            ..
+        } = &event.kind
+        else {
+            return None;
+        };
+        let failure =
+            FailureRecord::new(event.timestamp, None, None, error.as_deref(), Some(*latency_ms));
+        Some((event.event_id.clone(), failure))
     }
     async fn apply(
         &mut self,
@@ -588,6 +632,7 @@ impl Store {
                 read: HashMap::new(),
             };
             let mut outcome = IngestOutcome::default();
+            let mut failures = Vec::new();
             for event in events {
                 if T::marks_events() {
                     let m = mark(&event.event_id);
@@ -598,11 +643,18 @@ impl Store {
                     }
                     value.seen_mut().insert(hour, m);
                 }
+                let failure = value.failure_of(event);
                 if value.apply(&mut marks, event, now).await? {
                     outcome.accepted += 1;
+                    failures.extend(failure);
                 } else {
                     outcome.duplicates += 1;
                 }
+            }
+            // Before the item that counts them: a crash in between leaves failures whose
+            // events are retried, and the retry rewrites the same items.
+            if let Target::Entity(entity, id) = target {
+                self.put_failures(tenant, entity, id, &failures).await?;
             }
             let mut touched = Touched::default();
             if outcome.accepted > 0 {
@@ -614,6 +666,30 @@ impl Store {
             Ok((outcome, touched))
         })
         .await
+    }
+
+    /// Stores failures of one entity, each its own item (1 write unit; a transaction would
+    /// cost twice), keyed by time and id so a rewrite is harmless.
+    pub(crate) async fn put_failures(
+        &self,
+        tenant: &str,
+        entity: Entity,
+        id: &str,
+        failures: &[(String, FailureRecord)],
+    ) -> Result<(), StoreError> {
+        let writes = failures.iter().map(|(what, failure)| {
+            self.backend.write(vec![Write {
+                item: StoredItem {
+                    key: layout::failure(tenant, entity, id, failure.at, what),
+                    record: Record::Failure(failure.clone()),
+                    version: 1,
+                    expires_at: layout::expiry(failure.at, FAILURE_TTL_MS),
+                    index: None,
+                },
+                condition: Condition::None,
+            }])
+        });
+        futures::future::try_join_all(writes).await.map(|_| ())
     }
 
     /// Reads a live item and its version; `None` if absent.

@@ -66,6 +66,21 @@ pub fn hour_sk(hour: i64) -> String {
     format!("L#{hour:010}")
 }
 
+/// A failed execution or call of an entity ([`crate::domain::failures::FailureRecord`]):
+/// by time, then by the execution's or event's id, so a retried event rewrites its own item.
+pub fn failure(tenant: &str, entity: Entity, id: &str, at: Millis, what: &str) -> ItemKey {
+    ItemKey {
+        pk: partition(tenant, entity, id),
+        sk: format!("{}{what}", failure_sk_prefix(at)),
+    }
+}
+
+/// The part of a failure's sort key before its id: every failure at or after `at` sorts at
+/// or after it (`X#` and the time in 13 digits).
+pub fn failure_sk_prefix(at: Millis) -> String {
+    format!("X#{:013}#", at.max(0))
+}
+
 /// How long an hour bucket is kept after its hour: the longest SLO window (30 days) and
 /// a day to spare.
 pub const HOUR_BUCKET_TTL_MS: i64 = 31 * crate::time::DAY_MS;

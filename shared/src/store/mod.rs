@@ -23,6 +23,7 @@ pub mod connections;
 pub mod dynamodb;
 #[cfg(feature = "embedded")]
 pub mod embedded;
+pub mod failures;
 pub mod ingest;
 pub mod integrations;
 pub mod keys;
@@ -77,6 +78,7 @@ pub enum Record {
     Notification(notify::NotificationRecord),
     Secret(notify::SecretRecord),
     Slo(crate::domain::slo::SloRecord),
+    Failure(crate::domain::failures::FailureRecord),
     /// An item whose content could not be parsed (damaged, or written by a newer version),
     /// with the reason. Backends return it instead of failing the whole read, so one such
     /// item degrades only its own entity; it is never written.
@@ -231,6 +233,22 @@ pub trait Backend: Send + Sync + fmt::Debug {
     ) -> Result<Vec<StoredItem>, StoreError> {
         let mut items = self.query(pk, from, to).await?;
         items.truncate(limit);
+        Ok(items)
+    }
+    /// The last `limit` items of [`Backend::query`], newest (highest sort key) first,
+    /// eventually consistent: the recent end of a time-keyed range, reading and billing
+    /// only those items on DynamoDB.
+    async fn query_last(
+        &self,
+        pk: &str,
+        from: &str,
+        to: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredItem>, StoreError> {
+        let mut items = self.query(pk, from, to).await?;
+        let keep = items.len().saturating_sub(limit);
+        items.drain(..keep);
+        items.reverse();
         Ok(items)
     }
     /// Runs many [`Backend::query`] calls; the result has one entry per range, in order.

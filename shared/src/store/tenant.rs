@@ -379,18 +379,21 @@ impl Store {
 
     /// Records the result of a probe of an integration that ran at `at`, if the probe was
     /// still due (`cycle_start` as in [`IntegrationRecord::probe_due`]): an overlapping
-    /// collector run that recorded it first wins, and this result is dropped. Returns the
+    /// collector run that recorded it first wins, and this result is dropped. A failed
+    /// probe is also kept as a failure (operation `probe`) with its `error`. Returns the
     /// integration as updated, or `None` if dropped or the integration is gone.
+    #[allow(clippy::too_many_arguments)]
     pub async fn record_probe(
         &self,
         tenant: &str,
         integration_id: &str,
         ok: bool,
         latency_ms: f64,
+        error: Option<&str>,
         at: Millis,
         cycle_start: Option<Millis>,
     ) -> Result<Option<IntegrationData>, StoreError> {
-        self.update_live(
+        let updated = self.update_live(
             tenant,
             Entity::Integration,
             integration_id,
@@ -403,7 +406,24 @@ impl Store {
                 Ok((Some(live.clone()), Some(IntegrationData::from(live))))
             },
         )
-        .await
+        .await?;
+        if let (Some(_), false) = (&updated, ok) {
+            let failure = crate::domain::failures::FailureRecord::new(
+                at,
+                None,
+                Some("probe"),
+                error,
+                Some(latency_ms),
+            );
+            self.put_failures(
+                tenant,
+                Entity::Integration,
+                integration_id,
+                &[("probe".to_owned(), failure)],
+            )
+            .await?;
+        }
+        Ok(updated)
     }
 }
 

@@ -1,0 +1,48 @@
+//! `GET /api/health/failures`: one source's recent failures with their error text.
+
+use http::{Response, StatusCode};
+
+use super::{json_response, query_param, ApiError};
+use crate::domain::failures::FailureView;
+use crate::store::layout::Entity;
+use crate::AppState;
+
+/// Failures listed when the request gives no `limit`.
+pub const DEFAULT_LIMIT: usize = 20;
+/// Most failures one request lists.
+pub const MAX_LIMIT: usize = 100;
+
+/// The last `limit` (default 20, at most 100) failed executions of an agent or failed calls
+/// and probes of an integration, newest first.
+pub async fn list(
+    state: &AppState,
+    tenant: &str,
+    query: Option<&str>,
+) -> Result<Response<String>, ApiError> {
+    let bad = |m: String| ApiError::bad_request("invalid_parameter", m);
+    let (entity, source_type) = match query_param(query, "source_type").as_deref() {
+        Some("agent") => (Entity::Agent, "agent"),
+        Some("integration") => (Entity::Integration, "integration"),
+        Some(_) => return Err(bad("source_type: must be agent or integration".into())),
+        None => return Err(bad("source_type: required (agent or integration)".into())),
+    };
+    let source_id = query_param(query, "source_id")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| bad("source_id: required".into()))?;
+    let limit = match query_param(query, "limit") {
+        None => DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| bad(format!("limit: must be an integer from 1 to {MAX_LIMIT}")))?,
+    };
+    let failures: Vec<FailureView> = state
+        .store
+        .recent_failures(tenant, entity, &source_id, limit)
+        .await?
+        .iter()
+        .map(|f| f.view(source_type, &source_id))
+        .collect();
+    Ok(json_response(StatusCode::OK, &failures))
+}
