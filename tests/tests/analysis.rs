@@ -7,11 +7,15 @@ use std::sync::Arc;
 use e2e_tests::{spawn_api, Api, Backend};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use shared::time::{format_rfc3339, ManualClock, MINUTE_MS};
+use shared::time::{format_rfc3339, ManualClock, Millis, DAY_MS, HOUR_MS, MINUTE_MS};
 
 async fn post_events(api: &Api, events: Value) -> Value {
     let (status, body) = api
-        .call(Method::POST, "/api/health/events", Some(json!({ "events": events })))
+        .call(
+            Method::POST,
+            "/api/health/events",
+            Some(json!({ "events": events })),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     body
@@ -44,31 +48,58 @@ async fn failures_keep_the_error_text_newest_first(backend: Backend) {
     .await;
 
     let (status, list) = api
-        .call(Method::GET, "/api/health/failures?source_type=agent&source_id=sales", None)
+        .call(
+            Method::GET,
+            "/api/health/failures?source_type=agent&source_id=sales",
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{list}");
     let list = list.as_array().cloned().unwrap_or_default();
-    assert_eq!(list.len(), 2, "two failed executions, newest first: {list:?}");
+    assert_eq!(
+        list.len(),
+        2,
+        "two failed executions, newest first: {list:?}"
+    );
     assert_eq!(list[0]["execution_id"], "x2");
-    assert_eq!(list[0]["error"].as_str().map(str::len), Some(500), "cut to 500 characters");
+    assert_eq!(
+        list[0]["error"].as_str().map(str::len),
+        Some(500),
+        "cut to 500 characters"
+    );
     assert_eq!(list[0]["duration_ms"], 50.3);
-    assert_eq!(list[0]["operation"], Value::Null, "x2's start was never seen");
+    assert_eq!(
+        list[0]["operation"],
+        Value::Null,
+        "x2's start was never seen"
+    );
     assert_eq!(list[1]["execution_id"], "x1");
     assert_eq!(list[1]["operation"], "Processing leads");
     assert_eq!(list[1]["error"], "CRM timeout\n  at fetch_leads");
-    assert_eq!(list[1]["duration_ms"], 120_000.0, "from the start two minutes earlier");
+    assert_eq!(
+        list[1]["duration_ms"], 120_000.0,
+        "from the start two minutes earlier"
+    );
     assert_eq!(list[1]["timestamp"], at(8));
     assert_eq!(list[1]["source_type"], "agent");
     assert_eq!(list[1]["source_id"], "sales");
 
     let (_, one) = api
-        .call(Method::GET, "/api/health/failures?source_type=agent&source_id=sales&limit=1", None)
+        .call(
+            Method::GET,
+            "/api/health/failures?source_type=agent&source_id=sales&limit=1",
+            None,
+        )
         .await;
     assert_eq!(one.as_array().map(Vec::len), Some(1));
     assert_eq!(one[0]["execution_id"], "x2");
 
     let (_, calls) = api
-        .call(Method::GET, "/api/health/failures?source_type=integration&source_id=hubspot", None)
+        .call(
+            Method::GET,
+            "/api/health/failures?source_type=integration&source_id=hubspot",
+            None,
+        )
         .await;
     assert_eq!(
         calls,
@@ -78,10 +109,19 @@ async fn failures_keep_the_error_text_newest_first(backend: Backend) {
 
     for (query, says) in [
         ("source_id=sales", "source_type: required"),
-        ("source_type=host&source_id=h", "source_type: must be agent or integration"),
+        (
+            "source_type=host&source_id=h",
+            "source_type: must be agent or integration",
+        ),
         ("source_type=agent", "source_id: required"),
-        ("source_type=agent&source_id=sales&limit=0", "limit: must be an integer from 1 to 100"),
-        ("source_type=agent&source_id=sales&limit=x", "limit: must be an integer from 1 to 100"),
+        (
+            "source_type=agent&source_id=sales&limit=0",
+            "limit: must be an integer from 1 to 100",
+        ),
+        (
+            "source_type=agent&source_id=sales&limit=x",
+            "limit: must be an integer from 1 to 100",
+        ),
     ] {
         let (status, body) = api
             .call(Method::GET, &format!("/api/health/failures?{query}"), None)
@@ -92,9 +132,293 @@ async fn failures_keep_the_error_text_newest_first(backend: Backend) {
     }
     // An agent never heard of has no failures, not a 404: the page asks before data comes.
     let (status, none) = api
-        .call(Method::GET, "/api/health/failures?source_type=agent&source_id=nobody", None)
+        .call(
+            Method::GET,
+            "/api/health/failures?source_type=agent&source_id=nobody",
+            None,
+        )
         .await;
     assert_eq!((status, none), (StatusCode::OK, json!([])));
+}
+
+/// `n` executions of `sales` started and finished at `at`, the first `failed` failed.
+fn executions(tag: &str, n: usize, failed: usize, at: Millis) -> Vec<Value> {
+    let ts = format_rfc3339(at);
+    (0..n)
+        .flat_map(|i| {
+            let id = format!("{tag}{i}");
+            let mut finish = json!({"event_id": format!("{id}-f"), "type": "execution.finished", "agent_id": "sales", "execution_id": id, "outcome": "completed", "duration_ms": 1000, "timestamp": ts});
+            if i < failed {
+                finish["outcome"] = json!("failed");
+                finish["error"] = json!("CRM timeout");
+            }
+            [
+                json!({"event_id": format!("{id}-s"), "type": "execution.started", "agent_id": "sales", "agent_name": "Sales <Assistant>", "execution_id": id, "operation": "Processing leads", "timestamp": ts}),
+                finish,
+            ]
+        })
+        .collect()
+}
+
+/// `n` calls of `integration` at `at` taking `latency_ms`, the first `failed` failed.
+fn calls(
+    integration: &str,
+    name: &str,
+    n: usize,
+    failed: usize,
+    latency_ms: f64,
+    at: Millis,
+) -> Vec<Value> {
+    (0..n)
+        .map(|i| json!({"event_id": format!("{integration}-{at}-{i}"), "type": "integration.call", "integration_id": integration, "integration_name": name, "latency_ms": latency_ms, "ok": i >= failed, "timestamp": format_rfc3339(at)}))
+        .collect()
+}
+
+async fn alert(
+    running: &local_stack::Running,
+    id: &str,
+    raised: Millis,
+    ack_after_s: i64,
+    resolve_after_s: i64,
+) {
+    use shared::domain::alerts::{AlertRecord, Severity, SourceType};
+    running
+        .state
+        .store
+        .save_alert(
+            "local",
+            &AlertRecord {
+                alert_id: id.into(),
+                severity: Severity::Critical,
+                message: "Integration Stripe failed".into(),
+                source_type: SourceType::Integration,
+                source_id: "stripe".into(),
+                condition: "integration_failed".into(),
+                raised_at: raised,
+                acknowledged_by: Some("ops".into()),
+                acknowledged_at: Some(raised + ack_after_s * 1000),
+                notes: None,
+                resolved_at: Some(raised + resolve_after_s * 1000),
+            },
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Two weeks of history: the week before, a good one; this week, the agent fails half
+/// its executions and Stripe a tenth of its calls, three times slower. The report's
+/// figures below are worked out by hand from these counts.
+async fn seed_two_weeks(
+    backend: Backend,
+) -> (
+    local_stack::Running,
+    Option<tempfile::TempDir>,
+    Millis,
+    Arc<ManualClock>,
+) {
+    let today = chrono::Utc::now().timestamp_millis().div_euclid(DAY_MS);
+    let now = today * DAY_MS + 12 * HOUR_MS;
+    let before = now - 10 * DAY_MS;
+    let this = now - 2 * DAY_MS;
+    let clock = Arc::new(ManualClock::new(before));
+    let (running, dir) = spawn_api(backend, clock.clone()).await;
+    let api = Api::of(&running);
+    let mut week_before = executions("p", 20, 1, before);
+    week_before.extend(calls("stripe", "Stripe | payments", 100, 1, 100.0, before));
+    week_before.extend(calls("slack", "Slack", 50, 0, 40.0, before));
+    post_events(&api, json!(week_before)).await;
+    clock.set(this);
+    let mut this_week = executions("c", 10, 5, this);
+    this_week.extend(calls("stripe", "Stripe | payments", 100, 10, 300.0, this));
+    this_week.extend(calls("slack", "Slack", 50, 0, 40.0, this));
+    post_events(&api, json!(this_week)).await;
+    let (status, slo) = api
+        .call(
+            Method::PUT,
+            "/api/health/slos/stripe-availability",
+            Some(json!({"source_type": "integration", "source_id": "stripe", "objective": "availability", "target": 0.99, "window_days": 30})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{slo}");
+    alert(&running, "alert_before", before + HOUR_MS, 120, 600).await;
+    alert(&running, "alert_this", this + HOUR_MS, 600, 1800).await;
+    clock.set(now);
+    (running, dir, now, clock)
+}
+
+async fn a_weekly_report_renders_in_three_formats(backend: Backend) {
+    let (running, _dir, now, _clock) = seed_two_weeks(backend).await;
+    let api = Api::of(&running);
+    let (status, r) = api
+        .call(
+            Method::GET,
+            "/api/health/reports?period=week&format=json",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let today = now.div_euclid(DAY_MS);
+    assert_eq!(r["period"], "week");
+    assert_eq!(r["from"], format_rfc3339((today - 6) * DAY_MS));
+    assert_eq!(r["previous_from"], format_rfc3339((today - 13) * DAY_MS));
+    assert_eq!(r["to"], format_rfc3339(now));
+    let s = &r["summary"];
+    assert_eq!(
+        (s["executions"].as_u64(), s["failed_executions"].as_u64()),
+        (Some(10), Some(5))
+    );
+    assert_eq!(s["success_rate"], 0.5);
+    assert_eq!(
+        (s["calls"].as_u64(), s["failed_calls"].as_u64()),
+        (Some(150), Some(10))
+    );
+    assert_eq!(s["availability"], 0.9333, "140 of 150");
+    assert_eq!(
+        (
+            s["alerts"].as_u64(),
+            s["mtta_seconds"].as_f64(),
+            s["mttr_seconds"].as_f64()
+        ),
+        (Some(1), Some(600.0), Some(1800.0))
+    );
+    let p = &r["previous"];
+    assert_eq!(
+        (p["executions"].as_u64(), p["failed_executions"].as_u64()),
+        (Some(20), Some(1))
+    );
+    assert_eq!(p["success_rate"], 0.95);
+    assert_eq!(p["availability"], 0.9933, "149 of 150");
+    assert_eq!(p["mtta_seconds"], 120.0);
+
+    let ids: Vec<&str> = r["integrations"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| i["integration_id"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(ids, ["slack", "stripe"], "by id");
+    let stripe = &r["integrations"][1];
+    assert_eq!(stripe["current"]["calls"], 100);
+    assert_eq!(stripe["current"]["failures"], 10);
+    assert_eq!(stripe["current"]["availability"], 0.9);
+    assert_eq!(stripe["previous"]["availability"], 0.99);
+    let p95 = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    assert!(
+        (p95(&stripe["current"]["latency_p95_ms"]) - 300.0).abs() <= 6.0,
+        "{stripe}"
+    );
+    assert!(
+        (p95(&stripe["previous"]["latency_p95_ms"]) - 100.0).abs() <= 2.0,
+        "{stripe}"
+    );
+
+    assert_eq!(
+        r["top_failing_agents"],
+        json!([{"agent_id": "sales", "agent_name": "Sales <Assistant>", "executions": 10, "failed": 5, "success_rate": 0.5, "previous_success_rate": 0.95}])
+    );
+    assert_eq!(
+        r["top_failing_integrations"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(r["top_failing_integrations"][0]["integration_id"], "stripe");
+
+    // 11 bad of 200 in the window against a 1 % budget: 5.5 budgets spent; this week
+    // 10 of 100 (10×), the week before 1 of 100 (1×).
+    let slo = &r["slos"][0];
+    assert_eq!(slo["slo_id"], "stripe-availability");
+    assert_eq!(slo["current"], 0.945);
+    assert_eq!(slo["buffer"], -0.045);
+    assert_eq!(slo["error_budget_remaining"], -4.5);
+    assert_eq!(slo["status"], "breached");
+    assert_eq!(
+        (
+            slo["burn_rate"].as_f64(),
+            slo["previous_burn_rate"].as_f64()
+        ),
+        (Some(10.0), Some(1.0))
+    );
+
+    let incidents = &r["incidents"];
+    assert_eq!(incidents["count"], 1);
+    assert_eq!(incidents["alerts"][0]["alert_id"], "alert_this");
+    assert_eq!(incidents["alerts"][0]["time_to_acknowledge_s"], 600);
+    assert_eq!(incidents["alerts"][0]["time_to_resolve_s"], 1800);
+
+    let findings: Vec<String> = serde_json::from_value(r["findings"].clone()).unwrap_or_default();
+    for expected in [
+        "SLO stripe-availability (integration stripe) is breached: -450.0 % of its error budget left.",
+        "integration stripe burned SLO stripe-availability's error budget 10.0× faster than last week (10.00× against 1.00×).",
+        "Stripe | payments failed 10.0 % of its calls, 10.0× last week's 1.0 %.",
+        "Stripe | payments's p95 latency rose from",
+        "Sales <Assistant>'s success rate fell from 95.0 % to 50.0 %.",
+        "Alerts took 10 min to acknowledge on average, 2 min last week.",
+    ] {
+        assert!(findings.iter().any(|f| f.starts_with(expected)), "{expected:?} not in {findings:#?}");
+    }
+
+    let (status, md) = api
+        .call_text(
+            Method::GET,
+            "/api/health/reports?period=week&format=markdown",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        md.starts_with("# Health report of local: last week\n"),
+        "{md}"
+    );
+    assert!(md.contains("| Executions | 10 | 20 |"), "{md}");
+    assert!(
+        md.contains("| Stripe \\| payments | active | 100 | 90.00 % | 99.00 % |"),
+        "a pipe in a name stays in its cell: {md}"
+    );
+    assert!(
+        md.contains("- Sales \\<Assistant>'s success rate fell from 95.0 % to 50.0 %."),
+        "no HTML tag in the Markdown: {md}"
+    );
+    assert!(md.contains("| stripe-availability | integration stripe | 99.00 % | 94.50 % | -4.50 points | -450.0 % | breached | 10.00× | 1.00× |"), "{md}");
+
+    let res = api
+        .client
+        .get(format!("{}/api/health/reports?format=html", api.base))
+        .bearer_auth(&api.key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        res.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/html; charset=utf-8")
+    );
+    let html = res.text().await.unwrap_or_default();
+    assert!(html.starts_with("<!doctype html>"), "{html}");
+    assert!(
+        html.contains("<h1>Health report of local: last week</h1>"),
+        "{html}"
+    );
+    assert!(
+        html.contains(
+            "<td>Sales &lt;Assistant&gt;</td><td>10</td><td>5</td><td>50.0 %</td><td>95.0 %</td>"
+        ),
+        "escaped: {html}"
+    );
+    assert!(!html.contains("<Assistant>"), "nothing unescaped");
+
+    for (query, says) in [
+        ("period=year", "period: must be week or month"),
+        ("format=pdf", "format: must be json, markdown or html"),
+    ] {
+        let (status, body) = api
+            .call(Method::GET, &format!("/api/health/reports?{query}"), None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["error"]["message"], says);
+    }
 }
 
 mod embedded {
@@ -104,6 +428,11 @@ mod embedded {
     async fn failures_keep_the_error_text_newest_first() {
         super::failures_keep_the_error_text_newest_first(Backend::Embedded).await;
     }
+
+    #[tokio::test]
+    async fn a_weekly_report_renders_in_three_formats() {
+        super::a_weekly_report_renders_in_three_formats(Backend::Embedded).await;
+    }
 }
 
 mod dynamodb {
@@ -112,5 +441,10 @@ mod dynamodb {
     #[tokio::test]
     async fn failures_keep_the_error_text_newest_first() {
         super::failures_keep_the_error_text_newest_first(Backend::DynamoDb).await;
+    }
+
+    #[tokio::test]
+    async fn a_weekly_report_renders_in_three_formats() {
+        super::a_weekly_report_renders_in_three_formats(Backend::DynamoDb).await;
     }
 }

@@ -327,6 +327,12 @@ async fn documented_response_shapes_match_the_handlers() {
             None,
         ),
         (
+            Method::GET,
+            "/api/health/reports",
+            "/api/health/reports?period=month",
+            None,
+        ),
+        (
             Method::DELETE,
             "/api/health/slos/{slo_id}",
             "/api/health/slos/slack-p99",

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod notify;
 pub mod probe;
 pub mod read;
+pub mod reports;
 pub mod slos;
 
 pub use error::ApiError;
@@ -96,11 +97,13 @@ pub enum Endpoint {
     DeleteSlo,
     /// `GET /api/health/failures`
     GetFailures,
+    /// `GET /api/health/reports`
+    GetReport,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 31] = [
+    pub const ALL: [Endpoint; 32] = [
         Self::IngestEvents,
         Self::PutAgent,
         Self::PutIntegration,
@@ -132,6 +135,7 @@ impl Endpoint {
         Self::ListSlos,
         Self::DeleteSlo,
         Self::GetFailures,
+        Self::GetReport,
     ];
 
     /// Its method and path template, as in the OpenAPI document and the SAM template.
@@ -168,6 +172,7 @@ impl Endpoint {
             Self::ListSlos => ("GET", "/api/health/slos"),
             Self::DeleteSlo => ("DELETE", "/api/health/slos/{slo_id}"),
             Self::GetFailures => ("GET", "/api/health/failures"),
+            Self::GetReport => ("GET", "/api/health/reports"),
         }
     }
 
@@ -205,6 +210,7 @@ impl Endpoint {
             Self::ListSlos => "list-slos",
             Self::DeleteSlo => "delete-slo",
             Self::GetFailures => "get-failures",
+            Self::GetReport => "get-report",
         }
     }
 
@@ -226,7 +232,8 @@ impl Endpoint {
             | Self::AckPage
             | Self::AckConfirm
             | Self::ListSlos
-            | Self::GetFailures => Scope::Read,
+            | Self::GetFailures
+            | Self::GetReport => Scope::Read,
             Self::CreateKey
             | Self::ListKeys
             | Self::RevokeKey
@@ -326,6 +333,7 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         ["alerts", id, "acknowledge"] => (Endpoint::AcknowledgeAlert, Some(*id), "POST"),
         ["history", kind] => (Endpoint::GetHistory, Some(*kind), "GET"),
         ["failures"] => (Endpoint::GetFailures, None, "GET"),
+        ["reports"] => (Endpoint::GetReport, None, "GET"),
         _ => return Err(not_found()),
     };
     let expected = endpoint.route().0;
@@ -453,6 +461,7 @@ async fn serve(
         Endpoint::AlertNotifications => notify::alert_notifications(state, tenant, id).await,
         Endpoint::PutSlo => slos::put(state, tenant, id, body).await,
         Endpoint::GetFailures => failures::list(state, tenant, req.uri().query()).await,
+        Endpoint::GetReport => reports::get(state, tenant, req.uri().query()).await,
         Endpoint::ListSlos => slos::list(state, tenant).await,
         Endpoint::DeleteSlo => slos::delete(state, tenant, id).await,
         Endpoint::AckPage | Endpoint::AckConfirm => Err(ApiError::NotFound("no route".to_owned())),

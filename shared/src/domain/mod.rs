@@ -11,5 +11,6 @@ pub mod latency;
 pub mod live;
 pub mod notify;
 pub mod records;
+pub mod report;
 pub mod slo;
 pub mod system;

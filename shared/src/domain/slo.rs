@@ -278,12 +278,14 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, other: Tally) {
+    /// Adds another tally.
+    pub fn add(&mut self, other: Tally) {
         self.total = self.total.saturating_add(other.total);
         self.bad = self.bad.saturating_add(other.bad);
     }
 
-    fn bad_share(&self) -> f64 {
+    /// Bad events' share of all; 0 without events.
+    pub fn bad_share(&self) -> f64 {
         if self.total == 0 {
             0.0
         } else {

@@ -58,9 +58,7 @@ impl Store {
     }
 }
 
-fn failures_of(
-    items: Vec<super::StoredItem>,
-) -> impl Iterator<Item = (String, FailureRecord)> {
+fn failures_of(items: Vec<super::StoredItem>) -> impl Iterator<Item = (String, FailureRecord)> {
     items.into_iter().filter_map(|item| match item.record {
         Record::Failure(f) => Some((item.key.sk, f)),
         _ => None,

@@ -366,8 +366,13 @@ impl LiveRecord for LiveIntegration {
         else {
             return None;
         };
-        let failure =
-            FailureRecord::new(event.timestamp, None, None, error.as_deref(), Some(*latency_ms));
+        let failure = FailureRecord::new(
+            event.timestamp,
+            None,
+            None,
+            error.as_deref(),
+            Some(*latency_ms),
+        );
         Some((event.event_id.clone(), failure))
     }
     async fn apply(

@@ -29,6 +29,7 @@ pub mod integrations;
 pub mod keys;
 pub mod layout;
 pub mod notify;
+pub mod report;
 pub mod slo;
 pub mod system;
 pub mod tenant;

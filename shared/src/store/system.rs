@@ -204,7 +204,7 @@ impl Store {
     /// The day counters of an entity from `first` on: day buckets for days older than the
     /// live item keeps, then the live item's own days, which win over a bucket of the same
     /// day (a bucket written by a settle whose item write then lost a race).
-    async fn days_of<R, C: Counters + DayRecord>(
+    pub(crate) async fn days_of<R, C: Counters + DayRecord>(
         &self,
         tenant: &str,
         entity: Entity,

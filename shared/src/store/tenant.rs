@@ -393,20 +393,22 @@ impl Store {
         at: Millis,
         cycle_start: Option<Millis>,
     ) -> Result<Option<IntegrationData>, StoreError> {
-        let updated = self.update_live(
-            tenant,
-            Entity::Integration,
-            integration_id,
-            at,
-            |live: Option<LiveIntegration>| {
-                let Some(mut live) = live.filter(|l| l.record.probe_due(at, cycle_start)) else {
-                    return Ok((None, None));
-                };
-                live.probe(ok, latency_ms, at, at);
-                Ok((Some(live.clone()), Some(IntegrationData::from(live))))
-            },
-        )
-        .await?;
+        let updated = self
+            .update_live(
+                tenant,
+                Entity::Integration,
+                integration_id,
+                at,
+                |live: Option<LiveIntegration>| {
+                    let Some(mut live) = live.filter(|l| l.record.probe_due(at, cycle_start))
+                    else {
+                        return Ok((None, None));
+                    };
+                    live.probe(ok, latency_ms, at, at);
+                    Ok((Some(live.clone()), Some(IntegrationData::from(live))))
+                },
+            )
+            .await?;
         if let (Some(_), false) = (&updated, ok) {
             let failure = crate::domain::failures::FailureRecord::new(
                 at,

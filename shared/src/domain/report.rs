@@ -1,0 +1,1166 @@
+//! Weekly and monthly reports: how a tenant's agents and integrations did over a period,
+//! against the period before it, with the findings an operator would write in a status
+//! report. Built from stored counters and alerts; rendered as JSON, Markdown or HTML.
+//!
+//! Periods are whole UTC days ending today (today included, so far): a week is today and
+//! the 6 days before, a month today and the 29 before; the previous period is as many days
+//! just before. Day counters give volumes and rates; latency percentiles come from hour
+//! buckets, which are kept 31 days, so a month report's previous p95 covers only the hours
+//! still kept.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::domain::alerts::{AlertRecord, Severity};
+use crate::domain::health::{round1, round3, round4};
+use crate::domain::latency::{Histogram, HourSummary};
+use crate::domain::records::{AgentCounters, IntegrationCounters, IntegrationRecord};
+use crate::domain::slo::{Objective, SloData, SloState, SloStatus};
+use crate::time::{day_of, format_rfc3339, Millis, DAY_MS, HOUR_MS};
+
+/// Incidents listed one by one; the counts and means cover all of them.
+pub const MAX_LISTED_INCIDENTS: usize = 100;
+/// Agents and integrations named as top failing.
+pub const TOP_FAILING: usize = 5;
+
+/// Which period a report covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeriodKind {
+    /// 7 days.
+    Week,
+    /// 30 days.
+    Month,
+}
+
+impl PeriodKind {
+    /// From the query parameter's text.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "week" => Some(Self::Week),
+            "month" => Some(Self::Month),
+            _ => None,
+        }
+    }
+
+    /// Its length in days.
+    pub fn days(self) -> i64 {
+        match self {
+            Self::Week => 7,
+            Self::Month => 30,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Self::Week => "week",
+            Self::Month => "month",
+        }
+    }
+}
+
+/// A report's period and the one before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    /// Week or month.
+    pub kind: PeriodKind,
+    /// The first day of the previous period (UTC day number).
+    pub previous_first_day: i64,
+    /// The first day of the period.
+    pub first_day: i64,
+    /// Its end: the report's time.
+    pub to: Millis,
+}
+
+/// Which of the two periods a day or hour falls in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Current,
+    Previous,
+}
+
+impl Period {
+    /// The period of `kind` ending at `now`.
+    pub fn ending(kind: PeriodKind, now: Millis) -> Self {
+        let first_day = day_of(now) - kind.days() + 1;
+        Self {
+            kind,
+            previous_first_day: first_day - kind.days(),
+            first_day,
+            to: now,
+        }
+    }
+
+    /// When the period starts.
+    pub fn from(&self) -> Millis {
+        self.first_day * DAY_MS
+    }
+
+    /// When the previous period starts.
+    pub fn previous_from(&self) -> Millis {
+        self.previous_first_day * DAY_MS
+    }
+
+    fn side_of_day(&self, day: i64) -> Option<Side> {
+        if day >= self.first_day && day <= day_of(self.to) {
+            Some(Side::Current)
+        } else if day >= self.previous_first_day && day < self.first_day {
+            Some(Side::Previous)
+        } else {
+            None
+        }
+    }
+
+    fn side_of_time(&self, at: Millis) -> Option<Side> {
+        if at > self.to {
+            None
+        } else {
+            self.side_of_day(day_of(at))
+        }
+    }
+}
+
+/// One agent's day counters over both periods.
+#[derive(Debug, Clone)]
+pub struct AgentInput {
+    /// Its id.
+    pub agent_id: String,
+    /// Its display name.
+    pub agent_name: String,
+    /// Day counters, any order; days outside both periods are ignored.
+    pub days: Vec<(i64, AgentCounters)>,
+}
+
+/// One integration's state, day counters and hour summaries over both periods.
+#[derive(Debug, Clone)]
+pub struct IntegrationInput {
+    /// Its record now (state and lifetime state-machine counters).
+    pub record: IntegrationRecord,
+    /// Day counters, any order.
+    pub days: Vec<(i64, IntegrationCounters)>,
+    /// Hour summaries, any order (for latency percentiles).
+    pub hours: Vec<(i64, HourSummary)>,
+}
+
+/// One SLO: its status now, and its hours over both periods.
+#[derive(Debug, Clone)]
+pub struct SloInput {
+    /// As `GET /api/health/slos` shows it now.
+    pub status: SloStatus,
+    /// Its source's hour summaries over both periods.
+    pub data: SloData,
+}
+
+/// What a report is built from.
+#[derive(Debug, Clone)]
+pub struct ReportInputs {
+    /// The tenant.
+    pub tenant: String,
+    /// The period.
+    pub period: Period,
+    /// Every agent.
+    pub agents: Vec<AgentInput>,
+    /// Every integration.
+    pub integrations: Vec<IntegrationInput>,
+    /// Every SLO.
+    pub slos: Vec<SloInput>,
+    /// Every stored alert (active, and resolved ones still kept).
+    pub alerts: Vec<AlertRecord>,
+}
+
+/// Totals of one period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Totals {
+    /// Agents that finished at least one execution.
+    pub active_agents: u64,
+    /// Executions finished.
+    pub executions: u64,
+    /// Of those, failed.
+    pub failed_executions: u64,
+    /// Completed share of finished executions, 3 decimals; null without executions.
+    pub success_rate: Option<f64>,
+    /// Integration calls and probes.
+    pub calls: u64,
+    /// Of those, failed.
+    pub failed_calls: u64,
+    /// Successful share of calls, 4 decimals; null without calls.
+    pub availability: Option<f64>,
+    /// Alerts raised.
+    pub alerts: u64,
+    /// Mean seconds from raising to acknowledging, over acknowledged alerts.
+    pub mtta_seconds: Option<f64>,
+    /// Mean seconds from raising to resolving, over resolved alerts.
+    pub mttr_seconds: Option<f64>,
+}
+
+/// An integration's figures over one period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PeriodFigures {
+    /// Calls and probes.
+    pub calls: u64,
+    /// Of those, failed.
+    pub failures: u64,
+    /// Successful share, 4 decimals; null without calls.
+    pub availability: Option<f64>,
+    /// p95 latency, ms, 1 decimal; null without kept hours.
+    pub latency_p95_ms: Option<f64>,
+}
+
+/// One integration in a report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntegrationLine {
+    /// Its id.
+    pub integration_id: String,
+    /// Its name.
+    pub integration_name: String,
+    /// Its connection state now.
+    pub state: String,
+    /// This period.
+    pub current: PeriodFigures,
+    /// The period before.
+    pub previous: PeriodFigures,
+    /// Health checks (probes) since it was registered.
+    pub health_checks_performed: u64,
+    /// Recovery attempts since it was registered.
+    pub recovery_attempts: u64,
+    /// Successful recoveries since it was registered.
+    pub successful_recoveries: u64,
+}
+
+/// An agent among the top failing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentLine {
+    /// Its id.
+    pub agent_id: String,
+    /// Its name.
+    pub agent_name: String,
+    /// Executions finished this period.
+    pub executions: u64,
+    /// Of those, failed.
+    pub failed: u64,
+    /// Completed share, 3 decimals.
+    pub success_rate: Option<f64>,
+    /// The same over the previous period.
+    pub previous_success_rate: Option<f64>,
+}
+
+/// An SLO in a report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SloLine {
+    /// Its id.
+    pub slo_id: String,
+    /// `agent` or `integration`.
+    pub source_type: String,
+    /// Its source.
+    pub source_id: String,
+    /// `availability`, `latency` or `error_rate`.
+    pub objective: Objective,
+    /// Its target.
+    pub target: f64,
+    /// Its value over its window now.
+    pub current: Option<f64>,
+    /// How far the value is on the good side of the target (negative: missed), as
+    /// `current - target` (for an error rate `target - current`), 4 decimals.
+    pub buffer: Option<f64>,
+    /// Share of its budget left now.
+    pub error_budget_remaining: f64,
+    /// `ok`, `at_risk` or `breached`.
+    pub status: SloState,
+    /// Bad share over this period divided by the budget's share, 2 decimals; null
+    /// without events.
+    pub burn_rate: Option<f64>,
+    /// The same over the previous period.
+    pub previous_burn_rate: Option<f64>,
+}
+
+/// One alert raised in the period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IncidentLine {
+    /// Its id.
+    pub alert_id: String,
+    /// Its severity.
+    pub severity: Severity,
+    /// Its message.
+    pub message: String,
+    /// `agent`, `integration` or `system`.
+    pub source_type: String,
+    /// Its source.
+    pub source_id: String,
+    /// When it was raised.
+    pub raised_at: String,
+    /// When it was acknowledged.
+    pub acknowledged_at: Option<String>,
+    /// When it was resolved.
+    pub resolved_at: Option<String>,
+    /// Seconds to acknowledge.
+    pub time_to_acknowledge_s: Option<i64>,
+    /// Seconds to resolve.
+    pub time_to_resolve_s: Option<i64>,
+}
+
+/// The alerts raised in the period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Incidents {
+    /// How many.
+    pub count: u64,
+    /// Of those, critical.
+    pub critical: u64,
+    /// Of those, warnings.
+    pub warning: u64,
+    /// Of those, acknowledged.
+    pub acknowledged: u64,
+    /// Of those, resolved.
+    pub resolved: u64,
+    /// Mean time to acknowledge, seconds.
+    pub mtta_seconds: Option<f64>,
+    /// Mean time to resolve, seconds.
+    pub mttr_seconds: Option<f64>,
+    /// The first [`MAX_LISTED_INCIDENTS`], critical first, then newest first.
+    pub alerts: Vec<IncidentLine>,
+}
+
+/// A report (the JSON form; Markdown and HTML render the same content).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// The tenant.
+    pub tenant: String,
+    /// `week` or `month`.
+    pub period: PeriodKind,
+    /// Start of the period (RFC 3339).
+    pub from: String,
+    /// End of the period: when the report was made.
+    pub to: String,
+    /// Start of the previous period; it ends where this one starts.
+    pub previous_from: String,
+    /// This period's totals.
+    pub summary: Totals,
+    /// The previous period's totals.
+    pub previous: Totals,
+    /// Every integration, by id.
+    pub integrations: Vec<IntegrationLine>,
+    /// Every SLO, by id.
+    pub slos: Vec<SloLine>,
+    /// Up to 5 agents with failed executions this period, most failures first.
+    pub top_failing_agents: Vec<AgentLine>,
+    /// Up to 5 integrations with failures this period, most failures first.
+    pub top_failing_integrations: Vec<IntegrationLine>,
+    /// The alerts raised this period.
+    pub incidents: Incidents,
+    /// What changed, in sentences, most serious first.
+    pub findings: Vec<String>,
+}
+
+/// A unit enum's name as the API spells it.
+fn name(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+fn share(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+fn mean(values: &[i64]) -> Option<f64> {
+    (!values.is_empty()).then(|| round1(values.iter().sum::<i64>() as f64 / values.len() as f64))
+}
+
+fn pct(x: Option<f64>, decimals: usize) -> String {
+    x.map_or_else(
+        || "–".to_owned(),
+        |x| format!("{:.*} %", decimals, x * 100.0),
+    )
+}
+
+/// Builds the report.
+pub fn build(inputs: &ReportInputs) -> Report {
+    let p = inputs.period;
+    let mut summary = Totals::default();
+    let mut previous = Totals::default();
+    let mut agents = Vec::new();
+    for a in &inputs.agents {
+        let mut sides = [AgentCounters::default(), AgentCounters::default()];
+        for (day, c) in &a.days {
+            match p.side_of_day(*day) {
+                Some(Side::Current) => sides[0].merge(c),
+                Some(Side::Previous) => sides[1].merge(c),
+                None => {}
+            }
+        }
+        for (totals, c) in [(&mut summary, &sides[0]), (&mut previous, &sides[1])] {
+            let finished = c.completed + c.failed;
+            totals.executions += finished;
+            totals.failed_executions += c.failed;
+            totals.active_agents += u64::from(finished > 0);
+        }
+        let [cur, prev] = &sides;
+        agents.push(AgentLine {
+            agent_id: a.agent_id.clone(),
+            agent_name: a.agent_name.clone(),
+            executions: cur.completed + cur.failed,
+            failed: cur.failed,
+            success_rate: share(cur.completed, cur.completed + cur.failed).map(round3),
+            previous_success_rate: share(prev.completed, prev.completed + prev.failed).map(round3),
+        });
+    }
+    let mut integrations = Vec::new();
+    for i in &inputs.integrations {
+        let mut sides = [
+            IntegrationCounters::default(),
+            IntegrationCounters::default(),
+        ];
+        for (day, c) in &i.days {
+            match p.side_of_day(*day) {
+                Some(Side::Current) => sides[0].merge(c),
+                Some(Side::Previous) => sides[1].merge(c),
+                None => {}
+            }
+        }
+        let mut latency = [Histogram::default(), Histogram::default()];
+        for (hour, s) in &i.hours {
+            match p.side_of_time(hour * HOUR_MS) {
+                Some(Side::Current) => latency[0].merge(&s.latency),
+                Some(Side::Previous) => latency[1].merge(&s.latency),
+                None => {}
+            }
+        }
+        let figures = |c: &IntegrationCounters, h: &Histogram| PeriodFigures {
+            calls: c.calls,
+            failures: c.failures,
+            availability: share(c.calls - c.failures.min(c.calls), c.calls).map(round4),
+            latency_p95_ms: h.quantile(0.95).map(round1),
+        };
+        for (totals, c) in [(&mut summary, &sides[0]), (&mut previous, &sides[1])] {
+            totals.calls += c.calls;
+            totals.failed_calls += c.failures.min(c.calls);
+        }
+        let r = &i.record;
+        integrations.push(IntegrationLine {
+            integration_id: r.integration_id.clone(),
+            integration_name: r.integration_name.clone(),
+            state: name(&r.state),
+            current: figures(&sides[0], &latency[0]),
+            previous: figures(&sides[1], &latency[1]),
+            health_checks_performed: r.health_checks_performed,
+            recovery_attempts: r.recovery_attempts,
+            successful_recoveries: r.successful_recoveries,
+        });
+    }
+    integrations.sort_by(|a, b| a.integration_id.cmp(&b.integration_id));
+    for t in [&mut summary, &mut previous] {
+        t.success_rate = share(t.executions - t.failed_executions, t.executions).map(round3);
+        t.availability = share(t.calls - t.failed_calls, t.calls).map(round4);
+    }
+
+    let mut incidents = Incidents::default();
+    let mut previous_incidents = Incidents::default();
+    let mut listed: Vec<&AlertRecord> = Vec::new();
+    for (side, acks, resolves) in [
+        (Side::Current, &mut Vec::new(), &mut Vec::new()),
+        (Side::Previous, &mut Vec::new(), &mut Vec::new()),
+    ] {
+        let target = match side {
+            Side::Current => &mut incidents,
+            Side::Previous => &mut previous_incidents,
+        };
+        for a in inputs
+            .alerts
+            .iter()
+            .filter(|a| p.side_of_time(a.raised_at) == Some(side))
+        {
+            target.count += 1;
+            match a.severity {
+                Severity::Critical => target.critical += 1,
+                Severity::Warning => target.warning += 1,
+                Severity::Info => {}
+            }
+            if let Some(at) = a.acknowledged_at {
+                target.acknowledged += 1;
+                acks.push((at - a.raised_at).max(0) / 1000);
+            }
+            if let Some(at) = a.resolved_at {
+                target.resolved += 1;
+                resolves.push((at - a.raised_at).max(0) / 1000);
+            }
+            if side == Side::Current {
+                listed.push(a);
+            }
+        }
+        target.mtta_seconds = mean(acks);
+        target.mttr_seconds = mean(resolves);
+    }
+    listed.sort_by(|a, b| {
+        a.severity
+            .cmp(&b.severity)
+            .then(b.raised_at.cmp(&a.raised_at))
+            .then(a.alert_id.cmp(&b.alert_id))
+    });
+    incidents.alerts = listed
+        .into_iter()
+        .take(MAX_LISTED_INCIDENTS)
+        .map(|a| IncidentLine {
+            alert_id: a.alert_id.clone(),
+            severity: a.severity,
+            message: a.message.clone(),
+            source_type: name(&a.source_type),
+            source_id: a.source_id.clone(),
+            raised_at: format_rfc3339(a.raised_at),
+            acknowledged_at: a.acknowledged_at.map(format_rfc3339),
+            resolved_at: a.resolved_at.map(format_rfc3339),
+            time_to_acknowledge_s: a.acknowledged_at.map(|t| (t - a.raised_at).max(0) / 1000),
+            time_to_resolve_s: a.resolved_at.map(|t| (t - a.raised_at).max(0) / 1000),
+        })
+        .collect();
+    for (t, i) in [
+        (&mut summary, &incidents),
+        (&mut previous, &previous_incidents),
+    ] {
+        t.alerts = i.count;
+        t.mtta_seconds = i.mtta_seconds;
+        t.mttr_seconds = i.mttr_seconds;
+    }
+
+    let slos: Vec<SloLine> = inputs.slos.iter().map(|s| slo_line(s, &p)).collect();
+
+    let mut top_agents: Vec<AgentLine> = agents.into_iter().filter(|a| a.failed > 0).collect();
+    top_agents.sort_by(|a, b| b.failed.cmp(&a.failed).then(a.agent_id.cmp(&b.agent_id)));
+    let mut top_integrations: Vec<IntegrationLine> = integrations
+        .iter()
+        .filter(|i| i.current.failures > 0)
+        .cloned()
+        .collect();
+    top_integrations.sort_by(|a, b| {
+        b.current
+            .failures
+            .cmp(&a.current.failures)
+            .then(a.integration_id.cmp(&b.integration_id))
+    });
+
+    let findings = findings(
+        &summary,
+        &previous,
+        &integrations,
+        &top_agents,
+        &slos,
+        p.kind,
+    );
+    top_agents.truncate(TOP_FAILING);
+    top_integrations.truncate(TOP_FAILING);
+    Report {
+        tenant: inputs.tenant.clone(),
+        period: p.kind,
+        from: format_rfc3339(p.from()),
+        to: format_rfc3339(p.to),
+        previous_from: format_rfc3339(p.previous_from()),
+        summary,
+        previous,
+        integrations,
+        slos,
+        top_failing_agents: top_agents,
+        top_failing_integrations: top_integrations,
+        incidents,
+        findings,
+    }
+}
+
+fn slo_line(s: &SloInput, p: &Period) -> SloLine {
+    let st = &s.status;
+    let slo = &st.slo;
+    let budget = slo.budget();
+    let mut tallies = [crate::domain::slo::Tally::default(); 2];
+    for (hour, summary) in &s.data.hours {
+        match p.side_of_time(hour * HOUR_MS) {
+            Some(Side::Current) => tallies[0].add(slo.tally(summary)),
+            Some(Side::Previous) => tallies[1].add(slo.tally(summary)),
+            None => {}
+        }
+    }
+    let burn = |t: &crate::domain::slo::Tally| {
+        (t.total > 0 && budget > 0.0).then(|| (t.bad_share() / budget * 100.0).round() / 100.0)
+    };
+    let buffer = st.current.map(|c| {
+        let b = match slo.objective {
+            Objective::ErrorRate => slo.target - c,
+            _ => c - slo.target,
+        };
+        round4(b)
+    });
+    SloLine {
+        slo_id: slo.slo_id.clone(),
+        source_type: name(&slo.source_type),
+        source_id: slo.source_id.clone(),
+        objective: slo.objective,
+        target: slo.target,
+        current: st.current,
+        buffer,
+        error_budget_remaining: st.error_budget_remaining,
+        status: st.status,
+        burn_rate: burn(&tallies[0]),
+        previous_burn_rate: burn(&tallies[1]),
+    }
+}
+
+/// Ratio at which a rate's rise is worth a finding.
+const RISE: f64 = 3.0;
+
+fn findings(
+    now: &Totals,
+    before: &Totals,
+    integrations: &[IntegrationLine],
+    failing_agents: &[AgentLine],
+    slos: &[SloLine],
+    kind: PeriodKind,
+) -> Vec<String> {
+    let last = format!("last {}", kind.word());
+    let mut out = Vec::new();
+    for s in slos {
+        match s.status {
+            SloState::Breached => out.push(format!(
+                "SLO {} ({} {}) is breached: {} of its error budget left.",
+                s.slo_id,
+                s.source_type,
+                s.source_id,
+                pct(Some(s.error_budget_remaining), 1)
+            )),
+            SloState::AtRisk => out.push(format!(
+                "SLO {} ({} {}) is at risk: {} of its error budget left.",
+                s.slo_id,
+                s.source_type,
+                s.source_id,
+                pct(Some(s.error_budget_remaining), 1)
+            )),
+            SloState::Ok => {}
+        }
+        match (s.burn_rate, s.previous_burn_rate) {
+            (Some(b), Some(a)) if a > 0.0 && b >= RISE * a && b >= 1.0 => out.push(format!(
+                "{} {} burned SLO {}'s error budget {:.1}× faster than {last} ({b:.2}× against {a:.2}×).",
+                s.source_type,
+                s.source_id,
+                s.slo_id,
+                b / a
+            )),
+            (Some(b), Some(a)) if a == 0.0 && b >= 1.0 => out.push(format!(
+                "{} {} started burning SLO {}'s error budget ({b:.2}×; none {last}).",
+                s.source_type, s.source_id, s.slo_id
+            )),
+            _ => {}
+        }
+    }
+    for i in integrations {
+        if i.state == "failed" {
+            out.push(format!("{} is failed now.", i.integration_name));
+        }
+        let rate = |f: &PeriodFigures| share(f.failures, f.calls);
+        match (rate(&i.current), rate(&i.previous)) {
+            (Some(b), Some(a)) if b >= 0.01 && (a == 0.0 || b >= RISE * a) => {
+                out.push(if a == 0.0 {
+                    format!(
+                        "{} failed {} of its calls ({} of {}); none failed {last}.",
+                        i.integration_name,
+                        pct(Some(b), 1),
+                        i.current.failures,
+                        i.current.calls
+                    )
+                } else {
+                    format!(
+                        "{} failed {} of its calls, {:.1}× {last}'s {}.",
+                        i.integration_name,
+                        pct(Some(b), 1),
+                        b / a,
+                        pct(Some(a), 1)
+                    )
+                })
+            }
+            _ => {}
+        }
+        if let (Some(b), Some(a)) = (i.current.latency_p95_ms, i.previous.latency_p95_ms) {
+            if a > 0.0 && b >= 2.0 * a && b - a >= 50.0 {
+                out.push(format!(
+                    "{}'s p95 latency rose from {a:.0} ms to {b:.0} ms.",
+                    i.integration_name
+                ));
+            }
+        }
+    }
+    for a in failing_agents {
+        if let (Some(b), Some(p)) = (a.success_rate, a.previous_success_rate) {
+            if p - b >= 0.05 {
+                out.push(format!(
+                    "{}'s success rate fell from {} to {}.",
+                    a.agent_name,
+                    pct(Some(p), 1),
+                    pct(Some(b), 1)
+                ));
+            }
+        }
+    }
+    if before.executions >= 100 {
+        let change = now.executions as f64 / before.executions as f64 - 1.0;
+        if change.abs() >= 0.5 {
+            out.push(format!(
+                "Executions {} by {:.0} % ({} against {} {last}).",
+                if change > 0.0 { "rose" } else { "fell" },
+                change.abs() * 100.0,
+                now.executions,
+                before.executions
+            ));
+        }
+    }
+    if let (Some(b), Some(a)) = (now.mtta_seconds, before.mtta_seconds) {
+        if b >= 2.0 * a && b - a >= 60.0 {
+            out.push(format!(
+                "Alerts took {} to acknowledge on average, {} {last}.",
+                duration(b),
+                duration(a)
+            ));
+        }
+    }
+    if out.is_empty() {
+        out.push(format!("No notable change against {last}."));
+    }
+    out
+}
+
+/// Seconds as people say them: `45 s`, `12 min`, `3 h 5 min`.
+fn duration(seconds: f64) -> String {
+    let s = seconds.round() as i64;
+    if s < 60 {
+        format!("{s} s")
+    } else if s < 3600 {
+        format!("{} min", (s + 30) / 60)
+    } else {
+        let m = (s + 30) / 60;
+        format!("{} h {} min", m / 60, m % 60)
+    }
+}
+
+fn opt_duration(seconds: Option<f64>) -> String {
+    seconds.map_or_else(|| "–".to_owned(), duration)
+}
+
+fn ms(x: Option<f64>) -> String {
+    x.map_or_else(|| "–".to_owned(), |x| format!("{x:.1} ms"))
+}
+
+/// One table: a header row and rows of cells, already text.
+struct Table {
+    head: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+/// The report's content as titled blocks, rendered the same way into Markdown and HTML.
+enum Block {
+    Heading(String),
+    Text(String),
+    List(Vec<String>),
+    Table(Table),
+}
+
+fn blocks(r: &Report) -> Vec<Block> {
+    let word = r.period.word();
+    let (s, p) = (&r.summary, &r.previous);
+    let mut out = vec![
+        Block::Heading(format!("Health report of {}: last {word}", r.tenant)),
+        Block::Text(format!(
+            "From {} to {}, against the {word} from {} (UTC days).",
+            r.from, r.to, r.previous_from
+        )),
+        Block::Heading("Summary".into()),
+        Block::Table(Table {
+            head: vec!["", "this period", "previous period"],
+            rows: vec![
+                vec![
+                    "Executions".into(),
+                    s.executions.to_string(),
+                    p.executions.to_string(),
+                ],
+                vec![
+                    "Failed executions".into(),
+                    s.failed_executions.to_string(),
+                    p.failed_executions.to_string(),
+                ],
+                vec![
+                    "Success rate".into(),
+                    pct(s.success_rate, 1),
+                    pct(p.success_rate, 1),
+                ],
+                vec![
+                    "Integration calls".into(),
+                    s.calls.to_string(),
+                    p.calls.to_string(),
+                ],
+                vec![
+                    "Availability".into(),
+                    pct(s.availability, 2),
+                    pct(p.availability, 2),
+                ],
+                vec!["Alerts".into(), s.alerts.to_string(), p.alerts.to_string()],
+                vec![
+                    "Mean time to acknowledge".into(),
+                    opt_duration(s.mtta_seconds),
+                    opt_duration(p.mtta_seconds),
+                ],
+                vec![
+                    "Mean time to resolve".into(),
+                    opt_duration(s.mttr_seconds),
+                    opt_duration(p.mttr_seconds),
+                ],
+            ],
+        }),
+        Block::Heading("Findings".into()),
+        Block::List(r.findings.clone()),
+        Block::Heading("Integrations".into()),
+    ];
+    if r.integrations.is_empty() {
+        out.push(Block::Text("No integrations.".into()));
+    } else {
+        out.push(Block::Table(Table {
+            head: vec![
+                "Integration",
+                "State",
+                "Calls",
+                "Availability",
+                "before",
+                "p95",
+                "before",
+                "Checks",
+                "Recovery attempts",
+                "Recoveries",
+            ],
+            rows: r
+                .integrations
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.integration_name.clone(),
+                        i.state.clone(),
+                        i.current.calls.to_string(),
+                        pct(i.current.availability, 2),
+                        pct(i.previous.availability, 2),
+                        ms(i.current.latency_p95_ms),
+                        ms(i.previous.latency_p95_ms),
+                        i.health_checks_performed.to_string(),
+                        i.recovery_attempts.to_string(),
+                        i.successful_recoveries.to_string(),
+                    ]
+                })
+                .collect(),
+        }));
+    }
+    out.push(Block::Heading("SLOs".into()));
+    if r.slos.is_empty() {
+        out.push(Block::Text("No SLOs defined.".into()));
+    } else {
+        out.push(Block::Table(Table {
+            head: vec![
+                "SLO",
+                "Source",
+                "Target",
+                "Now",
+                "Buffer",
+                "Budget left",
+                "Status",
+                "Burn",
+                "before",
+            ],
+            rows: r
+                .slos
+                .iter()
+                .map(|s| {
+                    let burn =
+                        |b: Option<f64>| b.map_or_else(|| "–".to_owned(), |b| format!("{b:.2}×"));
+                    vec![
+                        s.slo_id.clone(),
+                        format!("{} {}", s.source_type, s.source_id),
+                        pct(Some(s.target), 2),
+                        pct(s.current, 2),
+                        s.buffer.map_or_else(
+                            || "–".to_owned(),
+                            |b| format!("{:+.2} points", b * 100.0),
+                        ),
+                        pct(Some(s.error_budget_remaining), 1),
+                        name(&s.status),
+                        burn(s.burn_rate),
+                        burn(s.previous_burn_rate),
+                    ]
+                })
+                .collect(),
+        }));
+    }
+    out.push(Block::Heading("Top failing agents".into()));
+    if r.top_failing_agents.is_empty() {
+        out.push(Block::Text("No failed executions.".into()));
+    } else {
+        out.push(Block::Table(Table {
+            head: vec!["Agent", "Executions", "Failed", "Success rate", "before"],
+            rows: r
+                .top_failing_agents
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.agent_name.clone(),
+                        a.executions.to_string(),
+                        a.failed.to_string(),
+                        pct(a.success_rate, 1),
+                        pct(a.previous_success_rate, 1),
+                    ]
+                })
+                .collect(),
+        }));
+    }
+    out.push(Block::Heading("Top failing integrations".into()));
+    if r.top_failing_integrations.is_empty() {
+        out.push(Block::Text("No failed calls.".into()));
+    } else {
+        out.push(Block::Table(Table {
+            head: vec!["Integration", "Calls", "Failed", "Availability"],
+            rows: r
+                .top_failing_integrations
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.integration_name.clone(),
+                        i.current.calls.to_string(),
+                        i.current.failures.to_string(),
+                        pct(i.current.availability, 2),
+                    ]
+                })
+                .collect(),
+        }));
+    }
+    let inc = &r.incidents;
+    out.push(Block::Heading("Incidents".into()));
+    out.push(Block::Text(format!(
+        "{} ({} critical, {} warning); {} acknowledged, mean time to acknowledge {}; {} resolved, mean time to resolve {}.",
+        if inc.count == 1 { "1 alert".to_owned() } else { format!("{} alerts", inc.count) },
+        inc.critical,
+        inc.warning,
+        inc.acknowledged,
+        opt_duration(inc.mtta_seconds),
+        inc.resolved,
+        opt_duration(inc.mttr_seconds)
+    )));
+    if !inc.alerts.is_empty() {
+        out.push(Block::Table(Table {
+            head: vec![
+                "Raised",
+                "Severity",
+                "Alert",
+                "Acknowledged after",
+                "Resolved after",
+            ],
+            rows: inc
+                .alerts
+                .iter()
+                .map(|a| {
+                    let after = |s: Option<i64>| opt_duration(s.map(|s| s as f64));
+                    vec![
+                        a.raised_at.clone(),
+                        name(&a.severity),
+                        a.message.clone(),
+                        after(a.time_to_acknowledge_s),
+                        after(a.time_to_resolve_s),
+                    ]
+                })
+                .collect(),
+        }));
+    }
+    out
+}
+
+/// The report as Markdown (GitHub tables).
+pub fn markdown(r: &Report) -> String {
+    // Names are the clients' text: `<` must not open an HTML tag, a line break must not
+    // end a line, and in a table a pipe must not end its cell.
+    let text = |t: &str| t.replace('<', "\\<").replace(['\n', '\r'], " ");
+    let cell = |t: &str| text(t).replace('|', "\\|");
+    let mut out = String::new();
+    let mut first = true;
+    for block in blocks(r) {
+        match block {
+            Block::Heading(h) if first => {
+                let _ = writeln!(out, "# {}\n", text(&h));
+                first = false;
+            }
+            Block::Heading(h) => {
+                let _ = writeln!(out, "## {}\n", text(&h));
+            }
+            Block::Text(t) => {
+                let _ = writeln!(out, "{}\n", text(&t));
+            }
+            Block::List(items) => {
+                for i in items {
+                    let _ = writeln!(out, "- {}", text(&i));
+                }
+                out.push('\n');
+            }
+            Block::Table(t) => {
+                let _ = writeln!(out, "| {} |", t.head.join(" | "));
+                let _ = writeln!(out, "|{}", "---|".repeat(t.head.len()));
+                for row in t.rows {
+                    let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
+                    let _ = writeln!(out, "| {} |", cells.join(" | "));
+                }
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// The report as a standalone HTML page.
+pub fn html(r: &Report) -> String {
+    use crate::notify::render::escape;
+    let mut body = String::new();
+    let mut title = String::new();
+    for block in blocks(r) {
+        match block {
+            Block::Heading(h) if title.is_empty() => {
+                title = escape(&h);
+                let _ = writeln!(body, "<h1>{title}</h1>");
+            }
+            Block::Heading(h) => {
+                let _ = writeln!(body, "<h2>{}</h2>", escape(&h));
+            }
+            Block::Text(t) => {
+                let _ = writeln!(body, "<p>{}</p>", escape(&t));
+            }
+            Block::List(items) => {
+                body.push_str("<ul>\n");
+                for i in items {
+                    let _ = writeln!(body, "<li>{}</li>", escape(&i));
+                }
+                body.push_str("</ul>\n");
+            }
+            Block::Table(t) => {
+                body.push_str("<table>\n<thead><tr>");
+                for h in &t.head {
+                    let _ = write!(body, "<th>{}</th>", escape(h));
+                }
+                body.push_str("</tr></thead>\n<tbody>\n");
+                for row in t.rows {
+                    body.push_str("<tr>");
+                    for c in row {
+                        let _ = write!(body, "<td>{}</td>", escape(&c));
+                    }
+                    body.push_str("</tr>\n");
+                }
+                body.push_str("</tbody>\n</table>\n");
+            }
+        }
+    }
+    format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}</body>\n</html>\n"
+    )
+}
+
+const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem;color:#1d232b}\
+table{border-collapse:collapse;margin:.5rem 0 1.5rem;display:block;overflow-x:auto}\
+th,td{border:1px solid #d4d9e0;padding:.3rem .6rem;text-align:left;white-space:nowrap}\
+th{background:#f2f4f7}\
+@media (prefers-color-scheme:dark){body{background:#15191e;color:#e3e7ec}th{background:#232a32}th,td{border-color:#39424d}}";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(days: Vec<(i64, AgentCounters)>, now: Millis) -> ReportInputs {
+        ReportInputs {
+            tenant: "acme".into(),
+            period: Period::ending(PeriodKind::Week, now),
+            agents: vec![AgentInput {
+                agent_id: "a".into(),
+                agent_name: "A | <b>".into(),
+                days,
+            }],
+            integrations: Vec::new(),
+            slos: Vec::new(),
+            alerts: Vec::new(),
+        }
+    }
+
+    fn counters(completed: u64, failed: u64) -> AgentCounters {
+        AgentCounters {
+            started: completed + failed,
+            completed,
+            failed,
+            ..AgentCounters::default()
+        }
+    }
+
+    #[test]
+    fn a_week_is_today_and_the_six_days_before_against_the_seven_before_that() {
+        let now = 100 * DAY_MS + 5 * HOUR_MS;
+        let p = Period::ending(PeriodKind::Week, now);
+        assert_eq!((p.first_day, p.previous_first_day), (94, 87));
+        assert_eq!(p.side_of_day(100), Some(Side::Current));
+        assert_eq!(p.side_of_day(94), Some(Side::Current));
+        assert_eq!(p.side_of_day(93), Some(Side::Previous));
+        assert_eq!(p.side_of_day(87), Some(Side::Previous));
+        assert_eq!(p.side_of_day(86), None);
+        assert_eq!(
+            p.side_of_time(now + 1),
+            None,
+            "nothing after the report's time"
+        );
+        let m = Period::ending(PeriodKind::Month, now);
+        assert_eq!((m.first_day, m.previous_first_day), (71, 41));
+    }
+
+    #[test]
+    fn days_count_in_their_own_period_only() {
+        let now = 100 * DAY_MS;
+        let r = build(&inputs(
+            vec![
+                (100, counters(3, 1)),
+                (94, counters(1, 0)),
+                (93, counters(8, 2)),
+                (80, counters(50, 50)),
+            ],
+            now,
+        ));
+        assert_eq!((r.summary.executions, r.summary.failed_executions), (5, 1));
+        assert_eq!(r.summary.success_rate, Some(0.8));
+        assert_eq!(
+            (r.previous.executions, r.previous.failed_executions),
+            (10, 2)
+        );
+        assert_eq!(r.top_failing_agents[0].previous_success_rate, Some(0.8));
+        assert_eq!(r.findings, ["No notable change against last week."]);
+    }
+
+    #[test]
+    fn volume_changes_of_half_or_more_are_findings() {
+        let now = 100 * DAY_MS;
+        let r = build(&inputs(
+            vec![(99, counters(40, 0)), (90, counters(100, 0))],
+            now,
+        ));
+        assert_eq!(
+            r.findings,
+            ["Executions fell by 60 % (40 against 100 last week)."]
+        );
+    }
+
+    #[test]
+    fn markdown_and_html_keep_clients_text_inert() {
+        let now = 100 * DAY_MS;
+        let r = build(&inputs(vec![(99, counters(1, 1))], now));
+        let md = markdown(&r);
+        assert!(md.contains("| A \\| \\<b> | 2 | 1 | 50.0 % | – |"), "{md}");
+        let page = html(&r);
+        assert!(page.contains("<td>A | &lt;b&gt;</td>"), "{page}");
+        assert!(!page.contains("<b>"));
+    }
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(duration(45.0), "45 s");
+        assert_eq!(duration(600.0), "10 min");
+        assert_eq!(duration(3600.0 + 5.0 * 60.0), "1 h 5 min");
+    }
+}
