@@ -618,7 +618,14 @@ async fn serve_api(State(local): State<gateway::Local>, req: Request) -> Respons
     let (parts, body) = req.into_parts();
     // Read at most one byte over the limit: enough to know the body is too large without
     // buffering an arbitrarily large upload.
+    let exporting = api::route(&parts.method, parts.uri.path())
+        .is_ok_and(|r| r.endpoint == api::Endpoint::Export);
     let response = match axum::body::to_bytes(body, MAX_BODY_BYTES + 1).await {
+        // Streamed as produced: an export may be larger than memory should hold.
+        Ok(bytes) if exporting => {
+            let req = http::Request::from_parts(parts, bytes);
+            return api::export::serve(&state, req).await.map(Body::from_stream);
+        }
         Ok(bytes) => api::handle(&state, http::Request::from_parts(parts, bytes), None).await,
         Err(_) => ApiError::PayloadTooLarge {
             limit: MAX_BODY_BYTES,

@@ -107,7 +107,9 @@ async fn failures_keep_the_error_text_newest_first(backend: Backend) {
             "execution_id": null, "operation": null, "error": "502 Bad Gateway", "duration_ms": 812.0}])
     );
 
+    let long = format!("source_type=agent&source_id={}", "a".repeat(129));
     for (query, says) in [
+        (long.as_str(), "source_id: must be 1 to 128 characters"),
         ("source_id=sales", "source_type: required"),
         (
             "source_type=host&source_id=h",
@@ -421,6 +423,201 @@ async fn a_weekly_report_renders_in_three_formats(backend: Backend) {
     }
 }
 
+/// The export of `query` as (headers, body).
+async fn export(
+    api: &Api,
+    query: &str,
+) -> (reqwest::StatusCode, reqwest::header::HeaderMap, String) {
+    let res = api
+        .client
+        .get(format!("{}/api/health/export?{query}", api.base))
+        .bearer_auth(&api.key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, headers) = (res.status(), res.headers().clone());
+    (status, headers, res.text().await.unwrap_or_default())
+}
+
+fn csv_rows(text: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header = reader.headers().cloned().unwrap_or_else(|e| panic!("{e}"));
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap_or_else(|e| panic!("{e}"));
+            header
+                .iter()
+                .map(str::to_owned)
+                .zip(r.iter().map(str::to_owned))
+                .collect()
+        })
+        .collect()
+}
+
+async fn exports_round_trip_the_seeded_history(backend: Backend) {
+    let (running, _dir, now, _clock) = seed_two_weeks(backend).await;
+    let api = Api::of(&running);
+    let from = format_rfc3339(now.div_euclid(DAY_MS) * DAY_MS - 13 * DAY_MS);
+    let range = format!("from={from}&to={}", format_rfc3339(now));
+
+    let (status, headers, ndjson) =
+        export(&api, &format!("kind=history&format=ndjson&{range}")).await;
+    assert_eq!(status, StatusCode::OK, "{ndjson}");
+    assert_eq!(headers["content-type"], "application/x-ndjson");
+    assert_eq!(
+        headers.get("transfer-encoding").map(|v| v.as_bytes()),
+        Some(&b"chunked"[..]),
+        "streamed, not buffered"
+    );
+    let rows: Vec<Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    // Every point of every entity's history, and nothing else.
+    let mut expected = Vec::new();
+    for (kind, id) in [
+        ("agent", "sales"),
+        ("integration", "slack"),
+        ("integration", "stripe"),
+    ] {
+        let (status, h) = api
+            .call(
+                Method::GET,
+                &format!("/api/health/history/{kind}?entity_id={id}&days=14"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{h}");
+        for p in h["history"].as_array().cloned().unwrap_or_default() {
+            let mut row = json!({"entity_type": kind, "entity_id": id});
+            for (k, v) in p.as_object().cloned().unwrap_or_default() {
+                row[k] = v;
+            }
+            expected.push(row);
+        }
+    }
+    assert_eq!(expected.len(), 6, "two days each: {expected:?}");
+    assert_eq!(rows, expected);
+
+    let (status, headers, csv) = export(&api, &format!("kind=history&format=csv&{range}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
+    let table = csv_rows(&csv);
+    assert_eq!(table.len(), rows.len());
+    for (row, json) in table.iter().zip(&rows) {
+        assert_eq!(
+            row["entity_type"],
+            json["entity_type"].as_str().unwrap_or_default()
+        );
+        assert_eq!(
+            row["timestamp"],
+            json["timestamp"].as_str().unwrap_or_default()
+        );
+        assert_eq!(
+            row["health_score"].parse::<f64>().ok(),
+            json["health_score"].as_f64()
+        );
+        for (metric, value) in json["metrics"].as_object().cloned().unwrap_or_default() {
+            assert_eq!(
+                row[&metric].parse::<f64>().ok(),
+                value.as_f64(),
+                "{metric} of {json}"
+            );
+        }
+    }
+    assert_eq!(table[1]["failed"], "5");
+    assert_eq!(table[1]["calls"], "", "an agent has no calls");
+
+    // Only the week before: the agent's and integrations' first day.
+    let week_before = format!("from={from}&to={}", format_rfc3339(now - 5 * DAY_MS));
+    let (_, _, older) = export(&api, &format!("kind=history&format=ndjson&{week_before}")).await;
+    assert_eq!(older.lines().count(), 3, "{older}");
+
+    let (_, _, alerts) = export(&api, &format!("kind=alerts&format=csv&{range}")).await;
+    let alerts = csv_rows(&alerts);
+    assert_eq!(
+        alerts
+            .iter()
+            .map(|a| a["alert_id"].as_str())
+            .collect::<Vec<_>>(),
+        ["alert_before", "alert_this"],
+        "oldest first"
+    );
+    assert_eq!(alerts[1]["acknowledged_by"], "ops");
+    assert_eq!(alerts[1]["message"], "Integration Stripe failed");
+    assert_eq!(
+        alerts[1]["raised_at"],
+        format_rfc3339(now - 2 * DAY_MS + HOUR_MS)
+    );
+    assert_eq!(
+        alerts[1]["resolved_at"],
+        format_rfc3339(now - 2 * DAY_MS + HOUR_MS + 1_800_000)
+    );
+
+    let (_, _, failed) = export(&api, &format!("kind=executions&format=ndjson&{range}")).await;
+    let failed: Vec<Value> = failed
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(failed.len(), 6, "1 the week before, 5 this week");
+    assert!(
+        failed.iter().all(|f| f["error"] == "CRM timeout"
+            && f["operation"] == "Processing leads"
+            && f["agent_id"] == "sales"
+            && f["outcome"] == "failed"),
+        "{failed:?}"
+    );
+    assert_eq!(failed[0]["execution_id"], "p0");
+    assert_eq!(failed[0]["duration_ms"], 1000.0);
+
+    // An empty range is a header alone.
+    let (status, _, empty) = export(
+        &api,
+        "kind=executions&format=csv&from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        empty,
+        "timestamp,agent_id,execution_id,operation,outcome,duration_ms,error\n"
+    );
+
+    for (query, says) in [
+        (
+            "format=csv",
+            "kind: required (history, alerts or executions)",
+        ),
+        ("kind=logs", "kind: must be history, alerts or executions"),
+        ("kind=alerts&format=xml", "format: must be csv or ndjson"),
+        (
+            "kind=alerts&from=yesterday",
+            "from: must be an RFC 3339 time, e.g. 2026-11-01T00:00:00Z",
+        ),
+        (
+            "kind=alerts&from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z",
+            "from: must not be after to",
+        ),
+        (
+            "kind=alerts&from=2026-01-01T00:00:00Z&to=2026-06-01T00:00:00Z",
+            "from, to: at most 90 days apart",
+        ),
+    ] {
+        let (status, body) = api
+            .call(Method::GET, &format!("/api/health/export?{query}"), None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["error"]["message"], says, "{query}");
+    }
+    let res = api
+        .client
+        .get(format!("{}/api/health/export?kind=alerts", api.base))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "no key, no export");
+}
+
 mod embedded {
     use super::*;
 
@@ -432,6 +629,11 @@ mod embedded {
     #[tokio::test]
     async fn a_weekly_report_renders_in_three_formats() {
         super::a_weekly_report_renders_in_three_formats(Backend::Embedded).await;
+    }
+
+    #[tokio::test]
+    async fn exports_round_trip_the_seeded_history() {
+        super::exports_round_trip_the_seeded_history(Backend::Embedded).await;
     }
 }
 
@@ -446,5 +648,10 @@ mod dynamodb {
     #[tokio::test]
     async fn a_weekly_report_renders_in_three_formats() {
         super::a_weekly_report_renders_in_three_formats(Backend::DynamoDb).await;
+    }
+
+    #[tokio::test]
+    async fn exports_round_trip_the_seeded_history() {
+        super::exports_round_trip_the_seeded_history(Backend::DynamoDb).await;
     }
 }

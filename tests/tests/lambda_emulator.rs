@@ -139,6 +139,7 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
         "get-system-metrics",
         "get-active-alerts",
         "acknowledge-alert",
+        "export",
     ];
     let ports: Vec<u16> = functions.iter().map(|_| free_port()).collect();
     let _emulators: Vec<Emulator> = functions
@@ -287,6 +288,41 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
     expected["acknowledged_at"] = Value::Null;
     expected["notes"] = json!("scaling up");
     assert_eq!(acked, expected);
+
+    // The export streams (as its function URL does in AWS), checking the key itself.
+    let res = call(
+        "export",
+        reqwest::Method::GET,
+        "/api/health/export?kind=executions&format=csv",
+        &key,
+    )
+    .send()
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/csv; charset=utf-8")
+    );
+    assert_eq!(
+        res.text().await.unwrap_or_default(),
+        format!(
+            "timestamp,agent_id,execution_id,operation,outcome,duration_ms,error\n{},a1,x2,,failed,60000,\n",
+            format_rfc3339(now - 240_000)
+        )
+    );
+    let res = call(
+        "export",
+        reqwest::Method::GET,
+        "/api/health/export?kind=alerts",
+        "ahm_wrong",
+    )
+    .send()
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(json_of(res).await.0, StatusCode::UNAUTHORIZED);
 
     // A function serves only its own route.
     let res = call(

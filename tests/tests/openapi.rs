@@ -333,6 +333,12 @@ async fn documented_response_shapes_match_the_handlers() {
             None,
         ),
         (
+            Method::GET,
+            "/api/health/export",
+            "/api/health/export?kind=history&format=ndjson",
+            None,
+        ),
+        (
             Method::DELETE,
             "/api/health/slos/{slo_id}",
             "/api/health/slos/slack-p99",
@@ -359,16 +365,21 @@ async fn documented_response_shapes_match_the_handlers() {
         }
         let res = req.send().await.unwrap_or_else(|e| panic!("{e}"));
         let status = res.status().as_u16().to_string();
-        let html = res
+        let media = res
             .headers()
             .get("content-type")
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/html"));
-        if html {
+            .map(|v| v.split(';').next().unwrap_or_default().trim().to_owned())
+            .unwrap_or_default();
+        if !media.is_empty() && media != "application/json" {
+            // A page, a CSV or NDJSON stream: its media type must be documented.
             assert!(
-                doc.pointer(&format!("{op}/responses/{status}/content/text~1html"))
-                    .is_some(),
-                "{method} {url} answered {status} with a page, which is not documented"
+                doc.pointer(&format!(
+                    "{op}/responses/{status}/content/{}",
+                    pointer_escape(&media)
+                ))
+                .is_some(),
+                "{method} {url} answered {status} as {media}, which is not documented"
             );
             continue;
         }

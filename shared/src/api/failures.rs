@@ -29,6 +29,7 @@ pub async fn list(
     let source_id = query_param(query, "source_id")
         .filter(|s| !s.is_empty())
         .ok_or_else(|| bad("source_id: required".into()))?;
+    crate::domain::ids::check_id(&source_id).map_err(|m| bad(format!("source_id: {m}")))?;
     let limit = match query_param(query, "limit") {
         None => DEFAULT_LIMIT,
         Some(l) => l

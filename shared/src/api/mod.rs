@@ -10,6 +10,7 @@ pub mod agents;
 pub mod alerts;
 pub mod auth;
 pub mod error;
+pub mod export;
 pub mod failures;
 pub mod ingest;
 pub mod integrations;
@@ -99,11 +100,13 @@ pub enum Endpoint {
     GetFailures,
     /// `GET /api/health/reports`
     GetReport,
+    /// `GET /api/health/export`: streamed (in AWS, through the function's URL).
+    Export,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 32] = [
+    pub const ALL: [Endpoint; 33] = [
         Self::IngestEvents,
         Self::PutAgent,
         Self::PutIntegration,
@@ -136,6 +139,7 @@ impl Endpoint {
         Self::DeleteSlo,
         Self::GetFailures,
         Self::GetReport,
+        Self::Export,
     ];
 
     /// Its method and path template, as in the OpenAPI document and the SAM template.
@@ -173,6 +177,7 @@ impl Endpoint {
             Self::DeleteSlo => ("DELETE", "/api/health/slos/{slo_id}"),
             Self::GetFailures => ("GET", "/api/health/failures"),
             Self::GetReport => ("GET", "/api/health/reports"),
+            Self::Export => ("GET", "/api/health/export"),
         }
     }
 
@@ -211,6 +216,7 @@ impl Endpoint {
             Self::DeleteSlo => "delete-slo",
             Self::GetFailures => "get-failures",
             Self::GetReport => "get-report",
+            Self::Export => "export",
         }
     }
 
@@ -233,7 +239,8 @@ impl Endpoint {
             | Self::AckConfirm
             | Self::ListSlos
             | Self::GetFailures
-            | Self::GetReport => Scope::Read,
+            | Self::GetReport
+            | Self::Export => Scope::Read,
             Self::CreateKey
             | Self::ListKeys
             | Self::RevokeKey
@@ -334,6 +341,7 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         ["history", kind] => (Endpoint::GetHistory, Some(*kind), "GET"),
         ["failures"] => (Endpoint::GetFailures, None, "GET"),
         ["reports"] => (Endpoint::GetReport, None, "GET"),
+        ["export"] => (Endpoint::Export, None, "GET"),
         _ => return Err(not_found()),
     };
     let expected = endpoint.route().0;
@@ -412,12 +420,7 @@ async fn serve(
         }
         _ => {}
     }
-    // In AWS the Lambda authorizer has checked the key and passed who is calling; its
-    // answer is cached per key for every route, so the scope is checked here.
-    let principal = match req.extensions().get::<auth::Principal>() {
-        Some(p) => auth::require(p.clone(), route.endpoint.scope())?,
-        None => auth::authorize(state, auth::bearer(req.headers()), route.endpoint.scope()).await?,
-    };
+    let principal = principal_for(state, &req, route.endpoint).await?;
     let tenant = principal.tenant.as_str();
     let id = route.id.as_deref().unwrap_or_default();
     let body = req.body();
@@ -462,6 +465,10 @@ async fn serve(
         Endpoint::PutSlo => slos::put(state, tenant, id, body).await,
         Endpoint::GetFailures => failures::list(state, tenant, req.uri().query()).await,
         Endpoint::GetReport => reports::get(state, tenant, req.uri().query()).await,
+        Endpoint::Export => {
+            let streamed = export::respond(state, tenant.to_owned(), req.uri().query()).await?;
+            export::collect(streamed).await
+        }
         Endpoint::ListSlos => slos::list(state, tenant).await,
         Endpoint::DeleteSlo => slos::delete(state, tenant, id).await,
         Endpoint::AckPage | Endpoint::AckConfirm => Err(ApiError::NotFound("no route".to_owned())),
@@ -482,6 +489,20 @@ async fn healthz(state: &AppState) -> Result<Response<String>, ApiError> {
                 "the store does not answer".to_owned(),
             ))
         }
+    }
+}
+
+/// Who is calling, allowed to call `endpoint`. In AWS the Lambda authorizer has checked
+/// the key and passed who is calling; its answer is cached per key for every route, so the
+/// scope is checked here. Elsewhere (locally, a function URL) the key is checked here.
+pub(crate) async fn principal_for(
+    state: &AppState,
+    req: &Request<Bytes>,
+    endpoint: Endpoint,
+) -> Result<auth::Principal, ApiError> {
+    match req.extensions().get::<auth::Principal>() {
+        Some(p) => auth::require(p.clone(), endpoint.scope()),
+        None => auth::authorize(state, auth::bearer(req.headers()), endpoint.scope()).await,
     }
 }
 

@@ -14,3 +14,11 @@ pub mod records;
 pub mod report;
 pub mod slo;
 pub mod system;
+
+/// A unit enum's name as the API spells it (its serde name), e.g. `at_risk`.
+pub fn wire_name(value: &impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}

@@ -17,6 +17,7 @@ use crate::domain::health::{round1, round3, round4};
 use crate::domain::latency::{Histogram, HourSummary};
 use crate::domain::records::{AgentCounters, IntegrationCounters, IntegrationRecord};
 use crate::domain::slo::{Objective, SloData, SloState, SloStatus};
+use crate::domain::wire_name as name;
 use crate::time::{day_of, format_rfc3339, Millis, DAY_MS, HOUR_MS};
 
 /// Incidents listed one by one; the counts and means cover all of them.
@@ -349,14 +350,6 @@ pub struct Report {
     pub incidents: Incidents,
     /// What changed, in sentences, most serious first.
     pub findings: Vec<String>,
-}
-
-/// A unit enum's name as the API spells it.
-fn name(value: &impl Serialize) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
 }
 
 fn share(part: u64, whole: u64) -> Option<f64> {
