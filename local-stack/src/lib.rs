@@ -393,6 +393,7 @@ async fn demo_channel(running: &Running, inbox: &inbox::Inbox) -> Result<(), Sta
                 group_interval_s: 60,
                 repeat_interval_s: 3600,
                 send_resolved: true,
+                weekly_report: true,
                 updated_at: now,
             },
         )

@@ -608,6 +608,7 @@ async fn the_notifier_binary_delivers_a_stored_alert_on_a_scheduled_event() {
                 group_interval_s: 60,
                 repeat_interval_s: 3600,
                 send_resolved: true,
+                weekly_report: false,
                 updated_at: now,
             },
         )

@@ -144,6 +144,7 @@ async fn mail_reaches_a_real_smtp_server_with_text_and_html_parts() {
                 group_interval_s: 0,
                 repeat_interval_s: 3600,
                 send_resolved: true,
+                weekly_report: false,
                 updated_at: 0,
             },
         )

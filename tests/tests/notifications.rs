@@ -223,6 +223,7 @@ async fn rule(state: &AppState, channels: &[&str], wait: u64, interval: u64, rep
                 group_interval_s: interval,
                 repeat_interval_s: repeat,
                 send_resolved: true,
+                weekly_report: false,
                 updated_at: 0,
             },
         )
@@ -696,7 +697,86 @@ async fn a_maintenance_window_across_midnight_in_berlin_holds_and_then_releases(
     assert_eq!(got[1].2, ["during"]);
 }
 
+/// A rule that asks for the weekly report: the first pass of each week (Monday, UTC)
+/// sends last week's report to its webhook, signed like every message, and only once.
+async fn the_weekly_report_reaches_a_webhook_once_a_week(store: Store) {
+    use shared::notify::plan::{week_of, week_start};
+    let (state, notifier) = setup(store, config()).await;
+    let receiver = Receiver::start().await;
+    webhook(&state, &receiver).await;
+    state
+        .store
+        .put_rule(
+            "acme",
+            &RuleRecord {
+                rule_id: "weekly".into(),
+                channels: vec!["hook".into()],
+                matcher: Matcher {
+                    severity: Some(vec![Severity::Critical]),
+                    ..Matcher::default()
+                },
+                group_wait_s: 0,
+                group_interval_s: 300,
+                repeat_interval_s: 3600,
+                send_resolved: true,
+                weekly_report: true,
+                updated_at: 0,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Friday: ten executions, two failed.
+    let events: Vec<Value> = (0..10)
+        .map(|i| json!({"event_id": format!("e{i}"), "type": "execution.finished", "agent_id": "sales", "execution_id": format!("x{i}"), "outcome": if i < 2 { "failed" } else { "completed" }, "duration_ms": 500, "timestamp": shared::time::format_rfc3339(T0)}))
+        .collect();
+    let batch =
+        shared::domain::events::parse_batch(json!({ "events": events }).to_string().as_bytes(), T0)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+    state
+        .store
+        .ingest("acme", &batch, T0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    pass(&notifier, T0 + S).await;
+    assert!(
+        receiver.webhooks().is_empty(),
+        "a rule asking mid-week waits for Monday"
+    );
+
+    let monday = week_start(week_of(T0) + 1);
+    pass(&notifier, monday + 60 * S).await;
+    let got = receiver.webhooks();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let body = &got[0];
+    assert_eq!(body["status"], "report");
+    assert_eq!(body["alerts"], json!([]));
+    let report = &body["report"];
+    assert_eq!(report["tenant"], "acme");
+    assert_eq!(report["period"], "week");
+    assert_eq!(
+        report["from"],
+        shared::time::format_rfc3339(week_start(week_of(T0))),
+        "last Monday"
+    );
+    assert_eq!(
+        report["to"],
+        shared::time::format_rfc3339(monday - 1000),
+        "to Sunday night"
+    );
+    assert_eq!(report["summary"]["executions"], 10);
+    assert_eq!(report["summary"]["failed_executions"], 2);
+    assert_eq!(report["top_failing_agents"][0]["agent_id"], "sales");
+    assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0, "signed");
+
+    pass(&notifier, monday + 120 * S).await;
+    pass(&notifier, monday + 6 * 24 * 3600 * S).await;
+    assert_eq!(receiver.webhooks().len(), 1, "once a week");
+    pass(&notifier, monday + 7 * 24 * 3600 * S + S).await;
+    assert_eq!(receiver.webhooks().len(), 2, "and again the next Monday");
+}
+
 on_both_stores!(
+    the_weekly_report_reaches_a_webhook_once_a_week,
     a_maintenance_window_across_midnight_in_berlin_holds_and_then_releases,
     a_channel_failing_for_15_minutes_raises_an_alert_the_other_channels_get,
     a_receiver_down_for_60_seconds_gets_every_message_exactly_once,

@@ -320,12 +320,13 @@ pub async fn put_rule(
                 | "group_interval_s"
                 | "repeat_interval_s"
                 | "send_resolved"
+                | "weekly_report"
         )
     }) {
         return Err(bad(
             "invalid_rule",
             other,
-            "is not a field of a rule; expected channels, match, group_wait_s, group_interval_s, repeat_interval_s or send_resolved",
+            "is not a field of a rule; expected channels, match, group_wait_s, group_interval_s, repeat_interval_s, send_resolved or weekly_report",
         ));
     }
     let config = state.store.notify_config(tenant).await?;
@@ -379,6 +380,17 @@ pub async fn put_rule(
                 return Err(bad(
                     "invalid_rule",
                     "send_resolved",
+                    "must be true or false",
+                ))
+            }
+        },
+        weekly_report: match body.get("weekly_report") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(bad(
+                    "invalid_rule",
+                    "weekly_report",
                     "must be true or false",
                 ))
             }

@@ -179,6 +179,10 @@ pub struct RuleRecord {
     pub repeat_interval_s: u64,
     /// Whether resolutions are sent.
     pub send_resolved: bool,
+    /// Whether the rule's channels also get the weekly report (the first notifier pass of
+    /// each week, Monday UTC, covering Monday to Sunday before).
+    #[serde(default)]
+    pub weekly_report: bool,
     /// When it was last changed.
     pub updated_at: Millis,
 }
@@ -203,6 +207,7 @@ impl RuleRecord {
             "group_interval_s": self.group_interval_s,
             "repeat_interval_s": self.repeat_interval_s,
             "send_resolved": self.send_resolved,
+            "weekly_report": self.weekly_report,
             "updated_at": format_rfc3339(self.updated_at),
         })
     }

@@ -181,9 +181,21 @@ impl Notifier {
                     .filter(|r| r.channels.contains(&channel.channel_id))
                     .collect();
                 let tracks = matches!(channel.destination, Destination::Pagerduty { .. });
-                let p = plan(&state, &rules, &alerts, &config.silences, tracks, now);
+                let mut p = plan(&state, &rules, &alerts, &config.silences, tracks, now);
                 if let Some(at) = p.next_due {
                     report.due(at);
+                }
+                let wanted = rules.iter().any(|r| r.weekly_report);
+                let (due, week) = plan::report_due(state.report_week, wanted, now);
+                p.state.report_week = week;
+                if due {
+                    p.messages.push(plan::Draft {
+                        kind: Kind::Report,
+                        alerts: Vec::new(),
+                    });
+                }
+                if wanted {
+                    report.due(plan::week_start(plan::week_of(now) + 1));
                 }
                 if !p.messages.is_empty() || p.state != state {
                     let mut next = p.state;
@@ -322,12 +334,25 @@ impl Notifier {
                 },
             })
             .collect();
+        // The week before the one the report was decided in, Monday to Sunday: rebuilt
+        // on each attempt from stored history, so a retry sends the same figures.
+        let report = if n.kind == Kind::Report {
+            let end = plan::week_start(plan::week_of(n.created_at)) - 1;
+            let inputs = self
+                .store
+                .report_inputs(tenant, crate::domain::report::PeriodKind::Week, end)
+                .await?;
+            Some(crate::domain::report::build(&inputs))
+        } else {
+            None
+        };
         Ok(Message {
             notification_id: &n.notification_id,
             tenant,
             kind: n.kind,
             items,
             dashboard_url: base.map(|b| format!("{b}/")),
+            report,
         })
     }
 

@@ -34,6 +34,8 @@ pub enum Kind {
     Acknowledged,
     /// A test message (`POST /api/health/channels/{id}/test`).
     Test,
+    /// The weekly report (no alerts).
+    Report,
 }
 
 impl Kind {
@@ -45,6 +47,7 @@ impl Kind {
             Self::Reminder => "reminder",
             Self::Acknowledged => "acknowledged",
             Self::Test => "test",
+            Self::Report => "report",
         }
     }
 }
@@ -84,6 +87,32 @@ pub struct ChannelState {
     /// The last delivery error, for the channel-failing alert.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The last week ([`week_of`]) whose report was decided for the channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_week: Option<i64>,
+}
+
+/// Weeks since the epoch, starting on Mondays (UTC): 1970-01-05 starts week 0.
+pub fn week_of(at: Millis) -> i64 {
+    (crate::time::day_of(at) - 4).div_euclid(7)
+}
+
+/// When week `week` starts.
+pub fn week_start(week: i64) -> Millis {
+    (week * 7 + 4) * crate::time::DAY_MS
+}
+
+/// Whether a channel's weekly report is due at `now`, and the state to keep: a channel
+/// starts counting weeks when a rule first asks for reports (its first report comes the
+/// next Monday, covering a whole week), then gets one report per week.
+pub fn report_due(last: Option<i64>, wanted: bool, now: Millis) -> (bool, Option<i64>) {
+    let week = week_of(now);
+    match (wanted, last) {
+        (false, _) => (false, last),
+        (true, None) => (false, Some(week)),
+        (true, Some(w)) if w < week => (true, Some(week)),
+        (true, Some(w)) => (false, Some(w)),
+    }
 }
 
 /// A message to send, before it gets an id.
@@ -328,8 +357,47 @@ mod tests {
             group_interval_s: interval,
             repeat_interval_s: repeat,
             send_resolved: true,
+            weekly_report: false,
             updated_at: 0,
         }
+    }
+
+    #[test]
+    fn weeks_start_on_monday_and_a_report_goes_once_a_week() {
+        // 2026-11-30 is a Monday.
+        let monday = crate::time::parse_rfc3339("2026-11-30T00:00:00Z").unwrap_or_default();
+        assert_eq!(week_start(week_of(monday)), monday);
+        assert_eq!(
+            week_of(monday - 1),
+            week_of(monday) - 1,
+            "Sunday night is last week"
+        );
+        assert_eq!(
+            week_of(monday + 7 * crate::time::DAY_MS - 1),
+            week_of(monday)
+        );
+        let w = week_of(monday);
+        // A rule that starts asking mid-week waits for the next Monday.
+        assert_eq!(
+            report_due(None, true, monday + 3 * crate::time::DAY_MS),
+            (false, Some(w))
+        );
+        assert_eq!(
+            report_due(Some(w), true, monday + 6 * crate::time::DAY_MS),
+            (false, Some(w))
+        );
+        assert_eq!(
+            report_due(Some(w), true, monday + 7 * crate::time::DAY_MS),
+            (true, Some(w + 1))
+        );
+        assert_eq!(
+            report_due(Some(w + 1), true, monday + 7 * crate::time::DAY_MS),
+            (false, Some(w + 1))
+        );
+        assert_eq!(
+            report_due(Some(w), false, monday + 30 * crate::time::DAY_MS),
+            (false, Some(w))
+        );
     }
 
     fn alert(id: &str, severity: Severity, raised_at: Millis) -> AlertRecord {

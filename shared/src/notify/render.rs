@@ -30,6 +30,8 @@ pub struct Message<'a> {
     pub items: Vec<Item<'a>>,
     /// The dashboard, if the deployment knows its public address.
     pub dashboard_url: Option<String>,
+    /// The report a [`Kind::Report`] message carries.
+    pub report: Option<crate::domain::report::Report>,
 }
 
 fn source_kind(t: SourceType) -> &'static str {
@@ -63,6 +65,13 @@ pub fn where_text(item: &Item<'_>) -> String {
 impl Message<'_> {
     /// A one-line summary: `[critical] 2 alerts firing (acme): High CPU usage: 91.5%`.
     pub fn subject(&self) -> String {
+        if let Some(r) = &self.report {
+            return format!(
+                "Weekly health report ({}): {}",
+                self.tenant,
+                r.findings.first().map(String::as_str).unwrap_or_default()
+            );
+        }
         let top = self.items.first().map(|i| i.alert);
         let severity = top.map_or("info", |a| severity_word(a.severity));
         let what = match self.items.len() {
@@ -85,6 +94,15 @@ impl Message<'_> {
 
     /// The contract's webhook body.
     pub fn webhook(&self) -> Value {
+        if let Some(r) = &self.report {
+            return json!({
+                "notification_id": self.notification_id,
+                "status": self.kind.as_str(),
+                "tenant": self.tenant,
+                "alerts": [],
+                "report": r,
+            });
+        }
         json!({
             "notification_id": self.notification_id,
             "status": self.kind.as_str(),
@@ -115,6 +133,13 @@ impl Message<'_> {
 
     /// The plain-text body of mail and SNS messages.
     pub fn text(&self) -> String {
+        if let Some(r) = &self.report {
+            return format!(
+                "{}\nNotification {}\n",
+                crate::domain::report::markdown(r),
+                self.notification_id
+            );
+        }
         let mut out = format!("{}\n\n", self.subject());
         for i in &self.items {
             let a = i.alert;
@@ -141,6 +166,9 @@ impl Message<'_> {
 
     /// The HTML body of mail.
     pub fn html(&self) -> String {
+        if let Some(r) = &self.report {
+            return crate::domain::report::html(r);
+        }
         let mut rows = String::new();
         for i in &self.items {
             let a = i.alert;
@@ -175,6 +203,28 @@ impl Message<'_> {
     pub fn slack(&self) -> Value {
         // Slack allows 50 blocks: header, two per alert, context; show the first 20.
         const SHOWN: usize = 20;
+        if let Some(r) = &self.report {
+            let findings: Vec<String> = r
+                .findings
+                .iter()
+                .map(|f| format!("• {}", slack_escape(f)))
+                .collect();
+            let mut context = vec![json!({"type": "mrkdwn", "text": format!(
+                "{} to {} · notification {}", r.from, r.to, self.notification_id
+            )})];
+            if let Some(url) = &self.dashboard_url {
+                context
+                    .push(json!({"type": "mrkdwn", "text": format!("<{url}|Open the dashboard>")}));
+            }
+            return json!({
+                "text": self.subject(),
+                "blocks": [
+                    {"type": "header", "text": {"type": "plain_text", "text": truncate(&format!("Weekly health report ({})", self.tenant), 150)}},
+                    {"type": "section", "text": {"type": "mrkdwn", "text": truncate(&findings.join("\n"), 3000)}},
+                    {"type": "context", "elements": context},
+                ],
+            });
+        }
         let top = self.items.first().map(|i| i.alert.severity);
         let mut blocks = vec![json!({
             "type": "header",
@@ -240,7 +290,8 @@ impl Message<'_> {
                 let a = i.alert;
                 let action = match self.kind {
                     Kind::Firing | Kind::Reminder | Kind::Test => "trigger",
-                    Kind::Resolved => "resolve",
+                    // A report pages no one: it has no alerts, so no events.
+                    Kind::Resolved | Kind::Report => "resolve",
                     Kind::Acknowledged => "acknowledge",
                 };
                 let mut event = json!({
@@ -359,6 +410,7 @@ mod tests {
                 acknowledge_url: Some("https://mon.example.com/api/health/ack/t.s".into()),
             }],
             dashboard_url: Some("https://mon.example.com/".into()),
+            report: None,
         }
     }
 

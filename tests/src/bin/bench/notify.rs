@@ -36,6 +36,7 @@ fn channel_and_rule(url: &str) -> (ChannelRecord, RuleRecord) {
             group_interval_s: 0,
             repeat_interval_s: 3600,
             send_resolved: false,
+            weekly_report: false,
             updated_at: 0,
         },
     )
