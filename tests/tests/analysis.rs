@@ -618,6 +618,87 @@ async fn exports_round_trip_the_seeded_history(backend: Backend) {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "no key, no export");
 }
 
+async fn hourly_slots_show_each_hour_of_a_source(backend: Backend) {
+    let (running, _dir, now, _clock) = seed_two_weeks(backend).await;
+    let api = Api::of(&running);
+    let (status, one) = api
+        .call(
+            Method::GET,
+            "/api/health/hourly?source_type=integration&source_id=stripe&hours=72",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    let slots = one[0]["slots"].as_array().cloned().unwrap_or_default();
+    assert_eq!(slots.len(), 72);
+    assert_eq!(
+        slots[71]["start"],
+        format_rfc3339(now),
+        "the current hour last (now is on the hour)"
+    );
+    let busy: Vec<&Value> = slots
+        .iter()
+        .filter(|s| s["total"].as_u64() > Some(0))
+        .collect();
+    assert_eq!(busy.len(), 1, "one hour with calls: {busy:?}");
+    assert_eq!(busy[0]["start"], format_rfc3339(now - 2 * DAY_MS));
+    assert_eq!(
+        (busy[0]["total"].as_u64(), busy[0]["failed"].as_u64()),
+        (Some(100), Some(10))
+    );
+    assert_eq!(busy[0]["availability"], 0.9);
+    assert!((busy[0]["latency_p95_ms"].as_f64().unwrap_or(0.0) - 300.0).abs() <= 6.0);
+    assert_eq!(
+        slots[0]["availability"],
+        Value::Null,
+        "no calls, no availability"
+    );
+
+    let (_, all) = api
+        .call(
+            Method::GET,
+            "/api/health/hourly?source_type=integration",
+            None,
+        )
+        .await;
+    let ids: Vec<&str> = all
+        .as_array()
+        .map(|a| a.iter().filter_map(|h| h["source_id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, ["slack", "stripe"]);
+    assert_eq!(
+        all[0]["slots"].as_array().map(Vec::len),
+        Some(24),
+        "24 hours by default"
+    );
+
+    let (status, _) = api
+        .call(
+            Method::GET,
+            "/api/health/hourly?source_type=agent&source_id=ghost",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for (query, says) in [
+        ("hours=3", "source_type: required (agent or integration)"),
+        (
+            "source_type=agent&hours=0",
+            "hours: must be an integer from 1 to 168",
+        ),
+        (
+            "source_type=agent&hours=169",
+            "hours: must be an integer from 1 to 168",
+        ),
+    ] {
+        let (status, body) = api
+            .call(Method::GET, &format!("/api/health/hourly?{query}"), None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(body["error"]["message"], says);
+    }
+}
+
 mod embedded {
     use super::*;
 
@@ -634,6 +715,11 @@ mod embedded {
     #[tokio::test]
     async fn exports_round_trip_the_seeded_history() {
         super::exports_round_trip_the_seeded_history(Backend::Embedded).await;
+    }
+
+    #[tokio::test]
+    async fn hourly_slots_show_each_hour_of_a_source() {
+        super::hourly_slots_show_each_hour_of_a_source(Backend::Embedded).await;
     }
 }
 
@@ -653,5 +739,10 @@ mod dynamodb {
     #[tokio::test]
     async fn exports_round_trip_the_seeded_history() {
         super::exports_round_trip_the_seeded_history(Backend::DynamoDb).await;
+    }
+
+    #[tokio::test]
+    async fn hourly_slots_show_each_hour_of_a_source() {
+        super::hourly_slots_show_each_hour_of_a_source(Backend::DynamoDb).await;
     }
 }

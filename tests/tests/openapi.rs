@@ -339,6 +339,12 @@ async fn documented_response_shapes_match_the_handlers() {
             None,
         ),
         (
+            Method::GET,
+            "/api/health/hourly",
+            "/api/health/hourly?source_type=integration&hours=3",
+            None,
+        ),
+        (
             Method::DELETE,
             "/api/health/slos/{slo_id}",
             "/api/health/slos/slack-p99",

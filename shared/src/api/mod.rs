@@ -12,6 +12,7 @@ pub mod auth;
 pub mod error;
 pub mod export;
 pub mod failures;
+pub mod hourly;
 pub mod ingest;
 pub mod integrations;
 pub mod keys;
@@ -102,11 +103,13 @@ pub enum Endpoint {
     GetReport,
     /// `GET /api/health/export`: streamed (in AWS, through the function's URL).
     Export,
+    /// `GET /api/health/hourly`
+    GetHourly,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 33] = [
+    pub const ALL: [Endpoint; 34] = [
         Self::IngestEvents,
         Self::PutAgent,
         Self::PutIntegration,
@@ -140,6 +143,7 @@ impl Endpoint {
         Self::GetFailures,
         Self::GetReport,
         Self::Export,
+        Self::GetHourly,
     ];
 
     /// Its method and path template, as in the OpenAPI document and the SAM template.
@@ -178,6 +182,7 @@ impl Endpoint {
             Self::GetFailures => ("GET", "/api/health/failures"),
             Self::GetReport => ("GET", "/api/health/reports"),
             Self::Export => ("GET", "/api/health/export"),
+            Self::GetHourly => ("GET", "/api/health/hourly"),
         }
     }
 
@@ -217,6 +222,7 @@ impl Endpoint {
             Self::GetFailures => "get-failures",
             Self::GetReport => "get-report",
             Self::Export => "export",
+            Self::GetHourly => "get-hourly",
         }
     }
 
@@ -240,7 +246,8 @@ impl Endpoint {
             | Self::ListSlos
             | Self::GetFailures
             | Self::GetReport
-            | Self::Export => Scope::Read,
+            | Self::Export
+            | Self::GetHourly => Scope::Read,
             Self::CreateKey
             | Self::ListKeys
             | Self::RevokeKey
@@ -342,6 +349,7 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         ["failures"] => (Endpoint::GetFailures, None, "GET"),
         ["reports"] => (Endpoint::GetReport, None, "GET"),
         ["export"] => (Endpoint::Export, None, "GET"),
+        ["hourly"] => (Endpoint::GetHourly, None, "GET"),
         _ => return Err(not_found()),
     };
     let expected = endpoint.route().0;
@@ -465,6 +473,7 @@ async fn serve(
         Endpoint::PutSlo => slos::put(state, tenant, id, body).await,
         Endpoint::GetFailures => failures::list(state, tenant, req.uri().query()).await,
         Endpoint::GetReport => reports::get(state, tenant, req.uri().query()).await,
+        Endpoint::GetHourly => hourly::get(state, tenant, req.uri().query()).await,
         Endpoint::Export => {
             let streamed = export::respond(state, tenant.to_owned(), req.uri().query()).await?;
             export::collect(streamed).await

@@ -16,7 +16,61 @@ use crate::time::{Millis, DAY_MS};
 /// Entities whose history is read at the same time.
 const CONCURRENT_READS: usize = 16;
 
+/// An entity's id and its hour summaries.
+type HoursOf = (String, Vec<(i64, crate::domain::latency::HourSummary)>);
+
 impl Store {
+    /// The hour summaries from `from` to `now` of one entity (`id`), or of every entity of
+    /// its kind, by id: hour buckets, then the hours the live item holds. One eventually
+    /// consistent Query per entity (the list read first when no id is given); empty if the
+    /// entity does not exist.
+    pub async fn hourly(
+        &self,
+        tenant: &str,
+        entity: Entity,
+        id: Option<&str>,
+        from: Millis,
+        now: Millis,
+    ) -> Result<Vec<HoursOf>, StoreError> {
+        // (id, hours the live item has not moved)
+        let lives: Vec<HoursOf> = match (entity, id) {
+            (Entity::Agent, Some(id)) => self
+                .live_item::<LiveAgent>(tenant, entity, id)
+                .await?
+                .map(|l| (l.record.agent_id.clone(), l.window.unmoved_hours()))
+                .into_iter()
+                .collect(),
+            (Entity::Integration, Some(id)) => self
+                .live_item::<LiveIntegration>(tenant, entity, id)
+                .await?
+                .map(|l| (l.record.integration_id.clone(), l.window.unmoved_hours()))
+                .into_iter()
+                .collect(),
+            (Entity::Agent, None) => self
+                .live_items::<LiveAgent>(tenant, entity, Consistency::Eventual)
+                .await?
+                .into_iter()
+                .map(|l| (l.record.agent_id.clone(), l.window.unmoved_hours()))
+                .collect(),
+            (Entity::Integration, None) => self
+                .live_items::<LiveIntegration>(tenant, entity, Consistency::Eventual)
+                .await?
+                .into_iter()
+                .map(|l| (l.record.integration_id.clone(), l.window.unmoved_hours()))
+                .collect(),
+            (Entity::Host, _) => Vec::new(),
+        };
+        futures::stream::iter(lives)
+            .map(|(id, unmoved)| async move {
+                let mut hours = self.hours_between(tenant, entity, &id, from, now).await?;
+                hours.extend(unmoved);
+                Ok::<_, StoreError>((id, hours))
+            })
+            .buffered(CONCURRENT_READS)
+            .try_collect()
+            .await
+    }
+
     /// The inputs of the tenant's report over the period of `kind` ending at `now`. Reads
     /// eventually consistent (a report does not need the last second): the live lists,
     /// each entity's day buckets older than its live item keeps, each integration's and

@@ -1,0 +1,159 @@
+//! `GET /api/health/hourly`: the last hours of one source, or of every source of a type,
+//! hour by hour (a drill-down's 24-hour charts, the overview's uptime bars).
+
+use http::{Response, StatusCode};
+use serde::Serialize;
+
+use super::{json_response, query_param, ApiError};
+use crate::domain::latency::{percentiles, HourSummary};
+use crate::domain::live::hour_of;
+use crate::store::layout::Entity;
+use crate::time::{format_rfc3339, HOUR_MS};
+use crate::AppState;
+
+/// Hours shown when the request gives none.
+pub const DEFAULT_HOURS: i64 = 24;
+/// Most hours one request shows (hour buckets are kept 31 days).
+pub const MAX_HOURS: i64 = 168;
+
+/// One hour of one source.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Slot {
+    /// The hour's start (RFC 3339).
+    pub start: String,
+    /// Executions finished (agents) or calls and probes (integrations).
+    pub total: u64,
+    /// Of those, failed.
+    pub failed: u64,
+    /// Successful share, 4 decimals; null in an hour without any.
+    pub availability: Option<f64>,
+    /// Percentiles of durations or latencies, ms, 1 decimal; null without any.
+    pub latency_p50_ms: Option<f64>,
+    /// p95.
+    pub latency_p95_ms: Option<f64>,
+    /// p99.
+    pub latency_p99_ms: Option<f64>,
+}
+
+/// One source's hours.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hourly {
+    /// `agent` or `integration`.
+    pub source_type: &'static str,
+    /// Its id.
+    pub source_id: String,
+    /// Every hour of the range, oldest first (the last one is the current hour, so far).
+    pub slots: Vec<Slot>,
+}
+
+/// Slots for the `hours` hours up to the one holding `now`, from an entity's summaries.
+pub fn slots(summaries: &[(i64, HourSummary)], hours: i64, now: crate::time::Millis) -> Vec<Slot> {
+    let last = hour_of(now);
+    let mut by_hour: std::collections::BTreeMap<i64, HourSummary> = Default::default();
+    for (h, s) in summaries {
+        let slot = by_hour.entry(*h).or_default();
+        slot.total = slot.total.saturating_add(s.total);
+        slot.failed = slot.failed.saturating_add(s.failed);
+        slot.latency.merge(&s.latency);
+    }
+    (last - hours + 1..=last)
+        .map(|h| {
+            let s = by_hour.remove(&h).unwrap_or_default();
+            let [p50, p95, p99] = percentiles(&s.latency);
+            Slot {
+                start: format_rfc3339(h * HOUR_MS),
+                total: s.total,
+                failed: s.failed.min(s.total),
+                availability: (s.total > 0).then(|| {
+                    crate::domain::health::round4(
+                        1.0 - s.failed.min(s.total) as f64 / s.total as f64,
+                    )
+                }),
+                latency_p50_ms: p50,
+                latency_p95_ms: p95,
+                latency_p99_ms: p99,
+            }
+        })
+        .collect()
+}
+
+/// `GET /api/health/hourly?source_type=agent|integration[&source_id=][&hours=24]`.
+pub async fn get(
+    state: &AppState,
+    tenant: &str,
+    query: Option<&str>,
+) -> Result<Response<String>, ApiError> {
+    let bad = |m: String| ApiError::bad_request("invalid_parameter", m);
+    let (entity, source_type) = match query_param(query, "source_type").as_deref() {
+        Some("agent") => (Entity::Agent, "agent"),
+        Some("integration") => (Entity::Integration, "integration"),
+        Some(_) => return Err(bad("source_type: must be agent or integration".into())),
+        None => return Err(bad("source_type: required (agent or integration)".into())),
+    };
+    let source_id = query_param(query, "source_id");
+    if let Some(id) = &source_id {
+        crate::domain::ids::check_id(id).map_err(|m| bad(format!("source_id: {m}")))?;
+    }
+    let hours = match query_param(query, "hours") {
+        None => DEFAULT_HOURS,
+        Some(h) => h
+            .parse::<i64>()
+            .ok()
+            .filter(|h| (1..=MAX_HOURS).contains(h))
+            .ok_or_else(|| bad(format!("hours: must be an integer from 1 to {MAX_HOURS}")))?,
+    };
+    let now = state.clock.now_ms();
+    let from = (hour_of(now) - hours + 1) * HOUR_MS;
+    let found = state
+        .store
+        .hourly(tenant, entity, source_id.as_deref(), from, now)
+        .await?;
+    if let (Some(id), true) = (&source_id, found.is_empty()) {
+        return Err(ApiError::NotFound(format!("no {source_type} with id {id}")));
+    }
+    let list: Vec<Hourly> = found
+        .into_iter()
+        .map(|(source_id, summaries)| Hourly {
+            source_type,
+            slots: slots(&summaries, hours, now),
+            source_id,
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &list))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_hour_has_a_slot_and_empty_hours_have_no_rates() {
+        let now = 100 * HOUR_MS + 5;
+        let mut s = HourSummary {
+            total: 4,
+            failed: 1,
+            ..HourSummary::default()
+        };
+        s.latency.add(100.0);
+        let slots = slots(
+            &[(99, s.clone()), (99, s), (50, HourSummary::default())],
+            3,
+            now,
+        );
+        assert_eq!(slots.len(), 3);
+        assert_eq!(slots[0].start, format_rfc3339(98 * HOUR_MS));
+        assert_eq!((slots[0].total, slots[0].availability), (0, None));
+        assert_eq!(
+            (slots[1].total, slots[1].failed, slots[1].availability),
+            (8, 2, Some(0.75))
+        );
+        assert!(slots[1]
+            .latency_p95_ms
+            .is_some_and(|p| (p - 100.0).abs() <= 2.0));
+        assert_eq!(
+            slots[2].start,
+            format_rfc3339(100 * HOUR_MS),
+            "the current hour last"
+        );
+    }
+}
