@@ -13,6 +13,9 @@
     window.HEALTH_CONFIG || {},
   );
   const KEY_STORAGE = 'agent-health.api-key';
+  // Cards drawn before the full lists arrive: more than a large screen shows.
+  const FIRST_PAGE = 60;
+  const UPTIME_EVERY_MS = 5 * 60 * 1000;
   const MAX_LOAD_POINTS = 240;
 
   const state = {
@@ -35,6 +38,10 @@
     logs: new Map(),
     detail: null,
     detailLoadedAt: 0,
+    // Integration id → its last 24 hourly slots (uptime bars).
+    uptime: new Map(),
+    // Only the first page of each list is held (the first paint); the full lists follow.
+    partial: false,
   };
   const $ = (id) => document.getElementById(id);
 
@@ -176,9 +183,52 @@
     }, '<li class="empty">No active alerts.</li>');
   }
 
+  // ---- search, filter, sort ---------------------------------------------------------
+  // Worst first: what needs a look comes to the top.
+  const STATUS_RANK = { error: 0, failed: 0, down: 0, disconnected: 0, degraded: 1, paused: 2, idle: 3, unknown: 3, active: 4, healthy: 4, connected: 4 };
+  const rank = (status) => STATUS_RANK[status] ?? 3;
+  const time = (iso) => (iso ? new Date(iso).getTime() : 0);
+  function shown(list, kind) {
+    const query = $('search').value.trim().toLowerCase();
+    const status = $('status-filter').value;
+    const id = kind === 'agent' ? (x) => x.agent_id : (x) => x.integration_id;
+    const name = kind === 'agent' ? (x) => x.agent_name : (x) => x.integration_name;
+    let out = list.filter((x) => (!query || name(x).toLowerCase().includes(query) || id(x).toLowerCase().includes(query))
+      && (!status || x.status === status));
+    const sort = $('sort').value;
+    const byName = (a, b) => name(a).localeCompare(name(b)) || id(a).localeCompare(id(b));
+    // A "worse" rate is a low success rate for agents and a high error rate for integrations.
+    const badness = kind === 'agent' ? (x) => (x.success_rate == null ? -1 : 1 - x.success_rate) : (x) => x.error_rate ?? -1;
+    const last = kind === 'agent' ? (x) => time(x.last_active) : (x) => time(x.last_used);
+    const order = {
+      name: byName,
+      status: (a, b) => rank(a.status) - rank(b.status) || byName(a, b),
+      rate: (a, b) => badness(b) - badness(a) || byName(a, b),
+      recent: (a, b) => last(b) - last(a) || byName(a, b),
+    }[sort];
+    // The API's order is by id; only re-sort when asked to.
+    if (sort !== 'name' || query || status) out = [...out].sort(order || byName);
+    return out;
+  }
+  const countText = (visible, all, total) => {
+    const of = state.partial ? total : all.length;
+    return visible.length === of ? `(${of})` : `(${visible.length} of ${of})`;
+  };
+  function renderStatusOptions() {
+    const statuses = [...new Set([...state.agents, ...state.integrations].map((x) => x.status))].sort((a, b) => rank(a) - rank(b));
+    const select = $('status-filter');
+    const options = `<option value="">any</option>${statuses.map((s) => `<option value="${escapeHtml(s)}">${escapeHtml(s)}</option>`).join('')}`;
+    if (select.dataset.options === options) return;
+    const chosen = select.value;
+    select.dataset.options = options;
+    select.innerHTML = options;
+    select.value = statuses.includes(chosen) ? chosen : '';
+  }
+
   function renderAgents() {
-    $('agent-count').textContent = `(${state.agents.length})`;
-    patchList($('agents'), state.agents, (a) => a.agent_id, (a) => `<li class="card" data-agent="${escapeHtml(a.agent_id)}">
+    const agents = shown(state.agents, 'agent');
+    $('agent-count').textContent = countText(agents, state.agents, state.system?.total_agents);
+    patchList($('agents'), agents, (a) => a.agent_id, (a) => `<li class="card" data-agent="${escapeHtml(a.agent_id)}">
           <h3><span class="name">${link('agent', a.agent_id, a.agent_name)}</span>${badge('st', a.status)}</h3>
           <dl>
             <dt>Success rate</dt><dd data-field="success_rate" class="${rateClass(a.success_rate)}">${percent(a.success_rate)}</dd>
@@ -188,7 +238,7 @@
             <dt>Trend</dt><dd data-field="health_trend">${escapeHtml(a.health_trend)}</dd>
             <dt>Last active</dt><dd>${timeAgo(a.last_active)}</dd>
           </dl>
-        </li>`, '');
+        </li>`, '<li class="empty">No agent matches.</li>');
     const select = $('history-agent');
     const chosen = state.historyAgent;
     // Rebuilt only when the agents change: an open menu must not close under the user.
@@ -206,15 +256,35 @@
     }
   }
 
+  // The last 24 hours in hourly slots, and the share of successful calls over them.
+  function uptimeBar(id) {
+    const slots = state.uptime.get(id);
+    if (!slots) return '';
+    let total = 0;
+    let failed = 0;
+    const cells = slots.map((s) => {
+      total += s.total;
+      failed += s.failed;
+      const cls = s.availability == null ? '' : s.availability >= 0.99 ? 'up' : s.availability >= 0.95 ? 'part' : 'down';
+      const what = s.availability == null ? 'no calls' : `${percent(s.availability)} of ${s.total}`;
+      return `<i class="${cls}" title="${escapeHtml(when(s.start))}: ${what}"></i>`;
+    }).join('');
+    const overall = total ? percent((total - failed) / total) : '–';
+    return `<div class="uptime" data-uptime="${overall}" aria-label="Availability per hour, last 24 hours">${cells}</div>
+      <span class="uptime-text">24 h: ${overall}</span>`;
+  }
+
   function renderIntegrations() {
-    $('integration-count').textContent = `(${state.integrations.length})`;
-    patchList($('integrations'), state.integrations, (i) => i.integration_id, (i) => `<li data-integration="${escapeHtml(i.integration_id)}">
+    const integrations = shown(state.integrations, 'integration');
+    $('integration-count').textContent = countText(integrations, state.integrations, state.system?.total_integrations);
+    patchList($('integrations'), integrations, (i) => i.integration_id, (i) => `<li data-integration="${escapeHtml(i.integration_id)}">
           <div class="name">${link('integration', i.integration_id, i.integration_name)}</div>
           ${badge('st', i.status)} ${badge('st', i.connection_status)}
           <div class="detail"><span data-field="latency_ms">${i.latency_ms == null ? '–' : `${number(i.latency_ms, 0)} ms`}</span>
             · p95 ${i.latency_p95_ms == null ? '–' : `${number(i.latency_p95_ms, 0)} ms`}
             · errors <span class="${i.error_rate >= 0.05 ? 'bad-value' : ''}">${percent(i.error_rate)}</span> · ${escapeHtml(i.state)}</div>
-        </li>`, '');
+          ${uptimeBar(i.integration_id)}
+        </li>`, '<li class="empty">No integration matches.</li>');
   }
 
   function renderHosts() {
@@ -234,6 +304,7 @@
   }
 
   function renderAll() {
+    renderStatusOptions();
     renderSystem();
     renderAlerts();
     renderAgents();
@@ -331,6 +402,18 @@
         data: { labels: [], datasets: [] },
         options: { ...common, scales: { y: { min: 0 } } },
       });
+      state.charts.detailHours = new window.Chart($('detail-hours-chart'), {
+        type: 'bar',
+        data: {
+          labels: [],
+          datasets: [
+            { label: 'Succeeded', data: [], backgroundColor: '#1b7f3b', stack: 'n' },
+            { label: 'Failed', data: [], backgroundColor: '#b3261e', stack: 'n' },
+            { label: 'p95 (ms)', data: [], type: 'line', borderColor: '#9a6200', yAxisID: 'ms', pointRadius: 1.5 },
+          ],
+        },
+        options: { ...common, scales: { x: { stacked: true }, y: { stacked: true, min: 0 }, ms: { position: 'right', min: 0, grid: { display: false } } } },
+      });
     }
     return state.charts;
   }
@@ -425,6 +508,54 @@
             · ${a.resolved_at ? `resolved after ${span(at(a.resolved_at) - at(a.timestamp))}` : 'active'}</span></li>`).join('');
   }
 
+  function renderFailures(failures) {
+    $('detail-failures').innerHTML = failures.length === 0
+      ? '<li class="empty">No failure in the last 30 days.</li>'
+      : failures.map((f) => `<li data-failure="${escapeHtml(f.execution_id || f.timestamp)}">
+          <span class="name">${escapeHtml(f.operation || (f.execution_id ? 'execution' : 'call'))}</span>
+          <span class="meta">${timeAgo(f.timestamp)}${f.execution_id ? ` · ${escapeHtml(f.execution_id)}` : ''}${f.duration_ms == null ? '' : ` · ${number(f.duration_ms, 0)} ms`}</span>
+          <pre class="error-text">${escapeHtml(f.error || 'no error text')}</pre></li>`).join('');
+  }
+
+  // This week (today and the 6 days before) against the 7 before, from the daily points:
+  // volume and success rate exactly; p95 as the worst day's (days' percentiles do not add up).
+  function renderWeeks(points, kind) {
+    const day = (iso) => Math.floor(new Date(iso).getTime() / 86400000);
+    const today = Math.floor(Date.now() / 86400000);
+    const week = (from, to) => {
+      const days = points.filter((p) => day(p.timestamp) >= from && day(p.timestamp) <= to);
+      const m = (p) => p.metrics;
+      const volume = days.reduce((n, p) => n + (kind === 'agent' ? m(p).completed + m(p).failed : m(p).calls), 0);
+      const bad = days.reduce((n, p) => n + (kind === 'agent' ? m(p).failed : m(p).failures), 0);
+      const p95s = days.map((p) => m(p).latency_p95_ms).filter((v) => v != null);
+      return { volume, rate: volume ? (volume - bad) / volume : null, p95: p95s.length ? Math.max(...p95s) : null };
+    };
+    const now = week(today - 6, today);
+    const before = week(today - 13, today - 7);
+    const change = (a, b, fmt) => (a == null || b == null ? '–' : fmt(a - b));
+    const rows = [
+      [kind === 'agent' ? 'Executions' : 'Calls', now.volume, before.volume, String, (x) => `${x >= 0 ? '+' : ''}${x}`, 'volume'],
+      ['Success rate', now.rate, before.rate, percent, (x) => `${x >= 0 ? '+' : ''}${number(x * 100, 1)} points`, 'rate'],
+      ['p95 (worst day)', now.p95, before.p95, (x) => (x == null ? '–' : `${number(x, 0)} ms`), (x) => `${x >= 0 ? '+' : ''}${number(x, 0)} ms`, 'p95'],
+    ];
+    $('detail-weeks').innerHTML = `<thead><tr><th></th><th>This week</th><th>Last week</th><th>Change</th></tr></thead><tbody>${rows
+      .map(([label, a, b, fmt, diff, key]) => `<tr data-week="${key}"><th>${label}</th><td>${fmt(a)}</td><td>${fmt(b)}</td><td>${change(a, b, diff)}</td></tr>`)
+      .join('')}</tbody>`;
+  }
+
+  function renderHours(hourly) {
+    const c = detailCharts();
+    const slots = hourly[0]?.slots || [];
+    document.body.dataset.detailHours = String(slots.length);
+    if (!c) return;
+    const chart = c.detailHours;
+    chart.data.labels = slots.map((s) => new Date(s.start).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
+    chart.data.datasets[0].data = slots.map((s) => s.total - s.failed);
+    chart.data.datasets[1].data = slots.map((s) => s.failed);
+    chart.data.datasets[2].data = slots.map((s) => s.latency_p95_ms);
+    chart.update();
+  }
+
   async function loadDetail() {
     const d = state.detail;
     if (!d) return;
@@ -432,14 +563,26 @@
     $('detail-error').textContent = '';
     const path = `/api/health/history/${KINDS[d.kind]}?entity_id=${encodeURIComponent(d.id)}&days=30`;
     const sourceType = d.kind === 'host' ? 'system' : d.kind;
-    const [history, slos, alertHistory] = await Promise.all([
+    const host = d.kind === 'host';
+    const source = `source_type=${sourceType}&source_id=${encodeURIComponent(d.id)}`;
+    // Hosts keep no hourly figures and no failures: those parts are hidden for them.
+    $('detail-day').hidden = host;
+    $('detail-failures-panel').hidden = host;
+    const [history, slos, alertHistory, failures, hourly] = await Promise.all([
       api(path).catch((error) => { $('detail-error').textContent = error.message; return { history: [] }; }),
-      d.kind === 'host' ? Promise.resolve([]) : api('/api/health/slos').catch(() => []),
-      api(`/api/health/alerts?source_type=${sourceType}&source_id=${encodeURIComponent(d.id)}&include_resolved=true`).catch(() => []),
+      host ? Promise.resolve([]) : api('/api/health/slos').catch(() => []),
+      api(`/api/health/alerts?${source}&include_resolved=true`).catch(() => []),
+      host ? Promise.resolve([]) : api(`/api/health/failures?${source}`).catch(() => []),
+      host ? Promise.resolve([]) : api(`/api/health/hourly?${source}&hours=24`).catch(() => []),
     ]);
     if (state.detail !== d) return;
     renderSlos(slos);
     renderAlertHistory(alertHistory);
+    if (!host) {
+      renderFailures(failures);
+      renderWeeks(history.history, d.kind);
+      renderHours(hourly);
+    }
     const c = detailCharts();
     if (!c) return;
     const points = history.history;
@@ -491,6 +634,7 @@
   }
 
   function applyUpdate(data) {
+    state.partial = false;
     state.agents = data.agents;
     state.integrations = data.integrations;
     state.alerts = data.alerts;
@@ -561,18 +705,31 @@
   }
 
   // ---- loading and actions ----------------------------------------------------------
-  async function refresh() {
+  // With `first`, only the first page of agents and integrations: a screenful drawn
+  // while the full lists (thousands of cards) are still on their way.
+  async function refresh(first = false) {
+    const page = first ? `?limit=${FIRST_PAGE}` : '';
     const [agents, integrations, alerts, system] = await Promise.all([
-      api('/api/health/agents'),
-      api('/api/health/integrations'),
+      api(`/api/health/agents${page}`),
+      api(`/api/health/integrations${page}`),
       api('/api/health/alerts'),
       api('/api/health/system'),
     ]);
     // Navigation start to the four lists fetched, before drawing (the browser test splits
     // the load time with it).
     window.dashboardFetchedMs = window.dashboardFetchedMs || performance.now();
+    // A live update may have brought the full lists meanwhile: a first page must not
+    // replace them.
+    if (first && !state.partial && state.agents.length > agents.length) return;
+    state.partial = first && (agents.length < system.total_agents || integrations.length < system.total_integrations);
     Object.assign(state, { agents, integrations, alerts, system, updatedAt: new Date().toISOString() });
     renderAll();
+  }
+
+  async function loadUptime() {
+    const hourly = await api('/api/health/hourly?source_type=integration&hours=24');
+    state.uptime = new Map(hourly.map((h) => [h.source_id, h.slots]));
+    renderIntegrations();
   }
 
   function showLoadError(error) {
@@ -793,14 +950,19 @@
     $('dashboard').hidden = !!parseRoute();
     setConnection('connecting', 'Connecting…');
     try {
-      await refresh();
+      await refresh(true);
+      // Navigation start to the figures, alerts and the first cards and integrations on
+      // screen.
+      window.dashboardContentMs = performance.now();
+      if (state.partial) await refresh();
     } catch (error) {
       showLoadError(error);
       return;
     }
-    // Navigation start to the figures, alerts, cards and integrations on screen.
-    window.dashboardContentMs = performance.now();
+    window.dashboardListedMs = performance.now();
     connect();
+    loadUptime().catch(() => {});
+    setInterval(() => loadUptime().catch(() => {}), UPTIME_EVERY_MS);
     addLoadPoint();
     await loadHistory().catch(() => {});
     await loadNotifications().catch((error) => { $('notify-error').textContent = error.message; });
@@ -820,6 +982,9 @@
       if (button) acknowledge(button);
     });
     $('history-agent').addEventListener('change', () => loadHistory().catch(showLoadError));
+    for (const id of ['search', 'status-filter', 'sort']) {
+      $(id).addEventListener('input', () => { renderAgents(); renderIntegrations(); });
+    }
     initNotifications();
     $('key-form').addEventListener('submit', (event) => {
       event.preventDefault();

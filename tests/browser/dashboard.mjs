@@ -30,6 +30,7 @@ async function api(path, init = {}) {
 }
 
 const percent = (r) => `${Math.round(r * 1000) / 10}%`;
+const deepLinkOf = (agent) => `${base}/#/agent/${encodeURIComponent(agent.agent_id)}`;
 
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
@@ -58,8 +59,10 @@ try {
     await page.goto('about:blank');
     await page.goto(`${base}/#key=${key}`);
     await page.waitForSelector('body[data-ready="true"]', { timeout: 15000 });
-    loads.push(await page.evaluate(() => [window.dashboardContentMs, window.dashboardReadyMs, window.dashboardFetchedMs]));
+    loads.push(await page.evaluate(() => [window.dashboardContentMs, window.dashboardReadyMs, window.dashboardFetchedMs, window.dashboardListedMs]));
   }
+  // Listed: every card and integration drawn (the first paint shows the first page of each).
+  result.listed_ms = loads.map(([, , , listed]) => Math.round(listed));
   result.fetched_ms = loads.map(([, , fetched]) => Math.round(fetched));
   // Content: figures, alerts, cards and integrations drawn; ready: charts and socket too.
   result.content_ms = loads.map(([content]) => Math.round(content));
@@ -93,6 +96,38 @@ try {
   check(JSON.stringify(shownAlerts) === JSON.stringify(alerts.map((a) => a.alert_id)),
     `alerts in the API's order (critical first): ${shownAlerts} vs ${alerts.map((a) => a.alert_id)}`);
   check(alerts[0].severity === 'critical', 'the seeded critical alert comes first');
+
+  // Search, filter and sort: what is shown is what the API's lists say matches.
+  const probe = agents[Math.floor(agents.length / 2)];
+  const fragment = probe.agent_name.slice(-3).toLowerCase();
+  await page.fill('#search', fragment);
+  const matching = agents.filter((a) => a.agent_name.toLowerCase().includes(fragment) || a.agent_id.toLowerCase().includes(fragment));
+  await page.waitForFunction((n) => document.querySelectorAll('[data-agent]').length === n, matching.length, { timeout: 10000 });
+  check((await page.locator('#agent-count').textContent()) === `(${matching.length} of ${agents.length})`, 'the count says how many match');
+  await page.fill('#search', '');
+  const worst = agents.some((a) => a.status === 'error') ? 'error' : agents[0].status;
+  await page.selectOption('#status-filter', worst);
+  const ofStatus = agents.filter((a) => a.status === worst).length;
+  await page.waitForFunction((n) => document.querySelectorAll('[data-agent]').length === n, ofStatus, { timeout: 10000 });
+  await page.selectOption('#status-filter', '');
+  await page.selectOption('#sort', 'rate');
+  const lowest = Math.min(...agents.map((a) => a.success_rate ?? 2));
+  const firstRate = await page.locator('[data-agent] [data-field="success_rate"]').first().textContent();
+  check(firstRate === percent(lowest), `worst rate first: ${firstRate} vs ${percent(lowest)}`);
+  await page.selectOption('#sort', 'name');
+  await page.waitForFunction((n) => document.querySelectorAll('[data-agent]').length === n, agents.length, { timeout: 10000 });
+  result.search = { fragment, matching: matching.length, status: worst, of_status: ofStatus };
+
+  // Uptime bars: 24 hourly slots per integration, and the day's availability the API gives.
+  await page.waitForSelector('[data-integration] [data-uptime]', { timeout: 15000 });
+  const hourly = await api('/api/health/hourly?source_type=integration&hours=24');
+  const busiest = hourly.find((h) => h.slots.some((s) => s.total > 0));
+  check(busiest, 'an integration with calls in the last 24 hours');
+  const bar = page.locator(`[data-integration="${busiest.source_id}"] [data-uptime]`);
+  check(await bar.locator('i').count() === 24, 'one slot per hour');
+  const calls = busiest.slots.reduce((n, s) => n + s.total, 0);
+  const failedCalls = busiest.slots.reduce((n, s) => n + s.failed, 0);
+  check(await bar.getAttribute('data-uptime') === percent((calls - failedCalls) / calls), 'the bar\'s availability');
 
   // Acknowledge with a click; the API agrees.
   const target = alerts.find((a) => !a.acknowledged);
@@ -200,6 +235,29 @@ try {
   check(past.length >= 1, `the agent has alerts (it is silent): ${JSON.stringify(past)}`);
   await page.waitForFunction((n) => document.querySelectorAll('[data-history-alert]').length === n, past.length, { timeout: 10000 });
   check((await page.locator('#detail-mttx').textContent()).startsWith(`${past.length} alert`), 'the history counts them');
+  // Recent failures, the last 24 hours by hour, and this week against the last.
+  const failures = await api(`/api/health/failures?source_type=agent&source_id=${chosen.agent_id}`);
+  await page.waitForSelector('#detail-failures li', { timeout: 10000 });
+  check(await page.locator('#detail-failures [data-failure]').count() === failures.length, 'one row per failure');
+  check(await page.evaluate(() => document.body.dataset.detailHours) === '24', '24 hourly slots charted');
+  const today = Math.floor(Date.now() / 86400000);
+  const thisWeek = history.history
+    .filter((p) => Math.floor(new Date(p.timestamp).getTime() / 86400000) > today - 7)
+    .reduce((n, p) => n + p.metrics.completed + p.metrics.failed, 0);
+  check(await page.locator('[data-week="volume"] td').first().textContent() === String(thisWeek), 'this week\'s executions');
+  // A failing agent's page lists its failures with the error text the events carried.
+  const failingAgent = agents.find((a) => a.success_rate != null && a.success_rate < 1);
+  if (failingAgent) {
+    const theirs = await api(`/api/health/failures?source_type=agent&source_id=${failingAgent.agent_id}`);
+    await page.goto(`${base}/#/agent/${encodeURIComponent(failingAgent.agent_id)}`);
+    await page.waitForSelector(`body[data-detail="agent/${failingAgent.agent_id}"]`, { timeout: 10000 });
+    await page.waitForFunction((n) => document.querySelectorAll('#detail-failures [data-failure]').length === n, theirs.length, { timeout: 10000 });
+    check(theirs.length > 0, `${failingAgent.agent_id} has stored failures`);
+    check(await page.locator('#detail-failures .error-text').first().textContent() === (theirs[0].error || 'no error text'), 'the error text');
+    result.failures_shown = theirs.length;
+    await page.goto(deepLinkOf(chosen));
+    await page.waitForSelector(`body[data-detail="agent/${chosen.agent_id}"]`, { timeout: 10000 });
+  }
   await page.screenshot({ path: `${artifacts}/detail-1280.png`, fullPage: true });
   // A link to a page survives a reload, and the phone sees it whole.
   const deepLink = page.url();

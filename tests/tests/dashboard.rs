@@ -25,8 +25,13 @@ fn fleet() -> Vec<Value> {
             json!({"event_id": format!("s{i}"), "type": "execution.started", "agent_id": agent,
             "agent_name": name, "execution_id": "x1", "operation": "Processing leads"}),
         );
-        events.push(json!({"event_id": format!("f{i}"), "type": "execution.finished", "agent_id": agent,
-            "execution_id": "x1", "outcome": if i % 7 == 0 { "failed" } else { "completed" }, "duration_ms": 1200}));
+        let mut finish = json!({"event_id": format!("f{i}"), "type": "execution.finished", "agent_id": agent,
+            "execution_id": "x1", "outcome": "completed", "duration_ms": 1200});
+        if i % 7 == 0 {
+            finish["outcome"] = json!("failed");
+            finish["error"] = json!("CRM answered 429: rate limited\n  at sync_leads (crm.py:42)");
+        }
+        events.push(finish);
         if i % 3 == 0 {
             events.push(
                 json!({"event_id": format!("r{i}"), "type": "execution.started", "agent_id": agent,
