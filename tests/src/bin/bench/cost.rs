@@ -23,6 +23,9 @@ use super::collector::{embedded_backend, fleet, seed, Fleet, TENANT};
 use super::Metered;
 
 const HOURS: f64 = 730.0;
+/// Share of executions and calls that fail in the reference workload (an assumption: the
+/// design gives none); each failure also writes its failure item.
+const FAILED_SHARE: f64 = 0.02;
 /// On-demand DynamoDB prices (us-east-1), dollars per million units.
 const WRITE_PER_MILLION: f64 = 0.625;
 const READ_PER_MILLION: f64 = 0.125;
@@ -146,10 +149,23 @@ pub async fn cost_benchmark() {
         json!({"event_id": format!("h{i}"), "type": "host.sample",
         "host_id": format!("host-{:02}", i % 100), "cpu_usage": 40.0, "memory_usage": 50.0})
     };
+    // Failures also store one item each with the error text (the drill-down's recent
+    // failures, the executions export).
+    let failed_finish = |i: usize| {
+        json!({"event_id": format!("ff{i}"), "type": "execution.finished",
+        "agent_id": format!("agent-{:05}", i * 7 % 10_000), "execution_id": format!("xf{i}"), "outcome": "failed", "duration_ms": 1200,
+        "error": "CRM answered 429: rate limited\n  at sync_leads (crm.py:42)"})
+    };
+    let failed_call = |i: usize| {
+        json!({"event_id": format!("cf{i}"), "type": "integration.call",
+        "integration_id": format!("integration-{:04}", i % 1_000), "ok": false, "latency_ms": 120, "error": "502 Bad Gateway"})
+    };
     let n = 1_000;
     let s = per_event(&store, &metered, n, started, at).await;
     let f = per_event(&store, &metered, n, finished, at).await;
+    let ff = per_event(&store, &metered, n, failed_finish, at).await;
     let c = per_event(&store, &metered, n, call, at).await;
+    let cf = per_event(&store, &metered, n, failed_call, at).await;
     let h = per_event(&store, &metered, 100, sample, at).await;
     // The first event of each entity in a new hour moves the last hour's marks to a mark
     // bucket: measured on the same entities an hour later, charged once per entity-hour.
@@ -174,12 +190,22 @@ pub async fn cost_benchmark() {
     let samples = FLEET.hosts as f64 * 120.0 * HOURS;
     let events = executions * 2.0 + calls + samples;
     let ingest_read = executions * (s.0 + f.0) + calls * c.0 + samples * h.0 + settle_read;
-    let ingest_write = executions * (s.1 + f.1) + calls * c.1 + samples * h.1 + settle_write;
+    // What a failure adds over its success, at the assumed failure share.
+    let failure_write = FAILED_SHARE * (executions * (ff.1 - f.1) + calls * (cf.1 - c.1));
+    let ingest_write =
+        executions * (s.1 + f.1) + calls * c.1 + samples * h.1 + settle_write + failure_write;
     println!("\n| event (alone in its request) | RCU | WCU |");
     println!("|---|---|---|");
     println!("| execution.started | {:.2} | {:.2} |", s.0, s.1);
     println!("| execution.finished | {:.2} | {:.2} |", f.0, f.1);
+    println!("| execution.finished, failed (+ its failure item) | {:.2} | {:.2} |", ff.0, ff.1);
     println!("| integration.call | {:.2} | {:.2} |", c.0, c.1);
+    println!("| integration.call, failed (+ its failure item) | {:.2} | {:.2} |", cf.0, cf.1);
+    println!(
+        "| failures at {:.0} % of executions and calls, per month | | {:.2} M WCU |",
+        FAILED_SHARE * 100.0,
+        failure_write / 1e6
+    );
     println!("| host.sample | {:.2} | {:.2} |", h.0, h.1);
     println!(
         "| first event of an entity in an hour (agent / integration / host; moves the marks) | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} |",
