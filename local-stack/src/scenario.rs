@@ -125,6 +125,13 @@ pub fn tick_events(run: &str, tick: u64, now: Millis) -> Vec<Value> {
                 "execution_id": format!("{run}-{}", tick - 1),
                 "outcome": if failed { "failed" } else { "completed" },
                 "duration_ms": (2_000.0 + 3_000.0 * noise(tick, salt + 100)).round()});
+            if failed {
+                // What a drill-down's recent failures show.
+                finished["error"] = json!(format!(
+                    "{operation} failed: upstream answered 503 Service Unavailable\n  at step {} of 4",
+                    1 + salt % 4
+                ));
+            }
             if *id == "lead-enricher" {
                 let confidence = if UNSURE_AGENT.contains(&phase) {
                     0.22
@@ -146,10 +153,16 @@ pub fn tick_events(run: &str, tick: u64, now: Millis) -> Vec<Value> {
         } else {
             latency * (0.7 + 0.6 * noise(tick, salt + 1))
         };
-        push(
-            json!({"type": "integration.call", "integration_id": id, "integration_name": name,
-                    "ok": ok, "latency_ms": latency.round()}),
-        );
+        let mut call = json!({"type": "integration.call", "integration_id": id,
+            "integration_name": name, "ok": ok, "latency_ms": latency.round()});
+        if !ok {
+            call["error"] = json!(if down {
+                "timed out after 10 s"
+            } else {
+                "502 Bad Gateway"
+            });
+        }
+        push(call);
     }
 
     for (n, host) in ["worker-1", "worker-2"].iter().enumerate() {
