@@ -2,9 +2,8 @@
 
 use http::{Response, StatusCode};
 
-use super::{json_response, query_param, ApiError};
+use super::{agent_or_integration, json_response, query_param, ApiError};
 use crate::domain::failures::FailureView;
-use crate::store::layout::Entity;
 use crate::AppState;
 
 /// Failures listed when the request gives no `limit`.
@@ -20,12 +19,7 @@ pub async fn list(
     query: Option<&str>,
 ) -> Result<Response<String>, ApiError> {
     let bad = |m: String| ApiError::bad_request("invalid_parameter", m);
-    let (entity, source_type) = match query_param(query, "source_type").as_deref() {
-        Some("agent") => (Entity::Agent, "agent"),
-        Some("integration") => (Entity::Integration, "integration"),
-        Some(_) => return Err(bad("source_type: must be agent or integration".into())),
-        None => return Err(bad("source_type: required (agent or integration)".into())),
-    };
+    let (entity, source_type) = agent_or_integration(query)?;
     let source_id = query_param(query, "source_id")
         .filter(|s| !s.is_empty())
         .ok_or_else(|| bad("source_id: required".into()))?;

@@ -4,10 +4,9 @@
 use http::{Response, StatusCode};
 use serde::Serialize;
 
-use super::{json_response, query_param, ApiError};
+use super::{agent_or_integration, json_response, query_param, ApiError};
 use crate::domain::latency::{percentiles, HourSummary};
 use crate::domain::live::hour_of;
-use crate::store::layout::Entity;
 use crate::time::{format_rfc3339, HOUR_MS};
 use crate::AppState;
 
@@ -84,12 +83,7 @@ pub async fn get(
     query: Option<&str>,
 ) -> Result<Response<String>, ApiError> {
     let bad = |m: String| ApiError::bad_request("invalid_parameter", m);
-    let (entity, source_type) = match query_param(query, "source_type").as_deref() {
-        Some("agent") => (Entity::Agent, "agent"),
-        Some("integration") => (Entity::Integration, "integration"),
-        Some(_) => return Err(bad("source_type: must be agent or integration".into())),
-        None => return Err(bad("source_type: required (agent or integration)".into())),
-    };
+    let (entity, source_type) = agent_or_integration(query)?;
     let source_id = query_param(query, "source_id");
     if let Some(id) = &source_id {
         crate::domain::ids::check_id(id).map_err(|m| bad(format!("source_id: {m}")))?;

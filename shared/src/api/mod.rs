@@ -501,6 +501,21 @@ async fn healthz(state: &AppState) -> Result<Response<String>, ApiError> {
     }
 }
 
+/// The required `source_type` of a query about one kind of entity with stored history:
+/// `agent` or `integration`, as the entity and its name.
+pub(crate) fn agent_or_integration(
+    query: Option<&str>,
+) -> Result<(crate::store::layout::Entity, &'static str), ApiError> {
+    use crate::store::layout::Entity;
+    let bad = |m: &str| ApiError::bad_request("invalid_parameter", m.to_owned());
+    match query_param(query, "source_type").as_deref() {
+        Some("agent") => Ok((Entity::Agent, "agent")),
+        Some("integration") => Ok((Entity::Integration, "integration")),
+        Some(_) => Err(bad("source_type: must be agent or integration")),
+        None => Err(bad("source_type: required (agent or integration)")),
+    }
+}
+
 /// Who is calling, allowed to call `endpoint`. In AWS the Lambda authorizer has checked
 /// the key and passed who is calling; its answer is cached per key for every route, so the
 /// scope is checked here. Elsewhere (locally, a function URL) the key is checked here.

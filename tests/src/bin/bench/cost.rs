@@ -198,9 +198,15 @@ pub async fn cost_benchmark() {
     println!("|---|---|---|");
     println!("| execution.started | {:.2} | {:.2} |", s.0, s.1);
     println!("| execution.finished | {:.2} | {:.2} |", f.0, f.1);
-    println!("| execution.finished, failed (+ its failure item) | {:.2} | {:.2} |", ff.0, ff.1);
+    println!(
+        "| execution.finished, failed (+ its failure item) | {:.2} | {:.2} |",
+        ff.0, ff.1
+    );
     println!("| integration.call | {:.2} | {:.2} |", c.0, c.1);
-    println!("| integration.call, failed (+ its failure item) | {:.2} | {:.2} |", cf.0, cf.1);
+    println!(
+        "| integration.call, failed (+ its failure item) | {:.2} | {:.2} |",
+        cf.0, cf.1
+    );
     println!(
         "| failures at {:.0} % of executions and calls, per month | | {:.2} M WCU |",
         FAILED_SHARE * 100.0,
