@@ -21,6 +21,7 @@ mod collector;
 mod contention;
 mod cost;
 mod events;
+mod export;
 mod notify;
 
 /// Counts the request units a backend's calls would cost on DynamoDB, in tenths.
@@ -534,6 +535,12 @@ async fn main() {
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
         broadcast::clients(&url, count).await;
+        return;
+    }
+    if what == "export" || what == "all" {
+        export::export_benchmark().await;
+    }
+    if what == "export" {
         return;
     }
     if what == "cost" || what == "all" {
