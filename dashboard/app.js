@@ -16,7 +16,6 @@
   // Cards drawn before the full lists arrive: more than a large screen shows.
   const FIRST_PAGE = 60;
   const UPTIME_EVERY_MS = 5 * 60 * 1000;
-  const MAX_LOAD_POINTS = 240;
 
   const state = {
     key: null,
@@ -356,17 +355,32 @@
     c.score.update();
   }
 
+  const hourLabel = (iso) => new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+
+  // The last 24 hours of all hosts by hour, from stored history; the live point follows.
+  async function loadLoadHistory() {
+    const c = charts();
+    if (!c) return;
+    const history = await api('/api/health/history/system?hours=24');
+    const points = history.history;
+    c.load.data.labels = points.map((p) => hourLabel(p.timestamp));
+    c.load.data.datasets[0].data = points.map((p) => p.metrics.cpu_avg);
+    c.load.data.datasets[1].data = points.map((p) => p.metrics.memory_avg);
+    state.loadHours = points.length;
+    document.body.dataset.loadHours = String(points.length);
+    addLoadPoint();
+  }
+
+  // The live point: the hosts' current mean, replaced by each update.
   function addLoadPoint() {
     const c = charts();
     if (!c || !state.system) return;
-    const labels = c.load.data.labels;
-    labels.push(new Date(state.updatedAt || Date.now()).toLocaleTimeString());
+    const n = state.loadHours ?? 0;
+    c.load.data.labels.length = Math.min(c.load.data.labels.length, n);
+    c.load.data.datasets.forEach((d) => { d.data.length = Math.min(d.data.length, n); });
+    c.load.data.labels.push('now');
     c.load.data.datasets[0].data.push(state.system.cpu_usage);
     c.load.data.datasets[1].data.push(state.system.memory_usage);
-    if (labels.length > MAX_LOAD_POINTS) {
-      labels.shift();
-      c.load.data.datasets.forEach((d) => d.data.shift());
-    }
     c.load.update();
   }
 
@@ -401,6 +415,18 @@
         type: 'line',
         data: { labels: [], datasets: [] },
         options: { ...common, scales: { y: { min: 0 } } },
+      });
+      state.charts.detailHostHours = new window.Chart($('detail-host-hours-chart'), {
+        type: 'line',
+        data: {
+          labels: [],
+          datasets: [
+            { label: 'CPU mean', data: [], borderColor: '#b3261e' },
+            { label: 'CPU peak', data: [], borderColor: '#e08a82', borderDash: [4, 3] },
+            { label: 'Memory mean', data: [], borderColor: '#1b7f3b' },
+          ],
+        },
+        options: { ...common, scales: { y: { min: 0, max: 100 } } },
       });
       state.charts.detailHours = new window.Chart($('detail-hours-chart'), {
         type: 'bar',
@@ -556,6 +582,18 @@
     chart.update();
   }
 
+  function renderHostHours(points) {
+    document.body.dataset.detailHostHours = String(points.length);
+    const c = detailCharts();
+    if (!c) return;
+    const chart = c.detailHostHours;
+    chart.data.labels = points.map((p) => hourLabel(p.timestamp));
+    chart.data.datasets[0].data = points.map((p) => p.metrics.cpu_avg);
+    chart.data.datasets[1].data = points.map((p) => p.metrics.cpu_max);
+    chart.data.datasets[2].data = points.map((p) => p.metrics.memory_avg);
+    chart.update();
+  }
+
   async function loadDetail() {
     const d = state.detail;
     if (!d) return;
@@ -565,15 +603,19 @@
     const sourceType = d.kind === 'host' ? 'system' : d.kind;
     const host = d.kind === 'host';
     const source = `source_type=${sourceType}&source_id=${encodeURIComponent(d.id)}`;
-    // Hosts keep no hourly figures and no failures: those parts are hidden for them.
-    $('detail-day').hidden = host;
+    // Hosts have hourly CPU and memory, and no failures, volume or weeks to compare.
+    $('detail-hours-figure').hidden = host;
+    $('detail-weeks-figure').hidden = host;
+    $('detail-host-hours-figure').hidden = !host;
     $('detail-failures-panel').hidden = host;
     const [history, slos, alertHistory, failures, hourly] = await Promise.all([
       api(path).catch((error) => { $('detail-error').textContent = error.message; return { history: [] }; }),
       host ? Promise.resolve([]) : api('/api/health/slos').catch(() => []),
       api(`/api/health/alerts?${source}&include_resolved=true`).catch(() => []),
       host ? Promise.resolve([]) : api(`/api/health/failures?${source}`).catch(() => []),
-      host ? Promise.resolve([]) : api(`/api/health/hourly?${source}&hours=24`).catch(() => []),
+      host
+        ? api(`/api/health/history/system?entity_id=${encodeURIComponent(d.id)}&hours=24`).catch(() => ({ history: [] }))
+        : api(`/api/health/hourly?${source}&hours=24`).catch(() => []),
     ]);
     if (state.detail !== d) return;
     renderSlos(slos);
@@ -582,6 +624,8 @@
       renderFailures(failures);
       renderWeeks(history.history, d.kind);
       renderHours(hourly);
+    } else {
+      renderHostHours(hourly.history);
     }
     const c = detailCharts();
     if (!c) return;
@@ -961,14 +1005,16 @@
     }
     window.dashboardListedMs = performance.now();
     connect();
-    loadUptime().catch(() => {});
-    setInterval(() => loadUptime().catch(() => {}), UPTIME_EVERY_MS);
     addLoadPoint();
     await loadHistory().catch(() => {});
     await loadNotifications().catch((error) => { $('notify-error').textContent = error.message; });
     // Navigation start to a fully drawn dashboard; the browser test records it.
     window.dashboardReadyMs = performance.now();
     document.body.dataset.ready = 'true';
+    // Extras after the page is usable: stored hours of CPU and memory, uptime bars.
+    loadLoadHistory().catch(() => {});
+    loadUptime().catch(() => {});
+    setInterval(() => loadUptime().catch(() => {}), UPTIME_EVERY_MS);
     window.dispatchEvent(new Event('dashboard:ready'));
     if (parseRoute()) route();
   }

@@ -59,6 +59,9 @@ try {
     await page.goto('about:blank');
     await page.goto(`${base}/#key=${key}`);
     await page.waitForSelector('body[data-ready="true"]', { timeout: 15000 });
+    // Each load from a quiet server: the page's later requests (uptime bars, stored hours)
+    // must not run into the next load's.
+    await page.waitForLoadState('networkidle');
     loads.push(await page.evaluate(() => [window.dashboardContentMs, window.dashboardReadyMs, window.dashboardFetchedMs, window.dashboardListedMs]));
   }
   // Listed: every card and integration drawn (the first paint shows the first page of each).
@@ -117,6 +120,11 @@ try {
   await page.selectOption('#sort', 'name');
   await page.waitForFunction((n) => document.querySelectorAll('[data-agent]').length === n, agents.length, { timeout: 10000 });
   result.search = { fragment, matching: matching.length, status: worst, of_status: ofStatus };
+
+  // The CPU and memory chart starts from the stored hours, not from when the page opened.
+  const loadHours = await api('/api/health/history/system?hours=24');
+  check(loadHours.data_points >= 1, 'the hosts have an hour of samples');
+  await page.waitForFunction((n) => document.body.dataset.loadHours === String(n), loadHours.data_points, { timeout: 10000 });
 
   // Uptime bars: 24 hourly slots per integration, and the day's availability the API gives.
   await page.waitForSelector('[data-integration] [data-uptime]', { timeout: 15000 });
@@ -255,6 +263,13 @@ try {
     check(theirs.length > 0, `${failingAgent.agent_id} has stored failures`);
     check(await page.locator('#detail-failures .error-text').first().textContent() === (theirs[0].error || 'no error text'), 'the error text');
     result.failures_shown = theirs.length;
+    // A host's page charts its stored hours.
+    const hostHours = await api('/api/health/history/system?entity_id=worker-1&hours=24');
+    await page.goto(`${base}/#/host/worker-1`);
+    await page.waitForSelector('body[data-detail="host/worker-1"]', { timeout: 10000 });
+    await page.waitForFunction((n) => document.body.dataset.detailHostHours === String(n), hostHours.data_points, { timeout: 10000 });
+    check(hostHours.data_points >= 1, 'worker-1 has stored hours');
+    check(await page.locator('#detail-failures-panel').isHidden(), 'a host has no failures list');
     await page.goto(deepLinkOf(chosen));
     await page.waitForSelector(`body[data-detail="agent/${chosen.agent_id}"]`, { timeout: 10000 });
   }

@@ -699,6 +699,97 @@ async fn hourly_slots_show_each_hour_of_a_source(backend: Backend) {
     }
 }
 
+async fn host_history_by_hour_comes_from_hour_buckets(backend: Backend) {
+    let real = chrono::Utc::now().timestamp_millis();
+    let t = real - real.rem_euclid(HOUR_MS) + 30 * MINUTE_MS;
+    let clock = Arc::new(ManualClock::new(t - 3 * HOUR_MS));
+    let (running, _dir) = spawn_api(backend, clock.clone()).await;
+    let api = Api::of(&running);
+    let sample = |id: &str, host: &str, cpu: f64, at: Millis| json!({"event_id": id, "type": "host.sample", "host_id": host, "cpu_usage": cpu, "memory_usage": 40.0, "timestamp": format_rfc3339(at)});
+    post_events(
+        &api,
+        json!([
+            sample("1", "a", 40.0, t - 3 * HOUR_MS),
+            sample("2", "a", 60.0, t - 3 * HOUR_MS + 60_000)
+        ]),
+    )
+    .await;
+    clock.set(t - HOUR_MS);
+    post_events(
+        &api,
+        json!([
+            sample("3", "a", 80.0, t - HOUR_MS),
+            sample("4", "b", 20.0, t - HOUR_MS)
+        ]),
+    )
+    .await;
+    clock.set(t);
+    post_events(&api, json!([sample("5", "a", 50.0, t)])).await;
+
+    let hour = |at: Millis| format_rfc3339(at - at.rem_euclid(HOUR_MS));
+    let (status, all) = api
+        .call(Method::GET, "/api/health/history/system?hours=4", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    assert_eq!(
+        (all["hours"].as_i64(), all["days"].as_i64()),
+        (Some(4), Some(1))
+    );
+    let points = all["history"].as_array().cloned().unwrap_or_default();
+    let seen: Vec<(String, f64, f64, u64)> = points
+        .iter()
+        .map(|p| {
+            (
+                p["timestamp"].as_str().unwrap_or_default().to_owned(),
+                p["metrics"]["cpu_avg"].as_f64().unwrap_or(-1.0),
+                p["metrics"]["cpu_max"].as_f64().unwrap_or(-1.0),
+                p["metrics"]["samples"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (hour(t - 3 * HOUR_MS), 50.0, 60.0, 2),
+            (hour(t - HOUR_MS), 50.0, 80.0, 2),
+            (hour(t), 50.0, 50.0, 1),
+        ],
+        "by hour, both hosts merged, the moved hours from their buckets"
+    );
+    let (_, a) = api
+        .call(
+            Method::GET,
+            "/api/health/history/system?entity_id=a&hours=2",
+            None,
+        )
+        .await;
+    let a: Vec<f64> = a["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["metrics"]["cpu_avg"].as_f64())
+        .collect();
+    assert_eq!(a, [80.0, 50.0], "one host's last two hours");
+
+    let (status, _) = api
+        .call(
+            Method::GET,
+            "/api/health/history/system?entity_id=ghost&hours=2",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for (query, says) in [
+        ("system?hours=0", "hours: must be a whole number from 1 to 168"),
+        ("system?hours=3&days=2", "days, hours: give one of them"),
+        ("agent?entity_id=x&hours=3", "hours: only system history is by hour here; agents and integrations have /api/health/hourly"),
+    ] {
+        let (status, body) = api.call(Method::GET, &format!("/api/health/history/{query}"), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(body["error"]["message"], says);
+    }
+}
+
 mod embedded {
     use super::*;
 
@@ -720,6 +811,11 @@ mod embedded {
     #[tokio::test]
     async fn hourly_slots_show_each_hour_of_a_source() {
         super::hourly_slots_show_each_hour_of_a_source(Backend::Embedded).await;
+    }
+
+    #[tokio::test]
+    async fn host_history_by_hour_comes_from_hour_buckets() {
+        super::host_history_by_hour_comes_from_hour_buckets(Backend::Embedded).await;
     }
 }
 
@@ -744,5 +840,10 @@ mod dynamodb {
     #[tokio::test]
     async fn hourly_slots_show_each_hour_of_a_source() {
         super::hourly_slots_show_each_hour_of_a_source(Backend::DynamoDb).await;
+    }
+
+    #[tokio::test]
+    async fn host_history_by_hour_comes_from_hour_buckets() {
+        super::host_history_by_hour_comes_from_hour_buckets(Backend::DynamoDb).await;
     }
 }

@@ -24,7 +24,62 @@ pub async fn system(state: &AppState, tenant: &str) -> Result<Response<String>, 
     Ok(json_response(StatusCode::OK, &system))
 }
 
-/// Daily history of an agent, an integration, a host or all hosts.
+/// Most hours `?hours=` shows (hour buckets are kept 31 days).
+pub const MAX_HISTORY_HOURS: i64 = 168;
+
+/// `GET /api/health/history/system?hours=N`: hosts' points by hour (agents and
+/// integrations have `/api/health/hourly`).
+async fn host_hours(
+    state: &AppState,
+    tenant: &str,
+    kind: &str,
+    entity_id: Option<&str>,
+    query: Option<&str>,
+    hours: &str,
+) -> Result<Response<String>, ApiError> {
+    let bad = |m: &str| ApiError::bad_request("invalid_parameter", m.to_owned());
+    if kind != "system" {
+        return Err(bad(
+            "hours: only system history is by hour here; agents and integrations have /api/health/hourly",
+        ));
+    }
+    if query_param(query, "days").is_some() {
+        return Err(bad("days, hours: give one of them"));
+    }
+    let hours = hours
+        .parse::<i64>()
+        .ok()
+        .filter(|h| (1..=MAX_HISTORY_HOURS).contains(h))
+        .ok_or_else(|| bad("hours: must be a whole number from 1 to 168"))?;
+    let now = state.clock.now_ms();
+    let from = (crate::domain::live::hour_of(now) - hours + 1) * crate::time::HOUR_MS;
+    // `system` (or none) is every host together, as for days.
+    let host = entity_id.filter(|id| *id != "system");
+    let Some(points) = state
+        .store
+        .host_hour_history(tenant, host, from, now)
+        .await?
+    else {
+        return Err(ApiError::NotFound(format!(
+            "no host with id {}",
+            host.unwrap_or_default()
+        )));
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "health_type": kind,
+            "entity_id": entity_id.unwrap_or("system"),
+            "days": (hours + 23) / 24,
+            "hours": hours,
+            "data_points": points.len(),
+            "history": points,
+        }),
+    ))
+}
+
+/// Daily history of an agent, an integration, a host or all hosts (by hour for hosts with
+/// `hours`).
 #[tracing::instrument(skip(state))]
 pub async fn history(
     state: &AppState,
@@ -44,6 +99,9 @@ pub async fn history(
     let entity_id = query_param(query, "entity_id");
     if let Some(id) = &entity_id {
         check_id(id).map_err(|m| bad(&format!("entity_id: {m}")))?;
+    }
+    if let Some(h) = query_param(query, "hours") {
+        return host_hours(state, tenant, kind, entity_id.as_deref(), query, &h).await;
     }
     let of = match (kind, entity_id.as_deref()) {
         ("agent", Some(id)) => HistoryOf::Agent(id),

@@ -53,6 +53,11 @@ pub fn integration_point(day: i64, c: &IntegrationCounters) -> Option<HistoryPoi
 /// A host's (or all hosts') day. The contract gives systems no score; here it is the
 /// headroom left by the busier resource: `1 - max(mean CPU, mean memory) / 100`.
 pub fn system_point(day: i64, c: &HostCounters) -> Option<HistoryPoint> {
+    system_point_at(day * DAY_MS, c)
+}
+
+/// A host's (or all hosts') figures over the period starting at `start` (a day or an hour).
+pub fn system_point_at(start: crate::time::Millis, c: &HostCounters) -> Option<HistoryPoint> {
     if c.samples == 0 {
         return None;
     }
@@ -60,7 +65,7 @@ pub fn system_point(day: i64, c: &HostCounters) -> Option<HistoryPoint> {
     let (cpu, mem) = (c.cpu_sum / n, c.memory_sum / n);
     let score = round3(1.0 - cpu.max(mem) / 100.0).clamp(0.0, 1.0);
     Some(HistoryPoint {
-        timestamp: format_rfc3339(day * DAY_MS),
+        timestamp: format_rfc3339(start),
         health_score: score,
         status: DayStatus::of(score),
         metrics: serde_json::json!({

@@ -235,6 +235,38 @@ impl<C: Counters> Window<C> {
         out.into_iter().filter(|(_, s)| !s.is_empty()).collect()
     }
 
+    /// The counters of each hour the minutes hold, from `after` (exclusive) to `through`
+    /// (inclusive), by hour: a host's hours, which have no outcomes to summarise.
+    pub fn hour_counters(&self, after: i64, through: i64) -> Vec<(i64, C)> {
+        let mut out: std::collections::BTreeMap<i64, C> = Default::default();
+        for (m, c) in &self.minutes {
+            let h = hour_of(m * crate::time::MINUTE_MS);
+            if h > after && h <= through {
+                out.entry(h).or_default().merge(c);
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// [`Window::take_hours`] for counters: the hours over at `now` not moved out yet.
+    pub fn take_hour_counters(&mut self, now: Millis) -> Vec<(i64, C)> {
+        let last_over = hour_of(now) - 1;
+        let through = self.hours_through.unwrap_or(i64::MIN);
+        if through >= last_over {
+            return Vec::new();
+        }
+        let out = self.hour_counters(through, last_over);
+        if let Some((newest, _)) = out.last() {
+            self.hours_through = Some(*newest);
+        }
+        out
+    }
+
+    /// The counters of the hours not moved out yet (the current one among them).
+    pub fn unmoved_hour_counters(&self) -> Vec<(i64, C)> {
+        self.hour_counters(self.hours_through.unwrap_or(i64::MIN), i64::MAX)
+    }
+
     /// The summaries of the hours the item holds that have not moved to hour buckets (the
     /// current one among them), by hour: with the stored hour buckets, every hour once.
     pub fn unmoved_hours(&self) -> Vec<(i64, HourSummary)> {

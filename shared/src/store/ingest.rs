@@ -137,6 +137,10 @@ pub(crate) trait LiveRecord: Sized + Send + Clone {
     fn take_hours(&mut self, _now: Millis) -> Vec<(i64, HourSummary)> {
         Vec::new()
     }
+    /// Other hour records over at `now` not moved out yet (a host's hourly counters).
+    fn take_hour_records(&mut self, _now: Millis) -> Vec<(i64, Record)> {
+        Vec::new()
+    }
     /// The record of an entity first seen in `event`.
     fn create(event: &Event, now: Millis) -> Self;
     /// Adds the item, as written, to what a batch touched.
@@ -427,6 +431,13 @@ fn host_sample(event: &Event) -> Option<HostRecord> {
 
 #[async_trait::async_trait]
 impl LiveRecord for LiveHost {
+    fn take_hour_records(&mut self, now: Millis) -> Vec<(i64, Record)> {
+        self.window
+            .take_hour_counters(now)
+            .into_iter()
+            .map(|(h, c)| (h, Record::HostCounters(c)))
+            .collect()
+    }
     fn touch(self, touched: &mut Touched) {
         touched.hosts.push(self.record);
     }
@@ -734,13 +745,18 @@ impl Store {
         now: Millis,
     ) -> Result<(), StoreError> {
         // Before the archive prunes the minutes that hold them.
-        let hours = value.take_hours(now);
+        let mut hours: Vec<(i64, Record)> = value
+            .take_hours(now)
+            .into_iter()
+            .map(|(h, s)| (h, Record::Hour(s)))
+            .collect();
+        hours.extend(value.take_hour_records(now));
         if let MarksOf::Entity(entity, id) = of {
-            for (hour, summary) in hours {
+            for (hour, record) in hours {
                 let write = Write {
                     item: StoredItem {
                         key: layout::hour(tenant, entity, id, hour),
-                        record: Record::Hour(summary),
+                        record,
                         version: 1,
                         expires_at: layout::expiry(
                             crate::domain::live::hour_end(hour),

@@ -169,6 +169,56 @@ impl Store {
         Ok(points)
     }
 
+    /// Hourly points of one host, or of all hosts merged (`None`), for the hours from
+    /// `from` to `now`: hour buckets (1 eventually consistent Query per host), then the
+    /// hours the live item has not moved. `None` if the host does not exist.
+    pub async fn host_hour_history(
+        &self,
+        tenant: &str,
+        host: Option<&str>,
+        from: Millis,
+        now: Millis,
+    ) -> Result<Option<Vec<HistoryPoint>>, StoreError> {
+        use crate::domain::history::system_point_at;
+        use crate::domain::live::hour_of;
+        let hosts: Vec<LiveHost> = match host {
+            Some(id) => match self.live_item::<LiveHost>(tenant, Entity::Host, id).await? {
+                Some(h) => vec![h],
+                None => return Ok(None),
+            },
+            None => {
+                self.live_items(tenant, Entity::Host, Consistency::Eventual)
+                    .await?
+            }
+        };
+        let mut merged: std::collections::BTreeMap<i64, HostCounters> = Default::default();
+        for live in hosts {
+            let items = self
+                .backend
+                .query_eventual(
+                    &layout::partition(tenant, Entity::Host, &live.record.host_id),
+                    &layout::hour_sk(hour_of(from)),
+                    &layout::hour_sk(hour_of(now)),
+                )
+                .await?;
+            let stored = items.into_iter().filter_map(|item| match item.record {
+                super::Record::HostCounters(c) => Some((layout::bucket_index(&item.key.sk)?, c)),
+                _ => None,
+            });
+            for (hour, c) in stored.chain(live.window.unmoved_hour_counters()) {
+                if hour >= hour_of(from) && hour <= hour_of(now) {
+                    merged.entry(hour).or_default().merge(&c);
+                }
+            }
+        }
+        Ok(Some(
+            merged
+                .iter()
+                .filter_map(|(h, c)| system_point_at(h * crate::time::HOUR_MS, c))
+                .collect(),
+        ))
+    }
+
     /// An entity's day counters from day `first` on, ascending, and, when `hours`, its
     /// hour summaries over the same days (hour buckets, then the hours the live item has
     /// not moved; hosts have none); `None` if it does not exist.
