@@ -63,6 +63,10 @@ try {
     // must not run into the next load's.
     await page.waitForLoadState('networkidle');
     loads.push(await page.evaluate(() => [window.dashboardContentMs, window.dashboardReadyMs, window.dashboardFetchedMs, window.dashboardListedMs]));
+    // Where the time goes: each API request's duration in the browser, the last load's.
+    result.requests_ms = await page.evaluate(() => Object.fromEntries(performance.getEntriesByType('resource')
+      .filter((e) => e.name.includes('/api/'))
+      .map((e) => [new URL(e.name).pathname + new URL(e.name).search, [Math.round(e.startTime), Math.round(e.duration)]])));
   }
   // Listed: every card and integration drawn (the first paint shows the first page of each).
   result.listed_ms = loads.map(([, , , listed]) => Math.round(listed));
