@@ -314,6 +314,22 @@ mod tests {
     }
 
     #[test]
+    fn the_stuck_floor_is_whole_seconds_up_to_a_week() {
+        assert_eq!(Config::default().stuck_min_seconds, 900);
+        let read = |v: &str| with(&[("ALERT_STUCK_MIN_SECONDS", v)]).map(|c| c.stuck_min_seconds);
+        assert_eq!(read(" 60 ").ok(), Some(60));
+        assert_eq!(read("604800").ok(), Some(604_800));
+        for bad in ["0", "604801", "1.5", "-1", "soon"] {
+            let err = read(bad).err().map(|e| e.to_string());
+            assert_eq!(
+                err,
+                Some(format!("invalid configuration: ALERT_STUCK_MIN_SECONDS=\"{bad}\": must be a whole number of seconds from 1 to 604800")),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn valid_values_are_read() {
         let c = with(&[
             ("HEALTH_POLLING_INTERVAL", "1"),

@@ -391,6 +391,7 @@ mod tests {
                 minutes: Vec::new(),
                 days: Vec::new(),
                 latency: Vec::new(),
+                hours_through: None,
             }],
             integrations: Vec::new(),
             // 77 % is under the 80 % warning but over its 75 % clear level: an open

@@ -185,7 +185,34 @@ impl Collector {
             Default::default();
         for slo in self.store.slos(tenant).await? {
             let span = 3 * crate::time::DAY_MS + crate::time::HOUR_MS;
-            let Some(slo_data) = self.store.slo_data(tenant, &slo, span, now).await? else {
+            // The source's live item is in the cycle's data already: only its hour
+            // buckets are read.
+            let agent = || {
+                data.agents
+                    .iter()
+                    .find(|a| a.record.agent_id == slo.source_id)
+            };
+            let integration = || {
+                data.integrations
+                    .iter()
+                    .find(|i| i.record.integration_id == slo.source_id)
+            };
+            let entity = match slo.source_type {
+                SloSource::Agent if agent().is_some() => crate::store::layout::Entity::Agent,
+                SloSource::Integration if integration().is_some() => {
+                    crate::store::layout::Entity::Integration
+                }
+                _ => continue,
+            };
+            let stored = self
+                .store
+                .hours_between(tenant, entity, &slo.source_id, now - span, now)
+                .await?;
+            let slo_data = match slo.source_type {
+                SloSource::Agent => agent().map(|a| a.slo_data(stored)),
+                SloSource::Integration => integration().map(|i| i.slo_data(stored)),
+            };
+            let Some(slo_data) = slo_data else {
                 continue;
             };
             let Some((severity, rate)) = burn_alert(&slo, &slo_data, now) else {

@@ -685,6 +685,7 @@ mod tests {
             )],
             days: Vec::new(),
             latency: Vec::new(),
+            hours_through: None,
         }
     }
 

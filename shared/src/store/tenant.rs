@@ -35,6 +35,8 @@ pub struct EntityData<R, C> {
     pub days: Vec<(i64, C)>,
     /// Latencies by minute over the hour window.
     pub latency: Vec<(i64, crate::domain::latency::Histogram)>,
+    /// The newest hour moved to an hour bucket (see [`crate::domain::live::Window`]).
+    pub hours_through: Option<i64>,
 }
 
 impl<R, C> From<Live<R, C>> for EntityData<R, C> {
@@ -44,6 +46,28 @@ impl<R, C> From<Live<R, C>> for EntityData<R, C> {
             minutes: live.window.minutes,
             days: live.window.days,
             latency: live.window.latency,
+            hours_through: live.window.hours_through,
+        }
+    }
+}
+
+impl<R, C: crate::domain::live::Counters> EntityData<R, C> {
+    /// What an SLO of this entity is computed from, with its stored hour buckets: the same
+    /// as [`crate::store::slo::slo_data`] on the live item it was read from.
+    pub fn slo_data(
+        &self,
+        mut stored: Vec<(i64, crate::domain::latency::HourSummary)>,
+    ) -> crate::domain::slo::SloData {
+        let window = crate::domain::live::Window {
+            minutes: self.minutes.clone(),
+            days: Vec::new(),
+            latency: self.latency.clone(),
+            hours_through: self.hours_through,
+        };
+        stored.extend(window.unmoved_hours());
+        crate::domain::slo::SloData {
+            hours: stored,
+            minutes: crate::store::slo::minute_summaries(&self.minutes, &self.latency),
         }
     }
 }
