@@ -403,10 +403,22 @@ async fn history(
                     Entity::Integration => (HistoryOf::Integration(id), "integration"),
                     Entity::Host => (HistoryOf::System(Some(id)), "system"),
                 };
-                let points = store
-                    .history(tenant, of, days, now)
-                    .await?
-                    .unwrap_or_default();
+                // A damaged entity is left out and logged, as the lists do: one bad item
+                // must not cost the whole export.
+                let points = match store.history(tenant, of, days, now).await {
+                    Ok(points) => points.unwrap_or_default(),
+                    Err(StoreError::Corrupt { pk, sk, reason }) => {
+                        tracing::error!(
+                            tenant,
+                            pk,
+                            sk,
+                            reason,
+                            "unreadable item left out of the export"
+                        );
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 for p in &points {
                     let day = parse_rfc3339(&p.timestamp).map(day_of).unwrap_or(i64::MIN);
                     if day < first || day > last {
