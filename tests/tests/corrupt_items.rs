@@ -79,6 +79,22 @@ async fn rest_of_tenant_still_reads(store: Store, now: i64) {
     assert_eq!(system.total_agents, 1, "a1 is skipped, a2 counted");
     let hosts: Vec<_> = system.hosts.iter().map(|h| h.host_id.as_str()).collect();
     assert_eq!(hosts, ["h2"]);
+    // The export leaves the damaged entities out and carries on with the rest.
+    let state = AppState::new(store.clone(), Config::default());
+    let export =
+        shared::api::export::respond(&state, TENANT.to_owned(), Some("kind=history&format=csv"))
+            .await
+            .unwrap_or_else(|e| panic!("export refused: {e:?}"));
+    let csv = shared::api::export::collect(export)
+        .await
+        .unwrap_or_else(|e| panic!("export failed: {e:?}"))
+        .into_body();
+    let entities: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(1))
+        .collect();
+    assert_eq!(entities, ["a2", "i2", "h2"], "{csv}");
     // The damaged entity's own read reports it (a 500 for that agent only).
     assert!(store.agent_health(TENANT, "a1", now).await.is_err());
     assert!(store.agent_health(TENANT, "a2", now).await.is_ok());
