@@ -97,16 +97,28 @@ pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
     if endpoint == Endpoint::Export {
         // Streamed through the function's URL (InvokeMode RESPONSE_STREAM): an export can
         // be far larger than a buffered Lambda response (6 MB).
-        return lambda_http::run_with_streaming_response(service_fn(
-            move |req: Request| async move {
-                use futures::TryStreamExt;
-                let response = api::export::serve(state, to_http(req)).await;
-                Ok::<_, std::convert::Infallible>(response.map(|body| {
-                    http_body_util::StreamBody::new(body.map_ok(http_body::Frame::data))
-                }))
-            },
-        ))
-        .await;
+        loop {
+            let served = lambda_http::run_with_streaming_response(service_fn(
+                move |req: Request| async move {
+                    use futures::TryStreamExt;
+                    let response = api::export::serve(state, to_http(req)).await;
+                    Ok::<_, std::convert::Infallible>(response.map(|body| {
+                        http_body_util::StreamBody::new(body.map_ok(http_body::Frame::data))
+                    }))
+                },
+            ))
+            .await;
+            match served {
+                Ok(()) => return Ok(()),
+                // A client that hangs up mid-export breaks the response stream, which ends
+                // the runtime's loop; the next invocation is served here rather than after
+                // a new cold start.
+                Err(e) => {
+                    tracing::warn!(error = %e, "an export's stream broke; serving the next invocation");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
     }
     lambda_http::run(service_fn(move |req: Request| async move {
         Ok::<_, std::convert::Infallible>(api::handle(state, to_http(req), Some(endpoint)).await)

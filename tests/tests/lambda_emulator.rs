@@ -177,6 +177,8 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
     // Build and start every function first (minutes on a busy machine), then seed, so the
     // data is as fresh as the assertions expect (a host sample counts for 2 minutes).
     for function in functions {
+        // Read to the end: a client that hangs up mid-answer breaks a streaming function's
+        // response, and the emulator does not restart a function whose runtime exited.
         call(
             function,
             reqwest::Method::GET,
@@ -184,6 +186,9 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
             "ahm_warm_up",
         )
         .send()
+        .await
+        .unwrap_or_else(|e| panic!("{function}: {e}"))
+        .bytes()
         .await
         .unwrap_or_else(|e| panic!("{function}: {e}"));
     }
@@ -323,6 +328,35 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(json_of(res).await.0, StatusCode::UNAUTHORIZED);
+    // A client that hangs up before the end (here, after the headers): the function goes
+    // on serving the next request.
+    for _ in 0..3 {
+        let hung_up = call(
+            "export",
+            reqwest::Method::GET,
+            "/api/health/export?kind=history&format=ndjson",
+            &key,
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        drop(hung_up);
+    }
+    let res = call(
+        "export",
+        reqwest::Method::GET,
+        "/api/health/export?kind=alerts&format=csv",
+        &key,
+    )
+    .send()
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("alert_cpu_h1"));
 
     // A function serves only its own route.
     let res = call(

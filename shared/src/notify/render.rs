@@ -415,6 +415,49 @@ mod tests {
     }
 
     #[test]
+    fn a_report_message_carries_the_report_in_each_channel_form() {
+        use crate::domain::report::{build, Period, PeriodKind, ReportInputs};
+        let report = build(&ReportInputs {
+            tenant: "acme".into(),
+            period: Period::ending(PeriodKind::Week, 100 * crate::time::DAY_MS - 1),
+            agents: Vec::new(),
+            integrations: Vec::new(),
+            slos: Vec::new(),
+            alerts: Vec::new(),
+        });
+        let m = Message {
+            notification_id: "n_r",
+            tenant: "acme",
+            kind: Kind::Report,
+            items: Vec::new(),
+            dashboard_url: Some("https://mon.example.com/".into()),
+            report: Some(report),
+        };
+        assert_eq!(
+            m.subject(),
+            "Weekly health report (acme): No notable change against last week."
+        );
+        let hook = m.webhook();
+        assert_eq!(
+            (
+                hook["status"].as_str(),
+                hook["alerts"].as_array().map(Vec::len)
+            ),
+            (Some("report"), Some(0))
+        );
+        assert_eq!(hook["report"]["period"], "week");
+        assert!(m.text().starts_with("# Health report of acme: last week\n"));
+        assert!(m.text().ends_with("Notification n_r\n"));
+        assert!(m.html().starts_with("<!doctype html>"));
+        let slack = m.slack();
+        assert_eq!(
+            slack["blocks"][1]["text"]["text"],
+            "• No notable change against last week."
+        );
+        assert!(m.pagerduty("key").is_empty(), "a report pages no one");
+    }
+
+    #[test]
     fn the_webhook_body_has_the_contract_fields() {
         let a = alert();
         let body = message(&a).webhook();
