@@ -118,11 +118,11 @@ async fn failures_keep_the_error_text_newest_first(backend: Backend) {
         ("source_type=agent", "source_id: required"),
         (
             "source_type=agent&source_id=sales&limit=0",
-            "limit: must be an integer from 1 to 100",
+            "limit: must be a whole number from 1 to 100",
         ),
         (
             "source_type=agent&source_id=sales&limit=x",
-            "limit: must be an integer from 1 to 100",
+            "limit: must be a whole number from 1 to 100",
         ),
     ] {
         let (status, body) = api
@@ -684,11 +684,11 @@ async fn hourly_slots_show_each_hour_of_a_source(backend: Backend) {
         ("hours=3", "source_type: required (agent or integration)"),
         (
             "source_type=agent&hours=0",
-            "hours: must be an integer from 1 to 168",
+            "hours: must be a whole number from 1 to 168",
         ),
         (
             "source_type=agent&hours=169",
-            "hours: must be an integer from 1 to 168",
+            "hours: must be a whole number from 1 to 168",
         ),
     ] {
         let (status, body) = api

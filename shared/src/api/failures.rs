@@ -2,7 +2,7 @@
 
 use http::{Response, StatusCode};
 
-use super::{agent_or_integration, json_response, query_param, ApiError};
+use super::{agent_or_integration, bounded_param, json_response, query_param, ApiError};
 use crate::domain::failures::FailureView;
 use crate::AppState;
 
@@ -24,14 +24,8 @@ pub async fn list(
         .filter(|s| !s.is_empty())
         .ok_or_else(|| bad("source_id: required".into()))?;
     crate::domain::ids::check_id(&source_id).map_err(|m| bad(format!("source_id: {m}")))?;
-    let limit = match query_param(query, "limit") {
-        None => DEFAULT_LIMIT,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=MAX_LIMIT).contains(l))
-            .ok_or_else(|| bad(format!("limit: must be an integer from 1 to {MAX_LIMIT}")))?,
-    };
+    let limit =
+        bounded_param(query, "limit", MAX_LIMIT as i64)?.map_or(DEFAULT_LIMIT, |l| l as usize);
     let failures: Vec<FailureView> = state
         .store
         .recent_failures(tenant, entity, &source_id, limit)

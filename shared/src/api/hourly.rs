@@ -4,7 +4,7 @@
 use http::{Response, StatusCode};
 use serde::Serialize;
 
-use super::{agent_or_integration, json_response, query_param, ApiError};
+use super::{agent_or_integration, bounded_param, json_response, query_param, ApiError};
 use crate::domain::latency::{percentiles, HourSummary};
 use crate::domain::live::hour_of;
 use crate::time::{format_rfc3339, HOUR_MS};
@@ -88,14 +88,7 @@ pub async fn get(
     if let Some(id) = &source_id {
         crate::domain::ids::check_id(id).map_err(|m| bad(format!("source_id: {m}")))?;
     }
-    let hours = match query_param(query, "hours") {
-        None => DEFAULT_HOURS,
-        Some(h) => h
-            .parse::<i64>()
-            .ok()
-            .filter(|h| (1..=MAX_HOURS).contains(h))
-            .ok_or_else(|| bad(format!("hours: must be an integer from 1 to {MAX_HOURS}")))?,
-    };
+    let hours = bounded_param(query, "hours", MAX_HOURS)?.unwrap_or(DEFAULT_HOURS);
     let now = state.clock.now_ms();
     let from = (hour_of(now) - hours + 1) * HOUR_MS;
     let found = state

@@ -559,23 +559,40 @@ pub(crate) struct PageRequest {
     pub(crate) after: Option<String>,
 }
 
+/// A whole-number query parameter from 1 to `max`; `None` when absent.
+pub(crate) fn bounded_param(
+    query: Option<&str>,
+    name: &str,
+    max: i64,
+) -> Result<Option<i64>, ApiError> {
+    query_param(query, name)
+        .map(|v| {
+            v.parse::<i64>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_parameter",
+                        format!("{name}: must be a whole number from 1 to {max}"),
+                    )
+                })
+        })
+        .transpose()
+}
+
 /// `limit` and `cursor` of a list request; `None` without `limit` (the whole list). A
 /// cursor without `limit` is refused, since it would otherwise be silently ignored.
 pub(crate) fn page_request(query: Option<&str>) -> Result<Option<PageRequest>, ApiError> {
     use base64::Engine;
     let bad = |m: &str| ApiError::bad_request("invalid_parameter", m.to_owned());
     let cursor = query_param(query, "cursor");
-    let Some(limit) = query_param(query, "limit") else {
+    let Some(limit) = bounded_param(query, "limit", MAX_PAGE as i64)? else {
         return match cursor {
             Some(_) => Err(bad("cursor: needs limit")),
             None => Ok(None),
         };
     };
-    let limit = limit
-        .parse::<usize>()
-        .ok()
-        .filter(|l| (1..=MAX_PAGE).contains(l))
-        .ok_or_else(|| bad("limit: must be a whole number from 1 to 1000"))?;
+    let limit = limit as usize;
     let after = match cursor {
         None => None,
         Some(c) => {

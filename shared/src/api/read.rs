@@ -3,7 +3,7 @@
 use http::{Response, StatusCode};
 use serde_json::json;
 
-use super::{json_response, query_param, ApiError};
+use super::{bounded_param, json_response, query_param, ApiError};
 use crate::domain::ids::check_id;
 use crate::store::system::HistoryOf;
 use crate::AppState;
@@ -35,7 +35,6 @@ async fn host_hours(
     kind: &str,
     entity_id: Option<&str>,
     query: Option<&str>,
-    hours: &str,
 ) -> Result<Response<String>, ApiError> {
     let bad = |m: &str| ApiError::bad_request("invalid_parameter", m.to_owned());
     if kind != "system" {
@@ -46,11 +45,8 @@ async fn host_hours(
     if query_param(query, "days").is_some() {
         return Err(bad("days, hours: give one of them"));
     }
-    let hours = hours
-        .parse::<i64>()
-        .ok()
-        .filter(|h| (1..=MAX_HISTORY_HOURS).contains(h))
-        .ok_or_else(|| bad("hours: must be a whole number from 1 to 168"))?;
+    // Present: the caller came here for it.
+    let hours = bounded_param(query, "hours", MAX_HISTORY_HOURS)?.unwrap_or(1);
     let now = state.clock.now_ms();
     let from = (crate::domain::live::hour_of(now) - hours + 1) * crate::time::HOUR_MS;
     // `system` (or none) is every host together, as for days.
@@ -88,20 +84,13 @@ pub async fn history(
     query: Option<&str>,
 ) -> Result<Response<String>, ApiError> {
     let bad = |m: &str| ApiError::bad_request("invalid_parameter", m.to_owned());
-    let days = match query_param(query, "days") {
-        None => DEFAULT_HISTORY_DAYS,
-        Some(d) => d
-            .parse::<i64>()
-            .ok()
-            .filter(|d| (1..=MAX_HISTORY_DAYS).contains(d))
-            .ok_or_else(|| bad("days: must be a whole number from 1 to 90"))?,
-    };
+    let days = bounded_param(query, "days", MAX_HISTORY_DAYS)?.unwrap_or(DEFAULT_HISTORY_DAYS);
     let entity_id = query_param(query, "entity_id");
     if let Some(id) = &entity_id {
         check_id(id).map_err(|m| bad(&format!("entity_id: {m}")))?;
     }
-    if let Some(h) = query_param(query, "hours") {
-        return host_hours(state, tenant, kind, entity_id.as_deref(), query, &h).await;
+    if query_param(query, "hours").is_some() {
+        return host_hours(state, tenant, kind, entity_id.as_deref(), query).await;
     }
     let of = match (kind, entity_id.as_deref()) {
         ("agent", Some(id)) => HistoryOf::Agent(id),

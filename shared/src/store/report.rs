@@ -5,12 +5,13 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::layout::Entity;
 use super::tenant::Consistency;
+use super::tenant::EntityData;
 use super::{Store, StoreError};
 use crate::domain::live::{LiveAgent, LiveIntegration};
 use crate::domain::report::{
     AgentInput, IntegrationInput, Period, PeriodKind, ReportInputs, SloInput,
 };
-use crate::domain::slo::status;
+use crate::domain::slo::{status, SloSource};
 use crate::time::{Millis, DAY_MS};
 
 /// Entities whose history is read at the same time.
@@ -89,6 +90,43 @@ impl Store {
             self.slos(tenant),
             self.all_alerts_with(tenant, Consistency::Eventual),
         )?;
+        // SLOs' sources are among the lives just read: only their hour buckets are read.
+        let mut slo_inputs = Vec::with_capacity(slos.len());
+        for slo in slos {
+            let window = i64::from(slo.window_days) * DAY_MS;
+            let span = window.max(now - period.previous_from());
+            let (entity, source) = match slo.source_type {
+                SloSource::Agent => (
+                    Entity::Agent,
+                    agents
+                        .iter()
+                        .find(|a| a.record.agent_id == slo.source_id)
+                        .map(|a| EntityData::from(a.clone()).slo_data(Vec::new())),
+                ),
+                SloSource::Integration => (
+                    Entity::Integration,
+                    integrations
+                        .iter()
+                        .find(|i| i.record.integration_id == slo.source_id)
+                        .map(|i| EntityData::from(i.clone()).slo_data(Vec::new())),
+                ),
+            };
+            let data = match source {
+                Some(mut data) => {
+                    let mut stored = self
+                        .hours_between(tenant, entity, &slo.source_id, now - span, now)
+                        .await?;
+                    stored.append(&mut data.hours);
+                    data.hours = stored;
+                    data
+                }
+                None => Default::default(),
+            };
+            slo_inputs.push(SloInput {
+                status: status(&slo, &data, now),
+                data,
+            });
+        }
         let agents: Vec<AgentInput> = futures::stream::iter(agents)
             .map(|live| async move {
                 let (agent_id, agent_name) =
@@ -125,19 +163,6 @@ impl Store {
             .buffered(CONCURRENT_READS)
             .try_collect()
             .await?;
-        let mut slo_inputs = Vec::with_capacity(slos.len());
-        for slo in slos {
-            let window = i64::from(slo.window_days) * DAY_MS;
-            let span = window.max(now - period.previous_from());
-            let data = self
-                .slo_data(tenant, &slo, span, now)
-                .await?
-                .unwrap_or_default();
-            slo_inputs.push(SloInput {
-                status: status(&slo, &data, now),
-                data,
-            });
-        }
         Ok(ReportInputs {
             tenant: tenant.to_owned(),
             period,
