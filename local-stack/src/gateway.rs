@@ -168,6 +168,7 @@ async fn serve_socket(
     mut socket: WebSocket,
     mut rx: mpsc::Receiver<Message>,
 ) {
+    shared::telemetry::stats().connection(1);
     let max = Duration::from_millis(u64::try_from(MAX_CONNECTION_MS).unwrap_or(u64::MAX));
     let deadline = tokio::time::sleep(max);
     tokio::pin!(deadline);
@@ -207,6 +208,7 @@ async fn serve_socket(
             }
         }
     }
+    shared::telemetry::stats().connection(-1);
     close(&local, &id).await;
 }
 

@@ -242,6 +242,8 @@ pub fn all_scopes() -> Vec<String> {
 
 /// Starts the stack on the embedded store and returns once it is listening.
 pub async fn start(options: Options) -> Result<Running, StartError> {
+    // This process runs every part: its own figures belong on `/metrics`.
+    shared::telemetry::stats().enable();
     let store = open_store_with(&options.data_dir, options.limits.cache_bytes)?;
     let io = |source| StartError::Io {
         path: PathBuf::from(options.addr.to_string()),
@@ -619,8 +621,18 @@ async fn serve_api(State(local): State<gateway::Local>, req: Request) -> Respons
     let (parts, body) = req.into_parts();
     // Read at most one byte over the limit: enough to know the body is too large without
     // buffering an arbitrarily large upload.
-    let exporting = api::route(&parts.method, parts.uri.path())
-        .is_ok_and(|r| r.endpoint == api::Endpoint::Export);
+    let endpoint = api::route(&parts.method, parts.uri.path()).map(|r| r.endpoint);
+    let exporting = endpoint.as_ref().is_ok_and(|e| *e == api::Endpoint::Export);
+    if endpoint.is_ok_and(|e| e == api::Endpoint::IngestTraces) {
+        // OTLP batches may be larger than the API's other bodies; the receiver checks.
+        let limit = api::otlp::MAX_OTLP_BODY_BYTES;
+        return match axum::body::to_bytes(body, limit + 1).await {
+            Ok(bytes) => api::handle_bytes(&state, http::Request::from_parts(parts, bytes), None)
+                .await
+                .map(Body::from),
+            Err(_) => ApiError::PayloadTooLarge { limit }.into_response().map(Body::from),
+        };
+    }
     let response = match axum::body::to_bytes(body, MAX_BODY_BYTES + 1).await {
         // Streamed as produced: an export may be larger than memory should hold.
         Ok(bytes) if exporting => {

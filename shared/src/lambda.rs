@@ -94,6 +94,19 @@ pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
         }
     }
     let state = &state;
+    if endpoint == Endpoint::IngestTraces {
+        // OTLP answers in protobuf when asked in protobuf: a binary body.
+        return lambda_http::run(service_fn(move |req: Request| async move {
+            let response = api::handle_bytes(state, to_http(req), Some(endpoint)).await;
+            let (parts, bytes) = response.into_parts();
+            let body = match String::from_utf8(bytes.to_vec()) {
+                Ok(text) if !is_protobuf(&parts.headers) => Body::Text(text),
+                _ => Body::Binary(bytes.to_vec()),
+            };
+            Ok::<_, std::convert::Infallible>(lambda_http::Response::from_parts(parts, body))
+        }))
+        .await;
+    }
     if endpoint == Endpoint::Export {
         // Streamed through the function's URL (InvokeMode RESPONSE_STREAM): an export can
         // be far larger than a buffered Lambda response (6 MB).
@@ -124,6 +137,12 @@ pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
         Ok::<_, std::convert::Infallible>(api::handle(state, to_http(req), Some(endpoint)).await)
     }))
     .await
+}
+
+fn is_protobuf(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/x-protobuf"))
 }
 
 /// The authorizer's answer to one API Gateway (HTTP API, payload 2.0, simple responses)
@@ -216,8 +235,11 @@ pub async fn collect(
         deadline_in_ms = deadline_ms - now,
         "collector invocation"
     );
+    let failed_before = crate::telemetry::stats().failed_cycles();
+    let mut longest_cycle_s: f64 = 0.0;
     collector
         .run_until(Some(until), |report| {
+            longest_cycle_s = longest_cycle_s.max(crate::telemetry::stats().last_cycle_seconds());
             summary.cycles += 1;
             summary.tenants_evaluated += report.tenants.len();
             summary.tenants_skipped += report.skipped;
@@ -235,6 +257,17 @@ pub async fn collect(
             }
         })
         .await;
+    // What the template's alarms watch: cycles that fail or run long.
+    let failed = crate::telemetry::stats().failed_cycles() - failed_before;
+    crate::telemetry::emf(
+        "collector",
+        &[
+            ("Cycles", "Count", summary.cycles as f64),
+            ("FailedCycles", "Count", failed as f64),
+            ("CycleTimeMax", "Milliseconds", longest_cycle_s * 1000.0),
+            ("AlertsRaised", "Count", summary.raised as f64),
+        ],
+    );
     summary
 }
 
@@ -279,6 +312,13 @@ pub async fn notify(
         }
         let now = state.clock.now_ms();
         if now + NOTIFIER_TICK_MS >= until {
+            crate::telemetry::emf(
+                "notifier",
+                &[
+                    ("NotificationsSent", "Count", summary.delivered as f64),
+                    ("NotificationsFailed", "Count", summary.failed_attempts as f64),
+                ],
+            );
             return summary;
         }
         tokio::time::sleep(std::time::Duration::from_millis(

@@ -32,6 +32,10 @@ pub struct Slot {
     pub latency_p95_ms: Option<f64>,
     /// p99.
     pub latency_p99_ms: Option<f64>,
+    /// Model input tokens (agents; 0 for integrations).
+    pub input_tokens: u64,
+    /// Model output tokens (agents; 0 for integrations).
+    pub output_tokens: u64,
 }
 
 /// One source's hours.
@@ -50,10 +54,7 @@ pub fn slots(summaries: &[(i64, HourSummary)], hours: i64, now: crate::time::Mil
     let last = hour_of(now);
     let mut by_hour: std::collections::BTreeMap<i64, HourSummary> = Default::default();
     for (h, s) in summaries {
-        let slot = by_hour.entry(*h).or_default();
-        slot.total = slot.total.saturating_add(s.total);
-        slot.failed = slot.failed.saturating_add(s.failed);
-        slot.latency.merge(&s.latency);
+        by_hour.entry(*h).or_default().merge(s);
     }
     (last - hours + 1..=last)
         .map(|h| {
@@ -71,6 +72,8 @@ pub fn slots(summaries: &[(i64, HourSummary)], hours: i64, now: crate::time::Mil
                 latency_p50_ms: p50,
                 latency_p95_ms: p95,
                 latency_p99_ms: p99,
+                input_tokens: s.input_tokens,
+                output_tokens: s.output_tokens,
             }
         })
         .collect()

@@ -16,7 +16,9 @@ pub mod hourly;
 pub mod ingest;
 pub mod integrations;
 pub mod keys;
+pub mod metrics;
 pub mod notify;
+pub mod otlp;
 pub mod probe;
 pub mod read;
 pub mod reports;
@@ -105,11 +107,15 @@ pub enum Endpoint {
     Export,
     /// `GET /api/health/hourly`
     GetHourly,
+    /// `POST /v1/traces`: the OTLP/HTTP trace receiver.
+    IngestTraces,
+    /// `GET /metrics`: OpenMetrics text for Prometheus.
+    Metrics,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 34] = [
+    pub const ALL: [Endpoint; 36] = [
         Self::IngestEvents,
         Self::PutAgent,
         Self::PutIntegration,
@@ -144,6 +150,8 @@ impl Endpoint {
         Self::GetReport,
         Self::Export,
         Self::GetHourly,
+        Self::IngestTraces,
+        Self::Metrics,
     ];
 
     /// Its method and path template, as in the OpenAPI document and the SAM template.
@@ -183,6 +191,8 @@ impl Endpoint {
             Self::GetReport => ("GET", "/api/health/reports"),
             Self::Export => ("GET", "/api/health/export"),
             Self::GetHourly => ("GET", "/api/health/hourly"),
+            Self::IngestTraces => ("POST", "/v1/traces"),
+            Self::Metrics => ("GET", "/metrics"),
         }
     }
 
@@ -223,12 +233,16 @@ impl Endpoint {
             Self::GetReport => "get-report",
             Self::Export => "export",
             Self::GetHourly => "get-hourly",
+            Self::IngestTraces => "ingest-traces",
+            Self::Metrics => "get-metrics",
         }
     }
 
     fn scope(self) -> Scope {
         match self {
-            Self::IngestEvents | Self::PutAgent | Self::PutIntegration => Scope::Ingest,
+            Self::IngestEvents | Self::PutAgent | Self::PutIntegration | Self::IngestTraces => {
+                Scope::Ingest
+            }
             Self::GetAgentHealth
             | Self::GetAllAgents
             | Self::GetIntegrations
@@ -247,7 +261,8 @@ impl Endpoint {
             | Self::GetFailures
             | Self::GetReport
             | Self::Export
-            | Self::GetHourly => Scope::Read,
+            | Self::GetHourly
+            | Self::Metrics => Scope::Read,
             Self::CreateKey
             | Self::ListKeys
             | Self::RevokeKey
@@ -277,6 +292,22 @@ pub struct Route {
 /// with another method.
 pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
     let not_found = || ApiError::NotFound(format!("no route for {path}"));
+    // The paths Prometheus and OpenTelemetry exporters use by default.
+    for (fixed, endpoint) in [
+        ("/v1/traces", Endpoint::IngestTraces),
+        ("/metrics", Endpoint::Metrics),
+    ] {
+        if path == fixed {
+            let allow = endpoint.route().0;
+            if method.as_str() != allow {
+                return Err(ApiError::MethodNotAllowed {
+                    method: method.to_string(),
+                    allow,
+                });
+            }
+            return Ok(Route { endpoint, id: None });
+        }
+    }
     if path == "/healthz" {
         return match method.as_str() {
             "GET" | "HEAD" => Ok(Route {
@@ -375,6 +406,21 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         }
     };
     Ok(Route { endpoint, id })
+}
+
+/// Serves one request whose answer may be binary (the OTLP receiver's); every other
+/// endpoint as [`handle`] does.
+pub async fn handle_bytes(
+    state: &AppState,
+    req: Request<Bytes>,
+    only: Option<Endpoint>,
+) -> Response<Bytes> {
+    let traces = route(req.method(), req.uri().path())
+        .is_ok_and(|r| r.endpoint == Endpoint::IngestTraces);
+    if traces && only.is_none_or(|e| e == Endpoint::IngestTraces) {
+        return otlp::serve(state, req).await;
+    }
+    handle(state, req, only).await.map(Bytes::from)
 }
 
 /// Serves one request. `only` restricts the endpoints served (a Lambda function serves its
@@ -480,7 +526,14 @@ async fn serve(
         }
         Endpoint::ListSlos => slos::list(state, tenant).await,
         Endpoint::DeleteSlo => slos::delete(state, tenant, id).await,
-        Endpoint::AckPage | Endpoint::AckConfirm => Err(ApiError::NotFound("no route".to_owned())),
+        Endpoint::Metrics => {
+            let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+            metrics::get(state, tenant, accept).await
+        }
+        // Binary answers: served by `otlp::serve` (through `handle_bytes`).
+        Endpoint::AckPage | Endpoint::AckConfirm | Endpoint::IngestTraces => {
+            Err(ApiError::NotFound("no route".to_owned()))
+        }
     }
 }
 

@@ -511,7 +511,13 @@ impl Collector {
                 return;
             }
             if now >= next_cycle {
-                match self.run_cycle(now).await {
+                let started = std::time::Instant::now();
+                let result = self.run_cycle(now).await;
+                crate::telemetry::stats().record_cycle(
+                    started.elapsed(),
+                    result.as_ref().map_or(true, |r| !r.failed.is_empty()),
+                );
+                match result {
                     Ok(report) => on_cycle(report).await,
                     Err(e) => tracing::error!(error = %e, "collector cycle failed"),
                 }

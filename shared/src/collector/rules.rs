@@ -679,8 +679,7 @@ mod tests {
                     started,
                     completed: started - failed,
                     failed,
-                    timed: 0,
-                    duration_sum_ms: 0.0,
+                    ..AgentCounters::default()
                 },
             )],
             days: Vec::new(),

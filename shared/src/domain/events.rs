@@ -23,6 +23,9 @@ pub const MAX_DURATION_MS: f64 = 604_800_000.0;
 pub const MAX_LATENCY_MS: f64 = 3_600_000.0;
 /// Largest gauge value accepted (10^12).
 pub const MAX_GAUGE_VALUE: u64 = 1_000_000_000_000;
+/// Most tokens one execution may report per direction (10^12), which keeps every sum of
+/// them exact in the counters' numbers.
+pub const MAX_TOKENS: u64 = 1_000_000_000_000;
 /// Longest host uptime accepted, in seconds (100 years of 365 days).
 pub const MAX_UPTIME_SECONDS: u64 = 3_153_600_000;
 /// Largest load average accepted.
@@ -58,6 +61,15 @@ pub enum Gauge {
     ActiveOperations,
 }
 
+/// Model tokens, as the GenAI conventions count them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    /// Input (prompt) tokens.
+    pub input: u64,
+    /// Output (completion) tokens.
+    pub output: u64,
+}
+
 /// The typed content of an event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventKind {
@@ -86,6 +98,8 @@ pub enum EventKind {
         confidence: Option<f64>,
         /// What went wrong, for failed executions.
         error: Option<String>,
+        /// Model tokens the execution used: input (prompt) and output (completion).
+        tokens: Option<Tokens>,
     },
     /// A call from an agent to an integration.
     IntegrationCall {
@@ -329,6 +343,15 @@ impl<'a> Fields<'a> {
                 let duration_ms = self.number("duration_ms", false, 0.0, MAX_DURATION_MS);
                 let confidence = self.number("confidence", false, 0.0, 1.0);
                 let error = self.text("error", false);
+                let input = self.integer("input_tokens", false, MAX_TOKENS);
+                let output = self.integer("output_tokens", false, MAX_TOKENS);
+                let tokens = match (input?, output?) {
+                    (None, None) => None,
+                    (i, o) => Some(Tokens {
+                        input: i.unwrap_or(0),
+                        output: o.unwrap_or(0),
+                    }),
+                };
                 EventKind::ExecutionFinished {
                     agent_id: agent_id?,
                     execution_id: execution_id?,
@@ -336,6 +359,7 @@ impl<'a> Fields<'a> {
                     duration_ms: duration_ms?,
                     confidence: confidence?,
                     error: error?,
+                    tokens,
                 }
             }
             "integration.call" => {

@@ -191,6 +191,10 @@ pub struct AgentMetrics {
     pub error_rate: f64,
     /// All executions started in the hour, running ones included.
     pub recent_executions: u64,
+    /// Model input tokens of the hour's finished executions.
+    pub input_tokens: u64,
+    /// Model output tokens of the hour's finished executions.
+    pub output_tokens: u64,
 }
 
 /// `GET /api/health/agent/{agent_id}`, exactly as the contract shapes it.
@@ -273,6 +277,8 @@ pub fn agent_health(
                 .then(|| round2(hour.duration_sum_ms / hour.timed as f64)),
             error_rate: round3(ratio(hour.failed, hour.started)),
             recent_executions: hour.started,
+            input_tokens: hour.input_tokens,
+            output_tokens: hour.output_tokens,
         },
         latency_p50_ms,
         latency_p95_ms,

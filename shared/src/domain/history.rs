@@ -31,6 +31,8 @@ pub fn agent_point(day: i64, c: &AgentCounters) -> Option<HistoryPoint> {
             "total_executions": c.started,
             "completed": c.completed,
             "failed": c.failed,
+            "input_tokens": c.input_tokens,
+            "output_tokens": c.output_tokens,
         }),
     })
 }
@@ -100,6 +102,8 @@ mod tests {
             started: 20,
             completed: 18,
             failed: 2,
+            input_tokens: 1500,
+            output_tokens: 300,
             ..AgentCounters::default()
         };
         let p = agent_point(20_456, &c);
@@ -109,7 +113,7 @@ mod tests {
         );
         assert_eq!(
             p.map(|p| p.metrics),
-            Some(serde_json::json!({"total_executions": 20, "completed": 18, "failed": 2}))
+            Some(serde_json::json!({"total_executions": 20, "completed": 18, "failed": 2, "input_tokens": 1500, "output_tokens": 300}))
         );
         assert_eq!(agent_point(1, &AgentCounters::default()), None);
     }

@@ -193,6 +193,16 @@ pub struct HourSummary {
     /// Execution durations or call and probe latencies.
     #[serde(default)]
     pub latency: Histogram,
+    /// Model input tokens (agents).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub input_tokens: u64,
+    /// Model output tokens (agents).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub output_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl HourSummary {
@@ -201,6 +211,8 @@ impl HourSummary {
         self.total = self.total.saturating_add(other.total);
         self.failed = self.failed.saturating_add(other.failed);
         self.latency.merge(&other.latency);
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
     }
 
     /// Whether it holds nothing.

@@ -37,10 +37,46 @@ pub trait Counters: Default + Clone + PartialEq + std::fmt::Debug {
     fn outcomes(&self) -> (u64, u64) {
         (0, 0)
     }
+    /// Model tokens counted: input and output (agents only).
+    fn tokens(&self) -> (u64, u64) {
+        (0, 0)
+    }
     /// The counters as numbers, in a fixed order.
     fn to_row(&self) -> Vec<f64>;
     /// The counters from [`Counters::to_row`]'s numbers; `None` if they do not fit.
     fn from_row(row: &[f64]) -> Option<Self>;
+}
+
+/// Counters stored as their row of numbers (a few bytes, where field names would take a
+/// hundred), for `#[serde(with = ...)]`.
+pub mod as_row {
+    use super::Counters;
+    use serde::{de::Error as _, Deserialize, Deserializer, Serialize, Serializer};
+
+    /// A number written as an integer when it is one (`2`, not `2.0`).
+    struct Num(f64);
+
+    impl Serialize for Num {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            if self.0.fract() == 0.0 && self.0.abs() < 9e15 {
+                s.serialize_i64(self.0 as i64)
+            } else {
+                s.serialize_f64(self.0)
+            }
+        }
+    }
+
+    /// Writes the counters' row.
+    pub fn serialize<C: Counters, S: Serializer>(c: &C, s: S) -> Result<S::Ok, S::Error> {
+        let row: Vec<Num> = c.to_row().into_iter().map(Num).collect();
+        row.serialize(s)
+    }
+
+    /// Reads counters from their row.
+    pub fn deserialize<'de, C: Counters, D: Deserializer<'de>>(d: D) -> Result<C, D::Error> {
+        let row = Vec::<f64>::deserialize(d)?;
+        C::from_row(&row).ok_or_else(|| D::Error::custom("not a row of counters"))
+    }
 }
 
 fn count(x: f64) -> Option<u64> {
@@ -54,17 +90,34 @@ impl Counters for AgentCounters {
     fn outcomes(&self) -> (u64, u64) {
         (self.completed.saturating_add(self.failed), self.failed)
     }
+    fn tokens(&self) -> (u64, u64) {
+        (self.input_tokens, self.output_tokens)
+    }
+    /// Tokens only when there are any, so the rows of agents that report none stay as
+    /// short (and the item as small) as before tokens were counted.
     fn to_row(&self) -> Vec<f64> {
-        vec![
+        let mut row = vec![
             self.started as f64,
             self.completed as f64,
             self.failed as f64,
             self.timed as f64,
             self.duration_sum_ms,
-        ]
+        ];
+        if self.input_tokens > 0 || self.output_tokens > 0 {
+            row.extend([self.input_tokens as f64, self.output_tokens as f64]);
+        }
+        row
     }
     fn from_row(row: &[f64]) -> Option<Self> {
-        let [started, completed, failed, timed, duration_sum_ms] = row else {
+        let (base, tokens) = match row.len() {
+            5 => (row, [0.0, 0.0].as_slice()),
+            7 => row.split_at(5),
+            _ => return None,
+        };
+        let [started, completed, failed, timed, duration_sum_ms] = base else {
+            return None;
+        };
+        let [input, output] = tokens else {
             return None;
         };
         Some(Self {
@@ -73,6 +126,8 @@ impl Counters for AgentCounters {
             failed: count(*failed)?,
             timed: count(*timed)?,
             duration_sum_ms: *duration_sum_ms,
+            input_tokens: count(*input)?,
+            output_tokens: count(*output)?,
         })
     }
 }
@@ -221,9 +276,12 @@ impl<C: Counters> Window<C> {
             let h = hour(*m);
             if h > after && h <= through {
                 let (total, failed) = c.outcomes();
+                let (input, output) = c.tokens();
                 let s = out.entry(h).or_default();
                 s.total = s.total.saturating_add(total);
                 s.failed = s.failed.saturating_add(failed);
+                s.input_tokens = s.input_tokens.saturating_add(input);
+                s.output_tokens = s.output_tokens.saturating_add(output);
             }
         }
         for (m, l) in &self.latency {
@@ -705,6 +763,7 @@ impl LiveAgent {
         outcome: crate::domain::events::Outcome,
         duration_ms: Option<f64>,
         confidence: Option<f64>,
+        tokens: Option<crate::domain::events::Tokens>,
         ts: Millis,
         now: Millis,
         finished_elsewhere: FinishKnown,
@@ -727,12 +786,17 @@ impl LiveAgent {
         if let Some(d) = duration {
             self.window.time(started_at, now, d);
         }
-        self.window.add(started_at, now, |c| {
+        let count = |c: &mut AgentCounters| {
             if known.is_none() {
                 c.started = c.started.saturating_add(1);
             }
             c.add_finish(outcome, duration);
-        });
+            if let Some(t) = tokens {
+                c.add_tokens(t);
+            }
+        };
+        count(&mut self.record.totals);
+        self.window.add(started_at, now, count);
         // Under the start's hour, where a late start looks; and under the finish's own
         // hour, where a retried finish looks when it cannot tell the start (no
         // `duration_ms`, nothing running any more), once the item's marks have moved out.
@@ -751,6 +815,7 @@ impl LiveIntegration {
             self.record.integration_name = name.to_owned();
         }
         self.record.record_result(ok, ts);
+        self.record.totals.add(ok, latency_ms);
         self.window.time(ts, now, latency_ms);
         self.window.add(ts, now, |c| c.add(ok, latency_ms));
     }
@@ -758,6 +823,7 @@ impl LiveIntegration {
     /// Records a probe's result: the check, the state machine and the counters.
     pub fn probe(&mut self, ok: bool, latency_ms: f64, at: Millis, now: Millis) {
         self.record.record_probe(ok, at);
+        self.record.totals.add(ok, latency_ms);
         self.window.time(at, now, latency_ms);
         self.window.add(at, now, |c| c.add(ok, latency_ms));
     }
@@ -800,11 +866,12 @@ mod tests {
             Outcome::Completed,
             None,
             None,
+            None,
             NOW,
             NOW,
             FinishKnown::No,
         );
-        a.finished("x1", Outcome::Failed, None, None, NOW, NOW, FinishKnown::No);
+        a.finished("x1", Outcome::Failed, None, None, None, NOW, NOW, FinishKnown::No);
         let hour: AgentCounters =
             a.window
                 .minutes
@@ -821,6 +888,7 @@ mod tests {
             Outcome::Failed,
             Some(500.0),
             None,
+            None,
             NOW,
             NOW,
             FinishKnown::No,
@@ -834,6 +902,7 @@ mod tests {
             "x3",
             Outcome::Failed,
             Some(1.0),
+            None,
             None,
             NOW,
             NOW,
@@ -860,6 +929,34 @@ mod tests {
         assert_eq!(back, w);
         assert_eq!(back.minutes.len(), 12);
         assert_eq!(back.days.iter().map(|(_, c)| c.started).sum::<u64>(), 12);
+    }
+
+    #[test]
+    fn tokens_count_once_per_execution_and_rows_without_them_stay_short() {
+        use crate::domain::events::Tokens;
+        let mut a = LiveAgent::new(AgentRecord::new("a", 0));
+        let t = Some(Tokens { input: 120, output: 30 });
+        for _ in 0..2 {
+            a.finished("x1", Outcome::Completed, Some(5.0), None, t, NOW, NOW, FinishKnown::No);
+        }
+        a.finished("x2", Outcome::Failed, Some(5.0), None, None, NOW, NOW, FinishKnown::No);
+        let totals = &a.record.totals;
+        assert_eq!((totals.completed, totals.failed), (1, 1));
+        assert_eq!((totals.input_tokens, totals.output_tokens), (120, 30));
+        let minute = &a.window.minutes[0].1;
+        assert_eq!(minute.to_row().len(), 7);
+        assert_eq!(AgentCounters::from_row(&minute.to_row()).as_ref(), Some(minute));
+        // Rows written before tokens were counted still read.
+        let old = AgentCounters::from_row(&[1.0, 1.0, 0.0, 1.0, 5.0]);
+        assert_eq!(old.map(|c| (c.started, c.input_tokens)), Some((1, 0)));
+        assert_eq!(AgentCounters::default().to_row().len(), 5);
+        // The hour's summary carries them, and the record stores its totals as a row.
+        let hours = a.window.take_hours(NOW + 2 * HOUR_MS);
+        assert_eq!(hours.iter().map(|(_, s)| s.input_tokens).sum::<u64>(), 120);
+        let text = serde_json::to_string(&a.record).unwrap_or_default();
+        assert!(text.contains("\"totals\":[2,1,1,2,10,120,30]"), "{text}");
+        let back: Option<AgentRecord> = serde_json::from_str(&text).ok();
+        assert_eq!(back.as_ref(), Some(&a.record));
     }
 
     #[test]

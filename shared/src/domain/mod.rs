@@ -10,6 +10,7 @@ pub mod ids;
 pub mod latency;
 pub mod live;
 pub mod notify;
+pub mod otlp;
 pub mod records;
 pub mod report;
 pub mod slo;

@@ -52,10 +52,18 @@ pub struct AgentRecord {
     pub running: BTreeMap<String, RunningExecution>,
     /// When the agent was first seen.
     pub created_at: Millis,
+    /// Every execution finished since the agent was first seen (since tokens and totals
+    /// were counted, for older agents): the monotonic counters `/metrics` exposes.
+    #[serde(default, skip_serializing_if = "is_default", with = "crate::domain::live::as_row")]
+    pub totals: AgentCounters,
 }
 
 fn is_zero(x: &Millis) -> bool {
     *x == 0
+}
+
+fn is_default<T: Default + PartialEq>(x: &T) -> bool {
+    *x == T::default()
 }
 
 impl AgentRecord {
@@ -72,6 +80,7 @@ impl AgentRecord {
             last_outcome: None,
             running: BTreeMap::new(),
             created_at: now,
+            totals: AgentCounters::default(),
         }
     }
 
@@ -156,9 +165,21 @@ pub struct AgentCounters {
     pub timed: u64,
     /// Sum of those durations.
     pub duration_sum_ms: f64,
+    /// Model input tokens of the finished executions.
+    #[serde(default)]
+    pub input_tokens: u64,
+    /// Model output tokens of the finished executions.
+    #[serde(default)]
+    pub output_tokens: u64,
 }
 
 impl AgentCounters {
+    /// Adds an execution's model tokens.
+    pub fn add_tokens(&mut self, tokens: crate::domain::events::Tokens) {
+        self.input_tokens = self.input_tokens.saturating_add(tokens.input);
+        self.output_tokens = self.output_tokens.saturating_add(tokens.output);
+    }
+
     /// Adds a finished execution.
     pub fn add_finish(&mut self, outcome: Outcome, duration_ms: Option<f64>) {
         match outcome {
@@ -178,6 +199,8 @@ impl AgentCounters {
         self.failed = self.failed.saturating_add(other.failed);
         self.timed = self.timed.saturating_add(other.timed);
         self.duration_sum_ms = finite_sum(self.duration_sum_ms, other.duration_sum_ms);
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
     }
 }
 
@@ -249,6 +272,10 @@ pub struct IntegrationRecord {
     pub probe: Option<Probe>,
     /// When it was first seen.
     pub created_at: Millis,
+    /// Every call and probe since it was first seen (or since totals were counted): the
+    /// monotonic counters `/metrics` exposes.
+    #[serde(default, skip_serializing_if = "is_default", with = "crate::domain::live::as_row")]
+    pub totals: IntegrationCounters,
     /// While failed: when the next recovery attempt is due.
     #[serde(default)]
     pub next_attempt_at: Option<Millis>,
@@ -274,6 +301,7 @@ impl IntegrationRecord {
             created_at: now,
             next_attempt_at: None,
             last_probe_at: None,
+            totals: IntegrationCounters::default(),
         }
     }
 

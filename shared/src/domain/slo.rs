@@ -468,7 +468,7 @@ mod tests {
         HourSummary {
             total,
             failed,
-            latency: Histogram::default(),
+            ..HourSummary::default()
         }
     }
 

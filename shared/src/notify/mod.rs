@@ -59,6 +59,8 @@ pub struct PassReport {
     pub delivered: usize,
     /// Attempts that failed (to be retried or given up).
     pub failed_attempts: usize,
+    /// Messages still waiting for delivery after the pass (their retry not due yet).
+    pub pending: usize,
     /// When something next falls due.
     pub next_due: Option<Millis>,
 }
@@ -71,6 +73,7 @@ impl PassReport {
         self.decided += other.decided;
         self.delivered += other.delivered;
         self.failed_attempts += other.failed_attempts;
+        self.pending += other.pending;
         if let Some(at) = other.next_due {
             self.due(at);
         }
@@ -383,6 +386,7 @@ impl Notifier {
             let free_at = n.lease_until.unwrap_or(0).max(n.next_attempt_at);
             if free_at > now {
                 report.due(free_at);
+                report.pending += 1;
                 continue;
             }
             // Claim it for this attempt.
@@ -436,6 +440,8 @@ impl Notifier {
                 .await?;
             if n.status != DeliveryStatus::Pending {
                 finished.push(n.notification_id.clone());
+            } else {
+                report.pending += 1;
             }
         }
         if !finished.is_empty() || success.is_some() {
@@ -625,7 +631,10 @@ impl Notifier {
                 return;
             }
             let next = match self.run_pass(now).await {
-                Ok(r) => r.next_due,
+                Ok(r) => {
+                    crate::telemetry::stats().record_pass(&r);
+                    r.next_due
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "notification pass failed");
                     None

@@ -292,6 +292,7 @@ impl LiveRecord for LiveAgent {
                 outcome,
                 duration_ms,
                 confidence,
+                tokens,
                 ..
             } => {
                 let start = self.start_of(execution_id, ts, *duration_ms);
@@ -302,6 +303,7 @@ impl LiveRecord for LiveAgent {
                     *outcome,
                     *duration_ms,
                     *confidence,
+                    *tokens,
                     ts,
                     now,
                     known,

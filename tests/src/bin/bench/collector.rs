@@ -140,7 +140,7 @@ pub(crate) fn fleet(size: Fleet, t0: i64, probe_url: &str) -> Vec<Write> {
                     Outcome::Completed
                 };
                 let d = spread(1_200.0, a + k);
-                live.finished(&x, outcome, Some(d), None, ts, t0, FinishKnown::No);
+                live.finished(&x, outcome, Some(d), None, None, ts, t0, FinishKnown::No);
             }
         });
         live.record.last_active = Some(t0 - 10_000);

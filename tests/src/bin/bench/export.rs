@@ -63,6 +63,7 @@ async fn seed(backend: &std::sync::Arc<dyn shared::store::Backend>, agents: usiz
                     failed: 8 - (*a as u64 + day as u64) % 8,
                     timed: 288,
                     duration_sum_ms: 288.0 * 1_350.0,
+                    ..AgentCounters::default()
                 };
                 writes.push(write(
                     layout::day(TENANT, Entity::Agent, &id, day),

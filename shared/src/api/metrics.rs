@@ -1,0 +1,406 @@
+//! `GET /metrics`: the tenant's health as Prometheus metrics, in OpenMetrics 1.0 text when
+//! the scraper asks for it (Prometheus does) and in the classic text format 0.0.4
+//! otherwise.
+//!
+//! Every family is prefixed `agenthealth_`. Gauges describe now (statuses as numbers, the
+//! last hour's rates and percentiles, hosts' latest sample); counters are monotonic totals
+//! kept on each agent's and integration's record; active alerts are one series each, as
+//! Prometheus's own `ALERTS`. Label values are escaped as both formats require.
+
+use std::fmt::Write as _;
+
+use http::{HeaderValue, Response, StatusCode};
+
+use super::ApiError;
+use crate::domain::health::{AgentStatus, IntegrationStatus};
+use crate::domain::wire_name;
+use crate::store::tenant::TenantData;
+use crate::time::Millis;
+use crate::AppState;
+
+/// The OpenMetrics content type.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The classic Prometheus text format's content type.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Serves `/metrics` for the key's tenant; `accept` is the request's `Accept` header.
+pub async fn get(
+    state: &AppState,
+    tenant: &str,
+    accept: Option<&str>,
+) -> Result<Response<String>, ApiError> {
+    let now = state.clock.now_ms();
+    let data = state.store.tenant_data(tenant).await?;
+    let open = accept.is_some_and(|a| a.contains("application/openmetrics-text"));
+    let mut out = Exposition::new(open);
+    tenant_families(&mut out, &data, now, state.config.latency_threshold_ms);
+    crate::telemetry::stats().families(&mut out);
+    let mut response = Response::new(out.finish());
+    *response.status_mut() = StatusCode::OK;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(if open { OPENMETRICS } else { PROMETHEUS_TEXT }),
+    );
+    Ok(response)
+}
+
+/// A metric family's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Type {
+    /// A value that goes up and down.
+    Gauge,
+    /// A monotonic total; its samples carry the `_total` suffix.
+    Counter,
+}
+
+/// Exposition text being written.
+#[derive(Debug)]
+pub struct Exposition {
+    open: bool,
+    text: String,
+}
+
+/// One sample: its labels and value.
+pub type Sample = (Vec<(&'static str, String)>, f64);
+
+impl Exposition {
+    /// An empty exposition; `open_metrics` chooses OpenMetrics over the classic format.
+    pub fn new(open_metrics: bool) -> Self {
+        Self {
+            open: open_metrics,
+            text: String::new(),
+        }
+    }
+
+    /// Writes one family. `name` has no `_total`: counters get it on their samples (and,
+    /// in the classic format, in their `TYPE` line, as Prometheus expects).
+    pub fn family(&mut self, name: &str, kind: Type, help: &str, samples: &[Sample]) {
+        let (type_word, sample_name) = match kind {
+            Type::Gauge => ("gauge", name.to_owned()),
+            Type::Counter => ("counter", format!("{name}_total")),
+        };
+        let declared = if self.open { name } else { &sample_name };
+        let _ = writeln!(self.text, "# HELP {declared} {}", escape_help(help));
+        let _ = writeln!(self.text, "# TYPE {declared} {type_word}");
+        for (labels, value) in samples {
+            self.text.push_str(&sample_name);
+            if !labels.is_empty() {
+                self.text.push('{');
+                for (i, (k, v)) in labels.iter().enumerate() {
+                    if i > 0 {
+                        self.text.push(',');
+                    }
+                    let _ = write!(self.text, "{k}=\"{}\"", escape_label(v));
+                }
+                self.text.push('}');
+            }
+            let _ = writeln!(self.text, " {}", number(*value));
+        }
+    }
+
+    /// The text, with OpenMetrics' closing `# EOF`.
+    pub fn finish(mut self) -> String {
+        if self.open {
+            self.text.push_str("# EOF\n");
+        }
+        self.text
+    }
+}
+
+/// A label value with `\`, `"` and line feeds escaped.
+pub fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn escape_help(help: &str) -> String {
+    help.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn agent_status_value(s: AgentStatus) -> f64 {
+    match s {
+        AgentStatus::Idle => 0.0,
+        AgentStatus::Active => 1.0,
+        AgentStatus::Paused => 2.0,
+        AgentStatus::Error => 3.0,
+    }
+}
+
+fn integration_status_value(s: IntegrationStatus) -> f64 {
+    match s {
+        IntegrationStatus::Healthy => 0.0,
+        IntegrationStatus::Degraded => 1.0,
+        IntegrationStatus::Error => 2.0,
+    }
+}
+
+/// The tenant's families: agents, integrations, hosts and active alerts.
+pub fn tenant_families(out: &mut Exposition, data: &TenantData, now: Millis, threshold_ms: f64) {
+    use Type::{Counter, Gauge};
+    let ms = |v: f64| v / 1000.0;
+    let agents: Vec<_> = data
+        .agents
+        .iter()
+        .map(|d| (d, crate::store::agents::health_of(d, now)))
+        .collect();
+    let al = |d: &crate::store::tenant::AgentData| {
+        vec![
+            ("agent_id", d.record.agent_id.clone()),
+            ("agent_name", d.record.agent_name.clone()),
+        ]
+    };
+    let each = |f: &dyn Fn(&crate::store::tenant::AgentData, &crate::domain::health::AgentHealth) -> Option<f64>| -> Vec<Sample> {
+        agents
+            .iter()
+            .filter_map(|(d, h)| f(d, h).map(|v| (al(d), v)))
+            .collect()
+    };
+    out.family(
+        "agenthealth_agent_status",
+        Gauge,
+        "Agent status: 0 idle, 1 active (an execution runs), 2 paused, 3 error (the last execution failed).",
+        &each(&|_, h| Some(agent_status_value(h.status))),
+    );
+    out.family(
+        "agenthealth_agent_success_ratio",
+        Gauge,
+        "Completed share of the executions started in the last hour.",
+        &each(&|_, h| Some(h.success_rate)),
+    );
+    out.family(
+        "agenthealth_agent_error_ratio",
+        Gauge,
+        "Failed share of the executions started in the last hour.",
+        &each(&|_, h| Some(h.metrics.error_rate)),
+    );
+    out.family(
+        "agenthealth_agent_running_executions",
+        Gauge,
+        "Executions in flight.",
+        &each(&|d, _| Some(d.record.running.len() as f64)),
+    );
+    out.family(
+        "agenthealth_agent_confidence",
+        Gauge,
+        "Latest confidence the agent reported (0.5 if none).",
+        &each(&|_, h| Some(h.confidence_score)),
+    );
+    let mut durations = Vec::new();
+    for (d, h) in &agents {
+        for (p, v) in [("50", h.latency_p50_ms), ("95", h.latency_p95_ms), ("99", h.latency_p99_ms)] {
+            if let Some(v) = v {
+                let mut labels = al(d);
+                labels.push(("percentile", p.to_owned()));
+                durations.push((labels, ms(v)));
+            }
+        }
+    }
+    out.family(
+        "agenthealth_agent_execution_duration_seconds",
+        Gauge,
+        "Percentiles of the last hour's execution durations, by the percentile label.",
+        &durations,
+    );
+    out.family(
+        "agenthealth_agent_executions",
+        Counter,
+        "Executions finished.",
+        &each(&|d, _| Some((d.record.totals.completed + d.record.totals.failed) as f64)),
+    );
+    out.family(
+        "agenthealth_agent_failures",
+        Counter,
+        "Executions that failed.",
+        &each(&|d, _| Some(d.record.totals.failed as f64)),
+    );
+    let mut tokens = Vec::new();
+    for (d, _) in &agents {
+        for (kind, n) in [("input", d.record.totals.input_tokens), ("output", d.record.totals.output_tokens)] {
+            let mut labels = al(d);
+            labels.push(("token_type", kind.to_owned()));
+            tokens.push((labels, n as f64));
+        }
+    }
+    out.family(
+        "agenthealth_agent_tokens",
+        Counter,
+        "Model tokens the agent's finished executions used, by token_type (input, output).",
+        &tokens,
+    );
+
+    let integrations: Vec<_> = data
+        .integrations
+        .iter()
+        .map(|d| (d, d.health(now, threshold_ms)))
+        .collect();
+    let il = |r: &crate::domain::records::IntegrationRecord| {
+        vec![
+            ("integration_id", r.integration_id.clone()),
+            ("integration_name", r.integration_name.clone()),
+        ]
+    };
+    let each = |f: &dyn Fn(&crate::store::tenant::IntegrationData, &crate::domain::health::IntegrationHealth) -> Option<f64>| -> Vec<Sample> {
+        integrations
+            .iter()
+            .filter_map(|(d, h)| f(d, h).map(|v| (il(&d.record), v)))
+            .collect()
+    };
+    out.family(
+        "agenthealth_integration_status",
+        Gauge,
+        "Integration status: 0 healthy, 1 degraded, 2 error.",
+        &each(&|_, h| Some(integration_status_value(h.status))),
+    );
+    out.family(
+        "agenthealth_integration_error_ratio",
+        Gauge,
+        "Failed share of the last hour's calls and probes.",
+        &each(&|_, h| Some(h.error_rate)),
+    );
+    out.family(
+        "agenthealth_integration_consecutive_failures",
+        Gauge,
+        "Calls and probes failed in a row.",
+        &each(&|_, h| Some(f64::from(h.consecutive_failures))),
+    );
+    let mut latency = Vec::new();
+    for (d, h) in &integrations {
+        for (p, v) in [("50", h.latency_p50_ms), ("95", h.latency_p95_ms), ("99", h.latency_p99_ms)] {
+            if let Some(v) = v {
+                let mut labels = il(&d.record);
+                labels.push(("percentile", p.to_owned()));
+                latency.push((labels, ms(v)));
+            }
+        }
+    }
+    out.family(
+        "agenthealth_integration_latency_seconds",
+        Gauge,
+        "Percentiles of the last hour's call and probe latencies, by the percentile label.",
+        &latency,
+    );
+    out.family(
+        "agenthealth_integration_calls",
+        Counter,
+        "Calls and probes.",
+        &each(&|d, _| Some(d.record.totals.calls as f64)),
+    );
+    out.family(
+        "agenthealth_integration_failures",
+        Counter,
+        "Calls and probes that failed.",
+        &each(&|d, _| Some(d.record.totals.failures as f64)),
+    );
+
+    let host = |f: &dyn Fn(&crate::domain::records::HostRecord) -> Option<f64>| -> Vec<Sample> {
+        data.hosts
+            .iter()
+            .filter_map(|h| f(h).map(|v| (vec![("host_id", h.host_id.clone())], v)))
+            .collect()
+    };
+    out.family(
+        "agenthealth_host_cpu_utilization_ratio",
+        Gauge,
+        "The host's latest CPU usage, 0 to 1.",
+        &host(&|h| Some(h.cpu_usage / 100.0)),
+    );
+    out.family(
+        "agenthealth_host_memory_utilization_ratio",
+        Gauge,
+        "The host's latest memory usage, 0 to 1.",
+        &host(&|h| Some(h.memory_usage / 100.0)),
+    );
+    out.family(
+        "agenthealth_host_disk_utilization_ratio",
+        Gauge,
+        "The host's latest disk usage, 0 to 1.",
+        &host(&|h| h.disk_usage.map(|d| d / 100.0)),
+    );
+    out.family(
+        "agenthealth_host_last_seen_timestamp_seconds",
+        Gauge,
+        "When the host last reported (Unix time).",
+        &host(&|h| Some(h.last_seen as f64 / 1000.0)),
+    );
+
+    let mut alerts: Vec<Sample> = data
+        .alerts
+        .iter()
+        .map(|(a, _)| a)
+        .filter(|a| a.resolved_at.is_none())
+        .map(|a| {
+            let state = if a.acknowledged_at.is_some() {
+                "acknowledged"
+            } else {
+                "firing"
+            };
+            (
+                vec![
+                    ("alertname", a.condition.clone()),
+                    ("alertstate", state.to_owned()),
+                    ("severity", wire_name(&a.severity)),
+                    ("source_type", wire_name(&a.source_type)),
+                    ("source_id", a.source_id.clone()),
+                    ("alert_id", a.alert_id.clone()),
+                ],
+                1.0,
+            )
+        })
+        .collect();
+    alerts.sort_by(|a, b| a.0.cmp(&b.0));
+    out.family(
+        "agenthealth_alerts",
+        Gauge,
+        "Active alerts, one series each (as Prometheus's ALERTS): alertstate firing or acknowledged.",
+        &alerts,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_declared_per_format_and_labels_escaped() {
+        for open in [true, false] {
+            let mut e = Exposition::new(open);
+            e.family(
+                "x_calls",
+                Type::Counter,
+                "Calls.",
+                &[(vec![("id", "a\"b\\c\nd".to_owned())], 3.0)],
+            );
+            let text = e.finish();
+            let declared = if open { "x_calls" } else { "x_calls_total" };
+            assert!(text.contains(&format!("# TYPE {declared} counter\n")), "{text}");
+            assert!(text.contains("x_calls_total{id=\"a\\\"b\\\\c\\nd\"} 3\n"), "{text}");
+            assert_eq!(text.ends_with("# EOF\n"), open);
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_as_the_formats_spell_them() {
+        assert_eq!(number(0.25), "0.25");
+        assert_eq!(number(12.0), "12");
+        assert_eq!(number(f64::NAN), "NaN");
+        assert_eq!(number(f64::INFINITY), "+Inf");
+    }
+}

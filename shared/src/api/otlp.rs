@@ -1,0 +1,277 @@
+//! `POST /v1/traces`: the OTLP/HTTP trace receiver, as the OpenTelemetry protocol
+//! specifies it, so an agent framework's existing exporter reports here unchanged.
+//!
+//! - Bodies are `ExportTraceServiceRequest` in binary protobuf (`application/x-protobuf`)
+//!   or in OTLP's JSON encoding (`application/json`), optionally gzip-compressed
+//!   (`Content-Encoding: gzip`); the answer uses the request's encoding.
+//! - Success is 200 with an `ExportTraceServiceResponse`; spans left out (without GenAI
+//!   attributes, or unusable) are counted in its `partial_success` with the reasons.
+//! - Errors carry a `google.rpc.Status` body. Bad data is 400 (not retried); a store that
+//!   does not answer is 503 with `Retry-After` (retried: every span maps to ids derived from
+//!   its trace and span ids, so a retried request counts nothing twice).
+
+use std::io::Read as _;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message as _;
+
+use super::{ApiError, Endpoint};
+use crate::domain::events::MAX_EVENTS_PER_BATCH;
+use crate::domain::otlp::map_request;
+use crate::AppState;
+
+/// Largest request body accepted, compressed (4 MiB: what a Lambda request carries once
+/// API Gateway has base64-encoded a binary body). The exporters' default batch of 512
+/// spans is far below it.
+pub const MAX_OTLP_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest body accepted once decompressed (32 MiB), against compression bombs.
+pub const MAX_DECODED_BYTES: usize = 32 * 1024 * 1024;
+
+/// The two encodings OTLP/HTTP defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::Protobuf => "application/x-protobuf",
+            Self::Json => "application/json",
+        }
+    }
+}
+
+/// `google.rpc.Status`, the body of OTLP/HTTP error answers.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+struct RpcStatus {
+    /// A `google.rpc.Code`.
+    #[prost(int32, tag = "1")]
+    code: i32,
+    /// For a human.
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+/// Serves one OTLP/HTTP trace export. Never fails: errors become their OTLP answer.
+pub async fn serve(state: &AppState, req: Request<Bytes>) -> Response<Bytes> {
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let encoding = if content_type.starts_with("application/x-protobuf") {
+        Encoding::Protobuf
+    } else if content_type.starts_with("application/json") {
+        Encoding::Json
+    } else {
+        return error_answer(
+            Encoding::Json,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            format!(
+                "Content-Type must be application/x-protobuf or application/json, got {:?}",
+                content_type
+            ),
+        );
+    };
+    match export(state, &req, encoding).await {
+        Ok(response) => ok_answer(encoding, &response),
+        Err(e) => {
+            let (status, retry) = match &e {
+                // A store that does not answer now may answer a retry, which is safe.
+                ApiError::Internal(cause) => {
+                    tracing::error!(error = %cause, "trace export failed");
+                    (StatusCode::SERVICE_UNAVAILABLE, Some("1"))
+                }
+                ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, Some("1")),
+                other => (other.status(), None),
+            };
+            let message = match &e {
+                ApiError::Internal(_) => "the store does not answer; retry".to_owned(),
+                other => other.to_string(),
+            };
+            error_answer(encoding, status, retry, message)
+        }
+    }
+}
+
+async fn export(
+    state: &AppState,
+    req: &Request<Bytes>,
+    encoding: Encoding,
+) -> Result<ExportTraceServiceResponse, ApiError> {
+    let principal = super::principal_for(state, req, Endpoint::IngestTraces).await?;
+    if req.body().len() > MAX_OTLP_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge {
+            limit: MAX_OTLP_BODY_BYTES,
+        });
+    }
+    let body = decompress(req)?;
+    let request: ExportTraceServiceRequest = match encoding {
+        Encoding::Protobuf => ExportTraceServiceRequest::decode(body.as_ref()).map_err(|e| {
+            ApiError::bad_request(
+                "invalid_otlp",
+                format!("body: not an OTLP ExportTraceServiceRequest in protobuf ({e})"),
+            )
+        })?,
+        Encoding::Json => serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(
+                "invalid_otlp",
+                format!("body: not an OTLP ExportTraceServiceRequest in JSON ({e})"),
+            )
+        })?,
+    };
+    let now = state.clock.now_ms();
+    let mapped = map_request(&request, now);
+    let mut accepted = 0;
+    for chunk in mapped.events.chunks(MAX_EVENTS_PER_BATCH) {
+        accepted += super::ingest::store_events(state, &principal.tenant, chunk, now)
+            .await?
+            .accepted;
+    }
+    tracing::info!(
+        spans = mapped.accepted + mapped.rejected,
+        mapped = mapped.accepted,
+        rejected = mapped.rejected,
+        events_stored = accepted,
+        "trace export"
+    );
+    Ok(ExportTraceServiceResponse {
+        partial_success: (mapped.rejected > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: i64::try_from(mapped.rejected).unwrap_or(i64::MAX),
+            error_message: mapped.message(),
+        }),
+    })
+}
+
+/// The body as sent: gzip undone (bounded), identity as is.
+fn decompress(req: &Request<Bytes>) -> Result<Bytes, ApiError> {
+    let encoding = req
+        .headers()
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    match encoding.as_str() {
+        "" | "identity" => Ok(req.body().clone()),
+        "gzip" => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(req.body().as_ref())
+                .take(MAX_DECODED_BYTES as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| {
+                    ApiError::bad_request("invalid_gzip", format!("body: not valid gzip ({e})"))
+                })?;
+            if out.len() > MAX_DECODED_BYTES {
+                return Err(ApiError::PayloadTooLarge {
+                    limit: MAX_DECODED_BYTES,
+                });
+            }
+            Ok(Bytes::from(out))
+        }
+        other => Err(ApiError::bad_request(
+            "unsupported_encoding",
+            format!("Content-Encoding {other:?} is not supported; use gzip or none"),
+        )),
+    }
+}
+
+fn ok_answer(encoding: Encoding, response: &ExportTraceServiceResponse) -> Response<Bytes> {
+    let body = match encoding {
+        Encoding::Protobuf => Bytes::from(response.encode_to_vec()),
+        Encoding::Json => Bytes::from(serde_json::to_vec(response).unwrap_or_default()),
+    };
+    answer(encoding, StatusCode::OK, body)
+}
+
+/// The `google.rpc.Code` closest to an HTTP status, as gRPC's mapping pairs them.
+fn rpc_code(status: StatusCode) -> i32 {
+    match status.as_u16() {
+        400 | 413 | 415 => 3, // INVALID_ARGUMENT
+        401 => 16,            // UNAUTHENTICATED
+        403 => 7,             // PERMISSION_DENIED
+        404 | 405 => 12,      // UNIMPLEMENTED
+        429 => 8,             // RESOURCE_EXHAUSTED
+        503 => 14,            // UNAVAILABLE
+        _ => 13,              // INTERNAL
+    }
+}
+
+fn error_answer(
+    encoding: Encoding,
+    status: StatusCode,
+    retry_after: Option<&'static str>,
+    message: String,
+) -> Response<Bytes> {
+    let rpc = RpcStatus {
+        code: rpc_code(status),
+        message,
+    };
+    let body = match encoding {
+        Encoding::Protobuf => Bytes::from(rpc.encode_to_vec()),
+        Encoding::Json => Bytes::from(serde_json::to_vec(&rpc).unwrap_or_default()),
+    };
+    let mut response = answer(encoding, status, body);
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static(seconds));
+    }
+    response
+}
+
+fn answer(encoding: Encoding, status: StatusCode, body: Bytes) -> Response<Bytes> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(encoding.content_type()),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_answer_with_a_status_in_the_requests_encoding() {
+        let r = error_answer(
+            Encoding::Protobuf,
+            StatusCode::BAD_REQUEST,
+            None,
+            "body: bad".into(),
+        );
+        let status = RpcStatus::decode(r.body().as_ref()).ok();
+        assert_eq!(status.map(|s| (s.code, s.message)), Some((3, "body: bad".into())));
+        let r = error_answer(Encoding::Json, StatusCode::SERVICE_UNAVAILABLE, Some("1"), "x".into());
+        assert_eq!(r.headers().get("retry-after").map(|v| v.as_bytes()), Some(&b"1"[..]));
+        assert_eq!(&r.body()[..], br#"{"code":14,"message":"x"}"#);
+    }
+
+    #[test]
+    fn gzip_bodies_are_undone_and_unknown_encodings_refused() {
+        use std::io::Write as _;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let _ = gz.write_all(b"hello");
+        let packed = gz.finish().unwrap_or_default();
+        let req = |enc: &str, body: Vec<u8>| {
+            let mut r = Request::new(Bytes::from(body));
+            r.headers_mut()
+                .insert(http::header::CONTENT_ENCODING, HeaderValue::from_str(enc).unwrap_or(HeaderValue::from_static("x")));
+            r
+        };
+        assert_eq!(decompress(&req("gzip", packed)).ok(), Some(Bytes::from("hello")));
+        assert!(decompress(&req("gzip", b"nope".to_vec())).is_err());
+        assert!(decompress(&req("br", b"x".to_vec())).is_err());
+    }
+}
