@@ -188,7 +188,18 @@ fn decompress(req: &Request<Bytes>) -> Result<Bytes, ApiError> {
 fn ok_answer(encoding: Encoding, response: &ExportTraceServiceResponse) -> Response<Bytes> {
     let body = match encoding {
         Encoding::Protobuf => Bytes::from(response.encode_to_vec()),
-        Encoding::Json => Bytes::from(serde_json::to_vec(response).unwrap_or_default()),
+        // Unset fields are left out, as OTLP's JSON encoding writes them (serde would
+        // write `null`).
+        Encoding::Json => {
+            let json = match &response.partial_success {
+                Some(p) => serde_json::json!({"partialSuccess": {
+                    "rejectedSpans": p.rejected_spans,
+                    "errorMessage": p.error_message,
+                }}),
+                None => serde_json::json!({}),
+            };
+            Bytes::from(json.to_string())
+        }
     };
     answer(encoding, StatusCode::OK, body)
 }
