@@ -316,7 +316,11 @@ pub async fn notify(
                 "notifier",
                 &[
                     ("NotificationsSent", "Count", summary.delivered as f64),
-                    ("NotificationsFailed", "Count", summary.failed_attempts as f64),
+                    (
+                        "NotificationsFailed",
+                        "Count",
+                        summary.failed_attempts as f64,
+                    ),
                 ],
             );
             return summary;

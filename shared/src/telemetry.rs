@@ -238,9 +238,21 @@ mod tests {
     fn an_emf_line_declares_each_metric_with_its_value() {
         let line = emf_line("collector", 1_000, &[("CycleTime", "Milliseconds", 12.5)]);
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], EMF_NAMESPACE);
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "CycleTime");
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0], "Function");
-        assert_eq!((v["Function"].as_str(), v["CycleTime"].as_f64()), (Some("collector"), Some(12.5)));
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            EMF_NAMESPACE
+        );
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
+            "CycleTime"
+        );
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0],
+            "Function"
+        );
+        assert_eq!(
+            (v["Function"].as_str(), v["CycleTime"].as_f64()),
+            (Some("collector"), Some(12.5))
+        );
     }
 }

@@ -91,7 +91,11 @@ fn rejected(partial: &Value) -> u64 {
     // OTLP's JSON allows an int64 as a number or a string.
     partial["rejectedSpans"]
         .as_u64()
-        .or_else(|| partial["rejectedSpans"].as_str().and_then(|s| s.parse().ok()))
+        .or_else(|| {
+            partial["rejectedSpans"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -120,8 +124,13 @@ async fn protobuf_spans_become_executions_and_calls(backend: Backend) {
     assert_eq!(out["spans"], 15);
     // The plain HTTP span of each run has no GenAI attributes.
     assert_eq!(rejected(&out["partial_success"]), 3, "{out}");
-    let message = out["partial_success"]["errorMessage"].as_str().unwrap_or_default();
-    assert!(message.contains("3 spans: no GenAI attributes"), "{message}");
+    let message = out["partial_success"]["errorMessage"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("3 spans: no GenAI attributes"),
+        "{message}"
+    );
 
     let agent = get(&api, "/api/health/agent/researcher").await;
     assert_eq!(agent["agent_name"], "Researcher", "{agent}");
@@ -136,9 +145,16 @@ async fn protobuf_spans_become_executions_and_calls(backend: Backend) {
 
     let (total, failed, _, input, output) = hours(&api, "agent", "researcher").await;
     assert_eq!((total, failed, input, output), (3, 1, 450, 90));
-    let history = get(&api, "/api/health/history/agent?entity_id=researcher&days=1").await;
+    let history = get(
+        &api,
+        "/api/health/history/agent?entity_id=researcher&days=1",
+    )
+    .await;
     let days = history["history"].as_array().cloned().unwrap_or_default();
-    let tokens: u64 = days.iter().filter_map(|d| d["metrics"]["input_tokens"].as_u64()).sum();
+    let tokens: u64 = days
+        .iter()
+        .filter_map(|d| d["metrics"]["input_tokens"].as_u64())
+        .sum();
     assert_eq!(tokens, 450, "{history}");
 
     // Model spans are calls to their provider; the tool span to the tool.
@@ -149,13 +165,27 @@ async fn protobuf_spans_become_executions_and_calls(backend: Backend) {
     ] {
         let (total, failed, p50, _, _) = hours(&api, "integration", id).await;
         assert_eq!((total, failed), (calls, failures), "{id}");
-        assert!(p50.iter().all(|p| near(*p, latency)), "{id}: p50 {p50:?}, want {latency}");
+        assert!(
+            p50.iter().all(|p| near(*p, latency)),
+            "{id}: p50 {p50:?}, want {latency}"
+        );
     }
-    let failures = get(&api, "/api/health/failures?source_type=agent&source_id=researcher").await;
+    let failures = get(
+        &api,
+        "/api/health/failures?source_type=agent&source_id=researcher",
+    )
+    .await;
     assert_eq!(failures.as_array().map(Vec::len), Some(1), "{failures}");
-    assert_eq!(failures[0]["error"], "tool web_search failed: search timed out");
+    assert_eq!(
+        failures[0]["error"],
+        "tool web_search failed: search timed out"
+    );
     assert_eq!(failures[0]["duration_ms"], 2000.0, "{failures}");
-    let failures = get(&api, "/api/health/failures?source_type=integration&source_id=web_search").await;
+    let failures = get(
+        &api,
+        "/api/health/failures?source_type=integration&source_id=web_search",
+    )
+    .await;
     assert_eq!(failures[0]["error"], "search timed out", "{failures}");
 }
 
@@ -217,7 +247,10 @@ async fn bad_exports_get_the_otlp_error_answers() {
     let body: Value = res.json().await.unwrap_or_default();
     assert_eq!(body["code"], 3, "{body}");
     assert!(
-        body["message"].as_str().unwrap_or_default().contains("not an OTLP ExportTraceServiceRequest in JSON"),
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not an OTLP ExportTraceServiceRequest in JSON"),
         "{body}"
     );
     let res = post("application/x-protobuf", b"\xff\xff\xff", Some(key))
@@ -277,12 +310,7 @@ fn sample(families: &Value, family: &str, name: &str, labels: &[(&str, &str)]) -
     families[family]["samples"]
         .as_array()?
         .iter()
-        .find(|s| {
-            s[0] == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| s[1][*k].as_str() == Some(*v))
-        })
+        .find(|s| s[0] == name && labels.iter().all(|(k, v)| s[1][*k].as_str() == Some(*v)))
         .and_then(|s| s[2].as_f64())
 }
 
@@ -306,12 +334,16 @@ async fn metrics_parse_in_both_formats_with_escaped_labels_and_alerts() {
     .await;
     let api = Api::of(&running);
     // The CPU alert is raised from the event within seconds.
-    eventually("the CPU alert is active", std::time::Duration::from_secs(10), async || {
-        let (_, alerts) = api.call(Method::GET, "/api/health/alerts", None).await;
-        alerts
-            .as_array()
-            .is_some_and(|a| a.iter().any(|x| x["source_id"] == "web-1"))
-    })
+    eventually(
+        "the CPU alert is active",
+        std::time::Duration::from_secs(10),
+        async || {
+            let (_, alerts) = api.call(Method::GET, "/api/health/alerts", None).await;
+            alerts
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x["source_id"] == "web-1"))
+        },
+    )
     .await;
 
     let scrape = |accept: Option<&'static str>| {
@@ -354,28 +386,52 @@ async fn metrics_parse_in_both_formats_with_escaped_labels_and_alerts() {
         };
         let executions = counter("agenthealth_agent_executions");
         assert_eq!(
-            sample(families, &executions, "agenthealth_agent_executions_total", &agent),
+            sample(
+                families,
+                &executions,
+                "agenthealth_agent_executions_total",
+                &agent
+            ),
             Some(2.0),
             "{families}"
         );
         let tokens = counter("agenthealth_agent_tokens");
-        let input: Vec<(&str, &str)> = agent.iter().copied().chain([("token_type", "input")]).collect();
+        let input: Vec<(&str, &str)> = agent
+            .iter()
+            .copied()
+            .chain([("token_type", "input")])
+            .collect();
         assert_eq!(
             sample(families, &tokens, "agenthealth_agent_tokens_total", &input),
             Some(1200.0)
         );
         assert_eq!(
-            sample(families, "agenthealth_agent_status", "agenthealth_agent_status", &agent),
+            sample(
+                families,
+                "agenthealth_agent_status",
+                "agenthealth_agent_status",
+                &agent
+            ),
             Some(3.0),
             "the last execution failed: error"
         );
         assert_eq!(
-            sample(families, "agenthealth_agent_error_ratio", "agenthealth_agent_error_ratio", &agent),
+            sample(
+                families,
+                "agenthealth_agent_error_ratio",
+                "agenthealth_agent_error_ratio",
+                &agent
+            ),
             Some(0.5)
         );
         let calls = counter("agenthealth_integration_calls");
         assert_eq!(
-            sample(families, &calls, "agenthealth_integration_calls_total", &[("integration_id", "hubspot")]),
+            sample(
+                families,
+                &calls,
+                "agenthealth_integration_calls_total",
+                &[("integration_id", "hubspot")]
+            ),
             Some(2.0)
         );
         assert_eq!(
@@ -392,14 +448,21 @@ async fn metrics_parse_in_both_formats_with_escaped_labels_and_alerts() {
                 families,
                 "agenthealth_alerts",
                 "agenthealth_alerts",
-                &[("alertname", "cpu_high"), ("alertstate", "firing"), ("severity", "critical"), ("source_id", "web-1")]
+                &[
+                    ("alertname", "cpu_high"),
+                    ("alertstate", "firing"),
+                    ("severity", "critical"),
+                    ("source_id", "web-1")
+                ]
             ),
             Some(1.0),
             "{}",
             families["agenthealth_alerts"]
         );
         // The stack's own figures: its collector and evaluator run in this process.
-        assert!(families.get("agenthealth_stack_websocket_connections").is_some());
+        assert!(families
+            .get("agenthealth_stack_websocket_connections")
+            .is_some());
     }
     assert!(text.ends_with("# EOF\n"));
     assert!(!classic_text.contains("# EOF"));
@@ -424,4 +487,111 @@ mod dynamodb {
     async fn protobuf_spans_become_executions_and_calls() {
         super::protobuf_spans_become_executions_and_calls(e2e_tests::Backend::DynamoDb).await;
     }
+}
+
+/// A badge renders without a key through its token, shows status and uptime, and stops
+/// once its token is revoked.
+#[tokio::test]
+async fn a_badge_renders_by_token_and_stops_when_revoked() {
+    let (running, _dir) = spawn_app().await;
+    let key = running.api_key.clone();
+    ingest_events(
+        &running,
+        &key,
+        json!([
+            {"event_id": "c1", "type": "integration.call", "integration_id": "slack", "integration_name": "Slack & Co", "latency_ms": 120, "ok": true},
+            {"event_id": "c2", "type": "integration.call", "integration_id": "slack", "latency_ms": 80, "ok": true},
+            {"event_id": "c3", "type": "integration.call", "integration_id": "slack", "latency_ms": 80, "ok": true},
+            {"event_id": "c4", "type": "integration.call", "integration_id": "slack", "latency_ms": 90, "ok": false}
+        ]),
+    )
+    .await;
+    let api = Api::of(&running);
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/api/health/badges",
+            Some(json!({"source_type": "integration", "source_id": "nope"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/api/health/badges",
+            Some(json!({"source_type": "host", "source_id": "slack"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, created) = api
+        .call(
+            Method::POST,
+            "/api/health/badges",
+            Some(json!({"source_type": "integration", "source_id": "slack"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let token = created["token"].as_str().unwrap_or_default().to_owned();
+    assert!(token.len() >= 64, "{created}");
+    let url = created["url"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        url.ends_with(&format!("/api/health/badge/{token}")),
+        "{created}"
+    );
+
+    // No key: the token is the authority.
+    let fetch = |query: &'static str| {
+        let url = format!("{url}{query}");
+        async move {
+            let res = reqwest::get(&url).await.unwrap_or_else(|e| panic!("{e}"));
+            let status = res.status();
+            let ctype = res
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            (status, ctype, res.text().await.unwrap_or_default())
+        }
+    };
+    let (status, ctype, svg) = fetch("").await;
+    assert_eq!(status, StatusCode::OK, "{svg}");
+    assert!(ctype.starts_with("image/svg+xml"), "{ctype}");
+    assert!(
+        svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+        "{svg}"
+    );
+    // One failure in four calls: an error rate of 0.25 makes the integration degraded
+    // or worse; whatever the status, the badge says what the API says.
+    let (_, list) = api
+        .call(Method::GET, "/api/health/integrations", None)
+        .await;
+    let now_status = list[0]["status"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        svg.contains(&format!("<title>Slack &amp; Co: {now_status}</title>")),
+        "{svg}"
+    );
+    let (_, _, uptime) = fetch("?show=uptime_24h").await;
+    assert!(
+        uptime.contains("<title>Slack &amp; Co uptime 24h: 75%</title>"),
+        "{uptime}"
+    );
+    let (status, _, _) = fetch("?show=forever").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Listed without its token; revoked, it stops.
+    let (_, badges) = api.call(Method::GET, "/api/health/badges", None).await;
+    assert_eq!(badges[0]["badge_id"], created["badge_id"], "{badges}");
+    assert!(badges[0].get("token").is_none(), "{badges}");
+    let id = created["badge_id"].as_str().unwrap_or_default();
+    let (status, _) = api
+        .call(Method::DELETE, &format!("/api/health/badges/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, body) = fetch("").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _) = api
+        .call(Method::DELETE, &format!("/api/health/badges/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

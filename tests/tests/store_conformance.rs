@@ -906,7 +906,65 @@ async fn a_retried_finish_after_the_hour_turned_counts_once(store: Store) {
     assert_eq!(completed, 1, "{history:?}");
 }
 
+/// Badge tokens: found by the token, listed by id without it, gone once revoked; totals
+/// and tokens kept on the record survive the store's encoding.
+async fn badges_are_found_by_token_listed_and_revoked(store: Store) {
+    let now = now();
+    let created = store
+        .create_badge("t1", "agent", "a1", now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let found = store
+        .find_badge(&created.token)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        found.map(|b| (b.tenant, b.source_id)),
+        Some(("t1".into(), "a1".into()))
+    );
+    assert_eq!(store.find_badge("ahb_nope").await.ok(), Some(None));
+    let listed = store
+        .list_badges("t1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(listed, vec![created.info.clone()]);
+    assert!(store.list_badges("t2").await.is_ok_and(|l| l.is_empty()));
+    assert_eq!(
+        store.revoke_badge("t2", &created.info.badge_id).await.ok(),
+        Some(false)
+    );
+    assert_eq!(
+        store.revoke_badge("t1", &created.info.badge_id).await.ok(),
+        Some(true)
+    );
+    assert_eq!(store.find_badge(&created.token).await.ok(), Some(None));
+    assert!(store.list_badges("t1").await.is_ok_and(|l| l.is_empty()));
+
+    let events = batch(
+        now,
+        json!([
+            {"event_id": "f1", "type": "execution.finished", "agent_id": "a1", "execution_id": "x1", "outcome": "completed", "duration_ms": 5, "input_tokens": 700, "output_tokens": 70},
+            {"event_id": "f2", "type": "execution.finished", "agent_id": "a1", "execution_id": "x2", "outcome": "failed", "duration_ms": 5.5}
+        ]),
+    );
+    store
+        .ingest("t1", &events, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let agents = store
+        .load_agents("t1", shared::store::tenant::Consistency::Strong)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = &agents[0].record.totals;
+    assert_eq!(
+        (t.completed, t.failed, t.input_tokens, t.output_tokens),
+        (1, 1, 700, 70)
+    );
+    assert_eq!(t.duration_sum_ms, 10.5);
+}
+
 e2e_tests::on_both_stores!(
+    badges_are_found_by_token_listed_and_revoked,
     a_retried_finish_after_the_hour_turned_counts_once,
     latencies_give_percentiles_and_hours_move_out_with_their_counts,
     pages_of_a_list_give_the_whole_list_once,

@@ -167,7 +167,11 @@ pub fn tenant_families(out: &mut Exposition, data: &TenantData, now: Millis, thr
             ("agent_name", d.record.agent_name.clone()),
         ]
     };
-    let each = |f: &dyn Fn(&crate::store::tenant::AgentData, &crate::domain::health::AgentHealth) -> Option<f64>| -> Vec<Sample> {
+    let each = |f: &dyn Fn(
+        &crate::store::tenant::AgentData,
+        &crate::domain::health::AgentHealth,
+    ) -> Option<f64>|
+     -> Vec<Sample> {
         agents
             .iter()
             .filter_map(|(d, h)| f(d, h).map(|v| (al(d), v)))
@@ -205,7 +209,11 @@ pub fn tenant_families(out: &mut Exposition, data: &TenantData, now: Millis, thr
     );
     let mut durations = Vec::new();
     for (d, h) in &agents {
-        for (p, v) in [("50", h.latency_p50_ms), ("95", h.latency_p95_ms), ("99", h.latency_p99_ms)] {
+        for (p, v) in [
+            ("50", h.latency_p50_ms),
+            ("95", h.latency_p95_ms),
+            ("99", h.latency_p99_ms),
+        ] {
             if let Some(v) = v {
                 let mut labels = al(d);
                 labels.push(("percentile", p.to_owned()));
@@ -233,7 +241,10 @@ pub fn tenant_families(out: &mut Exposition, data: &TenantData, now: Millis, thr
     );
     let mut tokens = Vec::new();
     for (d, _) in &agents {
-        for (kind, n) in [("input", d.record.totals.input_tokens), ("output", d.record.totals.output_tokens)] {
+        for (kind, n) in [
+            ("input", d.record.totals.input_tokens),
+            ("output", d.record.totals.output_tokens),
+        ] {
             let mut labels = al(d);
             labels.push(("token_type", kind.to_owned()));
             tokens.push((labels, n as f64));
@@ -257,7 +268,11 @@ pub fn tenant_families(out: &mut Exposition, data: &TenantData, now: Millis, thr
             ("integration_name", r.integration_name.clone()),
         ]
     };
-    let each = |f: &dyn Fn(&crate::store::tenant::IntegrationData, &crate::domain::health::IntegrationHealth) -> Option<f64>| -> Vec<Sample> {
+    let each = |f: &dyn Fn(
+        &crate::store::tenant::IntegrationData,
+        &crate::domain::health::IntegrationHealth,
+    ) -> Option<f64>|
+     -> Vec<Sample> {
         integrations
             .iter()
             .filter_map(|(d, h)| f(d, h).map(|v| (il(&d.record), v)))
@@ -283,7 +298,11 @@ pub fn tenant_families(out: &mut Exposition, data: &TenantData, now: Millis, thr
     );
     let mut latency = Vec::new();
     for (d, h) in &integrations {
-        for (p, v) in [("50", h.latency_p50_ms), ("95", h.latency_p95_ms), ("99", h.latency_p99_ms)] {
+        for (p, v) in [
+            ("50", h.latency_p50_ms),
+            ("95", h.latency_p95_ms),
+            ("99", h.latency_p99_ms),
+        ] {
             if let Some(v) = v {
                 let mut labels = il(&d.record);
                 labels.push(("percentile", p.to_owned()));
@@ -390,8 +409,14 @@ mod tests {
             );
             let text = e.finish();
             let declared = if open { "x_calls" } else { "x_calls_total" };
-            assert!(text.contains(&format!("# TYPE {declared} counter\n")), "{text}");
-            assert!(text.contains("x_calls_total{id=\"a\\\"b\\\\c\\nd\"} 3\n"), "{text}");
+            assert!(
+                text.contains(&format!("# TYPE {declared} counter\n")),
+                "{text}"
+            );
+            assert!(
+                text.contains("x_calls_total{id=\"a\\\"b\\\\c\\nd\"} 3\n"),
+                "{text}"
+            );
             assert_eq!(text.ends_with("# EOF\n"), open);
         }
     }

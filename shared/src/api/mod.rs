@@ -9,6 +9,7 @@ use serde::Serialize;
 pub mod agents;
 pub mod alerts;
 pub mod auth;
+pub mod badges;
 pub mod error;
 pub mod export;
 pub mod failures;
@@ -111,11 +112,19 @@ pub enum Endpoint {
     IngestTraces,
     /// `GET /metrics`: OpenMetrics text for Prometheus.
     Metrics,
+    /// `POST /api/health/badges`
+    CreateBadge,
+    /// `GET /api/health/badges`
+    ListBadges,
+    /// `DELETE /api/health/badges/{badge_id}`
+    RevokeBadge,
+    /// `GET /api/health/badge/{token}`: a badge's SVG; no key (the token is the authority).
+    GetBadge,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 36] = [
+    pub const ALL: [Endpoint; 40] = [
         Self::IngestEvents,
         Self::PutAgent,
         Self::PutIntegration,
@@ -152,6 +161,10 @@ impl Endpoint {
         Self::GetHourly,
         Self::IngestTraces,
         Self::Metrics,
+        Self::CreateBadge,
+        Self::ListBadges,
+        Self::RevokeBadge,
+        Self::GetBadge,
     ];
 
     /// Its method and path template, as in the OpenAPI document and the SAM template.
@@ -193,6 +206,10 @@ impl Endpoint {
             Self::GetHourly => ("GET", "/api/health/hourly"),
             Self::IngestTraces => ("POST", "/v1/traces"),
             Self::Metrics => ("GET", "/metrics"),
+            Self::CreateBadge => ("POST", "/api/health/badges"),
+            Self::ListBadges => ("GET", "/api/health/badges"),
+            Self::RevokeBadge => ("DELETE", "/api/health/badges/{badge_id}"),
+            Self::GetBadge => ("GET", "/api/health/badge/{token}"),
         }
     }
 
@@ -235,6 +252,10 @@ impl Endpoint {
             Self::GetHourly => "get-hourly",
             Self::IngestTraces => "ingest-traces",
             Self::Metrics => "get-metrics",
+            Self::CreateBadge => "create-badge",
+            Self::ListBadges => "list-badges",
+            Self::RevokeBadge => "revoke-badge",
+            Self::GetBadge => "get-badge",
         }
     }
 
@@ -262,7 +283,9 @@ impl Endpoint {
             | Self::GetReport
             | Self::Export
             | Self::GetHourly
-            | Self::Metrics => Scope::Read,
+            | Self::Metrics
+            | Self::ListBadges
+            | Self::GetBadge => Scope::Read,
             Self::CreateKey
             | Self::ListKeys
             | Self::RevokeKey
@@ -274,7 +297,9 @@ impl Endpoint {
             | Self::CreateSilence
             | Self::DeleteSilence
             | Self::PutSlo
-            | Self::DeleteSlo => Scope::Admin,
+            | Self::DeleteSlo
+            | Self::CreateBadge
+            | Self::RevokeBadge => Scope::Admin,
         }
     }
 }
@@ -346,6 +371,10 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         ["silences"] => (Endpoint::CreateSilence, None, "GET, POST"),
         ["silences", id] => (Endpoint::DeleteSilence, Some(*id), "DELETE"),
         ["slos"] => (Endpoint::ListSlos, None, "GET"),
+        ["badges"] if get => (Endpoint::ListBadges, None, "GET, POST"),
+        ["badges"] => (Endpoint::CreateBadge, None, "GET, POST"),
+        ["badges", id] => (Endpoint::RevokeBadge, Some(*id), "DELETE"),
+        ["badge", token] => (Endpoint::GetBadge, Some(*token), "GET"),
         ["slos", id] if method == Method::DELETE => (Endpoint::DeleteSlo, Some(*id), "PUT, DELETE"),
         ["slos", id] => (Endpoint::PutSlo, Some(*id), "PUT, DELETE"),
         ["alerts", id, "notifications"] => (Endpoint::AlertNotifications, Some(*id), "GET"),
@@ -415,8 +444,8 @@ pub async fn handle_bytes(
     req: Request<Bytes>,
     only: Option<Endpoint>,
 ) -> Response<Bytes> {
-    let traces = route(req.method(), req.uri().path())
-        .is_ok_and(|r| r.endpoint == Endpoint::IngestTraces);
+    let traces =
+        route(req.method(), req.uri().path()).is_ok_and(|r| r.endpoint == Endpoint::IngestTraces);
     if traces && only.is_none_or(|e| e == Endpoint::IngestTraces) {
         return otlp::serve(state, req).await;
     }
@@ -472,6 +501,15 @@ async fn serve(
             )
             .await);
         }
+        // Badge URLs carry their own authority: an unguessable, revocable token.
+        Endpoint::GetBadge => {
+            return badges::image(
+                state,
+                route.id.as_deref().unwrap_or_default(),
+                req.uri().query(),
+            )
+            .await
+        }
         _ => {}
     }
     let principal = principal_for(state, &req, route.endpoint).await?;
@@ -526,12 +564,18 @@ async fn serve(
         }
         Endpoint::ListSlos => slos::list(state, tenant).await,
         Endpoint::DeleteSlo => slos::delete(state, tenant, id).await,
+        Endpoint::CreateBadge => badges::create(state, tenant, body).await,
+        Endpoint::ListBadges => badges::list(state, tenant).await,
+        Endpoint::RevokeBadge => badges::revoke(state, tenant, id).await,
         Endpoint::Metrics => {
-            let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+            let accept = req
+                .headers()
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
             metrics::get(state, tenant, accept).await
         }
         // Binary answers: served by `otlp::serve` (through `handle_bytes`).
-        Endpoint::AckPage | Endpoint::AckConfirm | Endpoint::IngestTraces => {
+        Endpoint::AckPage | Endpoint::AckConfirm | Endpoint::IngestTraces | Endpoint::GetBadge => {
             Err(ApiError::NotFound("no route".to_owned()))
         }
     }
@@ -559,13 +603,27 @@ async fn healthz(state: &AppState) -> Result<Response<String>, ApiError> {
 pub(crate) fn agent_or_integration(
     query: Option<&str>,
 ) -> Result<(crate::store::layout::Entity, &'static str), ApiError> {
+    match query_param(query, "source_type") {
+        Some(v) => agent_or_integration_value(&serde_json::Value::String(v)),
+        None => Err(ApiError::bad_request(
+            "invalid_parameter",
+            "source_type: required (agent or integration)",
+        )),
+    }
+}
+
+/// A `source_type` given in a JSON body: `agent` or `integration`.
+pub(crate) fn agent_or_integration_value(
+    value: &serde_json::Value,
+) -> Result<(crate::store::layout::Entity, &'static str), ApiError> {
     use crate::store::layout::Entity;
-    let bad = |m: &str| ApiError::bad_request("invalid_parameter", m.to_owned());
-    match query_param(query, "source_type").as_deref() {
+    match value.as_str() {
         Some("agent") => Ok((Entity::Agent, "agent")),
         Some("integration") => Ok((Entity::Integration, "integration")),
-        Some(_) => Err(bad("source_type: must be agent or integration")),
-        None => Err(bad("source_type: required (agent or integration)")),
+        _ => Err(ApiError::bad_request(
+            "invalid_parameter",
+            "source_type: must be agent or integration",
+        )),
     }
 }
 

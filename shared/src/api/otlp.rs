@@ -263,9 +263,20 @@ mod tests {
             "body: bad".into(),
         );
         let status = RpcStatus::decode(r.body().as_ref()).ok();
-        assert_eq!(status.map(|s| (s.code, s.message)), Some((3, "body: bad".into())));
-        let r = error_answer(Encoding::Json, StatusCode::SERVICE_UNAVAILABLE, Some("1"), "x".into());
-        assert_eq!(r.headers().get("retry-after").map(|v| v.as_bytes()), Some(&b"1"[..]));
+        assert_eq!(
+            status.map(|s| (s.code, s.message)),
+            Some((3, "body: bad".into()))
+        );
+        let r = error_answer(
+            Encoding::Json,
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("1"),
+            "x".into(),
+        );
+        assert_eq!(
+            r.headers().get("retry-after").map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
         assert_eq!(&r.body()[..], br#"{"code":14,"message":"x"}"#);
     }
 
@@ -277,11 +288,16 @@ mod tests {
         let packed = gz.finish().unwrap_or_default();
         let req = |enc: &str, body: Vec<u8>| {
             let mut r = Request::new(Bytes::from(body));
-            r.headers_mut()
-                .insert(http::header::CONTENT_ENCODING, HeaderValue::from_str(enc).unwrap_or(HeaderValue::from_static("x")));
+            r.headers_mut().insert(
+                http::header::CONTENT_ENCODING,
+                HeaderValue::from_str(enc).unwrap_or(HeaderValue::from_static("x")),
+            );
             r
         };
-        assert_eq!(decompress(&req("gzip", packed)).ok(), Some(Bytes::from("hello")));
+        assert_eq!(
+            decompress(&req("gzip", packed)).ok(),
+            Some(Bytes::from("hello"))
+        );
         assert!(decompress(&req("gzip", b"nope".to_vec())).is_err());
         assert!(decompress(&req("br", b"x".to_vec())).is_err());
     }

@@ -113,7 +113,9 @@ mod tests {
         );
         assert_eq!(
             p.map(|p| p.metrics),
-            Some(serde_json::json!({"total_executions": 20, "completed": 18, "failed": 2, "input_tokens": 1500, "output_tokens": 300}))
+            Some(
+                serde_json::json!({"total_executions": 20, "completed": 18, "failed": 2, "input_tokens": 1500, "output_tokens": 300})
+            )
         );
         assert_eq!(agent_point(1, &AgentCounters::default()), None);
     }

@@ -871,7 +871,16 @@ mod tests {
             NOW,
             FinishKnown::No,
         );
-        a.finished("x1", Outcome::Failed, None, None, None, NOW, NOW, FinishKnown::No);
+        a.finished(
+            "x1",
+            Outcome::Failed,
+            None,
+            None,
+            None,
+            NOW,
+            NOW,
+            FinishKnown::No,
+        );
         let hour: AgentCounters =
             a.window
                 .minutes
@@ -935,17 +944,41 @@ mod tests {
     fn tokens_count_once_per_execution_and_rows_without_them_stay_short() {
         use crate::domain::events::Tokens;
         let mut a = LiveAgent::new(AgentRecord::new("a", 0));
-        let t = Some(Tokens { input: 120, output: 30 });
+        let t = Some(Tokens {
+            input: 120,
+            output: 30,
+        });
         for _ in 0..2 {
-            a.finished("x1", Outcome::Completed, Some(5.0), None, t, NOW, NOW, FinishKnown::No);
+            a.finished(
+                "x1",
+                Outcome::Completed,
+                Some(5.0),
+                None,
+                t,
+                NOW,
+                NOW,
+                FinishKnown::No,
+            );
         }
-        a.finished("x2", Outcome::Failed, Some(5.0), None, None, NOW, NOW, FinishKnown::No);
+        a.finished(
+            "x2",
+            Outcome::Failed,
+            Some(5.0),
+            None,
+            None,
+            NOW,
+            NOW,
+            FinishKnown::No,
+        );
         let totals = &a.record.totals;
         assert_eq!((totals.completed, totals.failed), (1, 1));
         assert_eq!((totals.input_tokens, totals.output_tokens), (120, 30));
         let minute = &a.window.minutes[0].1;
         assert_eq!(minute.to_row().len(), 7);
-        assert_eq!(AgentCounters::from_row(&minute.to_row()).as_ref(), Some(minute));
+        assert_eq!(
+            AgentCounters::from_row(&minute.to_row()).as_ref(),
+            Some(minute)
+        );
         // Rows written before tokens were counted still read.
         let old = AgentCounters::from_row(&[1.0, 1.0, 0.0, 1.0, 5.0]);
         assert_eq!(old.map(|c| (c.started, c.input_tokens)), Some((1, 0)));

@@ -2,6 +2,7 @@
 
 pub mod address;
 pub mod alerts;
+pub mod badge;
 pub mod events;
 pub mod failures;
 pub mod health;

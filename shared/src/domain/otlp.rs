@@ -124,7 +124,10 @@ fn span_tokens(attrs: &[KeyValue]) -> Option<Tokens> {
 }
 
 fn kind_of(span: &Span) -> Option<Kind> {
-    let has_genai = span.attributes.iter().any(|kv| kv.key.starts_with("gen_ai."));
+    let has_genai = span
+        .attributes
+        .iter()
+        .any(|kv| kv.key.starts_with("gen_ai."));
     if !has_genai {
         return None;
     }
@@ -268,7 +271,11 @@ fn map_span(
         return Err("older than 7 days or more than 5 minutes in the future".into());
     }
     let duration_ms = (end - start) as f64 / 1e6;
-    let span_key = format!("{}-{}", hex::encode(&span.trace_id), hex::encode(&span.span_id));
+    let span_key = format!(
+        "{}-{}",
+        hex::encode(&span.trace_id),
+        hex::encode(&span.span_id)
+    );
     let error = failure(span);
     let id_of = |value: Option<&str>, what: &str| -> Result<String, String> {
         let v = value.ok_or_else(|| format!("no {what}"))?;
@@ -413,7 +420,10 @@ mod tests {
             Some(1),
             "execute_tool get_weather",
             (900, 700),
-            vec![s("gen_ai.operation.name", "execute_tool"), s("gen_ai.tool.name", "get_weather")],
+            vec![
+                s("gen_ai.operation.name", "execute_tool"),
+                s("gen_ai.tool.name", "get_weather"),
+            ],
         );
         tool.status = Some(Status {
             code: StatusCode::Error as i32,
@@ -444,7 +454,13 @@ mod tests {
                     i("gen_ai.usage.completion_tokens", 1),
                 ],
             ),
-            span(5, Some(1), "GET /weather", (850, 800), vec![s("http.method", "GET")]),
+            span(
+                5,
+                Some(1),
+                "GET /weather",
+                (850, 800),
+                vec![s("http.method", "GET")],
+            ),
             span(
                 1,
                 None,
@@ -487,8 +503,10 @@ mod tests {
         );
         let started = &m.events[m.events.len() - 2];
         assert_eq!(started.timestamp, NOW - 1200);
-        assert!(matches!(&started.kind, EventKind::ExecutionStarted { agent_id, operation, agent_name: Some(n), .. }
-            if agent_id == "agent-7" && operation == "invoke_agent Researcher" && n == "Researcher"));
+        assert!(
+            matches!(&started.kind, EventKind::ExecutionStarted { agent_id, operation, agent_name: Some(n), .. }
+            if agent_id == "agent-7" && operation == "invoke_agent Researcher" && n == "Researcher")
+        );
         let finished = &m.events[m.events.len() - 1];
         assert_eq!(finished.timestamp, NOW - 500);
         // The tool failed but the agent span did not: the execution completed, and its
@@ -511,17 +529,22 @@ mod tests {
                 i("gen_ai.usage.input_tokens", 7),
             ],
         );
-        agent.events.push(opentelemetry_proto::tonic::trace::v1::span::Event {
-            name: "exception".into(),
-            attributes: vec![s("exception.message", "429 Too Many Requests")],
-            ..Default::default()
-        });
+        agent
+            .events
+            .push(opentelemetry_proto::tonic::trace::v1::span::Event {
+                name: "exception".into(),
+                attributes: vec![s("exception.message", "429 Too Many Requests")],
+                ..Default::default()
+            });
         let model = span(
             2,
             Some(1),
             "chat",
             (90, 10),
-            vec![s("gen_ai.provider.name", "openai"), i("gen_ai.usage.input_tokens", 500)],
+            vec![
+                s("gen_ai.provider.name", "openai"),
+                i("gen_ai.usage.input_tokens", 500),
+            ],
         );
         let m = map_request(&request(vec![model, agent]), NOW);
         let finished = m.events.last().map(|e| e.kind.clone());
@@ -534,9 +557,27 @@ mod tests {
     #[test]
     fn unusable_spans_are_counted_with_their_reason_and_ids_are_stable() {
         let spans = vec![
-            span(1, None, "execute_tool", (10, 0), vec![s("gen_ai.operation.name", "execute_tool")]),
-            span(2, None, "create_agent x", (10, 0), vec![s("gen_ai.operation.name", "create_agent")]),
-            span(3, None, "chat", (8 * 86_400_000, 8 * 86_400_000 - 5), vec![s("gen_ai.system", "openai")]),
+            span(
+                1,
+                None,
+                "execute_tool",
+                (10, 0),
+                vec![s("gen_ai.operation.name", "execute_tool")],
+            ),
+            span(
+                2,
+                None,
+                "create_agent x",
+                (10, 0),
+                vec![s("gen_ai.operation.name", "create_agent")],
+            ),
+            span(
+                3,
+                None,
+                "chat",
+                (8 * 86_400_000, 8 * 86_400_000 - 5),
+                vec![s("gen_ai.system", "openai")],
+            ),
             span(4, None, "chat", (0, 10), vec![s("gen_ai.system", "openai")]),
             span(5, None, "chat", (10, 0), vec![s("gen_ai.system", "openai")]),
         ];

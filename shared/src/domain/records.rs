@@ -54,7 +54,11 @@ pub struct AgentRecord {
     pub created_at: Millis,
     /// Every execution finished since the agent was first seen (since tokens and totals
     /// were counted, for older agents): the monotonic counters `/metrics` exposes.
-    #[serde(default, skip_serializing_if = "is_default", with = "crate::domain::live::as_row")]
+    #[serde(
+        default,
+        skip_serializing_if = "is_default",
+        with = "crate::domain::live::as_row"
+    )]
     pub totals: AgentCounters,
 }
 
@@ -274,7 +278,11 @@ pub struct IntegrationRecord {
     pub created_at: Millis,
     /// Every call and probe since it was first seen (or since totals were counted): the
     /// monotonic counters `/metrics` exposes.
-    #[serde(default, skip_serializing_if = "is_default", with = "crate::domain::live::as_row")]
+    #[serde(
+        default,
+        skip_serializing_if = "is_default",
+        with = "crate::domain::live::as_row"
+    )]
     pub totals: IntegrationCounters,
     /// While failed: when the next recovery attempt is due.
     #[serde(default)]

@@ -18,6 +18,7 @@ use crate::domain::records::{AgentCounters, HostCounters, IntegrationCounters, S
 
 pub mod agents;
 pub mod alerts;
+pub mod badges;
 pub mod connections;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
@@ -80,6 +81,7 @@ pub enum Record {
     Secret(notify::SecretRecord),
     Slo(crate::domain::slo::SloRecord),
     Failure(crate::domain::failures::FailureRecord),
+    Badge(badges::BadgeRecord),
     /// An item whose content could not be parsed (damaged, or written by a newer version),
     /// with the reason. Backends return it instead of failing the whole read, so one such
     /// item degrades only its own entity; it is never written.

@@ -1,0 +1,155 @@
+//! Status badges: `POST/GET /api/health/badges`, `DELETE /api/health/badges/{badge_id}`
+//! (keyed), and `GET /api/health/badge/{token}` (public: the token is the authority).
+
+use http::{HeaderValue, Response, StatusCode};
+use serde_json::Value;
+
+use super::{agent_or_integration_value, json_response, no_content, object_body, ApiError};
+use crate::domain::badge::{availability, status_colour, svg, uptime_message, Show};
+use crate::domain::ids::check_id;
+use crate::domain::live::hour_of;
+use crate::domain::wire_name;
+use crate::store::layout::Entity;
+use crate::time::HOUR_MS;
+use crate::AppState;
+
+/// Creates a badge token for an existing agent or integration; 201 with the token (shown
+/// once) and the badge's URL.
+pub async fn create(
+    state: &AppState,
+    tenant: &str,
+    body: &[u8],
+) -> Result<Response<String>, ApiError> {
+    let bad = |m: &str| ApiError::bad_request("invalid_badge", m.to_owned());
+    let mut source_type = None;
+    let mut source_id = None;
+    for (field, value) in object_body(body)? {
+        match (field.as_str(), value) {
+            ("source_type", v) => source_type = Some(agent_or_integration_value(&v)?),
+            ("source_id", Value::String(s)) if check_id(&s).is_ok() => source_id = Some(s),
+            ("source_id", _) => {
+                return Err(bad(
+                    "source_id: must be a string of 1 to 128 characters without control characters",
+                ))
+            }
+            (other, _) => {
+                return Err(bad(&format!(
+                    "{other}: unknown field (source_type, source_id)"
+                )))
+            }
+        }
+    }
+    let (entity, kind) =
+        source_type.ok_or_else(|| bad("source_type: required (agent or integration)"))?;
+    let id = source_id.ok_or_else(|| bad("source_id: required"))?;
+    let now = state.clock.now_ms();
+    let exists = match entity {
+        Entity::Agent => state.store.agent_health(tenant, &id, now).await?.is_some(),
+        _ => state.store.integration_record(tenant, &id).await?.is_some(),
+    };
+    if !exists {
+        return Err(ApiError::NotFound(format!("no {kind} with id {id}")));
+    }
+    let created = state.store.create_badge(tenant, kind, &id, now).await?;
+    let path = format!("/api/health/badge/{}", created.token);
+    let url = match &state.config.public_url {
+        Some(base) => format!("{}{path}", base.trim_end_matches('/')),
+        None => path,
+    };
+    let mut body = serde_json::to_value(&created).unwrap_or_default();
+    body["url"] = Value::String(url);
+    Ok(json_response(StatusCode::CREATED, &body))
+}
+
+/// The tenant's badges (without their tokens).
+pub async fn list(state: &AppState, tenant: &str) -> Result<Response<String>, ApiError> {
+    Ok(json_response(
+        StatusCode::OK,
+        &state.store.list_badges(tenant).await?,
+    ))
+}
+
+/// Revokes a badge: its URL answers 404 from now on.
+pub async fn revoke(
+    state: &AppState,
+    tenant: &str,
+    badge_id: &str,
+) -> Result<Response<String>, ApiError> {
+    if state.store.revoke_badge(tenant, badge_id).await? {
+        Ok(no_content())
+    } else {
+        Err(ApiError::NotFound(format!("no badge with id {badge_id}")))
+    }
+}
+
+/// The badge's SVG; `?show=status|uptime_24h|uptime_30d`, `?label=` to name it otherwise.
+pub async fn image(
+    state: &AppState,
+    token: &str,
+    query: Option<&str>,
+) -> Result<Response<String>, ApiError> {
+    let show = Show::parse(super::query_param(query, "show").as_deref()).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_parameter",
+            "show: must be status, uptime_24h or uptime_30d",
+        )
+    })?;
+    let label = super::query_param(query, "label");
+    if let Some(l) = &label {
+        check_id(l)
+            .map_err(|m| ApiError::bad_request("invalid_parameter", format!("label: {m}")))?;
+    }
+    let badge = state.store.find_badge(token).await?.ok_or_else(|| {
+        ApiError::NotFound("no badge for this token (it may have been revoked)".to_owned())
+    })?;
+    let (tenant, id) = (badge.tenant.as_str(), badge.source_id.as_str());
+    let entity = if badge.source_type == "agent" {
+        Entity::Agent
+    } else {
+        Entity::Integration
+    };
+    let now = state.clock.now_ms();
+    let (name, status) = match entity {
+        Entity::Agent => match state.store.agent_health(tenant, id, now).await? {
+            Some(h) => (h.agent_name, wire_name(&h.status)),
+            None => (id.to_owned(), "unknown".to_owned()),
+        },
+        _ => match state
+            .store
+            .integration_health(tenant, id, now, state.config.latency_threshold_ms)
+            .await?
+        {
+            Some(h) => (h.integration_name, wire_name(&h.status)),
+            None => (id.to_owned(), "unknown".to_owned()),
+        },
+    };
+    let (message, colour) = match show {
+        Show::Status => {
+            let c = status_colour(&status);
+            (status, c)
+        }
+        uptime => {
+            let from = (hour_of(now) - uptime.hours() + 1) * HOUR_MS;
+            let hours = state
+                .store
+                .hourly(tenant, entity, Some(id), from, now)
+                .await?;
+            let summaries: Vec<_> = hours.into_iter().flat_map(|(_, h)| h).collect();
+            uptime_message(availability(&summaries))
+        }
+    };
+    let label = label.unwrap_or_else(|| format!("{name}{}", show.label_suffix()));
+    let mut response = Response::new(svg(&label, &message, colour));
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("image/svg+xml; charset=utf-8"),
+    );
+    // Short, so a revoked badge or a new status shows within a minute where it is embedded.
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=60"),
+    );
+    Ok(response)
+}
