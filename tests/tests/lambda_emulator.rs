@@ -140,6 +140,8 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
         "get-active-alerts",
         "acknowledge-alert",
         "export",
+        "ingest-traces",
+        "get-metrics",
     ];
     let ports: Vec<u16> = functions.iter().map(|_| free_port()).collect();
     let _emulators: Vec<Emulator> = functions
@@ -212,7 +214,7 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
                 "agent_id": "a1", "agent_name": "Sales Assistant", "status": "error", "current_operation": null,
                 "operations_completed": 1, "success_rate": 0.5, "confidence_score": 0.5,
                 "last_active": format_rfc3339(now - 240_000), "health_trend": "stable",
-                "metrics": {"avg_execution_time": 60000.0, "error_rate": 0.5, "recent_executions": 2},
+                "metrics": {"avg_execution_time": 60000.0, "error_rate": 0.5, "recent_executions": 2, "input_tokens": 0, "output_tokens": 0},
                 "latency_p50_ms": shared::domain::latency::estimate(60_000.0),
                 "latency_p95_ms": shared::domain::latency::estimate(60_000.0),
                 "latency_p99_ms": shared::domain::latency::estimate(60_000.0)
@@ -357,6 +359,79 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
         .await
         .unwrap_or_default()
         .contains("alert_cpu_h1"));
+
+    // OTLP in protobuf, through API Gateway's binary (base64) body and back: the answer is
+    // a protobuf ExportTraceServiceResponse counting the span left out.
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message as _;
+    let ingest_key = store
+        .create_api_key("acme", &["ingest".to_owned()], "agents", now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.to_owned())),
+        }),
+        ..KeyValue::default()
+    };
+    let ns = |ms: i64| u64::try_from(ms).unwrap_or(0) * 1_000_000;
+    let span = |id: u8, attributes: Vec<KeyValue>| Span {
+        trace_id: vec![0xab; 16],
+        span_id: vec![id; 8],
+        name: "span".into(),
+        start_time_unix_nano: ns(now - 3_000),
+        end_time_unix_nano: ns(now - 1_000),
+        attributes,
+        ..Span::default()
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![
+                    span(
+                        1,
+                        vec![
+                            kv("gen_ai.operation.name", "chat"),
+                            kv("gen_ai.provider.name", "openai"),
+                        ],
+                    ),
+                    span(2, vec![kv("http.request.method", "GET")]),
+                ],
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    };
+    let res = call(
+        "ingest-traces",
+        reqwest::Method::POST,
+        "/v1/traces",
+        &ingest_key,
+    )
+    .header("content-type", "application/x-protobuf")
+    .body(request.encode_to_vec())
+    .send()
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), StatusCode::OK);
+    let answer = ExportTraceServiceResponse::decode(res.bytes().await.unwrap_or_default())
+        .unwrap_or_else(|e| panic!("not a protobuf answer: {e}"));
+    assert_eq!(answer.partial_success.map(|p| p.rejected_spans), Some(1));
+    let res = call("get-metrics", reqwest::Method::GET, "/metrics", &key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = res.text().await.unwrap_or_default();
+    assert!(
+        text.contains("agenthealth_integration_calls_total{integration_id=\"openai\",integration_name=\"openai\"} 1\n"),
+        "{text}"
+    );
 
     // A function serves only its own route.
     let res = call(

@@ -163,6 +163,26 @@ async fn documented_response_shapes_match_the_handlers() {
     );
     let ack_url = format!("/api/health/ack/{token}");
     let ends_at = shared::time::format_rfc3339(now + 600_000);
+    let badge = running
+        .state
+        .store
+        .create_badge("local", "agent", "a1", now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let badge_url = format!("/api/health/badge/{}?show=uptime_24h", badge.token);
+    let badge_revoke = format!("/api/health/badges/{}", badge.info.badge_id);
+    let ns = |ms: i64| (ms * 1_000_000).to_string();
+    let attr = |k: &str, v: &str| json!({"key": k, "value": {"stringValue": v}});
+    let traces = json!({"resourceSpans": [{
+        "resource": {"attributes": [attr("service.name", "svc")]},
+        "scopeSpans": [{"spans": [
+            {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331", "name": "invoke_agent a1", "kind": 1,
+             "startTimeUnixNano": ns(now - 2_000), "endTimeUnixNano": ns(now - 1_000),
+             "attributes": [attr("gen_ai.operation.name", "invoke_agent"), attr("gen_ai.agent.id", "a1")]},
+            {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "00f067aa0ba902b7", "parentSpanId": "b7ad6b7169203331", "name": "GET", "kind": 3,
+             "startTimeUnixNano": ns(now - 1_900), "endTimeUnixNano": ns(now - 1_800), "attributes": []}
+        ]}]
+    }]});
     // Requests in an order that leaves data for the reads.
     let cases: Vec<(Method, &str, &str, Option<Value>)> = vec![
         (
@@ -348,6 +368,27 @@ async fn documented_response_shapes_match_the_handlers() {
             Method::DELETE,
             "/api/health/slos/{slo_id}",
             "/api/health/slos/slack-p99",
+            None,
+        ),
+        (Method::POST, "/v1/traces", "/v1/traces", Some(traces)),
+        (Method::GET, "/metrics", "/metrics", None),
+        (
+            Method::POST,
+            "/api/health/badges",
+            "/api/health/badges",
+            Some(json!({"source_type": "agent", "source_id": "a1"})),
+        ),
+        (
+            Method::GET,
+            "/api/health/badges",
+            "/api/health/badges",
+            None,
+        ),
+        (Method::GET, "/api/health/badge/{token}", &badge_url, None),
+        (
+            Method::DELETE,
+            "/api/health/badges/{badge_id}",
+            &badge_revoke,
             None,
         ),
     ];

@@ -319,3 +319,65 @@ fn the_evaluator_reads_the_tables_stream_of_live_items() {
     }
     assert_eq!(t.matches("- dynamodb:GetRecords").count(), 1);
 }
+
+/// The monitor watches itself: dead-letter queues for the notifier and the evaluator,
+/// alarms on its functions' errors and throttles, on those queues and on the collector's
+/// own figures (failed, slow or stopped cycles, from the EMF lines it prints), all
+/// publishing to the AlarmTopic parameter when one is given.
+#[test]
+fn the_monitor_alarms_on_itself() {
+    let t = template();
+    assert!(t.contains("  AlarmTopic:\n    Type: String\n"));
+    assert!(t.contains("  HasAlarmTopic: !Not [!Equals [!Ref AlarmTopic, \"\"]]\n"));
+    let notifier = resource(&t, "notifier");
+    assert!(notifier.contains("DeadLetterQueue:\n        Type: SQS\n        TargetArn: !GetAtt NotifierDeadLetterQueue.Arn"));
+    let evaluator = resource(&t, "evaluator");
+    assert!(evaluator.contains("Destination: !GetAtt EvaluatorDeadLetterQueue.Arn"));
+    assert!(evaluator.contains("- sqs:SendMessage"));
+    for (alarm, needed) in [
+        ("FunctionErrorsAlarm", "MetricName: Errors"),
+        ("FunctionThrottlesAlarm", "MetricName: Throttles"),
+        (
+            "NotifierDeadLetterAlarm",
+            "Value: !GetAtt NotifierDeadLetterQueue.QueueName",
+        ),
+        (
+            "EvaluatorDeadLetterAlarm",
+            "Value: !GetAtt EvaluatorDeadLetterQueue.QueueName",
+        ),
+        ("CollectorFailedCyclesAlarm", "MetricName: FailedCycles"),
+        ("CollectorSlowAlarm", "MetricName: CycleTimeMax"),
+        ("CollectorStoppedAlarm", "TreatMissingData: breaching"),
+        ("ApiServerErrorsAlarm", "MetricName: 5xx"),
+    ] {
+        let block = named(&t, alarm);
+        assert!(
+            block.contains("Type: AWS::CloudWatch::Alarm"),
+            "{alarm}:\n{block}"
+        );
+        assert!(block.contains(needed), "{alarm} lacks {needed}:\n{block}");
+        assert!(
+            block.contains(
+                "AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopic], !Ref AWS::NoValue]"
+            ),
+            "{alarm} does not publish to the topic"
+        );
+    }
+    // Every function the errors alarm sums is one of the template's.
+    for f in named(&t, "FunctionErrorsAlarm")
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Value: !Ref "))
+    {
+        assert!(t.contains(&format!("\n  {f}:\n")), "no resource {f}");
+    }
+    // What the alarms read is what the functions print.
+    let line = shared::telemetry::emf_line("collector", 0, &[("FailedCycles", "Count", 0.0)]);
+    assert!(line.contains(&format!(
+        "\"Namespace\":\"{}\"",
+        shared::telemetry::EMF_NAMESPACE
+    )));
+    assert!(t.contains(&format!(
+        "Namespace: {}\n",
+        shared::telemetry::EMF_NAMESPACE
+    )));
+}

@@ -323,6 +323,8 @@ const HISTORY_COLUMNS: &[&str] = &[
     "total_executions",
     "completed",
     "failed",
+    "input_tokens",
+    "output_tokens",
     "calls",
     "failures",
     "avg_latency_ms",

@@ -59,26 +59,53 @@ struct RpcStatus {
     message: String,
 }
 
-/// Serves one OTLP/HTTP trace export. Never fails: errors become their OTLP answer.
-pub async fn serve(state: &AppState, req: Request<Bytes>) -> Response<Bytes> {
-    let content_type = req
-        .headers()
+/// The answer to a body over [`MAX_OTLP_BODY_BYTES`], for a server that stops reading it
+/// early, in the encoding `headers` name.
+pub fn too_large(headers: &http::HeaderMap) -> Response<Bytes> {
+    let encoding = match encoding_of(headers) {
+        Some(Encoding::Protobuf) => Encoding::Protobuf,
+        _ => Encoding::Json,
+    };
+    error_answer(
+        encoding,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        None,
+        ApiError::PayloadTooLarge {
+            limit: MAX_OTLP_BODY_BYTES,
+        }
+        .to_string(),
+    )
+}
+
+fn encoding_of(headers: &http::HeaderMap) -> Option<Encoding> {
+    let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let encoding = if content_type.starts_with("application/x-protobuf") {
-        Encoding::Protobuf
+    if content_type.starts_with("application/x-protobuf") {
+        Some(Encoding::Protobuf)
     } else if content_type.starts_with("application/json") {
-        Encoding::Json
+        Some(Encoding::Json)
     } else {
+        None
+    }
+}
+
+/// Serves one OTLP/HTTP trace export. Never fails: errors become their OTLP answer.
+pub async fn serve(state: &AppState, req: Request<Bytes>) -> Response<Bytes> {
+    let Some(encoding) = encoding_of(req.headers()) else {
+        let given = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         return error_answer(
             Encoding::Json,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             None,
             format!(
-                "Content-Type must be application/x-protobuf or application/json, got {:?}",
-                content_type
+                "Content-Type must be application/x-protobuf or application/json, got {given:?}"
             ),
         );
     };
