@@ -107,7 +107,7 @@ async fn the_readme_example_produces_the_contract_numbers() {
             "agent_id": "agent_123", "agent_name": "Sales Assistant", "status": "error",
             "current_operation": null, "operations_completed": 1, "success_rate": 0.5,
             "confidence_score": 0.5, "last_active": null, "health_trend": "stable",
-            "metrics": {"avg_execution_time": 60000.0, "error_rate": 0.5, "recent_executions": 2},
+            "metrics": {"avg_execution_time": 60000.0, "error_rate": 0.5, "recent_executions": 2, "input_tokens": 0, "output_tokens": 0},
             "latency_p50_ms": null, "latency_p95_ms": null, "latency_p99_ms": null
         })
     );
@@ -129,7 +129,7 @@ async fn put_agent_answers_the_agent_health_object() {
             "agent_id": "idle-bot", "agent_name": "Idle Bot", "status": "idle",
             "current_operation": null, "operations_completed": 0, "success_rate": 0.0,
             "confidence_score": 0.85, "last_active": null, "health_trend": "stable",
-            "metrics": {"avg_execution_time": null, "error_rate": 0.0, "recent_executions": 0},
+            "metrics": {"avg_execution_time": null, "error_rate": 0.0, "recent_executions": 0, "input_tokens": 0, "output_tokens": 0},
             "latency_p50_ms": null, "latency_p95_ms": null, "latency_p99_ms": null
         })
     );

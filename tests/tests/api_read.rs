@@ -155,7 +155,7 @@ fn agent_a1(t: Millis) -> Value {
         "agent_id": "a1", "agent_name": "Sales Assistant", "status": "error", "current_operation": null,
         "operations_completed": 1, "success_rate": 0.5, "confidence_score": 0.88,
         "last_active": format_rfc3339(t - 240_000), "health_trend": "stable",
-        "metrics": {"avg_execution_time": 60000.0, "error_rate": 0.5, "recent_executions": 2},
+        "metrics": {"avg_execution_time": 60000.0, "error_rate": 0.5, "recent_executions": 2, "input_tokens": 0, "output_tokens": 0},
         // Both executions took 60 s.
         "latency_p50_ms": estimate(60_000.0), "latency_p95_ms": estimate(60_000.0),
         "latency_p99_ms": estimate(60_000.0)
@@ -167,7 +167,7 @@ fn agent_a2(t: Millis) -> Value {
         "agent_id": "a2", "agent_name": "a2", "status": "active", "current_operation": "Processing leads",
         "operations_completed": 0, "success_rate": 0.0, "confidence_score": 0.5,
         "last_active": format_rfc3339(t - 60_000), "health_trend": "stable",
-        "metrics": {"avg_execution_time": null, "error_rate": 0.0, "recent_executions": 1},
+        "metrics": {"avg_execution_time": null, "error_rate": 0.0, "recent_executions": 1, "input_tokens": 0, "output_tokens": 0},
         "latency_p50_ms": null, "latency_p95_ms": null, "latency_p99_ms": null
     })
 }
@@ -272,7 +272,7 @@ async fn every_read_endpoint_answers_the_contract_shapes(backend: Backend) {
         (
             StatusCode::OK,
             json!({"health_type": "agent", "entity_id": "a1", "days": 7, "data_points": 1, "history": [
-                {"timestamp": day, "health_score": 0.5, "status": "degraded", "metrics": {"total_executions": 2, "completed": 1, "failed": 1,
+                {"timestamp": day, "health_score": 0.5, "status": "degraded", "metrics": {"total_executions": 2, "completed": 1, "failed": 1, "input_tokens": 0, "output_tokens": 0,
                     "latency_p50_ms": estimate(60_000.0), "latency_p95_ms": estimate(60_000.0), "latency_p99_ms": estimate(60_000.0)}}
             ]})
         )

@@ -906,6 +906,37 @@ async fn a_retried_finish_after_the_hour_turned_counts_once(store: Store) {
     assert_eq!(completed, 1, "{history:?}");
 }
 
+/// A retried batch that only holds duplicates, arriving after the hour of its events is
+/// over, moves that hour to its bucket: the item must record it, or the hour would count
+/// twice (bucket and item) in hourly figures and SLOs.
+async fn duplicates_after_the_hour_turned_leave_the_hour_counted_once(store: Store) {
+    use shared::time::HOUR_MS;
+    let hour = now().div_euclid(HOUR_MS) - 1;
+    let at_ms = hour * HOUR_MS + 59 * MINUTE_MS;
+    let later = (hour + 1) * HOUR_MS + 10_000;
+    let events = json!([
+        {"event_id": "s", "type": "execution.started", "agent_id": "a", "execution_id": "x", "operation": "o", "timestamp": at(at_ms)},
+        {"event_id": "f", "type": "execution.finished", "agent_id": "a", "execution_id": "x", "outcome": "completed", "duration_ms": 5, "timestamp": at(at_ms + 1_000)}
+    ]);
+    for expected in [(2, 0), (0, 2), (0, 2)] {
+        let o = store
+            .ingest("t", &batch(later, events.clone()), later)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((o.accepted, o.duplicates), expected);
+        let hours = store
+            .hourly("t", Entity::Agent, Some("a"), hour * HOUR_MS, later)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let total: u64 = hours
+            .iter()
+            .flat_map(|(_, h)| h)
+            .map(|(_, s)| s.total)
+            .sum();
+        assert_eq!(total, 1, "{hours:?}");
+    }
+}
+
 /// Badge tokens: found by the token, listed by id without it, gone once revoked; totals
 /// and tokens kept on the record survive the store's encoding.
 async fn badges_are_found_by_token_listed_and_revoked(store: Store) {
@@ -965,6 +996,7 @@ async fn badges_are_found_by_token_listed_and_revoked(store: Store) {
 
 e2e_tests::on_both_stores!(
     badges_are_found_by_token_listed_and_revoked,
+    duplicates_after_the_hour_turned_leave_the_hour_counted_once,
     a_retried_finish_after_the_hour_turned_counts_once,
     latencies_give_percentiles_and_hours_move_out_with_their_counts,
     pages_of_a_list_give_the_whole_list_once,

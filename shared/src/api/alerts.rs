@@ -33,11 +33,14 @@ pub async fn list(
         query_param(query, "source_id"),
     ) {
         (None, None) => None,
-        (Some(t), Some(id)) => Some((
-            SourceType::parse(&t)
-                .ok_or_else(|| bad("source_type: must be agent, integration or system"))?,
-            id,
-        )),
+        (Some(t), Some(id)) => {
+            crate::domain::ids::check_id(&id).map_err(|m| bad(&format!("source_id: {m}")))?;
+            Some((
+                SourceType::parse(&t)
+                    .ok_or_else(|| bad("source_type: must be agent, integration or system"))?,
+                id,
+            ))
+        }
         _ => return Err(bad("source_type and source_id: give both or neither")),
     };
     let include_resolved = match query_param(query, "include_resolved").as_deref() {

@@ -94,7 +94,21 @@ fn encoding_of(headers: &http::HeaderMap) -> Option<Encoding> {
 
 /// Serves one OTLP/HTTP trace export. Never fails: errors become their OTLP answer.
 pub async fn serve(state: &AppState, req: Request<Bytes>) -> Response<Bytes> {
-    let Some(encoding) = encoding_of(req.headers()) else {
+    let encoding = encoding_of(req.headers());
+    // The key first: a caller without one learns that before anything about the body.
+    let principal = match super::principal_for(state, &req, Endpoint::IngestTraces).await {
+        Ok(p) => p,
+        Err(e) => {
+            let status = e.status();
+            return error_answer(
+                encoding.unwrap_or(Encoding::Json),
+                status,
+                None,
+                e.to_string(),
+            );
+        }
+    };
+    let Some(encoding) = encoding else {
         let given = req
             .headers()
             .get(http::header::CONTENT_TYPE)
@@ -109,7 +123,7 @@ pub async fn serve(state: &AppState, req: Request<Bytes>) -> Response<Bytes> {
             ),
         );
     };
-    match export(state, &req, encoding).await {
+    match export(state, &req, &principal.tenant, encoding).await {
         Ok(response) => ok_answer(encoding, &response),
         Err(e) => {
             let (status, retry) = match &e {
@@ -133,9 +147,9 @@ pub async fn serve(state: &AppState, req: Request<Bytes>) -> Response<Bytes> {
 async fn export(
     state: &AppState,
     req: &Request<Bytes>,
+    tenant: &str,
     encoding: Encoding,
 ) -> Result<ExportTraceServiceResponse, ApiError> {
-    let principal = super::principal_for(state, req, Endpoint::IngestTraces).await?;
     if req.body().len() > MAX_OTLP_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge {
             limit: MAX_OTLP_BODY_BYTES,
@@ -149,18 +163,28 @@ async fn export(
                 format!("body: not an OTLP ExportTraceServiceRequest in protobuf ({e})"),
             )
         })?,
-        Encoding::Json => serde_json::from_slice(&body).map_err(|e| {
-            ApiError::bad_request(
-                "invalid_otlp",
-                format!("body: not an OTLP ExportTraceServiceRequest in JSON ({e})"),
-            )
-        })?,
+        // Through a Value first: serde would also read a struct from a JSON array.
+        Encoding::Json => serde_json::from_slice::<serde_json::Value>(&body)
+            .map_err(|e| e.to_string())
+            .and_then(|v| match v {
+                serde_json::Value::Object(_) => {
+                    check_shape(&v)?;
+                    serde_json::from_value(v).map_err(|e| e.to_string())
+                }
+                _ => Err("a JSON object is expected".to_owned()),
+            })
+            .map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_otlp",
+                    format!("body: not an OTLP ExportTraceServiceRequest in JSON ({e})"),
+                )
+            })?,
     };
     let now = state.clock.now_ms();
     let mapped = map_request(&request, now);
     let mut accepted = 0;
     for chunk in mapped.events.chunks(MAX_EVENTS_PER_BATCH) {
-        accepted += super::ingest::store_events(state, &principal.tenant, chunk, now)
+        accepted += super::ingest::store_events(state, tenant, chunk, now)
             .await?
             .accepted;
     }
@@ -177,6 +201,43 @@ async fn export(
             error_message: mapped.message(),
         }),
     })
+}
+
+/// Refuses arrays where OTLP's JSON has messages (serde would read them as messages,
+/// field by position), down to the spans: `resourceSpans`, `scopeSpans` and `spans` must
+/// be arrays of objects.
+fn check_shape(request: &serde_json::Value) -> Result<(), String> {
+    fn objects<'a>(
+        parent: &'a serde_json::Value,
+        field: &str,
+        path: &str,
+    ) -> Result<Vec<&'a serde_json::Value>, String> {
+        match parent.get(field) {
+            None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    if item.is_object() {
+                        Ok(item)
+                    } else {
+                        Err(format!("{path}{field}[{i}] must be an object"))
+                    }
+                })
+                .collect(),
+            Some(_) => Err(format!("{path}{field} must be an array")),
+        }
+    }
+    for (r, rs) in objects(request, "resourceSpans", "")?
+        .into_iter()
+        .enumerate()
+    {
+        let path = format!("resourceSpans[{r}].");
+        for (s, ss) in objects(rs, "scopeSpans", &path)?.into_iter().enumerate() {
+            objects(ss, "spans", &format!("{path}scopeSpans[{s}]."))?;
+        }
+    }
+    Ok(())
 }
 
 /// The body as sent: gzip undone (bounded), identity as is.
@@ -305,6 +366,19 @@ mod tests {
             Some(&b"1"[..])
         );
         assert_eq!(&r.body()[..], br#"{"code":14,"message":"x"}"#);
+    }
+
+    #[test]
+    fn json_messages_must_be_objects_down_to_the_spans() {
+        let ok = serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [{}]}]}]});
+        assert_eq!(check_shape(&ok), Ok(()));
+        let bad = serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [[]]}]}]});
+        assert_eq!(
+            check_shape(&bad),
+            Err("resourceSpans[0].scopeSpans[0].spans[0] must be an object".into())
+        );
+        assert!(check_shape(&serde_json::json!({"resourceSpans": [[]]})).is_err());
+        assert!(check_shape(&serde_json::json!({"resourceSpans": 5})).is_err());
     }
 
     #[test]

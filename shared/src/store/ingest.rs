@@ -641,7 +641,8 @@ impl Store {
             let retry = attempt.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0;
             let (value, read_version) = self.read_live_with::<T>(&key, retry).await?;
             let mut value = value.unwrap_or_else(|| T::create(first, now));
-            self.settle(tenant, target.marks_of(), &mut value, now)
+            let settled = self
+                .settle(tenant, target.marks_of(), &mut value, now)
                 .await?;
             let mut marks = Marks {
                 store: self,
@@ -679,6 +680,11 @@ impl Store {
                 if keep {
                     value.clone().touch(&mut touched);
                 }
+                self.put_live(&key, value, read_version).await?;
+            } else if settled && read_version.is_some() {
+                // Only duplicates, but hours or days moved to their buckets: the item must
+                // say so, or readers would count those hours twice (bucket and item) until
+                // its next event.
                 self.put_live(&key, value, read_version).await?;
             }
             Ok((outcome, touched))
@@ -738,14 +744,14 @@ impl Store {
     /// All are idempotent (an hour's summary and a final day are the same whoever writes
     /// them, an event arriving after its hour moved counting in minutes and days only; marks
     /// are added as a union), so they happen before the item's own conditional write and a
-    /// lost race simply repeats them.
+    /// lost race simply repeats them. `true` if anything moved (the item changed).
     pub(crate) async fn settle<T: LiveRecord>(
         &self,
         tenant: &str,
         of: MarksOf<'_>,
         value: &mut T,
         now: Millis,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         // Before the archive prunes the minutes that hold them.
         let mut hours: Vec<(i64, Record)> = value
             .take_hours(now)
@@ -753,6 +759,7 @@ impl Store {
             .map(|(h, s)| (h, Record::Hour(s)))
             .collect();
         hours.extend(value.take_hour_records(now));
+        let mut moved = !hours.is_empty();
         if let MarksOf::Entity(entity, id) = of {
             for (hour, record) in hours {
                 let write = Write {
@@ -772,6 +779,7 @@ impl Store {
             }
         }
         let days = value.archive(now);
+        moved |= !days.is_empty();
         if let (MarksOf::Entity(entity, id), false) = (of, days.is_empty()) {
             let writes = days
                 .into_iter()
@@ -791,10 +799,11 @@ impl Store {
             }
         }
         for (hour, marks) in value.seen_mut().take_spill(now) {
+            moved = true;
             self.add_marks(layout::marks(tenant, of, hour), hour, &marks)
                 .await?;
         }
-        Ok(())
+        Ok(moved)
     }
 
     /// Adds marks to an hour's mark bucket.
@@ -879,16 +888,21 @@ impl Store {
             // and the retry reads strongly.
             let retry = attempt.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0;
             let (value, read_version) = self.read_live_with::<T>(&key, retry).await?;
+            let mut settled = false;
             let value = match value {
                 Some(mut v) => {
-                    self.settle(tenant, MarksOf::Entity(entity, id), &mut v, now)
+                    settled = self
+                        .settle(tenant, MarksOf::Entity(entity, id), &mut v, now)
                         .await?;
                     Some(v)
                 }
                 None => None,
             };
+            // Written even when `change` keeps it as it was, if settling moved hours or
+            // days out of it (as in ingestion).
+            let settled_value = if settled { value.clone() } else { None };
             let (new, out) = change(value)?;
-            if let Some(new) = new {
+            if let Some(new) = new.or(settled_value) {
                 self.put_live(&key, new, read_version).await?;
             }
             Ok(out)
