@@ -457,6 +457,7 @@
         ['p95', src.latency_p95_ms == null ? '–' : `${number(src.latency_p95_ms, 0)} ms`, '', 'latency_p95_ms'],
         ['p99', src.latency_p99_ms == null ? '–' : `${number(src.latency_p99_ms, 0)} ms`, '', 'latency_p99_ms'],
         ['Executions (1 h)', String(src.metrics.recent_executions), '', 'recent_executions'],
+        ['Tokens (1 h)', `${src.metrics.input_tokens ?? 0} in · ${src.metrics.output_tokens ?? 0} out`, '', 'tokens'],
         ['Operation', src.current_operation || '–', '', 'current_operation'],
         ['Last active', ago(src.last_active), '', 'last_active']);
     } else if (d.kind === 'integration' && src) {

@@ -235,6 +235,9 @@ try {
   check(await page.locator('#detail-name').textContent() === chosen.agent_name, 'the agent is named');
   check(await page.locator('#detail-figures [data-field="latency_p95_ms"]').textContent()
     === `${Math.round(chosen.latency_p95_ms)} ms`, 'p95 as the API gives it');
+  check(await page.locator('#detail-figures [data-field="tokens"]').textContent()
+    === `${chosen.metrics.input_tokens} in · ${chosen.metrics.output_tokens} out` && chosen.metrics.input_tokens >= 1000,
+    `the hour's model tokens as the API gives them: ${JSON.stringify(chosen.metrics)}`);
   const days = Number(await page.evaluate(() => document.body.dataset.detailPoints));
   const history = await api(`/api/health/history/agent?entity_id=${chosen.agent_id}&days=30`);
   check(days === history.history.length && days >= 1, `every day with data is charted: ${days}`);

@@ -26,7 +26,8 @@ fn fleet() -> Vec<Value> {
             "agent_name": name, "execution_id": "x1", "operation": "Processing leads"}),
         );
         let mut finish = json!({"event_id": format!("f{i}"), "type": "execution.finished", "agent_id": agent,
-            "execution_id": "x1", "outcome": "completed", "duration_ms": 1200});
+            "execution_id": "x1", "outcome": "completed", "duration_ms": 1200,
+            "input_tokens": 1000 + i, "output_tokens": 200});
         if i % 7 == 0 {
             finish["outcome"] = json!("failed");
             finish["error"] = json!("CRM answered 429: rate limited\n  at sync_leads (crm.py:42)");
