@@ -231,7 +231,7 @@ pub fn tenant_families(out: &mut Exposition, data: &TenantData, now: Millis, thr
         "agenthealth_agent_executions",
         Counter,
         "Executions finished.",
-        &each(&|d, _| Some((d.record.totals.completed + d.record.totals.failed) as f64)),
+        &each(&|d, _| Some(d.record.totals.count as f64)),
     );
     out.family(
         "agenthealth_agent_failures",
@@ -320,13 +320,13 @@ pub fn tenant_families(out: &mut Exposition, data: &TenantData, now: Millis, thr
         "agenthealth_integration_calls",
         Counter,
         "Calls and probes.",
-        &each(&|d, _| Some(d.record.totals.calls as f64)),
+        &each(&|d, _| Some(d.record.totals.count as f64)),
     );
     out.family(
         "agenthealth_integration_failures",
         Counter,
         "Calls and probes that failed.",
-        &each(&|d, _| Some(d.record.totals.failures as f64)),
+        &each(&|d, _| Some(d.record.totals.failed as f64)),
     );
 
     let host = |f: &dyn Fn(&crate::domain::records::HostRecord) -> Option<f64>| -> Vec<Sample> {

@@ -47,38 +47,6 @@ pub trait Counters: Default + Clone + PartialEq + std::fmt::Debug {
     fn from_row(row: &[f64]) -> Option<Self>;
 }
 
-/// Counters stored as their row of numbers (a few bytes, where field names would take a
-/// hundred), for `#[serde(with = ...)]`.
-pub mod as_row {
-    use super::Counters;
-    use serde::{de::Error as _, Deserialize, Deserializer, Serialize, Serializer};
-
-    /// A number written as an integer when it is one (`2`, not `2.0`).
-    struct Num(f64);
-
-    impl Serialize for Num {
-        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            if self.0.fract() == 0.0 && self.0.abs() < 9e15 {
-                s.serialize_i64(self.0 as i64)
-            } else {
-                s.serialize_f64(self.0)
-            }
-        }
-    }
-
-    /// Writes the counters' row.
-    pub fn serialize<C: Counters, S: Serializer>(c: &C, s: S) -> Result<S::Ok, S::Error> {
-        let row: Vec<Num> = c.to_row().into_iter().map(Num).collect();
-        row.serialize(s)
-    }
-
-    /// Reads counters from their row.
-    pub fn deserialize<'de, C: Counters, D: Deserializer<'de>>(d: D) -> Result<C, D::Error> {
-        let row = Vec::<f64>::deserialize(d)?;
-        C::from_row(&row).ok_or_else(|| D::Error::custom("not a row of counters"))
-    }
-}
-
 fn count(x: f64) -> Option<u64> {
     (x.is_finite() && x >= 0.0 && x.fract() == 0.0).then_some(x as u64)
 }
@@ -786,7 +754,13 @@ impl LiveAgent {
         if let Some(d) = duration {
             self.window.time(started_at, now, d);
         }
-        let count = |c: &mut AgentCounters| {
+        self.record
+            .totals
+            .add(outcome == crate::domain::events::Outcome::Failed);
+        if let Some(t) = tokens {
+            self.record.totals.add_tokens(t);
+        }
+        self.window.add(started_at, now, |c| {
             if known.is_none() {
                 c.started = c.started.saturating_add(1);
             }
@@ -794,9 +768,7 @@ impl LiveAgent {
             if let Some(t) = tokens {
                 c.add_tokens(t);
             }
-        };
-        count(&mut self.record.totals);
-        self.window.add(started_at, now, count);
+        });
         // Under the start's hour, where a late start looks; and under the finish's own
         // hour, where a retried finish looks when it cannot tell the start (no
         // `duration_ms`, nothing running any more), once the item's marks have moved out.
@@ -815,7 +787,7 @@ impl LiveIntegration {
             self.record.integration_name = name.to_owned();
         }
         self.record.record_result(ok, ts);
-        self.record.totals.add(ok, latency_ms);
+        self.record.totals.add(!ok);
         self.window.time(ts, now, latency_ms);
         self.window.add(ts, now, |c| c.add(ok, latency_ms));
     }
@@ -823,7 +795,7 @@ impl LiveIntegration {
     /// Records a probe's result: the check, the state machine and the counters.
     pub fn probe(&mut self, ok: bool, latency_ms: f64, at: Millis, now: Millis) {
         self.record.record_probe(ok, at);
-        self.record.totals.add(ok, latency_ms);
+        self.record.totals.add(!ok);
         self.window.time(at, now, latency_ms);
         self.window.add(at, now, |c| c.add(ok, latency_ms));
     }
@@ -971,7 +943,7 @@ mod tests {
             FinishKnown::No,
         );
         let totals = &a.record.totals;
-        assert_eq!((totals.completed, totals.failed), (1, 1));
+        assert_eq!((totals.count, totals.failed), (2, 1));
         assert_eq!((totals.input_tokens, totals.output_tokens), (120, 30));
         let minute = &a.window.minutes[0].1;
         assert_eq!(minute.to_row().len(), 7);
@@ -987,7 +959,7 @@ mod tests {
         let hours = a.window.take_hours(NOW + 2 * HOUR_MS);
         assert_eq!(hours.iter().map(|(_, s)| s.input_tokens).sum::<u64>(), 120);
         let text = serde_json::to_string(&a.record).unwrap_or_default();
-        assert!(text.contains("\"totals\":[2,1,1,2,10,120,30]"), "{text}");
+        assert!(text.contains("\"tot\":[2,1,120,30]"), "{text}");
         let back: Option<AgentRecord> = serde_json::from_str(&text).ok();
         assert_eq!(back.as_ref(), Some(&a.record));
     }

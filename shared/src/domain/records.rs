@@ -54,12 +54,8 @@ pub struct AgentRecord {
     pub created_at: Millis,
     /// Every execution finished since the agent was first seen (since tokens and totals
     /// were counted, for older agents): the monotonic counters `/metrics` exposes.
-    #[serde(
-        default,
-        skip_serializing_if = "is_default",
-        with = "crate::domain::live::as_row"
-    )]
-    pub totals: AgentCounters,
+    #[serde(rename = "tot", default, skip_serializing_if = "is_default")]
+    pub totals: Totals,
 }
 
 fn is_zero(x: &Millis) -> bool {
@@ -68,6 +64,74 @@ fn is_zero(x: &Millis) -> bool {
 
 fn is_default<T: Default + PartialEq>(x: &T) -> bool {
     *x == T::default()
+}
+
+/// Monotonic totals since an entity was first seen: finished executions (agents) or calls
+/// and probes (integrations), how many failed, and model tokens. Stored as one short row
+/// (`[n, failed]`, with `, input, output` only when tokens were counted): every live item
+/// carries it, and the collector reads every live item each cycle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Finished executions, or calls and probes.
+    pub count: u64,
+    /// Of those, failed.
+    pub failed: u64,
+    /// Model input tokens.
+    pub input_tokens: u64,
+    /// Model output tokens.
+    pub output_tokens: u64,
+}
+
+impl Totals {
+    /// Counts one more, failed or not.
+    pub fn add(&mut self, failed: bool) {
+        self.count = self.count.saturating_add(1);
+        if failed {
+            self.failed = self.failed.saturating_add(1);
+        }
+    }
+
+    /// Adds model tokens.
+    pub fn add_tokens(&mut self, tokens: crate::domain::events::Tokens) {
+        self.input_tokens = self.input_tokens.saturating_add(tokens.input);
+        self.output_tokens = self.output_tokens.saturating_add(tokens.output);
+    }
+}
+
+impl Serialize for Totals {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.input_tokens == 0 && self.output_tokens == 0 {
+            [self.count, self.failed].serialize(s)
+        } else {
+            [
+                self.count,
+                self.failed,
+                self.input_tokens,
+                self.output_tokens,
+            ]
+            .serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Totals {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let row = Vec::<u64>::deserialize(d)?;
+        match row.as_slice() {
+            [count, failed] => Ok(Self {
+                count: *count,
+                failed: *failed,
+                ..Self::default()
+            }),
+            [count, failed, input_tokens, output_tokens] => Ok(Self {
+                count: *count,
+                failed: *failed,
+                input_tokens: *input_tokens,
+                output_tokens: *output_tokens,
+            }),
+            _ => Err(serde::de::Error::custom("totals: 2 or 4 numbers")),
+        }
+    }
 }
 
 impl AgentRecord {
@@ -84,7 +148,7 @@ impl AgentRecord {
             last_outcome: None,
             running: BTreeMap::new(),
             created_at: now,
-            totals: AgentCounters::default(),
+            totals: Totals::default(),
         }
     }
 
@@ -278,12 +342,8 @@ pub struct IntegrationRecord {
     pub created_at: Millis,
     /// Every call and probe since it was first seen (or since totals were counted): the
     /// monotonic counters `/metrics` exposes.
-    #[serde(
-        default,
-        skip_serializing_if = "is_default",
-        with = "crate::domain::live::as_row"
-    )]
-    pub totals: IntegrationCounters,
+    #[serde(rename = "tot", default, skip_serializing_if = "is_default")]
+    pub totals: Totals,
     /// While failed: when the next recovery attempt is due.
     #[serde(default)]
     pub next_attempt_at: Option<Millis>,
@@ -309,7 +369,7 @@ impl IntegrationRecord {
             created_at: now,
             next_attempt_at: None,
             last_probe_at: None,
-            totals: IntegrationCounters::default(),
+            totals: Totals::default(),
         }
     }
 

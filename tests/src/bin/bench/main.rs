@@ -23,6 +23,7 @@ mod cost;
 mod events;
 mod export;
 mod notify;
+mod otlp;
 
 /// Counts the request units a backend's calls would cost on DynamoDB, in tenths.
 #[derive(Debug)]
@@ -535,6 +536,12 @@ async fn main() {
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
         broadcast::clients(&url, count).await;
+        return;
+    }
+    if what == "otlp" || what == "all" {
+        otlp::otlp_benchmark().await;
+    }
+    if what == "otlp" {
         return;
     }
     if what == "export" || what == "all" {
