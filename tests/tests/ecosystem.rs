@@ -346,6 +346,8 @@ async fn metrics_parse_in_both_formats_with_escaped_labels_and_alerts() {
     )
     .await;
 
+    // A dashboard connected: the stack's own figures count it.
+    let _socket = e2e_tests::ws::connect(&e2e_tests::ws::url(running.addr, &key)).await;
     let scrape = |accept: Option<&'static str>| {
         let mut req = api
             .client
