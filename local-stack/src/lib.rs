@@ -623,7 +623,12 @@ async fn serve_api(State(local): State<gateway::Local>, req: Request) -> Respons
     // buffering an arbitrarily large upload.
     let endpoint = api::route(&parts.method, parts.uri.path()).map(|r| r.endpoint);
     let exporting = endpoint.as_ref().is_ok_and(|e| *e == api::Endpoint::Export);
-    if endpoint.is_ok_and(|e| e == api::Endpoint::IngestTraces) {
+    if endpoint.is_ok_and(|e| {
+        matches!(
+            e,
+            api::Endpoint::IngestTraces | api::Endpoint::IngestMetrics
+        )
+    }) {
         // OTLP batches may be larger than the API's other bodies; the receiver checks.
         let limit = api::otlp::MAX_OTLP_BODY_BYTES;
         return match axum::body::to_bytes(body, limit + 1).await {

@@ -94,7 +94,7 @@ pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
         }
     }
     let state = &state;
-    if endpoint == Endpoint::IngestTraces {
+    if matches!(endpoint, Endpoint::IngestTraces | Endpoint::IngestMetrics) {
         // OTLP answers in protobuf when asked in protobuf: a binary body.
         return lambda_http::run(service_fn(move |req: Request| async move {
             let response = api::handle_bytes(state, to_http(req), Some(endpoint)).await;

@@ -597,3 +597,80 @@ async fn a_badge_renders_by_token_and_stops_when_revoked() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Host metrics from the SDK's OTLP metric exporter, shaped as the collector's
+/// hostmetrics receiver sends them, become the host's samples.
+#[tokio::test]
+async fn otlp_host_metrics_become_host_samples() {
+    let (running, _dir) = spawn_app().await;
+    let api = Api::of(&running);
+    let out = Command::new("python3")
+        .arg(format!("{SUPPORT}/otel_host.py"))
+        .args(["--host", "gpu-node-7", "--exports", "2"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &api.base)
+        .env(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            format!("Authorization=Bearer%20{}", api.key),
+        )
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run python3 with the OpenTelemetry SDK: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "otel_host.py failed: {stderr}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let results = summary["results"].as_array().cloned().unwrap_or_default();
+    // Two flushes, and the reader's last export at shutdown.
+    assert!(results.len() >= 2, "{summary} {stderr}");
+    assert!(results.iter().all(|r| r == "SUCCESS"), "{summary} {stderr}");
+
+    let system = get(&api, "/api/health/system").await;
+    let host = system["hosts"]
+        .as_array()
+        .and_then(|h| h.iter().find(|h| h["host_id"] == "gpu-node-7").cloned())
+        .unwrap_or_else(|| panic!("no host gpu-node-7: {system}"));
+    // 1 − mean idle (0.2, 0.4) = 70 %; memory `used` 55 %.
+    assert_eq!(
+        (host["cpu_usage"].as_f64(), host["memory_usage"].as_f64()),
+        (Some(70.0), Some(55.0)),
+        "{host}"
+    );
+    let hours = get(
+        &api,
+        "/api/health/history/system?hours=2&entity_id=gpu-node-7",
+    )
+    .await;
+    let samples: u64 = hours["history"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .filter_map(|p| p["metrics"]["samples"].as_u64())
+                .sum()
+        })
+        .unwrap_or(0);
+    assert_eq!(
+        samples,
+        results.len() as u64,
+        "one sample per export: {hours}"
+    );
+
+    // The answer counts the network data points it left out.
+    let request = json!({"resourceMetrics": [{
+        "resource": {"attributes": [{"key": "host.name", "value": {"stringValue": "gpu-node-8"}}]},
+        "scopeMetrics": [{"metrics": [
+            {"name": "system.cpu.utilization", "gauge": {"dataPoints": [{"timeUnixNano": (chrono::Utc::now().timestamp_millis() * 1_000_000).to_string(), "asDouble": 0.25}]}},
+            {"name": "system.network.io", "sum": {"dataPoints": [{"asInt": "5"}, {"asInt": "6"}]}}
+        ]}]
+    }]});
+    let res = api
+        .client
+        .post(format!("{}/v1/metrics", api.base))
+        .bearer_auth(&api.key)
+        .json(&request)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap_or_default();
+    // Network: not mapped (2); CPU without memory: no sample (1).
+    assert_eq!(body["partialSuccess"]["rejectedDataPoints"], 3, "{body}");
+}

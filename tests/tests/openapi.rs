@@ -371,6 +371,19 @@ async fn documented_response_shapes_match_the_handlers() {
             None,
         ),
         (Method::POST, "/v1/traces", "/v1/traces", Some(traces)),
+        (
+            Method::POST,
+            "/v1/metrics",
+            "/v1/metrics",
+            Some(json!({"resourceMetrics": [{
+                "resource": {"attributes": [attr("host.name", "h2")]},
+                "scopeMetrics": [{"metrics": [
+                    {"name": "system.cpu.utilization", "gauge": {"dataPoints": [{"timeUnixNano": ns(now - 1_000), "asDouble": 0.5}]}},
+                    {"name": "system.memory.utilization", "gauge": {"dataPoints": [{"timeUnixNano": ns(now - 1_000), "asDouble": 0.25}]}},
+                    {"name": "system.disk.io", "sum": {"dataPoints": [{"timeUnixNano": ns(now - 1_000), "asInt": "7"}]}}
+                ]}]
+            }]})),
+        ),
         (Method::GET, "/metrics", "/metrics", None),
         (
             Method::POST,

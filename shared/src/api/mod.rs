@@ -110,6 +110,8 @@ pub enum Endpoint {
     GetHourly,
     /// `POST /v1/traces`: the OTLP/HTTP trace receiver.
     IngestTraces,
+    /// `POST /v1/metrics`: the OTLP/HTTP metrics receiver (host metrics).
+    IngestMetrics,
     /// `GET /metrics`: OpenMetrics text for Prometheus.
     Metrics,
     /// `POST /api/health/badges`
@@ -124,7 +126,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 40] = [
+    pub const ALL: [Endpoint; 41] = [
         Self::IngestEvents,
         Self::PutAgent,
         Self::PutIntegration,
@@ -160,6 +162,7 @@ impl Endpoint {
         Self::Export,
         Self::GetHourly,
         Self::IngestTraces,
+        Self::IngestMetrics,
         Self::Metrics,
         Self::CreateBadge,
         Self::ListBadges,
@@ -205,6 +208,7 @@ impl Endpoint {
             Self::Export => ("GET", "/api/health/export"),
             Self::GetHourly => ("GET", "/api/health/hourly"),
             Self::IngestTraces => ("POST", "/v1/traces"),
+            Self::IngestMetrics => ("POST", "/v1/metrics"),
             Self::Metrics => ("GET", "/metrics"),
             Self::CreateBadge => ("POST", "/api/health/badges"),
             Self::ListBadges => ("GET", "/api/health/badges"),
@@ -251,6 +255,7 @@ impl Endpoint {
             Self::Export => "export",
             Self::GetHourly => "get-hourly",
             Self::IngestTraces => "ingest-traces",
+            Self::IngestMetrics => "ingest-metrics",
             Self::Metrics => "get-metrics",
             Self::CreateBadge => "create-badge",
             Self::ListBadges => "list-badges",
@@ -261,9 +266,11 @@ impl Endpoint {
 
     fn scope(self) -> Scope {
         match self {
-            Self::IngestEvents | Self::PutAgent | Self::PutIntegration | Self::IngestTraces => {
-                Scope::Ingest
-            }
+            Self::IngestEvents
+            | Self::PutAgent
+            | Self::PutIntegration
+            | Self::IngestTraces
+            | Self::IngestMetrics => Scope::Ingest,
             Self::GetAgentHealth
             | Self::GetAllAgents
             | Self::GetIntegrations
@@ -320,6 +327,7 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
     // The paths Prometheus and OpenTelemetry exporters use by default.
     for (fixed, endpoint) in [
         ("/v1/traces", Endpoint::IngestTraces),
+        ("/v1/metrics", Endpoint::IngestMetrics),
         ("/metrics", Endpoint::Metrics),
     ] {
         if path == fixed {
@@ -444,10 +452,15 @@ pub async fn handle_bytes(
     req: Request<Bytes>,
     only: Option<Endpoint>,
 ) -> Response<Bytes> {
-    let traces =
-        route(req.method(), req.uri().path()).is_ok_and(|r| r.endpoint == Endpoint::IngestTraces);
-    if traces && only.is_none_or(|e| e == Endpoint::IngestTraces) {
-        return otlp::serve(state, req).await;
+    let signal = match route(req.method(), req.uri().path()).map(|r| r.endpoint) {
+        Ok(Endpoint::IngestTraces) => Some((Endpoint::IngestTraces, otlp::Signal::Traces)),
+        Ok(Endpoint::IngestMetrics) => Some((Endpoint::IngestMetrics, otlp::Signal::Metrics)),
+        _ => None,
+    };
+    if let Some((endpoint, signal)) = signal {
+        if only.is_none_or(|e| e == endpoint) {
+            return otlp::serve(state, req, signal).await;
+        }
     }
     handle(state, req, only).await.map(Bytes::from)
 }
@@ -575,9 +588,11 @@ async fn serve(
             metrics::get(state, tenant, accept).await
         }
         // Binary answers: served by `otlp::serve` (through `handle_bytes`).
-        Endpoint::AckPage | Endpoint::AckConfirm | Endpoint::IngestTraces | Endpoint::GetBadge => {
-            Err(ApiError::NotFound("no route".to_owned()))
-        }
+        Endpoint::AckPage
+        | Endpoint::AckConfirm
+        | Endpoint::IngestTraces
+        | Endpoint::IngestMetrics
+        | Endpoint::GetBadge => Err(ApiError::NotFound("no route".to_owned())),
     }
 }
 

@@ -1,7 +1,8 @@
-//! `POST /v1/traces`: the OTLP/HTTP trace receiver, as the OpenTelemetry protocol
-//! specifies it, so an agent framework's existing exporter reports here unchanged.
+//! `POST /v1/traces` and `POST /v1/metrics`: the OTLP/HTTP receivers, as the OpenTelemetry
+//! protocol specifies them, so an agent framework's existing exporter (and a collector's
+//! host metrics) report here unchanged.
 //!
-//! - Bodies are `ExportTraceServiceRequest` in binary protobuf (`application/x-protobuf`)
+//! - Bodies are `ExportTraceServiceRequest` (or `ExportMetricsServiceRequest`) in binary protobuf (`application/x-protobuf`)
 //!   or in OTLP's JSON encoding (`application/json`), optionally gzip-compressed
 //!   (`Content-Encoding: gzip`); the answer uses the request's encoding.
 //! - Success is 200 with an `ExportTraceServiceResponse`; spans left out (without GenAI
@@ -14,6 +15,9 @@ use std::io::Read as _;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -21,7 +25,7 @@ use prost::Message as _;
 
 use super::{ApiError, Endpoint};
 use crate::domain::events::MAX_EVENTS_PER_BATCH;
-use crate::domain::otlp::map_request;
+use crate::domain::otlp::Mapped;
 use crate::AppState;
 
 /// Largest request body accepted, compressed (4 MiB: what a Lambda request carries once
@@ -31,6 +35,37 @@ pub const MAX_OTLP_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Largest body accepted once decompressed (32 MiB), against compression bombs.
 pub const MAX_DECODED_BYTES: usize = 32 * 1024 * 1024;
+
+/// The signals received: traces (`/v1/traces`) and metrics (`/v1/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// GenAI spans, as executions and calls.
+    Traces,
+    /// Host metrics, as host samples.
+    Metrics,
+}
+
+impl Signal {
+    fn endpoint(self) -> Endpoint {
+        match self {
+            Self::Traces => Endpoint::IngestTraces,
+            Self::Metrics => Endpoint::IngestMetrics,
+        }
+    }
+    fn request_name(self) -> &'static str {
+        match self {
+            Self::Traces => "ExportTraceServiceRequest",
+            Self::Metrics => "ExportMetricsServiceRequest",
+        }
+    }
+    /// The JSON path down to the messages that must be objects.
+    fn shape(self) -> [&'static str; 3] {
+        match self {
+            Self::Traces => ["resourceSpans", "scopeSpans", "spans"],
+            Self::Metrics => ["resourceMetrics", "scopeMetrics", "metrics"],
+        }
+    }
+}
 
 /// The two encodings OTLP/HTTP defines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,11 +127,11 @@ fn encoding_of(headers: &http::HeaderMap) -> Option<Encoding> {
     }
 }
 
-/// Serves one OTLP/HTTP trace export. Never fails: errors become their OTLP answer.
-pub async fn serve(state: &AppState, req: Request<Bytes>) -> Response<Bytes> {
+/// Serves one OTLP/HTTP export of `signal`. Never fails: errors become their OTLP answer.
+pub async fn serve(state: &AppState, req: Request<Bytes>, signal: Signal) -> Response<Bytes> {
     let encoding = encoding_of(req.headers());
     // The key first: a caller without one learns that before anything about the body.
-    let principal = match super::principal_for(state, &req, Endpoint::IngestTraces).await {
+    let principal = match super::principal_for(state, &req, signal.endpoint()).await {
         Ok(p) => p,
         Err(e) => {
             let status = e.status();
@@ -123,8 +158,8 @@ pub async fn serve(state: &AppState, req: Request<Bytes>) -> Response<Bytes> {
             ),
         );
     };
-    match export(state, &req, &principal.tenant, encoding).await {
-        Ok(response) => ok_answer(encoding, &response),
+    match export(state, &req, &principal.tenant, encoding, signal).await {
+        Ok(mapped) => ok_answer(encoding, signal, &mapped),
         Err(e) => {
             let (status, retry) = match &e {
                 // A store that does not answer now may answer a retry, which is safe.
@@ -149,26 +184,62 @@ async fn export(
     req: &Request<Bytes>,
     tenant: &str,
     encoding: Encoding,
-) -> Result<ExportTraceServiceResponse, ApiError> {
+    signal: Signal,
+) -> Result<Mapped, ApiError> {
     if req.body().len() > MAX_OTLP_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge {
             limit: MAX_OTLP_BODY_BYTES,
         });
     }
     let body = decompress(req)?;
-    let request: ExportTraceServiceRequest = match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(body.as_ref()).map_err(|e| {
+    let now = state.clock.now_ms();
+    let mapped = match signal {
+        Signal::Traces => crate::domain::otlp::map_request(
+            &decode::<ExportTraceServiceRequest>(&body, encoding, signal)?,
+            now,
+        ),
+        Signal::Metrics => crate::domain::otlp_metrics::map_request(
+            &decode::<ExportMetricsServiceRequest>(&body, encoding, signal)?,
+            now,
+        ),
+    };
+    let mut stored = 0;
+    for chunk in mapped.events.chunks(MAX_EVENTS_PER_BATCH) {
+        stored += super::ingest::store_events(state, tenant, chunk, now)
+            .await?
+            .accepted;
+    }
+    tracing::info!(
+        signal = ?signal,
+        items = mapped.accepted + mapped.rejected,
+        mapped = mapped.accepted,
+        rejected = mapped.rejected,
+        events_stored = stored,
+        "otlp export"
+    );
+    Ok(mapped)
+}
+
+/// A request message from its protobuf or JSON encoding.
+fn decode<T: prost::Message + Default + serde::de::DeserializeOwned>(
+    body: &[u8],
+    encoding: Encoding,
+    signal: Signal,
+) -> Result<T, ApiError> {
+    let name = signal.request_name();
+    match encoding {
+        Encoding::Protobuf => T::decode(body).map_err(|e| {
             ApiError::bad_request(
                 "invalid_otlp",
-                format!("body: not an OTLP ExportTraceServiceRequest in protobuf ({e})"),
+                format!("body: not an OTLP {name} in protobuf ({e})"),
             )
-        })?,
+        }),
         // Through a Value first: serde would also read a struct from a JSON array.
-        Encoding::Json => serde_json::from_slice::<serde_json::Value>(&body)
+        Encoding::Json => serde_json::from_slice::<serde_json::Value>(body)
             .map_err(|e| e.to_string())
             .and_then(|v| match v {
                 serde_json::Value::Object(_) => {
-                    check_shape(&v)?;
+                    check_shape(&v, signal.shape())?;
                     serde_json::from_value(v).map_err(|e| e.to_string())
                 }
                 _ => Err("a JSON object is expected".to_owned()),
@@ -176,37 +247,16 @@ async fn export(
             .map_err(|e| {
                 ApiError::bad_request(
                     "invalid_otlp",
-                    format!("body: not an OTLP ExportTraceServiceRequest in JSON ({e})"),
+                    format!("body: not an OTLP {name} in JSON ({e})"),
                 )
-            })?,
-    };
-    let now = state.clock.now_ms();
-    let mapped = map_request(&request, now);
-    let mut accepted = 0;
-    for chunk in mapped.events.chunks(MAX_EVENTS_PER_BATCH) {
-        accepted += super::ingest::store_events(state, tenant, chunk, now)
-            .await?
-            .accepted;
+            }),
     }
-    tracing::info!(
-        spans = mapped.accepted + mapped.rejected,
-        mapped = mapped.accepted,
-        rejected = mapped.rejected,
-        events_stored = accepted,
-        "trace export"
-    );
-    Ok(ExportTraceServiceResponse {
-        partial_success: (mapped.rejected > 0).then(|| ExportTracePartialSuccess {
-            rejected_spans: i64::try_from(mapped.rejected).unwrap_or(i64::MAX),
-            error_message: mapped.message(),
-        }),
-    })
 }
 
 /// Refuses arrays where OTLP's JSON has messages (serde would read them as messages,
-/// field by position), down to the spans: `resourceSpans`, `scopeSpans` and `spans` must
-/// be arrays of objects.
-fn check_shape(request: &serde_json::Value) -> Result<(), String> {
+/// field by position), down to the spans or metrics: e.g. `resourceSpans`, `scopeSpans`
+/// and `spans` must be arrays of objects.
+fn check_shape(request: &serde_json::Value, [top, scope, leaf]: [&str; 3]) -> Result<(), String> {
     fn objects<'a>(
         parent: &'a serde_json::Value,
         field: &str,
@@ -228,13 +278,10 @@ fn check_shape(request: &serde_json::Value) -> Result<(), String> {
             Some(_) => Err(format!("{path}{field} must be an array")),
         }
     }
-    for (r, rs) in objects(request, "resourceSpans", "")?
-        .into_iter()
-        .enumerate()
-    {
-        let path = format!("resourceSpans[{r}].");
-        for (s, ss) in objects(rs, "scopeSpans", &path)?.into_iter().enumerate() {
-            objects(ss, "spans", &format!("{path}scopeSpans[{s}]."))?;
+    for (r, rs) in objects(request, top, "")?.into_iter().enumerate() {
+        let path = format!("{top}[{r}].");
+        for (s, ss) in objects(rs, scope, &path)?.into_iter().enumerate() {
+            objects(ss, leaf, &format!("{path}{scope}[{s}]."))?;
         }
     }
     Ok(())
@@ -273,23 +320,37 @@ fn decompress(req: &Request<Bytes>) -> Result<Bytes, ApiError> {
     }
 }
 
-fn ok_answer(encoding: Encoding, response: &ExportTraceServiceResponse) -> Response<Bytes> {
-    let body = match encoding {
-        Encoding::Protobuf => Bytes::from(response.encode_to_vec()),
-        // Unset fields are left out, as OTLP's JSON encoding writes them (serde would
-        // write `null`).
-        Encoding::Json => {
-            let json = match &response.partial_success {
-                Some(p) => serde_json::json!({"partialSuccess": {
-                    "rejectedSpans": p.rejected_spans,
-                    "errorMessage": p.error_message,
-                }}),
-                None => serde_json::json!({}),
+fn ok_answer(encoding: Encoding, signal: Signal, mapped: &Mapped) -> Response<Bytes> {
+    let rejected = i64::try_from(mapped.rejected).unwrap_or(i64::MAX);
+    let partial = mapped.rejected > 0;
+    let body = match (encoding, signal) {
+        (Encoding::Protobuf, Signal::Traces) => ExportTraceServiceResponse {
+            partial_success: partial.then(|| ExportTracePartialSuccess {
+                rejected_spans: rejected,
+                error_message: mapped.message(),
+            }),
+        }
+        .encode_to_vec(),
+        (Encoding::Protobuf, Signal::Metrics) => ExportMetricsServiceResponse {
+            partial_success: partial.then(|| ExportMetricsPartialSuccess {
+                rejected_data_points: rejected,
+                error_message: mapped.message(),
+            }),
+        }
+        .encode_to_vec(),
+        // Unset fields are left out, as OTLP's JSON encoding writes them.
+        (Encoding::Json, _) if !partial => b"{}".to_vec(),
+        (Encoding::Json, signal) => {
+            let count = match signal {
+                Signal::Traces => "rejectedSpans",
+                Signal::Metrics => "rejectedDataPoints",
             };
-            Bytes::from(json.to_string())
+            serde_json::json!({"partialSuccess": {count: rejected, "errorMessage": mapped.message()}})
+                .to_string()
+                .into_bytes()
         }
     };
-    answer(encoding, StatusCode::OK, body)
+    answer(encoding, StatusCode::OK, Bytes::from(body))
 }
 
 /// The `google.rpc.Code` closest to an HTTP status, as gRPC's mapping pairs them.
@@ -371,14 +432,18 @@ mod tests {
     #[test]
     fn json_messages_must_be_objects_down_to_the_spans() {
         let ok = serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [{}]}]}]});
-        assert_eq!(check_shape(&ok), Ok(()));
+        let traces = Signal::Traces.shape();
+        assert_eq!(check_shape(&ok, traces), Ok(()));
         let bad = serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [[]]}]}]});
         assert_eq!(
-            check_shape(&bad),
+            check_shape(&bad, traces),
             Err("resourceSpans[0].scopeSpans[0].spans[0] must be an object".into())
         );
-        assert!(check_shape(&serde_json::json!({"resourceSpans": [[]]})).is_err());
-        assert!(check_shape(&serde_json::json!({"resourceSpans": 5})).is_err());
+        assert!(check_shape(&serde_json::json!({"resourceSpans": [[]]}), traces).is_err());
+        assert!(check_shape(&serde_json::json!({"resourceSpans": 5}), traces).is_err());
+        let metrics =
+            serde_json::json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [3]}]}]});
+        assert!(check_shape(&metrics, Signal::Metrics.shape()).is_err());
     }
 
     #[test]

@@ -51,9 +51,34 @@ pub struct Mapped {
     pub rejected: u64,
     /// Why, by reason, in the order first seen.
     pub reasons: Vec<(String, u64)>,
+    /// What was counted: spans, or data points of metrics.
+    pub unit: Unit,
+}
+
+/// What a receiver counts as accepted or rejected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Unit {
+    /// Spans (traces).
+    #[default]
+    Spans,
+    /// Data points (metrics).
+    DataPoints,
 }
 
 impl Mapped {
+    /// Counts `n` items left out for `reason`.
+    pub fn reject_n(&mut self, n: u64, reason: impl Into<String>) {
+        if n == 0 {
+            return;
+        }
+        let reason = reason.into();
+        self.rejected += n;
+        match self.reasons.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, k)) => *k += n,
+            None => self.reasons.push((reason, n)),
+        }
+    }
+
     fn reject(&mut self, reason: impl Into<String>) {
         let reason = reason.into();
         self.rejected += 1;
@@ -67,7 +92,15 @@ impl Mapped {
     pub fn message(&self) -> String {
         self.reasons
             .iter()
-            .map(|(r, n)| format!("{n} {}: {r}", if *n == 1 { "span" } else { "spans" }))
+            .map(|(r, n)| {
+                let unit = match (self.unit, *n == 1) {
+                    (Unit::Spans, true) => "span",
+                    (Unit::Spans, false) => "spans",
+                    (Unit::DataPoints, true) => "data point",
+                    (Unit::DataPoints, false) => "data points",
+                };
+                format!("{n} {unit}: {r}")
+            })
             .collect::<Vec<_>>()
             .join("; ")
     }
@@ -90,7 +123,7 @@ fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
         .and_then(|v| v.value.as_ref())
 }
 
-fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+pub(crate) fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
     match attr(attrs, key)? {
         any_value::Value::StringValue(s) if !s.trim().is_empty() => Some(s.as_str()),
         _ => None,
@@ -145,7 +178,7 @@ fn kind_of(span: &Span) -> Option<Kind> {
 
 /// Text as the events keep it: control characters but line breaks and tabs dropped, at
 /// most [`MAX_TEXT_CHARS`] characters.
-fn clean_text(text: &str) -> String {
+pub(crate) fn clean_text(text: &str) -> String {
     text.chars()
         .filter(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
         .take(MAX_TEXT_CHARS)

@@ -163,7 +163,7 @@ pub async fn otlp_benchmark() {
             key_id: "key_bench".into(),
         });
         let at = Instant::now();
-        let res = shared::api::otlp::serve(&state, req).await;
+        let res = shared::api::otlp::serve(&state, req, shared::api::otlp::Signal::Traces).await;
         latencies.push(at.elapsed().as_secs_f64() * 1000.0);
         assert_eq!(res.status(), 200, "{:?}", res.body());
     }
