@@ -135,6 +135,20 @@ fn number(v: f64) -> String {
     }
 }
 
+/// Percentile samples (p50, p95, p99 in ms) as seconds, labelled `percentile`; none for
+/// a percentile without data.
+fn by_percentile(labels: &[(&'static str, String)], ms: [Option<f64>; 3]) -> Vec<Sample> {
+    ["50", "95", "99"]
+        .into_iter()
+        .zip(ms)
+        .filter_map(|(p, v)| {
+            let mut l = labels.to_vec();
+            l.push(("percentile", p.to_owned()));
+            v.map(|v| (l, v / 1000.0))
+        })
+        .collect()
+}
+
 fn agent_status_value(s: AgentStatus) -> f64 {
     match s {
         AgentStatus::Idle => 0.0,
@@ -155,7 +169,6 @@ fn integration_status_value(s: IntegrationStatus) -> f64 {
 /// The tenant's families: agents, integrations, hosts and active alerts.
 pub fn tenant_families(out: &mut Exposition, data: &TenantData, now: Millis, threshold_ms: f64) {
     use Type::{Counter, Gauge};
-    let ms = |v: f64| v / 1000.0;
     let agents: Vec<_> = data
         .agents
         .iter()
@@ -207,20 +220,15 @@ pub fn tenant_families(out: &mut Exposition, data: &TenantData, now: Millis, thr
         "Latest confidence the agent reported (0.5 if none).",
         &each(&|_, h| Some(h.confidence_score)),
     );
-    let mut durations = Vec::new();
-    for (d, h) in &agents {
-        for (p, v) in [
-            ("50", h.latency_p50_ms),
-            ("95", h.latency_p95_ms),
-            ("99", h.latency_p99_ms),
-        ] {
-            if let Some(v) = v {
-                let mut labels = al(d);
-                labels.push(("percentile", p.to_owned()));
-                durations.push((labels, ms(v)));
-            }
-        }
-    }
+    let durations: Vec<Sample> = agents
+        .iter()
+        .flat_map(|(d, h)| {
+            by_percentile(
+                &al(d),
+                [h.latency_p50_ms, h.latency_p95_ms, h.latency_p99_ms],
+            )
+        })
+        .collect();
     out.family(
         "agenthealth_agent_execution_duration_seconds",
         Gauge,
@@ -296,20 +304,15 @@ pub fn tenant_families(out: &mut Exposition, data: &TenantData, now: Millis, thr
         "Calls and probes failed in a row.",
         &each(&|_, h| Some(f64::from(h.consecutive_failures))),
     );
-    let mut latency = Vec::new();
-    for (d, h) in &integrations {
-        for (p, v) in [
-            ("50", h.latency_p50_ms),
-            ("95", h.latency_p95_ms),
-            ("99", h.latency_p99_ms),
-        ] {
-            if let Some(v) = v {
-                let mut labels = il(&d.record);
-                labels.push(("percentile", p.to_owned()));
-                latency.push((labels, ms(v)));
-            }
-        }
-    }
+    let latency: Vec<Sample> = integrations
+        .iter()
+        .flat_map(|(d, h)| {
+            by_percentile(
+                &il(&d.record),
+                [h.latency_p50_ms, h.latency_p95_ms, h.latency_p99_ms],
+            )
+        })
+        .collect();
     out.family(
         "agenthealth_integration_latency_seconds",
         Gauge,

@@ -117,7 +117,7 @@ fn memory_usage(points: &[&NumberDataPoint]) -> Option<f64> {
 }
 
 /// The points of the newest time among `points`, and that time (ns).
-fn newest<'a>(points: &'a [NumberDataPoint]) -> Option<(u64, Vec<&'a NumberDataPoint>)> {
+fn newest(points: &[NumberDataPoint]) -> Option<(u64, Vec<&NumberDataPoint>)> {
     let mut by_time: BTreeMap<u64, Vec<&NumberDataPoint>> = BTreeMap::new();
     for p in points {
         by_time.entry(p.time_unix_nano).or_default().push(p);
