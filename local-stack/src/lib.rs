@@ -635,9 +635,7 @@ async fn serve_api(State(local): State<gateway::Local>, req: Request) -> Respons
             Ok(bytes) => api::handle_bytes(&state, http::Request::from_parts(parts, bytes), None)
                 .await
                 .map(Body::from),
-            Err(_) => ApiError::PayloadTooLarge { limit }
-                .into_response()
-                .map(Body::from),
+            Err(_) => api::otlp::too_large(&parts.headers).map(Body::from),
         };
     }
     let response = match axum::body::to_bytes(body, MAX_BODY_BYTES + 1).await {

@@ -258,7 +258,9 @@ pub async fn collect(
         })
         .await;
     // What the template's alarms watch: cycles that fail or run long.
-    let failed = crate::telemetry::stats().failed_cycles() - failed_before;
+    let failed = crate::telemetry::stats()
+        .failed_cycles()
+        .saturating_sub(failed_before);
     crate::telemetry::emf(
         "collector",
         &[

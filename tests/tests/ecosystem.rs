@@ -269,6 +269,18 @@ async fn bad_exports_get_the_otlp_error_answers() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // Over 4 MiB as sent: 413 with a Status, in the request's encoding.
+    let res = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .bearer_auth(key)
+        .body(vec![b' '; 4 * 1024 * 1024 + 1])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = res.json().await.unwrap_or_default();
+    assert_eq!(body["code"], 3, "{body}");
     // An empty request is a success with nothing in it.
     let res = post("application/json", b"{}", Some(key))
         .await

@@ -2,14 +2,16 @@
 //! protocol specifies them, so an agent framework's existing exporter (and a collector's
 //! host metrics) report here unchanged.
 //!
-//! - Bodies are `ExportTraceServiceRequest` (or `ExportMetricsServiceRequest`) in binary protobuf (`application/x-protobuf`)
-//!   or in OTLP's JSON encoding (`application/json`), optionally gzip-compressed
-//!   (`Content-Encoding: gzip`); the answer uses the request's encoding.
-//! - Success is 200 with an `ExportTraceServiceResponse`; spans left out (without GenAI
-//!   attributes, or unusable) are counted in its `partial_success` with the reasons.
+//! - Bodies are `ExportTraceServiceRequest` or `ExportMetricsServiceRequest` in binary
+//!   protobuf (`application/x-protobuf`) or in OTLP's JSON encoding (`application/json`),
+//!   optionally gzip-compressed (`Content-Encoding: gzip`); the answer uses the request's
+//!   encoding.
+//! - Success is 200 with the signal's export response; spans or data points left out
+//!   (without GenAI attributes, not a host metric, or unusable) are counted in its
+//!   `partial_success` with the reasons.
 //! - Errors carry a `google.rpc.Status` body. Bad data is 400 (not retried); a store that
-//!   does not answer is 503 with `Retry-After` (retried: every span maps to ids derived from
-//!   its trace and span ids, so a retried request counts nothing twice).
+//!   does not answer is 503 with `Retry-After` (retried: every event's id derives from the
+//!   trace and span ids, or the host and the points' time, so a retry counts nothing twice).
 
 use std::io::Read as _;
 
@@ -164,7 +166,7 @@ pub async fn serve(state: &AppState, req: Request<Bytes>, signal: Signal) -> Res
             let (status, retry) = match &e {
                 // A store that does not answer now may answer a retry, which is safe.
                 ApiError::Internal(cause) => {
-                    tracing::error!(error = %cause, "trace export failed");
+                    tracing::error!(error = %cause, signal = ?signal, "otlp export failed");
                     (StatusCode::SERVICE_UNAVAILABLE, Some("1"))
                 }
                 ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, Some("1")),
