@@ -99,9 +99,11 @@ pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
         return lambda_http::run(service_fn(move |req: Request| async move {
             let response = api::handle_bytes(state, to_http(req), Some(endpoint)).await;
             let (parts, bytes) = response.into_parts();
-            let body = match String::from_utf8(bytes.to_vec()) {
-                Ok(text) if !is_protobuf(&parts.headers) => Body::Text(text),
-                _ => Body::Binary(bytes.to_vec()),
+            // JSON answers and errors are text; protobuf ones binary (base64 on the wire).
+            let body = if is_protobuf(&parts.headers) {
+                Body::Binary(bytes.to_vec())
+            } else {
+                Body::Text(String::from_utf8_lossy(&bytes).into_owned())
             };
             Ok::<_, std::convert::Infallible>(lambda_http::Response::from_parts(parts, body))
         }))

@@ -15,6 +15,35 @@ use tokio::process::Command;
 
 const SUPPORT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/support");
 
+fn readme() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .unwrap_or_else(|e| panic!("cannot read README.md: {e}"))
+}
+
+/// The exporter variables exactly as the README tells users to export them, for `api`
+/// (its address instead of the README's, its key for `$KEY`).
+fn readme_exporter_env(api: &Api) -> Vec<(String, String)> {
+    let vars: Vec<(String, String)> = readme()
+        .lines()
+        .filter_map(|l| l.strip_prefix("export OTEL_EXPORTER_OTLP_"))
+        .filter_map(|l| l.split_once('='))
+        .map(|(name, value)| {
+            let value = value
+                .trim_matches('"')
+                .replace("http://127.0.0.1:3000", &api.base)
+                .replace("$KEY", &api.key);
+            (format!("OTEL_EXPORTER_OTLP_{name}"), value)
+        })
+        .collect();
+    let names: Vec<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS"],
+        "the README's two exporter variables"
+    );
+    vars
+}
+
 /// What the SDK agent script did.
 struct Agent<'a> {
     encoding: &'a str,
@@ -34,11 +63,7 @@ async fn run_agent(api: &Api, a: &Agent<'_>) -> Value {
         .args(["--encoding", a.encoding, "--agent-id", a.agent_id, "--tool", a.tool])
         .args(["--runs", &a.runs.to_string(), "--fail-run", &a.fail_run.to_string()])
         .args(["--exports", &a.exports.to_string()])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &api.base)
-        .env(
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            format!("Authorization=Bearer%20{}", api.key),
-        )
+        .envs(readme_exporter_env(api))
         .env(
             "OTEL_EXPORTER_OTLP_COMPRESSION",
             if a.gzip { "gzip" } else { "none" },
@@ -360,10 +385,31 @@ async fn metrics_parse_in_both_formats_with_escaped_labels_and_alerts() {
 
     // A dashboard connected: the stack's own figures count it.
     let _socket = e2e_tests::ws::connect(&e2e_tests::ws::url(running.addr, &key)).await;
+    // As the README's scrape config has Prometheus scrape: its metrics_path, and the key
+    // of its credentials_file as a bearer token (the `authorization` default type).
+    let readme = readme();
+    let config = readme
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap_or_default();
+    let setting = |name: &str| {
+        config
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(|v| v.split('#').next().unwrap_or_default().trim().to_owned())
+            .unwrap_or_else(|| panic!("the README's scrape config has no {name}"))
+    };
+    let path = setting("metrics_path:");
+    assert!(
+        config.contains("    authorization:\n      credentials_file: "),
+        "{config}"
+    );
+    assert_eq!(setting("- targets:"), "[\"127.0.0.1:3000\"]");
     let scrape = |accept: Option<&'static str>| {
         let mut req = api
             .client
-            .get(format!("{}/metrics", api.base))
+            .get(format!("{}{path}", api.base))
             .bearer_auth(&api.key);
         if let Some(a) = accept {
             req = req.header("accept", a);
@@ -384,7 +430,13 @@ async fn metrics_parse_in_both_formats_with_escaped_labels_and_alerts() {
         .is_some_and(|v| v.starts_with("application/openmetrics-text")));
     let text = res.text().await.unwrap_or_default();
     let open = parse_metrics("openmetrics", &text).await;
+    // Without Accept, OpenMetrics too (the contract's format); an older scraper asking for
+    // the text format 0.0.4 gets that.
     let res = scrape(None).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(res.text().await.unwrap_or_default().ends_with("# EOF\n"));
+    let res = scrape(Some("text/plain;version=0.0.4"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let classic_text = res.text().await.unwrap_or_default();
     let classic = parse_metrics("prometheus", &classic_text).await;
 
@@ -619,11 +671,7 @@ async fn otlp_host_metrics_become_host_samples() {
     let out = Command::new("python3")
         .arg(format!("{SUPPORT}/otel_host.py"))
         .args(["--host", "gpu-node-7", "--exports", "2"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &api.base)
-        .env(
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            format!("Authorization=Bearer%20{}", api.key),
-        )
+        .envs(readme_exporter_env(&api))
         .output()
         .await
         .unwrap_or_else(|e| panic!("cannot run python3 with the OpenTelemetry SDK: {e}"));

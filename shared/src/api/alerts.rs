@@ -4,7 +4,7 @@ use http::{Response, StatusCode};
 use serde_json::Value;
 
 use super::auth::Principal;
-use super::{json_response, object_body, query_param, ApiError};
+use super::{json_response, object_body, query_param, source_id_param, ApiError};
 use crate::domain::alerts::{AlertView, Severity, SourceType};
 use crate::domain::ids::MAX_TEXT_CHARS;
 use crate::store::alerts::AckOutcome;
@@ -28,19 +28,13 @@ pub async fn list(
                 .ok_or_else(|| bad("severity: must be critical, warning or info"))?,
         ),
     };
-    let source = match (
-        query_param(query, "source_type"),
-        query_param(query, "source_id"),
-    ) {
+    let source = match (query_param(query, "source_type"), source_id_param(query)?) {
         (None, None) => None,
-        (Some(t), Some(id)) => {
-            crate::domain::ids::check_id(&id).map_err(|m| bad(&format!("source_id: {m}")))?;
-            Some((
-                SourceType::parse(&t)
-                    .ok_or_else(|| bad("source_type: must be agent, integration or system"))?,
-                id,
-            ))
-        }
+        (Some(t), Some(id)) => Some((
+            SourceType::parse(&t)
+                .ok_or_else(|| bad("source_type: must be agent, integration or system"))?,
+            id,
+        )),
         _ => return Err(bad("source_type and source_id: give both or neither")),
     };
     let include_resolved = match query_param(query, "include_resolved").as_deref() {

@@ -109,33 +109,34 @@ pub async fn image(
         Entity::Integration
     };
     let now = state.clock.now_ms();
-    let (name, status) = match entity {
-        Entity::Agent => match state.store.agent_health(tenant, id, now).await? {
-            Some(h) => (h.agent_name, wire_name(&h.status)),
-            None => (id.to_owned(), "unknown".to_owned()),
-        },
-        _ => match state
-            .store
-            .integration_health(tenant, id, now, state.config.latency_threshold_ms)
-            .await?
-        {
-            Some(h) => (h.integration_name, wire_name(&h.status)),
-            None => (id.to_owned(), "unknown".to_owned()),
-        },
-    };
-    let (message, colour) = match show {
+    // One read of the entity's live item whatever the badge shows.
+    let (name, message, colour) = match show {
         Show::Status => {
-            let c = status_colour(&status);
-            (status, c)
+            let found = match entity {
+                Entity::Agent => state
+                    .store
+                    .agent_health(tenant, id, now)
+                    .await?
+                    .map(|h| (h.agent_name, wire_name(&h.status))),
+                _ => state
+                    .store
+                    .integration_health(tenant, id, now, state.config.latency_threshold_ms)
+                    .await?
+                    .map(|h| (h.integration_name, wire_name(&h.status))),
+            };
+            let (name, status) = found.unwrap_or_else(|| (id.to_owned(), "unknown".to_owned()));
+            let colour = status_colour(&status);
+            (name, status, colour)
         }
         uptime => {
             let from = (hour_of(now) - uptime.hours() + 1) * HOUR_MS;
-            let hours = state
+            let (name, hours) = state
                 .store
-                .hourly(tenant, entity, Some(id), from, now)
-                .await?;
-            let summaries: Vec<_> = hours.into_iter().flat_map(|(_, h)| h).collect();
-            uptime_message(availability(&summaries))
+                .named_hours(tenant, entity, id, from, now)
+                .await?
+                .unwrap_or_else(|| (id.to_owned(), Vec::new()));
+            let (message, colour) = uptime_message(availability(&hours));
+            (name, message, colour)
         }
     };
     let label = label.unwrap_or_else(|| format!("{name}{}", show.label_suffix()));

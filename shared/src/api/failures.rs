@@ -2,7 +2,7 @@
 
 use http::{Response, StatusCode};
 
-use super::{agent_or_integration, bounded_param, json_response, query_param, ApiError};
+use super::{agent_or_integration, bounded_param, json_response, source_id_param, ApiError};
 use crate::domain::failures::FailureView;
 use crate::AppState;
 
@@ -18,12 +18,9 @@ pub async fn list(
     tenant: &str,
     query: Option<&str>,
 ) -> Result<Response<String>, ApiError> {
-    let bad = |m: String| ApiError::bad_request("invalid_parameter", m);
     let (entity, source_type) = agent_or_integration(query)?;
-    let source_id = query_param(query, "source_id")
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| bad("source_id: required".into()))?;
-    crate::domain::ids::check_id(&source_id).map_err(|m| bad(format!("source_id: {m}")))?;
+    let source_id = source_id_param(query)?
+        .ok_or_else(|| ApiError::bad_request("invalid_parameter", "source_id: required"))?;
     let limit =
         bounded_param(query, "limit", MAX_LIMIT as i64)?.map_or(DEFAULT_LIMIT, |l| l as usize);
     let failures: Vec<FailureView> = state

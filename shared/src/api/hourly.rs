@@ -4,7 +4,7 @@
 use http::{Response, StatusCode};
 use serde::Serialize;
 
-use super::{agent_or_integration, bounded_param, json_response, query_param, ApiError};
+use super::{agent_or_integration, bounded_param, json_response, source_id_param, ApiError};
 use crate::domain::latency::{percentiles, HourSummary};
 use crate::domain::live::hour_of;
 use crate::time::{format_rfc3339, HOUR_MS};
@@ -85,12 +85,8 @@ pub async fn get(
     tenant: &str,
     query: Option<&str>,
 ) -> Result<Response<String>, ApiError> {
-    let bad = |m: String| ApiError::bad_request("invalid_parameter", m);
     let (entity, source_type) = agent_or_integration(query)?;
-    let source_id = query_param(query, "source_id");
-    if let Some(id) = &source_id {
-        crate::domain::ids::check_id(id).map_err(|m| bad(format!("source_id: {m}")))?;
-    }
+    let source_id = source_id_param(query)?;
     let hours = bounded_param(query, "hours", MAX_HOURS)?.unwrap_or(DEFAULT_HOURS);
     let now = state.clock.now_ms();
     let from = (hour_of(now) - hours + 1) * HOUR_MS;

@@ -1,6 +1,5 @@
-//! `GET /metrics`: the tenant's health as Prometheus metrics, in OpenMetrics 1.0 text when
-//! the scraper asks for it (Prometheus does) and in the classic text format 0.0.4
-//! otherwise.
+//! `GET /metrics`: the tenant's health as Prometheus metrics, in OpenMetrics 1.0 text, or
+//! in the classic text format 0.0.4 for a scraper that asks only for that.
 //!
 //! Every family is prefixed `agenthealth_`. Gauges describe now (statuses as numbers, the
 //! last hour's rates and percentiles, hosts' latest sample); counters are monotonic totals
@@ -31,7 +30,7 @@ pub async fn get(
 ) -> Result<Response<String>, ApiError> {
     let now = state.clock.now_ms();
     let data = state.store.tenant_data(tenant).await?;
-    let open = accept.is_some_and(|a| a.contains("application/openmetrics-text"));
+    let open = wants_openmetrics(accept);
     let mut out = Exposition::new(open);
     tenant_families(&mut out, &data, now, state.config.latency_threshold_ms);
     crate::telemetry::stats().families(&mut out);
@@ -42,6 +41,15 @@ pub async fn get(
         HeaderValue::from_static(if open { OPENMETRICS } else { PROMETHEUS_TEXT }),
     );
     Ok(response)
+}
+
+/// OpenMetrics, as the contract gives, unless the client asks for the classic text format
+/// and not for OpenMetrics (older scrapers send `Accept: text/plain;version=0.0.4`).
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    match accept {
+        Some(a) => a.contains("application/openmetrics-text") || !a.contains("text/plain"),
+        None => true,
+    }
 }
 
 /// A metric family's type.
@@ -422,6 +430,16 @@ mod tests {
             );
             assert_eq!(text.ends_with("# EOF\n"), open);
         }
+    }
+
+    #[test]
+    fn openmetrics_unless_only_the_classic_text_is_asked_for() {
+        let prometheus =
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert!(wants_openmetrics(Some(prometheus)));
+        assert!(wants_openmetrics(None));
+        assert!(wants_openmetrics(Some("*/*")));
+        assert!(!wants_openmetrics(Some("text/plain;version=0.0.4")));
     }
 
     #[test]

@@ -627,6 +627,18 @@ pub(crate) fn agent_or_integration(
     }
 }
 
+/// The `source_id` query parameter, checked by the id rule; `None` when absent.
+pub(crate) fn source_id_param(query: Option<&str>) -> Result<Option<String>, ApiError> {
+    query_param(query, "source_id")
+        .map(|id| {
+            check_id(&id).map_err(|m| {
+                ApiError::bad_request("invalid_parameter", format!("source_id: {m}"))
+            })?;
+            Ok(id)
+        })
+        .transpose()
+}
+
 /// A `source_type` given in a JSON body: `agent` or `integration`.
 pub(crate) fn agent_or_integration_value(
     value: &serde_json::Value,

@@ -213,7 +213,8 @@ fn failure(span: &Span) -> Option<String> {
     Some(clean_text(text))
 }
 
-type SpanKey = (Vec<u8>, Vec<u8>);
+/// A span's trace and span ids, borrowed from the request.
+type SpanKey<'a> = (&'a [u8], &'a [u8]);
 
 /// Maps a request's spans to events at `now`. Pure: nothing here reads or writes.
 pub fn map_request(request: &ExportTraceServiceRequest, now: Millis) -> Mapped {
@@ -229,7 +230,7 @@ pub fn map_request(request: &ExportTraceServiceRequest, now: Millis) -> Mapped {
         for ss in &rs.scope_spans {
             for span in &ss.spans {
                 let kind = kind_of(span);
-                index.insert((span.trace_id.clone(), span.span_id.clone()), (span, kind));
+                index.insert((&span.trace_id, &span.span_id), (span, kind));
                 spans.push((span, kind, service));
             }
         }
@@ -243,9 +244,9 @@ pub fn map_request(request: &ExportTraceServiceRequest, now: Millis) -> Mapped {
         let Some(tokens) = span_tokens(&span.attributes) else {
             continue;
         };
-        let mut parent = span.parent_span_id.clone();
+        let mut parent: &[u8] = &span.parent_span_id;
         for _ in 0..MAX_DEPTH {
-            let key = (span.trace_id.clone(), parent);
+            let key: SpanKey = (&span.trace_id, parent);
             let Some((p, pkind)) = index.get(&key) else {
                 break;
             };
@@ -255,7 +256,7 @@ pub fn map_request(request: &ExportTraceServiceRequest, now: Millis) -> Mapped {
                 sum.output = sum.output.saturating_add(tokens.output).min(MAX_TOKENS);
                 break;
             }
-            parent = p.parent_span_id.clone();
+            parent = &p.parent_span_id;
         }
     }
     for (span, kind, service) in spans {
@@ -266,7 +267,7 @@ pub fn map_request(request: &ExportTraceServiceRequest, now: Millis) -> Mapped {
         let tokens = || {
             span_tokens(&span.attributes).or_else(|| {
                 child_tokens
-                    .get(&(span.trace_id.clone(), span.span_id.clone()))
+                    .get(&(span.trace_id.as_slice(), span.span_id.as_slice()))
                     .copied()
             })
         };

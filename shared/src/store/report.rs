@@ -33,33 +33,29 @@ impl Store {
         from: Millis,
         now: Millis,
     ) -> Result<Vec<HoursOf>, StoreError> {
+        if let Some(id) = id {
+            return Ok(self
+                .named_hours(tenant, entity, id, from, now)
+                .await?
+                .map(|(_, hours)| (id.to_owned(), hours))
+                .into_iter()
+                .collect());
+        }
         // (id, hours the live item has not moved)
-        let lives: Vec<HoursOf> = match (entity, id) {
-            (Entity::Agent, Some(id)) => self
-                .live_item::<LiveAgent>(tenant, entity, id)
-                .await?
-                .map(|l| (l.record.agent_id.clone(), l.window.unmoved_hours()))
-                .into_iter()
-                .collect(),
-            (Entity::Integration, Some(id)) => self
-                .live_item::<LiveIntegration>(tenant, entity, id)
-                .await?
-                .map(|l| (l.record.integration_id.clone(), l.window.unmoved_hours()))
-                .into_iter()
-                .collect(),
-            (Entity::Agent, None) => self
+        let lives: Vec<HoursOf> = match entity {
+            Entity::Agent => self
                 .live_items::<LiveAgent>(tenant, entity, Consistency::Eventual)
                 .await?
                 .into_iter()
                 .map(|l| (l.record.agent_id.clone(), l.window.unmoved_hours()))
                 .collect(),
-            (Entity::Integration, None) => self
+            Entity::Integration => self
                 .live_items::<LiveIntegration>(tenant, entity, Consistency::Eventual)
                 .await?
                 .into_iter()
                 .map(|l| (l.record.integration_id.clone(), l.window.unmoved_hours()))
                 .collect(),
-            (Entity::Host, _) => Vec::new(),
+            Entity::Host => Vec::new(),
         };
         futures::stream::iter(lives)
             .map(|(id, unmoved)| async move {
@@ -70,6 +66,36 @@ impl Store {
             .buffered(CONCURRENT_READS)
             .try_collect()
             .await
+    }
+
+    /// One agent's or integration's display name and hour summaries from `from` to `now`:
+    /// one read of its live item (for the name and the hours it has not moved) and one
+    /// eventually consistent Query of its hour buckets; `None` if it does not exist.
+    pub async fn named_hours(
+        &self,
+        tenant: &str,
+        entity: Entity,
+        id: &str,
+        from: Millis,
+        now: Millis,
+    ) -> Result<Option<(String, Vec<(i64, crate::domain::latency::HourSummary)>)>, StoreError> {
+        let live = match entity {
+            Entity::Agent => self
+                .live_item::<LiveAgent>(tenant, entity, id)
+                .await?
+                .map(|l| (l.record.agent_name.clone(), l.window.unmoved_hours())),
+            Entity::Integration => self
+                .live_item::<LiveIntegration>(tenant, entity, id)
+                .await?
+                .map(|l| (l.record.integration_name.clone(), l.window.unmoved_hours())),
+            Entity::Host => None,
+        };
+        let Some((name, unmoved)) = live else {
+            return Ok(None);
+        };
+        let mut hours = self.hours_between(tenant, entity, id, from, now).await?;
+        hours.extend(unmoved);
+        Ok(Some((name, hours)))
     }
 
     /// The inputs of the tenant's report over the period of `kind` ending at `now`. Reads

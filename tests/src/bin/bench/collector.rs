@@ -50,7 +50,8 @@ const TENTH: Fleet = Fleet {
     hosts: 2,
 };
 
-fn item(key: ItemKey, record: Record, index: Option<shared::store::IndexKey>) -> Write {
+/// An unconditional write of `record` at `key`, as seeding needs.
+pub(super) fn item(key: ItemKey, record: Record, index: Option<shared::store::IndexKey>) -> Write {
     Write {
         item: StoredItem {
             key,

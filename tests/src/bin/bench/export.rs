@@ -9,23 +9,14 @@ use shared::config::Config;
 use shared::domain::live::LiveAgent;
 use shared::domain::records::{AgentCounters, AgentRecord};
 use shared::store::layout::{self, Entity};
-use shared::store::{Condition, Record, Store, StoredItem, Write};
+use shared::store::{Record, Store, Write};
 use shared::time::{day_of, format_rfc3339, DAY_MS};
 
 const TENANT: &str = "bench";
 const DAYS: i64 = 90;
 
 fn write(key: shared::store::ItemKey, record: Record) -> Write {
-    Write {
-        item: StoredItem {
-            key,
-            record,
-            version: 1,
-            expires_at: None,
-            index: None,
-        },
-        condition: Condition::None,
-    }
+    super::collector::item(key, record, None)
 }
 
 /// A field of `/proc/self/status`, in MB.
