@@ -172,7 +172,8 @@ async fn protobuf_spans_become_executions_and_calls(backend: Backend) {
     assert_eq!((total, failed, input, output), (3, 1, 450, 90));
     let history = get(
         &api,
-        "/api/health/history/agent?entity_id=researcher&days=1",
+        // Two days: the runs may straddle midnight UTC.
+        "/api/health/history/agent?entity_id=researcher&days=2",
     )
     .await;
     let days = history["history"].as_array().cloned().unwrap_or_default();
