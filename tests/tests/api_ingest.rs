@@ -73,6 +73,16 @@ async fn the_readme_example_produces_the_contract_numbers() {
         {"event_id": "e3", "type": "execution.started", "agent_id": "agent_123", "execution_id": "x2", "operation": "Emailing", "timestamp": ago(300)},
         {"event_id": "e4", "type": "execution.finished", "agent_id": "agent_123", "execution_id": "x2", "outcome": "failed", "duration_ms": 60000, "timestamp": ago(240)},
     ]});
+    // Executions count on the day they started. When midnight UTC fell between the two
+    // starts (10 and 5 minutes ago), the first (completed) and the second (failed) make two
+    // daily points, 1.0 then 0.0: a declining trend. Otherwise one point: stable.
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = |ms: i64| ms.div_euclid(shared::time::DAY_MS);
+    let trend = if day(now - 600_000) == day(now - 300_000) {
+        "stable"
+    } else {
+        "declining"
+    };
     let (status, answer) = api.post_events(body.to_string()).await;
     assert_eq!(
         (status, answer),
@@ -106,7 +116,7 @@ async fn the_readme_example_produces_the_contract_numbers() {
         json!({
             "agent_id": "agent_123", "agent_name": "Sales Assistant", "status": "error",
             "current_operation": null, "operations_completed": 1, "success_rate": 0.5,
-            "confidence_score": 0.5, "last_active": null, "health_trend": "stable",
+            "confidence_score": 0.5, "last_active": null, "health_trend": trend,
             "metrics": {"avg_execution_time": 60000.0, "error_rate": 0.5, "recent_executions": 2, "input_tokens": 0, "output_tokens": 0},
             "latency_p50_ms": null, "latency_p95_ms": null, "latency_p99_ms": null
         })
