@@ -51,6 +51,129 @@ pub struct Config {
     pub email_from: String,
     /// `PAGERDUTY_EVENTS_URL`: the PagerDuty Events API v2 endpoint.
     pub pagerduty_events_url: String,
+    /// Per-tenant quotas (`HEALTH_QUOTA_*`).
+    pub quotas: Quotas,
+}
+
+/// What one tenant may create or hold at once. Each is read from `HEALTH_QUOTA_<NAME>`
+/// (the name in upper case); a request past one answers 429 `quota_exceeded` naming it and
+/// changes nothing. Defaults are generous for a real fleet and small enough that one
+/// tenant cannot fill a shared table or a shared cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Agents, integrations and hosts, each kind counted on its own.
+    pub entities: u64,
+    /// Integrations with a probe (each costs a request every cycle).
+    pub probed_integrations: u64,
+    /// Notification channels.
+    pub channels: u64,
+    /// Notification rules.
+    pub notification_rules: u64,
+    /// Silences (active or scheduled).
+    pub silences: u64,
+    /// SLOs.
+    pub slos: u64,
+    /// Badges (not revoked).
+    pub badges: u64,
+    /// API keys (not revoked).
+    pub keys: u64,
+    /// Open WebSocket connections of the tenant.
+    pub websockets_per_tenant: u64,
+    /// Open WebSocket connections of one key.
+    pub websockets_per_key: u64,
+    /// Exports streaming at once.
+    pub concurrent_exports: u64,
+}
+
+impl Quotas {
+    /// Each quota's name (as in errors and docs), variable and value.
+    pub fn entries(&self) -> [(&'static str, &'static str, u64); 11] {
+        [
+            ("entities", "HEALTH_QUOTA_ENTITIES", self.entities),
+            (
+                "probed_integrations",
+                "HEALTH_QUOTA_PROBED_INTEGRATIONS",
+                self.probed_integrations,
+            ),
+            ("channels", "HEALTH_QUOTA_CHANNELS", self.channels),
+            (
+                "notification_rules",
+                "HEALTH_QUOTA_NOTIFICATION_RULES",
+                self.notification_rules,
+            ),
+            ("silences", "HEALTH_QUOTA_SILENCES", self.silences),
+            ("slos", "HEALTH_QUOTA_SLOS", self.slos),
+            ("badges", "HEALTH_QUOTA_BADGES", self.badges),
+            ("keys", "HEALTH_QUOTA_KEYS", self.keys),
+            (
+                "websockets_per_tenant",
+                "HEALTH_QUOTA_WEBSOCKETS_PER_TENANT",
+                self.websockets_per_tenant,
+            ),
+            (
+                "websockets_per_key",
+                "HEALTH_QUOTA_WEBSOCKETS_PER_KEY",
+                self.websockets_per_key,
+            ),
+            (
+                "concurrent_exports",
+                "HEALTH_QUOTA_CONCURRENT_EXPORTS",
+                self.concurrent_exports,
+            ),
+        ]
+    }
+
+    fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut q = Self::default();
+        for (name, variable, _) in Self::default().entries() {
+            let Some(value) = lookup(variable) else {
+                continue;
+            };
+            let n: u64 = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|v| (1..=10_000_000).contains(v))
+                .ok_or(ConfigError {
+                    variable,
+                    value,
+                    reason: "must be a whole number from 1 to 10000000",
+                })?;
+            let slot = match name {
+                "entities" => &mut q.entities,
+                "probed_integrations" => &mut q.probed_integrations,
+                "channels" => &mut q.channels,
+                "notification_rules" => &mut q.notification_rules,
+                "silences" => &mut q.silences,
+                "slos" => &mut q.slos,
+                "badges" => &mut q.badges,
+                "keys" => &mut q.keys,
+                "websockets_per_tenant" => &mut q.websockets_per_tenant,
+                "websockets_per_key" => &mut q.websockets_per_key,
+                _ => &mut q.concurrent_exports,
+            };
+            *slot = n;
+        }
+        Ok(q)
+    }
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            entities: 20_000,
+            probed_integrations: 200,
+            channels: 50,
+            notification_rules: 100,
+            silences: 500,
+            slos: 200,
+            badges: 200,
+            keys: 100,
+            websockets_per_tenant: 200,
+            websockets_per_key: 20,
+            concurrent_exports: 2,
+        }
+    }
 }
 
 impl Default for Config {
@@ -68,6 +191,7 @@ impl Default for Config {
             email_transport: None,
             email_from: "Agent Health Monitor <alerts@localhost>".to_owned(),
             pagerduty_events_url: "https://events.pagerduty.com/v2/enqueue".to_owned(),
+            quotas: Quotas::default(),
         }
     }
 }
@@ -237,6 +361,7 @@ impl Config {
                 None => d.pagerduty_events_url,
                 Some((variable, value)) => http_url(variable, value)?,
             },
+            quotas: Quotas::from_lookup(&lookup)?,
         })
     }
 }
@@ -326,6 +451,20 @@ mod tests {
                 Some(format!("invalid configuration: ALERT_STUCK_MIN_SECONDS=\"{bad}\": must be a whole number of seconds from 1 to 604800")),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn quotas_are_read_by_name_and_checked() {
+        let c = with(&[("HEALTH_QUOTA_CHANNELS", "3"), ("HEALTH_QUOTA_KEYS", " 7 ")])
+            .ok()
+            .unwrap_or_default();
+        assert_eq!(c.quotas.channels, 3);
+        assert_eq!(c.quotas.keys, 7);
+        assert_eq!(c.quotas.slos, Quotas::default().slos);
+        for (_, variable, _) in Quotas::default().entries() {
+            let err = with(&[(variable, "0")]).err().map(|e| e.variable);
+            assert_eq!(err, Some(variable), "{variable}=0 must be refused");
         }
     }
 

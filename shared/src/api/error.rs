@@ -51,6 +51,16 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A per-tenant quota would be exceeded; nothing was changed.
+    #[error("{message}")]
+    QuotaExceeded {
+        /// The quota's name (`channels`, `entities`, ...), as docs/api.md lists them.
+        quota: &'static str,
+        /// Its limit for this tenant.
+        limit: u64,
+        /// For a human: what was refused and how to make room.
+        message: String,
+    },
     /// Overloaded or a dependency is down; answered with `Retry-After`.
     #[error("{0}")]
     Unavailable(String),
@@ -87,6 +97,17 @@ impl ApiError {
         }
     }
 
+    /// A 429 for quota `quota` of `limit`, refusing `what` (e.g. "a new channel").
+    pub fn quota(quota: &'static str, limit: u64, what: &str) -> Self {
+        Self::QuotaExceeded {
+            quota,
+            limit,
+            message: format!(
+                "{what} would exceed this tenant's {quota} quota of {limit}; remove one first or ask for a higher quota"
+            ),
+        }
+    }
+
     /// The status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -97,6 +118,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -111,6 +133,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Conflict { code, .. } => code,
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal_error",
         }
@@ -130,10 +153,15 @@ impl ApiError {
             tracing::error!(error = %chain, "request failed");
         }
         let mut error = json!({"code": self.code(), "message": self.to_string()});
-        if let Self::BadRequest { details, .. } = &self {
-            if !details.is_empty() {
+        match &self {
+            Self::BadRequest { details, .. } if !details.is_empty() => {
                 error["details"] = json!(details);
             }
+            Self::QuotaExceeded { quota, limit, .. } => {
+                error["quota"] = json!(quota);
+                error["limit"] = json!(limit);
+            }
+            _ => {}
         }
         let mut response = super::json_response(self.status(), &json!({ "error": error }));
         match self {
