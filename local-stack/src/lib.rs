@@ -321,11 +321,17 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
             let handover = &handover;
             let wake = &wake;
             collector
-                .run_until(None, move |report| async move {
-                    // Alerts this cycle raised or resolved leave now, not on the next tick.
-                    wake.notify_one();
-                    handover.publish_cycle(&report).await;
-                })
+                .run_until(
+                    None,
+                    move |report| async move {
+                        // Alerts this cycle raised or resolved leave now, not on the next
+                        // tick; each tenant's update as soon as its own cycle ends.
+                        wake.notify_one();
+                        handover.publish(&report).await;
+                        report
+                    },
+                    |_| async {},
+                )
                 .await;
         }));
     }

@@ -240,24 +240,31 @@ pub async fn collect(
     let failed_before = crate::telemetry::stats().failed_cycles();
     let mut longest_cycle_s: f64 = 0.0;
     collector
-        .run_until(Some(until), |report| {
-            longest_cycle_s = longest_cycle_s.max(crate::telemetry::stats().last_cycle_seconds());
-            summary.cycles += 1;
-            summary.tenants_evaluated += report.tenants.len();
-            summary.tenants_skipped += report.skipped;
-            summary.tenants_failed += report.failed.len();
-            for t in &report.tenants {
-                summary.probes += t.probes;
-                summary.raised += t.raised;
-                summary.updated += t.updated;
-                summary.resolved += t.resolved;
-            }
-            async move {
+        .run_until(
+            Some(until),
+            |report| async move {
+                // Each tenant's update leaves as soon as its cycle ends.
                 if let Some(h) = handover {
-                    h.publish_cycle(&report).await;
+                    h.publish(&report).await;
                 }
-            }
-        })
+                report
+            },
+            |report| {
+                longest_cycle_s =
+                    longest_cycle_s.max(crate::telemetry::stats().last_cycle_seconds());
+                summary.cycles += 1;
+                summary.tenants_evaluated += report.tenants.len();
+                summary.tenants_skipped += report.skipped;
+                summary.tenants_failed += report.failed.len();
+                for t in &report.tenants {
+                    summary.probes += t.probes;
+                    summary.raised += t.raised;
+                    summary.updated += t.updated;
+                    summary.resolved += t.resolved;
+                }
+                async {}
+            },
+        )
         .await;
     // What the template's alarms watch: cycles that fail or run long.
     let failed = crate::telemetry::stats()
@@ -304,36 +311,34 @@ pub async fn notify(
     if deadline_ms > start {
         until = until.min(deadline_ms - DEADLINE_MARGIN_MS.min((deadline_ms - start) / 3));
     }
-    loop {
-        let now = state.clock.now_ms();
-        match notifier.run_pass(now).await {
-            Ok(r) => {
+    // Nothing wakes it across Lambda functions: each tenant is passed again when it has
+    // something due, at most a tick after its last pass.
+    let never = std::sync::Arc::new(tokio::sync::Notify::new());
+    notifier
+        .run_tenants_until(
+            std::sync::Arc::clone(&state.clock),
+            Some(until),
+            never,
+            NOTIFIER_TICK_MS,
+            |r| {
                 summary.decided += r.decided;
                 summary.delivered += r.delivered;
                 summary.failed_attempts += r.failed_attempts;
-            }
-            Err(e) => tracing::error!(error = %e, "notification pass failed"),
-        }
-        let now = state.clock.now_ms();
-        if now + NOTIFIER_TICK_MS >= until {
-            crate::telemetry::emf(
-                "notifier",
-                &[
-                    ("NotificationsSent", "Count", summary.delivered as f64),
-                    (
-                        "NotificationsFailed",
-                        "Count",
-                        summary.failed_attempts as f64,
-                    ),
-                ],
-            );
-            return summary;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(
-            u64::try_from(NOTIFIER_TICK_MS).unwrap_or(2000),
-        ))
+            },
+        )
         .await;
-    }
+    crate::telemetry::emf(
+        "notifier",
+        &[
+            ("NotificationsSent", "Count", summary.delivered as f64),
+            (
+                "NotificationsFailed",
+                "Count",
+                summary.failed_attempts as f64,
+            ),
+        ],
+    );
+    summary
 }
 
 /// Runs the notifier function.

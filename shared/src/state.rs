@@ -45,7 +45,7 @@ impl AppState {
     /// State over `store` with the real clock.
     pub fn new(store: Store, config: Config) -> Self {
         Self {
-            store,
+            store: store.with_quotas(config.quotas),
             config: Arc::new(config),
             clock: Arc::new(SystemClock),
             closer: None,

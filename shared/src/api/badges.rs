@@ -50,6 +50,8 @@ pub async fn create(
     if !exists {
         return Err(ApiError::NotFound(format!("no {kind} with id {id}")));
     }
+    let held = state.store.list_badges(tenant).await?.len();
+    ApiError::check_room("badges", state.config.quotas.badges, held, "a new badge")?;
     let created = state.store.create_badge(tenant, kind, &id, now).await?;
     let path = format!("/api/health/badge/{}", created.token);
     let url = match &state.config.public_url {

@@ -51,6 +51,10 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The body holds more than a documented maximum of items (spans, data points,
+    /// values); the text names it.
+    #[error("{0}")]
+    TooManyItems(String),
     /// A per-tenant quota would be exceeded; nothing was changed.
     #[error("{message}")]
     QuotaExceeded {
@@ -108,6 +112,20 @@ impl ApiError {
         }
     }
 
+    /// Refuses a new item when the tenant already holds `in_use` of a quota's `limit`
+    /// ([`Self::quota`]); `Ok` while there is room.
+    pub fn check_room(
+        quota: &'static str,
+        limit: u64,
+        in_use: usize,
+        what: &str,
+    ) -> Result<(), Self> {
+        if u64::try_from(in_use).unwrap_or(u64::MAX) >= limit {
+            return Err(Self::quota(quota, limit, what));
+        }
+        Ok(())
+    }
+
     /// The status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -119,6 +137,7 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyItems(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -134,6 +153,7 @@ impl ApiError {
             Self::Conflict { code, .. } => code,
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::QuotaExceeded { .. } => "quota_exceeded",
+            Self::TooManyItems(_) => "too_many_items",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal_error",
         }
@@ -185,6 +205,13 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
+            StoreError::Quota { quota, limit } => {
+                let what = match quota {
+                    "probed_integrations" => "a new probed integration",
+                    _ => "a new agent, integration or host",
+                };
+                Self::quota(quota, limit, what)
+            }
             StoreError::Conflict => {
                 Self::Unavailable("too many concurrent writes to the same data; retry".to_owned())
             }

@@ -166,10 +166,23 @@ pub async fn respond(
     tenant: String,
     query: Option<&str>,
 ) -> Result<Response<ByteStream>, ApiError> {
-    let q = ExportQuery::parse(query, state.clock.now_ms())?;
-    // Before the 200: a store that does not answer is a 503, not a broken download.
-    state.store.ping().await?;
-    let body = stream(state.clone(), tenant, q);
+    let now = state.clock.now_ms();
+    let q = ExportQuery::parse(query, now)?;
+    // Before the 200: a store that does not answer (or a quota used up) is an error
+    // answer, not a broken download.
+    let limit = state.config.quotas.concurrent_exports;
+    let lease = state
+        .store
+        .acquire_lease(&tenant, EXPORT_LEASES, limit, EXPORT_LEASE_MS, now)
+        .await?
+        .ok_or_else(|| {
+            ApiError::quota(
+                "concurrent_exports",
+                limit,
+                "another export while this tenant's others are streaming",
+            )
+        })?;
+    let body = stream(state.clone(), tenant, q, lease);
     let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(
@@ -199,7 +212,13 @@ pub async fn collect(response: Response<ByteStream>) -> Result<Response<String>,
 }
 
 /// The rows of `q`, produced by a task that waits while the client reads.
-fn stream(state: AppState, tenant: String, q: ExportQuery) -> ByteStream {
+/// The leases that bound a tenant's concurrent exports.
+const EXPORT_LEASES: &str = "exports";
+/// How long an export's lease holds if it is never given back (its process died): the
+/// export function's 900 s limit and a minute.
+const EXPORT_LEASE_MS: crate::time::Millis = 960_000;
+
+fn stream(state: AppState, tenant: String, q: ExportQuery, lease: String) -> ByteStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, StoreError>>(CHUNKS_IN_FLIGHT);
     tokio::spawn(async move {
         let header = match q.kind {
@@ -220,6 +239,14 @@ fn stream(state: AppState, tenant: String, q: ExportQuery) -> ByteStream {
         if let Err(Stop::Store(e)) = result {
             tracing::error!(tenant, error = %e, "export failed after it started");
             let _ = tx.send(Err(e)).await;
+        }
+        // However it ended (done, client gone, store failed), the place is given back.
+        if let Err(e) = state
+            .store
+            .release_lease(&tenant, EXPORT_LEASES, &lease)
+            .await
+        {
+            tracing::warn!(tenant, error = %e, "an export's lease was not given back; it lapses by itself");
         }
     });
     Box::pin(futures::stream::unfold(rx, |mut rx| async move {

@@ -9,6 +9,8 @@ use crate::domain::records::Probe;
 use crate::store::integrations::IntegrationUpdate;
 use crate::AppState;
 
+/// Longest probe URL accepted, in characters (the channels' limit).
+pub const MAX_PROBE_URL_CHARS: usize = 2048;
 /// Default probe timeout.
 pub const DEFAULT_PROBE_TIMEOUT_MS: u64 = 5000;
 /// Longest probe timeout, so one probe cannot outlast a collector cycle.
@@ -86,6 +88,14 @@ async fn parse_update(state: &AppState, body: &[u8]) -> Result<IntegrationUpdate
             }
             ("probe", Value::Object(p)) => {
                 let url = match p.get("url") {
+                    // As channel URLs: a longer one is no real endpoint, and every cycle
+                    // would read it back.
+                    Some(Value::String(u)) if u.chars().count() > MAX_PROBE_URL_CHARS => {
+                        return Err(bad(
+                            "probe.url",
+                            &format!("must be at most {MAX_PROBE_URL_CHARS} characters"),
+                        ))
+                    }
                     Some(Value::String(u)) => {
                         probe::check_url(u, &state.config.probe_allowed_addresses)
                             .await

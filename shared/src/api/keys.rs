@@ -81,6 +81,14 @@ pub async fn create(
     body: &[u8],
 ) -> Result<Response<String>, ApiError> {
     let new = parse_new_key(body)?;
+    let active = state
+        .store
+        .list_api_keys(tenant)
+        .await?
+        .iter()
+        .filter(|k| k.revoked_at.is_none())
+        .count();
+    ApiError::check_room("keys", state.config.quotas.keys, active, "a new API key")?;
     let created = state
         .store
         .new_api_key(tenant, &new.scopes, &new.name, state.clock.now_ms())

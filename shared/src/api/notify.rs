@@ -208,6 +208,15 @@ pub async fn put_channel(
         Some(_) => return Err(bad("invalid_channel", "enabled", "must be true or false")),
     };
     let stored = state.store.channel(tenant, channel_id).await?;
+    if stored.is_none() {
+        let config = state.store.notify_config(tenant).await?;
+        ApiError::check_room(
+            "channels",
+            state.config.quotas.channels,
+            config.channels.len(),
+            "a new channel",
+        )?;
+    }
     let destination =
         parse_destination(state, &body, stored.as_ref().map(|c| &c.destination)).await?;
     let now = state.clock.now_ms();
@@ -330,6 +339,14 @@ pub async fn put_rule(
         ));
     }
     let config = state.store.notify_config(tenant).await?;
+    if !config.rules.iter().any(|r| r.rule_id == rule_id) {
+        ApiError::check_room(
+            "notification_rules",
+            state.config.quotas.notification_rules,
+            config.rules.len(),
+            "a new notification rule",
+        )?;
+    }
     let channels: Vec<String> = match body.get("channels") {
         Some(Value::Array(list)) if !list.is_empty() => list
             .iter()
@@ -529,6 +546,14 @@ pub async fn create_silence(
         created_by: principal.name.clone(),
         created_at: now,
     };
+    let config = state.store.notify_config(&principal.tenant).await?;
+    let held = config.silences.iter().filter(|s| !s.ended_by(now)).count();
+    ApiError::check_room(
+        "silences",
+        state.config.quotas.silences,
+        held,
+        "a new silence",
+    )?;
     state.store.put_silence(&principal.tenant, &silence).await?;
     tracing::info!(tenant = %principal.tenant, silence_id = %silence.silence_id, "silence created");
     Ok(json_response(StatusCode::CREATED, &silence.view(now)))

@@ -28,6 +28,7 @@ use prost::Message as _;
 use super::{ApiError, Endpoint};
 use crate::domain::events::MAX_EVENTS_PER_BATCH;
 use crate::domain::otlp::Mapped;
+use crate::domain::otlp_bounds;
 use crate::AppState;
 
 /// Largest request body accepted, compressed (4 MiB: what a Lambda request carries once
@@ -58,13 +59,6 @@ impl Signal {
         match self {
             Self::Traces => "ExportTraceServiceRequest",
             Self::Metrics => "ExportMetricsServiceRequest",
-        }
-    }
-    /// The JSON path down to the messages that must be objects.
-    fn shape(self) -> [&'static str; 3] {
-        match self {
-            Self::Traces => ["resourceSpans", "scopeSpans", "spans"],
-            Self::Metrics => ["resourceMetrics", "scopeMetrics", "metrics"],
         }
     }
 }
@@ -193,18 +187,28 @@ async fn export(
             limit: MAX_OTLP_BODY_BYTES,
         });
     }
-    let body = decompress(req)?;
     let now = state.clock.now_ms();
-    let mapped = match signal {
-        Signal::Traces => crate::domain::otlp::map_request(
-            &decode::<ExportTraceServiceRequest>(&body, encoding, signal)?,
-            now,
-        ),
-        Signal::Metrics => crate::domain::otlp_metrics::map_request(
-            &decode::<ExportMetricsServiceRequest>(&body, encoding, signal)?,
-            now,
-        ),
-    };
+    // Decompressing and decoding are CPU work of up to a few hundred milliseconds: off the
+    // async workers, so other requests (and /healthz) keep answering meanwhile.
+    let (body, encoding_header) = (
+        req.body().clone(),
+        req.headers().get(http::header::CONTENT_ENCODING).cloned(),
+    );
+    let mapped = tokio::task::spawn_blocking(move || {
+        let body = decompress(body, encoding_header.as_ref())?;
+        Ok::<_, ApiError>(match signal {
+            Signal::Traces => crate::domain::otlp::map_request(
+                &decode::<ExportTraceServiceRequest>(&body, encoding, signal)?,
+                now,
+            ),
+            Signal::Metrics => crate::domain::otlp_metrics::map_request(
+                &decode::<ExportMetricsServiceRequest>(&body, encoding, signal)?,
+                now,
+            ),
+        })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(Box::new(e)))??;
     let mut stored = 0;
     for chunk in mapped.events.chunks(MAX_EVENTS_PER_BATCH) {
         stored += super::ingest::store_events(state, tenant, chunk, now)
@@ -222,87 +226,56 @@ async fn export(
     Ok(mapped)
 }
 
-/// A request message from its protobuf or JSON encoding.
+/// A request message from its protobuf or JSON encoding, counted first: a request over
+/// [`otlp_bounds::MAX_ITEMS`] spans or data points, or [`otlp_bounds::MAX_VALUES`]
+/// values, is refused (413) before anything is decoded.
 fn decode<T: prost::Message + Default + serde::de::DeserializeOwned>(
     body: &[u8],
     encoding: Encoding,
     signal: Signal,
 ) -> Result<T, ApiError> {
     let name = signal.request_name();
+    let kind = match signal {
+        Signal::Traces => otlp_bounds::Kind::Traces,
+        Signal::Metrics => otlp_bounds::Kind::Metrics,
+    };
+    let (counted, format) = match encoding {
+        Encoding::Protobuf => (otlp_bounds::count_protobuf(body, kind), "protobuf"),
+        Encoding::Json => (otlp_bounds::count_json(body, kind), "JSON"),
+    };
+    let invalid = |why: String| {
+        ApiError::bad_request(
+            "invalid_otlp",
+            format!("body: not an OTLP {name} in {format} ({why})"),
+        )
+    };
+    match counted {
+        Ok(_) => {}
+        Err(refusal) if refusal.is_too_large() => {
+            return Err(ApiError::TooManyItems(refusal.to_string()))
+        }
+        Err(refusal) => return Err(invalid(refusal.to_string())),
+    }
     match encoding {
-        Encoding::Protobuf => T::decode(body).map_err(|e| {
-            ApiError::bad_request(
-                "invalid_otlp",
-                format!("body: not an OTLP {name} in protobuf ({e})"),
-            )
-        }),
-        // Through a Value first: serde would also read a struct from a JSON array.
-        Encoding::Json => serde_json::from_slice::<serde_json::Value>(body)
-            .map_err(|e| e.to_string())
-            .and_then(|v| match v {
-                serde_json::Value::Object(_) => {
-                    check_shape(&v, signal.shape())?;
-                    serde_json::from_value(v).map_err(|e| e.to_string())
-                }
-                _ => Err("a JSON object is expected".to_owned()),
-            })
-            .map_err(|e| {
-                ApiError::bad_request(
-                    "invalid_otlp",
-                    format!("body: not an OTLP {name} in JSON ({e})"),
-                )
-            }),
+        Encoding::Protobuf => T::decode(body).map_err(|e| invalid(e.to_string())),
+        // The count checked that message lists are arrays of objects (serde would read an
+        // array as a message, field by position).
+        Encoding::Json => serde_json::from_slice(body).map_err(|e| invalid(e.to_string())),
     }
-}
-
-/// Refuses arrays where OTLP's JSON has messages (serde would read them as messages,
-/// field by position), down to the spans or metrics: e.g. `resourceSpans`, `scopeSpans`
-/// and `spans` must be arrays of objects.
-fn check_shape(request: &serde_json::Value, [top, scope, leaf]: [&str; 3]) -> Result<(), String> {
-    fn objects<'a>(
-        parent: &'a serde_json::Value,
-        field: &str,
-        path: &str,
-    ) -> Result<Vec<&'a serde_json::Value>, String> {
-        match parent.get(field) {
-            None | Some(serde_json::Value::Null) => Ok(Vec::new()),
-            Some(serde_json::Value::Array(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| {
-                    if item.is_object() {
-                        Ok(item)
-                    } else {
-                        Err(format!("{path}{field}[{i}] must be an object"))
-                    }
-                })
-                .collect(),
-            Some(_) => Err(format!("{path}{field} must be an array")),
-        }
-    }
-    for (r, rs) in objects(request, top, "")?.into_iter().enumerate() {
-        let path = format!("{top}[{r}].");
-        for (s, ss) in objects(rs, scope, &path)?.into_iter().enumerate() {
-            objects(ss, leaf, &format!("{path}{scope}[{s}]."))?;
-        }
-    }
-    Ok(())
 }
 
 /// The body as sent: gzip undone (bounded), identity as is.
-fn decompress(req: &Request<Bytes>) -> Result<Bytes, ApiError> {
-    let encoding = req
-        .headers()
-        .get(http::header::CONTENT_ENCODING)
+fn decompress(body: Bytes, content_encoding: Option<&HeaderValue>) -> Result<Bytes, ApiError> {
+    let encoding = content_encoding
         .and_then(|v| v.to_str().ok())
         .unwrap_or("identity")
         .trim()
         .to_ascii_lowercase();
     match encoding.as_str() {
-        "" | "identity" => Ok(req.body().clone()),
+        "" | "identity" => Ok(body),
         "gzip" => {
             let mut out = Vec::new();
-            flate2::read::GzDecoder::new(req.body().as_ref())
+            flate2::read::GzDecoder::new(body.as_ref())
                 .take(MAX_DECODED_BYTES as u64 + 1)
                 .read_to_end(&mut out)
                 .map_err(|e| {
@@ -433,19 +406,39 @@ mod tests {
 
     #[test]
     fn json_messages_must_be_objects_down_to_the_spans() {
-        let ok = serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [{}]}]}]});
-        let traces = Signal::Traces.shape();
-        assert_eq!(check_shape(&ok, traces), Ok(()));
-        let bad = serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [[]]}]}]});
+        let decode = |body: &str| {
+            decode::<ExportTraceServiceRequest>(body.as_bytes(), Encoding::Json, Signal::Traces)
+        };
+        let ok = decode(r#"{"resourceSpans": [{"scopeSpans": [{"spans": [{}]}]}]}"#);
         assert_eq!(
-            check_shape(&bad, traces),
-            Err("resourceSpans[0].scopeSpans[0].spans[0] must be an object".into())
+            ok.map(|r| r.resource_spans[0].scope_spans[0].spans.len())
+                .ok(),
+            Some(1)
         );
-        assert!(check_shape(&serde_json::json!({"resourceSpans": [[]]}), traces).is_err());
-        assert!(check_shape(&serde_json::json!({"resourceSpans": 5}), traces).is_err());
-        let metrics =
-            serde_json::json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [3]}]}]});
-        assert!(check_shape(&metrics, Signal::Metrics.shape()).is_err());
+        let bad = decode(r#"{"resourceSpans": [{"scopeSpans": [{"spans": [[]]}]}]}"#);
+        assert_eq!(
+            bad.err().map(|e| e.to_string()),
+            Some("body: not an OTLP ExportTraceServiceRequest in JSON (resourceSpans[0].scopeSpans[0].spans[0] must be an object)".to_owned())
+        );
+    }
+
+    #[test]
+    fn too_many_spans_answer_413_before_decoding() {
+        let mut body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":["#.to_vec();
+        body.extend(b"{},".repeat(otlp_bounds::MAX_ITEMS));
+        body.extend(b"{}]}]}]}");
+        let e = decode::<ExportTraceServiceRequest>(&body, Encoding::Json, Signal::Traces);
+        let e = e.err();
+        assert_eq!(
+            e.as_ref().map(ApiError::status),
+            Some(StatusCode::PAYLOAD_TOO_LARGE)
+        );
+        assert!(
+            e.map(|e| e.to_string())
+                .unwrap_or_default()
+                .contains("more than 10000 spans"),
+            "the message names the limit"
+        );
     }
 
     #[test]
@@ -454,19 +447,12 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         let _ = gz.write_all(b"hello");
         let packed = gz.finish().unwrap_or_default();
-        let req = |enc: &str, body: Vec<u8>| {
-            let mut r = Request::new(Bytes::from(body));
-            r.headers_mut().insert(
-                http::header::CONTENT_ENCODING,
-                HeaderValue::from_str(enc).unwrap_or(HeaderValue::from_static("x")),
-            );
-            r
+        let undo = |enc: &str, body: Vec<u8>| {
+            let header = HeaderValue::from_str(enc).unwrap_or(HeaderValue::from_static("x"));
+            decompress(Bytes::from(body), Some(&header))
         };
-        assert_eq!(
-            decompress(&req("gzip", packed)).ok(),
-            Some(Bytes::from("hello"))
-        );
-        assert!(decompress(&req("gzip", b"nope".to_vec())).is_err());
-        assert!(decompress(&req("br", b"x".to_vec())).is_err());
+        assert_eq!(undo("gzip", packed).ok(), Some(Bytes::from("hello")));
+        assert!(undo("gzip", b"nope".to_vec()).is_err());
+        assert!(undo("br", b"x".to_vec()).is_err());
     }
 }

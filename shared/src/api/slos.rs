@@ -20,6 +20,10 @@ pub async fn put(
     let slo = body
         .validate(slo_id)
         .map_err(|errors| ApiError::invalid_fields("invalid_slo", errors))?;
+    let slos = state.store.slos(tenant).await?;
+    if !slos.iter().any(|s| s.slo_id == slo.slo_id) {
+        ApiError::check_room("slos", state.config.quotas.slos, slos.len(), "a new SLO")?;
+    }
     state.store.put_slo(tenant, &slo).await?;
     let now = state.clock.now_ms();
     let span = i64::from(slo.window_days) * DAY_MS;

@@ -12,6 +12,7 @@
 //! written or not, and the next cycle re-evaluates from what is stored.
 
 pub mod alerting;
+pub mod backoff;
 pub mod probe;
 pub mod rules;
 
@@ -30,10 +31,12 @@ use crate::time::{Clock, Millis};
 use probe::Prober;
 use rules::{evaluate, Thresholds};
 
-/// Probes in flight at once.
-const PROBE_CONCURRENCY: usize = 64;
-/// Tenants evaluated at once.
-const TENANT_CONCURRENCY: usize = 4;
+/// Probes of one tenant in flight at once: a tenant with many slow probes waits on its
+/// own probes, never on a shared pool.
+pub const PROBE_CONCURRENCY: usize = 16;
+/// Tenants evaluated at once. Each has its own time budget ([`Collector::tenant_budget`]),
+/// so a slow tenant holds one of these places for at most that long.
+const TENANT_CONCURRENCY: usize = 16;
 
 /// What one tenant's cycle computed and changed. The health objects are the read
 /// endpoints' shapes, ready for a `health:update`.
@@ -88,6 +91,8 @@ pub struct Collector {
     prober: Prober,
     /// Failed, probed integrations by (tenant, id), with their next recovery attempt.
     recoveries: Mutex<HashMap<(String, String), Millis>>,
+    /// Addresses that keep failing, probed less often.
+    backoff: backoff::AddressBackoff,
 }
 
 impl Collector {
@@ -99,6 +104,7 @@ impl Collector {
             clock: Arc::clone(&state.clock),
             prober: Prober::new(&state.config.probe_allowed_addresses)?,
             recoveries: Mutex::new(HashMap::new()),
+            backoff: backoff::AddressBackoff::default(),
         })
     }
 
@@ -106,13 +112,53 @@ impl Collector {
         i64::try_from(self.config.polling_interval_secs.max(1) * 1000).unwrap_or(30_000)
     }
 
+    /// How long one tenant's cycle may take: the interval less a second (at least a
+    /// second), so every tenant's cycle ends before the next slot whatever another tenant
+    /// does. Its probes get the first half ([`Collector::run_probes`]).
+    pub fn tenant_budget(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.config.polling_interval_secs.saturating_sub(1).max(1))
+    }
+
     /// Runs the cycle that `now` falls in, for every tenant whose cycle no other run has
     /// claimed. A tenant's failure is reported and does not stop the others.
     pub async fn run_cycle(&self, now: Millis) -> Result<CycleReport, StoreError> {
+        self.run_cycle_with(now, |r| async move { r }).await
+    }
+
+    /// [`Collector::run_cycle`], handing each tenant's report to `on_tenant` as soon as
+    /// that tenant's cycle ends (its live update leaves then, not after the slowest
+    /// tenant's). A tenant's cycle that outlasts [`Collector::tenant_budget`] is stopped
+    /// and reported failed; what it wrote stays written (every write is conditional and
+    /// complete in itself), and the next cycle starts from what is stored.
+    pub async fn run_cycle_with<F, Fut>(
+        &self,
+        now: Millis,
+        on_tenant: F,
+    ) -> Result<CycleReport, StoreError>
+    where
+        F: Fn(TenantReport) -> Fut,
+        Fut: std::future::Future<Output = TenantReport>,
+    {
         let tenants = self.store.tenants().await?;
+        let budget = self.tenant_budget();
+        let on_tenant = &on_tenant;
         let results: Vec<_> = stream::iter(tenants)
             .map(|tenant| async move {
-                let result = self.cycle_tenant(&tenant, now).await;
+                let result =
+                    match tokio::time::timeout(budget, self.cycle_tenant(&tenant, now)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(StoreError::Backend(
+                            format!(
+                                "the tenant's cycle took longer than its budget of {} s",
+                                budget.as_secs()
+                            )
+                            .into(),
+                        )),
+                    };
+                let result = match result {
+                    Ok(Some(r)) => Ok(Some(on_tenant(r).await)),
+                    other => other,
+                };
                 (tenant, result)
             })
             .buffer_unordered(TENANT_CONCURRENCY)
@@ -355,8 +401,13 @@ impl Collector {
             .filter(|(_, d)| d.record.probe_due(now, Some(cycle_start)))
             .filter_map(|(i, d)| Some((i, d.record.probe.clone()?)))
             .collect();
+        // Probes get the first half of the tenant's budget; one still waiting then counts as
+        // failed (so a black-holed address moves to `failed` and its recovery backoff
+        // instead of holding every cycle), and the cycle goes on with what it has.
+        let window = self.tenant_budget() / 2;
+        let deadline = tokio::time::Instant::now() + window;
         let outcomes: Vec<_> = stream::iter(due)
-            .map(|(i, p)| async move { (i, self.prober.probe(&p).await) })
+            .map(|(i, p)| async move { (i, self.probe_until(tenant, &p, deadline, window).await) })
             .buffer_unordered(PROBE_CONCURRENCY)
             .collect()
             .await;
@@ -384,6 +435,51 @@ impl Collector {
             }
         }
         Ok(probes)
+    }
+
+    /// One probe, given up at `deadline` (`window` after the probes began) if it has not
+    /// answered by then; an address that keeps failing is not connected to while it is
+    /// backed off ([`backoff::AddressBackoff`]).
+    async fn probe_until(
+        &self,
+        tenant: &str,
+        probe: &crate::domain::records::Probe,
+        deadline: tokio::time::Instant,
+        window: std::time::Duration,
+    ) -> probe::ProbeOutcome {
+        let now = self.clock.now_ms();
+        let address = backoff::address_of(&probe.url);
+        if let Some((failures, until)) = self.backoff.blocked(tenant, &address, now) {
+            return probe::ProbeOutcome {
+                ok: false,
+                latency_ms: 0.0,
+                error: Some(format!(
+                    "not probed: {address} failed {failures} probes in a row; next try after {}",
+                    crate::time::format_rfc3339(until)
+                )),
+            };
+        }
+        let started = std::time::Instant::now();
+        let outcome = match tokio::time::timeout_at(deadline, self.prober.probe(probe)).await {
+            Ok(outcome) => outcome,
+            Err(_) => probe::ProbeOutcome {
+                ok: false,
+                latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                error: Some(format!(
+                    "no answer within the cycle's probe window of {} ms",
+                    window.as_millis()
+                )),
+            },
+        };
+        // An unexpected status is an answer: the address works.
+        let reached = outcome.ok
+            || outcome
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("answered "));
+        self.backoff
+            .record(tenant, &address, reached, self.clock.now_ms());
+        outcome
     }
 
     /// Remembers a tenant's failed, probed integrations and when each is next due.
@@ -475,7 +571,12 @@ impl Collector {
         let Some(probe) = record.probe.clone().filter(|_| record.probe_due(now, None)) else {
             return Ok(None);
         };
-        let outcome = self.prober.probe(&probe).await;
+        // Recovery attempts run between cycles in the same loop: bounded like a cycle's
+        // probes, so a black-holed address cannot hold the next cycle back.
+        let window =
+            std::time::Duration::from_millis(probe.timeout_ms).min(self.tenant_budget() / 2);
+        let deadline = tokio::time::Instant::now() + window;
+        let outcome = self.probe_until(tenant, &probe, deadline, window).await;
         if let Some(error) = &outcome.error {
             tracing::info!(tenant, integration = %id, %error, "recovery attempt failed");
         }
@@ -498,8 +599,14 @@ impl Collector {
     /// (forever if `None`). Each cycle's report goes to `on_cycle`, which is awaited before
     /// going on (the hand-over to the broadcaster; in Lambda it must finish within the
     /// invocation). Storage errors are logged and retried on the next cycle.
-    pub async fn run_until<F, Fut>(&self, until: Option<Millis>, mut on_cycle: F)
-    where
+    pub async fn run_until<T, TFut, F, Fut>(
+        &self,
+        until: Option<Millis>,
+        on_tenant: T,
+        mut on_cycle: F,
+    ) where
+        T: Fn(TenantReport) -> TFut,
+        TFut: std::future::Future<Output = TenantReport>,
         F: FnMut(CycleReport) -> Fut,
         Fut: std::future::Future<Output = ()>,
     {
@@ -512,7 +619,7 @@ impl Collector {
             }
             if now >= next_cycle {
                 let started = std::time::Instant::now();
-                let result = self.run_cycle(now).await;
+                let result = self.run_cycle_with(now, &on_tenant).await;
                 crate::telemetry::stats().record_cycle(
                     started.elapsed(),
                     result.as_ref().map_or(true, |r| !r.failed.is_empty()),

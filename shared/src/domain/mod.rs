@@ -12,6 +12,7 @@ pub mod latency;
 pub mod live;
 pub mod notify;
 pub mod otlp;
+pub mod otlp_bounds;
 pub mod otlp_metrics;
 pub mod records;
 pub mod report;

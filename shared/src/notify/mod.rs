@@ -39,6 +39,9 @@ pub const GIVE_UP_AFTER_MS: Millis = 24 * HOUR_MS;
 const LEASE_MS: Millis = 60_000;
 /// Tenants handled at once.
 const TENANT_CONCURRENCY: usize = 4;
+/// Longest one tenant's notification pass may run before it is cut off (its leased
+/// messages are retried when their lease ends).
+pub const TENANT_PASS_BUDGET_MS: Millis = 60_000;
 /// The condition of the alert raised for a failing channel.
 pub const CHANNEL_FAILING: &str = "channel_failing";
 
@@ -615,9 +618,8 @@ impl Notifier {
         })
     }
 
-    /// Runs passes until `until` (forever if `None`): after each pass it sleeps until the
-    /// next due time, at most `max_sleep_ms`, or until `wake` is notified (a collector
-    /// cycle, an acknowledgement, a configuration change).
+    /// Runs passes until `until` (forever if `None`), recording each in the process's
+    /// figures; see [`Notifier::run_tenants_until`].
     pub async fn run_until(
         &self,
         clock: Arc<dyn Clock>,
@@ -625,33 +627,122 @@ impl Notifier {
         wake: Arc<tokio::sync::Notify>,
         max_sleep_ms: Millis,
     ) {
+        self.run_tenants_until(clock, until, wake, max_sleep_ms, |r| {
+            crate::telemetry::stats().record_pass(r);
+        })
+        .await;
+    }
+
+    /// Runs each tenant's passes on its own schedule until `until` (forever if `None`):
+    /// a tenant's pass starts when something of it falls due (at most `max_sleep_ms`
+    /// after its last), or when `wake` is notified (a collector cycle, an
+    /// acknowledgement, a configuration change), unless its previous pass is still
+    /// running; then it runs again as soon as that one ends. A tenant whose channel is slow
+    /// therefore delays only its own messages, never another tenant's, and one pass is cut
+    /// off after [`TENANT_PASS_BUDGET_MS`] (its leased messages are retried once the lease
+    /// ends). Each finished pass goes to `on_pass`. Passes running at `until` are awaited.
+    pub async fn run_tenants_until(
+        &self,
+        clock: Arc<dyn Clock>,
+        until: Option<Millis>,
+        wake: Arc<tokio::sync::Notify>,
+        max_sleep_ms: Millis,
+        mut on_pass: impl FnMut(&PassReport),
+    ) {
+        use std::collections::{HashMap, HashSet};
+        let budget = std::time::Duration::from_millis(
+            u64::try_from(TENANT_PASS_BUDGET_MS).unwrap_or(60_000),
+        );
+        let mut running = futures::stream::FuturesUnordered::new();
+        let mut in_flight: HashSet<String> = HashSet::new();
+        // Tenants woken while their pass ran: they go again once it ends.
+        let mut missed: HashSet<String> = HashSet::new();
+        let mut due: HashMap<String, Millis> = HashMap::new();
+        let mut tenants: Vec<String> = Vec::new();
+        let mut listed_at: Option<Millis> = None;
+        let mut woken = true;
         loop {
             let now = clock.now_ms();
             if until.is_some_and(|u| now >= u) {
-                return;
+                break;
             }
-            let next = match self.run_pass(now).await {
-                Ok(r) => {
-                    crate::telemetry::stats().record_pass(&r);
-                    r.next_due
+            // The tenant list is one Query: read again on a wake or every few seconds.
+            if woken || listed_at.is_none_or(|at| now - at >= max_sleep_ms.max(1000)) {
+                match self.store.tenants().await {
+                    Ok(t) => {
+                        tenants = t;
+                        listed_at = Some(now);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "listing tenants for notifications failed")
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "notification pass failed");
-                    None
+            }
+            for tenant in &tenants {
+                let is_due = woken || due.get(tenant).is_none_or(|at| *at <= now);
+                if !is_due {
+                    continue;
                 }
-            };
-            let mut wait = next.map_or(max_sleep_ms, |at| {
-                (at - clock.now_ms()).clamp(0, max_sleep_ms)
-            });
+                if in_flight.contains(tenant) {
+                    missed.insert(tenant.clone());
+                    continue;
+                }
+                in_flight.insert(tenant.clone());
+                let tenant = tenant.clone();
+                running.push(async move {
+                    let result = tokio::time::timeout(budget, self.pass_tenant(&tenant, now)).await;
+                    (tenant, result)
+                });
+            }
+            woken = false;
+            let now = clock.now_ms();
+            let next = tenants
+                .iter()
+                .filter(|t| !in_flight.contains(*t))
+                .filter_map(|t| due.get(t))
+                .min()
+                .copied();
+            let mut wait = next.map_or(max_sleep_ms, |at| (at - now).clamp(0, max_sleep_ms));
             if let Some(u) = until {
-                wait = wait.min((u - clock.now_ms()).max(0));
+                wait = wait.min((u - now).max(0));
             }
             let sleep = tokio::time::sleep(std::time::Duration::from_millis(
                 u64::try_from(wait).unwrap_or(0),
             ));
             tokio::select! {
+                Some((tenant, result)) = running.next(), if !running.is_empty() => {
+                    let now = clock.now_ms();
+                    in_flight.remove(&tenant);
+                    let next = match result {
+                        Ok(Ok(report)) => {
+                            on_pass(&report);
+                            report.next_due.unwrap_or(now + max_sleep_ms)
+                        }
+                        Ok(Err(e)) => {
+                            tracing::error!(tenant = %tenant, error = %e, "notification pass failed");
+                            now + 5000
+                        }
+                        Err(_) => {
+                            tracing::warn!(tenant = %tenant, budget_ms = TENANT_PASS_BUDGET_MS, "notification pass cut off at its budget");
+                            now
+                        }
+                    };
+                    let next = if missed.remove(&tenant) { now } else { next };
+                    due.insert(tenant, next);
+                }
                 () = sleep => {}
-                () = wake.notified() => {}
+                () = wake.notified() => { woken = true; }
+            }
+        }
+        while let Some((tenant, result)) = running.next().await {
+            match result {
+                Ok(Ok(report)) => on_pass(&report),
+                Ok(Err(e)) => {
+                    tracing::error!(tenant = %tenant, error = %e, "notification pass failed");
+                }
+                Err(_) => {
+                    tracing::warn!(tenant = %tenant, "notification pass cut off at its budget")
+                }
             }
         }
     }

@@ -143,6 +143,13 @@ pub(crate) trait LiveRecord: Sized + Send + Clone {
     }
     /// The record of an entity first seen in `event`.
     fn create(event: &Event, now: Millis) -> Self;
+    /// The kind of entity this is the live item of (counted by quotas); `None` for the
+    /// tenant's gauges.
+    fn entity() -> Option<Entity>;
+    /// Whether it is a probed integration (counted by quotas).
+    fn probed(&self) -> bool {
+        false
+    }
     /// Adds the item, as written, to what a batch touched.
     fn touch(self, touched: &mut Touched);
     /// Whether an event is recognised by the mark of its `event_id`. Executions need none:
@@ -207,6 +214,9 @@ where
 
 #[async_trait::async_trait]
 impl LiveRecord for LiveAgent {
+    fn entity() -> Option<Entity> {
+        Some(Entity::Agent)
+    }
     fn take_hours(&mut self, now: Millis) -> Vec<(i64, HourSummary)> {
         self.window.take_hours(now)
     }
@@ -334,6 +344,12 @@ async fn finish_known(
 
 #[async_trait::async_trait]
 impl LiveRecord for LiveIntegration {
+    fn entity() -> Option<Entity> {
+        Some(Entity::Integration)
+    }
+    fn probed(&self) -> bool {
+        self.record.probe.is_some()
+    }
     fn take_hours(&mut self, now: Millis) -> Vec<(i64, HourSummary)> {
         self.window.take_hours(now)
     }
@@ -433,6 +449,9 @@ fn host_sample(event: &Event) -> Option<HostRecord> {
 
 #[async_trait::async_trait]
 impl LiveRecord for LiveHost {
+    fn entity() -> Option<Entity> {
+        Some(Entity::Host)
+    }
     fn take_hour_records(&mut self, now: Millis) -> Vec<(i64, Record)> {
         self.window
             .take_hour_counters(now)
@@ -487,6 +506,9 @@ impl LiveRecord for LiveHost {
 
 #[async_trait::async_trait]
 impl LiveRecord for SystemRecord {
+    fn entity() -> Option<Entity> {
+        None
+    }
     fn touch(self, touched: &mut Touched) {
         touched.system = Some(self);
     }
@@ -680,12 +702,16 @@ impl Store {
                 if keep {
                     value.clone().touch(&mut touched);
                 }
-                self.put_live(&key, value, read_version).await?;
+                let probed = value.probed();
+                self.put_live(tenant, &key, value, read_version, probed)
+                    .await?;
             } else if settled && read_version.is_some() {
                 // Only duplicates, but hours or days moved to their buckets: the item must
                 // say so, or readers would count those hours twice (bucket and item) until
                 // its next event.
-                self.put_live(&key, value, read_version).await?;
+                let probed = value.probed();
+                self.put_live(tenant, &key, value, read_version, probed)
+                    .await?;
             }
             Ok((outcome, touched))
         })
@@ -846,28 +872,36 @@ impl Store {
     }
 
     /// Writes a live item back, conditional on the version read (`None`: must not exist).
+    /// A new entity, or an integration that gains a probe (`was_probed` false, the value
+    /// probed), is counted against the tenant's quotas in the same write
+    /// ([`Store::write_counted`]).
     pub(crate) async fn put_live<T: LiveRecord>(
         &self,
+        tenant: &str,
         key: &ItemKey,
         value: T,
         read_version: Option<u64>,
+        was_probed: bool,
     ) -> Result<(), StoreError> {
         let (condition, version) = match read_version {
             Some(v) => (Condition::Version(v), v + 1),
             None => (Condition::NotExists, 1),
         };
-        self.backend
-            .write(vec![Write {
-                item: StoredItem {
-                    key: key.clone(),
-                    record: value.into_record(),
-                    version,
-                    expires_at: None,
-                    index: None,
-                },
-                condition,
-            }])
-            .await
+        let growth = super::quota::Growth {
+            entity: T::entity().filter(|_| read_version.is_none()),
+            probe: value.probed() && !was_probed,
+        };
+        let write = Write {
+            item: StoredItem {
+                key: key.clone(),
+                record: value.into_record(),
+                version,
+                expires_at: None,
+                index: None,
+            },
+            condition,
+        };
+        self.write_counted(tenant, growth, write).await
     }
 
     /// Reads a live item, settles it, lets `change` modify it and writes it back, again
@@ -901,9 +935,11 @@ impl Store {
             // Written even when `change` keeps it as it was, if settling moved hours or
             // days out of it (as in ingestion).
             let settled_value = if settled { value.clone() } else { None };
+            let was_probed = value.as_ref().is_some_and(LiveRecord::probed);
             let (new, out) = change(value)?;
             if let Some(new) = new.or(settled_value) {
-                self.put_live(&key, new, read_version).await?;
+                self.put_live(tenant, &key, new, read_version, was_probed)
+                    .await?;
             }
             Ok(out)
         })

@@ -152,6 +152,22 @@ pub fn tenant_of(pk: &str) -> Option<&str> {
     pk.strip_prefix("T#")?.strip_suffix("#TENANT")
 }
 
+/// How many entities of each kind (and probed integrations) a tenant holds, for quotas.
+pub fn counts(tenant: &str) -> ItemKey {
+    ItemKey {
+        pk: format!("T#{tenant}#COUNTS"),
+        sk: META.to_owned(),
+    }
+}
+
+/// A tenant's leases on the places named `name` (e.g. `exports`).
+pub fn leases(tenant: &str, name: &str) -> ItemKey {
+    ItemKey {
+        pk: format!("T#{tenant}#LEASES"),
+        sk: name.to_owned(),
+    }
+}
+
 /// The collector's claim on a tenant's latest cycle.
 pub fn cycle(tenant: &str) -> ItemKey {
     ItemKey {

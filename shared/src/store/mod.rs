@@ -30,6 +30,7 @@ pub mod integrations;
 pub mod keys;
 pub mod layout;
 pub mod notify;
+pub mod quota;
 pub mod report;
 pub mod slo;
 pub mod system;
@@ -82,6 +83,8 @@ pub enum Record {
     Slo(crate::domain::slo::SloRecord),
     Failure(crate::domain::failures::FailureRecord),
     Badge(badges::BadgeRecord),
+    Counts(quota::CountsRecord),
+    Leases(quota::LeasesRecord),
     /// An item whose content could not be parsed (damaged, or written by a newer version),
     /// with the reason. Backends return it instead of failing the whole read, so one such
     /// item degrades only its own entity; it is never written.
@@ -196,6 +199,14 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// A creation would pass a per-tenant quota; nothing was written.
+    #[error("this tenant's {quota} quota of {limit} is used up")]
+    Quota {
+        /// The quota's name.
+        quota: &'static str,
+        /// Its limit.
+        limit: u64,
+    },
     /// The backend failed; the cause is kept for the logs.
     #[error("storage backend failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -291,6 +302,8 @@ pub struct Store {
     /// Keys looked up in the last [`keys::KEY_CACHE_MS`], by hash, so a burst of
     /// requests with one key reads it once; emptied by every key write of this process.
     pub(crate) key_cache: keys::KeyCache,
+    /// The quotas creations are checked against (entities and probed integrations).
+    pub(crate) quotas: crate::config::Quotas,
 }
 
 impl Store {
@@ -303,7 +316,15 @@ impl Store {
             backend,
             writer,
             key_cache: keys::KeyCache::default(),
+            quotas: crate::config::Quotas::default(),
         }
+    }
+
+    /// The same store, checking creations against `quotas` (the application state sets the
+    /// configured ones).
+    pub fn with_quotas(mut self, quotas: crate::config::Quotas) -> Self {
+        self.quotas = quotas;
+        self
     }
 
     /// Takes this store's writer turn on a single-writer backend; `None` (no waiting) on

@@ -4,8 +4,6 @@
 //! poll the agents list and the system object meanwhile. Prints status counts (the goal
 //! is no 5xx), throughput, ingest and read p50/p99, and the stack's peak RSS.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,27 +29,8 @@ fn peak_rss_mib(pid: u32) -> f64 {
 
 /// Runs the workload and prints one Markdown table.
 pub async fn contention_benchmark() {
-    let binary = "target/release/local-stack";
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let mut child = Command::new(binary)
-        .env("PORT", "0")
-        .env("HEALTH_DATA_DIR", dir.path())
-        .env("HEALTH_SIDECAR_INTERVAL", "0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {binary} (scripts/bench builds it): {e}"));
-    let mut lines = BufReader::new(child.stdout.take().unwrap_or_else(|| panic!("no stdout")))
-        .lines()
-        .map_while(Result::ok);
-    let url = lines
-        .next()
-        .and_then(|l| l.strip_prefix("Listening on ").map(str::to_owned))
-        .unwrap_or_else(|| panic!("no banner"));
-    let key = lines
-        .next()
-        .and_then(|l| l.strip_prefix("API key: ").map(str::to_owned))
-        .unwrap_or_else(|| panic!("no key"));
+    let stack = super::stack::LocalStack::start(&[]);
+    let (url, key) = (stack.url.clone(), stack.key.clone());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()
@@ -134,9 +113,8 @@ pub async fn contention_benchmark() {
         read_errors += e;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let rss = peak_rss_mib(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
+    let rss = peak_rss_mib(stack.pid());
+    drop(stack);
     ingest.sort_by(f64::total_cmp);
     reads.sort_by(f64::total_cmp);
     let p = super::percentile;

@@ -16,6 +16,7 @@ use shared::domain::events::{parse_batch, Event};
 use shared::store::dynamodb::item_size;
 use shared::store::{Backend, ItemKey, Range, Store, StoreError, StoredItem, Write};
 
+mod bomb;
 mod broadcast;
 mod collector;
 mod contention;
@@ -24,6 +25,7 @@ mod events;
 mod export;
 mod notify;
 mod otlp;
+mod stack;
 
 /// Counts the request units a backend's calls would cost on DynamoDB, in tenths.
 #[derive(Debug)]
@@ -536,6 +538,12 @@ async fn main() {
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
         broadcast::clients(&url, count).await;
+        return;
+    }
+    if what == "otlp-bomb" || what == "all" {
+        bomb::bomb_benchmark().await;
+    }
+    if what == "otlp-bomb" {
         return;
     }
     if what == "otlp" || what == "all" {

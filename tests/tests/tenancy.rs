@@ -1,0 +1,511 @@
+//! Tenants that cannot harm each other, tried as a hostile tenant would: a small OTLP
+//! request that would decode into millions of objects, creations past every quota, and a
+//! tenant whose probes go to an address that never answers while another tenant watches
+//! its dashboard and raises an alert.
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use e2e_tests::{spawn_app_with, ws, Api};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use shared::config::{Config, Quotas};
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(bytes)
+        .unwrap_or_else(|e| panic!("compressing a test body: {e}"));
+    gz.finish()
+        .unwrap_or_else(|e| panic!("compressing a test body: {e}"))
+}
+
+fn varint(mut n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Posts an OTLP body with gzip; answers the status, Content-Type and body.
+async fn post_otlp(api: &Api, content_type: &str, body: Vec<u8>) -> (StatusCode, String, Vec<u8>) {
+    let response = api
+        .client
+        .post(format!("{}/v1/traces", api.base))
+        .bearer_auth(&api.key)
+        .header("content-type", content_type)
+        .header("content-encoding", "gzip")
+        .body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("posting an OTLP body: {e}"));
+    let status = response.status();
+    let ct = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let bytes = response
+        .bytes()
+        .await
+        .unwrap_or_else(|e| panic!("reading the OTLP answer: {e}"));
+    (status, ct, bytes.to_vec())
+}
+
+#[tokio::test]
+async fn an_otlp_request_of_millions_of_empty_spans_is_refused_with_413_before_decoding() {
+    use prost::Message as _;
+    let (app, _dir) = spawn_app_with(Config {
+        polling_enabled: false,
+        ..Config::default()
+    })
+    .await;
+    let api = Api::of(&app);
+
+    // One ResourceSpans, one ScopeSpans, 16 million empty spans: 32 MB decompressed.
+    let spans = [0x12u8, 0x00].repeat(16_000_000);
+    let resource = [vec![0x12], varint(spans.len()), spans].concat();
+    let bomb = gzip(&[vec![0x0a], varint(resource.len()), resource].concat());
+    assert!(
+        bomb.len() < 64 * 1024,
+        "the bomb is small: {} bytes",
+        bomb.len()
+    );
+    let (status, content_type, body) = post_otlp(&api, "application/x-protobuf", bomb).await;
+    assert_eq!(
+        status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "16 M spans in protobuf"
+    );
+    assert_eq!(content_type, "application/x-protobuf");
+    // google.rpc.Status: code (1) INVALID_ARGUMENT, message (2).
+    #[derive(prost::Message)]
+    struct RpcStatus {
+        #[prost(int32, tag = "1")]
+        code: i32,
+        #[prost(string, tag = "2")]
+        message: String,
+    }
+    let rpc = RpcStatus::decode(&body[..])
+        .unwrap_or_else(|e| panic!("the 413's body is not a google.rpc.Status: {e}"));
+    assert_eq!(rpc.code, 3);
+    assert!(
+        rpc.message.contains("more than 10000 spans"),
+        "the message names the limit: {}",
+        rpc.message
+    );
+
+    // Its JSON twin: ten million `{}` spans.
+    let mut json_body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":["#.to_vec();
+    json_body.extend_from_slice(&b"{},".repeat(10_000_000 - 1));
+    json_body.extend_from_slice(b"{}]}]}]}");
+    let (status, content_type, body) = post_otlp(&api, "application/json", gzip(&json_body)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "10 M spans in JSON");
+    assert_eq!(content_type, "application/json");
+    let rpc: Value =
+        serde_json::from_slice(&body).unwrap_or_else(|e| panic!("the 413's body is not JSON: {e}"));
+    assert_eq!(rpc["code"], 3);
+    assert!(
+        rpc["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("more than 10000 spans")),
+        "{rpc}"
+    );
+
+    // A request within the limits is still taken.
+    let ok = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{}]}]}]}"#;
+    let (status, _, _) = post_otlp(&api, "application/json", gzip(ok)).await;
+    assert_eq!(status, StatusCode::OK, "a small export after the bombs");
+}
+
+/// Expects a 429 naming `quota` with `limit`.
+fn assert_quota(what: &str, (status, body): &(StatusCode, Value), quota: &str, limit: u64) {
+    assert_eq!(
+        *status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{what} past the {quota} quota: {body}"
+    );
+    assert_eq!(body["error"]["code"], "quota_exceeded", "{what}: {body}");
+    assert_eq!(body["error"]["quota"], quota, "{what}: {body}");
+    assert_eq!(body["error"]["limit"], limit, "{what}: {body}");
+}
+
+fn ids(list: &Value, field: &str) -> Vec<String> {
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x[field].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn every_quota_refuses_the_next_creation_with_429_naming_it_and_changes_nothing() {
+    let limit = 2u64;
+    let quotas = Quotas {
+        entities: limit,
+        probed_integrations: 1,
+        channels: limit,
+        notification_rules: limit,
+        silences: limit,
+        slos: limit,
+        badges: limit,
+        keys: limit,
+        concurrent_exports: 1,
+        ..Quotas::default()
+    };
+    let (app, _dir) = spawn_app_with(Config {
+        polling_enabled: false,
+        probe_allowed_addresses: vec!["127.0.0.1"
+            .parse()
+            .unwrap_or_else(|e| panic!("an address: {e}"))],
+        quotas,
+        ..Config::default()
+    })
+    .await;
+    let api = Api::of(&app);
+
+    // Entities: two agents by PUT, a third by PUT or by its first event is refused; events
+    // of the existing ones still count, and the listing is unchanged.
+    for id in ["a1", "a2"] {
+        let r = api
+            .call(
+                Method::PUT,
+                &format!("/api/health/agents/{id}"),
+                Some(json!({"agent_name": id})),
+            )
+            .await;
+        assert_eq!(r.0, StatusCode::OK, "creating agent {id}: {}", r.1);
+    }
+    let third = api
+        .call(
+            Method::PUT,
+            "/api/health/agents/a3",
+            Some(json!({"agent_name": "a3"})),
+        )
+        .await;
+    assert_quota("a third agent by PUT", &third, "entities", limit);
+    let event = |id: &str, agent: &str| json!({"event_id": id, "type": "execution.started", "agent_id": agent, "execution_id": id, "operation": "work"});
+    let by_event = api
+        .call(
+            Method::POST,
+            "/api/health/events",
+            Some(json!({"events": [event("e1", "a3")]})),
+        )
+        .await;
+    assert_quota("a third agent by event", &by_event, "entities", limit);
+    let existing = api
+        .call(
+            Method::POST,
+            "/api/health/events",
+            Some(json!({"events": [event("e2", "a1")]})),
+        )
+        .await;
+    assert_eq!(
+        existing.0,
+        StatusCode::ACCEPTED,
+        "an existing agent's event: {}",
+        existing.1
+    );
+    let (_, agents) = api.call(Method::GET, "/api/health/agents", None).await;
+    assert_eq!(
+        ids(&agents, "agent_id"),
+        ["a1", "a2"],
+        "nothing else was stored"
+    );
+    // Each kind counts on its own: hosts are not agents.
+    let host = json!({"events": [{"event_id": "h1", "type": "host.sample", "host_id": "web-1", "cpu_usage": 10, "memory_usage": 10}]});
+    let r = api
+        .call(Method::POST, "/api/health/events", Some(host))
+        .await;
+    assert_eq!(r.0, StatusCode::ACCEPTED, "a first host: {}", r.1);
+
+    // Probed integrations: one may be probed; a second probe is refused, a plain
+    // integration is not.
+    let probe = json!({"integration_name": "p", "probe": {"url": "http://127.0.0.1:9/health"}});
+    let r = api
+        .call(
+            Method::PUT,
+            "/api/health/integrations/i1",
+            Some(probe.clone()),
+        )
+        .await;
+    assert_eq!(r.0, StatusCode::OK, "a first probed integration: {}", r.1);
+    let r = api
+        .call(
+            Method::PUT,
+            "/api/health/integrations/i2",
+            Some(json!({"integration_name": "plain"})),
+        )
+        .await;
+    assert_eq!(r.0, StatusCode::OK, "a plain integration: {}", r.1);
+    let r = api
+        .call(
+            Method::PUT,
+            "/api/health/integrations/i2",
+            Some(probe.clone()),
+        )
+        .await;
+    assert_quota("a second probe", &r, "probed_integrations", 1);
+    let r = api
+        .call(Method::PUT, "/api/health/integrations/i1", Some(probe))
+        .await;
+    assert_eq!(
+        r.0,
+        StatusCode::OK,
+        "the probed one may change its probe: {}",
+        r.1
+    );
+
+    // Channels, rules, SLOs: replacing one is fine, a new one past the quota is not.
+    let channel =
+        json!({"type": "webhook", "url": "http://127.0.0.1:9/hook", "secret": "0123456789abcdef"});
+    for id in ["c1", "c2", "c1"] {
+        let r = api
+            .call(
+                Method::PUT,
+                &format!("/api/health/channels/{id}"),
+                Some(channel.clone()),
+            )
+            .await;
+        assert_eq!(r.0, StatusCode::OK, "channel {id}: {}", r.1);
+    }
+    let r = api
+        .call(Method::PUT, "/api/health/channels/c3", Some(channel))
+        .await;
+    assert_quota("a third channel", &r, "channels", limit);
+    let rule = json!({"channels": ["c1"]});
+    for id in ["r1", "r2", "r2"] {
+        let r = api
+            .call(
+                Method::PUT,
+                &format!("/api/health/notification-rules/{id}"),
+                Some(rule.clone()),
+            )
+            .await;
+        assert_eq!(r.0, StatusCode::OK, "rule {id}: {}", r.1);
+    }
+    let r = api
+        .call(Method::PUT, "/api/health/notification-rules/r3", Some(rule))
+        .await;
+    assert_quota("a third rule", &r, "notification_rules", limit);
+    let slo = json!({"source_type": "agent", "source_id": "a1", "objective": "availability", "target": 0.99, "window_days": 7});
+    for id in ["s1", "s2", "s1"] {
+        let r = api
+            .call(
+                Method::PUT,
+                &format!("/api/health/slos/{id}"),
+                Some(slo.clone()),
+            )
+            .await;
+        assert_eq!(r.0, StatusCode::OK, "SLO {id}: {}", r.1);
+    }
+    let r = api
+        .call(Method::PUT, "/api/health/slos/s3", Some(slo))
+        .await;
+    assert_quota("a third SLO", &r, "slos", limit);
+
+    // Silences, badges and keys are created by POST.
+    let silence = json!({"match": {"source_id": "a1"}, "starts_at": e2e_tests::ago(0), "ends_at": e2e_tests::ago(-3600)});
+    for n in 0..limit {
+        let r = api
+            .call(Method::POST, "/api/health/silences", Some(silence.clone()))
+            .await;
+        assert_eq!(r.0, StatusCode::CREATED, "silence {n}: {}", r.1);
+    }
+    let r = api
+        .call(Method::POST, "/api/health/silences", Some(silence))
+        .await;
+    assert_quota("a third silence", &r, "silences", limit);
+    let badge = json!({"source_type": "agent", "source_id": "a1"});
+    for n in 0..limit {
+        let r = api
+            .call(Method::POST, "/api/health/badges", Some(badge.clone()))
+            .await;
+        assert_eq!(r.0, StatusCode::CREATED, "badge {n}: {}", r.1);
+    }
+    let r = api
+        .call(Method::POST, "/api/health/badges", Some(badge))
+        .await;
+    assert_quota("a third badge", &r, "badges", limit);
+    // The stack's own key is one of two.
+    let key = json!({"name": "ci", "scopes": ["read"]});
+    let r = api
+        .call(Method::POST, "/api/health/keys", Some(key.clone()))
+        .await;
+    assert_eq!(r.0, StatusCode::CREATED, "a second key: {}", r.1);
+    let r = api.call(Method::POST, "/api/health/keys", Some(key)).await;
+    assert_quota("a third key", &r, "keys", limit);
+    let (_, keys) = api.call(Method::GET, "/api/health/keys", None).await;
+    assert_eq!(
+        keys.as_array().map(Vec::len),
+        Some(2),
+        "no key was added: {keys}"
+    );
+
+    // Concurrent exports: with the tenant's one place taken (an export streaming), the
+    // next export is refused until it is given back.
+    let now = chrono::Utc::now().timestamp_millis();
+    let lease = app
+        .state
+        .store
+        .acquire_lease("local", "exports", 1, 60_000, now)
+        .await
+        .unwrap_or_else(|e| panic!("taking the export place: {e}"))
+        .unwrap_or_else(|| panic!("the export place is free at first"));
+    let path = "/api/health/export?kind=alerts&format=ndjson";
+    let r = api.call(Method::GET, path, None).await;
+    assert_quota("a second export at once", &r, "concurrent_exports", 1);
+    app.state
+        .store
+        .release_lease("local", "exports", &lease)
+        .await
+        .unwrap_or_else(|e| panic!("giving the export place back: {e}"));
+    let (status, _) = api.call_text(Method::GET, path, None).await;
+    assert_eq!(status, StatusCode::OK, "an export once the place is free");
+    let (status, _) = api.call_text(Method::GET, path, None).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a finished export gave its place back"
+    );
+}
+
+#[tokio::test]
+async fn a_probe_url_over_2048_characters_is_refused_and_nothing_is_stored() {
+    let (app, _dir) = spawn_app_with(Config {
+        polling_enabled: false,
+        ..Config::default()
+    })
+    .await;
+    let api = Api::of(&app);
+    let url = format!("https://api.example.com/{}", "x".repeat(2048));
+    let r = api
+        .call(
+            Method::PUT,
+            "/api/health/integrations/long",
+            Some(json!({"probe": {"url": url}})),
+        )
+        .await;
+    assert_eq!(r.0, StatusCode::BAD_REQUEST, "{}", r.1);
+    assert!(
+        r.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("probe.url") && m.contains("2048")),
+        "{}",
+        r.1
+    );
+    let (_, list) = api
+        .call(Method::GET, "/api/health/integrations", None)
+        .await;
+    assert_eq!(list, json!([]), "nothing was stored");
+}
+
+/// A TCP listener that accepts connections and never answers.
+async fn black_hole() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("binding the black hole: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("the black hole's address: {e}"));
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (addr, task)
+}
+
+// Several workers, as the local stack's own runtime has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_probing_a_black_hole_does_not_slow_another_tenants_updates_or_alerts() {
+    let (app, _dir) = spawn_app_with(Config {
+        polling_interval_secs: 1,
+        probe_allowed_addresses: vec!["127.0.0.1"
+            .parse()
+            .unwrap_or_else(|e| panic!("an address: {e}"))],
+        ..Config::default()
+    })
+    .await;
+    let (hole, _task) = black_hole().await;
+    let hostile_key = app
+        .state
+        .store
+        .create_api_key("hostile", &local_stack::all_scopes(), "hostile", 0)
+        .await
+        .unwrap_or_else(|e| panic!("creating the hostile tenant's key: {e}"));
+    let hostile = Api {
+        key: hostile_key,
+        ..Api::of(&app)
+    };
+    for n in 0..100 {
+        let r = hostile
+            .call(
+                Method::PUT,
+                &format!("/api/health/integrations/p{n}"),
+                Some(
+                    json!({"probe": {"url": format!("http://{hole}/p{n}"), "timeout_ms": 25_000}}),
+                ),
+            )
+            .await;
+        assert_eq!(
+            r.0,
+            StatusCode::OK,
+            "registering black-hole probe {n}: {}",
+            r.1
+        );
+    }
+
+    // The other tenant watches its dashboard for ten seconds.
+    let api = Api::of(&app);
+    let mut socket = ws::connect(&ws::url(app.addr, &api.key)).await;
+    let started = Instant::now();
+    let mut last = Instant::now();
+    let mut gaps = Vec::new();
+    while started.elapsed() < Duration::from_secs(10) {
+        let _ = ws::next_update(&mut socket, Duration::from_secs(30)).await;
+        gaps.push(last.elapsed());
+        last = Instant::now();
+    }
+    let longest = gaps.iter().max().copied().unwrap_or_default();
+    assert!(
+        gaps.len() >= 4 && longest <= Duration::from_secs(3),
+        "with a 1 s interval, updates at most 3 s apart while another tenant's 100 probes hang; got {} updates, gaps {gaps:?}",
+        gaps.len()
+    );
+
+    // Its alerts still come with their events.
+    let sent = Instant::now();
+    let r = api
+        .call(
+            Method::POST,
+            "/api/health/events",
+            Some(json!({"events": [{"event_id": "hot", "type": "host.sample", "host_id": "web-1", "cpu_usage": 97, "memory_usage": 40}]})),
+        )
+        .await;
+    assert_eq!(r.0, StatusCode::ACCEPTED, "{}", r.1);
+    let raised = loop {
+        let (update, _) = ws::next_update(&mut socket, Duration::from_secs(10)).await;
+        let alerts = update["alerts"].as_array().cloned().unwrap_or_default();
+        if alerts.iter().any(|a| a["source_id"] == "web-1") {
+            break sent.elapsed();
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(10),
+            "no alert for web-1 in 10 s"
+        );
+    };
+    assert!(
+        raised <= Duration::from_secs(2),
+        "the CPU alert reached the dashboard {raised:?} after its event"
+    );
+}
