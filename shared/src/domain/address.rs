@@ -1,7 +1,8 @@
 //! Which addresses probes may reach: only public ones, so a tenant cannot make the
 //! collector reach into the deployment's network (SSRF), unless the deployment allows an
-//! address explicitly (`PROBE_ALLOWED_ADDRESSES`). Pure rules; the checks that resolve
-//! names (at registration, and again at probe time on the address connected to) use them.
+//! address explicitly (`PROBE_ALLOWED_ADDRESSES`, on every port or on one). Pure rules; the
+//! checks that resolve names (at registration, and again at probe time on the address and
+//! port connected to) use them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
