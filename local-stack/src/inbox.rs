@@ -1,7 +1,9 @@
 //! The demo inbox: in demo mode (`cargo run -- --demo`) a webhook channel delivers here,
 //! so a newcomer sees notifications arrive (and can acknowledge from them) without
 //! configuring anything. It is a real receiver: it checks `X-Health-Signature` like any
-//! webhook receiver should, and keeps the last [`KEEP`] messages in memory.
+//! webhook receiver should (the HMAC compared in constant time, and `t=` within
+//! [`SIGNATURE_TOLERANCE_S`] of its clock, so a captured message cannot be replayed later),
+//! and keeps the last [`KEEP`] messages in memory.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -12,7 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::Value;
 use shared::notify::render::escape;
-use shared::notify::send::signature;
+use shared::notify::send::{verify_signature, SIGNATURE_TOLERANCE_S};
+use shared::time::Clock;
 
 /// Messages kept.
 pub const KEEP: usize = 200;
@@ -21,18 +24,21 @@ pub const PATH: &str = "/demo/inbox";
 /// The id of the demo's channel and rule.
 pub const CHANNEL_ID: &str = "demo-inbox";
 
-/// Received messages, newest last, and the channel secret that signs them.
+/// Received messages, newest last, the channel secret that signs them, and the clock
+/// signatures' times are checked against (the stack's: the notifier signs with it).
 #[derive(Debug)]
 pub struct Inbox {
     secret: String,
+    clock: Arc<dyn Clock>,
     messages: Mutex<VecDeque<(i64, Value)>>,
 }
 
 impl Inbox {
-    /// An empty inbox with a fresh signing secret.
-    pub fn new() -> Self {
+    /// An empty inbox with a fresh signing secret, on `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
         Self {
             secret: format!("whsec_{:032x}", rand::random::<u128>()),
+            clock,
             messages: Mutex::new(VecDeque::new()),
         }
     }
@@ -52,12 +58,6 @@ impl Inbox {
     }
 }
 
-impl Default for Inbox {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// `POST`/`GET /demo/inbox` and `GET /demo/inbox.json`.
 pub fn routes<S: Clone + Send + Sync + 'static>(inbox: Arc<Inbox>) -> axum::Router<S> {
     axum::Router::new()
@@ -71,14 +71,15 @@ async fn receive(State(inbox): State<Arc<Inbox>>, headers: HeaderMap, body: Stri
         .get("x-health-signature")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    // t=<secs>,v1=<hex>: recompute for the given time and compare.
-    let t = given
-        .split(',')
-        .find_map(|p| p.strip_prefix("t="))
-        .and_then(|t| t.parse::<i64>().ok());
-    let valid = t.is_some_and(|t| signature(&inbox.secret, t, &body) == given);
-    if !valid {
-        return (StatusCode::UNAUTHORIZED, "bad signature").into_response();
+    let now = inbox.clock.now_ms();
+    if let Err(e) = verify_signature(
+        &inbox.secret,
+        given,
+        &body,
+        now.div_euclid(1000),
+        SIGNATURE_TOLERANCE_S,
+    ) {
+        return (StatusCode::UNAUTHORIZED, format!("bad signature: {e}")).into_response();
     }
     let Ok(message) = serde_json::from_str::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "not JSON").into_response();
@@ -92,10 +93,7 @@ async fn receive(State(inbox): State<Arc<Inbox>>, headers: HeaderMap, body: Stri
         .iter()
         .any(|(_, m)| m["notification_id"] == message["notification_id"])
     {
-        messages.push_back((
-            shared::time::Clock::now_ms(&shared::time::SystemClock),
-            message,
-        ));
+        messages.push_back((now, message));
         while messages.len() > KEEP {
             messages.pop_front();
         }
@@ -150,4 +148,84 @@ async fn page(State(inbox): State<Arc<Inbox>>) -> Response {
          (refreshes every 5 s). <a href=\"/\">Dashboard</a></p>{items}</body></html>"
     );
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::notify::send::signature;
+    use shared::time::ManualClock;
+    use tower::ServiceExt;
+
+    const T0: i64 = 1_800_000_000_000;
+    const BODY: &str = r#"{"notification_id":"n_1","status":"firing","alerts":[]}"#;
+
+    /// Posts `BODY` with `signature` to an inbox whose clock reads `T0`; the status and
+    /// how many messages the inbox then shows.
+    async fn post(inbox: &Arc<Inbox>, signature: &str) -> (StatusCode, usize) {
+        let request = http::Request::post(PATH)
+            .header("x-health-signature", signature)
+            .body(axum::body::Body::from(BODY))
+            .unwrap_or_else(|e| panic!("building the inbox request: {e}"));
+        let response = routes::<()>(Arc::clone(inbox))
+            .oneshot(request)
+            .await
+            .unwrap_or_else(|e| panic!("posting to the inbox: {e}"));
+        (response.status(), inbox.list().len())
+    }
+
+    fn inbox() -> Arc<Inbox> {
+        Arc::new(Inbox::new(Arc::new(ManualClock::new(T0))))
+    }
+
+    #[tokio::test]
+    async fn a_fresh_signature_is_accepted() {
+        let inbox = inbox();
+        let signed = signature(inbox.secret(), T0 / 1000 - 10, BODY);
+        assert_eq!(
+            post(&inbox, &signed).await,
+            (StatusCode::NO_CONTENT, 1),
+            "posting a message signed 10 s ago"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_signature_older_than_five_minutes_is_refused_as_a_replay() {
+        let inbox = inbox();
+        // Correctly signed, but 301 s before the inbox's clock: a captured message replayed.
+        let stale = signature(inbox.secret(), T0 / 1000 - 301, BODY);
+        assert_eq!(
+            post(&inbox, &stale).await,
+            (StatusCode::UNAUTHORIZED, 0),
+            "posting a message signed 301 s ago"
+        );
+        let future = signature(inbox.secret(), T0 / 1000 + 301, BODY);
+        assert_eq!(
+            post(&inbox, &future).await,
+            (StatusCode::UNAUTHORIZED, 0),
+            "posting a message signed 301 s ahead"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wrong_signature_is_refused() {
+        let inbox = inbox();
+        let other_secret = signature("whsec_not_this_inbox", T0 / 1000, BODY);
+        assert_eq!(
+            post(&inbox, &other_secret).await,
+            (StatusCode::UNAUTHORIZED, 0),
+            "posting a message signed with another secret"
+        );
+        let other_body = signature(inbox.secret(), T0 / 1000, "{}");
+        assert_eq!(
+            post(&inbox, &other_body).await,
+            (StatusCode::UNAUTHORIZED, 0),
+            "posting a body other than the one signed"
+        );
+        assert_eq!(
+            post(&inbox, "").await,
+            (StatusCode::UNAUTHORIZED, 0),
+            "posting without a signature"
+        );
+    }
 }

@@ -259,15 +259,21 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     if config.public_url.is_none() {
         config.public_url = Some(format!("http://{own}"));
     }
-    // The demo's channel delivers to this process's own inbox page, on loopback.
-    let inbox = options.demo.then(|| Arc::new(inbox::Inbox::new()));
-    if inbox.is_some() && !config.probe_allowed_addresses.contains(&own.ip()) {
-        config.probe_allowed_addresses.push(own.ip());
+    let clock: Arc<dyn Clock> = options
+        .clock
+        .unwrap_or_else(|| Arc::new(shared::time::SystemClock));
+    // The demo's channel delivers to this process's own inbox page, on loopback: that
+    // address and port are opened, not loopback as a whole (any tenant's channels and
+    // probes could reach every local service through it).
+    let inbox = options
+        .demo
+        .then(|| Arc::new(inbox::Inbox::new(Arc::clone(&clock))));
+    if inbox.is_some() && !shared::domain::address::permitted(own, &config.probe_allowed_addresses)
+    {
+        config.probe_allowed_addresses.push(own.into());
     }
     let mut state = AppState::new(store, config);
-    if let Some(clock) = options.clock {
-        state.clock = clock;
-    }
+    state.clock = clock;
     // Events are evaluated as they arrive; the cycle keeps what only time decides.
     let (queue, queued) = tokio::sync::mpsc::channel(shared::collector::alerting::QUEUE);
     state.evaluator = Some(queue);

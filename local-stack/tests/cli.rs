@@ -12,6 +12,17 @@ struct Started {
     key: String,
 }
 
+/// A test that fails midway must not leave the stack running (its output would keep the
+/// test binary's pipes open and the run waiting).
+impl Drop for Started {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn start(data_dir: &std::path::Path) -> Started {
     start_with(data_dir, &[])
 }
@@ -397,5 +408,161 @@ async fn demo_mode_feeds_agents_and_serves_the_dashboard() {
             .to_owned();
         assert!(content_type.starts_with(kind), "{path}: {content_type}");
     }
+    assert!(interrupt(started).success());
+}
+
+/// A loopback server answering every request with 200, counting requests by path.
+async fn answering() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("binding the target: {e}"));
+    let port = listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("reading the target's port: {e}"));
+    let paths = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&paths);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 16 * 1024];
+            let n = socket.read(&mut buf).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+            seen.lock().unwrap_or_else(|e| e.into_inner()).push(path);
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    (port, paths)
+}
+
+/// With `HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY` naming a proxy, webhooks and probes
+/// still connect to their target directly (a proxy would resolve the name itself and skip
+/// the check of the address connected to), and an allow-list entry with a port opens that
+/// port only.
+#[tokio::test]
+async fn webhooks_and_probes_ignore_proxy_variables_and_allowed_ports_are_exact() {
+    // A "proxy" that keeps the first line of each request it gets and serves none.
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("binding the proxy: {e}"));
+    let proxy_port = proxy.local_addr().map(|a| a.port()).unwrap_or(0);
+    let proxied = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    {
+        let proxied = std::sync::Arc::clone(&proxied);
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            while let Ok((mut socket, _)) = proxy.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let n = tokio::time::timeout(Duration::from_secs(2), socket.read(&mut buf))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or(0);
+                let line = String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .next()
+                    .unwrap_or("(nothing sent)")
+                    .to_owned();
+                proxied.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+    }
+    let through_proxy = || proxied.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let (target, paths) = answering().await;
+    let proxy_url = format!("http://127.0.0.1:{proxy_port}");
+    let allowed = format!("127.0.0.1:{target}");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("a temp dir: {e}"));
+    // Without the in-process sidecar: it posts to the API as a sidecar on another host
+    // would, through the host's proxy if it has one, which is not what is tested here.
+    let started = start_env(
+        dir.path(),
+        &["--sidecar-interval", "0"],
+        &[
+            ("RUST_LOG", "warn"),
+            ("HTTP_PROXY", &proxy_url),
+            ("HTTPS_PROXY", &proxy_url),
+            ("ALL_PROXY", &proxy_url),
+            ("http_proxy", &proxy_url),
+            ("NO_PROXY", ""),
+            ("no_proxy", ""),
+            ("PROBE_ALLOWED_ADDRESSES", &allowed),
+            ("HEALTH_POLLING_INTERVAL", "1"),
+        ],
+    );
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap_or_else(|e| panic!("the test's own client: {e}"));
+    let put = |path: String, body: serde_json::Value| {
+        http.put(format!("{}{path}", started.url))
+            .bearer_auth(&started.key)
+            .json(&body)
+            .send()
+    };
+    let saved = put(
+        "/api/health/channels/hook".into(),
+        serde_json::json!({"type": "webhook", "url": format!("http://127.0.0.1:{target}/hook"), "secret": "s"}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("saving the webhook channel: {e}"));
+    assert_eq!(saved.status(), 200, "the allowed address and port");
+    let tested: serde_json::Value = http
+        .post(format!("{}/api/health/channels/hook/test", started.url))
+        .bearer_auth(&started.key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("testing the channel: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("reading the test result: {e}"));
+    assert_eq!(tested["delivered"], true, "{tested}");
+
+    let probe = put(
+        "/api/health/integrations/local-api".into(),
+        serde_json::json!({"integration_name": "Local API", "probe": {"url": format!("http://127.0.0.1:{target}/health")}}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("registering the probe: {e}"));
+    assert_eq!(
+        probe.status(),
+        200,
+        "registering a probe of the allowed port"
+    );
+    // The collector runs every second; its probe reaches the target.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !paths
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|p| p == "/health")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no probe reached the target within 30 s; the proxy got {:?}",
+            through_proxy()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The same address on another port (the proxy's) is not open.
+    let refused = put(
+        "/api/health/channels/other".into(),
+        serde_json::json!({"type": "webhook", "url": format!("http://127.0.0.1:{proxy_port}/hook"), "secret": "s"}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("saving a channel to another port: {e}"));
+    assert_eq!(
+        refused.status(),
+        400,
+        "saving a channel to another port of the allowed address"
+    );
+    assert_eq!(
+        through_proxy(),
+        Vec::<String>::new(),
+        "nothing went through the proxy"
+    );
     assert!(interrupt(started).success());
 }

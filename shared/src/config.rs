@@ -1,7 +1,7 @@
 //! Typed configuration, read once at startup. An invalid value is an error naming the
 //! variable, never a silent default.
 
-use std::net::IpAddr;
+use crate::domain::address::AllowedAddress;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +32,11 @@ pub struct Config {
     pub stuck_min_seconds: u64,
     /// `ALERT_QUEUE_DEPTH_THRESHOLD`: queue depth that raises a warning (100).
     pub queue_depth_threshold: u64,
-    /// `PROBE_ALLOWED_ADDRESSES`: comma-separated IP addresses that probes may target even
-    /// though they are loopback or private (default none).
-    pub probe_allowed_addresses: Vec<IpAddr>,
+    /// `PROBE_ALLOWED_ADDRESSES`: comma-separated addresses that probes and notification
+    /// channels may target even though they are loopback or private (default none): an IP
+    /// (`127.0.0.1`, `::1`) opens every port, an address with a port (`127.0.0.1:8025`,
+    /// `[::1]:8025`) only that port.
+    pub probe_allowed_addresses: Vec<AllowedAddress>,
     /// `COLLECTOR_INVOCATION_SECONDS`: how long one scheduled collector invocation keeps
     /// running cycles (1..=840, default 60: the EventBridge schedule fires every minute).
     pub collector_invocation_secs: u64,
@@ -304,12 +306,13 @@ impl Config {
                     .split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(|s| s.parse::<IpAddr>())
+                    .map(str::parse::<AllowedAddress>)
                     .collect::<Result<_, _>>()
                     .map_err(|_| ConfigError {
                         variable,
                         value: value.clone(),
-                        reason: "must be a comma-separated list of IP addresses",
+                        reason: "must be a comma-separated list of IP addresses (every port) \
+                                 or addresses with a port (127.0.0.1:8025, [::1]:8025)",
                     })?,
             },
             collector_invocation_secs: match get("COLLECTOR_INVOCATION_SECONDS") {
@@ -410,6 +413,7 @@ mod tests {
         assert!(with(&[("HEALTH_POLLING_INTERVAL", "0")]).is_err());
         assert!(with(&[("HEALTH_POLLING_ENABLED", "yes")]).is_err());
         assert!(with(&[("PROBE_ALLOWED_ADDRESSES", "127.0.0.1,nope")]).is_err());
+        assert!(with(&[("PROBE_ALLOWED_ADDRESSES", "127.0.0.1:0")]).is_err());
     }
 
     #[test]
@@ -472,10 +476,22 @@ mod tests {
     fn valid_values_are_read() {
         let c = with(&[
             ("HEALTH_POLLING_INTERVAL", "1"),
-            ("PROBE_ALLOWED_ADDRESSES", "127.0.0.1, ::1"),
+            (
+                "PROBE_ALLOWED_ADDRESSES",
+                "127.0.0.1, ::1, 127.0.0.1:8025, [::1]:8025",
+            ),
         ]);
         let c = c.ok().unwrap_or_default();
         assert_eq!(c.polling_interval_secs, 1);
-        assert_eq!(c.probe_allowed_addresses.len(), 2);
+        let allowed: Vec<String> = c
+            .probe_allowed_addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            allowed,
+            ["127.0.0.1", "::1", "127.0.0.1:8025", "[::1]:8025"],
+            "reading bare and port-restricted entries"
+        );
     }
 }

@@ -39,7 +39,9 @@ async fn state_with(
     let (store, dir) = e2e_tests::embedded_store();
     // The directory lives as long as the test process; each test has its own.
     std::mem::forget(dir);
-    let state = AppState::new(store, config);
+    let mut state = AppState::new(store, config);
+    // Passes run at T0, and each claim and send reads the clock: the same time.
+    state.clock = std::sync::Arc::new(shared::time::ManualClock::new(T0));
     state
         .store
         .create_api_key("acme", &["admin".to_owned()], "ops", 0)

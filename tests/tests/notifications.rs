@@ -1,8 +1,8 @@
 //! Notifications with real parts: a real HTTP receiver that verifies `X-Health-Signature`,
 //! local receivers checking Slack and PagerDuty payloads, a real SMTP server (aiosmtpd),
 //! SES v2 and SNS on the test server (moto), on both stores. Timing cases drive the
-//! notifier with explicit times; the end-to-end case runs the local stack's collector and
-//! notifier on the real clock.
+//! notifier with explicit times on a manual clock (which each claim and send reads); the
+//! end-to-end case runs the local stack's collector and notifier on the real clock.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +18,7 @@ use shared::domain::notify::{ChannelRecord, Destination, Matcher, RuleRecord, Si
 use shared::notify::Notifier;
 use shared::store::notify::DeliveryStatus;
 use shared::store::Store;
-use shared::time::Millis;
+use shared::time::{ManualClock, Millis};
 use shared::AppState;
 
 const T0: Millis = 1_800_000_000_000;
@@ -184,15 +184,31 @@ fn config() -> Config {
     }
 }
 
-async fn setup(store: Store, config: Config) -> (AppState, Notifier) {
-    let state = AppState::new(store, config);
+/// A notifier on a manual clock: [`pass`] sets the clock to the pass's time, so the claims
+/// and sends of the pass read that time (unless a receiver moves the clock on).
+struct Driven {
+    notifier: Notifier,
+    clock: Arc<ManualClock>,
+}
+
+impl std::ops::Deref for Driven {
+    type Target = Notifier;
+    fn deref(&self) -> &Notifier {
+        &self.notifier
+    }
+}
+
+async fn setup(store: Store, config: Config) -> (AppState, Driven) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut state = AppState::new(store, config);
+    state.clock = Arc::clone(&clock) as Arc<dyn shared::time::Clock>;
     state
         .store
         .create_api_key("acme", &["admin".to_owned()], "ops", 0)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let notifier = Notifier::new(&state).unwrap_or_else(|e| panic!("{e}"));
-    (state, notifier)
+    (state, Driven { notifier, clock })
 }
 
 async fn channel(state: &AppState, id: &str, destination: Destination) {
@@ -267,11 +283,12 @@ async fn raise(state: &AppState, a: &AlertRecord) {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-async fn pass(notifier: &Notifier, now: Millis) -> shared::notify::PassReport {
+async fn pass(notifier: &Driven, now: Millis) -> shared::notify::PassReport {
+    notifier.clock.set(now);
     notifier
         .pass_tenant("acme", now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("notifier pass at {now}: {e}"))
 }
 
 /// Alert ids of each accepted webhook message, with its status and notification id.
@@ -335,6 +352,185 @@ async fn a_receiver_down_for_60_seconds_gets_every_message_exactly_once(store: S
     assert_eq!(log[0].status, DeliveryStatus::Delivered);
     assert!(log[0].attempts > 3, "attempts: {}", log[0].attempts);
     assert!(log[0].last_error.is_none());
+}
+
+/// A receiver down (connection refused) for seven minutes after an alert: the notifier,
+/// passing whenever it says something is next due (as the local stack's loop sleeps), gets
+/// the message to it within 30 s of it being back, and only once. (Under the former
+/// backoff, 2 s doubling to 5 min, no attempt could fall between 6.4 and 8.5 minutes.)
+async fn a_receiver_back_within_ten_minutes_gets_its_message_within_30_seconds(store: Store) {
+    let (state, notifier) = setup(store, config()).await;
+    let receiver = Receiver::reserve().await;
+    webhook(&state, &receiver).await;
+    rule(&state, &["hook"], 0, 300, 3600).await;
+    raise(&state, &alert("web-1", T0)).await;
+    let back_at = T0 + 7 * 60 * S + 7 * S;
+    let mut listening = false;
+    let mut t = T0;
+    while receiver.webhooks().is_empty() {
+        assert!(
+            t < T0 + 30 * 60 * S,
+            "not delivered within 30 min of the alert; the receiver was back at +{} s",
+            (back_at - T0) / S
+        );
+        let report = pass(&notifier, t).await;
+        let next = report.next_due.unwrap_or_else(|| {
+            panic!("a pending message but nothing due after the pass at {t}: {report:?}")
+        });
+        // The receiver comes back between two passes.
+        if !listening && next > back_at {
+            receiver.listen().await;
+            listening = true;
+        }
+        t = next.max(t + 1);
+    }
+    let log = state
+        .store
+        .notifications_for_alert("acme", "web-1")
+        .await
+        .unwrap_or_else(|e| panic!("reading the delivery log: {e}"));
+    assert_eq!(log.len(), 1, "one message: {log:?}");
+    let delivered_at = log[0]
+        .delivered_at
+        .unwrap_or_else(|| panic!("not delivered: {log:?}"));
+    assert!(
+        delivered_at - back_at <= 30 * S,
+        "delivered {} s after the receiver was back ({} attempts)",
+        (delivered_at - back_at) / S,
+        log[0].attempts
+    );
+    assert_eq!(messages(&receiver).len(), 1, "the message arrived once");
+}
+
+/// Two channels in one pass; the first one's receiver takes 400 s (the clock moves on
+/// while it answers). The second message is signed with the time it is sent, so a
+/// receiver allowing 300 s of clock difference accepts it, and its lease counts from its
+/// claim, so a second notifier passing meanwhile leaves it alone: it arrives once.
+#[tokio::test]
+async fn a_slow_send_does_not_age_the_signatures_or_leases_of_later_messages() {
+    use axum::response::IntoResponse;
+    use shared::notify::send::verify_signature;
+
+    #[derive(Default)]
+    struct Slow {
+        /// (path, the signature's t=, the receiver's clock then (s), accepted)
+        seen: Mutex<Vec<(String, i64, i64, bool)>>,
+        b_arrived: tokio::sync::Notify,
+        release_b: tokio::sync::Notify,
+    }
+    let (store, _dir) = e2e_tests::embedded_store();
+    let (state, one) = setup(store, config()).await;
+    let two = Notifier::new(&state).unwrap_or_else(|e| panic!("a second notifier: {e}"));
+    let clock = Arc::clone(&one.clock);
+    let slow = Arc::new(Slow::default());
+    let app = {
+        let (slow, clock) = (Arc::clone(&slow), Arc::clone(&clock));
+        axum::Router::new().fallback(
+            move |uri: http::Uri, headers: http::HeaderMap, body: String| {
+                let (slow, clock) = (Arc::clone(&slow), Arc::clone(&clock));
+                async move {
+                    let header = headers
+                        .get("x-health-signature")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    let now = shared::time::Clock::now_ms(&*clock) / 1000;
+                    let t = header
+                        .split(',')
+                        .find_map(|p| p.strip_prefix("t="))
+                        .and_then(|t| t.parse().ok())
+                        .unwrap_or_default();
+                    let accepted = verify_signature(SECRET, header, &body, now, 300).is_ok();
+                    let first_b = {
+                        let mut seen = slow.seen.lock().unwrap_or_else(|e| e.into_inner());
+                        let first = uri.path() == "/b" && !seen.iter().any(|s| s.0 == "/b");
+                        seen.push((uri.path().to_owned(), t, now, accepted));
+                        first
+                    };
+                    if first_b {
+                        slow.b_arrived.notify_one();
+                    }
+                    if !accepted {
+                        return (http::StatusCode::UNAUTHORIZED, "stale or bad signature")
+                            .into_response();
+                    }
+                    if uri.path() == "/a" {
+                        // Answers 400 s later (by the clock: the notifier waits that long).
+                        clock.advance(400 * S);
+                    }
+                    if first_b {
+                        // Still sending b while a second notifier passes.
+                        slow.release_b.notified().await;
+                    }
+                    http::StatusCode::OK.into_response()
+                }
+            },
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("binding the receiver: {e}"));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    for id in ["a", "b"] {
+        channel(
+            &state,
+            id,
+            Destination::Webhook {
+                url: format!("http://127.0.0.1:{port}/{id}"),
+                secret: SECRET.to_owned(),
+            },
+        )
+        .await;
+    }
+    rule(&state, &["a", "b"], 0, 300, 3600).await;
+    raise(&state, &alert("web-1", T0)).await;
+
+    one.clock.set(T0);
+    let first = tokio::spawn(async move { one.pass_tenant("acme", T0).await });
+    tokio::time::timeout(Duration::from_secs(60), slow.b_arrived.notified())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "channel b's message never arrived: {:?}",
+                slow.seen.lock().map(|s| s.clone())
+            )
+        });
+    // b's message is being sent, 400 s after the first pass began: a second notifier
+    // passing now must find it held.
+    let now = shared::time::Clock::now_ms(&*clock);
+    let second = two
+        .pass_tenant("acme", now)
+        .await
+        .unwrap_or_else(|e| panic!("the second notifier's pass: {e}"));
+    slow.release_b.notify_one();
+    let first = first
+        .await
+        .unwrap_or_else(|e| panic!("the first pass panicked: {e}"))
+        .unwrap_or_else(|e| panic!("the first notifier's pass: {e}"));
+
+    let seen = slow.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let b: Vec<_> = seen.iter().filter(|s| s.0 == "/b").collect();
+    assert_eq!(b.len(), 1, "channel b's message arrived once: {seen:?}");
+    assert_eq!(
+        b[0].1,
+        (T0 + 400 * S) / 1000,
+        "signed when sent, not when the pass began: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|s| s.3),
+        "every signature accepted: {seen:?}"
+    );
+    assert_eq!(
+        first.delivered, 2,
+        "the first pass delivered a and b: {first:?}"
+    );
+    assert_eq!(
+        (second.delivered, second.failed_attempts),
+        (0, 0),
+        "the second notifier sent nothing: {second:?}"
+    );
 }
 
 async fn too_many_requests_waits_for_retry_after(store: Store) {
@@ -780,6 +976,7 @@ on_both_stores!(
     a_maintenance_window_across_midnight_in_berlin_holds_and_then_releases,
     a_channel_failing_for_15_minutes_raises_an_alert_the_other_channels_get,
     a_receiver_down_for_60_seconds_gets_every_message_exactly_once,
+    a_receiver_back_within_ten_minutes_gets_its_message_within_30_seconds,
     too_many_requests_waits_for_retry_after,
     a_final_refusal_is_not_retried_and_is_logged,
     fifty_alerts_raised_together_go_out_in_one_message,
@@ -804,6 +1001,7 @@ async fn two_notifiers_at_once_send_each_message_once() {
     }
     for k in 0..5 {
         let now = T0 + k * 60 * S;
+        one.clock.set(now);
         let (a, b) = tokio::join!(one.pass_tenant("acme", now), two.pass_tenant("acme", now));
         a.unwrap_or_else(|e| panic!("{e}"));
         b.unwrap_or_else(|e| panic!("{e}"));
@@ -999,6 +1197,10 @@ async fn expired_and_foreign_links_are_refused() {
                 alert_id: "web-1".into(),
                 channel_id: "hook".into(),
                 expires_at: T0 + shared::notify::token::ACK_LINK_TTL_MS,
+                sent_for: Some(shared::notify::token::SentFor {
+                    severity: Severity::Critical,
+                    raised_at: T0,
+                }),
             },
         )
     };
@@ -1039,6 +1241,263 @@ async fn expired_and_foreign_links_are_refused() {
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap_or_default().contains("expired"));
     app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A link from the warning's message, used after the alert escalated to critical (which
+/// cleared nothing yet, as nobody had acknowledged, but must need a new acknowledgement):
+/// the page says the link no longer applies and offers no button, and posting changes
+/// nothing; the critical message's link acknowledges. A link of the older form, without
+/// what it was sent for, is judged by when its message was sent.
+#[tokio::test]
+async fn an_acknowledge_link_sent_before_an_escalation_no_longer_acknowledges() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let (app, _dir) = e2e_tests::spawn_api(e2e_tests::Backend::Embedded, Arc::clone(&clock)).await;
+    // The notifier of the same deployment (same store, same clock), for tenant acme.
+    let mut notifier_state = AppState::new(app.state.store.clone(), config());
+    notifier_state.clock = Arc::clone(&clock) as Arc<dyn shared::time::Clock>;
+    let notifier = Driven {
+        notifier: Notifier::new(&notifier_state).unwrap_or_else(|e| panic!("notifier: {e}")),
+        clock: Arc::clone(&clock),
+    };
+    let key = app
+        .state
+        .store
+        .create_api_key("acme", &["admin".to_owned()], "ops", 0)
+        .await
+        .unwrap_or_else(|e| panic!("creating acme's key: {e}"));
+    let receiver = Receiver::start().await;
+    webhook(&notifier_state, &receiver).await;
+    rule(&notifier_state, &["hook"], 0, 300, 3600).await;
+    let mut warning = alert("web-1", T0);
+    warning.severity = Severity::Warning;
+    warning.message = "High CPU usage on web-1: 85%".into();
+    raise(&notifier_state, &warning).await;
+    let mut steady = alert("web-2", T0);
+    steady.severity = Severity::Warning;
+    raise(&notifier_state, &steady).await;
+    pass(&notifier, T0).await;
+
+    // Escalated a minute later, as the collector does: severity, raised_at, no acknowledgement.
+    let (mut critical, version) = app
+        .state
+        .store
+        .alert("acme", "web-1")
+        .await
+        .unwrap_or_else(|e| panic!("reading the alert: {e}"))
+        .unwrap_or_else(|| panic!("the alert is gone"));
+    critical.severity = Severity::Critical;
+    critical.message = "High CPU usage on web-1: 97%".into();
+    critical.raised_at = T0 + 60 * S;
+    app.state
+        .store
+        .save_alert("acme", &critical, Some(version))
+        .await
+        .unwrap_or_else(|e| panic!("escalating: {e}"));
+    pass(&notifier, T0 + 60 * S).await;
+
+    // The link of web-1 in each message, by the severity it was sent for.
+    let link = |severity: &str| {
+        receiver
+            .webhooks()
+            .iter()
+            .flat_map(|m| m["alerts"].as_array().cloned().unwrap_or_default())
+            .find(|a| a["alert_id"] == "web-1" && a["severity"] == severity)
+            .and_then(|a| a["acknowledge_url"].as_str().map(str::to_owned))
+            .and_then(|u| {
+                u.rsplit('/')
+                    .next()
+                    .map(|t| format!("{}/api/health/ack/{t}", app.url()))
+            })
+            .unwrap_or_else(|| panic!("no {severity} link for web-1: {:?}", receiver.webhooks()))
+    };
+    let (old, new) = (link("warning"), link("critical"));
+    let http = reqwest::Client::new();
+    let acknowledged = |id: &'static str| {
+        let (http, base, key) = (http.clone(), app.url(), key.clone());
+        async move {
+            let alerts: Value = http
+                .get(format!("{base}/api/health/alerts"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("listing alerts: {e}"))
+                .json()
+                .await
+                .unwrap_or_else(|e| panic!("reading the alert list: {e}"));
+            alerts
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["alert_id"] == id)
+                .map(|a| a["acknowledged"] == true)
+                .unwrap_or_else(|| panic!("{id} not listed: {alerts}"))
+        }
+    };
+
+    let page = http
+        .get(&old)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("opening the warning's link: {e}"));
+    assert_eq!(page.status(), 200, "opening the warning's link");
+    let page = page.text().await.unwrap_or_default();
+    assert!(
+        page.contains("no longer applies"),
+        "the warning's link page: {page}"
+    );
+    assert!(
+        page.contains("escalated to critical"),
+        "the warning's link page: {page}"
+    );
+    assert!(
+        page.contains("newer message"),
+        "the warning's link page: {page}"
+    );
+    assert!(!page.contains("<form"), "no acknowledge button: {page}");
+
+    let refused = http
+        .post(&old)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("posting the warning's link: {e}"));
+    assert_eq!(refused.status(), 409, "posting the warning's link for JSON");
+    let body: Value = refused.json().await.unwrap_or_default();
+    assert_eq!(
+        body["error"]["code"], "alert_escalated",
+        "the refusal: {body}"
+    );
+    let refused_page = http
+        .post(&old)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("posting the warning's link from a browser: {e}"));
+    assert_eq!(
+        refused_page.status(),
+        409,
+        "posting the warning's link from a browser"
+    );
+    assert!(
+        !acknowledged("web-1").await,
+        "the old link acknowledged the critical alert"
+    );
+
+    // A link of the older form (no severity or raised_at signed), from the first message.
+    let secret = app
+        .state
+        .store
+        .ack_secret()
+        .await
+        .unwrap_or_else(|e| panic!("reading the link secret: {e}"));
+    let unbound = |alert_id: &str| {
+        let token = shared::notify::token::sign(
+            &secret,
+            &shared::notify::token::AckClaim {
+                tenant: "acme".into(),
+                alert_id: alert_id.into(),
+                channel_id: "hook".into(),
+                expires_at: T0 + shared::notify::token::ACK_LINK_TTL_MS,
+                sent_for: None,
+            },
+        );
+        format!("{}/api/health/ack/{token}", app.url())
+    };
+    let old_form = http
+        .post(unbound("web-1"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("posting an older-form link: {e}"));
+    assert_eq!(
+        old_form.status(),
+        409,
+        "an older-form link to web-1, escalated after its message"
+    );
+    assert!(
+        !acknowledged("web-1").await,
+        "an older-form link acknowledged the critical alert"
+    );
+    let old_form = http
+        .post(unbound("web-2"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("posting an older-form link: {e}"));
+    assert_eq!(
+        old_form.status(),
+        200,
+        "web-2 did not change since its message"
+    );
+    assert!(
+        acknowledged("web-2").await,
+        "the older-form link to the unchanged web-2"
+    );
+
+    // The critical message's link acknowledges.
+    let done: Value = http
+        .post(&new)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("posting the critical's link: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("reading the acknowledged alert: {e}"));
+    assert_eq!(
+        done["acknowledged_by"], "via hook channel",
+        "the critical's link: {done}"
+    );
+    assert!(
+        acknowledged("web-1").await,
+        "listed acknowledged after the critical's link"
+    );
+    app.stop().await.unwrap_or_else(|e| panic!("stopping: {e}"));
+}
+
+/// Demo mode opens the inbox's own address and port to channels and probes, not every
+/// port on loopback.
+#[tokio::test]
+async fn demo_mode_opens_only_the_inbox_address_and_port() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("a temp dir: {e}"));
+    let app = local_stack::start(local_stack::Options {
+        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        data_dir: dir.path().to_owned(),
+        config: Config {
+            polling_enabled: false,
+            ..Config::default()
+        },
+        clock: None,
+        sidecar: None,
+        demo: true,
+        limits: local_stack::Limits::default(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("starting the demo stack: {e}"));
+    let other = Receiver::reserve().await;
+    let http = reqwest::Client::new();
+    let put = |id: &str, url: String| {
+        http.put(format!("{}/api/health/channels/{id}", app.url()))
+            .bearer_auth(&app.api_key)
+            .json(&json!({"type": "webhook", "url": url, "secret": SECRET}))
+            .send()
+    };
+    let inbox = put("inbox-copy", format!("{}/demo/inbox", app.url()))
+        .await
+        .unwrap_or_else(|e| panic!("saving a channel to the inbox: {e}"));
+    assert_eq!(inbox.status(), 200, "the inbox's own address and port");
+    let refused = put("elsewhere", other.url("/hook"))
+        .await
+        .unwrap_or_else(|e| panic!("saving a channel to another loopback port: {e}"));
+    assert_eq!(refused.status(), 400, "another port on loopback");
+    let probe = http
+        .put(format!("{}/api/health/integrations/local-db", app.url()))
+        .bearer_auth(&app.api_key)
+        .json(&json!({"integration_name": "Local DB", "probe": {"url": other.url("/health")}}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("registering a probe of another loopback port: {e}"));
+    assert_eq!(probe.status(), 400, "probes follow the same list");
+    app.stop().await.unwrap_or_else(|e| panic!("stopping: {e}"));
 }
 
 /// Demo mode delivers to the built-in inbox page with nothing configured: a newcomer sees

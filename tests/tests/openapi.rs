@@ -159,6 +159,10 @@ async fn documented_response_shapes_match_the_handlers() {
             alert_id: "alert_1".into(),
             channel_id: "ops".into(),
             expires_at: now + shared::notify::token::ACK_LINK_TTL_MS,
+            sent_for: Some(shared::notify::token::SentFor {
+                severity: shared::domain::alerts::Severity::Critical,
+                raised_at: now,
+            }),
         },
     );
     let ack_url = format!("/api/health/ack/{token}");

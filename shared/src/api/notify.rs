@@ -14,7 +14,7 @@ use crate::domain::notify::{
 };
 use crate::notify::render::escape;
 use crate::notify::token::{self, TokenError};
-use crate::store::alerts::AckOutcome;
+use crate::store::alerts::{AckOutcome, GuardedAck};
 use crate::time::{format_rfc3339, parse_rfc3339, Millis, DAY_MS};
 use crate::AppState;
 
@@ -653,8 +653,52 @@ async fn claim(state: &AppState, token_text: &str) -> Result<token::AckClaim, Re
     })
 }
 
+/// The page of a link sent before the alert escalated: it no longer applies (the
+/// escalation cleared the acknowledgement it could give), and says where to acknowledge.
+fn escalated_page(
+    state: &AppState,
+    claim: &token::AckClaim,
+    alert: &crate::domain::alerts::AlertRecord,
+    status: StatusCode,
+) -> Response<String> {
+    let severity = |s| crate::notify::render::severity_word(s);
+    let sent = match claim.sent_for {
+        Some(sent) => format!(
+            "This link was sent for the alert as a {}",
+            severity(sent.severity)
+        ),
+        None => "This link was sent".to_owned(),
+    };
+    let dashboard = match &state.config.public_url {
+        Some(base) => format!("<a href=\"{}/\">the dashboard</a>", escape(base)),
+        None => "the dashboard".to_owned(),
+    };
+    let since = match (&alert.acknowledged_by, alert.acknowledged_at) {
+        (Some(by), Some(at)) => format!(
+            "<p>It has since been acknowledged by {} at {}.</p>",
+            escape(by),
+            format_rfc3339(at)
+        ),
+        _ => format!(
+            "<p>Acknowledge it again from the newer message about it, or on {dashboard}.</p>"
+        ),
+    };
+    html(
+        status,
+        "This link no longer applies",
+        &format!(
+            "<p><b>{}</b></p><p>{sent}; it escalated to {} at {}, after the link was sent, \
+             so this link acknowledges nothing.</p>{since}",
+            escape(&alert.message),
+            severity(alert.severity),
+            format_rfc3339(alert.raised_at),
+        ),
+    )
+}
+
 /// `GET /api/health/ack/{token}`: shows the alert and a button; acknowledges nothing, so
-/// mail scanners that open links cannot acknowledge.
+/// mail scanners that open links cannot acknowledge. A link sent before the alert escalated
+/// shows why it no longer applies, without a button.
 pub async fn ack_page(state: &AppState, token_text: &str) -> Response<String> {
     let claim = match claim(state, token_text).await {
         Ok(c) => c,
@@ -689,6 +733,9 @@ pub async fn ack_page(state: &AppState, token_text: &str) -> Response<String> {
             ),
         );
     }
+    if !claim.applies_to(&alert) {
+        return escalated_page(state, &claim, &alert, StatusCode::OK);
+    }
     if let (Some(by), Some(at)) = (&alert.acknowledged_by, alert.acknowledged_at) {
         return html(
             StatusCode::OK,
@@ -711,7 +758,8 @@ pub async fn ack_page(state: &AppState, token_text: &str) -> Response<String> {
 
 /// `POST /api/health/ack/{token}`: acknowledges the token's alert as "via <channel>". A
 /// second use answers with the first acknowledgement. JSON (the alert) when the client
-/// asks for it, else a page.
+/// asks for it, else a page. A link sent before the alert escalated changes nothing: 409
+/// (`alert_escalated`).
 pub async fn ack_confirm(state: &AppState, token_text: &str, wants_json: bool) -> Response<String> {
     let claim = match claim(state, token_text).await {
         Ok(c) => c,
@@ -725,14 +773,34 @@ pub async fn ack_confirm(state: &AppState, token_text: &str, wants_json: bool) -
     let by = format!("via {channel_name}");
     let outcome = state
         .store
-        .acknowledge_alert(
+        .acknowledge_alert_if(
             &claim.tenant,
             &claim.alert_id,
             &by,
             None,
             state.clock.now_ms(),
+            |alert| claim.applies_to(alert),
         )
         .await;
+    let outcome = match outcome {
+        Ok(GuardedAck::Outcome(outcome)) => Ok(outcome),
+        Ok(GuardedAck::NoLongerApplies(alert)) => {
+            tracing::info!(tenant = %claim.tenant, alert_id = %claim.alert_id, "acknowledge link used after the alert escalated: refused");
+            if wants_json {
+                return ApiError::Conflict {
+                    code: "alert_escalated",
+                    message: format!(
+                        "alert {} escalated after this link was sent; acknowledge it from the \
+                         newer message or the dashboard",
+                        alert.alert_id
+                    ),
+                }
+                .into_response();
+            }
+            return escalated_page(state, &claim, &alert, StatusCode::CONFLICT);
+        }
+        Err(e) => Err(e),
+    };
     match outcome {
         Ok(AckOutcome::Acknowledged(alert)) => {
             tracing::info!(tenant = %claim.tenant, alert_id = %claim.alert_id, by = %by, "alert acknowledged from a message");

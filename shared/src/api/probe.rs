@@ -2,12 +2,12 @@
 //! policy permits ([`crate::domain::address`]). The collector checks the address it
 //! connects to again at probe time, since DNS answers can change.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use crate::domain::address::permitted;
+use crate::domain::address::{permitted, AllowedAddress};
 
 /// Checks a probe URL; the error names what is wrong.
-pub async fn check_url(url: &str, allowed: &[IpAddr]) -> Result<url::Url, String> {
+pub async fn check_url(url: &str, allowed: &[AllowedAddress]) -> Result<url::Url, String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("is not a valid URL ({e})"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err("must be an http or https URL".to_owned());
@@ -26,10 +26,15 @@ pub async fn check_url(url: &str, allowed: &[IpAddr]) -> Result<url::Url, String
     if addrs.is_empty() {
         return Err("host does not resolve".to_owned());
     }
-    if let Some(bad) = addrs.iter().find(|ip| !permitted(**ip, allowed)) {
+    if let Some(bad) = addrs
+        .iter()
+        .map(|ip| SocketAddr::new(*ip, port))
+        .find(|target| !permitted(*target, allowed))
+    {
         return Err(format!(
-            "resolves to {bad}, a loopback, private, link-local or metadata address, which \
-             probes may not reach unless PROBE_ALLOWED_ADDRESSES allows it"
+            "resolves to {}, a loopback, private, link-local or metadata address, which \
+             probes may not reach unless PROBE_ALLOWED_ADDRESSES allows it (on port {port})",
+            bad.ip()
         ));
     }
     Ok(parsed)
@@ -50,10 +55,30 @@ mod tests {
         assert!(check_url("ftp://example.com/", &[]).await.is_err());
         let allowed = ["127.0.0.1"
             .parse()
-            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))];
+            .unwrap_or_else(|e| panic!("parsing an allow-list entry: {e}"))];
         assert!(check_url("http://127.0.0.1:8080/health", &allowed)
             .await
             .is_ok());
         assert!(check_url("http://1.1.1.1/", &[]).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_port_restricted_entry_allows_urls_on_that_port_only() {
+        let allowed = ["127.0.0.1:8025"
+            .parse()
+            .unwrap_or_else(|e| panic!("parsing an allow-list entry: {e}"))];
+        assert!(check_url("http://127.0.0.1:8025/hook", &allowed)
+            .await
+            .is_ok());
+        let refused = check_url("http://127.0.0.1:8026/hook", &allowed).await;
+        assert!(
+            refused.as_ref().is_err_and(|e| e.contains("port 8026")),
+            "another port on the same address: {refused:?}"
+        );
+        // The scheme's port counts when the URL names none.
+        assert!(check_url("http://127.0.0.1/hook", &allowed).await.is_err());
+        assert!(check_url("http://localhost:8026/hook", &allowed)
+            .await
+            .is_err());
     }
 }

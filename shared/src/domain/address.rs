@@ -1,9 +1,11 @@
 //! Which addresses probes may reach: only public ones, so a tenant cannot make the
 //! collector reach into the deployment's network (SSRF), unless the deployment allows an
-//! address explicitly (`PROBE_ALLOWED_ADDRESSES`). Pure rules; the checks that resolve
-//! names (at registration, and again at probe time on the address connected to) use them.
+//! address explicitly (`PROBE_ALLOWED_ADDRESSES`, on every port or on one). Pure rules; the
+//! checks that resolve names (at registration, and again at probe time on the address and
+//! port connected to) use them.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
 
 /// Whether an address is one probes must not reach: loopback, private, carrier-grade NAT,
 /// benchmarking, link-local (which holds cloud metadata services), unspecified, broadcast,
@@ -60,9 +62,86 @@ fn is_restricted_v4(v4: Ipv4Addr) -> bool {
         || a >= 240 // reserved
 }
 
-/// Whether probes may reach `ip`: it is not restricted, or the deployment allows it.
-pub fn permitted(ip: IpAddr, allowed: &[IpAddr]) -> bool {
-    !is_restricted(ip) || allowed.contains(&ip)
+/// One entry of `PROBE_ALLOWED_ADDRESSES`: an address probes and notifications may reach
+/// although it is restricted, on every port (`127.0.0.1`, `::1`) or on one
+/// (`127.0.0.1:8025`, `[::1]:8025`). A port narrows what the entry opens: the local stack's
+/// demo allows its own inbox's address and port, not every service on loopback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AllowedAddress {
+    /// The address.
+    pub ip: IpAddr,
+    /// The one port allowed; `None`: every port.
+    pub port: Option<u16>,
+}
+
+impl AllowedAddress {
+    /// Whether this entry opens `target`.
+    pub fn allows(&self, target: SocketAddr) -> bool {
+        self.ip == target.ip() && self.port.is_none_or(|p| p == target.port())
+    }
+}
+
+impl From<IpAddr> for AllowedAddress {
+    fn from(ip: IpAddr) -> Self {
+        Self { ip, port: None }
+    }
+}
+
+impl From<SocketAddr> for AllowedAddress {
+    fn from(addr: SocketAddr) -> Self {
+        Self {
+            ip: addr.ip(),
+            port: Some(addr.port()),
+        }
+    }
+}
+
+/// Why an allow-list entry does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not an IP address (127.0.0.1, ::1) or an address with a port \
+     (127.0.0.1:8025, [::1]:8025; port 1 to 65535)"
+)]
+pub struct AllowedAddressError(String);
+
+impl FromStr for AllowedAddress {
+    type Err = AllowedAddressError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            return Ok(ip.into());
+        }
+        // `[::1]` alone: the bracketed form of a bare IPv6 address.
+        if let Some(ip) = text
+            .strip_prefix('[')
+            .and_then(|t| t.strip_suffix(']'))
+            .and_then(|t| t.parse::<Ipv6Addr>().ok())
+        {
+            return Ok(IpAddr::V6(ip).into());
+        }
+        match text.parse::<SocketAddr>() {
+            // Port 0 names no port a URL can use: a mistake, not "every port".
+            Ok(addr) if addr.port() != 0 => Ok(addr.into()),
+            _ => Err(AllowedAddressError(text.to_owned())),
+        }
+    }
+}
+
+impl std::fmt::Display for AllowedAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.port {
+            None => write!(f, "{}", self.ip),
+            Some(port) => write!(f, "{}", SocketAddr::new(self.ip, port)),
+        }
+    }
+}
+
+/// Whether probes and notifications may reach `target` (the address and the port
+/// connected to): its address is not restricted, or an entry of the deployment's allow-list
+/// opens it.
+pub fn permitted(target: SocketAddr, allowed: &[AllowedAddress]) -> bool {
+    !is_restricted(target.ip()) || allowed.iter().any(|a| a.allows(target))
 }
 
 #[cfg(test)]
@@ -113,6 +192,71 @@ mod tests {
             assert!(
                 !is_restricted(ip.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))),
                 "{ip}"
+            );
+        }
+    }
+
+    fn entry(text: &str) -> AllowedAddress {
+        text.parse()
+            .unwrap_or_else(|e| panic!("parsing the allow-list entry {text}: {e}"))
+    }
+
+    fn target(text: &str) -> SocketAddr {
+        text.parse()
+            .unwrap_or_else(|e| panic!("parsing the target {text}: {e}"))
+    }
+
+    #[test]
+    fn allow_list_entries_name_an_address_with_or_without_a_port() {
+        for (text, port) in [
+            ("127.0.0.1", None),
+            (" ::1 ", None),
+            ("[::1]", None),
+            ("127.0.0.1:8025", Some(8025)),
+            ("[::1]:8025", Some(8025)),
+        ] {
+            assert_eq!(entry(text).port, port, "the port of {text:?}");
+        }
+        assert_eq!(
+            entry("[::1]:8025").ip,
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            "the address of [::1]:8025"
+        );
+        for bad in [
+            "",
+            "localhost",
+            "127.0.0.1:",
+            "127.0.0.1:0",
+            "::1:8025x",
+            "1.2.3.4:70000",
+        ] {
+            assert!(bad.parse::<AllowedAddress>().is_err(), "{bad:?} parsed");
+        }
+        for text in ["127.0.0.1", "::1", "127.0.0.1:8025", "[::1]:8025"] {
+            assert_eq!(entry(text).to_string(), text, "shown as written");
+        }
+    }
+
+    #[test]
+    fn a_port_restricted_entry_allows_that_port_and_refuses_another_on_the_same_address() {
+        let ports = [entry("127.0.0.1:8025"), entry("[::1]:9000")];
+        // A bare address still opens every port; public addresses need no entry.
+        let every_port = [entry("10.0.0.5")];
+        for (to, allowed, expected) in [
+            ("127.0.0.1:8025", &ports[..], true),
+            ("127.0.0.1:8026", &ports[..], false),
+            ("127.0.0.1:9000", &ports[..], false), // another entry's port
+            ("[::1]:9000", &ports[..], true),
+            ("[::1]:8025", &ports[..], false),
+            ("10.0.0.5:1", &every_port[..], true),
+            ("10.0.0.5:65535", &every_port[..], true),
+            ("10.0.0.6:80", &every_port[..], false),
+            ("1.1.1.1:22", &[][..], true),
+        ] {
+            assert_eq!(
+                permitted(target(to), allowed),
+                expected,
+                "reaching {to} with the allow-list {allowed:?}"
             );
         }
     }

@@ -35,6 +35,18 @@ use send::{SendError, Sender};
 pub const CHANNEL_FAILING_AFTER_MS: Millis = 15 * MINUTE_MS;
 /// A message not delivered this long after it was decided is given up.
 pub const GIVE_UP_AFTER_MS: Millis = 24 * HOUR_MS;
+/// For this long after a message was decided, retries come quickly: a receiver back from a
+/// short outage (a deploy, a restart) within it gets its messages within
+/// [`FAST_RETRY_GAP_MS`] of recovering.
+pub const FAST_RETRY_FOR_MS: Millis = 10 * MINUTE_MS;
+/// The most time from the start of one attempt to the start of the next while retries are
+/// quick: an attempt that takes the whole [`send::SEND_TIMEOUT_MS`] (10 s: a receiver that
+/// times out rather than refuses), a wait of at most [`FAST_RETRY_MAX_WAIT_MS`] (18 s),
+/// and the Lambda notifier's tick (`NOTIFIER_TICK_MS`, 2 s; the local stack wakes when
+/// the retry is due).
+pub const FAST_RETRY_GAP_MS: Millis = 30_000;
+/// The longest wait between quick retries.
+pub const FAST_RETRY_MAX_WAIT_MS: Millis = 18_000;
 /// How long an attempt holds its message.
 const LEASE_MS: Millis = 60_000;
 /// Tenants handled at once.
@@ -45,12 +57,42 @@ pub const TENANT_PASS_BUDGET_MS: Millis = 60_000;
 /// The condition of the alert raised for a failing channel.
 pub const CHANNEL_FAILING: &str = "channel_failing";
 
-/// The backoff before attempt `attempts + 1`: 2 s doubling to 5 min, with up to 50 % jitter
-/// so channels that failed together do not retry together.
-pub fn backoff_ms(attempts: u32) -> Millis {
+/// The wait before attempt `attempts + 1` of a message decided `age_ms` ago. Jittered so
+/// channels that failed together do not retry together.
+///
+/// - For the first [`FAST_RETRY_FOR_MS`]: 2 s doubling, capped at 18 s, each wait drawn
+///   from its upper half (9 to 18 s once capped), so a receiver that recovers within ten
+///   minutes sees an attempt within [`FAST_RETRY_GAP_MS`] of recovering, even when each
+///   failed attempt took the whole send timeout. An attempt that started inside the ten
+///   minutes but failed just after them (a timeout) is still followed quickly.
+/// - After: 2 s doubling to 5 min (by then at the cap), plus up to 50 %: a receiver that
+///   is down for longer is not hammered.
+pub fn backoff_ms(attempts: u32, age_ms: Millis) -> Millis {
     let base: Millis = 2000 << attempts.saturating_sub(1).min(8);
+    if age_ms < FAST_RETRY_FOR_MS + FAST_RETRY_GAP_MS {
+        let base = base.min(FAST_RETRY_MAX_WAIT_MS);
+        return base / 2 + rand::rng().random_range(0..=base / 2);
+    }
     let base = base.min(5 * MINUTE_MS);
     base + rand::rng().random_range(0..=base / 2)
+}
+
+/// When to try a message decided at `created_at` again after attempt `attempts` failed at
+/// `failed_at`, or `None` to give up. `retry_after` is the receiver's own `Retry-After`
+/// (honoured instead of the backoff). No attempt is scheduled past [`GIVE_UP_AFTER_MS`]
+/// after the decision: the last one falls at that limit, and a failure there is final.
+pub fn retry_at(
+    created_at: Millis,
+    attempts: u32,
+    failed_at: Millis,
+    retry_after: Option<Millis>,
+) -> Option<Millis> {
+    let give_up_at = created_at + GIVE_UP_AFTER_MS;
+    if failed_at >= give_up_at {
+        return None;
+    }
+    let wait = retry_after.unwrap_or_else(|| backoff_ms(attempts, failed_at - created_at));
+    Some((failed_at + wait).min(give_up_at))
 }
 
 /// What one pass over a tenant did.
@@ -103,6 +145,9 @@ pub struct TestResult {
 pub struct Notifier {
     store: Store,
     config: Arc<Config>,
+    /// Read at each claim and each send: a pass's start time ages while earlier sends are
+    /// slow, and a lease or signature made from it could be stale when used.
+    clock: Arc<dyn Clock>,
     sender: Sender,
     secret: tokio::sync::OnceCell<Vec<u8>>,
 }
@@ -119,6 +164,7 @@ impl Notifier {
         Ok(Self {
             store: state.store.clone(),
             config: Arc::clone(&state.config),
+            clock: Arc::clone(&state.clock),
             sender: Sender::new(Arc::clone(&state.config))?,
             secret: tokio::sync::OnceCell::new(),
         })
@@ -248,9 +294,7 @@ impl Notifier {
                 }
             }
             if !state.outbox.is_empty() {
-                let r = self
-                    .deliver_channel(tenant, channel, &state.outbox, now)
-                    .await?;
+                let r = self.deliver_channel(tenant, channel, &state.outbox).await?;
                 report.add(&r);
             }
         }
@@ -333,6 +377,12 @@ impl Notifier {
                                 alert_id: a.alert_id.clone(),
                                 channel_id: channel_id.to_owned(),
                                 expires_at: n.created_at + token::ACK_LINK_TTL_MS,
+                                // The alert as this message shows it: a later escalation
+                                // needs a new message's link.
+                                sent_for: Some(token::SentFor {
+                                    severity: a.severity,
+                                    raised_at: a.raised_at,
+                                }),
                             }
                         )
                     )),
@@ -362,18 +412,19 @@ impl Notifier {
         })
     }
 
-    /// Attempts the channel's due messages, oldest first, and records each outcome.
+    /// Attempts the channel's due messages, oldest first, and records each outcome. Each
+    /// claim and each send reads the clock: earlier sends in this pass may have been slow.
     async fn deliver_channel(
         &self,
         tenant: &str,
         channel: &ChannelRecord,
         outbox: &[String],
-        now: Millis,
     ) -> Result<PassReport, StoreError> {
         let mut report = PassReport::default();
         let mut finished: Vec<String> = Vec::new();
         let mut success = None;
         let mut last_error = None;
+        let mut first_failure = None;
         let found = self.store.notifications(tenant, outbox).await?;
         // Ids whose message is gone (expired) leave the outbox.
         for id in outbox {
@@ -386,15 +437,16 @@ impl Notifier {
                 finished.push(n.notification_id.clone());
                 continue;
             }
+            let claimed_at = self.clock.now_ms();
             let free_at = n.lease_until.unwrap_or(0).max(n.next_attempt_at);
-            if free_at > now {
+            if free_at > claimed_at {
                 report.due(free_at);
                 report.pending += 1;
                 continue;
             }
             // Claim it for this attempt.
             n.attempts += 1;
-            n.lease_until = Some(now + LEASE_MS);
+            n.lease_until = Some(claimed_at + LEASE_MS);
             match self.store.save_notification(tenant, &n, version).await {
                 Ok(()) => {}
                 Err(StoreError::Conflict) => continue,
@@ -402,13 +454,18 @@ impl Notifier {
             }
             let result = if channel.enabled {
                 let message = self.message(tenant, &channel.channel_id, &n).await?;
-                self.sender.send(&channel.destination, &message, now).await
+                // The signature's time is the send's, as receivers check it against theirs.
+                let sent_at = self.clock.now_ms();
+                self.sender
+                    .send(&channel.destination, &message, sent_at)
+                    .await
             } else {
                 Err(SendError {
                     message: "the channel is disabled".to_owned(),
                     retry: None,
                 })
             };
+            let now = self.clock.now_ms();
             n.lease_until = None;
             match result {
                 Ok(()) => {
@@ -422,16 +479,19 @@ impl Notifier {
                 Err(e) => {
                     report.failed_attempts += 1;
                     success = Some(false);
+                    first_failure.get_or_insert(now);
                     last_error = Some(e.message.clone());
                     n.last_error = Some(e.message.clone());
-                    match e.retry {
-                        Some(after) if now - n.created_at < GIVE_UP_AFTER_MS => {
-                            n.next_attempt_at =
-                                now + after.unwrap_or_else(|| backoff_ms(n.attempts));
-                            report.due(n.next_attempt_at);
+                    match e
+                        .retry
+                        .and_then(|after| retry_at(n.created_at, n.attempts, now, after))
+                    {
+                        Some(at) => {
+                            n.next_attempt_at = at;
+                            report.due(at);
                             tracing::warn!(tenant, channel = %channel.channel_id, notification_id = %n.notification_id, attempts = n.attempts, error = %e.message, "notification attempt failed; will retry");
                         }
-                        _ => {
+                        None => {
                             n.status = DeliveryStatus::Failed;
                             tracing::error!(tenant, channel = %channel.channel_id, notification_id = %n.notification_id, attempts = n.attempts, error = %e.message, "notification failed for good");
                         }
@@ -457,7 +517,7 @@ impl Notifier {
                             s.last_error = None;
                         }
                         Some(false) => {
-                            s.failing_since = s.failing_since.or(Some(now));
+                            s.failing_since = s.failing_since.or(first_failure);
                             s.last_error.clone_from(&last_error);
                         }
                         None => {}
@@ -745,5 +805,91 @@ impl Notifier {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Millis = 1_800_000_000_000;
+
+    /// When each attempt of a message decided at `T0` starts (ms after `T0`), every attempt
+    /// failing `attempt_ms` after it starts and the notifier passing exactly when due, until
+    /// the message is given up.
+    fn attempt_starts(attempt_ms: Millis) -> Vec<Millis> {
+        let mut starts = Vec::new();
+        let mut start = T0;
+        for attempts in 1.. {
+            starts.push(start - T0);
+            match retry_at(T0, attempts, start + attempt_ms, None) {
+                Some(at) => start = at,
+                None => break,
+            }
+            assert!(attempts < 10_000, "never gives up: {starts:?}");
+        }
+        starts
+    }
+
+    #[test]
+    fn retries_come_at_most_30_s_apart_for_ten_minutes_then_back_off_until_24_hours() {
+        // Refused at once, or timing out after the send timeout; many draws of the jitter.
+        for attempt_ms in [0, 1000, send::SEND_TIMEOUT_MS as Millis] {
+            for _ in 0..50 {
+                let starts = attempt_starts(attempt_ms);
+                for pair in starts.windows(2) {
+                    if pair[0] < FAST_RETRY_FOR_MS {
+                        assert!(
+                            pair[1] - pair[0] + NOTIFIER_TICK_ALLOWANCE <= FAST_RETRY_GAP_MS,
+                            "a gap of {} ms after the attempt at {} ms (attempts taking {attempt_ms} ms): {starts:?}",
+                            pair[1] - pair[0],
+                            pair[0]
+                        );
+                    } else if pair[0] >= FAST_RETRY_FOR_MS + FAST_RETRY_GAP_MS
+                        && pair[1] < GIVE_UP_AFTER_MS
+                    {
+                        assert!(
+                            pair[1] - pair[0] >= 5 * MINUTE_MS,
+                            "past ten minutes (and the attempt then under way), at least 5 min apart: {} ms after {} ms",
+                            pair[1] - pair[0],
+                            pair[0]
+                        );
+                    }
+                }
+                let last = starts.last().copied().unwrap_or_default();
+                assert!(
+                    last <= GIVE_UP_AFTER_MS && last > GIVE_UP_AFTER_MS - 8 * MINUTE_MS,
+                    "retried until the 24 h limit and not after it: last at {last} ms"
+                );
+                assert!(
+                    starts.len() < 400,
+                    "{} attempts in 24 h: too many",
+                    starts.len()
+                );
+            }
+        }
+    }
+
+    /// The Lambda notifier passes every 2 s (`lambda::NOTIFIER_TICK_MS`, behind a feature):
+    /// a retry falls due up to that much before a pass sees it.
+    const NOTIFIER_TICK_ALLOWANCE: Millis = 2000;
+
+    #[test]
+    fn a_receivers_retry_after_is_honoured_up_to_the_24_hour_limit() {
+        assert_eq!(
+            retry_at(T0, 1, T0 + 1000, Some(30_000)),
+            Some(T0 + 31_000),
+            "its own wait, not the backoff"
+        );
+        assert_eq!(
+            retry_at(T0, 9, T0 + GIVE_UP_AFTER_MS - 1000, Some(3_600_000)),
+            Some(T0 + GIVE_UP_AFTER_MS),
+            "not past the limit"
+        );
+        assert_eq!(
+            retry_at(T0, 10, T0 + GIVE_UP_AFTER_MS, Some(1000)),
+            None,
+            "a failure at the limit is final"
+        );
     }
 }

@@ -42,7 +42,7 @@ fn source_kind(t: SourceType) -> &'static str {
     }
 }
 
-fn severity_word(s: Severity) -> &'static str {
+pub(crate) fn severity_word(s: Severity) -> &'static str {
     match s {
         Severity::Critical => "critical",
         Severity::Warning => "warning",

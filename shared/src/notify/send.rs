@@ -54,6 +54,63 @@ pub fn signature(secret: &str, unix_secs: i64, body: &str) -> String {
     )
 }
 
+/// How far a signature's `t=` may be from the receiver's clock, either way, before the
+/// receiver should refuse it as a replay (the documented advice, and the demo inbox's rule).
+pub const SIGNATURE_TOLERANCE_S: i64 = 300;
+
+/// Why a receiver refuses an `X-Health-Signature`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// Missing, or not `t=<unix seconds>,v1=<hex>`.
+    #[error("the signature header is missing or malformed")]
+    Malformed,
+    /// `t=` is further than the tolerance from now: a replay, or a clock far off.
+    #[error("the signature's time is too far from now")]
+    Stale,
+    /// No `v1=` matches the body and the secret.
+    #[error("the signature does not match")]
+    Mismatch,
+}
+
+/// Checks an `X-Health-Signature` value as a receiver should: its `t=` within
+/// `tolerance_s` of `now_secs`, and a `v1=` equal to the HMAC of `"<t>.<body>"`, compared in
+/// constant time (a comparison that stops at the first differing byte tells an attacker
+/// how much of a forged signature is right). Several `v1=` are accepted, any matching.
+pub fn verify_signature(
+    secret: &str,
+    header: &str,
+    body: &str,
+    now_secs: i64,
+    tolerance_s: i64,
+) -> Result<(), SignatureError> {
+    let mut t = None;
+    let mut tags = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", value)) => t = value.parse::<i64>().ok(),
+            Some(("v1", value)) => {
+                tags.push(hex::decode(value).map_err(|_| SignatureError::Malformed)?)
+            }
+            _ => {}
+        }
+    }
+    let t = t.ok_or(SignatureError::Malformed)?;
+    if tags.is_empty() {
+        return Err(SignatureError::Malformed);
+    }
+    if now_secs.abs_diff(t) > tolerance_s.unsigned_abs() {
+        return Err(SignatureError::Stale);
+    }
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&Default::default()));
+    mac.update(format!("{t}.{body}").as_bytes());
+    if tags.iter().any(|tag| mac.clone().verify_slice(tag).is_ok()) {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
 /// Sends messages. Holds one HTTP client (destinations follow the probe address rules)
 /// and the mail and AWS clients, built on first use.
 #[derive(Debug)]
@@ -115,7 +172,7 @@ impl Sender {
             .map_err(|e| SendError::fatal(format!("{host}: {e}")))?;
         let mut request = self
             .prober
-            .client()
+            .client_for(&parsed)
             .post(parsed)
             .timeout(Duration::from_millis(SEND_TIMEOUT_MS))
             .header(http::header::CONTENT_TYPE, "application/json")
@@ -349,5 +406,65 @@ mod tests {
             signature("s3cret", 1_700_000_000, r#"{"a":1}"#),
             "t=1700000000,v1=1698a50bc74d1ff1db85c4e0a5297c2ad9fdba245d5737cdb789e4cc6e098940"
         );
+    }
+
+    #[test]
+    fn a_signature_verifies_within_the_tolerance_and_not_outside_it() {
+        let body = r#"{"a":1}"#;
+        let header = signature("s3cret", 1_700_000_000, body);
+        let check = |now: i64| verify_signature("s3cret", &header, body, now, 300);
+        assert_eq!(
+            check(1_700_000_000),
+            Ok(()),
+            "checked the second it was signed"
+        );
+        assert_eq!(check(1_700_000_300), Ok(()), "300 s late: at the limit");
+        assert_eq!(check(1_699_999_700), Ok(()), "300 s early: at the limit");
+        assert_eq!(
+            check(1_700_000_301),
+            Err(SignatureError::Stale),
+            "301 s late"
+        );
+        assert_eq!(
+            check(1_699_999_699),
+            Err(SignatureError::Stale),
+            "301 s early"
+        );
+    }
+
+    #[test]
+    fn a_wrong_or_malformed_signature_is_refused() {
+        let body = r#"{"a":1}"#;
+        let now = 1_700_000_000;
+        let header = signature("s3cret", now, body);
+        assert_eq!(
+            verify_signature("other", &header, body, now, 300),
+            Err(SignatureError::Mismatch),
+            "another secret"
+        );
+        assert_eq!(
+            verify_signature("s3cret", &header, r#"{"a":2}"#, now, 300),
+            Err(SignatureError::Mismatch),
+            "another body"
+        );
+        // The time is signed: moving it breaks the signature.
+        let moved = header.replace("t=1700000000", "t=1700000001");
+        assert_eq!(
+            verify_signature("s3cret", &moved, body, now, 300),
+            Err(SignatureError::Mismatch)
+        );
+        for bad in [
+            "",
+            "t=1700000000",
+            "v1=00",
+            "t=soon,v1=00",
+            "t=1700000000,v1=zz",
+        ] {
+            assert_eq!(
+                verify_signature("s3cret", bad, body, now, 300),
+                Err(SignatureError::Malformed),
+                "{bad:?}"
+            );
+        }
     }
 }

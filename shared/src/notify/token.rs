@@ -1,16 +1,30 @@
-//! Acknowledge links: a signed, expiring token naming one alert of one tenant and the
-//! channel that carried it, so a message can offer "Acknowledge" without an API key.
+//! Acknowledge links: a signed, expiring token naming one alert of one tenant, the channel
+//! that carried it, and what the alert was when the message was sent, so a message can
+//! offer "Acknowledge" without an API key, and an old message cannot acknowledge what the
+//! alert became since.
 //!
-//! Token: `base64url(tenant \n alert_id \n channel_id \n expiry_secs)` `.`
-//! `base64url(HMAC-SHA256(secret, that first part))`. The secret is per deployment; a token
-//! is refused when any byte is altered, after its expiry, or for another tenant's alert
-//! (the tenant is inside the signed part, so it cannot be swapped).
+//! Token: `base64url(tenant \n alert_id \n channel_id \n expiry_secs \n severity \n
+//! raised_at_ms)` `.` `base64url(HMAC-SHA256(secret, that first part))`. The secret is per
+//! deployment; a token is refused when any byte is altered, after its expiry, or for another
+//! tenant's alert (the tenant is inside the signed part, so it cannot be swapped).
+//!
+//! Binding: an escalation moves the alert's `raised_at` and clears its acknowledgement
+//! (the alert lifecycle), so a link whose signed `raised_at` is older than the alert's no
+//! longer applies: it was sent for a less urgent state, and acknowledging with it would
+//! undo what the escalation cleared. A de-escalation keeps `raised_at`, so the link of the
+//! more urgent message still works. Links signed before this binding (four fields, out for
+//! at most [`ACK_LINK_TTL_MS`] after the upgrade) still verify; for them the message's time
+//! stands in for `raised_at` (expiry minus the link's lifetime): an alert raised or
+//! escalated after that second has changed since the link was sent. The one escalation
+//! they miss is one in the same second as the message was decided.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use crate::domain::alerts::{AlertRecord, Severity};
+use crate::notify::render::severity_word;
 use crate::time::{Millis, DAY_MS};
 
 /// How long an acknowledge link works.
@@ -27,6 +41,31 @@ pub struct AckClaim {
     pub channel_id: String,
     /// When it stops working (ms).
     pub expires_at: Millis,
+    /// What the alert was in the message that carried the link; `None` for links signed
+    /// before links were bound (see the module notes).
+    pub sent_for: Option<SentFor>,
+}
+
+/// The state of the alert a link was sent for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentFor {
+    /// Its severity then (for the page that explains why the link no longer applies).
+    pub severity: Severity,
+    /// Its `raised_at` then (ms): raised or last escalated.
+    pub raised_at: Millis,
+}
+
+impl AckClaim {
+    /// Whether the link still applies to `alert` as stored now: `false` once the alert
+    /// escalated after the link was sent.
+    pub fn applies_to(&self, alert: &AlertRecord) -> bool {
+        match self.sent_for {
+            Some(sent) => alert.raised_at <= sent.raised_at,
+            // The message was decided within the second before expiry minus the lifetime
+            // (expiries are signed in whole seconds); its alert was raised by then.
+            None => alert.raised_at < self.expires_at - ACK_LINK_TTL_MS + 1000,
+        }
+    }
 }
 
 /// Why a token is refused; all answer 403.
@@ -48,15 +87,22 @@ fn mac(secret: &[u8], data: &[u8]) -> Hmac<Sha256> {
     m
 }
 
-/// Signs a claim.
+/// Signs a claim (a claim without [`SentFor`] gives a link of the older, unbound form).
 pub fn sign(secret: &[u8], claim: &AckClaim) -> String {
-    let body = format!(
+    let mut body = format!(
         "{}\n{}\n{}\n{}",
         claim.tenant,
         claim.alert_id,
         claim.channel_id,
         claim.expires_at.div_euclid(1000)
     );
+    if let Some(sent) = claim.sent_for {
+        body.push_str(&format!(
+            "\n{}\n{}",
+            severity_word(sent.severity),
+            sent.raised_at
+        ));
+    }
     let payload = URL_SAFE_NO_PAD.encode(body.as_bytes());
     let tag = mac(secret, payload.as_bytes()).finalize().into_bytes();
     format!("{payload}.{}", URL_SAFE_NO_PAD.encode(tag))
@@ -78,8 +124,19 @@ pub fn verify(secret: &[u8], token: &str, now: Millis) -> Result<AckClaim, Token
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or(TokenError::Invalid)?;
     let parts: Vec<&str> = body.split('\n').collect();
-    let [tenant, alert_id, channel_id, expiry] = parts.as_slice() else {
-        return Err(TokenError::Invalid);
+    let (tenant, alert_id, channel_id, expiry, sent_for) = match parts.as_slice() {
+        [tenant, alert_id, channel_id, expiry] => (tenant, alert_id, channel_id, expiry, None),
+        [tenant, alert_id, channel_id, expiry, severity, raised_at] => (
+            tenant,
+            alert_id,
+            channel_id,
+            expiry,
+            Some(SentFor {
+                severity: Severity::parse(severity).ok_or(TokenError::Invalid)?,
+                raised_at: raised_at.parse().map_err(|_| TokenError::Invalid)?,
+            }),
+        ),
+        _ => return Err(TokenError::Invalid),
     };
     let expires_at = expiry
         .parse::<i64>()
@@ -93,6 +150,7 @@ pub fn verify(secret: &[u8], token: &str, now: Millis) -> Result<AckClaim, Token
         alert_id: (*alert_id).to_owned(),
         channel_id: (*channel_id).to_owned(),
         expires_at,
+        sent_for,
     })
 }
 
@@ -106,7 +164,85 @@ mod tests {
             alert_id: "alert_cpu_h1_1".into(),
             channel_id: "ops".into(),
             expires_at: 1_800_000_000_000,
+            sent_for: Some(SentFor {
+                severity: Severity::Warning,
+                raised_at: 1_799_000_000_123,
+            }),
         }
+    }
+
+    fn alert(severity: Severity, raised_at: Millis) -> AlertRecord {
+        AlertRecord {
+            alert_id: "alert_cpu_h1_1".into(),
+            severity,
+            message: "High CPU usage: 95%".into(),
+            source_type: crate::domain::alerts::SourceType::System,
+            source_id: "h1".into(),
+            condition: "cpu_high".into(),
+            raised_at,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            notes: None,
+            resolved_at: None,
+        }
+    }
+
+    #[test]
+    fn a_link_applies_until_the_alert_escalates_after_it_was_sent() {
+        let token = sign(b"secret", &claim());
+        let claim = verify(b"secret", &token, 1_700_000_000_000)
+            .unwrap_or_else(|e| panic!("verifying a fresh link: {e}"));
+        assert_eq!(
+            claim.sent_for.map(|s| (s.severity, s.raised_at)),
+            Some((Severity::Warning, 1_799_000_000_123)),
+            "what it was sent for survives signing, to the millisecond"
+        );
+        assert!(
+            claim.applies_to(&alert(Severity::Warning, 1_799_000_000_123)),
+            "the alert as it was sent"
+        );
+        assert!(
+            claim.applies_to(&alert(Severity::Info, 1_799_000_000_123)),
+            "a de-escalation keeps raised_at: the more urgent message's link still works"
+        );
+        assert!(
+            !claim.applies_to(&alert(Severity::Critical, 1_799_000_000_124)),
+            "escalated a millisecond after: raised_at moved"
+        );
+    }
+
+    #[test]
+    fn an_older_unbound_link_stops_applying_once_the_alert_escalated_after_its_message() {
+        // Decided at 1_799_000_000_500: the expiry is signed in whole seconds.
+        let old = AckClaim {
+            sent_for: None,
+            expires_at: (1_799_000_000_500 + ACK_LINK_TTL_MS) / 1000 * 1000,
+            ..claim()
+        };
+        let token = sign(b"secret", &old);
+        assert_eq!(
+            URL_SAFE_NO_PAD
+                .decode(token.split('.').next().unwrap_or_default())
+                .map(|b| b.iter().filter(|c| **c == b'\n').count())
+                .ok(),
+            Some(3),
+            "four fields, as links were signed before"
+        );
+        let verified = verify(b"secret", &token, 1_799_000_001_000)
+            .unwrap_or_else(|e| panic!("verifying an old-format link: {e}"));
+        assert_eq!(verified.sent_for, None, "nothing bound in the older form");
+        assert!(
+            verified.applies_to(&alert(Severity::Warning, 1_798_000_000_000)),
+            "raised long before its message"
+        );
+        assert!(
+            verified.applies_to(&alert(Severity::Warning, 1_799_000_000_400)),
+            "raised in the second its message was decided"
+        );
+        assert!(
+            !verified.applies_to(&alert(Severity::Critical, 1_799_000_060_000)),
+            "escalated a minute after its message"
+        );
     }
 
     #[test]

@@ -11,6 +11,15 @@ use super::{
 use crate::domain::alerts::{sort_alerts, AlertRecord, SourceType};
 use crate::time::Millis;
 
+/// What acknowledging on a condition found ([`Store::acknowledge_alert_if`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum GuardedAck {
+    /// The condition held (or the alert is gone or resolved): what acknowledging found.
+    Outcome(AckOutcome),
+    /// The condition no longer holds for the alert as stored: nothing was changed.
+    NoLongerApplies(AlertRecord),
+}
+
 /// What acknowledging found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AckOutcome {
@@ -145,23 +154,50 @@ impl Store {
         notes: Option<&str>,
         now: Millis,
     ) -> Result<AckOutcome, StoreError> {
+        match self
+            .acknowledge_alert_if(tenant, alert_id, by, notes, now, |_| true)
+            .await?
+        {
+            GuardedAck::Outcome(outcome) => Ok(outcome),
+            // Not produced: the condition above always holds.
+            GuardedAck::NoLongerApplies(alert) => Ok(AckOutcome::Acknowledged(alert)),
+        }
+    }
+
+    /// [`Store::acknowledge_alert`] while `applies` holds for the alert as stored (an
+    /// acknowledge link: not once the alert escalated after the link was sent). The
+    /// condition is checked on the version the write is conditional on, so an escalation
+    /// racing the acknowledgement is seen. A resolved or missing alert is reported as such
+    /// before the condition is asked; an acknowledged one after it.
+    pub async fn acknowledge_alert_if(
+        &self,
+        tenant: &str,
+        alert_id: &str,
+        by: &str,
+        notes: Option<&str>,
+        now: Millis,
+        applies: impl Fn(&AlertRecord) -> bool + Send + Sync,
+    ) -> Result<GuardedAck, StoreError> {
         // A conflict means the collector changed it (escalated or resolved): decide again
         // on the new state.
         retry_on_conflict(|| async {
             let Some((mut alert, version)) = self.alert(tenant, alert_id).await? else {
-                return Ok(AckOutcome::NotFound);
+                return Ok(GuardedAck::Outcome(AckOutcome::NotFound));
             };
             if alert.resolved_at.is_some() {
-                return Ok(AckOutcome::Resolved(alert));
+                return Ok(GuardedAck::Outcome(AckOutcome::Resolved(alert)));
+            }
+            if !applies(&alert) {
+                return Ok(GuardedAck::NoLongerApplies(alert));
             }
             if alert.acknowledged_at.is_some() {
-                return Ok(AckOutcome::Acknowledged(alert));
+                return Ok(GuardedAck::Outcome(AckOutcome::Acknowledged(alert)));
             }
             alert.acknowledged_at = Some(now);
             alert.acknowledged_by = Some(by.to_owned());
             alert.notes = notes.map(str::to_owned);
             self.save_alert(tenant, &alert, Some(version)).await?;
-            Ok(AckOutcome::Acknowledged(alert))
+            Ok(GuardedAck::Outcome(AckOutcome::Acknowledged(alert)))
         })
         .await
     }

@@ -295,7 +295,7 @@ async fn cycles(name: &str, size: Fleet, backend: Arc<dyn Backend>, metered: Opt
         .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("{name}: seeded in {:.1} s", started.elapsed().as_secs_f64());
     let config = Config {
-        probe_allowed_addresses: vec![target.addr.ip()],
+        probe_allowed_addresses: vec![target.addr.ip().into()],
         ..Config::default()
     };
     let state = shared::AppState::new(store, config);

@@ -244,7 +244,7 @@ pub async fn cost_benchmark() {
 
     // The collector: steady cycles (the first raises the fleet's alerts once).
     let config = Config {
-        probe_allowed_addresses: vec![target.addr.ip()],
+        probe_allowed_addresses: vec![target.addr.ip().into()],
         ..Config::default()
     };
     let state = shared::AppState::new(store.clone(), config);
