@@ -556,6 +556,22 @@ fn http_request(
     shared::lambda::to_http(req)
 }
 
+/// Whether the transformed template puts `endpoint`'s route behind a Lambda authorizer
+/// (its HTTP API's definition names a security scheme other than `NONE`).
+fn behind_authorizer(template: &Value, endpoint: Endpoint) -> bool {
+    let (method, route) = endpoint.route();
+    let security = &template["Resources"]["HttpApi"]["Properties"]["Body"]["paths"][route]
+        [method.to_lowercase()]["security"];
+    let schemes: Vec<&String> = security
+        .as_array()
+        .unwrap_or_else(|| panic!("the HTTP API has no route {method} {route}"))
+        .iter()
+        .filter_map(Value::as_object)
+        .flat_map(|s| s.keys())
+        .collect();
+    schemes.iter().any(|s| s.as_str() != "NONE")
+}
+
 /// Runs one HTTP function's handler as its Lambda does (`shared::lambda::run`), and
 /// answers the status and body.
 async fn serve(state: &AppState, endpoint: Endpoint, req: http::Request<Bytes>) -> (u16, String) {
@@ -1053,6 +1069,7 @@ async fn every_function_performs_only_actions_its_role_grants() {
         run.push(handler);
         // The function's configuration is its environment in the template.
         let mut environment = deployment.environment(function);
+        // A scheduled invocation runs for a second here, not the deployed minute.
         environment.insert("COLLECTOR_INVOCATION_SECONDS".into(), "1".into());
         let config = Config::from_lookup(|k| environment.get(k).cloned())
             .unwrap_or_else(|e| panic!("{function}'s environment in the template: {e}"));
@@ -1098,19 +1115,12 @@ async fn every_function_performs_only_actions_its_role_grants() {
                         management(),
                     )));
                 }
-                // Behind the authorizer unless the route opts out; the export's URL
+                // Behind the authorizer as the template's route says; the export's URL
                 // checks the key itself.
-                let open = matches!(
-                    endpoint,
-                    Endpoint::Healthz
-                        | Endpoint::AckPage
-                        | Endpoint::AckConfirm
-                        | Endpoint::GetBadge
-                );
                 let (authorizer, bearer) = match endpoint {
                     Endpoint::Export => (None, Some(for_export.key.as_str())),
-                    _ if open => (None, None),
-                    _ => (Some(&authorizer_context), None),
+                    _ if behind_authorizer(template, endpoint) => (Some(&authorizer_context), None),
+                    _ => (None, None),
                 };
                 let req = http_request(endpoint, path, body.as_ref(), authorizer, bearer);
                 let (status, answer) = serve(&state, endpoint, req).await;

@@ -430,7 +430,9 @@ fn the_public_export_has_reserved_concurrency() {
         export.contains("ReservedConcurrentExecutions: !If [HasExportReservation, !Ref ExportReservedConcurrency, !Ref AWS::NoValue]"),
         "{export}"
     );
-    assert!(t.contains("HasExportReservation: !Not [!Equals [!Ref ExportReservedConcurrency, 0]]"));
+    assert!(
+        t.contains("HasExportReservation: !Not [!Equals [!Ref ExportReservedConcurrency, \"0\"]]")
+    );
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
         .unwrap_or_else(|e| panic!("reading README.md: {e}"));
     assert!(
