@@ -140,7 +140,10 @@
       },
     });
     const body = await response.json().catch(() => null);
-    if (response.status === 401) throw new AuthError(body?.error?.message || 'the API key is not valid');
+    // 401, or API Gateway's own 403 for a key its authorizer refused (auth.js).
+    if (window.keyRefused(response.status, body)) {
+      throw new AuthError(body?.error?.message || 'the API key is not valid (unknown or revoked)');
+    }
     if (!response.ok) throw new Error(body?.error?.message || `HTTP ${response.status}`);
     return body;
   }

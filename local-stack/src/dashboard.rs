@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 /// `(path, content type, body)` of every file.
-const FILES: [(&str, &str, &str); 5] = [
+const FILES: [(&str, &str, &str); 6] = [
     (
         "/",
         "text/html; charset=utf-8",
@@ -17,6 +17,11 @@ const FILES: [(&str, &str, &str); 5] = [
         "/app.js",
         "text/javascript; charset=utf-8",
         include_str!("../../dashboard/app.js"),
+    ),
+    (
+        "/auth.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../dashboard/auth.js"),
     ),
     (
         "/style.css",

@@ -11,16 +11,29 @@ use lambda_http::{service_fn, Body, LambdaEvent, Request, RequestExt};
 use crate::api::{self, auth, Endpoint};
 use crate::AppState;
 
-/// Converts a lambda_http request to the handlers' request type, carrying the caller the
-/// Lambda authorizer identified (if API Gateway ran one) as a request extension.
+/// Converts a lambda_http request to the handlers' request type, carrying as request
+/// extensions the caller the Lambda authorizer identified (if API Gateway ran one) and the
+/// origin the request came through ([`api::RequestOrigin`], for links in answers).
 pub fn to_http(req: Request) -> http::Request<Bytes> {
-    let principal = req
-        .request_context_ref()
+    let context = req.request_context_ref();
+    let principal = context
         .and_then(|c| c.authorizer())
         .and_then(|a| auth::principal_from_context(&a.fields));
+    let origin = match context {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(c)) => {
+            api::RequestOrigin::from_gateway(c.domain_name.as_deref(), c.stage.as_deref())
+        }
+        Some(lambda_http::request::RequestContext::ApiGatewayV1(c)) => {
+            api::RequestOrigin::from_gateway(c.domain_name.as_deref(), c.stage.as_deref())
+        }
+        _ => None,
+    };
     let (mut parts, body) = req.into_parts();
     if let Some(p) = principal {
         parts.extensions.insert(p);
+    }
+    if let Some(o) = origin {
+        parts.extensions.insert(o);
     }
     let bytes = match body {
         Body::Empty => Bytes::new(),
@@ -698,6 +711,56 @@ mod tests {
             .replace("/api/health/agent/a1", "/api/health/agents/a1");
         let req = lambda_http::request::from_str(&put).unwrap_or_else(|e| panic!("fixture: {e}"));
         assert_eq!(api::handle(&state, to_http(req), None).await.status(), 403);
+    }
+
+    /// Without `HEALTH_PUBLIC_URL` (the template sets none for HTTP API functions, since
+    /// the API's URL there would make a dependency cycle), a badge's URL starts with the
+    /// address the request came through, and the override still wins.
+    #[tokio::test]
+    async fn a_badge_made_through_api_gateway_links_to_the_address_the_caller_used() {
+        let (mut state, _dir) = state();
+        state
+            .store
+            .put_agent("acme", "a1", &Default::default(), 0)
+            .await
+            .unwrap_or_else(|e| panic!("seeding agent a1: {e}"));
+        let event = include_str!("../tests/fixtures/apigw-v2-get-agent.json")
+            .replace("\"GET /api/health/agent/{agent_id}\"", "\"POST /api/health/badges\"")
+            .replace("\"method\": \"GET\"", "\"method\": \"POST\"")
+            .replace("/api/health/agent/a1", "/api/health/badges")
+            .replace("\"scopes\": \"read\"", "\"scopes\": \"admin\"")
+            .replace(
+                "\"isBase64Encoded\": false",
+                "\"body\": \"{\\\"source_type\\\": \\\"agent\\\", \\\"source_id\\\": \\\"a1\\\"}\", \"isBase64Encoded\": false",
+            );
+        let badge_url = |state: &AppState| {
+            let req = lambda_http::request::from_str(&event)
+                .unwrap_or_else(|e| panic!("parsing the badge event: {e}"));
+            let state = state.clone();
+            async move {
+                let res = api::handle(&state, to_http(req), Some(Endpoint::CreateBadge)).await;
+                assert_eq!(res.status(), 201, "creating a badge: {}", res.body());
+                let body: serde_json::Value = serde_json::from_str(res.body())
+                    .unwrap_or_else(|e| panic!("the badge answer is not JSON ({e})"));
+                body["url"].as_str().unwrap_or_default().to_owned()
+            }
+        };
+        let url = badge_url(&state).await;
+        assert!(
+            url.starts_with(
+                "https://abc123.execute-api.eu-west-1.amazonaws.com/api/health/badge/ahb_"
+            ),
+            "{url}"
+        );
+        state.config = Arc::new(Config {
+            public_url: Some("https://health.example.com".to_owned()),
+            ..Config::default()
+        });
+        let url = badge_url(&state).await;
+        assert!(
+            url.starts_with("https://health.example.com/api/health/badge/ahb_"),
+            "{url}"
+        );
     }
 
     #[tokio::test]

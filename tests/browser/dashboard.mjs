@@ -307,6 +307,18 @@ try {
   check(await phone.locator('[data-agent]').count() === agents.length, 'phone shows every agent');
   await phone.screenshot({ path: `${artifacts}/dashboard-phone.png`, fullPage: true });
 
+  // In AWS, API Gateway refuses an unknown or revoked key itself, with its own 403
+  // {"message":"Forbidden"} rather than our error body: the page asks for a new key, as
+  // after a 401 (dashboard/auth.js).
+  const refused = await context.newPage();
+  refused.on('pageerror', (err) => problems.push(`page error (refused key): ${err.message}`));
+  await refused.route('**/api/health/**', (route) =>
+    route.fulfill({ status: 403, contentType: 'application/json', body: '{"message":"Forbidden"}' }));
+  await refused.goto(`${base}/#key=ahm_refused_by_the_authorizer`);
+  await refused.waitForSelector('#key-form:not([hidden])', { timeout: 10000 });
+  check(await refused.locator('#dashboard').isHidden(), 'a key API Gateway refused hides the dashboard');
+  await refused.close();
+
   check(problems.length === 0, problems.join('\n'));
   writeFileSync(`${artifacts}/dashboard-result.json`, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`RESULT ${JSON.stringify(result)}`);

@@ -475,3 +475,68 @@ impl Sink {
             .clone()
     }
 }
+
+/// A template as `sam deploy` hands it to CloudFormation, and what is wrong with its
+/// deploy graph: the output of `tests/support/deploy_graph.py`, which transforms it with
+/// aws-sam-translator (the library `sam deploy` runs) and checks it.
+#[derive(Debug)]
+pub struct DeployGraph {
+    /// The translator's version.
+    pub translator: String,
+    /// One sentence per problem: dependency cycles, dangling references, unknown
+    /// attributes, functions API Gateway may not invoke. Empty when sound.
+    pub findings: Vec<String>,
+    /// The transformed template (empty when the translator refused the template).
+    pub template: serde_json::Value,
+}
+
+/// Transforms and checks `template` (a path relative to the repository root) with
+/// `tests/support/deploy_graph.py`, run by the `python3` first on PATH (the test command
+/// puts its `.tools/venv` there, which holds the pinned aws-sam-translator).
+pub fn deploy_graph(template: &str) -> DeployGraph {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let output = std::process::Command::new("python3")
+        .arg(format!("{root}/tests/support/deploy_graph.py"))
+        .arg(format!("{root}/{template}"))
+        .output()
+        .unwrap_or_else(|e| panic!("running python3 tests/support/deploy_graph.py: {e}"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "transforming {template} with aws-sam-translator failed (is the test command's \
+         .tools/venv, with scripts/requirements-test.txt installed, first on PATH?): {stderr}"
+    );
+    let mut answer: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("reading deploy_graph.py's answer for {template}: {e}"));
+    let findings = answer["findings"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    DeployGraph {
+        translator: answer["translator"].as_str().unwrap_or_default().to_owned(),
+        findings,
+        template: answer["template"].take(),
+    }
+}
+
+/// The `HEALTH_FUNCTION` each Lambda function of a transformed template runs, by logical
+/// name (functions without one are left out).
+pub fn deployed_handlers(template: &serde_json::Value) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = template["Resources"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, r)| r["Type"] == "AWS::Lambda::Function")
+        .filter_map(|(name, r)| {
+            r["Properties"]["Environment"]["Variables"]["HEALTH_FUNCTION"]
+                .as_str()
+                .map(|h| (name.clone(), h.to_owned()))
+        })
+        .collect();
+    out.sort();
+    out
+}

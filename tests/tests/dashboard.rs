@@ -160,3 +160,22 @@ async fn the_dashboard_shows_the_api_acknowledges_and_updates_live_in_chromium()
         assert!(meta.len() > 10_000, "{shot} is {} bytes", meta.len());
     }
 }
+
+/// Which API answers make the dashboard ask for a new key (dashboard/auth.js, with Node's
+/// own test runner): a 401 from anyone, and in AWS API Gateway's own 403
+/// `{"message":"Forbidden"}` for a key the authorizer refused, but not our 403 for a
+/// missing scope.
+#[test]
+fn the_dashboard_asks_for_a_new_key_on_a_401_and_on_api_gateways_403() {
+    let test = concat!(env!("CARGO_MANIFEST_DIR"), "/browser/auth.test.mjs");
+    let output = std::process::Command::new("node")
+        .args(["--test", test])
+        .output()
+        .unwrap_or_else(|e| panic!("running node --test {test}: {e}"));
+    assert!(
+        output.status.success(),
+        "dashboard/auth.js: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

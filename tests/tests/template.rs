@@ -287,8 +287,20 @@ fn notification_parameters_and_the_notifier_are_as_documented() {
             block.contains("- sns:Publish") && block.contains(":${NotificationTopicPrefix}*"),
             "{function}"
         );
-        assert!(block.contains("HEALTH_PUBLIC_URL: !Sub"), "{function}");
     }
+    // Links in messages: the PublicUrl parameter, else the HTTP API's URL for the notifier
+    // (not on the API, so no cycle) and the request's own address for the channel test.
+    assert!(
+        resource(&t, "notifier").contains(
+            "HEALTH_PUBLIC_URL: !If\n            - HasPublicUrl\n            - !Ref PublicUrl\n            - !Sub \"https://${HttpApi}."
+        ),
+        "the notifier's links"
+    );
+    assert!(
+        resource(&t, "test-channel")
+            .contains("HEALTH_PUBLIC_URL: !If [HasPublicUrl, !Ref PublicUrl, !Ref AWS::NoValue]"),
+        "the channel test's links"
+    );
     let notifier = resource(&t, "notifier");
     assert!(notifier.contains("Schedule: rate(1 minute)"));
     // No other function may send mail or publish.
@@ -380,4 +392,51 @@ fn the_monitor_alarms_on_itself() {
         "Namespace: {}\n",
         shared::telemetry::EMF_NAMESPACE
     )));
+}
+
+/// A channel test answers through the HTTP API, which gives up after 30 s: the function's
+/// timeout is under that, and its send deadline leaves it time to answer.
+#[test]
+fn the_channel_test_answers_within_the_http_apis_30_s() {
+    let block = resource(&template(), "test-channel");
+    let timeout: u64 = block
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Timeout:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Timeout for test-channel:\n{block}"));
+    assert!(
+        timeout < 30,
+        "test-channel may run {timeout} s, past the HTTP API's 30 s"
+    );
+    let deadline_s = shared::notify::TEST_SEND_DEADLINE_MS / 1000;
+    assert!(
+        deadline_s + 5 <= timeout,
+        "the send deadline ({deadline_s} s) leaves test-channel ({timeout} s) no time to answer"
+    );
+}
+
+/// The export's public URL runs up to 900 s per request; its concurrency is reserved (and
+/// so capped) by a parameter with a default, which the README documents.
+#[test]
+fn the_public_export_has_reserved_concurrency() {
+    let t = template();
+    let parameter = named(&t, "ExportReservedConcurrency");
+    assert!(
+        parameter.contains("Type: Number\n    Default: 10\n    MinValue: 0\n"),
+        "{parameter}"
+    );
+    let export = resource(&t, "export");
+    assert!(
+        export.contains("ReservedConcurrentExecutions: !If [HasExportReservation, !Ref ExportReservedConcurrency, !Ref AWS::NoValue]"),
+        "{export}"
+    );
+    assert!(
+        t.contains("HasExportReservation: !Not [!Equals [!Ref ExportReservedConcurrency, \"0\"]]")
+    );
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .unwrap_or_else(|e| panic!("reading README.md: {e}"));
+    assert!(
+        readme.contains("ExportReservedConcurrency"),
+        "the README does not document ExportReservedConcurrency"
+    );
 }

@@ -14,11 +14,13 @@ use crate::time::HOUR_MS;
 use crate::AppState;
 
 /// Creates a badge token for an existing agent or integration; 201 with the token (shown
-/// once) and the badge's URL.
+/// once) and the badge's URL: absolute on `base` (where this deployment is reached, see
+/// [`super::RequestOrigin`]), a path when it is not known.
 pub async fn create(
     state: &AppState,
     tenant: &str,
     body: &[u8],
+    base: Option<&str>,
 ) -> Result<Response<String>, ApiError> {
     let bad = |m: &str| ApiError::bad_request("invalid_badge", m.to_owned());
     let mut source_type = None;
@@ -54,7 +56,7 @@ pub async fn create(
     ApiError::check_room("badges", state.config.quotas.badges, held, "a new badge")?;
     let created = state.store.create_badge(tenant, kind, &id, now).await?;
     let path = format!("/api/health/badge/{}", created.token);
-    let url = match &state.config.public_url {
+    let url = match base {
         Some(base) => format!("{}{path}", base.trim_end_matches('/')),
         None => path,
     };

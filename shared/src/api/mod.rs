@@ -37,6 +37,40 @@ pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
 /// Largest request body accepted (1 MiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// Where the caller reached this deployment: scheme and host, plus the stage's path when
+/// the stage is part of the URL (`https://abc123.execute-api.eu-west-1.amazonaws.com`).
+/// The Lambda adapter takes it from API Gateway's request context and attaches it to the
+/// request, so links the API answers with (a badge's URL, a test message's dashboard
+/// link) name the address the caller used without the template having to pass the HTTP
+/// API's own URL to its functions, which would make the API depend on the functions it
+/// integrates and the functions on the API (a cycle CloudFormation refuses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestOrigin(pub String);
+
+impl RequestOrigin {
+    /// The origin of a request API Gateway received on `domain_name` in `stage`: the
+    /// stage is in the URL unless it is the `$default` stage (or absent, as on a function
+    /// URL). `None` without a domain name.
+    pub fn from_gateway(domain_name: Option<&str>, stage: Option<&str>) -> Option<Self> {
+        let domain = domain_name.map(str::trim).filter(|d| !d.is_empty())?;
+        Some(Self(match stage.map(str::trim) {
+            Some(s) if !s.is_empty() && s != "$default" => format!("https://{domain}/{s}"),
+            _ => format!("https://{domain}"),
+        }))
+    }
+}
+
+/// The base of links to this deployment: `HEALTH_PUBLIC_URL` when set (a custom domain,
+/// the local stack's own address), else the origin the request came through; `None` when
+/// neither is known (links are then left out or relative).
+pub(crate) fn public_base(state: &AppState, req: &Request<Bytes>) -> Option<String> {
+    state.config.public_url.clone().or_else(|| {
+        req.extensions()
+            .get::<RequestOrigin>()
+            .map(|o| o.0.trim_end_matches('/').to_owned())
+    })
+}
+
 /// Every endpoint; each is one Lambda function in AWS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -551,7 +585,9 @@ async fn serve(
         }
         Endpoint::ListChannels => notify::list_channels(state, tenant).await,
         Endpoint::DeleteChannel => notify::delete_channel(state, tenant, id).await,
-        Endpoint::TestChannel => notify::test_channel(state, tenant, id).await,
+        Endpoint::TestChannel => {
+            notify::test_channel(state, tenant, id, public_base(state, &req)).await
+        }
         Endpoint::PutRule => {
             let r = notify::put_rule(state, tenant, id, body).await;
             state.notifier_wake.notify_one();
@@ -577,7 +613,9 @@ async fn serve(
         }
         Endpoint::ListSlos => slos::list(state, tenant).await,
         Endpoint::DeleteSlo => slos::delete(state, tenant, id).await,
-        Endpoint::CreateBadge => badges::create(state, tenant, body).await,
+        Endpoint::CreateBadge => {
+            badges::create(state, tenant, body, public_base(state, &req).as_deref()).await
+        }
         Endpoint::ListBadges => badges::list(state, tenant).await,
         Endpoint::RevokeBadge => badges::revoke(state, tenant, id).await,
         Endpoint::Metrics => {
@@ -795,6 +833,31 @@ pub(crate) fn object_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_origin_names_the_stage_only_when_it_is_in_the_url() {
+        let origin = |domain, stage| RequestOrigin::from_gateway(domain, stage).map(|o| o.0);
+        assert_eq!(
+            origin(
+                Some("abc.execute-api.eu-west-1.amazonaws.com"),
+                Some("$default")
+            ),
+            Some("https://abc.execute-api.eu-west-1.amazonaws.com".to_owned())
+        );
+        assert_eq!(
+            origin(
+                Some("abc.execute-api.eu-west-1.amazonaws.com"),
+                Some("prod")
+            ),
+            Some("https://abc.execute-api.eu-west-1.amazonaws.com/prod".to_owned())
+        );
+        assert_eq!(
+            origin(Some("xyz.lambda-url.eu-west-1.on.aws"), None),
+            Some("https://xyz.lambda-url.eu-west-1.on.aws".to_owned())
+        );
+        assert_eq!(origin(None, Some("prod")), None);
+        assert_eq!(origin(Some(""), Some("prod")), None);
+    }
 
     #[test]
     fn routes_match_methods_and_decode_ids() {

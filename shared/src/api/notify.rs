@@ -261,19 +261,22 @@ pub async fn delete_channel(
 }
 
 /// `POST /api/health/channels/{channel_id}/test`: sends a test message now; 200 with the
-/// delivery result whether or not the channel accepted it.
+/// delivery result whether or not the channel accepted it. `base` is where the caller
+/// reached this deployment, for the message's dashboard link.
 pub async fn test_channel(
     state: &AppState,
     tenant: &str,
     channel_id: &str,
+    base: Option<String>,
 ) -> Result<Response<String>, ApiError> {
     let channel = state
         .store
         .channel(tenant, channel_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no channel {channel_id}")))?;
-    let notifier =
-        crate::notify::Notifier::new(state).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let notifier = crate::notify::Notifier::new(state)
+        .map_err(|e| ApiError::Internal(Box::new(e)))?
+        .with_public_url(base);
     let result = notifier
         .test_channel(tenant, &channel, state.clock.now_ms())
         .await?;

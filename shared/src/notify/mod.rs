@@ -20,7 +20,6 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt};
 use rand::Rng;
 
-use crate::config::Config;
 use crate::domain::alerts::{AlertRecord, Severity, SourceType};
 use crate::domain::notify::{ChannelRecord, Destination, RuleRecord};
 use crate::store::layout::{self, Entity};
@@ -140,16 +139,27 @@ pub struct TestResult {
     pub retryable: bool,
 }
 
+/// The longest a channel test waits for the channel before answering that it did not
+/// answer in time. The test is answered synchronously, through the HTTP API in AWS, which
+/// gives up after 30 s (its integration limit) and answers 503 while the function goes
+/// on; a PagerDuty test is two posts of up to [`send::SEND_TIMEOUT_MS`] each, and SMTP,
+/// SES and SNS have no overall limit of their own. 20 s leaves the function time to
+/// answer first.
+pub const TEST_SEND_DEADLINE_MS: u64 = 20_000;
+
 /// The notifier. Cheap to share behind an [`Arc`].
 #[derive(Debug)]
 pub struct Notifier {
     store: Store,
-    config: Arc<Config>,
     /// Read at each claim and each send: a pass's start time ages while earlier sends are
     /// slow, and a lease or signature made from it could be stale when used.
     clock: Arc<dyn Clock>,
     sender: Sender,
     secret: tokio::sync::OnceCell<Vec<u8>>,
+    /// The base of links in messages (`HEALTH_PUBLIC_URL` unless overridden).
+    public_url: Option<String>,
+    /// See [`TEST_SEND_DEADLINE_MS`].
+    test_deadline: std::time::Duration,
 }
 
 fn new_id() -> String {
@@ -163,11 +173,29 @@ impl Notifier {
     pub fn new(state: &crate::AppState) -> Result<Self, reqwest::Error> {
         Ok(Self {
             store: state.store.clone(),
-            config: Arc::clone(&state.config),
             clock: Arc::clone(&state.clock),
             sender: Sender::new(Arc::clone(&state.config))?,
             secret: tokio::sync::OnceCell::new(),
+            public_url: state.config.public_url.clone(),
+            test_deadline: std::time::Duration::from_millis(TEST_SEND_DEADLINE_MS),
         })
+    }
+
+    /// The notifier with `base` as the base of links in its messages: where the caller of
+    /// a channel test reached this deployment, when `HEALTH_PUBLIC_URL` does not say.
+    /// `None` keeps what the configuration gives.
+    pub fn with_public_url(mut self, base: Option<String>) -> Self {
+        if base.is_some() {
+            self.public_url = base;
+        }
+        self
+    }
+
+    /// The notifier with another deadline for channel tests than
+    /// [`TEST_SEND_DEADLINE_MS`] (tests of the deadline itself).
+    pub fn with_test_deadline(mut self, deadline: std::time::Duration) -> Self {
+        self.test_deadline = deadline;
+        self
     }
 
     async fn secret(&self) -> Result<&[u8], StoreError> {
@@ -356,7 +384,7 @@ impl Notifier {
         channel_id: &str,
         n: &'a NotificationRecord,
     ) -> Result<Message<'a>, StoreError> {
-        let base = self.config.public_url.clone();
+        let base = self.public_url.clone();
         let secret = match &base {
             Some(_) => Some(self.secret().await?),
             None => None,
@@ -668,7 +696,22 @@ impl Notifier {
         for item in &mut message.items {
             item.acknowledge_url = None;
         }
-        let result = self.sender.send(&channel.destination, &message, now).await;
+        // Answer within the deadline whatever the channel does: the caller waits.
+        let result = tokio::time::timeout(
+            self.test_deadline,
+            self.sender.send(&channel.destination, &message, now),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(send::SendError {
+                message: format!(
+                    "the channel did not answer within {} ms (the test's deadline); \
+                     real messages are retried",
+                    self.test_deadline.as_millis()
+                ),
+                retry: Some(None),
+            })
+        });
         Ok(TestResult {
             channel_id: channel.channel_id.clone(),
             notification_id: record.notification_id.clone(),
@@ -890,6 +933,63 @@ mod tests {
             retry_at(T0, 10, T0 + GIVE_UP_AFTER_MS, Some(1000)),
             None,
             "a failure at the limit is final"
+        );
+    }
+}
+
+#[cfg(all(test, feature = "embedded"))]
+mod channel_test_tests {
+    use super::*;
+
+    /// A channel that accepts the connection and never answers: the test answers within
+    /// its deadline, as a failed (retryable) delivery saying so, instead of waiting for the
+    /// HTTP API's 30 s limit to answer 503 for it.
+    #[tokio::test]
+    async fn a_channel_test_answers_at_its_deadline_when_the_channel_does_not() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("binding the silent receiver: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("reading the receiver's address: {e}"));
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let (mut state, _dir) = crate::state::testing::state();
+        state.config = Arc::new(crate::config::Config {
+            probe_allowed_addresses: vec![addr.ip()],
+            ..crate::config::Config::default()
+        });
+        let channel = ChannelRecord {
+            channel_id: "slow".into(),
+            name: "Slow hook".into(),
+            enabled: true,
+            destination: Destination::Webhook {
+                url: format!("http://{addr}/hook"),
+                secret: "s3cret".into(),
+            },
+            created_at: 0,
+            updated_at: 0,
+        };
+        let notifier = Notifier::new(&state)
+            .unwrap_or_else(|e| panic!("building the notifier: {e}"))
+            .with_test_deadline(std::time::Duration::from_millis(300));
+        let result = notifier
+            .test_channel("acme", &channel, 0)
+            .await
+            .unwrap_or_else(|e| panic!("testing the silent channel: {e}"));
+        silent.abort();
+        assert!(!result.delivered, "{result:?}");
+        assert!(result.retryable, "{result:?}");
+        assert!(
+            result
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("did not answer within 300 ms")),
+            "{result:?}"
         );
     }
 }
