@@ -813,6 +813,8 @@ async fn every_function_performs_only_actions_its_role_grants() {
             alert_id: "alert_2".into(),
             channel_id: "hook".into(),
             expires_at: now + shared::notify::token::ACK_LINK_TTL_MS,
+            // An old-format link: it acknowledges whatever the alert is now.
+            sent_for: None,
         },
     );
     let badge = seed

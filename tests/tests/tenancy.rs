@@ -163,9 +163,7 @@ async fn every_quota_refuses_the_next_creation_with_429_naming_it_and_changes_no
     };
     let (app, _dir) = spawn_app_with(Config {
         polling_enabled: false,
-        probe_allowed_addresses: vec!["127.0.0.1"
-            .parse()
-            .unwrap_or_else(|e| panic!("an address: {e}"))],
+        probe_allowed_addresses: vec![std::net::IpAddr::from([127, 0, 0, 1]).into()],
         quotas,
         ..Config::default()
     })
@@ -430,9 +428,7 @@ async fn black_hole() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
 async fn a_tenant_probing_a_black_hole_does_not_slow_another_tenants_updates_or_alerts() {
     let (app, _dir) = spawn_app_with(Config {
         polling_interval_secs: 1,
-        probe_allowed_addresses: vec!["127.0.0.1"
-            .parse()
-            .unwrap_or_else(|e| panic!("an address: {e}"))],
+        probe_allowed_addresses: vec![std::net::IpAddr::from([127, 0, 0, 1]).into()],
         ..Config::default()
     })
     .await;

@@ -960,7 +960,7 @@ mod channel_test_tests {
         });
         let (mut state, _dir) = crate::state::testing::state();
         state.config = Arc::new(crate::config::Config {
-            probe_allowed_addresses: vec![addr.ip()],
+            probe_allowed_addresses: vec![addr.ip().into()],
             ..crate::config::Config::default()
         });
         let channel = ChannelRecord {
