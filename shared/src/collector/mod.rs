@@ -72,6 +72,9 @@ pub struct CycleReport {
     pub skipped: usize,
     /// Tenants whose cycle failed, with the error; the next cycle retries them.
     pub failed: Vec<(String, StoreError)>,
+    /// How long each evaluated or failed tenant's part of the cycle took (its own figure on
+    /// the local stack's `/metrics`).
+    pub took: HashMap<String, std::time::Duration>,
 }
 
 /// Why the collector cannot start.
@@ -88,6 +91,8 @@ pub struct Collector {
     prober: Prober,
     /// Failed, probed integrations by (tenant, id), with their next recovery attempt.
     recoveries: Mutex<HashMap<(String, String), Millis>>,
+    /// Where cycles are counted.
+    stats: Arc<crate::telemetry::StackStats>,
 }
 
 impl Collector {
@@ -99,7 +104,13 @@ impl Collector {
             clock: Arc::clone(&state.clock),
             prober: Prober::new(&state.config.probe_allowed_addresses)?,
             recoveries: Mutex::new(HashMap::new()),
+            stats: Arc::clone(&state.stats),
         })
+    }
+
+    /// What this collector's cycles counted.
+    pub fn stats(&self) -> &crate::telemetry::StackStats {
+        &self.stats
     }
 
     fn interval_ms(&self) -> Millis {
@@ -112,14 +123,18 @@ impl Collector {
         let tenants = self.store.tenants().await?;
         let results: Vec<_> = stream::iter(tenants)
             .map(|tenant| async move {
+                let started = std::time::Instant::now();
                 let result = self.cycle_tenant(&tenant, now).await;
-                (tenant, result)
+                (tenant, result, started.elapsed())
             })
             .buffer_unordered(TENANT_CONCURRENCY)
             .collect()
             .await;
         let mut report = CycleReport::default();
-        for (tenant, result) in results {
+        for (tenant, result, took) in results {
+            if !matches!(result, Ok(None)) {
+                report.took.insert(tenant.clone(), took);
+            }
             match result {
                 Ok(Some(r)) => report.tenants.push(r),
                 Ok(None) => report.skipped += 1,
@@ -513,10 +528,8 @@ impl Collector {
             if now >= next_cycle {
                 let started = std::time::Instant::now();
                 let result = self.run_cycle(now).await;
-                crate::telemetry::stats().record_cycle(
-                    started.elapsed(),
-                    result.as_ref().map_or(true, |r| !r.failed.is_empty()),
-                );
+                self.stats
+                    .record_cycle(started.elapsed(), result.as_ref().ok());
                 match result {
                     Ok(report) => on_cycle(report).await,
                     Err(e) => tracing::error!(error = %e, "collector cycle failed"),

@@ -63,6 +63,20 @@ pub struct PassReport {
     pub pending: usize,
     /// When something next falls due.
     pub next_due: Option<Millis>,
+    /// Each tenant's part of a whole pass ([`Notifier::run_pass`]), for its own figures;
+    /// empty in one tenant's report.
+    pub tenants: Vec<(String, TenantDeliveries)>,
+}
+
+/// One tenant's deliveries in a pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantDeliveries {
+    /// Deliveries that succeeded.
+    pub delivered: usize,
+    /// Attempts that failed.
+    pub failed_attempts: usize,
+    /// Messages still waiting after the pass.
+    pub pending: usize,
 }
 
 impl PassReport {
@@ -102,6 +116,8 @@ pub struct Notifier {
     config: Arc<Config>,
     sender: Sender,
     secret: tokio::sync::OnceCell<Vec<u8>>,
+    /// Where passes are counted.
+    stats: Arc<crate::telemetry::StackStats>,
 }
 
 fn new_id() -> String {
@@ -118,6 +134,7 @@ impl Notifier {
             config: Arc::clone(&state.config),
             sender: Sender::new(Arc::clone(&state.config))?,
             secret: tokio::sync::OnceCell::new(),
+            stats: Arc::clone(&state.stats),
         })
     }
 
@@ -143,7 +160,15 @@ impl Notifier {
         let mut report = PassReport::default();
         for (tenant, result) in results {
             match result {
-                Ok(r) => report.add(&r),
+                Ok(r) => {
+                    report.add(&r);
+                    let deliveries = TenantDeliveries {
+                        delivered: r.delivered,
+                        failed_attempts: r.failed_attempts,
+                        pending: r.pending,
+                    };
+                    report.tenants.push((tenant, deliveries));
+                }
                 Err(e) => {
                     tracing::error!(tenant = %tenant, error = %e, "notification pass failed");
                     // Try again soon.
@@ -632,7 +657,7 @@ impl Notifier {
             }
             let next = match self.run_pass(now).await {
                 Ok(r) => {
-                    crate::telemetry::stats().record_pass(&r);
+                    self.stats.record_pass(&r);
                     r.next_due
                 }
                 Err(e) => {
