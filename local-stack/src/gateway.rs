@@ -6,13 +6,21 @@
 //!   two hours; messages a client sends are ignored (the API has no client routes).
 //! - The Management API (`POST`, `GET`, `DELETE` on `/@connections/{id}`, also under a
 //!   stage prefix `/{stage}/@connections/{id}`) answers like API Gateway's: 410
-//!   `GoneException` for an unknown or closed connection, 413 over 128 KiB, 429 when a
-//!   connection's outgoing queue is full. The broadcaster's real SDK client posts here.
-//!   It only answers callers on loopback, as it needs no credentials.
+//!   `GoneException` for an unknown or closed connection (and for one just closed as a
+//!   slow consumer, below), 413 over 128 KiB. The broadcaster's real SDK client posts here.
+//!   It only answers callers on loopback, as it needs no credentials, and refuses others
+//!   before reading their body.
+//! - A dashboard sends nothing but control frames, so a client message over
+//!   [`MAX_INBOUND_BYTES`] closes its socket (1009; a frame over
+//!   [`MAX_INBOUND_FRAME_BYTES`] drops the connection unread). A client that stops reading while
+//!   messages for it pile up past its send queue ([`crate::Limits::ws_send_queue_bytes`]) is
+//!   closed (1013) rather than held in memory; posts to it then answer 410.
+//! - Connections count against the tenant's and the key's WebSocket quotas, checked by the
+//!   shared `$connect` code one handshake at a time.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,30 +34,85 @@ use shared::api::ApiError;
 use shared::time::format_rfc3339;
 use shared::ws::MAX_CONNECTION_MS;
 use shared::AppState;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 /// Largest message the Management API accepts, as API Gateway's (128 KiB).
 pub const MAX_POST_BYTES: usize = 128 * 1024;
-/// Messages queued for one connection before posts are throttled (429).
-const QUEUE: usize = 256;
+/// Largest message a client may send: a dashboard sends none (the API has no client
+/// routes), so this only has to fit what clients send by habit (pings, a "hello").
+pub const MAX_INBOUND_BYTES: usize = 4096;
+/// Largest frame read: a frame up to this is read whole, so a message over
+/// [`MAX_INBOUND_BYTES`] in it gets a clean close (1009); a larger frame is refused from its
+/// header without reading it, and its connection dropped.
+pub const MAX_INBOUND_FRAME_BYTES: usize = 64 * 1024;
+/// What a queued message costs beyond its payload, so a flood of empty messages is
+/// bounded too.
+const MESSAGE_OVERHEAD: usize = 64;
+/// How long the close frame of a slow consumer may take to go out before the connection
+/// is dropped without it.
+const SLOW_CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// The reason given to a slow consumer with close code 1013.
+pub const SLOW_CONSUMER_REASON: &str = "the client is not reading its messages fast enough";
 
 /// One open (or opening) connection.
 #[derive(Debug)]
 struct Connection {
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::UnboundedSender<Message>,
+    /// Bytes of messages queued and not yet written to the socket.
+    queued: AtomicUsize,
+    /// Tells the socket task its client fell too far behind.
+    slow: Notify,
     connected_at: i64,
     last_active_at: AtomicI64,
     source_ip: String,
     user_agent: Option<String>,
 }
 
+impl Connection {
+    /// Queues a message whatever the queue holds (close frames must get through).
+    fn push(&self, message: Message) -> bool {
+        self.queued.fetch_add(cost(&message), Ordering::Relaxed);
+        self.tx.send(message).is_ok()
+    }
+}
+
+/// What a message costs in a connection's send queue.
+fn cost(message: &Message) -> usize {
+    let payload = match message {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) => b.len(),
+        _ => 0,
+    };
+    payload + MESSAGE_OVERHEAD
+}
+
 /// The connections this process holds.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Gateway {
     connections: Mutex<HashMap<String, Arc<Connection>>>,
+    /// Bytes of unsent messages a connection may have before it is closed as too slow.
+    send_queue_bytes: usize,
+    /// One `$connect` at a time, so two handshakes cannot both pass the last quota slot.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Self::new(crate::Limits::default().ws_send_queue_bytes)
+    }
 }
 
 impl Gateway {
+    /// A gateway closing connections whose unsent messages exceed `send_queue_bytes` (at
+    /// least one message of [`MAX_POST_BYTES`]).
+    pub fn new(send_queue_bytes: usize) -> Self {
+        Self {
+            connections: Mutex::default(),
+            send_queue_bytes: send_queue_bytes.max(MAX_POST_BYTES + MESSAGE_OVERHEAD),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
     /// Open connections (including ones completing their handshake).
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -85,9 +148,8 @@ impl shared::ws::ConnectionCloser for Gateway {
             code: close_code::POLICY,
             reason: reason.to_owned().into(),
         }));
-        // A full queue belongs to a client that stopped reading: the close still ends it
-        // when the socket task next runs; a closed queue means it is gone already.
-        let _ = c.tx.try_send(frame);
+        // A closed queue means it is gone already.
+        let _ = c.push(frame);
         Ok(())
     }
 }
@@ -99,6 +161,8 @@ pub struct Local {
     pub app: AppState,
     /// The connections.
     pub gateway: Arc<Gateway>,
+    /// How request bodies are read (deadline, bodies at once).
+    pub bodies: Arc<crate::BodyReader>,
 }
 
 /// A connection id shaped like API Gateway's (`L0SM9cOFvHcCIhw=`): the trailing `=`
@@ -129,74 +193,114 @@ pub async fn connect(
         }
     };
     let id = new_connection_id();
-    let (tx, rx) = mpsc::channel(QUEUE);
+    let (tx, rx) = mpsc::unbounded_channel();
     let now = local.app.clock.now_ms();
-    // Known before it is stored, so a broadcast racing the handshake queues its message
-    // instead of getting 410 and deleting a connection that is about to open.
-    local.gateway.lock().insert(
-        id.clone(),
-        Arc::new(Connection {
-            tx,
-            connected_at: now,
-            last_active_at: AtomicI64::new(now),
-            source_ip: peer.ip().to_string(),
-            user_agent: headers
-                .get(http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-        }),
-    );
+    let connection = Arc::new(Connection {
+        tx,
+        queued: AtomicUsize::new(0),
+        slow: Notify::new(),
+        connected_at: now,
+        last_active_at: AtomicI64::new(now),
+        source_ip: peer.ip().to_string(),
+        user_agent: headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    });
     let token = shared::ws::token_of(uri.query());
-    if let Err(e) = shared::ws::connect(&local.app, token.as_deref(), &id).await {
-        local.gateway.remove(&id);
-        return to_axum(e.into_response());
-    }
+    let principal = {
+        // The quotas count stored connections: one handshake at a time, so the last slot
+        // goes to one of two racing clients, not both.
+        let _turn = local.gateway.connecting.lock().await;
+        // Known before it is stored, so a broadcast racing the handshake queues its message
+        // instead of getting 410 and deleting a connection that is about to open.
+        local
+            .gateway
+            .lock()
+            .insert(id.clone(), Arc::clone(&connection));
+        match shared::ws::connect(&local.app, token.as_deref(), &id).await {
+            Ok(p) => p,
+            Err(e) => {
+                local.gateway.remove(&id);
+                return to_axum(e.into_response());
+            }
+        }
+    };
     let failed = local.clone();
     let failed_id = id.clone();
     upgrade
+        // Inbound messages are bounded before they are buffered: tungstenite refuses a frame
+        // whose header announces more than the frame limit without reading its payload,
+        // and a message over the message limit once its (small) frame is read.
+        .max_message_size(MAX_INBOUND_BYTES)
+        .max_frame_size(MAX_INBOUND_FRAME_BYTES)
         .on_failed_upgrade(move |error| {
             tracing::info!(%error, "websocket handshake failed");
             tokio::spawn(async move { close(&failed, &failed_id).await });
         })
-        .on_upgrade(move |socket| serve_socket(local, id, socket, rx))
+        .on_upgrade(move |socket| serve_socket(local, id, principal.tenant, connection, socket, rx))
+}
+
+/// Why a socket's loop ended.
+enum End {
+    /// Closed, or the client went away: nothing more to send.
+    Done,
+    /// The client sent a message over [`MAX_INBOUND_BYTES`].
+    TooBig,
+    /// The client fell too far behind.
+    Slow,
 }
 
 /// Pumps queued messages out and watches for the client closing.
 async fn serve_socket(
     local: Local,
     id: String,
+    tenant: String,
+    connection: Arc<Connection>,
     mut socket: WebSocket,
-    mut rx: mpsc::Receiver<Message>,
+    mut rx: mpsc::UnboundedReceiver<Message>,
 ) {
-    shared::telemetry::stats().connection(1);
+    local.app.stats.connection(&tenant, 1);
     let max = Duration::from_millis(u64::try_from(MAX_CONNECTION_MS).unwrap_or(u64::MAX));
     let deadline = tokio::time::sleep(max);
     tokio::pin!(deadline);
-    loop {
+    let end = loop {
         tokio::select! {
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Close(_))) => {
                     // The reply to the client's close frame is queued, not yet sent: closing
                     // flushes it, so the client sees a clean close rather than 1006.
                     let _ = futures::SinkExt::close(&mut socket).await;
-                    break;
+                    break End::Done;
                 }
-                None | Some(Err(_)) => break,
+                Some(Err(e)) if too_big(&e) => break End::TooBig,
+                None | Some(Err(_)) => break End::Done,
                 Some(Ok(_)) => {
-                    if let Some(c) = local.gateway.get(&id) {
-                        c.last_active_at.store(local.app.clock.now_ms(), Ordering::Relaxed);
-                    }
+                    connection
+                        .last_active_at
+                        .store(local.app.clock.now_ms(), Ordering::Relaxed);
                 }
             },
             outgoing = rx.recv() => match outgoing {
                 Some(message) => {
-                    let closing = matches!(message, Message::Close(_));
-                    if socket.send(message).await.is_err() || closing {
-                        break;
+                    let (size, closing) = (cost(&message), matches!(message, Message::Close(_)));
+                    // A client that stops reading stalls this send once the kernel's
+                    // buffers are full: the slow signal must still end it.
+                    let sent = tokio::select! {
+                        sent = socket.send(message) => Some(sent.is_ok()),
+                        () = connection.slow.notified() => None,
+                    };
+                    connection.queued.fetch_sub(size, Ordering::Relaxed);
+                    match sent {
+                        None => break End::Slow,
+                        Some(false) => break End::Done,
+                        Some(true) if closing => break End::Done,
+                        Some(true) => {}
                     }
                 }
-                None => break,
+                None => break End::Done,
             },
+            () = connection.slow.notified() => break End::Slow,
             () = &mut deadline => {
                 let _ = socket
                     .send(Message::Close(Some(CloseFrame {
@@ -204,12 +308,48 @@ async fn serve_socket(
                         reason: "connection reached its two-hour limit".into(),
                     })))
                     .await;
-                break;
+                break End::Done;
             }
         }
+    };
+    let farewell = match end {
+        End::Done => None,
+        End::TooBig => Some(CloseFrame {
+            code: close_code::SIZE,
+            reason: format!("messages to this server are at most {MAX_INBOUND_BYTES} bytes").into(),
+        }),
+        End::Slow => Some(CloseFrame {
+            code: close_code::AGAIN,
+            reason: SLOW_CONSUMER_REASON.into(),
+        }),
+    };
+    if let Some(frame) = farewell {
+        // Forgotten first: what is still queued is dropped with the queue, and posts
+        // answer 410 from now on.
+        local.gateway.remove(&id);
+        drop(rx);
+        // It goes out once the client reads what the kernel already holds for it; a client
+        // that never does loses the connection without it.
+        let _ = tokio::time::timeout(SLOW_CLOSE_GRACE, async {
+            socket.send(Message::Close(Some(frame))).await?;
+            futures::SinkExt::close(&mut socket).await
+        })
+        .await;
     }
-    shared::telemetry::stats().connection(-1);
+    local.app.stats.connection(&tenant, -1);
     close(&local, &id).await;
+}
+
+/// Whether a socket error is a client message over the inbound limit.
+fn too_big(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// Forgets a connection here and in the store (the `$disconnect` route).
@@ -258,17 +398,29 @@ fn refuse_remote(peer: SocketAddr) -> Option<Response> {
 }
 
 /// `POST /@connections/{id}`: sends the body to the connection.
-async fn post(local: &Local, peer: SocketAddr, id: &str, body: Bytes) -> Response {
+async fn post(local: &Local, peer: SocketAddr, id: &str, body: Body) -> Response {
     if let Some(r) = refuse_remote(peer) {
         return r;
     }
-    if body.len() > MAX_POST_BYTES {
-        return management_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PayloadTooLargeException",
-            &format!("the message is over {MAX_POST_BYTES} bytes"),
-        );
-    }
+    // Callers are this machine's broadcasters: the deadline holds, the bound on bodies read
+    // at once (which remote clients may fill) does not.
+    let body: Bytes = match local.bodies.read_unslotted(body, MAX_POST_BYTES).await {
+        Ok(body) => body,
+        Err(crate::BodyError::TimedOut) => {
+            return management_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "BadRequestException",
+                "the message did not arrive in time",
+            )
+        }
+        Err(_) => {
+            return management_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLargeException",
+                &format!("the message is over {MAX_POST_BYTES} bytes"),
+            )
+        }
+    };
     let Some(connection) = local.gateway.get(id) else {
         return gone(id);
     };
@@ -277,15 +429,26 @@ async fn post(local: &Local, peer: SocketAddr, id: &str, body: Bytes) -> Respons
         Ok(text) => Message::Text(text),
         Err(_) => Message::Binary(body),
     };
-    match connection.tx.try_send(message) {
-        Ok(()) => StatusCode::OK.into_response(),
-        Err(mpsc::error::TrySendError::Full(_)) => management_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "LimitExceededException",
-            "the connection is not reading its messages fast enough",
-        ),
-        Err(mpsc::error::TrySendError::Closed(_)) => gone(id),
+    let size = cost(&message);
+    let queued = connection.queued.fetch_add(size, Ordering::Relaxed) + size;
+    if queued > local.gateway.send_queue_bytes {
+        connection.queued.fetch_sub(size, Ordering::Relaxed);
+        // Holding more for a client that is not reading only grows this process: close it
+        // (1013, so it reconnects and reloads), and tell the caller it is gone.
+        connection.slow.notify_one();
+        local.gateway.remove(id);
+        tracing::info!(
+            connection_id = id,
+            queued,
+            "closing a websocket client that is not reading its messages"
+        );
+        return gone(id);
     }
+    if connection.tx.send(message).is_err() {
+        connection.queued.fetch_sub(size, Ordering::Relaxed);
+        return gone(id);
+    }
+    StatusCode::OK.into_response()
 }
 
 /// `GET /@connections/{id}`: when it connected, from where, last activity.
@@ -321,7 +484,7 @@ async fn delete(local: &Local, peer: SocketAddr, id: &str) -> Response {
         code: close_code::NORMAL,
         reason: "closed by the server".into(),
     }));
-    if c.tx.send(frame).await.is_err() {
+    if !c.push(frame) {
         return gone(id);
     }
     StatusCode::NO_CONTENT.into_response()
@@ -334,7 +497,7 @@ pub fn routes() -> axum::Router<Local> {
         State(l): State<Local>,
         ConnectInfo(p): ConnectInfo<SocketAddr>,
         Path(id): Path<String>,
-        body: Bytes,
+        body: Body,
     ) -> Response {
         post(&l, p, &id, body).await
     }
@@ -342,7 +505,7 @@ pub fn routes() -> axum::Router<Local> {
         State(l): State<Local>,
         ConnectInfo(p): ConnectInfo<SocketAddr>,
         Path((_, id)): Path<(String, String)>,
-        body: Bytes,
+        body: Body,
     ) -> Response {
         post(&l, p, &id, body).await
     }

@@ -84,6 +84,17 @@ pub struct Limits {
     /// Most connections open at once (WebSockets included); beyond it the server stops
     /// accepting until one closes. Default 4096.
     pub max_connections: usize,
+    /// How long a request's body may take to arrive, counted from the end of its headers;
+    /// past it the request is answered 408 and its connection closed. Default 30 s.
+    pub body_timeout: std::time::Duration,
+    /// Most request bodies being read at once; a request beyond it is answered 503 with
+    /// `Retry-After` at once, without reading its body, and its connection closed. Kept
+    /// well below `max_connections`, so clients trickling bodies cannot hold every
+    /// connection (`/healthz` and the API keep answering). Default 1024.
+    pub max_body_reads: usize,
+    /// Bytes of messages queued for one WebSocket client before it counts as not reading
+    /// and is closed (1013). Default 8 MiB: several whole updates of a large tenant.
+    pub ws_send_queue_bytes: usize,
     /// Bytes of database pages the embedded store caches. Default 32 MiB.
     pub cache_bytes: usize,
 }
@@ -93,8 +104,120 @@ impl Default for Limits {
         Self {
             header_timeout: std::time::Duration::from_secs(30),
             max_connections: 4096,
+            body_timeout: std::time::Duration::from_secs(30),
+            max_body_reads: 1024,
+            ws_send_queue_bytes: 8 << 20,
             cache_bytes: shared::store::embedded::DEFAULT_CACHE_BYTES,
         }
+    }
+}
+
+/// Why a request body was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// Over the route's limit (or the stream broke off).
+    TooLarge,
+    /// Not all there within [`Limits::body_timeout`].
+    TimedOut,
+    /// [`Limits::max_body_reads`] bodies are being read already.
+    Busy,
+}
+
+/// Reads request bodies under the whole-request deadline and the bound on bodies read at
+/// once ([`Limits`]).
+#[derive(Debug)]
+pub struct BodyReader {
+    timeout: std::time::Duration,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl BodyReader {
+    /// A reader with `limits`' deadline and bound.
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            timeout: limits.body_timeout,
+            slots: Arc::new(tokio::sync::Semaphore::new(limits.max_body_reads.max(1))),
+        }
+    }
+
+    /// Reads at most `limit` bytes of a request with `headers`, taking one of the reading
+    /// slots for the time it takes if the request announces a body (a request without one,
+    /// such as `/healthz`, needs none).
+    pub async fn read(
+        &self,
+        headers: &http::HeaderMap,
+        body: Body,
+        limit: usize,
+    ) -> Result<bytes::Bytes, BodyError> {
+        if !announces_body(headers) {
+            return self.read_unslotted(body, limit).await;
+        }
+        let Ok(_slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+            return Err(BodyError::Busy);
+        };
+        self.read_unslotted(body, limit).await
+    }
+
+    /// Reads at most `limit` bytes within the deadline, without taking a slot (for
+    /// loopback-only routes, which must not be locked out by other clients' bodies).
+    pub async fn read_unslotted(
+        &self,
+        body: Body,
+        limit: usize,
+    ) -> Result<bytes::Bytes, BodyError> {
+        // One byte over the limit is enough to know the body is too large, without
+        // buffering an arbitrarily large upload.
+        match tokio::time::timeout(self.timeout, axum::body::to_bytes(body, limit + 1)).await {
+            Err(_) => Err(BodyError::TimedOut),
+            Ok(Err(_)) => Err(BodyError::TooLarge),
+            Ok(Ok(bytes)) if bytes.len() > limit => Err(BodyError::TooLarge),
+            Ok(Ok(bytes)) => Ok(bytes),
+        }
+    }
+
+    /// The API's answer to a body that was not read; the connection closes after it, as
+    /// the rest of the body (if any) is never read.
+    pub fn refusal(&self, error: BodyError, limit: usize) -> Response {
+        let error = match error {
+            BodyError::TooLarge => ApiError::PayloadTooLarge { limit },
+            BodyError::TimedOut => ApiError::RequestTimeout {
+                seconds: self.timeout.as_secs().max(1),
+            },
+            BodyError::Busy => ApiError::Unavailable(
+                "the server is reading too many request bodies at once; retry".to_owned(),
+            ),
+        };
+        closing(error.into_response().map(Body::from))
+    }
+}
+
+/// `response` with `Connection: close`, for an answer given without reading the request's
+/// body: the connection cannot serve another request after it (the server closes it).
+fn closing(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+/// Whether a request's headers announce a body (HTTP/1.1: a non-zero `Content-Length`, or
+/// `Transfer-Encoding`).
+fn announces_body(headers: &http::HeaderMap) -> bool {
+    let empty = headers
+        .get(http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() == b"0");
+    headers.contains_key(http::header::TRANSFER_ENCODING)
+        || (headers.contains_key(http::header::CONTENT_LENGTH) && !empty)
+}
+
+/// [`closing`] if the request announced a body (which is left unread); a request without
+/// one keeps its connection.
+fn closing_if_body(headers: &http::HeaderMap, response: Response) -> Response {
+    if announces_body(headers) {
+        closing(response)
+    } else {
+        response
     }
 }
 
@@ -187,13 +310,58 @@ pub fn open_store(data_dir: &Path) -> Result<Store, StartError> {
 }
 
 /// [`open_store`] with a page cache of `cache_bytes`.
+///
+/// The database holds secrets (the acknowledge-link key, webhook secrets, PagerDuty routing
+/// keys), so a new data directory is created readable by its owner only (0700) and the
+/// file is kept at 0600, also when an older version created it with the default umask.
 pub fn open_store_with(data_dir: &Path, cache_bytes: usize) -> Result<Store, StartError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| StartError::Io {
-        path: data_dir.to_owned(),
-        source,
-    })?;
-    let backend = EmbeddedBackend::open_with_cache(&data_dir.join(DB_FILE), cache_bytes)?;
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| StartError::Io { path, source }
+    };
+    create_private_dir(data_dir).map_err(io(data_dir))?;
+    let file = data_dir.join(DB_FILE);
+    ensure_private_file(&file).map_err(io(&file))?;
+    let backend = EmbeddedBackend::open_with_cache(&file, cache_bytes)?;
     Ok(Store::new(Arc::new(backend)))
+}
+
+/// Creates `dir` (and missing parents) with mode 0700; an existing directory keeps its
+/// mode (it may be shared on purpose), with a warning if others may read it.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        if let Ok(meta) = std::fs::metadata(dir) {
+            if meta.is_dir() && meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    data_dir = %dir.display(),
+                    "the data directory is open to other users; its files are kept 0600"
+                );
+            }
+        }
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Creates `path` empty with mode 0600 if it does not exist (before the store opens it
+/// with the default umask), and narrows an existing file to 0600.
+fn ensure_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    drop(file);
+    Ok(())
 }
 
 /// The local key: read from the key file, or created and written there (mode 0600).
@@ -232,6 +400,17 @@ fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
     options.open(path)
 }
 
+/// Forgets the WebSocket connections a previous run stored: their sockets died with it,
+/// and left stored they would count against the WebSocket quotas until a broadcast met them.
+async fn forget_connections(store: &Store) -> Result<(), StoreError> {
+    for tenant in store.tenants().await? {
+        for id in store.connections(&tenant).await? {
+            store.remove_connection(&id).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Every scope, as a key record lists them.
 pub fn all_scopes() -> Vec<String> {
     shared::store::keys::SCOPES
@@ -242,8 +421,6 @@ pub fn all_scopes() -> Vec<String> {
 
 /// Starts the stack on the embedded store and returns once it is listening.
 pub async fn start(options: Options) -> Result<Running, StartError> {
-    // This process runs every part: its own figures belong on `/metrics`.
-    shared::telemetry::stats().enable();
     let store = open_store_with(&options.data_dir, options.limits.cache_bytes)?;
     let io = |source| StartError::Io {
         path: PathBuf::from(options.addr.to_string()),
@@ -273,6 +450,9 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         config.probe_allowed_addresses.push(own.into());
     }
     let mut state = AppState::new(store, config);
+    // This process runs every part: each tenant's share of its figures belongs on the
+    // tenant's `/metrics`.
+    state.stats.enable();
     state.clock = clock;
     // Events are evaluated as they arrive; the cycle keeps what only time decides.
     let (queue, queued) = tokio::sync::mpsc::channel(shared::collector::alerting::QUEUE);
@@ -281,6 +461,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     let api_key = local_key(&state.store, &options.data_dir, now).await?;
     // Data directories from before tenants were listed have keys but no tenant entry.
     state.store.register_tenant(LOCAL_TENANT, now).await?;
+    forget_connections(&state.store).await?;
     let collector = state
         .config
         .polling_enabled
@@ -462,11 +643,12 @@ fn serve_inner(
         source,
     };
     let addr = listener.local_addr().map_err(io)?;
-    let gateway = Arc::new(gateway::Gateway::default());
+    let gateway = Arc::new(gateway::Gateway::new(limits.ws_send_queue_bytes));
     let mut state = state;
     // Revoking a key closes the sockets it opened here.
     state.closer = Some(Arc::clone(&gateway) as Arc<dyn shared::ws::ConnectionCloser>);
-    let app = router(state.clone(), Arc::clone(&gateway), inbox);
+    let bodies = Arc::new(BodyReader::new(&limits));
+    let app = router(state.clone(), Arc::clone(&gateway), bodies, inbox);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(accept_loop(listener, app, limits, rx));
     Ok(Running {
@@ -604,6 +786,7 @@ async fn accept_loop(
 pub fn router(
     state: AppState,
     gateway: Arc<gateway::Gateway>,
+    bodies: Arc<BodyReader>,
     inbox: Option<Arc<inbox::Inbox>>,
 ) -> axum::Router {
     let mut routes = gateway::routes().merge(dashboard::routes());
@@ -616,6 +799,7 @@ pub fn router(
         .with_state(gateway::Local {
             app: state,
             gateway,
+            bodies,
         })
 }
 
@@ -629,38 +813,47 @@ async fn openapi() -> Response {
 }
 
 async fn serve_api(State(local): State<gateway::Local>, req: Request) -> Response {
-    let state = local.app;
-    let (parts, body) = req.into_parts();
-    // Read at most one byte over the limit: enough to know the body is too large without
-    // buffering an arbitrarily large upload.
-    let endpoint = api::route(&parts.method, parts.uri.path()).map(|r| r.endpoint);
-    let exporting = endpoint.as_ref().is_ok_and(|e| *e == api::Endpoint::Export);
-    if endpoint.is_ok_and(|e| {
-        matches!(
-            e,
-            api::Endpoint::IngestTraces | api::Endpoint::IngestMetrics
-        )
-    }) {
-        // OTLP batches may be larger than the API's other bodies; the receiver checks.
-        let limit = api::otlp::MAX_OTLP_BODY_BYTES;
-        return match axum::body::to_bytes(body, limit + 1).await {
-            Ok(bytes) => api::handle_bytes(&state, http::Request::from_parts(parts, bytes), None)
-                .await
-                .map(Body::from),
-            Err(_) => api::otlp::too_large(&parts.headers).map(Body::from),
-        };
-    }
-    let response = match axum::body::to_bytes(body, MAX_BODY_BYTES + 1).await {
-        // Streamed as produced: an export may be larger than memory should hold.
-        Ok(bytes) if exporting => {
-            let req = http::Request::from_parts(parts, bytes);
-            return api::export::serve(&state, req).await.map(Body::from_stream);
-        }
-        Ok(bytes) => api::handle(&state, http::Request::from_parts(parts, bytes), None).await,
-        Err(_) => ApiError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        }
-        .into_response(),
+    let state = &local.app;
+    let (mut parts, body) = req.into_parts();
+    let endpoint = match api::route(&parts.method, parts.uri.path()) {
+        Ok(r) => r.endpoint,
+        // Unknown route or method: answered without waiting for a body.
+        Err(e) => return closing_if_body(&parts.headers, e.into_response().map(Body::from)),
     };
-    response.map(Body::from)
+    // The key first, from the headers: a caller without a valid one is refused at once,
+    // before its body (up to 4 MiB for OTLP) is read or waited for.
+    match api::authorize_head(state, endpoint, &parts.headers).await {
+        Ok(Some(principal)) => {
+            parts.extensions.insert(principal);
+        }
+        Ok(None) => {}
+        Err(_) => {
+            // The handler's own refusal (its format: OTLP answers in the request's
+            // encoding), given an empty body it does not read.
+            let headers = parts.headers.clone();
+            let refused = http::Request::from_parts(parts, bytes::Bytes::new());
+            let answer = api::handle_bytes(state, refused, None).await;
+            return closing_if_body(&headers, answer.map(Body::from));
+        }
+    }
+    // OTLP batches may be larger than the API's other bodies; the receiver checks.
+    let limit = match endpoint {
+        api::Endpoint::IngestTraces | api::Endpoint::IngestMetrics => {
+            api::otlp::MAX_OTLP_BODY_BYTES
+        }
+        _ => MAX_BODY_BYTES,
+    };
+    let bytes = match local.bodies.read(&parts.headers, body, limit).await {
+        Ok(bytes) => bytes,
+        Err(BodyError::TooLarge) if limit == api::otlp::MAX_OTLP_BODY_BYTES => {
+            return closing(api::otlp::too_large(&parts.headers).map(Body::from));
+        }
+        Err(e) => return local.bodies.refusal(e, limit),
+    };
+    let req = http::Request::from_parts(parts, bytes);
+    match endpoint {
+        // Streamed as produced: an export may be larger than memory should hold.
+        api::Endpoint::Export => api::export::serve(state, req).await.map(Body::from_stream),
+        _ => api::handle_bytes(state, req, None).await.map(Body::from),
+    }
 }

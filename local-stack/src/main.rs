@@ -30,6 +30,18 @@ struct Cli {
     /// Most connections open at once (WebSockets included).
     #[arg(long, env = "HEALTH_MAX_CONNECTIONS", default_value_t = 4096)]
     max_connections: usize,
+    /// Seconds a request's body may take to arrive after its headers (then 408 and the
+    /// connection closed).
+    #[arg(long, env = "HEALTH_BODY_TIMEOUT", default_value_t = 30)]
+    body_timeout: u64,
+    /// Most request bodies read at once; beyond it a request is answered 503 without
+    /// reading its body. Keep it well below --max-connections.
+    #[arg(long, env = "HEALTH_MAX_BODY_READS", default_value_t = 1024)]
+    max_body_reads: usize,
+    /// KiB of messages queued for one WebSocket client before it is closed as not reading
+    /// (1013). At least 129.
+    #[arg(long, env = "HEALTH_WS_SEND_QUEUE_KB", default_value_t = 8192)]
+    ws_send_queue_kb: usize,
     /// MiB of database pages the embedded store keeps in memory.
     #[arg(long, env = "HEALTH_CACHE_MB", default_value_t = 32)]
     cache_mb: usize,
@@ -231,6 +243,9 @@ async fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         limits: local_stack::Limits {
             header_timeout: std::time::Duration::from_secs(cli.header_timeout.max(1)),
             max_connections: cli.max_connections.max(1),
+            body_timeout: std::time::Duration::from_secs(cli.body_timeout.max(1)),
+            max_body_reads: cli.max_body_reads.max(1),
+            ws_send_queue_bytes: cli.ws_send_queue_kb.max(129) << 10,
             cache_bytes: cli.cache_mb.max(1) << 20,
         },
     })

@@ -250,7 +250,7 @@ pub async fn collect(
         deadline_in_ms = deadline_ms - now,
         "collector invocation"
     );
-    let failed_before = crate::telemetry::stats().failed_cycles();
+    let failed_before = collector.stats().process().failed_cycles;
     let mut longest_cycle_s: f64 = 0.0;
     collector
         .run_until(
@@ -264,7 +264,7 @@ pub async fn collect(
             },
             |report| {
                 longest_cycle_s =
-                    longest_cycle_s.max(crate::telemetry::stats().last_cycle_seconds());
+                    longest_cycle_s.max(collector.stats().process().last_cycle_seconds);
                 summary.cycles += 1;
                 summary.tenants_evaluated += report.tenants.len();
                 summary.tenants_skipped += report.skipped;
@@ -280,8 +280,10 @@ pub async fn collect(
         )
         .await;
     // What the template's alarms watch: cycles that fail or run long.
-    let failed = crate::telemetry::stats()
-        .failed_cycles()
+    let failed = collector
+        .stats()
+        .process()
+        .failed_cycles
         .saturating_sub(failed_before);
     crate::telemetry::emf(
         "collector",
@@ -333,7 +335,7 @@ pub async fn notify(
             Some(until),
             never,
             NOTIFIER_TICK_MS,
-            |r| {
+            |_, r| {
                 summary.decided += r.decided;
                 summary.delivered += r.delivered;
                 summary.failed_attempts += r.failed_attempts;

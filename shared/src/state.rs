@@ -28,6 +28,9 @@ pub struct AppState {
     /// elsewhere (in AWS, by the evaluator function on the table's stream) or only by the
     /// cycle.
     pub evaluator: Option<crate::collector::alerting::Sender>,
+    /// What this process's collector, notifier and WebSocket gateway did, in total and
+    /// per tenant.
+    pub stats: Arc<crate::telemetry::StackStats>,
 }
 
 /// Why the application cannot start.
@@ -51,6 +54,7 @@ impl AppState {
             closer: None,
             notifier_wake: Arc::new(tokio::sync::Notify::new()),
             evaluator: None,
+            stats: Arc::default(),
         }
     }
 

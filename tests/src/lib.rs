@@ -59,6 +59,14 @@ pub async fn spawn_app() -> (local_stack::Running, tempfile::TempDir) {
 
 /// [`spawn_app`] with a given configuration.
 pub async fn spawn_app_with(config: Config) -> (local_stack::Running, tempfile::TempDir) {
+    spawn_app_limited(config, local_stack::Limits::default()).await
+}
+
+/// [`spawn_app_with`] with given server limits.
+pub async fn spawn_app_limited(
+    config: Config,
+    limits: local_stack::Limits,
+) -> (local_stack::Running, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
     let running = local_stack::start(local_stack::Options {
         addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
@@ -67,7 +75,7 @@ pub async fn spawn_app_with(config: Config) -> (local_stack::Running, tempfile::
         clock: None,
         sidecar: None,
         demo: false,
-        limits: local_stack::Limits::default(),
+        limits,
     })
     .await
     .unwrap_or_else(|e| panic!("cannot start the local stack: {e}"));

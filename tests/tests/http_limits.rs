@@ -171,3 +171,143 @@ async fn open_websockets_count_against_the_connection_cap() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
 }
+
+/// The head of a POST with `key` announcing a body of `length` bytes.
+fn post_head(path: &str, key: &str, content_type: &str, length: usize) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: local\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_body_trickling_in_past_the_deadline_is_answered_408_and_closed() {
+    let (app, _dir) = app(local_stack::Limits {
+        body_timeout: Duration::from_secs(1),
+        ..local_stack::Limits::default()
+    })
+    .await;
+    let stream = TcpStream::connect(app.addr)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to the stack: {e}"));
+    let (mut read, mut write) = stream.into_split();
+    write
+        .write_all(&post_head(
+            "/api/health/events",
+            &app.api_key,
+            "application/json",
+            1000,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("sending the request head: {e}"));
+    // One byte every 200 ms: never idle for long, never done.
+    let trickle = tokio::spawn(async move {
+        for _ in 0..1000 {
+            if write.write_all(b" ").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut seen = Vec::new();
+    let answered = tokio::time::timeout(Duration::from_secs(10), read.read_to_end(&mut seen)).await;
+    trickle.abort();
+    assert!(
+        answered.is_ok(),
+        "a body trickling in is still being read after 10 s (deadline 1 s)"
+    );
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+}
+
+#[tokio::test]
+async fn healthz_answers_while_slow_bodies_hold_every_connection_slot() {
+    let (app, _dir) = app(local_stack::Limits {
+        max_connections: 64,
+        max_body_reads: 16,
+        ..local_stack::Limits::default()
+    })
+    .await;
+    // As many clients as the server takes connections, each stalling in its body.
+    let mut slow = Vec::new();
+    for _ in 0..64 {
+        let mut s = TcpStream::connect(app.addr)
+            .await
+            .unwrap_or_else(|e| panic!("connecting a slow client: {e}"));
+        s.write_all(&post_head(
+            "/api/health/events",
+            &app.api_key,
+            "application/json",
+            1000,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("sending a slow client's head: {e}"));
+        s.write_all(b"{")
+            .await
+            .unwrap_or_else(|e| panic!("sending a slow client's first byte: {e}"));
+        slow.push(s);
+    }
+    let mut probe = TcpStream::connect(app.addr)
+        .await
+        .unwrap_or_else(|e| panic!("connecting for /healthz: {e}"));
+    probe
+        .write_all(HEALTHZ)
+        .await
+        .unwrap_or_else(|e| panic!("asking /healthz: {e}"));
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), probe.read(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("/healthz did not answer while 64 slow bodies were open"))
+        .unwrap_or_else(|e| panic!("reading /healthz's answer: {e}"));
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // The slow clients beyond the bound on bodies read at once were told to come back.
+    let answers = futures::future::join_all(
+        slow.iter_mut()
+            .map(|s| closed_within(s, Duration::from_secs(3))),
+    )
+    .await;
+    let mut refused = 0;
+    for seen in answers.into_iter().flatten() {
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+        assert!(
+            text.to_ascii_lowercase().contains("retry-after: 1"),
+            "{text}"
+        );
+        refused += 1;
+    }
+    assert_eq!(refused, 64 - 16, "slow clients answered 503");
+}
+
+#[tokio::test]
+async fn an_unknown_key_is_refused_before_its_large_body_is_read() {
+    let (app, _dir) = app(local_stack::Limits::default()).await;
+    for (path, content_type, length) in [
+        ("/v1/traces", "application/x-protobuf", 4_000_000),
+        ("/api/health/events", "application/json", 1_000_000),
+    ] {
+        let mut s = TcpStream::connect(app.addr)
+            .await
+            .unwrap_or_else(|e| panic!("connecting for {path}: {e}"));
+        // The head and a few bytes: the rest of the body never comes.
+        s.write_all(&post_head(path, "ahm_not_a_key", content_type, length))
+            .await
+            .unwrap_or_else(|e| panic!("sending the head for {path}: {e}"));
+        s.write_all(b"0123456789")
+            .await
+            .unwrap_or_else(|e| panic!("sending a few bytes for {path}: {e}"));
+        let seen = closed_within(&mut s, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| {
+                panic!("{path}: an unknown key is still waiting for its body after 10 s")
+            });
+        let text = String::from_utf8_lossy(&seen);
+        assert!(text.starts_with("HTTP/1.1 401"), "{path}: {text}");
+    }
+}

@@ -381,7 +381,13 @@ async fn a_large_update_arrives_in_parts_that_reassemble_to_the_api_data() {
 
 #[tokio::test]
 async fn a_thousand_connections_all_receive_the_update() {
-    let (app, _dir) = live_app().await;
+    let mut config = Config {
+        polling_interval_secs: 1,
+        ..Config::default()
+    };
+    config.quotas.websockets_per_key = 1000;
+    config.quotas.websockets_per_tenant = 1000;
+    let (app, _dir) = e2e_tests::spawn_app_with(config).await;
     let url = ws::url(app.addr, &app.api_key);
     let mut sockets: Vec<ws::Socket> = futures::stream::iter(0..1000)
         .map(|_| ws::connect(&url))
@@ -413,4 +419,155 @@ async fn a_thousand_connections_all_receive_the_update() {
     .await;
     let missed = received.iter().filter(|r| !**r).count();
     assert_eq!(missed, 0, "{missed} of 1000 connections got no update");
+}
+
+/// The next close frame on `socket` (messages before it are skipped); panics after `wait`.
+async fn close_frame<S>(
+    socket: &mut tokio_tungstenite::WebSocketStream<S>,
+    wait: Duration,
+) -> tokio_tungstenite::tungstenite::protocol::CloseFrame
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let read = async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => return frame,
+                Some(Ok(Message::Close(None))) => panic!("closed without a code"),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("the socket failed instead of closing: {e}"),
+                None => panic!("the socket ended without a close frame"),
+            }
+        }
+    };
+    tokio::time::timeout(wait, read)
+        .await
+        .unwrap_or_else(|_| panic!("no close frame within {wait:?}"))
+}
+
+#[tokio::test]
+async fn a_client_message_over_the_limit_closes_the_socket_with_1009() {
+    let (app, _dir) = e2e_tests::spawn_app().await;
+    let mut socket = ws::connect(&ws::url(app.addr, &app.api_key)).await;
+    futures::SinkExt::send(&mut socket, Message::text("x".repeat(16 * 1024)))
+        .await
+        .unwrap_or_else(|e| panic!("sending a 16 KiB message: {e}"));
+    let frame = close_frame(&mut socket, Duration::from_secs(10)).await;
+    assert_eq!(u16::from(frame.code), 1009, "{frame:?}");
+    assert!(frame.reason.contains("4096 bytes"), "{frame:?}");
+    eventually("the closed connection is forgotten", async || {
+        connections(&app, "local").await.is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_with_1013() {
+    let (app, _dir) = e2e_tests::spawn_app_limited(
+        Config {
+            polling_enabled: false,
+            ..Config::default()
+        },
+        local_stack::Limits {
+            ws_send_queue_bytes: 512 * 1024,
+            ..local_stack::Limits::default()
+        },
+    )
+    .await;
+    // A small receive window, so the kernel holds little for the client that never reads.
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap_or_else(|e| panic!("a socket: {e}"));
+    tcp.set_recv_buffer_size(4096)
+        .unwrap_or_else(|e| panic!("setting the receive buffer: {e}"));
+    let stream = tcp
+        .connect(app.addr)
+        .await
+        .unwrap_or_else(|e| panic!("connecting: {e}"));
+    let (mut socket, _) = tokio_tungstenite::client_async(ws::url(app.addr, &app.api_key), stream)
+        .await
+        .unwrap_or_else(|e| panic!("the WebSocket handshake: {e}"));
+    let id = connections(&app, "local")
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no connection stored"));
+    // Post 100 KB messages, as the broadcaster does, until the gateway gives up on the
+    // client (410) rather than keep queueing for it.
+    let client = reqwest::Client::new();
+    let message = "u".repeat(100_000);
+    let mut gone_after = None;
+    for n in 1..=1000 {
+        let status = client
+            .post(format!(
+                "{}/@connections/{}",
+                app.url(),
+                id.replace('=', "%3D")
+            ))
+            .body(message.clone())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("posting message {n}: {e}"))
+            .status();
+        if status == 410 {
+            gone_after = Some(n);
+            break;
+        }
+        assert_eq!(status, 200, "posting message {n}");
+    }
+    let gone_after = gone_after.unwrap_or_else(|| {
+        panic!("1000 messages (100 MB) were queued for a client that reads none")
+    });
+    assert!(gone_after > 5, "closed after only {gone_after} messages");
+    // Reading now, the client gets what was already on its way, then the close frame.
+    let frame = close_frame(&mut socket, Duration::from_secs(30)).await;
+    assert_eq!(u16::from(frame.code), 1013, "{frame:?}");
+    assert_eq!(
+        frame.reason.as_str(),
+        local_stack::gateway::SLOW_CONSUMER_REASON
+    );
+    eventually("the slow client is forgotten", async || {
+        connections(&app, "local").await.is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connections_past_the_key_or_tenant_quota_are_refused_naming_the_quota() {
+    let mut config = Config {
+        polling_enabled: false,
+        ..Config::default()
+    };
+    config.quotas.websockets_per_key = 2;
+    config.quotas.websockets_per_tenant = 3;
+    let (app, _dir) = e2e_tests::spawn_app_with(config).await;
+    let other_key = app
+        .state
+        .store
+        .create_api_key("local", &["read".to_owned()], "wall screen", 0)
+        .await
+        .unwrap_or_else(|e| panic!("creating a second key: {e}"));
+    let url = ws::url(app.addr, &app.api_key);
+    let mut first = ws::connect(&url).await;
+    let _second = ws::connect(&url).await;
+    let (status, body) = ws::refusal(&url).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "quota_exceeded", "{body}");
+    assert_eq!(body["error"]["quota"], "websockets_per_key", "{body}");
+    assert_eq!(body["error"]["limit"], 2, "{body}");
+    // Another key of the tenant has room until the tenant's quota.
+    let other = ws::url(app.addr, &other_key);
+    let _third = ws::connect(&other).await;
+    let (status, body) = ws::refusal(&other).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["quota"], "websockets_per_tenant", "{body}");
+    assert_eq!(body["error"]["limit"], 3, "{body}");
+    // Closing one frees its place.
+    first
+        .close(None)
+        .await
+        .unwrap_or_else(|e| panic!("closing the first socket: {e}"));
+    eventually("the closed connection is forgotten", async || {
+        connections(&app, "local").await.len() == 2
+    })
+    .await;
+    let _again = ws::connect(&url).await;
 }

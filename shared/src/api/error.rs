@@ -55,6 +55,13 @@ pub enum ApiError {
     /// values); the text names it.
     #[error("{0}")]
     TooManyItems(String),
+    /// The request's body did not arrive within the server's deadline (a slow or stalled
+    /// client); the connection is closed after the answer.
+    #[error("the request body did not arrive within {seconds} s")]
+    RequestTimeout {
+        /// The deadline in seconds.
+        seconds: u64,
+    },
     /// A per-tenant quota would be exceeded; nothing was changed.
     #[error("{message}")]
     QuotaExceeded {
@@ -136,6 +143,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::TooManyItems(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -152,6 +160,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Conflict { code, .. } => code,
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::RequestTimeout { .. } => "request_timeout",
             Self::QuotaExceeded { .. } => "quota_exceeded",
             Self::TooManyItems(_) => "too_many_items",
             Self::Unavailable(_) => "unavailable",

@@ -33,7 +33,7 @@ pub async fn get(
     let open = wants_openmetrics(accept);
     let mut out = Exposition::new(open);
     tenant_families(&mut out, &data, now, state.config.latency_threshold_ms);
-    crate::telemetry::stats().families(&mut out);
+    state.stats.families(tenant, &mut out);
     let mut response = Response::new(out.finish());
     *response.status_mut() = StatusCode::OK;
     response.headers_mut().insert(

@@ -298,6 +298,15 @@ impl Endpoint {
         }
     }
 
+    /// Whether a request needs an API key: every route but `/healthz`, acknowledge links
+    /// and badge images, whose URLs carry their own authority.
+    pub fn needs_key(self) -> bool {
+        !matches!(
+            self,
+            Self::Healthz | Self::AckPage | Self::AckConfirm | Self::GetBadge
+        )
+    }
+
     fn scope(self) -> Scope {
         match self {
             Self::IngestEvents
@@ -704,6 +713,23 @@ pub(crate) async fn principal_for(
         Some(p) => auth::require(p.clone(), endpoint.scope()),
         None => auth::authorize(state, auth::bearer(req.headers()), endpoint.scope()).await,
     }
+}
+
+/// Checks a request's key from its headers alone, so a server can refuse a caller before
+/// reading (or waiting for) its body. `Ok(None)` for a route that needs no key; the
+/// principal otherwise, which the server attaches to the request (as an extension) so the
+/// handler does not look the key up again. The error is what the handler would answer.
+pub async fn authorize_head(
+    state: &AppState,
+    endpoint: Endpoint,
+    headers: &http::HeaderMap,
+) -> Result<Option<auth::Principal>, ApiError> {
+    if !endpoint.needs_key() {
+        return Ok(None);
+    }
+    auth::authorize(state, auth::bearer(headers), endpoint.scope())
+        .await
+        .map(Some)
 }
 
 /// An empty 204 answer.

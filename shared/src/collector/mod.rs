@@ -75,6 +75,9 @@ pub struct CycleReport {
     pub skipped: usize,
     /// Tenants whose cycle failed, with the error; the next cycle retries them.
     pub failed: Vec<(String, StoreError)>,
+    /// How long each evaluated or failed tenant's part of the cycle took (its own figure on
+    /// the local stack's `/metrics`).
+    pub took: HashMap<String, std::time::Duration>,
 }
 
 /// Why the collector cannot start.
@@ -93,6 +96,8 @@ pub struct Collector {
     recoveries: Mutex<HashMap<(String, String), Millis>>,
     /// Addresses that keep failing, probed less often.
     backoff: backoff::AddressBackoff,
+    /// Where cycles are counted.
+    stats: Arc<crate::telemetry::StackStats>,
 }
 
 impl Collector {
@@ -105,7 +110,13 @@ impl Collector {
             prober: Prober::new(&state.config.probe_allowed_addresses)?,
             recoveries: Mutex::new(HashMap::new()),
             backoff: backoff::AddressBackoff::default(),
+            stats: Arc::clone(&state.stats),
         })
+    }
+
+    /// What this collector's cycles counted.
+    pub fn stats(&self) -> &crate::telemetry::StackStats {
+        &self.stats
     }
 
     fn interval_ms(&self) -> Millis {
@@ -144,6 +155,7 @@ impl Collector {
         let on_tenant = &on_tenant;
         let results: Vec<_> = stream::iter(tenants)
             .map(|tenant| async move {
+                let started = std::time::Instant::now();
                 let result =
                     match tokio::time::timeout(budget, self.cycle_tenant(&tenant, now)).await {
                         Ok(r) => r,
@@ -155,17 +167,21 @@ impl Collector {
                             .into(),
                         )),
                     };
+                let took = started.elapsed();
                 let result = match result {
                     Ok(Some(r)) => Ok(Some(on_tenant(r).await)),
                     other => other,
                 };
-                (tenant, result)
+                (tenant, result, took)
             })
             .buffer_unordered(TENANT_CONCURRENCY)
             .collect()
             .await;
         let mut report = CycleReport::default();
-        for (tenant, result) in results {
+        for (tenant, result, took) in results {
+            if !matches!(result, Ok(None)) {
+                report.took.insert(tenant.clone(), took);
+            }
             match result {
                 Ok(Some(r)) => report.tenants.push(r),
                 Ok(None) => report.skipped += 1,
@@ -620,10 +636,8 @@ impl Collector {
             if now >= next_cycle {
                 let started = std::time::Instant::now();
                 let result = self.run_cycle_with(now, &on_tenant).await;
-                crate::telemetry::stats().record_cycle(
-                    started.elapsed(),
-                    result.as_ref().map_or(true, |r| !r.failed.is_empty()),
-                );
+                self.stats
+                    .record_cycle(started.elapsed(), result.as_ref().ok());
                 match result {
                     Ok(report) => on_cycle(report).await,
                     Err(e) => tracing::error!(error = %e, "collector cycle failed"),

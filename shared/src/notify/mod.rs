@@ -107,6 +107,20 @@ pub struct PassReport {
     pub pending: usize,
     /// When something next falls due.
     pub next_due: Option<Millis>,
+    /// Each tenant's part of a whole pass ([`Notifier::run_pass`]), for its own figures;
+    /// empty in one tenant's report.
+    pub tenants: Vec<(String, TenantDeliveries)>,
+}
+
+/// One tenant's deliveries in a pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantDeliveries {
+    /// Deliveries that succeeded.
+    pub delivered: usize,
+    /// Attempts that failed.
+    pub failed_attempts: usize,
+    /// Messages still waiting after the pass.
+    pub pending: usize,
 }
 
 impl PassReport {
@@ -160,6 +174,8 @@ pub struct Notifier {
     public_url: Option<String>,
     /// See [`TEST_SEND_DEADLINE_MS`].
     test_deadline: std::time::Duration,
+    /// Where passes are counted.
+    stats: Arc<crate::telemetry::StackStats>,
 }
 
 fn new_id() -> String {
@@ -178,6 +194,7 @@ impl Notifier {
             secret: tokio::sync::OnceCell::new(),
             public_url: state.config.public_url.clone(),
             test_deadline: std::time::Duration::from_millis(TEST_SEND_DEADLINE_MS),
+            stats: Arc::clone(&state.stats),
         })
     }
 
@@ -220,7 +237,15 @@ impl Notifier {
         let mut report = PassReport::default();
         for (tenant, result) in results {
             match result {
-                Ok(r) => report.add(&r),
+                Ok(r) => {
+                    report.add(&r);
+                    let deliveries = TenantDeliveries {
+                        delivered: r.delivered,
+                        failed_attempts: r.failed_attempts,
+                        pending: r.pending,
+                    };
+                    report.tenants.push((tenant, deliveries));
+                }
                 Err(e) => {
                     tracing::error!(tenant = %tenant, error = %e, "notification pass failed");
                     // Try again soon.
@@ -730,8 +755,20 @@ impl Notifier {
         wake: Arc<tokio::sync::Notify>,
         max_sleep_ms: Millis,
     ) {
-        self.run_tenants_until(clock, until, wake, max_sleep_ms, |r| {
-            crate::telemetry::stats().record_pass(r);
+        self.run_tenants_until(clock, until, wake, max_sleep_ms, |tenant, r| {
+            let deliveries = TenantDeliveries {
+                delivered: r.delivered,
+                failed_attempts: r.failed_attempts,
+                pending: r.pending,
+            };
+            self.stats.record_pass(&PassReport {
+                decided: r.decided,
+                delivered: r.delivered,
+                failed_attempts: r.failed_attempts,
+                pending: r.pending,
+                next_due: r.next_due,
+                tenants: vec![(tenant.to_owned(), deliveries)],
+            });
         })
         .await;
     }
@@ -750,7 +787,7 @@ impl Notifier {
         until: Option<Millis>,
         wake: Arc<tokio::sync::Notify>,
         max_sleep_ms: Millis,
-        mut on_pass: impl FnMut(&PassReport),
+        mut on_pass: impl FnMut(&str, &PassReport),
     ) {
         use std::collections::{HashMap, HashSet};
         let budget = std::time::Duration::from_millis(
@@ -818,7 +855,7 @@ impl Notifier {
                     in_flight.remove(&tenant);
                     let next = match result {
                         Ok(Ok(report)) => {
-                            on_pass(&report);
+                            on_pass(&tenant, &report);
                             report.next_due.unwrap_or(now + max_sleep_ms)
                         }
                         Ok(Err(e)) => {
@@ -839,7 +876,7 @@ impl Notifier {
         }
         while let Some((tenant, result)) = running.next().await {
             match result {
-                Ok(Ok(report)) => on_pass(&report),
+                Ok(Ok(report)) => on_pass(&tenant, &report),
                 Ok(Err(e)) => {
                     tracing::error!(tenant = %tenant, error = %e, "notification pass failed");
                 }

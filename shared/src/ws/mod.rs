@@ -28,9 +28,10 @@ fn valid_id(connection_id: &str) -> Result<(), ApiError> {
     check_connection_id(connection_id).map_err(|m| ApiError::bad_request("invalid_connection", m))
 }
 
-/// `$connect`: checks the key (it needs the `read` scope) and stores the connection with
-/// its tenant. A bad key is refused (401, or 403 without the scope) before anything is
-/// stored.
+/// `$connect`: checks the key (it needs the `read` scope) and the tenant's WebSocket quotas
+/// (`websockets_per_tenant`, `websockets_per_key`), then stores the connection with its
+/// tenant. A bad key is refused (401, or 403 without the scope), and a connection past a
+/// quota (429 `quota_exceeded` naming it), before anything is stored.
 pub async fn connect(
     state: &AppState,
     token: Option<&str>,
@@ -41,6 +42,7 @@ pub async fn connect(
         ApiError::Unauthorized("connect with ?token=<api key> in the URL".to_owned())
     })?;
     let principal = auth::authorize(state, Some(token), Scope::Read).await?;
+    check_quotas(state, &principal).await?;
     let now = state.clock.now_ms();
     state
         .store
@@ -54,6 +56,38 @@ pub async fn connect(
         .await?;
     tracing::info!(tenant = %principal.tenant, connection_id, "websocket connected");
     Ok(principal)
+}
+
+/// Refuses a connection past the tenant's or the key's quota of open connections, counted
+/// from the stored connections: one index query of the tenant's connections, and only when
+/// the tenant holds as many as a key may, a read of those items to count the key's. A
+/// connection whose `$disconnect` never came counts until a broadcast finds it gone (410)
+/// or its item expires.
+async fn check_quotas(state: &AppState, principal: &Principal) -> Result<(), ApiError> {
+    let quotas = &state.config.quotas;
+    let open = state.store.connections(&principal.tenant).await?.len() as u64;
+    if open >= quotas.websockets_per_tenant {
+        return Err(ApiError::quota(
+            "websockets_per_tenant",
+            quotas.websockets_per_tenant,
+            "another WebSocket connection",
+        ));
+    }
+    if open >= quotas.websockets_per_key {
+        let of_key = state
+            .store
+            .key_connections(&principal.tenant, &principal.key_id)
+            .await?
+            .len() as u64;
+        if of_key >= quotas.websockets_per_key {
+            return Err(ApiError::quota(
+                "websockets_per_key",
+                quotas.websockets_per_key,
+                "another WebSocket connection with this key",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Closes live WebSocket connections: the local gateway's sockets, or API Gateway's
@@ -136,6 +170,55 @@ mod tests {
         assert!(connections(&state, "acme").await.is_empty());
         let bad_id = connect(&state, Some(&ingest_only), "a\nb").await.err();
         assert_eq!(bad_id.map(|e| e.status().as_u16()), Some(400));
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_key_or_tenant_quota_are_refused_naming_it() {
+        let (mut state, _dir) = state();
+        let mut config = (*state.config).clone();
+        config.quotas.websockets_per_key = 2;
+        config.quotas.websockets_per_tenant = 3;
+        state.config = std::sync::Arc::new(config);
+        let first = key(&state, "acme", &["read"], "wall").await;
+        let second = key(&state, "acme", &["read"], "laptop").await;
+        for id in ["a1=", "a2="] {
+            connect(&state, Some(&first), id)
+                .await
+                .unwrap_or_else(|e| panic!("connection {id} within the quotas: {e}"));
+        }
+        let err = connect(&state, Some(&first), "a3=")
+            .await
+            .err()
+            .unwrap_or_else(|| {
+                panic!("a third connection of a key with a quota of 2 was accepted")
+            });
+        assert_eq!(err.status().as_u16(), 429, "{err}");
+        let body = err.into_response().into_body();
+        assert!(body.contains("\"quota\":\"websockets_per_key\""), "{body}");
+        // Another key of the tenant still has room, up to the tenant's quota.
+        connect(&state, Some(&second), "b1=")
+            .await
+            .unwrap_or_else(|e| panic!("the tenant's third connection: {e}"));
+        let err = connect(&state, Some(&second), "b2=")
+            .await
+            .err()
+            .unwrap_or_else(|| {
+                panic!("a fourth connection of a tenant with a quota of 3 was accepted")
+            });
+        let body = err.into_response().into_body();
+        assert!(
+            body.contains("\"quota\":\"websockets_per_tenant\""),
+            "{body}"
+        );
+        assert!(body.contains("\"limit\":3"), "{body}");
+        assert_eq!(connections(&state, "acme").await.len(), 3);
+        // A closed connection frees its slot.
+        disconnect(&state, "a1=")
+            .await
+            .unwrap_or_else(|e| panic!("disconnecting a1=: {e}"));
+        connect(&state, Some(&first), "a3=")
+            .await
+            .unwrap_or_else(|e| panic!("a connection after one closed: {e}"));
     }
 
     #[test]

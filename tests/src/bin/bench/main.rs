@@ -25,6 +25,7 @@ mod events;
 mod export;
 mod notify;
 mod otlp;
+mod soak;
 mod stack;
 
 /// Counts the request units a backend's calls would cost on DynamoDB, in tenths.
@@ -538,6 +539,15 @@ async fn main() {
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
         broadcast::clients(&url, count).await;
+        return;
+    }
+    if what == "soak" {
+        // Not part of "all": it runs for half an hour unless told otherwise.
+        let minutes = std::env::args()
+            .nth(2)
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(30);
+        soak::soak_benchmark(minutes).await;
         return;
     }
     if what == "otlp-bomb" || what == "all" {
