@@ -336,9 +336,10 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
         if let Ok(meta) = std::fs::metadata(dir) {
             if meta.is_dir() && meta.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(
-                    data_dir = %dir.display(),
-                    "the data directory is open to other users; its files are kept 0600"
+                // On stderr: stdout's first line is the banner scripts read.
+                eprintln!(
+                    "warning: the data directory {} is open to other users; its files are kept 0600",
+                    dir.display()
                 );
             }
         }

@@ -53,6 +53,9 @@ const TENANT_CONCURRENCY: usize = 4;
 /// Longest one tenant's notification pass may run before it is cut off (its leased
 /// messages are retried when their lease ends).
 pub const TENANT_PASS_BUDGET_MS: Millis = 60_000;
+/// Least time between the end of a tenant's pass and the start of its next (a wake-up
+/// aside).
+pub const MIN_PASS_GAP_MS: Millis = 250;
 /// The condition of the alert raised for a failing channel.
 pub const CHANNEL_FAILING: &str = "channel_failing";
 
@@ -868,7 +871,11 @@ impl Notifier {
                         }
                     };
                     let next = if missed.remove(&tenant) { now } else { next };
-                    due.insert(tenant, next);
+                    // However soon its report says something falls due, a tenant's next
+                    // pass waits a moment: a due time that stays in the past (a lease
+                    // held elsewhere, a clock behind the store's) must not become a loop
+                    // of passes that starves the process.
+                    due.insert(tenant, next.max(now + MIN_PASS_GAP_MS));
                 }
                 () = sleep => {}
                 () = wake.notified() => { woken = true; }
