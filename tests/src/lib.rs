@@ -548,3 +548,41 @@ pub fn deployed_handlers(template: &serde_json::Value) -> Vec<(String, String)> 
     out.sort();
     out
 }
+
+/// The smallest OTLP requests that decode into the most objects, gzip-compressed, for the
+/// receivers' bounds (tests) and their benchmark.
+pub mod otlp_bombs {
+    use std::io::Write as _;
+
+    /// `bytes` compressed with gzip.
+    pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(bytes)
+            .unwrap_or_else(|e| panic!("compressing a bomb: {e}"));
+        gz.finish()
+            .unwrap_or_else(|e| panic!("compressing a bomb: {e}"))
+    }
+
+    /// A length-delimited protobuf field: tag byte, length, bytes.
+    fn field(tag: u8, bytes: Vec<u8>) -> Vec<u8> {
+        let mut out = vec![tag];
+        prost::encoding::encode_varint(bytes.len() as u64, &mut out);
+        out.extend(bytes);
+        out
+    }
+
+    /// One ResourceSpans, one ScopeSpans and `spans` empty spans (`12 00` repeated) as an
+    /// `ExportTraceServiceRequest`, gzipped: 16 million make 32 MB and about 31 KB.
+    pub fn protobuf(spans: usize) -> Vec<u8> {
+        let scope = field(0x12, [0x12u8, 0x00].repeat(spans));
+        gzip(&field(0x0a, scope))
+    }
+
+    /// Its OTLP JSON twin: `spans` `{}` spans, gzipped.
+    pub fn json(spans: usize) -> Vec<u8> {
+        let mut body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":["#.to_vec();
+        body.extend_from_slice(&b"{},".repeat(spans.saturating_sub(1)));
+        body.extend_from_slice(b"{}]}]}]}");
+        gzip(&body)
+    }
+}

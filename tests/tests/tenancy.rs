@@ -3,34 +3,13 @@
 //! tenant whose probes go to an address that never answers while another tenant watches
 //! its dashboard and raises an alert.
 
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 
+use e2e_tests::otlp_bombs::{self, gzip};
 use e2e_tests::{spawn_app_with, ws, Api};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use shared::config::{Config, Quotas};
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(bytes)
-        .unwrap_or_else(|e| panic!("compressing a test body: {e}"));
-    gz.finish()
-        .unwrap_or_else(|e| panic!("compressing a test body: {e}"))
-}
-
-fn varint(mut n: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
-}
 
 /// Posts an OTLP body with gzip; answers the status, Content-Type and body.
 async fn post_otlp(api: &Api, content_type: &str, body: Vec<u8>) -> (StatusCode, String, Vec<u8>) {
@@ -69,9 +48,7 @@ async fn an_otlp_request_of_millions_of_empty_spans_is_refused_with_413_before_d
     let api = Api::of(&app);
 
     // One ResourceSpans, one ScopeSpans, 16 million empty spans: 32 MB decompressed.
-    let spans = [0x12u8, 0x00].repeat(16_000_000);
-    let resource = [vec![0x12], varint(spans.len()), spans].concat();
-    let bomb = gzip(&[vec![0x0a], varint(resource.len()), resource].concat());
+    let bomb = otlp_bombs::protobuf(16_000_000);
     assert!(
         bomb.len() < 64 * 1024,
         "the bomb is small: {} bytes",
@@ -102,10 +79,8 @@ async fn an_otlp_request_of_millions_of_empty_spans_is_refused_with_413_before_d
     );
 
     // Its JSON twin: ten million `{}` spans.
-    let mut json_body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":["#.to_vec();
-    json_body.extend_from_slice(&b"{},".repeat(10_000_000 - 1));
-    json_body.extend_from_slice(b"{}]}]}]}");
-    let (status, content_type, body) = post_otlp(&api, "application/json", gzip(&json_body)).await;
+    let (status, content_type, body) =
+        post_otlp(&api, "application/json", otlp_bombs::json(10_000_000)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "10 M spans in JSON");
     assert_eq!(content_type, "application/json");
     let rpc: Value =

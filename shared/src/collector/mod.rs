@@ -468,6 +468,7 @@ impl Collector {
         if let Some((failures, until)) = self.backoff.blocked(tenant, &address, now) {
             return probe::ProbeOutcome {
                 ok: false,
+                answered: false,
                 latency_ms: 0.0,
                 error: Some(format!(
                     "not probed: {address} failed {failures} probes in a row; next try after {}",
@@ -480,6 +481,7 @@ impl Collector {
             Ok(outcome) => outcome,
             Err(_) => probe::ProbeOutcome {
                 ok: false,
+                answered: false,
                 latency_ms: started.elapsed().as_secs_f64() * 1000.0,
                 error: Some(format!(
                     "no answer within the cycle's probe window of {} ms",
@@ -487,14 +489,8 @@ impl Collector {
                 )),
             },
         };
-        // An unexpected status is an answer: the address works.
-        let reached = outcome.ok
-            || outcome
-                .error
-                .as_deref()
-                .is_some_and(|e| e.starts_with("answered "));
         self.backoff
-            .record(tenant, &address, reached, self.clock.now_ms());
+            .record(tenant, &address, outcome.answered, self.clock.now_ms());
         outcome
     }
 

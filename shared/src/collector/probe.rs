@@ -20,6 +20,8 @@ use crate::domain::records::Probe;
 pub struct ProbeOutcome {
     /// The expected status came back in time.
     pub ok: bool,
+    /// Some HTTP answer came back (any status): the address works.
+    pub answered: bool,
     /// Time to the response (or to the failure), ms.
     pub latency_ms: f64,
     /// Why it failed, for the logs.
@@ -122,11 +124,13 @@ impl Prober {
         match result {
             Ok(status) if status == probe.expected_status => ProbeOutcome {
                 ok: true,
+                answered: true,
                 latency_ms,
                 error: None,
             },
             Ok(status) => ProbeOutcome {
                 ok: false,
+                answered: true,
                 latency_ms,
                 error: Some(format!(
                     "answered {status}, expected {}",
@@ -135,6 +139,7 @@ impl Prober {
             },
             Err(error) => ProbeOutcome {
                 ok: false,
+                answered: false,
                 latency_ms,
                 error: Some(error),
             },

@@ -15,7 +15,8 @@ pub const MAX_ITEMS: usize = 10_000;
 
 /// Most decoded values one request may hold: nested messages (attributes, events, links,
 /// exemplars, ...) and repeated elements in protobuf; objects and array elements in JSON.
-/// A batch of 512 richly attributed GenAI spans holds about 20,000.
+/// A batch of 512 spans with 20 attributes each holds 512 × (1 + 20 × 2) = 20,992 (each
+/// attribute is a KeyValue and its AnyValue).
 pub const MAX_VALUES: usize = 250_000;
 
 /// Which signal a request carries, which decides what counts as an item.
@@ -637,16 +638,8 @@ mod tests {
 
     fn len(n: usize) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut n = n as u64;
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return out;
-            }
-            out.push(byte | 0x80);
-        }
+        prost::encoding::encode_varint(n as u64, &mut out);
+        out
     }
 
     #[test]

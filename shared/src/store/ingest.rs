@@ -32,6 +32,8 @@ use crate::domain::records::{
 use crate::time::Millis;
 
 use super::tenant::Touched;
+// Where every repository has taken them from.
+pub(crate) use super::{corrupt, unexpected};
 
 /// Groups of one batch written at the same time.
 const CONCURRENT_GROUPS: usize = 16;
@@ -955,21 +957,4 @@ pub(crate) fn live_of<T: LiveRecord>(item: StoredItem) -> Result<T, StoreError> 
         return Err(corrupt(&key, why));
     }
     T::from_record(record).ok_or_else(|| corrupt(&key, "expected a live item of this kind"))
-}
-
-/// The error for an item that is not what its key promises. An item the backend could not
-/// parse ([`Record::Unreadable`]) reports its own reason instead of `reason`.
-pub(crate) fn unexpected(item: &StoredItem, reason: &str) -> StoreError {
-    match &item.record {
-        Record::Unreadable(why) => corrupt(&item.key, why),
-        _ => corrupt(&item.key, reason),
-    }
-}
-
-pub(crate) fn corrupt(key: &ItemKey, reason: &str) -> StoreError {
-    StoreError::Corrupt {
-        pk: key.pk.clone(),
-        sk: key.sk.clone(),
-        reason: reason.to_owned(),
-    }
 }

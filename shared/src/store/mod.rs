@@ -437,3 +437,21 @@ where
         }
     }
 }
+
+/// The error for an item that is not what its key promises. An item the backend could not
+/// parse ([`Record::Unreadable`]) reports its own reason instead of `reason`.
+pub(crate) fn unexpected(item: &StoredItem, reason: &str) -> StoreError {
+    match &item.record {
+        Record::Unreadable(why) => corrupt(&item.key, why),
+        _ => corrupt(&item.key, reason),
+    }
+}
+
+/// A [`StoreError::Corrupt`] naming the item and why.
+pub(crate) fn corrupt(key: &ItemKey, reason: &str) -> StoreError {
+    StoreError::Corrupt {
+        pk: key.pk.clone(),
+        sk: key.sk.clone(),
+        reason: reason.to_owned(),
+    }
+}

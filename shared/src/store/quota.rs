@@ -71,7 +71,7 @@ impl Store {
                 version,
                 ..
             }) => (c, Condition::Version(version), version + 1),
-            Some(item) => return Err(super::ingest::unexpected(&item, "expected counts")),
+            Some(item) => return Err(super::unexpected(&item, "expected counts")),
             None => (self.count_entities(tenant).await?, Condition::NotExists, 1),
         };
         if let Some(entity) = growth.entity {
@@ -200,7 +200,7 @@ impl Store {
                 version,
                 ..
             }) => Ok((r, Condition::Version(version), version + 1)),
-            Some(item) => Err(super::ingest::unexpected(&item, "expected leases")),
+            Some(item) => Err(super::unexpected(&item, "expected leases")),
             None => Ok((LeasesRecord::default(), Condition::NotExists, 1)),
         }
     }

@@ -11,58 +11,11 @@
 //! polled. Goal: each answers within 1 s, memory grows by at most 64 MB, and the reads keep
 //! answering.
 
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 
+use e2e_tests::otlp_bombs;
+
 use super::stack::LocalStack;
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(bytes)
-        .and_then(|()| gz.flush())
-        .unwrap_or_else(|e| panic!("gzip of the bomb: {e}"));
-    gz.finish()
-        .unwrap_or_else(|e| panic!("gzip of the bomb: {e}"))
-}
-
-/// A protobuf length prefix.
-fn varint(mut n: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-fn protobuf_bomb() -> Vec<u8> {
-    let spans = [0x12u8, 0x00].repeat(16_000_000);
-    let resource = [vec![0x12], varint(spans.len()), spans].concat();
-    gzip(&[vec![0x0a], varint(resource.len()), resource].concat())
-}
-
-fn json_bomb() -> Vec<u8> {
-    let mut body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":["#.to_vec();
-    body.extend_from_slice(&b"{},".repeat(10_000_000 - 1));
-    body.extend_from_slice(b"{}]}]}]}");
-    gzip(&body)
-}
-
-/// Resident memory now (VmRSS), in MiB.
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 async fn send(
     client: &reqwest::Client,
@@ -109,27 +62,34 @@ pub async fn bomb_benchmark() {
         (
             "protobuf, 16 M empty spans",
             "application/x-protobuf",
-            protobuf_bomb(),
+            otlp_bombs::protobuf(16_000_000),
         ),
-        ("JSON, 10 M `{}` spans", "application/json", json_bomb()),
+        (
+            "JSON, 10 M `{}` spans",
+            "application/json",
+            otlp_bombs::json(10_000_000),
+        ),
     ];
     println!("| request | gzip bytes | status | answer ms | RSS before → peak MiB | growth MiB |");
     println!("|---|---|---|---|---|---|");
     for (name, content_type, body) in &bombs {
-        let before = rss_mib(stack.pid());
+        let before = super::stack::memory_mib(stack.pid(), "VmRSS");
         let size = body.len();
         let watch = stack.pid();
         let peak = tokio::spawn(async move {
             let mut peak = 0f64;
             for _ in 0..300 {
-                peak = peak.max(rss_mib(watch));
+                peak = peak.max(super::stack::memory_mib(watch, "VmRSS"));
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             peak
         });
         let (status, ms, text) =
             send(&client, &stack.url, &attacker, content_type, body.clone()).await;
-        let peak = peak.await.unwrap_or(0.0).max(rss_mib(stack.pid()));
+        let peak = peak
+            .await
+            .unwrap_or(0.0)
+            .max(super::stack::memory_mib(stack.pid(), "VmRSS"));
         println!(
             "| {name} | {size} | {status} | {ms:.0} | {before:.1} → {peak:.1} | {:.1} |",
             peak - before
@@ -162,7 +122,7 @@ pub async fn bomb_benchmark() {
             (worst, failures, n)
         })
     };
-    let before = rss_mib(stack.pid());
+    let before = super::stack::memory_mib(stack.pid(), "VmRSS");
     let t = Instant::now();
     let mut sends = Vec::new();
     for _ in 0..10 {
@@ -183,7 +143,7 @@ pub async fn bomb_benchmark() {
     let mut peak = before;
     let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
     for s in sends {
-        peak = peak.max(rss_mib(watch));
+        peak = peak.max(super::stack::memory_mib(watch, "VmRSS"));
         let (status, _, _) = s.await.unwrap_or((0, 0.0, String::new()));
         *statuses.entry(status).or_default() += 1;
     }

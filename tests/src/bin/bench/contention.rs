@@ -15,18 +15,6 @@ const READERS: usize = 2;
 const RUN: Duration = Duration::from_secs(30);
 const AGENTS_PER_CLIENT: usize = 25;
 
-/// The stack's peak resident set (VmHWM), in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// Runs the workload and prints one Markdown table.
 pub async fn contention_benchmark() {
     let stack = super::stack::LocalStack::start(&[]);
@@ -113,7 +101,7 @@ pub async fn contention_benchmark() {
         read_errors += e;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let rss = peak_rss_mib(stack.pid());
+    let rss = super::stack::memory_mib(stack.pid(), "VmHWM");
     drop(stack);
     ingest.sort_by(f64::total_cmp);
     reads.sort_by(f64::total_cmp);

@@ -32,18 +32,6 @@ const GOAL_RATE: f64 = 1_500.0;
 /// Resident memory the goal allows, MiB.
 const GOAL_RSS_MIB: f64 = 100.0;
 
-/// The stack's resident set now (VmRSS), in MiB; 0 once it is gone.
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// Counters the workload's tasks share.
 #[derive(Default)]
 struct Counts {
@@ -254,9 +242,12 @@ pub async fn soak_benchmark(minutes: u64) {
     }
     println!("\n| minute | RSS MiB | events/s | refused batches | reads | read errors | update messages | update MB | reconnects |");
     println!("|---|---|---|---|---|---|---|---|---|");
-    println!("| 0 | {:.1} | | | | | | | |", rss_mib(pid));
+    println!(
+        "| 0 | {:.1} | | | | | | | |",
+        super::stack::memory_mib(pid, "VmRSS")
+    );
     let started = Instant::now();
-    let mut curve = vec![rss_mib(pid)];
+    let mut curve = vec![super::stack::memory_mib(pid, "VmRSS")];
     let mut rates = Vec::new();
     let mut last = (0, 0, 0, 0, 0, 0, 0);
     for minute in 1..=minutes {
@@ -271,7 +262,7 @@ pub async fn soak_benchmark(minutes: u64) {
             counts.update_bytes.load(Ordering::Relaxed),
             counts.reconnects.load(Ordering::Relaxed),
         );
-        let rss = rss_mib(pid);
+        let rss = super::stack::memory_mib(pid, "VmRSS");
         let rate = (now.0 - last.0) as f64 / 60.0;
         println!(
             "| {minute} | {rss:.1} | {rate:.0} | {} | {} | {} | {} | {:.1} | {} |",
@@ -294,7 +285,7 @@ pub async fn soak_benchmark(minutes: u64) {
     }
     // Idle: what the stack gives back once the load stops.
     tokio::time::sleep(Duration::from_secs(30)).await;
-    let idle = rss_mib(pid);
+    let idle = super::stack::memory_mib(pid, "VmRSS");
     let db_mib = std::fs::metadata(dir.path().join("health.redb"))
         .map_or(0.0, |m| m.len() as f64 / (1 << 20) as f64);
     let _ = child.kill();

@@ -75,6 +75,19 @@ impl LocalStack {
     }
 }
 
+/// A process's resident set (`field` `VmRSS`: now; `VmHWM`: its peak), in MiB; 0 once it
+/// is gone.
+pub fn memory_mib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 impl Drop for LocalStack {
     fn drop(&mut self) {
         let _ = self.child.kill();
