@@ -53,7 +53,7 @@ pub async fn bomb_benchmark() {
     let ingest = client
         .post(format!("{}/api/health/events", stack.url))
         .bearer_auth(&stack.key)
-        .json(&serde_json::json!({"events": [{"event_id": "e1", "type": "execution.started", "agent_id": "reader-agent", "execution_id": "x1"}]}))
+        .json(&serde_json::json!({"events": [{"event_id": "e1", "type": "execution.started", "agent_id": "reader-agent", "execution_id": "x1", "operation": "work"}]}))
         .send()
         .await
         .map(|r| r.status().as_u16());
