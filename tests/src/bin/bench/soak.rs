@@ -197,7 +197,7 @@ pub async fn soak_benchmark(minutes: u64) {
     // stack writes there (e.g. malloc_stats() called from a debugger).
     let data_dir = std::env::var_os("SOAK_DATA_DIR")
         .map_or_else(|| dir.path().to_owned(), std::path::PathBuf::from);
-    let stderr = match std::env::var_os("SOAK_STDERR") {
+    let stderr = match std::env::var_os("SOAK_STDERR").map(std::path::PathBuf::from) {
         Some(path) => Stdio::from(
             std::fs::File::create(&path)
                 .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display())),
