@@ -55,6 +55,10 @@ pub struct Config {
     pub pagerduty_events_url: String,
     /// Per-tenant quotas (`HEALTH_QUOTA_*`).
     pub quotas: Quotas,
+    /// `HEALTH_ALERT_HISTORY`: occurrences of one condition on one source kept (the
+    /// newest; older resolved ones are deleted before their 30 days), 1..=10000, default
+    /// 10. It bounds what every collector cycle reads when a condition comes and goes.
+    pub alert_history: u64,
 }
 
 /// What one tenant may create or hold at once. Each is read from `HEALTH_QUOTA_<NAME>`
@@ -194,6 +198,7 @@ impl Default for Config {
             email_from: "Agent Health Monitor <alerts@localhost>".to_owned(),
             pagerduty_events_url: "https://events.pagerduty.com/v2/enqueue".to_owned(),
             quotas: Quotas::default(),
+            alert_history: 10,
         }
     }
 }
@@ -230,6 +235,19 @@ impl Config {
                         variable,
                         value,
                         reason: "must be a whole number of seconds from 1 to 3600",
+                    })?,
+            },
+            alert_history: match get("HEALTH_ALERT_HISTORY") {
+                None => d.alert_history,
+                Some((variable, value)) => value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|v| (1..=10_000).contains(v))
+                    .ok_or(ConfigError {
+                        variable,
+                        value,
+                        reason: "must be a whole number from 1 to 10000",
                     })?,
             },
             polling_enabled: match get("HEALTH_POLLING_ENABLED") {

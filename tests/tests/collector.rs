@@ -899,7 +899,60 @@ async fn a_fast_burning_slo_raises_a_critical_alert(store: Store) {
     assert!(find(&active(&store).await, "pay", condition::SLO_BURN).is_none());
 }
 
+/// A condition that comes and goes raises a new occurrence each time; only the newest
+/// `HEALTH_ALERT_HISTORY` of them stay stored, and numbering goes on past the deleted ones.
+async fn a_recurring_condition_keeps_only_its_newest_occurrences(store: Store) {
+    let t0 = start_time() - 40 * INTERVAL;
+    store
+        .register_tenant(TENANT, t0)
+        .await
+        .unwrap_or_else(|e| panic!("listing the tenant: {e}"));
+    let c = collector(
+        &store,
+        Config {
+            alert_history: 3,
+            ..config()
+        },
+    );
+    for i in 0..16 {
+        let now = t0 + i * INTERVAL;
+        // Over the CPU bar, then well under it: each pair raises and resolves one occurrence.
+        let cpu = if i % 2 == 0 { 95.0 } else { 10.0 };
+        ingest(
+            &store,
+            now,
+            json!([host(&format!("s{i}"), "web-1", cpu, 10.0, now)]),
+        )
+        .await;
+        cycle(&c, now).await;
+    }
+    let mut ids: Vec<String> = all_alerts(&store)
+        .await
+        .into_iter()
+        .filter(|a| a.source_id == "web-1")
+        .map(|a| a.alert_id)
+        .collect();
+    ids.sort_by_key(|id| id.rsplit('_').next().and_then(|n| n.parse::<u32>().ok()));
+    let numbers: Vec<&str> = ids.iter().filter_map(|id| id.rsplit('_').next()).collect();
+    assert_eq!(
+        numbers,
+        ["6", "7", "8"],
+        "occurrences kept after 8 raises: {ids:?}"
+    );
+    let now = t0 + 16 * INTERVAL;
+    ingest(&store, now, json!([host("s16", "web-1", 95.0, 10.0, now)])).await;
+    cycle(&c, now).await;
+    let raised = find(&active(&store).await, "web-1", condition::CPU_HIGH)
+        .map(|a| a.alert_id.clone())
+        .unwrap_or_else(|| panic!("the ninth occurrence was not raised"));
+    assert!(
+        raised.ends_with("_9"),
+        "the next occurrence is numbered on: {raised}"
+    );
+}
+
 e2e_tests::on_both_stores!(
+    a_recurring_condition_keeps_only_its_newest_occurrences,
     a_fast_burning_slo_raises_a_critical_alert,
     a_stuck_execution_raises_a_warning_until_it_finishes,
     each_condition_raises_one_alert_and_resolves_when_cleared,

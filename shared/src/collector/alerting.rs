@@ -55,8 +55,76 @@ impl Scope {
 
 /// Makes the stored alerts within `scope` match what `evaluate` finds (given the severity
 /// of each active alert, for hysteresis), and returns every alert as stored afterwards.
-/// `alerts` is the tenant's alerts as read, with their versions.
+/// `alerts` is the tenant's alerts as read, with their versions. Of each condition on each
+/// source, only the newest `history` occurrences are kept (see [`prune_history`]).
 pub async fn settle_alerts(
+    store: &Store,
+    tenant: &str,
+    alerts: Vec<(AlertRecord, u64)>,
+    scope: &Scope,
+    evaluate: impl Fn(&HashMap<AlertKey, Severity>) -> Vec<Firing>,
+    now: Millis,
+    history: u64,
+) -> Result<(Vec<(AlertRecord, u64)>, Tally), StoreError> {
+    let (mut alerts, tally) = settle(store, tenant, alerts, scope, evaluate, now).await?;
+    prune_history(store, tenant, &mut alerts, history).await?;
+    Ok((alerts, tally))
+}
+
+/// Most resolved occurrences one pass deletes, so a store holding a long history from
+/// before the bound is thinned over a few passes rather than in one long one.
+const PRUNE_PER_PASS: usize = 1000;
+
+/// Deletes the resolved occurrences of each condition on each source older than its newest
+/// `history` (at least 1) from the store and from `alerts`. Why: a condition that comes and
+/// goes (an agent reporting less often than the silence threshold) raises a new occurrence
+/// each time, kept 30 days, and every cycle reads them all: the collector's memory and
+/// reads grew with every event. Kept this way, a tenant holds at most `history`
+/// occurrences per source and condition, and the newest one, which numbers the next, is
+/// never deleted. Returns how many were deleted.
+pub async fn prune_history(
+    store: &Store,
+    tenant: &str,
+    alerts: &mut Vec<(AlertRecord, u64)>,
+    history: u64,
+) -> Result<usize, StoreError> {
+    let occurrence = |a: &AlertRecord| -> Option<(String, u64)> {
+        let (prefix, n) = a.alert_id.rsplit_once('_')?;
+        Some((prefix.to_owned(), n.parse().ok()?))
+    };
+    let mut newest: HashMap<String, u64> = HashMap::new();
+    for (a, _) in alerts.iter() {
+        if let Some((prefix, n)) = occurrence(a) {
+            let max = newest.entry(prefix).or_insert(0);
+            *max = (*max).max(n);
+        }
+    }
+    let keep = history.max(1);
+    let stale: HashSet<String> = alerts
+        .iter()
+        .filter(|(a, _)| a.resolved_at.is_some())
+        .filter(|(a, _)| {
+            occurrence(a).is_some_and(|(prefix, n)| {
+                newest
+                    .get(&prefix)
+                    .is_some_and(|&max| n.saturating_add(keep) <= max)
+            })
+        })
+        .map(|(a, _)| a.alert_id.clone())
+        .take(PRUNE_PER_PASS)
+        .collect();
+    if !stale.is_empty() {
+        let keys: Vec<_> = stale
+            .iter()
+            .map(|id| crate::store::layout::alert(tenant, id))
+            .collect();
+        store.backend().delete_many(&keys).await?;
+    }
+    alerts.retain(|(a, _)| !stale.contains(&a.alert_id));
+    Ok(stale.len())
+}
+
+async fn settle(
     store: &Store,
     tenant: &str,
     mut alerts: Vec<(AlertRecord, u64)>,
@@ -73,37 +141,36 @@ pub async fn settle_alerts(
             .cloned()
             .collect();
         let firing = evaluate(&super::rules::active_severities(&within));
+        let changes = reconcile(&within, &firing, now);
         let mut conflict = false;
-        for change in reconcile(&within, &firing, now) {
-            let (alert, expected) = match &change {
-                Change::Raise(a) => (a, None),
-                Change::Update(a, v) | Change::Resolve(a, v) => (a, Some(*v)),
-            };
-            match store.save_alert(tenant, alert, expected).await {
-                Ok(()) => {}
-                Err(StoreError::Conflict) => {
-                    conflict = true;
-                    continue;
+        if store.backend().single_writer() && changes.len() > 1 {
+            // The embedded store syncs every write transaction to disk: one for the pass's
+            // changes rather than one per alert (at a 1 s cycle, agents flapping in and out
+            // of silence made these syncs the bound on ingestion). All or nothing: a
+            // conflict writes none of them, and the pass rereads and decides again.
+            let writes = changes
+                .iter()
+                .map(|change| {
+                    let (alert, expected) = change.target();
+                    crate::store::alerts::alert_write(tenant, alert, expected)
+                })
+                .collect();
+            match store.backend().write(writes).await {
+                Ok(()) => {
+                    for change in changes {
+                        apply(tenant, change, &mut alerts, &mut tally);
+                    }
                 }
+                Err(StoreError::Conflict) => conflict = true,
                 Err(e) => return Err(e),
             }
-            let version = expected.unwrap_or(0) + 1;
-            match change {
-                Change::Raise(a) => {
-                    tracing::warn!(tenant, alert_id = %a.alert_id, alert = %a.message, "alert raised");
-                    tally.raised += 1;
-                    alerts.push((a, version));
-                }
-                Change::Update(a, _) | Change::Resolve(a, _) => {
-                    if a.resolved_at.is_some() {
-                        tracing::info!(tenant, alert_id = %a.alert_id, "alert resolved");
-                        tally.resolved += 1;
-                    } else {
-                        tally.updated += 1;
-                    }
-                    if let Some(slot) = alerts.iter_mut().find(|(s, _)| s.alert_id == a.alert_id) {
-                        *slot = (a, version);
-                    }
+        } else {
+            for change in changes {
+                let (alert, expected) = change.target();
+                match store.save_alert(tenant, alert, expected).await {
+                    Ok(()) => apply(tenant, change, &mut alerts, &mut tally),
+                    Err(StoreError::Conflict) => conflict = true,
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -127,6 +194,29 @@ pub async fn settle_alerts(
                 store.alerts_of_sources(tenant, &sources).await?
             }
         };
+    }
+}
+
+/// Notes a written change in the alerts as stored and in the tally.
+fn apply(tenant: &str, change: Change, alerts: &mut Vec<(AlertRecord, u64)>, tally: &mut Tally) {
+    let version = change.target().1.unwrap_or(0) + 1;
+    match change {
+        Change::Raise(a) => {
+            tracing::warn!(tenant, alert_id = %a.alert_id, alert = %a.message, "alert raised");
+            tally.raised += 1;
+            alerts.push((a, version));
+        }
+        Change::Update(a, _) | Change::Resolve(a, _) => {
+            if a.resolved_at.is_some() {
+                tracing::info!(tenant, alert_id = %a.alert_id, "alert resolved");
+                tally.resolved += 1;
+            } else {
+                tally.updated += 1;
+            }
+            if let Some(slot) = alerts.iter_mut().find(|(s, _)| s.alert_id == a.alert_id) {
+                *slot = (a, version);
+            }
+        }
     }
 }
 
@@ -178,6 +268,7 @@ pub async fn evaluate_touched(
         &scope,
         |active| evaluate_events(touched, active, config, &thresholds, now),
         now,
+        config.alert_history,
     )
     .await?;
     Ok(tally)
@@ -403,5 +494,66 @@ mod tests {
         let mut ids: Vec<_> = may.into_iter().map(|(_, id)| id).collect();
         ids.sort();
         assert_eq!(ids, ["hot", "warm"]);
+    }
+
+    #[tokio::test]
+    async fn a_condition_that_comes_and_goes_keeps_only_its_newest_occurrences() {
+        let (state, _dir) = crate::state::testing::state();
+        let store = &state.store;
+        let silent = Firing {
+            key: AlertKey {
+                source_type: SourceType::Agent,
+                source_id: "flaky".into(),
+                condition: "silent",
+            },
+            severity: Severity::Warning,
+            message: "Agent flaky has not reported".into(),
+        };
+        let history = 3;
+        let mut newest = String::new();
+        for round in 0..15 {
+            let now = NOW + round * 10_000;
+            for firing in [vec![silent.clone()], Vec::new()] {
+                let alerts = store
+                    .all_alerts("acme")
+                    .await
+                    .unwrap_or_else(|e| panic!("reading the alerts in round {round}: {e}"));
+                let (after, _) = settle_alerts(
+                    store,
+                    "acme",
+                    alerts,
+                    &Scope::All,
+                    |_| firing.clone(),
+                    now,
+                    history,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("settling round {round}: {e}"));
+                if let Some((a, _)) = after.iter().find(|(a, _)| a.resolved_at.is_none()) {
+                    newest = a.alert_id.clone();
+                }
+            }
+            let stored = store
+                .all_alerts("acme")
+                .await
+                .unwrap_or_else(|e| panic!("reading the alerts after round {round}: {e}"));
+            assert!(
+                stored.len() <= history as usize,
+                "round {round}: {} occurrences stored",
+                stored.len()
+            );
+        }
+        // Numbering goes on from the newest kept occurrence: no id is reused.
+        assert!(newest.ends_with("_15"), "{newest}");
+        let mut kept: Vec<String> = store
+            .all_alerts("acme")
+            .await
+            .unwrap_or_else(|e| panic!("reading the alerts: {e}"))
+            .into_iter()
+            .map(|(a, _)| a.alert_id)
+            .collect();
+        kept.sort();
+        let suffixes: Vec<&str> = kept.iter().filter_map(|id| id.rsplit('_').next()).collect();
+        assert_eq!(suffixes, ["13", "14", "15"]);
     }
 }

@@ -379,6 +379,7 @@ impl Collector {
                 firing
             },
             now,
+            self.config.alert_history,
         )
         .await?;
         let report = report(

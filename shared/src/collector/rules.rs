@@ -435,6 +435,16 @@ pub enum Change {
     Resolve(AlertRecord, u64),
 }
 
+impl Change {
+    /// The alert to write and the version it must be stored at (`None`: it must be new).
+    pub fn target(&self) -> (&AlertRecord, Option<u64>) {
+        match self {
+            Self::Raise(a) => (a, None),
+            Self::Update(a, v) | Self::Resolve(a, v) => (a, Some(*v)),
+        }
+    }
+}
+
 /// The id prefix of an alert key: 8 hex digits of a hash of the source, then 8 of the
 /// condition, so ids are URL-safe whatever the source id and one source's alerts sort
 /// together (see [`source_prefix`]).

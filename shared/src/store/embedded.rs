@@ -311,23 +311,31 @@ impl Backend for EmbeddedBackend {
     }
 
     async fn delete(&self, key: &ItemKey) -> Result<(), StoreError> {
-        let key = key.clone();
+        self.delete_many(std::slice::from_ref(key)).await
+    }
+
+    async fn delete_many(&self, keys: &[ItemKey]) -> Result<(), StoreError> {
+        let keys = keys.to_vec();
+        // One transaction, so one sync to disk, however many.
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(backend_err)?;
             {
                 let mut items = txn.open_table(ITEMS).map_err(backend_err)?;
-                let joined_key = joined(&key.pk, &key.sk);
-                let removed = items.remove(joined_key.as_str()).map_err(backend_err)?;
-                // The index entry goes with the item, or a list would name a deleted item.
-                let index = match removed {
-                    Some(v) => decode(key.clone(), v.value()).index,
-                    None => None,
-                };
-                if let Some(ix) = index {
-                    let mut table = txn.open_table(INDEX).map_err(backend_err)?;
-                    table
-                        .remove(joined(&ix.pk, &ix.sk).as_str())
-                        .map_err(backend_err)?;
+                let mut index = txn.open_table(INDEX).map_err(backend_err)?;
+                for key in keys {
+                    let joined_key = joined(&key.pk, &key.sk);
+                    let removed = items.remove(joined_key.as_str()).map_err(backend_err)?;
+                    // The index entry goes with the item, or a list would name a deleted
+                    // item.
+                    let entry = match removed {
+                        Some(v) => decode(key.clone(), v.value()).index,
+                        None => None,
+                    };
+                    if let Some(ix) = entry {
+                        index
+                            .remove(joined(&ix.pk, &ix.sk).as_str())
+                            .map_err(backend_err)?;
+                    }
                 }
             }
             txn.commit().map_err(backend_err)

@@ -282,6 +282,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Deletes an item and its index entry. Deleting an absent item is not an error, so a
     /// retried delete is harmless.
     async fn delete(&self, key: &ItemKey) -> Result<(), StoreError>;
+    /// Deletes several items, as [`Backend::delete`] each (the default, one by one); a
+    /// backend that syncs every write transaction to disk deletes them in one.
+    async fn delete_many(&self, keys: &[ItemKey]) -> Result<(), StoreError> {
+        for key in keys {
+            self.delete(key).await?;
+        }
+        Ok(())
+    }
     /// Most writes one [`Backend::write`] call accepts.
     fn max_writes(&self) -> usize;
     /// Whether the backend commits one write at a time anyway (an embedded database):

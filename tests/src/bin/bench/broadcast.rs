@@ -97,6 +97,12 @@ pub async fn broadcast_benchmarks() {
         data_dir: dir.path().to_owned(),
         config: shared::config::Config {
             polling_enabled: false,
+            // Ten thousand connections of one key: far past the default WebSocket quotas.
+            quotas: shared::config::Quotas {
+                websockets_per_tenant: 20_000,
+                websockets_per_key: 20_000,
+                ..shared::config::Quotas::default()
+            },
             ..shared::config::Config::default()
         },
         clock: None,

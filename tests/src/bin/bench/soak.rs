@@ -172,16 +172,34 @@ pub async fn soak_benchmark(minutes: u64) {
         .and_then(|r| r.parse().ok())
         .filter(|r: &f64| *r > 0.0)
         .unwrap_or(1_600.0);
-    let binary = "target/release/local-stack";
+    // Knobs for finding what grows (the goal is judged on the defaults).
+    let knob =
+        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    let polling = knob("SOAK_POLLING_INTERVAL", "1");
+    let dashboards: usize = knob("SOAK_DASHBOARDS", "3").parse().unwrap_or(DASHBOARDS);
+    let binary =
+        std::env::var("SOAK_STACK").unwrap_or_else(|_| "target/release/local-stack".to_owned());
+    let binary = binary.as_str();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
+    // SOAK_DATA_DIR keeps the database for a look afterwards; SOAK_STDERR keeps what the
+    // stack writes there (e.g. malloc_stats() called from a debugger).
+    let data_dir = std::env::var_os("SOAK_DATA_DIR")
+        .map_or_else(|| dir.path().to_owned(), std::path::PathBuf::from);
+    let stderr = match std::env::var_os("SOAK_STDERR").map(std::path::PathBuf::from) {
+        Some(path) => Stdio::from(
+            std::fs::File::create(&path)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display())),
+        ),
+        None => Stdio::null(),
+    };
     let mut child = Command::new(binary)
         .env("PORT", "0")
-        .env("HEALTH_DATA_DIR", dir.path())
+        .env("HEALTH_DATA_DIR", &data_dir)
         .env("HEALTH_SIDECAR_INTERVAL", "0")
-        .env("HEALTH_POLLING_INTERVAL", "1")
+        .env("HEALTH_POLLING_INTERVAL", &polling)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {binary} (scripts/bench builds it): {e}"));
     let pid = child.id();
@@ -193,14 +211,29 @@ pub async fn soak_benchmark(minutes: u64) {
     )
     .lines()
     .map_while(Result::ok);
-    let url = lines
-        .next()
-        .and_then(|l| l.strip_prefix("Listening on ").map(str::to_owned))
-        .unwrap_or_else(|| panic!("the stack printed no banner"));
-    let key = lines
-        .next()
-        .and_then(|l| l.strip_prefix("API key: ").map(str::to_owned))
-        .unwrap_or_else(|| panic!("the stack printed no key"));
+    // Log lines (JSON on stdout when it is not a terminal) may come before the banner.
+    let mut banner = |prefix: &str| {
+        lines
+            .by_ref()
+            .find_map(|l| l.strip_prefix(prefix).map(str::to_owned))
+            .unwrap_or_else(|| panic!("the stack printed no {prefix:?} line"))
+    };
+    let url = banner("Listening on ");
+    let key = banner("API key: ");
+    // The rest of its output (log lines) is read, or the stack would block once the pipe
+    // filled; warnings and errors are counted and the first few kept for the report.
+    let logs = std::thread::spawn(move || {
+        let (mut count, mut first) = (0u64, Vec::new());
+        for line in lines {
+            if line.contains("\"WARN\"") || line.contains("\"ERROR\"") {
+                count += 1;
+                if first.len() < 5 {
+                    first.push(line);
+                }
+            }
+        }
+        (count, first)
+    });
     let ws_url = format!("{}/ws?token={key}", url.replacen("http://", "ws://", 1));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(16)
@@ -209,7 +242,7 @@ pub async fn soak_benchmark(minutes: u64) {
     let stop = Arc::new(AtomicBool::new(false));
     let counts = Arc::new(Counts::default());
     println!(
-        "soak: {minutes} min, {WRITERS} writers at {rate:.0} events/s in all ({BATCH}-event batches over {AGENTS} agents, {INTEGRATIONS} integrations, {HOSTS} hosts), {READERS} readers, {DASHBOARDS} dashboards, collector every 1 s"
+        "soak: {minutes} min, {WRITERS} writers at {rate:.0} events/s in all ({BATCH}-event batches over {AGENTS} agents, {INTEGRATIONS} integrations, {HOSTS} hosts), {READERS} readers, {dashboards} dashboards, collector every {polling} s; stack pid {pid}"
     );
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
@@ -233,7 +266,7 @@ pub async fn soak_benchmark(minutes: u64) {
             Arc::clone(&counts),
         )));
     }
-    for _ in 0..DASHBOARDS {
+    for _ in 0..dashboards {
         tasks.push(tokio::spawn(dashboard(
             ws_url.clone(),
             Arc::clone(&stop),
@@ -286,10 +319,17 @@ pub async fn soak_benchmark(minutes: u64) {
     // Idle: what the stack gives back once the load stops.
     tokio::time::sleep(Duration::from_secs(30)).await;
     let idle = super::stack::memory_mib(pid, "VmRSS");
-    let db_mib = std::fs::metadata(dir.path().join("health.redb"))
+    let db_mib = std::fs::metadata(data_dir.join("health.redb"))
         .map_or(0.0, |m| m.len() as f64 / (1 << 20) as f64);
     let _ = child.kill();
     let _ = child.wait();
+    let (warnings, first) = logs.join().unwrap_or_default();
+    if warnings > 0 {
+        println!("\nthe stack logged {warnings} warnings or errors; the first:");
+        for line in first {
+            println!("    {line}");
+        }
+    }
     let total = last.0;
     println!(
         "\nidle 30 s after the load stopped: RSS {idle:.1} MiB; database file {db_mib:.0} MiB; {total} events accepted"
