@@ -139,7 +139,7 @@ impl Gateway {
 }
 
 #[async_trait::async_trait]
-impl shared::ws::ConnectionCloser for Gateway {
+impl shared::state::ConnectionCloser for Gateway {
     async fn close(&self, connection_id: &str, reason: &str) -> Result<(), String> {
         let Some(c) = self.get(connection_id) else {
             return Ok(());

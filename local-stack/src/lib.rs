@@ -647,7 +647,7 @@ fn serve_inner(
     let gateway = Arc::new(gateway::Gateway::new(limits.ws_send_queue_bytes));
     let mut state = state;
     // Revoking a key closes the sockets it opened here.
-    state.closer = Some(Arc::clone(&gateway) as Arc<dyn shared::ws::ConnectionCloser>);
+    state.closer = Some(Arc::clone(&gateway) as Arc<dyn shared::state::ConnectionCloser>);
     let bodies = Arc::new(BodyReader::new(&limits));
     let app = router(state.clone(), Arc::clone(&gateway), bodies, inbox);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -87,7 +87,7 @@ fn noise(tick: u64, salt: u64) -> f64 {
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
-use shared::domain::health::round1;
+use shared::domain::round::round1;
 
 /// The events of tick `tick` (counted from the start of the run) at `now`, as the JSON
 /// objects of an ingestion batch. `run` makes event ids unique across runs.

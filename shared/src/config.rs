@@ -3,6 +3,10 @@
 
 use crate::domain::address::AllowedAddress;
 
+/// The variable that chooses the log format (read by `telemetry` when logging starts,
+/// before the rest of the configuration).
+pub const LOG_FORMAT_VAR: &str = "HEALTH_LOG_FORMAT";
+
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {variable}={value:?}: {reason}")]
@@ -214,7 +218,7 @@ impl Config {
         let d = Self::default();
         let get = |variable: &'static str| lookup(variable).map(|v| (variable, v));
         // Read by telemetry before this; checked here so a typo stops the start.
-        if let Some((variable, value)) = get(crate::telemetry::LOG_FORMAT_VAR) {
+        if let Some((variable, value)) = get(LOG_FORMAT_VAR) {
             if !matches!(value.trim().to_ascii_lowercase().as_str(), "json" | "text") {
                 return Err(ConfigError {
                     variable,

@@ -8,6 +8,7 @@ pub mod domain;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod notify;
+pub mod outbound;
 pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -18,7 +18,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// What closes live WebSocket connections (of a revoked key); `None` where nothing can
     /// (their records are still forgotten).
-    pub closer: Option<Arc<dyn crate::ws::ConnectionCloser>>,
+    pub closer: Option<Arc<dyn ConnectionCloser>>,
     /// Wakes this process's notifier (after a collector cycle, an acknowledgement or a
     /// configuration change) so notifications leave at once; where no notifier runs in
     /// the process (Lambda), nobody waits on it.
@@ -33,6 +33,15 @@ pub struct AppState {
     pub stats: Arc<crate::telemetry::StackStats>,
 }
 
+/// Closes live WebSocket connections: the local gateway's sockets, or API Gateway's
+/// through its Management API. Revoking a key closes what the key opened.
+#[async_trait::async_trait]
+pub trait ConnectionCloser: Send + Sync + std::fmt::Debug {
+    /// Closes one connection, telling the client `reason`. A connection that is already
+    /// gone is not an error.
+    async fn close(&self, connection_id: &str, reason: &str) -> Result<(), String>;
+}
+
 /// Why the application cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -45,6 +54,26 @@ pub enum StartupError {
 }
 
 impl AppState {
+    /// Closes (where a closer is configured) and forgets the tenant's connections opened with
+    /// key `key_id`; returns how many there were. A failure to close one is logged: the
+    /// connection is forgotten anyway, so it receives no more updates.
+    pub async fn close_key_connections(
+        &self,
+        tenant: &str,
+        key_id: &str,
+    ) -> Result<usize, crate::store::StoreError> {
+        let ids = self.store.key_connections(tenant, key_id).await?;
+        for id in &ids {
+            if let Some(closer) = &self.closer {
+                if let Err(e) = closer.close(id, "the API key was revoked").await {
+                    tracing::warn!(connection_id = %id, error = %e, "cannot close the connection of a revoked key");
+                }
+            }
+            self.store.remove_connection(id).await?;
+        }
+        Ok(ids.len())
+    }
+
     /// State over `store` with the real clock.
     pub fn new(store: Store, config: Config) -> Self {
         Self {

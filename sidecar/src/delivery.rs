@@ -61,7 +61,7 @@ pub fn sample_event(host_id: &str, sample: &HostSample, at: Millis) -> serde_jso
 
 /// Two decimals, and never negative (sysinfo can report -0.0 or a tiny negative).
 fn round2(x: f64) -> f64 {
-    shared::domain::health::round2(x.max(0.0))
+    shared::domain::round::round2(x.max(0.0))
 }
 
 /// Samples waiting to be delivered, oldest first, at most `capacity`: when full, the

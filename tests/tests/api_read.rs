@@ -306,7 +306,7 @@ async fn every_read_endpoint_answers_the_contract_shapes(backend: Backend) {
         )
     );
     // A source's history: its resolved alerts too, newest first, with `resolved_at`.
-    let prefix = shared::collector::rules::source_prefix(SourceType::System, "h1");
+    let prefix = shared::domain::alerts::source_prefix(SourceType::System, "h1");
     let mut old_cpu = alert(
         &format!("{prefix}0badcafe_1"),
         Severity::Critical,

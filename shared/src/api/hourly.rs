@@ -65,7 +65,7 @@ pub fn slots(summaries: &[(i64, HourSummary)], hours: i64, now: crate::time::Mil
                 total: s.total,
                 failed: s.failed.min(s.total),
                 availability: (s.total > 0).then(|| {
-                    crate::domain::health::round4(
+                    crate::domain::round::round4(
                         1.0 - s.failed.min(s.total) as f64 / s.total as f64,
                     )
                 }),

@@ -133,7 +133,7 @@ pub async fn revoke_key(state: &AppState, tenant: &str, key_id: &str) -> Result<
             ),
         }),
         Revocation::Revoked(info) => {
-            let closed = crate::ws::close_key_connections(state, tenant, key_id).await?;
+            let closed = state.close_key_connections(tenant, key_id).await?;
             tracing::info!(tenant, key_id, closed, "API key revoked");
             Ok(info)
         }

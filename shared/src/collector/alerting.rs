@@ -9,9 +9,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::rules::{evaluate, reconcile, AlertKey, Change, Firing, Thresholds};
+use super::rules::{evaluate, reconcile, Change, Firing, Thresholds};
 use crate::config::Config;
-use crate::domain::alerts::{AlertRecord, Severity, SourceType};
+use crate::domain::alerts::{occurrence, AlertKey, AlertRecord, Severity, SourceType};
 use crate::store::tenant::Touched;
 use crate::store::{Store, StoreError, MAX_ATTEMPTS};
 use crate::time::Millis;
@@ -88,14 +88,10 @@ pub async fn prune_history(
     alerts: &mut Vec<(AlertRecord, u64)>,
     history: u64,
 ) -> Result<usize, StoreError> {
-    let occurrence = |a: &AlertRecord| -> Option<(String, u64)> {
-        let (prefix, n) = a.alert_id.rsplit_once('_')?;
-        Some((prefix.to_owned(), n.parse().ok()?))
-    };
     let mut newest: HashMap<String, u64> = HashMap::new();
     for (a, _) in alerts.iter() {
-        if let Some((prefix, n)) = occurrence(a) {
-            let max = newest.entry(prefix).or_insert(0);
+        if let Some((prefix, n)) = occurrence(&a.alert_id) {
+            let max = newest.entry(prefix.to_owned()).or_insert(0);
             *max = (*max).max(n);
         }
     }
@@ -104,9 +100,9 @@ pub async fn prune_history(
         .iter()
         .filter(|(a, _)| a.resolved_at.is_some())
         .filter(|(a, _)| {
-            occurrence(a).is_some_and(|(prefix, n)| {
+            occurrence(&a.alert_id).is_some_and(|(prefix, n)| {
                 newest
-                    .get(&prefix)
+                    .get(prefix)
                     .is_some_and(|&max| n.saturating_add(keep) <= max)
             })
         })

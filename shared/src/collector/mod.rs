@@ -80,6 +80,22 @@ pub struct CycleReport {
     pub took: HashMap<String, std::time::Duration>,
 }
 
+impl CycleReport {
+    /// Each evaluated or failed tenant's part, as the process's figures count it.
+    pub fn outcomes(&self) -> Vec<crate::telemetry::CycleOutcome> {
+        let evaluated = self.tenants.iter().map(|t| (&t.tenant, false));
+        let failed = self.failed.iter().map(|(t, _)| (t, true));
+        evaluated
+            .chain(failed)
+            .map(|(tenant, failed)| crate::telemetry::CycleOutcome {
+                tenant: tenant.clone(),
+                failed,
+                took: self.took.get(tenant).copied(),
+            })
+            .collect()
+    }
+}
+
 /// Why the collector cannot start.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the probe HTTP client: {0}")]
@@ -303,7 +319,7 @@ impl Collector {
                 SloSource::Integration => "Integration",
             };
             let firing = rules::Firing {
-                key: rules::AlertKey {
+                key: crate::domain::alerts::AlertKey {
                     source_type,
                     source_id: slo.source_id.clone(),
                     condition: rules::condition::SLO_BURN,
@@ -633,8 +649,9 @@ impl Collector {
             if now >= next_cycle {
                 let started = std::time::Instant::now();
                 let result = self.run_cycle_with(now, &on_tenant).await;
+                let outcomes = result.as_ref().ok().map(CycleReport::outcomes);
                 self.stats
-                    .record_cycle(started.elapsed(), result.as_ref().ok());
+                    .record_cycle(started.elapsed(), outcomes.as_deref());
                 match result {
                     Ok(report) => on_cycle(report).await,
                     Err(e) => tracing::error!(error = %e, "collector cycle failed"),

@@ -1,19 +1,12 @@
-//! HTTP probes of integrations. The SSRF rule of registration is enforced again at probe
-//! time, on the address actually connected to: DNS answers can change after registration
-//! (DNS rebinding), so host names resolve through a resolver that drops restricted
-//! addresses, IP literals are checked before connecting, redirects are not followed, and
-//! proxies from the environment (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`) are ignored: a
-//! proxy would resolve the name itself and connect wherever it resolves, past the check.
+//! HTTP probes of integrations, through the guarded client of [`crate::outbound`]: the
+//! SSRF rule of registration is enforced again at probe time, on the address actually
+//! connected to.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-
-use crate::domain::address::{permitted, AllowedAddress};
+use crate::domain::address::AllowedAddress;
 use crate::domain::records::Probe;
+use crate::outbound::{describe, GuardedClient};
 
 /// What one probe found.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,91 +21,17 @@ pub struct ProbeOutcome {
     pub error: Option<String>,
 }
 
-/// Resolves names like the system resolver, minus restricted addresses the allow-list does
-/// not open on `port`.
-///
-/// A resolver is asked for a name only, never the port, so each client's resolver is made
-/// for one port: the client of a port named by a port-restricted entry, or the client of
-/// every other port (`port: None`), which only entries without a port can open.
-#[derive(Debug)]
-struct GuardedResolver {
-    allowed: Arc<[AllowedAddress]>,
-    port: Option<u16>,
-}
-
-impl GuardedResolver {
-    fn permits(&self, ip: IpAddr) -> bool {
-        // For the client of every other port, port 0: no port-restricted entry names it.
-        permitted(SocketAddr::new(ip, self.port.unwrap_or(0)), &self.allowed)
-    }
-}
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let guard = GuardedResolver {
-            allowed: Arc::clone(&self.allowed),
-            port: self.port,
-        };
-        Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
-                .await?
-                .filter(|a| guard.permits(a.ip()))
-                .collect();
-            if found.is_empty() {
-                return Err(format!(
-                    "{} resolves to no address probes may reach (loopback, private, \
-                     link-local and metadata addresses are refused)",
-                    name.as_str()
-                )
-                .into());
-            }
-            Ok(Box::new(found.into_iter()) as Addrs)
-        })
-    }
-}
-
-/// The one way this crate builds a client for tenant-chosen URLs (probes, webhooks, Slack,
-/// PagerDuty): the guarded resolver for `port`, no redirects, and no proxy whatever the
-/// environment says.
-fn guarded_client(
-    allowed: &Arc<[AllowedAddress]>,
-    port: Option<u16>,
-) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .dns_resolver(Arc::new(GuardedResolver {
-            allowed: Arc::clone(allowed),
-            port,
-        }))
-        .user_agent(concat!("agent-health-monitor/", env!("CARGO_PKG_VERSION")))
-        .build()
-}
-
 /// Runs probes. Cheap to clone (the connection pools are shared).
 #[derive(Debug, Clone)]
 pub struct Prober {
-    /// For ports no allow-list entry names.
-    client: reqwest::Client,
-    /// One client for each port a port-restricted entry names (few: usually none).
-    by_port: Arc<BTreeMap<u16, reqwest::Client>>,
-    allowed: Arc<[AllowedAddress]>,
+    client: GuardedClient,
 }
 
 impl Prober {
     /// A prober that may reach restricted addresses only where `allowed` opens them.
     pub fn new(allowed: &[AllowedAddress]) -> Result<Self, reqwest::Error> {
-        let allowed: Arc<[AllowedAddress]> = allowed.into();
-        let mut by_port = BTreeMap::new();
-        for port in allowed.iter().filter_map(|a| a.port) {
-            if let std::collections::btree_map::Entry::Vacant(slot) = by_port.entry(port) {
-                slot.insert(guarded_client(&allowed, Some(port))?);
-            }
-        }
         Ok(Self {
-            client: guarded_client(&allowed, None)?,
-            by_port: Arc::new(by_port),
-            allowed,
+            client: GuardedClient::new(allowed)?,
         })
     }
 
@@ -148,8 +67,9 @@ impl Prober {
 
     async fn request(&self, probe: &Probe) -> Result<u16, String> {
         let url = url::Url::parse(&probe.url).map_err(|e| format!("bad URL: {e}"))?;
-        self.check_target(&url)?;
+        self.client.check_target(&url)?;
         let response = self
+            .client
             .client_for(&url)
             .get(url)
             .timeout(Duration::from_millis(probe.timeout_ms))
@@ -158,53 +78,12 @@ impl Prober {
             .map_err(|e| describe(&e, probe.timeout_ms))?;
         Ok(response.status().as_u16())
     }
-
-    /// The client for `url`: restricted addresses refused at connect time (for the URL's
-    /// port), no redirects, no proxies. Notification deliveries use it too, as their
-    /// destinations follow the same rule. Check the URL with [`Prober::check_target`]
-    /// first: an IP literal never reaches the resolver.
-    pub fn client_for(&self, url: &url::Url) -> &reqwest::Client {
-        url.port_or_known_default()
-            .and_then(|port| self.by_port.get(&port))
-            .unwrap_or(&self.client)
-    }
-
-    /// Refuses a URL whose host is a restricted IP literal that the allow-list does not open
-    /// on the URL's port (names are checked by the resolver when connecting).
-    pub fn check_target(&self, url: &url::Url) -> Result<(), String> {
-        let literal = match url.host() {
-            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            _ => None,
-        };
-        let port = url.port_or_known_default().unwrap_or(0);
-        match literal.filter(|ip| !permitted(SocketAddr::new(*ip, port), &self.allowed)) {
-            Some(ip) => Err(format!(
-                "{ip} is an address probes may not reach (on port {port})"
-            )),
-            None => Ok(()),
-        }
-    }
-}
-
-/// A request error for the logs and the delivery log: the whole chain (refused, the
-/// resolver's verdict), or the timeout.
-pub fn describe(e: &reqwest::Error, timeout_ms: u64) -> String {
-    if e.is_timeout() {
-        return format!("no answer within {timeout_ms} ms");
-    }
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     fn probe(url: &str) -> Probe {
         Probe {

@@ -9,11 +9,9 @@
 
 use std::collections::HashMap;
 
-use sha2::{Digest, Sha256};
-
 use crate::config::Config;
-use crate::domain::alerts::{AlertRecord, Severity, SourceType};
-use crate::domain::health::hour_window;
+use crate::domain::alerts::{occurrence, AlertKey, AlertRecord, Severity, SourceType};
+use crate::domain::live::hour_window;
 use crate::domain::records::{
     AgentCounters, AgentRecord, HostRecord, IntegrationRecord, SystemRecord,
 };
@@ -142,17 +140,6 @@ impl From<&Config> for Thresholds {
                 .unwrap_or(i64::MAX),
         }
     }
-}
-
-/// Identifies an alert: one condition on one source.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct AlertKey {
-    /// Kind of source.
-    pub source_type: SourceType,
-    /// Which source.
-    pub source_id: String,
-    /// Which condition.
-    pub condition: &'static str,
 }
 
 /// A condition that holds now, at a severity, with its message.
@@ -445,29 +432,6 @@ impl Change {
     }
 }
 
-/// The id prefix of an alert key: 8 hex digits of a hash of the source, then 8 of the
-/// condition, so ids are URL-safe whatever the source id and one source's alerts sort
-/// together (see [`source_prefix`]).
-fn id_prefix(key: &AlertKey) -> String {
-    let condition = hex::encode(Sha256::digest(key.condition.as_bytes()));
-    format!(
-        "{}{}",
-        source_prefix(key.source_type, &key.source_id),
-        &condition[..8]
-    )
-}
-
-/// The first characters of the ids of every alert of one source: what a read of one
-/// source's alerts asks for. Two sources may share it (32 bits); readers tell them apart
-/// by the alerts' own fields.
-pub fn source_prefix(source_type: SourceType, source_id: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(format!("{source_type:?}"));
-    h.update([0x1f]);
-    h.update(source_id.as_bytes());
-    format!("alert_{}", &hex::encode(h.finalize())[..8])
-}
-
 /// The writes that make the stored alerts match the conditions that hold: raise what is
 /// new, escalate (clearing the acknowledgement) or de-escalate (keeping it) what changed
 /// severity, resolve what cleared. Nothing is written for alerts that stay as they are.
@@ -480,8 +444,7 @@ pub fn reconcile(stored: &[(AlertRecord, u64)], firing: &[Firing], now: Millis) 
     let mut active: HashMap<AlertKey, (&AlertRecord, u64)> = HashMap::new();
     let mut occurrences: HashMap<String, u64> = HashMap::new();
     for (a, version) in stored {
-        if let Some((prefix, n)) = a.alert_id.rsplit_once('_') {
-            let n = n.parse().unwrap_or(0);
+        if let Some((prefix, n)) = occurrence(&a.alert_id) {
             let max = occurrences.entry(prefix.to_owned()).or_insert(0);
             *max = (*max).max(n);
         }
@@ -494,7 +457,7 @@ pub fn reconcile(stored: &[(AlertRecord, u64)], firing: &[Firing], now: Millis) 
     for f in firing {
         match active.remove(&f.key) {
             None => {
-                let prefix = id_prefix(&f.key);
+                let prefix = f.key.id_prefix();
                 let n = occurrences.get(&prefix).copied().unwrap_or(0) + 1;
                 changes.push(Change::Raise(AlertRecord {
                     alert_id: format!("{prefix}_{n}"),

@@ -1,6 +1,7 @@
 //! Alerts as stored and as the API shows them.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::time::{format_rfc3339, Millis};
 
@@ -105,18 +106,6 @@ impl AlertRecord {
             resolved_at: self.resolved_at.map(format_rfc3339),
         }
     }
-
-    /// The API shape, with `silenced` set from the tenant's silences at `now`.
-    pub fn view_at(
-        &self,
-        silences: &[crate::domain::notify::SilenceRecord],
-        now: Millis,
-    ) -> AlertView {
-        AlertView {
-            silenced: crate::domain::notify::is_silenced(silences, self, now),
-            ..self.view()
-        }
-    }
 }
 
 /// One item of `GET /api/health/alerts`; the last four fields are additions to the
@@ -162,6 +151,49 @@ pub fn sort_alerts(alerts: &mut [AlertRecord]) {
             .then(b.raised_at.cmp(&a.raised_at))
             .then(a.alert_id.cmp(&b.alert_id))
     });
+}
+
+/// Identifies an alert: one condition on one source.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AlertKey {
+    /// Kind of source.
+    pub source_type: SourceType,
+    /// Which source.
+    pub source_id: String,
+    /// Which condition.
+    pub condition: &'static str,
+}
+
+impl AlertKey {
+    /// The id prefix of an alert key: 8 hex digits of a hash of the source, then 8 of the
+    /// condition, so ids are URL-safe whatever the source id and one source's alerts sort
+    /// together (see [`source_prefix`]).
+    pub fn id_prefix(&self) -> String {
+        let condition = hex::encode(Sha256::digest(self.condition.as_bytes()));
+        format!(
+            "{}{}",
+            source_prefix(self.source_type, &self.source_id),
+            &condition[..8]
+        )
+    }
+}
+
+/// The first characters of the ids of every alert of one source: what a read of one
+/// source's alerts asks for. Two sources may share it (32 bits); readers tell them apart
+/// by the alerts' own fields.
+pub fn source_prefix(source_type: SourceType, source_id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("{source_type:?}"));
+    h.update([0x1f]);
+    h.update(source_id.as_bytes());
+    format!("alert_{}", &hex::encode(h.finalize())[..8])
+}
+
+/// The prefix and occurrence number of an alert id (`<prefix>_<n>`, `n` counting the
+/// occurrences of one condition on one source); `None` for an id of another shape.
+pub fn occurrence(alert_id: &str) -> Option<(&str, u64)> {
+    let (prefix, n) = alert_id.rsplit_once('_')?;
+    Some((prefix, n.parse().ok()?))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use crate::domain::latency::{percentiles, Histogram};
 use crate::domain::records::{
     AgentCounters, AgentRecord, ConnectionState, IntegrationCounters, IntegrationRecord,
 };
-use crate::time::{format_rfc3339, minute_of, Millis, DAY_MS, HOUR_MS};
+use crate::time::{format_rfc3339, Millis, DAY_MS};
 
 /// Confidence reported when an agent has never reported one.
 pub const DEFAULT_CONFIDENCE: f64 = 0.5;
@@ -19,54 +19,8 @@ pub const TREND_DELTA: f64 = 0.1;
 /// Error rate at or above which an integration counts as failing sometimes.
 pub const DEGRADED_ERROR_RATE: f64 = 0.05;
 
-/// Rounds to `decimals` decimals (half away from zero), the one rounding of every figure
-/// the API shows.
-pub fn round_to(x: f64, decimals: i32) -> f64 {
-    let scale = 10f64.powi(decimals);
-    (x * scale).round() / scale
-}
-
-/// Rounds to 1 decimal, as the contract shows percentages.
-pub fn round1(x: f64) -> f64 {
-    round_to(x, 1)
-}
-
-/// Rounds to 2 decimals; latencies and durations are shown in milliseconds to 0.01.
-pub fn round2(x: f64) -> f64 {
-    round_to(x, 2)
-}
-
-/// Rounds to 3 decimals, as the contract rounds rates and scores.
-pub fn round3(x: f64) -> f64 {
-    round_to(x, 3)
-}
-
-/// Rounds to 4 decimals, as the contract rounds integrations' error rates.
-pub fn round4(x: f64) -> f64 {
-    round_to(x, 4)
-}
-
-/// The counters of the hour window at `now`: the sum of the minute buckets in it (callers
-/// may pass older buckets too).
-pub fn hour_window<C: crate::domain::live::Counters>(minutes: &[(i64, C)], now: Millis) -> C {
-    let first = window_start_minute(now);
-    let mut hour = C::default();
-    for (_, c) in minutes.iter().filter(|(m, _)| *m >= first) {
-        hour.merge(c);
-    }
-    hour
-}
-
-/// `part / max(whole, 1)`.
-pub fn ratio(part: u64, whole: u64) -> f64 {
-    part as f64 / whole.max(1) as f64
-}
-
-/// The first minute bucket that overlaps the last hour before `now`. The window is the
-/// last hour rounded outwards to whole minutes, since events are counted per minute.
-pub fn window_start_minute(now: Millis) -> i64 {
-    minute_of(now - HOUR_MS)
-}
+use super::live::{hour_window, window_start_minute};
+use super::round::{ratio, round2, round3, round4};
 
 /// The first day of the 7-day trend window ending on `now`'s day.
 pub fn trend_start_day(now: Millis) -> i64 {
@@ -423,7 +377,7 @@ pub fn integration_health(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::{day_of, minute_of, MINUTE_MS};
+    use crate::time::{day_of, minute_of, HOUR_MS, MINUTE_MS};
 
     const NOW: Millis = 1_770_000_000_000;
 

@@ -2,8 +2,9 @@
 
 use serde::Serialize;
 
-use crate::domain::health::{round2, round3, DayScore, DayStatus};
+use crate::domain::health::{DayScore, DayStatus};
 use crate::domain::records::{AgentCounters, HostCounters, IntegrationCounters};
+use crate::domain::round::{round2, round3};
 use crate::domain::system::round1;
 use crate::time::{format_rfc3339, DAY_MS};
 

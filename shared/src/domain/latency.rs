@@ -49,7 +49,7 @@ pub fn nearest_rank(q: f64, n: u64) -> u64 {
 /// What a single value reads as once counted: the value its bucket stands for, rounded
 /// to 1 decimal as the API shows percentiles.
 pub fn estimate(value: f64) -> f64 {
-    crate::domain::health::round_to(value_of(bucket_of(value)), 1)
+    crate::domain::round::round_to(value_of(bucket_of(value)), 1)
 }
 
 /// Counts by bucket, ascending by bucket.
@@ -223,7 +223,7 @@ impl HourSummary {
 
 /// The 50th, 95th and 99th percentiles, ms, rounded to 1 decimal; `None` without data.
 pub fn percentiles(h: &Histogram) -> [Option<f64>; 3] {
-    [0.50, 0.95, 0.99].map(|q| h.quantile(q).map(|v| crate::domain::health::round_to(v, 1)))
+    [0.50, 0.95, 0.99].map(|q| h.quantile(q).map(|v| crate::domain::round::round_to(v, 1)))
 }
 
 #[cfg(test)]

@@ -10,12 +10,14 @@ pub mod history;
 pub mod ids;
 pub mod latency;
 pub mod live;
+pub mod marks;
 pub mod notify;
 pub mod otlp;
 pub mod otlp_bounds;
 pub mod otlp_metrics;
 pub mod records;
 pub mod report;
+pub mod round;
 pub mod slo;
 pub mod system;
 

@@ -2,10 +2,12 @@
 //! maintenance windows, and the matching and schedule rules that decide whether an alert is
 //! routed or silenced. Pure: no I/O.
 
+use std::collections::BTreeMap;
+
 use chrono::{Datelike, NaiveDate, NaiveTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::alerts::{AlertRecord, Severity, SourceType};
+use super::alerts::{AlertRecord, AlertView, Severity, SourceType};
 use crate::time::{format_rfc3339, Millis, DAY_MS, MINUTE_MS};
 
 /// What write-only values are listed as.
@@ -395,6 +397,90 @@ impl SilenceRecord {
 /// Whether any of the silences silences `alert` at `now`.
 pub fn is_silenced(silences: &[SilenceRecord], alert: &AlertRecord, now: Millis) -> bool {
     silences.iter().any(|s| s.silences(alert, now))
+}
+
+/// Silences decide an alert's `silenced` flag, so the alert's API shape with it is made
+/// here, beside them (alerts know nothing of silences).
+impl AlertRecord {
+    /// The API shape, with `silenced` set from the tenant's silences at `now`.
+    pub fn view_at(&self, silences: &[SilenceRecord], now: Millis) -> AlertView {
+        AlertView {
+            silenced: is_silenced(silences, self, now),
+            ..self.view()
+        }
+    }
+}
+
+/// What kind of message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// New or escalated alerts.
+    Firing,
+    /// Alerts whose condition cleared.
+    Resolved,
+    /// Alerts still firing and not acknowledged.
+    Reminder,
+    /// Alerts acknowledged here, for channels that track acknowledgement (PagerDuty).
+    Acknowledged,
+    /// A test message (`POST /api/health/channels/{id}/test`).
+    Test,
+    /// The weekly report (no alerts).
+    Report,
+}
+
+impl Kind {
+    /// The payload's `status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Firing => "firing",
+            Self::Resolved => "resolved",
+            Self::Reminder => "reminder",
+            Self::Acknowledged => "acknowledged",
+            Self::Test => "test",
+            Self::Report => "report",
+        }
+    }
+}
+
+/// What a channel was last sent about one alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sent {
+    /// The severity it was sent at.
+    pub severity: Severity,
+    /// The alert's `raised_at` then (an escalation changes it).
+    pub raised_at: Millis,
+    /// When it was last sent (first notification or reminder).
+    pub at: Millis,
+    /// Whether its acknowledgement was sent (channels that track it).
+    #[serde(default)]
+    pub acknowledged: bool,
+}
+
+/// A channel's notification state, stored beside its configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelState {
+    /// Firing alerts the channel was told about, by alert id.
+    #[serde(default)]
+    pub notified: BTreeMap<String, Sent>,
+    /// Since when new alerts wait for the group to be sent.
+    #[serde(default)]
+    pub pending_since: Option<Millis>,
+    /// When the group's last firing or resolved message was decided.
+    #[serde(default)]
+    pub last_group_at: Option<Millis>,
+    /// Messages decided and not yet delivered or given up, oldest first.
+    #[serde(default)]
+    pub outbox: Vec<String>,
+    /// Since when every delivery attempt failed; `None` when the last one succeeded.
+    #[serde(default)]
+    pub failing_since: Option<Millis>,
+    /// The last delivery error, for the channel-failing alert.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// The last week (`notify::plan::week_of`) whose report was decided for the channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_week: Option<i64>,
 }
 
 #[cfg(test)]

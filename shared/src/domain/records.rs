@@ -533,7 +533,7 @@ pub struct SystemRecord {
     pub active_operations: Option<GaugeReading>,
     /// Marks of the gauge events counted.
     #[serde(default)]
-    pub seen: crate::domain::live::Seen,
+    pub seen: crate::domain::marks::Seen,
 }
 
 impl SystemRecord {

@@ -13,9 +13,9 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::domain::alerts::{AlertRecord, Severity};
-use crate::domain::health::{round1, round3, round4};
 use crate::domain::latency::{Histogram, HourSummary};
 use crate::domain::records::{AgentCounters, IntegrationCounters, IntegrationRecord};
+use crate::domain::round::{round1, round3, round4};
 use crate::domain::slo::{Objective, SloData, SloState, SloStatus};
 use crate::domain::wire_name as name;
 use crate::time::{day_of, format_rfc3339, Millis, DAY_MS, HOUR_MS};

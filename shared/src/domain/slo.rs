@@ -374,7 +374,7 @@ pub fn burn_rate(slo: &SloRecord, data: &SloData, span: Millis, now: Millis) -> 
 }
 
 fn round(x: f64, decimals: i32) -> f64 {
-    crate::domain::health::round_to(x, decimals)
+    crate::domain::round::round_to(x, decimals)
 }
 
 /// Which burn alert holds, if any: fast (14.4× over 1 h and over 5 min) is critical; slow

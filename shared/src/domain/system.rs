@@ -10,7 +10,7 @@ use crate::time::{format_rfc3339, Millis, MINUTE_MS};
 /// Hosts (and gauges) count as current when they reported this recently.
 pub const FRESH_MS: Millis = 2 * MINUTE_MS;
 
-pub use crate::domain::health::round1;
+pub use crate::domain::round::round1;
 
 /// One host of the `hosts` array.
 #[derive(Debug, Clone, PartialEq, Serialize)]

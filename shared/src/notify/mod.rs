@@ -22,11 +22,13 @@ use rand::Rng;
 
 use crate::domain::alerts::{AlertRecord, Severity, SourceType};
 use crate::domain::notify::{ChannelRecord, Destination, RuleRecord};
+use crate::domain::notify::{ChannelState, Kind};
 use crate::store::layout::{self, Entity};
 use crate::store::notify::{DeliveryStatus, NotificationRecord};
 use crate::store::{Record, Store, StoreError};
+use crate::telemetry::Deliveries;
 use crate::time::{Clock, Millis, HOUR_MS, MINUTE_MS};
-use plan::{plan, Kind};
+use plan::plan;
 use render::{Item, Message};
 use send::{SendError, Sender};
 
@@ -112,21 +114,19 @@ pub struct PassReport {
     pub next_due: Option<Millis>,
     /// Each tenant's part of a whole pass ([`Notifier::run_pass`]), for its own figures;
     /// empty in one tenant's report.
-    pub tenants: Vec<(String, TenantDeliveries)>,
-}
-
-/// One tenant's deliveries in a pass.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TenantDeliveries {
-    /// Deliveries that succeeded.
-    pub delivered: usize,
-    /// Attempts that failed.
-    pub failed_attempts: usize,
-    /// Messages still waiting after the pass.
-    pub pending: usize,
+    pub tenants: Vec<(String, Deliveries)>,
 }
 
 impl PassReport {
+    /// The pass's deliveries, as the process's figures count them.
+    pub fn deliveries(&self) -> Deliveries {
+        Deliveries {
+            delivered: self.delivered,
+            failed_attempts: self.failed_attempts,
+            pending: self.pending,
+        }
+    }
+
     fn due(&mut self, at: Millis) {
         self.next_due = Some(self.next_due.map_or(at, |d| d.min(at)));
     }
@@ -242,12 +242,7 @@ impl Notifier {
             match result {
                 Ok(r) => {
                     report.add(&r);
-                    let deliveries = TenantDeliveries {
-                        delivered: r.delivered,
-                        failed_attempts: r.failed_attempts,
-                        pending: r.pending,
-                    };
-                    report.tenants.push((tenant, deliveries));
+                    report.tenants.push((tenant, r.deliveries()));
                 }
                 Err(e) => {
                     tracing::error!(tenant = %tenant, error = %e, "notification pass failed");
@@ -279,7 +274,7 @@ impl Notifier {
         for channel in &config.channels {
             let (state, version) = match config.states.get(&channel.channel_id) {
                 Some((s, v)) => (s.clone(), Some(*v)),
-                None => (plan::ChannelState::default(), None),
+                None => (ChannelState::default(), None),
             };
             let mut state = state;
             if channel.enabled && !config.rules.is_empty() {
@@ -759,19 +754,8 @@ impl Notifier {
         max_sleep_ms: Millis,
     ) {
         self.run_tenants_until(clock, until, wake, max_sleep_ms, |tenant, r| {
-            let deliveries = TenantDeliveries {
-                delivered: r.delivered,
-                failed_attempts: r.failed_attempts,
-                pending: r.pending,
-            };
-            self.stats.record_pass(&PassReport {
-                decided: r.decided,
-                delivered: r.delivered,
-                failed_attempts: r.failed_attempts,
-                pending: r.pending,
-                next_due: r.next_due,
-                tenants: vec![(tenant.to_owned(), deliveries)],
-            });
+            self.stats
+                .record_pass(r.deliveries(), &[(tenant.to_owned(), r.deliveries())]);
         })
         .await;
     }

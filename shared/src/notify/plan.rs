@@ -8,89 +8,13 @@
 //! unacknowledged firing alert is repeated every `repeat_interval_s`. Unlike Alertmanager,
 //! an acknowledged alert gets no reminders.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-
-use crate::domain::alerts::{AlertRecord, Severity};
-use crate::domain::notify::{is_silenced, RuleRecord, SilenceRecord};
+use crate::domain::alerts::AlertRecord;
+use crate::domain::notify::{is_silenced, ChannelState, Kind, RuleRecord, Sent, SilenceRecord};
 use crate::time::Millis;
 
 /// Most alerts in one message; a larger group goes out as several messages, which keeps
 /// every stored message well under DynamoDB's 400 KB item limit.
 pub const MAX_ALERTS_PER_MESSAGE: usize = 100;
-
-/// What kind of message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// New or escalated alerts.
-    Firing,
-    /// Alerts whose condition cleared.
-    Resolved,
-    /// Alerts still firing and not acknowledged.
-    Reminder,
-    /// Alerts acknowledged here, for channels that track acknowledgement (PagerDuty).
-    Acknowledged,
-    /// A test message (`POST /api/health/channels/{id}/test`).
-    Test,
-    /// The weekly report (no alerts).
-    Report,
-}
-
-impl Kind {
-    /// The payload's `status`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Firing => "firing",
-            Self::Resolved => "resolved",
-            Self::Reminder => "reminder",
-            Self::Acknowledged => "acknowledged",
-            Self::Test => "test",
-            Self::Report => "report",
-        }
-    }
-}
-
-/// What a channel was last sent about one alert.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Sent {
-    /// The severity it was sent at.
-    pub severity: Severity,
-    /// The alert's `raised_at` then (an escalation changes it).
-    pub raised_at: Millis,
-    /// When it was last sent (first notification or reminder).
-    pub at: Millis,
-    /// Whether its acknowledgement was sent (channels that track it).
-    #[serde(default)]
-    pub acknowledged: bool,
-}
-
-/// A channel's notification state, stored beside its configuration.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ChannelState {
-    /// Firing alerts the channel was told about, by alert id.
-    #[serde(default)]
-    pub notified: BTreeMap<String, Sent>,
-    /// Since when new alerts wait for the group to be sent.
-    #[serde(default)]
-    pub pending_since: Option<Millis>,
-    /// When the group's last firing or resolved message was decided.
-    #[serde(default)]
-    pub last_group_at: Option<Millis>,
-    /// Messages decided and not yet delivered or given up, oldest first.
-    #[serde(default)]
-    pub outbox: Vec<String>,
-    /// Since when every delivery attempt failed; `None` when the last one succeeded.
-    #[serde(default)]
-    pub failing_since: Option<Millis>,
-    /// The last delivery error, for the channel-failing alert.
-    #[serde(default)]
-    pub last_error: Option<String>,
-    /// The last week ([`week_of`]) whose report was decided for the channel.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub report_week: Option<i64>,
-}
 
 /// Weeks since the epoch, starting on Mondays (UTC): 1970-01-05 starts week 0.
 pub fn week_of(at: Millis) -> i64 {
@@ -342,7 +266,7 @@ fn push_messages(messages: &mut Vec<Draft>, kind: Kind, mut alerts: Vec<&AlertRe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::alerts::SourceType;
+    use crate::domain::alerts::{Severity, SourceType};
     use crate::domain::notify::{Matcher, Schedule};
 
     const T0: Millis = 1_800_000_000_000;

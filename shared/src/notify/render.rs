@@ -2,8 +2,8 @@
 
 use serde_json::{json, Value};
 
-use super::plan::Kind;
 use crate::domain::alerts::{AlertRecord, Severity, SourceType};
+use crate::domain::notify::Kind;
 use crate::time::format_rfc3339;
 
 /// One alert of a message with what a reader needs beyond the stored alert.

@@ -9,9 +9,9 @@ use sha2::Sha256;
 use tokio::sync::OnceCell;
 
 use super::render::Message;
-use crate::collector::probe::{describe, Prober};
 use crate::config::Config;
 use crate::domain::notify::Destination;
+use crate::outbound::{describe, GuardedClient};
 use crate::time::Millis;
 
 /// How long one HTTP delivery may take.
@@ -115,7 +115,7 @@ pub fn verify_signature(
 /// and the mail and AWS clients, built on first use.
 #[derive(Debug)]
 pub struct Sender {
-    prober: Prober,
+    http: GuardedClient,
     config: std::sync::Arc<Config>,
     smtp: OnceCell<Result<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>, String>>,
     #[cfg(feature = "notify-aws")]
@@ -128,7 +128,7 @@ impl Sender {
     /// A sender with the deployment's configuration.
     pub fn new(config: std::sync::Arc<Config>) -> Result<Self, reqwest::Error> {
         Ok(Self {
-            prober: Prober::new(&config.probe_allowed_addresses)?,
+            http: GuardedClient::new(&config.probe_allowed_addresses)?,
             config,
             smtp: OnceCell::new(),
             #[cfg(feature = "notify-aws")]
@@ -167,11 +167,11 @@ impl Sender {
     async fn post(&self, url: &str, body: String, sig: Option<String>) -> Result<(), SendError> {
         let parsed = url::Url::parse(url).map_err(|e| SendError::fatal(format!("bad URL: {e}")))?;
         let host = crate::domain::notify::hide_url(url);
-        self.prober
+        self.http
             .check_target(&parsed)
             .map_err(|e| SendError::fatal(format!("{host}: {e}")))?;
         let mut request = self
-            .prober
+            .http
             .client_for(&parsed)
             .post(parsed)
             .timeout(Duration::from_millis(SEND_TIMEOUT_MS))
@@ -365,7 +365,7 @@ where
             s.err().message().unwrap_or_default()
         ),
         SdkError::ServiceError(s) => format!("{service}: unrecognised answer: {:?}", s.raw()),
-        other => format!("{service}: {}", describe_chain(other)),
+        other => format!("{service}: {}", crate::outbound::describe_chain(other)),
     };
     let retry = match &e {
         SdkError::ServiceError(s) => {
@@ -382,17 +382,6 @@ where
     } else {
         SendError::fatal(text)
     }
-}
-
-#[cfg(feature = "notify-aws")]
-fn describe_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ impl Store {
     ) -> Result<Vec<(AlertRecord, u64)>, StoreError> {
         let mut prefixes: Vec<String> = sources
             .iter()
-            .map(|(t, id)| crate::collector::rules::source_prefix(*t, id))
+            .map(|(t, id)| crate::domain::alerts::source_prefix(*t, id))
             .collect();
         prefixes.sort();
         prefixes.dedup();

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::domain::alerts::AlertRecord;
 use crate::domain::notify::{ChannelRecord, RuleRecord, SilenceRecord};
-use crate::notify::plan::{ChannelState, Kind};
+use crate::domain::notify::{ChannelState, Kind};
 use crate::time::{format_rfc3339, Millis, DAY_MS};
 
 /// How long a message and its delivery log are kept after it was decided.

@@ -234,7 +234,7 @@ impl ManagementCloser {
 }
 
 #[async_trait::async_trait]
-impl super::ConnectionCloser for ManagementCloser {
+impl crate::state::ConnectionCloser for ManagementCloser {
     async fn close(&self, connection_id: &str, _reason: &str) -> Result<(), String> {
         use aws_sdk_apigatewaymanagement::operation::delete_connection::DeleteConnectionError;
         match self

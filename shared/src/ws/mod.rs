@@ -90,35 +90,6 @@ async fn check_quotas(state: &AppState, principal: &Principal) -> Result<(), Api
     Ok(())
 }
 
-/// Closes live WebSocket connections: the local gateway's sockets, or API Gateway's
-/// through its Management API. Revoking a key closes what the key opened.
-#[async_trait::async_trait]
-pub trait ConnectionCloser: Send + Sync + std::fmt::Debug {
-    /// Closes one connection, telling the client `reason`. A connection that is already
-    /// gone is not an error.
-    async fn close(&self, connection_id: &str, reason: &str) -> Result<(), String>;
-}
-
-/// Closes (where a closer is configured) and forgets the tenant's connections opened with
-/// key `key_id`; returns how many there were. A failure to close one is logged: the
-/// connection is forgotten anyway, so it receives no more updates.
-pub async fn close_key_connections(
-    state: &AppState,
-    tenant: &str,
-    key_id: &str,
-) -> Result<usize, ApiError> {
-    let ids = state.store.key_connections(tenant, key_id).await?;
-    for id in &ids {
-        if let Some(closer) = &state.closer {
-            if let Err(e) = closer.close(id, "the API key was revoked").await {
-                tracing::warn!(connection_id = %id, error = %e, "cannot close the connection of a revoked key");
-            }
-        }
-        state.store.remove_connection(id).await?;
-    }
-    Ok(ids.len())
-}
-
 /// `$disconnect`: forgets the connection. Unknown ids are fine (a repeated event, or one
 /// the broadcaster already removed after a 410).
 pub async fn disconnect(state: &AppState, connection_id: &str) -> Result<(), ApiError> {
