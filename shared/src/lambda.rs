@@ -414,8 +414,8 @@ pub struct StreamOutcome {
 /// The tenant and the source state of a stream image of a live item or the gauges; `None`
 /// for any other item, a missing image, or one that cannot be read.
 #[cfg(feature = "dynamodb")]
-fn stream_image(image: &serde_json::Value) -> Option<(String, crate::store::tenant::Touched)> {
-    use crate::store::tenant::{AgentData, IntegrationData, Touched};
+fn stream_image(image: &serde_json::Value) -> Option<(String, crate::store::live::Touched)> {
+    use crate::store::live::{AgentData, IntegrationData, Touched};
     use crate::store::Record;
     if image.is_null() {
         return None;
@@ -443,7 +443,7 @@ pub async fn evaluate_stream(
     handover: Option<&crate::ws::handover::Handover>,
     payload: &serde_json::Value,
 ) -> StreamOutcome {
-    use crate::store::tenant::Touched;
+    use crate::store::live::Touched;
     let mut out = StreamOutcome::default();
     // Per tenant: the sources as the batch left them, and as they were before it.
     let mut tenants: std::collections::BTreeMap<String, (Touched, Touched)> = Default::default();

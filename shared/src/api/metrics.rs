@@ -78,14 +78,14 @@ pub fn tenant_families(out: &mut Exposition, data: &TenantData, now: Millis, thr
         .iter()
         .map(|d| (d, crate::store::agents::health_of(d, now)))
         .collect();
-    let al = |d: &crate::store::tenant::AgentData| {
+    let al = |d: &crate::store::live::AgentData| {
         vec![
             ("agent_id", d.record.agent_id.clone()),
             ("agent_name", d.record.agent_name.clone()),
         ]
     };
     let each = |f: &dyn Fn(
-        &crate::store::tenant::AgentData,
+        &crate::store::live::AgentData,
         &crate::domain::health::AgentHealth,
     ) -> Option<f64>|
      -> Vec<Sample> {
@@ -181,7 +181,7 @@ pub fn tenant_families(out: &mut Exposition, data: &TenantData, now: Millis, thr
         ]
     };
     let each = |f: &dyn Fn(
-        &crate::store::tenant::IntegrationData,
+        &crate::store::live::IntegrationData,
         &crate::domain::health::IntegrationHealth,
     ) -> Option<f64>|
      -> Vec<Sample> {

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use super::rules::{evaluate, reconcile, Change, Firing, Thresholds};
 use crate::config::Config;
 use crate::domain::alerts::{occurrence, AlertKey, AlertRecord, Severity, SourceType};
-use crate::store::tenant::Touched;
+use crate::store::live::Touched;
 use crate::store::{Store, StoreError, MAX_ATTEMPTS};
 use crate::time::Millis;
 
@@ -451,7 +451,7 @@ pub async fn run_evaluator<F, Fut>(
 mod tests {
     use super::*;
     use crate::domain::records::{AgentRecord, HostRecord};
-    use crate::store::tenant::AgentData;
+    use crate::store::live::AgentData;
 
     const NOW: Millis = 1_780_000_000_000;
 

@@ -217,7 +217,7 @@ impl Collector {
     async fn stuck(
         &self,
         tenant: &str,
-        agents: &[crate::store::tenant::AgentData],
+        agents: &[crate::store::live::AgentData],
         t: &Thresholds,
         now: Millis,
     ) -> Result<Vec<rules::Firing>, StoreError> {
@@ -515,7 +515,7 @@ impl Collector {
     fn schedule_recoveries(
         &self,
         tenant: &str,
-        integrations: &[crate::store::tenant::IntegrationData],
+        integrations: &[crate::store::live::IntegrationData],
     ) {
         let mut map = self
             .recoveries
@@ -699,7 +699,7 @@ fn healths(
 
 /// What a report reads of a tenant's data besides its health objects.
 pub(crate) struct DataView<'a> {
-    agents: &'a [crate::store::tenant::AgentData],
+    agents: &'a [crate::store::live::AgentData],
     hosts: &'a [crate::domain::records::HostRecord],
     system: &'a crate::domain::records::SystemRecord,
 }

@@ -16,7 +16,7 @@ use crate::domain::records::{
     AgentCounters, AgentRecord, HostRecord, IntegrationRecord, SystemRecord,
 };
 use crate::domain::system::round1;
-use crate::store::tenant::AgentData;
+use crate::store::live::AgentData;
 use crate::time::{format_rfc3339, Millis};
 
 /// Host CPU or memory above this (percent) is a warning.

@@ -1,7 +1,8 @@
 //! The agents aggregate: reading an agent's health and registering or updating agents.
 
 use super::layout::Entity;
-use super::tenant::{AgentData, Consistency};
+use super::live::AgentData;
+use super::tenant::Consistency;
 use super::{Store, StoreError};
 use crate::domain::health::{agent_health, AgentHealth};
 use crate::domain::live::{Live, LiveAgent};

@@ -1,7 +1,7 @@
 //! The integrations aggregate: reading an integration's health and registering integrations.
 
 use super::layout::Entity;
-use super::tenant::IntegrationData;
+use super::live::IntegrationData;
 use super::{Store, StoreError};
 use crate::domain::health::IntegrationHealth;
 use crate::domain::live::{Live, LiveIntegration};

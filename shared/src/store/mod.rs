@@ -29,6 +29,7 @@ pub mod ingest;
 pub mod integrations;
 pub mod keys;
 pub mod layout;
+pub mod live;
 pub mod notify;
 pub mod quota;
 pub mod report;

@@ -4,8 +4,8 @@
 use futures::{StreamExt, TryStreamExt};
 
 use super::layout::Entity;
+use super::live::EntityData;
 use super::tenant::Consistency;
-use super::tenant::EntityData;
 use super::{Store, StoreError};
 use crate::domain::live::{LiveAgent, LiveIntegration};
 use crate::domain::report::{

@@ -1,8 +1,9 @@
 //! Tenant-wide reads: integrations list, the system object, and daily history.
 
 use super::agents::bucket;
-use super::ingest::{corrupt, DayRecord, LiveRecord};
+use super::ingest::corrupt;
 use super::layout::{self, Entity};
+use super::live::{LiveRecord, StoredAs};
 use super::tenant::Consistency;
 use super::{Store, StoreError, StoredItem};
 use crate::domain::health::{agent_status, IntegrationHealth};
@@ -233,7 +234,7 @@ impl Store {
     ) -> Result<Option<DaysAndHours<C>>, StoreError>
     where
         Live<R, C>: LiveRecord,
-        C: Counters + DayRecord,
+        C: Counters + StoredAs,
     {
         let Some(live) = self.live_item::<Live<R, C>>(tenant, entity, id).await? else {
             return Ok(None);
@@ -254,7 +255,7 @@ impl Store {
     /// The day counters of an entity from `first` on: day buckets for days older than the
     /// live item keeps, then the live item's own days, which win over a bucket of the same
     /// day (a bucket written by a settle whose item write then lost a race).
-    pub(crate) async fn days_of<R, C: Counters + DayRecord>(
+    pub(crate) async fn days_of<R, C: Counters + StoredAs>(
         &self,
         tenant: &str,
         entity: Entity,

@@ -1,18 +1,16 @@
 //! What the collector reads and writes per tenant: the tenant list, the claim on a cycle,
 //! every entity's live item in one Query per kind, and probe results.
 
-use super::ingest::{corrupt, live_of, LiveRecord};
+use super::ingest::corrupt;
 use super::layout::{self, Entity};
+use super::live::{live_of, AgentData, IntegrationData, LiveRecord};
 use super::{
     skip_unreadable, Condition, CycleRecord, Record, Store, StoreError, StoredItem, TenantRecord,
     Write,
 };
 use crate::domain::alerts::AlertRecord;
-use crate::domain::health::{integration_health, IntegrationHealth};
-use crate::domain::live::{Live, LiveAgent, LiveHost, LiveIntegration};
-use crate::domain::records::{
-    AgentCounters, AgentRecord, HostRecord, IntegrationCounters, IntegrationRecord, SystemRecord,
-};
+use crate::domain::live::{LiveAgent, LiveHost, LiveIntegration};
+use crate::domain::records::{HostRecord, IntegrationRecord, SystemRecord};
 use crate::time::Millis;
 
 /// How fresh a read must be.
@@ -22,145 +20,6 @@ pub enum Consistency {
     Strong,
     /// Possibly a second behind, at half the price on DynamoDB.
     Eventual,
-}
-
-/// An entity's record with the counters its health needs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EntityData<R, C> {
-    /// The record.
-    pub record: R,
-    /// Minute buckets of the hour window.
-    pub minutes: Vec<(i64, C)>,
-    /// Day buckets of the last days (the trend's 7 and more).
-    pub days: Vec<(i64, C)>,
-    /// Latencies by minute over the hour window.
-    pub latency: Vec<(i64, crate::domain::latency::Histogram)>,
-    /// The newest hour moved to an hour bucket (see [`crate::domain::live::Window`]).
-    pub hours_through: Option<i64>,
-}
-
-impl<R, C> From<Live<R, C>> for EntityData<R, C> {
-    fn from(live: Live<R, C>) -> Self {
-        Self {
-            record: live.record,
-            minutes: live.window.minutes,
-            days: live.window.days,
-            latency: live.window.latency,
-            hours_through: live.window.hours_through,
-        }
-    }
-}
-
-impl<R, C: crate::domain::live::Counters> EntityData<R, C> {
-    /// What an SLO of this entity is computed from, with its stored hour buckets: the same
-    /// as [`crate::store::slo::slo_data`] on the live item it was read from.
-    pub fn slo_data(
-        &self,
-        mut stored: Vec<(i64, crate::domain::latency::HourSummary)>,
-    ) -> crate::domain::slo::SloData {
-        let window = crate::domain::live::Window {
-            minutes: self.minutes.clone(),
-            days: Vec::new(),
-            latency: self.latency.clone(),
-            hours_through: self.hours_through,
-        };
-        stored.extend(window.unmoved_hours());
-        crate::domain::slo::SloData {
-            hours: stored,
-            minutes: crate::store::slo::minute_summaries(&self.minutes, &self.latency),
-        }
-    }
-}
-
-/// An agent with the counters its health needs.
-pub type AgentData = EntityData<AgentRecord, AgentCounters>;
-
-/// An integration with the counters its health needs.
-pub type IntegrationData = EntityData<IntegrationRecord, IntegrationCounters>;
-
-impl IntegrationData {
-    /// Its health at `now`.
-    pub fn health(&self, now: Millis, latency_threshold_ms: f64) -> IntegrationHealth {
-        integration_health(
-            &self.record,
-            &self.minutes,
-            &self.days,
-            &self.latency,
-            now,
-            latency_threshold_ms,
-        )
-    }
-}
-
-/// The sources a batch of events changed, as written: what an evaluation of those events
-/// needs, without reading them again.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Touched {
-    /// Agents.
-    pub agents: Vec<AgentData>,
-    /// Integrations.
-    pub integrations: Vec<IntegrationData>,
-    /// Hosts.
-    pub hosts: Vec<HostRecord>,
-    /// The gauges, if a gauge was reported.
-    pub system: Option<SystemRecord>,
-}
-
-impl Touched {
-    /// Whether no source was touched.
-    pub fn is_empty(&self) -> bool {
-        self.agents.is_empty()
-            && self.integrations.is_empty()
-            && self.hosts.is_empty()
-            && self.system.is_none()
-    }
-
-    /// The touched sources among `sources` (hosts and the gauges as `system` sources).
-    pub fn only(
-        self,
-        sources: &std::collections::HashSet<(crate::domain::alerts::SourceType, String)>,
-    ) -> Touched {
-        use crate::domain::alerts::SourceType;
-        let has = |t: SourceType, id: &str| sources.contains(&(t, id.to_owned()));
-        Touched {
-            agents: self
-                .agents
-                .into_iter()
-                .filter(|a| has(SourceType::Agent, &a.record.agent_id))
-                .collect(),
-            integrations: self
-                .integrations
-                .into_iter()
-                .filter(|i| has(SourceType::Integration, &i.record.integration_id))
-                .collect(),
-            hosts: self
-                .hosts
-                .into_iter()
-                .filter(|h| has(SourceType::System, &h.host_id))
-                .collect(),
-            system: self.system.filter(|_| has(SourceType::System, "system")),
-        }
-    }
-
-    /// Adds a later batch's sources; a source in both keeps the later state.
-    pub fn merge(&mut self, later: Touched) {
-        fn keep_later<T>(mine: &mut Vec<T>, later: Vec<T>, id: impl Fn(&T) -> &str) {
-            for item in later {
-                match mine.iter().position(|m| id(m) == id(&item)) {
-                    Some(i) => mine[i] = item,
-                    None => mine.push(item),
-                }
-            }
-        }
-        keep_later(&mut self.agents, later.agents, |a| &a.record.agent_id);
-        keep_later(&mut self.integrations, later.integrations, |i| {
-            &i.record.integration_id
-        });
-        keep_later(&mut self.hosts, later.hosts, |h| &h.host_id);
-        if later.system.is_some() {
-            self.system = later.system;
-        }
-    }
 }
 
 /// Everything a collector cycle evaluates for one tenant.

@@ -293,7 +293,7 @@ pub async fn cost_benchmark() {
         .tenant_data(TENANT)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let fleet = shared::store::tenant::Touched {
+    let fleet = shared::store::live::Touched {
         agents: data.agents,
         integrations: data.integrations,
         hosts: data.hosts,
