@@ -13,8 +13,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::Value;
-use shared::notify::render::escape;
 use shared::notify::send::{verify_signature, SIGNATURE_TOLERANCE_S};
+use shared::render::escape;
 use shared::time::Clock;
 
 /// Messages kept.

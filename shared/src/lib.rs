@@ -9,6 +9,7 @@ pub mod domain;
 pub mod lambda;
 pub mod notify;
 pub mod outbound;
+pub mod render;
 pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -12,8 +12,8 @@ use crate::domain::notify::{
     DEFAULT_GROUP_INTERVAL_S, DEFAULT_GROUP_WAIT_S, DEFAULT_REPEAT_INTERVAL_S, HIDDEN,
     MAX_INTERVAL_S,
 };
-use crate::notify::render::escape;
 use crate::notify::token::{self, TokenError};
+use crate::render::escape;
 use crate::store::alerts::{AckOutcome, GuardedAck};
 use crate::time::{format_rfc3339, parse_rfc3339, Millis, DAY_MS};
 use crate::AppState;

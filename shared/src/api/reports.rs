@@ -3,7 +3,8 @@
 use http::{Response, StatusCode};
 
 use super::{json_response, query_param, ApiError};
-use crate::domain::report::{build, html, markdown, PeriodKind};
+use crate::domain::report::{build, PeriodKind};
+use crate::render::report::{html, markdown};
 use crate::AppState;
 
 /// The report over the last week (default) or month, against the period before, as JSON

@@ -4,6 +4,7 @@ use serde_json::{json, Value};
 
 use crate::domain::alerts::{AlertRecord, Severity, SourceType};
 use crate::domain::notify::Kind;
+use crate::render::escape;
 use crate::time::format_rfc3339;
 
 /// One alert of a message with what a reader needs beyond the stored alert.
@@ -136,7 +137,7 @@ impl Message<'_> {
         if let Some(r) = &self.report {
             return format!(
                 "{}\nNotification {}\n",
-                crate::domain::report::markdown(r),
+                crate::render::report::markdown(r),
                 self.notification_id
             );
         }
@@ -167,7 +168,7 @@ impl Message<'_> {
     /// The HTML body of mail.
     pub fn html(&self) -> String {
         if let Some(r) = &self.report {
-            return crate::domain::report::html(r);
+            return crate::render::report::html(r);
         }
         let mut rows = String::new();
         for i in &self.items {
@@ -361,15 +362,6 @@ fn truncate(text: &str, max: usize) -> String {
     let mut t: String = text.chars().take(max.saturating_sub(1)).collect();
     t.push('…');
     t
-}
-
-/// Escapes text for HTML.
-pub fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 /// Slack's mrkdwn escaping: only `&`, `<` and `>`.

@@ -1,0 +1,377 @@
+//! A report as Markdown and as a standalone HTML page: the same titled blocks written two
+//! ways, every client-given text escaped for its format.
+
+use std::fmt::Write as _;
+
+use super::escape;
+use crate::domain::report::{duration, pct, Report};
+use crate::domain::wire_name as name;
+
+fn opt_duration(seconds: Option<f64>) -> String {
+    seconds.map_or_else(|| "–".to_owned(), duration)
+}
+
+fn ms(x: Option<f64>) -> String {
+    x.map_or_else(|| "–".to_owned(), |x| format!("{x:.1} ms"))
+}
+
+/// One table: a header row and rows of cells, already text.
+struct Table {
+    head: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+/// The report's content as titled blocks, rendered the same way into Markdown and HTML.
+enum Block {
+    Heading(String),
+    Text(String),
+    List(Vec<String>),
+    Table(Table),
+}
+
+fn blocks(r: &Report) -> Vec<Block> {
+    let word = r.period.word();
+    let (s, p) = (&r.summary, &r.previous);
+    let mut out = vec![
+        Block::Heading(format!("Health report of {}: last {word}", r.tenant)),
+        Block::Text(format!(
+            "From {} to {}, against the {word} from {} (UTC days).",
+            r.from, r.to, r.previous_from
+        )),
+        Block::Heading("Summary".into()),
+        Block::Table(Table {
+            head: vec!["", "this period", "previous period"],
+            rows: vec![
+                vec![
+                    "Executions".into(),
+                    s.executions.to_string(),
+                    p.executions.to_string(),
+                ],
+                vec![
+                    "Failed executions".into(),
+                    s.failed_executions.to_string(),
+                    p.failed_executions.to_string(),
+                ],
+                vec![
+                    "Success rate".into(),
+                    pct(s.success_rate, 1),
+                    pct(p.success_rate, 1),
+                ],
+                vec![
+                    "Integration calls".into(),
+                    s.calls.to_string(),
+                    p.calls.to_string(),
+                ],
+                vec![
+                    "Availability".into(),
+                    pct(s.availability, 2),
+                    pct(p.availability, 2),
+                ],
+                vec!["Alerts".into(), s.alerts.to_string(), p.alerts.to_string()],
+                vec![
+                    "Mean time to acknowledge".into(),
+                    opt_duration(s.mtta_seconds),
+                    opt_duration(p.mtta_seconds),
+                ],
+                vec![
+                    "Mean time to resolve".into(),
+                    opt_duration(s.mttr_seconds),
+                    opt_duration(p.mttr_seconds),
+                ],
+            ],
+        }),
+        Block::Heading("Findings".into()),
+        Block::List(r.findings.clone()),
+        Block::Heading("Integrations".into()),
+    ];
+    if r.integrations.is_empty() {
+        out.push(Block::Text("No integrations.".into()));
+    } else {
+        out.push(Block::Table(Table {
+            head: vec![
+                "Integration",
+                "State",
+                "Calls",
+                "Availability",
+                "before",
+                "p95",
+                "before",
+                "Checks",
+                "Recovery attempts",
+                "Recoveries",
+            ],
+            rows: r
+                .integrations
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.integration_name.clone(),
+                        i.state.clone(),
+                        i.current.calls.to_string(),
+                        pct(i.current.availability, 2),
+                        pct(i.previous.availability, 2),
+                        ms(i.current.latency_p95_ms),
+                        ms(i.previous.latency_p95_ms),
+                        i.health_checks_performed.to_string(),
+                        i.recovery_attempts.to_string(),
+                        i.successful_recoveries.to_string(),
+                    ]
+                })
+                .collect(),
+        }));
+    }
+    out.push(Block::Heading("SLOs".into()));
+    if r.slos.is_empty() {
+        out.push(Block::Text("No SLOs defined.".into()));
+    } else {
+        out.push(Block::Table(Table {
+            head: vec![
+                "SLO",
+                "Source",
+                "Target",
+                "Now",
+                "Buffer",
+                "Budget left",
+                "Status",
+                "Burn",
+                "before",
+            ],
+            rows: r
+                .slos
+                .iter()
+                .map(|s| {
+                    let burn =
+                        |b: Option<f64>| b.map_or_else(|| "–".to_owned(), |b| format!("{b:.2}×"));
+                    vec![
+                        s.slo_id.clone(),
+                        format!("{} {}", s.source_type, s.source_id),
+                        pct(Some(s.target), 2),
+                        pct(s.current, 2),
+                        s.buffer.map_or_else(
+                            || "–".to_owned(),
+                            |b| format!("{:+.2} points", b * 100.0),
+                        ),
+                        pct(Some(s.error_budget_remaining), 1),
+                        name(&s.status),
+                        burn(s.burn_rate),
+                        burn(s.previous_burn_rate),
+                    ]
+                })
+                .collect(),
+        }));
+    }
+    out.push(Block::Heading("Top failing agents".into()));
+    if r.top_failing_agents.is_empty() {
+        out.push(Block::Text("No failed executions.".into()));
+    } else {
+        out.push(Block::Table(Table {
+            head: vec!["Agent", "Executions", "Failed", "Success rate", "before"],
+            rows: r
+                .top_failing_agents
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.agent_name.clone(),
+                        a.executions.to_string(),
+                        a.failed.to_string(),
+                        pct(a.success_rate, 1),
+                        pct(a.previous_success_rate, 1),
+                    ]
+                })
+                .collect(),
+        }));
+    }
+    out.push(Block::Heading("Top failing integrations".into()));
+    if r.top_failing_integrations.is_empty() {
+        out.push(Block::Text("No failed calls.".into()));
+    } else {
+        out.push(Block::Table(Table {
+            head: vec!["Integration", "Calls", "Failed", "Availability"],
+            rows: r
+                .top_failing_integrations
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.integration_name.clone(),
+                        i.current.calls.to_string(),
+                        i.current.failures.to_string(),
+                        pct(i.current.availability, 2),
+                    ]
+                })
+                .collect(),
+        }));
+    }
+    let inc = &r.incidents;
+    out.push(Block::Heading("Incidents".into()));
+    out.push(Block::Text(format!(
+        "{} ({} critical, {} warning); {} acknowledged, mean time to acknowledge {}; {} resolved, mean time to resolve {}.",
+        if inc.count == 1 { "1 alert".to_owned() } else { format!("{} alerts", inc.count) },
+        inc.critical,
+        inc.warning,
+        inc.acknowledged,
+        opt_duration(inc.mtta_seconds),
+        inc.resolved,
+        opt_duration(inc.mttr_seconds)
+    )));
+    if !inc.alerts.is_empty() {
+        out.push(Block::Table(Table {
+            head: vec![
+                "Raised",
+                "Severity",
+                "Alert",
+                "Acknowledged after",
+                "Resolved after",
+            ],
+            rows: inc
+                .alerts
+                .iter()
+                .map(|a| {
+                    let after = |s: Option<i64>| opt_duration(s.map(|s| s as f64));
+                    vec![
+                        a.raised_at.clone(),
+                        name(&a.severity),
+                        a.message.clone(),
+                        after(a.time_to_acknowledge_s),
+                        after(a.time_to_resolve_s),
+                    ]
+                })
+                .collect(),
+        }));
+    }
+    out
+}
+
+/// The report as Markdown (GitHub tables).
+pub fn markdown(r: &Report) -> String {
+    // Names are the clients' text: `<` must not open an HTML tag, a line break must not
+    // end a line, and in a table a pipe must not end its cell.
+    let text = |t: &str| t.replace('<', "\\<").replace(['\n', '\r'], " ");
+    let cell = |t: &str| text(t).replace('|', "\\|");
+    let mut out = String::new();
+    let mut first = true;
+    for block in blocks(r) {
+        match block {
+            Block::Heading(h) if first => {
+                let _ = writeln!(out, "# {}\n", text(&h));
+                first = false;
+            }
+            Block::Heading(h) => {
+                let _ = writeln!(out, "## {}\n", text(&h));
+            }
+            Block::Text(t) => {
+                let _ = writeln!(out, "{}\n", text(&t));
+            }
+            Block::List(items) => {
+                for i in items {
+                    let _ = writeln!(out, "- {}", text(&i));
+                }
+                out.push('\n');
+            }
+            Block::Table(t) => {
+                let _ = writeln!(out, "| {} |", t.head.join(" | "));
+                let _ = writeln!(out, "|{}", "---|".repeat(t.head.len()));
+                for row in t.rows {
+                    let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
+                    let _ = writeln!(out, "| {} |", cells.join(" | "));
+                }
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// The report as a standalone HTML page.
+pub fn html(r: &Report) -> String {
+    let mut body = String::new();
+    let mut title = String::new();
+    for block in blocks(r) {
+        match block {
+            Block::Heading(h) if title.is_empty() => {
+                title = escape(&h);
+                let _ = writeln!(body, "<h1>{title}</h1>");
+            }
+            Block::Heading(h) => {
+                let _ = writeln!(body, "<h2>{}</h2>", escape(&h));
+            }
+            Block::Text(t) => {
+                let _ = writeln!(body, "<p>{}</p>", escape(&t));
+            }
+            Block::List(items) => {
+                body.push_str("<ul>\n");
+                for i in items {
+                    let _ = writeln!(body, "<li>{}</li>", escape(&i));
+                }
+                body.push_str("</ul>\n");
+            }
+            Block::Table(t) => {
+                body.push_str("<table>\n<thead><tr>");
+                for h in &t.head {
+                    let _ = write!(body, "<th>{}</th>", escape(h));
+                }
+                body.push_str("</tr></thead>\n<tbody>\n");
+                for row in t.rows {
+                    body.push_str("<tr>");
+                    for c in row {
+                        let _ = write!(body, "<td>{}</td>", escape(&c));
+                    }
+                    body.push_str("</tr>\n");
+                }
+                body.push_str("</tbody>\n</table>\n");
+            }
+        }
+    }
+    format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}</body>\n</html>\n"
+    )
+}
+
+const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem;color:#1d232b}\
+table{border-collapse:collapse;margin:.5rem 0 1.5rem;display:block;overflow-x:auto}\
+th,td{border:1px solid #d4d9e0;padding:.3rem .6rem;text-align:left;white-space:nowrap}\
+th{background:#f2f4f7}\
+@media (prefers-color-scheme:dark){body{background:#15191e;color:#e3e7ec}th{background:#232a32}th,td{border-color:#39424d}}";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::records::AgentCounters;
+    use crate::domain::report::{build, AgentInput, Period, PeriodKind, ReportInputs};
+    use crate::time::DAY_MS;
+
+    fn report_of(agent_name: &str, completed: u64, failed: u64) -> Report {
+        let now = 100 * DAY_MS;
+        build(&ReportInputs {
+            tenant: "acme".into(),
+            period: Period::ending(PeriodKind::Week, now),
+            agents: vec![AgentInput {
+                agent_id: "a".into(),
+                agent_name: agent_name.into(),
+                days: vec![(
+                    99,
+                    AgentCounters {
+                        started: completed + failed,
+                        completed,
+                        failed,
+                        ..AgentCounters::default()
+                    },
+                )],
+            }],
+            integrations: Vec::new(),
+            slos: Vec::new(),
+            alerts: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn markdown_and_html_keep_clients_text_inert() {
+        let r = report_of("A | <b>", 1, 1);
+        let md = markdown(&r);
+        assert!(md.contains("| A \\| \\<b> | 2 | 1 | 50.0 % | – |"), "{md}");
+        let page = html(&r);
+        assert!(page.contains("<td>A | &lt;b&gt;</td>"), "{page}");
+        assert!(!page.contains("<b>"));
+    }
+}
