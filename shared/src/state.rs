@@ -7,6 +7,9 @@ use crate::config::Config;
 use crate::store::Store;
 use crate::time::{Clock, SystemClock};
 
+/// Where ingestion queues the sources it changed, by tenant, for the evaluator.
+pub type EvaluationQueue = tokio::sync::mpsc::Sender<(String, crate::store::live::Touched)>;
+
 /// Shared application state. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -24,10 +27,10 @@ pub struct AppState {
     /// the process (Lambda), nobody waits on it.
     pub notifier_wake: Arc<tokio::sync::Notify>,
     /// Where ingestion queues the sources it changed for evaluation within seconds
-    /// ([`crate::collector::alerting::run_evaluator`]); `None` where events are evaluated
+    /// (the collector's `alerting::run_evaluator`); `None` where events are evaluated
     /// elsewhere (in AWS, by the evaluator function on the table's stream) or only by the
     /// cycle.
-    pub evaluator: Option<crate::collector::alerting::Sender>,
+    pub evaluator: Option<EvaluationQueue>,
     /// What this process's collector, notifier and WebSocket gateway did, in total and
     /// per tenant.
     pub stats: Arc<crate::telemetry::StackStats>,

@@ -371,9 +371,6 @@ pub fn sources_that_may_alert(
         .collect()
 }
 
-/// Ingested sources waiting for evaluation, by tenant.
-pub type Sender = tokio::sync::mpsc::Sender<(String, Touched)>;
-
 /// Batches queued for the evaluator before ingestion stops queuing (the cycle then catches
 /// up what was not queued).
 pub const QUEUE: usize = 1024;
