@@ -112,9 +112,9 @@ fn paths_after(text: &str, anchor: &str) -> Vec<String> {
             .take_while(|c| is_ident(*c) || *c == ':')
             .collect();
         let head = head.trim_end_matches(':').to_owned();
-        let group = &rest[head.len()..].trim_start_matches(':');
-        if group.starts_with('{') {
-            let body: String = group[1..].chars().take_while(|c| *c != '}').collect();
+        let group = rest[head.len()..].trim_start_matches(':');
+        if let Some(group) = group.strip_prefix('{') {
+            let body: String = group.chars().take_while(|c| *c != '}').collect();
             for item in body.split(',') {
                 let item: String = item
                     .trim()
