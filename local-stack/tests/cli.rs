@@ -156,33 +156,21 @@ async fn prints_url_and_key_stops_on_ctrl_c_and_keeps_key_and_data() {
 
 #[tokio::test]
 async fn create_key_prints_a_key_with_the_given_tenant_and_scopes() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(env!("CARGO_BIN_EXE_local-stack"))
-        .args([
-            "create-key",
-            "--tenant",
-            "acme",
-            "--scopes",
-            "read",
-            "--name",
-            "viewer",
-        ])
-        .env("HEALTH_DATA_DIR", dir.path())
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let create_key = |scopes: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_local-stack"))
+            .args(["create-key", "--tenant", "acme"])
+            .args(scopes)
+            .env("HEALTH_DATA_DIR", dir.path())
+            .output()
+            .expect("running local-stack create-key")
+    };
+    let key = stdout_of(&create_key(&["--scopes", "read", "--name", "viewer"]))
+        .trim()
+        .to_owned();
     assert!(key.starts_with("ahm_"), "{key}");
 
-    let bad = Command::new(env!("CARGO_BIN_EXE_local-stack"))
-        .args(["create-key", "--tenant", "acme", "--scopes", "root"])
-        .env("HEALTH_DATA_DIR", dir.path())
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let bad = create_key(&["--scopes", "root"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown scope \"root\""));
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use e2e_tests::{spawn_api, Api, Backend};
+use e2e_tests::{spawn_api, Api, Backend, RequestExt as _};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use shared::time::{format_rfc3339, ManualClock, Millis, DAY_MS, HOUR_MS, MINUTE_MS};
@@ -388,9 +388,8 @@ async fn a_weekly_report_renders_in_three_formats(backend: Backend) {
         .client
         .get(format!("{}/api/health/reports?format=html", api.base))
         .bearer_auth(&api.key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .answer()
+        .await;
     assert_eq!(
         res.headers()
             .get("content-type")
@@ -432,9 +431,8 @@ async fn export(
         .client
         .get(format!("{}/api/health/export?{query}", api.base))
         .bearer_auth(&api.key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .answer()
+        .await;
     let (status, headers) = (res.status(), res.headers().clone());
     (status, headers, res.text().await.unwrap_or_default())
 }
@@ -612,9 +610,8 @@ async fn exports_round_trip_the_seeded_history(backend: Backend) {
     let res = api
         .client
         .get(format!("{}/api/health/export?kind=alerts", api.base))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .answer()
+        .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "no key, no export");
 }
 
@@ -790,60 +787,10 @@ async fn host_history_by_hour_comes_from_hour_buckets(backend: Backend) {
     }
 }
 
-mod embedded {
-    use super::*;
-
-    #[tokio::test]
-    async fn failures_keep_the_error_text_newest_first() {
-        super::failures_keep_the_error_text_newest_first(Backend::Embedded).await;
-    }
-
-    #[tokio::test]
-    async fn a_weekly_report_renders_in_three_formats() {
-        super::a_weekly_report_renders_in_three_formats(Backend::Embedded).await;
-    }
-
-    #[tokio::test]
-    async fn exports_round_trip_the_seeded_history() {
-        super::exports_round_trip_the_seeded_history(Backend::Embedded).await;
-    }
-
-    #[tokio::test]
-    async fn hourly_slots_show_each_hour_of_a_source() {
-        super::hourly_slots_show_each_hour_of_a_source(Backend::Embedded).await;
-    }
-
-    #[tokio::test]
-    async fn host_history_by_hour_comes_from_hour_buckets() {
-        super::host_history_by_hour_comes_from_hour_buckets(Backend::Embedded).await;
-    }
-}
-
-mod dynamodb {
-    use super::*;
-
-    #[tokio::test]
-    async fn failures_keep_the_error_text_newest_first() {
-        super::failures_keep_the_error_text_newest_first(Backend::DynamoDb).await;
-    }
-
-    #[tokio::test]
-    async fn a_weekly_report_renders_in_three_formats() {
-        super::a_weekly_report_renders_in_three_formats(Backend::DynamoDb).await;
-    }
-
-    #[tokio::test]
-    async fn exports_round_trip_the_seeded_history() {
-        super::exports_round_trip_the_seeded_history(Backend::DynamoDb).await;
-    }
-
-    #[tokio::test]
-    async fn hourly_slots_show_each_hour_of_a_source() {
-        super::hourly_slots_show_each_hour_of_a_source(Backend::DynamoDb).await;
-    }
-
-    #[tokio::test]
-    async fn host_history_by_hour_comes_from_hour_buckets() {
-        super::host_history_by_hour_comes_from_hour_buckets(Backend::DynamoDb).await;
-    }
-}
+e2e_tests::on_both_backends!(
+    failures_keep_the_error_text_newest_first,
+    a_weekly_report_renders_in_three_formats,
+    exports_round_trip_the_seeded_history,
+    hourly_slots_show_each_hour_of_a_source,
+    host_history_by_hour_comes_from_hour_buckets,
+);

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use e2e_tests::RequestExt as _;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shared::config::Config;
@@ -16,11 +17,7 @@ struct Api {
 
 impl Api {
     async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let res = req
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("request failed: {e}"));
+        let res = req.bearer_auth(&self.key).answer().await;
         let status = res.status();
         (status, res.json().await.unwrap_or(Value::Null))
     }

@@ -164,30 +164,7 @@ async fn bad_slos_are_refused_field_by_field(backend: Backend) {
     assert_eq!(list, json!([]));
 }
 
-mod embedded {
-    use super::*;
-
-    #[tokio::test]
-    async fn slos_report_hand_computed_budgets_and_burn_rates() {
-        super::slos_report_hand_computed_budgets_and_burn_rates(Backend::Embedded).await;
-    }
-
-    #[tokio::test]
-    async fn bad_slos_are_refused_field_by_field() {
-        super::bad_slos_are_refused_field_by_field(Backend::Embedded).await;
-    }
-}
-
-mod dynamodb {
-    use super::*;
-
-    #[tokio::test]
-    async fn slos_report_hand_computed_budgets_and_burn_rates() {
-        super::slos_report_hand_computed_budgets_and_burn_rates(Backend::DynamoDb).await;
-    }
-
-    #[tokio::test]
-    async fn bad_slos_are_refused_field_by_field() {
-        super::bad_slos_are_refused_field_by_field(Backend::DynamoDb).await;
-    }
-}
+e2e_tests::on_both_backends!(
+    slos_report_hand_computed_budgets_and_burn_rates,
+    bad_slos_are_refused_field_by_field,
+);

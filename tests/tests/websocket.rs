@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use e2e_tests::ws;
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -29,15 +30,6 @@ async fn ingest(app: &local_stack::Running, key: &str, events: Value) {
 
 async fn get(app: &local_stack::Running, key: &str, path: &str) -> Value {
     e2e_tests::get_json(app, key, path).await
-}
-
-/// A key of another tenant with every scope.
-async fn tenant_key(app: &local_stack::Running, tenant: &str) -> String {
-    app.state
-        .store
-        .create_api_key(tenant, &local_stack::all_scopes(), "ops", 0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn connections(app: &local_stack::Running, tenant: &str) -> BTreeSet<String> {
@@ -163,12 +155,7 @@ async fn a_bad_key_is_refused_before_anything_is_stored() {
             .contains("?token="),
         "{body}"
     );
-    let ingest_only = app
-        .state
-        .store
-        .create_api_key("local", &["ingest".to_owned()], "agent", 0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ingest_only = e2e_tests::new_key(&app.state.store, "local", &["ingest"], "agent").await;
     let (status, body) = ws::refusal(&ws::url(app.addr, &ingest_only)).await;
     assert_eq!(status, 403, "{body}");
     assert!(connections(&app, "local").await.is_empty());
@@ -186,7 +173,7 @@ async fn a_bad_key_is_refused_before_anything_is_stored() {
 #[tokio::test]
 async fn a_tenant_never_receives_another_tenants_data() {
     let (app, _dir) = live_app().await;
-    let beta = tenant_key(&app, "beta").await;
+    let beta = e2e_tests::tenant_key(&app, "beta", "ops").await;
     let started = |agent: &str| json!([{"event_id": agent, "type": "execution.started", "agent_id": agent, "execution_id": "x", "operation": "Working"}]);
     ingest(&app, &app.api_key, started("local-bot")).await;
     ingest(&app, &beta, started("beta-bot")).await;
@@ -250,15 +237,8 @@ async fn a_clean_close_is_answered_with_a_close_frame() {
         }))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let answer = tokio::time::timeout(Duration::from_secs(5), socket.next())
-        .await
-        .unwrap_or_else(|_| panic!("no answer to the close frame within 5 s"));
-    match answer {
-        Some(Ok(Message::Close(Some(frame)))) => {
-            assert_eq!(u16::from(frame.code), 1000, "{frame:?}");
-        }
-        other => panic!("expected the server's close frame, got {other:?}"),
-    }
+    let frame = ws::close_frame(&mut socket, Duration::from_secs(5)).await;
+    assert_eq!(u16::from(frame.code), 1000, "{frame:?}");
 }
 
 /// The Management API answers the real SDK client with and without a stage prefix, like
@@ -301,33 +281,11 @@ async fn the_management_api_posts_describes_and_deletes_connections() {
             other => panic!("expected the posted text, got {other:?}"),
         }
     }
-    let unknown = staged
-        .post_to_connection()
-        .connection_id("NoSuchConnection=")
-        .data(b"x".to_vec().into())
-        .send()
-        .await
-        .err()
-        .unwrap_or_else(|| panic!("an unknown connection was accepted"));
+    let unknown = refused_post(&staged, "NoSuchConnection=", b"x".to_vec()).await;
+    assert!(unknown.is_gone_exception(), "{}", aws_sdk_error(&unknown));
+    let too_large = refused_post(&plain, &id, vec![b'x'; 200 * 1024]).await;
     assert!(
-        unknown
-            .as_service_error()
-            .is_some_and(|e| e.is_gone_exception()),
-        "{}",
-        aws_sdk_error(&unknown)
-    );
-    let too_large = plain
-        .post_to_connection()
-        .connection_id(&id)
-        .data(vec![b'x'; 200 * 1024].into())
-        .send()
-        .await
-        .err()
-        .unwrap_or_else(|| panic!("a 200 KiB message was accepted"));
-    assert!(
-        too_large
-            .as_service_error()
-            .is_some_and(|e| e.is_payload_too_large_exception()),
+        too_large.is_payload_too_large_exception(),
         "{}",
         aws_sdk_error(&too_large)
     );
@@ -357,6 +315,30 @@ async fn the_management_api_posts_describes_and_deletes_connections() {
 
 fn aws_sdk_error(e: &impl std::error::Error) -> String {
     aws_sdk_apigatewaymanagement::error::DisplayErrorContext(e).to_string()
+}
+
+/// Posts `data` to connection `id` through the Management API, where it must be refused:
+/// answers the service's error; panics if the post was accepted or failed otherwise.
+async fn refused_post(
+    client: &aws_sdk_apigatewaymanagement::Client,
+    id: &str,
+    data: Vec<u8>,
+) -> PostToConnectionError {
+    let len = data.len();
+    let error = client
+        .post_to_connection()
+        .connection_id(id)
+        .data(data.into())
+        .send()
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a post of {len} bytes to {id} was accepted"));
+    assert!(
+        error.as_service_error().is_some(),
+        "{}",
+        aws_sdk_error(&error)
+    );
+    error.into_service_error()
 }
 
 #[tokio::test]
@@ -539,12 +521,7 @@ async fn connections_past_the_key_or_tenant_quota_are_refused_naming_the_quota()
     config.quotas.websockets_per_key = 2;
     config.quotas.websockets_per_tenant = 3;
     let (app, _dir) = e2e_tests::spawn_app_with(config).await;
-    let other_key = app
-        .state
-        .store
-        .create_api_key("local", &["read".to_owned()], "wall screen", 0)
-        .await
-        .unwrap_or_else(|e| panic!("creating a second key: {e}"));
+    let other_key = e2e_tests::new_key(&app.state.store, "local", &["read"], "wall screen").await;
     let url = ws::url(app.addr, &app.api_key);
     let mut first = ws::connect(&url).await;
     let _second = ws::connect(&url).await;

@@ -91,11 +91,8 @@ pub async fn clients(url: &str, count: usize) {
 /// The parent: the local stack, the child's clients, the vanished connections, and
 /// [`RUNS`] broadcasts.
 pub async fn broadcast_benchmarks() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let app = local_stack::start(local_stack::Options {
-        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-        data_dir: dir.path().to_owned(),
-        config: shared::config::Config {
+    let (app, _dir) = e2e_tests::spawn_app_limited(
+        shared::config::Config {
             polling_enabled: false,
             // Ten thousand connections of one key: far past the default WebSocket quotas.
             quotas: shared::config::Quotas {
@@ -105,17 +102,13 @@ pub async fn broadcast_benchmarks() {
             },
             ..shared::config::Config::default()
         },
-        clock: None,
-        sidecar: None,
-        demo: false,
         // Ten thousand WebSocket clients and then some.
-        limits: local_stack::Limits {
+        local_stack::Limits {
             max_connections: 20_000,
             ..local_stack::Limits::default()
         },
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    )
+    .await;
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
     let mut child = tokio::process::Command::new(exe)
         .args([

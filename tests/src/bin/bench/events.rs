@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e_tests::ws;
+use e2e_tests::{ws, RequestExt as _};
 use serde_json::json;
 use shared::config::Config;
 
@@ -48,9 +48,8 @@ pub async fn event_benchmarks() {
                 &json!({"events": [{"event_id": format!("e{round}"), "type": "host.sample",
                 "host_id": host, "cpu_usage": 97.0, "memory_usage": 10.0}]}),
             )
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .answer()
+            .await;
         assert_eq!(res.status(), 202);
         let store = &app.state.store;
         let alert = async {

@@ -59,22 +59,12 @@ pub(crate) async fn configure(store: &Store, tenant: &str, url: &str) {
 async fn raise_to_webhook(rounds: usize) {
     let sink = e2e_tests::Sink::start().await;
     let url = sink.url("/hook");
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let app = local_stack::start(local_stack::Options {
-        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-        data_dir: dir.path().to_owned(),
-        config: Config {
-            polling_interval_secs: 1,
-            probe_allowed_addresses: vec!["127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))],
-            ..Config::default()
-        },
-        clock: None,
-        sidecar: None,
-        demo: false,
-        limits: local_stack::Limits::default(),
+    let (app, _dir) = e2e_tests::spawn_app_with(Config {
+        polling_interval_secs: 1,
+        probe_allowed_addresses: vec![e2e_tests::LOOPBACK.into()],
+        ..Config::default()
     })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .await;
     configure(&app.state.store, "local", &url).await;
     let mut samples = Vec::new();
     for round in 0..rounds {
