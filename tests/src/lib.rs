@@ -162,6 +162,7 @@ pub mod seed {
     use shared::domain::alerts::{AlertRecord, Severity, SourceType};
     use shared::domain::events::{parse_batch, Event};
     use shared::domain::notify::{ChannelRecord, Destination, Matcher, RuleRecord, SilenceRecord};
+    use shared::notify::token::{AckClaim, ACK_LINK_TTL_MS};
     use shared::store::ingest::IngestOutcome;
     use shared::store::Store;
     use shared::time::Millis;
@@ -293,6 +294,19 @@ pub mod seed {
             .ack_secret()
             .await
             .expect("reading the acknowledge-link secret")
+    }
+
+    /// The claim of an acknowledge link to `alert_id` of `tenant` from channel `channel_id`,
+    /// sent at `sent_at` (so valid for the links' lifetime from then), of the older form
+    /// that does not say what it was sent for.
+    pub fn ack_claim(tenant: &str, alert_id: &str, channel_id: &str, sent_at: Millis) -> AckClaim {
+        AckClaim {
+            tenant: tenant.into(),
+            alert_id: alert_id.into(),
+            channel_id: channel_id.into(),
+            expires_at: sent_at + ACK_LINK_TTL_MS,
+            sent_for: None,
+        }
     }
 
     /// Puts `silence` of `tenant`.

@@ -2,6 +2,10 @@
 //! error text its events carried, reports of a seeded history in three formats, and
 //! exports that round-trip it.
 
+// Helpers here are not `#[test]` functions, which clippy's allow-expect-in-tests covers:
+// they too stop a test with `expect`, saying what they were doing.
+#![allow(clippy::expect_used)]
+
 use std::sync::Arc;
 
 use e2e_tests::{spawn_api, Api, Backend, RequestExt as _};
@@ -183,29 +187,18 @@ async fn alert(
     ack_after_s: i64,
     resolve_after_s: i64,
 ) {
-    use shared::domain::alerts::{AlertRecord, Severity, SourceType};
-    running
-        .state
-        .store
-        .save_alert(
-            "local",
-            &AlertRecord {
-                alert_id: id.into(),
-                severity: Severity::Critical,
-                message: "Integration Stripe failed".into(),
-                source_type: SourceType::Integration,
-                source_id: "stripe".into(),
-                condition: "integration_failed".into(),
-                raised_at: raised,
-                acknowledged_by: Some("ops".into()),
-                acknowledged_at: Some(raised + ack_after_s * 1000),
-                notes: None,
-                resolved_at: Some(raised + resolve_after_s * 1000),
-            },
-            None,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    use shared::domain::alerts::{AlertRecord, SourceType};
+    let alert = AlertRecord {
+        message: "Integration Stripe failed".into(),
+        source_type: SourceType::Integration,
+        source_id: "stripe".into(),
+        condition: "integration_failed".into(),
+        acknowledged_by: Some("ops".into()),
+        acknowledged_at: Some(raised + ack_after_s * 1000),
+        resolved_at: Some(raised + resolve_after_s * 1000),
+        ..e2e_tests::seed::alert(id, raised)
+    };
+    e2e_tests::seed::save_alert(&running.state.store, "local", &alert).await;
 }
 
 /// Two weeks of history: the week before, a good one; this week, the agent fails half
@@ -439,11 +432,11 @@ async fn export(
 
 fn csv_rows(text: &str) -> Vec<std::collections::BTreeMap<String, String>> {
     let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let header = reader.headers().cloned().unwrap_or_else(|e| panic!("{e}"));
+    let header = reader.headers().cloned().expect("reading the CSV header");
     reader
         .records()
         .map(|r| {
-            let r = r.unwrap_or_else(|e| panic!("{e}"));
+            let r = r.expect("reading a CSV row");
             header
                 .iter()
                 .map(str::to_owned)

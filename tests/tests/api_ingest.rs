@@ -452,7 +452,7 @@ async fn concurrent_batches_on_shared_hot_items_are_all_accepted() {
         }));
     }
     for task in tasks {
-        for (status, body) in task.await.unwrap_or_else(|e| panic!("{e}")) {
+        for (status, body) in task.await.expect("a client task panicked") {
             assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         }
     }

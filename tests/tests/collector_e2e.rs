@@ -101,7 +101,7 @@ async fn a_failing_agent_raises_an_alert_that_is_acknowledged_and_resolves_on_re
     let alert = api
         .wait_for("the error-rate alert", false, is_error_rate)
         .await
-        .unwrap_or_else(|| panic!("no alert"));
+        .unwrap_or_else(|| panic!("the error-rate alert was not raised"));
     assert_eq!(alert["severity"], "warning");
     assert_eq!(alert["source_type"], "agent");
     assert_eq!(
@@ -142,7 +142,7 @@ async fn a_failing_agent_raises_an_alert_that_is_acknowledged_and_resolves_on_re
     })
     .await;
     assert!(api.alerts().await.iter().all(|a| !is_error_rate(a)));
-    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    app.stop().await.expect("stopping the local stack");
 }
 
 #[tokio::test]
@@ -164,5 +164,5 @@ async fn with_polling_disabled_only_events_raise_alerts() {
     let alerts = api.alerts().await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert!(is_error_rate(&alerts[0]));
-    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    app.stop().await.expect("stopping the local stack");
 }

@@ -3,6 +3,10 @@
 //! with gzip, and JSON; exports retried), read back through the REST API; `/metrics` read by
 //! prometheus_client's reference parsers in both exposition formats.
 
+// Helpers here are not `#[test]` functions, which clippy's allow-expect-in-tests covers:
+// they too stop a test with `expect`, saying what they were doing.
+#![allow(clippy::expect_used)]
+
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -318,12 +322,12 @@ async fn parse_metrics(format: &str, text: &str) -> Value {
         stdin
             .write_all(text.as_bytes())
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("writing /metrics to the parser's stdin");
     }
     let out = child
         .wait_with_output()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("waiting for the parser");
     assert!(
         out.status.success(),
         "the {format} parser refused /metrics: {}\n{text}",

@@ -20,6 +20,14 @@ async fn app(limits: local_stack::Limits) -> (local_stack::Running, tempfile::Te
     e2e_tests::spawn_app_limited(config, limits).await
 }
 
+/// The default limits, but a second to send a request's headers.
+fn one_second_for_headers() -> local_stack::Limits {
+    local_stack::Limits {
+        header_timeout: Duration::from_secs(1),
+        ..local_stack::Limits::default()
+    }
+}
+
 /// A raw TCP connection to the stack.
 async fn connect(app: &local_stack::Running) -> TcpStream {
     TcpStream::connect(app.addr)
@@ -50,15 +58,11 @@ const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: local\r\n\r\n";
 
 #[tokio::test]
 async fn half_a_request_line_is_dropped_after_the_header_timeout() {
-    let (app, _dir) = app(local_stack::Limits {
-        header_timeout: Duration::from_secs(1),
-        ..local_stack::Limits::default()
-    })
-    .await;
+    let (app, _dir) = app(one_second_for_headers()).await;
     let mut slow = connect(&app).await;
     slow.write_all(b"GET /api/health/ag")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("sending half a request line");
     assert!(
         closed_within(&mut slow, Duration::from_secs(5))
             .await
@@ -69,15 +73,9 @@ async fn half_a_request_line_is_dropped_after_the_header_timeout() {
 
 #[tokio::test]
 async fn an_idle_kept_alive_connection_is_closed() {
-    let (app, _dir) = app(local_stack::Limits {
-        header_timeout: Duration::from_secs(1),
-        ..local_stack::Limits::default()
-    })
-    .await;
+    let (app, _dir) = app(one_second_for_headers()).await;
     let mut idle = connect(&app).await;
-    idle.write_all(HEALTHZ)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    idle.write_all(HEALTHZ).await.expect("sending GET /healthz");
     let answered = closed_within(&mut idle, Duration::from_secs(5))
         .await
         .unwrap_or_else(|| panic!("an idle keep-alive connection is still open after 5 s"));
@@ -99,7 +97,7 @@ async fn beyond_the_connection_cap_a_client_waits_for_a_free_slot() {
     waiting
         .write_all(HEALTHZ)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("sending GET /healthz");
     let mut buf = [0u8; 64];
     let early = tokio::time::timeout(Duration::from_millis(700), waiting.read(&mut buf)).await;
     assert!(early.is_err(), "served beyond the cap: {early:?}");
@@ -107,7 +105,7 @@ async fn beyond_the_connection_cap_a_client_waits_for_a_free_slot() {
     let n = tokio::time::timeout(Duration::from_secs(5), waiting.read(&mut buf))
         .await
         .unwrap_or_else(|_| panic!("not served after a slot freed"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading /healthz's answer");
     assert!(
         buf[..n].starts_with(b"HTTP/1.1 200"),
         "{}",
@@ -121,7 +119,7 @@ async fn healthz_answers_without_a_key() {
     let client = reqwest::Client::new();
     let res = client.get(format!("{}/healthz", app.url())).answer().await;
     assert_eq!(res.status(), reqwest::StatusCode::OK);
-    let body: serde_json::Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let body: serde_json::Value = res.json().await.expect("reading /healthz's answer as JSON");
     assert_eq!(body, serde_json::json!({"status": "ok"}));
     let res = client.post(format!("{}/healthz", app.url())).answer().await;
     assert_eq!(res.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
@@ -141,16 +139,19 @@ async fn open_websockets_count_against_the_connection_cap() {
     waiting
         .write_all(HEALTHZ)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("sending GET /healthz");
     let mut buf = [0u8; 64];
     let early = tokio::time::timeout(Duration::from_millis(700), waiting.read(&mut buf)).await;
     assert!(early.is_err(), "served beyond the cap: {early:?}");
-    first.close(None).await.unwrap_or_else(|e| panic!("{e}"));
+    first
+        .close(None)
+        .await
+        .expect("closing the first WebSocket");
     drop(first);
     let n = tokio::time::timeout(Duration::from_secs(5), waiting.read(&mut buf))
         .await
         .unwrap_or_else(|_| panic!("not served after a WebSocket closed"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading /healthz's answer");
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
 }
 

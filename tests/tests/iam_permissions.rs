@@ -737,17 +737,9 @@ async fn every_function_performs_only_actions_its_role_grants() {
         e2e_tests::seed::channel(&seed.store, TENANT, id, id, destination).await;
     }
     let secret = e2e_tests::seed::ack_secret(&seed.store).await;
-    let ack_token = shared::notify::token::sign(
-        &secret,
-        &shared::notify::token::AckClaim {
-            tenant: TENANT.into(),
-            alert_id: "alert_2".into(),
-            channel_id: "hook".into(),
-            expires_at: now + shared::notify::token::ACK_LINK_TTL_MS,
-            // An old-format link: it acknowledges whatever the alert is now.
-            sent_for: None,
-        },
-    );
+    // An old-format link: it acknowledges whatever the alert is now.
+    let claim = e2e_tests::seed::ack_claim(TENANT, "alert_2", "hook", now);
+    let ack_token = shared::notify::token::sign(&secret, &claim);
     let badge = seed
         .store
         .create_badge(TENANT, "agent", "a1", now)

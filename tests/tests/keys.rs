@@ -13,10 +13,9 @@ async fn an_admin_creates_lists_and_revokes_keys_and_revocation_is_immediate() {
     let (app, _dir) = e2e_tests::spawn_app().await;
     let admin = Api::of(&app);
     let (status, created) = admin
-        .call(
-            Method::POST,
+        .post(
             "/api/health/keys",
-            Some(json!({"name": "ops laptop", "scopes": ["read"]})),
+            json!({"name": "ops laptop", "scopes": ["read"]}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -116,7 +115,7 @@ async fn the_last_admin_key_is_kept_and_other_tenants_keys_are_unknown() {
         .store
         .new_api_key("acme", &["admin".to_owned()], "acme admin", 0)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("creating acme's admin key");
     let (status, _) = admin
         .call(
             Method::DELETE,
@@ -126,11 +125,7 @@ async fn the_last_admin_key_is_kept_and_other_tenants_keys_are_unknown() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, body) = admin
-        .call(
-            Method::POST,
-            "/api/health/keys",
-            Some(json!({"name": "x", "scopes": ["root"]})),
-        )
+        .post("/api/health/keys", json!({"name": "x", "scopes": ["root"]}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["error"]["message"]

@@ -2,6 +2,10 @@
 //! watch`) and backed by the DynamoDB-compatible server, answer real HTTP requests with the
 //! contract's documents. Needs `cargo lambda` on PATH (the test command installs it).
 
+// Helpers here are not `#[test]` functions, which clippy's allow-expect-in-tests covers:
+// they too stop a test with `expect`, saying what they were doing.
+#![allow(clippy::expect_used)]
+
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -29,7 +33,7 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("finding a free port")
 }
 
 /// The one Lambda binary every function deploys.
@@ -141,7 +145,7 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
         .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("building the HTTP client");
     let call = |function: &str, method: reqwest::Method, path: &str, key: &str| {
         client
             .request(
@@ -455,7 +459,7 @@ async fn the_collector_binary_runs_cycles_on_a_scheduled_event() {
     let alerts = store
         .active_alerts("acme")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading acme's active alerts");
     assert_eq!(alerts.len(), 1);
     assert_eq!(
         (
@@ -472,7 +476,7 @@ async fn invoke(port: u16, function: &str, event: &Value) -> Value {
     let res = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
         .build()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("building the HTTP client")
         .post(format!(
             "http://127.0.0.1:{port}/2015-03-31/functions/{BINARY}/invocations"
         ))
@@ -496,7 +500,7 @@ async fn websocket_connect_and_disconnect_functions_keep_the_connection_table() 
     let _disconnect = start_emulator("ws-disconnect", &table, disconnect_port, &[]);
     let fixture = include_str!("../../shared/tests/fixtures/apigw-websocket-connect.json");
     let event = |key: &str| -> Value {
-        serde_json::from_str(&fixture.replace("KEY", key)).unwrap_or_else(|e| panic!("{e}"))
+        serde_json::from_str(&fixture.replace("KEY", key)).expect("parsing the $connect fixture")
     };
 
     let refused = invoke(connect_port, "ws-connect", &event("ahm_not_a_key")).await;
@@ -520,7 +524,7 @@ async fn websocket_connect_and_disconnect_functions_keep_the_connection_table() 
     let disconnect: Value = serde_json::from_str(include_str!(
         "../../shared/tests/fixtures/apigw-websocket-disconnect.json"
     ))
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("parsing the $disconnect fixture");
     let done = invoke(disconnect_port, "ws-disconnect", &disconnect).await;
     assert_eq!(done["statusCode"], 200, "{done}");
     assert!(store
@@ -695,12 +699,12 @@ async fn the_evaluator_binary_raises_an_alert_from_a_stream_batch() {
         )
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+        .expect("reading the host's live item from DynamoDB");
     let item: serde_dynamo::Item = got
         .item
         .unwrap_or_else(|| panic!("the host's live item is missing"))
         .into();
-    let image = serde_json::to_value(&item).unwrap_or_else(|e| panic!("{e}"));
+    let image = serde_json::to_value(&item).expect("converting the item to JSON");
     let record = |image: Value, keys: Value| {
         json!({
             "eventID": "1", "eventName": "MODIFY", "eventVersion": "1.1",
@@ -725,7 +729,7 @@ async fn the_evaluator_binary_raises_an_alert_from_a_stream_batch() {
     let alerts = store
         .active_alerts("acme")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading acme's active alerts");
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0].message, "High CPU usage: 96%");
     // The same batch again (the stream retries at least once): nothing new.

@@ -76,11 +76,11 @@ fn between<'a>(text: &'a str, open: &str, close: &str) -> &'a str {
 
 #[tokio::test]
 async fn mail_reaches_a_real_smtp_server_with_text_and_html_parts() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("creating a temp dir");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("finding a free port");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/smtp_sink.py");
     let mut server = Command::new("python3")
         .args([script, &dir.path().to_string_lossy(), &port.to_string()])
@@ -92,7 +92,7 @@ async fn mail_reaches_a_real_smtp_server_with_text_and_html_parts() {
     if let Some(out) = server.stdout.take() {
         std::io::BufReader::new(out)
             .read_line(&mut ready)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("reading the SMTP server's first line");
     }
     assert_eq!(ready.trim(), "ready", "the SMTP server did not start");
 
@@ -119,7 +119,7 @@ async fn mail_reaches_a_real_smtp_server_with_text_and_html_parts() {
     let report = notifier
         .pass_tenant("acme", T0)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running the notifier pass");
     assert_eq!(report.delivered, 1, "{report:?}");
 
     let eml = std::fs::read_to_string(dir.path().join("0001.eml")).unwrap_or_default();

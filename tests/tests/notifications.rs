@@ -4,6 +4,10 @@
 //! notifier with explicit times on a manual clock (which each claim and send reads); the
 //! end-to-end case runs the local stack's collector and notifier on the real clock.
 
+// Helpers here are not `#[test]` functions, which clippy's allow-expect-in-tests covers:
+// they too stop a test with `expect`, saying what they were doing.
+#![allow(clippy::expect_used)]
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,8 +19,9 @@ use sha2::Sha256;
 use shared::config::Config;
 use shared::domain::alerts::{AlertRecord, Severity, SourceType};
 use shared::domain::notify::{Destination, Matcher, RuleRecord, SilenceRecord};
+use shared::notify::token::{AckClaim, SentFor};
 use shared::notify::Notifier;
-use shared::store::notify::DeliveryStatus;
+use shared::store::notify::{DeliveryStatus, NotificationRecord};
 use shared::store::Store;
 use shared::time::{ManualClock, Millis};
 use shared::AppState;
@@ -201,7 +206,7 @@ async fn setup(store: Store, config: Config) -> (AppState, Driven) {
     let mut state = AppState::new(store, config);
     state.clock = Arc::clone(&clock) as Arc<dyn shared::time::Clock>;
     e2e_tests::new_key(&state.store, "acme", &["admin"], "ops").await;
-    let notifier = Notifier::new(&state).unwrap_or_else(|e| panic!("{e}"));
+    let notifier = Notifier::new(&state).expect("building the notifier");
     (state, Driven { notifier, clock })
 }
 
@@ -249,6 +254,15 @@ fn alert(id: &str, at: Millis) -> AlertRecord {
 
 async fn raise(state: &AppState, a: &AlertRecord) {
     seed::save_alert(&state.store, "acme", a).await;
+}
+
+/// The delivery log of alert web-1.
+async fn delivery_log(state: &AppState) -> Vec<NotificationRecord> {
+    state
+        .store
+        .notifications_for_alert("acme", "web-1")
+        .await
+        .expect("reading web-1's delivery log")
 }
 
 async fn pass(notifier: &Driven, now: Millis) -> shared::notify::PassReport {
@@ -311,11 +325,7 @@ async fn a_receiver_down_for_60_seconds_gets_every_message_exactly_once(store: S
     assert_eq!(alerts, ["web-1", "web-2"]);
     assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
     // The delivery log shows the retries.
-    let log = state
-        .store
-        .notifications_for_alert("acme", "web-1")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let log = delivery_log(&state).await;
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].status, DeliveryStatus::Delivered);
     assert!(log[0].attempts > 3, "attempts: {}", log[0].attempts);
@@ -352,11 +362,7 @@ async fn a_receiver_back_within_ten_minutes_gets_its_message_within_30_seconds(s
         }
         t = next.max(t + 1);
     }
-    let log = state
-        .store
-        .notifications_for_alert("acme", "web-1")
-        .await
-        .unwrap_or_else(|e| panic!("reading the delivery log: {e}"));
+    let log = delivery_log(&state).await;
     assert_eq!(log.len(), 1, "one message: {log:?}");
     let delivered_at = log[0]
         .delivered_at
@@ -523,11 +529,7 @@ async fn a_final_refusal_is_not_retried_and_is_logged(store: Store) {
     pass(&notifier, T0).await;
     let later = pass(&notifier, T0 + 3600 * S).await;
     assert_eq!(later.failed_attempts, 0, "a 410 must not be retried");
-    let log = state
-        .store
-        .notifications_for_alert("acme", "web-1")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let log = delivery_log(&state).await;
     assert_eq!(log[0].status, DeliveryStatus::Failed);
     assert_eq!(log[0].attempts, 1);
     assert!(log[0]
@@ -568,7 +570,7 @@ async fn reminders_stop_when_the_alert_is_acknowledged(store: Store) {
         .store
         .acknowledge_alert("acme", "web-1", "ops", None, T0 + 700 * S)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("acknowledging web-1");
     for k in 2..6 {
         pass(&notifier, T0 + k * 600 * S).await;
     }
@@ -648,7 +650,7 @@ async fn slack_and_pagerduty_get_their_documented_payloads(store: Store) {
             T0,
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("putting agent sales");
     let mut a = alert("alert_agent_sales_error_rate_1", T0);
     a.source_type = SourceType::Agent;
     a.source_id = "sales".into();
@@ -706,22 +708,22 @@ async fn slack_and_pagerduty_get_their_documented_payloads(store: Store) {
         .store
         .acknowledge_alert("acme", &a.alert_id, "ops", None, T0 + S)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("acknowledging the agent's alert");
     pass(&notifier, T0 + S).await;
     let (mut resolved, version) = state
         .store
         .all_alerts("acme")
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("reading acme's alerts")
         .into_iter()
         .find(|(x, _)| x.alert_id == a.alert_id)
-        .unwrap_or_else(|| panic!("alert gone"));
+        .unwrap_or_else(|| panic!("the agent's alert is gone"));
     resolved.resolved_at = Some(T0 + 2 * S);
     state
         .store
         .save_alert("acme", &resolved, Some(version))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("resolving the agent's alert");
     pass(&notifier, T0 + 2 * S).await;
     let actions: Vec<String> = receiver
         .received()
@@ -785,7 +787,7 @@ async fn a_channel_failing_for_15_minutes_raises_an_alert_the_other_channels_get
         .store
         .active_alerts("acme")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading the active alerts");
     assert!(
         active.iter().all(|a| a.condition != "channel_failing"),
         "{active:?}"
@@ -799,7 +801,9 @@ async fn a_channel_failing_for_15_minutes_raises_an_alert_the_other_channels_get
 
 async fn a_maintenance_window_across_midnight_in_berlin_holds_and_then_releases(store: Store) {
     use shared::domain::notify::{Schedule, Weekday};
-    let at = |t: &str| shared::time::parse_rfc3339(t).unwrap_or_else(|| panic!("{t}"));
+    let at = |t: &str| {
+        shared::time::parse_rfc3339(t).unwrap_or_else(|| panic!("not an RFC 3339 time: {t}"))
+    };
     let (state, notifier) = setup(store, config()).await;
     let receiver = Receiver::start().await;
     webhook(&state, &receiver).await;
@@ -855,14 +859,7 @@ async fn the_weekly_report_reaches_a_webhook_once_a_week(store: Store) {
     let events: Vec<Value> = (0..10)
         .map(|i| json!({"event_id": format!("e{i}"), "type": "execution.finished", "agent_id": "sales", "execution_id": format!("x{i}"), "outcome": if i < 2 { "failed" } else { "completed" }, "duration_ms": 500, "timestamp": shared::time::format_rfc3339(T0)}))
         .collect();
-    let batch =
-        shared::domain::events::parse_batch(json!({ "events": events }).to_string().as_bytes(), T0)
-            .unwrap_or_else(|e| panic!("{e:?}"));
-    state
-        .store
-        .ingest("acme", &batch, T0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    seed::ingest(&state.store, "acme", json!(events), T0).await;
     pass(&notifier, T0 + S).await;
     assert!(
         receiver.webhooks().is_empty(),
@@ -922,7 +919,7 @@ on_both_stores!(
 async fn two_notifiers_at_once_send_each_message_once() {
     let (store, _dir) = e2e_tests::embedded_store();
     let (state, one) = setup(store, config()).await;
-    let two = Notifier::new(&state).unwrap_or_else(|e| panic!("{e}"));
+    let two = Notifier::new(&state).expect("building a second notifier");
     let receiver = Receiver::start().await;
     webhook(&state, &receiver).await;
     rule(&state, &["hook"], 0, 0, 60).await;
@@ -933,8 +930,8 @@ async fn two_notifiers_at_once_send_each_message_once() {
         let now = T0 + k * 60 * S;
         one.clock.set(now);
         let (a, b) = tokio::join!(one.pass_tenant("acme", now), two.pass_tenant("acme", now));
-        a.unwrap_or_else(|e| panic!("{e}"));
-        b.unwrap_or_else(|e| panic!("{e}"));
+        a.unwrap_or_else(|e| panic!("the first notifier's pass at {now}: {e}"));
+        b.unwrap_or_else(|e| panic!("the second notifier's pass at {now}: {e}"));
     }
     let got = messages(&receiver);
     let statuses: Vec<&str> = got.iter().map(|m| m.1.as_str()).collect();
@@ -1061,7 +1058,7 @@ async fn an_alert_from_the_collector_reaches_a_webhook_and_its_link_acknowledges
     assert_eq!(log[0]["status"], "delivered");
     assert_eq!(log[0]["channel_id"], "ops-hook");
     assert_eq!(log[0]["notification_id"], body["notification_id"]);
-    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    app.stop().await.expect("stopping the local stack");
 }
 
 /// An expired link is refused; so is one whose tenant was swapped.
@@ -1072,26 +1069,17 @@ async fn expired_and_foreign_links_are_refused() {
     let state = &app.state;
     e2e_tests::new_key(&state.store, "other", &["admin"], "x").await;
     let a = alert("web-1", T0);
-    state
-        .store
-        .save_alert("local", &a, None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    seed::save_alert(&state.store, "local", &a).await;
     let secret = seed::ack_secret(&state.store).await;
     let sign = |tenant: &str| {
-        shared::notify::token::sign(
-            &secret,
-            &shared::notify::token::AckClaim {
-                tenant: tenant.into(),
-                alert_id: "web-1".into(),
-                channel_id: "hook".into(),
-                expires_at: T0 + shared::notify::token::ACK_LINK_TTL_MS,
-                sent_for: Some(shared::notify::token::SentFor {
-                    severity: Severity::Critical,
-                    raised_at: T0,
-                }),
-            },
-        )
+        let claim = AckClaim {
+            sent_for: Some(SentFor {
+                severity: Severity::Critical,
+                raised_at: T0,
+            }),
+            ..seed::ack_claim(tenant, "web-1", "hook", T0)
+        };
+        shared::notify::token::sign(&secret, &claim)
     };
     let http = reqwest::Client::new();
     let url = |token: &str| format!("{}/api/health/ack/{token}", app.url());
@@ -1120,7 +1108,7 @@ async fn expired_and_foreign_links_are_refused() {
     let r = http.get(url(&token)).answer().await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap_or_default().contains("expired"));
-    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    app.stop().await.expect("stopping the local stack");
 }
 
 /// A link from the warning's message, used after the alert escalated to critical (which
@@ -1250,23 +1238,12 @@ async fn an_acknowledge_link_sent_before_an_escalation_no_longer_acknowledges() 
     // A link of the older form (no severity or raised_at signed), from the first message.
     let secret = seed::ack_secret(&app.state.store).await;
     let unbound = |alert_id: &str| {
-        let token = shared::notify::token::sign(
-            &secret,
-            &shared::notify::token::AckClaim {
-                tenant: "acme".into(),
-                alert_id: alert_id.into(),
-                channel_id: "hook".into(),
-                expires_at: T0 + shared::notify::token::ACK_LINK_TTL_MS,
-                sent_for: None,
-            },
-        );
+        let claim = seed::ack_claim("acme", alert_id, "hook", T0);
+        let token = shared::notify::token::sign(&secret, &claim);
         format!("{}/api/health/ack/{token}", app.url())
     };
-    let old_form = http
-        .post(unbound("web-1"))
-        .header("accept", "application/json")
-        .answer()
-        .await;
+    let post_for_json = |url: String| http.post(url).header("accept", "application/json").answer();
+    let old_form = post_for_json(unbound("web-1")).await;
     assert_eq!(
         old_form.status(),
         409,
@@ -1276,11 +1253,7 @@ async fn an_acknowledge_link_sent_before_an_escalation_no_longer_acknowledges() 
         !acknowledged("web-1").await,
         "an older-form link acknowledged the critical alert"
     );
-    let old_form = http
-        .post(unbound("web-2"))
-        .header("accept", "application/json")
-        .answer()
-        .await;
+    let old_form = post_for_json(unbound("web-2")).await;
     assert_eq!(
         old_form.status(),
         200,
@@ -1400,7 +1373,7 @@ async fn demo_mode_delivers_to_the_built_in_inbox() {
         .answer_json()
         .await;
     assert_eq!(acked["acknowledged_by"], "via Demo inbox", "{acked}");
-    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    app.stop().await.expect("stopping the local stack");
 }
 
 /// A failed delivery says what failed without the secret part of the URL (a Slack
@@ -1422,12 +1395,12 @@ async fn delivery_errors_never_carry_the_secret_path() {
         .store
         .channel("acme", "slack")
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("no channel"));
+        .expect("reading channel slack")
+        .unwrap_or_else(|| panic!("channel slack is not stored"));
     let result = notifier
         .test_channel("acme", &stored, T0)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("testing channel slack");
     assert!(!result.delivered);
     assert!(
         result.retryable,
@@ -1439,11 +1412,7 @@ async fn delivery_errors_never_carry_the_secret_path() {
     rule(&state, &["slack"], 0, 0, 3600).await;
     raise(&state, &alert("web-1", T0)).await;
     pass(&notifier, T0).await;
-    let log = state
-        .store
-        .notifications_for_alert("acme", "web-1")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let log = delivery_log(&state).await;
     let last = log[0].last_error.clone().unwrap_or_default();
     assert!(!last.is_empty() && !last.contains("SECRETPATH"), "{last}");
     // Listed, the channel shows no more than scheme, host and port either.

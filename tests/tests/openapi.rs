@@ -48,7 +48,7 @@ fn every_route_is_documented_and_every_documented_route_is_served() {
     let doc = doc();
     let paths = doc["paths"]
         .as_object()
-        .unwrap_or_else(|| panic!("no paths"));
+        .unwrap_or_else(|| panic!("docs/openapi.json has no paths"));
     let mut documented: Vec<(String, String)> = paths
         .iter()
         .flat_map(|(p, ops)| {
@@ -99,29 +99,24 @@ async fn documented_response_shapes_match_the_handlers() {
     let to_revoke = store
         .new_api_key("local", &["read".to_owned()], "to revoke", now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("creating the key to revoke");
     let revoke_url = format!("/api/health/keys/{}", to_revoke.key_id);
     seed::put_silence(store, "local", &seed::silence("s_fixed", now, 60)).await;
     let secret = seed::ack_secret(store).await;
-    let token = shared::notify::token::sign(
-        &secret,
-        &shared::notify::token::AckClaim {
-            tenant: "local".into(),
-            alert_id: "alert_1".into(),
-            channel_id: "ops".into(),
-            expires_at: now + shared::notify::token::ACK_LINK_TTL_MS,
-            sent_for: Some(shared::notify::token::SentFor {
-                severity: shared::domain::alerts::Severity::Critical,
-                raised_at: now,
-            }),
-        },
-    );
+    let claim = shared::notify::token::AckClaim {
+        sent_for: Some(shared::notify::token::SentFor {
+            severity: shared::domain::alerts::Severity::Critical,
+            raised_at: now,
+        }),
+        ..seed::ack_claim("local", "alert_1", "ops", now)
+    };
+    let token = shared::notify::token::sign(&secret, &claim);
     let ack_url = format!("/api/health/ack/{token}");
     let ends_at = shared::time::format_rfc3339(now + 600_000);
     let badge = store
         .create_badge("local", "agent", "a1", now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("creating a badge");
     let badge_url = format!("/api/health/badge/{}?show=uptime_24h", badge.token);
     let badge_revoke = format!("/api/health/badges/{}", badge.info.badge_id);
     let ns = |ms: i64| (ms * 1_000_000).to_string();
@@ -468,7 +463,7 @@ async fn live_messages_match_the_documented_schema() {
             Ok(other) => panic!("unexpected {other:?}"),
             Err(_) => panic!("after 20 s: {seen_parts} parts, alert seen: {seen_alert}"),
         };
-        let value: Value = serde_json::from_str(&message).unwrap_or_else(|e| panic!("{e}"));
+        let value: Value = serde_json::from_str(&message).expect("parsing a live message as JSON");
         validate(
             &doc,
             "/components/schemas/HealthUpdate",

@@ -117,7 +117,7 @@ async fn samples_arrive_and_show_in_the_system_endpoint() {
     }
     stop_sidecar(stop, sidecar).await;
     assert!(stats.taken.load(Ordering::SeqCst) >= 1);
-    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    app.stop().await.expect("stopping the local stack");
 }
 
 /// The API goes down for 1.5 s (15 samples' worth) and comes back on the same port: the
@@ -131,7 +131,7 @@ async fn through_an_outage_every_sample_arrives_exactly_once() {
     let (stats, stop, sidecar) = spawn_sidecar(url.clone(), key.clone(), "outage-host");
     tokio::time::sleep(Duration::from_millis(800)).await;
 
-    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    app.stop().await.expect("stopping the local stack");
     let taken_at_outage = stats.taken.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let waiting = stats.waiting.load(Ordering::SeqCst);
@@ -153,7 +153,7 @@ async fn through_an_outage_every_sample_arrives_exactly_once() {
 
     let (stored, history) = stored_samples(&url, &key, "outage-host").await;
     assert_eq!(stored, taken, "{history}");
-    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    app.stop().await.expect("stopping the local stack");
 }
 
 /// A proxy to `upstream` that forwards every request but, for the first `lose` requests,
@@ -197,5 +197,5 @@ async fn samples_resent_after_a_lost_answer_count_once() {
     let stats = drain_and_stop(running).await;
     let (stored, history) = stored_samples(&url, &key, "lossy-host").await;
     assert_eq!(stored, stats.taken.load(Ordering::SeqCst), "{history}");
-    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    app.stop().await.expect("stopping the local stack");
 }

@@ -37,7 +37,7 @@ async fn connections(app: &local_stack::Running, tenant: &str) -> BTreeSet<Strin
         .store
         .connections(tenant)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("reading {tenant}'s stored connections: {e}"))
         .into_iter()
         .collect()
 }
@@ -164,7 +164,7 @@ async fn a_bad_key_is_refused_before_anything_is_stored() {
     // A plain HTTP request to the socket's URL is told what the URL is for.
     let res = reqwest::get(format!("{}/ws?token={}", app.url(), app.api_key))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("sending a plain HTTP request to /ws");
     assert_eq!(res.status(), 400);
     let body: Value = res.json().await.unwrap_or_default();
     assert_eq!(body["error"]["code"], "websocket_required", "{body}");
@@ -198,7 +198,10 @@ async fn closed_clients_are_forgotten_and_vanished_ones_removed_after_the_next_b
         connections(&app, "local").await.len() == 1
     })
     .await;
-    leaving.close(None).await.unwrap_or_else(|e| panic!("{e}"));
+    leaving
+        .close(None)
+        .await
+        .expect("closing the leaving client");
     eventually("the closed connection is forgotten", async || {
         connections(&app, "local").await.is_empty()
     })
@@ -210,7 +213,7 @@ async fn closed_clients_are_forgotten_and_vanished_ones_removed_after_the_next_b
         .store
         .add_connection("local", ghost, "ops", 0)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("storing the ghost connection");
     let mut staying = ws::connect(&ws::url(app.addr, &app.api_key)).await;
     assert_eq!(connections(&app, "local").await.len(), 2);
     ws::next_update(&mut staying, UPDATE_WAIT).await;
@@ -236,7 +239,7 @@ async fn a_clean_close_is_answered_with_a_close_frame() {
             reason: "bye".into(),
         }))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("sending a close frame");
     let frame = ws::close_frame(&mut socket, Duration::from_secs(5)).await;
     assert_eq!(u16::from(frame.code), 1000, "{frame:?}");
 }
@@ -261,7 +264,7 @@ async fn the_management_api_posts_describes_and_deletes_connections() {
             .connection_id(&id)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{}", aws_sdk_error(&e)));
+            .unwrap_or_else(|e| panic!("describing the connection: {}", aws_sdk_error(&e)));
         assert!(described.connected_at().is_some());
         assert_eq!(
             described.identity().and_then(|i| i.source_ip()),
@@ -274,7 +277,7 @@ async fn the_management_api_posts_describes_and_deletes_connections() {
             .data(text.as_bytes().to_vec().into())
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{}", aws_sdk_error(&e)));
+            .unwrap_or_else(|e| panic!("posting to the connection: {}", aws_sdk_error(&e)));
         let received = tokio::time::timeout(UPDATE_WAIT, socket.next()).await;
         match received {
             Ok(Some(Ok(Message::Text(t)))) => assert_eq!(t.as_str(), text),
@@ -295,7 +298,7 @@ async fn the_management_api_posts_describes_and_deletes_connections() {
         .connection_id(&id)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{}", aws_sdk_error(&e)));
+        .unwrap_or_else(|e| panic!("deleting the connection: {}", aws_sdk_error(&e)));
     match tokio::time::timeout(UPDATE_WAIT, socket.next()).await {
         Ok(Some(Ok(Message::Close(_))) | None) => {}
         other => panic!("expected the socket to close, got {other:?}"),
