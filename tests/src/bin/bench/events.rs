@@ -28,7 +28,7 @@ pub async fn event_benchmarks() {
     let sink = e2e_tests::Sink::start().await;
     let (app, _dir) = e2e_tests::spawn_app_with(Config {
         polling_enabled: false,
-        probe_allowed_addresses: vec!["127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))],
+        probe_allowed_addresses: vec![e2e_tests::LOOPBACK.into()],
         ..Config::default()
     })
     .await;
@@ -57,7 +57,7 @@ pub async fn event_benchmarks() {
                 let alerts = store
                     .active_alerts("local")
                     .await
-                    .unwrap_or_else(|e| panic!("{e}"));
+                    .expect("reading the active alerts");
                 if alerts.iter().any(|a| a.source_id == host) {
                     return sent.elapsed();
                 }
