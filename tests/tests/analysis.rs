@@ -463,7 +463,9 @@ async fn exports_round_trip_the_seeded_history(backend: Backend) {
     );
     let rows: Vec<Value> = ndjson
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("parsing an NDJSON line ({e}): {l}"))
+        })
         .collect();
     // Every point of every entity's history, and nothing else.
     let mut expected = Vec::new();

@@ -506,7 +506,7 @@ async fn websocket_connect_and_disconnect_functions_keep_the_connection_table() 
     let refused = invoke(connect_port, "ws-connect", &event("ahm_not_a_key")).await;
     assert_eq!(refused["statusCode"], 401, "{refused}");
     let body: Value = serde_json::from_str(refused["body"].as_str().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {refused}"));
+        .unwrap_or_else(|e| panic!("parsing the refusal's body ({e}): {refused}"));
     assert_eq!(body["error"]["message"], "the API key is not valid");
     assert!(store
         .connections("acme")
