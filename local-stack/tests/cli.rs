@@ -40,7 +40,9 @@ fn start_env(data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) ->
         .stdout(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start the local stack: {e}"));
-    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let Some(stdout) = child.stdout.take() else {
+        panic!("the stack's stdout is not piped");
+    };
     let mut lines = BufReader::new(stdout).lines();
     let mut next = || lines.next().and_then(Result::ok).unwrap_or_default();
     let url = next()
@@ -77,7 +79,7 @@ async fn put_agent(url: &str, key: &str, id: &str) -> reqwest::StatusCode {
         .send()
         .await
         .map(|r| r.status())
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("putting agent {id}: {e}"))
 }
 
 async fn get_agent(url: &str, key: &str, id: &str) -> (reqwest::StatusCode, serde_json::Value) {
@@ -86,14 +88,14 @@ async fn get_agent(url: &str, key: &str, id: &str) -> (reqwest::StatusCode, serd
         .bearer_auth(key)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("getting agent {id}: {e}"));
     let status = res.status();
     (status, res.json().await.unwrap_or_default())
 }
 
 #[tokio::test]
 async fn binds_the_host_given_and_keeps_the_banner_first_with_info_logs() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("creating a temp dir");
     // Every address: reachable from containers; the banner names loopback.
     let started = start_env(
         dir.path(),
@@ -112,20 +114,20 @@ async fn binds_the_host_given_and_keeps_the_banner_first_with_info_logs() {
     let status = reqwest::get(format!("{}/healthz", started.url))
         .await
         .map(|r| r.status())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("asking /healthz");
     assert_eq!(status, reqwest::StatusCode::OK);
     assert!(interrupt(started).success());
 }
 
 #[tokio::test]
 async fn an_unknown_log_format_stops_the_start_naming_the_variable() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("creating a temp dir");
     let out = Command::new(env!("CARGO_BIN_EXE_local-stack"))
         .env("PORT", "0")
         .env("HEALTH_DATA_DIR", dir.path())
         .env("HEALTH_LOG_FORMAT", "xml")
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running local-stack with HEALTH_LOG_FORMAT=xml");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("HEALTH_LOG_FORMAT"), "{stderr}");
@@ -133,7 +135,7 @@ async fn an_unknown_log_format_stops_the_start_naming_the_variable() {
 
 #[tokio::test]
 async fn prints_url_and_key_stops_on_ctrl_c_and_keeps_key_and_data() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("creating a temp dir");
     let first = start(dir.path());
     assert!(first.url.starts_with("http://127.0.0.1:"), "{}", first.url);
     assert!(first.key.starts_with("ahm_"));
@@ -156,33 +158,21 @@ async fn prints_url_and_key_stops_on_ctrl_c_and_keeps_key_and_data() {
 
 #[tokio::test]
 async fn create_key_prints_a_key_with_the_given_tenant_and_scopes() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(env!("CARGO_BIN_EXE_local-stack"))
-        .args([
-            "create-key",
-            "--tenant",
-            "acme",
-            "--scopes",
-            "read",
-            "--name",
-            "viewer",
-        ])
-        .env("HEALTH_DATA_DIR", dir.path())
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let create_key = |scopes: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_local-stack"))
+            .args(["create-key", "--tenant", "acme"])
+            .args(scopes)
+            .env("HEALTH_DATA_DIR", dir.path())
+            .output()
+            .expect("running local-stack create-key")
+    };
+    let key = stdout_of(&create_key(&["--scopes", "read", "--name", "viewer"]))
+        .trim()
+        .to_owned();
     assert!(key.starts_with("ahm_"), "{key}");
 
-    let bad = Command::new(env!("CARGO_BIN_EXE_local-stack"))
-        .args(["create-key", "--tenant", "acme", "--scopes", "root"])
-        .env("HEALTH_DATA_DIR", dir.path())
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let bad = create_key(&["--scopes", "root"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown scope \"root\""));
 
@@ -206,7 +196,7 @@ fn cli(args: &[&str]) -> std::process::Output {
         .env_remove("HEALTH_DATA_DIR")
         .env_remove("HEALTH_TABLE")
         .output()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("running local-stack {args:?}: {e}"))
 }
 
 fn stdout_of(out: &std::process::Output) -> String {
@@ -222,7 +212,7 @@ fn stdout_of(out: &std::process::Output) -> String {
 /// control socket: keys are created, listed and revoked, and a revocation is immediate.
 #[tokio::test]
 async fn key_commands_work_while_the_stack_runs() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("creating a temp dir");
     let data = dir.path().to_string_lossy().into_owned();
     let stack = start(dir.path());
     // `--data-dir` after the subcommand, as users type it.
@@ -243,13 +233,16 @@ async fn key_commands_work_while_the_stack_runs() {
     let (status, _) = get_agent(&stack.url, &key, "nobody").await;
     assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "the new key works");
 
-    let listed = stdout_of(&cli(&[
-        "list-keys",
-        "--tenant",
-        "acme",
-        "--data-dir",
-        &data,
-    ]));
+    let list_keys = || {
+        stdout_of(&cli(&[
+            "list-keys",
+            "--tenant",
+            "acme",
+            "--data-dir",
+            &data,
+        ]))
+    };
+    let listed = list_keys();
     let row = listed
         .lines()
         .find(|l| l.contains("viewer"))
@@ -286,13 +279,7 @@ async fn key_commands_work_while_the_stack_runs() {
     assert!(interrupt(stack).success());
 
     // Stopped, the same commands open the store themselves.
-    let listed = stdout_of(&cli(&[
-        "list-keys",
-        "--tenant",
-        "acme",
-        "--data-dir",
-        &data,
-    ]));
+    let listed = list_keys();
     assert!(
         listed.contains(&key_id) && listed.contains("viewer"),
         "{listed}"
@@ -304,7 +291,7 @@ async fn key_commands_work_while_the_stack_runs() {
 /// checks stop before any request (instance metadata is turned off).
 #[tokio::test]
 async fn dynamodb_key_commands_name_what_is_missing() {
-    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let home = tempfile::tempdir().expect("creating a temp dir for HOME");
     let run = |args: &[&str], env: &[(&str, &str)]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_local-stack"));
         cmd.args(args)
@@ -327,7 +314,9 @@ async fn dynamodb_key_commands_name_what_is_missing() {
             cmd.env_remove(var);
         }
         cmd.envs(env.iter().copied());
-        let out = cmd.output().unwrap_or_else(|e| panic!("{e}"));
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("running local-stack {args:?}: {e}"));
         assert!(!out.status.success());
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
@@ -345,7 +334,7 @@ async fn dynamodb_key_commands_name_what_is_missing() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| format!("http://{a}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("finding a closed local port");
     let mut args = create.to_vec();
     args.extend(["--dynamodb-endpoint", &closed]);
     let err = run(&args, &[]);
@@ -359,7 +348,7 @@ async fn dynamodb_key_commands_name_what_is_missing() {
 /// page is served at `/` with its assets, and the demo inbox at `/demo/inbox`.
 #[tokio::test]
 async fn demo_mode_feeds_agents_and_serves_the_dashboard() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("creating a temp dir");
     let started = start_with(dir.path(), &["--demo", "--sidecar-interval", "0"]);
     let client = reqwest::Client::new();
     let mut agents = serde_json::Value::Null;
@@ -369,7 +358,7 @@ async fn demo_mode_feeds_agents_and_serves_the_dashboard() {
             .bearer_auth(&started.key)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("listing the demo's agents")
             .json()
             .await
             .unwrap_or_default();
@@ -398,7 +387,7 @@ async fn demo_mode_feeds_agents_and_serves_the_dashboard() {
             .get(format!("{}{path}", started.url))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         assert_eq!(res.status(), 200, "{path}");
         let content_type = res
             .headers()

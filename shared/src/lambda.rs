@@ -644,8 +644,9 @@ mod tests {
             .store
             .register_tenant("acme", 0)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let collector = crate::collector::Collector::new(&state).unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|e| panic!("registering tenant acme: {e}"));
+        let collector = crate::collector::Collector::new(&state)
+            .unwrap_or_else(|e| panic!("building the collector: {e}"));
         (state, collector, dir)
     }
 
@@ -686,12 +687,12 @@ mod tests {
             .store
             .put_agent("acme", "a1", &update, 0)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("putting agent a1 of acme");
         state
             .store
             .put_agent("other", "a1", &Default::default(), 0)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("putting agent a1 of other");
         let event = include_str!("../tests/fixtures/apigw-v2-get-agent.json");
         let req = lambda_http::request::from_str(event).unwrap_or_else(|e| panic!("fixture: {e}"));
         let res = api::handle(&state, to_http(req), Some(Endpoint::GetAgentHealth)).await;
@@ -777,7 +778,7 @@ mod tests {
         assert_eq!(refused.status_code, 401);
         let body = match &refused.body {
             Some(Body::Text(t)) => t.clone(),
-            other => panic!("{other:?}"),
+            other => panic!("not a text body: {other:?}"),
         };
         assert!(body.contains("not valid"), "{body}");
         assert!(connections(&state, "acme").await.is_empty());
@@ -806,7 +807,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("fixture: {e}"));
         let answer = authorize(&state, &request)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("authorizing a stored key");
         assert!(answer.is_authorized);
         let key_id = crate::store::keys::key_id_of_hash(&crate::store::keys::hash_key(&key));
         assert_eq!(
@@ -818,21 +819,21 @@ mod tests {
             .store
             .revoke_api_key("acme", &key_id, 1)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("revoking the key");
         assert!(matches!(
             revoked,
             crate::store::keys::Revocation::Revoked(_)
         ));
         let answer = authorize(&state, &request)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("authorizing the revoked key");
         assert!(!answer.is_authorized);
         let request: ApiGatewayV2CustomAuthorizerV2Request =
             serde_json::from_str(&event.replace("KEY", "ahm_unknown"))
                 .unwrap_or_else(|e| panic!("fixture: {e}"));
         let answer = authorize(&state, &request)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("authorizing an unknown key");
         assert!(!answer.is_authorized);
         assert_eq!(answer.context, serde_json::Value::Null);
     }

@@ -116,9 +116,9 @@ pub(crate) mod testing {
 
     /// State over a fresh embedded store; keep the directory as long as the state.
     pub(crate) fn state() -> (AppState, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let backend =
-            EmbeddedBackend::open(&dir.path().join("t.redb")).unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("creating a temp dir: {e}"));
+        let backend = EmbeddedBackend::open(&dir.path().join("t.redb"))
+            .unwrap_or_else(|e| panic!("opening the embedded store: {e}"));
         (
             AppState::new(Store::new(Arc::new(backend)), Config::default()),
             dir,
@@ -137,6 +137,6 @@ pub(crate) mod testing {
             .store
             .create_api_key(tenant, &scopes, name, 0)
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("creating {tenant}'s key {name:?}: {e}"))
     }
 }

@@ -38,20 +38,20 @@ fn without_a_key_or_with_a_bad_interval_or_host_id_it_says_what_is_wrong() {
     let out = sidecar()
         .env_remove("HEALTH_API_KEY")
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running health-sidecar without a key");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--api-key"));
     let out = sidecar()
         .args(["--once", "--interval", "0"])
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running health-sidecar with interval 0");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 0.01"));
     let too_long = "h".repeat(129);
     let out = sidecar()
         .args(["--once", "--host-id", &too_long])
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running health-sidecar with a 129-character host id");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("1 to 128 characters"), "{stderr}");
@@ -62,10 +62,12 @@ fn without_a_key_or_with_a_bad_interval_or_host_id_it_says_what_is_wrong() {
 #[test]
 fn a_refused_key_is_logged_with_the_status_and_the_apis_reason() {
     use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a loopback listener");
     let url = format!(
         "http://{}",
-        listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+        listener
+            .local_addr()
+            .expect("reading the listener's address")
     );
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
@@ -96,7 +98,9 @@ fn a_refused_key_is_logged_with_the_status_and_the_apis_reason() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run health-sidecar: {e}"));
-    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let Some(stdout) = child.stdout.take() else {
+        panic!("the sidecar's stdout is not piped");
+    };
     let mut refused = None;
     for line in BufReader::new(stdout)
         .lines()

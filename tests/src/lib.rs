@@ -1,7 +1,16 @@
 //! Helpers for the workspace's end-to-end tests and benchmarks: stores on both backends,
 //! and the local stack on a free port.
 
+// This library serves only tests and benchmarks: a helper stops at the first error, and
+// `expect` says what it was doing (clippy's `allow-expect-in-tests` covers `#[test]`
+// functions and `#[cfg(test)]` modules, not a library the tests link).
+#![allow(clippy::expect_used)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
 
 use shared::config::Config;
 use shared::store::dynamodb::DynamoBackend;
@@ -13,11 +22,22 @@ pub const DYNAMODB_ENDPOINT_VAR: &str = "HEALTH_TEST_DYNAMODB_ENDPOINT";
 
 /// A store on a fresh embedded database; keep the directory alive as long as the store.
 pub fn embedded_store() -> (Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
-    let backend = EmbeddedBackend::open(&dir.path().join("health.redb"))
-        .unwrap_or_else(|e| panic!("cannot open the embedded store: {e}"));
+    let dir = temp_dir();
+    let backend =
+        EmbeddedBackend::open(&dir.path().join("health.redb")).expect("opening the embedded store");
     (Store::new(Arc::new(backend)), dir)
 }
+
+/// A fresh temporary directory, removed when dropped.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("creating a temp dir")
+}
+
+/// Loopback (127.0.0.1), where the tests' servers listen.
+pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// A free port on loopback, for a server to bind.
+pub const ANY_PORT: SocketAddr = SocketAddr::new(LOOPBACK, 0);
 
 /// The endpoint of the DynamoDB-compatible server the test command started. Missing is a
 /// failure, not a skip: a run without it would not test the DynamoDB backend at all.
@@ -67,19 +87,318 @@ pub async fn spawn_app_limited(
     config: Config,
     limits: local_stack::Limits,
 ) -> (local_stack::Running, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
-    let running = local_stack::start(local_stack::Options {
-        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-        data_dir: dir.path().to_owned(),
+    let dir = temp_dir();
+    let running = start(local_stack::Options {
         config,
+        limits,
+        ..stack_options(dir.path())
+    })
+    .await;
+    (running, dir)
+}
+
+/// The local stack's options in tests: a free loopback port, `data_dir`, the collector off,
+/// the system clock, no sidecar, no demo fleet, the default limits. Change what a test
+/// needs with struct update syntax.
+pub fn stack_options(data_dir: &std::path::Path) -> local_stack::Options {
+    local_stack::Options {
+        addr: ANY_PORT,
+        data_dir: data_dir.to_owned(),
+        config: Config {
+            polling_enabled: false,
+            ..Config::default()
+        },
         clock: None,
         sidecar: None,
         demo: false,
-        limits,
-    })
+        limits: local_stack::Limits::default(),
+    }
+}
+
+/// Starts the local stack with `options`.
+pub async fn start(options: local_stack::Options) -> local_stack::Running {
+    local_stack::start(options)
+        .await
+        .expect("starting the local stack")
+}
+
+/// A listener on a free loopback port, and its address.
+pub async fn listener() -> (tokio::net::TcpListener, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind(ANY_PORT)
+        .await
+        .expect("binding a loopback listener");
+    let addr = listener
+        .local_addr()
+        .expect("reading the listener's address");
+    (listener, addr)
+}
+
+/// Serves `app` on a free loopback port until the test ends; answers its address.
+pub async fn serve(app: axum::Router) -> SocketAddr {
+    let (listener, addr) = listener().await;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+/// A new key of `tenant` with `scopes`, held by `name`, created straight in `store`.
+pub async fn new_key(
+    store: &Store,
+    tenant: &str,
+    scopes: &[impl AsRef<str>],
+    name: &str,
+) -> String {
+    let scopes: Vec<String> = scopes.iter().map(|s| s.as_ref().to_owned()).collect();
+    store
+        .create_api_key(tenant, &scopes, name, 0)
+        .await
+        .unwrap_or_else(|e| panic!("creating {tenant}'s key {name:?}: {e}"))
+}
+
+/// Records a test writes straight to a store, with the values most tests want: change
+/// what a test needs with struct update syntax.
+pub mod seed {
+    use shared::domain::alerts::{AlertRecord, Severity, SourceType};
+    use shared::domain::events::{parse_batch, Event};
+    use shared::domain::notify::{ChannelRecord, Destination, Matcher, RuleRecord, SilenceRecord};
+    use shared::notify::token::{AckClaim, ACK_LINK_TTL_MS};
+    use shared::store::ingest::IngestOutcome;
+    use shared::store::Store;
+    use shared::time::Millis;
+
+    /// `events` (a JSON array of event objects) parsed as one batch received at `now`;
+    /// panics, naming the fields, if the batch is invalid.
+    pub fn batch(events: serde_json::Value, now: Millis) -> Vec<Event> {
+        let body = serde_json::json!({ "events": events }).to_string();
+        parse_batch(body.as_bytes(), now).unwrap_or_else(|e| panic!("invalid test batch: {e:?}"))
+    }
+
+    /// Ingests `events` (a JSON array of event objects) into `tenant` at `now`, as the
+    /// ingestion endpoint would.
+    pub async fn ingest(
+        store: &Store,
+        tenant: &str,
+        events: serde_json::Value,
+        now: Millis,
+    ) -> IngestOutcome {
+        store
+            .ingest(tenant, &batch(events, now), now)
+            .await
+            .unwrap_or_else(|e| panic!("ingesting a batch into {tenant}: {e}"))
+    }
+
+    /// One event of each kind for agent `a1`, integration `slack` and host `h1`, at the
+    /// time of receipt: an execution started and completed, a failed one, a call, a host
+    /// sample over the CPU threshold and a gauge.
+    pub fn one_event_of_each_kind() -> serde_json::Value {
+        serde_json::json!([
+            {"event_id": "1", "type": "execution.started", "agent_id": "a1", "execution_id": "x", "operation": "op"},
+            {"event_id": "2", "type": "execution.finished", "agent_id": "a1", "execution_id": "x", "outcome": "completed", "confidence": 0.9},
+            {"event_id": "3", "type": "integration.call", "integration_id": "slack", "latency_ms": 12.5, "ok": true},
+            {"event_id": "4", "type": "host.sample", "host_id": "h1", "cpu_usage": 95, "memory_usage": 40},
+            {"event_id": "5", "type": "gauge", "name": "queue_depth", "value": 3},
+            {"event_id": "6", "type": "execution.finished", "agent_id": "a1", "execution_id": "y", "outcome": "failed", "duration_ms": 40, "error": "boom"},
+        ])
+    }
+
+    /// An open, unacknowledged critical alert `id` on host `h1`'s CPU, raised at `raised_at`.
+    pub fn alert(id: &str, raised_at: Millis) -> AlertRecord {
+        AlertRecord {
+            alert_id: id.into(),
+            severity: Severity::Critical,
+            message: "High CPU usage: 95%".into(),
+            source_type: SourceType::System,
+            source_id: "h1".into(),
+            condition: "cpu_high".into(),
+            raised_at,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            notes: None,
+            resolved_at: None,
+        }
+    }
+
+    /// Saves `alert` of `tenant` as a new alert.
+    pub async fn save_alert(store: &Store, tenant: &str, alert: &AlertRecord) {
+        store
+            .save_alert(tenant, alert, None)
+            .await
+            .unwrap_or_else(|e| panic!("saving alert {}: {e}", alert.alert_id));
+    }
+
+    /// Puts channel `id` of `tenant`, enabled, named `name`, to `destination`; answers the
+    /// stored channel.
+    pub async fn channel(
+        store: &Store,
+        tenant: &str,
+        id: &str,
+        name: &str,
+        destination: Destination,
+    ) -> ChannelRecord {
+        store
+            .put_channel(tenant, id, |_| ChannelRecord {
+                channel_id: id.to_owned(),
+                name: name.to_owned(),
+                enabled: true,
+                destination: destination.clone(),
+                created_at: 0,
+                updated_at: 0,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("putting channel {id}: {e}"))
+    }
+
+    /// A rule `id` routing every alert to `channels` at once (no group wait), with 5-minute
+    /// group intervals, hourly reminders and resolutions sent, and no weekly report.
+    pub fn rule(id: &str, channels: &[&str]) -> RuleRecord {
+        RuleRecord {
+            rule_id: id.into(),
+            channels: channels.iter().map(|c| (*c).to_owned()).collect(),
+            matcher: Matcher::default(),
+            group_wait_s: 0,
+            group_interval_s: 300,
+            repeat_interval_s: 3600,
+            send_resolved: true,
+            weekly_report: false,
+            updated_at: 0,
+        }
+    }
+
+    /// Puts `rule` of `tenant`.
+    pub async fn put_rule(store: &Store, tenant: &str, rule: &RuleRecord) {
+        store
+            .put_rule(tenant, rule)
+            .await
+            .unwrap_or_else(|e| panic!("putting rule {}: {e}", rule.rule_id));
+    }
+
+    /// A one-off silence `id` of every alert from `starts_at` for `minutes`, "deploy" by
+    /// "ops".
+    pub fn silence(id: &str, starts_at: Millis, minutes: i64) -> SilenceRecord {
+        SilenceRecord {
+            silence_id: id.into(),
+            matcher: Matcher::default(),
+            starts_at: Some(starts_at),
+            ends_at: Some(starts_at + minutes * 60_000),
+            schedule: None,
+            comment: "deploy".into(),
+            created_by: "ops".into(),
+            created_at: starts_at,
+        }
+    }
+
+    /// The key that signs `store`'s acknowledge links (made on first use).
+    pub async fn ack_secret(store: &Store) -> Vec<u8> {
+        store
+            .ack_secret()
+            .await
+            .expect("reading the acknowledge-link secret")
+    }
+
+    /// The claim of an acknowledge link to `alert_id` of `tenant` from channel `channel_id`,
+    /// sent at `sent_at` (so valid for the links' lifetime from then), of the older form
+    /// that does not say what it was sent for.
+    pub fn ack_claim(tenant: &str, alert_id: &str, channel_id: &str, sent_at: Millis) -> AckClaim {
+        AckClaim {
+            tenant: tenant.into(),
+            alert_id: alert_id.into(),
+            channel_id: channel_id.into(),
+            expires_at: sent_at + ACK_LINK_TTL_MS,
+            sent_for: None,
+        }
+    }
+
+    /// Puts `silence` of `tenant`.
+    pub async fn put_silence(store: &Store, tenant: &str, silence: &SilenceRecord) {
+        store
+            .put_silence(tenant, silence)
+            .await
+            .unwrap_or_else(|e| panic!("putting silence {}: {e}", silence.silence_id));
+    }
+}
+
+/// A key of `tenant` with every scope, held by `name`, created straight in `running`'s store.
+pub async fn tenant_key(running: &local_stack::Running, tenant: &str, name: &str) -> String {
+    new_key(
+        &running.state.store,
+        tenant,
+        &local_stack::all_scopes(),
+        name,
+    )
     .await
-    .unwrap_or_else(|e| panic!("cannot start the local stack: {e}"));
-    (running, dir)
+}
+
+/// A query-protocol call to the DynamoDB-compatible test server (moto), as the AWS CLI
+/// would make it: moto routes it by the service named in the credential scope and does not
+/// check signatures. Answers the XML; panics unless it succeeded.
+pub async fn aws_query(service: &str, params: &[(&str, &str)]) -> String {
+    let response = reqwest::Client::new()
+        .post(dynamodb_endpoint())
+        .header(
+            "authorization",
+            format!("AWS4-HMAC-SHA256 Credential=local/20261130/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"),
+        )
+        .form(params)
+        .answer()
+        .await;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{service} {params:?}: {status} {text}");
+    text
+}
+
+/// Sending a test's HTTP request: a failure to get an answer panics naming the method and
+/// the URL.
+pub trait RequestExt {
+    /// Sends the request and answers the response, whatever its status.
+    fn answer(self) -> impl std::future::Future<Output = reqwest::Response> + Send;
+    /// [`RequestExt::answer`]'s body as JSON (`Null` if it is not JSON).
+    fn answer_json(self) -> impl std::future::Future<Output = serde_json::Value> + Send;
+    /// [`RequestExt::answer`]'s body as text (empty if it cannot be read).
+    fn answer_text(self) -> impl std::future::Future<Output = String> + Send;
+    /// [`RequestExt::answer`]'s status and JSON body, for endpoints that answer JSON
+    /// whatever the status, errors included: panics with the body if it is not JSON.
+    fn json_with_status(self) -> impl std::future::Future<Output = (StatusCode, Value)> + Send;
+}
+
+impl RequestExt for reqwest::RequestBuilder {
+    async fn answer(self) -> reqwest::Response {
+        let (client, request) = self.build_split();
+        let request = request.expect("building the request");
+        let what = format!("{} {}", request.method(), request.url());
+        client
+            .execute(request)
+            .await
+            .unwrap_or_else(|e| panic!("sending {what}: {e}"))
+    }
+
+    async fn answer_json(self) -> serde_json::Value {
+        self.answer().await.json().await.unwrap_or_default()
+    }
+
+    async fn answer_text(self) -> String {
+        self.answer().await.text().await.unwrap_or_default()
+    }
+
+    async fn json_with_status(self) -> (StatusCode, Value) {
+        let res = self.answer().await;
+        let (status, url) = (res.status(), res.url().clone());
+        let text = res.text().await.unwrap_or_default();
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{url}: not JSON ({status}): {text}"));
+        (status, value)
+    }
+}
+
+/// A response's `Content-Type` (empty if none).
+pub fn content_type(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Instantiates test functions of signature `async fn(Store)` once per backend: in a
@@ -108,6 +427,30 @@ macro_rules! on_both_stores {
     };
 }
 
+/// Instantiates test functions of signature `async fn(Backend)` once per backend, as
+/// [`on_both_stores`] does: in a module `embedded` and a module `dynamodb`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::Backend::Embedded).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::Backend::DynamoDb).await;
+                }
+            )*
+        }
+    };
+}
+
 /// Which store an end-to-end test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -123,7 +466,6 @@ pub async fn spawn_api(
     backend: Backend,
     clock: Arc<shared::time::ManualClock>,
 ) -> (local_stack::Running, Option<tempfile::TempDir>) {
-    let addr = "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"));
     let (store, dir) = match backend {
         Backend::Embedded => {
             let (store, dir) = embedded_store();
@@ -133,14 +475,10 @@ pub async fn spawn_api(
     };
     let mut state = shared::AppState::new(store, Config::default());
     state.clock = clock;
-    let key = state
-        .store
-        .create_api_key("local", &local_stack::all_scopes(), "ops", 0)
+    let key = new_key(&state.store, "local", &local_stack::all_scopes(), "ops").await;
+    let running = local_stack::serve(state, ANY_PORT, key)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let running = local_stack::serve(state, addr, key)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("serving the HTTP API");
     (running, dir)
 }
 
@@ -165,13 +503,44 @@ impl Api {
         }
     }
 
+    /// The same client with another key.
+    pub fn with_key(&self, key: &str) -> Self {
+        Self {
+            client: self.client.clone(),
+            base: self.base.clone(),
+            key: key.to_owned(),
+        }
+    }
+
+    /// A request to `path` with the key, for a test to add headers or a body to and send
+    /// with [`RequestExt::answer`].
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+    }
+
+    /// [`Api::request`] with `body`, if any, as JSON.
+    fn request_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::RequestBuilder {
+        let request = self.request(method, path);
+        match body {
+            Some(b) => request.json(&b),
+            None => request,
+        }
+    }
+
     /// Sends a request; panics only if the server cannot be reached.
     pub async fn call(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
-        body: Option<serde_json::Value>,
-    ) -> (reqwest::StatusCode, serde_json::Value) {
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let (status, text) = self.call_text(method, path, body).await;
         (status, serde_json::from_str(&text).unwrap_or_default())
     }
@@ -179,20 +548,40 @@ impl Api {
     /// [`Api::call`], answering the body as text.
     pub async fn call_text(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
-        body: Option<serde_json::Value>,
-    ) -> (reqwest::StatusCode, String) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.key);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        body: Option<Value>,
+    ) -> (StatusCode, String) {
+        let res = self.request_with(method, path, body).answer().await;
         let status = res.status();
         (status, res.text().await.unwrap_or_default())
+    }
+
+    /// GETs `path`; the answer must be JSON, errors included.
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.strict(Method::GET, path, None).await
+    }
+
+    /// POSTs `body` to `path`; the answer must be JSON, errors included.
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.strict(Method::POST, path, Some(body)).await
+    }
+
+    /// PUTs `body` to `path`; the answer must be JSON, errors included.
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.strict(Method::PUT, path, Some(body)).await
+    }
+
+    /// DELETEs `path`; the answer must be JSON, errors included.
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.strict(Method::DELETE, path, None).await
+    }
+
+    /// Sends a request whose answer must be JSON ([`RequestExt::json_with_status`]).
+    async fn strict(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.request_with(method, path, body)
+            .json_with_status()
+            .await
     }
 }
 
@@ -228,15 +617,7 @@ impl ProbeTarget {
                     .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("cannot bind the probe target: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("no local address: {e}"));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = serve(app).await;
         Self { addr, status, hits }
     }
 
@@ -281,6 +662,21 @@ pub mod ws {
         match tokio_tungstenite::connect_async(url).await {
             Ok((socket, _)) => socket,
             Err(e) => panic!("cannot connect to {url}: {e}"),
+        }
+    }
+
+    /// The close frame the server sends next; panics if anything else comes first, or
+    /// nothing within `within`.
+    pub async fn close_frame(
+        socket: &mut Socket,
+        within: Duration,
+    ) -> tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        let next = tokio::time::timeout(within, socket.next())
+            .await
+            .unwrap_or_else(|_| panic!("no close frame within {within:?}"));
+        match next {
+            Some(Ok(Message::Close(Some(frame)))) => frame,
+            other => panic!("expected a close frame, got {other:?}"),
         }
     }
 
@@ -376,9 +772,8 @@ pub async fn ingest_events(app: &local_stack::Running, key: &str, events: serde_
         .post(format!("{}/api/health/events", app.url()))
         .bearer_auth(key)
         .json(&serde_json::json!({ "events": events }))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .answer()
+        .await;
     let status = res.status();
     assert!(
         status.is_success(),
@@ -387,16 +782,24 @@ pub async fn ingest_events(app: &local_stack::Running, key: &str, events: serde_
     );
 }
 
-/// GETs `path` of a running stack with `key` and returns the JSON; panics unless 2xx.
-pub async fn get_json(app: &local_stack::Running, key: &str, path: &str) -> serde_json::Value {
+/// GETs `path` of a running stack with `key`; panics unless the answer is a success.
+pub async fn get_ok(app: &local_stack::Running, key: &str, path: &str) -> reqwest::Response {
     let res = reqwest::Client::new()
         .get(format!("{}{path}", app.url()))
         .bearer_auth(key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{path}: {e}"));
+        .answer()
+        .await;
     assert!(res.status().is_success(), "{path}: {}", res.status());
-    res.json().await.unwrap_or_else(|e| panic!("{path}: {e}"))
+    res
+}
+
+/// GETs `path` of a running stack with `key` and returns the JSON; panics unless 2xx.
+pub async fn get_json(app: &local_stack::Running, key: &str, path: &str) -> serde_json::Value {
+    get_ok(app, key, path)
+        .await
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("reading {path}'s answer as JSON: {e}"))
 }
 
 /// Polls `check` every 50 ms until it holds; panics naming `what` after `limit`.
@@ -405,14 +808,37 @@ pub async fn eventually(
     limit: std::time::Duration,
     mut check: impl AsyncFnMut() -> bool,
 ) {
+    eventually_some(what, limit, async || check().await.then_some(())).await;
+}
+
+/// Polls `find` every 50 ms until it finds something, and answers that; panics naming
+/// `what` after `limit`.
+pub async fn eventually_some<T>(
+    what: &str,
+    limit: std::time::Duration,
+    mut find: impl AsyncFnMut() -> Option<T>,
+) -> T {
     let deadline = std::time::Instant::now() + limit;
-    while !check().await {
+    loop {
+        if let Some(found) = find().await {
+            return found;
+        }
         assert!(
             std::time::Instant::now() < deadline,
             "timed out after {limit:?} waiting until {what}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// The `field` of each object in the JSON array `list`, where it is a string (none if
+/// `list` is not an array).
+pub fn strings<'a>(list: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x[field].as_str())
+        .collect()
 }
 
 /// One request a [`Sink`] received.
@@ -458,15 +884,7 @@ impl Sink {
                 http::StatusCode::OK
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("cannot bind the sink: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("no local address: {e}"));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = serve(app).await;
         Self { addr, received }
     }
 
@@ -557,10 +975,8 @@ pub mod otlp_bombs {
     /// `bytes` compressed with gzip.
     pub fn gzip(bytes: &[u8]) -> Vec<u8> {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        gz.write_all(bytes)
-            .unwrap_or_else(|e| panic!("compressing a bomb: {e}"));
-        gz.finish()
-            .unwrap_or_else(|e| panic!("compressing a bomb: {e}"))
+        gz.write_all(bytes).expect("compressing a bomb");
+        gz.finish().expect("compressing a bomb")
     }
 
     /// A length-delimited protobuf field: tag byte, length, bytes.

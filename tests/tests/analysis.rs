@@ -2,9 +2,13 @@
 //! error text its events carried, reports of a seeded history in three formats, and
 //! exports that round-trip it.
 
+// Helpers here are not `#[test]` functions, which clippy's allow-expect-in-tests covers:
+// they too stop a test with `expect`, saying what they were doing.
+#![allow(clippy::expect_used)]
+
 use std::sync::Arc;
 
-use e2e_tests::{spawn_api, Api, Backend};
+use e2e_tests::{spawn_api, Api, Backend, RequestExt as _};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use shared::time::{format_rfc3339, ManualClock, Millis, DAY_MS, HOUR_MS, MINUTE_MS};
@@ -183,29 +187,18 @@ async fn alert(
     ack_after_s: i64,
     resolve_after_s: i64,
 ) {
-    use shared::domain::alerts::{AlertRecord, Severity, SourceType};
-    running
-        .state
-        .store
-        .save_alert(
-            "local",
-            &AlertRecord {
-                alert_id: id.into(),
-                severity: Severity::Critical,
-                message: "Integration Stripe failed".into(),
-                source_type: SourceType::Integration,
-                source_id: "stripe".into(),
-                condition: "integration_failed".into(),
-                raised_at: raised,
-                acknowledged_by: Some("ops".into()),
-                acknowledged_at: Some(raised + ack_after_s * 1000),
-                notes: None,
-                resolved_at: Some(raised + resolve_after_s * 1000),
-            },
-            None,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    use shared::domain::alerts::{AlertRecord, SourceType};
+    let alert = AlertRecord {
+        message: "Integration Stripe failed".into(),
+        source_type: SourceType::Integration,
+        source_id: "stripe".into(),
+        condition: "integration_failed".into(),
+        acknowledged_by: Some("ops".into()),
+        acknowledged_at: Some(raised + ack_after_s * 1000),
+        resolved_at: Some(raised + resolve_after_s * 1000),
+        ..e2e_tests::seed::alert(id, raised)
+    };
+    e2e_tests::seed::save_alert(&running.state.store, "local", &alert).await;
 }
 
 /// Two weeks of history: the week before, a good one; this week, the agent fails half
@@ -388,9 +381,8 @@ async fn a_weekly_report_renders_in_three_formats(backend: Backend) {
         .client
         .get(format!("{}/api/health/reports?format=html", api.base))
         .bearer_auth(&api.key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .answer()
+        .await;
     assert_eq!(
         res.headers()
             .get("content-type")
@@ -432,20 +424,19 @@ async fn export(
         .client
         .get(format!("{}/api/health/export?{query}", api.base))
         .bearer_auth(&api.key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .answer()
+        .await;
     let (status, headers) = (res.status(), res.headers().clone());
     (status, headers, res.text().await.unwrap_or_default())
 }
 
 fn csv_rows(text: &str) -> Vec<std::collections::BTreeMap<String, String>> {
     let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let header = reader.headers().cloned().unwrap_or_else(|e| panic!("{e}"));
+    let header = reader.headers().cloned().expect("reading the CSV header");
     reader
         .records()
         .map(|r| {
-            let r = r.unwrap_or_else(|e| panic!("{e}"));
+            let r = r.expect("reading a CSV row");
             header
                 .iter()
                 .map(str::to_owned)
@@ -472,7 +463,9 @@ async fn exports_round_trip_the_seeded_history(backend: Backend) {
     );
     let rows: Vec<Value> = ndjson
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("parsing an NDJSON line ({e}): {l}"))
+        })
         .collect();
     // Every point of every entity's history, and nothing else.
     let mut expected = Vec::new();
@@ -612,9 +605,8 @@ async fn exports_round_trip_the_seeded_history(backend: Backend) {
     let res = api
         .client
         .get(format!("{}/api/health/export?kind=alerts", api.base))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .answer()
+        .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "no key, no export");
 }
 
@@ -790,60 +782,10 @@ async fn host_history_by_hour_comes_from_hour_buckets(backend: Backend) {
     }
 }
 
-mod embedded {
-    use super::*;
-
-    #[tokio::test]
-    async fn failures_keep_the_error_text_newest_first() {
-        super::failures_keep_the_error_text_newest_first(Backend::Embedded).await;
-    }
-
-    #[tokio::test]
-    async fn a_weekly_report_renders_in_three_formats() {
-        super::a_weekly_report_renders_in_three_formats(Backend::Embedded).await;
-    }
-
-    #[tokio::test]
-    async fn exports_round_trip_the_seeded_history() {
-        super::exports_round_trip_the_seeded_history(Backend::Embedded).await;
-    }
-
-    #[tokio::test]
-    async fn hourly_slots_show_each_hour_of_a_source() {
-        super::hourly_slots_show_each_hour_of_a_source(Backend::Embedded).await;
-    }
-
-    #[tokio::test]
-    async fn host_history_by_hour_comes_from_hour_buckets() {
-        super::host_history_by_hour_comes_from_hour_buckets(Backend::Embedded).await;
-    }
-}
-
-mod dynamodb {
-    use super::*;
-
-    #[tokio::test]
-    async fn failures_keep_the_error_text_newest_first() {
-        super::failures_keep_the_error_text_newest_first(Backend::DynamoDb).await;
-    }
-
-    #[tokio::test]
-    async fn a_weekly_report_renders_in_three_formats() {
-        super::a_weekly_report_renders_in_three_formats(Backend::DynamoDb).await;
-    }
-
-    #[tokio::test]
-    async fn exports_round_trip_the_seeded_history() {
-        super::exports_round_trip_the_seeded_history(Backend::DynamoDb).await;
-    }
-
-    #[tokio::test]
-    async fn hourly_slots_show_each_hour_of_a_source() {
-        super::hourly_slots_show_each_hour_of_a_source(Backend::DynamoDb).await;
-    }
-
-    #[tokio::test]
-    async fn host_history_by_hour_comes_from_hour_buckets() {
-        super::host_history_by_hour_comes_from_hour_buckets(Backend::DynamoDb).await;
-    }
-}
+e2e_tests::on_both_backends!(
+    failures_keep_the_error_text_newest_first,
+    a_weekly_report_renders_in_three_formats,
+    exports_round_trip_the_seeded_history,
+    hourly_slots_show_each_hour_of_a_source,
+    host_history_by_hour_comes_from_hour_buckets,
+);

@@ -1,60 +1,22 @@
 //! Ingestion and registration through real HTTP against the local stack: the contract's
 //! answers, auth, and every kind of bad input (which must store nothing).
 
-use e2e_tests::{ago, spawn_app};
-use reqwest::{Client, StatusCode};
+use e2e_tests::{ago, spawn_app, Api, RequestExt as _};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-struct Api {
-    client: Client,
-    base: String,
-    key: String,
-}
-
-impl Api {
-    async fn post_events(&self, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
-        self.send(
-            self.client
-                .post(format!("{}/api/health/events", self.base))
-                .body(body),
-            &self.key,
-        )
+/// Posts `body` as it is (no Content-Type) to the ingestion endpoint; the answer must be
+/// JSON.
+async fn post_events(api: &Api, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+    api.request(Method::POST, "/api/health/events")
+        .body(body)
+        .json_with_status()
         .await
-    }
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.send(self.client.get(format!("{}{path}", self.base)), &self.key)
-            .await
-    }
-    async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send(
-            self.client.put(format!("{}{path}", self.base)).json(&body),
-            &self.key,
-        )
-        .await
-    }
-    async fn send(&self, req: reqwest::RequestBuilder, key: &str) -> (StatusCode, Value) {
-        let res = req
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("request failed: {e}"));
-        let status = res.status();
-        let text = res.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")),
-        )
-    }
 }
 
 async fn api() -> (Api, local_stack::Running, tempfile::TempDir) {
     let (running, dir) = spawn_app().await;
-    let api = Api {
-        client: Client::new(),
-        base: running.url(),
-        key: running.api_key.clone(),
-    };
-    (api, running, dir)
+    (Api::of(&running), running, dir)
 }
 
 fn error_message(body: &Value) -> String {
@@ -83,7 +45,7 @@ async fn the_readme_example_produces_the_contract_numbers() {
     } else {
         "declining"
     };
-    let (status, answer) = api.post_events(body.to_string()).await;
+    let (status, answer) = post_events(&api, body.to_string()).await;
     assert_eq!(
         (status, answer),
         (
@@ -91,7 +53,7 @@ async fn the_readme_example_produces_the_contract_numbers() {
             json!({"accepted": 4, "duplicates": 0})
         )
     );
-    let (status, answer) = api.post_events(body.to_string()).await;
+    let (status, answer) = post_events(&api, body.to_string()).await;
     assert_eq!(
         (status, answer),
         (
@@ -199,32 +161,29 @@ async fn put_integration_validates_and_registers_a_probe() {
 async fn missing_wrong_and_unscoped_keys_are_refused() {
     let (api, running, _dir) = api().await;
     let url = format!("{}/api/health/agent/a", api.base);
-    let res = api
-        .client
-        .get(&url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = api.client.get(&url).answer().await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let body: Value = res.json().await.unwrap_or_default();
     assert_eq!(body["error"]["code"], "unauthorized");
-    let (status, body) = api.send(api.client.get(&url), "ahm_not_a_key").await;
+    let (status, body) = api
+        .with_key("ahm_not_a_key")
+        .get("/api/health/agent/a")
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("unauthorized"))
     );
 
-    let read_only = running
-        .state
-        .store
-        .create_api_key("local", &["read".to_owned()], "viewer", 0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let req = api.client.post(format!("{}/api/health/events", api.base)).body(r#"{"events": [{"event_id": "x", "type": "gauge", "name": "queue_depth", "value": 1}]}"#);
-    let (status, body) = api.send(req, &read_only).await;
+    let read_only =
+        api.with_key(&e2e_tests::new_key(&running.state.store, "local", &["read"], "viewer").await);
+    let (status, body) = post_events(
+        &read_only,
+        r#"{"events": [{"event_id": "x", "type": "gauge", "name": "queue_depth", "value": 1}]}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(error_message(&body), "this API key lacks the ingest scope");
-    let (status, _) = api.send(api.client.get(&url), &read_only).await;
+    let (status, _) = read_only.get("/api/health/agent/a").await;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
@@ -236,31 +195,11 @@ async fn missing_wrong_and_unscoped_keys_are_refused() {
 async fn another_tenants_agent_answers_like_an_unknown_one() {
     let (api, running, _dir) = api().await;
     api.put("/api/health/agents/secret-agent", json!({})).await;
-    let other = running
-        .state
-        .store
-        .create_api_key(
-            "other",
-            &["read".to_owned(), "ingest".to_owned()],
-            "other",
-            0,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let (status, theirs) = api
-        .send(
-            api.client
-                .get(format!("{}/api/health/agent/secret-agent", api.base)),
-            &other,
-        )
-        .await;
-    let (_, unknown) = api
-        .send(
-            api.client
-                .get(format!("{}/api/health/agent/never-existed", api.base)),
-            &other,
-        )
-        .await;
+    let other =
+        e2e_tests::new_key(&running.state.store, "other", &["read", "ingest"], "other").await;
+    let other = api.with_key(&other);
+    let (status, theirs) = other.get("/api/health/agent/secret-agent").await;
+    let (_, unknown) = other.get("/api/health/agent/never-existed").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(theirs["error"]["code"], unknown["error"]["code"]);
 }
@@ -274,12 +213,9 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
         (StatusCode::NOT_FOUND, Some("not_found"))
     );
     let res = api
-        .client
-        .delete(format!("{}/api/health/events", api.base))
-        .bearer_auth(&api.key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .request(Method::DELETE, "/api/health/events")
+        .answer()
+        .await;
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(
         res.headers().get("allow").and_then(|v| v.to_str().ok()),
@@ -341,9 +277,8 @@ async fn bad_batches_answer_400_naming_the_field_and_store_nothing() {
         ),
     ];
     for (bad, expected) in cases {
-        let (status, body) = api
-            .post_events(json!({"events": [valid.clone(), bad]}).to_string())
-            .await;
+        let (status, body) =
+            post_events(&api, json!({"events": [valid.clone(), bad]}).to_string()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(body["error"]["code"], "invalid_events");
         assert!(
@@ -361,12 +296,12 @@ async fn bad_batches_answer_400_naming_the_field_and_store_nothing() {
         ),
         ("[]", "events: is required"),
     ] {
-        let (status, body) = api.post_events(raw.to_owned()).await;
+        let (status, body) = post_events(&api, raw.to_owned()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{raw}: {body}");
         assert!(error_message(&body).starts_with(expected), "{raw}: {body}");
     }
     let many: Vec<Value> = (0..1001).map(|i| json!({"event_id": format!("m{i}"), "type": "gauge", "name": "queue_depth", "value": 1})).collect();
-    let (status, body) = api.post_events(json!({"events": many}).to_string()).await;
+    let (status, body) = post_events(&api, json!({"events": many}).to_string()).await;
     assert_eq!(
         (status, error_message(&body).as_str()),
         (
@@ -376,7 +311,7 @@ async fn bad_batches_answer_400_naming_the_field_and_store_nothing() {
     );
 
     let huge = json!({"events": [{"event_id": "big", "type": "execution.started", "agent_id": "witness", "execution_id": "x", "operation": "o".repeat(1_100_000)}]});
-    let (status, body) = api.post_events(huge.to_string()).await;
+    let (status, body) = post_events(&api, huge.to_string()).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
@@ -434,25 +369,23 @@ async fn a_huge_number_is_refused_and_the_tenant_stays_readable() {
     };
     let call = json!({"event_id": "c", "type": "integration.call", "integration_id": "i",
                       "latency_ms": 1.7e308, "ok": true});
-    let (status, body) = api
-        .post_events(json!({"events": [finish("f1", "x1"), finish("f2", "x2"), call]}).to_string())
-        .await;
+    let (status, body) = post_events(
+        &api,
+        json!({"events": [finish("f1", "x1"), finish("f2", "x2"), call]}).to_string(),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let message = error_message(&body);
     assert!(message.contains("events[0].duration_ms"), "{message}");
     assert!(message.contains("events[2].latency_ms"), "{message}");
     // The largest accepted values, twice in one minute, still read back as numbers.
-    let (status, body) = api
-        .post_events(
-            json!({"events": [
-                {"event_id": "g1", "type": "execution.finished", "agent_id": "a", "execution_id": "x1", "outcome": "completed", "duration_ms": 604_800_000},
-                {"event_id": "g2", "type": "execution.finished", "agent_id": "a", "execution_id": "x2", "outcome": "completed", "duration_ms": 604_800_000},
-                {"event_id": "g3", "type": "integration.call", "integration_id": "i", "latency_ms": 3_600_000, "ok": true},
-                {"event_id": "g4", "type": "integration.call", "integration_id": "i", "latency_ms": 3_600_000, "ok": true},
-                {"event_id": "g5", "type": "gauge", "name": "queue_depth", "value": 1_000_000_000_000_u64}]})
-            .to_string(),
-        )
-        .await;
+    let largest = json!({"events": [
+        {"event_id": "g1", "type": "execution.finished", "agent_id": "a", "execution_id": "x1", "outcome": "completed", "duration_ms": 604_800_000},
+        {"event_id": "g2", "type": "execution.finished", "agent_id": "a", "execution_id": "x2", "outcome": "completed", "duration_ms": 604_800_000},
+        {"event_id": "g3", "type": "integration.call", "integration_id": "i", "latency_ms": 3_600_000, "ok": true},
+        {"event_id": "g4", "type": "integration.call", "integration_id": "i", "latency_ms": 3_600_000, "ok": true},
+        {"event_id": "g5", "type": "gauge", "name": "queue_depth", "value": 1_000_000_000_000_u64}]});
+    let (status, body) = post_events(&api, largest.to_string()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let (status, agents) = api.get("/api/health/agents").await;
     assert_eq!(status, StatusCode::OK, "{agents}");
@@ -477,13 +410,9 @@ async fn a_huge_number_is_refused_and_the_tenant_stays_readable() {
 #[tokio::test]
 async fn an_event_name_with_control_characters_is_refused_as_put_refuses_it() {
     let (api, _running, _dir) = api().await;
-    let (status, body) = api
-        .post_events(
-            json!({"events": [{"event_id": "s", "type": "execution.started", "agent_id": "a",
-                               "execution_id": "x", "operation": "op", "agent_name": "Sales\u{1b}[2J"}]})
-            .to_string(),
-        )
-        .await;
+    let named = json!({"events": [{"event_id": "s", "type": "execution.started", "agent_id": "a",
+                                   "execution_id": "x", "operation": "op", "agent_name": "Sales\u{1b}[2J"}]});
+    let (status, body) = post_events(&api, named.to_string()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(error_message(&body).contains("events[0].agent_name"));
     let (status, _) = api
@@ -516,14 +445,14 @@ async fn concurrent_batches_on_shared_hot_items_are_all_accepted() {
                     events.push(json!({"event_id": format!("{id}c"), "type": "integration.call", "integration_id": "shared", "latency_ms": 10, "ok": true}));
                 }
                 events.push(json!({"event_id": format!("c{c}b{b}g"), "type": "gauge", "name": "queue_depth", "value": b}));
-                let (status, body) = api.post_events(json!({ "events": events }).to_string()).await;
+                let (status, body) = post_events(&api, json!({ "events": events }).to_string()).await;
                 statuses.push((status, body));
             }
             statuses
         }));
     }
     for task in tasks {
-        for (status, body) in task.await.unwrap_or_else(|e| panic!("{e}")) {
+        for (status, body) in task.await.expect("a client task panicked") {
             assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         }
     }

@@ -5,8 +5,8 @@
 use shared::domain::latency::estimate;
 use std::sync::Arc;
 
-use e2e_tests::{spawn_api, Backend};
-use reqwest::{Client, StatusCode};
+use e2e_tests::{seed, spawn_api, Api, Backend, RequestExt as _};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use shared::domain::alerts::{AlertRecord, Severity, SourceType};
 use shared::time::{format_rfc3339, ManualClock, Millis, DAY_MS};
@@ -15,44 +15,6 @@ use shared::time::{format_rfc3339, ManualClock, Millis, DAY_MS};
 fn noon() -> Millis {
     let now = chrono::Utc::now().timestamp_millis();
     now - now.rem_euclid(DAY_MS) + DAY_MS / 2
-}
-
-struct Api {
-    client: Client,
-    base: String,
-    key: String,
-}
-
-impl Api {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-        key: &str,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(key);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
-        let status = res.status();
-        let text = res.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}")),
-        )
-    }
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(reqwest::Method::GET, path, None, &self.key).await
-    }
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(reqwest::Method::POST, path, Some(body), &self.key)
-            .await
-    }
 }
 
 fn alert(
@@ -64,17 +26,12 @@ fn alert(
     raised_at: Millis,
 ) -> AlertRecord {
     AlertRecord {
-        alert_id: id.into(),
         severity,
         message: message.into(),
         source_type,
         source_id: source_id.into(),
         condition: "test".into(),
-        raised_at,
-        acknowledged_by: None,
-        acknowledged_at: None,
-        notes: None,
-        resolved_at: None,
+        ..seed::alert(id, raised_at)
     }
 }
 
@@ -85,11 +42,7 @@ async fn fixture(
 ) -> (Api, local_stack::Running, Option<tempfile::TempDir>) {
     let clock = Arc::new(ManualClock::new(t));
     let (running, dir) = spawn_api(backend, clock).await;
-    let api = Api {
-        client: Client::new(),
-        base: running.url(),
-        key: running.api_key.clone(),
-    };
+    let api = Api::of(&running);
     let at = |secs: i64| format_rfc3339(t - secs * 1000);
     let events = json!({"events": [
         {"event_id": "1", "type": "execution.started", "agent_id": "a1", "agent_name": "Sales Assistant", "execution_id": "x1", "operation": "Processing leads", "timestamp": at(600)},
@@ -142,10 +95,7 @@ async fn fixture(
         ),
         resolved,
     ] {
-        store
-            .save_alert("local", &a, None)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        seed::save_alert(store, "local", &a).await;
     }
     (api, running, dir)
 }
@@ -328,12 +278,7 @@ async fn every_read_endpoint_answers_the_contract_shapes(backend: Backend) {
     );
     memory.resolved_at = None;
     for a in [&old_cpu, &memory] {
-        running
-            .state
-            .store
-            .save_alert("local", a, None)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        seed::save_alert(&running.state.store, "local", a).await;
     }
     let memory_json = alert_json(
         &memory.alert_id,
@@ -517,23 +462,9 @@ async fn bad_parameters_answer_400_naming_the_parameter(backend: Backend) {
             "{path}"
         );
     }
-    let (status, _) = api
-        .call(
-            reqwest::Method::DELETE,
-            "/api/health/alerts",
-            None,
-            &api.key,
-        )
-        .await;
+    let (status, _) = api.delete("/api/health/alerts").await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-    let (status, _) = api
-        .call(
-            reqwest::Method::GET,
-            "/api/health/alerts/alert_int/acknowledge",
-            None,
-            &api.key,
-        )
-        .await;
+    let (status, _) = api.get("/api/health/alerts/alert_int/acknowledge").await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
@@ -545,13 +476,7 @@ async fn lists_come_in_pages_linked_by_the_link_header(backend: Backend) {
     let mut path = "/api/health/agents?limit=1".to_owned();
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let res = api
-            .client
-            .get(format!("{}{path}", api.base))
-            .bearer_auth(&api.key)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let res = api.request(Method::GET, &path).answer().await;
         assert_eq!(res.status(), StatusCode::OK);
         let link = res
             .headers()
@@ -580,28 +505,18 @@ async fn lists_come_in_pages_linked_by_the_link_header(backend: Backend) {
     assert_eq!(ids, ["a1", "a2"]);
     // Without limit: the whole list and no Link header.
     let res = api
-        .client
-        .get(format!("{}/api/health/integrations", api.base))
-        .bearer_auth(&api.key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .request(Method::GET, "/api/health/integrations")
+        .answer()
+        .await;
     assert!(res.headers().get("link").is_none());
 }
 
 async fn another_tenant_sees_and_changes_nothing_through_any_endpoint(backend: Backend) {
     let t = noon();
     let (api, running, _dir) = fixture(backend, t).await;
-    let other = running
-        .state
-        .store
-        .create_api_key("other", &local_stack::all_scopes(), "intruder", 0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let get = |path: &'static str| {
-        let (api, other) = (&api, other.clone());
-        async move { api.call(reqwest::Method::GET, path, None, &other).await }
-    };
+    let other = e2e_tests::tenant_key(&running, "other", "intruder").await;
+    let intruder = api.with_key(&other);
+    let get = |path: &'static str| intruder.get(path);
     assert_eq!(get("/api/health/agent/a1").await.0, StatusCode::NOT_FOUND);
     assert_eq!(get("/api/health/agents").await, (StatusCode::OK, json!([])));
     assert_eq!(
@@ -640,13 +555,8 @@ async fn another_tenant_sees_and_changes_nothing_through_any_endpoint(backend: B
         get("/api/health/history/system").await.1["data_points"],
         json!(0)
     );
-    let (status, _) = api
-        .call(
-            reqwest::Method::POST,
-            "/api/health/alerts/alert_agent/acknowledge",
-            Some(json!({})),
-            &other,
-        )
+    let (status, _) = intruder
+        .post("/api/health/alerts/alert_agent/acknowledge", json!({}))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // ... and the owner's alert is still unacknowledged.
@@ -654,14 +564,7 @@ async fn another_tenant_sees_and_changes_nothing_through_any_endpoint(backend: B
     assert_eq!(mine[0]["acknowledged"], json!(false));
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod embedded { $( #[tokio::test] async fn $name() { super::$name(super::Backend::Embedded).await; } )* }
-        mod dynamodb { $( #[tokio::test] async fn $name() { super::$name(super::Backend::DynamoDb).await; } )* }
-    };
-}
-
-on_both_stores!(
+e2e_tests::on_both_backends!(
     lists_come_in_pages_linked_by_the_link_header,
     every_read_endpoint_answers_the_contract_shapes,
     acknowledging_marks_the_alert_once_and_refuses_resolved_or_unknown_ones,

@@ -2,6 +2,10 @@
 //! real SDK client against an HTTP server that answers like API Gateway would for
 //! throttled, vanished, forbidden and briefly failing connections.
 
+// Helpers here are not `#[test]` functions, which clippy's allow-expect-in-tests covers:
+// they too stop a test with `expect`, saying what they were doing.
+#![allow(clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -54,12 +58,7 @@ async fn start(script: Arc<Mutex<Script>>) -> SocketAddr {
     let app = axum::Router::new()
         .route("/{stage}/@connections/{id}", axum::routing::post(post))
         .with_state(script);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
+    e2e_tests::serve(app).await
 }
 
 async fn each_reply_is_handled_as_api_gateway_means_it(store: Store) {
@@ -68,12 +67,12 @@ async fn each_reply_is_handled_as_api_gateway_means_it(store: Store) {
         store
             .add_connection("acme", id, "ops", 0)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|e| panic!("storing connection {id}: {e}"));
     }
     store
         .add_connection("other", "other=", "ops", 0)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("storing the other tenant's connection");
     let script = Arc::new(Mutex::new(Script {
         answers: HashMap::from([
             ("throttled=".to_owned(), vec![429, 429]),
@@ -91,7 +90,7 @@ async fn each_reply_is_handled_as_api_gateway_means_it(store: Store) {
     let report = broadcaster
         .broadcast("acme", &messages)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("broadcasting to acme");
     assert_eq!(
         report,
         BroadcastReport {
@@ -145,7 +144,7 @@ async fn each_reply_is_handled_as_api_gateway_means_it(store: Store) {
     let none = broadcaster
         .broadcast("nobody", &messages)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("broadcasting to a tenant without connections");
     assert_eq!(none, BroadcastReport::default());
 }
 

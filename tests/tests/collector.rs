@@ -1,6 +1,10 @@
 //! The collector on both stores, with time driven explicitly: every cycle runs at a `now`
 //! the test chooses, nothing sleeps real seconds (probes hit a real local HTTP server).
 
+// Helpers here are not `#[test]` functions, which clippy's allow-expect-in-tests covers:
+// they too stop a test with `expect`, saying what they were doing.
+#![allow(clippy::expect_used)]
+
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,7 +16,6 @@ use shared::collector::rules::condition;
 use shared::collector::{Collector, CycleReport};
 use shared::config::Config;
 use shared::domain::alerts::{AlertRecord, Severity, SourceType};
-use shared::domain::events::{parse_batch, Event};
 use shared::domain::records::{ConnectionState, Probe};
 use shared::domain::round::round4;
 use shared::store::integrations::IntegrationUpdate;
@@ -31,12 +34,12 @@ fn start_time() -> Millis {
 
 fn collector(store: &Store, config: Config) -> Collector {
     let state = AppState::new(store.clone(), config);
-    Collector::new(&state).unwrap_or_else(|e| panic!("{e}"))
+    Collector::new(&state).expect("building the collector")
 }
 
 fn config() -> Config {
     Config {
-        probe_allowed_addresses: vec!["127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))],
+        probe_allowed_addresses: vec![e2e_tests::LOOPBACK.into()],
         ..Config::default()
     }
 }
@@ -46,22 +49,19 @@ async fn tenant_collector(store: &Store, now: Millis) -> Collector {
     store
         .register_tenant(TENANT, now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("registering the tenant");
     collector(store, config())
 }
 
 async fn ingest(store: &Store, now: Millis, events: serde_json::Value) {
-    let body = json!({ "events": events }).to_string();
-    let events: Vec<Event> =
-        parse_batch(body.as_bytes(), now).unwrap_or_else(|e| panic!("bad batch: {e:?}"));
-    store
-        .ingest(TENANT, &events, now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    e2e_tests::seed::ingest(store, TENANT, events, now).await;
 }
 
 async fn cycle(c: &Collector, now: Millis) -> CycleReport {
-    let report = c.run_cycle(now).await.unwrap_or_else(|e| panic!("{e}"));
+    let report = c
+        .run_cycle(now)
+        .await
+        .unwrap_or_else(|e| panic!("running a collector cycle at {now}: {e}"));
     assert!(
         report.failed.is_empty(),
         "cycle failed: {:?}",
@@ -74,14 +74,14 @@ async fn active(store: &Store) -> Vec<AlertRecord> {
     store
         .active_alerts(TENANT)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("reading the active alerts")
 }
 
 async fn all_alerts(store: &Store) -> Vec<AlertRecord> {
     store
         .all_alerts(TENANT)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("reading all alerts")
         .into_iter()
         .map(|(a, _)| a)
         .collect()
@@ -106,7 +106,7 @@ async fn register_probed(store: &Store, id: &str, url: String, now: Millis) {
     store
         .put_integration(TENANT, id, &update, now, 5000.0)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("putting integration {id} with a probe: {e}"));
 }
 
 fn at(ms: Millis) -> String {
@@ -340,7 +340,7 @@ async fn acknowledgement_survives_cycles_and_is_cleared_on_escalation(store: Sto
     store
         .acknowledge_alert(TENANT, &alert.alert_id, "ops", Some("looking"), t0 + 1000)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("acknowledging the alert");
     for i in 1..=3 {
         let now = t0 + i * INTERVAL;
         ingest(
@@ -463,7 +463,7 @@ async fn a_failing_probe_target_backs_off_and_recovers(store: Store) {
         store
             .integration_record(TENANT, "billing")
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("reading integration billing's record")
             .unwrap_or_else(|| panic!("integration missing"))
     };
 
@@ -506,7 +506,7 @@ async fn a_failing_probe_target_backs_off_and_recovers(store: Store) {
         async move {
             c.run_recoveries(now)
                 .await
-                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|e| panic!("running the probe recoveries at {now}: {e}"))
         }
     };
     assert_eq!(attempt(failed_at + 999).await, 0);
@@ -557,7 +557,7 @@ async fn seed_five_conditions(store: &Store, t0: Millis) {
     store
         .register_tenant(TENANT, t0)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("registering the tenant");
     let mut events = runs("bot", "bad", 4, "failed", t0 - MINUTE_MS);
     events.push(host("h", "web-1", 95.0, 95.0, t0));
     ingest(store, t0, json!(events)).await;
@@ -572,8 +572,8 @@ async fn overlapping_collector_runs_raise_each_alert_once(store: Store) {
     // The same cycle: one run claims it, the other skips.
     let (ra, rb) = tokio::join!(a.run_cycle(t0), b.run_cycle(t0));
     let (ra, rb) = (
-        ra.unwrap_or_else(|e| panic!("{e}")),
-        rb.unwrap_or_else(|e| panic!("{e}")),
+        ra.expect("the first collector's cycle"),
+        rb.expect("the second collector's cycle"),
     );
     assert_eq!(ra.tenants.len() + rb.tenants.len(), 1);
     assert_eq!(ra.skipped + rb.skipped, 1);
@@ -594,10 +594,10 @@ async fn overlapping_collector_runs_raise_each_alert_once(store: Store) {
     let slow = tokio::spawn(async move { a.run_cycle(t0 + INTERVAL).await });
     gate.first_arrived.notified().await;
     let rb = b.run_cycle(t0 + 2 * INTERVAL).await;
-    let ra = slow.await.unwrap_or_else(|e| panic!("{e}"));
+    let ra = slow.await.expect("the slow cycle's task panicked");
     let mut raised = 0;
     for r in [ra, rb] {
-        let r = r.unwrap_or_else(|e| panic!("{e}"));
+        let r = r.expect("a cycle of a gated collector");
         assert!(r.failed.is_empty(), "{:?}", r.failed);
         assert_eq!(r.tenants.len(), 1, "both runs evaluate their own cycle");
         raised += r.tenants[0].raised;
@@ -704,7 +704,7 @@ async fn a_cycle_failing_half_way_is_completed_by_the_next(store: Store) {
     let report = collector(&outage, config())
         .run_cycle(t0)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running a cycle during the outage");
     assert_eq!(report.failed.len(), 1);
     assert!(report.failed[0].1.to_string().contains("injected outage"));
     assert_eq!(all_alerts(&store).await.len(), 2);
@@ -728,7 +728,7 @@ async fn an_interrupted_probe_write_counts_once(store: Store) {
     store
         .register_tenant(TENANT, t0)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("registering the tenant");
     register_probed(&store, "api", target.url(), t0).await;
     let c = collector(&store, config());
     cycle(&c, t0).await;
@@ -741,7 +741,7 @@ async fn an_interrupted_probe_write_counts_once(store: Store) {
     let report = collector(&outage, config())
         .run_cycle(t0 + 2 * INTERVAL)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running a cycle during the outage");
     assert_eq!(report.failed.len(), 1);
     cycle(&c, t0 + 3 * INTERVAL).await;
 
@@ -753,7 +753,7 @@ async fn an_interrupted_probe_write_counts_once(store: Store) {
             "api",
         )])
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading integration api's live item");
     let Some(Some(shared::store::StoredItem {
         record: shared::store::Record::Integration(live),
         ..
@@ -865,10 +865,7 @@ async fn a_fast_burning_slo_raises_a_critical_alert(store: Store) {
         threshold_ms: None,
         percentile: None,
     };
-    store
-        .put_slo(TENANT, &slo)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    store.put_slo(TENANT, &slo).await.expect("putting the SLO");
     cycle(&c, t0).await;
     let alerts = active(&store).await;
     let burn = find(&alerts, "pay", condition::SLO_BURN)
@@ -894,7 +891,7 @@ async fn a_fast_burning_slo_raises_a_critical_alert(store: Store) {
     store
         .delete_slo(TENANT, "pay-availability")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("deleting the SLO");
     cycle(&c, t0 + 2 * INTERVAL).await;
     assert!(find(&active(&store).await, "pay", condition::SLO_BURN).is_none());
 }
@@ -906,7 +903,7 @@ async fn a_recurring_condition_keeps_only_its_newest_occurrences(store: Store) {
     store
         .register_tenant(TENANT, t0)
         .await
-        .unwrap_or_else(|e| panic!("listing the tenant: {e}"));
+        .expect("listing the tenant");
     let c = collector(
         &store,
         Config {

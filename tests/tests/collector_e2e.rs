@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use e2e_tests::RequestExt as _;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shared::config::Config;
@@ -16,11 +17,7 @@ struct Api {
 
 impl Api {
     async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let res = req
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("request failed: {e}"));
+        let res = req.bearer_auth(&self.key).answer().await;
         let status = res.status();
         (status, res.json().await.unwrap_or(Value::Null))
     }
@@ -104,7 +101,7 @@ async fn a_failing_agent_raises_an_alert_that_is_acknowledged_and_resolves_on_re
     let alert = api
         .wait_for("the error-rate alert", false, is_error_rate)
         .await
-        .unwrap_or_else(|| panic!("no alert"));
+        .unwrap_or_else(|| panic!("the error-rate alert was not raised"));
     assert_eq!(alert["severity"], "warning");
     assert_eq!(alert["source_type"], "agent");
     assert_eq!(
@@ -145,7 +142,7 @@ async fn a_failing_agent_raises_an_alert_that_is_acknowledged_and_resolves_on_re
     })
     .await;
     assert!(api.alerts().await.iter().all(|a| !is_error_rate(a)));
-    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    app.stop().await.expect("stopping the local stack");
 }
 
 #[tokio::test]
@@ -167,5 +164,5 @@ async fn with_polling_disabled_only_events_raise_alerts() {
     let alerts = api.alerts().await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert!(is_error_rate(&alerts[0]));
-    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    app.stop().await.expect("stopping the local stack");
 }

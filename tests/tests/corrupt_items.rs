@@ -3,13 +3,16 @@
 //! file or DynamoDB table, bypassing the product's code) and checks that the reads of the
 //! rest of the tenant and the collector's cycle carry on.
 
+// Helpers here are not `#[test]` functions, which clippy's allow-expect-in-tests covers:
+// they too stop a test with `expect`, saying what they were doing.
+#![allow(clippy::expect_used)]
+
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
 use shared::collector::Collector;
 use shared::config::Config;
-use shared::domain::events::parse_batch;
 use shared::store::dynamodb::DynamoBackend;
 use shared::store::embedded::EmbeddedBackend;
 use shared::store::layout::{self, Entity};
@@ -32,16 +35,11 @@ async fn seed(store: &Store, now: i64) {
         events.push(json!({"event_id": format!("c{n}"), "type": "integration.call", "integration_id": format!("i{n}"), "latency_ms": 10, "ok": true}));
         events.push(json!({"event_id": format!("h{n}"), "type": "host.sample", "host_id": format!("h{n}"), "cpu_usage": 95, "memory_usage": 10}));
     }
-    let body = json!({ "events": events }).to_string();
-    let events = parse_batch(body.as_bytes(), now).unwrap_or_else(|e| panic!("{e:?}"));
-    store
-        .ingest(TENANT, &events, now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    e2e_tests::seed::ingest(store, TENANT, json!(events), now).await;
     store
         .register_tenant(TENANT, now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("registering the tenant");
 }
 
 /// What gets damaged: a1's live item (counters that do not parse), i1's (content of an
@@ -100,11 +98,11 @@ async fn rest_of_tenant_still_reads(store: Store, now: i64) {
     assert!(store.agent_health(TENANT, "a2", now).await.is_ok());
 
     let collector = Collector::new(&AppState::new(store.clone(), Config::default()))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("building the collector");
     let report = collector
         .run_cycle(now + MINUTE_MS)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running a collector cycle");
     assert!(
         report.failed.is_empty(),
         "cycle failed: {:?}",
@@ -113,36 +111,32 @@ async fn rest_of_tenant_still_reads(store: Store, now: i64) {
     let alerts = store
         .active_alerts(TENANT)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading the active alerts");
     assert!(
         alerts.iter().any(|a| a.source_id == "h2"),
         "h2's CPU alert was not raised: {alerts:?}"
     );
     // Ingestion for the healthy entities goes on.
-    let body = json!({"events": [{"event_id": "later", "type": "execution.finished", "agent_id": "a2", "execution_id": "y", "outcome": "completed", "duration_ms": 5}]}).to_string();
-    let events = parse_batch(body.as_bytes(), now).unwrap_or_else(|e| panic!("{e:?}"));
-    store
-        .ingest(TENANT, &events, now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let later = json!([{"event_id": "later", "type": "execution.finished", "agent_id": "a2", "execution_id": "y", "outcome": "completed", "duration_ms": 5}]);
+    e2e_tests::seed::ingest(&store, TENANT, later, now).await;
 }
 
 #[tokio::test]
 async fn embedded_an_unreadable_item_degrades_only_its_entity() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("creating a temp dir");
     let path = dir.path().join("health.redb");
     let now = now();
     {
-        let backend = EmbeddedBackend::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let backend = EmbeddedBackend::open(&path).expect("opening the embedded store");
         seed(&Store::new(Arc::new(backend)), now).await;
     }
     {
         // The store's own encoding: key `PK \x1f SK`, value the JSON body.
         let table: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("items");
-        let db = redb::Database::open(&path).unwrap_or_else(|e| panic!("{e}"));
-        let txn = db.begin_write().unwrap_or_else(|e| panic!("{e}"));
+        let db = redb::Database::open(&path).expect("opening the redb file");
+        let txn = db.begin_write().expect("beginning a write transaction");
         {
-            let mut items = txn.open_table(table).unwrap_or_else(|e| panic!("{e}"));
+            let mut items = txn.open_table(table).expect("opening the items table");
             let [agent, integration, host] = damaged();
             let bodies = [
                 (
@@ -159,12 +153,12 @@ async fn embedded_an_unreadable_item_degrades_only_its_entity() {
                 let joined = format!("{}\u{1f}{}", key.pk, key.sk);
                 items
                     .insert(joined.as_str(), body.to_string().as_bytes())
-                    .unwrap_or_else(|e| panic!("{e}"));
+                    .expect("writing a damaged item");
             }
         }
-        txn.commit().unwrap_or_else(|e| panic!("{e}"));
+        txn.commit().expect("committing the damaged items");
     }
-    let backend = EmbeddedBackend::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    let backend = EmbeddedBackend::open(&path).expect("reopening the embedded store");
     rest_of_tenant_still_reads(Store::new(Arc::new(backend)), now).await;
 }
 
@@ -206,7 +200,7 @@ async fn dynamodb_an_unreadable_item_degrades_only_its_entity() {
         for (name, value) in attributes {
             put = put.item(name, value);
         }
-        put.send().await.unwrap_or_else(|e| panic!("{e:?}"));
+        put.send().await.expect("putting a damaged item");
     }
     rest_of_tenant_still_reads(store, now).await;
 }

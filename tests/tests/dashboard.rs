@@ -126,11 +126,13 @@ async fn the_dashboard_shows_the_api_acknowledges_and_updates_live_in_chromium()
                 {
                     let _ = client.delete_connection().connection_id(&id).send().await;
                 }
+                stdin.write_all(b"dropped\n").await.unwrap_or_else(|e| {
+                    panic!("telling the browser script its sockets were dropped: {e}")
+                });
                 stdin
-                    .write_all(b"dropped\n")
+                    .flush()
                     .await
-                    .unwrap_or_else(|e| panic!("{e}"));
-                stdin.flush().await.unwrap_or_else(|e| panic!("{e}"));
+                    .unwrap_or_else(|e| panic!("flushing the browser script's input: {e}"));
             }
             output.push(line);
         }
@@ -138,7 +140,10 @@ async fn the_dashboard_shows_the_api_acknowledges_and_updates_live_in_chromium()
     tokio::time::timeout(Duration::from_secs(180), run)
         .await
         .unwrap_or_else(|_| panic!("the browser test did not finish in 3 minutes: {output:?}"));
-    let status = node.wait().await.unwrap_or_else(|e| panic!("{e}"));
+    let status = node
+        .wait()
+        .await
+        .unwrap_or_else(|e| panic!("waiting for the browser script to exit: {e}"));
     let mut stderr = String::new();
     if let Some(mut e) = node.stderr.take() {
         use tokio::io::AsyncReadExt;

@@ -9,7 +9,6 @@ use local_stack::scenario::{tick_events, LOOP_TICKS, TICK_MS};
 use serde_json::json;
 use shared::collector::Collector;
 use shared::config::Config;
-use shared::domain::events::parse_batch;
 use shared::AppState;
 
 const TENANT: &str = "local";
@@ -23,7 +22,7 @@ async fn each_incident_raises_its_alert_and_every_alert_resolves_within_the_loop
     store
         .register_tenant(TENANT, t0)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("registering the tenant");
     let state = AppState::new(
         store.clone(),
         Config {
@@ -31,22 +30,17 @@ async fn each_incident_raises_its_alert_and_every_alert_resolves_within_the_loop
             ..Config::default()
         },
     );
-    let collector = Collector::new(&state).unwrap_or_else(|e| panic!("{e}"));
+    let collector = Collector::new(&state).expect("building the collector");
     // Alert message by id, and whether it is still active, over the whole loop.
     let mut seen: BTreeMap<String, (String, String, bool)> = BTreeMap::new();
     for tick in 0..LOOP_TICKS * 12 + 6 {
         let at = t0 + i64::try_from(tick).unwrap_or_default() * TICK_MS;
-        let body = json!({ "events": tick_events("test", tick, at) }).to_string();
-        let events = parse_batch(body.as_bytes(), at).unwrap_or_else(|e| panic!("{e:?}"));
-        store
-            .ingest(TENANT, &events, at)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        e2e_tests::seed::ingest(&store, TENANT, json!(tick_events("test", tick, at)), at).await;
         if at % interval_ms == 0 {
             collector
                 .run_cycle(at)
                 .await
-                .unwrap_or_else(|e| panic!("{e}"));
+                .unwrap_or_else(|e| panic!("running the cycle at {at}: {e}"));
             let active = store.active_alerts(TENANT).await.unwrap_or_default();
             for entry in seen.values_mut() {
                 entry.2 = false;

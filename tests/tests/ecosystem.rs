@@ -3,10 +3,14 @@
 //! with gzip, and JSON; exports retried), read back through the REST API; `/metrics` read by
 //! prometheus_client's reference parsers in both exposition formats.
 
+// Helpers here are not `#[test]` functions, which clippy's allow-expect-in-tests covers:
+// they too stop a test with `expect`, saying what they were doing.
+#![allow(clippy::expect_used)]
+
 use std::process::Stdio;
 use std::sync::Arc;
 
-use e2e_tests::{eventually, ingest_events, spawn_api, spawn_app, Api, Backend};
+use e2e_tests::{eventually, ingest_events, spawn_api, spawn_app, Api, Backend, RequestExt as _};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use shared::time::ManualClock;
@@ -263,12 +267,10 @@ async fn bad_exports_get_the_otlp_error_answers() {
         if let Some(k) = key {
             req = req.bearer_auth(k);
         }
-        req.send()
+        req.answer()
     };
     let key = running.api_key.as_str();
-    let res = post("application/json", b"{\"resourceSpans\": 5}", Some(key))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = post("application/json", b"{\"resourceSpans\": 5}", Some(key)).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let body: Value = res.json().await.unwrap_or_default();
     assert_eq!(body["code"], 3, "{body}");
@@ -279,21 +281,15 @@ async fn bad_exports_get_the_otlp_error_answers() {
             .contains("not an OTLP ExportTraceServiceRequest in JSON"),
         "{body}"
     );
-    let res = post("application/x-protobuf", b"\xff\xff\xff", Some(key))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = post("application/x-protobuf", b"\xff\xff\xff", Some(key)).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
         res.headers().get("content-type").map(|v| v.as_bytes()),
         Some(&b"application/x-protobuf"[..])
     );
-    let res = post("text/plain", b"x", Some(key))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = post("text/plain", b"x", Some(key)).await;
     assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let res = post("application/json", b"{}", None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = post("application/json", b"{}", None).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     // Over 4 MiB as sent: 413 with a Status, in the request's encoding.
     let res = client
@@ -301,16 +297,13 @@ async fn bad_exports_get_the_otlp_error_answers() {
         .header("content-type", "application/json")
         .bearer_auth(key)
         .body(vec![b' '; 4 * 1024 * 1024 + 1])
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .answer()
+        .await;
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body: Value = res.json().await.unwrap_or_default();
     assert_eq!(body["code"], 3, "{body}");
     // An empty request is a success with nothing in it.
-    let res = post("application/json", b"{}", Some(key))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = post("application/json", b"{}", Some(key)).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.text().await.unwrap_or_default(), "{}");
 }
@@ -329,12 +322,12 @@ async fn parse_metrics(format: &str, text: &str) -> Value {
         stdin
             .write_all(text.as_bytes())
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("writing /metrics to the parser's stdin");
     }
     let out = child
         .wait_with_output()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("waiting for the parser");
     assert!(
         out.status.success(),
         "the {format} parser refused /metrics: {}\n{text}",
@@ -415,29 +408,22 @@ async fn metrics_parse_in_both_formats_with_escaped_labels_and_alerts() {
         if let Some(a) = accept {
             req = req.header("accept", a);
         }
-        req.send()
+        req.answer()
     };
     // Prometheus's own Accept header asks for OpenMetrics first.
     let res = scrape(Some(
         "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
     ))
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert!(res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/openmetrics-text")));
+    assert!(e2e_tests::content_type(&res).starts_with("application/openmetrics-text"));
     let text = res.text().await.unwrap_or_default();
     let open = parse_metrics("openmetrics", &text).await;
     // Without Accept, OpenMetrics too (the contract's format); an older scraper asking for
     // the text format 0.0.4 gets that.
-    let res = scrape(None).await.unwrap_or_else(|e| panic!("{e}"));
+    let res = scrape(None).await;
     assert!(res.text().await.unwrap_or_default().ends_with("# EOF\n"));
-    let res = scrape(Some("text/plain;version=0.0.4"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = scrape(Some("text/plain;version=0.0.4")).await;
     let classic_text = res.text().await.unwrap_or_default();
     let classic = parse_metrics("prometheus", &classic_text).await;
 
@@ -536,9 +522,8 @@ async fn metrics_parse_in_both_formats_with_escaped_labels_and_alerts() {
     // A read key is needed.
     let res = reqwest::Client::new()
         .get(format!("{}/metrics", api.base))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .answer()
+        .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -574,29 +559,13 @@ async fn a_badge_renders_by_token_and_stops_when_revoked() {
     )
     .await;
     let api = Api::of(&running);
-    let (status, body) = api
-        .call(
-            Method::POST,
-            "/api/health/badges",
-            Some(json!({"source_type": "integration", "source_id": "nope"})),
-        )
-        .await;
+    let badge = |body: Value| api.post("/api/health/badges", body);
+    let (status, body) = badge(json!({"source_type": "integration", "source_id": "nope"})).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    let (status, body) = api
-        .call(
-            Method::POST,
-            "/api/health/badges",
-            Some(json!({"source_type": "host", "source_id": "slack"})),
-        )
-        .await;
+    let (status, body) = badge(json!({"source_type": "host", "source_id": "slack"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, created) = api
-        .call(
-            Method::POST,
-            "/api/health/badges",
-            Some(json!({"source_type": "integration", "source_id": "slack"})),
-        )
-        .await;
+    let (status, created) =
+        badge(json!({"source_type": "integration", "source_id": "slack"})).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let token = created["token"].as_str().unwrap_or_default().to_owned();
     assert!(token.len() >= 64, "{created}");
@@ -610,14 +579,9 @@ async fn a_badge_renders_by_token_and_stops_when_revoked() {
     let fetch = |query: &'static str| {
         let url = format!("{url}{query}");
         async move {
-            let res = reqwest::get(&url).await.unwrap_or_else(|e| panic!("{e}"));
+            let res = reqwest::Client::new().get(&url).answer().await;
             let status = res.status();
-            let ctype = res
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
+            let ctype = e2e_tests::content_type(&res);
             (status, ctype, res.text().await.unwrap_or_default())
         }
     };
@@ -727,9 +691,8 @@ async fn otlp_host_metrics_become_host_samples() {
         .post(format!("{}/v1/metrics", api.base))
         .bearer_auth(&api.key)
         .json(&request)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .answer()
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap_or_default();
     // Network: not mapped (2); CPU without memory: no sample (1).

@@ -2,6 +2,10 @@
 //! event arrives, without waiting for a collector cycle, with the tenant's dashboards told
 //! at once; and never duplicated when the event path and a cycle decide at the same time.
 
+// Helpers here are not `#[test]` functions, which clippy's allow-expect-in-tests covers:
+// they too stop a test with `expect`, saying what they were doing.
+#![allow(clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
 use e2e_tests::ws;
@@ -9,7 +13,6 @@ use serde_json::{json, Value};
 use shared::collector::alerting::evaluate_touched;
 use shared::collector::Collector;
 use shared::config::Config;
-use shared::domain::events::parse_batch;
 use shared::store::Store;
 use shared::AppState;
 
@@ -77,7 +80,7 @@ async fn a_sample_over_the_threshold_raises_and_a_normal_one_resolves_without_a_
     )
     .await;
     within_two_seconds(&app, true, |a| a["source_id"] == "web-1").await;
-    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    app.stop().await.expect("stopping the local stack");
 }
 
 #[tokio::test]
@@ -119,7 +122,7 @@ async fn failures_in_a_row_and_an_agents_failures_raise_their_alerts_from_the_ev
     })
     .await;
     assert!(found.is_some());
-    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    app.stop().await.expect("stopping the local stack");
 }
 
 /// The event path and the cycle evaluate one host at once, twice each: one alert.
@@ -128,29 +131,31 @@ async fn the_event_path_and_a_cycle_at_once_make_one_alert(store: Store) {
     store
         .register_tenant(TENANT, now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let body = json!({"events": [{"event_id": "h1", "type": "host.sample", "host_id": "db-1", "cpu_usage": 93, "memory_usage": 95}]}).to_string();
-    let events = parse_batch(body.as_bytes(), now).unwrap_or_else(|e| panic!("{e:?}"));
+        .expect("registering the tenant");
+    let events = e2e_tests::seed::batch(
+        json!([{"event_id": "h1", "type": "host.sample", "host_id": "db-1", "cpu_usage": 93, "memory_usage": 95}]),
+        now,
+    );
     let (_, touched) = store
         .ingest_touching(TENANT, &events, now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("ingesting the host sample");
     let config = Config::default();
     let state = AppState::new(store.clone(), config.clone());
-    let collector = Collector::new(&state).unwrap_or_else(|e| panic!("{e}"));
+    let collector = Collector::new(&state).expect("building the collector");
     let (a, b, c) = tokio::join!(
         evaluate_touched(&store, &config, TENANT, &touched, now),
         evaluate_touched(&store, &config, TENANT, &touched, now),
         collector.run_cycle(now),
     );
-    let raised =
-        a.unwrap_or_else(|e| panic!("{e}")).raised + b.unwrap_or_else(|e| panic!("{e}")).raised;
-    let cycle = c.unwrap_or_else(|e| panic!("{e}"));
+    let raised = a.expect("the first event-path evaluation").raised
+        + b.expect("the second event-path evaluation").raised;
+    let cycle = c.expect("the collector cycle");
     let from_cycle: usize = cycle.tenants.iter().map(|t| t.raised).sum();
     let alerts = store
         .active_alerts(TENANT)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading the active alerts");
     let mut conditions: Vec<&str> = alerts.iter().map(|a| a.message.as_str()).collect();
     conditions.sort_unstable();
     assert_eq!(

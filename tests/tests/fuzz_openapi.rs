@@ -31,7 +31,7 @@ async fn generated_requests_get_only_documented_answers() {
             .output()
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}"))
+    .expect("the schemathesis task panicked")
     .unwrap_or_else(|e| {
         panic!("cannot run schemathesis (the test command installs it into .tools/venv): {e}")
     });

@@ -1,29 +1,38 @@
 //! The local stack's HTTP server against slow, idle and too many clients, over raw TCP
 //! (a well-behaved HTTP client cannot send half a request line), and its `/healthz`.
 
+// Helpers here are not `#[test]` functions, which clippy's allow-expect-in-tests covers:
+// they too stop a test with `expect`, saying what they were doing.
+#![allow(clippy::expect_used)]
+
 use std::time::Duration;
 
+use e2e_tests::RequestExt as _;
 use shared::config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn app(limits: local_stack::Limits) -> (local_stack::Running, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let running = local_stack::start(local_stack::Options {
-        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-        data_dir: dir.path().to_owned(),
-        config: Config {
-            polling_enabled: false,
-            ..Config::default()
-        },
-        clock: None,
-        sidecar: None,
-        demo: false,
-        limits,
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    (running, dir)
+    let config = Config {
+        polling_enabled: false,
+        ..Config::default()
+    };
+    e2e_tests::spawn_app_limited(config, limits).await
+}
+
+/// The default limits, but a second to send a request's headers.
+fn one_second_for_headers() -> local_stack::Limits {
+    local_stack::Limits {
+        header_timeout: Duration::from_secs(1),
+        ..local_stack::Limits::default()
+    }
+}
+
+/// A raw TCP connection to the stack.
+async fn connect(app: &local_stack::Running) -> TcpStream {
+    TcpStream::connect(app.addr)
+        .await
+        .expect("connecting to the stack")
 }
 
 /// Reads until the server closes the connection or `wait` passes; `Some(bytes read)` if it
@@ -49,17 +58,11 @@ const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: local\r\n\r\n";
 
 #[tokio::test]
 async fn half_a_request_line_is_dropped_after_the_header_timeout() {
-    let (app, _dir) = app(local_stack::Limits {
-        header_timeout: Duration::from_secs(1),
-        ..local_stack::Limits::default()
-    })
-    .await;
-    let mut slow = TcpStream::connect(app.addr)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (app, _dir) = app(one_second_for_headers()).await;
+    let mut slow = connect(&app).await;
     slow.write_all(b"GET /api/health/ag")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("sending half a request line");
     assert!(
         closed_within(&mut slow, Duration::from_secs(5))
             .await
@@ -70,17 +73,9 @@ async fn half_a_request_line_is_dropped_after_the_header_timeout() {
 
 #[tokio::test]
 async fn an_idle_kept_alive_connection_is_closed() {
-    let (app, _dir) = app(local_stack::Limits {
-        header_timeout: Duration::from_secs(1),
-        ..local_stack::Limits::default()
-    })
-    .await;
-    let mut idle = TcpStream::connect(app.addr)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    idle.write_all(HEALTHZ)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (app, _dir) = app(one_second_for_headers()).await;
+    let mut idle = connect(&app).await;
+    idle.write_all(HEALTHZ).await.expect("sending GET /healthz");
     let answered = closed_within(&mut idle, Duration::from_secs(5))
         .await
         .unwrap_or_else(|| panic!("an idle keep-alive connection is still open after 5 s"));
@@ -96,18 +91,13 @@ async fn beyond_the_connection_cap_a_client_waits_for_a_free_slot() {
         ..local_stack::Limits::default()
     })
     .await;
-    let connect = || async {
-        TcpStream::connect(app.addr)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-    };
-    let (holder, _other) = (connect().await, connect().await);
+    let (holder, _other) = (connect(&app).await, connect(&app).await);
     // The kernel completes the handshake, but the server does not serve it yet.
-    let mut waiting = connect().await;
+    let mut waiting = connect(&app).await;
     waiting
         .write_all(HEALTHZ)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("sending GET /healthz");
     let mut buf = [0u8; 64];
     let early = tokio::time::timeout(Duration::from_millis(700), waiting.read(&mut buf)).await;
     assert!(early.is_err(), "served beyond the cap: {early:?}");
@@ -115,7 +105,7 @@ async fn beyond_the_connection_cap_a_client_waits_for_a_free_slot() {
     let n = tokio::time::timeout(Duration::from_secs(5), waiting.read(&mut buf))
         .await
         .unwrap_or_else(|_| panic!("not served after a slot freed"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading /healthz's answer");
     assert!(
         buf[..n].starts_with(b"HTTP/1.1 200"),
         "{}",
@@ -127,19 +117,11 @@ async fn beyond_the_connection_cap_a_client_waits_for_a_free_slot() {
 async fn healthz_answers_without_a_key() {
     let (app, _dir) = app(local_stack::Limits::default()).await;
     let client = reqwest::Client::new();
-    let res = client
-        .get(format!("{}/healthz", app.url()))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = client.get(format!("{}/healthz", app.url())).answer().await;
     assert_eq!(res.status(), reqwest::StatusCode::OK);
-    let body: serde_json::Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let body: serde_json::Value = res.json().await.expect("reading /healthz's answer as JSON");
     assert_eq!(body, serde_json::json!({"status": "ok"}));
-    let res = client
-        .post(format!("{}/healthz", app.url()))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = client.post(format!("{}/healthz", app.url())).answer().await;
     assert_eq!(res.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
 }
 
@@ -153,22 +135,23 @@ async fn open_websockets_count_against_the_connection_cap() {
     let url = e2e_tests::ws::url(app.addr, &app.api_key);
     let mut first = e2e_tests::ws::connect(&url).await;
     let _second = e2e_tests::ws::connect(&url).await;
-    let mut waiting = TcpStream::connect(app.addr)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut waiting = connect(&app).await;
     waiting
         .write_all(HEALTHZ)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("sending GET /healthz");
     let mut buf = [0u8; 64];
     let early = tokio::time::timeout(Duration::from_millis(700), waiting.read(&mut buf)).await;
     assert!(early.is_err(), "served beyond the cap: {early:?}");
-    first.close(None).await.unwrap_or_else(|e| panic!("{e}"));
+    first
+        .close(None)
+        .await
+        .expect("closing the first WebSocket");
     drop(first);
     let n = tokio::time::timeout(Duration::from_secs(5), waiting.read(&mut buf))
         .await
         .unwrap_or_else(|_| panic!("not served after a WebSocket closed"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading /healthz's answer");
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
 }
 
@@ -188,9 +171,7 @@ async fn a_body_trickling_in_past_the_deadline_is_answered_408_and_closed() {
         ..local_stack::Limits::default()
     })
     .await;
-    let stream = TcpStream::connect(app.addr)
-        .await
-        .unwrap_or_else(|e| panic!("connecting to the stack: {e}"));
+    let stream = connect(&app).await;
     let (mut read, mut write) = stream.into_split();
     write
         .write_all(&post_head(

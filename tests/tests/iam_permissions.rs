@@ -21,8 +21,8 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use shared::api::{self, Endpoint};
 use shared::config::Config;
-use shared::domain::alerts::{AlertRecord, Severity, SourceType};
-use shared::domain::notify::{ChannelRecord, Destination};
+use shared::domain::alerts::AlertRecord;
+use shared::domain::notify::Destination;
 use shared::store::dynamodb::DynamoBackend;
 use shared::store::Store;
 use shared::AppState;
@@ -88,17 +88,8 @@ impl Recorder {
                 }
             },
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("binding the recording proxy: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("reading the proxy's address: {e}"));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
         Self {
-            url: format!("http://{addr}"),
+            url: format!("http://{}", e2e_tests::serve(app).await),
             calls,
         }
     }
@@ -605,25 +596,6 @@ async fn serve(state: &AppState, endpoint: Endpoint, req: http::Request<Bytes>) 
     }
 }
 
-/// A query-protocol call straight to the stand-in (not recorded): setting up what AWS
-/// would hold already (a verified SES identity, an SNS topic).
-async fn aws_query(service: &str, params: &[(&str, &str)]) -> String {
-    let response = reqwest::Client::new()
-        .post(e2e_tests::dynamodb_endpoint())
-        .header(
-            "authorization",
-            format!("AWS4-HMAC-SHA256 Credential=local/20261130/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=0"),
-        )
-        .form(params)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{service} {params:?} on the stand-in: {e}"));
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    assert!(status.is_success(), "{service} {params:?}: {status} {text}");
-    text
-}
-
 /// A live item as the table's stream carries it (DynamoDB JSON), read straight from the
 /// stand-in.
 async fn stream_image(table: &str, pk: &str, sk: &str) -> Value {
@@ -709,46 +681,19 @@ async fn every_function_performs_only_actions_its_role_grants() {
         ("alert_1", "High CPU usage: 95%"),
         ("alert_2", "Disk almost full"),
     ] {
-        seed.store
-            .save_alert(
-                TENANT,
-                &AlertRecord {
-                    alert_id: id.into(),
-                    severity: Severity::Critical,
-                    message: message.into(),
-                    source_type: SourceType::System,
-                    source_id: "h1".into(),
-                    condition: format!("test_{id}"),
-                    raised_at: now - 60_000,
-                    acknowledged_by: None,
-                    acknowledged_at: None,
-                    notes: None,
-                    resolved_at: None,
-                },
-                None,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("seeding alert {id}: {e}"));
+        let alert = AlertRecord {
+            message: message.into(),
+            condition: format!("test_{id}"),
+            ..e2e_tests::seed::alert(id, now - 60_000)
+        };
+        e2e_tests::seed::save_alert(&seed.store, TENANT, &alert).await;
     }
-    seed.store
-        .put_silence(
-            TENANT,
-            &shared::domain::notify::SilenceRecord {
-                silence_id: "s_fixed".into(),
-                matcher: shared::domain::notify::Matcher::default(),
-                starts_at: Some(now),
-                ends_at: Some(now + 3_600_000),
-                schedule: None,
-                comment: "deploy".into(),
-                created_by: "ops".into(),
-                created_at: now,
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("seeding a silence: {e}"));
+    let silence = e2e_tests::seed::silence("s_fixed", now, 60);
+    e2e_tests::seed::put_silence(&seed.store, TENANT, &silence).await;
     // Mail through SES from a verified address, and an SNS topic under the prefix the
     // template allows.
-    aws_query(
+    // Straight to the stand-in (not recorded).
+    e2e_tests::aws_query(
         "ses",
         &[
             ("Action", "VerifyEmailIdentity"),
@@ -757,7 +702,7 @@ async fn every_function_performs_only_actions_its_role_grants() {
         ],
     )
     .await;
-    let created = aws_query(
+    let created = e2e_tests::aws_query(
         "sns",
         &[
             ("Action", "CreateTopic"),
@@ -789,34 +734,12 @@ async fn every_function_performs_only_actions_its_role_grants() {
             },
         ),
     ] {
-        seed.store
-            .put_channel(TENANT, id, |_| ChannelRecord {
-                channel_id: id.to_owned(),
-                name: id.to_owned(),
-                enabled: true,
-                destination: destination.clone(),
-                created_at: now,
-                updated_at: now,
-            })
-            .await
-            .unwrap_or_else(|e| panic!("seeding channel {id}: {e}"));
+        e2e_tests::seed::channel(&seed.store, TENANT, id, id, destination).await;
     }
-    let secret = seed
-        .store
-        .ack_secret()
-        .await
-        .unwrap_or_else(|e| panic!("creating the acknowledge secret: {e}"));
-    let ack_token = shared::notify::token::sign(
-        &secret,
-        &shared::notify::token::AckClaim {
-            tenant: TENANT.into(),
-            alert_id: "alert_2".into(),
-            channel_id: "hook".into(),
-            expires_at: now + shared::notify::token::ACK_LINK_TTL_MS,
-            // An old-format link: it acknowledges whatever the alert is now.
-            sent_for: None,
-        },
-    );
+    let secret = e2e_tests::seed::ack_secret(&seed.store).await;
+    // An old-format link: it acknowledges whatever the alert is now.
+    let claim = e2e_tests::seed::ack_claim(TENANT, "alert_2", "hook", now);
+    let ack_token = shared::notify::token::sign(&secret, &claim);
     let badge = seed
         .store
         .create_badge(TENANT, "agent", "a1", now)
@@ -835,14 +758,7 @@ async fn every_function_performs_only_actions_its_role_grants() {
             "ingest-events",
             http(
                 "/api/health/events",
-                Some(json!({"events": [
-                    {"event_id": "1", "type": "execution.started", "agent_id": "a1", "execution_id": "x", "operation": "op"},
-                    {"event_id": "2", "type": "execution.finished", "agent_id": "a1", "execution_id": "x", "outcome": "completed", "confidence": 0.9},
-                    {"event_id": "3", "type": "integration.call", "integration_id": "slack", "latency_ms": 12.5, "ok": true},
-                    {"event_id": "4", "type": "host.sample", "host_id": "h1", "cpu_usage": 95, "memory_usage": 40},
-                    {"event_id": "5", "type": "gauge", "name": "queue_depth", "value": 3},
-                    {"event_id": "6", "type": "execution.finished", "agent_id": "a1", "execution_id": "y", "outcome": "failed", "duration_ms": 40, "error": "boom"},
-                ]})),
+                Some(json!({"events": e2e_tests::seed::one_event_of_each_kind()})),
             ),
         ),
         (

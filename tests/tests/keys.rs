@@ -4,53 +4,18 @@
 
 use std::time::Duration;
 
-use e2e_tests::ws;
-use futures::StreamExt;
-use reqwest::StatusCode;
-use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
-
-struct Api {
-    client: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        key: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(key);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.unwrap_or_else(|e| panic!("{e}"));
-        let status = res.status();
-        let text = res.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-}
+use e2e_tests::{ws, Api};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
 
 #[tokio::test]
 async fn an_admin_creates_lists_and_revokes_keys_and_revocation_is_immediate() {
     let (app, _dir) = e2e_tests::spawn_app().await;
-    let api = Api {
-        client: reqwest::Client::new(),
-        base: app.url(),
-    };
-    let admin = app.api_key.clone();
-    let (status, created) = api
-        .call(
-            reqwest::Method::POST,
+    let admin = Api::of(&app);
+    let (status, created) = admin
+        .post(
             "/api/health/keys",
-            &admin,
-            Some(json!({"name": "ops laptop", "scopes": ["read"]})),
+            json!({"name": "ops laptop", "scopes": ["read"]}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -61,21 +26,16 @@ async fn an_admin_creates_lists_and_revokes_keys_and_revocation_is_immediate() {
         "{created}"
     );
     assert_eq!(created["scopes"], json!(["read"]));
+    let holder = admin.with_key(&key);
 
     // The new key works, for its scope only.
-    let (status, _) = api
-        .call(reqwest::Method::GET, "/api/health/agents", &key, None)
-        .await;
+    let (status, _) = holder.call(Method::GET, "/api/health/agents", None).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = api
-        .call(reqwest::Method::GET, "/api/health/keys", &key, None)
-        .await;
+    let (status, body) = holder.call(Method::GET, "/api/health/keys", None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 
     // Listed without its secret, with its first use noted.
-    let (status, listed) = api
-        .call(reqwest::Method::GET, "/api/health/keys", &admin, None)
-        .await;
+    let (status, listed) = admin.call(Method::GET, "/api/health/keys", None).await;
     assert_eq!(status, StatusCode::OK);
     let text = listed.to_string();
     assert!(!text.contains(&key), "a listing shows a secret: {text}");
@@ -104,30 +64,16 @@ async fn an_admin_creates_lists_and_revokes_keys_and_revocation_is_immediate() {
     )
     .await;
 
-    let (status, _) = api
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/api/health/keys/{key_id}"),
-            &admin,
-            None,
-        )
+    let (status, _) = admin
+        .call(Method::DELETE, &format!("/api/health/keys/{key_id}"), None)
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, body) = api
-        .call(reqwest::Method::GET, "/api/health/agents", &key, None)
-        .await;
+    let (status, body) = holder.call(Method::GET, "/api/health/agents", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["message"], "the API key was revoked");
-    let closed = tokio::time::timeout(Duration::from_secs(5), socket.next())
-        .await
-        .unwrap_or_else(|_| panic!("the revoked key's socket is still open after 5 s"));
-    match closed {
-        Some(Ok(Message::Close(Some(frame)))) => {
-            assert_eq!(u16::from(frame.code), 1008, "{frame:?}");
-            assert_eq!(frame.reason.as_str(), "the API key was revoked");
-        }
-        other => panic!("expected a close frame, got {other:?}"),
-    }
+    let frame = ws::close_frame(&mut socket, Duration::from_secs(5)).await;
+    assert_eq!(u16::from(frame.code), 1008, "{frame:?}");
+    assert_eq!(frame.reason.as_str(), "the API key was revoked");
     let (status, _) = ws::refusal(&ws::url(app.addr, &key)).await;
     assert_eq!(status, 401);
     assert!(app
@@ -139,22 +85,15 @@ async fn an_admin_creates_lists_and_revokes_keys_and_revocation_is_immediate() {
         .is_empty());
 
     // Listed as revoked; revoking again changes nothing.
-    let (_, listed) = api
-        .call(reqwest::Method::GET, "/api/health/keys", &admin, None)
-        .await;
+    let (_, listed) = admin.call(Method::GET, "/api/health/keys", None).await;
     assert!(
         listed.as_array().is_some_and(|l| l
             .iter()
             .any(|k| k["key_id"] == key_id.as_str() && k["revoked_at"].is_string())),
         "{listed}"
     );
-    let (status, _) = api
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/api/health/keys/{key_id}"),
-            &admin,
-            None,
-        )
+    let (status, _) = admin
+        .call(Method::DELETE, &format!("/api/health/keys/{key_id}"), None)
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
@@ -162,22 +101,11 @@ async fn an_admin_creates_lists_and_revokes_keys_and_revocation_is_immediate() {
 #[tokio::test]
 async fn the_last_admin_key_is_kept_and_other_tenants_keys_are_unknown() {
     let (app, _dir) = e2e_tests::spawn_app().await;
-    let api = Api {
-        client: reqwest::Client::new(),
-        base: app.url(),
-    };
-    let admin = app.api_key.clone();
-    let (_, listed) = api
-        .call(reqwest::Method::GET, "/api/health/keys", &admin, None)
-        .await;
+    let admin = Api::of(&app);
+    let (_, listed) = admin.call(Method::GET, "/api/health/keys", None).await;
     let own_id = listed[0]["key_id"].as_str().unwrap_or_default().to_owned();
-    let (status, body) = api
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/api/health/keys/{own_id}"),
-            &admin,
-            None,
-        )
+    let (status, body) = admin
+        .call(Method::DELETE, &format!("/api/health/keys/{own_id}"), None)
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "last_admin_key");
@@ -187,23 +115,17 @@ async fn the_last_admin_key_is_kept_and_other_tenants_keys_are_unknown() {
         .store
         .new_api_key("acme", &["admin".to_owned()], "acme admin", 0)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let (status, _) = api
+        .expect("creating acme's admin key");
+    let (status, _) = admin
         .call(
-            reqwest::Method::DELETE,
+            Method::DELETE,
             &format!("/api/health/keys/{}", other.key_id),
-            &admin,
             None,
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, body) = api
-        .call(
-            reqwest::Method::POST,
-            "/api/health/keys",
-            &admin,
-            Some(json!({"name": "x", "scopes": ["root"]})),
-        )
+    let (status, body) = admin
+        .post("/api/health/keys", json!({"name": "x", "scopes": ["root"]}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["error"]["message"]

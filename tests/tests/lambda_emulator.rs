@@ -2,15 +2,19 @@
 //! watch`) and backed by the DynamoDB-compatible server, answer real HTTP requests with the
 //! contract's documents. Needs `cargo lambda` on PATH (the test command installs it).
 
+// Helpers here are not `#[test]` functions, which clippy's allow-expect-in-tests covers:
+// they too stop a test with `expect`, saying what they were doing.
+#![allow(clippy::expect_used)]
+
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
+use e2e_tests::{seed, RequestExt as _};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use shared::domain::alerts::{AlertRecord, Severity, SourceType};
-use shared::domain::events::parse_batch;
+use shared::domain::alerts::{AlertRecord, Severity};
 use shared::store::Store;
 use shared::time::format_rfc3339;
 
@@ -29,7 +33,7 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("finding a free port")
 }
 
 /// The one Lambda binary every function deploys.
@@ -85,54 +89,35 @@ fn start_emulator(function: &str, table: &str, port: u16, env: &[(&str, &str)]) 
     emulator
 }
 
-async fn seed(store: &Store, now: i64) {
+async fn fixture(store: &Store, now: i64) {
     let at = |secs: i64| format_rfc3339(now - secs * 1000);
-    let body = json!({"events": [
+    let events = json!([
         {"event_id": "1", "type": "execution.started", "agent_id": "a1", "agent_name": "Sales Assistant", "execution_id": "x1", "operation": "Processing leads", "timestamp": at(600)},
         {"event_id": "2", "type": "execution.finished", "agent_id": "a1", "execution_id": "x1", "outcome": "completed", "timestamp": at(540)},
         {"event_id": "3", "type": "execution.finished", "agent_id": "a1", "execution_id": "x2", "outcome": "failed", "duration_ms": 60000, "timestamp": at(240)},
         {"event_id": "4", "type": "host.sample", "host_id": "h1", "cpu_usage": 91.5, "memory_usage": 40.0, "timestamp": at(20)},
         {"event_id": "5", "type": "gauge", "name": "queue_depth", "value": 4, "timestamp": at(20)},
-    ]})
-    .to_string();
-    let events = parse_batch(body.as_bytes(), now).unwrap_or_else(|e| panic!("{e:?}"));
-    store
-        .ingest("acme", &events, now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    ]);
+    seed::ingest(store, "acme", events, now).await;
     let alert = AlertRecord {
-        alert_id: "alert_cpu_h1".into(),
-        severity: Severity::Critical,
         message: "High CPU usage: 91.5%".into(),
-        source_type: SourceType::System,
-        source_id: "h1".into(),
         condition: "cpu".into(),
-        raised_at: now - 10_000,
-        acknowledged_by: None,
-        acknowledged_at: None,
-        notes: None,
-        resolved_at: None,
+        ..seed::alert("alert_cpu_h1", now - 10_000)
     };
-    store
-        .save_alert("acme", &alert, None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    seed::save_alert(store, "acme", &alert).await;
+}
+
+/// A store on a new table of the test server, and the table's name.
+async fn dynamo() -> (Store, String) {
+    let backend = e2e_tests::dynamo_backend().await;
+    let table = backend.table().to_owned();
+    (Store::new(std::sync::Arc::new(backend)), table)
 }
 
 #[tokio::test]
 async fn lambda_binaries_answer_through_the_runtime_emulator() {
-    let backend = e2e_tests::dynamo_backend().await;
-    let table = backend.table().to_owned();
-    let store = Store::new(std::sync::Arc::new(backend));
-    let key = store
-        .create_api_key(
-            "acme",
-            &["read".to_owned()],
-            "oncall",
-            chrono::Utc::now().timestamp_millis(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (store, table) = dynamo().await;
+    let key = e2e_tests::new_key(&store, "acme", &["read"], "oncall").await;
 
     let functions = [
         "get-agent-health",
@@ -160,7 +145,7 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
         .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("building the HTTP client");
     let call = |function: &str, method: reqwest::Method, path: &str, key: &str| {
         client
             .request(
@@ -181,31 +166,24 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
     for function in functions {
         // Read to the end: a client that hangs up mid-answer breaks a streaming function's
         // response, and the emulator does not restart a function whose runtime exited.
-        call(
-            function,
-            reqwest::Method::GET,
-            "/api/health/system",
-            "ahm_warm_up",
-        )
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{function}: {e}"))
-        .bytes()
-        .await
-        .unwrap_or_else(|e| panic!("{function}: {e}"));
+        call(function, Method::GET, "/api/health/system", "ahm_warm_up")
+            .answer()
+            .await
+            .bytes()
+            .await
+            .unwrap_or_else(|e| panic!("{function}: {e}"));
     }
     let now = chrono::Utc::now().timestamp_millis();
-    seed(&store, now).await;
+    fixture(&store, now).await;
 
     let res = call(
         "get-agent-health",
-        reqwest::Method::GET,
+        Method::GET,
         "/api/health/agent/a1",
         &key,
     )
-    .send()
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .answer()
+    .await;
     assert_eq!(
         json_of(res).await,
         (
@@ -223,24 +201,22 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
     );
     let res = call(
         "get-agent-health",
-        reqwest::Method::GET,
+        Method::GET,
         "/api/health/agent/a1",
         "ahm_wrong",
     )
-    .send()
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .answer()
+    .await;
     assert_eq!(json_of(res).await.0, StatusCode::UNAUTHORIZED);
 
     let res = call(
         "get-system-metrics",
-        reqwest::Method::GET,
+        Method::GET,
         "/api/health/system",
         &key,
     )
-    .send()
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .answer()
+    .await;
     assert_eq!(
         json_of(res).await,
         (
@@ -262,25 +238,23 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
     });
     let res = call(
         "get-active-alerts",
-        reqwest::Method::GET,
+        Method::GET,
         "/api/health/alerts?severity=critical",
         &key,
     )
-    .send()
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .answer()
+    .await;
     assert_eq!(json_of(res).await, (StatusCode::OK, json!([alert.clone()])));
 
     let res = call(
         "acknowledge-alert",
-        reqwest::Method::POST,
+        Method::POST,
         "/api/health/alerts/alert_cpu_h1/acknowledge",
         &key,
     )
     .json(&json!({"notes": "scaling up"}))
-    .send()
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .answer()
+    .await;
     let (status, mut acked) = json_of(res).await;
     assert_eq!(status, StatusCode::OK, "{acked}");
     let at = acked["acknowledged_at"].take();
@@ -299,13 +273,12 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
     // The export streams (as its function URL does in AWS), checking the key itself.
     let res = call(
         "export",
-        reqwest::Method::GET,
+        Method::GET,
         "/api/health/export?kind=executions&format=csv",
         &key,
     )
-    .send()
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .answer()
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(
         res.headers()
@@ -322,37 +295,34 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
     );
     let res = call(
         "export",
-        reqwest::Method::GET,
+        Method::GET,
         "/api/health/export?kind=alerts",
         "ahm_wrong",
     )
-    .send()
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .answer()
+    .await;
     assert_eq!(json_of(res).await.0, StatusCode::UNAUTHORIZED);
     // A client that hangs up before the end (here, after the headers): the function goes
     // on serving the next request.
     for _ in 0..3 {
         let hung_up = call(
             "export",
-            reqwest::Method::GET,
+            Method::GET,
             "/api/health/export?kind=history&format=ndjson",
             &key,
         )
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .answer()
+        .await;
         drop(hung_up);
     }
     let res = call(
         "export",
-        reqwest::Method::GET,
+        Method::GET,
         "/api/health/export?kind=alerts&format=csv",
         &key,
     )
-    .send()
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .answer()
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res
         .text()
@@ -368,10 +338,7 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use prost::Message as _;
-    let ingest_key = store
-        .create_api_key("acme", &["ingest".to_owned()], "agents", now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ingest_key = e2e_tests::new_key(&store, "acme", &["ingest"], "agents").await;
     let kv = |k: &str, v: &str| KeyValue {
         key: k.to_owned(),
         value: Some(AnyValue {
@@ -407,25 +374,18 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
             ..ResourceSpans::default()
         }],
     };
-    let res = call(
-        "ingest-traces",
-        reqwest::Method::POST,
-        "/v1/traces",
-        &ingest_key,
-    )
-    .header("content-type", "application/x-protobuf")
-    .body(request.encode_to_vec())
-    .send()
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let res = call("ingest-traces", Method::POST, "/v1/traces", &ingest_key)
+        .header("content-type", "application/x-protobuf")
+        .body(request.encode_to_vec())
+        .answer()
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let answer = ExportTraceServiceResponse::decode(res.bytes().await.unwrap_or_default())
         .unwrap_or_else(|e| panic!("not a protobuf answer: {e}"));
     assert_eq!(answer.partial_success.map(|p| p.rejected_spans), Some(1));
-    let res = call("get-metrics", reqwest::Method::GET, "/metrics", &key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = call("get-metrics", Method::GET, "/metrics", &key)
+        .answer()
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let text = res.text().await.unwrap_or_default();
     assert!(
@@ -436,13 +396,12 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
     // A function serves only its own route.
     let res = call(
         "get-active-alerts",
-        reqwest::Method::GET,
+        Method::GET,
         "/api/health/agent/a1",
         &key,
     )
-    .send()
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .answer()
+    .await;
     assert_eq!(json_of(res).await.0, StatusCode::NOT_FOUND);
 }
 
@@ -451,14 +410,9 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
 /// for.
 #[tokio::test]
 async fn the_collector_binary_runs_cycles_on_a_scheduled_event() {
-    let backend = e2e_tests::dynamo_backend().await;
-    let table = backend.table().to_owned();
-    let store = Store::new(std::sync::Arc::new(backend));
+    let (store, table) = dynamo().await;
     let now = chrono::Utc::now().timestamp_millis();
-    store
-        .create_api_key("acme", &["read".to_owned()], "oncall", now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    e2e_tests::new_key(&store, "acme", &["read"], "oncall").await;
     let port = free_port();
     let _emulator = start_emulator(
         "collector",
@@ -485,15 +439,10 @@ async fn the_collector_binary_runs_cycles_on_a_scheduled_event() {
     // data; the host sample goes in once it is running, so it is fresh for the second.
     invoke(port, "collector", &event).await;
     let now = chrono::Utc::now().timestamp_millis();
-    let body = json!({"events": [
+    let sample = json!([
         {"event_id": "h", "type": "host.sample", "host_id": "h1", "cpu_usage": 91.5, "memory_usage": 40.0},
-    ]})
-    .to_string();
-    let events = parse_batch(body.as_bytes(), now).unwrap_or_else(|e| panic!("{e:?}"));
-    store
-        .ingest("acme", &events, now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    ]);
+    seed::ingest(&store, "acme", sample, now).await;
 
     let summary = invoke(port, "collector", &event).await;
     // Three seconds at one cycle a second: three or four cycle starts, one tenant each.
@@ -510,7 +459,7 @@ async fn the_collector_binary_runs_cycles_on_a_scheduled_event() {
     let alerts = store
         .active_alerts("acme")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading acme's active alerts");
     assert_eq!(alerts.len(), 1);
     assert_eq!(
         (
@@ -527,14 +476,13 @@ async fn invoke(port: u16, function: &str, event: &Value) -> Value {
     let res = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
         .build()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("building the HTTP client")
         .post(format!(
             "http://127.0.0.1:{port}/2015-03-31/functions/{BINARY}/invocations"
         ))
         .json(event)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{function}: {e}"));
+        .answer()
+        .await;
     let status = res.status();
     let body = res.text().await.unwrap_or_default();
     assert_eq!(status, StatusCode::OK, "{function}: {body}");
@@ -545,25 +493,20 @@ async fn invoke(port: u16, function: &str, event: &Value) -> Value {
 /// the connection table in DynamoDB and refuse a bad key.
 #[tokio::test]
 async fn websocket_connect_and_disconnect_functions_keep_the_connection_table() {
-    let backend = e2e_tests::dynamo_backend().await;
-    let table = backend.table().to_owned();
-    let store = Store::new(std::sync::Arc::new(backend));
-    let key = store
-        .create_api_key("acme", &["read".to_owned()], "oncall", 0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (store, table) = dynamo().await;
+    let key = e2e_tests::new_key(&store, "acme", &["read"], "oncall").await;
     let (connect_port, disconnect_port) = (free_port(), free_port());
     let _connect = start_emulator("ws-connect", &table, connect_port, &[]);
     let _disconnect = start_emulator("ws-disconnect", &table, disconnect_port, &[]);
     let fixture = include_str!("../../shared/tests/fixtures/apigw-websocket-connect.json");
     let event = |key: &str| -> Value {
-        serde_json::from_str(&fixture.replace("KEY", key)).unwrap_or_else(|e| panic!("{e}"))
+        serde_json::from_str(&fixture.replace("KEY", key)).expect("parsing the $connect fixture")
     };
 
     let refused = invoke(connect_port, "ws-connect", &event("ahm_not_a_key")).await;
     assert_eq!(refused["statusCode"], 401, "{refused}");
     let body: Value = serde_json::from_str(refused["body"].as_str().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {refused}"));
+        .unwrap_or_else(|e| panic!("parsing the refusal's body ({e}): {refused}"));
     assert_eq!(body["error"]["message"], "the API key is not valid");
     assert!(store
         .connections("acme")
@@ -581,7 +524,7 @@ async fn websocket_connect_and_disconnect_functions_keep_the_connection_table() 
     let disconnect: Value = serde_json::from_str(include_str!(
         "../../shared/tests/fixtures/apigw-websocket-disconnect.json"
     ))
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("parsing the $disconnect fixture");
     let done = invoke(disconnect_port, "ws-disconnect", &disconnect).await;
     assert_eq!(done["statusCode"], 200, "{done}");
     assert!(store
@@ -597,15 +540,10 @@ async fn websocket_connect_and_disconnect_functions_keep_the_connection_table() 
 /// the local gateway over the same DynamoDB table.
 #[tokio::test]
 async fn the_collector_hands_each_cycle_to_the_broadcaster_which_reaches_the_dashboard() {
-    let backend = e2e_tests::dynamo_backend().await;
-    let table = backend.table().to_owned();
-    let store = Store::new(std::sync::Arc::new(backend));
+    let (store, table) = dynamo().await;
     let now = chrono::Utc::now().timestamp_millis();
-    seed(&store, now).await;
-    let key = store
-        .create_api_key("acme", &["read".to_owned()], "oncall", now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    fixture(&store, now).await;
+    let key = e2e_tests::new_key(&store, "acme", &["read"], "oncall").await;
     let state = shared::AppState::new(
         store.clone(),
         shared::config::Config {
@@ -613,13 +551,9 @@ async fn the_collector_hands_each_cycle_to_the_broadcaster_which_reaches_the_das
             ..shared::config::Config::default()
         },
     );
-    let gateway = local_stack::serve(
-        state,
-        "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-        key.clone(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let gateway = local_stack::serve(state, e2e_tests::ANY_PORT, key.clone())
+        .await
+        .expect("serving the local gateway");
 
     let broadcaster_port = free_port();
     let management = format!("http://{}/prod", gateway.addr);
@@ -667,12 +601,7 @@ async fn the_collector_hands_each_cycle_to_the_broadcaster_which_reaches_the_das
     let (data, _) = e2e_tests::ws::next_update(&mut socket, Duration::from_secs(30)).await;
     assert_eq!(data["agents"][0]["agent_name"], "Sales Assistant", "{data}");
     assert_eq!(data["system"]["total_agents"], 1, "{data}");
-    let messages: Vec<&str> = data["alerts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a["message"].as_str())
-        .collect();
+    let messages = e2e_tests::strings(&data["alerts"], "message");
     assert!(messages.contains(&"High CPU usage: 91.5%"), "{data}");
 }
 
@@ -681,65 +610,26 @@ async fn the_collector_hands_each_cycle_to_the_broadcaster_which_reaches_the_das
 /// the deployment's public address.
 #[tokio::test]
 async fn the_notifier_binary_delivers_a_stored_alert_on_a_scheduled_event() {
-    use std::sync::Arc;
-    let backend = e2e_tests::dynamo_backend().await;
-    let table = backend.table().to_owned();
-    let store = Store::new(Arc::new(backend));
+    let (store, table) = dynamo().await;
     let now = chrono::Utc::now().timestamp_millis();
-    store
-        .create_api_key("acme", &["admin".to_owned()], "ops", now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    e2e_tests::new_key(&store, "acme", &["admin"], "ops").await;
     let receiver = e2e_tests::Sink::start().await;
     let destination = shared::domain::notify::Destination::Webhook {
         url: receiver.url("/hook"),
         secret: "s3cret".into(),
     };
-    store
-        .put_channel("acme", "ops", |_| shared::domain::notify::ChannelRecord {
-            channel_id: "ops".into(),
-            name: "Ops".into(),
-            enabled: true,
-            destination: destination.clone(),
-            created_at: now,
-            updated_at: now,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    store
-        .put_rule(
-            "acme",
-            &shared::domain::notify::RuleRecord {
-                rule_id: "all".into(),
-                channels: vec!["ops".into()],
-                matcher: shared::domain::notify::Matcher::default(),
-                group_wait_s: 0,
-                group_interval_s: 60,
-                repeat_interval_s: 3600,
-                send_resolved: true,
-                weekly_report: false,
-                updated_at: now,
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let alert = AlertRecord {
-        alert_id: "alert_cpu_h1_1".into(),
-        severity: Severity::Critical,
-        message: "High CPU usage: 97%".into(),
-        source_type: SourceType::System,
-        source_id: "h1".into(),
-        condition: "cpu_high".into(),
-        raised_at: now,
-        acknowledged_by: None,
-        acknowledged_at: None,
-        notes: None,
-        resolved_at: None,
+    seed::channel(&store, "acme", "ops", "Ops", destination).await;
+    let rule = shared::domain::notify::RuleRecord {
+        group_interval_s: 60,
+        updated_at: now,
+        ..seed::rule("all", &["ops"])
     };
-    store
-        .save_alert("acme", &alert, None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    seed::put_rule(&store, "acme", &rule).await;
+    let alert = AlertRecord {
+        message: "High CPU usage: 97%".into(),
+        ..seed::alert("alert_cpu_h1_1", now)
+    };
+    seed::save_alert(&store, "acme", &alert).await;
     let port = free_port();
     let _emulator = start_emulator(
         "notifier",
@@ -785,20 +675,11 @@ async fn the_notifier_binary_delivers_a_stored_alert_on_a_scheduled_event() {
 /// raises the host's CPU alert without reading the host again, and ignores other items.
 #[tokio::test]
 async fn the_evaluator_binary_raises_an_alert_from_a_stream_batch() {
-    use std::sync::Arc;
-    let backend = e2e_tests::dynamo_backend().await;
-    let table = backend.table().to_owned();
-    let store = Store::new(Arc::new(backend));
+    let (store, table) = dynamo().await;
     let now = chrono::Utc::now().timestamp_millis();
-    let body = json!({"events": [{"event_id": "s1", "type": "host.sample", "host_id": "db-1",
-        "cpu_usage": 96, "memory_usage": 20}]})
-    .to_string();
-    let events = shared::domain::events::parse_batch(body.as_bytes(), now)
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    store
-        .ingest("acme", &events, now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let sample = json!([{"event_id": "s1", "type": "host.sample", "host_id": "db-1",
+        "cpu_usage": 96, "memory_usage": 20}]);
+    seed::ingest(&store, "acme", sample, now).await;
     // The item as DynamoDB holds it, in the stream's DynamoDB JSON.
     let client = shared::store::dynamodb::DynamoBackend::client_for_endpoint(
         &e2e_tests::dynamodb_endpoint(),
@@ -818,12 +699,12 @@ async fn the_evaluator_binary_raises_an_alert_from_a_stream_batch() {
         )
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+        .expect("reading the host's live item from DynamoDB");
     let item: serde_dynamo::Item = got
         .item
         .unwrap_or_else(|| panic!("the host's live item is missing"))
         .into();
-    let image = serde_json::to_value(&item).unwrap_or_else(|e| panic!("{e}"));
+    let image = serde_json::to_value(&item).expect("converting the item to JSON");
     let record = |image: Value, keys: Value| {
         json!({
             "eventID": "1", "eventName": "MODIFY", "eventVersion": "1.1",
@@ -848,7 +729,7 @@ async fn the_evaluator_binary_raises_an_alert_from_a_stream_batch() {
     let alerts = store
         .active_alerts("acme")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading acme's active alerts");
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0].message, "High CPU usage: 96%");
     // The same batch again (the stream retries at least once): nothing new.

@@ -18,14 +18,9 @@ fn sample(text: &str, name: &str) -> f64 {
 }
 
 async fn scrape(app: &local_stack::Running, key: &str) -> String {
-    let res = reqwest::Client::new()
-        .get(format!("{}/metrics", app.url()))
-        .bearer_auth(key)
-        .send()
+    e2e_tests::get_ok(app, key, "/metrics")
         .await
-        .unwrap_or_else(|e| panic!("scraping /metrics: {e}"));
-    assert!(res.status().is_success(), "/metrics: {}", res.status());
-    res.text()
+        .text()
         .await
         .unwrap_or_else(|e| panic!("reading /metrics: {e}"))
 }
@@ -35,18 +30,12 @@ async fn a_tenant_sees_only_its_own_stack_figures_on_metrics() {
     let sink = Sink::start().await;
     let (app, _dir) = e2e_tests::spawn_app_with(Config {
         polling_enabled: false,
-        probe_allowed_addresses: vec!["127.0.0.1"
-            .parse()
-            .unwrap_or_else(|e| panic!("loopback: {e}"))],
+        probe_allowed_addresses: vec![e2e_tests::LOOPBACK.into()],
         ..Config::default()
     })
     .await;
-    let beta = app
-        .state
-        .store
-        .create_api_key("beta", &local_stack::all_scopes(), "ops", 0)
-        .await
-        .unwrap_or_else(|e| panic!("creating beta's key: {e}"));
+    let beta =
+        e2e_tests::new_key(&app.state.store, "beta", &local_stack::all_scopes(), "ops").await;
     // Tenant local: two dashboards, and an alert delivered to its webhook.
     let _one = ws::connect(&ws::url(app.addr, &app.api_key)).await;
     let _two = ws::connect(&ws::url(app.addr, &app.api_key)).await;
@@ -131,22 +120,7 @@ async fn the_data_directory_and_database_are_private_to_their_owner() {
     use std::os::unix::fs::PermissionsExt as _;
     let parent = tempfile::tempdir().unwrap_or_else(|e| panic!("a temp dir: {e}"));
     let data_dir = parent.path().join("data");
-    let running = local_stack::start(local_stack::Options {
-        addr: "127.0.0.1:0"
-            .parse()
-            .unwrap_or_else(|e| panic!("an address: {e}")),
-        data_dir: data_dir.clone(),
-        config: Config {
-            polling_enabled: false,
-            ..Config::default()
-        },
-        clock: None,
-        sidecar: None,
-        demo: false,
-        limits: local_stack::Limits::default(),
-    })
-    .await
-    .unwrap_or_else(|e| panic!("starting the stack: {e}"));
+    let running = e2e_tests::start(e2e_tests::stack_options(&data_dir)).await;
     let mode = |path: &std::path::Path| {
         std::fs::metadata(path)
             .unwrap_or_else(|e| panic!("reading the mode of {}: {e}", path.display()))

@@ -3,31 +3,28 @@
 //! (moto), whose SNS delivers to a real HTTP subscriber. Its own test binary, because the
 //! AWS endpoints are set in the process environment, as a deployment sets them.
 
+// Helpers here are not `#[test]` functions, which clippy's allow-expect-in-tests covers:
+// they too stop a test with `expect`, saying what they were doing.
+#![allow(clippy::expect_used)]
+
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use e2e_tests::seed;
 use shared::config::Config;
-use shared::domain::alerts::{AlertRecord, Severity, SourceType};
-use shared::domain::notify::{ChannelRecord, Destination, Matcher, RuleRecord};
-use shared::notify::Notifier;
+use shared::domain::alerts::AlertRecord;
+use shared::domain::notify::{ChannelRecord, Destination, RuleRecord};
+use shared::notify::{Notifier, TestResult};
 use shared::AppState;
 
 const T0: i64 = 1_800_000_000_000;
 
 fn alert() -> AlertRecord {
     AlertRecord {
-        alert_id: "alert_cpu_web-1_1".into(),
-        severity: Severity::Critical,
         message: "High CPU usage: 97%".into(),
-        source_type: SourceType::System,
         source_id: "web-1".into(),
-        condition: "cpu_high".into(),
-        raised_at: T0,
-        acknowledged_by: None,
-        acknowledged_at: None,
-        notes: None,
-        resolved_at: None,
+        ..seed::alert("alert_cpu_web-1_1", T0)
     }
 }
 
@@ -42,24 +39,21 @@ async fn state_with(
     let mut state = AppState::new(store, config);
     // Passes run at T0, and each claim and send reads the clock: the same time.
     state.clock = std::sync::Arc::new(shared::time::ManualClock::new(T0));
-    state
-        .store
-        .create_api_key("acme", &["admin".to_owned()], "ops", 0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let channel = state
-        .store
-        .put_channel("acme", id, |_| ChannelRecord {
-            channel_id: id.to_owned(),
-            name: id.to_owned(),
-            enabled: true,
-            destination: destination.clone(),
-            created_at: 0,
-            updated_at: 0,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    e2e_tests::new_key(&state.store, "acme", &["admin"], "ops").await;
+    let channel = seed::channel(&state.store, "acme", id, id, destination).await;
     (state, channel)
+}
+
+fn new_notifier(state: &AppState) -> Notifier {
+    Notifier::new(state).expect("building the notifier")
+}
+
+/// Sends `channel`'s test message.
+async fn test_channel(notifier: &Notifier, channel: &ChannelRecord) -> TestResult {
+    notifier
+        .test_channel("acme", channel, T0)
+        .await
+        .expect("testing the channel")
 }
 
 fn aws_env() {
@@ -73,25 +67,6 @@ fn aws_env() {
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
 }
 
-/// A query-protocol call to the test server, as the AWS CLI would make it (moto routes it
-/// by the service named in the credential scope; it does not check signatures).
-async fn aws_query(service: &str, params: &[(&str, &str)]) -> String {
-    let response = reqwest::Client::new()
-        .post(e2e_tests::dynamodb_endpoint())
-        .header(
-            "authorization",
-            format!("AWS4-HMAC-SHA256 Credential=local/20261130/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"),
-        )
-        .form(params)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    assert!(status.is_success(), "{service} {params:?}: {status} {text}");
-    text
-}
-
 fn between<'a>(text: &'a str, open: &str, close: &str) -> &'a str {
     text.split_once(open)
         .and_then(|(_, rest)| rest.split_once(close))
@@ -101,11 +76,11 @@ fn between<'a>(text: &'a str, open: &str, close: &str) -> &'a str {
 
 #[tokio::test]
 async fn mail_reaches_a_real_smtp_server_with_text_and_html_parts() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("creating a temp dir");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("finding a free port");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/smtp_sink.py");
     let mut server = Command::new("python3")
         .args([script, &dir.path().to_string_lossy(), &port.to_string()])
@@ -117,7 +92,7 @@ async fn mail_reaches_a_real_smtp_server_with_text_and_html_parts() {
     if let Some(out) = server.stdout.take() {
         std::io::BufReader::new(out)
             .read_line(&mut ready)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("reading the SMTP server's first line");
     }
     assert_eq!(ready.trim(), "ready", "the SMTP server did not start");
 
@@ -134,34 +109,17 @@ async fn mail_reaches_a_real_smtp_server_with_text_and_html_parts() {
         },
     )
     .await;
-    state
-        .store
-        .put_rule(
-            "acme",
-            &RuleRecord {
-                rule_id: "all".into(),
-                channels: vec!["mail".into()],
-                matcher: Matcher::default(),
-                group_wait_s: 0,
-                group_interval_s: 0,
-                repeat_interval_s: 3600,
-                send_resolved: true,
-                weekly_report: false,
-                updated_at: 0,
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    state
-        .store
-        .save_alert("acme", &alert(), None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let notifier = Notifier::new(&state).unwrap_or_else(|e| panic!("{e}"));
+    let rule = RuleRecord {
+        group_interval_s: 0,
+        ..seed::rule("all", &["mail"])
+    };
+    seed::put_rule(&state.store, "acme", &rule).await;
+    seed::save_alert(&state.store, "acme", &alert()).await;
+    let notifier = new_notifier(&state);
     let report = notifier
         .pass_tenant("acme", T0)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running the notifier pass");
     assert_eq!(report.delivered, 1, "{report:?}");
 
     let eml = std::fs::read_to_string(dir.path().join("0001.eml")).unwrap_or_default();
@@ -206,27 +164,19 @@ async fn ses_sends_from_a_verified_identity_and_names_the_problem_otherwise() {
         },
     )
     .await;
-    let notifier = Notifier::new(&state).unwrap_or_else(|e| panic!("{e}"));
+    let notifier = new_notifier(&state);
     // Not verified yet: SES refuses, and the result says why; not retried.
-    let refused = notifier
-        .test_channel("acme", &channel, T0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = test_channel(&notifier, &channel).await;
     assert!(!refused.delivered);
     assert!(!refused.retryable);
-    assert!(
-        refused
-            .error
-            .as_deref()
-            .is_some_and(|e| e.contains("not verified")),
-        "{refused:?}"
-    );
-    let before = aws_query(
+    let error = refused.error.clone().unwrap_or_default();
+    assert!(error.contains("not verified"), "{refused:?}");
+    let before = e2e_tests::aws_query(
         "ses",
         &[("Action", "GetSendQuota"), ("Version", "2010-12-01")],
     )
     .await;
-    aws_query(
+    e2e_tests::aws_query(
         "ses",
         &[
             ("Action", "VerifyEmailIdentity"),
@@ -235,12 +185,9 @@ async fn ses_sends_from_a_verified_identity_and_names_the_problem_otherwise() {
         ],
     )
     .await;
-    let sent = notifier
-        .test_channel("acme", &channel, T0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let sent = test_channel(&notifier, &channel).await;
     assert!(sent.delivered, "{sent:?}");
-    let after = aws_query(
+    let after = e2e_tests::aws_query(
         "ses",
         &[("Action", "GetSendQuota"), ("Version", "2010-12-01")],
     )
@@ -260,7 +207,7 @@ async fn sns_publishes_to_the_topic_and_its_http_subscriber_gets_the_message() {
     let subscriber = e2e_tests::Sink::start().await;
     // A fresh topic each run: the test server keeps topics (and subscribers) across runs.
     let name = format!("health-alerts-{:08x}", rand::random::<u32>());
-    let created = aws_query(
+    let created = e2e_tests::aws_query(
         "sns",
         &[
             ("Action", "CreateTopic"),
@@ -272,7 +219,7 @@ async fn sns_publishes_to_the_topic_and_its_http_subscriber_gets_the_message() {
     let topic = between(&created, "<TopicArn>", "</TopicArn>").to_owned();
     assert!(topic.starts_with("arn:aws:sns:"), "{created}");
     let endpoint = subscriber.url("/sns");
-    aws_query(
+    e2e_tests::aws_query(
         "sns",
         &[
             ("Action", "Subscribe"),
@@ -291,28 +238,21 @@ async fn sns_publishes_to_the_topic_and_its_http_subscriber_gets_the_message() {
         },
     )
     .await;
-    let notifier = Notifier::new(&state).unwrap_or_else(|e| panic!("{e}"));
-    let result = notifier
-        .test_channel("acme", &channel, T0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let notifier = new_notifier(&state);
+    let result = test_channel(&notifier, &channel).await;
     assert!(result.delivered, "{result:?}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let notification = loop {
-        let found = subscriber
-            .received()
-            .into_iter()
-            .map(|r| r.body)
-            .find(|v| v["Type"] == "Notification");
-        if let Some(n) = found {
-            break n;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the subscriber got nothing"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let notification = e2e_tests::eventually_some(
+        "the subscriber gets the notification",
+        Duration::from_secs(10),
+        async || {
+            subscriber
+                .received()
+                .into_iter()
+                .map(|r| r.body)
+                .find(|v| v["Type"] == "Notification")
+        },
+    )
+    .await;
     assert_eq!(notification["TopicArn"], topic.as_str());
     assert!(notification["Subject"]
         .as_str()
@@ -329,11 +269,8 @@ async fn sns_publishes_to_the_topic_and_its_http_subscriber_gets_the_message() {
         },
     )
     .await;
-    let notifier = Notifier::new(&state).unwrap_or_else(|e| panic!("{e}"));
-    let result = notifier
-        .test_channel("acme", &missing, T0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let notifier = new_notifier(&state);
+    let result = test_channel(&notifier, &missing).await;
     assert!(!result.delivered);
     assert!(!result.retryable, "{result:?}");
 }

@@ -4,19 +4,24 @@
 //! notifier with explicit times on a manual clock (which each claim and send reads); the
 //! end-to-end case runs the local stack's collector and notifier on the real clock.
 
+// Helpers here are not `#[test]` functions, which clippy's allow-expect-in-tests covers:
+// they too stop a test with `expect`, saying what they were doing.
+#![allow(clippy::expect_used)]
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use e2e_tests::on_both_stores;
+use e2e_tests::{on_both_stores, seed, RequestExt as _};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use shared::config::Config;
 use shared::domain::alerts::{AlertRecord, Severity, SourceType};
-use shared::domain::notify::{ChannelRecord, Destination, Matcher, RuleRecord, SilenceRecord};
+use shared::domain::notify::{Destination, Matcher, RuleRecord, SilenceRecord};
+use shared::notify::token::{AckClaim, SentFor};
 use shared::notify::Notifier;
-use shared::store::notify::DeliveryStatus;
+use shared::store::notify::{DeliveryStatus, NotificationRecord};
 use shared::store::Store;
 use shared::time::{ManualClock, Millis};
 use shared::AppState;
@@ -46,11 +51,9 @@ struct Receiver {
 impl Receiver {
     /// A receiver on a reserved port; not listening until [`Receiver::listen`].
     async fn reserve() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let (listener, addr) = e2e_tests::listener().await;
         drop(listener);
+        let port = addr.port();
         Self {
             port,
             bodies: Arc::default(),
@@ -178,7 +181,7 @@ fn verify(headers: &http::HeaderMap, body: &str) -> bool {
 fn config() -> Config {
     Config {
         polling_enabled: false,
-        probe_allowed_addresses: vec!["127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))],
+        probe_allowed_addresses: vec![e2e_tests::LOOPBACK.into()],
         public_url: Some("http://monitor.test".to_owned()),
         ..Config::default()
     }
@@ -202,49 +205,30 @@ async fn setup(store: Store, config: Config) -> (AppState, Driven) {
     let clock = Arc::new(ManualClock::new(T0));
     let mut state = AppState::new(store, config);
     state.clock = Arc::clone(&clock) as Arc<dyn shared::time::Clock>;
-    state
-        .store
-        .create_api_key("acme", &["admin".to_owned()], "ops", 0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let notifier = Notifier::new(&state).unwrap_or_else(|e| panic!("{e}"));
+    e2e_tests::new_key(&state.store, "acme", &["admin"], "ops").await;
+    let notifier = Notifier::new(&state).expect("building the notifier");
     (state, Driven { notifier, clock })
 }
 
 async fn channel(state: &AppState, id: &str, destination: Destination) {
-    state
-        .store
-        .put_channel("acme", id, |_| ChannelRecord {
-            channel_id: id.to_owned(),
-            name: format!("{id} channel"),
-            enabled: true,
-            destination: destination.clone(),
-            created_at: 0,
-            updated_at: 0,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    seed::channel(
+        &state.store,
+        "acme",
+        id,
+        &format!("{id} channel"),
+        destination,
+    )
+    .await;
 }
 
 async fn rule(state: &AppState, channels: &[&str], wait: u64, interval: u64, repeat: u64) {
-    state
-        .store
-        .put_rule(
-            "acme",
-            &RuleRecord {
-                rule_id: "all".into(),
-                channels: channels.iter().map(|c| (*c).to_owned()).collect(),
-                matcher: Matcher::default(),
-                group_wait_s: wait,
-                group_interval_s: interval,
-                repeat_interval_s: repeat,
-                send_resolved: true,
-                weekly_report: false,
-                updated_at: 0,
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let rule = RuleRecord {
+        group_wait_s: wait,
+        group_interval_s: interval,
+        repeat_interval_s: repeat,
+        ..seed::rule("all", channels)
+    };
+    seed::put_rule(&state.store, "acme", &rule).await;
 }
 
 async fn webhook(state: &AppState, receiver: &Receiver) {
@@ -259,28 +243,26 @@ async fn webhook(state: &AppState, receiver: &Receiver) {
     .await;
 }
 
+/// A critical alert on host `id`'s CPU.
 fn alert(id: &str, at: Millis) -> AlertRecord {
     AlertRecord {
-        alert_id: id.into(),
-        severity: Severity::Critical,
         message: format!("High CPU usage on {id}: 95%"),
-        source_type: SourceType::System,
         source_id: id.into(),
-        condition: "cpu_high".into(),
-        raised_at: at,
-        acknowledged_by: None,
-        acknowledged_at: None,
-        notes: None,
-        resolved_at: None,
+        ..seed::alert(id, at)
     }
 }
 
 async fn raise(state: &AppState, a: &AlertRecord) {
+    seed::save_alert(&state.store, "acme", a).await;
+}
+
+/// The delivery log of alert web-1.
+async fn delivery_log(state: &AppState) -> Vec<NotificationRecord> {
     state
         .store
-        .save_alert("acme", a, None)
+        .notifications_for_alert("acme", "web-1")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading web-1's delivery log")
 }
 
 async fn pass(notifier: &Driven, now: Millis) -> shared::notify::PassReport {
@@ -343,11 +325,7 @@ async fn a_receiver_down_for_60_seconds_gets_every_message_exactly_once(store: S
     assert_eq!(alerts, ["web-1", "web-2"]);
     assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
     // The delivery log shows the retries.
-    let log = state
-        .store
-        .notifications_for_alert("acme", "web-1")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let log = delivery_log(&state).await;
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].status, DeliveryStatus::Delivered);
     assert!(log[0].attempts > 3, "attempts: {}", log[0].attempts);
@@ -384,11 +362,7 @@ async fn a_receiver_back_within_ten_minutes_gets_its_message_within_30_seconds(s
         }
         t = next.max(t + 1);
     }
-    let log = state
-        .store
-        .notifications_for_alert("acme", "web-1")
-        .await
-        .unwrap_or_else(|e| panic!("reading the delivery log: {e}"));
+    let log = delivery_log(&state).await;
     assert_eq!(log.len(), 1, "one message: {log:?}");
     let delivered_at = log[0]
         .delivered_at
@@ -466,13 +440,7 @@ async fn a_slow_send_does_not_age_the_signatures_or_leases_of_later_messages() {
             },
         )
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("binding the receiver: {e}"));
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let port = e2e_tests::serve(app).await.port();
     for id in ["a", "b"] {
         channel(
             &state,
@@ -561,11 +529,7 @@ async fn a_final_refusal_is_not_retried_and_is_logged(store: Store) {
     pass(&notifier, T0).await;
     let later = pass(&notifier, T0 + 3600 * S).await;
     assert_eq!(later.failed_attempts, 0, "a 410 must not be retried");
-    let log = state
-        .store
-        .notifications_for_alert("acme", "web-1")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let log = delivery_log(&state).await;
     assert_eq!(log[0].status, DeliveryStatus::Failed);
     assert_eq!(log[0].attempts, 1);
     assert!(log[0]
@@ -606,7 +570,7 @@ async fn reminders_stop_when_the_alert_is_acknowledged(store: Store) {
         .store
         .acknowledge_alert("acme", "web-1", "ops", None, T0 + 700 * S)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("acknowledging web-1");
     for k in 2..6 {
         pass(&notifier, T0 + k * 600 * S).await;
     }
@@ -622,26 +586,14 @@ async fn a_silence_holds_notifications_and_its_end_sends_what_still_fires(store:
     let receiver = Receiver::start().await;
     webhook(&state, &receiver).await;
     rule(&state, &["hook"], 0, 60, 3600).await;
-    state
-        .store
-        .put_silence(
-            "acme",
-            &SilenceRecord {
-                silence_id: "s_1".into(),
-                matcher: Matcher {
-                    source_id: Some("web-*".into()),
-                    ..Matcher::default()
-                },
-                starts_at: Some(T0),
-                ends_at: Some(T0 + 300 * S),
-                schedule: None,
-                comment: "deploy".into(),
-                created_by: "ops".into(),
-                created_at: T0,
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let silence = SilenceRecord {
+        matcher: Matcher {
+            source_id: Some("web-*".into()),
+            ..Matcher::default()
+        },
+        ..seed::silence("s_1", T0, 5)
+    };
+    seed::put_silence(&state.store, "acme", &silence).await;
     raise(&state, &alert("web-1", T0 + S)).await;
     raise(&state, &alert("db-1", T0 + S)).await;
     for k in 1..30 {
@@ -698,7 +650,7 @@ async fn slack_and_pagerduty_get_their_documented_payloads(store: Store) {
             T0,
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("putting agent sales");
     let mut a = alert("alert_agent_sales_error_rate_1", T0);
     a.source_type = SourceType::Agent;
     a.source_id = "sales".into();
@@ -756,22 +708,22 @@ async fn slack_and_pagerduty_get_their_documented_payloads(store: Store) {
         .store
         .acknowledge_alert("acme", &a.alert_id, "ops", None, T0 + S)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("acknowledging the agent's alert");
     pass(&notifier, T0 + S).await;
     let (mut resolved, version) = state
         .store
         .all_alerts("acme")
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("reading acme's alerts")
         .into_iter()
         .find(|(x, _)| x.alert_id == a.alert_id)
-        .unwrap_or_else(|| panic!("alert gone"));
+        .unwrap_or_else(|| panic!("the agent's alert is gone"));
     resolved.resolved_at = Some(T0 + 2 * S);
     state
         .store
         .save_alert("acme", &resolved, Some(version))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("resolving the agent's alert");
     pass(&notifier, T0 + 2 * S).await;
     let actions: Vec<String> = receiver
         .received()
@@ -835,7 +787,7 @@ async fn a_channel_failing_for_15_minutes_raises_an_alert_the_other_channels_get
         .store
         .active_alerts("acme")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading the active alerts");
     assert!(
         active.iter().all(|a| a.condition != "channel_failing"),
         "{active:?}"
@@ -849,34 +801,28 @@ async fn a_channel_failing_for_15_minutes_raises_an_alert_the_other_channels_get
 
 async fn a_maintenance_window_across_midnight_in_berlin_holds_and_then_releases(store: Store) {
     use shared::domain::notify::{Schedule, Weekday};
-    let at = |t: &str| shared::time::parse_rfc3339(t).unwrap_or_else(|| panic!("{t}"));
+    let at = |t: &str| {
+        shared::time::parse_rfc3339(t).unwrap_or_else(|| panic!("not an RFC 3339 time: {t}"))
+    };
     let (state, notifier) = setup(store, config()).await;
     let receiver = Receiver::start().await;
     webhook(&state, &receiver).await;
     rule(&state, &["hook"], 0, 0, 24 * 3600).await;
     // Saturdays 23:00 Berlin for two hours: in winter (UTC+1) Sat 22:00Z to Sun 00:00Z.
-    state
-        .store
-        .put_silence(
-            "acme",
-            &SilenceRecord {
-                silence_id: "s_weekly".into(),
-                matcher: Matcher::default(),
-                starts_at: None,
-                ends_at: None,
-                schedule: Some(Schedule {
-                    timezone: "Europe/Berlin".into(),
-                    days: vec![Weekday::Sat],
-                    start: "23:00".into(),
-                    duration_minutes: 120,
-                }),
-                comment: "weekly maintenance".into(),
-                created_by: "ops".into(),
-                created_at: 0,
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let window = SilenceRecord {
+        starts_at: None,
+        ends_at: None,
+        schedule: Some(Schedule {
+            timezone: "Europe/Berlin".into(),
+            days: vec![Weekday::Sat],
+            start: "23:00".into(),
+            duration_minutes: 120,
+        }),
+        comment: "weekly maintenance".into(),
+        created_at: 0,
+        ..seed::silence("s_weekly", 0, 0)
+    };
+    seed::put_silence(&state.store, "acme", &window).await;
     // Before the window: notified at once.
     raise(&state, &alert("before", at("2027-01-16T21:59:00Z"))).await;
     pass(&notifier, at("2027-01-16T21:59:00Z")).await;
@@ -900,39 +846,20 @@ async fn the_weekly_report_reaches_a_webhook_once_a_week(store: Store) {
     let (state, notifier) = setup(store, config()).await;
     let receiver = Receiver::start().await;
     webhook(&state, &receiver).await;
-    state
-        .store
-        .put_rule(
-            "acme",
-            &RuleRecord {
-                rule_id: "weekly".into(),
-                channels: vec!["hook".into()],
-                matcher: Matcher {
-                    severity: Some(vec![Severity::Critical]),
-                    ..Matcher::default()
-                },
-                group_wait_s: 0,
-                group_interval_s: 300,
-                repeat_interval_s: 3600,
-                send_resolved: true,
-                weekly_report: true,
-                updated_at: 0,
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let weekly = RuleRecord {
+        matcher: Matcher {
+            severity: Some(vec![Severity::Critical]),
+            ..Matcher::default()
+        },
+        weekly_report: true,
+        ..seed::rule("weekly", &["hook"])
+    };
+    seed::put_rule(&state.store, "acme", &weekly).await;
     // Friday: ten executions, two failed.
     let events: Vec<Value> = (0..10)
         .map(|i| json!({"event_id": format!("e{i}"), "type": "execution.finished", "agent_id": "sales", "execution_id": format!("x{i}"), "outcome": if i < 2 { "failed" } else { "completed" }, "duration_ms": 500, "timestamp": shared::time::format_rfc3339(T0)}))
         .collect();
-    let batch =
-        shared::domain::events::parse_batch(json!({ "events": events }).to_string().as_bytes(), T0)
-            .unwrap_or_else(|e| panic!("{e:?}"));
-    state
-        .store
-        .ingest("acme", &batch, T0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    seed::ingest(&state.store, "acme", json!(events), T0).await;
     pass(&notifier, T0 + S).await;
     assert!(
         receiver.webhooks().is_empty(),
@@ -992,7 +919,7 @@ on_both_stores!(
 async fn two_notifiers_at_once_send_each_message_once() {
     let (store, _dir) = e2e_tests::embedded_store();
     let (state, one) = setup(store, config()).await;
-    let two = Notifier::new(&state).unwrap_or_else(|e| panic!("{e}"));
+    let two = Notifier::new(&state).expect("building a second notifier");
     let receiver = Receiver::start().await;
     webhook(&state, &receiver).await;
     rule(&state, &["hook"], 0, 0, 60).await;
@@ -1003,8 +930,8 @@ async fn two_notifiers_at_once_send_each_message_once() {
         let now = T0 + k * 60 * S;
         one.clock.set(now);
         let (a, b) = tokio::join!(one.pass_tenant("acme", now), two.pass_tenant("acme", now));
-        a.unwrap_or_else(|e| panic!("{e}"));
-        b.unwrap_or_else(|e| panic!("{e}"));
+        a.unwrap_or_else(|e| panic!("the first notifier's pass at {now}: {e}"));
+        b.unwrap_or_else(|e| panic!("the second notifier's pass at {now}: {e}"));
     }
     let got = messages(&receiver);
     let statuses: Vec<&str> = got.iter().map(|m| m.1.as_str()).collect();
@@ -1034,14 +961,13 @@ async fn an_alert_from_the_collector_reaches_a_webhook_and_its_link_acknowledges
         http.put(format!("{base}{path}"))
             .header("authorization", &auth)
             .json(&body)
-            .send()
+            .answer()
     };
     let r = put(
         "/api/health/channels/ops-hook",
         json!({"type": "webhook", "url": receiver.url("/hook"), "secret": SECRET, "name": "Ops webhook"}),
     )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .await;
     assert_eq!(r.status(), 200);
     let listed: Value = r.json().await.unwrap_or_default();
     assert_eq!(listed["secret"], "***");
@@ -1049,8 +975,7 @@ async fn an_alert_from_the_collector_reaches_a_webhook_and_its_link_acknowledges
         "/api/health/notification-rules/critical",
         json!({"channels": ["ops-hook"], "match": {"severity": ["critical"]}, "group_wait_s": 0}),
     )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .await;
     assert_eq!(r.status(), 200);
     let r = http
         .post(format!("{base}/api/health/events"))
@@ -1059,18 +984,13 @@ async fn an_alert_from_the_collector_reaches_a_webhook_and_its_link_acknowledges
             &json!({"events": [{"event_id": "s1", "type": "host.sample", "host_id": "web-1",
             "cpu_usage": 97.0, "memory_usage": 40.0, "timestamp": e2e_tests::ago(1)}]}),
         )
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .answer()
+        .await;
     assert_eq!(r.status(), 202);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while receiver.webhooks().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no webhook within 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    e2e_tests::eventually("the webhook arrives", Duration::from_secs(20), async || {
+        !receiver.webhooks().is_empty()
+    })
+    .await;
     let body = &receiver.webhooks()[0];
     assert_eq!(body["status"], "firing");
     assert_eq!(body["tenant"], "local");
@@ -1086,23 +1006,15 @@ async fn an_alert_from_the_collector_reaches_a_webhook_and_its_link_acknowledges
     );
 
     // GET shows a page and acknowledges nothing.
-    let page = http
-        .get(&link)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let page = http.get(&link).answer().await;
     assert_eq!(page.status(), 200);
     let page = page.text().await.unwrap_or_default();
     assert!(page.contains("<form method=\"post\">"), "{page}");
     let alerts: Value = http
         .get(format!("{base}/api/health/alerts"))
         .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default();
+        .answer_json()
+        .await;
     assert_eq!(alerts[0]["acknowledged"], false);
 
     // Altered: refused.
@@ -1110,11 +1022,7 @@ async fn an_alert_from_the_collector_reaches_a_webhook_and_its_link_acknowledges
     let i = tampered.len() - 60;
     tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap_or_default();
-    let refused = http
-        .post(&tampered)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = http.post(&tampered).answer().await;
     assert_eq!(refused.status(), 403);
 
     // A silence on the host from now on: the acknowledgement's answer says so.
@@ -1122,49 +1030,35 @@ async fn an_alert_from_the_collector_reaches_a_webhook_and_its_link_acknowledges
         .post(format!("{base}/api/health/silences"))
         .header("authorization", &auth)
         .json(&json!({"match": {"source_id": "web-1"}, "ends_at": shared::time::format_rfc3339(chrono::Utc::now().timestamp_millis() + 3_600_000)}))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .answer().await;
     assert_eq!(silence.status(), 201);
 
     // POST acknowledges as "via <channel>", once.
     let first: Value = http
         .post(&link)
         .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default();
+        .answer_json()
+        .await;
     assert_eq!(first["acknowledged"], true);
     assert_eq!(first["acknowledged_by"], "via Ops webhook");
     assert_eq!(first["silenced"], true, "{first}");
     let second: Value = http
         .post(&link)
         .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default();
+        .answer_json()
+        .await;
     assert_eq!(second["acknowledged_at"], first["acknowledged_at"]);
 
     // The delivery log.
     let log: Value = http
         .get(format!("{base}/api/health/alerts/{alert_id}/notifications"))
         .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default();
+        .answer_json()
+        .await;
     assert_eq!(log[0]["status"], "delivered");
     assert_eq!(log[0]["channel_id"], "ops-hook");
     assert_eq!(log[0]["notification_id"], body["notification_id"]);
-    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    app.stop().await.expect("stopping the local stack");
 }
 
 /// An expired link is refused; so is one whose tenant was swapped.
@@ -1173,36 +1067,19 @@ async fn expired_and_foreign_links_are_refused() {
     let clock = Arc::new(shared::time::ManualClock::new(T0));
     let (app, _dir) = e2e_tests::spawn_api(e2e_tests::Backend::Embedded, Arc::clone(&clock)).await;
     let state = &app.state;
-    state
-        .store
-        .create_api_key("other", &["admin".to_owned()], "x", 0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    e2e_tests::new_key(&state.store, "other", &["admin"], "x").await;
     let a = alert("web-1", T0);
-    state
-        .store
-        .save_alert("local", &a, None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let secret = state
-        .store
-        .ack_secret()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    seed::save_alert(&state.store, "local", &a).await;
+    let secret = seed::ack_secret(&state.store).await;
     let sign = |tenant: &str| {
-        shared::notify::token::sign(
-            &secret,
-            &shared::notify::token::AckClaim {
-                tenant: tenant.into(),
-                alert_id: "web-1".into(),
-                channel_id: "hook".into(),
-                expires_at: T0 + shared::notify::token::ACK_LINK_TTL_MS,
-                sent_for: Some(shared::notify::token::SentFor {
-                    severity: Severity::Critical,
-                    raised_at: T0,
-                }),
-            },
-        )
+        let claim = AckClaim {
+            sent_for: Some(SentFor {
+                severity: Severity::Critical,
+                raised_at: T0,
+            }),
+            ..seed::ack_claim(tenant, "web-1", "hook", T0)
+        };
+        shared::notify::token::sign(&secret, &claim)
     };
     let http = reqwest::Client::new();
     let url = |token: &str| format!("{}/api/health/ack/{token}", app.url());
@@ -1210,9 +1087,8 @@ async fn expired_and_foreign_links_are_refused() {
     let foreign = http
         .post(url(&sign("other")))
         .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .answer()
+        .await;
     assert_eq!(foreign.status(), 404);
     // Swapping the tenant inside a valid token breaks its signature.
     let token = sign("local");
@@ -1225,22 +1101,14 @@ async fn expired_and_foreign_links_are_refused() {
             (T0 + shared::notify::token::ACK_LINK_TTL_MS) / 1000
         ))
     );
-    let r = http
-        .post(url(&swapped))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let r = http.post(url(&swapped)).answer().await;
     assert_eq!(r.status(), 403);
     // Seven days later the real link has expired.
     clock.set(T0 + shared::notify::token::ACK_LINK_TTL_MS);
-    let r = http
-        .get(url(&token))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let r = http.get(url(&token)).answer().await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap_or_default().contains("expired"));
-    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    app.stop().await.expect("stopping the local stack");
 }
 
 /// A link from the warning's message, used after the alert escalated to critical (which
@@ -1259,12 +1127,7 @@ async fn an_acknowledge_link_sent_before_an_escalation_no_longer_acknowledges() 
         notifier: Notifier::new(&notifier_state).unwrap_or_else(|e| panic!("notifier: {e}")),
         clock: Arc::clone(&clock),
     };
-    let key = app
-        .state
-        .store
-        .create_api_key("acme", &["admin".to_owned()], "ops", 0)
-        .await
-        .unwrap_or_else(|e| panic!("creating acme's key: {e}"));
+    let key = e2e_tests::new_key(&app.state.store, "acme", &["admin"], "ops").await;
     let receiver = Receiver::start().await;
     webhook(&notifier_state, &receiver).await;
     rule(&notifier_state, &["hook"], 0, 300, 3600).await;
@@ -1318,9 +1181,8 @@ async fn an_acknowledge_link_sent_before_an_escalation_no_longer_acknowledges() 
             let alerts: Value = http
                 .get(format!("{base}/api/health/alerts"))
                 .bearer_auth(&key)
-                .send()
+                .answer()
                 .await
-                .unwrap_or_else(|e| panic!("listing alerts: {e}"))
                 .json()
                 .await
                 .unwrap_or_else(|e| panic!("reading the alert list: {e}"));
@@ -1334,11 +1196,7 @@ async fn an_acknowledge_link_sent_before_an_escalation_no_longer_acknowledges() 
         }
     };
 
-    let page = http
-        .get(&old)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("opening the warning's link: {e}"));
+    let page = http.get(&old).answer().await;
     assert_eq!(page.status(), 200, "opening the warning's link");
     let page = page.text().await.unwrap_or_default();
     assert!(
@@ -1358,20 +1216,15 @@ async fn an_acknowledge_link_sent_before_an_escalation_no_longer_acknowledges() 
     let refused = http
         .post(&old)
         .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("posting the warning's link: {e}"));
+        .answer()
+        .await;
     assert_eq!(refused.status(), 409, "posting the warning's link for JSON");
     let body: Value = refused.json().await.unwrap_or_default();
     assert_eq!(
         body["error"]["code"], "alert_escalated",
         "the refusal: {body}"
     );
-    let refused_page = http
-        .post(&old)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("posting the warning's link from a browser: {e}"));
+    let refused_page = http.post(&old).answer().await;
     assert_eq!(
         refused_page.status(),
         409,
@@ -1383,31 +1236,14 @@ async fn an_acknowledge_link_sent_before_an_escalation_no_longer_acknowledges() 
     );
 
     // A link of the older form (no severity or raised_at signed), from the first message.
-    let secret = app
-        .state
-        .store
-        .ack_secret()
-        .await
-        .unwrap_or_else(|e| panic!("reading the link secret: {e}"));
+    let secret = seed::ack_secret(&app.state.store).await;
     let unbound = |alert_id: &str| {
-        let token = shared::notify::token::sign(
-            &secret,
-            &shared::notify::token::AckClaim {
-                tenant: "acme".into(),
-                alert_id: alert_id.into(),
-                channel_id: "hook".into(),
-                expires_at: T0 + shared::notify::token::ACK_LINK_TTL_MS,
-                sent_for: None,
-            },
-        );
+        let claim = seed::ack_claim("acme", alert_id, "hook", T0);
+        let token = shared::notify::token::sign(&secret, &claim);
         format!("{}/api/health/ack/{token}", app.url())
     };
-    let old_form = http
-        .post(unbound("web-1"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("posting an older-form link: {e}"));
+    let post_for_json = |url: String| http.post(url).header("accept", "application/json").answer();
+    let old_form = post_for_json(unbound("web-1")).await;
     assert_eq!(
         old_form.status(),
         409,
@@ -1417,12 +1253,7 @@ async fn an_acknowledge_link_sent_before_an_escalation_no_longer_acknowledges() 
         !acknowledged("web-1").await,
         "an older-form link acknowledged the critical alert"
     );
-    let old_form = http
-        .post(unbound("web-2"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("posting an older-form link: {e}"));
+    let old_form = post_for_json(unbound("web-2")).await;
     assert_eq!(
         old_form.status(),
         200,
@@ -1437,9 +1268,8 @@ async fn an_acknowledge_link_sent_before_an_escalation_no_longer_acknowledges() 
     let done: Value = http
         .post(&new)
         .header("accept", "application/json")
-        .send()
+        .answer()
         .await
-        .unwrap_or_else(|e| panic!("posting the critical's link: {e}"))
         .json()
         .await
         .unwrap_or_else(|e| panic!("reading the acknowledged alert: {e}"));
@@ -1458,44 +1288,30 @@ async fn an_acknowledge_link_sent_before_an_escalation_no_longer_acknowledges() 
 /// port on loopback.
 #[tokio::test]
 async fn demo_mode_opens_only_the_inbox_address_and_port() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("a temp dir: {e}"));
-    let app = local_stack::start(local_stack::Options {
-        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-        data_dir: dir.path().to_owned(),
-        config: Config {
-            polling_enabled: false,
-            ..Config::default()
-        },
-        clock: None,
-        sidecar: None,
+    let dir = e2e_tests::temp_dir();
+    let app = e2e_tests::start(local_stack::Options {
         demo: true,
-        limits: local_stack::Limits::default(),
+        ..e2e_tests::stack_options(dir.path())
     })
-    .await
-    .unwrap_or_else(|e| panic!("starting the demo stack: {e}"));
+    .await;
     let other = Receiver::reserve().await;
     let http = reqwest::Client::new();
     let put = |id: &str, url: String| {
         http.put(format!("{}/api/health/channels/{id}", app.url()))
             .bearer_auth(&app.api_key)
             .json(&json!({"type": "webhook", "url": url, "secret": SECRET}))
-            .send()
+            .answer()
     };
-    let inbox = put("inbox-copy", format!("{}/demo/inbox", app.url()))
-        .await
-        .unwrap_or_else(|e| panic!("saving a channel to the inbox: {e}"));
+    let inbox = put("inbox-copy", format!("{}/demo/inbox", app.url())).await;
     assert_eq!(inbox.status(), 200, "the inbox's own address and port");
-    let refused = put("elsewhere", other.url("/hook"))
-        .await
-        .unwrap_or_else(|e| panic!("saving a channel to another loopback port: {e}"));
+    let refused = put("elsewhere", other.url("/hook")).await;
     assert_eq!(refused.status(), 400, "another port on loopback");
     let probe = http
         .put(format!("{}/api/health/integrations/local-db", app.url()))
         .bearer_auth(&app.api_key)
         .json(&json!({"integration_name": "Local DB", "probe": {"url": other.url("/health")}}))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("registering a probe of another loopback port: {e}"));
+        .answer()
+        .await;
     assert_eq!(probe.status(), 400, "probes follow the same list");
     app.stop().await.unwrap_or_else(|e| panic!("stopping: {e}"));
 }
@@ -1504,21 +1320,16 @@ async fn demo_mode_opens_only_the_inbox_address_and_port() {
 /// the notification arrive and can acknowledge from it.
 #[tokio::test]
 async fn demo_mode_delivers_to_the_built_in_inbox() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let app = local_stack::start(local_stack::Options {
-        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-        data_dir: dir.path().to_owned(),
+    let dir = e2e_tests::temp_dir();
+    let app = e2e_tests::start(local_stack::Options {
         config: Config {
             polling_interval_secs: 1,
             ..Config::default()
         },
-        clock: None,
-        sidecar: None,
         demo: true,
-        limits: local_stack::Limits::default(),
+        ..e2e_tests::stack_options(dir.path())
     })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .await;
     let http = reqwest::Client::new();
     let base = app.url();
     let r = http
@@ -1526,65 +1337,43 @@ async fn demo_mode_delivers_to_the_built_in_inbox() {
         .bearer_auth(&app.api_key)
         .json(&json!({"events": [{"event_id": "inbox-1", "type": "host.sample", "host_id": "inbox-test-host",
             "cpu_usage": 99.0, "memory_usage": 10.0, "timestamp": e2e_tests::ago(1)}]}))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .answer().await;
     assert_eq!(r.status(), 202);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let alert = loop {
-        let inbox: Value = http
-            .get(format!("{base}/demo/inbox.json"))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .json()
-            .await
-            .unwrap_or_default();
-        let found = inbox
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|m| m["status"] == "firing")
-            .flat_map(|m| m["alerts"].as_array().cloned().unwrap_or_default())
-            .find(|a| a["source_id"] == "inbox-test-host");
-        if let Some(a) = found {
-            break a;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nothing in the demo inbox within 30 s: {inbox}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let page = http
-        .get(format!("{base}/demo/inbox"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
+    let alert = e2e_tests::eventually_some(
+        "the alert on inbox-test-host is in the demo inbox",
+        Duration::from_secs(30),
+        async || {
+            let inbox = http
+                .get(format!("{base}/demo/inbox.json"))
+                .answer_json()
+                .await;
+            inbox
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|m| m["status"] == "firing")
+                .flat_map(|m| m["alerts"].as_array().cloned().unwrap_or_default())
+                .find(|a| a["source_id"] == "inbox-test-host")
+        },
+    )
+    .await;
+    let page = http.get(format!("{base}/demo/inbox")).answer_text().await;
     assert!(page.contains("inbox-test-host"), "{page}");
     // A message without the channel's signature is refused, as a receiver should.
     let forged = http
         .post(format!("{base}/demo/inbox"))
         .body(r#"{"notification_id":"forged","status":"firing","alerts":[]}"#)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .answer()
+        .await;
     assert_eq!(forged.status(), 401);
     let link = alert["acknowledge_url"].as_str().unwrap_or_default();
     let acked: Value = http
         .post(link)
         .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default();
+        .answer_json()
+        .await;
     assert_eq!(acked["acknowledged_by"], "via Demo inbox", "{acked}");
-    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    app.stop().await.expect("stopping the local stack");
 }
 
 /// A failed delivery says what failed without the secret part of the URL (a Slack
@@ -1606,12 +1395,12 @@ async fn delivery_errors_never_carry_the_secret_path() {
         .store
         .channel("acme", "slack")
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("no channel"));
+        .expect("reading channel slack")
+        .unwrap_or_else(|| panic!("channel slack is not stored"));
     let result = notifier
         .test_channel("acme", &stored, T0)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("testing channel slack");
     assert!(!result.delivered);
     assert!(
         result.retryable,
@@ -1623,11 +1412,7 @@ async fn delivery_errors_never_carry_the_secret_path() {
     rule(&state, &["slack"], 0, 0, 3600).await;
     raise(&state, &alert("web-1", T0)).await;
     pass(&notifier, T0).await;
-    let log = state
-        .store
-        .notifications_for_alert("acme", "web-1")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let log = delivery_log(&state).await;
     let last = log[0].last_error.clone().unwrap_or_default();
     assert!(!last.is_empty() && !last.contains("SECRETPATH"), "{last}");
     // Listed, the channel shows no more than scheme, host and port either.

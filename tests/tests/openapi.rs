@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use e2e_tests::{spawn_api, Backend};
+use e2e_tests::{seed, spawn_api, Backend, RequestExt as _};
 use reqwest::Method;
 use serde_json::{json, Value};
 use shared::api::{Endpoint, OPENAPI_JSON};
-use shared::domain::alerts::{AlertRecord, Severity, SourceType};
+use shared::domain::alerts::AlertRecord;
 use shared::time::ManualClock;
 
 fn doc() -> Value {
@@ -48,7 +48,7 @@ fn every_route_is_documented_and_every_documented_route_is_served() {
     let doc = doc();
     let paths = doc["paths"]
         .as_object()
-        .unwrap_or_else(|| panic!("no paths"));
+        .unwrap_or_else(|| panic!("docs/openapi.json has no paths"));
     let mut documented: Vec<(String, String)> = paths
         .iter()
         .flat_map(|(p, ops)| {
@@ -85,94 +85,38 @@ async fn documented_response_shapes_match_the_handlers() {
 
     let served: Value = client
         .get(format!("{base}/api/openapi.json"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default();
+        .answer_json()
+        .await;
     assert_eq!(served, doc, "the local stack serves docs/openapi.json");
 
-    running
-        .state
-        .store
-        .save_alert(
-            "local",
-            &AlertRecord {
-                alert_id: "alert_1".into(),
-                severity: Severity::Critical,
-                message: "High CPU usage: 95%".into(),
-                source_type: SourceType::System,
-                source_id: "h1".into(),
-                condition: "cpu".into(),
-                raised_at: now,
-                acknowledged_by: None,
-                acknowledged_at: None,
-                notes: None,
-                resolved_at: None,
-            },
-            None,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let batch = json!({"events": [
-        {"event_id": "1", "type": "execution.started", "agent_id": "a1", "execution_id": "x", "operation": "op"},
-        {"event_id": "2", "type": "execution.finished", "agent_id": "a1", "execution_id": "x", "outcome": "completed", "confidence": 0.9},
-        {"event_id": "3", "type": "integration.call", "integration_id": "slack", "latency_ms": 12.5, "ok": true},
-        {"event_id": "4", "type": "host.sample", "host_id": "h1", "cpu_usage": 95, "memory_usage": 40},
-        {"event_id": "5", "type": "gauge", "name": "queue_depth", "value": 3},
-        {"event_id": "6", "type": "execution.finished", "agent_id": "a1", "execution_id": "y", "outcome": "failed", "duration_ms": 40, "error": "boom"},
-    ]});
-    let to_revoke = running
-        .state
-        .store
+    let store = &running.state.store;
+    let alert = AlertRecord {
+        condition: "cpu".into(),
+        ..seed::alert("alert_1", now)
+    };
+    seed::save_alert(store, "local", &alert).await;
+    let batch = json!({"events": seed::one_event_of_each_kind()});
+    let to_revoke = store
         .new_api_key("local", &["read".to_owned()], "to revoke", now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("creating the key to revoke");
     let revoke_url = format!("/api/health/keys/{}", to_revoke.key_id);
-    let silence = shared::domain::notify::SilenceRecord {
-        silence_id: "s_fixed".into(),
-        matcher: shared::domain::notify::Matcher::default(),
-        starts_at: Some(now),
-        ends_at: Some(now + 3_600_000),
-        schedule: None,
-        comment: "deploy".into(),
-        created_by: "ops".into(),
-        created_at: now,
+    seed::put_silence(store, "local", &seed::silence("s_fixed", now, 60)).await;
+    let secret = seed::ack_secret(store).await;
+    let claim = shared::notify::token::AckClaim {
+        sent_for: Some(shared::notify::token::SentFor {
+            severity: shared::domain::alerts::Severity::Critical,
+            raised_at: now,
+        }),
+        ..seed::ack_claim("local", "alert_1", "ops", now)
     };
-    running
-        .state
-        .store
-        .put_silence("local", &silence)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let secret = running
-        .state
-        .store
-        .ack_secret()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let token = shared::notify::token::sign(
-        &secret,
-        &shared::notify::token::AckClaim {
-            tenant: "local".into(),
-            alert_id: "alert_1".into(),
-            channel_id: "ops".into(),
-            expires_at: now + shared::notify::token::ACK_LINK_TTL_MS,
-            sent_for: Some(shared::notify::token::SentFor {
-                severity: shared::domain::alerts::Severity::Critical,
-                raised_at: now,
-            }),
-        },
-    );
+    let token = shared::notify::token::sign(&secret, &claim);
     let ack_url = format!("/api/health/ack/{token}");
     let ends_at = shared::time::format_rfc3339(now + 600_000);
-    let badge = running
-        .state
-        .store
+    let badge = store
         .create_badge("local", "agent", "a1", now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("creating a badge");
     let badge_url = format!("/api/health/badge/{}?show=uptime_24h", badge.token);
     let badge_revoke = format!("/api/health/badges/{}", badge.info.badge_id);
     let ns = |ms: i64| (ms * 1_000_000).to_string();
@@ -427,7 +371,7 @@ async fn documented_response_shapes_match_the_handlers() {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let res = req.send().await.unwrap_or_else(|e| panic!("{e}"));
+        let res = req.answer().await;
         let status = res.status().as_u16().to_string();
         let media = res
             .headers()
@@ -470,9 +414,8 @@ async fn documented_response_shapes_match_the_handlers() {
         let res = client
             .get(format!("{base}{url}"))
             .bearer_auth(&running.api_key)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .answer()
+            .await;
         assert_eq!(res.status().as_u16(), status);
         validate(
             &doc,
@@ -520,7 +463,7 @@ async fn live_messages_match_the_documented_schema() {
             Ok(other) => panic!("unexpected {other:?}"),
             Err(_) => panic!("after 20 s: {seen_parts} parts, alert seen: {seen_alert}"),
         };
-        let value: Value = serde_json::from_str(&message).unwrap_or_else(|e| panic!("{e}"));
+        let value: Value = serde_json::from_str(&message).expect("parsing a live message as JSON");
         validate(
             &doc,
             "/components/schemas/HealthUpdate",

@@ -2,13 +2,17 @@
 //! `GET /api/health/system`, and through an outage of the API every sample taken arrives
 //! exactly once.
 
+// Helpers here are not `#[test]` functions, which clippy's allow-expect-in-tests covers:
+// they too stop a test with `expect`, saying what they were doing.
+#![allow(clippy::expect_used)]
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use e2e_tests::RequestExt as _;
 use health_sidecar::{run, Options, Stats};
 use serde_json::Value;
-use shared::config::Config;
 
 fn options(url: String, key: String, host_id: &str) -> Options {
     let interval = Duration::from_millis(100);
@@ -59,9 +63,8 @@ async fn get(url: &str, key: &str) -> Value {
     let res = reqwest::Client::new()
         .get(url)
         .bearer_auth(key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{url}: {e}"));
+        .answer()
+        .await;
     assert!(res.status().is_success(), "{url}: {}", res.status());
     res.json().await.unwrap_or_else(|e| panic!("{url}: {e}"))
 }
@@ -76,12 +79,20 @@ async fn drain_and_stop((stats, stop, sidecar): Running) -> Arc<Stats> {
         stats.waiting.load(Ordering::SeqCst) == 0
     })
     .await;
+    stop_sidecar(stop, sidecar).await;
+    stats
+}
+
+/// Stops a sidecar and waits for it to end; panics if it failed.
+async fn stop_sidecar(
+    stop: tokio::sync::oneshot::Sender<()>,
+    sidecar: tokio::task::JoinHandle<Result<(), health_sidecar::Error>>,
+) {
     let _ = stop.send(());
     sidecar
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    stats
+        .expect("the sidecar's task panicked")
+        .expect("the sidecar failed");
 }
 
 #[tokio::test]
@@ -104,13 +115,9 @@ async fn samples_arrive_and_show_in_the_system_endpoint() {
         let v = host[field].as_f64().unwrap_or(-1.0);
         assert!((0.0..=100.0).contains(&v), "{field} = {v}");
     }
-    let _ = stop.send(());
-    sidecar
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    stop_sidecar(stop, sidecar).await;
     assert!(stats.taken.load(Ordering::SeqCst) >= 1);
-    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    app.stop().await.expect("stopping the local stack");
 }
 
 /// The API goes down for 1.5 s (15 samples' worth) and comes back on the same port: the
@@ -118,29 +125,13 @@ async fn samples_arrive_and_show_in_the_system_endpoint() {
 /// and id, and the host's history counts every sample taken exactly once.
 #[tokio::test]
 async fn through_an_outage_every_sample_arrives_exactly_once() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let start = |addr: std::net::SocketAddr| {
-        local_stack::start(local_stack::Options {
-            addr,
-            data_dir: dir.path().to_owned(),
-            config: Config {
-                polling_enabled: false,
-                ..Config::default()
-            },
-            clock: None,
-            sidecar: None,
-            demo: false,
-            limits: local_stack::Limits::default(),
-        })
-    };
-    let app = start("127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = e2e_tests::temp_dir();
+    let app = e2e_tests::start(e2e_tests::stack_options(dir.path())).await;
     let (addr, url, key) = (app.addr, app.url(), app.api_key.clone());
     let (stats, stop, sidecar) = spawn_sidecar(url.clone(), key.clone(), "outage-host");
     tokio::time::sleep(Duration::from_millis(800)).await;
 
-    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    app.stop().await.expect("stopping the local stack");
     let taken_at_outage = stats.taken.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let waiting = stats.waiting.load(Ordering::SeqCst);
@@ -150,14 +141,19 @@ async fn through_an_outage_every_sample_arrives_exactly_once() {
     );
     assert!(stats.taken.load(Ordering::SeqCst) >= taken_at_outage + 10);
 
-    let app = start(addr).await.unwrap_or_else(|e| panic!("{e}"));
+    // Back on the same port.
+    let app = e2e_tests::start(local_stack::Options {
+        addr,
+        ..e2e_tests::stack_options(dir.path())
+    })
+    .await;
     let stats = drain_and_stop((stats, stop, sidecar)).await;
     let taken = stats.taken.load(Ordering::SeqCst);
     assert_eq!(stats.waiting.load(Ordering::SeqCst), 0);
 
     let (stored, history) = stored_samples(&url, &key, "outage-host").await;
     assert_eq!(stored, taken, "{history}");
-    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    app.stop().await.expect("stopping the local stack");
 }
 
 /// A proxy to `upstream` that forwards every request but, for the first `lose` requests,
@@ -186,14 +182,7 @@ async fn lossy_proxy(upstream: String, lose: usize) -> String {
             http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY)
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
+    format!("http://{}", e2e_tests::serve(app).await)
 }
 
 /// Answers lost after the API stored the samples make the sidecar send them again; they
@@ -208,5 +197,5 @@ async fn samples_resent_after_a_lost_answer_count_once() {
     let stats = drain_and_stop(running).await;
     let (stored, history) = stored_samples(&url, &key, "lossy-host").await;
     assert_eq!(stored, stats.taken.load(Ordering::SeqCst), "{history}");
-    app.stop().await.unwrap_or_else(|e| panic!("{e}"));
+    app.stop().await.expect("stopping the local stack");
 }

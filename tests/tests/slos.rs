@@ -47,11 +47,10 @@ async fn slos_report_hand_computed_budgets_and_burn_rates(backend: Backend) {
     clock.set(t);
 
     let (status, slo) = api
-        .call(
-            Method::PUT,
+        .put(
             "/api/health/slos/stripe-availability",
-            Some(json!({"source_type": "integration", "source_id": "stripe",
-                "objective": "availability", "target": 0.99, "window_days": 30})),
+            json!({"source_type": "integration", "source_id": "stripe",
+                "objective": "availability", "target": 0.99, "window_days": 30}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{slo}");
@@ -74,11 +73,10 @@ async fn slos_report_hand_computed_budgets_and_burn_rates(backend: Backend) {
     // second's 100..149 ms: 101 of 150 at or under 150 ms, give or take the calls whose
     // 2 % bucket straddles the bound.
     let (status, latency) = api
-        .call(
-            Method::PUT,
+        .put(
             "/api/health/slos/stripe-p99",
-            Some(json!({"source_type": "integration", "source_id": "stripe",
-                "objective": "latency", "threshold_ms": 150, "percentile": 99})),
+            json!({"source_type": "integration", "source_id": "stripe",
+                "objective": "latency", "threshold_ms": 150, "percentile": 99}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{latency}");
@@ -146,11 +144,7 @@ async fn bad_slos_are_refused_field_by_field(backend: Backend) {
         assert_eq!(answer["error"]["message"], json!(message), "{answer}");
     }
     let (status, answer) = api
-        .call(
-            Method::PUT,
-            "/api/health/slos/s",
-            Some(json!({"source_type": "agent", "source_id": "a", "objective": "availability", "target": 0.9, "colour": "red"})),
-        )
+        .put("/api/health/slos/s", json!({"source_type": "agent", "source_id": "a", "objective": "availability", "target": 0.9, "colour": "red"}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
@@ -164,30 +158,7 @@ async fn bad_slos_are_refused_field_by_field(backend: Backend) {
     assert_eq!(list, json!([]));
 }
 
-mod embedded {
-    use super::*;
-
-    #[tokio::test]
-    async fn slos_report_hand_computed_budgets_and_burn_rates() {
-        super::slos_report_hand_computed_budgets_and_burn_rates(Backend::Embedded).await;
-    }
-
-    #[tokio::test]
-    async fn bad_slos_are_refused_field_by_field() {
-        super::bad_slos_are_refused_field_by_field(Backend::Embedded).await;
-    }
-}
-
-mod dynamodb {
-    use super::*;
-
-    #[tokio::test]
-    async fn slos_report_hand_computed_budgets_and_burn_rates() {
-        super::slos_report_hand_computed_budgets_and_burn_rates(Backend::DynamoDb).await;
-    }
-
-    #[tokio::test]
-    async fn bad_slos_are_refused_field_by_field() {
-        super::bad_slos_are_refused_field_by_field(Backend::DynamoDb).await;
-    }
-}
+e2e_tests::on_both_backends!(
+    slos_report_hand_computed_budgets_and_burn_rates,
+    bad_slos_are_refused_field_by_field,
+);

@@ -2,12 +2,17 @@
 //! DynamoDB-compatible server the test command starts). Each test is a function over a
 //! `Store`; the macro at the bottom instantiates it for both backends.
 
+// Helpers here are not `#[test]` functions, which clippy's allow-expect-in-tests covers:
+// they too stop a test with `expect`, saying what they were doing.
+#![allow(clippy::expect_used)]
+
 use e2e_tests::embedded_store;
 use serde_json::json;
 use shared::domain::events::{parse_batch, Event};
-use shared::domain::health::{AgentStatus, Trend};
+use shared::domain::health::{AgentHealth, AgentStatus, IntegrationHealth, Trend};
 use shared::domain::records::ConnectionState;
 use shared::store::agents::AgentUpdate;
+use shared::store::ingest::IngestOutcome;
 use shared::store::integrations::IntegrationUpdate;
 use shared::store::layout::{self, Entity};
 use shared::store::{Record, Store};
@@ -26,6 +31,31 @@ fn at(ms: i64) -> String {
     format_rfc3339(ms)
 }
 
+async fn ingest(store: &Store, tenant: &str, events: &[Event], now: i64) -> IngestOutcome {
+    store
+        .ingest(tenant, events, now)
+        .await
+        .unwrap_or_else(|e| panic!("ingesting a batch into tenant {tenant}: {e}"))
+}
+
+/// Agent `id`'s health; panics if it is not stored.
+async fn agent(store: &Store, tenant: &str, id: &str, now: i64) -> AgentHealth {
+    store
+        .agent_health(tenant, id, now)
+        .await
+        .expect("reading an agent's health")
+        .unwrap_or_else(|| panic!("agent {id} missing"))
+}
+
+/// Integration `id`'s health (5 s latency threshold); panics if it is not stored.
+async fn integration(store: &Store, tenant: &str, id: &str, now: i64) -> IntegrationHealth {
+    store
+        .integration_health(tenant, id, now, 5000.0)
+        .await
+        .expect("reading an integration's health")
+        .unwrap_or_else(|| panic!("integration {id} missing"))
+}
+
 async fn completed_and_failed_give_the_contract_numbers(store: Store) {
     let now = now();
     let events = batch(
@@ -37,16 +67,9 @@ async fn completed_and_failed_give_the_contract_numbers(store: Store) {
             {"event_id": "f2", "type": "execution.finished", "agent_id": "a1", "execution_id": "x2", "outcome": "failed", "duration_ms": 60000, "confidence": 0.4, "timestamp": at(now - 4 * MINUTE_MS)},
         ]),
     );
-    let outcome = store
-        .ingest("t1", &events, now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let outcome = ingest(&store, "t1", &events, now).await;
     assert_eq!((outcome.accepted, outcome.duplicates), (4, 0));
-    let h = store
-        .agent_health("t1", "a1", now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("agent missing"));
+    let h = agent(&store, "t1", "a1", now).await;
     assert_eq!(h.agent_name, "Sales Assistant");
     assert_eq!(h.operations_completed, 1);
     assert_eq!(h.metrics.recent_executions, 2);
@@ -68,16 +91,8 @@ async fn three_completed_and_one_failed_give_075_and_025(store: Store) {
         events.push(json!({"event_id": format!("s{i}"), "type": "execution.started", "agent_id": "a", "execution_id": format!("x{i}"), "operation": "op", "timestamp": at(now - 30 * MINUTE_MS)}));
         events.push(json!({"event_id": format!("f{i}"), "type": "execution.finished", "agent_id": "a", "execution_id": format!("x{i}"), "outcome": outcome, "timestamp": at(now - 29 * MINUTE_MS)}));
     }
-    store
-        .ingest("t", &batch(now, json!(events)), now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let h = store
-        .agent_health("t", "a", now)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("agent missing"));
+    ingest(&store, "t", &batch(now, json!(events)), now).await;
+    let h = agent(&store, "t", "a", now).await;
     assert_eq!(
         (h.success_rate, h.metrics.error_rate, h.operations_completed),
         (0.75, 0.25, 3)
@@ -96,35 +111,19 @@ async fn a_batch_sent_twice_is_counted_once(store: Store) {
             {"event_id": "b4", "type": "gauge", "name": "queue_depth", "value": 7},
         ]),
     );
-    let first = store
-        .ingest("t", &events, now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let second = store
-        .ingest("t", &events, now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let first = ingest(&store, "t", &events, now).await;
+    let second = ingest(&store, "t", &events, now).await;
     assert_eq!((first.accepted, first.duplicates), (4, 0));
     assert_eq!((second.accepted, second.duplicates), (0, 4));
-    let h = store
-        .agent_health("t", "a", now)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("agent missing"));
+    let h = agent(&store, "t", "a", now).await;
     assert_eq!(h.metrics.recent_executions, 1);
-    let i = store
-        .integration_health("t", "slack", now, 5000.0)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("integration missing"));
+    let i = integration(&store, "t", "slack", now).await;
     assert_eq!((i.latency_ms, i.error_rate), (120.0, 0.0));
     let host = store
         .backend()
         .get(&[layout::live("t", Entity::Host, "h1")])
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading host h1's live item");
     assert!(
         matches!(&host[0], Some(item) if matches!(&item.record, Record::Host(h) if h.window.minutes.iter().map(|(_, c)| c.samples).sum::<u64>() == 1))
     );
@@ -133,10 +132,7 @@ async fn a_batch_sent_twice_is_counted_once(store: Store) {
 async fn a_duplicate_inside_one_batch_counts_once(store: Store) {
     let now = now();
     let e = json!({"event_id": "same", "type": "execution.started", "agent_id": "a", "execution_id": "x", "operation": "op"});
-    let outcome = store
-        .ingest("t", &batch(now, json!([e.clone(), e])), now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let outcome = ingest(&store, "t", &batch(now, json!([e.clone(), e])), now).await;
     assert_eq!((outcome.accepted, outcome.duplicates), (1, 1));
 }
 
@@ -151,17 +147,12 @@ async fn concurrent_retries_of_one_batch_count_once(store: Store) {
         store.ingest("t", &events, now)
     );
     let (a, b) = (
-        a.unwrap_or_else(|e| panic!("{e}")),
-        b.unwrap_or_else(|e| panic!("{e}")),
+        a.expect("the first of two concurrent ingests"),
+        b.expect("the second of two concurrent ingests"),
     );
     assert_eq!(a.accepted + b.accepted, 20);
     assert_eq!(a.duplicates + b.duplicates, 20);
-    let h = store
-        .agent_health("t", "busy", now)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("agent missing"));
+    let h = agent(&store, "t", "busy", now).await;
     assert_eq!(h.metrics.recent_executions, 20);
 }
 
@@ -177,12 +168,7 @@ async fn concurrent_writers_to_one_agent_lose_nothing(store: Store) {
         .collect();
     let results = futures_join(&store, &batches, now).await;
     assert_eq!(results, 40);
-    let h = store
-        .agent_health("t", "shared", now)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("agent missing"));
+    let h = agent(&store, "t", "shared", now).await;
     assert_eq!(
         (h.metrics.recent_executions, h.operations_completed),
         (40, 40)
@@ -201,8 +187,8 @@ async fn futures_join(store: &Store, batches: &[Vec<Event>], now: i64) -> usize 
     for h in handles {
         accepted += h
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("an ingesting task panicked")
+            .expect("a writer's batch was refused")
             .accepted;
     }
     accepted
@@ -218,16 +204,8 @@ async fn a_finish_before_its_start_counts_the_execution_once(store: Store) {
             {"event_id": "f-again", "type": "execution.finished", "agent_id": "a", "execution_id": "x", "outcome": "failed"},
         ]),
     );
-    store
-        .ingest("t", &events, now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let h = store
-        .agent_health("t", "a", now)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("agent missing"));
+    ingest(&store, "t", &events, now).await;
+    let h = agent(&store, "t", "a", now).await;
     assert_eq!(
         (
             h.metrics.recent_executions,
@@ -248,16 +226,8 @@ async fn a_running_execution_shows_as_the_current_operation(store: Store) {
             {"event_id": "s", "type": "execution.started", "agent_id": "a", "execution_id": "x", "operation": "Processing leads"},
         ]),
     );
-    store
-        .ingest("t", &events, now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let h = store
-        .agent_health("t", "a", now)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("agent missing"));
+    ingest(&store, "t", &events, now).await;
+    let h = agent(&store, "t", "a", now).await;
     assert_eq!(
         (h.status, h.current_operation.as_deref()),
         (AgentStatus::Active, Some("Processing leads"))
@@ -278,16 +248,8 @@ async fn daily_history_drives_the_trend(store: Store) {
             events.push(json!({"event_id": format!("d{day_offset}-{i}"), "type": "execution.finished", "agent_id": "a", "execution_id": format!("d{day_offset}-{i}"), "outcome": outcome, "duration_ms": 10, "timestamp": at(now - day_offset * DAY_MS)}));
         }
     }
-    store
-        .ingest("t", &batch(now, json!(events)), now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let h = store
-        .agent_health("t", "a", now)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("agent missing"));
+    ingest(&store, "t", &batch(now, json!(events)), now).await;
+    let h = agent(&store, "t", "a", now).await;
     assert_eq!(h.health_trend, Trend::Improving);
     assert_eq!(h.metrics.recent_executions, 10);
 }
@@ -302,7 +264,7 @@ async fn put_agent_creates_updates_and_lists_agents_in_id_order(store: Store) {
     let h = store
         .put_agent("t", "zeta", &update, now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("putting agent zeta");
     assert_eq!(
         (h.agent_name.as_str(), h.status, h.confidence_score),
         ("Sales Assistant", AgentStatus::Paused, 0.85)
@@ -318,7 +280,7 @@ async fn put_agent_creates_updates_and_lists_agents_in_id_order(store: Store) {
             now,
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("unpausing agent zeta");
     assert_eq!(
         (h.agent_name.as_str(), h.status, h.confidence_score),
         ("Sales Assistant", AgentStatus::Idle, 0.85)
@@ -326,19 +288,16 @@ async fn put_agent_creates_updates_and_lists_agents_in_id_order(store: Store) {
     store
         .put_agent("t", "alpha", &AgentUpdate::default(), now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("putting agent alpha");
     let events = batch(
         now,
         json!([{"event_id": "m", "type": "execution.started", "agent_id": "mid", "execution_id": "x", "operation": "op"}]),
     );
-    store
-        .ingest("t", &events, now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    ingest(&store, "t", &events, now).await;
     let ids: Vec<String> = store
         .list_agent_health("t", now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("listing the agents")
         .into_iter()
         .map(|h| h.agent_id)
         .collect();
@@ -351,30 +310,24 @@ async fn tenants_never_see_each_other(store: Store) {
         now,
         json!([{"event_id": "e", "type": "execution.started", "agent_id": "a", "execution_id": "x", "operation": "op"}]),
     );
-    store
-        .ingest("acme", &events, now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    ingest(&store, "acme", &events, now).await;
     // Same event id in another tenant is a different event.
-    let other = store
-        .ingest("globex", &events, now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let other = ingest(&store, "globex", &events, now).await;
     assert_eq!(other.accepted, 1);
     store
         .put_agent("acme", "only-acme", &AgentUpdate::default(), now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("putting agent only-acme");
     assert!(store
         .agent_health("globex", "only-acme", now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("reading agent only-acme as tenant globex")
         .is_none());
     assert_eq!(
         store
             .list_agent_health("globex", now)
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("listing globex's agents")
             .len(),
         1
     );
@@ -382,7 +335,7 @@ async fn tenants_never_see_each_other(store: Store) {
         store
             .list_agent_health("acme", now)
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("listing acme's agents")
             .len(),
         2
     );
@@ -395,16 +348,8 @@ async fn integration_calls_drive_the_connection_state_machine(store: Store) {
         .enumerate()
         .map(|(i, ok)| json!({"event_id": format!("c{i}"), "type": "integration.call", "integration_id": "hubspot", "integration_name": "HubSpot", "latency_ms": 100 * (i + 1), "ok": ok, "timestamp": at(now - 1000 * (10 - i as i64))}))
         .collect();
-    store
-        .ingest("t", &batch(now, json!(calls)), now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let i = store
-        .integration_health("t", "hubspot", now, 5000.0)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("integration missing"));
+    ingest(&store, "t", &batch(now, json!(calls)), now).await;
+    let i = integration(&store, "t", "hubspot", now).await;
     assert_eq!(
         (i.state, i.consecutive_failures),
         (ConnectionState::Failed, 3)
@@ -417,16 +362,8 @@ async fn integration_calls_drive_the_connection_state_machine(store: Store) {
         now,
         json!([{"event_id": "c9", "type": "integration.call", "integration_id": "hubspot", "latency_ms": 50, "ok": true}]),
     );
-    store
-        .ingest("t", &ok, now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let i = store
-        .integration_health("t", "hubspot", now, 5000.0)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("integration missing"));
+    ingest(&store, "t", &ok, now).await;
+    let i = integration(&store, "t", "hubspot", now).await;
     assert_eq!(
         (i.state, i.consecutive_failures, i.successful_recoveries),
         (ConnectionState::Active, 0, 1)
@@ -446,7 +383,7 @@ async fn put_integration_registers_a_probe(store: Store) {
     let i = store
         .put_integration("t", "slack", &update, now, 5000.0)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("putting integration slack with a probe");
     assert_eq!(
         (i.integration_name.as_str(), i.state),
         ("Slack", ConnectionState::Initializing)
@@ -455,7 +392,7 @@ async fn put_integration_registers_a_probe(store: Store) {
         .backend()
         .get(&[layout::live("t", Entity::Integration, "slack")])
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading integration slack's live item");
     assert!(
         matches!(&item[0], Some(it) if matches!(&it.record, Record::Integration(r) if r.record.probe.as_ref().map(|p| p.timeout_ms) == Some(5000)))
     );
@@ -472,10 +409,7 @@ async fn host_samples_and_gauges_keep_the_newest_reading(store: Store) {
             {"event_id": "g1", "type": "gauge", "name": "queue_depth", "value": 99, "timestamp": at(now - 5000)},
         ]),
     );
-    store
-        .ingest("t", &events, now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    ingest(&store, "t", &events, now).await;
     let items = store
         .backend()
         .get(&[
@@ -483,7 +417,7 @@ async fn host_samples_and_gauges_keep_the_newest_reading(store: Store) {
             layout::system("t"),
         ])
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading host web-1's and the system's items");
     match items.as_slice() {
         [Some(host), Some(system)] => {
             assert!(
@@ -502,13 +436,13 @@ async fn api_keys_are_stored_hashed_with_tenant_and_scopes(store: Store) {
     let key = store
         .create_api_key("acme", &["read".to_owned()], "ops", now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("creating a key");
     assert!(key.starts_with("ahm_") && key.len() == 52);
     let record = store
         .find_api_key(&key)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("key missing"))
+        .expect("looking the new key up")
+        .unwrap_or_else(|| panic!("the new key is not found"))
         .record;
     assert_eq!(
         (record.tenant.as_str(), record.scopes.as_slice()),
@@ -517,13 +451,13 @@ async fn api_keys_are_stored_hashed_with_tenant_and_scopes(store: Store) {
     assert!(store
         .find_api_key("ahm_wrong")
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("looking up an unknown key")
         .is_none());
     let stored = store
         .backend()
         .get(&[layout::api_key(&shared::store::keys::hash_key(&key))])
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading the stored key's item");
     let text = format!("{:?}", stored);
     assert!(!text.contains(&key), "the key itself must not be stored");
 }
@@ -534,22 +468,11 @@ async fn a_large_batch_is_written_in_chunks_and_counted_exactly(store: Store) {
         .map(|i| json!({"event_id": format!("big{i}"), "type": "integration.call", "integration_id": format!("i{}", i % 7), "latency_ms": 10, "ok": i % 5 != 0}))
         .collect();
     let events = batch(now, json!(events));
-    let first = store
-        .ingest("t", &events, now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let first = ingest(&store, "t", &events, now).await;
     assert_eq!(first.accepted, 250);
-    let again = store
-        .ingest("t", &events, now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let again = ingest(&store, "t", &events, now).await;
     assert_eq!(again.duplicates, 250);
-    let i0 = store
-        .integration_health("t", "i0", now, 5000.0)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("missing"));
+    let i0 = integration(&store, "t", "i0", now).await;
     // i0 gets events 0, 7, 14, ..., 245: 36 calls, of which those divisible by 5 failed (0, 35, ..., 245: 8).
     assert_eq!(
         i0.error_rate,
@@ -576,7 +499,7 @@ async fn a_write_whose_condition_fails_changes_nothing(store: Store) {
             condition: Condition::NotExists,
         }])
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("writing item A");
     // Second write of the pair has a stale version: neither may be applied.
     let result = backend
         .write(vec![
@@ -605,7 +528,7 @@ async fn a_write_whose_condition_fails_changes_nothing(store: Store) {
         "{again:?}"
     );
     let keys = [item("A", 0).key, item("B", 0).key];
-    let read = backend.get(&keys).await.unwrap_or_else(|e| panic!("{e}"));
+    let read = backend.get(&keys).await.expect("reading items A and B");
     assert_eq!(read[0].as_ref().map(|i| i.version), Some(1));
     assert!(read[1].is_none(), "a cancelled transaction must not write");
     backend
@@ -614,7 +537,7 @@ async fn a_write_whose_condition_fails_changes_nothing(store: Store) {
             condition: Condition::Version(1),
         }])
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("writing item A at version 2");
 }
 
 /// Races of concurrent writers run on the embedded store only. moto is not a faithful
@@ -665,16 +588,11 @@ async fn concurrent_batches_on_one_hot_item_all_land_and_count_once(store: Store
     for task in tasks {
         let outcome = task
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("an ingesting task panicked")
             .unwrap_or_else(|e| panic!("a batch was refused: {e}"));
         assert_eq!(outcome.accepted, 3);
     }
-    let i = store
-        .integration_health("t", "hot", now, 5000.0)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("integration missing"));
+    let i = integration(&store, "t", "hot", now).await;
     assert_eq!(i.error_rate, 0.5);
     let history = store
         .history(
@@ -684,8 +602,8 @@ async fn concurrent_batches_on_one_hot_item_all_land_and_count_once(store: Store
             now,
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("no history"));
+        .expect("reading integration hot's history")
+        .unwrap_or_else(|| panic!("integration hot has no history"));
     assert_eq!(history[0].metrics["calls"], json!(16));
 }
 
@@ -697,19 +615,19 @@ async fn keys_are_listed_revoked_and_the_last_admin_kept(store: Store) {
     let admin = store
         .new_api_key("acme", &["admin".to_owned()], "first admin", now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("creating acme's admin key");
     let reader = store
         .new_api_key("acme", &["read".to_owned()], "dashboard", now + 1)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("creating acme's read key");
     store
         .new_api_key("other", &["admin".to_owned()], "elsewhere", now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("creating another tenant's key");
     let listed = store
         .list_api_keys("acme")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("listing acme's keys");
     let ids: Vec<_> = listed.iter().map(|k| k.key_id.as_str()).collect();
     assert_eq!(ids, [admin.key_id.as_str(), reader.key_id.as_str()]);
     assert!(listed
@@ -731,7 +649,7 @@ async fn keys_are_listed_revoked_and_the_last_admin_kept(store: Store) {
     let found = store
         .find_api_key(&reader.key)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("looking up the revoked key")
         .unwrap_or_else(|| panic!("a revoked key is kept"));
     assert_eq!(found.record.revoked_at, Some(now + 5));
 
@@ -739,26 +657,26 @@ async fn keys_are_listed_revoked_and_the_last_admin_kept(store: Store) {
     let found = store
         .find_api_key(&admin.key)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("missing"));
+        .expect("looking up the admin key")
+        .unwrap_or_else(|| panic!("the admin key is not found"));
     store
         .touch_api_key(&admin.key, &found, now + 1000)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("noting the admin key's first use");
     let found = store
         .find_api_key(&admin.key)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("missing"));
+        .expect("looking up the admin key after its use")
+        .unwrap_or_else(|| panic!("the admin key is not found after its use"));
     assert_eq!(found.record.last_used_at, Some(now + 1000));
     store
         .touch_api_key(&admin.key, &found, now + 2000)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("noting the admin key's use again");
     let listed = store
         .list_api_keys("acme")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("listing acme's keys after their use");
     assert_eq!(listed[0].last_used_at, Some(format_rfc3339(now + 1000)));
 }
 
@@ -772,7 +690,7 @@ async fn pages_of_a_list_give_the_whole_list_once(store: Store) {
         store
             .put_agent("t", id, &AgentUpdate::default(), now)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|e| panic!("putting agent {id}: {e}"));
     }
     ids.sort();
     for limit in [1, 7, 26, 1000] {
@@ -782,7 +700,9 @@ async fn pages_of_a_list_give_the_whole_list_once(store: Store) {
             let (page, next) = store
                 .agent_health_page("t", now, after.as_deref(), limit)
                 .await
-                .unwrap_or_else(|e| panic!("{e}"));
+                .unwrap_or_else(|e| {
+                    panic!("reading a page of {limit} agents after {after:?}: {e}")
+                });
             assert!(page.len() <= limit);
             seen.extend(page.into_iter().map(|a| a.agent_id));
             match next {
@@ -803,15 +723,8 @@ async fn latencies_give_percentiles_and_hours_move_out_with_their_counts(store: 
     let calls: Vec<_> = (1..=100)
         .map(|ms| json!({"event_id": format!("c{ms}"), "type": "integration.call", "integration_id": "stripe", "latency_ms": ms, "ok": true, "timestamp": at(t - 5 * MINUTE_MS)}))
         .collect();
-    store
-        .ingest("t", &batch(t, json!(calls)), t)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let h = store
-        .integration_health("t", "stripe", t, 5000.0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("integration missing"));
+    ingest(&store, "t", &batch(t, json!(calls)), t).await;
+    let h = integration(&store, "t", "stripe", t).await;
     // Nearest rank of 1..=100 ms: the 50th, 95th and 99th value.
     assert_eq!(
         (h.latency_p50_ms, h.latency_p95_ms, h.latency_p99_ms),
@@ -823,25 +736,18 @@ async fn latencies_give_percentiles_and_hours_move_out_with_their_counts(store: 
     );
     // The first call of the next hour moves the hour's latencies to its hour bucket.
     let next = (hour + 1) * HOUR_MS + 2 * MINUTE_MS;
-    store
-        .ingest(
-            "t",
-            &batch(next, json!([{"event_id": "late", "type": "integration.call", "integration_id": "stripe", "latency_ms": 900, "ok": true, "timestamp": at(next)}])),
-            next,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    ingest(&store, "t", &batch(next, json!([{"event_id": "late", "type": "integration.call", "integration_id": "stripe", "latency_ms": 900, "ok": true, "timestamp": at(next)}])), next,).await;
     let key = layout::hour("t", Entity::Integration, "stripe", hour);
     let moved = store
         .backend()
         .get(std::slice::from_ref(&key))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading the hour bucket");
     let Some(Some(item)) = moved.into_iter().next() else {
         panic!("no hour bucket");
     };
     let Record::Hour(summary) = item.record else {
-        panic!("{:?}", item.record);
+        panic!("not an hour bucket: {:?}", item.record);
     };
     assert_eq!((summary.total, summary.failed), (100, 0));
     assert_eq!(summary.latency.count(), 100);
@@ -853,11 +759,7 @@ async fn latencies_give_percentiles_and_hours_move_out_with_their_counts(store: 
         Some(estimate(99.0))
     );
     // The hour window still holds them, with the new call.
-    let h = store
-        .integration_health("t", "stripe", next, 5000.0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("integration missing"));
+    let h = integration(&store, "t", "stripe", next).await;
     assert_eq!(h.latency_p99_ms, Some(estimate(100.0)));
     assert_eq!(h.latency_p50_ms, Some(estimate(51.0)));
 }
@@ -883,21 +785,15 @@ async fn a_retried_finish_after_the_hour_turned_counts_once(store: Store) {
             json!([{"event_id": "s2", "type": "execution.started", "agent_id": "a", "execution_id": "x2", "operation": "op", "timestamp": at(end + HOUR_MS)}]),
         ),
     ] {
-        store
-            .ingest("t", &batch(n, events), n)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        ingest(&store, "t", &batch(n, events), n).await;
     }
     let later = end + HOUR_MS + MINUTE_MS;
-    let retry = store
-        .ingest("t", &batch(later, finish), later)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let retry = ingest(&store, "t", &batch(later, finish), later).await;
     assert_eq!((retry.accepted, retry.duplicates), (0, 1));
     let history = store
         .history("t", shared::store::system::HistoryOf::Agent("a"), 2, later)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("reading agent a's history")
         .unwrap_or_default();
     let completed: u64 = history
         .iter()
@@ -919,15 +815,12 @@ async fn duplicates_after_the_hour_turned_leave_the_hour_counted_once(store: Sto
         {"event_id": "f", "type": "execution.finished", "agent_id": "a", "execution_id": "x", "outcome": "completed", "duration_ms": 5, "timestamp": at(at_ms + 1_000)}
     ]);
     for expected in [(2, 0), (0, 2), (0, 2)] {
-        let o = store
-            .ingest("t", &batch(later, events.clone()), later)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let o = ingest(&store, "t", &batch(later, events.clone()), later).await;
         assert_eq!((o.accepted, o.duplicates), expected);
         let hours = store
             .hourly("t", Entity::Agent, Some("a"), hour * HOUR_MS, later)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("reading agent a's hourly slots");
         let total: u64 = hours
             .iter()
             .flat_map(|(_, h)| h)
@@ -944,20 +837,17 @@ async fn badges_are_found_by_token_listed_and_revoked(store: Store) {
     let created = store
         .create_badge("t1", "agent", "a1", now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("creating a badge");
     let found = store
         .find_badge(&created.token)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("looking the badge up by its token");
     assert_eq!(
         found.map(|b| (b.tenant, b.source_id)),
         Some(("t1".into(), "a1".into()))
     );
     assert_eq!(store.find_badge("ahb_nope").await.ok(), Some(None));
-    let listed = store
-        .list_badges("t1")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let listed = store.list_badges("t1").await.expect("listing t1's badges");
     assert_eq!(listed, vec![created.info.clone()]);
     assert!(store.list_badges("t2").await.is_ok_and(|l| l.is_empty()));
     assert_eq!(
@@ -978,14 +868,11 @@ async fn badges_are_found_by_token_listed_and_revoked(store: Store) {
             {"event_id": "f2", "type": "execution.finished", "agent_id": "a1", "execution_id": "x2", "outcome": "failed", "duration_ms": 5.5}
         ]),
     );
-    store
-        .ingest("t1", &events, now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    ingest(&store, "t1", &events, now).await;
     let agents = store
         .load_agents("t1", shared::store::tenant::Consistency::Strong)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("loading t1's agents");
     let t = &agents[0].record.totals;
     assert_eq!(
         (t.count, t.failed, t.input_tokens, t.output_tokens),
@@ -1019,25 +906,17 @@ e2e_tests::on_both_stores!(
 
 #[tokio::test]
 async fn embedded_data_survives_a_reopen() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("creating a temp dir");
     let now = now();
     {
-        let store = local_stack::open_store(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let store = local_stack::open_store(dir.path()).expect("opening the store");
         let events = batch(
             now,
             json!([{"event_id": "p", "type": "execution.finished", "agent_id": "kept", "execution_id": "x", "outcome": "completed", "duration_ms": 5}]),
         );
-        store
-            .ingest("t", &events, now)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        ingest(&store, "t", &events, now).await;
     }
-    let store = local_stack::open_store(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-    let h = store
-        .agent_health("t", "kept", now)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("agent lost on reopen"));
+    let store = local_stack::open_store(dir.path()).expect("reopening the store");
+    let h = agent(&store, "t", "kept", now).await;
     assert_eq!(h.operations_completed, 1);
 }

@@ -244,7 +244,7 @@ fn the_documented_revocation_delay_is_the_authorizer_cache_time() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no ReauthorizeEvery in the template"));
     let api = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading docs/api.md");
     let unwrapped = api.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
         unwrapped.contains(&format!(
@@ -271,7 +271,7 @@ fn notification_parameters_and_the_notifier_are_as_documented() {
         );
     }
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading README.md");
     assert!(readme.contains(
         "--parameter-overrides EmailSender=\"Ops <alerts@example.com>\" EmailSenderAddress=alerts@example.com EmailIdentity=example.com"
     ));

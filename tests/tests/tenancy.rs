@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use e2e_tests::otlp_bombs::{self, gzip};
-use e2e_tests::{spawn_app_with, ws, Api};
+use e2e_tests::{spawn_app_with, ws, Api, RequestExt as _};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use shared::config::{Config, Quotas};
@@ -14,22 +14,14 @@ use shared::config::{Config, Quotas};
 /// Posts an OTLP body with gzip; answers the status, Content-Type and body.
 async fn post_otlp(api: &Api, content_type: &str, body: Vec<u8>) -> (StatusCode, String, Vec<u8>) {
     let response = api
-        .client
-        .post(format!("{}/v1/traces", api.base))
-        .bearer_auth(&api.key)
+        .request(Method::POST, "/v1/traces")
         .header("content-type", content_type)
         .header("content-encoding", "gzip")
         .body(body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("posting an OTLP body: {e}"));
+        .answer()
+        .await;
     let status = response.status();
-    let ct = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let ct = e2e_tests::content_type(&response);
     let bytes = response
         .bytes()
         .await
@@ -383,12 +375,7 @@ async fn a_probe_url_over_2048_characters_is_refused_and_nothing_is_stored() {
 
 /// A TCP listener that accepts connections and never answers.
 async fn black_hole() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("binding the black hole: {e}"));
-    let addr = listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("the black hole's address: {e}"));
+    let (listener, addr) = e2e_tests::listener().await;
     let task = tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((socket, _)) = listener.accept().await {
@@ -408,16 +395,8 @@ async fn a_tenant_probing_a_black_hole_does_not_slow_another_tenants_updates_or_
     })
     .await;
     let (hole, _task) = black_hole().await;
-    let hostile_key = app
-        .state
-        .store
-        .create_api_key("hostile", &local_stack::all_scopes(), "hostile", 0)
-        .await
-        .unwrap_or_else(|e| panic!("creating the hostile tenant's key: {e}"));
-    let hostile = Api {
-        key: hostile_key,
-        ..Api::of(&app)
-    };
+    let hostile_key = e2e_tests::tenant_key(&app, "hostile", "hostile").await;
+    let hostile = Api::of(&app).with_key(&hostile_key);
     for n in 0..100 {
         let r = hostile
             .call(

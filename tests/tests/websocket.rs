@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use e2e_tests::ws;
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -31,21 +32,12 @@ async fn get(app: &local_stack::Running, key: &str, path: &str) -> Value {
     e2e_tests::get_json(app, key, path).await
 }
 
-/// A key of another tenant with every scope.
-async fn tenant_key(app: &local_stack::Running, tenant: &str) -> String {
-    app.state
-        .store
-        .create_api_key(tenant, &local_stack::all_scopes(), "ops", 0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
 async fn connections(app: &local_stack::Running, tenant: &str) -> BTreeSet<String> {
     app.state
         .store
         .connections(tenant)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("reading {tenant}'s stored connections: {e}"))
         .into_iter()
         .collect()
 }
@@ -163,12 +155,7 @@ async fn a_bad_key_is_refused_before_anything_is_stored() {
             .contains("?token="),
         "{body}"
     );
-    let ingest_only = app
-        .state
-        .store
-        .create_api_key("local", &["ingest".to_owned()], "agent", 0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ingest_only = e2e_tests::new_key(&app.state.store, "local", &["ingest"], "agent").await;
     let (status, body) = ws::refusal(&ws::url(app.addr, &ingest_only)).await;
     assert_eq!(status, 403, "{body}");
     assert!(connections(&app, "local").await.is_empty());
@@ -177,7 +164,7 @@ async fn a_bad_key_is_refused_before_anything_is_stored() {
     // A plain HTTP request to the socket's URL is told what the URL is for.
     let res = reqwest::get(format!("{}/ws?token={}", app.url(), app.api_key))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("sending a plain HTTP request to /ws");
     assert_eq!(res.status(), 400);
     let body: Value = res.json().await.unwrap_or_default();
     assert_eq!(body["error"]["code"], "websocket_required", "{body}");
@@ -186,7 +173,7 @@ async fn a_bad_key_is_refused_before_anything_is_stored() {
 #[tokio::test]
 async fn a_tenant_never_receives_another_tenants_data() {
     let (app, _dir) = live_app().await;
-    let beta = tenant_key(&app, "beta").await;
+    let beta = e2e_tests::tenant_key(&app, "beta", "ops").await;
     let started = |agent: &str| json!([{"event_id": agent, "type": "execution.started", "agent_id": agent, "execution_id": "x", "operation": "Working"}]);
     ingest(&app, &app.api_key, started("local-bot")).await;
     ingest(&app, &beta, started("beta-bot")).await;
@@ -211,7 +198,10 @@ async fn closed_clients_are_forgotten_and_vanished_ones_removed_after_the_next_b
         connections(&app, "local").await.len() == 1
     })
     .await;
-    leaving.close(None).await.unwrap_or_else(|e| panic!("{e}"));
+    leaving
+        .close(None)
+        .await
+        .expect("closing the leaving client");
     eventually("the closed connection is forgotten", async || {
         connections(&app, "local").await.is_empty()
     })
@@ -223,7 +213,7 @@ async fn closed_clients_are_forgotten_and_vanished_ones_removed_after_the_next_b
         .store
         .add_connection("local", ghost, "ops", 0)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("storing the ghost connection");
     let mut staying = ws::connect(&ws::url(app.addr, &app.api_key)).await;
     assert_eq!(connections(&app, "local").await.len(), 2);
     ws::next_update(&mut staying, UPDATE_WAIT).await;
@@ -249,16 +239,9 @@ async fn a_clean_close_is_answered_with_a_close_frame() {
             reason: "bye".into(),
         }))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let answer = tokio::time::timeout(Duration::from_secs(5), socket.next())
-        .await
-        .unwrap_or_else(|_| panic!("no answer to the close frame within 5 s"));
-    match answer {
-        Some(Ok(Message::Close(Some(frame)))) => {
-            assert_eq!(u16::from(frame.code), 1000, "{frame:?}");
-        }
-        other => panic!("expected the server's close frame, got {other:?}"),
-    }
+        .expect("sending a close frame");
+    let frame = ws::close_frame(&mut socket, Duration::from_secs(5)).await;
+    assert_eq!(u16::from(frame.code), 1000, "{frame:?}");
 }
 
 /// The Management API answers the real SDK client with and without a stage prefix, like
@@ -281,7 +264,7 @@ async fn the_management_api_posts_describes_and_deletes_connections() {
             .connection_id(&id)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{}", aws_sdk_error(&e)));
+            .unwrap_or_else(|e| panic!("describing the connection: {}", aws_sdk_error(&e)));
         assert!(described.connected_at().is_some());
         assert_eq!(
             described.identity().and_then(|i| i.source_ip()),
@@ -294,40 +277,18 @@ async fn the_management_api_posts_describes_and_deletes_connections() {
             .data(text.as_bytes().to_vec().into())
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{}", aws_sdk_error(&e)));
+            .unwrap_or_else(|e| panic!("posting to the connection: {}", aws_sdk_error(&e)));
         let received = tokio::time::timeout(UPDATE_WAIT, socket.next()).await;
         match received {
             Ok(Some(Ok(Message::Text(t)))) => assert_eq!(t.as_str(), text),
             other => panic!("expected the posted text, got {other:?}"),
         }
     }
-    let unknown = staged
-        .post_to_connection()
-        .connection_id("NoSuchConnection=")
-        .data(b"x".to_vec().into())
-        .send()
-        .await
-        .err()
-        .unwrap_or_else(|| panic!("an unknown connection was accepted"));
+    let unknown = refused_post(&staged, "NoSuchConnection=", b"x".to_vec()).await;
+    assert!(unknown.is_gone_exception(), "{}", aws_sdk_error(&unknown));
+    let too_large = refused_post(&plain, &id, vec![b'x'; 200 * 1024]).await;
     assert!(
-        unknown
-            .as_service_error()
-            .is_some_and(|e| e.is_gone_exception()),
-        "{}",
-        aws_sdk_error(&unknown)
-    );
-    let too_large = plain
-        .post_to_connection()
-        .connection_id(&id)
-        .data(vec![b'x'; 200 * 1024].into())
-        .send()
-        .await
-        .err()
-        .unwrap_or_else(|| panic!("a 200 KiB message was accepted"));
-    assert!(
-        too_large
-            .as_service_error()
-            .is_some_and(|e| e.is_payload_too_large_exception()),
+        too_large.is_payload_too_large_exception(),
         "{}",
         aws_sdk_error(&too_large)
     );
@@ -337,7 +298,7 @@ async fn the_management_api_posts_describes_and_deletes_connections() {
         .connection_id(&id)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{}", aws_sdk_error(&e)));
+        .unwrap_or_else(|e| panic!("deleting the connection: {}", aws_sdk_error(&e)));
     match tokio::time::timeout(UPDATE_WAIT, socket.next()).await {
         Ok(Some(Ok(Message::Close(_))) | None) => {}
         other => panic!("expected the socket to close, got {other:?}"),
@@ -357,6 +318,30 @@ async fn the_management_api_posts_describes_and_deletes_connections() {
 
 fn aws_sdk_error(e: &impl std::error::Error) -> String {
     aws_sdk_apigatewaymanagement::error::DisplayErrorContext(e).to_string()
+}
+
+/// Posts `data` to connection `id` through the Management API, where it must be refused:
+/// answers the service's error; panics if the post was accepted or failed otherwise.
+async fn refused_post(
+    client: &aws_sdk_apigatewaymanagement::Client,
+    id: &str,
+    data: Vec<u8>,
+) -> PostToConnectionError {
+    let len = data.len();
+    let error = client
+        .post_to_connection()
+        .connection_id(id)
+        .data(data.into())
+        .send()
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a post of {len} bytes to {id} was accepted"));
+    assert!(
+        error.as_service_error().is_some(),
+        "{}",
+        aws_sdk_error(&error)
+    );
+    error.into_service_error()
 }
 
 #[tokio::test]
@@ -539,12 +524,7 @@ async fn connections_past_the_key_or_tenant_quota_are_refused_naming_the_quota()
     config.quotas.websockets_per_key = 2;
     config.quotas.websockets_per_tenant = 3;
     let (app, _dir) = e2e_tests::spawn_app_with(config).await;
-    let other_key = app
-        .state
-        .store
-        .create_api_key("local", &["read".to_owned()], "wall screen", 0)
-        .await
-        .unwrap_or_else(|e| panic!("creating a second key: {e}"));
+    let other_key = e2e_tests::new_key(&app.state.store, "local", &["read"], "wall screen").await;
     let url = ws::url(app.addr, &app.api_key);
     let mut first = ws::connect(&url).await;
     let _second = ws::connect(&url).await;

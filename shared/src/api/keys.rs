@@ -162,7 +162,7 @@ mod tests {
         assert!(msg(r#"{"name": "a\u0007", "scopes": ["read"]}"#).starts_with("name:"));
         assert!(msg(r#"{"name": "ops", "scopes": ["read"], "tenant": "x"}"#).starts_with("tenant:"));
         let ok = parse_new_key(br#"{"name": "ops laptop", "scopes": ["read", "ingest", "read"]}"#)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("parsing a valid new key");
         assert_eq!(ok.scopes, ["read", "ingest"]);
     }
 }

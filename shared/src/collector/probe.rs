@@ -95,7 +95,7 @@ mod tests {
 
     #[tokio::test]
     async fn restricted_targets_are_refused_at_probe_time_without_a_connection() {
-        let prober = Prober::new(&[]).unwrap_or_else(|e| panic!("{e}"));
+        let prober = Prober::new(&[]).expect("building a prober that allows nothing");
         for url in [
             "http://169.254.169.254/latest/meta-data/",
             "http://127.0.0.1:9/",
@@ -117,8 +117,10 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+            .expect("binding a loopback listener");
+        let addr = listener
+            .local_addr()
+            .expect("reading the listener's address");
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
                 let mut buf = [0u8; 1024];
@@ -128,7 +130,8 @@ mod tests {
                     .await;
             }
         });
-        let prober = Prober::new(&[addr.ip().into()]).unwrap_or_else(|e| panic!("{e}"));
+        let prober =
+            Prober::new(&[addr.ip().into()]).expect("building a prober that allows loopback");
         let out = prober.probe(&probe(&format!("http://{addr}/health"))).await;
         assert!(!out.ok);
         assert_eq!(out.error.as_deref(), Some("answered 503, expected 200"));

@@ -598,7 +598,7 @@ mod tests {
     #[test]
     fn bodies_are_validated_field_by_field() {
         let body = |v: serde_json::Value| -> SloBody {
-            serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
+            serde_json::from_value(v).expect("parsing an SLO body")
         };
         let ok = body(
             serde_json::json!({"source_type": "integration", "source_id": "stripe",
@@ -612,7 +612,7 @@ mod tests {
         let latency = body(serde_json::json!({"source_type": "agent", "source_id": "a",
             "objective": "latency", "threshold_ms": 200, "percentile": 99}))
         .validate("s2")
-        .unwrap_or_else(|e| panic!("{e:?}"));
+        .expect("validating the latency SLO");
         assert_eq!((latency.target, latency.window_days), (0.99, 30));
         let bad = body(
             serde_json::json!({"source_type": "host", "objective": "latency",

@@ -110,14 +110,12 @@ mod tests {
         let key = key(&state, "acme", &["read"], "oncall").await;
         let who = connect(&state, Some(&key), "abc=")
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("connecting with a stored key");
         assert_eq!((who.tenant.as_str(), who.name.as_str()), ("acme", "oncall"));
         let listed = connections(&state, "acme").await;
         assert_eq!(listed, vec!["abc=".to_owned()]);
         assert!(connections(&state, "other").await.is_empty());
-        disconnect(&state, "abc=")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        disconnect(&state, "abc=").await.expect("disconnecting");
         assert!(connections(&state, "acme").await.is_empty());
         // Twice is fine.
         assert!(disconnect(&state, "abc=").await.is_ok());

@@ -234,7 +234,7 @@ mod tests {
     #[test]
     fn a_small_update_is_one_message_in_the_contract_shape() {
         let report = report(3);
-        let messages = health_update(&report).unwrap_or_else(|e| panic!("{e}"));
+        let messages = health_update(&report).expect("building the health update");
         assert_eq!(messages.len(), 1);
         let message = parse(&messages[0]);
         assert_eq!(message["type"], "health:update");
@@ -247,7 +247,7 @@ mod tests {
     #[test]
     fn a_large_update_is_split_into_parts_under_the_limit_that_reassemble() {
         let report = report(2_000);
-        let messages = health_update(&report).unwrap_or_else(|e| panic!("{e}"));
+        let messages = health_update(&report).expect("building the health update");
         assert!(messages.len() > 2, "{} messages", messages.len());
         let mut whole = json!({"agents": [], "integrations": [], "alerts": [], "hosts": []});
         for (i, text) in messages.iter().enumerate() {
@@ -269,7 +269,10 @@ mod tests {
                 ("alerts", &data["alerts"]),
                 ("hosts", &data["system"]["hosts"]),
             ] {
-                let slice = slice.as_array().cloned().unwrap_or_else(|| panic!("{key}"));
+                let slice = slice
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_else(|| panic!("{key} is not an array"));
                 if let Some(a) = whole[key].as_array_mut() {
                     a.extend(slice);
                 }
@@ -291,7 +294,8 @@ mod tests {
     fn parts_are_filled_close_to_the_limit() {
         let report = report(600);
         let limit = 20_000;
-        let messages = health_update_within(&report, limit).unwrap_or_else(|e| panic!("{e}"));
+        let messages = health_update_within(&report, limit)
+            .expect("building the health update within the limit");
         let total: usize = messages.iter().map(String::len).sum();
         // Greedy packing wastes less than one element per part.
         assert!(

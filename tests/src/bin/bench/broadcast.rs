@@ -56,7 +56,7 @@ fn update() -> Vec<String> {
         resolved: 0,
         silenced: Vec::new(),
     };
-    shared::ws::update::health_update(&report).unwrap_or_else(|e| panic!("{e}"))
+    shared::ws::update::health_update(&report).expect("building the health update")
 }
 
 /// The child process: opens `count` WebSocket connections to `url`, prints `connected`,
@@ -91,11 +91,8 @@ pub async fn clients(url: &str, count: usize) {
 /// The parent: the local stack, the child's clients, the vanished connections, and
 /// [`RUNS`] broadcasts.
 pub async fn broadcast_benchmarks() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let app = local_stack::start(local_stack::Options {
-        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-        data_dir: dir.path().to_owned(),
-        config: shared::config::Config {
+    let (app, _dir) = e2e_tests::spawn_app_limited(
+        shared::config::Config {
             polling_enabled: false,
             // Ten thousand connections of one key: far past the default WebSocket quotas.
             quotas: shared::config::Quotas {
@@ -105,18 +102,14 @@ pub async fn broadcast_benchmarks() {
             },
             ..shared::config::Config::default()
         },
-        clock: None,
-        sidecar: None,
-        demo: false,
         // Ten thousand WebSocket clients and then some.
-        limits: local_stack::Limits {
+        local_stack::Limits {
             max_connections: 20_000,
             ..local_stack::Limits::default()
         },
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    )
+    .await;
+    let exe = std::env::current_exe().expect("finding the benchmark's own executable");
     let mut child = tokio::process::Command::new(exe)
         .args([
             "ws-clients",
@@ -127,7 +120,9 @@ pub async fn broadcast_benchmarks() {
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start the clients: {e}"));
-    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let Some(stdout) = child.stdout.take() else {
+        panic!("the clients' stdout is not piped");
+    };
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     let mut next_line = async || {
         lines
@@ -162,7 +157,7 @@ pub async fn broadcast_benchmarks() {
             store
                 .add_connection(tenant, &format!("Vanished{run}x{i:04}="), "bench", 0)
                 .await
-                .unwrap_or_else(|e| panic!("{e}"));
+                .expect("storing a vanished connection");
         }
         let stored = store.connections(tenant).await.unwrap_or_default().len();
         assert_eq!(stored, LIVE + VANISHED);
@@ -170,7 +165,7 @@ pub async fn broadcast_benchmarks() {
         let report = broadcaster
             .broadcast(tenant, &messages)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("broadcasting to the tenant");
         let sent = t0.elapsed();
         let line = tokio::time::timeout(Duration::from_secs(60), next_line())
             .await

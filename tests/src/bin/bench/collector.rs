@@ -292,14 +292,14 @@ async fn cycles(name: &str, size: Fleet, backend: Arc<dyn Backend>, metered: Opt
     store
         .register_tenant(TENANT, t0)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("registering the tenant");
     eprintln!("{name}: seeded in {:.1} s", started.elapsed().as_secs_f64());
     let config = Config {
         probe_allowed_addresses: vec![target.addr.ip().into()],
         ..Config::default()
     };
     let state = shared::AppState::new(store, config);
-    let collector = Collector::new(&state).unwrap_or_else(|e| panic!("{e}"));
+    let collector = Collector::new(&state).expect("building the collector");
     for (label, at) in [
         ("first (raises alerts)", t0),
         ("steady, same minute", t0 + 30_000),
@@ -313,7 +313,7 @@ async fn cycles(name: &str, size: Fleet, backend: Arc<dyn Backend>, metered: Opt
         let report = collector
             .run_cycle(at)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|e| panic!("running a collector cycle at {at}: {e}"));
         let wall = wall0.elapsed().as_secs_f64() * 1000.0;
         let cpu = cpu_ms() - cpu0;
         assert!(report.failed.is_empty(), "{:?}", report.failed);
@@ -342,14 +342,11 @@ async fn cycles(name: &str, size: Fleet, backend: Arc<dyn Backend>, metered: Opt
 }
 
 /// A fresh embedded backend; keep the directory as long as the backend.
+/// A backend on a fresh embedded database; keep the directory as long as the backend.
 pub(crate) fn embedded_backend() -> (Arc<dyn Backend>, tempfile::TempDir) {
-    embedded()
-}
-
-fn embedded() -> (Arc<dyn Backend>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = e2e_tests::temp_dir();
     let backend = shared::store::embedded::EmbeddedBackend::open(&dir.path().join("bench.redb"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("opening the embedded store");
     (Arc::new(backend), dir)
 }
 
@@ -359,9 +356,9 @@ fn embedded() -> (Arc<dyn Backend>, tempfile::TempDir) {
 pub async fn collector_benchmarks() {
     println!("| store | agents / integrations | cycle | wall ms | CPU ms | peak RSS MB | requests | RCU | WCU | probes | alert writes |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    let (backend, _dir) = embedded();
+    let (backend, _dir) = embedded_backend();
     cycles("embedded (redb)", FULL, backend, None).await;
-    let (backend, _dir) = embedded();
+    let (backend, _dir) = embedded_backend();
     let metered = Arc::new(Metered::new(backend));
     cycles(
         "embedded, metered as DynamoDB",

@@ -22,7 +22,7 @@ pub async fn contention_benchmark() {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("building the HTTP client");
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut writers = Vec::new();
@@ -87,7 +87,7 @@ pub async fn contention_benchmark() {
     stop.store(true, Ordering::Relaxed);
     let (mut ingest, mut statuses, mut events) = (Vec::new(), std::collections::BTreeMap::new(), 0);
     for w in writers {
-        let (l, s, e) = w.await.unwrap_or_else(|e| panic!("{e}"));
+        let (l, s, e) = w.await.expect("a writer task panicked");
         ingest.extend(l);
         for (k, v) in s {
             *statuses.entry(k).or_insert(0u64) += v;
@@ -96,7 +96,7 @@ pub async fn contention_benchmark() {
     }
     let (mut reads, mut read_errors) = (Vec::new(), 0);
     for r in readers {
-        let (l, e) = r.await.unwrap_or_else(|e| panic!("{e}"));
+        let (l, e) = r.await.expect("a reader task panicked");
         reads.extend(l);
         read_errors += e;
     }

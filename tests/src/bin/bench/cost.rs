@@ -15,7 +15,6 @@ use std::sync::Arc;
 use serde_json::json;
 use shared::collector::Collector;
 use shared::config::Config;
-use shared::domain::events::parse_batch;
 use shared::store::Store;
 use shared::time::MINUTE_MS;
 
@@ -65,12 +64,7 @@ async fn per_event(
 ) -> (f64, f64) {
     m.reset();
     for i in 0..n {
-        let body = json!({ "events": [make(i)] }).to_string();
-        let events = parse_batch(body.as_bytes(), now).unwrap_or_else(|e| panic!("{e:?}"));
-        store
-            .ingest(TENANT, &events, now)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        e2e_tests::seed::ingest(store, TENANT, json!([make(i)]), now).await;
     }
     let (r, w) = take(m);
     (r / n as f64, w / n as f64)
@@ -127,7 +121,7 @@ pub async fn cost_benchmark() {
     store
         .register_tenant(TENANT, t0)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("registering the tenant");
     let mut lines: Vec<Line> = Vec::new();
 
     // Ingestion, one event per request, steady state (entities and this minute's buckets
@@ -248,12 +242,12 @@ pub async fn cost_benchmark() {
         ..Config::default()
     };
     let state = shared::AppState::new(store.clone(), config);
-    let collector = Collector::new(&state).unwrap_or_else(|e| panic!("{e}"));
+    let collector = Collector::new(&state).expect("building the collector");
     let first = t0 + 6 * MINUTE_MS;
     let report = collector
         .run_cycle(first)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("running the first collector cycle");
     metered.reset();
     let cycles_measured = 4;
     let mut last = report;
@@ -261,7 +255,7 @@ pub async fn cost_benchmark() {
         last = collector
             .run_cycle(first + k * 30_000)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("running a collector cycle");
     }
     let (cr, cw) = take(&metered);
     let (cr, cw) = (cr / cycles_measured as f64, cw / cycles_measured as f64);
@@ -292,7 +286,7 @@ pub async fn cost_benchmark() {
     let data = store
         .tenant_data(TENANT)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("reading the tenant's data");
     let fleet = shared::store::live::Touched {
         agents: data.agents,
         integrations: data.integrations,
@@ -346,7 +340,7 @@ pub async fn cost_benchmark() {
         store
             .add_connection(TENANT, &format!("conn-{d:02}"), "dashboard", at)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|e| panic!("storing dashboard connection {d}: {e}"));
     }
     let (_, put_w) = take(&metered);
     let _ = store.connections(TENANT).await;
@@ -368,7 +362,7 @@ pub async fn cost_benchmark() {
             .first()
             .unwrap_or_else(|| panic!("the tenant was not evaluated")),
     )
-    .unwrap_or_else(|e| panic!("{e}"))
+    .expect("building the health update")
     .iter()
     .map(String::len)
     .sum();

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e_tests::ws;
+use e2e_tests::{ws, RequestExt as _};
 use serde_json::json;
 use shared::config::Config;
 
@@ -28,7 +28,7 @@ pub async fn event_benchmarks() {
     let sink = e2e_tests::Sink::start().await;
     let (app, _dir) = e2e_tests::spawn_app_with(Config {
         polling_enabled: false,
-        probe_allowed_addresses: vec!["127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))],
+        probe_allowed_addresses: vec![e2e_tests::LOOPBACK.into()],
         ..Config::default()
     })
     .await;
@@ -48,9 +48,8 @@ pub async fn event_benchmarks() {
                 &json!({"events": [{"event_id": format!("e{round}"), "type": "host.sample",
                 "host_id": host, "cpu_usage": 97.0, "memory_usage": 10.0}]}),
             )
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .answer()
+            .await;
         assert_eq!(res.status(), 202);
         let store = &app.state.store;
         let alert = async {
@@ -58,7 +57,7 @@ pub async fn event_benchmarks() {
                 let alerts = store
                     .active_alerts("local")
                     .await
-                    .unwrap_or_else(|e| panic!("{e}"));
+                    .expect("reading the active alerts");
                 if alerts.iter().any(|a| a.source_id == host) {
                     return sent.elapsed();
                 }

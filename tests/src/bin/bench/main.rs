@@ -6,6 +6,10 @@
 //! Run: `./scripts/bench` (release build, starts moto). Prints Markdown for
 //! docs/benchmarks.md.
 
+// A benchmark stops at its first error, and `expect` says what it was doing; the workspace
+// denies `expect_used` for the code it measures.
+#![allow(clippy::expect_used)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -225,7 +229,7 @@ async fn run(backend: Arc<dyn Backend>, batches: usize, batch_size: usize) -> Fi
     store
         .ingest("bench", &warm, now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("ingesting the warm-up batch");
     metered.read_tenths.store(0, Ordering::Relaxed);
     metered.write_tenths.store(0, Ordering::Relaxed);
     metered.requests.store(0, Ordering::Relaxed);
@@ -236,7 +240,7 @@ async fn run(backend: Arc<dyn Backend>, batches: usize, batch_size: usize) -> Fi
         let outcome = store
             .ingest("bench", batch, now)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("ingesting a timed batch");
         assert_eq!(outcome.accepted, batch.len());
         latencies.push(t.elapsed().as_secs_f64() * 1000.0);
     }
@@ -291,31 +295,17 @@ async fn seed_reads(store: &Store, now: i64) {
         events.push(json!({"event_id": format!("h{h}"), "type": "host.sample", "host_id": format!("host-{h}"), "cpu_usage": 50, "memory_usage": 60}));
     }
     for chunk in events.chunks(1000) {
-        let body = json!({ "events": chunk }).to_string();
-        let batch = parse_batch(body.as_bytes(), now).unwrap_or_else(|e| panic!("{e:?}"));
-        store
-            .ingest("bench", &batch, now)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        e2e_tests::seed::ingest(store, "bench", json!(chunk), now).await;
     }
     for n in 0..10 {
         let alert = shared::domain::alerts::AlertRecord {
-            alert_id: format!("alert-{n}"),
             severity: shared::domain::alerts::Severity::Warning,
             message: "High CPU usage: 85%".into(),
-            source_type: shared::domain::alerts::SourceType::System,
             source_id: format!("host-{}", n % 5),
             condition: format!("c{n}"),
-            raised_at: now - n,
-            acknowledged_by: None,
-            acknowledged_at: None,
-            notes: None,
-            resolved_at: None,
+            ..e2e_tests::seed::alert(&format!("alert-{n}"), now - n)
         };
-        store
-            .save_alert("bench", &alert, None)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        e2e_tests::seed::save_alert(store, "bench", &alert).await;
     }
 }
 
@@ -334,7 +324,7 @@ async fn time_endpoint(
             .uri(path)
             .header("authorization", format!("Bearer {key}"))
             .body(bytes::Bytes::new())
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("building the request");
         let t = Instant::now();
         let res = shared::api::handle(state, req, None).await;
         samples.push(t.elapsed().as_secs_f64() * 1e6);
@@ -364,7 +354,7 @@ async fn reads(backend: Arc<dyn Backend>, iterations: usize) -> Vec<(f64, f64)> 
     let key = store
         .create_api_key("bench", &["read".to_owned()], "bench", now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("creating the read key");
     let state = shared::AppState::new(store, shared::config::Config::default());
     let mut out = Vec::new();
     for (method, path) in READS {
@@ -376,10 +366,8 @@ async fn reads(backend: Arc<dyn Backend>, iterations: usize) -> Vec<(f64, f64)> 
 async fn read_benchmarks() {
     println!("\n| endpoint (100 agents, 20 integrations, 5 hosts, 10 alerts) | embedded p50 µs | embedded p99 µs | DynamoDB API (moto) p50 ms | moto p99 ms |");
     println!("|---|---|---|---|---|");
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let embedded = shared::store::embedded::EmbeddedBackend::open(&dir.path().join("reads.redb"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let local = reads(Arc::new(embedded), 200).await;
+    let (embedded, _dir) = collector::embedded_backend();
+    let local = reads(embedded, 200).await;
     let remote = if std::env::var(e2e_tests::DYNAMODB_ENDPOINT_VAR).is_ok() {
         reads(Arc::new(e2e_tests::dynamo_backend().await), 10).await
     } else {
@@ -397,11 +385,7 @@ async fn read_benchmarks() {
 
 /// The agents list at 10,000 agents on the embedded store, whole and in pages.
 async fn big_lists() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let backend: Arc<dyn Backend> = Arc::new(
-        shared::store::embedded::EmbeddedBackend::open(&dir.path().join("big.redb"))
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
+    let (backend, _dir) = collector::embedded_backend();
     let now = chrono::Utc::now().timestamp_millis();
     let fleet = collector::Fleet {
         agents: 10_000,
@@ -418,7 +402,7 @@ async fn big_lists() {
     let key = store
         .create_api_key(collector::TENANT, &["read".to_owned()], "bench", now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("creating the read key");
     let state = shared::AppState::new(store, shared::config::Config::default());
     println!("\n| list at 10,000 agents (embedded, in-process) | p50 ms | p99 ms |");
     println!("|---|---|---|");
@@ -453,10 +437,7 @@ async fn cold_start(binary: &str, function: &str, runs: usize) -> (f64, f64) {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (listener, addr) = e2e_tests::listener().await;
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let start = Instant::now();
         let mut child = tokio::process::Command::new(binary)
@@ -619,14 +600,11 @@ async fn main() {
     println!("| store | events/batch | events/s | p50 batch ms | p99 batch ms | requests/event | RCU/event | WCU/event |");
     println!("|---|---|---|---|---|---|---|---|");
     for (batches, size) in [(200, 100), (20, 1000)] {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let backend =
-            shared::store::embedded::EmbeddedBackend::open(&dir.path().join("bench.redb"))
-                .unwrap_or_else(|e| panic!("{e}"));
+        let (backend, _dir) = collector::embedded_backend();
         row(
             "embedded (redb)",
             size,
-            &run(Arc::new(backend), batches, size).await,
+            &run(backend, batches, size).await,
             false,
         );
     }

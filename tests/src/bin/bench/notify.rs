@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use shared::config::Config;
-use shared::domain::alerts::{AlertRecord, Severity, SourceType};
+use shared::domain::alerts::{AlertRecord, Severity};
 use shared::domain::notify::{ChannelRecord, Destination, Matcher, RuleRecord};
 use shared::notify::Notifier;
 use shared::store::Store;
@@ -47,11 +47,11 @@ pub(crate) async fn configure(store: &Store, tenant: &str, url: &str) {
     store
         .put_channel(tenant, "hook", |_| channel.clone())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("putting the webhook channel");
     store
         .put_rule(tenant, &rule)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("putting the rule");
 }
 
 /// Raise to receipt on the local stack: each round a new host goes over the CPU threshold;
@@ -59,22 +59,12 @@ pub(crate) async fn configure(store: &Store, tenant: &str, url: &str) {
 async fn raise_to_webhook(rounds: usize) {
     let sink = e2e_tests::Sink::start().await;
     let url = sink.url("/hook");
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let app = local_stack::start(local_stack::Options {
-        addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-        data_dir: dir.path().to_owned(),
-        config: Config {
-            polling_interval_secs: 1,
-            probe_allowed_addresses: vec!["127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))],
-            ..Config::default()
-        },
-        clock: None,
-        sidecar: None,
-        demo: false,
-        limits: local_stack::Limits::default(),
+    let (app, _dir) = e2e_tests::spawn_app_with(Config {
+        polling_interval_secs: 1,
+        probe_allowed_addresses: vec![e2e_tests::LOOPBACK.into()],
+        ..Config::default()
     })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .await;
     configure(&app.state.store, "local", &url).await;
     let mut samples = Vec::new();
     for round in 0..rounds {
@@ -108,7 +98,7 @@ async fn raise_to_webhook(rounds: usize) {
             .store
             .active_alerts("local")
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("reading the active alerts")
             .into_iter()
             .find(|a| a.source_id == host)
             .map(|a| a.raised_at)
@@ -135,48 +125,33 @@ async fn thousand_at_once(label: &str, store: Store) {
     let state = AppState::new(
         store,
         Config {
-            probe_allowed_addresses: vec!["127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))],
+            probe_allowed_addresses: vec![e2e_tests::LOOPBACK.into()],
             public_url: Some("https://health.example.com".into()),
             ..Config::default()
         },
     );
-    state
-        .store
-        .create_api_key("bench", &["admin".to_owned()], "ops", 0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    e2e_tests::new_key(&state.store, "bench", &["admin"], "ops").await;
     configure(&state.store, "bench", &url).await;
     let now = SystemClock.now_ms();
     for i in 0..1000 {
         let alert = AlertRecord {
-            alert_id: format!("alert_cpu_host-{i:04}_1"),
             severity: if i % 10 == 0 {
                 Severity::Critical
             } else {
                 Severity::Warning
             },
             message: format!("High CPU usage: {}%", 85 + i % 15),
-            source_type: SourceType::System,
             source_id: format!("host-{i:04}"),
-            condition: "cpu_high".into(),
-            raised_at: now,
-            acknowledged_by: None,
-            acknowledged_at: None,
-            notes: None,
-            resolved_at: None,
+            ..e2e_tests::seed::alert(&format!("alert_cpu_host-{i:04}_1"), now)
         };
-        state
-            .store
-            .save_alert("bench", &alert, None)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        e2e_tests::seed::save_alert(&state.store, "bench", &alert).await;
     }
-    let notifier = Notifier::new(&state).unwrap_or_else(|e| panic!("{e}"));
+    let notifier = Notifier::new(&state).expect("building the notifier");
     let started = Instant::now();
     let report = notifier
         .pass_tenant("bench", now)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the notifier pass");
     let elapsed = started.elapsed().as_secs_f64() * 1000.0;
     let received = sink.received();
     let alerts: usize = received

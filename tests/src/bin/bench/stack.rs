@@ -30,10 +30,9 @@ impl LocalStack {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {BINARY} (scripts/bench builds it): {e}"));
-        let stdout = child
-            .stdout
-            .take()
-            .unwrap_or_else(|| panic!("the stack's stdout is not piped"));
+        let Some(stdout) = child.stdout.take() else {
+            panic!("the stack's stdout is not piped");
+        };
         let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
         let url = lines
             .next()
