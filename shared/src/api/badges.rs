@@ -4,7 +4,7 @@
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::Value;
 
-use super::{agent_or_integration_value, json_response, no_content, object_body, ApiError};
+use super::{agent_or_integration_value, deleted, json_response, object_body, ok_json, ApiError};
 use crate::domain::badge::{availability, status_colour, svg, uptime_message, Show};
 use crate::domain::ids::check_id;
 use crate::domain::live::hour_of;
@@ -67,10 +67,7 @@ pub async fn create(
 
 /// The tenant's badges (without their tokens).
 pub async fn list(state: &AppState, tenant: &str) -> Result<Response<String>, ApiError> {
-    Ok(json_response(
-        StatusCode::OK,
-        &state.store.list_badges(tenant).await?,
-    ))
+    ok_json(&state.store.list_badges(tenant).await?)
 }
 
 /// Revokes a badge: its URL answers 404 from now on.
@@ -79,11 +76,9 @@ pub async fn revoke(
     tenant: &str,
     badge_id: &str,
 ) -> Result<Response<String>, ApiError> {
-    if state.store.revoke_badge(tenant, badge_id).await? {
-        Ok(no_content())
-    } else {
-        Err(ApiError::NotFound(format!("no badge with id {badge_id}")))
-    }
+    deleted(state.store.revoke_badge(tenant, badge_id).await?, || {
+        format!("no badge with id {badge_id}")
+    })
 }
 
 /// The badge's SVG; `?show=status|uptime_24h|uptime_30d`, `?label=` to name it otherwise.
