@@ -213,14 +213,16 @@ impl Config {
             matches!(v.trim().to_ascii_lowercase().as_str(), "json" | "text").then_some(())
         })?;
         let mut c = Self::default();
-        c.read_monitoring(&lookup)?;
+        c.read_polling(&lookup)?;
+        c.read_thresholds(&lookup)?;
         c.read_deployment(&lookup)?;
         c.quotas = Quotas::from_lookup(&lookup)?;
         Ok(c)
     }
 
-    /// Reads how the collector polls and when it alerts, over the defaults.
-    fn read_monitoring(
+    /// Reads how the collector polls and how many resolved alerts it keeps, over the
+    /// defaults.
+    fn read_polling(
         &mut self,
         lookup: &impl Fn(&str) -> Option<String>,
     ) -> Result<(), ConfigError> {
@@ -249,6 +251,14 @@ impl Config {
                 _ => None,
             },
         )?;
+        Ok(())
+    }
+
+    /// Reads when the collector alerts, over the defaults.
+    fn read_thresholds(
+        &mut self,
+        lookup: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
         self.error_rate_threshold = number(
             lookup,
             "ALERT_ERROR_RATE_THRESHOLD",

@@ -235,30 +235,7 @@ pub fn map_request(request: &ExportTraceServiceRequest, now: Millis) -> Mapped {
             }
         }
     }
-    // Tokens of model spans, summed on the nearest agent span above each.
-    let mut child_tokens: HashMap<SpanKey, Tokens> = HashMap::new();
-    for (span, kind, _) in &spans {
-        if *kind != Some(Kind::Model) {
-            continue;
-        }
-        let Some(tokens) = span_tokens(&span.attributes) else {
-            continue;
-        };
-        let mut parent: &[u8] = &span.parent_span_id;
-        for _ in 0..MAX_DEPTH {
-            let key: SpanKey = (&span.trace_id, parent);
-            let Some((p, pkind)) = index.get(&key) else {
-                break;
-            };
-            if *pkind == Some(Kind::Agent) {
-                let sum = child_tokens.entry(key).or_default();
-                sum.input = sum.input.saturating_add(tokens.input).min(MAX_TOKENS);
-                sum.output = sum.output.saturating_add(tokens.output).min(MAX_TOKENS);
-                break;
-            }
-            parent = &p.parent_span_id;
-        }
-    }
+    let child_tokens = child_tokens(&spans, &index);
     for (span, kind, service) in spans {
         let Some(kind) = kind else {
             out.reject("no GenAI attributes (gen_ai.*), not an agent, tool or model span");
@@ -280,6 +257,37 @@ pub fn map_request(request: &ExportTraceServiceRequest, now: Millis) -> Mapped {
         }
     }
     out
+}
+
+/// Tokens of model spans, summed on the nearest agent span above each.
+fn child_tokens<'a>(
+    spans: &[(&'a Span, Option<Kind>, Option<&str>)],
+    index: &HashMap<SpanKey<'a>, (&'a Span, Option<Kind>)>,
+) -> HashMap<SpanKey<'a>, Tokens> {
+    let mut child_tokens: HashMap<SpanKey, Tokens> = HashMap::new();
+    for (span, kind, _) in spans {
+        if *kind != Some(Kind::Model) {
+            continue;
+        }
+        let Some(tokens) = span_tokens(&span.attributes) else {
+            continue;
+        };
+        let mut parent: &[u8] = &span.parent_span_id;
+        for _ in 0..MAX_DEPTH {
+            let key: SpanKey = (&span.trace_id, parent);
+            let Some((p, pkind)) = index.get(&key) else {
+                break;
+            };
+            if *pkind == Some(Kind::Agent) {
+                let sum = child_tokens.entry(key).or_default();
+                sum.input = sum.input.saturating_add(tokens.input).min(MAX_TOKENS);
+                sum.output = sum.output.saturating_add(tokens.output).min(MAX_TOKENS);
+                break;
+            }
+            parent = &p.parent_span_id;
+        }
+    }
+    child_tokens
 }
 
 fn map_span(

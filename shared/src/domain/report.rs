@@ -14,8 +14,8 @@ use serde::Serialize;
 use crate::domain::alerts::{AlertRecord, Severity};
 use crate::domain::latency::{Histogram, HourSummary};
 use crate::domain::records::{AgentCounters, IntegrationCounters, IntegrationRecord};
-use crate::domain::round::{round1, round3, round4};
-use crate::domain::slo::{Objective, SloData, SloState, SloStatus};
+use crate::domain::round::{round1, round2, round3, round4};
+use crate::domain::slo::{Objective, SloData, SloState, SloStatus, Tally};
 use crate::domain::wire_name as name;
 use crate::time::{day_of, format_rfc3339, Millis, DAY_MS, HOUR_MS};
 
@@ -595,17 +595,12 @@ fn slo_line(s: &SloInput, p: &Period) -> SloLine {
     let st = &s.status;
     let slo = &st.slo;
     let budget = slo.budget();
-    let mut tallies = [crate::domain::slo::Tally::default(); 2];
-    for (hour, summary) in &s.data.hours {
-        match p.side_of_time(hour * HOUR_MS) {
-            Some(Side::Current) => tallies[0].add(slo.tally(summary)),
-            Some(Side::Previous) => tallies[1].add(slo.tally(summary)),
-            None => {}
-        }
-    }
-    let burn = |t: &crate::domain::slo::Tally| {
-        (t.total > 0 && budget > 0.0).then(|| (t.bad_share() / budget * 100.0).round() / 100.0)
-    };
+    let tallies: [Tally; 2] = by_side(
+        &s.data.hours,
+        |hour| p.side_of_time(hour * HOUR_MS),
+        |t: &mut Tally, summary| t.add(slo.tally(summary)),
+    );
+    let burn = |t: &Tally| (t.total > 0 && budget > 0.0).then(|| round2(t.bad_share() / budget));
     let buffer = st.current.map(|c| {
         let b = match slo.objective {
             Objective::ErrorRate => slo.target - c,
