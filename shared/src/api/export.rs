@@ -202,6 +202,15 @@ pub async fn respond(
     Ok(response)
 }
 
+/// The export of `tenant` the query asks for, whole in memory (in-process use).
+pub async fn respond_collected(
+    state: &AppState,
+    tenant: &str,
+    query: Option<&str>,
+) -> Result<Response<String>, ApiError> {
+    collect(respond(state, tenant.to_owned(), query).await?).await
+}
+
 /// The whole export in memory, for callers without a streaming body (in-process use).
 pub async fn collect(response: Response<ByteStream>) -> Result<Response<String>, ApiError> {
     use futures::TryStreamExt;

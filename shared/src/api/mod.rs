@@ -644,10 +644,7 @@ async fn serve_keyed(
         Endpoint::GetFailures => failures::list(state, tenant, query).await,
         Endpoint::GetReport => reports::get(state, tenant, query).await,
         Endpoint::GetHourly => hourly::get(state, tenant, query).await,
-        Endpoint::Export => {
-            let streamed = export::respond(state, tenant.to_owned(), query).await?;
-            export::collect(streamed).await
-        }
+        Endpoint::Export => export::respond_collected(state, tenant, query).await,
         Endpoint::ListSlos => slos::list(state, tenant).await,
         Endpoint::DeleteSlo => slos::delete(state, tenant, id).await,
         Endpoint::CreateBadge => {
