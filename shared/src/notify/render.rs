@@ -297,48 +297,10 @@ impl Message<'_> {
     /// PagerDuty keeps one incident per alert and a repeated event changes nothing).
     /// A test triggers an incident and resolves it at once.
     pub fn pagerduty(&self, routing_key: &str) -> Vec<Value> {
-        let mut events: Vec<Value> = self.items
+        let mut events: Vec<Value> = self
+            .items
             .iter()
-            .map(|i| {
-                let a = i.alert;
-                let action = match self.kind {
-                    Kind::Firing | Kind::Reminder | Kind::Test => "trigger",
-                    // A report pages no one: it has no alerts, so no events.
-                    Kind::Resolved | Kind::Report => "resolve",
-                    Kind::Acknowledged => "acknowledge",
-                };
-                let mut event = json!({
-                    "routing_key": routing_key,
-                    "event_action": action,
-                    "dedup_key": a.alert_id,
-                });
-                if action == "trigger" {
-                    let mut links = Vec::new();
-                    if let Some(url) = &i.acknowledge_url {
-                        links.push(json!({"href": url, "text": "Acknowledge"}));
-                    }
-                    if let Some(url) = &self.dashboard_url {
-                        links.push(json!({"href": url, "text": "Dashboard"}));
-                    }
-                    if let Some(map) = event.as_object_mut() {
-                        map.insert(
-                            "payload".into(),
-                            json!({
-                                "summary": truncate(&format!("{} on {}", a.message, where_text(i)), 1024),
-                                "source": a.source_id,
-                                "severity": severity_word(a.severity),
-                                "timestamp": format_rfc3339(a.raised_at),
-                                "component": source_kind(a.source_type),
-                                "group": self.tenant,
-                                "class": a.condition,
-                                "custom_details": {"tenant": self.tenant, "alert_id": a.alert_id, "notification_id": self.notification_id},
-                            }),
-                        );
-                        map.insert("links".into(), links.into());
-                    }
-                }
-                event
-            })
+            .map(|i| self.pagerduty_event(i, routing_key))
             .collect();
         if self.kind == Kind::Test {
             let resolves: Vec<Value> = self
@@ -355,6 +317,48 @@ impl Message<'_> {
             events.extend(resolves);
         }
         events
+    }
+
+    /// One alert's PagerDuty event; a trigger carries the alert and its links.
+    fn pagerduty_event(&self, i: &Item, routing_key: &str) -> Value {
+        let a = i.alert;
+        let action = match self.kind {
+            Kind::Firing | Kind::Reminder | Kind::Test => "trigger",
+            // A report pages no one: it has no alerts, so no events.
+            Kind::Resolved | Kind::Report => "resolve",
+            Kind::Acknowledged => "acknowledge",
+        };
+        let mut event = json!({
+            "routing_key": routing_key,
+            "event_action": action,
+            "dedup_key": a.alert_id,
+        });
+        if action == "trigger" {
+            let mut links = Vec::new();
+            if let Some(url) = &i.acknowledge_url {
+                links.push(json!({"href": url, "text": "Acknowledge"}));
+            }
+            if let Some(url) = &self.dashboard_url {
+                links.push(json!({"href": url, "text": "Dashboard"}));
+            }
+            if let Some(map) = event.as_object_mut() {
+                map.insert(
+                    "payload".into(),
+                    json!({
+                        "summary": truncate(&format!("{} on {}", a.message, where_text(i)), 1024),
+                        "source": a.source_id,
+                        "severity": severity_word(a.severity),
+                        "timestamp": format_rfc3339(a.raised_at),
+                        "component": source_kind(a.source_type),
+                        "group": self.tenant,
+                        "class": a.condition,
+                        "custom_details": {"tenant": self.tenant, "alert_id": a.alert_id, "notification_id": self.notification_id},
+                    }),
+                );
+                map.insert("links".into(), links.into());
+            }
+        }
+        event
     }
 }
 
