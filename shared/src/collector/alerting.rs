@@ -138,38 +138,7 @@ async fn settle(
             .collect();
         let firing = evaluate(&super::rules::active_severities(&within));
         let changes = reconcile(&within, &firing, now);
-        let mut conflict = false;
-        if store.backend().single_writer() && changes.len() > 1 {
-            // The embedded store syncs every write transaction to disk: one for the pass's
-            // changes rather than one per alert (at a 1 s cycle, agents flapping in and out
-            // of silence made these syncs the bound on ingestion). All or nothing: a
-            // conflict writes none of them, and the pass rereads and decides again.
-            let writes = changes
-                .iter()
-                .map(|change| {
-                    let (alert, expected) = change.target();
-                    crate::store::alerts::alert_write(tenant, alert, expected)
-                })
-                .collect();
-            match store.backend().write(writes).await {
-                Ok(()) => {
-                    for change in changes {
-                        apply(tenant, change, &mut alerts, &mut tally);
-                    }
-                }
-                Err(StoreError::Conflict) => conflict = true,
-                Err(e) => return Err(e),
-            }
-        } else {
-            for change in changes {
-                let (alert, expected) = change.target();
-                match store.save_alert(tenant, alert, expected).await {
-                    Ok(()) => apply(tenant, change, &mut alerts, &mut tally),
-                    Err(StoreError::Conflict) => conflict = true,
-                    Err(e) => return Err(e),
-                }
-            }
-        }
+        let conflict = write_changes(store, tenant, changes, &mut alerts, &mut tally).await?;
         if !conflict {
             return Ok((alerts, tally));
         }
@@ -191,6 +160,50 @@ async fn settle(
             }
         };
     }
+}
+
+/// Writes the changes, each conditional, and notes those written in `alerts` and `tally`.
+/// Returns whether any conflicted.
+async fn write_changes(
+    store: &Store,
+    tenant: &str,
+    changes: Vec<Change>,
+    alerts: &mut Vec<(AlertRecord, u64)>,
+    tally: &mut Tally,
+) -> Result<bool, StoreError> {
+    let mut conflict = false;
+    if store.backend().single_writer() && changes.len() > 1 {
+        // The embedded store syncs every write transaction to disk: one for the pass's
+        // changes rather than one per alert (at a 1 s cycle, agents flapping in and out
+        // of silence made these syncs the bound on ingestion). All or nothing: a
+        // conflict writes none of them, and the pass rereads and decides again.
+        let writes = changes
+            .iter()
+            .map(|change| {
+                let (alert, expected) = change.target();
+                crate::store::alerts::alert_write(tenant, alert, expected)
+            })
+            .collect();
+        match store.backend().write(writes).await {
+            Ok(()) => {
+                for change in changes {
+                    apply(tenant, change, alerts, tally);
+                }
+            }
+            Err(StoreError::Conflict) => conflict = true,
+            Err(e) => return Err(e),
+        }
+    } else {
+        for change in changes {
+            let (alert, expected) = change.target();
+            match store.save_alert(tenant, alert, expected).await {
+                Ok(()) => apply(tenant, change, alerts, tally),
+                Err(StoreError::Conflict) => conflict = true,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(conflict)
 }
 
 /// Notes a written change in the alerts as stored and in the tally.
