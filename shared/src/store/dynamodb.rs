@@ -321,7 +321,7 @@ impl Backend for DynamoBackend {
     }
 
     async fn query(&self, pk: &str, from: &str, to: &str) -> Result<Vec<StoredItem>, StoreError> {
-        self.query_with(pk, from, to, true, None).await
+        self.query_with(pk, from, to, true, None, true).await
     }
 
     async fn query_end(
@@ -334,7 +334,7 @@ impl Backend for DynamoBackend {
     ) -> Result<Vec<StoredItem>, StoreError> {
         // The newest end is read eventually consistent, as the trait says.
         let ascending = !newest_first;
-        self.query_with_order(pk, from, to, ascending, Some(limit), ascending)
+        self.query_with(pk, from, to, ascending, Some(limit), ascending)
             .await
     }
 
@@ -344,7 +344,7 @@ impl Backend for DynamoBackend {
         from: &str,
         to: &str,
     ) -> Result<Vec<StoredItem>, StoreError> {
-        self.query_with(pk, from, to, false, None).await
+        self.query_with(pk, from, to, false, None, true).await
     }
     async fn query_many(&self, ranges: &[Range]) -> Result<Vec<Vec<StoredItem>>, StoreError> {
         use futures::stream::{self, StreamExt, TryStreamExt};
@@ -520,22 +520,9 @@ impl DynamoBackend {
         Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
     }
 
-    /// One Query, paged to the end or to `limit` items; `consistent: false` reads at half
-    /// the price.
+    /// One Query, paged to the end or to `limit` items, descending by sort key unless
+    /// `forward`; `consistent: false` reads at half the price.
     async fn query_with(
-        &self,
-        pk: &str,
-        from: &str,
-        to: &str,
-        consistent: bool,
-        limit: Option<usize>,
-    ) -> Result<Vec<StoredItem>, StoreError> {
-        self.query_with_order(pk, from, to, consistent, limit, true)
-            .await
-    }
-
-    /// [`DynamoBackend::query_with`], descending by sort key unless `forward`.
-    async fn query_with_order(
         &self,
         pk: &str,
         from: &str,
