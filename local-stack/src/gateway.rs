@@ -194,37 +194,11 @@ pub async fn connect(
     };
     let id = new_connection_id();
     let (tx, rx) = mpsc::unbounded_channel();
-    let now = local.app.clock.now_ms();
-    let connection = Arc::new(Connection {
-        tx,
-        queued: AtomicUsize::new(0),
-        slow: Notify::new(),
-        connected_at: now,
-        last_active_at: AtomicI64::new(now),
-        source_ip: peer.ip().to_string(),
-        user_agent: headers
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-    });
+    let connection = Arc::new(new_connection(&local, tx, peer, &headers));
     let token = shared::ws::token_of(uri.query());
-    let principal = {
-        // The quotas count stored connections: one handshake at a time, so the last slot
-        // goes to one of two racing clients, not both.
-        let _turn = local.gateway.connecting.lock().await;
-        // Known before it is stored, so a broadcast racing the handshake queues its message
-        // instead of getting 410 and deleting a connection that is about to open.
-        local
-            .gateway
-            .lock()
-            .insert(id.clone(), Arc::clone(&connection));
-        match shared::ws::connect(&local.app, token.as_deref(), &id).await {
-            Ok(p) => p,
-            Err(e) => {
-                local.gateway.remove(&id);
-                return to_axum(e.into_response());
-            }
-        }
+    let principal = match register(&local, &id, &connection, token.as_deref()).await {
+        Ok(p) => p,
+        Err(e) => return to_axum(e.into_response()),
     };
     let failed = local.clone();
     let failed_id = id.clone();
@@ -239,6 +213,50 @@ pub async fn connect(
             tokio::spawn(async move { close(&failed, &failed_id).await });
         })
         .on_upgrade(move |socket| serve_socket(local, id, principal.tenant, connection, socket, rx))
+}
+
+/// A connection opening now from `peer`, its messages queued on `tx`.
+fn new_connection(
+    local: &Local,
+    tx: mpsc::UnboundedSender<Message>,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Connection {
+    let now = local.app.clock.now_ms();
+    Connection {
+        tx,
+        queued: AtomicUsize::new(0),
+        slow: Notify::new(),
+        connected_at: now,
+        last_active_at: AtomicI64::new(now),
+        source_ip: peer.ip().to_string(),
+        user_agent: headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    }
+}
+
+/// Checks the token and stores the connection, as API Gateway's `$connect` route does; on
+/// a refusal the connection is forgotten.
+async fn register(
+    local: &Local,
+    id: &str,
+    connection: &Arc<Connection>,
+    token: Option<&str>,
+) -> Result<shared::api::auth::Principal, ApiError> {
+    // The quotas count stored connections: one handshake at a time, so the last slot
+    // goes to one of two racing clients, not both.
+    let _turn = local.gateway.connecting.lock().await;
+    // Known before it is stored, so a broadcast racing the handshake queues its message
+    // instead of getting 410 and deleting a connection that is about to open.
+    local
+        .gateway
+        .lock()
+        .insert(id.to_owned(), Arc::clone(connection));
+    shared::ws::connect(&local.app, token, id)
+        .await
+        .inspect_err(|_| local.gateway.remove(id))
 }
 
 /// Why a socket's loop ended.
@@ -265,42 +283,13 @@ async fn serve_socket(
     let deadline = tokio::time::sleep(max);
     tokio::pin!(deadline);
     let end = loop {
-        tokio::select! {
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Close(_))) => {
-                    // The reply to the client's close frame is queued, not yet sent: closing
-                    // flushes it, so the client sees a clean close rather than 1006.
-                    let _ = futures::SinkExt::close(&mut socket).await;
-                    break End::Done;
-                }
-                Some(Err(e)) if too_big(&e) => break End::TooBig,
-                None | Some(Err(_)) => break End::Done,
-                Some(Ok(_)) => {
-                    connection
-                        .last_active_at
-                        .store(local.app.clock.now_ms(), Ordering::Relaxed);
-                }
-            },
+        let end = tokio::select! {
+            incoming = socket.recv() => received(&local, &connection, &mut socket, incoming).await,
             outgoing = rx.recv() => match outgoing {
-                Some(message) => {
-                    let (size, closing) = (cost(&message), matches!(message, Message::Close(_)));
-                    // A client that stops reading stalls this send once the kernel's
-                    // buffers are full: the slow signal must still end it.
-                    let sent = tokio::select! {
-                        sent = socket.send(message) => Some(sent.is_ok()),
-                        () = connection.slow.notified() => None,
-                    };
-                    connection.queued.fetch_sub(size, Ordering::Relaxed);
-                    match sent {
-                        None => break End::Slow,
-                        Some(false) => break End::Done,
-                        Some(true) if closing => break End::Done,
-                        Some(true) => {}
-                    }
-                }
-                None => break End::Done,
+                Some(message) => send_queued(&connection, &mut socket, message).await,
+                None => Some(End::Done),
             },
-            () = connection.slow.notified() => break End::Slow,
+            () = connection.slow.notified() => Some(End::Slow),
             () = &mut deadline => {
                 let _ = socket
                     .send(Message::Close(Some(CloseFrame {
@@ -308,22 +297,14 @@ async fn serve_socket(
                         reason: "connection reached its two-hour limit".into(),
                     })))
                     .await;
-                break End::Done;
+                Some(End::Done)
             }
+        };
+        if let Some(end) = end {
+            break end;
         }
     };
-    let farewell = match end {
-        End::Done => None,
-        End::TooBig => Some(CloseFrame {
-            code: close_code::SIZE,
-            reason: format!("messages to this server are at most {MAX_INBOUND_BYTES} bytes").into(),
-        }),
-        End::Slow => Some(CloseFrame {
-            code: close_code::AGAIN,
-            reason: SLOW_CONSUMER_REASON.into(),
-        }),
-    };
-    if let Some(frame) = farewell {
+    if let Some(frame) = end.farewell() {
         // Forgotten first: what is still queued is dropped with the queue, and posts
         // answer 410 from now on.
         local.gateway.remove(&id);
@@ -338,6 +319,71 @@ async fn serve_socket(
     }
     local.app.stats.connection(&tenant, -1);
     close(&local, &id).await;
+}
+
+impl End {
+    /// The close frame the client is sent, if the server ends the connection.
+    fn farewell(self) -> Option<CloseFrame> {
+        match self {
+            End::Done => None,
+            End::TooBig => Some(CloseFrame {
+                code: close_code::SIZE,
+                reason: format!("messages to this server are at most {MAX_INBOUND_BYTES} bytes")
+                    .into(),
+            }),
+            End::Slow => Some(CloseFrame {
+                code: close_code::AGAIN,
+                reason: SLOW_CONSUMER_REASON.into(),
+            }),
+        }
+    }
+}
+
+/// Handles what the client sent; `Some` when the connection ends.
+async fn received(
+    local: &Local,
+    connection: &Connection,
+    socket: &mut WebSocket,
+    incoming: Option<Result<Message, axum::Error>>,
+) -> Option<End> {
+    match incoming {
+        Some(Ok(Message::Close(_))) => {
+            // The reply to the client's close frame is queued, not yet sent: closing
+            // flushes it, so the client sees a clean close rather than 1006.
+            let _ = futures::SinkExt::close(socket).await;
+            Some(End::Done)
+        }
+        Some(Err(e)) if too_big(&e) => Some(End::TooBig),
+        None | Some(Err(_)) => Some(End::Done),
+        Some(Ok(_)) => {
+            connection
+                .last_active_at
+                .store(local.app.clock.now_ms(), Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+/// Sends a queued message; `Some` when the connection ends.
+async fn send_queued(
+    connection: &Connection,
+    socket: &mut WebSocket,
+    message: Message,
+) -> Option<End> {
+    let (size, closing) = (cost(&message), matches!(message, Message::Close(_)));
+    // A client that stops reading stalls this send once the kernel's
+    // buffers are full: the slow signal must still end it.
+    let sent = tokio::select! {
+        sent = socket.send(message) => Some(sent.is_ok()),
+        () = connection.slow.notified() => None,
+    };
+    connection.queued.fetch_sub(size, Ordering::Relaxed);
+    match sent {
+        None => Some(End::Slow),
+        Some(false) => Some(End::Done),
+        Some(true) if closing => Some(End::Done),
+        Some(true) => None,
+    }
 }
 
 /// Whether a socket error is a client message over the inbound limit.

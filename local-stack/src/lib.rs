@@ -423,41 +423,17 @@ pub fn all_scopes() -> Vec<String> {
 /// Starts the stack on the embedded store and returns once it is listening.
 pub async fn start(options: Options) -> Result<Running, StartError> {
     let store = open_store_with(&options.data_dir, options.limits.cache_bytes)?;
-    let io = |source| StartError::Io {
-        path: PathBuf::from(options.addr.to_string()),
-        source,
-    };
     // Bound first, so links in notifications can name the address (when HEALTH_PUBLIC_URL
     // does not).
-    let listener = tokio::net::TcpListener::bind(options.addr)
-        .await
-        .map_err(io)?;
-    let mut config = options.config;
-    let own = loopback_if_unspecified(listener.local_addr().map_err(io)?);
-    if config.public_url.is_none() {
-        config.public_url = Some(format!("http://{own}"));
-    }
+    let (listener, own) = bind(options.addr).await?;
     let clock: Arc<dyn Clock> = options
         .clock
         .unwrap_or_else(|| Arc::new(shared::time::SystemClock));
-    // The demo's channel delivers to this process's own inbox page, on loopback: that
-    // address and port are opened, not loopback as a whole (any tenant's channels and
-    // probes could reach every local service through it).
     let inbox = options
         .demo
         .then(|| Arc::new(inbox::Inbox::new(Arc::clone(&clock))));
-    if inbox.is_some() && !shared::domain::address::permitted(own, &config.probe_allowed_addresses)
-    {
-        config.probe_allowed_addresses.push(own.into());
-    }
-    let mut state = AppState::new(store, config);
-    // This process runs every part: each tenant's share of its figures belongs on the
-    // tenant's `/metrics`.
-    state.stats.enable();
-    state.clock = clock;
-    // Events are evaluated as they arrive; the cycle keeps what only time decides.
-    let (queue, queued) = tokio::sync::mpsc::channel(shared::collector::alerting::QUEUE);
-    state.evaluator = Some(queue);
+    let config = local_config(options.config, own, inbox.is_some());
+    let (state, queued) = app_state(store, config, clock);
     let now = state.clock.now_ms();
     let api_key = local_key(&state.store, &options.data_dir, now).await?;
     // Data directories from before tenants were listed have keys but no tenant entry.
@@ -474,54 +450,10 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     if let Some(inbox) = &inbox {
         demo_channel(&running, inbox).await?;
     }
-    {
-        let state = running.state.clone();
-        running.notifier = Some(tokio::spawn(async move {
-            notifier
-                .run_until(
-                    std::sync::Arc::clone(&state.clock),
-                    None,
-                    std::sync::Arc::clone(&state.notifier_wake),
-                    NOTIFIER_IDLE_MS,
-                )
-                .await;
-        }));
-    }
-    {
-        let client = Broadcaster::client_for_endpoint(&running.url());
-        let handover = Handover::Inline(Broadcaster::new(client, running.state.store.clone()));
-        let state = running.state.clone();
-        running.evaluator = Some(tokio::spawn(async move {
-            let handover = &handover;
-            shared::collector::alerting::run_evaluator(state, queued, move |report| async move {
-                handover.publish(&report).await;
-            })
-            .await;
-        }));
-    }
+    spawn_notifier(&mut running, notifier);
+    spawn_evaluator(&mut running, queued);
     if let Some(collector) = collector {
-        let wake = std::sync::Arc::clone(&running.state.notifier_wake);
-        // The broadcaster posts to this process's own gateway through the Management API,
-        // as it posts to API Gateway in AWS.
-        let client = Broadcaster::client_for_endpoint(&running.url());
-        let handover = Handover::Inline(Broadcaster::new(client, running.state.store.clone()));
-        running.collector = Some(tokio::spawn(async move {
-            let handover = &handover;
-            let wake = &wake;
-            collector
-                .run_until(
-                    None,
-                    move |report| async move {
-                        // Alerts this cycle raised or resolved leave now, not on the next
-                        // tick; each tenant's update as soon as its own cycle ends.
-                        wake.notify_one();
-                        handover.publish(&report).await;
-                        report
-                    },
-                    |_| async {},
-                )
-                .await;
-        }));
+        spawn_collector(&mut running, collector);
     }
     #[cfg(unix)]
     {
@@ -537,22 +469,125 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         running.demo = Some(tokio::spawn(demo::run(state, LOCAL_TENANT)));
     }
     if let Some(interval) = options.sidecar {
-        let sidecar = health_sidecar::Options {
-            api_url: running.url(),
-            api_key: running.api_key.clone(),
-            host_id: health_sidecar::host_name(),
-            interval,
-            buffer: health_sidecar::Options::hour_of_samples(interval),
-            check_api: false,
-        };
-        running.sidecar = Some(tokio::spawn(async move {
-            let stats = Arc::new(health_sidecar::Stats::default());
-            if let Err(e) = health_sidecar::run(sidecar, stats, std::future::pending()).await {
-                tracing::error!(error = %e, "the in-process sidecar stopped");
-            }
-        }));
+        spawn_sidecar(&mut running, interval);
     }
     Ok(running)
+}
+
+/// Binds the listener, and the address this process reaches itself at.
+async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), StartError> {
+    let io = |source| StartError::Io {
+        path: PathBuf::from(addr.to_string()),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(io)?;
+    let own = loopback_if_unspecified(listener.local_addr().map_err(io)?);
+    Ok((listener, own))
+}
+
+/// The configuration as this process at `own` runs it: links name it unless
+/// `HEALTH_PUBLIC_URL` says otherwise, and the demo's inbox on it may be probed.
+fn local_config(mut config: Config, own: SocketAddr, inbox: bool) -> Config {
+    if config.public_url.is_none() {
+        config.public_url = Some(format!("http://{own}"));
+    }
+    // The demo's channel delivers to this process's own inbox page, on loopback: that
+    // address and port are opened, not loopback as a whole (any tenant's channels and
+    // probes could reach every local service through it).
+    if inbox && !shared::domain::address::permitted(own, &config.probe_allowed_addresses) {
+        config.probe_allowed_addresses.push(own.into());
+    }
+    config
+}
+
+/// The events the API queued for the evaluator, by tenant.
+type Queued = tokio::sync::mpsc::Receiver<(String, shared::store::live::Touched)>;
+
+/// The application's state for a process that runs every part, and the queue of events
+/// its evaluator reads.
+fn app_state(store: Store, config: Config, clock: Arc<dyn Clock>) -> (AppState, Queued) {
+    let mut state = AppState::new(store, config);
+    // This process runs every part: each tenant's share of its figures belongs on the
+    // tenant's `/metrics`.
+    state.stats.enable();
+    state.clock = clock;
+    // Events are evaluated as they arrive; the cycle keeps what only time decides.
+    let (queue, queued) = tokio::sync::mpsc::channel(shared::collector::alerting::QUEUE);
+    state.evaluator = Some(queue);
+    (state, queued)
+}
+
+fn spawn_notifier(running: &mut Running, notifier: shared::notify::Notifier) {
+    let state = running.state.clone();
+    running.notifier = Some(tokio::spawn(async move {
+        notifier
+            .run_until(
+                std::sync::Arc::clone(&state.clock),
+                None,
+                std::sync::Arc::clone(&state.notifier_wake),
+                NOTIFIER_IDLE_MS,
+            )
+            .await;
+    }));
+}
+
+/// The handover of updates to the WebSocket clients: the broadcaster posts to this
+/// process's own gateway through the Management API, as it posts to API Gateway in AWS.
+fn handover(running: &Running) -> Handover {
+    let client = Broadcaster::client_for_endpoint(&running.url());
+    Handover::Inline(Broadcaster::new(client, running.state.store.clone()))
+}
+
+fn spawn_evaluator(running: &mut Running, queued: Queued) {
+    let handover = handover(running);
+    let state = running.state.clone();
+    running.evaluator = Some(tokio::spawn(async move {
+        let handover = &handover;
+        shared::collector::alerting::run_evaluator(state, queued, move |report| async move {
+            handover.publish(&report).await;
+        })
+        .await;
+    }));
+}
+
+fn spawn_collector(running: &mut Running, collector: shared::collector::Collector) {
+    let wake = std::sync::Arc::clone(&running.state.notifier_wake);
+    let handover = handover(running);
+    running.collector = Some(tokio::spawn(async move {
+        let handover = &handover;
+        let wake = &wake;
+        collector
+            .run_until(
+                None,
+                move |report| async move {
+                    // Alerts this cycle raised or resolved leave now, not on the next
+                    // tick; each tenant's update as soon as its own cycle ends.
+                    wake.notify_one();
+                    handover.publish(&report).await;
+                    report
+                },
+                |_| async {},
+            )
+            .await;
+    }));
+}
+
+/// Runs a sidecar in this process, reporting this host every `interval`.
+fn spawn_sidecar(running: &mut Running, interval: std::time::Duration) {
+    let sidecar = health_sidecar::Options {
+        api_url: running.url(),
+        api_key: running.api_key.clone(),
+        host_id: health_sidecar::host_name(),
+        interval,
+        buffer: health_sidecar::Options::hour_of_samples(interval),
+        check_api: false,
+    };
+    running.sidecar = Some(tokio::spawn(async move {
+        let stats = Arc::new(health_sidecar::Stats::default());
+        if let Err(e) = health_sidecar::run(sidecar, stats, std::future::pending()).await {
+            tracing::error!(error = %e, "the in-process sidecar stopped");
+        }
+    }));
 }
 
 /// Registers the demo's webhook channel to the inbox page and a rule sending every alert

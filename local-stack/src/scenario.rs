@@ -93,57 +93,83 @@ use shared::domain::round::round1;
 /// objects of an ingestion batch. `run` makes event ids unique across runs.
 pub fn tick_events(run: &str, tick: u64, now: Millis) -> Vec<Value> {
     let phase = tick % LOOP_TICKS;
+    let mut events = agent_events(run, tick, phase);
+    events.extend(integration_calls(tick, phase));
+    events.extend(host_samples(tick, phase));
+    events.push(queue_gauge(tick, phase));
     let at = format_rfc3339(now);
-    let mut events = Vec::new();
-    let mut push = |mut event: Value| {
-        event["event_id"] = json!(format!("demo-{run}-{tick}-{}", events.len()));
+    for (i, event) in events.iter_mut().enumerate() {
+        event["event_id"] = json!(format!("demo-{run}-{tick}-{i}"));
         event["timestamp"] = json!(at);
-        events.push(event);
-    };
+    }
+    events
+}
 
+/// The agents' runs starting and finishing at this tick.
+fn agent_events(run: &str, tick: u64, phase: u64) -> Vec<Value> {
+    let mut events = Vec::new();
     for (n, (id, name, operation, every)) in AGENTS.iter().enumerate() {
         if *id == PAUSED_AGENT {
             continue;
         }
-        let salt = n as u64;
         // A run starts every `every` ticks and finishes at the next tick.
         if tick % every == 0 {
-            push(
+            events.push(
                 json!({"type": "execution.started", "agent_id": id, "agent_name": name,
                         "execution_id": format!("{run}-{tick}"), "operation": operation}),
             );
         }
         if tick > 0 && (tick - 1) % every == 0 {
-            // Each agent fails one run every four loops (24 minutes), late in a loop so
-            // it has runs to its name: its status shows `error` until the next run, and
-            // it stays under the alert rules (error rate, 3 failures an hour).
-            let started = tick - 1;
-            let window = 30 + 2 * salt;
-            let failed = (started / LOOP_TICKS) % 4 == salt % 4
-                && (window..window + every).contains(&(started % LOOP_TICKS));
-            let mut finished = json!({"type": "execution.finished", "agent_id": id,
-                "execution_id": format!("{run}-{}", tick - 1),
-                "outcome": if failed { "failed" } else { "completed" },
-                "duration_ms": (2_000.0 + 3_000.0 * noise(tick, salt + 100)).round()});
-            if failed {
-                // What a drill-down's recent failures show.
-                finished["error"] = json!(format!(
-                    "{operation} failed: upstream answered 503 Service Unavailable\n  at step {} of 4",
-                    1 + salt % 4
-                ));
-            }
-            if *id == "lead-enricher" {
-                let confidence = if UNSURE_AGENT.contains(&phase) {
-                    0.22
-                } else {
-                    0.84
-                };
-                finished["confidence"] = json!(confidence);
-            }
-            push(finished);
+            events.push(finished_event(
+                run, tick, phase, n as u64, id, operation, *every,
+            ));
         }
     }
+    events
+}
 
+/// The end of the run agent `id` (the `salt`th) started at the tick before.
+fn finished_event(
+    run: &str,
+    tick: u64,
+    phase: u64,
+    salt: u64,
+    id: &str,
+    operation: &str,
+    every: u64,
+) -> Value {
+    // Each agent fails one run every four loops (24 minutes), late in a loop so
+    // it has runs to its name: its status shows `error` until the next run, and
+    // it stays under the alert rules (error rate, 3 failures an hour).
+    let started = tick - 1;
+    let window = 30 + 2 * salt;
+    let failed = (started / LOOP_TICKS) % 4 == salt % 4
+        && (window..window + every).contains(&(started % LOOP_TICKS));
+    let mut finished = json!({"type": "execution.finished", "agent_id": id,
+        "execution_id": format!("{run}-{}", tick - 1),
+        "outcome": if failed { "failed" } else { "completed" },
+        "duration_ms": (2_000.0 + 3_000.0 * noise(tick, salt + 100)).round()});
+    if failed {
+        // What a drill-down's recent failures show.
+        finished["error"] = json!(format!(
+            "{operation} failed: upstream answered 503 Service Unavailable\n  at step {} of 4",
+            1 + salt % 4
+        ));
+    }
+    if id == "lead-enricher" {
+        let confidence = if UNSURE_AGENT.contains(&phase) {
+            0.22
+        } else {
+            0.84
+        };
+        finished["confidence"] = json!(confidence);
+    }
+    finished
+}
+
+/// One call to each integration.
+fn integration_calls(tick: u64, phase: u64) -> Vec<Value> {
+    let mut events = Vec::new();
     for (n, (id, name, latency)) in INTEGRATIONS.iter().enumerate() {
         let salt = 1_000 + n as u64;
         let down = *id == "stripe" && STRIPE_DOWN.contains(&phase);
@@ -162,9 +188,14 @@ pub fn tick_events(run: &str, tick: u64, now: Millis) -> Vec<Value> {
                 "502 Bad Gateway"
             });
         }
-        push(call);
+        events.push(call);
     }
+    events
+}
 
+/// A sample of each host.
+fn host_samples(tick: u64, phase: u64) -> Vec<Value> {
+    let mut events = Vec::new();
     for (n, host) in ["worker-1", "worker-2"].iter().enumerate() {
         let salt = 2_000 + n as u64;
         let hot = *host == "worker-2" && HOT_HOST.contains(&phase);
@@ -174,19 +205,21 @@ pub fn tick_events(run: &str, tick: u64, now: Millis) -> Vec<Value> {
             28.0 + 30.0 * noise(tick, salt)
         };
         let memory = 55.0 + 12.0 * noise(tick, salt + 1);
-        push(
+        events.push(
             json!({"type": "host.sample", "host_id": host, "cpu_usage": round1(cpu),
                     "memory_usage": round1(memory)}),
         );
     }
+    events
+}
 
+fn queue_gauge(tick: u64, phase: u64) -> Value {
     let queue: u64 = if QUEUE_BACKLOG.contains(&phase) {
         160
     } else {
         8 + (20.0 * noise(tick, 3_000)) as u64
     };
-    push(json!({"type": "gauge", "name": "queue_depth", "value": queue}));
-    events
+    json!({"type": "gauge", "name": "queue_depth", "value": queue})
 }
 
 #[cfg(test)]

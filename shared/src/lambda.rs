@@ -108,50 +108,58 @@ pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
     }
     let state = &state;
     if matches!(endpoint, Endpoint::IngestTraces | Endpoint::IngestMetrics) {
-        // OTLP answers in protobuf when asked in protobuf: a binary body.
-        return lambda_http::run(service_fn(move |req: Request| async move {
-            let response = api::handle_bytes(state, to_http(req), Some(endpoint)).await;
-            let (parts, bytes) = response.into_parts();
-            // JSON answers and errors are text; protobuf ones binary (base64 on the wire).
-            let body = if is_protobuf(&parts.headers) {
-                Body::Binary(bytes.to_vec())
-            } else {
-                Body::Text(String::from_utf8_lossy(&bytes).into_owned())
-            };
-            Ok::<_, std::convert::Infallible>(lambda_http::Response::from_parts(parts, body))
-        }))
-        .await;
+        return serve_otlp(state, endpoint).await;
     }
     if endpoint == Endpoint::Export {
-        // Streamed through the function's URL (InvokeMode RESPONSE_STREAM): an export can
-        // be far larger than a buffered Lambda response (6 MB).
-        loop {
-            let served = lambda_http::run_with_streaming_response(service_fn(
-                move |req: Request| async move {
-                    use futures::TryStreamExt;
-                    let response = api::export::serve(state, to_http(req)).await;
-                    Ok::<_, std::convert::Infallible>(response.map(|body| {
-                        http_body_util::StreamBody::new(body.map_ok(http_body::Frame::data))
-                    }))
-                },
-            ))
-            .await;
-            match served {
-                Ok(()) => return Ok(()),
-                // A client that hangs up mid-export breaks the response stream, which ends
-                // the runtime's loop; the next invocation is served here rather than after
-                // a new cold start.
-                Err(e) => {
-                    tracing::warn!(error = %e, "an export's stream broke; serving the next invocation");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            }
-        }
+        return serve_export(state).await;
     }
     lambda_http::run(service_fn(move |req: Request| async move {
         Ok::<_, std::convert::Infallible>(api::handle(state, to_http(req), Some(endpoint)).await)
     }))
     .await
+}
+
+/// Serves an OTLP endpoint, which answers in protobuf when asked in protobuf: a binary
+/// body.
+async fn serve_otlp(state: &AppState, endpoint: Endpoint) -> Result<(), lambda_http::Error> {
+    lambda_http::run(service_fn(move |req: Request| async move {
+        let response = api::handle_bytes(state, to_http(req), Some(endpoint)).await;
+        let (parts, bytes) = response.into_parts();
+        // JSON answers and errors are text; protobuf ones binary (base64 on the wire).
+        let body = if is_protobuf(&parts.headers) {
+            Body::Binary(bytes.to_vec())
+        } else {
+            Body::Text(String::from_utf8_lossy(&bytes).into_owned())
+        };
+        Ok::<_, std::convert::Infallible>(lambda_http::Response::from_parts(parts, body))
+    }))
+    .await
+}
+
+/// Serves exports, streamed through the function's URL (InvokeMode RESPONSE_STREAM): an
+/// export can be far larger than a buffered Lambda response (6 MB).
+async fn serve_export(state: &AppState) -> Result<(), lambda_http::Error> {
+    loop {
+        let served =
+            lambda_http::run_with_streaming_response(service_fn(move |req: Request| async move {
+                use futures::TryStreamExt;
+                let response = api::export::serve(state, to_http(req)).await;
+                Ok::<_, std::convert::Infallible>(response.map(|body| {
+                    http_body_util::StreamBody::new(body.map_ok(http_body::Frame::data))
+                }))
+            }))
+            .await;
+        match served {
+            Ok(()) => return Ok(()),
+            // A client that hangs up mid-export breaks the response stream, which ends
+            // the runtime's loop; the next invocation is served here rather than after
+            // a new cold start.
+            Err(e) => {
+                tracing::warn!(error = %e, "an export's stream broke; serving the next invocation");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 fn is_protobuf(headers: &http::HeaderMap) -> bool {
@@ -232,18 +240,9 @@ pub async fn collect(
         summary.disabled = Some("HEALTH_POLLING_ENABLED=false");
         return summary;
     }
-    // EventBridge fires at most once a minute: one invocation runs the cycles until the next
-    // one is due (COLLECTOR_INVOCATION_SECONDS, 60 by default).
-    let window = i64::try_from(state.config.collector_invocation_secs * 1000).unwrap_or(60_000);
     let now = state.clock.now_ms();
-    // Keep a margin before the deadline (a third of the time left if that is less), and
-    // run at least one cycle even when the function's timeout is short.
-    // A deadline in the past is not a real one (some emulators send none).
-    let mut until = now + window;
-    if deadline_ms > now {
-        let margin = DEADLINE_MARGIN_MS.min((deadline_ms - now) / 3);
-        until = until.min(deadline_ms - margin);
-    }
+    let (window, until) = invocation_end(state, deadline_ms, now);
+    // Run at least one cycle even when the function's timeout is short.
     let until = until.max(now + 1);
     tracing::info!(
         window_ms = window,
@@ -265,16 +264,7 @@ pub async fn collect(
             |report| {
                 longest_cycle_s =
                     longest_cycle_s.max(collector.stats().process().last_cycle_seconds);
-                summary.cycles += 1;
-                summary.tenants_evaluated += report.tenants.len();
-                summary.tenants_skipped += report.skipped;
-                summary.tenants_failed += report.failed.len();
-                for t in &report.tenants {
-                    summary.probes += t.probes;
-                    summary.raised += t.raised;
-                    summary.updated += t.updated;
-                    summary.resolved += t.resolved;
-                }
+                summary.add_cycle(&report);
                 async {}
             },
         )
@@ -295,6 +285,35 @@ pub async fn collect(
         ],
     );
     summary
+}
+
+impl InvocationSummary {
+    fn add_cycle(&mut self, report: &crate::collector::CycleReport) {
+        self.cycles += 1;
+        self.tenants_evaluated += report.tenants.len();
+        self.tenants_skipped += report.skipped;
+        self.tenants_failed += report.failed.len();
+        for t in &report.tenants {
+            self.probes += t.probes;
+            self.raised += t.raised;
+            self.updated += t.updated;
+            self.resolved += t.resolved;
+        }
+    }
+}
+
+/// The window a scheduled invocation (collector or notifier) runs for, and when it stops:
+/// when the next invocation is due, or before the Lambda deadline nears (with a margin, a
+/// third of the time left if that is less). EventBridge fires at most once a minute: one
+/// invocation runs until the next one is due (COLLECTOR_INVOCATION_SECONDS, 60 by
+/// default). A deadline in the past is not a real one (some emulators send none).
+fn invocation_end(state: &AppState, deadline_ms: i64, now: i64) -> (i64, i64) {
+    let window = i64::try_from(state.config.collector_invocation_secs * 1000).unwrap_or(60_000);
+    let mut until = now + window;
+    if deadline_ms > now {
+        until = until.min(deadline_ms - DEADLINE_MARGIN_MS.min((deadline_ms - now) / 3));
+    }
+    (window, until)
 }
 
 /// What one notifier invocation did.
@@ -319,13 +338,8 @@ pub async fn notify(
     notifier: &crate::notify::Notifier,
     deadline_ms: i64,
 ) -> NotifierSummary {
-    let window = i64::try_from(state.config.collector_invocation_secs * 1000).unwrap_or(60_000);
     let mut summary = NotifierSummary::default();
-    let start = state.clock.now_ms();
-    let mut until = start + window;
-    if deadline_ms > start {
-        until = until.min(deadline_ms - DEADLINE_MARGIN_MS.min((deadline_ms - start) / 3));
-    }
+    let (_, until) = invocation_end(state, deadline_ms, state.clock.now_ms());
     // Nothing wakes it across Lambda functions: each tenant is passed again when it has
     // something due, at most a tick after its last pass.
     let never = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -443,10 +457,68 @@ pub async fn evaluate_stream(
     handover: Option<&crate::ws::handover::Handover>,
     payload: &serde_json::Value,
 ) -> StreamOutcome {
-    use crate::store::live::Touched;
     let mut out = StreamOutcome::default();
-    // Per tenant: the sources as the batch left them, and as they were before it.
-    let mut tenants: std::collections::BTreeMap<String, (Touched, Touched)> = Default::default();
+    let tenants = stream_sources(payload, &mut out);
+    let now = state.clock.now_ms();
+    let tenants = tenants.into_iter().filter_map(|(tenant, (after, before))| {
+        // Only sources on which some condition could hold, before or after, have alerts
+        // to read (half the batch's reads at the reference workload were of sources with
+        // no alert and nothing to raise).
+        let mut wanted =
+            crate::collector::alerting::sources_that_may_alert(&after, &state.config, now);
+        wanted.extend(crate::collector::alerting::sources_that_may_alert(
+            &before,
+            &state.config,
+            now,
+        ));
+        let after = after.only(&wanted);
+        (!after.is_empty()).then_some((tenant, after))
+    });
+    let tallied = |_: &str, tally: Option<crate::collector::alerting::Tally>| {
+        out.tenants += 1;
+        let Some(tally) = tally else {
+            out.failed += 1;
+            return false;
+        };
+        out.raised += tally.raised;
+        out.updated += tally.updated;
+        out.resolved += tally.resolved;
+        tally.changed() && handover.is_some()
+    };
+    let publish = |report: crate::collector::TenantReport| async move {
+        if let Some(handover) = handover {
+            handover.publish(&report).await;
+        }
+    };
+    crate::collector::alerting::evaluate_tenants(
+        state,
+        tenants,
+        now,
+        "stream evaluation failed",
+        tallied,
+        &publish,
+    )
+    .await;
+    tracing::info!(
+        records = out.records,
+        tenants = out.tenants,
+        raised = out.raised,
+        resolved = out.resolved,
+        "stream batch evaluated"
+    );
+    out
+}
+
+/// Per tenant: the sources as a stream batch left them, and as they were before it.
+#[cfg(feature = "dynamodb")]
+type StreamSources =
+    std::collections::BTreeMap<String, (crate::store::live::Touched, crate::store::live::Touched)>;
+
+/// Reads a stream batch into the sources it touched; `out` counts the records and those
+/// skipped.
+#[cfg(feature = "dynamodb")]
+fn stream_sources(payload: &serde_json::Value, out: &mut StreamOutcome) -> StreamSources {
+    let mut tenants = StreamSources::default();
     let records = payload["Records"].as_array().cloned().unwrap_or_default();
     out.records = records.len();
     for r in records {
@@ -464,59 +536,7 @@ pub async fn evaluate_stream(
         // A batch may hold several images of one item; merging keeps the last (newest).
         entry.0.merge(image);
     }
-    let now = state.clock.now_ms();
-    let tenants = tenants.into_iter().filter_map(|(tenant, (after, before))| {
-        // Only sources on which some condition could hold, before or after, have alerts
-        // to read (half the batch's reads at the reference workload were of sources with
-        // no alert and nothing to raise).
-        let mut wanted =
-            crate::collector::alerting::sources_that_may_alert(&after, &state.config, now);
-        wanted.extend(crate::collector::alerting::sources_that_may_alert(
-            &before,
-            &state.config,
-            now,
-        ));
-        let after = after.only(&wanted);
-        (!after.is_empty()).then_some((tenant, after))
-    });
-    for (tenant, touched) in tenants {
-        out.tenants += 1;
-        match crate::collector::alerting::evaluate_touched(
-            &state.store,
-            &state.config,
-            &tenant,
-            &touched,
-            now,
-        )
-        .await
-        {
-            Ok(tally) => {
-                out.raised += tally.raised;
-                out.updated += tally.updated;
-                out.resolved += tally.resolved;
-                if let (true, Some(handover)) = (tally.changed(), handover) {
-                    match crate::collector::snapshot(&state.store, &state.config, &tenant, now)
-                        .await
-                    {
-                        Ok(report) => handover.publish(&report).await,
-                        Err(e) => tracing::error!(tenant, error = %e, "live update failed"),
-                    }
-                }
-            }
-            Err(e) => {
-                out.failed += 1;
-                tracing::error!(tenant, error = %e, "stream evaluation failed");
-            }
-        }
-    }
-    tracing::info!(
-        records = out.records,
-        tenants = out.tenants,
-        raised = out.raised,
-        resolved = out.resolved,
-        "stream batch evaluated"
-    );
-    out
+    tenants
 }
 
 /// Runs the collector function.

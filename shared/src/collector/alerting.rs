@@ -138,38 +138,7 @@ async fn settle(
             .collect();
         let firing = evaluate(&super::rules::active_severities(&within));
         let changes = reconcile(&within, &firing, now);
-        let mut conflict = false;
-        if store.backend().single_writer() && changes.len() > 1 {
-            // The embedded store syncs every write transaction to disk: one for the pass's
-            // changes rather than one per alert (at a 1 s cycle, agents flapping in and out
-            // of silence made these syncs the bound on ingestion). All or nothing: a
-            // conflict writes none of them, and the pass rereads and decides again.
-            let writes = changes
-                .iter()
-                .map(|change| {
-                    let (alert, expected) = change.target();
-                    crate::store::alerts::alert_write(tenant, alert, expected)
-                })
-                .collect();
-            match store.backend().write(writes).await {
-                Ok(()) => {
-                    for change in changes {
-                        apply(tenant, change, &mut alerts, &mut tally);
-                    }
-                }
-                Err(StoreError::Conflict) => conflict = true,
-                Err(e) => return Err(e),
-            }
-        } else {
-            for change in changes {
-                let (alert, expected) = change.target();
-                match store.save_alert(tenant, alert, expected).await {
-                    Ok(()) => apply(tenant, change, &mut alerts, &mut tally),
-                    Err(StoreError::Conflict) => conflict = true,
-                    Err(e) => return Err(e),
-                }
-            }
-        }
+        let conflict = write_changes(store, tenant, changes, &mut alerts, &mut tally).await?;
         if !conflict {
             return Ok((alerts, tally));
         }
@@ -191,6 +160,50 @@ async fn settle(
             }
         };
     }
+}
+
+/// Writes the changes, each conditional, and notes those written in `alerts` and `tally`.
+/// Returns whether any conflicted.
+async fn write_changes(
+    store: &Store,
+    tenant: &str,
+    changes: Vec<Change>,
+    alerts: &mut Vec<(AlertRecord, u64)>,
+    tally: &mut Tally,
+) -> Result<bool, StoreError> {
+    let mut conflict = false;
+    if store.backend().single_writer() && changes.len() > 1 {
+        // The embedded store syncs every write transaction to disk: one for the pass's
+        // changes rather than one per alert (at a 1 s cycle, agents flapping in and out
+        // of silence made these syncs the bound on ingestion). All or nothing: a
+        // conflict writes none of them, and the pass rereads and decides again.
+        let writes = changes
+            .iter()
+            .map(|change| {
+                let (alert, expected) = change.target();
+                crate::store::alerts::alert_write(tenant, alert, expected)
+            })
+            .collect();
+        match store.backend().write(writes).await {
+            Ok(()) => {
+                for change in changes {
+                    apply(tenant, change, alerts, tally);
+                }
+            }
+            Err(StoreError::Conflict) => conflict = true,
+            Err(e) => return Err(e),
+        }
+    } else {
+        for change in changes {
+            let (alert, expected) = change.target();
+            match store.save_alert(tenant, alert, expected).await {
+                Ok(()) => apply(tenant, change, alerts, tally),
+                Err(StoreError::Conflict) => conflict = true,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(conflict)
 }
 
 /// Notes a written change in the alerts as stored and in the tally.
@@ -390,7 +403,6 @@ pub async fn run_evaluator<F, Fut>(
     F: Fn(super::TenantReport) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    use std::collections::BTreeMap;
     use tokio::time::{Duration, Instant};
     let every = Duration::from_millis(UPDATE_EVERY_MS);
     let mut last_sent: HashMap<String, Instant> = HashMap::new();
@@ -400,33 +412,27 @@ pub async fn run_evaluator<F, Fut>(
             .iter()
             .filter_map(|t| last_sent.get(t).map(|at| *at + every))
             .min();
-        let first = match due {
-            Some(at) => tokio::select! {
-                m = queue.recv() => match m { Some(m) => Some(m), None => return },
-                () = tokio::time::sleep_until(at) => None,
-            },
-            None => match queue.recv().await {
-                Some(m) => Some(m),
-                None => return,
-            },
+        let Some(pending) = next_batches(&mut queue, due).await else {
+            return;
         };
-        let mut pending: BTreeMap<String, Touched> = BTreeMap::new();
-        let mut next = first;
-        while let Some((tenant, touched)) = next.take() {
-            pending.entry(tenant).or_default().merge(touched);
-            next = queue.try_recv().ok();
-        }
         let now = state.clock.now_ms();
-        for (tenant, touched) in pending {
-            match evaluate_touched(&state.store, &state.config, &tenant, &touched, now).await {
-                Ok(tally) if tally.changed() => {
-                    state.notifier_wake.notify_one();
-                    dirty.insert(tenant);
-                }
-                Ok(_) => {}
-                Err(e) => tracing::error!(tenant, error = %e, "event evaluation failed"),
+        let changed = |tenant: &str, tally: Option<Tally>| {
+            if tally.is_some_and(|t| t.changed()) {
+                state.notifier_wake.notify_one();
+                dirty.insert(tenant.to_owned());
             }
-        }
+            // Sent below, at most once per `every`.
+            false
+        };
+        evaluate_tenants(
+            &state,
+            pending,
+            now,
+            "event evaluation failed",
+            changed,
+            &publish,
+        )
+        .await;
         let ready: Vec<String> = dirty
             .iter()
             .filter(|t| last_sent.get(*t).is_none_or(|at| at.elapsed() >= every))
@@ -436,11 +442,77 @@ pub async fn run_evaluator<F, Fut>(
             dirty.remove(&tenant);
             last_sent.insert(tenant.clone(), Instant::now());
             let now = state.clock.now_ms();
-            match super::snapshot(&state.store, &state.config, &tenant, now).await {
-                Ok(report) => publish(report).await,
-                Err(e) => tracing::error!(tenant, error = %e, "live update failed"),
-            }
+            publish_live_update(&state, &tenant, now, &publish).await;
         }
+    }
+}
+
+/// The next queued batches, merged per tenant: waits for one (until `due`, when a live
+/// update falls due: then none), then takes those queued meanwhile. `None` once the queue
+/// closes.
+async fn next_batches(
+    queue: &mut tokio::sync::mpsc::Receiver<(String, Touched)>,
+    due: Option<tokio::time::Instant>,
+) -> Option<std::collections::BTreeMap<String, Touched>> {
+    let first = match due {
+        Some(at) => tokio::select! {
+            m = queue.recv() => Some(m?),
+            () = tokio::time::sleep_until(at) => None,
+        },
+        None => Some(queue.recv().await?),
+    };
+    let mut pending: std::collections::BTreeMap<String, Touched> = Default::default();
+    let mut next = first;
+    while let Some((tenant, touched)) = next.take() {
+        pending.entry(tenant).or_default().merge(touched);
+        next = queue.try_recv().ok();
+    }
+    Some(pending)
+}
+
+/// The one driver of event evaluation, for the local evaluator and the stream's function:
+/// evaluates each tenant's touched sources at `now`, one tenant after another. `tallied`
+/// hears each outcome (`None` for a failure, logged as `failure`) and says whether the
+/// tenant's live update goes now, through `publish`.
+pub async fn evaluate_tenants<F, Fut>(
+    state: &crate::AppState,
+    tenants: impl IntoIterator<Item = (String, Touched)>,
+    now: Millis,
+    failure: &str,
+    mut tallied: impl FnMut(&str, Option<Tally>) -> bool,
+    publish: &F,
+) where
+    F: Fn(super::TenantReport) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for (tenant, touched) in tenants {
+        let tally =
+            match evaluate_touched(&state.store, &state.config, &tenant, &touched, now).await {
+                Ok(tally) => Some(tally),
+                Err(e) => {
+                    tracing::error!(tenant, error = %e, "{failure}");
+                    None
+                }
+            };
+        if tallied(&tenant, tally) {
+            publish_live_update(state, &tenant, now, publish).await;
+        }
+    }
+}
+
+/// Hands the tenant's live update at `now` to `publish`; a failure to read it is logged.
+pub async fn publish_live_update<F, Fut>(
+    state: &crate::AppState,
+    tenant: &str,
+    now: Millis,
+    publish: &F,
+) where
+    F: Fn(super::TenantReport) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    match super::snapshot(&state.store, &state.config, tenant, now).await {
+        Ok(report) => publish(report).await,
+        Err(e) => tracing::error!(tenant, error = %e, "live update failed"),
     }
 }
 

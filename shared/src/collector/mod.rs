@@ -262,74 +262,13 @@ impl Collector {
         let mut worst: std::collections::BTreeMap<(SloSource, String), rules::Firing> =
             Default::default();
         for slo in self.store.slos(tenant).await? {
-            let span = 3 * crate::time::DAY_MS + crate::time::HOUR_MS;
-            // The source's live item is in the cycle's data already: only its hour
-            // buckets are read.
-            let agent = || {
-                data.agents
-                    .iter()
-                    .find(|a| a.record.agent_id == slo.source_id)
-            };
-            let integration = || {
-                data.integrations
-                    .iter()
-                    .find(|i| i.record.integration_id == slo.source_id)
-            };
-            let entity = match slo.source_type {
-                SloSource::Agent if agent().is_some() => crate::store::layout::Entity::Agent,
-                SloSource::Integration if integration().is_some() => {
-                    crate::store::layout::Entity::Integration
-                }
-                _ => continue,
-            };
-            let stored = self
-                .store
-                .hours_between(tenant, entity, &slo.source_id, now - span, now)
-                .await?;
-            let slo_data = match slo.source_type {
-                SloSource::Agent => agent().map(|a| a.slo_data(stored)),
-                SloSource::Integration => integration().map(|i| i.slo_data(stored)),
-            };
-            let Some(slo_data) = slo_data else {
+            let Some(slo_data) = self.cycle_slo_data(tenant, data, &slo, now).await? else {
                 continue;
             };
             let Some((severity, rate)) = burn_alert(&slo, &slo_data, now) else {
                 continue;
             };
-            let (source_type, name) = match slo.source_type {
-                SloSource::Agent => (
-                    crate::domain::alerts::SourceType::Agent,
-                    data.agents
-                        .iter()
-                        .find(|a| a.record.agent_id == slo.source_id)
-                        .map_or(slo.source_id.as_str(), |a| a.record.agent_name.as_str()),
-                ),
-                SloSource::Integration => (
-                    crate::domain::alerts::SourceType::Integration,
-                    data.integrations
-                        .iter()
-                        .find(|i| i.record.integration_id == slo.source_id)
-                        .map_or(slo.source_id.as_str(), |i| {
-                            i.record.integration_name.as_str()
-                        }),
-                ),
-            };
-            let what = match slo.source_type {
-                SloSource::Agent => "Agent",
-                SloSource::Integration => "Integration",
-            };
-            let firing = rules::Firing {
-                key: crate::domain::alerts::AlertKey {
-                    source_type,
-                    source_id: slo.source_id.clone(),
-                    condition: rules::condition::SLO_BURN,
-                },
-                severity,
-                message: format!(
-                    "{what} {name} is burning the error budget of SLO {} at {rate}× the sustainable rate",
-                    slo.slo_id
-                ),
-            };
+            let firing = burn_firing(data, &slo, severity, rate);
             let slot = worst.entry((slo.source_type, slo.source_id.clone()));
             match slot {
                 std::collections::btree_map::Entry::Vacant(v) => {
@@ -344,6 +283,45 @@ impl Collector {
             }
         }
         Ok(worst.into_values().collect())
+    }
+
+    /// What an SLO's burn rates are computed from, over the longest burn window; `None` if
+    /// its source is gone. The source's live item is in the cycle's data already: only its
+    /// hour buckets are read.
+    async fn cycle_slo_data(
+        &self,
+        tenant: &str,
+        data: &crate::store::tenant::TenantData,
+        slo: &crate::domain::slo::SloRecord,
+        now: Millis,
+    ) -> Result<Option<crate::domain::slo::SloData>, StoreError> {
+        use crate::domain::slo::SloSource;
+        let span = 3 * crate::time::DAY_MS + crate::time::HOUR_MS;
+        let agent = || {
+            data.agents
+                .iter()
+                .find(|a| a.record.agent_id == slo.source_id)
+        };
+        let integration = || {
+            data.integrations
+                .iter()
+                .find(|i| i.record.integration_id == slo.source_id)
+        };
+        let entity = match slo.source_type {
+            SloSource::Agent if agent().is_some() => crate::store::layout::Entity::Agent,
+            SloSource::Integration if integration().is_some() => {
+                crate::store::layout::Entity::Integration
+            }
+            _ => return Ok(None),
+        };
+        let stored = self
+            .store
+            .hours_between(tenant, entity, &slo.source_id, now - span, now)
+            .await?;
+        Ok(match slo.source_type {
+            SloSource::Agent => agent().map(|a| a.slo_data(stored)),
+            SloSource::Integration => integration().map(|i| i.slo_data(stored)),
+        })
     }
 
     /// One tenant's cycle at `now`; `None` if another run claimed it.
@@ -364,40 +342,9 @@ impl Collector {
         self.schedule_recoveries(tenant, &data.integrations);
 
         let (agents, integrations) = healths(&data, now, self.config.latency_threshold_ms);
-
-        let thresholds = Thresholds::from(self.config.as_ref());
-        let mut timed = self.stuck(tenant, &data.agents, &thresholds, now).await?;
-        timed.extend(self.slo_burns(tenant, &data, now).await?);
-        // Alerts: reconcile, and on a conflict (an acknowledgement, or an overlapping run)
-        // re-read and reconcile again; what was written stays written.
-        let records: Vec<_> = data
-            .integrations
-            .iter()
-            .zip(&integrations)
-            .map(|(d, h)| (&d.record, h.latency_ms))
-            .collect();
-        let (alerts, tally) = alerting::settle_alerts(
-            &self.store,
-            tenant,
-            std::mem::take(&mut data.alerts),
-            &alerting::Scope::All,
-            |active| {
-                let mut firing = evaluate(
-                    &data.agents,
-                    &records,
-                    &data.hosts,
-                    &data.system,
-                    active,
-                    &thresholds,
-                    now,
-                );
-                firing.extend(timed.iter().cloned());
-                firing
-            },
-            now,
-            self.config.alert_history,
-        )
-        .await?;
+        let (alerts, tally) = self
+            .settle_cycle_alerts(tenant, &mut data, &integrations, now)
+            .await?;
         let report = report(
             &self.store,
             tenant,
@@ -415,6 +362,51 @@ impl Collector {
             resolved: tally.resolved,
             ..report
         }))
+    }
+
+    /// Evaluates every rule over the cycle's data (the alerts taken out of it) and writes
+    /// the decisions.
+    async fn settle_cycle_alerts(
+        &self,
+        tenant: &str,
+        data: &mut crate::store::tenant::TenantData,
+        integrations: &[IntegrationHealth],
+        now: Millis,
+    ) -> Result<(Vec<(AlertRecord, u64)>, alerting::Tally), StoreError> {
+        let thresholds = Thresholds::from(self.config.as_ref());
+        let mut timed = self.stuck(tenant, &data.agents, &thresholds, now).await?;
+        timed.extend(self.slo_burns(tenant, data, now).await?);
+        // Alerts: reconcile, and on a conflict (an acknowledgement, or an overlapping run)
+        // re-read and reconcile again; what was written stays written.
+        let records: Vec<_> = data
+            .integrations
+            .iter()
+            .zip(integrations)
+            .map(|(d, h)| (&d.record, h.latency_ms))
+            .collect();
+        let alerts = std::mem::take(&mut data.alerts);
+        alerting::settle_alerts(
+            &self.store,
+            tenant,
+            alerts,
+            &alerting::Scope::All,
+            |active| {
+                let mut firing = evaluate(
+                    &data.agents,
+                    &records,
+                    &data.hosts,
+                    &data.system,
+                    active,
+                    &thresholds,
+                    now,
+                );
+                firing.extend(timed.iter().cloned());
+                firing
+            },
+            now,
+            self.config.alert_history,
+        )
+        .await
     }
 
     /// Probes the tenant's integrations that are due this cycle, concurrently, records each
@@ -674,6 +666,50 @@ impl Collector {
             ))
             .await;
         }
+    }
+}
+
+/// The alert for an SLO burning its error budget at `rate` times the sustainable rate.
+fn burn_firing(
+    data: &crate::store::tenant::TenantData,
+    slo: &crate::domain::slo::SloRecord,
+    severity: crate::domain::alerts::Severity,
+    rate: impl std::fmt::Display,
+) -> rules::Firing {
+    use crate::domain::slo::SloSource;
+    let (source_type, name) = match slo.source_type {
+        SloSource::Agent => (
+            crate::domain::alerts::SourceType::Agent,
+            data.agents
+                .iter()
+                .find(|a| a.record.agent_id == slo.source_id)
+                .map_or(slo.source_id.as_str(), |a| a.record.agent_name.as_str()),
+        ),
+        SloSource::Integration => (
+            crate::domain::alerts::SourceType::Integration,
+            data.integrations
+                .iter()
+                .find(|i| i.record.integration_id == slo.source_id)
+                .map_or(slo.source_id.as_str(), |i| {
+                    i.record.integration_name.as_str()
+                }),
+        ),
+    };
+    let what = match slo.source_type {
+        SloSource::Agent => "Agent",
+        SloSource::Integration => "Integration",
+    };
+    rules::Firing {
+        key: crate::domain::alerts::AlertKey {
+            source_type,
+            source_id: slo.source_id.clone(),
+            condition: rules::condition::SLO_BURN,
+        },
+        severity,
+        message: format!(
+            "{what} {name} is burning the error budget of SLO {} at {rate}× the sustainable rate",
+            slo.slo_id
+        ),
     }
 }
 

@@ -24,7 +24,7 @@ use crate::domain::alerts::{AlertRecord, Severity, SourceType};
 use crate::domain::notify::{ChannelRecord, Destination, RuleRecord};
 use crate::domain::notify::{ChannelState, Kind};
 use crate::store::layout::{self, Entity};
-use crate::store::notify::{DeliveryStatus, NotificationRecord};
+use crate::store::notify::{DeliveryStatus, NotificationRecord, NotifyConfig};
 use crate::store::{Record, Store, StoreError};
 use crate::telemetry::Deliveries;
 use crate::time::{Clock, Millis, HOUR_MS, MINUTE_MS};
@@ -187,6 +187,189 @@ fn new_id() -> String {
     format!("n_{}", hex::encode(bytes))
 }
 
+/// What a channel's attempts in one pass mean for its stored state.
+#[derive(Default)]
+struct Outcome {
+    /// Notifications that leave the outbox.
+    finished: Vec<String>,
+    /// Whether the last attempt succeeded, if there was one.
+    success: Option<bool>,
+    last_error: Option<String>,
+    first_failure: Option<Millis>,
+}
+
+/// Records a failed attempt: the notification is retried when the error allows and the
+/// retry comes within the limit, and fails for good otherwise.
+fn failed_attempt(
+    tenant: &str,
+    channel: &ChannelRecord,
+    n: &mut NotificationRecord,
+    e: &SendError,
+    now: Millis,
+    report: &mut PassReport,
+    outcome: &mut Outcome,
+) {
+    report.failed_attempts += 1;
+    outcome.success = Some(false);
+    outcome.first_failure.get_or_insert(now);
+    outcome.last_error = Some(e.message.clone());
+    n.last_error = Some(e.message.clone());
+    match e
+        .retry
+        .and_then(|after| retry_at(n.created_at, n.attempts, now, after))
+    {
+        Some(at) => {
+            n.next_attempt_at = at;
+            report.due(at);
+            tracing::warn!(tenant, channel = %channel.channel_id, notification_id = %n.notification_id, attempts = n.attempts, error = %e.message, "notification attempt failed; will retry");
+        }
+        None => {
+            n.status = DeliveryStatus::Failed;
+            tracing::error!(tenant, channel = %channel.channel_id, notification_id = %n.notification_id, attempts = n.attempts, error = %e.message, "notification failed for good");
+        }
+    }
+}
+
+/// The link that acknowledges `alert` as notification `n` shows it.
+fn acknowledge_url(
+    base: &str,
+    secret: &[u8],
+    tenant: &str,
+    channel_id: &str,
+    n: &NotificationRecord,
+    alert: &AlertRecord,
+) -> String {
+    let claim = token::AckClaim {
+        tenant: tenant.to_owned(),
+        alert_id: alert.alert_id.clone(),
+        channel_id: channel_id.to_owned(),
+        expires_at: n.created_at + token::ACK_LINK_TTL_MS,
+        // The alert as this message shows it: a later escalation needs a new message's link.
+        sent_for: Some(token::SentFor {
+            severity: alert.severity,
+            raised_at: alert.raised_at,
+        }),
+    };
+    format!("{base}/api/health/ack/{}", token::sign(secret, &claim))
+}
+
+/// The alert for a channel failing since `since`: numbered after the channel's earlier
+/// ones, so each failure is an alert of its own.
+fn channel_failing_alert(
+    channel: &ChannelRecord,
+    stored: &[AlertRecord],
+    since: Millis,
+    error: Option<String>,
+    now: Millis,
+) -> AlertRecord {
+    let n = stored
+        .iter()
+        .filter(|a| a.condition == CHANNEL_FAILING && a.source_id == channel.channel_id)
+        .count()
+        + 1;
+    system_alert(
+        format!("alert_channel_{}_failing_{n}", channel.channel_id),
+        Severity::Warning,
+        format!(
+            "Notification channel {} failing for {} min: {}",
+            channel.name,
+            (now - since) / MINUTE_MS,
+            error.unwrap_or_default()
+        ),
+        channel.channel_id.clone(),
+        CHANNEL_FAILING,
+        now,
+    )
+}
+
+/// A new alert the system raises about itself.
+fn system_alert(
+    alert_id: String,
+    severity: Severity,
+    message: String,
+    source_id: String,
+    condition: &str,
+    now: Millis,
+) -> AlertRecord {
+    AlertRecord {
+        alert_id,
+        severity,
+        message,
+        source_type: SourceType::System,
+        source_id,
+        condition: condition.to_owned(),
+        raised_at: now,
+        acknowledged_by: None,
+        acknowledged_at: None,
+        notes: None,
+        resolved_at: None,
+    }
+}
+
+/// The message a channel test sends: one made-up alert, stored nowhere.
+fn test_notification(channel: &ChannelRecord, now: Millis) -> NotificationRecord {
+    let alert = system_alert(
+        format!("test_{}", now.div_euclid(1000)),
+        Severity::Info,
+        format!(
+            "Test notification to channel {} from the agent health monitor",
+            channel.name
+        ),
+        "system".to_owned(),
+        "test",
+        now,
+    );
+    NotificationRecord {
+        notification_id: new_id(),
+        channel_id: channel.channel_id.clone(),
+        kind: Kind::Test,
+        alerts: vec![alert],
+        source_names: BTreeMap::new(),
+        created_at: now,
+        status: DeliveryStatus::Pending,
+        attempts: 1,
+        next_attempt_at: now,
+        lease_until: None,
+        delivered_at: None,
+        last_error: None,
+    }
+}
+
+/// Plans one enabled channel at `now`, its weekly report included, and notes in `report`
+/// when it next falls due.
+fn plan_channel(
+    channel: &ChannelRecord,
+    config: &NotifyConfig,
+    alerts: &[AlertRecord],
+    state: &ChannelState,
+    now: Millis,
+    report: &mut PassReport,
+) -> plan::Plan {
+    let rules: Vec<&RuleRecord> = config
+        .rules
+        .iter()
+        .filter(|r| r.channels.contains(&channel.channel_id))
+        .collect();
+    let tracks = matches!(channel.destination, Destination::Pagerduty { .. });
+    let mut p = plan(state, &rules, alerts, &config.silences, tracks, now);
+    if let Some(at) = p.next_due {
+        report.due(at);
+    }
+    let wanted = rules.iter().any(|r| r.weekly_report);
+    let (due, week) = plan::report_due(state.report_week, wanted, now);
+    p.state.report_week = week;
+    if due {
+        p.messages.push(plan::Draft {
+            kind: Kind::Report,
+            alerts: Vec::new(),
+        });
+    }
+    if wanted {
+        report.due(plan::week_start(plan::week_of(now) + 1));
+    }
+    p
+}
+
 impl Notifier {
     /// A notifier over the application's store and configuration.
     pub fn new(state: &crate::AppState) -> Result<Self, reqwest::Error> {
@@ -264,86 +447,15 @@ impl Notifier {
         let alerts: Vec<AlertRecord> = if config.rules.is_empty() {
             Vec::new()
         } else {
-            self.store
-                .all_alerts(tenant)
-                .await?
-                .into_iter()
-                .map(|(a, _)| a)
-                .collect()
+            self.stored_alerts(tenant).await?
         };
         for channel in &config.channels {
-            let (state, version) = match config.states.get(&channel.channel_id) {
-                Some((s, v)) => (s.clone(), Some(*v)),
-                None => (ChannelState::default(), None),
+            let Some(state) = self
+                .decide_channel(tenant, channel, &config, &alerts, now, &mut report)
+                .await?
+            else {
+                continue;
             };
-            let mut state = state;
-            if channel.enabled && !config.rules.is_empty() {
-                let rules: Vec<&RuleRecord> = config
-                    .rules
-                    .iter()
-                    .filter(|r| r.channels.contains(&channel.channel_id))
-                    .collect();
-                let tracks = matches!(channel.destination, Destination::Pagerduty { .. });
-                let mut p = plan(&state, &rules, &alerts, &config.silences, tracks, now);
-                if let Some(at) = p.next_due {
-                    report.due(at);
-                }
-                let wanted = rules.iter().any(|r| r.weekly_report);
-                let (due, week) = plan::report_due(state.report_week, wanted, now);
-                p.state.report_week = week;
-                if due {
-                    p.messages.push(plan::Draft {
-                        kind: Kind::Report,
-                        alerts: Vec::new(),
-                    });
-                }
-                if wanted {
-                    report.due(plan::week_start(plan::week_of(now) + 1));
-                }
-                if !p.messages.is_empty() || p.state != state {
-                    let mut next = p.state;
-                    let mut records = Vec::new();
-                    for draft in p.messages {
-                        let names = self.source_names(tenant, &draft.alerts).await?;
-                        let record = NotificationRecord {
-                            notification_id: new_id(),
-                            channel_id: channel.channel_id.clone(),
-                            kind: draft.kind,
-                            alerts: draft.alerts,
-                            source_names: names,
-                            created_at: now,
-                            status: DeliveryStatus::Pending,
-                            attempts: 0,
-                            next_attempt_at: now,
-                            lease_until: None,
-                            delivered_at: None,
-                            last_error: None,
-                        };
-                        next.outbox.push(record.notification_id.clone());
-                        records.push(record);
-                    }
-                    match self
-                        .store
-                        .commit_plan(tenant, &channel.channel_id, &next, version, &records)
-                        .await
-                    {
-                        Ok(()) => {
-                            for r in &records {
-                                tracing::info!(tenant, channel = %channel.channel_id, notification_id = %r.notification_id, kind = r.kind.as_str(), alerts = r.alerts.len(), "notification decided");
-                            }
-                            report.decided += records.len();
-                            state = next;
-                        }
-                        // Another notifier decided first: its decision stands, and the next
-                        // pass sees it.
-                        Err(StoreError::Conflict) => {
-                            report.due(now + 1000);
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
             if !state.outbox.is_empty() {
                 let r = self.deliver_channel(tenant, channel, &state.outbox).await?;
                 report.add(&r);
@@ -363,6 +475,94 @@ impl Notifier {
                 .await?;
         }
         Ok(report)
+    }
+
+    /// Every stored alert of the tenant, active and recently resolved.
+    async fn stored_alerts(&self, tenant: &str) -> Result<Vec<AlertRecord>, StoreError> {
+        Ok(self
+            .store
+            .all_alerts(tenant)
+            .await?
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect())
+    }
+
+    /// Decides what the channel must be sent and stores the decision with the channel's
+    /// new state. The state to deliver from, or `None` when another notifier decided
+    /// first (its decision stands, and the next pass sees it).
+    async fn decide_channel(
+        &self,
+        tenant: &str,
+        channel: &ChannelRecord,
+        config: &NotifyConfig,
+        alerts: &[AlertRecord],
+        now: Millis,
+        report: &mut PassReport,
+    ) -> Result<Option<ChannelState>, StoreError> {
+        let (state, version) = match config.states.get(&channel.channel_id) {
+            Some((s, v)) => (s.clone(), Some(*v)),
+            None => (ChannelState::default(), None),
+        };
+        if !channel.enabled || config.rules.is_empty() {
+            return Ok(Some(state));
+        }
+        let p = plan_channel(channel, config, alerts, &state, now, report);
+        if p.messages.is_empty() && p.state == state {
+            return Ok(Some(state));
+        }
+        let (next, records) = self.queue_messages(tenant, channel, p, now).await?;
+        match self
+            .store
+            .commit_plan(tenant, &channel.channel_id, &next, version, &records)
+            .await
+        {
+            Ok(()) => {
+                for r in &records {
+                    tracing::info!(tenant, channel = %channel.channel_id, notification_id = %r.notification_id, kind = r.kind.as_str(), alerts = r.alerts.len(), "notification decided");
+                }
+                report.decided += records.len();
+                Ok(Some(next))
+            }
+            Err(StoreError::Conflict) => {
+                report.due(now + 1000);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The plan's messages as notifications to store, and the channel's state with them in
+    /// its outbox.
+    async fn queue_messages(
+        &self,
+        tenant: &str,
+        channel: &ChannelRecord,
+        p: plan::Plan,
+        now: Millis,
+    ) -> Result<(ChannelState, Vec<NotificationRecord>), StoreError> {
+        let mut next = p.state;
+        let mut records = Vec::new();
+        for draft in p.messages {
+            let names = self.source_names(tenant, &draft.alerts).await?;
+            let record = NotificationRecord {
+                notification_id: new_id(),
+                channel_id: channel.channel_id.clone(),
+                kind: draft.kind,
+                alerts: draft.alerts,
+                source_names: names,
+                created_at: now,
+                status: DeliveryStatus::Pending,
+                attempts: 0,
+                next_attempt_at: now,
+                lease_until: None,
+                delivered_at: None,
+                last_error: None,
+            };
+            next.outbox.push(record.notification_id.clone());
+            records.push(record);
+        }
+        Ok((next, records))
     }
 
     /// Display names of the agents and integrations the alerts are about: one batch read.
@@ -419,37 +619,15 @@ impl Notifier {
                 alert: a,
                 source_name: n.source_names.get(&a.source_id).map(String::as_str),
                 acknowledge_url: match (&base, secret) {
-                    (Some(base), Some(secret)) if a.resolved_at.is_none() => Some(format!(
-                        "{base}/api/health/ack/{}",
-                        token::sign(
-                            secret,
-                            &token::AckClaim {
-                                tenant: tenant.to_owned(),
-                                alert_id: a.alert_id.clone(),
-                                channel_id: channel_id.to_owned(),
-                                expires_at: n.created_at + token::ACK_LINK_TTL_MS,
-                                // The alert as this message shows it: a later escalation
-                                // needs a new message's link.
-                                sent_for: Some(token::SentFor {
-                                    severity: a.severity,
-                                    raised_at: a.raised_at,
-                                }),
-                            }
-                        )
-                    )),
+                    (Some(base), Some(secret)) if a.resolved_at.is_none() => {
+                        Some(acknowledge_url(base, secret, tenant, channel_id, n, a))
+                    }
                     _ => None,
                 },
             })
             .collect();
-        // The week before the one the report was decided in, Monday to Sunday: rebuilt
-        // on each attempt from stored history, so a retry sends the same figures.
         let report = if n.kind == Kind::Report {
-            let end = plan::week_start(plan::week_of(n.created_at)) - 1;
-            let inputs = self
-                .store
-                .report_inputs(tenant, crate::domain::report::PeriodKind::Week, end)
-                .await?;
-            Some(crate::domain::report::build(&inputs))
+            Some(self.weekly_report(tenant, n).await?)
         } else {
             None
         };
@@ -463,6 +641,21 @@ impl Notifier {
         })
     }
 
+    /// The week before the one the report was decided in, Monday to Sunday: rebuilt on each
+    /// attempt from stored history, so a retry sends the same figures.
+    async fn weekly_report(
+        &self,
+        tenant: &str,
+        n: &NotificationRecord,
+    ) -> Result<crate::domain::report::Report, StoreError> {
+        let end = plan::week_start(plan::week_of(n.created_at)) - 1;
+        let inputs = self
+            .store
+            .report_inputs(tenant, crate::domain::report::PeriodKind::Week, end)
+            .await?;
+        Ok(crate::domain::report::build(&inputs))
+    }
+
     /// Attempts the channel's due messages, oldest first, and records each outcome. Each
     /// claim and each send reads the clock: earlier sends in this pass may have been slow.
     async fn deliver_channel(
@@ -472,104 +665,34 @@ impl Notifier {
         outbox: &[String],
     ) -> Result<PassReport, StoreError> {
         let mut report = PassReport::default();
-        let mut finished: Vec<String> = Vec::new();
-        let mut success = None;
-        let mut last_error = None;
-        let mut first_failure = None;
+        let mut outcome = Outcome::default();
         let found = self.store.notifications(tenant, outbox).await?;
         // Ids whose message is gone (expired) leave the outbox.
         for id in outbox {
             if !found.iter().any(|(n, _)| &n.notification_id == id) {
-                finished.push(id.clone());
+                outcome.finished.push(id.clone());
             }
         }
-        for (mut n, version) in found {
+        for (n, version) in found {
             if n.status != DeliveryStatus::Pending {
-                finished.push(n.notification_id.clone());
+                outcome.finished.push(n.notification_id.clone());
                 continue;
             }
-            let claimed_at = self.clock.now_ms();
-            let free_at = n.lease_until.unwrap_or(0).max(n.next_attempt_at);
-            if free_at > claimed_at {
-                report.due(free_at);
-                report.pending += 1;
-                continue;
-            }
-            // Claim it for this attempt.
-            n.attempts += 1;
-            n.lease_until = Some(claimed_at + LEASE_MS);
-            match self.store.save_notification(tenant, &n, version).await {
-                Ok(()) => {}
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e),
-            }
-            let result = if channel.enabled {
-                let message = self.message(tenant, &channel.channel_id, &n).await?;
-                // The signature's time is the send's, as receivers check it against theirs.
-                let sent_at = self.clock.now_ms();
-                self.sender
-                    .send(&channel.destination, &message, sent_at)
-                    .await
-            } else {
-                Err(SendError {
-                    message: "the channel is disabled".to_owned(),
-                    retry: None,
-                })
-            };
-            let now = self.clock.now_ms();
-            n.lease_until = None;
-            match result {
-                Ok(()) => {
-                    n.status = DeliveryStatus::Delivered;
-                    n.delivered_at = Some(now);
-                    n.last_error = None;
-                    report.delivered += 1;
-                    success = Some(true);
-                    tracing::info!(tenant, channel = %channel.channel_id, notification_id = %n.notification_id, attempts = n.attempts, "notification delivered");
-                }
-                Err(e) => {
-                    report.failed_attempts += 1;
-                    success = Some(false);
-                    first_failure.get_or_insert(now);
-                    last_error = Some(e.message.clone());
-                    n.last_error = Some(e.message.clone());
-                    match e
-                        .retry
-                        .and_then(|after| retry_at(n.created_at, n.attempts, now, after))
-                    {
-                        Some(at) => {
-                            n.next_attempt_at = at;
-                            report.due(at);
-                            tracing::warn!(tenant, channel = %channel.channel_id, notification_id = %n.notification_id, attempts = n.attempts, error = %e.message, "notification attempt failed; will retry");
-                        }
-                        None => {
-                            n.status = DeliveryStatus::Failed;
-                            tracing::error!(tenant, channel = %channel.channel_id, notification_id = %n.notification_id, attempts = n.attempts, error = %e.message, "notification failed for good");
-                        }
-                    }
-                }
-            }
-            self.store
-                .save_notification(tenant, &n, version + 1)
+            self.attempt(tenant, channel, n, version, &mut report, &mut outcome)
                 .await?;
-            if n.status != DeliveryStatus::Pending {
-                finished.push(n.notification_id.clone());
-            } else {
-                report.pending += 1;
-            }
         }
-        if !finished.is_empty() || success.is_some() {
+        if !outcome.finished.is_empty() || outcome.success.is_some() {
             self.store
                 .update_channel_state(tenant, &channel.channel_id, |s| {
-                    s.outbox.retain(|id| !finished.contains(id));
-                    match success {
+                    s.outbox.retain(|id| !outcome.finished.contains(id));
+                    match outcome.success {
                         Some(true) => {
                             s.failing_since = None;
                             s.last_error = None;
                         }
                         Some(false) => {
-                            s.failing_since = s.failing_since.or(first_failure);
-                            s.last_error.clone_from(&last_error);
+                            s.failing_since = s.failing_since.or(outcome.first_failure);
+                            s.last_error.clone_from(&outcome.last_error);
                         }
                         None => {}
                     }
@@ -577,6 +700,79 @@ impl Notifier {
                 .await?;
         }
         Ok(report)
+    }
+
+    /// Sends a stored notification to its channel; a disabled channel fails it for good.
+    async fn send_stored(
+        &self,
+        tenant: &str,
+        channel: &ChannelRecord,
+        n: &NotificationRecord,
+    ) -> Result<Result<(), SendError>, StoreError> {
+        if !channel.enabled {
+            return Ok(Err(SendError {
+                message: "the channel is disabled".to_owned(),
+                retry: None,
+            }));
+        }
+        let message = self.message(tenant, &channel.channel_id, n).await?;
+        // The signature's time is the send's, as receivers check it against theirs.
+        let sent_at = self.clock.now_ms();
+        Ok(self
+            .sender
+            .send(&channel.destination, &message, sent_at)
+            .await)
+    }
+
+    /// One attempt at a pending notification, if it is due and this notifier claims it
+    /// first; its outcome is stored with the notification.
+    async fn attempt(
+        &self,
+        tenant: &str,
+        channel: &ChannelRecord,
+        mut n: NotificationRecord,
+        version: u64,
+        report: &mut PassReport,
+        outcome: &mut Outcome,
+    ) -> Result<(), StoreError> {
+        let claimed_at = self.clock.now_ms();
+        let free_at = n.lease_until.unwrap_or(0).max(n.next_attempt_at);
+        if free_at > claimed_at {
+            report.due(free_at);
+            report.pending += 1;
+            return Ok(());
+        }
+        // Claim it for this attempt.
+        n.attempts += 1;
+        n.lease_until = Some(claimed_at + LEASE_MS);
+        match self.store.save_notification(tenant, &n, version).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let result = self.send_stored(tenant, channel, &n).await?;
+        let now = self.clock.now_ms();
+        n.lease_until = None;
+        match result {
+            Ok(()) => {
+                n.status = DeliveryStatus::Delivered;
+                n.delivered_at = Some(now);
+                n.last_error = None;
+                report.delivered += 1;
+                outcome.success = Some(true);
+                tracing::info!(tenant, channel = %channel.channel_id, notification_id = %n.notification_id, attempts = n.attempts, "notification delivered");
+            }
+            Err(e) => failed_attempt(tenant, channel, &mut n, &e, now, report, outcome),
+        }
+        self.store
+            .save_notification(tenant, &n, version + 1)
+            .await?;
+        if n.status != DeliveryStatus::Pending {
+            outcome.finished.push(n.notification_id.clone());
+        } else {
+            report.pending += 1;
+        }
+        Ok(())
     }
 
     /// Raises an alert for each channel failing for [`CHANNEL_FAILING_AFTER_MS`], and
@@ -590,12 +786,7 @@ impl Notifier {
     ) -> Result<(), StoreError> {
         let config = self.store.notify_config(tenant).await?;
         let stored = if alerts.is_empty() {
-            self.store
-                .all_alerts(tenant)
-                .await?
-                .into_iter()
-                .map(|(a, _)| a)
-                .collect()
+            self.stored_alerts(tenant).await?
         } else {
             alerts.to_vec()
         };
@@ -612,31 +803,7 @@ impl Notifier {
             });
             match (failing, active) {
                 (Some((since, error)), None) => {
-                    let n = stored
-                        .iter()
-                        .filter(|a| {
-                            a.condition == CHANNEL_FAILING && a.source_id == channel.channel_id
-                        })
-                        .count()
-                        + 1;
-                    let alert = AlertRecord {
-                        alert_id: format!("alert_channel_{}_failing_{n}", channel.channel_id),
-                        severity: Severity::Warning,
-                        message: format!(
-                            "Notification channel {} failing for {} min: {}",
-                            channel.name,
-                            (now - since) / MINUTE_MS,
-                            error.unwrap_or_default()
-                        ),
-                        source_type: SourceType::System,
-                        source_id: channel.channel_id.clone(),
-                        condition: CHANNEL_FAILING.to_owned(),
-                        raised_at: now,
-                        acknowledged_by: None,
-                        acknowledged_at: None,
-                        notes: None,
-                        resolved_at: None,
-                    };
+                    let alert = channel_failing_alert(channel, &stored, since, error, now);
                     match self.store.save_alert(tenant, &alert, None).await {
                         Ok(()) | Err(StoreError::Conflict) => {
                             tracing::warn!(tenant, channel = %channel.channel_id, "notification channel failing: alert raised");
@@ -684,36 +851,7 @@ impl Notifier {
         channel: &ChannelRecord,
         now: Millis,
     ) -> Result<TestResult, StoreError> {
-        let alert = AlertRecord {
-            alert_id: format!("test_{}", now.div_euclid(1000)),
-            severity: Severity::Info,
-            message: format!(
-                "Test notification to channel {} from the agent health monitor",
-                channel.name
-            ),
-            source_type: SourceType::System,
-            source_id: "system".to_owned(),
-            condition: "test".to_owned(),
-            raised_at: now,
-            acknowledged_by: None,
-            acknowledged_at: None,
-            notes: None,
-            resolved_at: None,
-        };
-        let record = NotificationRecord {
-            notification_id: new_id(),
-            channel_id: channel.channel_id.clone(),
-            kind: Kind::Test,
-            alerts: vec![alert],
-            source_names: BTreeMap::new(),
-            created_at: now,
-            status: DeliveryStatus::Pending,
-            attempts: 1,
-            next_attempt_at: now,
-            lease_until: None,
-            delivered_at: None,
-            last_error: None,
-        };
+        let record = test_notification(channel, now);
         let mut message = self.message(tenant, &channel.channel_id, &record).await?;
         // A test alert does not exist: nothing to acknowledge.
         for item in &mut message.items {
@@ -760,6 +898,19 @@ impl Notifier {
         .await;
     }
 
+    /// Reads the tenant list into the schedule; on failure the schedule keeps the last.
+    async fn list_tenants(&self, schedule: &mut TenantSchedule, now: Millis) {
+        match self.store.tenants().await {
+            Ok(t) => {
+                schedule.tenants = t;
+                schedule.listed_at = Some(now);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "listing tenants for notifications failed")
+            }
+        }
+    }
+
     /// Runs each tenant's passes on its own schedule until `until` (forever if `None`):
     /// a tenant's pass starts when something of it falls due (at most `max_sleep_ms`
     /// after its last), or when `wake` is notified (a collector cycle, an
@@ -776,17 +927,11 @@ impl Notifier {
         max_sleep_ms: Millis,
         mut on_pass: impl FnMut(&str, &PassReport),
     ) {
-        use std::collections::{HashMap, HashSet};
         let budget = std::time::Duration::from_millis(
             u64::try_from(TENANT_PASS_BUDGET_MS).unwrap_or(60_000),
         );
         let mut running = futures::stream::FuturesUnordered::new();
-        let mut in_flight: HashSet<String> = HashSet::new();
-        // Tenants woken while their pass ran: they go again once it ends.
-        let mut missed: HashSet<String> = HashSet::new();
-        let mut due: HashMap<String, Millis> = HashMap::new();
-        let mut tenants: Vec<String> = Vec::new();
-        let mut listed_at: Option<Millis> = None;
+        let mut schedule = TenantSchedule::default();
         let mut woken = true;
         loop {
             let now = clock.now_ms();
@@ -794,72 +939,29 @@ impl Notifier {
                 break;
             }
             // The tenant list is one Query: read again on a wake or every few seconds.
-            if woken || listed_at.is_none_or(|at| now - at >= max_sleep_ms.max(1000)) {
-                match self.store.tenants().await {
-                    Ok(t) => {
-                        tenants = t;
-                        listed_at = Some(now);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "listing tenants for notifications failed")
-                    }
-                }
+            if woken
+                || schedule
+                    .listed_at
+                    .is_none_or(|at| now - at >= max_sleep_ms.max(1000))
+            {
+                self.list_tenants(&mut schedule, now).await;
             }
-            for tenant in &tenants {
-                let is_due = woken || due.get(tenant).is_none_or(|at| *at <= now);
-                if !is_due {
-                    continue;
-                }
-                if in_flight.contains(tenant) {
-                    missed.insert(tenant.clone());
-                    continue;
-                }
-                in_flight.insert(tenant.clone());
-                let tenant = tenant.clone();
+            for tenant in schedule.start(woken, now) {
                 running.push(async move {
                     let result = tokio::time::timeout(budget, self.pass_tenant(&tenant, now)).await;
                     (tenant, result)
                 });
             }
             woken = false;
-            let now = clock.now_ms();
-            let next = tenants
-                .iter()
-                .filter(|t| !in_flight.contains(*t))
-                .filter_map(|t| due.get(t))
-                .min()
-                .copied();
-            let mut wait = next.map_or(max_sleep_ms, |at| (at - now).clamp(0, max_sleep_ms));
-            if let Some(u) = until {
-                wait = wait.min((u - now).max(0));
-            }
+            let wait = schedule.wait_ms(clock.now_ms(), until, max_sleep_ms);
             let sleep = tokio::time::sleep(std::time::Duration::from_millis(
                 u64::try_from(wait).unwrap_or(0),
             ));
             tokio::select! {
                 Some((tenant, result)) = running.next(), if !running.is_empty() => {
                     let now = clock.now_ms();
-                    in_flight.remove(&tenant);
-                    let next = match result {
-                        Ok(Ok(report)) => {
-                            on_pass(&tenant, &report);
-                            report.next_due.unwrap_or(now + max_sleep_ms)
-                        }
-                        Ok(Err(e)) => {
-                            tracing::error!(tenant = %tenant, error = %e, "notification pass failed");
-                            now + 5000
-                        }
-                        Err(_) => {
-                            tracing::warn!(tenant = %tenant, budget_ms = TENANT_PASS_BUDGET_MS, "notification pass cut off at its budget");
-                            now
-                        }
-                    };
-                    let next = if missed.remove(&tenant) { now } else { next };
-                    // However soon its report says something falls due, a tenant's next
-                    // pass waits a moment: a due time that stays in the past (a lease
-                    // held elsewhere, a clock behind the store's) must not become a loop
-                    // of passes that starves the process.
-                    due.insert(tenant, next.max(now + MIN_PASS_GAP_MS));
+                    let next = pass_ended(&tenant, result, &mut on_pass, now, max_sleep_ms);
+                    schedule.finished(tenant, next, now);
                 }
                 () = sleep => {}
                 () = wake.notified() => { woken = true; }
@@ -876,6 +978,96 @@ impl Notifier {
                 }
             }
         }
+    }
+}
+
+/// A tenant's pass as it ended, within its budget or not.
+type PassResult = Result<Result<PassReport, StoreError>, tokio::time::error::Elapsed>;
+
+/// Hands a finished pass to `on_pass` or logs why it failed, and says when the tenant's
+/// next pass is due.
+fn pass_ended(
+    tenant: &str,
+    result: PassResult,
+    on_pass: &mut impl FnMut(&str, &PassReport),
+    now: Millis,
+    max_sleep_ms: Millis,
+) -> Millis {
+    match result {
+        Ok(Ok(report)) => {
+            on_pass(tenant, &report);
+            report.next_due.unwrap_or(now + max_sleep_ms)
+        }
+        Ok(Err(e)) => {
+            tracing::error!(tenant = %tenant, error = %e, "notification pass failed");
+            now + 5000
+        }
+        Err(_) => {
+            tracing::warn!(tenant = %tenant, budget_ms = TENANT_PASS_BUDGET_MS, "notification pass cut off at its budget");
+            now
+        }
+    }
+}
+
+/// When each tenant's next notification pass is due, and which are running.
+#[derive(Default)]
+struct TenantSchedule {
+    tenants: Vec<String>,
+    listed_at: Option<Millis>,
+    due: std::collections::HashMap<String, Millis>,
+    in_flight: std::collections::HashSet<String>,
+    /// Tenants woken while their pass ran: they go again once it ends.
+    missed: std::collections::HashSet<String>,
+}
+
+impl TenantSchedule {
+    /// The tenants whose pass starts now (all, when `woken`, but those still running),
+    /// counted as running.
+    fn start(&mut self, woken: bool, now: Millis) -> Vec<String> {
+        let mut starting = Vec::new();
+        for tenant in &self.tenants {
+            let is_due = woken || self.due.get(tenant).is_none_or(|at| *at <= now);
+            if !is_due {
+                continue;
+            }
+            if self.in_flight.contains(tenant) {
+                self.missed.insert(tenant.clone());
+                continue;
+            }
+            self.in_flight.insert(tenant.clone());
+            starting.push(tenant.clone());
+        }
+        starting
+    }
+
+    /// How long to sleep before the next idle tenant falls due.
+    fn wait_ms(&self, now: Millis, until: Option<Millis>, max_sleep_ms: Millis) -> Millis {
+        let next = self
+            .tenants
+            .iter()
+            .filter(|t| !self.in_flight.contains(*t))
+            .filter_map(|t| self.due.get(t))
+            .min()
+            .copied();
+        let mut wait = next.map_or(max_sleep_ms, |at| (at - now).clamp(0, max_sleep_ms));
+        if let Some(u) = until {
+            wait = wait.min((u - now).max(0));
+        }
+        wait
+    }
+
+    /// Notes that the tenant's pass ended, wanting the next at `next`.
+    fn finished(&mut self, tenant: String, next: Millis, now: Millis) {
+        self.in_flight.remove(&tenant);
+        let next = if self.missed.remove(&tenant) {
+            now
+        } else {
+            next
+        };
+        // However soon its report says something falls due, a tenant's next pass waits a
+        // moment: a due time that stays in the past (a lease held elsewhere, a clock behind
+        // the store's) must not become a loop of passes that starves the process.
+        self.due.insert(tenant, next.max(now + MIN_PASS_GAP_MS));
     }
 }
 

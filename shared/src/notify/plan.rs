@@ -92,6 +92,67 @@ fn earliest(a: Option<Millis>, b: Millis) -> Option<Millis> {
     Some(a.map_or(b, |a| a.min(b)))
 }
 
+/// What one look over the alerts found each routed alert to need.
+#[derive(Default)]
+struct Sorted<'a> {
+    new_firing: Vec<(&'a AlertRecord, Timing)>,
+    changed: Vec<(&'a AlertRecord, Timing)>,
+    escalated: bool,
+    resolved: Vec<(&'a AlertRecord, Timing)>,
+    reminders: Vec<&'a AlertRecord>,
+    acknowledged: Vec<&'a AlertRecord>,
+}
+
+/// How a firing alert that was notified stands against what was sent about it.
+enum Since {
+    /// Raised again or more severe: it goes at once.
+    Escalated,
+    /// Less severe than was sent.
+    Changed,
+    /// Acknowledged since, on a channel told about acknowledgements.
+    Acknowledged,
+    /// Unacknowledged and its reminder is due.
+    Reminder,
+    /// Unacknowledged; its reminder falls due then.
+    ReminderAt(Millis),
+    /// Nothing to say.
+    Unchanged,
+}
+
+fn since_sent(
+    alert: &AlertRecord,
+    sent: &Sent,
+    t: Timing,
+    tracks_acknowledgement: bool,
+    now: Millis,
+) -> Since {
+    if alert.raised_at != sent.raised_at || alert.severity < sent.severity {
+        Since::Escalated
+    } else if alert.severity != sent.severity {
+        Since::Changed
+    } else if alert.acknowledged_at.is_some() {
+        if tracks_acknowledgement && !sent.acknowledged {
+            Since::Acknowledged
+        } else {
+            Since::Unchanged
+        }
+    } else if sent.at.saturating_add(t.repeat) <= now {
+        Since::Reminder
+    } else {
+        Since::ReminderAt(sent.at.saturating_add(t.repeat))
+    }
+}
+
+/// One channel's plan as it is being made.
+struct Planner<'s> {
+    /// The state before this plan: group timing counts from it.
+    before: &'s ChannelState,
+    next: ChannelState,
+    messages: Vec<Draft>,
+    next_due: Option<Millis>,
+    now: Millis,
+}
+
 /// Plans one channel at `now`. `rules` are the enabled rules that list the channel;
 /// `alerts` every stored alert of the tenant (active and recently resolved);
 /// `tracks_acknowledgement` is true for channels told about acknowledgements (PagerDuty).
@@ -103,148 +164,185 @@ pub fn plan(
     tracks_acknowledgement: bool,
     now: Millis,
 ) -> Plan {
-    let mut next = state.clone();
-    let group_busy = !state.notified.is_empty();
-    let mut new_firing: Vec<(&AlertRecord, Timing)> = Vec::new();
-    let mut changed: Vec<(&AlertRecord, Timing)> = Vec::new();
-    let mut escalated = false;
-    let mut resolved: Vec<(&AlertRecord, Timing)> = Vec::new();
-    let mut reminders: Vec<&AlertRecord> = Vec::new();
-    let mut acknowledged: Vec<&AlertRecord> = Vec::new();
-    let mut next_due: Option<Millis> = None;
+    let mut planner = Planner {
+        before: state,
+        next: state.clone(),
+        messages: Vec::new(),
+        next_due: None,
+        now,
+    };
+    planner.forget_unrouted(rules, alerts);
+    let sorted = planner.sort(rules, alerts, silences, tracks_acknowledgement);
+    planner.firing(&sorted);
+    planner.resolved(&sorted.resolved);
+    planner.reminders(sorted.reminders);
+    planner.acknowledged(sorted.acknowledged);
+    Plan {
+        state: planner.next,
+        messages: planner.messages,
+        next_due: planner.next_due,
+    }
+}
 
-    // Forget alerts that are gone from the store (expired) or no longer routed here.
-    next.notified.retain(|id, _| {
-        alerts
-            .iter()
-            .any(|a| &a.alert_id == id && timing(rules, a).is_some())
-    });
+impl Planner<'_> {
+    /// Forgets alerts that are gone from the store (expired) or no longer routed here.
+    fn forget_unrouted(&mut self, rules: &[&RuleRecord], alerts: &[AlertRecord]) {
+        self.next.notified.retain(|id, _| {
+            alerts
+                .iter()
+                .any(|a| &a.alert_id == id && timing(rules, a).is_some())
+        });
+    }
 
-    for alert in alerts {
-        let Some(t) = timing(rules, alert) else {
-            continue;
-        };
-        let silenced = is_silenced(silences, alert, now);
-        let sent = next.notified.get(&alert.alert_id);
-        match (alert.resolved_at, sent) {
-            (Some(_), Some(_)) => {
-                if silenced || !t.send_resolved {
-                    next.notified.remove(&alert.alert_id);
-                } else {
-                    resolved.push((alert, t));
-                }
-            }
-            (Some(_), None) => {}
-            (None, _) if silenced => {}
-            (None, None) => new_firing.push((alert, t)),
-            (None, Some(s)) => {
-                if alert.raised_at != s.raised_at || alert.severity < s.severity {
-                    escalated = true;
-                    changed.push((alert, t));
-                } else if alert.severity != s.severity {
-                    changed.push((alert, t));
-                } else if alert.acknowledged_at.is_some() {
-                    if tracks_acknowledgement && !s.acknowledged {
-                        acknowledged.push(alert);
+    fn sort<'a>(
+        &mut self,
+        rules: &[&RuleRecord],
+        alerts: &'a [AlertRecord],
+        silences: &[SilenceRecord],
+        tracks_acknowledgement: bool,
+    ) -> Sorted<'a> {
+        let mut sorted = Sorted::default();
+        for alert in alerts {
+            let Some(t) = timing(rules, alert) else {
+                continue;
+            };
+            let silenced = is_silenced(silences, alert, self.now);
+            let sent = self.next.notified.get(&alert.alert_id);
+            match (alert.resolved_at, sent) {
+                (Some(_), Some(_)) => {
+                    if silenced || !t.send_resolved {
+                        self.next.notified.remove(&alert.alert_id);
+                    } else {
+                        sorted.resolved.push((alert, t));
                     }
-                } else if s.at.saturating_add(t.repeat) <= now {
-                    reminders.push(alert);
-                } else {
-                    next_due = earliest(next_due, s.at.saturating_add(t.repeat));
+                }
+                (Some(_), None) => {}
+                (None, _) if silenced => {}
+                (None, None) => sorted.new_firing.push((alert, t)),
+                (None, Some(s)) => {
+                    match since_sent(alert, s, t, tracks_acknowledgement, self.now) {
+                        Since::Escalated => {
+                            sorted.escalated = true;
+                            sorted.changed.push((alert, t));
+                        }
+                        Since::Changed => sorted.changed.push((alert, t)),
+                        Since::Acknowledged => sorted.acknowledged.push(alert),
+                        Since::Reminder => sorted.reminders.push(alert),
+                        Since::ReminderAt(at) => self.next_due = earliest(self.next_due, at),
+                        Since::Unchanged => {}
+                    }
                 }
             }
         }
+        sorted
     }
 
-    let interval_due = |ts: &[(&AlertRecord, Timing)]| {
-        let interval = ts.iter().map(|(_, t)| t.group_interval).min().unwrap_or(0);
-        state
+    /// When a group with these timings may next be sent: the shortest group interval after
+    /// the channel's last group message (at once if it never had one).
+    fn interval_due<'t>(&self, timings: impl Iterator<Item = &'t Timing>) -> Millis {
+        let interval = timings.map(|t| t.group_interval).min().unwrap_or(0);
+        self.before
             .last_group_at
-            .map_or(now, |at| at.saturating_add(interval))
-    };
-    let mut messages = Vec::new();
-
-    // Firing: new alerts and changes to notified ones.
-    if new_firing.is_empty() {
-        next.pending_since = None;
+            .map_or(self.now, |at| at.saturating_add(interval))
     }
-    let firing_due = if escalated {
-        now
-    } else if !changed.is_empty() || group_busy {
-        let all: Vec<_> = new_firing.iter().chain(&changed).copied().collect();
-        interval_due(&all)
-    } else if new_firing.is_empty() {
-        Millis::MAX
-    } else {
-        let since = *next.pending_since.get_or_insert(now);
-        let wait = new_firing
+
+    /// When the firing message (new alerts and changes to notified ones) falls due.
+    fn firing_due(&mut self, sorted: &Sorted) -> Millis {
+        if sorted.escalated {
+            self.now
+        } else if !sorted.changed.is_empty() || !self.before.notified.is_empty() {
+            let all = sorted.new_firing.iter().chain(&sorted.changed);
+            self.interval_due(all.map(|(_, t)| t))
+        } else if sorted.new_firing.is_empty() {
+            Millis::MAX
+        } else {
+            let since = *self.next.pending_since.get_or_insert(self.now);
+            let wait = sorted
+                .new_firing
+                .iter()
+                .map(|(_, t)| t.group_wait)
+                .min()
+                .unwrap_or(0);
+            since.saturating_add(wait)
+        }
+    }
+
+    fn firing(&mut self, sorted: &Sorted) {
+        if sorted.new_firing.is_empty() {
+            self.next.pending_since = None;
+        }
+        let due = self.firing_due(sorted);
+        let firing: Vec<&AlertRecord> = sorted
+            .new_firing
             .iter()
-            .map(|(_, t)| t.group_wait)
-            .min()
-            .unwrap_or(0);
-        since.saturating_add(wait)
-    };
-    let firing: Vec<&AlertRecord> = new_firing.iter().chain(&changed).map(|(a, _)| *a).collect();
-    if !firing.is_empty() {
-        if firing_due <= now {
-            for a in &firing {
-                next.notified.insert(
-                    a.alert_id.clone(),
-                    Sent {
-                        severity: a.severity,
-                        raised_at: a.raised_at,
-                        at: now,
-                        acknowledged: a.acknowledged_at.is_some(),
-                    },
-                );
-            }
-            next.pending_since = None;
-            next.last_group_at = Some(now);
-            push_messages(&mut messages, Kind::Firing, firing);
-        } else {
-            next_due = earliest(next_due, firing_due);
+            .chain(&sorted.changed)
+            .map(|(a, _)| *a)
+            .collect();
+        if firing.is_empty() {
+            return;
         }
-    }
-
-    if !resolved.is_empty() {
-        let due = interval_due(&resolved);
-        if due <= now {
-            for (a, _) in &resolved {
-                next.notified.remove(&a.alert_id);
-            }
-            next.last_group_at = Some(now);
-            push_messages(
-                &mut messages,
-                Kind::Resolved,
-                resolved.iter().map(|(a, _)| *a).collect(),
+        if due > self.now {
+            self.next_due = earliest(self.next_due, due);
+            return;
+        }
+        for a in &firing {
+            self.next.notified.insert(
+                a.alert_id.clone(),
+                Sent {
+                    severity: a.severity,
+                    raised_at: a.raised_at,
+                    at: self.now,
+                    acknowledged: a.acknowledged_at.is_some(),
+                },
             );
-        } else {
-            next_due = earliest(next_due, due);
         }
+        self.next.pending_since = None;
+        self.next.last_group_at = Some(self.now);
+        push_messages(&mut self.messages, Kind::Firing, firing);
     }
 
-    if !reminders.is_empty() {
+    fn resolved(&mut self, resolved: &[(&AlertRecord, Timing)]) {
+        if resolved.is_empty() {
+            return;
+        }
+        let due = self.interval_due(resolved.iter().map(|(_, t)| t));
+        if due > self.now {
+            self.next_due = earliest(self.next_due, due);
+            return;
+        }
+        for (a, _) in resolved {
+            self.next.notified.remove(&a.alert_id);
+        }
+        self.next.last_group_at = Some(self.now);
+        push_messages(
+            &mut self.messages,
+            Kind::Resolved,
+            resolved.iter().map(|(a, _)| *a).collect(),
+        );
+    }
+
+    fn reminders(&mut self, reminders: Vec<&AlertRecord>) {
+        if reminders.is_empty() {
+            return;
+        }
         for a in &reminders {
-            if let Some(s) = next.notified.get_mut(&a.alert_id) {
-                s.at = now;
+            if let Some(s) = self.next.notified.get_mut(&a.alert_id) {
+                s.at = self.now;
             }
         }
-        push_messages(&mut messages, Kind::Reminder, reminders);
+        push_messages(&mut self.messages, Kind::Reminder, reminders);
     }
 
-    if !acknowledged.is_empty() {
+    fn acknowledged(&mut self, acknowledged: Vec<&AlertRecord>) {
+        if acknowledged.is_empty() {
+            return;
+        }
         for a in &acknowledged {
-            if let Some(s) = next.notified.get_mut(&a.alert_id) {
+            if let Some(s) = self.next.notified.get_mut(&a.alert_id) {
                 s.acknowledged = true;
             }
         }
-        push_messages(&mut messages, Kind::Acknowledged, acknowledged);
-    }
-
-    Plan {
-        state: next,
-        messages,
-        next_due,
+        push_messages(&mut self.messages, Kind::Acknowledged, acknowledged);
     }
 }
 

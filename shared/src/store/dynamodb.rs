@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
@@ -320,27 +321,20 @@ impl Backend for DynamoBackend {
     }
 
     async fn query(&self, pk: &str, from: &str, to: &str) -> Result<Vec<StoredItem>, StoreError> {
-        self.query_with(pk, from, to, true, None).await
+        self.query_with(pk, from, to, true, None, true).await
     }
 
-    async fn query_limit(
+    async fn query_end(
         &self,
         pk: &str,
         from: &str,
         to: &str,
         limit: usize,
+        newest_first: bool,
     ) -> Result<Vec<StoredItem>, StoreError> {
-        self.query_with(pk, from, to, true, Some(limit)).await
-    }
-
-    async fn query_last(
-        &self,
-        pk: &str,
-        from: &str,
-        to: &str,
-        limit: usize,
-    ) -> Result<Vec<StoredItem>, StoreError> {
-        self.query_with_order(pk, from, to, false, Some(limit), false)
+        // The newest end is read eventually consistent, as the trait says.
+        let ascending = !newest_first;
+        self.query_with(pk, from, to, ascending, Some(limit), ascending)
             .await
     }
 
@@ -350,7 +344,7 @@ impl Backend for DynamoBackend {
         from: &str,
         to: &str,
     ) -> Result<Vec<StoredItem>, StoreError> {
-        self.query_with(pk, from, to, false, None).await
+        self.query_with(pk, from, to, false, None, true).await
     }
     async fn query_many(&self, ranges: &[Range]) -> Result<Vec<Vec<StoredItem>>, StoreError> {
         use futures::stream::{self, StreamExt, TryStreamExt};
@@ -366,107 +360,34 @@ impl Backend for DynamoBackend {
     }
 
     async fn list_index(&self, index_pk: &str) -> Result<Vec<ItemKey>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
+        let query = |_| {
+            self.client
                 .query()
                 .table_name(&self.table)
                 .index_name(GSI1)
                 .key_condition_expression("GSI1PK = :pk")
                 .expression_attribute_values(":pk", s(index_pk))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(backend_err)?;
-            for item in page.items() {
-                let mut item = item.clone();
-                if let (Some(pk), Some(sk)) = (take_s(&mut item, "PK"), take_s(&mut item, "SK")) {
-                    out.push(ItemKey { pk, sk });
-                }
-            }
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(out),
-            }
-        }
+        };
+        self.query_pages(query, None, |item| {
+            let mut item = item.clone();
+            Ok(match (take_s(&mut item, "PK"), take_s(&mut item, "SK")) {
+                (Some(pk), Some(sk)) => Some(ItemKey { pk, sk }),
+                _ => None,
+            })
+        })
+        .await
     }
 
     async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         match writes.len() {
             0 => Ok(()),
             // One item needs no transaction, which costs half the write units.
-            1 => {
-                let w = &writes[0];
-                let (expr, value) = Self::condition(w.condition);
-                let result = self
-                    .client
-                    .put_item()
-                    .table_name(&self.table)
-                    .set_item(Some(to_item(&w.item)?))
-                    .set_condition_expression(expr.map(str::to_owned))
-                    .set_expression_attribute_values(value.map(|(k, v)| HashMap::from([(k, v)])))
-                    .send()
-                    .await;
-                match result {
-                    Ok(_) => Ok(()),
-                    Err(SdkError::ServiceError(e))
-                        if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
-                    {
-                        Err(StoreError::Conflict)
-                    }
-                    Err(e) => Err(backend_err(e)),
-                }
-            }
+            1 => self.put(&writes[0]).await,
             len if len > MAX_TRANSACTION_ITEMS => Err(StoreError::Backend(
                 format!("{len} writes exceed DynamoDB's {MAX_TRANSACTION_ITEMS} per transaction")
                     .into(),
             )),
-            _ => {
-                let mut items = Vec::with_capacity(writes.len());
-                for w in &writes {
-                    let (expr, value) = Self::condition(w.condition);
-                    let put = Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(to_item(&w.item)?))
-                        .set_condition_expression(expr.map(str::to_owned))
-                        .set_expression_attribute_values(
-                            value.map(|(k, v)| HashMap::from([(k, v)])),
-                        )
-                        .build()
-                        .map_err(backend_err)?;
-                    items.push(TransactWriteItem::builder().put(put).build());
-                }
-                let result = self
-                    .client
-                    .transact_write_items()
-                    .set_transact_items(Some(items))
-                    .send()
-                    .await;
-                match result {
-                    Ok(_) => Ok(()),
-                    Err(SdkError::ServiceError(e)) => match e.err() {
-                        // A failed condition or a concurrent transaction on the same items:
-                        // both mean "reread and retry". Other reasons (throttling,
-                        // validation) are backend errors.
-                        TransactWriteItemsError::TransactionCanceledException(c)
-                            if c.cancellation_reasons().iter().all(|r| {
-                                matches!(
-                                    r.code(),
-                                    None | Some(
-                                        "None" | "ConditionalCheckFailed" | "TransactionConflict"
-                                    )
-                                )
-                            }) =>
-                        {
-                            Err(StoreError::Conflict)
-                        }
-                        _ => Err(backend_err(SdkError::ServiceError(e))),
-                    },
-                    Err(e) => Err(backend_err(e)),
-                }
-            }
+            _ => self.transact(&writes).await,
         }
     }
 
@@ -488,6 +409,71 @@ impl Backend for DynamoBackend {
 }
 
 impl DynamoBackend {
+    /// One conditional PutItem.
+    async fn put(&self, w: &Write) -> Result<(), StoreError> {
+        let (expr, value) = Self::condition(w.condition);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&w.item)?))
+            .set_condition_expression(expr.map(str::to_owned))
+            .set_expression_attribute_values(value.map(|(k, v)| HashMap::from([(k, v)])))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(backend_err(e)),
+        }
+    }
+
+    /// The writes as one TransactWriteItems: all or none.
+    async fn transact(&self, writes: &[Write]) -> Result<(), StoreError> {
+        let mut items = Vec::with_capacity(writes.len());
+        for w in writes {
+            let (expr, value) = Self::condition(w.condition);
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(to_item(&w.item)?))
+                .set_condition_expression(expr.map(str::to_owned))
+                .set_expression_attribute_values(value.map(|(k, v)| HashMap::from([(k, v)])))
+                .build()
+                .map_err(backend_err)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) => match e.err() {
+                // A failed condition or a concurrent transaction on the same items:
+                // both mean "reread and retry". Other reasons (throttling,
+                // validation) are backend errors.
+                TransactWriteItemsError::TransactionCanceledException(c)
+                    if c.cancellation_reasons().iter().all(|r| {
+                        matches!(
+                            r.code(),
+                            None | Some("None" | "ConditionalCheckFailed" | "TransactionConflict")
+                        )
+                    }) =>
+                {
+                    Err(StoreError::Conflict)
+                }
+                _ => Err(backend_err(SdkError::ServiceError(e))),
+            },
+            Err(e) => Err(backend_err(e)),
+        }
+    }
+
     /// BatchGetItem in chunks, retrying unprocessed keys; `consistent: false` reads at half
     /// the price.
     async fn get_with(
@@ -534,22 +520,9 @@ impl DynamoBackend {
         Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
     }
 
-    /// One Query, paged to the end or to `limit` items; `consistent: false` reads at half
-    /// the price.
+    /// One Query, paged to the end or to `limit` items, descending by sort key unless
+    /// `forward`; `consistent: false` reads at half the price.
     async fn query_with(
-        &self,
-        pk: &str,
-        from: &str,
-        to: &str,
-        consistent: bool,
-        limit: Option<usize>,
-    ) -> Result<Vec<StoredItem>, StoreError> {
-        self.query_with_order(pk, from, to, consistent, limit, true)
-            .await
-    }
-
-    /// [`DynamoBackend::query_with`], descending by sort key unless `forward`.
-    async fn query_with_order(
         &self,
         pk: &str,
         from: &str,
@@ -558,11 +531,8 @@ impl DynamoBackend {
         limit: Option<usize>,
         forward: bool,
     ) -> Result<Vec<StoredItem>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
+        let query = |read: usize| {
+            self.client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("PK = :pk AND SK BETWEEN :from AND :to")
@@ -571,15 +541,33 @@ impl DynamoBackend {
                 .expression_attribute_values(":to", s(to))
                 .consistent_read(consistent)
                 .scan_index_forward(forward)
-                .set_limit(
-                    limit.map(|l| i32::try_from(l.saturating_sub(out.len())).unwrap_or(i32::MAX)),
-                )
+                .set_limit(limit.map(|l| i32::try_from(l.saturating_sub(read)).unwrap_or(i32::MAX)))
+        };
+        self.query_pages(query, limit, |item| from_item(item.clone()).map(Some))
+            .await
+    }
+
+    /// Runs a Query page after page (`query` is told how many items were kept so far) until
+    /// the last page or until `limit` items are kept; `keep` reads each item, `None` to
+    /// pass it over.
+    async fn query_pages<T>(
+        &self,
+        query: impl Fn(usize) -> QueryFluentBuilder,
+        limit: Option<usize>,
+        keep: impl Fn(&Item) -> Result<Option<T>, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = query(out.len())
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(backend_err)?;
             for item in page.items() {
-                out.push(from_item(item.clone())?);
+                if let Some(kept) = keep(item)? {
+                    out.push(kept);
+                }
             }
             if limit.is_some_and(|l| out.len() >= l) {
                 return Ok(out);

@@ -92,16 +92,7 @@ fn read_range(
     lo: &str,
     hi: &str,
 ) -> Result<Vec<StoredItem>, StoreError> {
-    read_range_limit(table, lo, hi, usize::MAX)
-}
-
-fn read_range_limit(
-    table: &impl ReadableTable<&'static str, &'static [u8]>,
-    lo: &str,
-    hi: &str,
-    limit: usize,
-) -> Result<Vec<StoredItem>, StoreError> {
-    read_range_with(table, lo, hi, limit, false)
+    read_range_with(table, lo, hi, usize::MAX, false)
 }
 
 /// The first `limit` items of a range, from its end if `from_end`.
@@ -151,6 +142,22 @@ impl EmbeddedBackend {
         Ok(Self { db: Arc::new(db) })
     }
 
+    /// The first `limit` items of a partition's range, from its end if `from_end`, in one
+    /// read transaction.
+    fn read_range(
+        &self,
+        pk: &str,
+        from: &str,
+        to: &str,
+        limit: usize,
+        from_end: bool,
+    ) -> Result<Vec<StoredItem>, StoreError> {
+        let (lo, hi) = (joined(pk, from), joined(pk, to));
+        let txn = self.db.begin_read().map_err(backend_err)?;
+        let table = txn.open_table(ITEMS).map_err(backend_err)?;
+        read_range_with(&table, &lo, &hi, limit, from_end)
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
@@ -196,36 +203,18 @@ impl Backend for EmbeddedBackend {
         // On the calling task, as point reads: a range of a partition is read from the page
         // cache in microseconds per item (a 10,000-agent list in milliseconds), less than
         // the hand-off to the blocking pool costs for the small ranges most reads are.
-        let (lo, hi) = (joined(pk, from), joined(pk, to));
-        let txn = self.db.begin_read().map_err(backend_err)?;
-        let table = txn.open_table(ITEMS).map_err(backend_err)?;
-        read_range(&table, &lo, &hi)
+        self.read_range(pk, from, to, usize::MAX, false)
     }
 
-    async fn query_limit(
+    async fn query_end(
         &self,
         pk: &str,
         from: &str,
         to: &str,
         limit: usize,
+        newest_first: bool,
     ) -> Result<Vec<StoredItem>, StoreError> {
-        let (lo, hi) = (joined(pk, from), joined(pk, to));
-        let txn = self.db.begin_read().map_err(backend_err)?;
-        let table = txn.open_table(ITEMS).map_err(backend_err)?;
-        read_range_limit(&table, &lo, &hi, limit)
-    }
-
-    async fn query_last(
-        &self,
-        pk: &str,
-        from: &str,
-        to: &str,
-        limit: usize,
-    ) -> Result<Vec<StoredItem>, StoreError> {
-        let (lo, hi) = (joined(pk, from), joined(pk, to));
-        let txn = self.db.begin_read().map_err(backend_err)?;
-        let table = txn.open_table(ITEMS).map_err(backend_err)?;
-        read_range_with(&table, &lo, &hi, limit, true)
+        self.read_range(pk, from, to, limit, newest_first)
     }
 
     async fn query_many(&self, ranges: &[Range]) -> Result<Vec<Vec<StoredItem>>, StoreError> {

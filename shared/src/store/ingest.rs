@@ -113,45 +113,10 @@ impl Store {
         now: Millis,
         keep: bool,
     ) -> Result<(IngestOutcome, Touched), StoreError> {
-        let mut order: Vec<Target<'_>> = Vec::new();
-        let mut groups: HashMap<Target<'_>, Vec<&Event>> = HashMap::new();
-        for event in events {
-            let target = Target::of(event);
-            groups
-                .entry(target)
-                .or_insert_with(|| {
-                    order.push(target);
-                    Vec::new()
-                })
-                .push(event);
-        }
-        let mut runs = Vec::with_capacity(order.len());
-        for target in order {
-            let group = groups.remove(&target).unwrap_or_default();
-            // Boxed as Send here, where the lifetimes are concrete: a stream of unboxed
-            // async blocks trips the compiler's higher-ranked Send check in the handlers.
-            let run: futures::future::BoxFuture<'_, GroupResult> = Box::pin(async move {
-                match target {
-                    Target::Entity(Entity::Agent, _) => {
-                        self.ingest_group::<LiveAgent>(tenant, target, &group, now, keep)
-                            .await
-                    }
-                    Target::Entity(Entity::Integration, _) => {
-                        self.ingest_group::<LiveIntegration>(tenant, target, &group, now, keep)
-                            .await
-                    }
-                    Target::Entity(Entity::Host, _) => {
-                        self.ingest_group::<LiveHost>(tenant, target, &group, now, keep)
-                            .await
-                    }
-                    Target::System => {
-                        self.ingest_group::<SystemRecord>(tenant, target, &group, now, keep)
-                            .await
-                    }
-                }
-            });
-            runs.push(run);
-        }
+        let runs: Vec<_> = by_target(events)
+            .into_iter()
+            .map(|(target, group)| self.ingest_target(tenant, target, group, now, keep))
+            .collect();
         let mut runs = futures::stream::iter(runs).buffer_unordered(CONCURRENT_GROUPS);
         let mut total = IngestOutcome::default();
         let mut touched = Touched::default();
@@ -170,6 +135,39 @@ impl Store {
             Some(e) => Err(e),
             None => Ok((total, touched)),
         }
+    }
+
+    /// [`Store::ingest_group`] for the target's kind of item. Boxed as Send here, where the
+    /// lifetimes are concrete: a stream of unboxed async blocks trips the compiler's
+    /// higher-ranked Send check in the handlers.
+    fn ingest_target<'s>(
+        &'s self,
+        tenant: &'s str,
+        target: Target<'s>,
+        group: Vec<&'s Event>,
+        now: Millis,
+        keep: bool,
+    ) -> futures::future::BoxFuture<'s, GroupResult> {
+        Box::pin(async move {
+            match target {
+                Target::Entity(Entity::Agent, _) => {
+                    self.ingest_group::<LiveAgent>(tenant, target, &group, now, keep)
+                        .await
+                }
+                Target::Entity(Entity::Integration, _) => {
+                    self.ingest_group::<LiveIntegration>(tenant, target, &group, now, keep)
+                        .await
+                }
+                Target::Entity(Entity::Host, _) => {
+                    self.ingest_group::<LiveHost>(tenant, target, &group, now, keep)
+                        .await
+                }
+                Target::System => {
+                    self.ingest_group::<SystemRecord>(tenant, target, &group, now, keep)
+                        .await
+                }
+            }
+        })
     }
 
     /// Applies one entity's events to its live item with one conditional write.
@@ -197,26 +195,7 @@ impl Store {
                 .settle(tenant, target.marks_of(), &mut value, now)
                 .await?;
             let mut marks = Marks::new(self, tenant, target.marks_of());
-            let mut outcome = IngestOutcome::default();
-            let mut failures = Vec::new();
-            for event in events {
-                if T::marks_events() {
-                    let m = mark(&event.event_id);
-                    let hour = hour_of(event.timestamp);
-                    if marks.contains(value.seen_mut(), &[hour], m).await? {
-                        outcome.duplicates += 1;
-                        continue;
-                    }
-                    value.seen_mut().insert(hour, m);
-                }
-                let failure = value.failure_of(event);
-                if value.apply(&mut marks, event, now).await? {
-                    outcome.accepted += 1;
-                    failures.extend(failure);
-                } else {
-                    outcome.duplicates += 1;
-                }
-            }
+            let (outcome, failures) = apply_events(&mut marks, &mut value, events, now).await?;
             // Before the item that counts them: a crash in between leaves failures whose
             // events are retried, and the retry rewrites the same items.
             if let Target::Entity(entity, id) = target {
@@ -470,4 +449,55 @@ impl Store {
         })
         .await
     }
+}
+
+/// Applies events to an entity's live item: those whose mark is held, or that change no
+/// count, are duplicates. Returns the outcome and the failures of the accepted events.
+async fn apply_events<T: LiveRecord>(
+    marks: &mut Marks<'_>,
+    value: &mut T,
+    events: &[&Event],
+    now: Millis,
+) -> Result<(IngestOutcome, Vec<(String, FailureRecord)>), StoreError> {
+    let mut outcome = IngestOutcome::default();
+    let mut failures = Vec::new();
+    for event in events {
+        if T::marks_events() {
+            let m = mark(&event.event_id);
+            let hour = hour_of(event.timestamp);
+            if marks.contains(value.seen_mut(), &[hour], m).await? {
+                outcome.duplicates += 1;
+                continue;
+            }
+            value.seen_mut().insert(hour, m);
+        }
+        let failure = value.failure_of(event);
+        if value.apply(marks, event, now).await? {
+            outcome.accepted += 1;
+            failures.extend(failure);
+        } else {
+            outcome.duplicates += 1;
+        }
+    }
+    Ok((outcome, failures))
+}
+
+/// The events by the item they apply to, in the order each item first appears.
+fn by_target(events: &[Event]) -> Vec<(Target<'_>, Vec<&Event>)> {
+    let mut order: Vec<Target<'_>> = Vec::new();
+    let mut groups: HashMap<Target<'_>, Vec<&Event>> = HashMap::new();
+    for event in events {
+        let target = Target::of(event);
+        groups
+            .entry(target)
+            .or_insert_with(|| {
+                order.push(target);
+                Vec::new()
+            })
+            .push(event);
+    }
+    order
+        .into_iter()
+        .map(|target| (target, groups.remove(&target).unwrap_or_default()))
+        .collect()
 }

@@ -237,6 +237,29 @@ pub trait Backend: Send + Sync + fmt::Debug {
     ) -> Result<Vec<StoredItem>, StoreError> {
         self.query(pk, from, to).await
     }
+    /// At most `limit` items from one end of [`Backend::query`]: the first, a page of a
+    /// list; or with `newest_first` the last, highest sort key first and eventually
+    /// consistent, the recent end of a time-keyed range. On DynamoDB it reads (and bills)
+    /// only those items. Backends override this, not [`Backend::query_limit`] or
+    /// [`Backend::query_last`].
+    async fn query_end(
+        &self,
+        pk: &str,
+        from: &str,
+        to: &str,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<StoredItem>, StoreError> {
+        let mut items = self.query(pk, from, to).await?;
+        if newest_first {
+            let keep = items.len().saturating_sub(limit);
+            items.drain(..keep);
+            items.reverse();
+        } else {
+            items.truncate(limit);
+        }
+        Ok(items)
+    }
     /// The first `limit` items of [`Backend::query`]: a page of a list, which on DynamoDB
     /// reads (and bills) only those items.
     async fn query_limit(
@@ -246,9 +269,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
         to: &str,
         limit: usize,
     ) -> Result<Vec<StoredItem>, StoreError> {
-        let mut items = self.query(pk, from, to).await?;
-        items.truncate(limit);
-        Ok(items)
+        self.query_end(pk, from, to, limit, false).await
     }
     /// The last `limit` items of [`Backend::query`], newest (highest sort key) first,
     /// eventually consistent: the recent end of a time-keyed range, reading and billing
@@ -260,11 +281,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
         to: &str,
         limit: usize,
     ) -> Result<Vec<StoredItem>, StoreError> {
-        let mut items = self.query(pk, from, to).await?;
-        let keep = items.len().saturating_sub(limit);
-        items.drain(..keep);
-        items.reverse();
-        Ok(items)
+        self.query_end(pk, from, to, limit, true).await
     }
     /// Runs many [`Backend::query`] calls; the result has one entry per range, in order.
     /// Backends override it to share one read transaction or to run the queries

@@ -11,7 +11,7 @@ use crate::domain::live::{LiveAgent, LiveIntegration};
 use crate::domain::report::{
     AgentInput, IntegrationInput, Period, PeriodKind, ReportInputs, SloInput,
 };
-use crate::domain::slo::{status, SloSource};
+use crate::domain::slo::{status, SloData, SloRecord, SloSource};
 use crate::time::{Millis, DAY_MS};
 
 /// Entities whose history is read at the same time.
@@ -116,44 +116,78 @@ impl Store {
             self.slos(tenant),
             self.all_alerts_with(tenant, Consistency::Eventual),
         )?;
-        // SLOs' sources are among the lives just read: only their hour buckets are read.
         let mut slo_inputs = Vec::with_capacity(slos.len());
         for slo in slos {
-            let window = i64::from(slo.window_days) * DAY_MS;
-            let span = window.max(now - period.previous_from());
-            let (entity, source) = match slo.source_type {
-                SloSource::Agent => (
-                    Entity::Agent,
-                    agents
-                        .iter()
-                        .find(|a| a.record.agent_id == slo.source_id)
-                        .map(|a| EntityData::from(a.clone()).slo_data(Vec::new())),
-                ),
-                SloSource::Integration => (
-                    Entity::Integration,
-                    integrations
-                        .iter()
-                        .find(|i| i.record.integration_id == slo.source_id)
-                        .map(|i| EntityData::from(i.clone()).slo_data(Vec::new())),
-                ),
-            };
-            let data = match source {
-                Some(mut data) => {
-                    let mut stored = self
-                        .hours_between(tenant, entity, &slo.source_id, now - span, now)
-                        .await?;
-                    stored.append(&mut data.hours);
-                    data.hours = stored;
-                    data
-                }
-                None => Default::default(),
-            };
+            let span = (i64::from(slo.window_days) * DAY_MS).max(now - period.previous_from());
+            let data = self
+                .report_slo_data(tenant, &slo, &agents, &integrations, span, now)
+                .await?;
             slo_inputs.push(SloInput {
                 status: status(&slo, &data, now),
                 data,
             });
         }
-        let agents: Vec<AgentInput> = futures::stream::iter(agents)
+        Ok(ReportInputs {
+            tenant: tenant.to_owned(),
+            period,
+            agents: self.agent_inputs(tenant, agents, first, now).await?,
+            integrations: self
+                .integration_inputs(tenant, integrations, first, now)
+                .await?,
+            slos: slo_inputs,
+            alerts: alerts.into_iter().map(|(a, _)| a).collect(),
+        })
+    }
+
+    /// What an SLO is computed from over the `span` before `now`. Its source is among the
+    /// lives just read: only its hour buckets are read.
+    async fn report_slo_data(
+        &self,
+        tenant: &str,
+        slo: &SloRecord,
+        agents: &[LiveAgent],
+        integrations: &[LiveIntegration],
+        span: Millis,
+        now: Millis,
+    ) -> Result<SloData, StoreError> {
+        let (entity, source) = match slo.source_type {
+            SloSource::Agent => (
+                Entity::Agent,
+                agents
+                    .iter()
+                    .find(|a| a.record.agent_id == slo.source_id)
+                    .map(|a| EntityData::from(a.clone()).slo_data(Vec::new())),
+            ),
+            SloSource::Integration => (
+                Entity::Integration,
+                integrations
+                    .iter()
+                    .find(|i| i.record.integration_id == slo.source_id)
+                    .map(|i| EntityData::from(i.clone()).slo_data(Vec::new())),
+            ),
+        };
+        Ok(match source {
+            Some(mut data) => {
+                let mut stored = self
+                    .hours_between(tenant, entity, &slo.source_id, now - span, now)
+                    .await?;
+                stored.append(&mut data.hours);
+                data.hours = stored;
+                data
+            }
+            None => Default::default(),
+        })
+    }
+
+    /// Each agent's day counters from day `first` on.
+    async fn agent_inputs(
+        &self,
+        tenant: &str,
+        agents: Vec<LiveAgent>,
+        first: i64,
+        now: Millis,
+    ) -> Result<Vec<AgentInput>, StoreError> {
+        futures::stream::iter(agents)
             .map(|live| async move {
                 let (agent_id, agent_name) =
                     (live.record.agent_id.clone(), live.record.agent_name.clone());
@@ -168,8 +202,18 @@ impl Store {
             })
             .buffered(CONCURRENT_READS)
             .try_collect()
-            .await?;
-        let integrations: Vec<IntegrationInput> = futures::stream::iter(integrations)
+            .await
+    }
+
+    /// Each integration's day counters and hour summaries from day `first` on.
+    async fn integration_inputs(
+        &self,
+        tenant: &str,
+        integrations: Vec<LiveIntegration>,
+        first: i64,
+        now: Millis,
+    ) -> Result<Vec<IntegrationInput>, StoreError> {
+        futures::stream::iter(integrations)
             .map(|live| async move {
                 let id = live.record.integration_id.clone();
                 let record = live.record.clone();
@@ -188,14 +232,6 @@ impl Store {
             })
             .buffered(CONCURRENT_READS)
             .try_collect()
-            .await?;
-        Ok(ReportInputs {
-            tenant: tenant.to_owned(),
-            period,
-            agents,
-            integrations,
-            slos: slo_inputs,
-            alerts: alerts.into_iter().map(|(a, _)| a).collect(),
-        })
+            .await
     }
 }

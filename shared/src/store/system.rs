@@ -147,27 +147,33 @@ impl Store {
                 .entity_history::<_, HostCounters>(tenant, Entity::Host, id, first, now, false)
                 .await?
                 .map(|(d, _)| d.iter().filter_map(|(d, c)| system_point(*d, c)).collect()),
-            HistoryOf::System(None) => {
-                let hosts: Vec<LiveHost> = self
-                    .live_items(tenant, Entity::Host, Consistency::Strong)
-                    .await?;
-                let mut all = Vec::new();
-                for host in hosts {
-                    let id = host.record.host_id.clone();
-                    all.extend(
-                        self.days_of(tenant, Entity::Host, &id, host, first, now)
-                            .await?,
-                    );
-                }
-                Some(
-                    merge_hosts(all)
-                        .iter()
-                        .filter_map(|(d, c)| system_point(*d, c))
-                        .collect(),
-                )
-            }
+            HistoryOf::System(None) => Some(self.all_hosts_history(tenant, first, now).await?),
         };
         Ok(points)
+    }
+
+    /// Daily history of all hosts merged, from day `first` on.
+    async fn all_hosts_history(
+        &self,
+        tenant: &str,
+        first: i64,
+        now: Millis,
+    ) -> Result<Vec<HistoryPoint>, StoreError> {
+        let hosts: Vec<LiveHost> = self
+            .live_items(tenant, Entity::Host, Consistency::Strong)
+            .await?;
+        let mut all = Vec::new();
+        for host in hosts {
+            let id = host.record.host_id.clone();
+            all.extend(
+                self.days_of(tenant, Entity::Host, &id, host, first, now)
+                    .await?,
+            );
+        }
+        Ok(merge_hosts(all)
+            .iter()
+            .filter_map(|(d, c)| system_point(*d, c))
+            .collect())
     }
 
     /// Hourly points of one host, or of all hosts merged (`None`), for the hours from
