@@ -39,8 +39,7 @@ pub const MAX_OTLP_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// OTLP requests decompressed and decoded at once in this process; the others wait.
 pub const MAX_CONCURRENT_DECODES: usize = 4;
 
-static DECODING: tokio::sync::Semaphore =
-    tokio::sync::Semaphore::const_new(MAX_CONCURRENT_DECODES);
+static DECODING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_DECODES);
 
 /// Largest body accepted once decompressed (32 MiB), against compression bombs.
 pub const MAX_DECODED_BYTES: usize = 32 * 1024 * 1024;
