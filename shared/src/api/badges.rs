@@ -4,12 +4,11 @@
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::Value;
 
-use super::{agent_or_integration_value, deleted, json_response, object_body, ok_json, ApiError};
+use super::{agent_or_integration_value, json_response, no_content, object_body, ApiError};
 use crate::domain::badge::{availability, status_colour, svg, uptime_message, Show};
 use crate::domain::ids::check_id;
 use crate::domain::live::hour_of;
 use crate::domain::wire_name;
-use crate::store::badges::BadgeRecord;
 use crate::store::layout::Entity;
 use crate::time::HOUR_MS;
 use crate::AppState;
@@ -68,7 +67,10 @@ pub async fn create(
 
 /// The tenant's badges (without their tokens).
 pub async fn list(state: &AppState, tenant: &str) -> Result<Response<String>, ApiError> {
-    ok_json(&state.store.list_badges(tenant).await?)
+    Ok(json_response(
+        StatusCode::OK,
+        &state.store.list_badges(tenant).await?,
+    ))
 }
 
 /// Revokes a badge: its URL answers 404 from now on.
@@ -77,9 +79,11 @@ pub async fn revoke(
     tenant: &str,
     badge_id: &str,
 ) -> Result<Response<String>, ApiError> {
-    deleted(state.store.revoke_badge(tenant, badge_id).await?, || {
-        format!("no badge with id {badge_id}")
-    })
+    if state.store.revoke_badge(tenant, badge_id).await? {
+        Ok(no_content())
+    } else {
+        Err(ApiError::NotFound(format!("no badge with id {badge_id}")))
+    }
 }
 
 /// The badge's SVG; `?show=status|uptime_24h|uptime_30d`, `?label=` to name it otherwise.
@@ -102,18 +106,6 @@ pub async fn image(
     let badge = state.store.find_badge(token).await?.ok_or_else(|| {
         ApiError::NotFound("no badge for this token (it may have been revoked)".to_owned())
     })?;
-    let (name, message, colour) = badge_figures(state, &badge, show).await?;
-    let label = label.unwrap_or_else(|| format!("{name}{}", show.label_suffix()));
-    Ok(svg_response(svg(&label, &message, colour)))
-}
-
-/// The badge's entity name, message and colour for what it shows, from one read of the
-/// entity's live item.
-async fn badge_figures(
-    state: &AppState,
-    badge: &BadgeRecord,
-    show: Show,
-) -> Result<(String, String, &'static str), ApiError> {
     let (tenant, id) = (badge.tenant.as_str(), badge.source_id.as_str());
     let entity = if badge.source_type == "agent" {
         Entity::Agent
@@ -121,7 +113,8 @@ async fn badge_figures(
         Entity::Integration
     };
     let now = state.clock.now_ms();
-    Ok(match show {
+    // One read of the entity's live item whatever the badge shows.
+    let (name, message, colour) = match show {
         Show::Status => {
             let found = match entity {
                 Entity::Agent => state
@@ -149,12 +142,9 @@ async fn badge_figures(
             let (message, colour) = uptime_message(availability(&hours));
             (name, message, colour)
         }
-    })
-}
-
-/// An SVG answer, cached briefly.
-fn svg_response(image: String) -> Response<String> {
-    let mut response = Response::new(image);
+    };
+    let label = label.unwrap_or_else(|| format!("{name}{}", show.label_suffix()));
+    let mut response = Response::new(svg(&label, &message, colour));
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
     headers.insert(
@@ -166,5 +156,5 @@ fn svg_response(image: String) -> Response<String> {
         http::header::CACHE_CONTROL,
         HeaderValue::from_static("max-age=60"),
     );
-    response
+    Ok(response)
 }
