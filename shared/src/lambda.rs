@@ -143,6 +143,9 @@ async fn serve_export(state: &AppState) -> Result<(), lambda_http::Error> {
         let served =
             lambda_http::run_with_streaming_response(service_fn(move |req: Request| async move {
                 use futures::TryStreamExt;
+                // An earlier export whose client hung up gives its lease back first: the
+                // environment was frozen between invocations, so it may not have yet.
+                api::export::settled(std::time::Duration::from_secs(10)).await;
                 let response = api::export::serve(state, to_http(req)).await;
                 Ok::<_, std::convert::Infallible>(response.map(|body| {
                     http_body_util::StreamBody::new(body.map_ok(http_body::Frame::data))

@@ -211,16 +211,34 @@ pub async fn collect(response: Response<ByteStream>) -> Result<Response<String>,
     Ok(Response::from_parts(parts, text))
 }
 
-/// The rows of `q`, produced by a task that waits while the client reads.
 /// The leases that bound a tenant's concurrent exports.
 const EXPORT_LEASES: &str = "exports";
 /// How long an export's lease holds if it is never given back (its process died): the
 /// export function's 900 s limit and a minute.
 const EXPORT_LEASE_MS: crate::time::Millis = 960_000;
 
+/// The export producers still running. A Lambda environment is frozen between
+/// invocations, so a producer whose client hung up must finish (and give its lease back)
+/// before the function asks for the next one: see [`settled`].
+static PRODUCERS: std::sync::LazyLock<tokio_util::task::TaskTracker> =
+    std::sync::LazyLock::new(tokio_util::task::TaskTracker::new);
+
+/// Waits, at most `limit`, until every export producer has ended and given its lease back.
+pub async fn settled(limit: std::time::Duration) {
+    PRODUCERS.close();
+    if tokio::time::timeout(limit, PRODUCERS.wait()).await.is_err() {
+        tracing::warn!(
+            running = PRODUCERS.len(),
+            "export producers still running; going on"
+        );
+    }
+    PRODUCERS.reopen();
+}
+
+/// The rows of `q`, produced by a task that waits while the client reads.
 fn stream(state: AppState, tenant: String, q: ExportQuery, lease: String) -> ByteStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, StoreError>>(CHUNKS_IN_FLIGHT);
-    tokio::spawn(async move {
+    PRODUCERS.spawn(async move {
         let header = match q.kind {
             Kind::History => HISTORY_COLUMNS,
             Kind::Alerts => ALERT_COLUMNS,
