@@ -135,20 +135,7 @@ impl Quotas {
 
     fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut q = Self::default();
-        for (name, variable, _) in Self::default().entries() {
-            let Some(value) = lookup(variable) else {
-                continue;
-            };
-            let n: u64 = value
-                .trim()
-                .parse()
-                .ok()
-                .filter(|v| (1..=10_000_000).contains(v))
-                .ok_or(ConfigError {
-                    variable,
-                    value,
-                    reason: "must be a whole number from 1 to 10000000",
-                })?;
+        for (name, variable, default) in Self::default().entries() {
             let slot = match name {
                 "entities" => &mut q.entities,
                 "probed_integrations" => &mut q.probed_integrations,
@@ -162,7 +149,13 @@ impl Quotas {
                 "websockets_per_key" => &mut q.websockets_per_key,
                 _ => &mut q.concurrent_exports,
             };
-            *slot = n;
+            *slot = number(
+                lookup,
+                variable,
+                default,
+                1..=10_000_000,
+                "must be a whole number from 1 to 10000000",
+            )?;
         }
         Ok(q)
     }
@@ -215,180 +208,186 @@ impl Config {
 
     /// Reads variables through `lookup`, so tests need not touch the environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let d = Self::default();
-        let get = |variable: &'static str| lookup(variable).map(|v| (variable, v));
         // Read by telemetry before this; checked here so a typo stops the start.
-        if let Some((variable, value)) = get(LOG_FORMAT_VAR) {
-            if !matches!(value.trim().to_ascii_lowercase().as_str(), "json" | "text") {
-                return Err(ConfigError {
-                    variable,
-                    value,
-                    reason: "must be json or text",
-                });
-            }
-        }
-        Ok(Self {
-            polling_interval_secs: match get("HEALTH_POLLING_INTERVAL") {
-                None => d.polling_interval_secs,
-                Some((variable, value)) => value
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|v| (1..=3600).contains(v))
-                    .ok_or(ConfigError {
-                        variable,
-                        value,
-                        reason: "must be a whole number of seconds from 1 to 3600",
-                    })?,
+        read(&lookup, LOG_FORMAT_VAR, (), "must be json or text", |v| {
+            matches!(v.trim().to_ascii_lowercase().as_str(), "json" | "text").then_some(())
+        })?;
+        let mut c = Self::default();
+        c.read_polling(&lookup)?;
+        c.read_thresholds(&lookup)?;
+        c.read_deployment(&lookup)?;
+        c.quotas = Quotas::from_lookup(&lookup)?;
+        Ok(c)
+    }
+
+    /// Reads how the collector polls and how many resolved alerts it keeps, over the
+    /// defaults.
+    fn read_polling(
+        &mut self,
+        lookup: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        self.polling_interval_secs = number(
+            lookup,
+            "HEALTH_POLLING_INTERVAL",
+            self.polling_interval_secs,
+            1..=3600,
+            "must be a whole number of seconds from 1 to 3600",
+        )?;
+        self.alert_history = number(
+            lookup,
+            "HEALTH_ALERT_HISTORY",
+            self.alert_history,
+            1..=10_000,
+            "must be a whole number from 1 to 10000",
+        )?;
+        self.polling_enabled = read(
+            lookup,
+            "HEALTH_POLLING_ENABLED",
+            self.polling_enabled,
+            "must be true or false",
+            |v| match v.trim() {
+                "true" | "1" => Some(true),
+                "false" | "0" => Some(false),
+                _ => None,
             },
-            alert_history: match get("HEALTH_ALERT_HISTORY") {
-                None => d.alert_history,
-                Some((variable, value)) => value
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|v| (1..=10_000).contains(v))
-                    .ok_or(ConfigError {
-                        variable,
-                        value,
-                        reason: "must be a whole number from 1 to 10000",
-                    })?,
-            },
-            polling_enabled: match get("HEALTH_POLLING_ENABLED") {
-                None => d.polling_enabled,
-                Some((variable, value)) => match value.trim() {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    _ => {
-                        return Err(ConfigError {
-                            variable,
-                            value,
-                            reason: "must be true or false",
-                        })
-                    }
-                },
-            },
-            error_rate_threshold: match get("ALERT_ERROR_RATE_THRESHOLD") {
-                None => d.error_rate_threshold,
-                Some((variable, value)) => value
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|v: &f64| (0.0..=1.0).contains(v))
-                    .ok_or(ConfigError {
-                        variable,
-                        value,
-                        reason: "must be a number from 0 to 1",
-                    })?,
-            },
-            latency_threshold_ms: match get("ALERT_LATENCY_THRESHOLD") {
-                None => d.latency_threshold_ms,
-                Some((variable, value)) => value
-                    .trim()
+        )?;
+        Ok(())
+    }
+
+    /// Reads when the collector alerts, over the defaults.
+    fn read_thresholds(
+        &mut self,
+        lookup: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        self.error_rate_threshold = number(
+            lookup,
+            "ALERT_ERROR_RATE_THRESHOLD",
+            self.error_rate_threshold,
+            0.0..=1.0,
+            "must be a number from 0 to 1",
+        )?;
+        self.latency_threshold_ms = read(
+            lookup,
+            "ALERT_LATENCY_THRESHOLD",
+            self.latency_threshold_ms,
+            "must be a number of milliseconds above 0",
+            |v| {
+                v.trim()
                     .parse()
                     .ok()
                     .filter(|v: &f64| v.is_finite() && *v > 0.0)
-                    .ok_or(ConfigError {
-                        variable,
-                        value,
-                        reason: "must be a number of milliseconds above 0",
-                    })?,
             },
-            stuck_min_seconds: match get("ALERT_STUCK_MIN_SECONDS") {
-                None => d.stuck_min_seconds,
-                Some((variable, value)) => value
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|v: &u64| (1..=604_800).contains(v))
-                    .ok_or(ConfigError {
-                        variable,
-                        value,
-                        reason: "must be a whole number of seconds from 1 to 604800",
-                    })?,
-            },
-            queue_depth_threshold: match get("ALERT_QUEUE_DEPTH_THRESHOLD") {
-                None => d.queue_depth_threshold,
-                Some((variable, value)) => {
-                    value
-                        .trim()
-                        .parse()
-                        .ok()
-                        .filter(|v| *v > 0)
-                        .ok_or(ConfigError {
-                            variable,
-                            value,
-                            reason: "must be a whole number above 0",
-                        })?
-                }
-            },
-            probe_allowed_addresses: match get("PROBE_ALLOWED_ADDRESSES") {
-                None => d.probe_allowed_addresses,
-                Some((variable, value)) => value
-                    .split(',')
+        )?;
+        self.stuck_min_seconds = number(
+            lookup,
+            "ALERT_STUCK_MIN_SECONDS",
+            self.stuck_min_seconds,
+            1..=604_800,
+            "must be a whole number of seconds from 1 to 604800",
+        )?;
+        self.queue_depth_threshold = number(
+            lookup,
+            "ALERT_QUEUE_DEPTH_THRESHOLD",
+            self.queue_depth_threshold,
+            1..,
+            "must be a whole number above 0",
+        )?;
+        Ok(())
+    }
+
+    /// Reads what the deployment sets: probe addresses, the collector's invocation, the
+    /// public URL and notification transports, over the defaults.
+    fn read_deployment(
+        &mut self,
+        lookup: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        self.probe_allowed_addresses = read(
+            lookup,
+            "PROBE_ALLOWED_ADDRESSES",
+            std::mem::take(&mut self.probe_allowed_addresses),
+            "must be a comma-separated list of IP addresses (every port) \
+             or addresses with a port (127.0.0.1:8025, [::1]:8025)",
+            |v| {
+                v.split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
                     .map(str::parse::<AllowedAddress>)
                     .collect::<Result<_, _>>()
-                    .map_err(|_| ConfigError {
-                        variable,
-                        value: value.clone(),
-                        reason: "must be a comma-separated list of IP addresses (every port) \
-                                 or addresses with a port (127.0.0.1:8025, [::1]:8025)",
-                    })?,
-            },
-            collector_invocation_secs: match get("COLLECTOR_INVOCATION_SECONDS") {
-                None => d.collector_invocation_secs,
-                Some((variable, value)) => value
-                    .trim()
-                    .parse()
                     .ok()
-                    .filter(|v| (1..=840).contains(v))
-                    .ok_or(ConfigError {
-                        variable,
-                        value,
-                        reason: "must be a whole number of seconds from 1 to 840",
-                    })?,
             },
-            public_url: match get("HEALTH_PUBLIC_URL") {
-                None => d.public_url,
-                Some((variable, value)) => Some(http_url(variable, value)?),
+        )?;
+        self.collector_invocation_secs = number(
+            lookup,
+            "COLLECTOR_INVOCATION_SECONDS",
+            self.collector_invocation_secs,
+            1..=840,
+            "must be a whole number of seconds from 1 to 840",
+        )?;
+        if let Some(url) = lookup("HEALTH_PUBLIC_URL") {
+            self.public_url = Some(http_url("HEALTH_PUBLIC_URL", url)?);
+        }
+        self.email_transport = read(
+            lookup,
+            "HEALTH_EMAIL_TRANSPORT",
+            self.email_transport.take(),
+            "must be smtp://host:port, smtps://host:port or ses",
+            |v| {
+                let t = v.trim();
+                (t == "ses" || t.starts_with("smtp://") || t.starts_with("smtps://"))
+                    .then(|| Some(t.to_owned()))
             },
-            email_transport: match get("HEALTH_EMAIL_TRANSPORT") {
-                None => d.email_transport,
-                Some((variable, value)) => {
-                    let t = value.trim();
-                    if t == "ses" || t.starts_with("smtp://") || t.starts_with("smtps://") {
-                        Some(t.to_owned())
-                    } else {
-                        return Err(ConfigError {
-                            variable,
-                            value,
-                            reason: "must be smtp://host:port, smtps://host:port or ses",
-                        });
-                    }
-                }
+        )?;
+        self.email_from = read(
+            lookup,
+            "HEALTH_EMAIL_FROM",
+            std::mem::take(&mut self.email_from),
+            "must be an address such as alerts@example.com or Name <alerts@example.com>",
+            |v| {
+                v.parse::<lettre::message::Mailbox>()
+                    .is_ok()
+                    .then(|| v.to_owned())
             },
-            email_from: match get("HEALTH_EMAIL_FROM") {
-                None => d.email_from,
-                Some((variable, value)) => {
-                    if value.parse::<lettre::message::Mailbox>().is_err() {
-                        return Err(ConfigError {
-                            variable,
-                            value,
-                            reason: "must be an address such as alerts@example.com or Name <alerts@example.com>",
-                        });
-                    }
-                    value
-                }
-            },
-            pagerduty_events_url: match get("PAGERDUTY_EVENTS_URL") {
-                None => d.pagerduty_events_url,
-                Some((variable, value)) => http_url(variable, value)?,
-            },
-            quotas: Quotas::from_lookup(&lookup)?,
-        })
+        )?;
+        if let Some(url) = lookup("PAGERDUTY_EVENTS_URL") {
+            self.pagerduty_events_url = http_url("PAGERDUTY_EVENTS_URL", url)?;
+        }
+        Ok(())
     }
+}
+
+/// Reads `variable` through `lookup`: `default` where it is unset, else what `parse` makes
+/// of its value, or an error that gives `reason` where `parse` makes nothing.
+fn read<T>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: T,
+    reason: &'static str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, ConfigError> {
+    let Some(value) = lookup(variable) else {
+        return Ok(default);
+    };
+    match parse(&value) {
+        Some(v) => Ok(v),
+        None => Err(ConfigError {
+            variable,
+            value,
+            reason,
+        }),
+    }
+}
+
+/// Reads `variable` as a number (white space around it ignored) within `range`.
+fn number<T: std::str::FromStr + PartialOrd>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: T,
+    range: impl std::ops::RangeBounds<T>,
+    reason: &'static str,
+) -> Result<T, ConfigError> {
+    read(lookup, variable, default, reason, |v| {
+        v.trim().parse().ok().filter(|n| range.contains(n))
+    })
 }
 
 /// An http(s) URL without a trailing slash.

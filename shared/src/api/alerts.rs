@@ -20,33 +20,11 @@ pub async fn list(
     tenant: &str,
     query: Option<&str>,
 ) -> Result<Response<String>, ApiError> {
-    let bad = |m: &str| ApiError::bad_request("invalid_parameter", m.to_owned());
-    let severity = match query_param(query, "severity") {
-        None => None,
-        Some(s) => Some(
-            Severity::parse(&s)
-                .ok_or_else(|| bad("severity: must be critical, warning or info"))?,
-        ),
-    };
-    let source = match (query_param(query, "source_type"), source_id_param(query)?) {
-        (None, None) => None,
-        (Some(t), Some(id)) => Some((
-            SourceType::parse(&t)
-                .ok_or_else(|| bad("source_type: must be agent, integration or system"))?,
-            id,
-        )),
-        _ => return Err(bad("source_type and source_id: give both or neither")),
-    };
-    let include_resolved = match query_param(query, "include_resolved").as_deref() {
-        None | Some("false") => false,
-        Some("true") if source.is_some() => true,
-        Some("true") => {
-            return Err(bad(
-                "include_resolved: needs source_type and source_id (one source's history)",
-            ))
-        }
-        Some(_) => return Err(bad("include_resolved: must be true or false")),
-    };
+    let ListQuery {
+        severity,
+        source,
+        include_resolved,
+    } = ListQuery::parse(query)?;
     let now = state.clock.now_ms();
     let config = state.store.notify_config(tenant).await?;
     let mut alerts: Vec<_> = match &source {
@@ -75,6 +53,51 @@ pub async fn list(
         .map(|a| a.view_at(&config.silences, now))
         .collect();
     Ok(json_response(StatusCode::OK, &alerts))
+}
+
+/// The list's filters: a severity, one source, and whether that source's resolved alerts
+/// are listed too.
+struct ListQuery {
+    severity: Option<Severity>,
+    source: Option<(SourceType, String)>,
+    include_resolved: bool,
+}
+
+impl ListQuery {
+    fn parse(query: Option<&str>) -> Result<Self, ApiError> {
+        let bad = |m: &str| ApiError::bad_request("invalid_parameter", m.to_owned());
+        let severity = match query_param(query, "severity") {
+            None => None,
+            Some(s) => Some(
+                Severity::parse(&s)
+                    .ok_or_else(|| bad("severity: must be critical, warning or info"))?,
+            ),
+        };
+        let source = match (query_param(query, "source_type"), source_id_param(query)?) {
+            (None, None) => None,
+            (Some(t), Some(id)) => Some((
+                SourceType::parse(&t)
+                    .ok_or_else(|| bad("source_type: must be agent, integration or system"))?,
+                id,
+            )),
+            _ => return Err(bad("source_type and source_id: give both or neither")),
+        };
+        let include_resolved = match query_param(query, "include_resolved").as_deref() {
+            None | Some("false") => false,
+            Some("true") if source.is_some() => true,
+            Some("true") => {
+                return Err(bad(
+                    "include_resolved: needs source_type and source_id (one source's history)",
+                ))
+            }
+            Some(_) => return Err(bad("include_resolved: must be true or false")),
+        };
+        Ok(Self {
+            severity,
+            source,
+            include_resolved,
+        })
+    }
 }
 
 /// Acknowledges an alert as the key's holder; 404 for an unknown (or another tenant's)

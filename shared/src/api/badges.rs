@@ -4,11 +4,12 @@
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::Value;
 
-use super::{agent_or_integration_value, json_response, no_content, object_body, ApiError};
+use super::{agent_or_integration_value, deleted, json_response, object_body, ok_json, ApiError};
 use crate::domain::badge::{availability, status_colour, svg, uptime_message, Show};
 use crate::domain::ids::check_id;
 use crate::domain::live::hour_of;
 use crate::domain::wire_name;
+use crate::store::badges::BadgeRecord;
 use crate::store::layout::Entity;
 use crate::time::HOUR_MS;
 use crate::AppState;
@@ -67,10 +68,7 @@ pub async fn create(
 
 /// The tenant's badges (without their tokens).
 pub async fn list(state: &AppState, tenant: &str) -> Result<Response<String>, ApiError> {
-    Ok(json_response(
-        StatusCode::OK,
-        &state.store.list_badges(tenant).await?,
-    ))
+    ok_json(&state.store.list_badges(tenant).await?)
 }
 
 /// Revokes a badge: its URL answers 404 from now on.
@@ -79,11 +77,9 @@ pub async fn revoke(
     tenant: &str,
     badge_id: &str,
 ) -> Result<Response<String>, ApiError> {
-    if state.store.revoke_badge(tenant, badge_id).await? {
-        Ok(no_content())
-    } else {
-        Err(ApiError::NotFound(format!("no badge with id {badge_id}")))
-    }
+    deleted(state.store.revoke_badge(tenant, badge_id).await?, || {
+        format!("no badge with id {badge_id}")
+    })
 }
 
 /// The badge's SVG; `?show=status|uptime_24h|uptime_30d`, `?label=` to name it otherwise.
@@ -106,6 +102,18 @@ pub async fn image(
     let badge = state.store.find_badge(token).await?.ok_or_else(|| {
         ApiError::NotFound("no badge for this token (it may have been revoked)".to_owned())
     })?;
+    let (name, message, colour) = badge_figures(state, &badge, show).await?;
+    let label = label.unwrap_or_else(|| format!("{name}{}", show.label_suffix()));
+    Ok(svg_response(svg(&label, &message, colour)))
+}
+
+/// The badge's entity name, message and colour for what it shows, from one read of the
+/// entity's live item.
+async fn badge_figures(
+    state: &AppState,
+    badge: &BadgeRecord,
+    show: Show,
+) -> Result<(String, String, &'static str), ApiError> {
     let (tenant, id) = (badge.tenant.as_str(), badge.source_id.as_str());
     let entity = if badge.source_type == "agent" {
         Entity::Agent
@@ -113,8 +121,7 @@ pub async fn image(
         Entity::Integration
     };
     let now = state.clock.now_ms();
-    // One read of the entity's live item whatever the badge shows.
-    let (name, message, colour) = match show {
+    Ok(match show {
         Show::Status => {
             let found = match entity {
                 Entity::Agent => state
@@ -142,9 +149,12 @@ pub async fn image(
             let (message, colour) = uptime_message(availability(&hours));
             (name, message, colour)
         }
-    };
-    let label = label.unwrap_or_else(|| format!("{name}{}", show.label_suffix()));
-    let mut response = Response::new(svg(&label, &message, colour));
+    })
+}
+
+/// An SVG answer, cached briefly.
+fn svg_response(image: String) -> Response<String> {
+    let mut response = Response::new(image);
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
     headers.insert(
@@ -156,5 +166,5 @@ pub async fn image(
         http::header::CACHE_CONTROL,
         HeaderValue::from_static("max-age=60"),
     );
-    Ok(response)
+    response
 }

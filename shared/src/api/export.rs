@@ -202,6 +202,15 @@ pub async fn respond(
     Ok(response)
 }
 
+/// The export of `tenant` the query asks for, whole in memory (in-process use).
+pub async fn respond_collected(
+    state: &AppState,
+    tenant: &str,
+    query: Option<&str>,
+) -> Result<Response<String>, ApiError> {
+    collect(respond(state, tenant.to_owned(), query).await?).await
+}
+
 /// The whole export in memory, for callers without a streaming body (in-process use).
 pub async fn collect(response: Response<ByteStream>) -> Result<Response<String>, ApiError> {
     use futures::TryStreamExt;
@@ -416,74 +425,97 @@ async fn history(
     q: ExportQuery,
     out: &mut Writer,
 ) -> Result<(), Stop> {
-    use crate::domain::live::{LiveAgent, LiveHost, LiveIntegration};
     let now = state.clock.now_ms();
-    let (first, last) = (day_of(q.from), day_of(q.to));
-    let days = day_of(now) - first + 1;
+    let days = (day_of(q.from), day_of(q.to));
     for entity in [Entity::Agent, Entity::Integration, Entity::Host] {
         let mut after: Option<String> = None;
         loop {
-            let store = &state.store;
-            let (ids, next) = match entity {
-                Entity::Agent => ids_of(
-                    store
-                        .live_page::<LiveAgent>(tenant, entity, after.as_deref(), ENTITY_PAGE)
-                        .await?,
-                    |a| &a.record.agent_id,
-                ),
-                Entity::Integration => ids_of(
-                    store
-                        .live_page::<LiveIntegration>(tenant, entity, after.as_deref(), ENTITY_PAGE)
-                        .await?,
-                    |i| &i.record.integration_id,
-                ),
-                Entity::Host => ids_of(
-                    store
-                        .live_page::<LiveHost>(tenant, entity, after.as_deref(), ENTITY_PAGE)
-                        .await?,
-                    |h| &h.record.host_id,
-                ),
-            };
+            let (ids, next) = entity_ids(state, tenant, entity, after.as_deref()).await?;
             for id in &ids {
-                let (of, entity_type) = match entity {
-                    Entity::Agent => (HistoryOf::Agent(id), "agent"),
-                    Entity::Integration => (HistoryOf::Integration(id), "integration"),
-                    Entity::Host => (HistoryOf::System(Some(id)), "system"),
-                };
-                // A damaged entity is left out and logged, as the lists do: one bad item
-                // must not cost the whole export.
-                let points = match store.history(tenant, of, days, now).await {
-                    Ok(points) => points.unwrap_or_default(),
-                    Err(StoreError::Corrupt { pk, sk, reason }) => {
-                        tracing::error!(
-                            tenant,
-                            pk,
-                            sk,
-                            reason,
-                            "unreadable item left out of the export"
-                        );
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                for p in &points {
-                    let day = parse_rfc3339(&p.timestamp).map(day_of).unwrap_or(i64::MIN);
-                    if day < first || day > last {
-                        continue;
-                    }
-                    let row = HistoryRow {
-                        entity_type,
-                        entity_id: id,
-                        point: p,
-                    };
-                    out.row(&history_cells(entity_type, id, p), &row).await?;
-                }
+                entity_history(state, tenant, (entity, id), days, now, out).await?;
             }
             match next {
                 Some(n) => after = Some(n),
                 None => break,
             }
         }
+    }
+    Ok(())
+}
+
+/// A page of the tenant's ids of `entity` after `after`, and where the next page starts.
+async fn entity_ids(
+    state: &AppState,
+    tenant: &str,
+    entity: Entity,
+    after: Option<&str>,
+) -> Result<(Vec<String>, Option<String>), StoreError> {
+    use crate::domain::live::{LiveAgent, LiveHost, LiveIntegration};
+    let store = &state.store;
+    Ok(match entity {
+        Entity::Agent => ids_of(
+            store
+                .live_page::<LiveAgent>(tenant, entity, after, ENTITY_PAGE)
+                .await?,
+            |a| &a.record.agent_id,
+        ),
+        Entity::Integration => ids_of(
+            store
+                .live_page::<LiveIntegration>(tenant, entity, after, ENTITY_PAGE)
+                .await?,
+            |i| &i.record.integration_id,
+        ),
+        Entity::Host => ids_of(
+            store
+                .live_page::<LiveHost>(tenant, entity, after, ENTITY_PAGE)
+                .await?,
+            |h| &h.record.host_id,
+        ),
+    })
+}
+
+/// The rows of one entity's daily history within the export's `(first, last)` days.
+async fn entity_history(
+    state: &AppState,
+    tenant: &str,
+    (entity, id): (Entity, &String),
+    (first, last): (i64, i64),
+    now: Millis,
+    out: &mut Writer,
+) -> Result<(), Stop> {
+    let days = day_of(now) - first + 1;
+    let (of, entity_type) = match entity {
+        Entity::Agent => (HistoryOf::Agent(id), "agent"),
+        Entity::Integration => (HistoryOf::Integration(id), "integration"),
+        Entity::Host => (HistoryOf::System(Some(id)), "system"),
+    };
+    // A damaged entity is left out and logged, as the lists do: one bad item
+    // must not cost the whole export.
+    let points = match state.store.history(tenant, of, days, now).await {
+        Ok(points) => points.unwrap_or_default(),
+        Err(StoreError::Corrupt { pk, sk, reason }) => {
+            tracing::error!(
+                tenant,
+                pk,
+                sk,
+                reason,
+                "unreadable item left out of the export"
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for p in &points {
+        let day = parse_rfc3339(&p.timestamp).map(day_of).unwrap_or(i64::MIN);
+        if day < first || day > last {
+            continue;
+        }
+        let row = HistoryRow {
+            entity_type,
+            entity_id: id,
+            point: p,
+        };
+        out.row(&history_cells(entity_type, id, p), &row).await?;
     }
     Ok(())
 }
@@ -616,45 +648,7 @@ async fn executions(
             |a| &a.record.agent_id,
         );
         for id in &ids {
-            let mut from_sk: Option<String> = None;
-            loop {
-                let page = store
-                    .failures_page(
-                        tenant,
-                        Entity::Agent,
-                        id,
-                        (q.from, q.to),
-                        from_sk.as_deref(),
-                        FAILURE_PAGE,
-                    )
-                    .await?;
-                for (_, f) in &page {
-                    let v = f.view("agent", id);
-                    let row = ExecutionRow {
-                        timestamp: v.timestamp.clone(),
-                        agent_id: id,
-                        execution_id: f.execution_id.as_deref(),
-                        operation: f.operation.as_deref(),
-                        outcome: "failed",
-                        duration_ms: v.duration_ms,
-                        error: f.error.as_deref(),
-                    };
-                    let cells = vec![
-                        v.timestamp,
-                        id.clone(),
-                        f.execution_id.clone().unwrap_or_default(),
-                        f.operation.clone().unwrap_or_default(),
-                        "failed".to_owned(),
-                        v.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
-                        f.error.clone().unwrap_or_default(),
-                    ];
-                    out.row(&cells, &row).await?;
-                }
-                if page.len() < FAILURE_PAGE {
-                    break;
-                }
-                from_sk = page.last().map(|(sk, _)| sk.clone());
-            }
+            agent_executions(state, tenant, id, q, out).await?;
         }
         match next {
             Some(n) => after = Some(n),
@@ -662,4 +656,54 @@ async fn executions(
         }
     }
     Ok(())
+}
+
+/// The rows of one agent's failed executions within the export's period.
+async fn agent_executions(
+    state: &AppState,
+    tenant: &str,
+    id: &String,
+    q: ExportQuery,
+    out: &mut Writer,
+) -> Result<(), Stop> {
+    let mut from_sk: Option<String> = None;
+    loop {
+        let page = state
+            .store
+            .failures_page(
+                tenant,
+                Entity::Agent,
+                id,
+                (q.from, q.to),
+                from_sk.as_deref(),
+                FAILURE_PAGE,
+            )
+            .await?;
+        for (_, f) in &page {
+            let v = f.view("agent", id);
+            let row = ExecutionRow {
+                timestamp: v.timestamp.clone(),
+                agent_id: id,
+                execution_id: f.execution_id.as_deref(),
+                operation: f.operation.as_deref(),
+                outcome: "failed",
+                duration_ms: v.duration_ms,
+                error: f.error.as_deref(),
+            };
+            let cells = vec![
+                v.timestamp,
+                id.clone(),
+                f.execution_id.clone().unwrap_or_default(),
+                f.operation.clone().unwrap_or_default(),
+                "failed".to_owned(),
+                v.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
+                f.error.clone().unwrap_or_default(),
+            ];
+            out.row(&cells, &row).await?;
+        }
+        if page.len() < FAILURE_PAGE {
+            return Ok(());
+        }
+        from_sk = page.last().map(|(sk, _)| sk.clone());
+    }
 }

@@ -1,7 +1,7 @@
 //! `GET /api/health/integrations` and `PUT /api/health/integrations/{integration_id}`.
 
 use http::{Response, StatusCode};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{json_response, object_body, probe, ApiError};
 use crate::domain::ids::check_name;
@@ -69,9 +69,6 @@ pub async fn put(
 }
 
 async fn parse_update(state: &AppState, body: &[u8]) -> Result<IntegrationUpdate, ApiError> {
-    let bad = |field: &str, m: &str| {
-        ApiError::bad_request("invalid_integration", format!("{field}: {m}"))
-    };
     let mut update = IntegrationUpdate::default();
     for (field, value) in object_body(body)? {
         match (field.as_str(), value) {
@@ -86,63 +83,7 @@ async fn parse_update(state: &AppState, body: &[u8]) -> Result<IntegrationUpdate
                     "must be a string of 1 to 128 characters without control characters",
                 ))
             }
-            ("probe", Value::Object(p)) => {
-                let url = match p.get("url") {
-                    // As channel URLs: a longer one is no real endpoint, and every cycle
-                    // would read it back.
-                    Some(Value::String(u)) if u.chars().count() > MAX_PROBE_URL_CHARS => {
-                        return Err(bad(
-                            "probe.url",
-                            &format!("must be at most {MAX_PROBE_URL_CHARS} characters"),
-                        ))
-                    }
-                    Some(Value::String(u)) => {
-                        probe::check_url(u, &state.config.probe_allowed_addresses)
-                            .await
-                            .map_err(|m| bad("probe.url", &m))?
-                    }
-                    _ => return Err(bad("probe.url", "is required and must be a string")),
-                };
-                let timeout_ms = match p.get("timeout_ms") {
-                    None | Some(Value::Null) => DEFAULT_PROBE_TIMEOUT_MS,
-                    Some(v) => v
-                        .as_u64()
-                        .filter(|t| (1..=MAX_PROBE_TIMEOUT_MS).contains(t))
-                        .ok_or_else(|| {
-                            bad(
-                                "probe.timeout_ms",
-                                "must be a whole number of milliseconds from 1 to 25000",
-                            )
-                        })?,
-                };
-                let expected_status = match p.get("expected_status") {
-                    None | Some(Value::Null) => 200,
-                    Some(v) => v
-                        .as_u64()
-                        .filter(|s| (100..=599).contains(s))
-                        .and_then(|s| u16::try_from(s).ok())
-                        .ok_or_else(|| {
-                            bad(
-                                "probe.expected_status",
-                                "must be an HTTP status from 100 to 599",
-                            )
-                        })?,
-                };
-                if let Some(other) = p
-                    .keys()
-                    .find(|k| !matches!(k.as_str(), "url" | "timeout_ms" | "expected_status"))
-                {
-                    return Err(bad(
-                        &format!("probe.{other}"),
-                        "is not a field of a probe; expected url, timeout_ms or expected_status",
-                    ));
-                }
-                update.probe = Some(Probe {
-                    url: url.to_string(),
-                    timeout_ms,
-                    expected_status,
-                });
-            }
+            ("probe", Value::Object(p)) => update.probe = Some(parse_probe(state, &p).await?),
             ("probe", _) => {
                 return Err(bad(
                     &field,
@@ -158,4 +99,65 @@ async fn parse_update(state: &AppState, body: &[u8]) -> Result<IntegrationUpdate
         }
     }
     Ok(update)
+}
+
+fn bad(field: &str, m: &str) -> ApiError {
+    ApiError::bad_request("invalid_integration", format!("{field}: {m}"))
+}
+
+/// An integration's `probe`: a URL the probe may reach, its timeout and expected status.
+async fn parse_probe(state: &AppState, p: &Map<String, Value>) -> Result<Probe, ApiError> {
+    let url = match p.get("url") {
+        // As channel URLs: a longer one is no real endpoint, and every cycle
+        // would read it back.
+        Some(Value::String(u)) if u.chars().count() > MAX_PROBE_URL_CHARS => {
+            return Err(bad(
+                "probe.url",
+                &format!("must be at most {MAX_PROBE_URL_CHARS} characters"),
+            ))
+        }
+        Some(Value::String(u)) => probe::check_url(u, &state.config.probe_allowed_addresses)
+            .await
+            .map_err(|m| bad("probe.url", &m))?,
+        _ => return Err(bad("probe.url", "is required and must be a string")),
+    };
+    let timeout_ms = match p.get("timeout_ms") {
+        None | Some(Value::Null) => DEFAULT_PROBE_TIMEOUT_MS,
+        Some(v) => v
+            .as_u64()
+            .filter(|t| (1..=MAX_PROBE_TIMEOUT_MS).contains(t))
+            .ok_or_else(|| {
+                bad(
+                    "probe.timeout_ms",
+                    "must be a whole number of milliseconds from 1 to 25000",
+                )
+            })?,
+    };
+    let expected_status = match p.get("expected_status") {
+        None | Some(Value::Null) => 200,
+        Some(v) => v
+            .as_u64()
+            .filter(|s| (100..=599).contains(s))
+            .and_then(|s| u16::try_from(s).ok())
+            .ok_or_else(|| {
+                bad(
+                    "probe.expected_status",
+                    "must be an HTTP status from 100 to 599",
+                )
+            })?,
+    };
+    if let Some(other) = p
+        .keys()
+        .find(|k| !matches!(k.as_str(), "url" | "timeout_ms" | "expected_status"))
+    {
+        return Err(bad(
+            &format!("probe.{other}"),
+            "is not a field of a probe; expected url, timeout_ms or expected_status",
+        ));
+    }
+    Ok(Probe {
+        url: url.to_string(),
+        timeout_ms,
+        expected_status,
+    })
 }

@@ -4,7 +4,7 @@
 use http::{Response, StatusCode};
 use serde_json::Value;
 
-use super::{json_response, object_body, ApiError};
+use super::{json_response, object_body, ok_json, ApiError};
 use crate::domain::ids::check_name;
 use crate::store::keys::{KeyInfo, Revocation, SCOPES};
 use crate::AppState;
@@ -99,8 +99,7 @@ pub async fn create(
 
 /// `GET /api/health/keys`: the tenant's keys, active and revoked, oldest first.
 pub async fn list(state: &AppState, tenant: &str) -> Result<Response<String>, ApiError> {
-    let keys = state.store.list_api_keys(tenant).await?;
-    Ok(json_response(StatusCode::OK, &keys))
+    ok_json(&state.store.list_api_keys(tenant).await?)
 }
 
 /// `DELETE /api/health/keys/{key_id}`: 204; from then on the key is refused, and the

@@ -9,8 +9,11 @@
 use http::{HeaderValue, Response, StatusCode};
 
 use super::ApiError;
-use crate::domain::health::{AgentStatus, IntegrationStatus};
+use crate::domain::alerts::AlertRecord;
+use crate::domain::health::{AgentHealth, AgentStatus, IntegrationHealth, IntegrationStatus};
+use crate::domain::records::HostRecord;
 use crate::domain::wire_name;
+use crate::store::live::{AgentData, IntegrationData};
 use crate::store::tenant::TenantData;
 use crate::telemetry::exposition::{
     wants_openmetrics, Exposition, Sample, Type, OPENMETRICS, PROMETHEUS_TEXT,
@@ -72,203 +75,249 @@ fn integration_status_value(s: IntegrationStatus) -> f64 {
 
 /// The tenant's families: agents, integrations, hosts and active alerts.
 pub fn tenant_families(out: &mut Exposition, data: &TenantData, now: Millis, threshold_ms: f64) {
-    use Type::{Counter, Gauge};
     let agents: Vec<_> = data
         .agents
         .iter()
         .map(|d| (d, crate::store::agents::health_of(d, now)))
         .collect();
-    let al = |d: &crate::store::live::AgentData| {
-        vec![
-            ("agent_id", d.record.agent_id.clone()),
-            ("agent_name", d.record.agent_name.clone()),
-        ]
-    };
-    let each = |f: &dyn Fn(
-        &crate::store::live::AgentData,
-        &crate::domain::health::AgentHealth,
-    ) -> Option<f64>|
-     -> Vec<Sample> {
-        agents
-            .iter()
-            .filter_map(|(d, h)| f(d, h).map(|v| (al(d), v)))
-            .collect()
-    };
-    out.family(
+    agent_families(out, &agents);
+    let integrations: Vec<_> = data
+        .integrations
+        .iter()
+        .map(|d| (d, d.health(now, threshold_ms)))
+        .collect();
+    integration_families(out, &integrations);
+    host_families(out, &data.hosts);
+    alert_family(out, &data.alerts);
+}
+
+/// An agent with its health now.
+type AgentRow<'a> = (&'a AgentData, AgentHealth);
+/// An integration with its health now.
+type IntegrationRow<'a> = (&'a IntegrationData, IntegrationHealth);
+/// A family of one sample a source: name, type, help and the value of a source with
+/// what was derived from it.
+type Family<D, H> = (&'static str, Type, &'static str, fn(&D, &H) -> Option<f64>);
+/// Labels of one series.
+type Labels = Vec<(&'static str, String)>;
+
+/// Agent families before the duration percentiles, in exposition order.
+const AGENT_GAUGES: [Family<AgentData, AgentHealth>; 5] = [
+    (
         "agenthealth_agent_status",
-        Gauge,
+        Type::Gauge,
         "Agent status: 0 idle, 1 active (an execution runs), 2 paused, 3 error (the last execution failed).",
-        &each(&|_, h| Some(agent_status_value(h.status))),
-    );
-    out.family(
+        |_, h| Some(agent_status_value(h.status)),
+    ),
+    (
         "agenthealth_agent_success_ratio",
-        Gauge,
+        Type::Gauge,
         "Completed share of the executions started in the last hour.",
-        &each(&|_, h| Some(h.success_rate)),
-    );
-    out.family(
+        |_, h| Some(h.success_rate),
+    ),
+    (
         "agenthealth_agent_error_ratio",
-        Gauge,
+        Type::Gauge,
         "Failed share of the executions started in the last hour.",
-        &each(&|_, h| Some(h.metrics.error_rate)),
-    );
-    out.family(
+        |_, h| Some(h.metrics.error_rate),
+    ),
+    (
         "agenthealth_agent_running_executions",
-        Gauge,
+        Type::Gauge,
         "Executions in flight.",
-        &each(&|d, _| Some(d.record.running.len() as f64)),
-    );
-    out.family(
+        |d, _| Some(d.record.running.len() as f64),
+    ),
+    (
         "agenthealth_agent_confidence",
-        Gauge,
+        Type::Gauge,
         "Latest confidence the agent reported (0.5 if none).",
-        &each(&|_, h| Some(h.confidence_score)),
-    );
+        |_, h| Some(h.confidence_score),
+    ),
+];
+
+/// Agent counters after the duration percentiles, in exposition order.
+const AGENT_COUNTERS: [Family<AgentData, AgentHealth>; 2] = [
+    (
+        "agenthealth_agent_executions",
+        Type::Counter,
+        "Executions finished.",
+        |d, _| Some(d.record.totals.count as f64),
+    ),
+    (
+        "agenthealth_agent_failures",
+        Type::Counter,
+        "Executions that failed.",
+        |d, _| Some(d.record.totals.failed as f64),
+    ),
+];
+
+/// Integration families before the latency percentiles, in exposition order.
+const INTEGRATION_GAUGES: [Family<IntegrationData, IntegrationHealth>; 3] = [
+    (
+        "agenthealth_integration_status",
+        Type::Gauge,
+        "Integration status: 0 healthy, 1 degraded, 2 error.",
+        |_, h| Some(integration_status_value(h.status)),
+    ),
+    (
+        "agenthealth_integration_error_ratio",
+        Type::Gauge,
+        "Failed share of the last hour's calls and probes.",
+        |_, h| Some(h.error_rate),
+    ),
+    (
+        "agenthealth_integration_consecutive_failures",
+        Type::Gauge,
+        "Calls and probes failed in a row.",
+        |_, h| Some(f64::from(h.consecutive_failures)),
+    ),
+];
+
+/// Integration counters after the latency percentiles, in exposition order.
+const INTEGRATION_COUNTERS: [Family<IntegrationData, IntegrationHealth>; 2] = [
+    (
+        "agenthealth_integration_calls",
+        Type::Counter,
+        "Calls and probes.",
+        |d, _| Some(d.record.totals.count as f64),
+    ),
+    (
+        "agenthealth_integration_failures",
+        Type::Counter,
+        "Calls and probes that failed.",
+        |d, _| Some(d.record.totals.failed as f64),
+    ),
+];
+
+/// Host families, in exposition order.
+const HOST_GAUGES: [Family<HostRecord, ()>; 4] = [
+    (
+        "agenthealth_host_cpu_utilization_ratio",
+        Type::Gauge,
+        "The host's latest CPU usage, 0 to 1.",
+        |h, _| Some(h.cpu_usage / 100.0),
+    ),
+    (
+        "agenthealth_host_memory_utilization_ratio",
+        Type::Gauge,
+        "The host's latest memory usage, 0 to 1.",
+        |h, _| Some(h.memory_usage / 100.0),
+    ),
+    (
+        "agenthealth_host_disk_utilization_ratio",
+        Type::Gauge,
+        "The host's latest disk usage, 0 to 1.",
+        |h, _| h.disk_usage.map(|d| d / 100.0),
+    ),
+    (
+        "agenthealth_host_last_seen_timestamp_seconds",
+        Type::Gauge,
+        "When the host last reported (Unix time).",
+        |h, _| Some(h.last_seen as f64 / 1000.0),
+    ),
+];
+
+/// Writes each family with one sample a source that has a value, labelled by `labels`.
+fn families<D, H>(
+    out: &mut Exposition,
+    table: &[Family<D, H>],
+    rows: &[(&D, H)],
+    labels: impl Fn(&D) -> Labels,
+) {
+    for (name, kind, help, value) in table {
+        let samples: Vec<Sample> = rows
+            .iter()
+            .filter_map(|(d, h)| value(d, h).map(|v| (labels(d), v)))
+            .collect();
+        out.family(name, *kind, help, &samples);
+    }
+}
+
+fn agent_labels(d: &AgentData) -> Labels {
+    vec![
+        ("agent_id", d.record.agent_id.clone()),
+        ("agent_name", d.record.agent_name.clone()),
+    ]
+}
+
+fn integration_labels(d: &IntegrationData) -> Labels {
+    vec![
+        ("integration_id", d.record.integration_id.clone()),
+        ("integration_name", d.record.integration_name.clone()),
+    ]
+}
+
+/// The agent families: statuses and rates, duration percentiles, totals and tokens.
+fn agent_families(out: &mut Exposition, agents: &[AgentRow]) {
+    families(out, &AGENT_GAUGES, agents, agent_labels);
     let durations: Vec<Sample> = agents
         .iter()
         .flat_map(|(d, h)| {
             by_percentile(
-                &al(d),
+                &agent_labels(d),
                 [h.latency_p50_ms, h.latency_p95_ms, h.latency_p99_ms],
             )
         })
         .collect();
     out.family(
         "agenthealth_agent_execution_duration_seconds",
-        Gauge,
+        Type::Gauge,
         "Percentiles of the last hour's execution durations, by the percentile label.",
         &durations,
     );
-    out.family(
-        "agenthealth_agent_executions",
-        Counter,
-        "Executions finished.",
-        &each(&|d, _| Some(d.record.totals.count as f64)),
-    );
-    out.family(
-        "agenthealth_agent_failures",
-        Counter,
-        "Executions that failed.",
-        &each(&|d, _| Some(d.record.totals.failed as f64)),
-    );
+    families(out, &AGENT_COUNTERS, agents, agent_labels);
     let mut tokens = Vec::new();
-    for (d, _) in &agents {
+    for (d, _) in agents {
+        let totals = &d.record.totals;
         for (kind, n) in [
-            ("input", d.record.totals.input_tokens),
-            ("output", d.record.totals.output_tokens),
+            ("input", totals.input_tokens),
+            ("output", totals.output_tokens),
         ] {
-            let mut labels = al(d);
+            let mut labels = agent_labels(d);
             labels.push(("token_type", kind.to_owned()));
             tokens.push((labels, n as f64));
         }
     }
     out.family(
         "agenthealth_agent_tokens",
-        Counter,
+        Type::Counter,
         "Model tokens the agent's finished executions used, by token_type (input, output).",
         &tokens,
     );
+}
 
-    let integrations: Vec<_> = data
-        .integrations
-        .iter()
-        .map(|d| (d, d.health(now, threshold_ms)))
-        .collect();
-    let il = |r: &crate::domain::records::IntegrationRecord| {
-        vec![
-            ("integration_id", r.integration_id.clone()),
-            ("integration_name", r.integration_name.clone()),
-        ]
-    };
-    let each = |f: &dyn Fn(
-        &crate::store::live::IntegrationData,
-        &crate::domain::health::IntegrationHealth,
-    ) -> Option<f64>|
-     -> Vec<Sample> {
-        integrations
-            .iter()
-            .filter_map(|(d, h)| f(d, h).map(|v| (il(&d.record), v)))
-            .collect()
-    };
-    out.family(
-        "agenthealth_integration_status",
-        Gauge,
-        "Integration status: 0 healthy, 1 degraded, 2 error.",
-        &each(&|_, h| Some(integration_status_value(h.status))),
-    );
-    out.family(
-        "agenthealth_integration_error_ratio",
-        Gauge,
-        "Failed share of the last hour's calls and probes.",
-        &each(&|_, h| Some(h.error_rate)),
-    );
-    out.family(
-        "agenthealth_integration_consecutive_failures",
-        Gauge,
-        "Calls and probes failed in a row.",
-        &each(&|_, h| Some(f64::from(h.consecutive_failures))),
-    );
+/// The integration families: statuses and rates, latency percentiles and totals.
+fn integration_families(out: &mut Exposition, integrations: &[IntegrationRow]) {
+    families(out, &INTEGRATION_GAUGES, integrations, integration_labels);
     let latency: Vec<Sample> = integrations
         .iter()
         .flat_map(|(d, h)| {
             by_percentile(
-                &il(&d.record),
+                &integration_labels(d),
                 [h.latency_p50_ms, h.latency_p95_ms, h.latency_p99_ms],
             )
         })
         .collect();
     out.family(
         "agenthealth_integration_latency_seconds",
-        Gauge,
+        Type::Gauge,
         "Percentiles of the last hour's call and probe latencies, by the percentile label.",
         &latency,
     );
-    out.family(
-        "agenthealth_integration_calls",
-        Counter,
-        "Calls and probes.",
-        &each(&|d, _| Some(d.record.totals.count as f64)),
-    );
-    out.family(
-        "agenthealth_integration_failures",
-        Counter,
-        "Calls and probes that failed.",
-        &each(&|d, _| Some(d.record.totals.failed as f64)),
-    );
+    families(out, &INTEGRATION_COUNTERS, integrations, integration_labels);
+}
 
-    let host = |f: &dyn Fn(&crate::domain::records::HostRecord) -> Option<f64>| -> Vec<Sample> {
-        data.hosts
-            .iter()
-            .filter_map(|h| f(h).map(|v| (vec![("host_id", h.host_id.clone())], v)))
-            .collect()
-    };
-    out.family(
-        "agenthealth_host_cpu_utilization_ratio",
-        Gauge,
-        "The host's latest CPU usage, 0 to 1.",
-        &host(&|h| Some(h.cpu_usage / 100.0)),
-    );
-    out.family(
-        "agenthealth_host_memory_utilization_ratio",
-        Gauge,
-        "The host's latest memory usage, 0 to 1.",
-        &host(&|h| Some(h.memory_usage / 100.0)),
-    );
-    out.family(
-        "agenthealth_host_disk_utilization_ratio",
-        Gauge,
-        "The host's latest disk usage, 0 to 1.",
-        &host(&|h| h.disk_usage.map(|d| d / 100.0)),
-    );
-    out.family(
-        "agenthealth_host_last_seen_timestamp_seconds",
-        Gauge,
-        "When the host last reported (Unix time).",
-        &host(&|h| Some(h.last_seen as f64 / 1000.0)),
-    );
+/// The host families: each host's latest usage and when it last reported.
+fn host_families(out: &mut Exposition, hosts: &[HostRecord]) {
+    let hosts: Vec<_> = hosts.iter().map(|h| (h, ())).collect();
+    families(out, &HOST_GAUGES, &hosts, |h| {
+        vec![("host_id", h.host_id.clone())]
+    });
+}
 
-    let mut alerts: Vec<Sample> = data
-        .alerts
+/// The active alerts, one series each, in label order.
+fn alert_family(out: &mut Exposition, alerts: &[(AlertRecord, u64)]) {
+    let mut samples: Vec<Sample> = alerts
         .iter()
         .map(|(a, _)| a)
         .filter(|a| a.resolved_at.is_none())
@@ -291,11 +340,11 @@ pub fn tenant_families(out: &mut Exposition, data: &TenantData, now: Millis, thr
             )
         })
         .collect();
-    alerts.sort_by(|a, b| a.0.cmp(&b.0));
+    samples.sort_by(|a, b| a.0.cmp(&b.0));
     out.family(
         "agenthealth_alerts",
-        Gauge,
+        Type::Gauge,
         "Active alerts, one series each (as Prometheus's ALERTS): alertstate firing or acknowledged.",
-        &alerts,
+        &samples,
     );
 }

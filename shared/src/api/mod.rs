@@ -367,6 +367,37 @@ pub struct Route {
 /// with another method.
 pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
     let not_found = || ApiError::NotFound(format!("no route for {path}"));
+    if let Some(route) = root_route(method, path) {
+        return route;
+    }
+    let rest = path
+        .strip_prefix("/api/health/")
+        .ok_or_else(not_found)?
+        .trim_end_matches('/');
+    let segments: Vec<&str> = rest.split('/').collect();
+    // The token is checked by its signature, not by the id rule (it is longer).
+    if let ["ack", token] = segments.as_slice() {
+        return ack_route(method, token);
+    }
+    let (endpoint, id, allow) = admin_endpoint(method, &segments)
+        .or_else(|| data_endpoint(&segments))
+        .ok_or_else(not_found)?;
+    if method.as_str() != endpoint.route().0 {
+        return Err(not_allowed(method, allow));
+    }
+    let id = id.map(path_id).transpose()?;
+    Ok(Route { endpoint, id })
+}
+
+fn not_allowed(method: &Method, allow: &'static str) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        allow,
+    }
+}
+
+/// The routes outside `/api/health/`, if `path` is one.
+fn root_route(method: &Method, path: &str) -> Option<Result<Route, ApiError>> {
     // The paths Prometheus and OpenTelemetry exporters use by default.
     for (fixed, endpoint) in [
         ("/v1/traces", Endpoint::IngestTraces),
@@ -376,47 +407,57 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         if path == fixed {
             let allow = endpoint.route().0;
             if method.as_str() != allow {
-                return Err(ApiError::MethodNotAllowed {
-                    method: method.to_string(),
-                    allow,
-                });
+                return Some(Err(not_allowed(method, allow)));
             }
-            return Ok(Route { endpoint, id: None });
+            return Some(Ok(Route { endpoint, id: None }));
         }
     }
     if path == "/healthz" {
-        return match method.as_str() {
+        return Some(match method.as_str() {
             "GET" | "HEAD" => Ok(Route {
                 endpoint: Endpoint::Healthz,
                 id: None,
             }),
-            _ => Err(ApiError::MethodNotAllowed {
-                method: method.to_string(),
-                allow: "GET",
-            }),
-        };
+            _ => Err(not_allowed(method, "GET")),
+        });
     }
-    let rest = path
-        .strip_prefix("/api/health/")
-        .ok_or_else(not_found)?
-        .trim_end_matches('/');
-    let segments: Vec<&str> = rest.split('/').collect();
+    None
+}
+
+/// An acknowledge link: its page (GET) or its confirmation (POST).
+fn ack_route(method: &Method, token: &str) -> Result<Route, ApiError> {
+    let endpoint = if method == Method::GET {
+        Endpoint::AckPage
+    } else {
+        Endpoint::AckConfirm
+    };
+    if !matches!(method.as_str(), "GET" | "POST") {
+        return Err(not_allowed(method, "GET, POST"));
+    }
+    Ok(Route {
+        endpoint,
+        id: Some(token.to_owned()),
+    })
+}
+
+/// An endpoint, the raw id in its path and the methods its path allows.
+type Matched<'a> = (Endpoint, Option<&'a str>, &'static str);
+
+/// The endpoints of keys, notifications, SLOs and badges.
+fn admin_endpoint<'a>(method: &Method, segments: &[&'a str]) -> Option<Matched<'a>> {
     let get = method == Method::GET;
-    let (endpoint, id, allow) = match segments.as_slice() {
+    let delete = method == Method::DELETE;
+    Some(match segments {
         // Paths with two methods.
         ["keys"] if get => (Endpoint::ListKeys, None, "GET"),
         ["keys"] => (Endpoint::CreateKey, None, "GET, POST"),
         ["keys", id] => (Endpoint::RevokeKey, Some(*id), "DELETE"),
         ["channels"] => (Endpoint::ListChannels, None, "GET"),
-        ["channels", id] if method == Method::DELETE => {
-            (Endpoint::DeleteChannel, Some(*id), "PUT, DELETE")
-        }
+        ["channels", id] if delete => (Endpoint::DeleteChannel, Some(*id), "PUT, DELETE"),
         ["channels", id] => (Endpoint::PutChannel, Some(*id), "PUT, DELETE"),
         ["channels", id, "test"] => (Endpoint::TestChannel, Some(*id), "POST"),
         ["notification-rules"] => (Endpoint::ListRules, None, "GET"),
-        ["notification-rules", id] if method == Method::DELETE => {
-            (Endpoint::DeleteRule, Some(*id), "PUT, DELETE")
-        }
+        ["notification-rules", id] if delete => (Endpoint::DeleteRule, Some(*id), "PUT, DELETE"),
         ["notification-rules", id] => (Endpoint::PutRule, Some(*id), "PUT, DELETE"),
         ["silences"] if get => (Endpoint::ListSilences, None, "GET, POST"),
         ["silences"] => (Endpoint::CreateSilence, None, "GET, POST"),
@@ -426,27 +467,16 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         ["badges"] => (Endpoint::CreateBadge, None, "GET, POST"),
         ["badges", id] => (Endpoint::RevokeBadge, Some(*id), "DELETE"),
         ["badge", token] => (Endpoint::GetBadge, Some(*token), "GET"),
-        ["slos", id] if method == Method::DELETE => (Endpoint::DeleteSlo, Some(*id), "PUT, DELETE"),
+        ["slos", id] if delete => (Endpoint::DeleteSlo, Some(*id), "PUT, DELETE"),
         ["slos", id] => (Endpoint::PutSlo, Some(*id), "PUT, DELETE"),
         ["alerts", id, "notifications"] => (Endpoint::AlertNotifications, Some(*id), "GET"),
-        // The token is checked by its signature, not by the id rule (it is longer).
-        ["ack", token] => {
-            let endpoint = if get {
-                Endpoint::AckPage
-            } else {
-                Endpoint::AckConfirm
-            };
-            if !matches!(method.as_str(), "GET" | "POST") {
-                return Err(ApiError::MethodNotAllowed {
-                    method: method.to_string(),
-                    allow: "GET, POST",
-                });
-            }
-            return Ok(Route {
-                endpoint,
-                id: Some((*token).to_owned()),
-            });
-        }
+        _ => return None,
+    })
+}
+
+/// The endpoints of ingestion and reading.
+fn data_endpoint<'a>(segments: &[&'a str]) -> Option<Matched<'a>> {
+    Some(match segments {
         ["events"] => (Endpoint::IngestEvents, None, "POST"),
         ["agents", id] => (Endpoint::PutAgent, Some(*id), "PUT"),
         ["integrations", id] => (Endpoint::PutIntegration, Some(*id), "PUT"),
@@ -461,31 +491,19 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         ["reports"] => (Endpoint::GetReport, None, "GET"),
         ["export"] => (Endpoint::Export, None, "GET"),
         ["hourly"] => (Endpoint::GetHourly, None, "GET"),
-        _ => return Err(not_found()),
-    };
-    let expected = endpoint.route().0;
-    if method.as_str() != expected {
-        return Err(ApiError::MethodNotAllowed {
-            method: method.to_string(),
-            allow,
-        });
-    }
-    let id = match id {
-        None => None,
-        Some(raw) => {
-            let decoded = percent_decode_str(raw)
-                .decode_utf8()
-                .map_err(|_| {
-                    ApiError::bad_request("invalid_id", "the id in the path is not UTF-8")
-                })?
-                .into_owned();
-            check_id(&decoded).map_err(|m| {
-                ApiError::bad_request("invalid_id", format!("the id in the path {m}"))
-            })?;
-            Some(decoded)
-        }
-    };
-    Ok(Route { endpoint, id })
+        _ => return None,
+    })
+}
+
+/// The id in a path, percent-decoded and checked.
+fn path_id(raw: &str) -> Result<String, ApiError> {
+    let decoded = percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| ApiError::bad_request("invalid_id", "the id in the path is not UTF-8"))?
+        .into_owned();
+    check_id(&decoded)
+        .map_err(|m| ApiError::bad_request("invalid_id", format!("the id in the path {m}")))?;
+    Ok(decoded)
 }
 
 /// Serves one request whose answer may be binary (the OTLP receiver's); every other
@@ -538,102 +556,103 @@ async fn serve(
             limit: MAX_BODY_BYTES,
         });
     }
-    match route.endpoint {
-        Endpoint::Healthz => return healthz(state).await,
-        // Acknowledge links carry their own signed authority instead of a key.
-        Endpoint::AckPage => {
-            return Ok(notify::ack_page(state, route.id.as_deref().unwrap_or_default()).await)
-        }
-        Endpoint::AckConfirm => {
-            let wants_json = req
-                .headers()
-                .get(http::header::ACCEPT)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.contains("application/json"));
-            return Ok(notify::ack_confirm(
-                state,
-                route.id.as_deref().unwrap_or_default(),
-                wants_json,
-            )
-            .await);
-        }
-        // Badge URLs carry their own authority: an unguessable, revocable token.
-        Endpoint::GetBadge => {
-            return badges::image(
-                state,
-                route.id.as_deref().unwrap_or_default(),
-                req.uri().query(),
-            )
-            .await
-        }
-        _ => {}
+    if let Some(answer) = serve_unkeyed(state, &req, &route).await {
+        return answer;
     }
     let principal = principal_for(state, &req, route.endpoint).await?;
+    serve_keyed(state, &req, &route, &principal).await
+}
+
+/// The endpoints that carry their own authority instead of a key, if `route` is one.
+async fn serve_unkeyed(
+    state: &AppState,
+    req: &Request<Bytes>,
+    route: &Route,
+) -> Option<Result<Response<String>, ApiError>> {
+    let id = route.id.as_deref().unwrap_or_default();
+    Some(match route.endpoint {
+        Endpoint::Healthz => healthz(state).await,
+        // Acknowledge links carry their own signed authority instead of a key.
+        Endpoint::AckPage => Ok(notify::ack_page(state, id).await),
+        Endpoint::AckConfirm => {
+            let wants_json = accept(req).is_some_and(|v| v.contains("application/json"));
+            Ok(notify::ack_confirm(state, id, wants_json).await)
+        }
+        // Badge URLs carry their own authority: an unguessable, revocable token.
+        Endpoint::GetBadge => badges::image(state, id, req.uri().query()).await,
+        _ => return None,
+    })
+}
+
+/// The request's `Accept` header, if it is text.
+fn accept(req: &Request<Bytes>) -> Option<&str> {
+    req.headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Runs a change to the notification settings, then wakes the notifier to apply it.
+async fn waking(
+    state: &AppState,
+    change: impl std::future::Future<Output = Result<Response<String>, ApiError>>,
+) -> Result<Response<String>, ApiError> {
+    let r = change.await;
+    state.notifier_wake.notify_one();
+    r
+}
+
+/// The endpoints a key opens, for the key's tenant.
+async fn serve_keyed(
+    state: &AppState,
+    req: &Request<Bytes>,
+    route: &Route,
+    principal: &auth::Principal,
+) -> Result<Response<String>, ApiError> {
     let tenant = principal.tenant.as_str();
     let id = route.id.as_deref().unwrap_or_default();
     let body = req.body();
+    let query = req.uri().query();
     match route.endpoint {
         Endpoint::IngestEvents => ingest::post_events(state, tenant, body).await,
         Endpoint::PutAgent => agents::put(state, tenant, id, body).await,
         Endpoint::PutIntegration => integrations::put(state, tenant, id, body).await,
         Endpoint::GetAgentHealth => agents::get(state, tenant, id).await,
-        Endpoint::GetAllAgents => agents::list(state, tenant, req.uri().query()).await,
-        Endpoint::GetIntegrations => integrations::list(state, tenant, req.uri().query()).await,
+        Endpoint::GetAllAgents => agents::list(state, tenant, query).await,
+        Endpoint::GetIntegrations => integrations::list(state, tenant, query).await,
         Endpoint::GetSystem => read::system(state, tenant).await,
-        Endpoint::GetAlerts => alerts::list(state, tenant, req.uri().query()).await,
-        Endpoint::AcknowledgeAlert => alerts::acknowledge(state, &principal, id, body).await,
-        Endpoint::GetHistory => read::history(state, tenant, id, req.uri().query()).await,
+        Endpoint::GetAlerts => alerts::list(state, tenant, query).await,
+        Endpoint::AcknowledgeAlert => alerts::acknowledge(state, principal, id, body).await,
+        Endpoint::GetHistory => read::history(state, tenant, id, query).await,
         Endpoint::Healthz => healthz(state).await,
         Endpoint::CreateKey => keys::create(state, tenant, body).await,
         Endpoint::ListKeys => keys::list(state, tenant).await,
         Endpoint::RevokeKey => keys::revoke(state, tenant, id).await,
-        Endpoint::PutChannel => {
-            let r = notify::put_channel(state, tenant, id, body).await;
-            state.notifier_wake.notify_one();
-            r
-        }
+        Endpoint::PutChannel => waking(state, notify::put_channel(state, tenant, id, body)).await,
         Endpoint::ListChannels => notify::list_channels(state, tenant).await,
         Endpoint::DeleteChannel => notify::delete_channel(state, tenant, id).await,
         Endpoint::TestChannel => {
-            notify::test_channel(state, tenant, id, public_base(state, &req)).await
+            notify::test_channel(state, tenant, id, public_base(state, req)).await
         }
-        Endpoint::PutRule => {
-            let r = notify::put_rule(state, tenant, id, body).await;
-            state.notifier_wake.notify_one();
-            r
-        }
+        Endpoint::PutRule => waking(state, notify::put_rule(state, tenant, id, body)).await,
         Endpoint::ListRules => notify::list_rules(state, tenant).await,
         Endpoint::DeleteRule => notify::delete_rule(state, tenant, id).await,
-        Endpoint::CreateSilence => notify::create_silence(state, &principal, body).await,
+        Endpoint::CreateSilence => notify::create_silence(state, principal, body).await,
         Endpoint::ListSilences => notify::list_silences(state, tenant).await,
-        Endpoint::DeleteSilence => {
-            let r = notify::delete_silence(state, tenant, id).await;
-            state.notifier_wake.notify_one();
-            r
-        }
+        Endpoint::DeleteSilence => waking(state, notify::delete_silence(state, tenant, id)).await,
         Endpoint::AlertNotifications => notify::alert_notifications(state, tenant, id).await,
         Endpoint::PutSlo => slos::put(state, tenant, id, body).await,
-        Endpoint::GetFailures => failures::list(state, tenant, req.uri().query()).await,
-        Endpoint::GetReport => reports::get(state, tenant, req.uri().query()).await,
-        Endpoint::GetHourly => hourly::get(state, tenant, req.uri().query()).await,
-        Endpoint::Export => {
-            let streamed = export::respond(state, tenant.to_owned(), req.uri().query()).await?;
-            export::collect(streamed).await
-        }
+        Endpoint::GetFailures => failures::list(state, tenant, query).await,
+        Endpoint::GetReport => reports::get(state, tenant, query).await,
+        Endpoint::GetHourly => hourly::get(state, tenant, query).await,
+        Endpoint::Export => export::respond_collected(state, tenant, query).await,
         Endpoint::ListSlos => slos::list(state, tenant).await,
         Endpoint::DeleteSlo => slos::delete(state, tenant, id).await,
         Endpoint::CreateBadge => {
-            badges::create(state, tenant, body, public_base(state, &req).as_deref()).await
+            badges::create(state, tenant, body, public_base(state, req).as_deref()).await
         }
         Endpoint::ListBadges => badges::list(state, tenant).await,
         Endpoint::RevokeBadge => badges::revoke(state, tenant, id).await,
-        Endpoint::Metrics => {
-            let accept = req
-                .headers()
-                .get(http::header::ACCEPT)
-                .and_then(|v| v.to_str().ok());
-            metrics::get(state, tenant, accept).await
-        }
+        Endpoint::Metrics => metrics::get(state, tenant, accept(req)).await,
         // Binary answers: served by `otlp::serve` (through `handle_bytes`).
         Endpoint::AckPage
         | Endpoint::AckConfirm
@@ -737,6 +756,24 @@ pub(crate) fn no_content() -> Response<String> {
     let mut response = Response::new(String::new());
     *response.status_mut() = StatusCode::NO_CONTENT;
     response
+}
+
+/// 200 with `body` as JSON: the answer of every listing.
+pub(crate) fn ok_json(body: &impl Serialize) -> Result<Response<String>, ApiError> {
+    Ok(json_response(StatusCode::OK, body))
+}
+
+/// 204 where something was `found` and deleted, else 404 saying `missing`: the answer of
+/// every `DELETE` of a stored item.
+pub(crate) fn deleted(
+    found: bool,
+    missing: impl FnOnce() -> String,
+) -> Result<Response<String>, ApiError> {
+    if found {
+        Ok(no_content())
+    } else {
+        Err(ApiError::NotFound(missing()))
+    }
 }
 
 /// A JSON response.

@@ -5,7 +5,8 @@ use http::{Response, StatusCode};
 use serde_json::{Map, Value};
 
 use super::auth::Principal;
-use super::{json_response, no_content, object_body, probe, ApiError};
+use super::{deleted, json_response, object_body, ok_json, probe, ApiError};
+use crate::domain::alerts::AlertRecord;
 use crate::domain::ids::{check_id, check_name, check_text};
 use crate::domain::notify::{
     ChannelRecord, Destination, Matcher, RuleRecord, Schedule, SilenceRecord,
@@ -22,6 +23,18 @@ use crate::AppState;
 pub const MAX_RECIPIENTS: usize = 50;
 /// Longest one-off silence: a year.
 pub const MAX_SILENCE_MS: Millis = 366 * DAY_MS;
+/// The fields of a notification rule's body.
+const RULE_FIELDS: [&str; 7] = [
+    "channels",
+    "match",
+    "group_wait_s",
+    "group_interval_s",
+    "repeat_interval_s",
+    "send_resolved",
+    "weekly_report",
+];
+/// The fields of a silence's body.
+const SILENCE_FIELDS: [&str; 5] = ["match", "starts_at", "ends_at", "schedule", "comment"];
 
 fn bad(code: &'static str, field: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(code, format!("{field}: {message}"))
@@ -36,6 +49,25 @@ fn string(body: &Map<String, Value>, field: &str) -> Result<Option<String>, ApiE
 }
 
 /// A write-only value: given, or `"***"` to keep the stored one.
+/// A true-or-false field, `default` where absent or null.
+fn flag(
+    body: &Map<String, Value>,
+    field: &str,
+    default: bool,
+    code: &'static str,
+) -> Result<bool, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(bad(code, field, "must be true or false")),
+    }
+}
+
+/// The first field of `body` that is not one of `allowed`.
+fn unknown_field<'a>(body: &'a Map<String, Value>, allowed: &[&str]) -> Option<&'a String> {
+    body.keys().find(|k| !allowed.contains(&k.as_str()))
+}
+
 fn secret(
     body: &Map<String, Value>,
     field: &str,
@@ -71,8 +103,58 @@ async fn parse_destination(
             "is required: webhook, slack, email, sns or pagerduty",
         )
     })?;
+    check_channel_fields(body, &kind)?;
     let same = stored.filter(|d| d.kind() == kind);
-    let allowed: &[&str] = match kind.as_str() {
+    let url = |stored_url: Option<String>| async move {
+        let url = secret(body, "url", stored_url)?;
+        probe::check_url(&url, &state.config.probe_allowed_addresses)
+            .await
+            .map_err(|m| bad("invalid_channel", "url", m))?;
+        Ok::<_, ApiError>(url)
+    };
+    Ok(match kind.as_str() {
+        "webhook" => {
+            let stored_secret = match same {
+                Some(Destination::Webhook { secret, .. }) => Some(secret.clone()),
+                _ => None,
+            };
+            Destination::Webhook {
+                url: url(stored_url(same)).await?,
+                secret: secret(body, "secret", stored_secret)?,
+            }
+        }
+        "slack" => Destination::Slack {
+            url: url(stored_url(same)).await?,
+        },
+        "email" => Destination::Email {
+            to: email_recipients(body)?,
+        },
+        "sns" => Destination::Sns {
+            topic_arn: sns_topic(body)?,
+        },
+        _ => {
+            let stored_key = match same {
+                Some(Destination::Pagerduty { routing_key }) => Some(routing_key.clone()),
+                _ => None,
+            };
+            Destination::Pagerduty {
+                routing_key: secret(body, "routing_key", stored_key)?,
+            }
+        }
+    })
+}
+
+/// The URL of a stored webhook or Slack channel.
+fn stored_url(stored: Option<&Destination>) -> Option<String> {
+    match stored {
+        Some(Destination::Webhook { url, .. } | Destination::Slack { url }) => Some(url.clone()),
+        _ => None,
+    }
+}
+
+/// Refuses a channel type that does not exist and a field its type does not have.
+fn check_channel_fields(body: &Map<String, Value>, kind: &str) -> Result<(), ApiError> {
+    let allowed: &[&str] = match kind {
         "webhook" => &["url", "secret"],
         "slack" => &["url"],
         "email" => &["to"],
@@ -88,9 +170,7 @@ async fn parse_destination(
             ))
         }
     };
-    if let Some(other) = body.keys().find(|k| {
-        !allowed.contains(&k.as_str()) && !matches!(k.as_str(), "type" | "name" | "enabled")
-    }) {
+    if let Some(other) = unknown_field(body, &[allowed, &["type", "name", "enabled"]].concat()) {
         return Err(bad(
             "invalid_channel",
             other,
@@ -100,90 +180,52 @@ async fn parse_destination(
             ),
         ));
     }
-    let url = |stored_url: Option<String>| async move {
-        let url = secret(body, "url", stored_url)?;
-        probe::check_url(&url, &state.config.probe_allowed_addresses)
-            .await
-            .map_err(|m| bad("invalid_channel", "url", m))?;
-        Ok::<_, ApiError>(url)
-    };
-    Ok(match kind.as_str() {
-        "webhook" => {
-            let (stored_url, stored_secret) = match same {
-                Some(Destination::Webhook { url, secret }) => {
-                    (Some(url.clone()), Some(secret.clone()))
-                }
-                _ => (None, None),
-            };
-            Destination::Webhook {
-                url: url(stored_url).await?,
-                secret: secret(body, "secret", stored_secret)?,
-            }
-        }
-        "slack" => {
-            let stored_url = match same {
-                Some(Destination::Slack { url }) => Some(url.clone()),
-                _ => None,
-            };
-            Destination::Slack {
-                url: url(stored_url).await?,
-            }
-        }
-        "email" => {
-            let to = match body.get("to") {
-                Some(Value::Array(list)) if !list.is_empty() && list.len() <= MAX_RECIPIENTS => {
-                    list.iter()
-                        .map(|v| {
-                            v.as_str()
-                                .filter(|s| s.parse::<lettre::Address>().is_ok())
-                                .map(str::to_owned)
-                                .ok_or_else(|| {
-                                    bad(
-                                        "invalid_channel",
-                                        "to",
-                                        format!("{v} is not an email address"),
-                                    )
-                                })
-                        })
-                        .collect::<Result<Vec<_>, _>>()?
-                }
-                _ => {
-                    return Err(bad(
-                        "invalid_channel",
-                        "to",
-                        "is required: a list of 1 to 50 email addresses",
-                    ))
-                }
-            };
-            Destination::Email { to }
-        }
-        "sns" => {
-            let arn = string(body, "topic_arn")?.unwrap_or_default();
-            let parts: Vec<&str> = arn.split(':').collect();
-            let ok = parts.len() == 6
-                && parts[0] == "arn"
-                && parts[1].starts_with("aws")
-                && parts[2] == "sns"
-                && parts.iter().skip(3).all(|p| !p.is_empty());
-            if !ok {
-                return Err(bad(
-                    "invalid_channel",
-                    "topic_arn",
-                    "must be an SNS topic ARN such as arn:aws:sns:us-east-1:123456789012:alerts",
-                ));
-            }
-            Destination::Sns { topic_arn: arn }
-        }
-        _ => {
-            let stored_key = match same {
-                Some(Destination::Pagerduty { routing_key }) => Some(routing_key.clone()),
-                _ => None,
-            };
-            Destination::Pagerduty {
-                routing_key: secret(body, "routing_key", stored_key)?,
-            }
-        }
-    })
+    Ok(())
+}
+
+/// An email channel's `to`: 1 to `MAX_RECIPIENTS` addresses.
+fn email_recipients(body: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
+    match body.get("to") {
+        Some(Value::Array(list)) if !list.is_empty() && list.len() <= MAX_RECIPIENTS => list
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .filter(|s| s.parse::<lettre::Address>().is_ok())
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        bad(
+                            "invalid_channel",
+                            "to",
+                            format!("{v} is not an email address"),
+                        )
+                    })
+            })
+            .collect(),
+        _ => Err(bad(
+            "invalid_channel",
+            "to",
+            "is required: a list of 1 to 50 email addresses",
+        )),
+    }
+}
+
+/// An SNS channel's `topic_arn`, shaped as an SNS topic's ARN.
+fn sns_topic(body: &Map<String, Value>) -> Result<String, ApiError> {
+    let arn = string(body, "topic_arn")?.unwrap_or_default();
+    let parts: Vec<&str> = arn.split(':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "sns"
+        && parts.iter().skip(3).all(|p| !p.is_empty());
+    if !ok {
+        return Err(bad(
+            "invalid_channel",
+            "topic_arn",
+            "must be an SNS topic ARN such as arn:aws:sns:us-east-1:123456789012:alerts",
+        ));
+    }
+    Ok(arn)
 }
 
 /// `PUT /api/health/channels/{channel_id}`: creates or replaces a channel.
@@ -202,11 +244,7 @@ pub async fn put_channel(
             n
         }
     };
-    let enabled = match body.get("enabled") {
-        None | Some(Value::Null) => true,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(bad("invalid_channel", "enabled", "must be true or false")),
-    };
+    let enabled = flag(&body, "enabled", true, "invalid_channel")?;
     let stored = state.store.channel(tenant, channel_id).await?;
     if stored.is_none() {
         let config = state.store.notify_config(tenant).await?;
@@ -244,7 +282,7 @@ pub async fn put_channel(
 pub async fn list_channels(state: &AppState, tenant: &str) -> Result<Response<String>, ApiError> {
     let config = state.store.notify_config(tenant).await?;
     let list: Vec<Value> = config.channels.iter().map(ChannelRecord::view).collect();
-    Ok(json_response(StatusCode::OK, &list))
+    ok_json(&list)
 }
 
 /// `DELETE /api/health/channels/{channel_id}`.
@@ -253,11 +291,10 @@ pub async fn delete_channel(
     tenant: &str,
     channel_id: &str,
 ) -> Result<Response<String>, ApiError> {
-    if state.store.delete_channel(tenant, channel_id).await? {
-        Ok(no_content())
-    } else {
-        Err(ApiError::NotFound(format!("no channel {channel_id}")))
-    }
+    deleted(
+        state.store.delete_channel(tenant, channel_id).await?,
+        || format!("no channel {channel_id}"),
+    )
 }
 
 /// `POST /api/health/channels/{channel_id}/test`: sends a test message now; 200 with the
@@ -314,6 +351,37 @@ fn seconds(body: &Map<String, Value>, field: &str, default: u64) -> Result<u64, 
     }
 }
 
+/// A rule's `channels`: one or more ids of the tenant's `channels`.
+fn rule_channels(
+    body: &Map<String, Value>,
+    channels: &[ChannelRecord],
+) -> Result<Vec<String>, ApiError> {
+    match body.get("channels") {
+        Some(Value::Array(list)) if !list.is_empty() => list
+            .iter()
+            .map(|v| {
+                let id = v.as_str().ok_or_else(|| {
+                    bad("invalid_rule", "channels", "must be a list of channel ids")
+                })?;
+                if channels.iter().any(|c| c.channel_id == id) {
+                    Ok(id.to_owned())
+                } else {
+                    Err(bad(
+                        "invalid_rule",
+                        "channels",
+                        format!("{id} is not a channel of this tenant; create it first"),
+                    ))
+                }
+            })
+            .collect(),
+        _ => Err(bad(
+            "invalid_rule",
+            "channels",
+            "is required: a list of at least one channel id",
+        )),
+    }
+}
+
 /// `PUT /api/health/notification-rules/{rule_id}`.
 #[tracing::instrument(skip(state, body))]
 pub async fn put_rule(
@@ -323,18 +391,7 @@ pub async fn put_rule(
     body: &[u8],
 ) -> Result<Response<String>, ApiError> {
     let body = object_body(body)?;
-    if let Some(other) = body.keys().find(|k| {
-        !matches!(
-            k.as_str(),
-            "channels"
-                | "match"
-                | "group_wait_s"
-                | "group_interval_s"
-                | "repeat_interval_s"
-                | "send_resolved"
-                | "weekly_report"
-        )
-    }) {
+    if let Some(other) = unknown_field(&body, &RULE_FIELDS) {
         return Err(bad(
             "invalid_rule",
             other,
@@ -350,33 +407,7 @@ pub async fn put_rule(
             "a new notification rule",
         )?;
     }
-    let channels: Vec<String> = match body.get("channels") {
-        Some(Value::Array(list)) if !list.is_empty() => list
-            .iter()
-            .map(|v| {
-                let id = v.as_str().ok_or_else(|| {
-                    bad("invalid_rule", "channels", "must be a list of channel ids")
-                })?;
-                if config.channels.iter().any(|c| c.channel_id == id) {
-                    Ok(id.to_owned())
-                } else {
-                    Err(bad(
-                        "invalid_rule",
-                        "channels",
-                        format!("{id} is not a channel of this tenant; create it first"),
-                    ))
-                }
-            })
-            .collect::<Result<_, _>>()?,
-        _ => {
-            return Err(bad(
-                "invalid_rule",
-                "channels",
-                "is required: a list of at least one channel id",
-            ))
-        }
-    };
-    let mut channels = channels;
+    let mut channels = rule_channels(&body, &config.channels)?;
     channels.dedup();
     let repeat = seconds(&body, "repeat_interval_s", DEFAULT_REPEAT_INTERVAL_S)?;
     if repeat == 0 {
@@ -393,28 +424,8 @@ pub async fn put_rule(
         group_wait_s: seconds(&body, "group_wait_s", DEFAULT_GROUP_WAIT_S)?,
         group_interval_s: seconds(&body, "group_interval_s", DEFAULT_GROUP_INTERVAL_S)?,
         repeat_interval_s: repeat,
-        send_resolved: match body.get("send_resolved") {
-            None | Some(Value::Null) => true,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                return Err(bad(
-                    "invalid_rule",
-                    "send_resolved",
-                    "must be true or false",
-                ))
-            }
-        },
-        weekly_report: match body.get("weekly_report") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                return Err(bad(
-                    "invalid_rule",
-                    "weekly_report",
-                    "must be true or false",
-                ))
-            }
-        },
+        send_resolved: flag(&body, "send_resolved", true, "invalid_rule")?,
+        weekly_report: flag(&body, "weekly_report", false, "invalid_rule")?,
         updated_at: state.clock.now_ms(),
     };
     state.store.put_rule(tenant, &rule).await?;
@@ -425,7 +436,7 @@ pub async fn put_rule(
 pub async fn list_rules(state: &AppState, tenant: &str) -> Result<Response<String>, ApiError> {
     let config = state.store.notify_config(tenant).await?;
     let list: Vec<Value> = config.rules.iter().map(RuleRecord::view).collect();
-    Ok(json_response(StatusCode::OK, &list))
+    ok_json(&list)
 }
 
 /// `DELETE /api/health/notification-rules/{rule_id}`.
@@ -434,13 +445,9 @@ pub async fn delete_rule(
     tenant: &str,
     rule_id: &str,
 ) -> Result<Response<String>, ApiError> {
-    if state.store.delete_rule(tenant, rule_id).await? {
-        Ok(no_content())
-    } else {
-        Err(ApiError::NotFound(format!(
-            "no notification rule {rule_id}"
-        )))
-    }
+    deleted(state.store.delete_rule(tenant, rule_id).await?, || {
+        format!("no notification rule {rule_id}")
+    })
 }
 
 fn time_field(body: &Map<String, Value>, field: &str) -> Result<Option<Millis>, ApiError> {
@@ -461,6 +468,67 @@ fn time_field(body: &Map<String, Value>, field: &str) -> Result<Option<Millis>, 
     }
 }
 
+/// A silence's `comment`: empty where absent.
+fn silence_comment(body: &Map<String, Value>) -> Result<String, ApiError> {
+    match body.get("comment") {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => {
+            check_text(s).map_err(|m| bad("invalid_silence", "comment", m))?;
+            Ok(s.clone())
+        }
+        Some(_) => Err(bad("invalid_silence", "comment", "must be a string")),
+    }
+}
+
+/// A one-off silence's start (now where absent) and end: in the future, within a year.
+fn one_off_times(body: &Map<String, Value>, now: Millis) -> Result<(Millis, Millis), ApiError> {
+    let starts = time_field(body, "starts_at")?.unwrap_or(now);
+    let ends = time_field(body, "ends_at")?.ok_or_else(|| {
+        bad(
+            "invalid_silence",
+            "ends_at",
+            "is required (or give a schedule for a maintenance window)",
+        )
+    })?;
+    if ends <= starts.max(now) {
+        return Err(bad(
+            "invalid_silence",
+            "ends_at",
+            "must be after starts_at and in the future",
+        ));
+    }
+    if ends - starts > MAX_SILENCE_MS {
+        return Err(bad(
+            "invalid_silence",
+            "ends_at",
+            "must be within a year of starts_at; use a schedule for recurring windows",
+        ));
+    }
+    Ok((starts, ends))
+}
+
+/// A maintenance window's `schedule`, which stands instead of `starts_at` and `ends_at`.
+fn window_schedule(body: &Map<String, Value>, v: &Value) -> Result<Schedule, ApiError> {
+    if body.contains_key("starts_at") || body.contains_key("ends_at") {
+        return Err(bad(
+            "invalid_silence",
+            "schedule",
+            "a maintenance window has a schedule instead of starts_at and ends_at",
+        ));
+    }
+    let schedule: Schedule = serde_json::from_value(v.clone()).map_err(|e| {
+        bad(
+            "invalid_silence",
+            "schedule",
+            format!("{e}; expected timezone, days, start and duration_minutes"),
+        )
+    })?;
+    schedule
+        .check()
+        .map_err(|m| ApiError::bad_request("invalid_silence", m))?;
+    Ok(schedule)
+}
+
 /// `POST /api/health/silences`: a one-off silence (`starts_at`, `ends_at`) or a
 /// maintenance window (`schedule`); 201 with the silence.
 #[tracing::instrument(skip(state, principal, body))]
@@ -470,12 +538,7 @@ pub async fn create_silence(
     body: &[u8],
 ) -> Result<Response<String>, ApiError> {
     let body = object_body(body)?;
-    if let Some(other) = body.keys().find(|k| {
-        !matches!(
-            k.as_str(),
-            "match" | "starts_at" | "ends_at" | "schedule" | "comment"
-        )
-    }) {
+    if let Some(other) = unknown_field(&body, &SILENCE_FIELDS) {
         return Err(bad(
             "invalid_silence",
             other,
@@ -483,61 +546,14 @@ pub async fn create_silence(
         ));
     }
     let now = state.clock.now_ms();
-    let comment = match body.get("comment") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => {
-            check_text(s).map_err(|m| bad("invalid_silence", "comment", m))?;
-            s.clone()
-        }
-        Some(_) => return Err(bad("invalid_silence", "comment", "must be a string")),
-    };
+    let comment = silence_comment(&body)?;
     let matcher = parse_matcher(body.get("match"), "invalid_silence")?;
     let (starts_at, ends_at, schedule) = match body.get("schedule") {
         None | Some(Value::Null) => {
-            let starts = time_field(&body, "starts_at")?.unwrap_or(now);
-            let ends = time_field(&body, "ends_at")?.ok_or_else(|| {
-                bad(
-                    "invalid_silence",
-                    "ends_at",
-                    "is required (or give a schedule for a maintenance window)",
-                )
-            })?;
-            if ends <= starts.max(now) {
-                return Err(bad(
-                    "invalid_silence",
-                    "ends_at",
-                    "must be after starts_at and in the future",
-                ));
-            }
-            if ends - starts > MAX_SILENCE_MS {
-                return Err(bad(
-                    "invalid_silence",
-                    "ends_at",
-                    "must be within a year of starts_at; use a schedule for recurring windows",
-                ));
-            }
+            let (starts, ends) = one_off_times(&body, now)?;
             (Some(starts), Some(ends), None)
         }
-        Some(v) => {
-            if body.contains_key("starts_at") || body.contains_key("ends_at") {
-                return Err(bad(
-                    "invalid_silence",
-                    "schedule",
-                    "a maintenance window has a schedule instead of starts_at and ends_at",
-                ));
-            }
-            let schedule: Schedule = serde_json::from_value(v.clone()).map_err(|e| {
-                bad(
-                    "invalid_silence",
-                    "schedule",
-                    format!("{e}; expected timezone, days, start and duration_minutes"),
-                )
-            })?;
-            schedule
-                .check()
-                .map_err(|m| ApiError::bad_request("invalid_silence", m))?;
-            (None, None, Some(schedule))
-        }
+        Some(v) => (None, None, Some(window_schedule(&body, v)?)),
     };
     let silence = SilenceRecord {
         silence_id: crate::store::notify::new_silence_id(),
@@ -572,7 +588,7 @@ pub async fn list_silences(state: &AppState, tenant: &str) -> Result<Response<St
         .filter(|s| !s.ended_by(now))
         .map(|s| s.view(now))
         .collect();
-    Ok(json_response(StatusCode::OK, &list))
+    ok_json(&list)
 }
 
 /// `DELETE /api/health/silences/{silence_id}`: ends a silence now, removes a window.
@@ -581,14 +597,11 @@ pub async fn delete_silence(
     tenant: &str,
     silence_id: &str,
 ) -> Result<Response<String>, ApiError> {
-    match state
+    let ended = state
         .store
         .end_silence(tenant, silence_id, state.clock.now_ms())
-        .await?
-    {
-        Some(_) => Ok(no_content()),
-        None => Err(ApiError::NotFound(format!("no silence {silence_id}"))),
-    }
+        .await?;
+    deleted(ended.is_some(), || format!("no silence {silence_id}"))
 }
 
 /// `GET /api/health/alerts/{alert_id}/notifications`: the alert's delivery log.
@@ -661,7 +674,7 @@ async fn claim(state: &AppState, token_text: &str) -> Result<token::AckClaim, Re
 fn escalated_page(
     state: &AppState,
     claim: &token::AckClaim,
-    alert: &crate::domain::alerts::AlertRecord,
+    alert: &AlertRecord,
     status: StatusCode,
 ) -> Response<String> {
     let severity = |s| crate::notify::render::severity_word(s);
@@ -712,11 +725,7 @@ pub async fn ack_page(state: &AppState, token_text: &str) -> Response<String> {
         Err(e) => return ApiError::from(e).into_response(),
     };
     let Some(alert) = alert else {
-        return html(
-            StatusCode::NOT_FOUND,
-            "Alert not found",
-            "<p>This alert no longer exists.</p>",
-        );
+        return alert_gone_page();
     };
     let summary = format!(
         "<p><b>{}</b> ({:?})<br><span class=\"muted\">{} {} · raised {}</span></p>",
@@ -785,64 +794,20 @@ pub async fn ack_confirm(state: &AppState, token_text: &str, wants_json: bool) -
             |alert| claim.applies_to(alert),
         )
         .await;
-    let outcome = match outcome {
-        Ok(GuardedAck::Outcome(outcome)) => Ok(outcome),
-        Ok(GuardedAck::NoLongerApplies(alert)) => {
-            tracing::info!(tenant = %claim.tenant, alert_id = %claim.alert_id, "acknowledge link used after the alert escalated: refused");
-            if wants_json {
-                return ApiError::Conflict {
-                    code: "alert_escalated",
-                    message: format!(
-                        "alert {} escalated after this link was sent; acknowledge it from the \
-                         newer message or the dashboard",
-                        alert.alert_id
-                    ),
-                }
-                .into_response();
-            }
-            return escalated_page(state, &claim, &alert, StatusCode::CONFLICT);
-        }
-        Err(e) => Err(e),
-    };
     match outcome {
-        Ok(AckOutcome::Acknowledged(alert)) => {
+        Ok(GuardedAck::Outcome(AckOutcome::Acknowledged(alert))) => {
             tracing::info!(tenant = %claim.tenant, alert_id = %claim.alert_id, by = %by, "alert acknowledged from a message");
             state.notifier_wake.notify_one();
-            if wants_json {
-                let now = state.clock.now_ms();
-                return match state.store.notify_config(&claim.tenant).await {
-                    Ok(config) => {
-                        json_response(StatusCode::OK, &alert.view_at(&config.silences, now))
-                    }
-                    Err(e) => ApiError::from(e).into_response(),
-                };
-            }
-            html(
-                StatusCode::OK,
-                "Acknowledged",
-                &format!(
-                    "<p><b>{}</b></p><p>Acknowledged by {} at {}.</p>",
-                    escape(&alert.message),
-                    escape(alert.acknowledged_by.as_deref().unwrap_or_default()),
-                    alert
-                        .acknowledged_at
-                        .map(format_rfc3339)
-                        .unwrap_or_default()
-                ),
-            )
+            acknowledged_answer(state, &claim, &alert, wants_json).await
         }
-        Ok(AckOutcome::NotFound) => {
+        Ok(GuardedAck::Outcome(AckOutcome::NotFound)) => {
             if wants_json {
                 return ApiError::NotFound(format!("no alert with id {}", claim.alert_id))
                     .into_response();
             }
-            html(
-                StatusCode::NOT_FOUND,
-                "Alert not found",
-                "<p>This alert no longer exists.</p>",
-            )
+            alert_gone_page()
         }
-        Ok(AckOutcome::Resolved(alert)) => {
+        Ok(GuardedAck::Outcome(AckOutcome::Resolved(alert))) => {
             if wants_json {
                 return ApiError::Conflict {
                     code: "alert_resolved",
@@ -856,6 +821,69 @@ pub async fn ack_confirm(state: &AppState, token_text: &str, wants_json: bool) -
                 "<p>The alert resolved before it was acknowledged.</p>",
             )
         }
+        Ok(GuardedAck::NoLongerApplies(alert)) => {
+            escalated_answer(state, &claim, &alert, wants_json)
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+/// The answer to a link sent before its alert escalated: 409, as JSON or a page.
+fn escalated_answer(
+    state: &AppState,
+    claim: &token::AckClaim,
+    alert: &AlertRecord,
+    wants_json: bool,
+) -> Response<String> {
+    tracing::info!(tenant = %claim.tenant, alert_id = %claim.alert_id, "acknowledge link used after the alert escalated: refused");
+    if wants_json {
+        return ApiError::Conflict {
+            code: "alert_escalated",
+            message: format!(
+                "alert {} escalated after this link was sent; acknowledge it from the \
+                 newer message or the dashboard",
+                alert.alert_id
+            ),
+        }
+        .into_response();
+    }
+    escalated_page(state, claim, alert, StatusCode::CONFLICT)
+}
+
+/// The answer to an acknowledgement just made: the alert as JSON, or a page.
+async fn acknowledged_answer(
+    state: &AppState,
+    claim: &token::AckClaim,
+    alert: &AlertRecord,
+    wants_json: bool,
+) -> Response<String> {
+    if wants_json {
+        let now = state.clock.now_ms();
+        return match state.store.notify_config(&claim.tenant).await {
+            Ok(config) => json_response(StatusCode::OK, &alert.view_at(&config.silences, now)),
+            Err(e) => ApiError::from(e).into_response(),
+        };
+    }
+    html(
+        StatusCode::OK,
+        "Acknowledged",
+        &format!(
+            "<p><b>{}</b></p><p>Acknowledged by {} at {}.</p>",
+            escape(&alert.message),
+            escape(alert.acknowledged_by.as_deref().unwrap_or_default()),
+            alert
+                .acknowledged_at
+                .map(format_rfc3339)
+                .unwrap_or_default()
+        ),
+    )
+}
+
+/// The page of a link whose alert no longer exists.
+fn alert_gone_page() -> Response<String> {
+    html(
+        StatusCode::NOT_FOUND,
+        "Alert not found",
+        "<p>This alert no longer exists.</p>",
+    )
 }

@@ -2,7 +2,7 @@
 
 use http::{Response, StatusCode};
 
-use super::{json_response, no_content, ApiError};
+use super::{deleted, json_response, ok_json, ApiError};
 use crate::domain::slo::{status, SloBody};
 use crate::time::DAY_MS;
 use crate::AppState;
@@ -41,7 +41,7 @@ pub async fn list(state: &AppState, tenant: &str) -> Result<Response<String>, Ap
         .store
         .slo_statuses(tenant, state.clock.now_ms())
         .await?;
-    Ok(json_response(StatusCode::OK, &list))
+    ok_json(&list)
 }
 
 /// `DELETE /api/health/slos/{slo_id}`: 204, or 404 for an unknown SLO.
@@ -50,9 +50,7 @@ pub async fn delete(
     tenant: &str,
     slo_id: &str,
 ) -> Result<Response<String>, ApiError> {
-    if state.store.delete_slo(tenant, slo_id).await? {
-        Ok(no_content())
-    } else {
-        Err(ApiError::NotFound(format!("no SLO {slo_id}")))
-    }
+    deleted(state.store.delete_slo(tenant, slo_id).await?, || {
+        format!("no SLO {slo_id}")
+    })
 }

@@ -313,121 +313,139 @@ impl<'a> Fields<'a> {
     }
 
     fn kind(&mut self, kind: &str) -> Option<EventKind> {
-        Some(match kind {
-            "execution.started" => {
-                let agent_id = self.id("agent_id");
-                let execution_id = self.id("execution_id");
-                let operation = self.text("operation", true);
-                let agent_name = self.text("agent_name", false);
-                EventKind::ExecutionStarted {
-                    agent_id: agent_id?,
-                    execution_id: execution_id?,
-                    operation: operation??,
-                    agent_name: agent_name?,
-                }
-            }
-            "execution.finished" => {
-                let agent_id = self.id("agent_id");
-                let execution_id = self.id("execution_id");
-                let outcome = match self.obj.get("outcome").and_then(Value::as_str) {
-                    Some("completed") => Some(Outcome::Completed),
-                    Some("failed") => Some(Outcome::Failed),
-                    _ => {
-                        self.fail(
-                            "outcome",
-                            "is required and must be \"completed\" or \"failed\"",
-                        );
-                        None
-                    }
-                };
-                let duration_ms = self.number("duration_ms", false, 0.0, MAX_DURATION_MS);
-                let confidence = self.number("confidence", false, 0.0, 1.0);
-                let error = self.text("error", false);
-                let input = self.integer("input_tokens", false, MAX_TOKENS);
-                let output = self.integer("output_tokens", false, MAX_TOKENS);
-                let tokens = match (input?, output?) {
-                    (None, None) => None,
-                    (i, o) => Some(Tokens {
-                        input: i.unwrap_or(0),
-                        output: o.unwrap_or(0),
-                    }),
-                };
-                EventKind::ExecutionFinished {
-                    agent_id: agent_id?,
-                    execution_id: execution_id?,
-                    outcome: outcome?,
-                    duration_ms: duration_ms?,
-                    confidence: confidence?,
-                    error: error?,
-                    tokens,
-                }
-            }
-            "integration.call" => {
-                let integration_id = self.id("integration_id");
-                let latency_ms = self.number("latency_ms", true, 0.0, MAX_LATENCY_MS);
-                let ok = match self.obj.get("ok") {
-                    Some(Value::Bool(b)) => Some(*b),
-                    _ => {
-                        self.fail("ok", "is required and must be true or false");
-                        None
-                    }
-                };
-                let error = self.text("error", false);
-                let integration_name = self.text("integration_name", false);
-                EventKind::IntegrationCall {
-                    integration_id: integration_id?,
-                    latency_ms: latency_ms??,
-                    ok: ok?,
-                    error: error?,
-                    integration_name: integration_name?,
-                }
-            }
-            "host.sample" => {
-                let host_id = self.id("host_id");
-                let cpu_usage = self.number("cpu_usage", true, 0.0, 100.0);
-                let memory_usage = self.number("memory_usage", true, 0.0, 100.0);
-                let disk_usage = self.number("disk_usage", false, 0.0, 100.0);
-                let load_average = self.load_average();
-                let uptime_seconds = self.integer("uptime_seconds", false, MAX_UPTIME_SECONDS);
-                EventKind::HostSample {
-                    host_id: host_id?,
-                    cpu_usage: cpu_usage??,
-                    memory_usage: memory_usage??,
-                    disk_usage: disk_usage?,
-                    load_average: load_average?,
-                    uptime_seconds: uptime_seconds?,
-                }
-            }
-            "gauge" => {
-                let name = match self.obj.get("name").and_then(Value::as_str) {
-                    Some("queue_depth") => Some(Gauge::QueueDepth),
-                    Some("active_operations") => Some(Gauge::ActiveOperations),
-                    _ => {
-                        self.fail(
-                            "name",
-                            "is required and must be \"queue_depth\" or \"active_operations\"",
-                        );
-                        None
-                    }
-                };
-                let value = self.integer("value", true, MAX_GAUGE_VALUE);
-                EventKind::Gauge {
-                    name: name?,
-                    value: value??,
-                }
-            }
-            other => {
-                let shown: String = other.chars().take(40).collect();
-                self.fail(
-                    "type",
-                    format!(
-                        "unknown event type \"{shown}\"; expected execution.started, \
-                         execution.finished, integration.call, host.sample or gauge"
-                    ),
-                );
-                return None;
-            }
+        match kind {
+            "execution.started" => self.execution_started(),
+            "execution.finished" => self.execution_finished(),
+            "integration.call" => self.integration_call(),
+            "host.sample" => self.host_sample(),
+            "gauge" => self.gauge(),
+            other => self.unknown_kind(other),
+        }
+    }
+
+    /// An `execution.started` event's fields.
+    fn execution_started(&mut self) -> Option<EventKind> {
+        let agent_id = self.id("agent_id");
+        let execution_id = self.id("execution_id");
+        let operation = self.text("operation", true);
+        let agent_name = self.text("agent_name", false);
+        Some(EventKind::ExecutionStarted {
+            agent_id: agent_id?,
+            execution_id: execution_id?,
+            operation: operation??,
+            agent_name: agent_name?,
         })
+    }
+
+    /// An `execution.finished` event's fields.
+    fn execution_finished(&mut self) -> Option<EventKind> {
+        let agent_id = self.id("agent_id");
+        let execution_id = self.id("execution_id");
+        let outcome = match self.obj.get("outcome").and_then(Value::as_str) {
+            Some("completed") => Some(Outcome::Completed),
+            Some("failed") => Some(Outcome::Failed),
+            _ => {
+                self.fail(
+                    "outcome",
+                    "is required and must be \"completed\" or \"failed\"",
+                );
+                None
+            }
+        };
+        let duration_ms = self.number("duration_ms", false, 0.0, MAX_DURATION_MS);
+        let confidence = self.number("confidence", false, 0.0, 1.0);
+        let error = self.text("error", false);
+        let input = self.integer("input_tokens", false, MAX_TOKENS);
+        let output = self.integer("output_tokens", false, MAX_TOKENS);
+        let tokens = match (input?, output?) {
+            (None, None) => None,
+            (i, o) => Some(Tokens {
+                input: i.unwrap_or(0),
+                output: o.unwrap_or(0),
+            }),
+        };
+        Some(EventKind::ExecutionFinished {
+            agent_id: agent_id?,
+            execution_id: execution_id?,
+            outcome: outcome?,
+            duration_ms: duration_ms?,
+            confidence: confidence?,
+            error: error?,
+            tokens,
+        })
+    }
+
+    /// An `integration.call` event's fields.
+    fn integration_call(&mut self) -> Option<EventKind> {
+        let integration_id = self.id("integration_id");
+        let latency_ms = self.number("latency_ms", true, 0.0, MAX_LATENCY_MS);
+        let ok = match self.obj.get("ok") {
+            Some(Value::Bool(b)) => Some(*b),
+            _ => {
+                self.fail("ok", "is required and must be true or false");
+                None
+            }
+        };
+        let error = self.text("error", false);
+        let integration_name = self.text("integration_name", false);
+        Some(EventKind::IntegrationCall {
+            integration_id: integration_id?,
+            latency_ms: latency_ms??,
+            ok: ok?,
+            error: error?,
+            integration_name: integration_name?,
+        })
+    }
+
+    /// A `host.sample` event's fields.
+    fn host_sample(&mut self) -> Option<EventKind> {
+        let host_id = self.id("host_id");
+        let cpu_usage = self.number("cpu_usage", true, 0.0, 100.0);
+        let memory_usage = self.number("memory_usage", true, 0.0, 100.0);
+        let disk_usage = self.number("disk_usage", false, 0.0, 100.0);
+        let load_average = self.load_average();
+        let uptime_seconds = self.integer("uptime_seconds", false, MAX_UPTIME_SECONDS);
+        Some(EventKind::HostSample {
+            host_id: host_id?,
+            cpu_usage: cpu_usage??,
+            memory_usage: memory_usage??,
+            disk_usage: disk_usage?,
+            load_average: load_average?,
+            uptime_seconds: uptime_seconds?,
+        })
+    }
+
+    /// A `gauge` event's fields.
+    fn gauge(&mut self) -> Option<EventKind> {
+        let name = match self.obj.get("name").and_then(Value::as_str) {
+            Some("queue_depth") => Some(Gauge::QueueDepth),
+            Some("active_operations") => Some(Gauge::ActiveOperations),
+            _ => {
+                self.fail(
+                    "name",
+                    "is required and must be \"queue_depth\" or \"active_operations\"",
+                );
+                None
+            }
+        };
+        let value = self.integer("value", true, MAX_GAUGE_VALUE);
+        Some(EventKind::Gauge {
+            name: name?,
+            value: value??,
+        })
+    }
+
+    /// Says the event type is none of the five.
+    fn unknown_kind(&mut self, kind: &str) -> Option<EventKind> {
+        let shown: String = kind.chars().take(40).collect();
+        self.fail(
+            "type",
+            format!(
+                "unknown event type \"{shown}\"; expected execution.started, \
+                 execution.finished, integration.call, host.sample or gauge"
+            ),
+        );
+        None
     }
 
     fn id(&mut self, field: &str) -> Option<String> {

@@ -235,30 +235,7 @@ pub fn map_request(request: &ExportTraceServiceRequest, now: Millis) -> Mapped {
             }
         }
     }
-    // Tokens of model spans, summed on the nearest agent span above each.
-    let mut child_tokens: HashMap<SpanKey, Tokens> = HashMap::new();
-    for (span, kind, _) in &spans {
-        if *kind != Some(Kind::Model) {
-            continue;
-        }
-        let Some(tokens) = span_tokens(&span.attributes) else {
-            continue;
-        };
-        let mut parent: &[u8] = &span.parent_span_id;
-        for _ in 0..MAX_DEPTH {
-            let key: SpanKey = (&span.trace_id, parent);
-            let Some((p, pkind)) = index.get(&key) else {
-                break;
-            };
-            if *pkind == Some(Kind::Agent) {
-                let sum = child_tokens.entry(key).or_default();
-                sum.input = sum.input.saturating_add(tokens.input).min(MAX_TOKENS);
-                sum.output = sum.output.saturating_add(tokens.output).min(MAX_TOKENS);
-                break;
-            }
-            parent = &p.parent_span_id;
-        }
-    }
+    let child_tokens = child_tokens(&spans, &index);
     for (span, kind, service) in spans {
         let Some(kind) = kind else {
             out.reject("no GenAI attributes (gen_ai.*), not an agent, tool or model span");
@@ -282,6 +259,37 @@ pub fn map_request(request: &ExportTraceServiceRequest, now: Millis) -> Mapped {
     out
 }
 
+/// Tokens of model spans, summed on the nearest agent span above each.
+fn child_tokens<'a>(
+    spans: &[(&'a Span, Option<Kind>, Option<&str>)],
+    index: &HashMap<SpanKey<'a>, (&'a Span, Option<Kind>)>,
+) -> HashMap<SpanKey<'a>, Tokens> {
+    let mut child_tokens: HashMap<SpanKey, Tokens> = HashMap::new();
+    for (span, kind, _) in spans {
+        if *kind != Some(Kind::Model) {
+            continue;
+        }
+        let Some(tokens) = span_tokens(&span.attributes) else {
+            continue;
+        };
+        let mut parent: &[u8] = &span.parent_span_id;
+        for _ in 0..MAX_DEPTH {
+            let key: SpanKey = (&span.trace_id, parent);
+            let Some((p, pkind)) = index.get(&key) else {
+                break;
+            };
+            if *pkind == Some(Kind::Agent) {
+                let sum = child_tokens.entry(key).or_default();
+                sum.input = sum.input.saturating_add(tokens.input).min(MAX_TOKENS);
+                sum.output = sum.output.saturating_add(tokens.output).min(MAX_TOKENS);
+                break;
+            }
+            parent = &p.parent_span_id;
+        }
+    }
+    child_tokens
+}
+
 fn map_span(
     span: &Span,
     kind: Kind,
@@ -289,10 +297,28 @@ fn map_span(
     tokens: impl FnOnce() -> Option<Tokens>,
     now: Millis,
 ) -> Result<Vec<Event>, String> {
-    let attrs = &span.attributes;
     if kind == Kind::Other {
         return Err(NOT_MAPPED.into());
     }
+    let facts = span_facts(span, now)?;
+    match kind {
+        Kind::Agent => agent_events(span, facts, service, tokens),
+        Kind::Tool | Kind::Model => call_event(span, kind, facts),
+        Kind::Other => Err(NOT_MAPPED.into()),
+    }
+}
+
+/// What every mapped span gives its events: a key, times, duration and failure.
+struct SpanFacts {
+    key: String,
+    start_ms: Millis,
+    end_ms: Millis,
+    duration_ms: f64,
+    error: Option<String>,
+}
+
+/// Checks the span's ids and times (within the events' age and skew) and reads its facts.
+fn span_facts(span: &Span, now: Millis) -> Result<SpanFacts, String> {
     if span.trace_id.len() != 16 || span.span_id.len() != 8 {
         return Err("traceId must be 16 bytes and spanId 8".into());
     }
@@ -304,93 +330,113 @@ fn map_span(
     if end_ms > now + MAX_FUTURE_SKEW_MS || start_ms < now - MAX_EVENT_AGE_MS {
         return Err("older than 7 days or more than 5 minutes in the future".into());
     }
-    let duration_ms = (end - start) as f64 / 1e6;
-    let span_key = format!(
-        "{}-{}",
-        hex::encode(&span.trace_id),
-        hex::encode(&span.span_id)
-    );
-    let error = failure(span);
-    let id_of = |value: Option<&str>, what: &str| -> Result<String, String> {
-        let v = value.ok_or_else(|| format!("no {what}"))?;
-        check_id(v).map_err(|m| format!("{what} {m}"))?;
-        Ok(v.to_owned())
-    };
-    match kind {
-        Kind::Agent => {
-            let agent_name = attr_str(attrs, "gen_ai.agent.name");
-            let agent_id = id_of(
-                attr_str(attrs, "gen_ai.agent.id")
-                    .or(agent_name)
-                    .or(service),
-                "gen_ai.agent.id, gen_ai.agent.name or service.name on an invoke_agent span",
-            )?;
-            if duration_ms > MAX_DURATION_MS {
-                return Err("an invoke_agent span longer than 7 days".into());
-            }
-            let execution_id = hex::encode(&span.span_id);
-            Ok(vec![
-                Event {
-                    event_id: format!("otel-{span_key}-start"),
-                    timestamp: start_ms,
-                    kind: EventKind::ExecutionStarted {
-                        agent_id: agent_id.clone(),
-                        execution_id: execution_id.clone(),
-                        operation: clean_text(&span.name),
-                        agent_name: agent_name
-                            .filter(|n| check_id(n).is_ok())
-                            .map(str::to_owned),
-                    },
-                },
-                Event {
-                    event_id: format!("otel-{span_key}-finish"),
-                    timestamp: end_ms,
-                    kind: EventKind::ExecutionFinished {
-                        agent_id,
-                        execution_id,
-                        outcome: if error.is_some() {
-                            Outcome::Failed
-                        } else {
-                            Outcome::Completed
-                        },
-                        duration_ms: Some(duration_ms),
-                        confidence: None,
-                        error,
-                        tokens: tokens(),
-                    },
-                },
-            ])
-        }
-        Kind::Tool | Kind::Model => {
-            let integration_id = if kind == Kind::Tool {
-                id_of(
-                    attr_str(attrs, "gen_ai.tool.name"),
-                    "gen_ai.tool.name on an execute_tool span",
-                )?
-            } else {
-                id_of(
-                    attr_str(attrs, "gen_ai.provider.name")
-                        .or_else(|| attr_str(attrs, "gen_ai.system")),
-                    "gen_ai.provider.name (or gen_ai.system) on a model span",
-                )?
-            };
-            if duration_ms > MAX_LATENCY_MS {
-                return Err("a tool or model span longer than 1 hour".into());
-            }
-            Ok(vec![Event {
-                event_id: format!("otel-{span_key}"),
-                timestamp: end_ms,
-                kind: EventKind::IntegrationCall {
-                    integration_id,
-                    latency_ms: duration_ms,
-                    ok: error.is_none(),
-                    error,
-                    integration_name: None,
-                },
-            }])
-        }
-        Kind::Other => Err(NOT_MAPPED.into()),
+    Ok(SpanFacts {
+        key: format!(
+            "{}-{}",
+            hex::encode(&span.trace_id),
+            hex::encode(&span.span_id)
+        ),
+        start_ms,
+        end_ms,
+        duration_ms: (end - start) as f64 / 1e6,
+        error: failure(span),
+    })
+}
+
+/// The first of the attribute values that is given, as an id; `what` names them.
+fn id_of(value: Option<&str>, what: &str) -> Result<String, String> {
+    let v = value.ok_or_else(|| format!("no {what}"))?;
+    check_id(v).map_err(|m| format!("{what} {m}"))?;
+    Ok(v.to_owned())
+}
+
+/// An `invoke_agent` span: an execution that started and finished.
+fn agent_events(
+    span: &Span,
+    facts: SpanFacts,
+    service: Option<&str>,
+    tokens: impl FnOnce() -> Option<Tokens>,
+) -> Result<Vec<Event>, String> {
+    let attrs = &span.attributes;
+    let agent_name = attr_str(attrs, "gen_ai.agent.name");
+    let agent_id = id_of(
+        attr_str(attrs, "gen_ai.agent.id")
+            .or(agent_name)
+            .or(service),
+        "gen_ai.agent.id, gen_ai.agent.name or service.name on an invoke_agent span",
+    )?;
+    if facts.duration_ms > MAX_DURATION_MS {
+        return Err("an invoke_agent span longer than 7 days".into());
     }
+    let execution_id = hex::encode(&span.span_id);
+    let SpanFacts {
+        key,
+        start_ms,
+        end_ms,
+        duration_ms,
+        error,
+    } = facts;
+    Ok(vec![
+        Event {
+            event_id: format!("otel-{key}-start"),
+            timestamp: start_ms,
+            kind: EventKind::ExecutionStarted {
+                agent_id: agent_id.clone(),
+                execution_id: execution_id.clone(),
+                operation: clean_text(&span.name),
+                agent_name: agent_name
+                    .filter(|n| check_id(n).is_ok())
+                    .map(str::to_owned),
+            },
+        },
+        Event {
+            event_id: format!("otel-{key}-finish"),
+            timestamp: end_ms,
+            kind: EventKind::ExecutionFinished {
+                agent_id,
+                execution_id,
+                outcome: if error.is_some() {
+                    Outcome::Failed
+                } else {
+                    Outcome::Completed
+                },
+                duration_ms: Some(duration_ms),
+                confidence: None,
+                error,
+                tokens: tokens(),
+            },
+        },
+    ])
+}
+
+/// A tool or model span: one call of the integration it names.
+fn call_event(span: &Span, kind: Kind, facts: SpanFacts) -> Result<Vec<Event>, String> {
+    let attrs = &span.attributes;
+    let integration_id = if kind == Kind::Tool {
+        id_of(
+            attr_str(attrs, "gen_ai.tool.name"),
+            "gen_ai.tool.name on an execute_tool span",
+        )?
+    } else {
+        id_of(
+            attr_str(attrs, "gen_ai.provider.name").or_else(|| attr_str(attrs, "gen_ai.system")),
+            "gen_ai.provider.name (or gen_ai.system) on a model span",
+        )?
+    };
+    if facts.duration_ms > MAX_LATENCY_MS {
+        return Err("a tool or model span longer than 1 hour".into());
+    }
+    Ok(vec![Event {
+        event_id: format!("otel-{}", facts.key),
+        timestamp: facts.end_ms,
+        kind: EventKind::IntegrationCall {
+            integration_id,
+            latency_ms: facts.duration_ms,
+            ok: facts.error.is_none(),
+            error: facts.error,
+            integration_name: None,
+        },
+    }])
 }
 
 #[cfg(test)]

@@ -138,7 +138,6 @@ pub fn map_request(request: &ExportMetricsServiceRequest, now: Millis) -> Mapped
             .map(|r| r.attributes.as_slice())
             .unwrap_or(&[]);
         let metrics: Vec<&Metric> = rm.scope_metrics.iter().flat_map(|s| &s.metrics).collect();
-        let find = |name: &str| metrics.iter().find(|m| m.name == name).copied();
         let used: Vec<&Metric> = metrics
             .iter()
             .copied()
@@ -153,60 +152,60 @@ pub fn map_request(request: &ExportMetricsServiceRequest, now: Millis) -> Mapped
         if used_points == 0 {
             continue;
         }
-        let host = attr_str(attrs, "host.name").or_else(|| attr_str(attrs, "host.id"));
-        let Some(host) = host.filter(|h| check_id(h).is_ok()) else {
-            out.reject_n(
-                used_points,
-                "no host.name (or host.id) of 1 to 128 characters on the resource",
-            );
-            continue;
-        };
-        let cpu = find(CPU).and_then(|m| newest(number_points(m)));
-        let memory = find(MEMORY).and_then(|m| newest(number_points(m)));
-        let (Some((cpu_at, cpu_points)), Some((mem_at, mem_points))) = (cpu, memory) else {
-            out.reject_n(
-                used_points,
-                "a host sample needs both system.cpu.utilization and system.memory.utilization",
-            );
-            continue;
-        };
-        let (Some(cpu_usage), Some(memory_usage)) =
-            (cpu_usage(&cpu_points), memory_usage(&mem_points))
-        else {
-            out.reject_n(
-                used_points,
-                "no idle CPU state or used memory state among the points",
-            );
-            continue;
-        };
-        let disk_usage = find(FILESYSTEM)
-            .and_then(|m| newest(number_points(m)))
-            .and_then(|(_, ps)| ps.iter().filter_map(|p| value(p)).reduce(f64::max))
-            .map(|d| (100.0 * d).clamp(0.0, 100.0));
-        let at_ns = cpu_at.max(mem_at);
-        let at = (at_ns / 1_000_000) as Millis;
-        if at > now + MAX_FUTURE_SKEW_MS || at < now - MAX_EVENT_AGE_MS {
-            out.reject_n(
-                used_points,
-                "older than 7 days or more than 5 minutes in the future",
-            );
-            continue;
+        match host_sample(&metrics, attrs, now) {
+            Ok(event) => {
+                out.accepted += used_points;
+                out.events.push(event);
+            }
+            Err(reason) => out.reject_n(used_points, reason),
         }
-        out.accepted += used_points;
-        out.events.push(Event {
-            event_id: format!("otel-metrics-{at_ns}"),
-            timestamp: at,
-            kind: EventKind::HostSample {
-                host_id: host.to_owned(),
-                cpu_usage: cpu_usage.clamp(0.0, 100.0),
-                memory_usage: memory_usage.clamp(0.0, 100.0),
-                disk_usage,
-                load_average: None,
-                uptime_seconds: None,
-            },
-        });
     }
     out
+}
+
+/// The host sample of one resource's metrics, or why there is none.
+fn host_sample(
+    metrics: &[&Metric],
+    attrs: &[KeyValue],
+    now: Millis,
+) -> Result<Event, &'static str> {
+    let find = |name: &str| metrics.iter().find(|m| m.name == name).copied();
+    let host = attr_str(attrs, "host.name").or_else(|| attr_str(attrs, "host.id"));
+    let host = host
+        .filter(|h| check_id(h).is_ok())
+        .ok_or("no host.name (or host.id) of 1 to 128 characters on the resource")?;
+    let cpu = find(CPU).and_then(|m| newest(number_points(m)));
+    let memory = find(MEMORY).and_then(|m| newest(number_points(m)));
+    let (Some((cpu_at, cpu_points)), Some((mem_at, mem_points))) = (cpu, memory) else {
+        return Err(
+            "a host sample needs both system.cpu.utilization and system.memory.utilization",
+        );
+    };
+    let (Some(cpu_usage), Some(memory_usage)) = (cpu_usage(&cpu_points), memory_usage(&mem_points))
+    else {
+        return Err("no idle CPU state or used memory state among the points");
+    };
+    let disk_usage = find(FILESYSTEM)
+        .and_then(|m| newest(number_points(m)))
+        .and_then(|(_, ps)| ps.iter().filter_map(|p| value(p)).reduce(f64::max))
+        .map(|d| (100.0 * d).clamp(0.0, 100.0));
+    let at_ns = cpu_at.max(mem_at);
+    let at = (at_ns / 1_000_000) as Millis;
+    if at > now + MAX_FUTURE_SKEW_MS || at < now - MAX_EVENT_AGE_MS {
+        return Err("older than 7 days or more than 5 minutes in the future");
+    }
+    Ok(Event {
+        event_id: format!("otel-metrics-{at_ns}"),
+        timestamp: at,
+        kind: EventKind::HostSample {
+            host_id: host.to_owned(),
+            cpu_usage: cpu_usage.clamp(0.0, 100.0),
+            memory_usage: memory_usage.clamp(0.0, 100.0),
+            disk_usage,
+            load_average: None,
+            uptime_seconds: None,
+        },
+    })
 }
 
 #[cfg(test)]

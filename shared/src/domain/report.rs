@@ -14,8 +14,8 @@ use serde::Serialize;
 use crate::domain::alerts::{AlertRecord, Severity};
 use crate::domain::latency::{Histogram, HourSummary};
 use crate::domain::records::{AgentCounters, IntegrationCounters, IntegrationRecord};
-use crate::domain::round::{round1, round3, round4};
-use crate::domain::slo::{Objective, SloData, SloState, SloStatus};
+use crate::domain::round::{round1, round2, round3, round4};
+use crate::domain::slo::{Objective, SloData, SloState, SloStatus, Tally};
 use crate::domain::wire_name as name;
 use crate::time::{day_of, format_rfc3339, Millis, DAY_MS, HOUR_MS};
 
@@ -370,167 +370,23 @@ pub(crate) fn pct(x: Option<f64>, decimals: usize) -> String {
 /// Builds the report.
 pub fn build(inputs: &ReportInputs) -> Report {
     let p = inputs.period;
-    let mut summary = Totals::default();
-    let mut previous = Totals::default();
-    let mut agents = Vec::new();
-    for a in &inputs.agents {
-        let mut sides = [AgentCounters::default(), AgentCounters::default()];
-        for (day, c) in &a.days {
-            match p.side_of_day(*day) {
-                Some(Side::Current) => sides[0].merge(c),
-                Some(Side::Previous) => sides[1].merge(c),
-                None => {}
-            }
-        }
-        for (totals, c) in [(&mut summary, &sides[0]), (&mut previous, &sides[1])] {
-            let finished = c.completed + c.failed;
-            totals.executions += finished;
-            totals.failed_executions += c.failed;
-            totals.active_agents += u64::from(finished > 0);
-        }
-        let [cur, prev] = &sides;
-        agents.push(AgentLine {
-            agent_id: a.agent_id.clone(),
-            agent_name: a.agent_name.clone(),
-            executions: cur.completed + cur.failed,
-            failed: cur.failed,
-            success_rate: share(cur.completed, cur.completed + cur.failed).map(round3),
-            previous_success_rate: share(prev.completed, prev.completed + prev.failed).map(round3),
-        });
-    }
-    let mut integrations = Vec::new();
-    for i in &inputs.integrations {
-        let mut sides = [
-            IntegrationCounters::default(),
-            IntegrationCounters::default(),
-        ];
-        for (day, c) in &i.days {
-            match p.side_of_day(*day) {
-                Some(Side::Current) => sides[0].merge(c),
-                Some(Side::Previous) => sides[1].merge(c),
-                None => {}
-            }
-        }
-        let mut latency = [Histogram::default(), Histogram::default()];
-        for (hour, s) in &i.hours {
-            match p.side_of_time(hour * HOUR_MS) {
-                Some(Side::Current) => latency[0].merge(&s.latency),
-                Some(Side::Previous) => latency[1].merge(&s.latency),
-                None => {}
-            }
-        }
-        let figures = |c: &IntegrationCounters, h: &Histogram| PeriodFigures {
-            calls: c.calls,
-            failures: c.failures,
-            availability: share(c.calls - c.failures.min(c.calls), c.calls).map(round4),
-            latency_p95_ms: h.quantile(0.95).map(round1),
-        };
-        for (totals, c) in [(&mut summary, &sides[0]), (&mut previous, &sides[1])] {
-            totals.calls += c.calls;
-            totals.failed_calls += c.failures.min(c.calls);
-        }
-        let r = &i.record;
-        integrations.push(IntegrationLine {
-            integration_id: r.integration_id.clone(),
-            integration_name: r.integration_name.clone(),
-            state: name(&r.state),
-            current: figures(&sides[0], &latency[0]),
-            previous: figures(&sides[1], &latency[1]),
-            health_checks_performed: r.health_checks_performed,
-            recovery_attempts: r.recovery_attempts,
-            successful_recoveries: r.successful_recoveries,
-        });
-    }
-    integrations.sort_by(|a, b| a.integration_id.cmp(&b.integration_id));
-    for t in [&mut summary, &mut previous] {
+    let mut totals = [Totals::default(), Totals::default()];
+    let agents = agent_lines(&inputs.agents, &p, &mut totals);
+    let integrations = integration_lines(&inputs.integrations, &p, &mut totals);
+    for t in &mut totals {
         t.success_rate = share(t.executions - t.failed_executions, t.executions).map(round3);
         t.availability = share(t.calls - t.failed_calls, t.calls).map(round4);
     }
-
-    let mut incidents = Incidents::default();
-    let mut previous_incidents = Incidents::default();
-    let mut listed: Vec<&AlertRecord> = Vec::new();
-    for (side, acks, resolves) in [
-        (Side::Current, &mut Vec::new(), &mut Vec::new()),
-        (Side::Previous, &mut Vec::new(), &mut Vec::new()),
-    ] {
-        let target = match side {
-            Side::Current => &mut incidents,
-            Side::Previous => &mut previous_incidents,
-        };
-        for a in inputs
-            .alerts
-            .iter()
-            .filter(|a| p.side_of_time(a.raised_at) == Some(side))
-        {
-            target.count += 1;
-            match a.severity {
-                Severity::Critical => target.critical += 1,
-                Severity::Warning => target.warning += 1,
-                Severity::Info => {}
-            }
-            if let Some(at) = a.acknowledged_at {
-                target.acknowledged += 1;
-                acks.push((at - a.raised_at).max(0) / 1000);
-            }
-            if let Some(at) = a.resolved_at {
-                target.resolved += 1;
-                resolves.push((at - a.raised_at).max(0) / 1000);
-            }
-            if side == Side::Current {
-                listed.push(a);
-            }
-        }
-        target.mtta_seconds = mean(acks);
-        target.mttr_seconds = mean(resolves);
-    }
-    listed.sort_by(|a, b| {
-        a.severity
-            .cmp(&b.severity)
-            .then(b.raised_at.cmp(&a.raised_at))
-            .then(a.alert_id.cmp(&b.alert_id))
-    });
-    incidents.alerts = listed
-        .into_iter()
-        .take(MAX_LISTED_INCIDENTS)
-        .map(|a| IncidentLine {
-            alert_id: a.alert_id.clone(),
-            severity: a.severity,
-            message: a.message.clone(),
-            source_type: name(&a.source_type),
-            source_id: a.source_id.clone(),
-            raised_at: format_rfc3339(a.raised_at),
-            acknowledged_at: a.acknowledged_at.map(format_rfc3339),
-            resolved_at: a.resolved_at.map(format_rfc3339),
-            time_to_acknowledge_s: a.acknowledged_at.map(|t| (t - a.raised_at).max(0) / 1000),
-            time_to_resolve_s: a.resolved_at.map(|t| (t - a.raised_at).max(0) / 1000),
-        })
-        .collect();
-    for (t, i) in [
-        (&mut summary, &incidents),
-        (&mut previous, &previous_incidents),
-    ] {
+    let [incidents, previous_incidents] = incidents(&inputs.alerts, &p);
+    for (t, i) in totals.iter_mut().zip([&incidents, &previous_incidents]) {
         t.alerts = i.count;
         t.mtta_seconds = i.mtta_seconds;
         t.mttr_seconds = i.mttr_seconds;
     }
+    let [summary, previous] = totals;
 
     let slos: Vec<SloLine> = inputs.slos.iter().map(|s| slo_line(s, &p)).collect();
-
-    let mut top_agents: Vec<AgentLine> = agents.into_iter().filter(|a| a.failed > 0).collect();
-    top_agents.sort_by(|a, b| b.failed.cmp(&a.failed).then(a.agent_id.cmp(&b.agent_id)));
-    let mut top_integrations: Vec<IntegrationLine> = integrations
-        .iter()
-        .filter(|i| i.current.failures > 0)
-        .cloned()
-        .collect();
-    top_integrations.sort_by(|a, b| {
-        b.current
-            .failures
-            .cmp(&a.current.failures)
-            .then(a.integration_id.cmp(&b.integration_id))
-    });
-
+    let (mut top_agents, mut top_integrations) = top_failing(agents, &integrations);
     let findings = findings(
         &summary,
         &previous,
@@ -558,21 +414,193 @@ pub fn build(inputs: &ReportInputs) -> Report {
     }
 }
 
+/// Sums what falls in the current period, then what falls in the previous one; `side` says
+/// where an entry falls, if in either.
+fn by_side<T, C: Default>(
+    entries: &[(i64, T)],
+    side: impl Fn(i64) -> Option<Side>,
+    merge: impl Fn(&mut C, &T),
+) -> [C; 2] {
+    let mut sides = [C::default(), C::default()];
+    for (at, c) in entries {
+        match side(*at) {
+            Some(Side::Current) => merge(&mut sides[0], c),
+            Some(Side::Previous) => merge(&mut sides[1], c),
+            None => {}
+        }
+    }
+    sides
+}
+
+/// Each agent's line, adding its executions to the current and previous `totals`.
+fn agent_lines(agents: &[AgentInput], p: &Period, totals: &mut [Totals; 2]) -> Vec<AgentLine> {
+    let mut lines = Vec::new();
+    for a in agents {
+        let sides: [AgentCounters; 2] =
+            by_side(&a.days, |day| p.side_of_day(day), AgentCounters::merge);
+        for (totals, c) in totals.iter_mut().zip(&sides) {
+            let finished = c.completed + c.failed;
+            totals.executions += finished;
+            totals.failed_executions += c.failed;
+            totals.active_agents += u64::from(finished > 0);
+        }
+        let [cur, prev] = &sides;
+        lines.push(AgentLine {
+            agent_id: a.agent_id.clone(),
+            agent_name: a.agent_name.clone(),
+            executions: cur.completed + cur.failed,
+            failed: cur.failed,
+            success_rate: share(cur.completed, cur.completed + cur.failed).map(round3),
+            previous_success_rate: share(prev.completed, prev.completed + prev.failed).map(round3),
+        });
+    }
+    lines
+}
+
+/// Each integration's line by id, adding its calls to the current and previous `totals`.
+fn integration_lines(
+    integrations: &[IntegrationInput],
+    p: &Period,
+    totals: &mut [Totals; 2],
+) -> Vec<IntegrationLine> {
+    let mut lines = Vec::new();
+    for i in integrations {
+        let sides: [IntegrationCounters; 2] = by_side(
+            &i.days,
+            |day| p.side_of_day(day),
+            IntegrationCounters::merge,
+        );
+        let latency: [Histogram; 2] = by_side(
+            &i.hours,
+            |hour| p.side_of_time(hour * HOUR_MS),
+            |h: &mut Histogram, s: &HourSummary| h.merge(&s.latency),
+        );
+        let figures = |c: &IntegrationCounters, h: &Histogram| PeriodFigures {
+            calls: c.calls,
+            failures: c.failures,
+            availability: share(c.calls - c.failures.min(c.calls), c.calls).map(round4),
+            latency_p95_ms: h.quantile(0.95).map(round1),
+        };
+        for (totals, c) in totals.iter_mut().zip(&sides) {
+            totals.calls += c.calls;
+            totals.failed_calls += c.failures.min(c.calls);
+        }
+        let r = &i.record;
+        lines.push(IntegrationLine {
+            integration_id: r.integration_id.clone(),
+            integration_name: r.integration_name.clone(),
+            state: name(&r.state),
+            current: figures(&sides[0], &latency[0]),
+            previous: figures(&sides[1], &latency[1]),
+            health_checks_performed: r.health_checks_performed,
+            recovery_attempts: r.recovery_attempts,
+            successful_recoveries: r.successful_recoveries,
+        });
+    }
+    lines.sort_by(|a, b| a.integration_id.cmp(&b.integration_id));
+    lines
+}
+
+/// Seconds from an alert's raising to `at`, never negative.
+fn seconds_after(a: &AlertRecord, at: Millis) -> i64 {
+    (at - a.raised_at).max(0) / 1000
+}
+
+/// The incidents of the current and of the previous period; the current one lists its
+/// alerts, most severe and latest first.
+fn incidents(alerts: &[AlertRecord], p: &Period) -> [Incidents; 2] {
+    let mut sides = [Incidents::default(), Incidents::default()];
+    for (side, target) in [Side::Current, Side::Previous].into_iter().zip(&mut sides) {
+        let (mut acks, mut resolves) = (Vec::new(), Vec::new());
+        for a in alerts
+            .iter()
+            .filter(|a| p.side_of_time(a.raised_at) == Some(side))
+        {
+            target.count += 1;
+            match a.severity {
+                Severity::Critical => target.critical += 1,
+                Severity::Warning => target.warning += 1,
+                Severity::Info => {}
+            }
+            if let Some(at) = a.acknowledged_at {
+                target.acknowledged += 1;
+                acks.push(seconds_after(a, at));
+            }
+            if let Some(at) = a.resolved_at {
+                target.resolved += 1;
+                resolves.push(seconds_after(a, at));
+            }
+        }
+        target.mtta_seconds = mean(&acks);
+        target.mttr_seconds = mean(&resolves);
+    }
+    sides[0].alerts = incident_lines(alerts, p);
+    sides
+}
+
+/// The current period's alerts, most severe and latest first, at most
+/// `MAX_LISTED_INCIDENTS`.
+fn incident_lines(alerts: &[AlertRecord], p: &Period) -> Vec<IncidentLine> {
+    let mut listed: Vec<&AlertRecord> = alerts
+        .iter()
+        .filter(|a| p.side_of_time(a.raised_at) == Some(Side::Current))
+        .collect();
+    listed.sort_by(|a, b| {
+        a.severity
+            .cmp(&b.severity)
+            .then(b.raised_at.cmp(&a.raised_at))
+            .then(a.alert_id.cmp(&b.alert_id))
+    });
+    listed
+        .into_iter()
+        .take(MAX_LISTED_INCIDENTS)
+        .map(|a| IncidentLine {
+            alert_id: a.alert_id.clone(),
+            severity: a.severity,
+            message: a.message.clone(),
+            source_type: name(&a.source_type),
+            source_id: a.source_id.clone(),
+            raised_at: format_rfc3339(a.raised_at),
+            acknowledged_at: a.acknowledged_at.map(format_rfc3339),
+            resolved_at: a.resolved_at.map(format_rfc3339),
+            time_to_acknowledge_s: a.acknowledged_at.map(|t| seconds_after(a, t)),
+            time_to_resolve_s: a.resolved_at.map(|t| seconds_after(a, t)),
+        })
+        .collect()
+}
+
+/// Agents and integrations with failures in the current period, most failures first (not
+/// yet cut to `TOP_FAILING`).
+fn top_failing(
+    agents: Vec<AgentLine>,
+    integrations: &[IntegrationLine],
+) -> (Vec<AgentLine>, Vec<IntegrationLine>) {
+    let mut top_agents: Vec<AgentLine> = agents.into_iter().filter(|a| a.failed > 0).collect();
+    top_agents.sort_by(|a, b| b.failed.cmp(&a.failed).then(a.agent_id.cmp(&b.agent_id)));
+    let mut top_integrations: Vec<IntegrationLine> = integrations
+        .iter()
+        .filter(|i| i.current.failures > 0)
+        .cloned()
+        .collect();
+    top_integrations.sort_by(|a, b| {
+        b.current
+            .failures
+            .cmp(&a.current.failures)
+            .then(a.integration_id.cmp(&b.integration_id))
+    });
+    (top_agents, top_integrations)
+}
+
 fn slo_line(s: &SloInput, p: &Period) -> SloLine {
     let st = &s.status;
     let slo = &st.slo;
     let budget = slo.budget();
-    let mut tallies = [crate::domain::slo::Tally::default(); 2];
-    for (hour, summary) in &s.data.hours {
-        match p.side_of_time(hour * HOUR_MS) {
-            Some(Side::Current) => tallies[0].add(slo.tally(summary)),
-            Some(Side::Previous) => tallies[1].add(slo.tally(summary)),
-            None => {}
-        }
-    }
-    let burn = |t: &crate::domain::slo::Tally| {
-        (t.total > 0 && budget > 0.0).then(|| (t.bad_share() / budget * 100.0).round() / 100.0)
-    };
+    let tallies: [Tally; 2] = by_side(
+        &s.data.hours,
+        |hour| p.side_of_time(hour * HOUR_MS),
+        |t: &mut Tally, summary| t.add(slo.tally(summary)),
+    );
+    let burn = |t: &Tally| (t.total > 0 && budget > 0.0).then(|| round2(t.bad_share() / budget));
     let buffer = st.current.map(|c| {
         let b = match slo.objective {
             Objective::ErrorRate => slo.target - c,
@@ -609,73 +637,10 @@ fn findings(
     let last = format!("last {}", kind.word());
     let mut out = Vec::new();
     for s in slos {
-        match s.status {
-            SloState::Breached => out.push(format!(
-                "SLO {} ({} {}) is breached: {} of its error budget left.",
-                s.slo_id,
-                s.source_type,
-                s.source_id,
-                pct(Some(s.error_budget_remaining), 1)
-            )),
-            SloState::AtRisk => out.push(format!(
-                "SLO {} ({} {}) is at risk: {} of its error budget left.",
-                s.slo_id,
-                s.source_type,
-                s.source_id,
-                pct(Some(s.error_budget_remaining), 1)
-            )),
-            SloState::Ok => {}
-        }
-        match (s.burn_rate, s.previous_burn_rate) {
-            (Some(b), Some(a)) if a > 0.0 && b >= RISE * a && b >= 1.0 => out.push(format!(
-                "{} {} burned SLO {}'s error budget {:.1}× faster than {last} ({b:.2}× against {a:.2}×).",
-                s.source_type,
-                s.source_id,
-                s.slo_id,
-                b / a
-            )),
-            (Some(b), Some(a)) if a == 0.0 && b >= 1.0 => out.push(format!(
-                "{} {} started burning SLO {}'s error budget ({b:.2}×; none {last}).",
-                s.source_type, s.source_id, s.slo_id
-            )),
-            _ => {}
-        }
+        slo_findings(s, &last, &mut out);
     }
     for i in integrations {
-        if i.state == "failed" {
-            out.push(format!("{} is failed now.", i.integration_name));
-        }
-        let rate = |f: &PeriodFigures| share(f.failures, f.calls);
-        match (rate(&i.current), rate(&i.previous)) {
-            (Some(b), Some(a)) if b >= 0.01 && (a == 0.0 || b >= RISE * a) => {
-                out.push(if a == 0.0 {
-                    format!(
-                        "{} failed {} of its calls ({} of {}); none failed {last}.",
-                        i.integration_name,
-                        pct(Some(b), 1),
-                        i.current.failures,
-                        i.current.calls
-                    )
-                } else {
-                    format!(
-                        "{} failed {} of its calls, {:.1}× {last}'s {}.",
-                        i.integration_name,
-                        pct(Some(b), 1),
-                        b / a,
-                        pct(Some(a), 1)
-                    )
-                })
-            }
-            _ => {}
-        }
-        if let (Some(b), Some(a)) = (i.current.latency_p95_ms, i.previous.latency_p95_ms) {
-            if a > 0.0 && b >= 2.0 * a && b - a >= 50.0 {
-                out.push(format!(
-                    "{}'s p95 latency rose from {a:.0} ms to {b:.0} ms.",
-                    i.integration_name
-                ));
-            }
-        }
+        integration_findings(i, &last, &mut out);
     }
     for a in failing_agents {
         if let (Some(b), Some(p)) = (a.success_rate, a.previous_success_rate) {
@@ -689,6 +654,83 @@ fn findings(
             }
         }
     }
+    totals_findings(now, before, &last, &mut out);
+    if out.is_empty() {
+        out.push(format!("No notable change against {last}."));
+    }
+    out
+}
+
+/// An SLO breached or at risk, and one that burns its budget much faster than `last`.
+fn slo_findings(s: &SloLine, last: &str, out: &mut Vec<String>) {
+    let state = match s.status {
+        SloState::Breached => Some("is breached"),
+        SloState::AtRisk => Some("is at risk"),
+        SloState::Ok => None,
+    };
+    if let Some(state) = state {
+        out.push(format!(
+            "SLO {} ({} {}) {state}: {} of its error budget left.",
+            s.slo_id,
+            s.source_type,
+            s.source_id,
+            pct(Some(s.error_budget_remaining), 1)
+        ));
+    }
+    match (s.burn_rate, s.previous_burn_rate) {
+        (Some(b), Some(a)) if a > 0.0 && b >= RISE * a && b >= 1.0 => out.push(format!(
+            "{} {} burned SLO {}'s error budget {:.1}× faster than {last} ({b:.2}× against {a:.2}×).",
+            s.source_type,
+            s.source_id,
+            s.slo_id,
+            b / a
+        )),
+        (Some(b), Some(a)) if a == 0.0 && b >= 1.0 => out.push(format!(
+            "{} {} started burning SLO {}'s error budget ({b:.2}×; none {last}).",
+            s.source_type, s.source_id, s.slo_id
+        )),
+        _ => {}
+    }
+}
+
+/// An integration failed now, failing much more than `last`, or much slower.
+fn integration_findings(i: &IntegrationLine, last: &str, out: &mut Vec<String>) {
+    if i.state == "failed" {
+        out.push(format!("{} is failed now.", i.integration_name));
+    }
+    let rate = |f: &PeriodFigures| share(f.failures, f.calls);
+    match (rate(&i.current), rate(&i.previous)) {
+        (Some(b), Some(a)) if b >= 0.01 && (a == 0.0 || b >= RISE * a) => out.push(if a == 0.0 {
+            format!(
+                "{} failed {} of its calls ({} of {}); none failed {last}.",
+                i.integration_name,
+                pct(Some(b), 1),
+                i.current.failures,
+                i.current.calls
+            )
+        } else {
+            format!(
+                "{} failed {} of its calls, {:.1}× {last}'s {}.",
+                i.integration_name,
+                pct(Some(b), 1),
+                b / a,
+                pct(Some(a), 1)
+            )
+        }),
+        _ => {}
+    }
+    if let (Some(b), Some(a)) = (i.current.latency_p95_ms, i.previous.latency_p95_ms) {
+        if a > 0.0 && b >= 2.0 * a && b - a >= 50.0 {
+            out.push(format!(
+                "{}'s p95 latency rose from {a:.0} ms to {b:.0} ms.",
+                i.integration_name
+            ));
+        }
+    }
+}
+
+/// Executions that rose or fell by half or more, and alerts acknowledged much slower.
+fn totals_findings(now: &Totals, before: &Totals, last: &str, out: &mut Vec<String>) {
     if before.executions >= 100 {
         let change = now.executions as f64 / before.executions as f64 - 1.0;
         if change.abs() >= 0.5 {
@@ -710,10 +752,6 @@ fn findings(
             ));
         }
     }
-    if out.is_empty() {
-        out.push(format!("No notable change against {last}."));
-    }
-    out
 }
 
 /// Seconds as people say them: `45 s`, `12 min`, `3 h 5 min`.

@@ -111,102 +111,35 @@ impl SloBody {
     /// The SLO this body defines, or every field that is wrong.
     pub fn validate(&self, slo_id: &str) -> Result<SloRecord, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let source_type = match self.source_type.as_ref().and_then(|v| v.as_str()) {
-            Some("agent") => Some(SloSource::Agent),
-            Some("integration") => Some(SloSource::Integration),
-            _ => {
-                errors.push(err("source_type", "must be \"agent\" or \"integration\""));
-                None
-            }
-        };
-        let source_id = match self.source_id.as_ref().and_then(|v| v.as_str()) {
-            Some(id) => match crate::domain::ids::check_id(id) {
-                Ok(()) => Some(id.to_owned()),
-                Err(reason) => {
-                    errors.push(err("source_id", reason));
-                    None
-                }
-            },
-            None => {
-                errors.push(err(
-                    "source_id",
-                    "is required: the agent's or integration's id",
-                ));
-                None
-            }
-        };
-        let objective = match self.objective.as_ref().and_then(|v| v.as_str()) {
-            Some("availability") => Some(Objective::Availability),
-            Some("latency") => Some(Objective::Latency),
-            Some("error_rate") => Some(Objective::ErrorRate),
-            _ => {
-                errors.push(err(
-                    "objective",
-                    "must be \"availability\", \"latency\" or \"error_rate\"",
-                ));
-                None
-            }
-        };
+        let e = &mut errors;
+        let source_type = keep(e, slo_source(&self.source_type));
+        let source_id = keep(e, source_id(&self.source_id));
+        let objective = keep(e, objective(&self.objective));
         let latency = objective == Some(Objective::Latency);
-        let mut latency_field = |value: &Option<serde_json::Value>,
-                                 field: &'static str,
-                                 valid: fn(f64) -> bool,
-                                 needs: &str| {
-            match number(value, field) {
-                Ok(Some(v)) if latency && valid(v) => Some(v),
-                Ok(None) if !latency => None,
-                Ok(_) if latency => {
-                    errors.push(err(field, format!("a latency SLO needs {field}, {needs}")));
-                    None
-                }
-                Ok(_) => {
-                    errors.push(err(field, "is only for latency SLOs"));
-                    None
-                }
-                Err(e) => {
-                    errors.push(e);
-                    None
-                }
-            }
-        };
-        let threshold_ms = latency_field(
-            &self.threshold_ms,
-            "threshold_ms",
-            |t| t > 0.0 && t <= 3_600_000.0,
-            "from above 0 to 3600000",
-        );
-        let percentile = latency_field(
-            &self.percentile,
-            "percentile",
-            |p| p > 0.0 && p < 100.0,
-            "above 0 and below 100 (e.g. 99)",
-        );
-        let target = match number(&self.target, "target") {
-            Ok(Some(t)) if t > 0.0 && t < 1.0 => Some(t),
-            Ok(None) if latency => percentile.map(|p| p / 100.0),
-            Ok(None) => {
-                errors.push(err("target", "is required: a number above 0 and below 1"));
-                None
-            }
-            Ok(Some(_)) => {
-                errors.push(err("target", "must be above 0 and below 1"));
-                None
-            }
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        };
-        let window_days = match &self.window_days {
-            None | Some(serde_json::Value::Null) => Some(MAX_WINDOW_DAYS),
-            Some(v) => match v.as_u64() {
-                Some(d) if (1..=u64::from(MAX_WINDOW_DAYS)).contains(&d) => Some(d as u32),
-                _ => {
-                    errors.push(err("window_days", "must be a whole number from 1 to 30"));
-                    None
-                }
-            },
-        };
+        let threshold_ms = keep(
+            e,
+            latency_field(
+                &self.threshold_ms,
+                "threshold_ms",
+                latency,
+                |t| t > 0.0 && t <= 3_600_000.0,
+                "from above 0 to 3600000",
+            ),
+        )
+        .flatten();
+        let percentile = keep(
+            e,
+            latency_field(
+                &self.percentile,
+                "percentile",
+                latency,
+                |p| p > 0.0 && p < 100.0,
+                "above 0 and below 100 (e.g. 99)",
+            ),
+        )
+        .flatten();
+        let target = keep(e, target(&self.target, latency, percentile)).flatten();
+        let window_days = keep(e, window_days(&self.window_days));
         match (source_type, source_id, objective, target, window_days) {
             (
                 Some(source_type),
@@ -226,6 +159,84 @@ impl SloBody {
             }),
             _ => Err(errors),
         }
+    }
+}
+
+/// The value of a field that is right; an error joins `errors`.
+fn keep<T>(errors: &mut Vec<FieldError>, field: Result<T, FieldError>) -> Option<T> {
+    field.map_err(|e| errors.push(e)).ok()
+}
+
+fn slo_source(v: &Option<serde_json::Value>) -> Result<SloSource, FieldError> {
+    match v.as_ref().and_then(|v| v.as_str()) {
+        Some("agent") => Ok(SloSource::Agent),
+        Some("integration") => Ok(SloSource::Integration),
+        _ => Err(err("source_type", "must be \"agent\" or \"integration\"")),
+    }
+}
+
+fn source_id(v: &Option<serde_json::Value>) -> Result<String, FieldError> {
+    match v.as_ref().and_then(|v| v.as_str()) {
+        Some(id) => match crate::domain::ids::check_id(id) {
+            Ok(()) => Ok(id.to_owned()),
+            Err(reason) => Err(err("source_id", reason)),
+        },
+        None => Err(err(
+            "source_id",
+            "is required: the agent's or integration's id",
+        )),
+    }
+}
+
+fn objective(v: &Option<serde_json::Value>) -> Result<Objective, FieldError> {
+    match v.as_ref().and_then(|v| v.as_str()) {
+        Some("availability") => Ok(Objective::Availability),
+        Some("latency") => Ok(Objective::Latency),
+        Some("error_rate") => Ok(Objective::ErrorRate),
+        _ => Err(err(
+            "objective",
+            "must be \"availability\", \"latency\" or \"error_rate\"",
+        )),
+    }
+}
+
+/// A field that a latency SLO needs (`valid`, as `needs` says) and no other SLO has.
+fn latency_field(
+    value: &Option<serde_json::Value>,
+    field: &'static str,
+    latency: bool,
+    valid: fn(f64) -> bool,
+    needs: &str,
+) -> Result<Option<f64>, FieldError> {
+    match number(value, field)? {
+        Some(v) if latency && valid(v) => Ok(Some(v)),
+        None if !latency => Ok(None),
+        _ if latency => Err(err(field, format!("a latency SLO needs {field}, {needs}"))),
+        _ => Err(err(field, "is only for latency SLOs")),
+    }
+}
+
+/// The target share; a latency SLO's defaults to its percentile.
+fn target(
+    value: &Option<serde_json::Value>,
+    latency: bool,
+    percentile: Option<f64>,
+) -> Result<Option<f64>, FieldError> {
+    match number(value, "target")? {
+        Some(t) if t > 0.0 && t < 1.0 => Ok(Some(t)),
+        None if latency => Ok(percentile.map(|p| p / 100.0)),
+        None => Err(err("target", "is required: a number above 0 and below 1")),
+        Some(_) => Err(err("target", "must be above 0 and below 1")),
+    }
+}
+
+fn window_days(v: &Option<serde_json::Value>) -> Result<u32, FieldError> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(MAX_WINDOW_DAYS),
+        Some(v) => match v.as_u64() {
+            Some(d) if (1..=u64::from(MAX_WINDOW_DAYS)).contains(&d) => Ok(d as u32),
+            _ => Err(err("window_days", "must be a whole number from 1 to 30")),
+        },
     }
 }
 

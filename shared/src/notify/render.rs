@@ -63,6 +63,41 @@ pub fn where_text(item: &Item<'_>) -> String {
     }
 }
 
+/// Slack allows 50 blocks: header, two per alert, context; show the first 20.
+const SLACK_SHOWN: usize = 20;
+
+/// One alert's Slack section, with an acknowledge button while it is open and
+/// unacknowledged.
+fn slack_section(i: &Item) -> Value {
+    let a = i.alert;
+    let mut section = json!({
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": format!(
+            "*{}* · {}\n{} · since <!date^{}^{{date_short_pretty}} {{time}}|{}>{}",
+            slack_escape(&a.message),
+            severity_word(a.severity),
+            slack_escape(&where_text(i)),
+            a.raised_at.div_euclid(1000),
+            format_rfc3339(a.raised_at),
+            a.resolved_at.map(|t| format!(" · resolved {}", format_rfc3339(t))).unwrap_or_default(),
+        )},
+    });
+    if let (Some(url), Some(map)) = (&i.acknowledge_url, section.as_object_mut()) {
+        if a.resolved_at.is_none() && a.acknowledged_at.is_none() {
+            map.insert(
+                "accessory".into(),
+                json!({
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": "Acknowledge"},
+                    "url": url,
+                    "action_id": format!("ack-{}", a.alert_id),
+                }),
+            );
+        }
+    }
+    section
+}
+
 impl Message<'_> {
     /// A one-line summary: `[critical] 2 alerts firing (acme): High CPU usage: 91.5%`.
     pub fn subject(&self) -> String {
@@ -202,75 +237,24 @@ impl Message<'_> {
     /// A Slack incoming-webhook body: Block Kit blocks inside an attachment, whose colour
     /// bar shows the severity.
     pub fn slack(&self) -> Value {
-        // Slack allows 50 blocks: header, two per alert, context; show the first 20.
-        const SHOWN: usize = 20;
         if let Some(r) = &self.report {
-            let findings: Vec<String> = r
-                .findings
-                .iter()
-                .map(|f| format!("• {}", slack_escape(f)))
-                .collect();
-            let mut context = vec![json!({"type": "mrkdwn", "text": format!(
-                "{} to {} · notification {}", r.from, r.to, self.notification_id
-            )})];
-            if let Some(url) = &self.dashboard_url {
-                context
-                    .push(json!({"type": "mrkdwn", "text": format!("<{url}|Open the dashboard>")}));
-            }
-            return json!({
-                "text": self.subject(),
-                "blocks": [
-                    {"type": "header", "text": {"type": "plain_text", "text": truncate(&format!("Weekly health report ({})", self.tenant), 150)}},
-                    {"type": "section", "text": {"type": "mrkdwn", "text": truncate(&findings.join("\n"), 3000)}},
-                    {"type": "context", "elements": context},
-                ],
-            });
+            return self.slack_report(r);
         }
         let top = self.items.first().map(|i| i.alert.severity);
         let mut blocks = vec![json!({
             "type": "header",
             "text": {"type": "plain_text", "text": truncate(&self.subject(), 150)},
         })];
-        for i in self.items.iter().take(SHOWN) {
-            let a = i.alert;
-            let mut section = json!({
-                "type": "section",
-                "text": {"type": "mrkdwn", "text": format!(
-                    "*{}* · {}\n{} · since <!date^{}^{{date_short_pretty}} {{time}}|{}>{}",
-                    slack_escape(&a.message),
-                    severity_word(a.severity),
-                    slack_escape(&where_text(i)),
-                    a.raised_at.div_euclid(1000),
-                    format_rfc3339(a.raised_at),
-                    a.resolved_at.map(|t| format!(" · resolved {}", format_rfc3339(t))).unwrap_or_default(),
-                )},
-            });
-            if let (Some(url), Some(map)) = (&i.acknowledge_url, section.as_object_mut()) {
-                if a.resolved_at.is_none() && a.acknowledged_at.is_none() {
-                    map.insert(
-                        "accessory".into(),
-                        json!({
-                            "type": "button",
-                            "text": {"type": "plain_text", "text": "Acknowledge"},
-                            "url": url,
-                            "action_id": format!("ack-{}", a.alert_id),
-                        }),
-                    );
-                }
-            }
-            blocks.push(section);
-        }
+        blocks.extend(self.items.iter().take(SLACK_SHOWN).map(slack_section));
         let mut context = vec![
             json!({"type": "mrkdwn", "text": format!("tenant {} · notification {}", slack_escape(self.tenant), self.notification_id)}),
         ];
-        if self.items.len() > SHOWN {
+        if self.items.len() > SLACK_SHOWN {
             context.push(
-                json!({"type": "mrkdwn", "text": format!("and {} more", self.items.len() - SHOWN)}),
+                json!({"type": "mrkdwn", "text": format!("and {} more", self.items.len() - SLACK_SHOWN)}),
             );
         }
-        if let Some(url) = &self.dashboard_url {
-            context.push(json!({"type": "mrkdwn", "text": format!("<{url}|Open the dashboard>")}));
-        }
+        context.extend(self.slack_dashboard_link());
         blocks.push(json!({"type": "context", "elements": context}));
         json!({
             "text": self.subject(),
@@ -281,52 +265,42 @@ impl Message<'_> {
         })
     }
 
+    /// A report's Slack message: its findings, its period and the dashboard's link.
+    fn slack_report(&self, r: &crate::domain::report::Report) -> Value {
+        let findings: Vec<String> = r
+            .findings
+            .iter()
+            .map(|f| format!("• {}", slack_escape(f)))
+            .collect();
+        let mut context = vec![json!({"type": "mrkdwn", "text": format!(
+            "{} to {} · notification {}", r.from, r.to, self.notification_id
+        )})];
+        context.extend(self.slack_dashboard_link());
+        json!({
+            "text": self.subject(),
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": truncate(&format!("Weekly health report ({})", self.tenant), 150)}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": truncate(&findings.join("\n"), 3000)}},
+                {"type": "context", "elements": context},
+            ],
+        })
+    }
+
+    /// The dashboard's link as a Slack context element, if the deployment has a URL.
+    fn slack_dashboard_link(&self) -> Option<Value> {
+        self.dashboard_url
+            .as_ref()
+            .map(|url| json!({"type": "mrkdwn", "text": format!("<{url}|Open the dashboard>")}))
+    }
+
     /// PagerDuty Events API v2 events, one per alert (`dedup_key` = alert id, so
     /// PagerDuty keeps one incident per alert and a repeated event changes nothing).
     /// A test triggers an incident and resolves it at once.
     pub fn pagerduty(&self, routing_key: &str) -> Vec<Value> {
-        let mut events: Vec<Value> = self.items
+        let mut events: Vec<Value> = self
+            .items
             .iter()
-            .map(|i| {
-                let a = i.alert;
-                let action = match self.kind {
-                    Kind::Firing | Kind::Reminder | Kind::Test => "trigger",
-                    // A report pages no one: it has no alerts, so no events.
-                    Kind::Resolved | Kind::Report => "resolve",
-                    Kind::Acknowledged => "acknowledge",
-                };
-                let mut event = json!({
-                    "routing_key": routing_key,
-                    "event_action": action,
-                    "dedup_key": a.alert_id,
-                });
-                if action == "trigger" {
-                    let mut links = Vec::new();
-                    if let Some(url) = &i.acknowledge_url {
-                        links.push(json!({"href": url, "text": "Acknowledge"}));
-                    }
-                    if let Some(url) = &self.dashboard_url {
-                        links.push(json!({"href": url, "text": "Dashboard"}));
-                    }
-                    if let Some(map) = event.as_object_mut() {
-                        map.insert(
-                            "payload".into(),
-                            json!({
-                                "summary": truncate(&format!("{} on {}", a.message, where_text(i)), 1024),
-                                "source": a.source_id,
-                                "severity": severity_word(a.severity),
-                                "timestamp": format_rfc3339(a.raised_at),
-                                "component": source_kind(a.source_type),
-                                "group": self.tenant,
-                                "class": a.condition,
-                                "custom_details": {"tenant": self.tenant, "alert_id": a.alert_id, "notification_id": self.notification_id},
-                            }),
-                        );
-                        map.insert("links".into(), links.into());
-                    }
-                }
-                event
-            })
+            .map(|i| self.pagerduty_event(i, routing_key))
             .collect();
         if self.kind == Kind::Test {
             let resolves: Vec<Value> = self
@@ -343,6 +317,48 @@ impl Message<'_> {
             events.extend(resolves);
         }
         events
+    }
+
+    /// One alert's PagerDuty event; a trigger carries the alert and its links.
+    fn pagerduty_event(&self, i: &Item, routing_key: &str) -> Value {
+        let a = i.alert;
+        let action = match self.kind {
+            Kind::Firing | Kind::Reminder | Kind::Test => "trigger",
+            // A report pages no one: it has no alerts, so no events.
+            Kind::Resolved | Kind::Report => "resolve",
+            Kind::Acknowledged => "acknowledge",
+        };
+        let mut event = json!({
+            "routing_key": routing_key,
+            "event_action": action,
+            "dedup_key": a.alert_id,
+        });
+        if action == "trigger" {
+            let mut links = Vec::new();
+            if let Some(url) = &i.acknowledge_url {
+                links.push(json!({"href": url, "text": "Acknowledge"}));
+            }
+            if let Some(url) = &self.dashboard_url {
+                links.push(json!({"href": url, "text": "Dashboard"}));
+            }
+            if let Some(map) = event.as_object_mut() {
+                map.insert(
+                    "payload".into(),
+                    json!({
+                        "summary": truncate(&format!("{} on {}", a.message, where_text(i)), 1024),
+                        "source": a.source_id,
+                        "severity": severity_word(a.severity),
+                        "timestamp": format_rfc3339(a.raised_at),
+                        "component": source_kind(a.source_type),
+                        "group": self.tenant,
+                        "class": a.condition,
+                        "custom_details": {"tenant": self.tenant, "alert_id": a.alert_id, "notification_id": self.notification_id},
+                    }),
+                );
+                map.insert("links".into(), links.into());
+            }
+        }
+        event
     }
 }
 

@@ -30,9 +30,43 @@ enum Block {
 }
 
 fn blocks(r: &Report) -> Vec<Block> {
+    let mut out = summary_blocks(r);
+    out.extend([
+        Block::Heading("Findings".into()),
+        Block::List(r.findings.clone()),
+    ]);
+    out.extend(integration_section(r));
+    out.extend(slo_section(r));
+    out.extend(failing_agent_section(r));
+    out.extend(failing_integration_section(r));
+    out.extend(incident_blocks(r));
+    out
+}
+
+/// A headed section: its table, or `none` where it has no rows.
+fn section<T>(
+    heading: &str,
+    none: &str,
+    items: &[T],
+    head: Vec<&'static str>,
+    row: impl Fn(&T) -> Vec<String>,
+) -> [Block; 2] {
+    let body = if items.is_empty() {
+        Block::Text(none.into())
+    } else {
+        Block::Table(Table {
+            head,
+            rows: items.iter().map(row).collect(),
+        })
+    };
+    [Block::Heading(heading.into()), body]
+}
+
+/// The title, the period and the summary table against the previous period.
+fn summary_blocks(r: &Report) -> Vec<Block> {
     let word = r.period.word();
     let (s, p) = (&r.summary, &r.previous);
-    let mut out = vec![
+    vec![
         Block::Heading(format!("Health report of {}: last {word}", r.tenant)),
         Block::Text(format!(
             "From {} to {}, against the {word} from {} (UTC days).",
@@ -80,140 +114,126 @@ fn blocks(r: &Report) -> Vec<Block> {
                 ],
             ],
         }),
-        Block::Heading("Findings".into()),
-        Block::List(r.findings.clone()),
-        Block::Heading("Integrations".into()),
+    ]
+}
+
+fn integration_section(r: &Report) -> [Block; 2] {
+    let head = vec![
+        "Integration",
+        "State",
+        "Calls",
+        "Availability",
+        "before",
+        "p95",
+        "before",
+        "Checks",
+        "Recovery attempts",
+        "Recoveries",
     ];
-    if r.integrations.is_empty() {
-        out.push(Block::Text("No integrations.".into()));
-    } else {
-        out.push(Block::Table(Table {
-            head: vec![
-                "Integration",
-                "State",
-                "Calls",
-                "Availability",
-                "before",
-                "p95",
-                "before",
-                "Checks",
-                "Recovery attempts",
-                "Recoveries",
-            ],
-            rows: r
-                .integrations
-                .iter()
-                .map(|i| {
-                    vec![
-                        i.integration_name.clone(),
-                        i.state.clone(),
-                        i.current.calls.to_string(),
-                        pct(i.current.availability, 2),
-                        pct(i.previous.availability, 2),
-                        ms(i.current.latency_p95_ms),
-                        ms(i.previous.latency_p95_ms),
-                        i.health_checks_performed.to_string(),
-                        i.recovery_attempts.to_string(),
-                        i.successful_recoveries.to_string(),
-                    ]
-                })
-                .collect(),
-        }));
-    }
-    out.push(Block::Heading("SLOs".into()));
-    if r.slos.is_empty() {
-        out.push(Block::Text("No SLOs defined.".into()));
-    } else {
-        out.push(Block::Table(Table {
-            head: vec![
-                "SLO",
-                "Source",
-                "Target",
-                "Now",
-                "Buffer",
-                "Budget left",
-                "Status",
-                "Burn",
-                "before",
-            ],
-            rows: r
-                .slos
-                .iter()
-                .map(|s| {
-                    let burn =
-                        |b: Option<f64>| b.map_or_else(|| "–".to_owned(), |b| format!("{b:.2}×"));
-                    vec![
-                        s.slo_id.clone(),
-                        format!("{} {}", s.source_type, s.source_id),
-                        pct(Some(s.target), 2),
-                        pct(s.current, 2),
-                        s.buffer.map_or_else(
-                            || "–".to_owned(),
-                            |b| format!("{:+.2} points", b * 100.0),
-                        ),
-                        pct(Some(s.error_budget_remaining), 1),
-                        name(&s.status),
-                        burn(s.burn_rate),
-                        burn(s.previous_burn_rate),
-                    ]
-                })
-                .collect(),
-        }));
-    }
-    out.push(Block::Heading("Top failing agents".into()));
-    if r.top_failing_agents.is_empty() {
-        out.push(Block::Text("No failed executions.".into()));
-    } else {
-        out.push(Block::Table(Table {
-            head: vec!["Agent", "Executions", "Failed", "Success rate", "before"],
-            rows: r
-                .top_failing_agents
-                .iter()
-                .map(|a| {
-                    vec![
-                        a.agent_name.clone(),
-                        a.executions.to_string(),
-                        a.failed.to_string(),
-                        pct(a.success_rate, 1),
-                        pct(a.previous_success_rate, 1),
-                    ]
-                })
-                .collect(),
-        }));
-    }
-    out.push(Block::Heading("Top failing integrations".into()));
-    if r.top_failing_integrations.is_empty() {
-        out.push(Block::Text("No failed calls.".into()));
-    } else {
-        out.push(Block::Table(Table {
-            head: vec!["Integration", "Calls", "Failed", "Availability"],
-            rows: r
-                .top_failing_integrations
-                .iter()
-                .map(|i| {
-                    vec![
-                        i.integration_name.clone(),
-                        i.current.calls.to_string(),
-                        i.current.failures.to_string(),
-                        pct(i.current.availability, 2),
-                    ]
-                })
-                .collect(),
-        }));
-    }
+    section(
+        "Integrations",
+        "No integrations.",
+        &r.integrations,
+        head,
+        |i| {
+            vec![
+                i.integration_name.clone(),
+                i.state.clone(),
+                i.current.calls.to_string(),
+                pct(i.current.availability, 2),
+                pct(i.previous.availability, 2),
+                ms(i.current.latency_p95_ms),
+                ms(i.previous.latency_p95_ms),
+                i.health_checks_performed.to_string(),
+                i.recovery_attempts.to_string(),
+                i.successful_recoveries.to_string(),
+            ]
+        },
+    )
+}
+
+fn slo_section(r: &Report) -> [Block; 2] {
+    let head = vec![
+        "SLO",
+        "Source",
+        "Target",
+        "Now",
+        "Buffer",
+        "Budget left",
+        "Status",
+        "Burn",
+        "before",
+    ];
+    let burn = |b: Option<f64>| b.map_or_else(|| "–".to_owned(), |b| format!("{b:.2}×"));
+    section("SLOs", "No SLOs defined.", &r.slos, head, |s| {
+        vec![
+            s.slo_id.clone(),
+            format!("{} {}", s.source_type, s.source_id),
+            pct(Some(s.target), 2),
+            pct(s.current, 2),
+            s.buffer
+                .map_or_else(|| "–".to_owned(), |b| format!("{:+.2} points", b * 100.0)),
+            pct(Some(s.error_budget_remaining), 1),
+            name(&s.status),
+            burn(s.burn_rate),
+            burn(s.previous_burn_rate),
+        ]
+    })
+}
+
+fn failing_agent_section(r: &Report) -> [Block; 2] {
+    section(
+        "Top failing agents",
+        "No failed executions.",
+        &r.top_failing_agents,
+        vec!["Agent", "Executions", "Failed", "Success rate", "before"],
+        |a| {
+            vec![
+                a.agent_name.clone(),
+                a.executions.to_string(),
+                a.failed.to_string(),
+                pct(a.success_rate, 1),
+                pct(a.previous_success_rate, 1),
+            ]
+        },
+    )
+}
+
+fn failing_integration_section(r: &Report) -> [Block; 2] {
+    section(
+        "Top failing integrations",
+        "No failed calls.",
+        &r.top_failing_integrations,
+        vec!["Integration", "Calls", "Failed", "Availability"],
+        |i| {
+            vec![
+                i.integration_name.clone(),
+                i.current.calls.to_string(),
+                i.current.failures.to_string(),
+                pct(i.current.availability, 2),
+            ]
+        },
+    )
+}
+
+/// The incidents' counts, then a table of the alerts if there were any.
+fn incident_blocks(r: &Report) -> Vec<Block> {
     let inc = &r.incidents;
-    out.push(Block::Heading("Incidents".into()));
-    out.push(Block::Text(format!(
-        "{} ({} critical, {} warning); {} acknowledged, mean time to acknowledge {}; {} resolved, mean time to resolve {}.",
-        if inc.count == 1 { "1 alert".to_owned() } else { format!("{} alerts", inc.count) },
-        inc.critical,
-        inc.warning,
-        inc.acknowledged,
-        opt_duration(inc.mtta_seconds),
-        inc.resolved,
-        opt_duration(inc.mttr_seconds)
-    )));
+    let mut out = vec![
+        Block::Heading("Incidents".into()),
+        Block::Text(format!(
+            "{} ({} critical, {} warning); {} acknowledged, mean time to acknowledge {}; {} resolved, mean time to resolve {}.",
+            if inc.count == 1 { "1 alert".to_owned() } else { format!("{} alerts", inc.count) },
+            inc.critical,
+            inc.warning,
+            inc.acknowledged,
+            opt_duration(inc.mtta_seconds),
+            inc.resolved,
+            opt_duration(inc.mttr_seconds)
+        )),
+    ];
     if !inc.alerts.is_empty() {
+        let after = |s: Option<i64>| opt_duration(s.map(|s| s as f64));
         out.push(Block::Table(Table {
             head: vec![
                 "Raised",
@@ -226,7 +246,6 @@ fn blocks(r: &Report) -> Vec<Block> {
                 .alerts
                 .iter()
                 .map(|a| {
-                    let after = |s: Option<i64>| opt_duration(s.map(|s| s as f64));
                     vec![
                         a.raised_at.clone(),
                         name(&a.severity),
