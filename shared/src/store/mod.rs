@@ -6,6 +6,26 @@
 //! (idempotent ingestion, optimistic concurrency, bucket layout) then exists once, and the
 //! conformance suite that runs against both backends tests the same code paths that serve
 //! requests. The layout is a single-table design; see `docs/data-model.md`.
+//!
+//! What a [`Store`] can do, by aggregate (each a module of `impl Store` blocks; the
+//! conformance suite, `tests/tests/store_conformance.rs`, runs each against both backends):
+//!
+//! | aggregate | module | what it does |
+//! |---|---|---|
+//! | events | [`ingest`], [`live`] | idempotent batches into live items, marks and failures |
+//! | agents | [`agents`] | health of one, of all (by page), registration |
+//! | integrations | [`integrations`], [`system`] | health of one, of all (by page), registration with a probe |
+//! | hosts and the tenant | [`system`] | system health, hour and day history |
+//! | a tenant's whole state | [`tenant`] | registration, the cycle claim, live items, the data a cycle reads, probe results |
+//! | alerts | [`alerts`] | active and resolved alerts, saving, acknowledging (guarded for links) |
+//! | failures | [`failures`] | the newest failures and pages of them |
+//! | keys | [`keys`] | API keys: creation, lookup by hash, listing, revocation |
+//! | badges | [`badges`] | status badges by token |
+//! | notifications | [`notify`] | channels, rules, silences, channel state, the notification log, ack secrets |
+//! | SLOs | [`slo`] | definitions and their minute summaries and statuses |
+//! | reports | [`report`] | hour buckets and the inputs of a report |
+//! | WebSocket connections | [`connections`] | connections by tenant and by key |
+//! | quotas | [`quota`] | counted creations and leases (exports) |
 
 use std::fmt;
 use std::sync::Arc;
