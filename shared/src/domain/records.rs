@@ -11,7 +11,7 @@ use crate::domain::events::Outcome;
 use crate::time::Millis;
 
 /// The kinds of entity the product watches, each with its live item and buckets. Alerts
-/// name their source by [`crate::domain::alerts::SourceType`], where a host is `system`.
+/// name their source by the alerts' `SourceType` instead, where a host is `system`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Entity {
     /// An agent.
