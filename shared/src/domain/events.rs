@@ -449,50 +449,52 @@ impl<'a> Fields<'a> {
     }
 
     fn id(&mut self, field: &str) -> Option<String> {
-        match self.obj.get(field) {
-            Some(Value::String(s)) => match check_id(s) {
-                Ok(()) => Some(s.clone()),
-                Err(msg) => {
-                    self.fail(field, msg);
-                    None
-                }
-            },
-            Some(_) => {
-                self.fail(field, "must be a string");
-                None
-            }
-            None => {
-                self.fail(field, "is required");
-                None
-            }
-        }
+        let s = self.string(field, true)??;
+        self.checked(field, s, check_id)
     }
 
     /// A name (`*_name`: the name rule) or free text (the text rule). `Some(None)` is an
     /// absent optional field; `None` means an error was recorded.
     fn text(&mut self, field: &str, required: bool) -> Option<Option<String>> {
+        let Some(s) = self.string(field, required)? else {
+            return Some(None);
+        };
+        let check = if field.ends_with("_name") {
+            check_name
+        } else {
+            check_text
+        };
+        self.checked(field, s, check).map(Some)
+    }
+
+    /// The string `field` holds: `Some(None)` if it is absent (or null) and not
+    /// `required`; `None`, with the error recorded, if it is missing or not a string.
+    fn string(&mut self, field: &str, required: bool) -> Option<Option<String>> {
         match self.obj.get(field) {
             None | Some(Value::Null) if !required => Some(None),
             None | Some(Value::Null) => {
                 self.fail(field, "is required");
                 None
             }
-            Some(Value::String(s)) => {
-                let check = if field.ends_with("_name") {
-                    check_name(s)
-                } else {
-                    check_text(s)
-                };
-                match check {
-                    Ok(()) => Some(Some(s.clone())),
-                    Err(msg) => {
-                        self.fail(field, msg);
-                        None
-                    }
-                }
-            }
+            Some(Value::String(s)) => Some(Some(s.clone())),
             Some(_) => {
                 self.fail(field, "must be a string");
+                None
+            }
+        }
+    }
+
+    /// `s` if `check` accepts it; else `None`, with `check`'s message recorded.
+    fn checked(
+        &mut self,
+        field: &str,
+        s: String,
+        check: impl Fn(&str) -> Result<(), &'static str>,
+    ) -> Option<String> {
+        match check(&s) {
+            Ok(()) => Some(s),
+            Err(msg) => {
+                self.fail(field, msg);
                 None
             }
         }

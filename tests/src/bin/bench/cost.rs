@@ -70,6 +70,37 @@ async fn per_event(
     (r / n as f64, w / n as f64)
 }
 
+/// Average units per request of batches made by `make`, over `n` requests.
+async fn per_batch(
+    store: &Store,
+    m: &Metered,
+    n: usize,
+    make: impl Fn(usize) -> serde_json::Value,
+    now: i64,
+) -> (f64, f64) {
+    m.reset();
+    for i in 0..n {
+        e2e_tests::seed::ingest(store, TENANT, make(i), now).await;
+    }
+    let (r, w) = take(m);
+    (r / n as f64, w / n as f64)
+}
+
+/// How often batching clients send what they have, seconds (an OpenTelemetry exporter's
+/// default is 5 s).
+const BATCH_SECONDS: f64 = 5.0;
+/// The reference workload's execution duration, ms (the events above carry it).
+const EXECUTION_MS: f64 = 1_200.0;
+
+/// How the clients send: each event in its own request, or one exporter per host sending
+/// its agents' and integrations' events every [`BATCH_SECONDS`] (the hosts' sidecars send
+/// each sample as they take it, every 30 s, either way).
+#[derive(Clone, Copy, PartialEq)]
+enum Clients {
+    OneEventPerRequest,
+    Batching,
+}
+
 struct Line {
     component: &'static str,
     detail: String,
@@ -179,19 +210,65 @@ pub async fn cost_benchmark() {
     let settle_write = entity_hours(FLEET.agents) * (s_next.1 - s.1)
         + entity_hours(FLEET.integrations) * (c_next.1 - c.1)
         + entity_hours(FLEET.hosts) * (h_next.1 - h.1);
+    // A batching client sends an execution's start and finish in one request when both
+    // fall in one batch window: measured as such a pair per request.
+    let pair = per_batch(
+        &store,
+        &metered,
+        n,
+        |i| {
+            let mut a = started(i);
+            let mut b = finished(i);
+            a["event_id"] = json!(format!("bs{i}"));
+            a["execution_id"] = json!(format!("bx{i}"));
+            b["event_id"] = json!(format!("bf{i}"));
+            b["execution_id"] = json!(format!("bx{i}"));
+            json!([a, b])
+        },
+        at,
+    )
+    .await;
+    let together = ((BATCH_SECONDS * 1_000.0 - EXECUTION_MS) / (BATCH_SECONDS * 1_000.0)).max(0.0);
     let executions = FLEET.agents as f64 * 12.0 * HOURS;
     let calls = FLEET.integrations as f64 * 60.0 * HOURS;
     let samples = FLEET.hosts as f64 * 120.0 * HOURS;
     let events = executions * 2.0 + calls + samples;
-    let ingest_read = executions * (s.0 + f.0) + calls * c.0 + samples * h.0 + settle_read;
     // What a failure adds over its success, at the assumed failure share.
     let failure_write = FAILED_SHARE * (executions * (ff.1 - f.1) + calls * (cf.1 - c.1));
-    let ingest_write =
-        executions * (s.1 + f.1) + calls * c.1 + samples * h.1 + settle_write + failure_write;
+    let ingest = |clients: Clients| {
+        let (exec_r, exec_w) = match clients {
+            Clients::OneEventPerRequest => (s.0 + f.0, s.1 + f.1),
+            Clients::Batching => (
+                together * pair.0 + (1.0 - together) * (s.0 + f.0),
+                together * pair.1 + (1.0 - together) * (s.1 + f.1),
+            ),
+        };
+        let read = executions * exec_r + calls * c.0 + samples * h.0 + settle_read;
+        let write =
+            executions * exec_w + calls * c.1 + samples * h.1 + settle_write + failure_write;
+        (read, write)
+    };
+    // Requests: one per event; or per host, one every batch window that has an event
+    // (Poisson arrivals at the host's rate), and the sidecar's samples.
+    let per_host_per_s = (FLEET.agents as f64 * 24.0 + FLEET.integrations as f64 * 60.0)
+        / FLEET.hosts as f64
+        / 3600.0;
+    let windows_with_events = 1.0 - (-per_host_per_s * BATCH_SECONDS).exp();
+    let requests = |clients: Clients| match clients {
+        Clients::OneEventPerRequest => events,
+        Clients::Batching => {
+            FLEET.hosts as f64 * HOURS * (3600.0 / BATCH_SECONDS * windows_with_events + 120.0)
+        }
+    };
+    let (ingest_read, ingest_write) = ingest(Clients::OneEventPerRequest);
     println!("\n| event (alone in its request) | RCU | WCU |");
     println!("|---|---|---|");
     println!("| execution.started | {:.2} | {:.2} |", s.0, s.1);
     println!("| execution.finished | {:.2} | {:.2} |", f.0, f.1);
+    println!(
+        "| execution.started and .finished in one request (batching clients) | {:.2} | {:.2} |",
+        pair.0, pair.1
+    );
     println!(
         "| execution.finished, failed (+ its failure item) | {:.2} | {:.2} |",
         ff.0, ff.1
@@ -217,24 +294,29 @@ pub async fn cost_benchmark() {
         ingest_read / events,
         ingest_write / events
     );
-    lines.push(Line {
-        component: "DynamoDB: ingest writes",
-        detail: format!(
-            "{:.1} M events × {:.2} WCU",
-            events / 1e6,
-            ingest_write / events
-        ),
-        dollars: ddb(0.0, ingest_write),
-    });
-    lines.push(Line {
-        component: "DynamoDB: ingest reads",
-        detail: format!(
-            "{:.1} M events × {:.2} RCU",
-            events / 1e6,
-            ingest_read / events
-        ),
-        dollars: ddb(ingest_read, 0.0),
-    });
+    println!(
+        "\nclients: {:.1} M events a month; one event per request: {:.1} M requests; batching every {BATCH_SECONDS:.0} s (one exporter per host, {:.0} % of windows hold an event; {:.0} % of executions have both events in one batch): {:.1} M requests",
+        events / 1e6,
+        requests(Clients::OneEventPerRequest) / 1e6,
+        windows_with_events * 100.0,
+        together * 100.0,
+        requests(Clients::Batching) / 1e6
+    );
+    let ingest_lines = |clients: Clients| {
+        let (read, write) = ingest(clients);
+        vec![
+            Line {
+                component: "DynamoDB: ingest writes",
+                detail: format!("{:.1} M events × {:.2} WCU", events / 1e6, write / events),
+                dollars: ddb(0.0, write),
+            },
+            Line {
+                component: "DynamoDB: ingest reads",
+                detail: format!("{:.1} M events × {:.2} RCU", events / 1e6, read / events),
+                dollars: ddb(read, 0.0),
+            },
+        ]
+    };
 
     // The collector: steady cycles (the first raises the fleet's alerts once).
     let config = Config {
@@ -242,6 +324,18 @@ pub async fn cost_benchmark() {
         ..Config::default()
     };
     let state = shared::AppState::new(store.clone(), config);
+    // Every ingest request's key is read once (by the authorizer, or by the function
+    // behind the ingest URL); the first use of a key also notes it.
+    let ingest_key = e2e_tests::new_key(&store, TENANT, &["ingest"], "bench").await;
+    let check = || async {
+        shared::api::auth::authorize(&state, Some(&ingest_key), shared::api::auth::Scope::Ingest)
+            .await
+            .expect("checking the ingest key")
+    };
+    check().await;
+    metered.reset();
+    check().await;
+    let (key_read, _) = take(&metered);
     let collector = Collector::new(&state).expect("building the collector");
     let first = t0 + 6 * MINUTE_MS;
     let report = collector
@@ -354,9 +448,10 @@ pub async fn cost_benchmark() {
         dollars: ddb(ws_read, ws_write),
     });
 
-    // Lambda and API Gateway. Ingest: one request per event, 128 MB, 20 ms (one DynamoDB
-    // transaction round trip and the handler). Collector and notifier: one 60 s invocation
-    // a minute at 512 MB and 256 MB. Broadcaster: one invocation per cycle, 128 MB, 200 ms.
+    // Lambda and API Gateway. Ingest: 128 MB, 20 ms a request, batched or not (a batch's
+    // entities are written concurrently: one DynamoDB round trip). Collector and
+    // notifier: one 60 s invocation a minute at 512 MB and 256 MB. Broadcaster: one
+    // invocation per cycle, 128 MB, 200 ms.
     let update_bytes: usize = shared::ws::update::health_update(
         last.tenants
             .first()
@@ -369,26 +464,41 @@ pub async fn cost_benchmark() {
     let ws_units_per_update: f64 = (update_bytes as f64 / 32_768.0).ceil();
     let minutes = 60.0 * HOURS;
     // The evaluator: one invocation per stream batch (at most one a second), 256 MB, 50 ms.
-    let lambda_requests = events + 2.0 * minutes + cycles + connects * 2.0 + seconds;
-    let gb_s = events * 0.125 * 0.020
-        + minutes * (0.5 * 60.0 + 0.25 * 60.0)
-        + cycles * 0.125 * 0.2
-        + seconds * 0.25 * 0.05;
-    lines.push(Line {
-        component: "Lambda: requests",
-        detail: format!("{:.1} M invocations", lambda_requests / 1e6),
-        dollars: lambda_requests / 1e6 * LAMBDA_REQUESTS,
-    });
-    lines.push(Line {
-        component: "Lambda: GB-seconds",
-        detail: format!("{:.0} k GB-s", gb_s / 1e3),
-        dollars: gb_s * LAMBDA_GB_S,
-    });
-    lines.push(Line {
-        component: "API Gateway: HTTP requests",
-        detail: format!("{:.1} M requests", events / 1e6),
-        dollars: events / 1e6 * HTTP_API,
-    });
+    let other_requests = 2.0 * minutes + cycles + connects * 2.0 + seconds;
+    let other_gb_s =
+        minutes * (0.5 * 60.0 + 0.25 * 60.0) + cycles * 0.125 * 0.2 + seconds * 0.25 * 0.05;
+    // The authorizer: one invocation per request through the HTTP API, 128 MB, 10 ms.
+    // Through the ingest URL neither it nor the gateway's fee is paid.
+    let request_lines = |clients: Clients| {
+        let ingest_requests = requests(clients);
+        let lambda_requests = 2.0 * ingest_requests + other_requests;
+        let gb_s = ingest_requests * 0.125 * (0.020 + 0.010) + other_gb_s;
+        let authorizer =
+            ingest_requests / 1e6 * LAMBDA_REQUESTS + ingest_requests * 0.125 * 0.010 * LAMBDA_GB_S;
+        let lines = vec![
+            Line {
+                component: "DynamoDB: key checks (one read per ingest request)",
+                detail: format!("{:.1} M requests × {key_read:.1} RCU", ingest_requests / 1e6),
+                dollars: ddb(ingest_requests * key_read, 0.0),
+            },
+            Line {
+                component: "Lambda: requests (ingest and its authorizer, collector, notifier, evaluator, broadcaster, WebSocket routes)",
+                detail: format!("{:.1} M invocations", lambda_requests / 1e6),
+                dollars: lambda_requests / 1e6 * LAMBDA_REQUESTS,
+            },
+            Line {
+                component: "Lambda: GB-seconds",
+                detail: format!("{:.0} k GB-s", gb_s / 1e3),
+                dollars: gb_s * LAMBDA_GB_S,
+            },
+            Line {
+                component: "API Gateway: HTTP requests",
+                detail: format!("{:.1} M requests", ingest_requests / 1e6),
+                dollars: ingest_requests / 1e6 * HTTP_API,
+            },
+        ];
+        (lines, ingest_requests / 1e6 * HTTP_API + authorizer)
+    };
     let ws_messages = cycles * DASHBOARDS * ws_units_per_update;
     lines.push(Line {
         component: "API Gateway: WebSocket messages",
@@ -399,11 +509,38 @@ pub async fn cost_benchmark() {
         dollars: ws_messages / 1e6 * WS_MESSAGES + DASHBOARDS * minutes / 1e6 * WS_MINUTES,
     });
 
-    println!("\n| component | volume | $ / month |");
+    let common = lines;
+    for (clients, title) in [
+        (
+            Clients::Batching,
+            format!("clients batching every {BATCH_SECONDS:.0} s (the goal's workload)"),
+        ),
+        (
+            Clients::OneEventPerRequest,
+            "one event per request".to_owned(),
+        ),
+    ] {
+        let mut all = ingest_lines(clients);
+        all.extend(common.iter().map(|l| Line {
+            component: l.component,
+            detail: l.detail.clone(),
+            dollars: l.dollars,
+        }));
+        let (lines, url_saves) = request_lines(clients);
+        all.extend(lines);
+        print_bill(&title, &all, url_saves);
+    }
+}
+
+/// Prints one bill: its lines, the DynamoDB total and the total, and the total when clients
+/// send to the ingest URL, which saves `url_saves` (the gateway's fee and the authorizer).
+fn print_bill(title: &str, lines: &[Line], url_saves: f64) {
+    println!("\n### {title}\n");
+    println!("| component | volume | $ / month |");
     println!("|---|---|---|");
     let mut dynamo = 0.0;
     let mut total = 0.0;
-    for l in &lines {
+    for l in lines {
         println!("| {} | {} | {:.0} |", l.component, l.detail, l.dollars);
         if l.component.starts_with("DynamoDB") {
             dynamo += l.dollars;
@@ -412,4 +549,8 @@ pub async fn cost_benchmark() {
     }
     println!("| **DynamoDB total** | | **{dynamo:.0}** |");
     println!("| **total** | | **{total:.0}** |");
+    println!(
+        "| **total, clients sending to the ingest URL** | | **{:.0}** |",
+        total - url_saves
+    );
 }
