@@ -616,8 +616,13 @@ async fn run_documented_commands(doc: &str) -> usize {
         for (documented, here) in &swaps {
             script = script.replace(documented, here);
         }
+        // Strict bash; curl as the docs call it, but failing on an HTTP error status (the
+        // docs' `-s` alone would pass a 4xx) and never through a proxy of the environment;
+        // every variable the command sets exported, and the environment saved for the next.
         let full = format!(
-            "set -euo pipefail\ncurl() {{ command curl --fail-with-body --show-error \"$@\"; }}\nset -a\n{script}\nset +a\nenv -0 > \"$DOCS_ENV_FILE\"\n"
+            "set -euo pipefail\n\
+             curl() {{ command curl --noproxy '*' --fail-with-body --show-error \"$@\"; }}\n\
+             set -a\n{script}\nset +a\nenv -0 > \"$DOCS_ENV_FILE\"\n"
         );
         let deadline = Instant::now() + Duration::from_secs(5);
         let output = loop {
