@@ -61,9 +61,21 @@ pub fn function_names() -> Vec<&'static str> {
         "ws-connect",
         "ws-disconnect",
         "broadcaster",
+        INGEST_DIRECT,
     ]);
     names
 }
+
+/// The function that serves every ingest endpoint behind its own Lambda function URL
+/// instead of the HTTP API: no gateway fee per request, the key checked in the function.
+pub const INGEST_DIRECT: &str = "ingest-direct";
+
+/// The endpoints [`INGEST_DIRECT`] serves.
+pub const DIRECT_INGEST_ENDPOINTS: [Endpoint; 3] = [
+    Endpoint::IngestEvents,
+    Endpoint::IngestTraces,
+    Endpoint::IngestMetrics,
+];
 
 /// Runs the function named by [`FUNCTION_VAR`]. One binary serves every function so that
 /// one build (one arm64 link) produces what all of them deploy; each function is still its
@@ -82,6 +94,7 @@ pub async fn run_from_env() -> Result<(), lambda_http::Error> {
         ("ws-connect", _) => run_ws(true).await,
         ("ws-disconnect", _) => run_ws(false).await,
         ("broadcaster", _) => run_broadcaster().await,
+        (INGEST_DIRECT, _) => run_ingest_direct().await,
         _ => Err(format!(
             "{FUNCTION_VAR} must name the function to run ({}); got {name:?}",
             function_names().join(", ")
@@ -124,16 +137,51 @@ pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
 async fn serve_otlp(state: &AppState, endpoint: Endpoint) -> Result<(), lambda_http::Error> {
     lambda_http::run(service_fn(move |req: Request| async move {
         let response = api::handle_bytes(state, to_http(req), Some(endpoint)).await;
-        let (parts, bytes) = response.into_parts();
-        // JSON answers and errors are text; protobuf ones binary (base64 on the wire).
-        let body = if is_protobuf(&parts.headers) {
-            Body::Binary(bytes.to_vec())
-        } else {
-            Body::Text(String::from_utf8_lossy(&bytes).into_owned())
-        };
-        Ok::<_, std::convert::Infallible>(lambda_http::Response::from_parts(parts, body))
+        Ok::<_, std::convert::Infallible>(to_lambda(response))
     }))
     .await
+}
+
+/// Runs [`INGEST_DIRECT`]: every ingest endpoint, by the request's path, the key checked
+/// in the function (a function URL has no authorizer); any other path is 404.
+pub async fn run_ingest_direct() -> Result<(), lambda_http::Error> {
+    crate::telemetry::init();
+    let state = AppState::from_env().await?;
+    let state = &state;
+    lambda_http::run(service_fn(move |req: Request| async move {
+        Ok::<_, std::convert::Infallible>(to_lambda(ingest_direct(state, to_http(req)).await))
+    }))
+    .await
+}
+
+/// The answer of [`INGEST_DIRECT`] to one request.
+pub async fn ingest_direct(state: &AppState, req: http::Request<Bytes>) -> http::Response<Bytes> {
+    let endpoint = api::route(req.method(), req.uri().path())
+        .ok()
+        .map(|r| r.endpoint)
+        .filter(|e| DIRECT_INGEST_ENDPOINTS.contains(e));
+    match endpoint {
+        Some(e) => api::handle_bytes(state, req, Some(e)).await,
+        None => api::ApiError::NotFound(format!(
+            "no route for {} {} here: this URL takes POST /api/health/events, /v1/traces and /v1/metrics",
+            req.method(),
+            req.uri().path()
+        ))
+        .into_response()
+        .map(Bytes::from),
+    }
+}
+
+/// A Lambda answer of `response`: JSON answers and errors are text, protobuf ones binary
+/// (base64 on the wire).
+fn to_lambda(response: http::Response<Bytes>) -> lambda_http::Response<Body> {
+    let (parts, bytes) = response.into_parts();
+    let body = if is_protobuf(&parts.headers) {
+        Body::Binary(bytes.to_vec())
+    } else {
+        Body::Text(String::from_utf8_lossy(&bytes).into_owned())
+    };
+    lambda_http::Response::from_parts(parts, body)
 }
 
 /// Serves exports, streamed through the function's URL (InvokeMode RESPONSE_STREAM): an

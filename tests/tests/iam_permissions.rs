@@ -630,6 +630,8 @@ enum Scenario {
     Evaluator,
     Notifier,
     Broadcaster,
+    /// The ingest function's own URL: path and JSON body, with an ingest key.
+    IngestUrl(String, Value),
 }
 
 #[tokio::test]
@@ -671,6 +673,7 @@ async fn every_function_performs_only_actions_its_role_grants() {
     let viewer = key(&["read"], "wall screen").await;
     let for_authorizer = key(&["read"], "authorizer check").await;
     let for_export = key(&["read"], "export script").await;
+    let for_ingest_url = key(&["ingest"], "ingest url").await;
     let authorizer_context = shared::api::auth::authorizer_context(&shared::api::auth::Principal {
         tenant: TENANT.to_owned(),
         name: "ops".to_owned(),
@@ -786,6 +789,13 @@ async fn every_function_performs_only_actions_its_role_grants() {
                         {"name": "system.memory.utilization", "gauge": {"dataPoints": [{"timeUnixNano": ns(now - 1_000), "asDouble": 0.25}]}}
                     ]}]
                 }]})),
+            ),
+        ),
+        (
+            "ingest-direct",
+            Scenario::IngestUrl(
+                "/api/health/events".into(),
+                json!({"events": e2e_tests::seed::one_event_of_each_kind()}),
             ),
         ),
         (
@@ -1102,6 +1112,22 @@ async fn every_function_performs_only_actions_its_role_grants() {
                 assert!(
                     summary.delivered >= 3 && summary.failed_attempts == 0,
                     "{summary:?}"
+                );
+            }
+            Scenario::IngestUrl(path, body) => {
+                let req = http_request(
+                    Endpoint::IngestEvents,
+                    path,
+                    Some(body),
+                    None,
+                    Some(for_ingest_url.key.as_str()),
+                );
+                let answer = shared::lambda::ingest_direct(&state, req).await;
+                assert!(
+                    answer.status().is_success(),
+                    "{function} answered {} to {path}: {:?}",
+                    answer.status(),
+                    answer.body()
                 );
             }
             Scenario::Broadcaster => {

@@ -127,6 +127,7 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
         "export",
         "ingest-traces",
         "get-metrics",
+        "ingest-direct",
     ];
     let ports: Vec<u16> = functions.iter().map(|_| free_port()).collect();
     let _emulators: Vec<Emulator> = functions
@@ -383,6 +384,60 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
     let answer = ExportTraceServiceResponse::decode(res.bytes().await.unwrap_or_default())
         .unwrap_or_else(|e| panic!("not a protobuf answer: {e}"));
     assert_eq!(answer.partial_success.map(|p| p.rejected_spans), Some(1));
+    // The same export through the ingest function's own URL, which checks the key itself.
+    let res = call("ingest-direct", Method::POST, "/v1/traces", &ingest_key)
+        .header("content-type", "application/x-protobuf")
+        .body(request.encode_to_vec())
+        .answer()
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let answer = ExportTraceServiceResponse::decode(res.bytes().await.unwrap_or_default())
+        .unwrap_or_else(|e| panic!("the ingest URL's OTLP answer is not protobuf: {e}"));
+    assert_eq!(answer.partial_success.map(|p| p.rejected_spans), Some(1));
+    let events = json!({"events": [{"event_id": "direct-1", "type": "execution.started",
+        "agent_id": "direct-agent", "execution_id": "dx1", "operation": "Sync"}]});
+    let res = call(
+        "ingest-direct",
+        Method::POST,
+        "/api/health/events",
+        &ingest_key,
+    )
+    .json(&events)
+    .answer()
+    .await;
+    let (status, body) = json_of(res).await;
+    assert!(
+        status.is_success(),
+        "events through the ingest URL: {status} {body}"
+    );
+    let agent = store
+        .agent_health(
+            "acme",
+            "direct-agent",
+            chrono::Utc::now().timestamp_millis(),
+        )
+        .await
+        .expect("reading the agent the ingest URL created");
+    assert!(
+        agent.is_some_and(|a| a.current_operation.as_deref() == Some("Sync")),
+        "the event sent through the ingest URL was not stored"
+    );
+    // A read key may not ingest there, and the URL serves nothing but ingestion.
+    let res = call("ingest-direct", Method::POST, "/api/health/events", &key)
+        .json(&events)
+        .answer()
+        .await;
+    assert_eq!(json_of(res).await.0, StatusCode::FORBIDDEN);
+    let res = call(
+        "ingest-direct",
+        Method::GET,
+        "/api/health/system",
+        &ingest_key,
+    )
+    .answer()
+    .await;
+    let (status, body) = json_of(res).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let res = call("get-metrics", Method::GET, "/metrics", &key)
         .answer()
         .await;

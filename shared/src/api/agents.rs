@@ -1,6 +1,7 @@
 //! `GET /api/health/agent/{agent_id}` and `PUT /api/health/agents/{agent_id}`.
 
-use http::{Response, StatusCode};
+use super::Reply;
+use http::StatusCode;
 use serde_json::Value;
 
 use super::{json_response, object_body, ApiError};
@@ -10,11 +11,7 @@ use crate::AppState;
 
 /// An agent's health; 404 if the tenant has no such agent.
 #[tracing::instrument(skip(state))]
-pub async fn get(
-    state: &AppState,
-    tenant: &str,
-    agent_id: &str,
-) -> Result<Response<String>, ApiError> {
+pub async fn get(state: &AppState, tenant: &str, agent_id: &str) -> Reply {
     match state
         .store
         .agent_health(tenant, agent_id, state.clock.now_ms())
@@ -27,11 +24,7 @@ pub async fn get(
 
 /// Every agent's health, sorted by `agent_id`; with `limit`, one page of it.
 #[tracing::instrument(skip(state))]
-pub async fn list(
-    state: &AppState,
-    tenant: &str,
-    query: Option<&str>,
-) -> Result<Response<String>, ApiError> {
+pub async fn list(state: &AppState, tenant: &str, query: Option<&str>) -> Reply {
     let now = state.clock.now_ms();
     let Some(page) = super::page_request(query)? else {
         let agents = state.store.list_agent_health(tenant, now).await?;
@@ -51,12 +44,7 @@ pub async fn list(
 
 /// Creates or updates an agent; answers its health.
 #[tracing::instrument(skip(state, body))]
-pub async fn put(
-    state: &AppState,
-    tenant: &str,
-    agent_id: &str,
-    body: &[u8],
-) -> Result<Response<String>, ApiError> {
+pub async fn put(state: &AppState, tenant: &str, agent_id: &str, body: &[u8]) -> Reply {
     let update = parse_update(body)?;
     let health = state
         .store

@@ -1,6 +1,7 @@
 //! `GET /api/health/alerts` and `POST /api/health/alerts/{alert_id}/acknowledge`.
 
-use http::{Response, StatusCode};
+use super::Reply;
+use http::StatusCode;
 use serde_json::Value;
 
 use super::auth::Principal;
@@ -15,11 +16,7 @@ use crate::AppState;
 /// its resolved ones too (kept 30 days), newest first, each with `resolved_at`: the alert
 /// history a drill-down page shows.
 #[tracing::instrument(skip(state))]
-pub async fn list(
-    state: &AppState,
-    tenant: &str,
-    query: Option<&str>,
-) -> Result<Response<String>, ApiError> {
+pub async fn list(state: &AppState, tenant: &str, query: Option<&str>) -> Reply {
     let ListQuery {
         severity,
         source,
@@ -108,7 +105,7 @@ pub async fn acknowledge(
     principal: &Principal,
     alert_id: &str,
     body: &[u8],
-) -> Result<Response<String>, ApiError> {
+) -> Reply {
     let mut notes = None;
     for (field, value) in object_body(body)? {
         match (field.as_str(), value) {

@@ -1,6 +1,7 @@
 //! Status badges: `POST/GET /api/health/badges`, `DELETE /api/health/badges/{badge_id}`
 //! (keyed), and `GET /api/health/badge/{token}` (public: the token is the authority).
 
+use super::Reply;
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::Value;
 
@@ -17,12 +18,7 @@ use crate::AppState;
 /// Creates a badge token for an existing agent or integration; 201 with the token (shown
 /// once) and the badge's URL: absolute on `base` (where this deployment is reached, see
 /// [`super::RequestOrigin`]), a path when it is not known.
-pub async fn create(
-    state: &AppState,
-    tenant: &str,
-    body: &[u8],
-    base: Option<&str>,
-) -> Result<Response<String>, ApiError> {
+pub async fn create(state: &AppState, tenant: &str, body: &[u8], base: Option<&str>) -> Reply {
     let bad = |m: &str| ApiError::bad_request("invalid_badge", m.to_owned());
     let mut source_type = None;
     let mut source_id = None;
@@ -67,27 +63,19 @@ pub async fn create(
 }
 
 /// The tenant's badges (without their tokens).
-pub async fn list(state: &AppState, tenant: &str) -> Result<Response<String>, ApiError> {
+pub async fn list(state: &AppState, tenant: &str) -> Reply {
     ok_json(&state.store.list_badges(tenant).await?)
 }
 
 /// Revokes a badge: its URL answers 404 from now on.
-pub async fn revoke(
-    state: &AppState,
-    tenant: &str,
-    badge_id: &str,
-) -> Result<Response<String>, ApiError> {
+pub async fn revoke(state: &AppState, tenant: &str, badge_id: &str) -> Reply {
     deleted(state.store.revoke_badge(tenant, badge_id).await?, || {
         format!("no badge with id {badge_id}")
     })
 }
 
 /// The badge's SVG; `?show=status|uptime_24h|uptime_30d`, `?label=` to name it otherwise.
-pub async fn image(
-    state: &AppState,
-    token: &str,
-    query: Option<&str>,
-) -> Result<Response<String>, ApiError> {
+pub async fn image(state: &AppState, token: &str, query: Option<&str>) -> Reply {
     let show = Show::parse(super::query_param(query, "show").as_deref()).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_parameter",

@@ -8,6 +8,7 @@
 //! a storage failure after that ends the body abnormally (the client sees a broken
 //! transfer, never a silently short file).
 
+use super::Reply;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use http::{Request, Response, StatusCode};
@@ -203,16 +204,12 @@ pub async fn respond(
 }
 
 /// The export of `tenant` the query asks for, whole in memory (in-process use).
-pub async fn respond_collected(
-    state: &AppState,
-    tenant: &str,
-    query: Option<&str>,
-) -> Result<Response<String>, ApiError> {
+pub async fn respond_collected(state: &AppState, tenant: &str, query: Option<&str>) -> Reply {
     collect(respond(state, tenant.to_owned(), query).await?).await
 }
 
 /// The whole export in memory, for callers without a streaming body (in-process use).
-pub async fn collect(response: Response<ByteStream>) -> Result<Response<String>, ApiError> {
+pub async fn collect(response: Response<ByteStream>) -> Reply {
     use futures::TryStreamExt;
     let (parts, body) = response.into_parts();
     let chunks: Vec<Bytes> = body.try_collect().await?;

@@ -1,6 +1,7 @@
 //! `GET /api/health/failures`: one source's recent failures with their error text.
 
-use http::{Response, StatusCode};
+use super::Reply;
+use http::StatusCode;
 
 use super::{agent_or_integration, bounded_param, json_response, source_id_param, ApiError};
 use crate::domain::failures::FailureView;
@@ -13,11 +14,7 @@ pub const MAX_LIMIT: usize = 100;
 
 /// The last `limit` (default 20, at most 100) failed executions of an agent or failed calls
 /// and probes of an integration, newest first.
-pub async fn list(
-    state: &AppState,
-    tenant: &str,
-    query: Option<&str>,
-) -> Result<Response<String>, ApiError> {
+pub async fn list(state: &AppState, tenant: &str, query: Option<&str>) -> Reply {
     let (entity, source_type) = agent_or_integration(query)?;
     let source_id = source_id_param(query)?
         .ok_or_else(|| ApiError::bad_request("invalid_parameter", "source_id: required"))?;

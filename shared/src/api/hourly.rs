@@ -1,7 +1,8 @@
 //! `GET /api/health/hourly`: the last hours of one source, or of every source of a type,
 //! hour by hour (a drill-down's 24-hour charts, the overview's uptime bars).
 
-use http::{Response, StatusCode};
+use super::Reply;
+use http::StatusCode;
 use serde::Serialize;
 
 use super::{agent_or_integration, bounded_param, json_response, source_id_param, ApiError};
@@ -80,11 +81,7 @@ pub fn slots(summaries: &[(i64, HourSummary)], hours: i64, now: crate::time::Mil
 }
 
 /// `GET /api/health/hourly?source_type=agent|integration[&source_id=][&hours=24]`.
-pub async fn get(
-    state: &AppState,
-    tenant: &str,
-    query: Option<&str>,
-) -> Result<Response<String>, ApiError> {
+pub async fn get(state: &AppState, tenant: &str, query: Option<&str>) -> Reply {
     let (entity, source_type) = agent_or_integration(query)?;
     let source_id = source_id_param(query)?;
     let hours = bounded_param(query, "hours", MAX_HOURS)?.unwrap_or(DEFAULT_HOURS);

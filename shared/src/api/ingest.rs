@@ -1,6 +1,7 @@
 //! `POST /api/health/events`.
 
-use http::{Response, StatusCode};
+use super::Reply;
+use http::StatusCode;
 
 use super::{json_response, ApiError};
 use crate::domain::events::{parse_batch, Event};
@@ -11,11 +12,7 @@ use crate::AppState;
 /// Validates the whole batch (nothing is stored if any event is invalid), stores it
 /// idempotently, and answers 202 `{"accepted": N, "duplicates": M}`.
 #[tracing::instrument(skip(state, body), fields(bytes = body.len()))]
-pub async fn post_events(
-    state: &AppState,
-    tenant: &str,
-    body: &[u8],
-) -> Result<Response<String>, ApiError> {
+pub async fn post_events(state: &AppState, tenant: &str, body: &[u8]) -> Reply {
     let now = state.clock.now_ms();
     let events = parse_batch(body, now)
         .map_err(|errors| ApiError::invalid_fields("invalid_events", errors))?;

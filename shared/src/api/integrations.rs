@@ -1,6 +1,7 @@
 //! `GET /api/health/integrations` and `PUT /api/health/integrations/{integration_id}`.
 
-use http::{Response, StatusCode};
+use super::Reply;
+use http::StatusCode;
 use serde_json::{Map, Value};
 
 use super::{json_response, object_body, probe, ApiError};
@@ -19,11 +20,7 @@ pub const MAX_PROBE_TIMEOUT_MS: u64 = 25_000;
 /// `GET /api/health/integrations`: every integration's health, sorted by id; with
 /// `limit`, one page of it.
 #[tracing::instrument(skip(state))]
-pub async fn list(
-    state: &AppState,
-    tenant: &str,
-    query: Option<&str>,
-) -> Result<Response<String>, ApiError> {
+pub async fn list(state: &AppState, tenant: &str, query: Option<&str>) -> Reply {
     let now = state.clock.now_ms();
     let latency = state.config.latency_threshold_ms;
     let Some(page) = super::page_request(query)? else {
@@ -48,12 +45,7 @@ pub async fn list(
 /// Creates or updates an integration; answers its health (the shape of one item of
 /// `GET /api/health/integrations`).
 #[tracing::instrument(skip(state, body))]
-pub async fn put(
-    state: &AppState,
-    tenant: &str,
-    integration_id: &str,
-    body: &[u8],
-) -> Result<Response<String>, ApiError> {
+pub async fn put(state: &AppState, tenant: &str, integration_id: &str, body: &[u8]) -> Reply {
     let update = parse_update(state, body).await?;
     let health = state
         .store

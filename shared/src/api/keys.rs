@@ -1,7 +1,8 @@
 //! `POST/GET /api/health/keys` and `DELETE /api/health/keys/{key_id}` (scope `admin`):
 //! the tenant's API keys. The secret is shown once, at creation; lists never show it.
 
-use http::{Response, StatusCode};
+use super::Reply;
+use http::StatusCode;
 use serde_json::Value;
 
 use super::{json_response, object_body, ok_json, ApiError};
@@ -75,11 +76,7 @@ pub fn parse_new_key(body: &[u8]) -> Result<NewKey, ApiError> {
 }
 
 /// `POST /api/health/keys`: 201 with the key, its secret shown this once.
-pub async fn create(
-    state: &AppState,
-    tenant: &str,
-    body: &[u8],
-) -> Result<Response<String>, ApiError> {
+pub async fn create(state: &AppState, tenant: &str, body: &[u8]) -> Reply {
     let new = parse_new_key(body)?;
     let active = state
         .store
@@ -98,18 +95,14 @@ pub async fn create(
 }
 
 /// `GET /api/health/keys`: the tenant's keys, active and revoked, oldest first.
-pub async fn list(state: &AppState, tenant: &str) -> Result<Response<String>, ApiError> {
+pub async fn list(state: &AppState, tenant: &str) -> Reply {
     ok_json(&state.store.list_api_keys(tenant).await?)
 }
 
 /// `DELETE /api/health/keys/{key_id}`: 204; from then on the key is refused, and the
 /// WebSocket connections it opened are closed. 404 for an unknown id (or another
 /// tenant's), 409 for the tenant's last active admin key.
-pub async fn revoke(
-    state: &AppState,
-    tenant: &str,
-    key_id: &str,
-) -> Result<Response<String>, ApiError> {
+pub async fn revoke(state: &AppState, tenant: &str, key_id: &str) -> Reply {
     revoke_key(state, tenant, key_id).await?;
     Ok(super::no_content())
 }

@@ -6,9 +6,9 @@
 //! kept on each agent's and integration's record; active alerts are one series each, as
 //! Prometheus's own `ALERTS`. Label values are escaped as both formats require.
 
+use super::Reply;
 use http::{HeaderValue, Response, StatusCode};
 
-use super::ApiError;
 use crate::domain::alerts::AlertRecord;
 use crate::domain::health::{AgentHealth, AgentStatus, IntegrationHealth, IntegrationStatus};
 use crate::domain::records::HostRecord;
@@ -22,11 +22,7 @@ use crate::time::Millis;
 use crate::AppState;
 
 /// Serves `/metrics` for the key's tenant; `accept` is the request's `Accept` header.
-pub async fn get(
-    state: &AppState,
-    tenant: &str,
-    accept: Option<&str>,
-) -> Result<Response<String>, ApiError> {
+pub async fn get(state: &AppState, tenant: &str, accept: Option<&str>) -> Reply {
     let now = state.clock.now_ms();
     let data = state.store.tenant_data(tenant).await?;
     let open = wants_openmetrics(accept);

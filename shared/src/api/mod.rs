@@ -27,6 +27,9 @@ pub mod slos;
 
 pub use error::ApiError;
 
+/// What a JSON (or text) endpoint answers: its response, or an error answer.
+pub type Reply = Result<Response<String>, ApiError>;
+
 use crate::domain::ids::check_id;
 use crate::AppState;
 use auth::Scope;
@@ -539,11 +542,7 @@ pub async fn handle(
     }
 }
 
-async fn serve(
-    state: &AppState,
-    req: Request<Bytes>,
-    only: Option<Endpoint>,
-) -> Result<Response<String>, ApiError> {
+async fn serve(state: &AppState, req: Request<Bytes>, only: Option<Endpoint>) -> Reply {
     let route = route(req.method(), req.uri().path())?;
     if only.is_some_and(|e| e != route.endpoint) {
         return Err(ApiError::NotFound(format!(
@@ -564,11 +563,7 @@ async fn serve(
 }
 
 /// The endpoints that carry their own authority instead of a key, if `route` is one.
-async fn serve_unkeyed(
-    state: &AppState,
-    req: &Request<Bytes>,
-    route: &Route,
-) -> Option<Result<Response<String>, ApiError>> {
+async fn serve_unkeyed(state: &AppState, req: &Request<Bytes>, route: &Route) -> Option<Reply> {
     let id = route.id.as_deref().unwrap_or_default();
     Some(match route.endpoint {
         Endpoint::Healthz => healthz(state).await,
@@ -592,10 +587,7 @@ fn accept(req: &Request<Bytes>) -> Option<&str> {
 }
 
 /// Runs a change to the notification settings, then wakes the notifier to apply it.
-async fn waking(
-    state: &AppState,
-    change: impl std::future::Future<Output = Result<Response<String>, ApiError>>,
-) -> Result<Response<String>, ApiError> {
+async fn waking(state: &AppState, change: impl std::future::Future<Output = Reply>) -> Reply {
     let r = change.await;
     state.notifier_wake.notify_one();
     r
@@ -607,7 +599,7 @@ async fn serve_keyed(
     req: &Request<Bytes>,
     route: &Route,
     principal: &auth::Principal,
-) -> Result<Response<String>, ApiError> {
+) -> Reply {
     let tenant = principal.tenant.as_str();
     let id = route.id.as_deref().unwrap_or_default();
     let body = req.body();
@@ -664,7 +656,7 @@ async fn serve_keyed(
 
 /// `{"status": "ok"}` when the store answers a read, else 503 `unavailable`: what a
 /// load balancer needs to route around an instance, with nothing about any tenant.
-async fn healthz(state: &AppState) -> Result<Response<String>, ApiError> {
+async fn healthz(state: &AppState) -> Reply {
     match state.store.ping().await {
         Ok(()) => Ok(json_response(
             StatusCode::OK,
@@ -759,16 +751,13 @@ pub(crate) fn no_content() -> Response<String> {
 }
 
 /// 200 with `body` as JSON: the answer of every listing.
-pub(crate) fn ok_json(body: &impl Serialize) -> Result<Response<String>, ApiError> {
+pub(crate) fn ok_json(body: &impl Serialize) -> Reply {
     Ok(json_response(StatusCode::OK, body))
 }
 
 /// 204 where something was `found` and deleted, else 404 saying `missing`: the answer of
 /// every `DELETE` of a stored item.
-pub(crate) fn deleted(
-    found: bool,
-    missing: impl FnOnce() -> String,
-) -> Result<Response<String>, ApiError> {
+pub(crate) fn deleted(found: bool, missing: impl FnOnce() -> String) -> Reply {
     if found {
         Ok(no_content())
     } else {

@@ -1,6 +1,7 @@
 //! Notification channels, rules, silences, the delivery log, and the acknowledge pages that
 //! messages link to.
 
+use super::Reply;
 use http::{Response, StatusCode};
 use serde_json::{Map, Value};
 
@@ -230,12 +231,7 @@ fn sns_topic(body: &Map<String, Value>) -> Result<String, ApiError> {
 
 /// `PUT /api/health/channels/{channel_id}`: creates or replaces a channel.
 #[tracing::instrument(skip(state, body))]
-pub async fn put_channel(
-    state: &AppState,
-    tenant: &str,
-    channel_id: &str,
-    body: &[u8],
-) -> Result<Response<String>, ApiError> {
+pub async fn put_channel(state: &AppState, tenant: &str, channel_id: &str, body: &[u8]) -> Reply {
     let body = object_body(body)?;
     let name = match string(&body, "name")? {
         None => channel_id.to_owned(),
@@ -279,18 +275,14 @@ pub async fn put_channel(
 }
 
 /// `GET /api/health/channels`: every channel, secrets hidden, by id.
-pub async fn list_channels(state: &AppState, tenant: &str) -> Result<Response<String>, ApiError> {
+pub async fn list_channels(state: &AppState, tenant: &str) -> Reply {
     let config = state.store.notify_config(tenant).await?;
     let list: Vec<Value> = config.channels.iter().map(ChannelRecord::view).collect();
     ok_json(&list)
 }
 
 /// `DELETE /api/health/channels/{channel_id}`.
-pub async fn delete_channel(
-    state: &AppState,
-    tenant: &str,
-    channel_id: &str,
-) -> Result<Response<String>, ApiError> {
+pub async fn delete_channel(state: &AppState, tenant: &str, channel_id: &str) -> Reply {
     deleted(
         state.store.delete_channel(tenant, channel_id).await?,
         || format!("no channel {channel_id}"),
@@ -305,7 +297,7 @@ pub async fn test_channel(
     tenant: &str,
     channel_id: &str,
     base: Option<String>,
-) -> Result<Response<String>, ApiError> {
+) -> Reply {
     let channel = state
         .store
         .channel(tenant, channel_id)
@@ -384,12 +376,7 @@ fn rule_channels(
 
 /// `PUT /api/health/notification-rules/{rule_id}`.
 #[tracing::instrument(skip(state, body))]
-pub async fn put_rule(
-    state: &AppState,
-    tenant: &str,
-    rule_id: &str,
-    body: &[u8],
-) -> Result<Response<String>, ApiError> {
+pub async fn put_rule(state: &AppState, tenant: &str, rule_id: &str, body: &[u8]) -> Reply {
     let body = object_body(body)?;
     if let Some(other) = unknown_field(&body, &RULE_FIELDS) {
         return Err(bad(
@@ -433,18 +420,14 @@ pub async fn put_rule(
 }
 
 /// `GET /api/health/notification-rules`.
-pub async fn list_rules(state: &AppState, tenant: &str) -> Result<Response<String>, ApiError> {
+pub async fn list_rules(state: &AppState, tenant: &str) -> Reply {
     let config = state.store.notify_config(tenant).await?;
     let list: Vec<Value> = config.rules.iter().map(RuleRecord::view).collect();
     ok_json(&list)
 }
 
 /// `DELETE /api/health/notification-rules/{rule_id}`.
-pub async fn delete_rule(
-    state: &AppState,
-    tenant: &str,
-    rule_id: &str,
-) -> Result<Response<String>, ApiError> {
+pub async fn delete_rule(state: &AppState, tenant: &str, rule_id: &str) -> Reply {
     deleted(state.store.delete_rule(tenant, rule_id).await?, || {
         format!("no notification rule {rule_id}")
     })
@@ -532,11 +515,7 @@ fn window_schedule(body: &Map<String, Value>, v: &Value) -> Result<Schedule, Api
 /// `POST /api/health/silences`: a one-off silence (`starts_at`, `ends_at`) or a
 /// maintenance window (`schedule`); 201 with the silence.
 #[tracing::instrument(skip(state, principal, body))]
-pub async fn create_silence(
-    state: &AppState,
-    principal: &Principal,
-    body: &[u8],
-) -> Result<Response<String>, ApiError> {
+pub async fn create_silence(state: &AppState, principal: &Principal, body: &[u8]) -> Reply {
     let body = object_body(body)?;
     if let Some(other) = unknown_field(&body, &SILENCE_FIELDS) {
         return Err(bad(
@@ -579,7 +558,7 @@ pub async fn create_silence(
 }
 
 /// `GET /api/health/silences`: active and future silences and every maintenance window.
-pub async fn list_silences(state: &AppState, tenant: &str) -> Result<Response<String>, ApiError> {
+pub async fn list_silences(state: &AppState, tenant: &str) -> Reply {
     let now = state.clock.now_ms();
     let config = state.store.notify_config(tenant).await?;
     let list: Vec<Value> = config
@@ -592,11 +571,7 @@ pub async fn list_silences(state: &AppState, tenant: &str) -> Result<Response<St
 }
 
 /// `DELETE /api/health/silences/{silence_id}`: ends a silence now, removes a window.
-pub async fn delete_silence(
-    state: &AppState,
-    tenant: &str,
-    silence_id: &str,
-) -> Result<Response<String>, ApiError> {
+pub async fn delete_silence(state: &AppState, tenant: &str, silence_id: &str) -> Reply {
     let ended = state
         .store
         .end_silence(tenant, silence_id, state.clock.now_ms())
@@ -605,11 +580,7 @@ pub async fn delete_silence(
 }
 
 /// `GET /api/health/alerts/{alert_id}/notifications`: the alert's delivery log.
-pub async fn alert_notifications(
-    state: &AppState,
-    tenant: &str,
-    alert_id: &str,
-) -> Result<Response<String>, ApiError> {
+pub async fn alert_notifications(state: &AppState, tenant: &str, alert_id: &str) -> Reply {
     let log = state
         .store
         .notifications_for_alert(tenant, alert_id)

@@ -1,6 +1,7 @@
 //! `GET /api/health/system` and `GET /api/health/history/{type}`.
 
-use http::{Response, StatusCode};
+use super::Reply;
+use http::StatusCode;
 use serde_json::json;
 
 use super::{bounded_param, json_response, query_param, ApiError};
@@ -15,7 +16,7 @@ pub const DEFAULT_HISTORY_DAYS: i64 = 30;
 
 /// The tenant's system object.
 #[tracing::instrument(skip(state))]
-pub async fn system(state: &AppState, tenant: &str) -> Result<Response<String>, ApiError> {
+pub async fn system(state: &AppState, tenant: &str) -> Reply {
     let now = state.clock.now_ms();
     let system = state
         .store
@@ -35,7 +36,7 @@ async fn host_hours(
     kind: &str,
     entity_id: Option<&str>,
     query: Option<&str>,
-) -> Result<Response<String>, ApiError> {
+) -> Reply {
     let bad = |m: &str| ApiError::bad_request("invalid_parameter", m.to_owned());
     if kind != "system" {
         return Err(bad(
@@ -77,12 +78,7 @@ async fn host_hours(
 /// Daily history of an agent, an integration, a host or all hosts (by hour for hosts with
 /// `hours`).
 #[tracing::instrument(skip(state))]
-pub async fn history(
-    state: &AppState,
-    tenant: &str,
-    kind: &str,
-    query: Option<&str>,
-) -> Result<Response<String>, ApiError> {
+pub async fn history(state: &AppState, tenant: &str, kind: &str, query: Option<&str>) -> Reply {
     let bad = |m: &str| ApiError::bad_request("invalid_parameter", m.to_owned());
     let days = bounded_param(query, "days", MAX_HISTORY_DAYS)?.unwrap_or(DEFAULT_HISTORY_DAYS);
     let entity_id = query_param(query, "entity_id");

@@ -1,5 +1,6 @@
 //! `GET /api/health/reports`: the tenant's weekly or monthly report.
 
+use super::Reply;
 use http::{Response, StatusCode};
 
 use super::{json_response, query_param, ApiError};
@@ -9,11 +10,7 @@ use crate::AppState;
 
 /// The report over the last week (default) or month, against the period before, as JSON
 /// (default), Markdown or an HTML page.
-pub async fn get(
-    state: &AppState,
-    tenant: &str,
-    query: Option<&str>,
-) -> Result<Response<String>, ApiError> {
+pub async fn get(state: &AppState, tenant: &str, query: Option<&str>) -> Reply {
     let bad = |m: &str| ApiError::bad_request("invalid_parameter", m.to_owned());
     let kind = match query_param(query, "period") {
         None => PeriodKind::Week,

@@ -1,6 +1,7 @@
 //! `PUT`, `GET` and `DELETE` of SLOs.
 
-use http::{Response, StatusCode};
+use super::Reply;
+use http::StatusCode;
 
 use super::{deleted, json_response, ok_json, ApiError};
 use crate::domain::slo::{status, SloBody};
@@ -8,12 +9,7 @@ use crate::time::DAY_MS;
 use crate::AppState;
 
 /// `PUT /api/health/slos/{slo_id}`: creates or replaces an SLO; 200 with its figures now.
-pub async fn put(
-    state: &AppState,
-    tenant: &str,
-    slo_id: &str,
-    body: &[u8],
-) -> Result<Response<String>, ApiError> {
+pub async fn put(state: &AppState, tenant: &str, slo_id: &str, body: &[u8]) -> Reply {
     let body: SloBody = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request("invalid_slo", format!("the body is not an SLO: {e}"))
     })?;
@@ -36,7 +32,7 @@ pub async fn put(
 }
 
 /// `GET /api/health/slos`: every SLO with its figures, by id.
-pub async fn list(state: &AppState, tenant: &str) -> Result<Response<String>, ApiError> {
+pub async fn list(state: &AppState, tenant: &str) -> Reply {
     let list = state
         .store
         .slo_statuses(tenant, state.clock.now_ms())
@@ -45,11 +41,7 @@ pub async fn list(state: &AppState, tenant: &str) -> Result<Response<String>, Ap
 }
 
 /// `DELETE /api/health/slos/{slo_id}`: 204, or 404 for an unknown SLO.
-pub async fn delete(
-    state: &AppState,
-    tenant: &str,
-    slo_id: &str,
-) -> Result<Response<String>, ApiError> {
+pub async fn delete(state: &AppState, tenant: &str, slo_id: &str) -> Reply {
     deleted(state.store.delete_slo(tenant, slo_id).await?, || {
         format!("no SLO {slo_id}")
     })

@@ -1,5 +1,6 @@
 //! Alerts as stored and as the API shows them.
 
+use super::records::Entity;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -49,6 +50,27 @@ impl SourceType {
             "agent" => Some(Self::Agent),
             "integration" => Some(Self::Integration),
             _ => None,
+        }
+    }
+
+    /// The agent or integration an alert of this type is about; `None` for a system
+    /// alert, whose source is a host or the tenant as a whole.
+    pub fn entity(self) -> Option<Entity> {
+        match self {
+            Self::Agent => Some(Entity::Agent),
+            Self::Integration => Some(Entity::Integration),
+            Self::System => None,
+        }
+    }
+}
+
+impl From<Entity> for SourceType {
+    /// The type of an alert about `entity`: hosts' alerts are `system` ones.
+    fn from(entity: Entity) -> Self {
+        match entity {
+            Entity::Agent => Self::Agent,
+            Entity::Integration => Self::Integration,
+            Entity::Host => Self::System,
         }
     }
 }

@@ -290,16 +290,7 @@ impl<C: Counters> Window<C> {
 
     /// [`Window::take_hours`] for counters: the hours over at `now` not moved out yet.
     pub fn take_hour_counters(&mut self, now: Millis) -> Vec<(i64, C)> {
-        let last_over = hour_of(now) - 1;
-        let through = self.hours_through.unwrap_or(i64::MIN);
-        if through >= last_over {
-            return Vec::new();
-        }
-        let out = self.hour_counters(through, last_over);
-        if let Some((newest, _)) = out.last() {
-            self.hours_through = Some(*newest);
-        }
-        out
+        self.take_over(now, Self::hour_counters)
     }
 
     /// The counters of the hours not moved out yet (the current one among them).
@@ -316,12 +307,22 @@ impl<C: Counters> Window<C> {
     /// The summaries of each hour that is over at `now` and has not moved out yet, for
     /// hour buckets; the minutes keep them until they leave the hour window.
     pub fn take_hours(&mut self, now: Millis) -> Vec<(i64, HourSummary)> {
+        self.take_over(now, Self::summaries)
+    }
+
+    /// What `of` makes of the hours over at `now` not moved out yet, which then count as
+    /// moved.
+    fn take_over<T>(
+        &mut self,
+        now: Millis,
+        of: impl Fn(&Self, i64, i64) -> Vec<(i64, T)>,
+    ) -> Vec<(i64, T)> {
         let last_over = hour_of(now) - 1;
         let through = self.hours_through.unwrap_or(i64::MIN);
         if through >= last_over {
             return Vec::new();
         }
-        let out = self.summaries(through, last_over);
+        let out = of(self, through, last_over);
         // Only hours that moved: an hour without counts yet may still get late ones.
         if let Some((newest, _)) = out.last() {
             self.hours_through = Some(*newest);

@@ -10,6 +10,18 @@ use serde::{Deserialize, Serialize};
 use crate::domain::events::Outcome;
 use crate::time::Millis;
 
+/// The kinds of entity the product watches, each with its live item and buckets. Alerts
+/// name their source by the alerts' `SourceType` instead, where a host is `system`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Entity {
+    /// An agent.
+    Agent,
+    /// An integration.
+    Integration,
+    /// A host.
+    Host,
+}
+
 /// Most executions remembered as running per agent. Beyond this the oldest is forgotten as
 /// running (it still counts in the hour's totals), so an agent that never reports finishes
 /// cannot grow its record without bound.

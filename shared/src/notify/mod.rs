@@ -23,7 +23,7 @@ use rand::Rng;
 use crate::domain::alerts::{AlertRecord, Severity, SourceType};
 use crate::domain::notify::{ChannelRecord, Destination, RuleRecord};
 use crate::domain::notify::{ChannelState, Kind};
-use crate::store::layout::{self, Entity};
+use crate::store::layout;
 use crate::store::notify::{DeliveryStatus, NotificationRecord, NotifyConfig};
 use crate::store::{Record, Store, StoreError};
 use crate::telemetry::Deliveries;
@@ -573,10 +573,8 @@ impl Notifier {
     ) -> Result<BTreeMap<String, String>, StoreError> {
         let mut keys = Vec::new();
         for a in alerts {
-            let entity = match a.source_type {
-                SourceType::Agent => Entity::Agent,
-                SourceType::Integration => Entity::Integration,
-                SourceType::System => continue,
+            let Some(entity) = a.source_type.entity() else {
+                continue;
             };
             let key = layout::live(tenant, entity, &a.source_id);
             if !keys.contains(&key) {

@@ -438,6 +438,18 @@ mod tests {
         }
     }
 
+    /// The plan for `a` alone, on a channel that has sent nothing yet, at `T0`.
+    fn first_plan(r: &RuleRecord, a: &AlertRecord) -> Plan {
+        plan(
+            &ChannelState::default(),
+            &[r],
+            std::slice::from_ref(a),
+            &[],
+            false,
+            T0,
+        )
+    }
+
     fn kinds(p: &Plan) -> Vec<(Kind, usize)> {
         p.messages
             .iter()
@@ -470,14 +482,7 @@ mod tests {
     fn later_alerts_wait_for_the_group_interval_and_escalations_go_at_once() {
         let r = rule(0, 300, 3600);
         let a = alert("a", Severity::Warning, T0);
-        let first = plan(
-            &ChannelState::default(),
-            &[&r],
-            std::slice::from_ref(&a),
-            &[],
-            false,
-            T0,
-        );
+        let first = first_plan(&r, &a);
         assert_eq!(kinds(&first), [(Kind::Firing, 1)]);
         let b = alert("b", Severity::Warning, T0 + 60 * S);
         let later = plan(
@@ -503,14 +508,7 @@ mod tests {
     fn reminders_repeat_until_acknowledged() {
         let r = rule(0, 60, 600);
         let a = alert("a", Severity::Critical, T0);
-        let first = plan(
-            &ChannelState::default(),
-            &[&r],
-            std::slice::from_ref(&a),
-            &[],
-            false,
-            T0,
-        );
+        let first = first_plan(&r, &a);
         let reminder = plan(
             &first.state,
             &[&r],
@@ -561,14 +559,7 @@ mod tests {
     fn resolutions_follow_send_resolved_and_the_group_interval() {
         let mut r = rule(0, 60, 600);
         let a = alert("a", Severity::Warning, T0);
-        let first = plan(
-            &ChannelState::default(),
-            &[&r],
-            std::slice::from_ref(&a),
-            &[],
-            false,
-            T0,
-        );
+        let first = first_plan(&r, &a);
         let mut cleared = a;
         cleared.resolved_at = Some(T0 + 30 * S);
         let early = plan(

@@ -20,7 +20,9 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use super::{Backend, Condition, IndexKey, ItemKey, Range, Record, StoreError, StoredItem, Write};
+use super::{
+    Backend, Condition, End, IndexKey, ItemKey, Range, Record, StoreError, StoredItem, Write,
+};
 
 /// Name of the entity index.
 pub const GSI1: &str = "GSI1";
@@ -324,16 +326,13 @@ impl Backend for DynamoBackend {
         self.query_with(pk, from, to, true, None, true).await
     }
 
-    async fn query_end(
-        &self,
-        pk: &str,
-        from: &str,
-        to: &str,
-        limit: usize,
-        newest_first: bool,
-    ) -> Result<Vec<StoredItem>, StoreError> {
+    async fn query_end(&self, range: &Range, end: End) -> Result<Vec<StoredItem>, StoreError> {
         // The newest end is read eventually consistent, as the trait says.
-        let ascending = !newest_first;
+        let (ascending, limit) = match end {
+            End::First(n) => (true, n),
+            End::Last(n) => (false, n),
+        };
+        let Range { pk, from, to } = range;
         self.query_with(pk, from, to, ascending, Some(limit), ascending)
             .await
     }

@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::{Backend, Condition, IndexKey, ItemKey, Range, Record, StoreError, StoredItem, Write};
+use super::{
+    Backend, Condition, End, IndexKey, ItemKey, Range, Record, StoreError, StoredItem, Write,
+};
 
 const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
 const INDEX: TableDefinition<&str, &str> = TableDefinition::new("index");
@@ -206,15 +208,12 @@ impl Backend for EmbeddedBackend {
         self.read_range(pk, from, to, usize::MAX, false)
     }
 
-    async fn query_end(
-        &self,
-        pk: &str,
-        from: &str,
-        to: &str,
-        limit: usize,
-        newest_first: bool,
-    ) -> Result<Vec<StoredItem>, StoreError> {
-        self.read_range(pk, from, to, limit, newest_first)
+    async fn query_end(&self, range: &Range, end: End) -> Result<Vec<StoredItem>, StoreError> {
+        let (limit, newest_first) = match end {
+            End::First(n) => (n, false),
+            End::Last(n) => (n, true),
+        };
+        self.read_range(&range.pk, &range.from, &range.to, limit, newest_first)
     }
 
     async fn query_many(&self, ranges: &[Range]) -> Result<Vec<Vec<StoredItem>>, StoreError> {

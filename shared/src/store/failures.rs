@@ -1,7 +1,7 @@
 //! Failed executions and calls, one item each under the entity's partition.
 
 use super::layout::{self, Entity};
-use super::{Record, Store, StoreError};
+use super::{End, Range, Record, Store, StoreError};
 use crate::domain::failures::FailureRecord;
 use crate::time::Millis;
 
@@ -17,11 +17,13 @@ impl Store {
     ) -> Result<Vec<FailureRecord>, StoreError> {
         let items = self
             .backend
-            .query_last(
-                &layout::partition(tenant, entity, id),
-                &layout::failure_sk_prefix(0),
-                &layout::failure_sk_prefix(Millis::MAX / 2),
-                limit,
+            .query_end(
+                &Range::new(
+                    layout::partition(tenant, entity, id),
+                    layout::failure_sk_prefix(0),
+                    layout::failure_sk_prefix(Millis::MAX / 2),
+                ),
+                End::Last(limit),
             )
             .await?;
         Ok(failures_of(items).map(|(_, f)| f).collect())
@@ -47,11 +49,13 @@ impl Store {
         };
         let items = self
             .backend
-            .query_limit(
-                &layout::partition(tenant, entity, id),
-                &start,
-                &layout::failure_sk_prefix(to.saturating_add(1)),
-                limit,
+            .query_end(
+                &Range::new(
+                    layout::partition(tenant, entity, id),
+                    start,
+                    layout::failure_sk_prefix(to.saturating_add(1)),
+                ),
+                End::First(limit),
             )
             .await?;
         Ok(failures_of(items).filter(|(_, f)| f.at <= to).collect())

@@ -9,30 +9,20 @@ use crate::time::{Millis, DAY_MS, MINUTE_MS};
 /// Sort key of an entity's own record.
 pub const META: &str = "META";
 
-/// The kinds of entity that have live items and buckets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Entity {
-    /// An agent.
-    Agent,
-    /// An integration.
-    Integration,
-    /// A host.
-    Host,
-}
+pub use crate::domain::records::Entity;
 
-impl Entity {
-    fn tag(self) -> &'static str {
-        match self {
-            Self::Agent => "A",
-            Self::Integration => "I",
-            Self::Host => "H",
-        }
+/// The letter that stands for `entity` in keys.
+fn tag(entity: Entity) -> &'static str {
+    match entity {
+        Entity::Agent => "A",
+        Entity::Integration => "I",
+        Entity::Host => "H",
     }
 }
 
 /// The partition that holds one entity's day buckets and mark buckets.
 pub fn partition(tenant: &str, entity: Entity, id: &str) -> String {
-    format!("T#{tenant}#{}#{id}", entity.tag())
+    format!("T#{tenant}#{}#{id}", tag(entity))
 }
 
 /// Sort key of a day bucket.
@@ -88,7 +78,7 @@ pub const HOUR_BUCKET_TTL_MS: i64 = 31 * crate::time::DAY_MS;
 /// The partition of a tenant's live items of one kind, one item per entity: what the
 /// collector and the lists read with one Query.
 pub fn live_partition(tenant: &str, entity: Entity) -> String {
-    format!("T#{tenant}#LIVE#{}", entity.tag())
+    format!("T#{tenant}#LIVE#{}", tag(entity))
 }
 
 /// The tenant of a live item's or the gauges' partition key; `None` for any other key.

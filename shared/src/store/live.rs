@@ -291,6 +291,25 @@ stored_as!(LiveIntegration, Integration);
 stored_as!(LiveHost, Host);
 stored_as!(SystemRecord, System);
 
+/// The parts of [`LiveRecord`] every entity's [`Live`] item shares: its marks, its day
+/// counters, and (`hours`) its hour summaries.
+macro_rules! live_item {
+    () => {
+        fn seen_mut(&mut self) -> &mut Seen {
+            &mut self.seen
+        }
+        fn archive(&mut self, now: Millis) -> Vec<(i64, Record)> {
+            archive_window(self, now)
+        }
+    };
+    (hours) => {
+        live_item!();
+        fn take_hours(&mut self, now: Millis) -> Vec<(i64, HourSummary)> {
+            self.window.take_hours(now)
+        }
+    };
+}
+
 fn archive_window<R, C>(live: &mut Live<R, C>, now: Millis) -> Vec<(i64, Record)>
 where
     C: crate::domain::live::Counters + StoredAs,
@@ -307,17 +326,9 @@ impl LiveRecord for LiveAgent {
     fn entity() -> Option<Entity> {
         Some(Entity::Agent)
     }
-    fn take_hours(&mut self, now: Millis) -> Vec<(i64, HourSummary)> {
-        self.window.take_hours(now)
-    }
+    live_item!(hours);
     fn touch(self, touched: &mut Touched) {
         touched.agents.push(self.into());
-    }
-    fn seen_mut(&mut self) -> &mut Seen {
-        &mut self.seen
-    }
-    fn archive(&mut self, now: Millis) -> Vec<(i64, Record)> {
-        archive_window(self, now)
     }
     fn create(event: &Event, now: Millis) -> Self {
         let id = match &event.kind {
@@ -431,17 +442,9 @@ impl LiveRecord for LiveIntegration {
     fn probed(&self) -> bool {
         self.record.probe.is_some()
     }
-    fn take_hours(&mut self, now: Millis) -> Vec<(i64, HourSummary)> {
-        self.window.take_hours(now)
-    }
+    live_item!(hours);
     fn touch(self, touched: &mut Touched) {
         touched.integrations.push(self.into());
-    }
-    fn seen_mut(&mut self) -> &mut Seen {
-        &mut self.seen
-    }
-    fn archive(&mut self, now: Millis) -> Vec<(i64, Record)> {
-        archive_window(self, now)
     }
     fn create(event: &Event, now: Millis) -> Self {
         let id = match &event.kind {
@@ -531,14 +534,9 @@ impl LiveRecord for LiveHost {
             .map(|(h, c)| (h, Record::HostCounters(c)))
             .collect()
     }
+    live_item!();
     fn touch(self, touched: &mut Touched) {
         touched.hosts.push(self.record);
-    }
-    fn seen_mut(&mut self) -> &mut Seen {
-        &mut self.seen
-    }
-    fn archive(&mut self, now: Millis) -> Vec<(i64, Record)> {
-        archive_window(self, now)
     }
     fn create(event: &Event, _now: Millis) -> Self {
         let mut first = host_sample(event).unwrap_or_else(|| HostRecord {

@@ -6,6 +6,26 @@
 //! (idempotent ingestion, optimistic concurrency, bucket layout) then exists once, and the
 //! conformance suite that runs against both backends tests the same code paths that serve
 //! requests. The layout is a single-table design; see `docs/data-model.md`.
+//!
+//! What a [`Store`] can do, by aggregate (each a module of `impl Store` blocks; the
+//! conformance suite, `tests/tests/store_conformance.rs`, runs each against both backends):
+//!
+//! | aggregate | module | what it does |
+//! |---|---|---|
+//! | events | [`ingest`], [`live`] | idempotent batches into live items, marks and failures |
+//! | agents | [`agents`] | health of one, of all (by page), registration |
+//! | integrations | [`integrations`], [`system`] | health of one, of all (by page), registration with a probe |
+//! | hosts and the tenant | [`system`] | system health, hour and day history |
+//! | a tenant's whole state | [`tenant`] | registration, the cycle claim, live items, the data a cycle reads, probe results |
+//! | alerts | [`alerts`] | active and resolved alerts, saving, acknowledging (guarded for links) |
+//! | failures | [`failures`] | the newest failures and pages of them |
+//! | keys | [`keys`] | API keys: creation, lookup by hash, listing, revocation |
+//! | badges | [`badges`] | status badges by token |
+//! | notifications | [`notify`] | channels, rules, silences, channel state, the notification log, ack secrets |
+//! | SLOs | [`slo`] | definitions and their minute summaries and statuses |
+//! | reports | [`report`] | hour buckets and the inputs of a report |
+//! | WebSocket connections | [`connections`] | connections by tenant and by key |
+//! | quotas | [`quota`] | counted creations and leases (exports) |
 
 use std::fmt;
 use std::sync::Arc;
@@ -164,6 +184,26 @@ pub struct Range {
     pub to: String,
 }
 
+/// Which end of a range [`Backend::query_end`] reads, and how many items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The first items, lowest sort key first.
+    First(usize),
+    /// The last items, highest sort key first, eventually consistent.
+    Last(usize),
+}
+
+impl Range {
+    /// The range `from..=to` of partition `pk`.
+    pub fn new(pk: impl Into<String>, from: impl Into<String>, to: impl Into<String>) -> Self {
+        Self {
+            pk: pk.into(),
+            from: from.into(),
+            to: to.into(),
+        }
+    }
+}
+
 /// What must hold for a write to happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Condition {
@@ -237,51 +277,21 @@ pub trait Backend: Send + Sync + fmt::Debug {
     ) -> Result<Vec<StoredItem>, StoreError> {
         self.query(pk, from, to).await
     }
-    /// At most `limit` items from one end of [`Backend::query`]: the first, a page of a
-    /// list; or with `newest_first` the last, highest sort key first and eventually
+    /// At most `end`'s count of items from one end of [`Backend::query`] over `range`: the
+    /// first, a page of a list; or the last, highest sort key first and eventually
     /// consistent, the recent end of a time-keyed range. On DynamoDB it reads (and bills)
-    /// only those items. Backends override this, not [`Backend::query_limit`] or
-    /// [`Backend::query_last`].
-    async fn query_end(
-        &self,
-        pk: &str,
-        from: &str,
-        to: &str,
-        limit: usize,
-        newest_first: bool,
-    ) -> Result<Vec<StoredItem>, StoreError> {
-        let mut items = self.query(pk, from, to).await?;
-        if newest_first {
-            let keep = items.len().saturating_sub(limit);
-            items.drain(..keep);
-            items.reverse();
-        } else {
-            items.truncate(limit);
+    /// only those items.
+    async fn query_end(&self, range: &Range, end: End) -> Result<Vec<StoredItem>, StoreError> {
+        let mut items = self.query(&range.pk, &range.from, &range.to).await?;
+        match end {
+            End::Last(limit) => {
+                let keep = items.len().saturating_sub(limit);
+                items.drain(..keep);
+                items.reverse();
+            }
+            End::First(limit) => items.truncate(limit),
         }
         Ok(items)
-    }
-    /// The first `limit` items of [`Backend::query`]: a page of a list, which on DynamoDB
-    /// reads (and bills) only those items.
-    async fn query_limit(
-        &self,
-        pk: &str,
-        from: &str,
-        to: &str,
-        limit: usize,
-    ) -> Result<Vec<StoredItem>, StoreError> {
-        self.query_end(pk, from, to, limit, false).await
-    }
-    /// The last `limit` items of [`Backend::query`], newest (highest sort key) first,
-    /// eventually consistent: the recent end of a time-keyed range, reading and billing
-    /// only those items on DynamoDB.
-    async fn query_last(
-        &self,
-        pk: &str,
-        from: &str,
-        to: &str,
-        limit: usize,
-    ) -> Result<Vec<StoredItem>, StoreError> {
-        self.query_end(pk, from, to, limit, true).await
     }
     /// Runs many [`Backend::query`] calls; the result has one entry per range, in order.
     /// Backends override it to share one read transaction or to run the queries

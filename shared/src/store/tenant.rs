@@ -5,8 +5,8 @@ use super::ingest::corrupt;
 use super::layout::{self, Entity};
 use super::live::{live_of, AgentData, IntegrationData, LiveRecord};
 use super::{
-    skip_unreadable, Condition, CycleRecord, Record, Store, StoreError, StoredItem, TenantRecord,
-    Write,
+    skip_unreadable, Condition, CycleRecord, End, Range, Record, Store, StoreError, StoredItem,
+    TenantRecord, Write,
 };
 use crate::domain::alerts::AlertRecord;
 use crate::domain::live::{LiveAgent, LiveHost, LiveIntegration};
@@ -154,11 +154,9 @@ impl Store {
         let from = after.map_or_else(|| " ".to_owned(), |a| format!("{a}\u{1}"));
         let mut items = self
             .backend
-            .query_limit(
-                &layout::live_partition(tenant, entity),
-                &from,
-                "\u{10ffff}",
-                limit.saturating_add(1),
+            .query_end(
+                &Range::new(layout::live_partition(tenant, entity), from, "\u{10ffff}"),
+                End::First(limit.saturating_add(1)),
             )
             .await?;
         let more = items.len() > limit;

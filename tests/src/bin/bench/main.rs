@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use serde_json::json;
 use shared::domain::events::{parse_batch, Event};
 use shared::store::dynamodb::item_size;
-use shared::store::{Backend, ItemKey, Range, Store, StoreError, StoredItem, Write};
+use shared::store::{Backend, End, ItemKey, Range, Store, StoreError, StoredItem, Write};
 
 mod bomb;
 mod broadcast;
@@ -102,14 +102,9 @@ impl Backend for Metered {
         self.count_query(&out)?;
         Ok(out)
     }
-    async fn query_limit(
-        &self,
-        pk: &str,
-        from: &str,
-        to: &str,
-        limit: usize,
-    ) -> Result<Vec<StoredItem>, StoreError> {
-        let out = self.inner.query_limit(pk, from, to, limit).await?;
+    async fn query_end(&self, range: &Range, end: End) -> Result<Vec<StoredItem>, StoreError> {
+        // Only the items read: the whole range is not billed.
+        let out = self.inner.query_end(range, end).await?;
         self.count_query(&out)?;
         Ok(out)
     }
