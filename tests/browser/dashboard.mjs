@@ -222,6 +222,9 @@ try {
   await page.waitForSelector('[data-log-of]:not([hidden]) li', { timeout: 10000 });
 
   await page.screenshot({ path: `${artifacts}/dashboard-1280.png`, fullPage: true });
+  // The README's picture of the overview: the first screen at 1280 x 800.
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: `${artifacts}/docs-dashboard.png` });
 
   // Values are coloured by how bad they are: a failing agent's rate is not drawn as a good one.
   const failing = agents.find((a) => a.success_rate < 0.8);
@@ -300,6 +303,9 @@ try {
     await page.waitForSelector(`body[data-detail="agent/${chosen.agent_id}"]`, { timeout: 10000 });
   }
   await page.screenshot({ path: `${artifacts}/detail-1280.png`, fullPage: true });
+  // The README's picture of a drill-down page: its first screen.
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: `${artifacts}/docs-drilldown.png` });
   // A link to a page survives a reload, and the phone sees it whole.
   const deepLink = page.url();
   const phoneDetail = await context.newPage();

@@ -1002,3 +1002,65 @@ pub mod otlp_bombs {
         gzip(&body)
     }
 }
+
+/// The dashboard's screenshots the README shows: the browser test takes them again when the
+/// dashboard's sources changed since they were taken, and the docs test fails while they
+/// show another version of the dashboard.
+pub mod screenshots {
+    use sha2::{Digest as _, Sha256};
+
+    /// The screenshots, relative to the repository root: the overview and an agent's
+    /// drill-down page, 1280 px wide.
+    pub const FILES: [&str; 2] = ["docs/img/dashboard.png", "docs/img/drilldown.png"];
+
+    /// The file that records [`dashboard_digest`] as it was when they were taken.
+    pub const DIGEST_FILE: &str = "docs/img/dashboard-sources.sha256";
+
+    /// The repository root.
+    pub fn root() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// SHA-256 (hex) over every file of `dashboard/`: each relative path and its bytes, in
+    /// path order.
+    pub fn dashboard_digest() -> String {
+        let dir = root().join("dashboard");
+        let mut files = Vec::new();
+        let mut pending = vec![dir.clone()];
+        while let Some(d) = pending.pop() {
+            for entry in std::fs::read_dir(&d)
+                .unwrap_or_else(|e| panic!("listing {}: {e}", d.display()))
+                .flatten()
+            {
+                let path = entry.path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
+        let mut named: Vec<(String, std::path::PathBuf)> = files
+            .into_iter()
+            .map(|p| {
+                let relative = p
+                    .strip_prefix(&dir)
+                    .unwrap_or(&p)
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                (relative, p)
+            })
+            .collect();
+        named.sort();
+        let mut hash = Sha256::new();
+        for (relative, path) in named {
+            let bytes =
+                std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+            hash.update(relative.as_bytes());
+            hash.update([0]);
+            hash.update(&bytes);
+            hash.update([0]);
+        }
+        hex::encode(hash.finalize())
+    }
+}

@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: Debian's chromium, driven by playwright-core
 //! (tests/browser/dashboard.mjs), against the local stack seeded with 1,000 agents and 200
 //! integrations, with the collector on a one-second cycle. The test command installs
-//! chromium and playwright-core; screenshots go to tests/artifacts/.
+//! chromium and playwright-core; screenshots go to tests/artifacts/, and the README's two
+//! to docs/img/ when the dashboard changed since they were taken.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -159,11 +160,47 @@ async fn the_dashboard_shows_the_api_acknowledges_and_updates_live_in_chromium()
         "{}",
         output.join("\n")
     );
-    for shot in ["dashboard-1280.png", "dashboard-phone.png"] {
+    for shot in [
+        "dashboard-1280.png",
+        "dashboard-phone.png",
+        "docs-dashboard.png",
+        "docs-drilldown.png",
+    ] {
         let meta = std::fs::metadata(format!("{artifacts}/{shot}"))
             .unwrap_or_else(|e| panic!("no screenshot {shot}: {e}"));
         assert!(meta.len() > 10_000, "{shot} is {} bytes", meta.len());
     }
+    refresh_readme_screenshots(artifacts);
+}
+
+/// Copies this run's first-screen shots of the overview and of a drill-down page to
+/// docs/img/, where the README shows them, when the dashboard's sources changed since the
+/// kept ones were taken (docs.rs fails until they are taken again). Not in CI (`CI=true`):
+/// there the docs test is to find kept screenshots that are out of date, not have them
+/// replaced in a clone nobody commits from.
+fn refresh_readme_screenshots(artifacts: &str) {
+    use e2e_tests::screenshots::{dashboard_digest, root, DIGEST_FILE, FILES};
+    let digest = dashboard_digest();
+    let recorded = std::fs::read_to_string(root().join(DIGEST_FILE)).unwrap_or_default();
+    let kept = FILES.iter().all(|f| root().join(f).exists());
+    if (kept && recorded.trim() == digest) || std::env::var("CI").is_ok_and(|v| v == "true") {
+        return;
+    }
+    for (taken, file) in [
+        ("docs-dashboard.png", FILES[0]),
+        ("docs-drilldown.png", FILES[1]),
+    ] {
+        let target = root().join(file);
+        if let Some(dir) = target.parent() {
+            std::fs::create_dir_all(dir)
+                .unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        }
+        std::fs::copy(format!("{artifacts}/{taken}"), &target)
+            .unwrap_or_else(|e| panic!("copying {taken} to {file}: {e}"));
+    }
+    std::fs::write(root().join(DIGEST_FILE), format!("{digest}\n"))
+        .unwrap_or_else(|e| panic!("writing {DIGEST_FILE}: {e}"));
+    println!("the dashboard changed: its screenshots in docs/img/ were taken again (commit them)");
 }
 
 /// Which API answers make the dashboard ask for a new key (dashboard/auth.js, with Node's

@@ -24,6 +24,11 @@ fn readme() -> String {
         .unwrap_or_else(|e| panic!("cannot read README.md: {e}"))
 }
 
+fn guide() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/guide.md"))
+        .unwrap_or_else(|e| panic!("cannot read docs/guide.md: {e}"))
+}
+
 /// The exporter variables exactly as the README tells users to export them, for `api`
 /// (its address instead of the README's, its key for `$KEY`).
 fn readme_exporter_env(api: &Api) -> Vec<(String, String)> {
@@ -379,10 +384,10 @@ async fn metrics_parse_in_both_formats_with_escaped_labels_and_alerts() {
 
     // A dashboard connected: the stack's own figures count it.
     let _socket = e2e_tests::ws::connect(&e2e_tests::ws::url(running.addr, &key)).await;
-    // As the README's scrape config has Prometheus scrape: its metrics_path, and the key
+    // As the guide's scrape config has Prometheus scrape: its metrics_path, and the key
     // of its credentials_file as a bearer token (the `authorization` default type).
-    let readme = readme();
-    let config = readme
+    let guide = guide();
+    let config = guide
         .split("```yaml\n")
         .nth(1)
         .and_then(|b| b.split("```").next())
@@ -392,7 +397,7 @@ async fn metrics_parse_in_both_formats_with_escaped_labels_and_alerts() {
             .lines()
             .find_map(|l| l.trim().strip_prefix(name))
             .map(|v| v.split('#').next().unwrap_or_default().trim().to_owned())
-            .unwrap_or_else(|| panic!("the README's scrape config has no {name}"))
+            .unwrap_or_else(|| panic!("the guide's scrape config has no {name}"))
     };
     let path = setting("metrics_path:");
     assert!(

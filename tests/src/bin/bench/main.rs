@@ -592,6 +592,13 @@ async fn main() {
     if what == "collector" {
         return;
     }
+    if what != "ingest" && what != "all" {
+        eprintln!(
+            "unknown benchmark {what:?}: all (the default), ingest, collector, reads, functions, \
+             broadcast, contention, notify, events, cost, export, otlp, otlp-bomb or soak [minutes]"
+        );
+        std::process::exit(2);
+    }
     println!("| store | events/batch | events/s | p50 batch ms | p99 batch ms | requests/event | RCU/event | WCU/event |");
     println!("|---|---|---|---|---|---|---|---|");
     for (batches, size) in [(200, 100), (20, 1000)] {
