@@ -196,7 +196,11 @@ pub async fn connect(
     let (tx, rx) = mpsc::unbounded_channel();
     let connection = Arc::new(new_connection(&local, tx, peer, &headers));
     let token = shared::ws::token_of(uri.query());
-    let principal = match register(&local, &id, &connection, token.as_deref()).await {
+    let feed = match shared::ws::feed_of(uri.query()) {
+        Ok(f) => f,
+        Err(e) => return to_axum(e.into_response()),
+    };
+    let principal = match register(&local, &id, &connection, token.as_deref(), feed).await {
         Ok(p) => p,
         Err(e) => return to_axum(e.into_response()),
     };
@@ -244,6 +248,7 @@ async fn register(
     id: &str,
     connection: &Arc<Connection>,
     token: Option<&str>,
+    feed: shared::store::connections::Feed,
 ) -> Result<shared::api::auth::Principal, ApiError> {
     // The quotas count stored connections: one handshake at a time, so the last slot
     // goes to one of two racing clients, not both.
@@ -254,7 +259,7 @@ async fn register(
         .gateway
         .lock()
         .insert(id.to_owned(), Arc::clone(connection));
-    shared::ws::connect(&local.app, token, id)
+    shared::ws::connect(&local.app, token, feed, id)
         .await
         .inspect_err(|_| local.gateway.remove(id))
 }

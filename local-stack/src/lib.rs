@@ -544,7 +544,7 @@ fn spawn_evaluator(running: &mut Running, queued: Queued) {
     running.evaluator = Some(tokio::spawn(async move {
         let handover = &handover;
         shared::collector::alerting::run_evaluator(state, queued, move |report| async move {
-            handover.publish(&report).await;
+            handover.publish_event(&report).await;
         })
         .await;
     }));

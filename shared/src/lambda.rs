@@ -538,7 +538,7 @@ pub async fn evaluate_stream(
     };
     let publish = |report: crate::collector::TenantReport| async move {
         if let Some(handover) = handover {
-            handover.publish(&report).await;
+            handover.publish_event(&report).await;
         }
     };
     crate::collector::alerting::evaluate_tenants(
@@ -645,7 +645,14 @@ pub async fn ws_connect(
 ) -> ApiGatewayProxyResponse {
     let id = event.request_context.connection_id.as_deref().unwrap_or("");
     let token = event.query_string_parameters.first("token");
-    ws_response(crate::ws::connect(state, token, id).await.map(|_| ()))
+    let query = &event.query_string_parameters;
+    let feed = crate::store::connections::Feed::parse(query.first("mode"), query.first("scope"))
+        .map_err(|m| api::ApiError::bad_request("invalid_feed", m));
+    let connected = match feed {
+        Ok(feed) => crate::ws::connect(state, token, feed, id).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    ws_response(connected)
 }
 
 /// `$disconnect` of the WebSocket API: forgets the connection.
@@ -689,7 +696,7 @@ pub async fn run_broadcaster() -> Result<(), lambda_http::Error> {
             let request = event.payload;
             let messages: Vec<&str> = request.messages.iter().map(|m| m.get()).collect();
             broadcaster
-                .broadcast(&request.tenant, &messages)
+                .broadcast_feed(&request.tenant, request.feed, &messages)
                 .await
                 .map_err(|e| -> lambda_http::Error { Box::new(e) })
         },

@@ -19,6 +19,46 @@ pub struct ConnectionRecord {
     /// The key it connected with, so revoking the key closes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// What it receives.
+    #[serde(default, skip_serializing_if = "Feed::is_full")]
+    pub feed: Feed,
+}
+
+/// What a connection receives after each cycle: the whole update (`?mode=full`, the
+/// default), or what changed (`?mode=delta`), with every changed entity or
+/// (`&scope=overview`) only the system's figures and the alerts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Feed {
+    /// `health:update`, whole.
+    #[default]
+    Full,
+    /// `health:delta` with the changed entities.
+    Delta,
+    /// `health:delta` without entities.
+    DeltaOverview,
+}
+
+impl Feed {
+    /// Every feed.
+    pub const ALL: [Feed; 3] = [Feed::Full, Feed::Delta, Feed::DeltaOverview];
+
+    /// Whether it is the default.
+    pub fn is_full(&self) -> bool {
+        *self == Feed::Full
+    }
+
+    /// The feed a connect request's `mode` and `scope` ask for.
+    pub fn parse(mode: Option<&str>, scope: Option<&str>) -> Result<Self, String> {
+        match (mode.unwrap_or("full"), scope.unwrap_or("all")) {
+            ("full", "all") => Ok(Feed::Full),
+            ("full", _) => Err("scope goes with mode=delta".to_owned()),
+            ("delta", "all") => Ok(Feed::Delta),
+            ("delta", "overview") => Ok(Feed::DeltaOverview),
+            ("delta", other) => Err(format!("scope must be all or overview, not {other:?}")),
+            (other, _) => Err(format!("mode must be full or delta, not {other:?}")),
+        }
+    }
 }
 
 /// Checks a connection id: 1 to 128 printable ASCII characters (API Gateway's ids are
@@ -40,25 +80,25 @@ impl Store {
         name: &str,
         now: Millis,
     ) -> Result<(), StoreError> {
-        self.add_key_connection(tenant, connection_id, name, None, now)
-            .await
-    }
-
-    /// [`Store::add_connection`], noting the key it connected with.
-    pub async fn add_key_connection(
-        &self,
-        tenant: &str,
-        connection_id: &str,
-        name: &str,
-        key_id: Option<&str>,
-        now: Millis,
-    ) -> Result<(), StoreError> {
         let record = ConnectionRecord {
             tenant: tenant.to_owned(),
             name: name.to_owned(),
             connected_at: now,
-            key_id: key_id.map(str::to_owned),
+            key_id: None,
+            feed: Feed::Full,
         };
+        self.put_connection(connection_id, record).await
+    }
+
+    /// Stores `record`, a connection of its tenant (with the key it connected with and the
+    /// feed it asked for).
+    pub async fn put_connection(
+        &self,
+        connection_id: &str,
+        record: ConnectionRecord,
+    ) -> Result<(), StoreError> {
+        let (tenant, now) = (record.tenant.clone(), record.connected_at);
+        let tenant = tenant.as_str();
         self.backend
             .write(vec![Write {
                 item: StoredItem {
@@ -104,6 +144,26 @@ impl Store {
             .collect())
     }
 
+    /// A tenant's connections with the feed each receives: one index query and a read of
+    /// the connection items (eventually consistent on DynamoDB, as [`Store::connections`]).
+    pub async fn connection_feeds(&self, tenant: &str) -> Result<Vec<(String, Feed)>, StoreError> {
+        let keys = self
+            .backend
+            .list_index(&layout::connections_partition(tenant))
+            .await?;
+        let items = self.backend.get_eventual(&keys).await?;
+        Ok(items
+            .into_iter()
+            .flatten()
+            .filter_map(|item| match item.record {
+                Record::Connection(c) => {
+                    layout::connection_id(&item.key.pk).map(|id| (id.to_owned(), c.feed))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
     /// The ids of a tenant's connections, read from the index alone (one query, no item
     /// reads). The index is eventually consistent on DynamoDB: a connection made a moment
     /// ago may miss one update and gets the next.
@@ -116,5 +176,33 @@ impl Store {
             .iter()
             .filter_map(|k| layout::connection_id(&k.pk).map(str::to_owned))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Feed;
+
+    #[test]
+    fn a_connect_request_names_its_feed_or_is_told_what_is_wrong() {
+        assert_eq!(Feed::parse(None, None), Ok(Feed::Full));
+        assert_eq!(Feed::parse(Some("full"), None), Ok(Feed::Full));
+        assert_eq!(Feed::parse(Some("delta"), None), Ok(Feed::Delta));
+        assert_eq!(
+            Feed::parse(Some("delta"), Some("overview")),
+            Ok(Feed::DeltaOverview)
+        );
+        assert_eq!(
+            Feed::parse(Some("deltas"), None),
+            Err("mode must be full or delta, not \"deltas\"".to_owned())
+        );
+        assert_eq!(
+            Feed::parse(Some("delta"), Some("page")),
+            Err("scope must be all or overview, not \"page\"".to_owned())
+        );
+        assert_eq!(
+            Feed::parse(None, Some("overview")),
+            Err("scope goes with mode=delta".to_owned())
+        );
     }
 }

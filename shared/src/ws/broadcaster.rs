@@ -15,6 +15,7 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::collector::TenantReport;
+use crate::store::connections::Feed;
 use crate::store::{Store, StoreError};
 
 /// Connections posted to at once. High enough to hide the round trips of 10,000
@@ -63,6 +64,7 @@ pub struct Broadcaster {
     client: Client,
     store: Store,
     concurrency: usize,
+    deltas: super::delta::Deltas,
 }
 
 impl Broadcaster {
@@ -72,6 +74,7 @@ impl Broadcaster {
             client,
             store,
             concurrency: CONCURRENCY,
+            deltas: super::delta::Deltas::new(),
         }
     }
 
@@ -107,39 +110,89 @@ impl Broadcaster {
         Ok(Client::from_conf(own_retries(config).build()))
     }
 
-    /// Builds a cycle's `health:update` for one tenant and sends it to its connections.
+    /// Sends a cycle's update of one tenant to its connections, to each in the form its
+    /// feed asks for (`health:update`, or `health:delta`).
     pub async fn broadcast_report(
         &self,
         report: &TenantReport,
     ) -> Result<BroadcastReport, StoreError> {
-        let messages = match super::update::health_update(report) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(tenant = %report.tenant, error = %e, "cannot build the update");
-                return Ok(BroadcastReport::default());
-            }
-        };
-        self.broadcast(&report.tenant, &messages).await
+        self.publish(report, false).await
     }
 
-    /// Sends `messages`, in order, to every connection of `tenant`, [`CONCURRENCY`]
-    /// connections at a time. A connection the gateway answers 410 for is deleted at once
-    /// and not retried; a 429 or 5xx is retried with jittered exponential backoff.
+    /// Sends the update of an event that changed the tenant's alerts: `health:update` to
+    /// full feeds, `health:alerts` to delta feeds.
+    pub async fn broadcast_event_report(
+        &self,
+        report: &TenantReport,
+    ) -> Result<BroadcastReport, StoreError> {
+        self.publish(report, true).await
+    }
+
+    async fn publish(
+        &self,
+        report: &TenantReport,
+        event: bool,
+    ) -> Result<BroadcastReport, StoreError> {
+        let connections = self.store.connection_feeds(&report.tenant).await?;
+        let feeds: Vec<Feed> = connections.iter().map(|(_, f)| *f).collect();
+        let messages = super::handover::feed_messages(report, &self.deltas, &feeds, event);
+        let groups: Vec<&[String]> = messages.iter().map(|(_, m)| m.as_slice()).collect();
+        let targets = connections
+            .into_iter()
+            .filter_map(|(id, feed)| Some((id, messages.iter().position(|(f, _)| *f == feed)?)))
+            .collect();
+        self.send(&report.tenant, targets, &groups).await
+    }
+
+    /// Sends `messages`, in order, to every connection of `tenant` whose feed is `feed`.
+    pub async fn broadcast_feed<M: AsRef<str> + Sync>(
+        &self,
+        tenant: &str,
+        feed: Feed,
+        messages: &[M],
+    ) -> Result<BroadcastReport, StoreError> {
+        let connections = self.store.connection_feeds(tenant).await?;
+        let targets = connections
+            .into_iter()
+            .filter(|(_, f)| *f == feed)
+            .map(|(id, _)| (id, 0))
+            .collect();
+        self.send(tenant, targets, &[messages]).await
+    }
+
+    /// Sends `messages`, in order, to every connection of `tenant` that receives whole
+    /// updates (the default feed).
     pub async fn broadcast<M: AsRef<str> + Sync>(
         &self,
         tenant: &str,
         messages: &[M],
     ) -> Result<BroadcastReport, StoreError> {
-        let connections = self.store.connections(tenant).await?;
+        self.broadcast_feed(tenant, Feed::Full, messages).await
+    }
+
+    /// Sends each connection (an id and which of `groups` it receives) its messages,
+    /// [`CONCURRENCY`] connections at a time. A connection the gateway answers 410 for is
+    /// deleted at once and not retried; a 429 or 5xx is retried with jittered exponential
+    /// backoff.
+    async fn send<M: AsRef<str> + Sync>(
+        &self,
+        tenant: &str,
+        targets: Vec<(String, usize)>,
+        groups: &[&[M]],
+    ) -> Result<BroadcastReport, StoreError> {
         let mut report = BroadcastReport {
-            connections: connections.len(),
+            connections: targets.len(),
             ..BroadcastReport::default()
         };
-        if connections.is_empty() || messages.is_empty() {
+        let targets: Vec<_> = targets
+            .into_iter()
+            .filter(|(_, g)| groups.get(*g).is_some_and(|m| !m.is_empty()))
+            .collect();
+        if targets.is_empty() {
             return Ok(report);
         }
-        let results: Vec<(Outcome, usize)> = stream::iter(connections)
-            .map(|id| async move { self.send_all(tenant, &id, messages).await })
+        let results: Vec<(Outcome, usize)> = stream::iter(targets)
+            .map(|(id, g)| async move { self.send_all(tenant, &id, groups[g]).await })
             .buffer_unordered(self.concurrency)
             .collect()
             .await;

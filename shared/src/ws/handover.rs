@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::collector::TenantReport;
+use crate::store::connections::Feed;
+
+use super::delta::Deltas;
+use super::update::MAX_MESSAGE_BYTES;
 
 /// Largest invocation payload sent: asynchronous invocations take 256 KB; a margin keeps
 /// the envelope and the tenant id within it.
@@ -26,10 +30,55 @@ pub struct BroadcastRequest {
     pub tenant: String,
     /// The messages, as JSON documents (sent verbatim).
     pub messages: Vec<Box<RawValue>>,
+    /// The connections they go to: those of this feed.
+    #[serde(default, skip_serializing_if = "Feed::is_full")]
+    pub feed: Feed,
 }
 
-/// Splits one update's messages into broadcaster events that each fit one invocation.
-pub fn requests(tenant: &str, messages: Vec<String>) -> Vec<BroadcastRequest> {
+/// The messages each of `feeds` receives for `report`: a cycle's (`event` false) or an
+/// event's that changed the tenant's alerts. A feed whose messages cannot be built is
+/// left out (logged).
+pub fn feed_messages(
+    report: &TenantReport,
+    deltas: &Deltas,
+    feeds: &[Feed],
+    event: bool,
+) -> Vec<(Feed, Vec<String>)> {
+    let wants_delta = feeds.iter().any(|f| !f.is_full());
+    // One delta per cycle, whatever the number of delta feeds: it moves the baseline.
+    let delta = (wants_delta && !event).then(|| deltas.next(report));
+    let mut out: Vec<(Feed, Vec<String>)> = Vec::new();
+    for feed in Feed::ALL.into_iter().filter(|f| feeds.contains(f)) {
+        let built = match (feed, event, &delta) {
+            (Feed::Full, _, _) => super::update::health_update(report),
+            // Alerts whole, without a seq: the next cycle's delta carries the rest. One
+            // too large for a message waits for that delta.
+            (_, true, _) => super::delta::alerts_message(report).map(|m| {
+                if m.len() <= MAX_MESSAGE_BYTES {
+                    vec![m]
+                } else {
+                    Vec::new()
+                }
+            }),
+            (_, false, Some(Ok(d))) => Ok(d.messages(feed, MAX_MESSAGE_BYTES)),
+            (_, false, Some(Err(e))) => {
+                tracing::error!(tenant = %report.tenant, error = %e, "cannot build the delta");
+                continue;
+            }
+            (_, false, None) => continue,
+        };
+        match built {
+            Ok(messages) => out.push((feed, messages)),
+            Err(e) => {
+                tracing::error!(tenant = %report.tenant, ?feed, error = %e, "cannot build the update")
+            }
+        }
+    }
+    out
+}
+
+/// Splits one feed's messages into broadcaster events that each fit one invocation.
+pub fn requests(tenant: &str, feed: Feed, messages: Vec<String>) -> Vec<BroadcastRequest> {
     let mut out: Vec<BroadcastRequest> = Vec::new();
     let mut size = 0;
     for message in messages {
@@ -45,6 +94,7 @@ pub fn requests(tenant: &str, messages: Vec<String>) -> Vec<BroadcastRequest> {
                 out.push(BroadcastRequest {
                     tenant: tenant.to_owned(),
                     messages: vec![raw],
+                    feed,
                 });
             }
         }
@@ -76,18 +126,32 @@ impl Handover {
             .await;
     }
 
-    /// Hands over one tenant's update. Failures are logged: the next cycle sends a fresh
-    /// update anyway.
+    /// Hands over one tenant's update after a cycle. Failures are logged: the next cycle
+    /// sends a fresh update anyway.
     pub async fn publish(&self, report: &TenantReport) {
+        self.hand_over(report, false).await;
+    }
+
+    /// Hands over one tenant's update after events changed its alerts.
+    pub async fn publish_event(&self, report: &TenantReport) {
+        self.hand_over(report, true).await;
+    }
+
+    async fn hand_over(&self, report: &TenantReport, event: bool) {
         match self {
             #[cfg(feature = "broadcast")]
             Self::Inline(b) => {
-                if let Err(e) = b.broadcast_report(report).await {
+                let sent = if event {
+                    b.broadcast_event_report(report).await
+                } else {
+                    b.broadcast_report(report).await
+                };
+                if let Err(e) = sent {
                     tracing::error!(tenant = %report.tenant, error = %e, "broadcast failed");
                 }
             }
             #[cfg(feature = "invoke")]
-            Self::Invoke(i) => i.publish(report).await,
+            Self::Invoke(i) => i.publish(report, event).await,
             // A build with neither feature has no way to hand over.
             #[allow(unreachable_patterns)]
             _ => {
@@ -104,6 +168,7 @@ pub struct Invoker {
     client: aws_sdk_lambda::Client,
     function: String,
     store: crate::store::Store,
+    deltas: Deltas,
 }
 
 /// The variable naming the broadcaster function for the collector.
@@ -122,6 +187,7 @@ impl Invoker {
             client,
             function,
             store,
+            deltas: Deltas::new(),
         }
     }
 
@@ -137,25 +203,21 @@ impl Invoker {
         ))
     }
 
-    async fn publish(&self, report: &TenantReport) {
+    async fn publish(&self, report: &TenantReport, event: bool) {
         use aws_sdk_lambda::primitives::Blob;
         use aws_sdk_lambda::types::InvocationType;
-        match self.store.connections(&report.tenant).await {
+        let feeds: Vec<Feed> = match self.store.connection_feeds(&report.tenant).await {
             Ok(c) if c.is_empty() => return,
-            Ok(_) => {}
+            Ok(c) => c.into_iter().map(|(_, f)| f).collect(),
             Err(e) => {
                 tracing::error!(tenant = %report.tenant, error = %e, "cannot list connections");
                 return;
             }
-        }
-        let messages = match super::update::health_update(report) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(tenant = %report.tenant, error = %e, "cannot build the update");
-                return;
-            }
         };
-        for request in requests(&report.tenant, messages) {
+        let requests = feed_messages(report, &self.deltas, &feeds, event)
+            .into_iter()
+            .flat_map(|(feed, messages)| requests(&report.tenant, feed, messages));
+        for request in requests {
             let payload = match serde_json::to_vec(&request) {
                 Ok(p) => p,
                 Err(e) => {
@@ -188,7 +250,7 @@ mod tests {
     fn messages_are_grouped_into_invocations_that_fit() {
         let part = |n: usize| format!(r#"{{"type":"health:update","pad":"{}"}}"#, "x".repeat(n));
         let messages = vec![part(100_000), part(100_000), part(100_000), part(10)];
-        let requests = requests("acme", messages.clone());
+        let requests = requests("acme", Feed::Full, messages.clone());
         assert_eq!(requests.len(), 2);
         let sizes: Vec<usize> = requests.iter().map(|r| r.messages.len()).collect();
         assert_eq!(sizes, vec![2, 2]);

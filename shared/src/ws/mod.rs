@@ -4,12 +4,13 @@
 
 #[cfg(feature = "broadcast")]
 pub mod broadcaster;
+pub mod delta;
 pub mod handover;
 pub mod update;
 
 use crate::api::auth::{self, Principal, Scope};
 use crate::api::ApiError;
-use crate::store::connections::check_connection_id;
+use crate::store::connections::{check_connection_id, ConnectionRecord, Feed};
 use crate::time::{Millis, HOUR_MS};
 use crate::AppState;
 
@@ -21,6 +22,14 @@ pub const MAX_CONNECTION_MS: Millis = 2 * HOUR_MS;
 /// WebSocket, so the key comes in the URL).
 pub fn token_of(query: Option<&str>) -> Option<String> {
     crate::api::query_param(query, "token").filter(|t| !t.is_empty())
+}
+
+/// The feed a connect request's query asks for (`mode`, `scope`), or 400 `invalid_feed`.
+pub fn feed_of(query: Option<&str>) -> Result<Feed, ApiError> {
+    let mode = crate::api::query_param(query, "mode");
+    let scope = crate::api::query_param(query, "scope");
+    Feed::parse(mode.as_deref(), scope.as_deref())
+        .map_err(|m| ApiError::bad_request("invalid_feed", m))
 }
 
 /// A connection id as the store takes it, or 400 `invalid_connection`.
@@ -35,6 +44,7 @@ fn valid_id(connection_id: &str) -> Result<(), ApiError> {
 pub async fn connect(
     state: &AppState,
     token: Option<&str>,
+    feed: Feed,
     connection_id: &str,
 ) -> Result<Principal, ApiError> {
     valid_id(connection_id)?;
@@ -44,16 +54,14 @@ pub async fn connect(
     let principal = auth::authorize(state, Some(token), Scope::Read).await?;
     check_quotas(state, &principal).await?;
     let now = state.clock.now_ms();
-    state
-        .store
-        .add_key_connection(
-            &principal.tenant,
-            connection_id,
-            &principal.name,
-            Some(&principal.key_id),
-            now,
-        )
-        .await?;
+    let record = ConnectionRecord {
+        tenant: principal.tenant.clone(),
+        name: principal.name.clone(),
+        connected_at: now,
+        key_id: Some(principal.key_id.clone()),
+        feed,
+    };
+    state.store.put_connection(connection_id, record).await?;
     tracing::info!(tenant = %principal.tenant, connection_id, "websocket connected");
     Ok(principal)
 }
@@ -108,7 +116,7 @@ mod tests {
     async fn connect_stores_the_connection_under_the_keys_tenant_and_disconnect_forgets_it() {
         let (state, _dir) = state();
         let key = key(&state, "acme", &["read"], "oncall").await;
-        let who = connect(&state, Some(&key), "abc=")
+        let who = connect(&state, Some(&key), Feed::Full, "abc=")
             .await
             .expect("connecting with a stored key");
         assert_eq!((who.tenant.as_str(), who.name.as_str()), ("acme", "oncall"));
@@ -130,14 +138,16 @@ mod tests {
             (Some("ahm_wrong"), 401),
             (Some(ingest_only.as_str()), 403),
         ] {
-            let err = connect(&state, token, "abc=")
+            let err = connect(&state, token, Feed::Full, "abc=")
                 .await
                 .err()
                 .unwrap_or_else(|| panic!("{token:?} was accepted"));
             assert_eq!(err.status().as_u16(), status, "{token:?}: {err}");
         }
         assert!(connections(&state, "acme").await.is_empty());
-        let bad_id = connect(&state, Some(&ingest_only), "a\nb").await.err();
+        let bad_id = connect(&state, Some(&ingest_only), Feed::Full, "a\nb")
+            .await
+            .err();
         assert_eq!(bad_id.map(|e| e.status().as_u16()), Some(400));
     }
 
@@ -151,11 +161,11 @@ mod tests {
         let first = key(&state, "acme", &["read"], "wall").await;
         let second = key(&state, "acme", &["read"], "laptop").await;
         for id in ["a1=", "a2="] {
-            connect(&state, Some(&first), id)
+            connect(&state, Some(&first), Feed::Full, id)
                 .await
                 .unwrap_or_else(|e| panic!("connection {id} within the quotas: {e}"));
         }
-        let err = connect(&state, Some(&first), "a3=")
+        let err = connect(&state, Some(&first), Feed::Full, "a3=")
             .await
             .err()
             .unwrap_or_else(|| {
@@ -165,10 +175,10 @@ mod tests {
         let body = err.into_response().into_body();
         assert!(body.contains("\"quota\":\"websockets_per_key\""), "{body}");
         // Another key of the tenant still has room, up to the tenant's quota.
-        connect(&state, Some(&second), "b1=")
+        connect(&state, Some(&second), Feed::Full, "b1=")
             .await
             .unwrap_or_else(|e| panic!("the tenant's third connection: {e}"));
-        let err = connect(&state, Some(&second), "b2=")
+        let err = connect(&state, Some(&second), Feed::Full, "b2=")
             .await
             .err()
             .unwrap_or_else(|| {
@@ -185,7 +195,7 @@ mod tests {
         disconnect(&state, "a1=")
             .await
             .unwrap_or_else(|e| panic!("disconnecting a1=: {e}"));
-        connect(&state, Some(&first), "a3=")
+        connect(&state, Some(&first), Feed::Full, "a3=")
             .await
             .unwrap_or_else(|e| panic!("a connection after one closed: {e}"));
     }

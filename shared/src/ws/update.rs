@@ -155,7 +155,7 @@ fn array(out: &mut String, elements: &[(Array, String)], which: Array) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::{json, Value};
 
     use super::*;
@@ -165,9 +165,10 @@ mod tests {
     use crate::domain::system::{system_health, SystemInputs};
     use crate::time::Millis;
 
-    const NOW: Millis = 1_790_000_000_000;
+    pub(crate) const NOW: Millis = 1_790_000_000_000;
 
-    fn report(agents: usize) -> TenantReport {
+    /// A report of tenant `acme` with `agents` agents and one warning alert, at `NOW`.
+    pub(crate) fn report(agents: usize) -> TenantReport {
         let records: Vec<AgentRecord> = (0..agents)
             .map(|i| AgentRecord {
                 agent_name: format!("Agent number {i} with a reasonably long name"),
