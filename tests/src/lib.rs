@@ -695,6 +695,31 @@ pub mod ws {
         }
     }
 
+    /// The next message of type `kind` (others are skipped), as JSON; panics after
+    /// `timeout`. Every message must be at most 128 KB.
+    pub async fn next_of(socket: &mut Socket, kind: &str, timeout: Duration) -> Value {
+        let read = async {
+            loop {
+                let text = match socket.next().await {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Close(frame))) => panic!("closed by the server: {frame:?}"),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => panic!("socket failed: {e}"),
+                    None => panic!("socket closed"),
+                };
+                assert!(text.len() <= 128_000, "a message of {} bytes", text.len());
+                let message: Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+                if message["type"] == kind {
+                    return message;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, read)
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} message within {timeout:?}"))
+    }
+
     /// The next whole `health:update` (parts reassembled) and how many messages carried
     /// it; panics after `timeout`. Every message must be at most 128 KB.
     pub async fn next_update(socket: &mut Socket, timeout: Duration) -> (Value, usize) {

@@ -551,3 +551,103 @@ async fn connections_past_the_key_or_tenant_quota_are_refused_naming_the_quota()
     .await;
     let _again = ws::connect(&url).await;
 }
+
+/// The ids of a delta's `data.<list>`.
+fn delta_ids(message: &Value, list: &str, field: &str) -> Vec<String> {
+    ids(&message["data"][list], field)
+}
+
+#[tokio::test]
+async fn delta_clients_receive_only_what_changed_numbered_and_full_clients_the_whole_update() {
+    let (app, _dir) = live_app().await;
+    let key = app.api_key.clone();
+    ingest(
+        &app,
+        &key,
+        json!([
+            {"event_id": "1", "type": "execution.started", "agent_id": "a1", "execution_id": "x1", "operation": "Sync"},
+            {"event_id": "2", "type": "execution.started", "agent_id": "a2", "execution_id": "x2", "operation": "Sync"},
+            {"event_id": "3", "type": "host.sample", "host_id": "h1", "cpu_usage": 20.0, "memory_usage": 40.0},
+        ]),
+    )
+    .await;
+    let url = ws::url(app.addr, &key);
+    let mut delta = ws::connect(&format!("{url}&mode=delta")).await;
+    let mut overview = ws::connect(&format!("{url}&mode=delta&scope=overview")).await;
+    let mut full = ws::connect(&url).await;
+
+    // The first delta this client gets may be the tenant's first (everything) or a later
+    // one; from then on the numbers follow each other within one epoch, and a cycle in
+    // which nothing changed is a heartbeat with no entities.
+    let first = ws::next_of(&mut delta, "health:delta", UPDATE_WAIT).await;
+    let epoch = first["epoch"].as_str().unwrap_or_default().to_owned();
+    let mut seq = first["seq"].as_u64().expect("a delta has a seq");
+    let mut quiet = false;
+    for _ in 0..5 {
+        let next = ws::next_of(&mut delta, "health:delta", UPDATE_WAIT).await;
+        assert_eq!(next["epoch"], epoch.as_str(), "{next}");
+        assert_eq!(next["seq"].as_u64(), Some(seq + 1), "{next}");
+        seq += 1;
+        assert!(next["data"]["timestamp"].is_string() && next["data"]["system"].is_object());
+        if delta_ids(&next, "agents", "agent_id").is_empty() {
+            quiet = true;
+            break;
+        }
+    }
+    assert!(quiet, "no heartbeat in five cycles with nothing ingested");
+
+    // One agent changes: the next deltas carry it, whole, and not the other.
+    ingest(
+        &app,
+        &key,
+        json!([{"event_id": "4", "type": "execution.finished", "agent_id": "a2", "execution_id": "x2", "outcome": "completed", "duration_ms": 900}]),
+    )
+    .await;
+    let changed = loop {
+        let next = ws::next_of(&mut delta, "health:delta", UPDATE_WAIT).await;
+        assert_eq!(next["seq"].as_u64(), Some(seq + 1), "{next}");
+        seq += 1;
+        let agents = delta_ids(&next, "agents", "agent_id");
+        if !agents.is_empty() {
+            assert_eq!(agents, ["a2"], "{next}");
+            break next;
+        }
+    };
+    let rest = get(&app, &key, "/api/health/agent/a2").await;
+    assert_eq!(
+        changed["data"]["agents"][0]["operations_completed"],
+        rest["operations_completed"]
+    );
+    assert_eq!(changed["data"]["agents"][0]["status"], rest["status"]);
+
+    // An event that raises an alert reaches delta clients at once as health:alerts.
+    ingest(
+        &app,
+        &key,
+        json!([{"event_id": "5", "type": "host.sample", "host_id": "h1", "cpu_usage": 97.0, "memory_usage": 40.0}]),
+    )
+    .await;
+    let alerts = ws::next_of(&mut delta, "health:alerts", Duration::from_secs(5)).await;
+    assert_eq!(
+        alerts["data"]["alerts"][0]["message"], "High CPU usage: 97%",
+        "{alerts}"
+    );
+    assert!(alerts.get("seq").is_none());
+
+    // The overview scope carries no entities; a full client still gets whole updates.
+    let m = ws::next_of(&mut overview, "health:delta", UPDATE_WAIT).await;
+    assert!(
+        m["data"].get("agents").is_none() && m["data"]["alerts"].is_object(),
+        "{m}"
+    );
+    let (whole, _) = ws::next_update(&mut full, UPDATE_WAIT).await;
+    assert_eq!(ids(&whole["agents"], "agent_id"), ["a1", "a2"]);
+
+    // A feed that does not exist is refused, saying what is wrong.
+    let (status, body) = ws::refusal(&format!("{url}&mode=deltas")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_feed")),
+        "{body}"
+    );
+}
