@@ -646,7 +646,7 @@ async fn delta_clients_receive_only_what_changed_numbered_and_full_clients_the_w
     // A feed that does not exist is refused, saying what is wrong.
     let (status, body) = ws::refusal(&format!("{url}&mode=deltas")).await;
     assert_eq!(
-        (status, body["error"].as_str()),
+        (status, body["error"]["code"].as_str()),
         (400, Some("invalid_feed")),
         "{body}"
     );
