@@ -1,7 +1,9 @@
 // The four lists every page draws from (agents, integrations, alerts, system) and how they
-// stay current: loaded over REST (refresh), then replaced by each `health:update` from the
-// WebSocket (reassembled from its parts); a dropped socket reconnects with exponential
-// backoff and catches up over REST. renderAll redraws whatever shows the lists.
+// stay current: loaded over REST (refresh), then changed by each `health:delta` from the
+// WebSocket (`mode=delta`: only the entities and alerts that changed, numbered; parts
+// reassembled), and by `health:alerts` between cycles. A delta that is not the next of
+// its epoch means one was missed: the lists are loaded again. A dropped socket reconnects
+// with exponential backoff and catches up over REST. renderAll redraws what shows them.
 import { api, setConnection, showLoadError } from './api.js';
 import { addLoadPoint } from './charts.js';
 import { loadDetail, renderDetail } from './detail.js';
@@ -26,6 +28,20 @@ function renderAll() {
 // With `first`, only the first page of agents and integrations: a screenful drawn
 // while the full lists (thousands of cards) are still on their way.
 export async function refresh(first = false) {
+  state.loading += 1;
+  try {
+    await load(first);
+  } finally {
+    state.loading -= 1;
+  }
+  // Deltas that came while the lists loaded apply on top of them.
+  if (!state.loading && state.queued.length) {
+    for (const data of state.queued.splice(0)) merge(data);
+    renderAll();
+  }
+}
+
+async function load(first) {
   const page = first ? `?limit=${FIRST_PAGE}` : '';
   const [agents, integrations, alerts, system] = await Promise.all([
     api(`/api/health/agents${page}`),
@@ -51,13 +67,107 @@ function applyUpdate(data) {
   state.alerts = data.alerts;
   state.system = data.system;
   state.updatedAt = data.timestamp;
+  afterUpdate();
+}
+
+function afterUpdate() {
   renderAll();
   addLoadPoint();
   // Today's point of the 30-day charts moves with the events: reload now and then.
   if (state.detail && Date.now() - state.detailLoadedAt > 30000) loadDetail().catch(() => {});
 }
 
-// Parts share a timestamp; concatenating each array in part order gives the update.
+// Replaces the entries of `list` whose `key` matches one of `changed`, adds the others,
+// and keeps the list in `key` order (as the API sorts it).
+function upsert(list, changed, key) {
+  const at = new Map(list.map((x, i) => [x[key], i]));
+  for (const item of changed) {
+    if (at.has(item[key])) list[at.get(item[key])] = item;
+    else list.push(item);
+  }
+  if (changed.some((item) => !at.has(item[key]))) list.sort((a, b) => (a[key] < b[key] ? -1 : a[key] > b[key] ? 1 : 0));
+}
+
+const SEVERITY_RANK = { critical: 0, warning: 1, info: 2 };
+// As the API lists active alerts: critical first, then newest, then by id.
+function sortAlerts(alerts) {
+  alerts.sort((a, b) => (SEVERITY_RANK[a.severity] ?? 3) - (SEVERITY_RANK[b.severity] ?? 3)
+    || (a.timestamp < b.timestamp ? 1 : a.timestamp > b.timestamp ? -1 : 0)
+    || (a.alert_id < b.alert_id ? -1 : a.alert_id > b.alert_id ? 1 : 0));
+}
+
+function merge(data) {
+  upsert(state.agents, data.agents || [], 'agent_id');
+  upsert(state.integrations, data.integrations || [], 'integration_id');
+  if (state.system) {
+    const hosts = state.system.hosts || [];
+    upsert(hosts, data.hosts || [], 'host_id');
+    Object.assign(state.system, data.system, { hosts });
+  }
+  const gone = new Set(data.alerts.resolved);
+  state.alerts = state.alerts.filter((a) => !gone.has(a.alert_id));
+  upsert(state.alerts, [...data.alerts.raised, ...data.alerts.changed], 'alert_id');
+  sortAlerts(state.alerts);
+  state.updatedAt = data.timestamp;
+  state.deltaAt = data.timestamp;
+}
+
+// A delta applies only as the next of its epoch; otherwise one was missed and the lists
+// load again (the first delta after a load starts the count).
+function applyDelta(message) {
+  const { epoch, seq, data } = message;
+  const next = state.feed.epoch === epoch && seq === state.feed.seq + 1;
+  const first = state.feed.epoch === null;
+  state.feed = { epoch, seq };
+  if (!next && !first) {
+    window.dashboardReloads = (window.dashboardReloads || 0) + 1;
+    refresh().catch(showLoadError);
+    return;
+  }
+  window.dashboardDeltas = (window.dashboardDeltas || 0) + 1;
+  if (state.loading) {
+    state.queued.push(data);
+    return;
+  }
+  merge(data);
+  afterUpdate();
+}
+
+// Between cycles: the tenant's active alerts whole (no sequence number).
+function applyAlerts(data) {
+  // Older than the last delta (both are the server's times): already superseded.
+  if (state.loading || (state.deltaAt && data.timestamp < state.deltaAt)) return;
+  state.alerts = data.alerts;
+  if (state.system) Object.assign(state.system, data.system, { hosts: state.system.hosts });
+  renderAll();
+}
+
+// Parts of one message share its key (a delta's epoch and seq, an update's timestamp);
+// each array concatenated over the parts in order gives the whole.
+function assemble(message, key, join) {
+  const got = state.parts.get(key) || new Map();
+  got.set(message.part, message);
+  state.parts.set(key, got);
+  if (got.size < message.parts) return null;
+  state.parts.delete(key);
+  const ordered = [...got.keys()].sort((a, b) => a - b).map((k) => got.get(k));
+  const whole = structuredClone(ordered[0]);
+  for (const part of ordered.slice(1)) join(whole.data, part.data);
+  return whole;
+}
+
+function joinUpdate(whole, part) {
+  whole.agents.push(...part.agents);
+  whole.integrations.push(...part.integrations);
+  whole.alerts.push(...part.alerts);
+  whole.system.hosts.push(...part.system.hosts);
+}
+
+function joinDelta(whole, part) {
+  for (const list of ['agents', 'integrations', 'hosts']) if (whole[list]) whole[list].push(...part[list]);
+  for (const list of ['raised', 'changed', 'resolved']) whole.alerts[list].push(...part.alerts[list]);
+}
+
 function onMessage(event) {
   let message;
   try {
@@ -65,33 +175,27 @@ function onMessage(event) {
   } catch {
     return;
   }
-  if (message.type !== 'health:update') return;
-  if (!message.parts) {
-    applyUpdate(message.data);
+  if (message.type === 'health:alerts') {
+    applyAlerts(message.data);
     return;
   }
-  const stamp = message.data.timestamp;
-  const got = state.parts.get(stamp) || new Map();
-  got.set(message.part, message.data);
-  state.parts.set(stamp, got);
-  if (got.size < message.parts) return;
-  state.parts.delete(stamp);
-  const ordered = [...got.keys()].sort((a, b) => a - b).map((k) => got.get(k));
-  const whole = structuredClone(ordered[0]);
-  for (const part of ordered.slice(1)) {
-    whole.agents.push(...part.agents);
-    whole.integrations.push(...part.integrations);
-    whole.alerts.push(...part.alerts);
-    whole.system.hosts.push(...part.system.hosts);
+  if (message.type === 'health:delta') {
+    const whole = message.parts ? assemble(message, `${message.epoch}:${message.seq}`, joinDelta) : message;
+    if (whole) applyDelta(whole);
+    return;
   }
+  if (message.type !== 'health:update') return;
+  const stamp = message.data.timestamp;
+  const whole = message.parts ? assemble(message, stamp, joinUpdate) : message;
+  if (!whole) return;
   // Older incomplete updates will never complete once a newer one did.
   for (const key of state.parts.keys()) if (key < stamp) state.parts.delete(key);
-  applyUpdate(whole);
+  applyUpdate(whole.data);
 }
 
 export function connect() {
   clearTimeout(state.retryTimer);
-  const socket = new WebSocket(`${config.ws}?token=${encodeURIComponent(state.key)}`);
+  const socket = new WebSocket(`${config.ws}?token=${encodeURIComponent(state.key)}&mode=delta`);
   state.socket = socket;
   let opened = false;
   socket.addEventListener('open', () => {
@@ -99,7 +203,9 @@ export function connect() {
     const wasDown = state.retryMs > 1000 || $('connection').dataset.state === 'reconnecting';
     state.retryMs = 1000;
     setConnection('live', 'Live');
-    // Catch up on what happened while the socket was down.
+    // A new socket starts a new count of deltas; catch up on what happened while the
+    // socket was down.
+    state.feed = { epoch: null, seq: 0 };
     if (wasDown) refresh().catch(showLoadError);
   });
   socket.addEventListener('message', onMessage);

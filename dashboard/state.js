@@ -25,6 +25,12 @@ export const state = {
   retryMs: 1000,
   retryTimer: null,
   parts: new Map(),
+  // The last delta applied (its process's epoch and its number), loads in flight, and the
+  // deltas that came during them.
+  feed: { epoch: null, seq: 0 },
+  deltaAt: null,
+  loading: 0,
+  queued: [],
   charts: {},
   historyAgent: null,
   channels: [],

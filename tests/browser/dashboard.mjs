@@ -181,6 +181,60 @@ try {
   result.new_alert_after_ms = Date.now() - live;
   check(await page.evaluate(() => window.__sameDocument === true), 'no reload happened');
 
+  // A change made through the API arrives as a delta: that card changes, no other does.
+  const cardFields = (ids) => page.evaluate((list) => list.map((id) => {
+    const card = document.querySelector(`[data-agent="${id}"]`);
+    return ['.name', '.badge', '[data-field="success_rate"]', '[data-field="current_operation"]']
+      .map((sel) => card?.querySelector(sel)?.textContent);
+  }), ids);
+  const changedAgent = agents[5];
+  const others = agents.slice(0, 5).map((a) => a.agent_id);
+  const othersBefore = await cardFields(others);
+  const deltasBefore = await page.evaluate(() => window.dashboardDeltas || 0);
+  await api('/api/health/events', {
+    method: 'POST',
+    body: JSON.stringify({ events: [{ event_id: `delta-${Date.now()}`, type: 'execution.started',
+      agent_id: changedAgent.agent_id, execution_id: `delta-x-${Date.now()}`, operation: 'Delta check' }] }),
+  });
+  const changedAt = Date.now();
+  await page.waitForSelector(`[data-agent="${changedAgent.agent_id}"] [data-field="current_operation"]:has-text("Delta check")`, { timeout: 20000 });
+  result.delta_change_after_ms = Date.now() - changedAt;
+  check(await page.evaluate(() => window.dashboardDeltas || 0) > deltasBefore, 'the change came as a delta');
+  check(JSON.stringify(await cardFields(others)) === JSON.stringify(othersBefore), 'no other card changed');
+  check(!(await page.evaluate(() => window.dashboardReloads)), 'no delta was missed, so nothing reloaded');
+  check(await page.evaluate(() => window.__sameDocument === true), 'the delta applied without a reload');
+
+  // A missed delta: the page sees the gap in the numbers and loads the lists again.
+  const gapContext = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  let dropNext = false;
+  let droppedDelta = false;
+  await gapContext.routeWebSocket(/\/ws/, (ws) => {
+    const server = ws.connectToServer();
+    ws.onMessage((m) => server.send(m));
+    server.onMessage((m) => {
+      if (dropNext && typeof m === 'string' && m.includes('"type":"health:delta"')) {
+        dropNext = false;
+        droppedDelta = true;
+        return;
+      }
+      ws.send(m);
+    });
+  });
+  const gapPage = await gapContext.newPage();
+  await gapPage.goto(`${base}/#key=${key}`);
+  await gapPage.waitForSelector('body[data-ready="true"]', { timeout: 15000 });
+  await gapPage.waitForFunction(() => (window.dashboardDeltas || 0) >= 1, null, { timeout: 20000 });
+  const listsBefore = await gapPage.evaluate(() => performance.getEntriesByType('resource')
+    .filter((e) => e.name.includes('/api/health/agents')).length);
+  dropNext = true;
+  await gapPage.waitForFunction(() => (window.dashboardReloads || 0) >= 1, null, { timeout: 20000 });
+  check(droppedDelta, 'the route dropped a delta');
+  await gapPage.waitForFunction((n) => performance.getEntriesByType('resource')
+    .filter((e) => e.name.includes('/api/health/agents')).length > n, listsBefore, { timeout: 10000 });
+  await gapPage.waitForSelector(`[data-agent="${changedAgent.agent_id}"] [data-field="current_operation"]:has-text("Delta check")`, { timeout: 10000 });
+  result.missed_delta_reloads = await gapPage.evaluate(() => window.dashboardReloads);
+  await gapContext.close();
+
   // The server drops the socket: the page says so, then reconnects by itself.
   console.log('DROP');
   const reply = await lines.next();

@@ -164,13 +164,18 @@ pub struct AlertView {
     pub resolved_at: Option<String>,
 }
 
-/// Sorts active alerts as the contract lists them: critical first, then newest first
-/// (ties by id, so the order is stable).
+/// Sorts active alerts as the contract lists them: critical first, then newest first by
+/// the second shown in `timestamp` (ties by id), so a client that holds the alerts can
+/// put them in the same order from what it was sent.
 pub fn sort_alerts(alerts: &mut [AlertRecord]) {
     alerts.sort_by(|a, b| {
         a.severity
             .cmp(&b.severity)
-            .then(b.raised_at.cmp(&a.raised_at))
+            .then(
+                b.raised_at
+                    .div_euclid(1_000)
+                    .cmp(&a.raised_at.div_euclid(1_000)),
+            )
             .then(a.alert_id.cmp(&b.alert_id))
     });
 }
