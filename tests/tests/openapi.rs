@@ -478,3 +478,83 @@ async fn live_messages_match_the_documented_schema() {
             .is_some_and(|a| !a.is_empty());
     }
 }
+
+/// Delta connections' messages (`health:delta`, whole and in parts, with and without
+/// entities, and `health:alerts`) match their documented schemas.
+#[tokio::test]
+async fn delta_messages_match_the_documented_schemas() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let doc = doc();
+    let (app, _dir) = e2e_tests::spawn_app_with(shared::config::Config {
+        polling_interval_secs: 1,
+        ..shared::config::Config::default()
+    })
+    .await;
+    let events: Vec<Value> = (0..500)
+        .map(|i| {
+            json!({"event_id": format!("e{i}"), "type": "execution.started",
+                   "agent_id": format!("agent-{i:04}"), "execution_id": "x",
+                   "operation": "Qualifying inbound leads for the sales team"})
+        })
+        .collect();
+    e2e_tests::ingest_events(&app, &app.api_key, Value::Array(events)).await;
+    let url = e2e_tests::ws::url(app.addr, &app.api_key);
+    let mut delta = e2e_tests::ws::connect(&format!("{url}&mode=delta")).await;
+    let mut overview = e2e_tests::ws::connect(&format!("{url}&mode=delta&scope=overview")).await;
+    e2e_tests::ingest_events(
+        &app,
+        &app.api_key,
+        json!([{"event_id": "h", "type": "host.sample", "host_id": "h1", "cpu_usage": 95.0, "memory_usage": 20.0}]),
+    )
+    .await;
+    let (mut parts, mut alerts, mut heartbeat) = (0, false, false);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while parts < 2 || !alerts || !heartbeat {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let message = match tokio::time::timeout(left, delta.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => t,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(_) => panic!("after 20 s: {parts} parts, alerts: {alerts}, heartbeat: {heartbeat}"),
+        };
+        let value: Value = serde_json::from_str(&message).expect("parsing a delta as JSON");
+        let kind = value["type"].as_str().unwrap_or_default().to_owned();
+        let schema = match kind.as_str() {
+            "health:delta" => "/components/schemas/HealthDelta",
+            "health:alerts" => "/components/schemas/HealthAlerts",
+            other => panic!("a delta connection got a {other} message: {value}"),
+        };
+        validate(&doc, schema, &value, &kind);
+        parts += usize::from(value.get("part").is_some());
+        alerts |= kind == "health:alerts";
+        heartbeat |= value["data"]["agents"]
+            .as_array()
+            .is_some_and(Vec::is_empty);
+    }
+    // The overview's deltas, after any health:alerts, have no entity lists.
+    loop {
+        let text =
+            match tokio::time::timeout(std::time::Duration::from_secs(10), overview.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => t,
+                other => panic!("no overview message: {other:?}"),
+            };
+        let value: Value = serde_json::from_str(&text).expect("parsing an overview message");
+        if value["type"] == "health:alerts" {
+            validate(
+                &doc,
+                "/components/schemas/HealthAlerts",
+                &value,
+                "overview alerts",
+            );
+            continue;
+        }
+        validate(
+            &doc,
+            "/components/schemas/HealthDelta",
+            &value,
+            "overview delta",
+        );
+        assert!(value["data"].get("agents").is_none(), "{value}");
+        break;
+    }
+}

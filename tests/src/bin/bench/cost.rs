@@ -86,6 +86,14 @@ async fn per_batch(
     (r / n as f64, w / n as f64)
 }
 
+/// The WebSocket messages `messages` are billed as: one unit per 32 KB of each.
+fn ws_units(messages: &[String]) -> f64 {
+    messages
+        .iter()
+        .map(|m| (m.len() as f64 / 32_768.0).ceil().max(1.0))
+        .sum()
+}
+
 /// How often batching clients send what they have, seconds (an OpenTelemetry exporter's
 /// default is 5 s).
 const BATCH_SECONDS: f64 = 5.0;
@@ -437,7 +445,7 @@ pub async fn cost_benchmark() {
             .unwrap_or_else(|e| panic!("storing dashboard connection {d}: {e}"));
     }
     let (_, put_w) = take(&metered);
-    let _ = store.connections(TENANT).await;
+    let _ = store.connection_feeds(TENANT).await;
     let (list_r, _) = take(&metered);
     let connects = loads;
     let ws_read = 2.0 * list_r * cycles;
@@ -452,16 +460,56 @@ pub async fn cost_benchmark() {
     // entities are written concurrently: one DynamoDB round trip). Collector and
     // notifier: one 60 s invocation a minute at 512 MB and 256 MB. Broadcaster: one
     // invocation per cycle, 128 MB, 200 ms.
-    let update_bytes: usize = shared::ws::update::health_update(
-        last.tenants
-            .first()
-            .unwrap_or_else(|| panic!("the tenant was not evaluated")),
-    )
-    .expect("building the health update")
-    .iter()
-    .map(String::len)
-    .sum();
-    let ws_units_per_update: f64 = (update_bytes as f64 / 32_768.0).ceil();
+    let report = last
+        .tenants
+        .first()
+        .unwrap_or_else(|| panic!("the tenant was not evaluated"));
+    let update_units =
+        ws_units(&shared::ws::update::health_update(report).expect("building the health update"));
+    // Live updates as deltas: what changes in a cycle, from the workload's own events. A
+    // baseline cycle, then 30 s of the workload's events (1,000 executions started and
+    // finished, 500 calls, 100 host samples), then the next cycle.
+    let deltas = shared::ws::delta::Deltas::new();
+    deltas.next(report).expect("building the baseline delta");
+    let then = first + (cycles_measured + 1) * 30_000;
+    let window: Vec<serde_json::Value> = (0..1_000)
+        .flat_map(|i| {
+            let mut a = started(10_000 + i);
+            let mut b = finished(10_000 + i);
+            a["timestamp"] = json!(shared::time::format_rfc3339(then - 20_000));
+            b["timestamp"] = json!(shared::time::format_rfc3339(then - 18_800));
+            [a, b]
+        })
+        .chain((0..500).map(|i| call(20_000 + i)))
+        .chain((0..100).map(|i| sample(30_000 + i)))
+        .collect();
+    for batch in window.chunks(500) {
+        e2e_tests::seed::ingest(&store, TENANT, json!(batch), then - 10_000).await;
+    }
+    let next = collector
+        .run_cycle(then)
+        .await
+        .expect("running the cycle after 30 s of events");
+    let delta = deltas
+        .next(
+            next.tenants
+                .first()
+                .unwrap_or_else(|| panic!("the tenant was not evaluated")),
+        )
+        .expect("building the delta");
+    metered.reset();
+    let delta_units = ws_units(&delta.messages(
+        shared::store::connections::Feed::Delta,
+        shared::ws::update::MAX_MESSAGE_BYTES,
+    ));
+    let overview_units = ws_units(&delta.messages(
+        shared::store::connections::Feed::DeltaOverview,
+        shared::ws::update::MAX_MESSAGE_BYTES,
+    ));
+    println!(
+        "\n| live update per dashboard and cycle | elements | 32 KB units |\n|---|---|---|\n| whole (mode=full) | every entity | {update_units:.0} |\n| delta (mode=delta): entities changed by 30 s of the workload | {} | {delta_units:.0} |\n| delta, overview (scope=overview) | alerts and system only | {overview_units:.0} |",
+        delta.len()
+    );
     let minutes = 60.0 * HOURS;
     // The evaluator: one invocation per stream batch (at most one a second), 256 MB, 50 ms.
     let other_requests = 2.0 * minutes + cycles + connects * 2.0 + seconds;
@@ -505,12 +553,13 @@ pub async fn cost_benchmark() {
         ];
         (lines, http_fee + authorizer - url_key_reads)
     };
-    let ws_messages = cycles * DASHBOARDS * ws_units_per_update;
+    // The dashboard asks for deltas (every changed entity: it shows every card).
+    let ws_messages = cycles * DASHBOARDS * delta_units;
     lines.push(Line {
         component: "API Gateway: WebSocket messages",
         detail: format!(
-            "{cycles:.0} updates × 20 dashboards × {ws_units_per_update:.0} units of 32 KB ({:.1} MB per update)",
-            update_bytes as f64 / 1e6
+            "{cycles:.0} deltas × 20 dashboards × {delta_units:.0} units of 32 KB ({} entities and alert changes a cycle; whole updates would be {update_units:.0} units)",
+            delta.len()
         ),
         dollars: ws_messages / 1e6 * WS_MESSAGES + DASHBOARDS * minutes / 1e6 * WS_MINUTES,
     });
