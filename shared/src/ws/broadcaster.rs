@@ -135,7 +135,7 @@ impl Broadcaster {
     ) -> Result<BroadcastReport, StoreError> {
         let connections = self.store.connection_feeds(&report.tenant).await?;
         let feeds: Vec<Feed> = connections.iter().map(|(_, f)| *f).collect();
-        let messages = super::handover::feed_messages(report, &self.deltas, &feeds, event);
+        let messages = super::delta::feed_messages(report, &self.deltas, &feeds, event);
         let groups: Vec<&[String]> = messages.iter().map(|(_, m)| m.as_slice()).collect();
         let targets = connections
             .into_iter()

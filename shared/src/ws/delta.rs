@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use super::update::UpdateError;
+use super::update::{UpdateError, MAX_MESSAGE_BYTES};
 use crate::collector::TenantReport;
 use crate::domain::alerts::AlertView;
 use crate::store::connections::Feed;
@@ -312,6 +312,48 @@ pub fn alerts_message(report: &TenantReport) -> Result<String, UpdateError> {
             timestamp: format_rfc3339(report.at),
         },
     })
+}
+
+/// The messages each of `feeds` receives for `report`: a cycle's (`event` false) or an
+/// event's that changed the tenant's alerts. A feed whose messages cannot be built is
+/// left out (logged).
+pub fn feed_messages(
+    report: &TenantReport,
+    deltas: &Deltas,
+    feeds: &[Feed],
+    event: bool,
+) -> Vec<(Feed, Vec<String>)> {
+    let wants_delta = feeds.iter().any(|f| !f.is_full());
+    // One delta per cycle, whatever the number of delta feeds: it moves the baseline.
+    let delta = (wants_delta && !event).then(|| deltas.next(report));
+    let mut out: Vec<(Feed, Vec<String>)> = Vec::new();
+    for feed in Feed::ALL.into_iter().filter(|f| feeds.contains(f)) {
+        let built = match (feed, event, &delta) {
+            (Feed::Full, _, _) => super::update::health_update(report),
+            // Alerts whole, without a seq: the next cycle's delta carries the rest. One
+            // too large for a message waits for that delta.
+            (_, true, _) => alerts_message(report).map(|m| {
+                if m.len() <= MAX_MESSAGE_BYTES {
+                    vec![m]
+                } else {
+                    Vec::new()
+                }
+            }),
+            (_, false, Some(Ok(d))) => Ok(d.messages(feed, MAX_MESSAGE_BYTES)),
+            (_, false, Some(Err(e))) => {
+                tracing::error!(tenant = %report.tenant, error = %e, "cannot build the delta");
+                continue;
+            }
+            (_, false, None) => continue,
+        };
+        match built {
+            Ok(messages) => out.push((feed, messages)),
+            Err(e) => {
+                tracing::error!(tenant = %report.tenant, ?feed, error = %e, "cannot build the update")
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

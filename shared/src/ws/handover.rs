@@ -15,8 +15,7 @@ use serde_json::value::RawValue;
 use crate::collector::TenantReport;
 use crate::store::connections::Feed;
 
-use super::delta::Deltas;
-use super::update::MAX_MESSAGE_BYTES;
+use super::delta::{feed_messages, Deltas};
 
 /// Largest invocation payload sent: asynchronous invocations take 256 KB; a margin keeps
 /// the envelope and the tenant id within it.
@@ -33,48 +32,6 @@ pub struct BroadcastRequest {
     /// The connections they go to: those of this feed.
     #[serde(default, skip_serializing_if = "Feed::is_full")]
     pub feed: Feed,
-}
-
-/// The messages each of `feeds` receives for `report`: a cycle's (`event` false) or an
-/// event's that changed the tenant's alerts. A feed whose messages cannot be built is
-/// left out (logged).
-pub fn feed_messages(
-    report: &TenantReport,
-    deltas: &Deltas,
-    feeds: &[Feed],
-    event: bool,
-) -> Vec<(Feed, Vec<String>)> {
-    let wants_delta = feeds.iter().any(|f| !f.is_full());
-    // One delta per cycle, whatever the number of delta feeds: it moves the baseline.
-    let delta = (wants_delta && !event).then(|| deltas.next(report));
-    let mut out: Vec<(Feed, Vec<String>)> = Vec::new();
-    for feed in Feed::ALL.into_iter().filter(|f| feeds.contains(f)) {
-        let built = match (feed, event, &delta) {
-            (Feed::Full, _, _) => super::update::health_update(report),
-            // Alerts whole, without a seq: the next cycle's delta carries the rest. One
-            // too large for a message waits for that delta.
-            (_, true, _) => super::delta::alerts_message(report).map(|m| {
-                if m.len() <= MAX_MESSAGE_BYTES {
-                    vec![m]
-                } else {
-                    Vec::new()
-                }
-            }),
-            (_, false, Some(Ok(d))) => Ok(d.messages(feed, MAX_MESSAGE_BYTES)),
-            (_, false, Some(Err(e))) => {
-                tracing::error!(tenant = %report.tenant, error = %e, "cannot build the delta");
-                continue;
-            }
-            (_, false, None) => continue,
-        };
-        match built {
-            Ok(messages) => out.push((feed, messages)),
-            Err(e) => {
-                tracing::error!(tenant = %report.tenant, ?feed, error = %e, "cannot build the update")
-            }
-        }
-    }
-    out
 }
 
 /// Splits one feed's messages into broadcaster events that each fit one invocation.
