@@ -66,6 +66,19 @@ pub struct TenantReport {
     pub silenced: Vec<String>,
 }
 
+impl TenantReport {
+    /// The active alerts as clients see them, marked silenced as the tenant's silences say.
+    pub fn alert_views(&self) -> Vec<crate::domain::alerts::AlertView> {
+        self.alerts
+            .iter()
+            .map(|a| crate::domain::alerts::AlertView {
+                silenced: self.silenced.contains(&a.alert_id),
+                ..a.view()
+            })
+            .collect()
+    }
+}
+
 /// What one cycle did across tenants.
 #[derive(Debug, Default)]
 pub struct CycleReport {

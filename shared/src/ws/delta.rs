@@ -100,24 +100,7 @@ impl Deltas {
     /// The delta of `report` against what the tenant's previous delta said, which it then
     /// becomes. The first of a tenant lists every entity and alert.
     pub fn next(&self, report: &TenantReport) -> Result<Delta, UpdateError> {
-        let mut current: Vec<(Section, String, String)> = Vec::new();
-        for a in &report.agents {
-            current.push((Section::Agents, a.agent_id.clone(), to_json(a)?));
-        }
-        for i in &report.integrations {
-            current.push((Section::Integrations, i.integration_id.clone(), to_json(i)?));
-        }
-        for h in &report.system.hosts {
-            current.push((Section::Hosts, h.host_id.clone(), to_json(h)?));
-        }
-        let mut alerts: Vec<(String, String)> = Vec::with_capacity(report.alerts.len());
-        for a in &report.alerts {
-            let view = AlertView {
-                silenced: report.silenced.contains(&a.alert_id),
-                ..a.view()
-            };
-            alerts.push((a.alert_id.clone(), to_json(&view)?));
-        }
+        let (current, alerts) = published(report)?;
         let system = system_scalars(report)?;
         let timestamp = to_json(&format_rfc3339(report.at))?;
 
@@ -163,6 +146,30 @@ impl Deltas {
             timestamp,
         })
     }
+}
+
+/// What `report` publishes, as JSON: each entity by section and id, and each active
+/// alert (marked silenced as the tenant's silences say) by id.
+#[allow(clippy::type_complexity)]
+fn published(
+    report: &TenantReport,
+) -> Result<(Vec<(Section, String, String)>, Vec<(String, String)>), UpdateError> {
+    let mut current: Vec<(Section, String, String)> = Vec::new();
+    for a in &report.agents {
+        current.push((Section::Agents, a.agent_id.clone(), to_json(a)?));
+    }
+    for i in &report.integrations {
+        current.push((Section::Integrations, i.integration_id.clone(), to_json(i)?));
+    }
+    for h in &report.system.hosts {
+        current.push((Section::Hosts, h.host_id.clone(), to_json(h)?));
+    }
+    let mut alerts: Vec<(String, String)> = Vec::with_capacity(report.alerts.len());
+    for view in report.alert_views() {
+        let json = to_json(&view)?;
+        alerts.push((view.alert_id, json));
+    }
+    Ok((current, alerts))
 }
 
 fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, UpdateError> {
@@ -300,14 +307,7 @@ pub fn alerts_message(report: &TenantReport) -> Result<String, UpdateError> {
     to_json(&Message {
         r#type: "health:alerts",
         data: Data {
-            alerts: report
-                .alerts
-                .iter()
-                .map(|a| AlertView {
-                    silenced: report.silenced.contains(&a.alert_id),
-                    ..a.view()
-                })
-                .collect(),
+            alerts: report.alert_views(),
             system: &system,
             timestamp: format_rfc3339(report.at),
         },

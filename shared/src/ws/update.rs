@@ -9,7 +9,6 @@
 use serde::Serialize;
 
 use crate::collector::TenantReport;
-use crate::domain::alerts::AlertView;
 use crate::time::format_rfc3339;
 
 /// Largest message sent, in bytes. API Gateway refuses messages over 128 KiB; 128,000
@@ -44,14 +43,7 @@ pub fn health_update_within(
     let mut elements: Vec<(Array, String)> = Vec::new();
     push_all(&mut elements, Array::Agents, &report.agents)?;
     push_all(&mut elements, Array::Integrations, &report.integrations)?;
-    let alerts: Vec<_> = report
-        .alerts
-        .iter()
-        .map(|a| AlertView {
-            silenced: report.silenced.contains(&a.alert_id),
-            ..a.view()
-        })
-        .collect();
+    let alerts = report.alert_views();
     push_all(&mut elements, Array::Alerts, &alerts)?;
     push_all(&mut elements, Array::Hosts, &report.system.hosts)?;
     let mut system = serde_json::to_value(&report.system)?;

@@ -23,8 +23,13 @@ const RUNS: usize = 5;
 
 /// A realistic update: 100 agents and the system object.
 fn update() -> Vec<String> {
+    shared::ws::update::health_update(&report(100)).expect("building the health update")
+}
+
+/// A tenant's report with `count` agents and the system object.
+fn report(count: usize) -> TenantReport {
     let now = chrono::Utc::now().timestamp_millis();
-    let agents: Vec<_> = (0..100)
+    let agents: Vec<_> = (0..count)
         .map(|i| {
             let record = AgentRecord {
                 agent_name: format!("Agent {i}"),
@@ -43,7 +48,7 @@ fn update() -> Vec<String> {
         },
         now,
     );
-    let report = TenantReport {
+    TenantReport {
         tenant: local_stack::LOCAL_TENANT.to_owned(),
         at: now,
         agents,
@@ -55,8 +60,37 @@ fn update() -> Vec<String> {
         updated: 0,
         resolved: 0,
         silenced: Vec::new(),
-    };
-    shared::ws::update::health_update(&report).expect("building the health update")
+    }
+}
+
+/// What one dashboard of a 10,000-agent tenant receives in a minute (two cycles) when 1 %
+/// of the agents change each cycle: whole updates, deltas, and the overview's deltas.
+fn delta_figures() {
+    use shared::store::connections::Feed;
+    use shared::ws::update::MAX_MESSAGE_BYTES;
+    let mut report = report(10_000);
+    let deltas = shared::ws::delta::Deltas::new();
+    deltas.next(&report).expect("building the baseline delta");
+    let (mut full, mut delta, mut overview) = (0usize, 0usize, 0usize);
+    for cycle in 0..2 {
+        for i in 0..100 {
+            let k = (cycle * 100 + i) * 97 % 10_000;
+            report.agents[k].operations_completed += 1;
+        }
+        report.at += 30_000;
+        let d = deltas.next(&report).expect("building a delta");
+        let bytes = |m: Vec<String>| m.iter().map(String::len).sum::<usize>();
+        full += bytes(shared::ws::update::health_update(&report).expect("building the update"));
+        delta += bytes(d.messages(Feed::Delta, MAX_MESSAGE_BYTES));
+        overview += bytes(d.messages(Feed::DeltaOverview, MAX_MESSAGE_BYTES));
+    }
+    println!(
+        "| live updates, 10,000 agents, 1 % changing a cycle | bytes a minute to one dashboard |"
+    );
+    println!("|---|---|");
+    println!("| whole updates (mode=full) | {full} |");
+    println!("| deltas (mode=delta) | {delta} |");
+    println!("| deltas, overview (mode=delta&scope=overview) | {overview} |");
 }
 
 /// The child process: opens `count` WebSocket connections to `url`, prints `connected`,
@@ -91,6 +125,7 @@ pub async fn clients(url: &str, count: usize) {
 /// The parent: the local stack, the child's clients, the vanished connections, and
 /// [`RUNS`] broadcasts.
 pub async fn broadcast_benchmarks() {
+    delta_figures();
     let (app, _dir) = e2e_tests::spawn_app_limited(
         shared::config::Config {
             polling_enabled: false,
