@@ -873,6 +873,34 @@ mod tests {
             200
         );
         assert!(connections(&state, "acme").await.is_empty());
+
+        // A connection that asks for deltas gets that feed; a feed that does not exist is
+        // refused with 400 before anything is stored.
+        let with_mode = |mode: &str| -> ApiGatewayWebsocketProxyRequest {
+            let mut v: serde_json::Value = serde_json::from_str(&connect.replace("KEY", &key))
+                .unwrap_or_else(|e| panic!("fixture: {e}"));
+            v["queryStringParameters"]["mode"] = serde_json::json!(mode);
+            v["multiValueQueryStringParameters"]["mode"] = serde_json::json!([mode]);
+            serde_json::from_value(v).unwrap_or_else(|e| panic!("fixture with a mode: {e}"))
+        };
+        let delta = ws_connect(&state, &with_mode("delta")).await;
+        assert_eq!(delta.status_code, 200);
+        let feeds = state
+            .store
+            .connection_feeds("acme")
+            .await
+            .expect("reading acme's connection feeds");
+        assert_eq!(
+            feeds,
+            vec![(
+                "AAAA1234=".to_owned(),
+                crate::store::connections::Feed::Delta
+            )]
+        );
+        ws_disconnect(&state, &event(disconnect)).await;
+        let bad = ws_connect(&state, &with_mode("deltas")).await;
+        assert_eq!(bad.status_code, 400);
+        assert!(connections(&state, "acme").await.is_empty());
     }
 
     #[tokio::test]
