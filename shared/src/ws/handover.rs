@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 use crate::collector::TenantReport;
 use crate::store::connections::Feed;
 
+#[cfg(feature = "invoke")]
 use super::delta::{feed_messages, Deltas};
 
 /// Largest invocation payload sent: asynchronous invocations take 256 KB; a margin keeps
