@@ -1,5 +1,5 @@
-// The agent health dashboard's entry module: loads the REST API once, then applies
-// `health:update` messages from the WebSocket, and reconnects when the socket drops.
+// The agent health dashboard's entry module: opens the WebSocket, loads the REST API once,
+// then applies `health:delta` messages, and reconnects when the socket drops.
 // No framework, no bundler and no external requests; Chart.js is vendored under vendor/.
 // index.html runs this module before the deferred Chart.js script, so the first API
 // requests are on their way while Chart.js is parsed; no module imports Chart.js (charts.js
@@ -8,7 +8,7 @@ import { askForKey, setConnection, showLoadError } from './api.js';
 import { addLoadPoint, loadHistory, loadLoadHistory } from './charts.js';
 import { parseRoute, route } from './detail.js';
 import { $, refreshTimes } from './format.js';
-import { connect, refresh } from './live.js';
+import { connect, disconnect, refresh } from './live.js';
 import { initNotifications, loadNotifications } from './notifications.js';
 import { acknowledge, loadUptime, renderAgents, renderIntegrations } from './overview.js';
 import { KEY_STORAGE, UPTIME_EVERY_MS, loc, state } from './state.js';
@@ -19,6 +19,9 @@ async function start(key) {
   $('key-form').hidden = true;
   $('dashboard').hidden = !!parseRoute();
   setConnection('connecting', 'Connecting…');
+  // The socket opens before the lists load, so no delta computed after the lists were
+  // read is missed: one that was computed before only repeats what they hold.
+  connect();
   try {
     await refresh(true);
     // Navigation start to the figures, alerts and the first cards and integrations on
@@ -26,11 +29,11 @@ async function start(key) {
     window.dashboardContentMs = performance.now();
     if (state.partial) await refresh();
   } catch (error) {
+    disconnect();
     showLoadError(error);
     return;
   }
   window.dashboardListedMs = performance.now();
-  connect();
   addLoadPoint();
   await loadHistory().catch(() => {});
   await loadNotifications().catch((error) => { $('notify-error').textContent = error.message; });

@@ -193,6 +193,14 @@ function onMessage(event) {
   applyUpdate(whole.data);
 }
 
+// Closes the socket without reconnecting (the lists could not load: a bad key).
+export function disconnect() {
+  clearTimeout(state.retryTimer);
+  const socket = state.socket;
+  state.socket = null;
+  if (socket) socket.close();
+}
+
 export function connect() {
   clearTimeout(state.retryTimer);
   const socket = new WebSocket(`${config.ws}?token=${encodeURIComponent(state.key)}&mode=delta`);

@@ -375,25 +375,23 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
             ..ResourceSpans::default()
         }],
     };
-    let res = call("ingest-traces", Method::POST, "/v1/traces", &ingest_key)
-        .header("content-type", "application/x-protobuf")
-        .body(request.encode_to_vec())
-        .answer()
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let answer = ExportTraceServiceResponse::decode(res.bytes().await.unwrap_or_default())
-        .unwrap_or_else(|e| panic!("not a protobuf answer: {e}"));
-    assert_eq!(answer.partial_success.map(|p| p.rejected_spans), Some(1));
-    // The same export through the ingest function's own URL, which checks the key itself.
-    let res = call("ingest-direct", Method::POST, "/v1/traces", &ingest_key)
-        .header("content-type", "application/x-protobuf")
-        .body(request.encode_to_vec())
-        .answer()
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let answer = ExportTraceServiceResponse::decode(res.bytes().await.unwrap_or_default())
-        .unwrap_or_else(|e| panic!("the ingest URL's OTLP answer is not protobuf: {e}"));
-    assert_eq!(answer.partial_success.map(|p| p.rejected_spans), Some(1));
+    // The OTLP function, and the same export through the ingest function's own URL, which
+    // checks the key itself.
+    for function in ["ingest-traces", "ingest-direct"] {
+        let res = call(function, Method::POST, "/v1/traces", &ingest_key)
+            .header("content-type", "application/x-protobuf")
+            .body(request.encode_to_vec())
+            .answer()
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "{function}");
+        let answer = ExportTraceServiceResponse::decode(res.bytes().await.unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{function}'s OTLP answer is not protobuf: {e}"));
+        assert_eq!(
+            answer.partial_success.map(|p| p.rejected_spans),
+            Some(1),
+            "{function}"
+        );
+    }
     let events = json!({"events": [{"event_id": "direct-1", "type": "execution.started",
         "agent_id": "direct-agent", "execution_id": "dx1", "operation": "Sync"}]});
     let res = call(

@@ -620,20 +620,6 @@ async fn delta_clients_receive_only_what_changed_numbered_and_full_clients_the_w
     );
     assert_eq!(changed["data"]["agents"][0]["status"], rest["status"]);
 
-    // An event that raises an alert reaches delta clients at once as health:alerts.
-    ingest(
-        &app,
-        &key,
-        json!([{"event_id": "5", "type": "host.sample", "host_id": "h1", "cpu_usage": 97.0, "memory_usage": 40.0}]),
-    )
-    .await;
-    let alerts = ws::next_of(&mut delta, "health:alerts", Duration::from_secs(5)).await;
-    assert_eq!(
-        alerts["data"]["alerts"][0]["message"], "High CPU usage: 97%",
-        "{alerts}"
-    );
-    assert!(alerts.get("seq").is_none());
-
     // The overview scope carries no entities; a full client still gets whole updates.
     let m = ws::next_of(&mut overview, "health:delta", UPDATE_WAIT).await;
     assert!(
@@ -649,5 +635,35 @@ async fn delta_clients_receive_only_what_changed_numbered_and_full_clients_the_w
         (status, body["error"]["code"].as_str()),
         (400, Some("invalid_feed")),
         "{body}"
+    );
+}
+
+/// Between cycles (here there are none), an event that raises an alert reaches delta
+/// clients at once as `health:alerts`, the active alerts whole and without a number.
+#[tokio::test]
+async fn an_alert_an_event_raises_reaches_delta_clients_at_once() {
+    let (app, _dir) = e2e_tests::spawn_app_with(Config {
+        polling_enabled: false,
+        ..Config::default()
+    })
+    .await;
+    let key = app.api_key.clone();
+    let url = ws::url(app.addr, &key);
+    let mut delta = ws::connect(&format!("{url}&mode=delta")).await;
+    ingest(
+        &app,
+        &key,
+        json!([{"event_id": "5", "type": "host.sample", "host_id": "h1", "cpu_usage": 97.0, "memory_usage": 40.0}]),
+    )
+    .await;
+    let alerts = ws::next_of(&mut delta, "health:alerts", Duration::from_secs(2)).await;
+    assert_eq!(
+        alerts["data"]["alerts"][0]["message"], "High CPU usage: 97%",
+        "{alerts}"
+    );
+    assert!(alerts.get("seq").is_none(), "{alerts}");
+    assert_eq!(
+        alerts["data"]["system"]["alerts"]["critical"], 1,
+        "{alerts}"
     );
 }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use super::update::{UpdateError, MAX_MESSAGE_BYTES};
+use super::update::{array, UpdateError, MAX_MESSAGE_BYTES};
 use crate::collector::TenantReport;
 use crate::domain::alerts::AlertView;
 use crate::store::connections::Feed;
@@ -204,32 +204,12 @@ impl Delta {
             .iter()
             .filter(|(s, _)| s.for_feed(feed))
             .collect();
-        let whole = self.compose(feed, None, &elements);
-        if whole.len() <= limit {
-            return vec![whole];
-        }
-        let empty = self
-            .compose(feed, Some((usize::MAX, usize::MAX)), &[])
-            .len();
-        let mut groups: Vec<Vec<&(Section, String)>> = vec![Vec::new()];
-        let mut size = empty;
-        for element in elements {
-            let cost = element.1.len() + 1;
-            if size + cost > limit && groups.last().is_some_and(|g| !g.is_empty()) {
-                groups.push(Vec::new());
-                size = empty;
-            }
-            size += cost;
-            if let Some(group) = groups.last_mut() {
-                group.push(element);
-            }
-        }
-        let parts = groups.len();
-        groups
-            .iter()
-            .enumerate()
-            .map(|(i, g)| self.compose(feed, Some((i + 1, parts)), g))
-            .collect()
+        super::update::in_parts(
+            elements,
+            limit,
+            |e| e.1.len(),
+            |part, group| self.compose(feed, part, group),
+        )
     }
 
     fn compose(
@@ -256,16 +236,16 @@ impl Delta {
                 ("hosts", Section::Hosts),
             ] {
                 out.push_str(&format!(r#""{name}":"#));
-                array(&mut out, elements, section);
+                array(&mut out, elements.iter().copied(), section);
                 out.push(',');
             }
         }
         out.push_str(r#""alerts":{"raised":"#);
-        array(&mut out, elements, Section::Raised);
+        array(&mut out, elements.iter().copied(), Section::Raised);
         out.push_str(r#","changed":"#);
-        array(&mut out, elements, Section::Changed);
+        array(&mut out, elements.iter().copied(), Section::Changed);
         out.push_str(r#","resolved":"#);
-        array(&mut out, elements, Section::Resolved);
+        array(&mut out, elements.iter().copied(), Section::Resolved);
         out.push_str(r#"},"system":"#);
         out.push_str(&self.system);
         out.push_str(r#","timestamp":"#);
@@ -273,19 +253,6 @@ impl Delta {
         out.push_str("}}");
         out
     }
-}
-
-fn array(out: &mut String, elements: &[&(Section, String)], which: Section) {
-    out.push('[');
-    let mut first = true;
-    for (_, json) in elements.iter().filter(|(s, _)| *s == which) {
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        out.push_str(json);
-    }
-    out.push(']');
 }
 
 /// The `health:alerts` message of `report`: the tenant's active alerts whole and the

@@ -55,16 +55,33 @@ pub fn health_update_within(
         timestamp: serde_json::to_string(&format_rfc3339(report.at))?,
     };
 
-    let whole = shell.compose(None, &elements);
+    Ok(in_parts(
+        elements,
+        limit,
+        |e| e.1.len(),
+        |part, group| shell.compose(part, group),
+    ))
+}
+
+/// The messages that carry `elements` (`len` bytes of JSON each): one, from
+/// `compose(None, all)`, if it fits in `limit` bytes; else parts from `compose(Some((part,
+/// parts)), group)`, packed greedily against the size of an empty part with the widest part
+/// numbers.
+pub(super) fn in_parts<E>(
+    elements: Vec<E>,
+    limit: usize,
+    len: impl Fn(&E) -> usize,
+    compose: impl Fn(Option<(usize, usize)>, &[E]) -> String,
+) -> Vec<String> {
+    let whole = compose(None, &elements);
     if whole.len() <= limit {
-        return Ok(vec![whole]);
+        return vec![whole];
     }
-    // Greedy packing against the size of an empty part with the widest part numbers.
-    let empty = shell.compose(Some((usize::MAX, usize::MAX)), &[]).len();
-    let mut groups: Vec<Vec<(Array, String)>> = vec![Vec::new()];
+    let empty = compose(Some((usize::MAX, usize::MAX)), &[]).len();
+    let mut groups: Vec<Vec<E>> = vec![Vec::new()];
     let mut size = empty;
     for element in elements {
-        let cost = element.1.len() + 1;
+        let cost = len(&element) + 1;
         if size + cost > limit && groups.last().is_some_and(|g| !g.is_empty()) {
             groups.push(Vec::new());
             size = empty;
@@ -75,11 +92,11 @@ pub fn health_update_within(
         }
     }
     let parts = groups.len();
-    Ok(groups
+    groups
         .iter()
         .enumerate()
-        .map(|(i, group)| shell.compose(Some((i + 1, parts)), group))
-        .collect())
+        .map(|(i, group)| compose(Some((i + 1, parts)), group))
+        .collect()
 }
 
 fn push_all<T: Serialize>(
@@ -112,11 +129,11 @@ impl Shell {
             out.push_str(&format!(r#""part":{part},"parts":{parts},"#));
         }
         out.push_str(r#""data":{"agents":"#);
-        array(&mut out, elements, Array::Agents);
+        array(&mut out, elements.iter(), Array::Agents);
         out.push_str(r#","integrations":"#);
-        array(&mut out, elements, Array::Integrations);
+        array(&mut out, elements.iter(), Array::Integrations);
         out.push_str(r#","alerts":"#);
-        array(&mut out, elements, Array::Alerts);
+        array(&mut out, elements.iter(), Array::Alerts);
         out.push_str(r#","system":"#);
         // The system object without hosts ends in `}`: put `"hosts":[...]` before it.
         let scalars = self.system.strip_suffix('}').unwrap_or(&self.system);
@@ -125,7 +142,7 @@ impl Shell {
             out.push(',');
         }
         out.push_str(r#""hosts":"#);
-        array(&mut out, elements, Array::Hosts);
+        array(&mut out, elements.iter(), Array::Hosts);
         out.push_str(r#"},"timestamp":"#);
         out.push_str(&self.timestamp);
         out.push_str("}}");
@@ -133,10 +150,15 @@ impl Shell {
     }
 }
 
-fn array(out: &mut String, elements: &[(Array, String)], which: Array) {
+/// Writes the JSON array of the `elements` of section `which`.
+pub(super) fn array<'a, S: PartialEq + 'a>(
+    out: &mut String,
+    elements: impl Iterator<Item = &'a (S, String)>,
+    which: S,
+) {
     out.push('[');
     let mut first = true;
-    for (_, json) in elements.iter().filter(|(a, _)| *a == which) {
+    for (_, json) in elements.filter(|(s, _)| *s == which) {
         if !first {
             out.push(',');
         }

@@ -62,12 +62,7 @@ async fn per_event(
     make: impl Fn(usize) -> serde_json::Value,
     now: i64,
 ) -> (f64, f64) {
-    m.reset();
-    for i in 0..n {
-        e2e_tests::seed::ingest(store, TENANT, json!([make(i)]), now).await;
-    }
-    let (r, w) = take(m);
-    (r / n as f64, w / n as f64)
+    per_batch(store, m, n, |i| json!([make(i)]), now).await
 }
 
 /// Average units per request of batches made by `make`, over `n` requests.
