@@ -204,19 +204,16 @@ pub mod seed {
 
     /// An open, unacknowledged critical alert `id` on host `h1`'s CPU, raised at `raised_at`.
     pub fn alert(id: &str, raised_at: Millis) -> AlertRecord {
-        AlertRecord {
-            alert_id: id.into(),
-            severity: Severity::Critical,
-            message: "High CPU usage: 95%".into(),
-            source_type: SourceType::System,
-            source_id: "h1".into(),
-            condition: "cpu_high".into(),
+        let source = (SourceType::System, "h1");
+        let message = "High CPU usage: 95%";
+        AlertRecord::open(
+            id,
+            Severity::Critical,
+            message,
+            source,
+            "cpu_high",
             raised_at,
-            acknowledged_by: None,
-            acknowledged_at: None,
-            notes: None,
-            resolved_at: None,
-        }
+        )
     }
 
     /// Saves `alert` of `tenant` as a new alert.

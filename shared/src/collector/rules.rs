@@ -459,19 +459,14 @@ pub fn reconcile(stored: &[(AlertRecord, u64)], firing: &[Firing], now: Millis) 
             None => {
                 let prefix = f.key.id_prefix();
                 let n = occurrences.get(&prefix).copied().unwrap_or(0) + 1;
-                changes.push(Change::Raise(AlertRecord {
-                    alert_id: format!("{prefix}_{n}"),
-                    severity: f.severity,
-                    message: f.message.clone(),
-                    source_type: f.key.source_type,
-                    source_id: f.key.source_id.clone(),
-                    condition: f.key.condition.to_owned(),
-                    raised_at: now,
-                    acknowledged_by: None,
-                    acknowledged_at: None,
-                    notes: None,
-                    resolved_at: None,
-                }));
+                changes.push(Change::Raise(AlertRecord::open(
+                    format!("{prefix}_{n}"),
+                    f.severity,
+                    f.message.clone(),
+                    (f.key.source_type, &f.key.source_id),
+                    f.key.condition,
+                    now,
+                )));
             }
             Some((a, version)) if a.severity != f.severity => {
                 let mut updated = a.clone();

@@ -103,6 +103,31 @@ pub struct AlertRecord {
 }
 
 impl AlertRecord {
+    /// A new, open alert: `condition` on `source_id` (of `source_type`), raised at
+    /// `raised_at`, neither acknowledged nor resolved.
+    pub fn open(
+        alert_id: impl Into<String>,
+        severity: Severity,
+        message: impl Into<String>,
+        (source_type, source_id): (SourceType, &str),
+        condition: &str,
+        raised_at: Millis,
+    ) -> Self {
+        Self {
+            alert_id: alert_id.into(),
+            severity,
+            message: message.into(),
+            source_type,
+            source_id: source_id.to_owned(),
+            condition: condition.to_owned(),
+            raised_at,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            notes: None,
+            resolved_at: None,
+        }
+    }
+
     /// The contract's `action_required`: critical alerts, and warnings on agents and
     /// integrations.
     pub fn action_required(&self) -> bool {

@@ -291,19 +291,14 @@ fn system_alert(
     condition: &str,
     now: Millis,
 ) -> AlertRecord {
-    AlertRecord {
+    AlertRecord::open(
         alert_id,
         severity,
         message,
-        source_type: SourceType::System,
-        source_id,
-        condition: condition.to_owned(),
-        raised_at: now,
-        acknowledged_by: None,
-        acknowledged_at: None,
-        notes: None,
-        resolved_at: None,
-    }
+        (SourceType::System, &source_id),
+        condition,
+        now,
+    )
 }
 
 /// The message a channel test sends: one made-up alert, stored nowhere.

@@ -423,19 +423,15 @@ mod tests {
     }
 
     fn alert(id: &str, severity: Severity, raised_at: Millis) -> AlertRecord {
-        AlertRecord {
-            alert_id: id.into(),
+        let source = (SourceType::System, id);
+        AlertRecord::open(
+            id,
             severity,
-            message: format!("{id} fires"),
-            source_type: SourceType::System,
-            source_id: id.into(),
-            condition: "cpu_high".into(),
+            format!("{id} fires"),
+            source,
+            "cpu_high",
             raised_at,
-            acknowledged_by: None,
-            acknowledged_at: None,
-            notes: None,
-            resolved_at: None,
-        }
+        )
     }
 
     /// The plan for `a` alone, on a channel that has sent nothing yet, at `T0`.

@@ -172,19 +172,15 @@ mod tests {
     }
 
     fn alert(severity: Severity, raised_at: Millis) -> AlertRecord {
-        AlertRecord {
-            alert_id: "alert_cpu_h1_1".into(),
+        let source = (crate::domain::alerts::SourceType::System, "h1");
+        AlertRecord::open(
+            "alert_cpu_h1_1",
             severity,
-            message: "High CPU usage: 95%".into(),
-            source_type: crate::domain::alerts::SourceType::System,
-            source_id: "h1".into(),
-            condition: "cpu_high".into(),
+            "High CPU usage: 95%",
+            source,
+            "cpu_high",
             raised_at,
-            acknowledged_by: None,
-            acknowledged_at: None,
-            notes: None,
-            resolved_at: None,
-        }
+        )
     }
 
     #[test]

@@ -121,43 +121,53 @@ impl Store {
     }
 
     /// The ids of the tenant's connections opened with key `key_id` (one index query and a
-    /// read of the tenant's connection items).
+    /// strongly consistent read of the tenant's connection items).
     pub async fn key_connections(
         &self,
         tenant: &str,
         key_id: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let keys = self
-            .backend
-            .list_index(&layout::connections_partition(tenant))
-            .await?;
-        let items = self.backend.get(&keys).await?;
-        Ok(items
+        Ok(self
+            .connection_records(tenant, true)
+            .await?
             .into_iter()
-            .flatten()
-            .filter_map(|item| match item.record {
-                Record::Connection(c) if c.key_id.as_deref() == Some(key_id) => {
-                    layout::connection_id(&item.key.pk).map(str::to_owned)
-                }
-                _ => None,
-            })
+            .filter(|(_, c)| c.key_id.as_deref() == Some(key_id))
+            .map(|(id, _)| id)
             .collect())
     }
 
     /// A tenant's connections with the feed each receives: one index query and a read of
     /// the connection items (eventually consistent on DynamoDB, as [`Store::connections`]).
     pub async fn connection_feeds(&self, tenant: &str) -> Result<Vec<(String, Feed)>, StoreError> {
+        Ok(self
+            .connection_records(tenant, false)
+            .await?
+            .into_iter()
+            .map(|(id, c)| (id, c.feed))
+            .collect())
+    }
+
+    /// A tenant's connections by id, read `strong`ly or eventually consistent.
+    async fn connection_records(
+        &self,
+        tenant: &str,
+        strong: bool,
+    ) -> Result<Vec<(String, ConnectionRecord)>, StoreError> {
         let keys = self
             .backend
             .list_index(&layout::connections_partition(tenant))
             .await?;
-        let items = self.backend.get_eventual(&keys).await?;
+        let items = if strong {
+            self.backend.get(&keys).await?
+        } else {
+            self.backend.get_eventual(&keys).await?
+        };
         Ok(items
             .into_iter()
             .flatten()
             .filter_map(|item| match item.record {
                 Record::Connection(c) => {
-                    layout::connection_id(&item.key.pk).map(|id| (id.to_owned(), c.feed))
+                    layout::connection_id(&item.key.pk).map(|id| (id.to_owned(), c))
                 }
                 _ => None,
             })

@@ -505,6 +505,13 @@ pub async fn cost_benchmark() {
         "\n| live update per dashboard and cycle | elements | 32 KB units |\n|---|---|---|\n| whole (mode=full) | every entity | {update_units:.0} |\n| delta (mode=delta): entities changed by 30 s of the workload | {} | {delta_units:.0} |\n| delta, overview (scope=overview) | alerts and system only | {overview_units:.0} |",
         delta.len()
     );
+    let per_month = |units: f64| cycles * DASHBOARDS * units / 1e6 * WS_MESSAGES;
+    println!(
+        "WebSocket messages a month, 20 dashboards: whole ${:.0}, deltas ${:.0}, overview deltas ${:.2}",
+        per_month(update_units),
+        per_month(delta_units),
+        per_month(overview_units)
+    );
     let minutes = 60.0 * HOURS;
     // The evaluator: one invocation per stream batch (at most one a second), 256 MB, 50 ms.
     let other_requests = 2.0 * minutes + cycles + connects * 2.0 + seconds;
