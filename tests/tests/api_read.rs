@@ -40,7 +40,16 @@ async fn fixture(
     backend: Backend,
     t: Millis,
 ) -> (Api, local_stack::Running, Option<tempfile::TempDir>) {
-    let clock = Arc::new(ManualClock::new(t));
+    fixture_on(backend, Arc::new(ManualClock::new(t))).await
+}
+
+/// [`fixture`] on a clock the test moves.
+async fn fixture_on(
+    backend: Backend,
+    clock: Arc<ManualClock>,
+) -> (Api, local_stack::Running, Option<tempfile::TempDir>) {
+    use shared::time::Clock as _;
+    let t = clock.now_ms();
     let (running, dir) = spawn_api(backend, clock).await;
     let api = Api::of(&running);
     let at = |secs: i64| format_rfc3339(t - secs * 1000);
@@ -511,6 +520,85 @@ async fn lists_come_in_pages_linked_by_the_link_header(backend: Backend) {
     assert!(res.headers().get("link").is_none());
 }
 
+/// The summary as a user checks it: the same agents, alerts and system figures the lists
+/// give, from one read of what the last cycle wrote, and evaluated on the spot when no
+/// cycle wrote one lately.
+async fn the_summary_agrees_with_the_lists_and_comes_from_the_last_cycle(backend: Backend) {
+    let t = noon();
+    let clock = Arc::new(ManualClock::new(t));
+    let (api, running, _dir) = fixture_on(backend, clock.clone()).await;
+
+    // No cycle yet: evaluated now, from the stored entities.
+    let (status, summary) = api.get("/api/health/summary").await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    assert_eq!(summary["evaluated_at"], json!(format_rfc3339(t)));
+    assert_eq!(
+        summary["agents"],
+        json!({"total": 2, "by_status": {"active": 1, "error": 1, "idle": 0, "paused": 0},
+            "worst": [agent_a1(t)]}),
+        "a1's last execution failed: the one agent to look at"
+    );
+    let integrations = &summary["integrations"];
+    assert_eq!(integrations["total"], json!(1));
+    assert_eq!(
+        integrations["worst"][0]["integration_id"],
+        json!("slack"),
+        "one of slack's three calls failed"
+    );
+    let (_, alerts) = api.get("/api/health/alerts").await;
+    assert_eq!(
+        summary["alerts"],
+        json!({"total": 3, "critical": 1, "warning": 1, "info": 1, "acknowledged": 0,
+            "silenced": 0, "first": alerts}),
+        "the alert counts and the alerts endpoint's first page"
+    );
+    let (_, system) = api.get("/api/health/system").await;
+    assert_eq!(summary["system"], system);
+    assert_eq!(summary["hosts_reporting"], json!(1));
+
+    // A cycle writes it; what happens after shows at the next cycle, not at the next read.
+    let collector = shared::collector::Collector::new(&running.state)
+        .unwrap_or_else(|e| panic!("making a collector: {e}"));
+    let cycle = collector
+        .run_cycle(t)
+        .await
+        .unwrap_or_else(|e| panic!("running a cycle: {e}"));
+    assert!(
+        cycle.failed.is_empty(),
+        "the cycle failed: {:?}",
+        cycle.failed
+    );
+    let (_, after_cycle) = api.get("/api/health/summary").await;
+    let (_, alerts) = api.get("/api/health/alerts").await;
+    assert_eq!(after_cycle["alerts"]["first"], alerts, "the cycle's alerts");
+    clock.advance(10_000);
+    let (status, body) = api
+        .post(
+            "/api/health/events",
+            json!({"events": [{"event_id": "later", "type": "execution.started",
+                "agent_id": "a3", "execution_id": "x9", "operation": "Late"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (_, stored) = api.get("/api/health/summary").await;
+    assert_eq!(
+        (
+            stored["evaluated_at"].clone(),
+            stored["agents"]["total"].clone()
+        ),
+        (json!(format_rfc3339(t)), json!(2)),
+        "the stored summary is the cycle's, read as it was written"
+    );
+    assert_eq!(stored, after_cycle);
+
+    // Three polling intervals without a cycle: evaluated again, a3 counted.
+    clock.advance(3 * 30_000);
+    let (_, stale) = api.get("/api/health/summary").await;
+    assert_eq!(stale["evaluated_at"], json!(format_rfc3339(t + 100_000)));
+    assert_eq!(stale["agents"]["total"], json!(3));
+    assert_eq!(stale["agents"]["by_status"]["active"], json!(2));
+}
+
 async fn another_tenant_sees_and_changes_nothing_through_any_endpoint(backend: Backend) {
     let t = noon();
     let (api, running, _dir) = fixture(backend, t).await;
@@ -566,6 +654,7 @@ async fn another_tenant_sees_and_changes_nothing_through_any_endpoint(backend: B
 
 e2e_tests::on_both_backends!(
     lists_come_in_pages_linked_by_the_link_header,
+    the_summary_agrees_with_the_lists_and_comes_from_the_last_cycle,
     every_read_endpoint_answers_the_contract_shapes,
     acknowledging_marks_the_alert_once_and_refuses_resolved_or_unknown_ones,
     bad_parameters_answer_400_naming_the_parameter,

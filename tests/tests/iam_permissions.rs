@@ -819,6 +819,7 @@ async fn every_function_performs_only_actions_its_role_grants() {
             http("/api/health/integrations", None),
         ),
         ("get-system-metrics", http("/api/health/system", None)),
+        ("get-summary", http("/api/health/summary", None)),
         (
             "get-active-alerts",
             http("/api/health/alerts?severity=critical", None),

@@ -177,6 +177,12 @@ async fn documented_response_shapes_match_the_handlers() {
         ),
         (
             Method::GET,
+            "/api/health/summary",
+            "/api/health/summary",
+            None,
+        ),
+        (
+            Method::GET,
             "/api/health/alerts",
             "/api/health/alerts?severity=critical",
             None,

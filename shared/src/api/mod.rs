@@ -91,6 +91,8 @@ pub enum Endpoint {
     GetIntegrations,
     /// `GET /api/health/system`
     GetSystem,
+    /// `GET /api/health/summary`: the overview's first paint in one read.
+    GetSummary,
     /// `GET /api/health/alerts`
     GetAlerts,
     /// `POST /api/health/alerts/{alert_id}/acknowledge`
@@ -163,7 +165,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 41] = [
+    pub const ALL: [Endpoint; 42] = [
         Self::IngestEvents,
         Self::PutAgent,
         Self::PutIntegration,
@@ -171,6 +173,7 @@ impl Endpoint {
         Self::GetAllAgents,
         Self::GetIntegrations,
         Self::GetSystem,
+        Self::GetSummary,
         Self::GetAlerts,
         Self::AcknowledgeAlert,
         Self::GetHistory,
@@ -217,6 +220,7 @@ impl Endpoint {
             Self::GetAllAgents => ("GET", "/api/health/agents"),
             Self::GetIntegrations => ("GET", "/api/health/integrations"),
             Self::GetSystem => ("GET", "/api/health/system"),
+            Self::GetSummary => ("GET", "/api/health/summary"),
             Self::GetAlerts => ("GET", "/api/health/alerts"),
             Self::AcknowledgeAlert => ("POST", "/api/health/alerts/{alert_id}/acknowledge"),
             Self::GetHistory => ("GET", "/api/health/history/{type}"),
@@ -264,6 +268,7 @@ impl Endpoint {
             Self::GetAllAgents => "get-all-agents",
             Self::GetIntegrations => "get-integrations-health",
             Self::GetSystem => "get-system-metrics",
+            Self::GetSummary => "get-summary",
             Self::GetAlerts => "get-active-alerts",
             Self::AcknowledgeAlert => "acknowledge-alert",
             Self::GetHistory => "get-health-history",
@@ -321,6 +326,7 @@ impl Endpoint {
             | Self::GetAllAgents
             | Self::GetIntegrations
             | Self::GetSystem
+            | Self::GetSummary
             | Self::GetAlerts
             | Self::AcknowledgeAlert
             | Self::GetHistory
@@ -487,6 +493,7 @@ fn data_endpoint<'a>(segments: &[&'a str]) -> Option<Matched<'a>> {
         ["agents"] => (Endpoint::GetAllAgents, None, "GET"),
         ["integrations"] => (Endpoint::GetIntegrations, None, "GET"),
         ["system"] => (Endpoint::GetSystem, None, "GET"),
+        ["summary"] => (Endpoint::GetSummary, None, "GET"),
         ["alerts"] => (Endpoint::GetAlerts, None, "GET"),
         ["alerts", id, "acknowledge"] => (Endpoint::AcknowledgeAlert, Some(*id), "POST"),
         ["history", kind] => (Endpoint::GetHistory, Some(*kind), "GET"),
@@ -612,6 +619,7 @@ async fn serve_keyed(
         Endpoint::GetAllAgents => agents::list(state, tenant, query).await,
         Endpoint::GetIntegrations => integrations::list(state, tenant, query).await,
         Endpoint::GetSystem => read::system(state, tenant).await,
+        Endpoint::GetSummary => read::summary(state, tenant).await,
         Endpoint::GetAlerts => alerts::list(state, tenant, query).await,
         Endpoint::AcknowledgeAlert => alerts::acknowledge(state, principal, id, body).await,
         Endpoint::GetHistory => read::history(state, tenant, id, query).await,
@@ -767,7 +775,14 @@ pub(crate) fn deleted(found: bool, missing: impl FnOnce() -> String) -> Reply {
 
 /// A JSON response.
 pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<String> {
-    let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned());
+    json_text_response(
+        status,
+        serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned()),
+    )
+}
+
+/// A response whose body is JSON already serialized (e.g. as stored).
+pub fn json_text_response(status: StatusCode, text: String) -> Response<String> {
     let mut response = Response::new(text);
     *response.status_mut() = status;
     response.headers_mut().insert(

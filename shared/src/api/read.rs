@@ -25,6 +25,22 @@ pub async fn system(state: &AppState, tenant: &str) -> Reply {
     Ok(json_response(StatusCode::OK, &system))
 }
 
+/// The overview's summary: the latest cycle's (one read), or the tenant's health evaluated
+/// now when no cycle wrote one lately (a new tenant, or the collector stopped): a summary
+/// older than three cycles would show a fleet as it no longer is.
+#[tracing::instrument(skip(state))]
+pub async fn summary(state: &AppState, tenant: &str) -> Reply {
+    let now = state.clock.now_ms();
+    let fresh_ms = 3 * 1_000 * state.config.polling_interval_secs as i64;
+    if let Some(stored) = state.store.summary(tenant).await? {
+        if now - stored.at <= fresh_ms {
+            return Ok(super::json_text_response(StatusCode::OK, stored.json));
+        }
+    }
+    let report = crate::collector::snapshot(&state.store, &state.config, tenant, now).await?;
+    Ok(json_response(StatusCode::OK, &report.summary()))
+}
+
 /// Most hours `?hours=` shows (hour buckets are kept 31 days).
 pub const MAX_HISTORY_HOURS: i64 = 168;
 

@@ -77,6 +77,21 @@ impl TenantReport {
             })
             .collect()
     }
+
+    /// The summary of the tenant's health as this report holds it.
+    pub fn summary(&self) -> crate::domain::summary::Summary {
+        use crate::domain::summary::{summarize, SummaryInputs};
+        let alerts = self.alert_views();
+        summarize(
+            SummaryInputs {
+                agents: &self.agents,
+                integrations: &self.integrations,
+                alerts: &alerts,
+                system: &self.system,
+            },
+            self.at,
+        )
+    }
 }
 
 /// What one cycle did across tenants.
@@ -368,6 +383,16 @@ impl Collector {
             now,
         )
         .await?;
+        // The first paint's one read. Derived from what was just written, so a failure
+        // loses nothing: the cycle goes on and the next one writes it again.
+        match serde_json::to_string(&report.summary()) {
+            Ok(json) => {
+                if let Err(e) = self.store.put_summary(tenant, json, now).await {
+                    tracing::warn!(tenant, error = %e, "the summary was not written");
+                }
+            }
+            Err(e) => tracing::warn!(tenant, error = %e, "the summary did not serialize"),
+        }
         Ok(Some(TenantReport {
             probes,
             raised: tally.raised,

@@ -19,6 +19,7 @@ pub mod records;
 pub mod report;
 pub mod round;
 pub mod slo;
+pub mod summary;
 pub mod system;
 
 /// A unit enum's name as the API spells it (its serde name), e.g. `at_risk`.

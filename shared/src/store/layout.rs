@@ -150,6 +150,14 @@ pub fn counts(tenant: &str) -> ItemKey {
     }
 }
 
+/// A tenant's summary, which each collector cycle writes (`GET /api/health/summary`).
+pub fn summary(tenant: &str) -> ItemKey {
+    ItemKey {
+        pk: format!("T#{tenant}#SUMMARY"),
+        sk: META.to_owned(),
+    }
+}
+
 /// A tenant's leases on the places named `name` (e.g. `exports`).
 pub fn leases(tenant: &str, name: &str) -> ItemKey {
     ItemKey {

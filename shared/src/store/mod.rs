@@ -54,6 +54,7 @@ pub mod notify;
 pub mod quota;
 pub mod report;
 pub mod slo;
+pub mod summary;
 pub mod system;
 pub mod tenant;
 
@@ -106,6 +107,7 @@ pub enum Record {
     Badge(badges::BadgeRecord),
     Counts(quota::CountsRecord),
     Leases(quota::LeasesRecord),
+    Summary(summary::SummaryRecord),
     /// An item whose content could not be parsed (damaged, or written by a newer version),
     /// with the reason. Backends return it instead of failing the whole read, so one such
     /// item degrades only its own entity; it is never written.
