@@ -520,6 +520,101 @@ async fn lists_come_in_pages_linked_by_the_link_header(backend: Backend) {
     assert!(res.headers().get("link").is_none());
 }
 
+/// Search, status filter and sort done by the server: what matches, in order, by page with
+/// the request's parameters kept on the `Link`, and how many match in `X-Total-Count`.
+async fn lists_are_searched_filtered_and_sorted_by_the_server(backend: Backend) {
+    let t = noon();
+    let (api, _running, _dir) = fixture(backend, t).await;
+    let get = |path: &'static str| {
+        let api = &api;
+        async move {
+            let res = api.request(Method::GET, path).answer().await;
+            let status = res.status();
+            let header = |name: &str| {
+                res.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let (total, link) = (header("x-total-count"), header("link"));
+            let body: Value = res.json().await.unwrap_or_default();
+            (status, body, total, link)
+        }
+    };
+    let ids = |body: &Value| -> Vec<String> {
+        body.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| x["agent_id"].as_str().unwrap_or("?").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    let (status, body, total, _) = get("/api/health/agents?q=SALES").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!([agent_a1(t)]), "searching by name, any case");
+    assert_eq!(total.as_deref(), Some("1"));
+    let (_, body, _, _) = get("/api/health/agents?status=active").await;
+    assert_eq!(ids(&body), ["a2"], "filtered by status");
+    let (_, body, total, _) = get("/api/health/integrations?q=sla&status=healthy").await;
+    assert_eq!(
+        (body, total.as_deref()),
+        (json!([]), Some("0")),
+        "slack is degraded"
+    );
+    let (_, body, _, _) = get("/api/health/integrations?q=sla&status=degraded").await;
+    assert_eq!(body[0]["integration_id"], json!("slack"), "{body}");
+
+    // By the worst success rate: a2 has finished nothing of what it started (0.0), a1 half.
+    let (_, first, total, link) = get("/api/health/agents?sort=rate&limit=1").await;
+    assert_eq!(
+        (ids(&first), total.as_deref()),
+        (vec!["a2".to_owned()], Some("2"))
+    );
+    let link = link.expect("a Link to the second page");
+    let next = link
+        .strip_prefix('<')
+        .and_then(|l| l.split_once(">; rel=\"next\""))
+        .map(|(url, _)| url.to_owned())
+        .unwrap_or_else(|| panic!("a Link header of the documented form: {link}"));
+    assert!(
+        next.ends_with("&sort=rate"),
+        "the order is kept on the link: {next}"
+    );
+    let res = api.request(Method::GET, &next).answer().await;
+    assert!(
+        res.headers().get("link").is_none(),
+        "the second page is the last"
+    );
+    let second: Value = res.json().await.unwrap_or_default();
+    assert_eq!(ids(&second), ["a1"]);
+
+    for (path, says) in [
+        (
+            "/api/health/agents?status=down",
+            "status: must be one of error, paused, idle, active",
+        ),
+        (
+            "/api/health/integrations?status=idle",
+            "status: must be one of error, degraded, healthy",
+        ),
+        (
+            "/api/health/agents?sort=size",
+            "sort: must be one of id, name, status, rate, recent",
+        ),
+        ("/api/health/agents?q=", "q: must be 1 to 128 characters"),
+        (
+            "/api/health/agents?sort=name&limit=1&cursor=%%%",
+            "cursor: not a cursor this API gave",
+        ),
+    ] {
+        let (status, body, _, _) = get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["error"]["message"], json!(says), "{path}");
+    }
+}
+
 /// The summary as a user checks it: the same agents, alerts and system figures the lists
 /// give, from one read of what the last cycle wrote, and evaluated on the spot when no
 /// cycle wrote one lately.
@@ -655,6 +750,7 @@ async fn another_tenant_sees_and_changes_nothing_through_any_endpoint(backend: B
 e2e_tests::on_both_backends!(
     lists_come_in_pages_linked_by_the_link_header,
     the_summary_agrees_with_the_lists_and_comes_from_the_last_cycle,
+    lists_are_searched_filtered_and_sorted_by_the_server,
     every_read_endpoint_answers_the_contract_shapes,
     acknowledging_marks_the_alert_once_and_refuses_resolved_or_unknown_ones,
     bad_parameters_answer_400_naming_the_parameter,

@@ -5,6 +5,7 @@ use http::StatusCode;
 use serde_json::Value;
 
 use super::{json_response, object_body, ApiError};
+use crate::domain::health::AgentHealth;
 use crate::domain::ids::check_name;
 use crate::store::agents::AgentUpdate;
 use crate::AppState;
@@ -22,24 +23,27 @@ pub async fn get(state: &AppState, tenant: &str, agent_id: &str) -> Reply {
     }
 }
 
-/// Every agent's health, sorted by `agent_id`; with `limit`, one page of it.
+/// Every agent's health, sorted by `agent_id`; with `limit`, one page of it; with `q`,
+/// `status` or `sort`, what matches in that order (read whole, then selected here).
 #[tracing::instrument(skip(state))]
 pub async fn list(state: &AppState, tenant: &str, query: Option<&str>) -> Reply {
+    const PATH: &str = "/api/health/agents";
     let now = state.clock.now_ms();
-    let Some(page) = super::page_request(query)? else {
-        let agents = state.store.list_agent_health(tenant, now).await?;
-        return Ok(json_response(StatusCode::OK, &agents));
-    };
-    let (agents, next) = state
-        .store
-        .agent_health_page(tenant, now, page.after.as_deref(), page.limit)
-        .await?;
-    Ok(super::page_response(
-        "/api/health/agents",
-        page.limit,
-        &agents,
-        next,
-    ))
+    let selection = super::selection_request::<AgentHealth>(query)?;
+    match super::page_request(query, selection.is_plain())? {
+        // By id, a page is a range of the store's items.
+        Some(page) if selection.is_plain() => {
+            let (agents, next) = state
+                .store
+                .agent_health_page(tenant, now, page.after.as_deref(), page.limit)
+                .await?;
+            Ok(super::page_response(PATH, page.limit, &agents, next, ""))
+        }
+        page => {
+            let agents = state.store.list_agent_health(tenant, now).await?;
+            Ok(super::selected_response(PATH, agents, &selection, page))
+        }
+    }
 }
 
 /// Creates or updates an agent; answers its health.

@@ -5,6 +5,7 @@ use http::StatusCode;
 use serde_json::{Map, Value};
 
 use super::{json_response, object_body, probe, ApiError};
+use crate::domain::health::IntegrationHealth;
 use crate::domain::ids::check_name;
 use crate::domain::records::Probe;
 use crate::store::integrations::IntegrationUpdate;
@@ -18,28 +19,30 @@ pub const DEFAULT_PROBE_TIMEOUT_MS: u64 = 5000;
 pub const MAX_PROBE_TIMEOUT_MS: u64 = 25_000;
 
 /// `GET /api/health/integrations`: every integration's health, sorted by id; with
-/// `limit`, one page of it.
+/// `limit`, one page of it; with `q`, `status` or `sort`, what matches in that order.
 #[tracing::instrument(skip(state))]
 pub async fn list(state: &AppState, tenant: &str, query: Option<&str>) -> Reply {
+    const PATH: &str = "/api/health/integrations";
     let now = state.clock.now_ms();
     let latency = state.config.latency_threshold_ms;
-    let Some(page) = super::page_request(query)? else {
-        let list = state
-            .store
-            .list_integration_health(tenant, now, latency)
-            .await?;
-        return Ok(json_response(StatusCode::OK, &list));
-    };
-    let (list, next) = state
-        .store
-        .integration_health_page(tenant, now, latency, page.after.as_deref(), page.limit)
-        .await?;
-    Ok(super::page_response(
-        "/api/health/integrations",
-        page.limit,
-        &list,
-        next,
-    ))
+    let selection = super::selection_request::<IntegrationHealth>(query)?;
+    match super::page_request(query, selection.is_plain())? {
+        // By id, a page is a range of the store's items.
+        Some(page) if selection.is_plain() => {
+            let (list, next) = state
+                .store
+                .integration_health_page(tenant, now, latency, page.after.as_deref(), page.limit)
+                .await?;
+            Ok(super::page_response(PATH, page.limit, &list, next, ""))
+        }
+        page => {
+            let list = state
+                .store
+                .list_integration_health(tenant, now, latency)
+                .await?;
+            Ok(super::selected_response(PATH, list, &selection, page))
+        }
+    }
 }
 
 /// Creates or updates an integration; answers its health (the shape of one item of

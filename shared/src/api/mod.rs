@@ -823,9 +823,16 @@ pub(crate) fn bounded_param(
         .transpose()
 }
 
+/// Longest cursor accepted, in bytes once decoded (a sort key holds a name and an id).
+const MAX_CURSOR_BYTES: usize = 700;
+
 /// `limit` and `cursor` of a list request; `None` without `limit` (the whole list). A
-/// cursor without `limit` is refused, since it would otherwise be silently ignored.
-pub(crate) fn page_request(query: Option<&str>) -> Result<Option<PageRequest>, ApiError> {
+/// cursor without `limit` is refused, since it would otherwise be silently ignored. A
+/// cursor of a list by id holds an id; of a sorted selection, a sort key.
+pub(crate) fn page_request(
+    query: Option<&str>,
+    by_id: bool,
+) -> Result<Option<PageRequest>, ApiError> {
     use base64::Engine;
     let bad = |m: &str| ApiError::bad_request("invalid_parameter", m.to_owned());
     let cursor = query_param(query, "cursor");
@@ -839,34 +846,110 @@ pub(crate) fn page_request(query: Option<&str>) -> Result<Option<PageRequest>, A
     let after = match cursor {
         None => None,
         Some(c) => {
-            let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            let after = base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(c.as_bytes())
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .filter(|id| crate::domain::ids::check_id(id).is_ok())
+                .filter(|a| a.len() <= MAX_CURSOR_BYTES)
+                .filter(|a| !by_id || crate::domain::ids::check_id(a).is_ok())
                 .ok_or_else(|| bad("cursor: not a cursor this API gave"))?;
-            Some(id)
+            Some(after)
         }
     };
     Ok(Some(PageRequest { limit, after }))
 }
 
-/// Answers a page: the array, and when more follow a `Link` header to the next page.
+/// Answers a page: the array, and when more follow a `Link` header to the next page
+/// (`params`, already encoded, are the request's other parameters, kept on that link).
 pub(crate) fn page_response(
     path: &str,
     limit: usize,
     body: &impl Serialize,
     next: Option<String>,
+    params: &str,
 ) -> Response<String> {
     use base64::Engine;
     let mut response = json_response(StatusCode::OK, body);
     if let Some(after) = next {
         let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(after.as_bytes());
-        let link = format!("<{path}?limit={limit}&cursor={cursor}>; rel=\"next\"");
+        let more = if params.is_empty() { "" } else { "&" };
+        let link = format!("<{path}?limit={limit}&cursor={cursor}{more}{params}>; rel=\"next\"");
         if let Ok(value) = http::HeaderValue::from_str(&link) {
             response.headers_mut().insert(http::header::LINK, value);
         }
     }
+    response
+}
+
+/// The search, status filter and sort a list request asks for (`q`, `status`, `sort`).
+pub(crate) fn selection_request<T: crate::domain::listing::Listed>(
+    query: Option<&str>,
+) -> Result<crate::domain::listing::Selection, ApiError> {
+    use crate::domain::listing::{Selection, Sort, MAX_SEARCH_CHARS};
+    let bad = |m: String| ApiError::bad_request("invalid_parameter", m);
+    let search = match query_param(query, "q") {
+        None => None,
+        Some(q) if (1..=MAX_SEARCH_CHARS).contains(&q.chars().count()) => Some(q.to_lowercase()),
+        Some(_) => {
+            return Err(bad(format!(
+                "q: must be 1 to {MAX_SEARCH_CHARS} characters"
+            )))
+        }
+    };
+    let status = match query_param(query, "status") {
+        None => None,
+        Some(s) if T::STATUSES.contains(&s.as_str()) => Some(s),
+        Some(_) => {
+            return Err(bad(format!(
+                "status: must be one of {}",
+                T::STATUSES.join(", ")
+            )))
+        }
+    };
+    let sort = match query_param(query, "sort") {
+        None => Sort::Id,
+        Some(s) => Sort::parse(&s)
+            .ok_or_else(|| bad(format!("sort: must be one of {}", Sort::NAMES.join(", "))))?,
+    };
+    Ok(Selection {
+        search,
+        status,
+        sort,
+    })
+}
+
+/// A list endpoint's answer to a search, filter or sort: the whole list as read, kept,
+/// ordered and paged here. `X-Total-Count` says how many match in all.
+pub(crate) fn selected_response<T: crate::domain::listing::Listed + Serialize>(
+    path: &str,
+    items: Vec<T>,
+    selection: &crate::domain::listing::Selection,
+    page: Option<PageRequest>,
+) -> Response<String> {
+    use crate::domain::listing::{page as page_of, select};
+    let selected = select(items, selection);
+    let total = selected.len();
+    let mut response = match page {
+        None => {
+            let all: Vec<T> = selected.into_iter().map(|(_, x)| x).collect();
+            json_response(StatusCode::OK, &all)
+        }
+        Some(p) => {
+            let (items, next) = page_of(selected, p.after.as_deref(), p.limit);
+            let mut params = url::form_urlencoded::Serializer::new(String::new());
+            if let Some(q) = &selection.search {
+                params.append_pair("q", q);
+            }
+            if let Some(s) = &selection.status {
+                params.append_pair("status", s);
+            }
+            params.append_pair("sort", selection.sort.name());
+            page_response(path, p.limit, &items, next, &params.finish())
+        }
+    };
+    response
+        .headers_mut()
+        .insert("x-total-count", http::HeaderValue::from(total));
     response
 }
 

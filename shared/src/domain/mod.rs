@@ -9,6 +9,7 @@ pub mod health;
 pub mod history;
 pub mod ids;
 pub mod latency;
+pub mod listing;
 pub mod live;
 pub mod marks;
 pub mod notify;
