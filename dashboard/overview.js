@@ -22,7 +22,8 @@ export function renderSystem() {
 }
 
 export function renderAlerts() {
-  $('alert-count').textContent = `(${state.alerts.length})`;
+  // While only the summary's first alerts are held, the count is the summary's.
+  $('alert-count').textContent = `(${state.partial ? state.alertTotal : state.alerts.length})`;
   patchList($('alerts'), state.alerts, (a) => a.alert_id, (a) => {
       const ack = a.acknowledged
         ? `<span class="acked">Acknowledged${a.acknowledged_by ? ` by ${escapeHtml(a.acknowledged_by)}` : ''}</span>`

@@ -44,4 +44,6 @@ export const state = {
   uptime: new Map(),
   // Only the first page of each list is held (the first paint); the full lists follow.
   partial: false,
+  // Active alerts in all, from the summary, while only its first ones are held.
+  alertTotal: 0,
 };
