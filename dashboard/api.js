@@ -14,6 +14,7 @@ export async function api(path, options = {}) {
       ...(options.headers || {}),
     },
   });
+  if (options.onResponse) options.onResponse(response);
   const body = await response.json().catch(() => null);
   // 401, or API Gateway's own 403 for a key its authorizer refused (auth.js).
   if (window.keyRefused(response.status, body)) {
@@ -21,6 +22,17 @@ export async function api(path, options = {}) {
   }
   if (!response.ok) throw new Error(body?.error?.message || `HTTP ${response.status}`);
   return body;
+}
+
+// One page of a list: its items, how many match in all (`X-Total-Count`) and the next
+// page's path (from the `Link` header), or null on the last page.
+export async function apiPage(path) {
+  let headers;
+  const items = await api(path, { onResponse: (response) => { headers = response.headers; } });
+  const total = Number(headers?.get('X-Total-Count') ?? items.length);
+  const link = headers?.get('Link') || '';
+  const next = /^<([^>]+)>;\s*rel="next"/.exec(link);
+  return { items, total, next: next ? next[1] : null };
 }
 
 export function setConnection(kind, text) {

@@ -8,10 +8,11 @@ import { askForKey, setConnection, showLoadError } from './api.js';
 import { addLoadPoint, loadHistory, loadLoadHistory } from './charts.js';
 import { parseRoute, route } from './detail.js';
 import { $, refreshTimes } from './format.js';
-import { connect, disconnect, refresh } from './live.js';
+import { loadMore } from './lists.js';
+import { connect, disconnect, refresh, reselect } from './live.js';
 import { initNotifications, loadNotifications } from './notifications.js';
 import { acknowledge, loadUptime, renderAgents, renderIntegrations } from './overview.js';
-import { KEY_STORAGE, UPTIME_EVERY_MS, loc, state } from './state.js';
+import { KEY_STORAGE, SEARCH_PAUSE_MS, UPTIME_EVERY_MS, loc, state } from './state.js';
 
 async function start(key) {
   state.key = key;
@@ -24,10 +25,6 @@ async function start(key) {
   connect();
   try {
     await refresh(true);
-    // Navigation start to the figures, alerts and the first cards and integrations on
-    // screen.
-    window.dashboardContentMs = performance.now();
-    if (state.partial) await refresh();
   } catch (error) {
     disconnect();
     showLoadError(error);
@@ -57,8 +54,27 @@ function init() {
     if (button) acknowledge(button);
   });
   $('history-agent').addEventListener('change', () => loadHistory().catch(showLoadError));
-  for (const id of ['search', 'status-filter', 'sort']) {
-    $(id).addEventListener('input', () => { renderAgents(); renderIntegrations(); });
+  // The server searches, filters and sorts; typing asks once per pause.
+  let typing = null;
+  $('search').addEventListener('input', () => {
+    clearTimeout(typing);
+    typing = setTimeout(() => reselect().catch(showLoadError), SEARCH_PAUSE_MS);
+  });
+  for (const id of ['status-filter', 'sort']) {
+    $(id).addEventListener('input', () => reselect().catch(showLoadError));
+  }
+  for (const kind of ['agent', 'integration']) {
+    $(`${kind}s-more`).addEventListener('click', async (event) => {
+      event.target.disabled = true;
+      try {
+        await loadMore(kind);
+        if (kind === 'agent') renderAgents(); else renderIntegrations();
+      } catch (error) {
+        showLoadError(error);
+      } finally {
+        event.target.disabled = false;
+      }
+    });
   }
   initNotifications();
   $('key-form').addEventListener('submit', (event) => {

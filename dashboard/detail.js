@@ -15,12 +15,28 @@ export function parseRoute() {
   return m ? { kind: m[1], id: decodeURIComponent(m[2]) } : null;
 }
 
+// The source as the loaded pages hold it (kept current by deltas), else as fetched for
+// this page: the lists hold pages, not the whole fleet.
 function detailSource() {
   const d = state.detail;
   if (!d) return null;
-  if (d.kind === 'agent') return state.agents.find((a) => a.agent_id === d.id) || null;
-  if (d.kind === 'integration') return state.integrations.find((i) => i.integration_id === d.id) || null;
-  return (state.system?.hosts || []).find((h) => h.host_id === d.id) || null;
+  let held;
+  if (d.kind === 'agent') held = state.agents.find((a) => a.agent_id === d.id);
+  else if (d.kind === 'integration') held = state.integrations.find((i) => i.integration_id === d.id);
+  else held = (state.system?.hosts || []).find((h) => h.host_id === d.id);
+  const fetched = state.detailItem;
+  return held || (fetched && fetched.kind === d.kind && fetched.id === d.id ? fetched.item : null);
+}
+
+// Fetches the source of a drill-down the pages do not hold: an agent by its endpoint, an
+// integration by searching its id.
+async function fetchSource(d) {
+  if (d.kind === 'agent') return api(`/api/health/agent/${encodeURIComponent(d.id)}`).catch(() => null);
+  if (d.kind === 'integration') {
+    const found = await api(`/api/health/integrations?q=${encodeURIComponent(d.id.slice(0, 128))}`).catch(() => []);
+    return found.find((i) => i.integration_id === d.id) || null;
+  }
+  return null;
 }
 
 export function renderDetail() {
@@ -178,7 +194,8 @@ export async function loadDetail() {
   $('detail-weeks-figure').hidden = host;
   $('detail-host-hours-figure').hidden = !host;
   $('detail-failures-panel').hidden = host;
-  const [history, slos, alertHistory, failures, hourly] = await Promise.all([
+  const [item, history, slos, alertHistory, failures, hourly] = await Promise.all([
+    detailSource() ? Promise.resolve(null) : fetchSource(d),
     api(path).catch((error) => { $('detail-error').textContent = error.message; return { history: [] }; }),
     host ? Promise.resolve([]) : api('/api/health/slos').catch(() => []),
     api(`/api/health/alerts?${source}&include_resolved=true`).catch(() => []),
@@ -188,6 +205,10 @@ export async function loadDetail() {
       : api(`/api/health/hourly?${source}&hours=24`).catch(() => []),
   ]);
   if (state.detail !== d) return;
+  if (item) {
+    state.detailItem = { kind: d.kind, id: d.id, item };
+    renderDetail();
+  }
   renderSlos(slos);
   renderAlertHistory(alertHistory);
   if (!host) {

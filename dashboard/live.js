@@ -11,7 +11,8 @@ import { $, refreshTimes } from './format.js';
 import {
   renderAgents, renderAlerts, renderHosts, renderIntegrations, renderStatusOptions, renderSystem, renderUpdated,
 } from './overview.js';
-import { FIRST_PAGE, config, state } from './state.js';
+import { holdPages, loadFirstPages } from './lists.js';
+import { config, state } from './state.js';
 
 function renderAll() {
   renderStatusOptions();
@@ -25,12 +26,16 @@ function renderAll() {
   refreshTimes();
 }
 
-// With `first`, only the first page of agents and integrations: a screenful drawn
-// while the full lists (thousands of cards) are still on their way.
+// Loads what the overview shows: the summary and the first page of each list (one round
+// of requests: the first paint), then the whole list of active alerts when the summary
+// held only its first ones. With `first`, notes when the first paint is on screen.
 export async function refresh(first = false) {
   state.loading += 1;
   try {
-    await load(first);
+    await load();
+    // Navigation start to the figures, the first alerts and the first cards on screen.
+    if (first) window.dashboardContentMs = performance.now();
+    if (state.partialAlerts) await loadAlerts();
   } finally {
     state.loading -= 1;
   }
@@ -41,41 +46,39 @@ export async function refresh(first = false) {
   }
 }
 
-// The first paint reads the summary (one stored item: the figures, the first alerts, the
-// busiest hosts) and the first page of each list; the whole lists follow.
-async function load(first) {
-  let agents, integrations, alerts, system;
-  if (first) {
-    let summary;
-    [agents, integrations, summary] = await Promise.all([
-      api(`/api/health/agents?limit=${FIRST_PAGE}`),
-      api(`/api/health/integrations?limit=${FIRST_PAGE}`),
-      api('/api/health/summary'),
-    ]);
-    ({ system } = summary);
-    alerts = summary.alerts.first;
-    state.alertTotal = summary.alerts.total;
-  } else {
-    [agents, integrations, alerts, system] = await Promise.all([
-      api('/api/health/agents'),
-      api('/api/health/integrations'),
-      api('/api/health/alerts'),
-      api('/api/health/system'),
-    ]);
-  }
-  // Navigation start to the lists fetched, before drawing (the browser test splits the
-  // load time with it).
+async function load() {
+  const [pages, summary] = await Promise.all([loadFirstPages(), api('/api/health/summary')]);
+  // Navigation start to the first requests answered, before drawing (the browser test
+  // splits the load time with it).
   window.dashboardFetchedMs = window.dashboardFetchedMs || performance.now();
-  // A live update may have brought the full lists meanwhile: a first page must not
-  // replace them.
-  if (first && !state.partial && state.agents.length > agents.length) return;
-  state.partial = first;
-  Object.assign(state, { agents, integrations, alerts, system, updatedAt: new Date().toISOString() });
+  holdPages(pages);
+  state.system = summary.system;
+  state.alerts = summary.alerts.first;
+  state.alertTotal = summary.alerts.total;
+  state.partialAlerts = summary.alerts.total > summary.alerts.first.length;
+  state.updatedAt = new Date().toISOString();
   renderAll();
 }
 
+async function loadAlerts() {
+  state.alerts = await api('/api/health/alerts');
+  state.partialAlerts = false;
+  renderAlerts();
+}
+
+// The controls changed: the first pages of what they select now. Only the latest
+// request's answer is drawn (typing sends one per pause).
+let selecting = 0;
+export async function reselect() {
+  const mine = ++selecting;
+  const pages = await loadFirstPages();
+  if (mine !== selecting) return;
+  holdPages(pages);
+  renderAgents();
+  renderIntegrations();
+}
+
 function applyUpdate(data) {
-  state.partial = false;
   state.agents = data.agents;
   state.integrations = data.integrations;
   state.alerts = data.alerts;
@@ -91,15 +94,17 @@ function afterUpdate() {
   if (state.detail && Date.now() - state.detailLoadedAt > 30000) loadDetail().catch(() => {});
 }
 
-// Replaces the entries of `list` whose `key` matches one of `changed`, adds the others,
-// and keeps the list in `key` order (as the API sorts it).
-function upsert(list, changed, key) {
+// Replaces the entries of `list` whose `key` matches one of `changed`; with `add`, adds
+// the others and keeps the list in `key` order (as the API sorts it). The agent and
+// integration pages only take changes of what they hold: what else changed shows when
+// the user asks for its page.
+function upsert(list, changed, key, add = true) {
   const at = new Map(list.map((x, i) => [x[key], i]));
   for (const item of changed) {
     if (at.has(item[key])) list[at.get(item[key])] = item;
-    else list.push(item);
+    else if (add) list.push(item);
   }
-  if (changed.some((item) => !at.has(item[key]))) list.sort((a, b) => (a[key] < b[key] ? -1 : a[key] > b[key] ? 1 : 0));
+  if (add && changed.some((item) => !at.has(item[key]))) list.sort((a, b) => (a[key] < b[key] ? -1 : a[key] > b[key] ? 1 : 0));
 }
 
 const SEVERITY_RANK = { critical: 0, warning: 1, info: 2 };
@@ -111,8 +116,8 @@ function sortAlerts(alerts) {
 }
 
 function merge(data) {
-  upsert(state.agents, data.agents || [], 'agent_id');
-  upsert(state.integrations, data.integrations || [], 'integration_id');
+  upsert(state.agents, data.agents || [], 'agent_id', false);
+  upsert(state.integrations, data.integrations || [], 'integration_id', false);
   if (state.system) {
     const hosts = state.system.hosts || [];
     upsert(hosts, data.hosts || [], 'host_id');
@@ -152,6 +157,7 @@ function applyAlerts(data) {
   // Older than the last delta (both are the server's times): already superseded.
   if (state.loading || (state.deltaAt && data.timestamp < state.deltaAt)) return;
   state.alerts = data.alerts;
+  state.partialAlerts = false;
   if (state.system) Object.assign(state.system, data.system, { hosts: state.system.hosts });
   renderAll();
 }

@@ -1,7 +1,9 @@
-// The overview page: system tiles, alerts, the agents, integrations and hosts with their
-// search, filter and sort, and the integrations' uptime bars.
+// The overview page: system tiles, alerts, the agents, integrations and hosts, and the
+// integrations' uptime bars. The lists hold pages the server searched, filtered and sorted
+// (lists.js); `shown` keeps what they hold in that order as deltas change it.
 import { api } from './api.js';
 import { $, badge, escapeHtml, link, number, patchList, percent, rateClass, timeAgo, usageClass, when } from './format.js';
+import { STATUSES } from './lists.js';
 import { state } from './state.js';
 
 export function renderSystem() {
@@ -23,7 +25,7 @@ export function renderSystem() {
 
 export function renderAlerts() {
   // While only the summary's first alerts are held, the count is the summary's.
-  $('alert-count').textContent = `(${state.partial ? state.alertTotal : state.alerts.length})`;
+  $('alert-count').textContent = `(${state.partialAlerts ? state.alertTotal : state.alerts.length})`;
   patchList($('alerts'), state.alerts, (a) => a.alert_id, (a) => {
       const ack = a.acknowledged
         ? `<span class="acked">Acknowledged${a.acknowledged_by ? ` by ${escapeHtml(a.acknowledged_by)}` : ''}</span>`
@@ -58,7 +60,10 @@ function shown(list, kind) {
   const cmp = (x, y) => (x < y ? -1 : x > y ? 1 : 0);
   const byName = (a, b) => cmp(name(a).toLowerCase(), name(b).toLowerCase()) || cmp(id(a), id(b));
   // A "worse" rate is a low success rate for agents and a high error rate for integrations.
-  const badness = kind === 'agent' ? (x) => (x.success_rate == null ? -1 : 1 - x.success_rate) : (x) => x.error_rate ?? -1;
+  // As the server orders them: agents without executions in the hour have no rate (last).
+  const badness = kind === 'agent'
+    ? (x) => (x.metrics?.recent_executions > 0 ? 1 - x.success_rate : -1)
+    : (x) => x.error_rate ?? -1;
   const last = kind === 'agent' ? (x) => time(x.last_active) : (x) => time(x.last_used);
   const order = {
     name: byName,
@@ -69,12 +74,21 @@ function shown(list, kind) {
   // `filter` made a new array: sorting it leaves the state's lists as the API gave them.
   return out.sort(order || byName);
 }
-const countText = (visible, all, total) => {
-  const of = state.partial ? total : all.length;
-  return visible.length === of ? `(${of})` : `(${visible.length} of ${of})`;
-};
+// "(1000)" when nothing is searched or filtered, else "(12 of 1000)": how many match (the
+// server counts them) of how many there are; "Show more" while pages are left.
+function showCount(kind, all) {
+  const { total, next } = state.lists[kind];
+  const filtered = $('search').value.trim() || $('status-filter').value;
+  const of = all ?? total;
+  $(`${kind}-count`).textContent = filtered ? `(${total} of ${of})` : `(${of})`;
+  const more = $(`${kind}s-more`);
+  more.hidden = !next;
+  const held = kind === 'agent' ? state.agents.length : state.integrations.length;
+  more.textContent = `Show more ${kind}s (${Math.max(0, total - held)} more)`;
+}
 export function renderStatusOptions() {
-  const statuses = [...new Set([...state.agents, ...state.integrations].map((x) => x.status))].sort((a, b) => rank(a) - rank(b));
+  // Every status either list can have, worst first.
+  const statuses = [...new Set([...STATUSES.agent, ...STATUSES.integration])].sort((a, b) => rank(a) - rank(b));
   const select = $('status-filter');
   const options = `<option value="">any</option>${statuses.map((s) => `<option value="${escapeHtml(s)}">${escapeHtml(s)}</option>`).join('')}`;
   if (select.dataset.options === options) return;
@@ -86,7 +100,7 @@ export function renderStatusOptions() {
 
 export function renderAgents() {
   const agents = shown(state.agents, 'agent');
-  $('agent-count').textContent = countText(agents, state.agents, state.system?.total_agents);
+  showCount('agent', state.system?.total_agents);
   patchList($('agents'), agents, (a) => a.agent_id, (a) => `<li class="card" data-agent="${escapeHtml(a.agent_id)}">
           <h3><span class="name">${link('agent', a.agent_id, a.agent_name)}</span>${badge('st', a.status)}</h3>
           <dl>
@@ -135,7 +149,7 @@ function uptimeBar(id) {
 
 export function renderIntegrations() {
   const integrations = shown(state.integrations, 'integration');
-  $('integration-count').textContent = countText(integrations, state.integrations, state.system?.total_integrations);
+  showCount('integration', state.system?.total_integrations);
   patchList($('integrations'), integrations, (i) => i.integration_id, (i) => `<li data-integration="${escapeHtml(i.integration_id)}">
           <div class="name">${link('integration', i.integration_id, i.integration_name)}</div>
           ${badge('st', i.status)} ${badge('st', i.connection_status)}

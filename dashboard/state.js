@@ -10,8 +10,10 @@ export const config = Object.assign(
   window.HEALTH_CONFIG || {},
 );
 export const KEY_STORAGE = 'agent-health.api-key';
-// Cards drawn before the full lists arrive: more than a large screen shows.
-export const FIRST_PAGE = 60;
+// Cards of a list page (the server pages, searches, filters and sorts the lists).
+export const LIST_PAGE = 100;
+// How long typing pauses before the search goes to the server.
+export const SEARCH_PAUSE_MS = 200;
 export const UPTIME_EVERY_MS = 5 * 60 * 1000;
 
 export const state = {
@@ -42,8 +44,13 @@ export const state = {
   detailLoadedAt: 0,
   // Integration id → its last 24 hourly slots (uptime bars).
   uptime: new Map(),
-  // Only the first page of each list is held (the first paint); the full lists follow.
-  partial: false,
+  // Per list: how many match the selection in all, and the next page's path (null on the
+  // last page).
+  lists: { agent: { total: 0, next: null }, integration: { total: 0, next: null } },
+  // Only the summary's first alerts are held (the first paint); the whole list follows.
+  partialAlerts: false,
   // Active alerts in all, from the summary, while only its first ones are held.
   alertTotal: 0,
+  // The drill-down's source when the loaded pages do not hold it.
+  detailItem: null,
 };

@@ -19,7 +19,7 @@ macro_rules! script {
 
 /// `(path, content type, body)` of every file. A test below fails when a file of
 /// `dashboard/` is missing here.
-const FILES: [(&str, &str, &str); 14] = [
+const FILES: [(&str, &str, &str); 15] = [
     (
         "/",
         "text/html; charset=utf-8",
@@ -31,6 +31,7 @@ const FILES: [(&str, &str, &str); 14] = [
     script!("charts.js"),
     script!("detail.js"),
     script!("format.js"),
+    script!("lists.js"),
     script!("live.js"),
     script!("notifications.js"),
     script!("overview.js"),

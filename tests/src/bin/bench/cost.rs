@@ -414,14 +414,21 @@ pub async fn cost_benchmark() {
         dollars: ddb(er * seconds, 0.0),
     });
 
-    // Dashboards: each loads the four lists when it (re)connects; API Gateway closes
-    // WebSockets after 2 hours, so 12 loads a day each.
+    // Dashboards: each loads what the overview shows when it (re)connects (the summary the
+    // cycles wrote, the first page of agents and of integrations, the active alerts); API
+    // Gateway closes WebSockets after 2 hours, so 12 loads a day each.
     metered.reset();
     let latency = 5000.0;
     let at = first + cycles_measured * 30_000;
-    let _ = store.list_agent_health(TENANT, at).await;
-    let _ = store.list_integration_health(TENANT, at, latency).await;
-    let _ = store.system_health(TENANT, at, latency).await;
+    let summary = store
+        .summary(TENANT)
+        .await
+        .expect("reading the summary the cycles wrote");
+    assert!(summary.is_some(), "the cycles wrote a summary");
+    let _ = store.agent_health_page(TENANT, at, None, 100).await;
+    let _ = store
+        .integration_health_page(TENANT, at, latency, None, 100)
+        .await;
     let _ = store.active_alerts(TENANT).await;
     let (lr, _) = take(&metered);
     let loads = DASHBOARDS * 12.0 * HOURS / 24.0;
