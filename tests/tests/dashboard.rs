@@ -80,7 +80,8 @@ async fn the_dashboard_shows_the_api_acknowledges_and_updates_live_in_chromium()
     // With 1 s cycles every agent is "silent" 5 cycles after its one report, so wait for
     // those alerts too: the alert list then holds still while the browser compares it
     // with the API (on a slow machine they would otherwise arrive mid-comparison).
-    let deadline = std::time::Instant::now() + Duration::from_secs(30 * agents().div_ceil(1_000) as u64);
+    let deadline =
+        std::time::Instant::now() + Duration::from_secs(30 * agents().div_ceil(1_000) as u64);
     loop {
         let alerts = e2e_tests::get_json(&app, &app.api_key, "/api/health/alerts").await;
         let silent = alerts.as_array().map_or(0, |a| {

@@ -27,6 +27,9 @@ pub const KEPT_DAYS: i64 = 9;
 
 /// Time-bucketed counters that merge and pack into a row of numbers.
 pub trait Counters: Default + Clone + PartialEq + std::fmt::Debug {
+    /// Minutes one bucket of the hour window spans (a divisor of 60, so a bucket lies in
+    /// one hour). One for counters the hour window and the SLOs read by the minute.
+    const SLOT_MINUTES: i64 = 1;
     /// Adds another bucket's counters.
     fn merge(&mut self, other: &Self);
     /// Finished executions or calls, and how many of them failed: what an hour summary
@@ -120,6 +123,9 @@ impl Counters for IntegrationCounters {
 }
 
 impl Counters for HostCounters {
+    /// Hosts' buckets only add up to hour buckets and days: ten-minute ones keep a host
+    /// sampling twice a minute under a kilobyte (one write unit a sample instead of three).
+    const SLOT_MINUTES: i64 = 10;
     fn merge(&mut self, other: &Self) {
         HostCounters::merge(self, other);
     }
@@ -199,6 +205,18 @@ pub fn first_kept_day(now: Millis) -> i64 {
     day_of(now) - (KEPT_DAYS - 1)
 }
 
+/// The first minute of the bucket `minute` counts in.
+fn slot_of<C: Counters>(minute: i64) -> i64 {
+    minute - minute.rem_euclid(C::SLOT_MINUTES)
+}
+
+/// Whether the bucket starting at `slot` ends before `first_minute` (no minute of it is in
+/// the window). Buckets of items written before hosts had wider ones start at any minute
+/// and span one; treating them as wide keeps them at most a few minutes longer.
+fn slot_gone<C: Counters>(slot: i64, first_minute: i64) -> bool {
+    slot + C::SLOT_MINUTES <= first_minute
+}
+
 fn bump<C: Counters>(buckets: &mut Vec<(i64, C)>, at: i64, change: impl FnOnce(&mut C)) {
     match buckets.binary_search_by_key(&at, |(b, _)| *b) {
         Ok(i) => change(&mut buckets[i].1),
@@ -216,7 +234,7 @@ impl<C: Counters> Window<C> {
     pub fn add(&mut self, at: Millis, now: Millis, change: impl Fn(&mut C)) {
         let (minute, day) = (minute_of(at), day_of(at));
         if minute >= first_kept_minute(now) {
-            bump(&mut self.minutes, minute, &change);
+            bump(&mut self.minutes, slot_of::<C>(minute), &change);
         }
         if day >= first_kept_day(now) {
             bump(&mut self.days, day, &change);
@@ -334,7 +352,8 @@ impl<C: Counters> Window<C> {
     /// are final and belong in day buckets.
     pub fn prune(&mut self, now: Millis) -> Vec<(i64, C)> {
         let first_minute = first_kept_minute(now);
-        self.minutes.retain(|(m, _)| *m >= first_minute);
+        self.minutes
+            .retain(|(m, _)| !slot_gone::<C>(*m, first_minute));
         self.latency.retain(|(m, _)| *m >= first_minute);
         let first_day = first_kept_day(now);
         let keep = self.days.partition_point(|(d, _)| *d < first_day);
@@ -345,7 +364,7 @@ impl<C: Counters> Window<C> {
     pub fn needs_prune(&self, now: Millis) -> bool {
         self.minutes
             .first()
-            .is_some_and(|(m, _)| *m < first_kept_minute(now))
+            .is_some_and(|(m, _)| slot_gone::<C>(*m, first_kept_minute(now)))
             || self
                 .latency
                 .first()
@@ -674,6 +693,86 @@ mod tests {
     use super::*;
     use crate::domain::events::Outcome;
     use crate::time::MINUTE_MS;
+
+    fn host(id: &str, cpu: f64, at: Millis) -> HostRecord {
+        HostRecord {
+            host_id: id.to_owned(),
+            cpu_usage: cpu,
+            memory_usage: 40.0,
+            disk_usage: Some(40.0),
+            load_average: Some([0.5, 0.4, 0.3]),
+            uptime_seconds: Some(86_400),
+            last_seen: at,
+        }
+    }
+
+    #[test]
+    fn a_host_sampled_twice_a_minute_keeps_ten_minute_buckets_and_exact_hours() {
+        // From the start of an hour to the middle of the next.
+        let start = NOW - NOW.rem_euclid(HOUR_MS) - HOUR_MS;
+        let mut h = LiveHost::new(host("h", 0.0, start));
+        let mut sum = 0.0;
+        for k in 0..180 {
+            let at = start + k * 30_000;
+            let cpu = (k % 97) as f64 + 0.25;
+            h.sample(host("h", cpu, at), at);
+            if k < 120 {
+                sum += cpu;
+            }
+        }
+        let now = start + 180 * 30_000;
+        h.window.prune(now);
+        assert!(
+            h.window.minutes.len() <= 7,
+            "ten-minute buckets over the hour window: {:?}",
+            h.window.minutes.iter().map(|(m, _)| m).collect::<Vec<_>>()
+        );
+        assert!(h.window.minutes.iter().all(|(m, _)| m % 10 == 0));
+        let hours = h.window.take_hour_counters(now);
+        let first: &HostCounters = &hours[0].1;
+        assert_eq!(
+            first.samples, 60,
+            "the first hour's samples: the minutes it still holds"
+        );
+        let stored = serde_json::to_string(&h.window).expect("the window serializes");
+        assert!(stored.len() < 400, "{} bytes: {stored}", stored.len());
+        // The whole first hour, as its samples summed, before it left the window.
+        let mut whole = LiveHost::new(host("h", 0.0, start));
+        for k in 0..120 {
+            let at = start + k * 30_000;
+            whole.sample(host("h", (k % 97) as f64 + 0.25, at), start + HOUR_MS);
+        }
+        let hours = whole.window.hour_counters(i64::MIN, i64::MAX);
+        assert_eq!(hours.len(), 1);
+        assert_eq!((hours[0].1.samples, hours[0].1.cpu_sum), (120, sum));
+    }
+
+    #[test]
+    fn a_host_item_stored_with_minute_buckets_still_adds_up() {
+        let start = NOW - NOW.rem_euclid(HOUR_MS);
+        let mut h = LiveHost::new(host("h", 0.0, start));
+        // As an item written before: a bucket at minute 3 of the hour.
+        h.window
+            .minutes
+            .push((minute_of(start) + 3, HostCounters::default()));
+        h.window.minutes[0].1.add(50.0, 40.0);
+        h.sample(
+            host("h", 30.0, start + 4 * MINUTE_MS),
+            start + 5 * MINUTE_MS,
+        );
+        h.sample(
+            host("h", 20.0, start + 5 * MINUTE_MS),
+            start + 5 * MINUTE_MS,
+        );
+        let hours = h.window.hour_counters(i64::MIN, i64::MAX);
+        assert_eq!((hours[0].1.samples, hours[0].1.cpu_sum), (3, 100.0));
+        let text = serde_json::to_string(&h.window).expect("serializes");
+        let back: Window<HostCounters> = serde_json::from_str(&text).expect("reads back");
+        assert_eq!(
+            back, h.window,
+            "old and new buckets side by side survive a round trip"
+        );
+    }
 
     #[test]
     fn a_finish_counts_from_its_start_once_and_a_late_start_changes_nothing() {
