@@ -3,14 +3,15 @@
 //! - `GET /ws?token=<api key>` runs the same `$connect` code as the `ws-connect` function
 //!   (a bad key is refused with its 401/403 before anything is stored), then upgrades.
 //!   Closing runs the `$disconnect` code. Like API Gateway, a connection is closed after
-//!   two hours; messages a client sends are ignored (the API has no client routes).
+//!   two hours. A text message runs the `watch` route's code (`ws-watch`: what the
+//!   connection shows); like API Gateway without a route response, nothing is answered.
 //! - The Management API (`POST`, `GET`, `DELETE` on `/@connections/{id}`, also under a
 //!   stage prefix `/{stage}/@connections/{id}`) answers like API Gateway's: 410
 //!   `GoneException` for an unknown or closed connection (and for one just closed as a
 //!   slow consumer, below), 413 over 128 KiB. The broadcaster's real SDK client posts here.
 //!   It only answers callers on loopback, as it needs no credentials, and refuses others
 //!   before reading their body.
-//! - A dashboard sends nothing but control frames, so a client message over
+//! - A dashboard sends only watches, so a client message over
 //!   [`MAX_INBOUND_BYTES`] closes its socket (1009; a frame over
 //!   [`MAX_INBOUND_FRAME_BYTES`] drops the connection unread). A client that stops reading while
 //!   messages for it pile up past its send queue ([`crate::Limits::ws_send_queue_bytes`]) is
@@ -38,9 +39,9 @@ use tokio::sync::{mpsc, Notify};
 
 /// Largest message the Management API accepts, as API Gateway's (128 KiB).
 pub const MAX_POST_BYTES: usize = 128 * 1024;
-/// Largest message a client may send: a dashboard sends none (the API has no client
-/// routes), so this only has to fit what clients send by habit (pings, a "hello").
-pub const MAX_INBOUND_BYTES: usize = 4096;
+/// Largest message a client may send: a watch (the `watch` route), as API Gateway's
+/// largest frame.
+pub const MAX_INBOUND_BYTES: usize = shared::ws::MAX_CLIENT_MESSAGE_BYTES;
 /// Largest frame read: a frame up to this is read whole, so a message over
 /// [`MAX_INBOUND_BYTES`] in it gets a clean close (1009); a larger frame is refused from its
 /// header without reading it, and its connection dropped.
@@ -289,7 +290,7 @@ async fn serve_socket(
     tokio::pin!(deadline);
     let end = loop {
         let end = tokio::select! {
-            incoming = socket.recv() => received(&local, &connection, &mut socket, incoming).await,
+            incoming = socket.recv() => received(&local, &id, &connection, &mut socket, incoming).await,
             outgoing = rx.recv() => match outgoing {
                 Some(message) => send_queued(&connection, &mut socket, message).await,
                 None => Some(End::Done),
@@ -347,6 +348,7 @@ impl End {
 /// Handles what the client sent; `Some` when the connection ends.
 async fn received(
     local: &Local,
+    id: &str,
     connection: &Connection,
     socket: &mut WebSocket,
     incoming: Option<Result<Message, axum::Error>>,
@@ -360,6 +362,15 @@ async fn received(
         }
         Some(Err(e)) if too_big(&e) => Some(End::TooBig),
         None | Some(Err(_)) => Some(End::Done),
+        Some(Ok(Message::Text(text))) => {
+            connection
+                .last_active_at
+                .store(local.app.clock.now_ms(), Ordering::Relaxed);
+            if let Err(e) = shared::ws::on_message(&local.app, id, text.as_str()).await {
+                tracing::info!(connection_id = id, error = %e, "client message refused");
+            }
+            None
+        }
         Some(Ok(_)) => {
             connection
                 .last_active_at

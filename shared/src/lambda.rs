@@ -60,11 +60,15 @@ pub fn function_names() -> Vec<&'static str> {
         "evaluator",
         "ws-connect",
         "ws-disconnect",
+        WS_WATCH,
         "broadcaster",
         INGEST_DIRECT,
     ]);
     names
 }
+
+/// The function of the WebSocket API's `watch` route (client messages).
+pub const WS_WATCH: &str = "ws-watch";
 
 /// The function that serves every ingest endpoint behind its own Lambda function URL
 /// instead of the HTTP API: no gateway fee per request, the key checked in the function.
@@ -91,8 +95,9 @@ pub async fn run_from_env() -> Result<(), lambda_http::Error> {
         ("collector", _) => run_collector().await,
         ("notifier", _) => run_notifier().await,
         ("evaluator", _) => run_evaluator().await,
-        ("ws-connect", _) => run_ws(true).await,
-        ("ws-disconnect", _) => run_ws(false).await,
+        ("ws-connect", _) => run_ws(WsRoute::Connect).await,
+        ("ws-disconnect", _) => run_ws(WsRoute::Disconnect).await,
+        (WS_WATCH, _) => run_ws(WsRoute::Watch).await,
         ("broadcaster", _) => run_broadcaster().await,
         (INGEST_DIRECT, _) => run_ingest_direct().await,
         _ => Err(format!(
@@ -664,17 +669,39 @@ pub async fn ws_disconnect(
     ws_response(crate::ws::disconnect(state, id).await)
 }
 
-/// Runs the `$connect` or `$disconnect` function.
-pub async fn run_ws(connect: bool) -> Result<(), lambda_http::Error> {
+/// The `watch` route of the WebSocket API: a client message saying what the connection
+/// shows (see [`crate::ws::on_message`]).
+pub async fn ws_watch(
+    state: &AppState,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let id = event.request_context.connection_id.as_deref().unwrap_or("");
+    let body = event.body.as_deref().unwrap_or("");
+    ws_response(crate::ws::on_message(state, id, body).await)
+}
+
+/// The routes of the WebSocket API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WsRoute {
+    /// `$connect`.
+    Connect,
+    /// `$disconnect`.
+    Disconnect,
+    /// `watch` (a client message).
+    Watch,
+}
+
+/// Runs the function of a WebSocket route.
+pub async fn run_ws(route: WsRoute) -> Result<(), lambda_http::Error> {
     crate::telemetry::init();
     let state = AppState::from_env().await?;
     let state = &state;
     lambda_http::lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<_, std::convert::Infallible>(if connect {
-                ws_connect(state, &event.payload).await
-            } else {
-                ws_disconnect(state, &event.payload).await
+            Ok::<_, std::convert::Infallible>(match route {
+                WsRoute::Connect => ws_connect(state, &event.payload).await,
+                WsRoute::Disconnect => ws_disconnect(state, &event.payload).await,
+                WsRoute::Watch => ws_watch(state, &event.payload).await,
             })
         },
     ))
@@ -696,7 +723,7 @@ pub async fn run_broadcaster() -> Result<(), lambda_http::Error> {
             let request = event.payload;
             let messages: Vec<&str> = request.messages.iter().map(|m| m.get()).collect();
             broadcaster
-                .broadcast_feed(&request.tenant, request.feed, &messages)
+                .broadcast_feed(&request.tenant, &request.listening(), &messages)
                 .await
                 .map_err(|e| -> lambda_http::Error { Box::new(e) })
         },
@@ -894,10 +921,30 @@ mod tests {
             feeds,
             vec![(
                 "AAAA1234=".to_owned(),
-                crate::store::connections::Feed::Delta
+                crate::store::connections::Feed::Delta.into()
             )]
         );
+        // The `watch` route: the message's entities become what the connection watches.
+        let watch = include_str!("../tests/fixtures/apigw-websocket-watch.json");
+        assert_eq!(ws_watch(&state, &event(watch)).await.status_code, 200);
+        let feeds = state
+            .store
+            .connection_feeds("acme")
+            .await
+            .expect("reading acme's connection feeds");
+        assert_eq!(
+            feeds[0].1.watch,
+            Some(crate::store::connections::Watch::new(
+                vec!["a1".into(), "a2".into()],
+                vec!["slack".into()]
+            ))
+        );
         ws_disconnect(&state, &event(disconnect)).await;
+        assert_eq!(
+            ws_watch(&state, &event(watch)).await.status_code,
+            404,
+            "a closed connection watches nothing"
+        );
         let bad = ws_connect(&state, &with_mode("deltas")).await;
         assert_eq!(bad.status_code, 400);
         assert!(connections(&state, "acme").await.is_empty());

@@ -626,6 +626,8 @@ enum Scenario {
     Authorizer,
     WsConnect,
     WsDisconnect,
+    /// A dashboard's watch message on a delta connection.
+    WsWatch,
     Collector,
     Evaluator,
     Notifier,
@@ -757,6 +759,7 @@ async fn every_function_performs_only_actions_its_role_grants() {
     let scenarios: Vec<(&str, Scenario)> = vec![
         ("authorizer", Scenario::Authorizer),
         ("ws-connect", Scenario::WsConnect),
+        ("ws-watch", Scenario::WsWatch),
         (
             "ingest-events",
             http(
@@ -1082,6 +1085,27 @@ async fn every_function_performs_only_actions_its_role_grants() {
                 } else {
                     shared::lambda::ws_disconnect(&state, &event).await
                 };
+                assert_eq!(answer.status_code, 200, "{function}: {:?}", answer.body);
+            }
+            Scenario::WsWatch => {
+                // A dashboard's connection, asking for deltas (ws-connect's stays a full one
+                // for the broadcaster's turn).
+                let dashboard = shared::store::connections::ConnectionRecord {
+                    tenant: TENANT.to_owned(),
+                    name: "wall".to_owned(),
+                    connected_at: now,
+                    key_id: None,
+                    feed: shared::store::connections::Feed::Delta,
+                    watch: None,
+                };
+                seed.store
+                    .put_connection("WATCH123=", dashboard)
+                    .await
+                    .unwrap_or_else(|e| panic!("storing a delta connection: {e}"));
+                let event = include_str!("../../shared/tests/fixtures/apigw-websocket-watch.json");
+                let event = serde_json::from_str(&event.replace("AAAA1234=", "WATCH123="))
+                    .unwrap_or_else(|e| panic!("reading the watch fixture: {e}"));
+                let answer = shared::lambda::ws_watch(&state, &event).await;
                 assert_eq!(answer.status_code, 200, "{function}: {:?}", answer.body);
             }
             Scenario::Collector => {

@@ -542,15 +542,17 @@ async fn invoke(port: u16, function: &str, event: &Value) -> Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{function}: {e}: {body}"))
 }
 
-/// The `$connect` and `$disconnect` functions, given API Gateway's WebSocket events, keep
-/// the connection table in DynamoDB and refuse a bad key.
+/// The `$connect`, `watch` and `$disconnect` functions, given API Gateway's WebSocket
+/// events, keep the connection table in DynamoDB, refuse a bad key, and store what a
+/// delta connection watches.
 #[tokio::test]
 async fn websocket_connect_and_disconnect_functions_keep_the_connection_table() {
     let (store, table) = dynamo().await;
     let key = e2e_tests::new_key(&store, "acme", &["read"], "oncall").await;
-    let (connect_port, disconnect_port) = (free_port(), free_port());
+    let (connect_port, disconnect_port, watch_port) = (free_port(), free_port(), free_port());
     let _connect = start_emulator("ws-connect", &table, connect_port, &[]);
     let _disconnect = start_emulator("ws-disconnect", &table, disconnect_port, &[]);
+    let _watch = start_emulator("ws-watch", &table, watch_port, &[]);
     let fixture = include_str!("../../shared/tests/fixtures/apigw-websocket-connect.json");
     let event = |key: &str| -> Value {
         serde_json::from_str(&fixture.replace("KEY", key)).expect("parsing the $connect fixture")
@@ -572,6 +574,29 @@ async fn websocket_connect_and_disconnect_functions_keep_the_connection_table() 
     assert_eq!(
         store.connections("acme").await.unwrap_or_default(),
         vec!["AAAA1234=".to_owned()]
+    );
+    let watch: Value = serde_json::from_str(include_str!(
+        "../../shared/tests/fixtures/apigw-websocket-watch.json"
+    ))
+    .expect("parsing the watch fixture");
+    let refused = invoke(watch_port, "ws-watch", &watch).await;
+    assert_eq!(
+        refused["statusCode"], 409,
+        "a connection of whole updates: {refused}"
+    );
+    // Connected again asking for deltas: the watch is stored.
+    let mut delta = event(&key);
+    delta["queryStringParameters"]["mode"] = json!("delta");
+    delta["multiValueQueryStringParameters"]["mode"] = json!(["delta"]);
+    let accepted = invoke(connect_port, "ws-connect", &delta).await;
+    assert_eq!(accepted["statusCode"], 200, "{accepted}");
+    let watched = invoke(watch_port, "ws-watch", &watch).await;
+    assert_eq!(watched["statusCode"], 200, "{watched}");
+    let feeds = store.connection_feeds("acme").await.unwrap_or_default();
+    assert_eq!(
+        feeds[0].1.watch.as_ref().map(|w| w.agents.clone()),
+        Some(vec!["a1".to_owned(), "a2".to_owned()]),
+        "{feeds:?}"
     );
 
     let disconnect: Value = serde_json::from_str(include_str!(

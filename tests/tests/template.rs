@@ -167,7 +167,7 @@ fn named(template: &str, name: &str) -> String {
 }
 
 /// The WebSocket API as the design asks: a WEBSOCKET protocol API (cfn-lint accepts any
-/// protocol string), `$connect` and `$disconnect` routed to their functions with
+/// protocol string), `$connect`, `$disconnect` and `watch` routed to their functions with
 /// permission to invoke them, a broadcaster that may post to connections of this API's
 /// stage only, and a collector that hands over to it.
 #[test]
@@ -182,11 +182,12 @@ fn the_websocket_api_routes_connect_and_disconnect_and_the_broadcaster_may_post(
             "DisconnectIntegration",
             "WsDisconnectFunction",
         ),
+        ("WatchRoute", "WatchIntegration", "WsWatchFunction"),
     ] {
-        let key = if route == "ConnectRoute" {
-            "$connect"
-        } else {
-            "$disconnect"
+        let key = match route {
+            "ConnectRoute" => "$connect",
+            "DisconnectRoute" => "$disconnect",
+            _ => "watch",
         };
         let r = named(&t, route);
         assert!(r.contains(&format!("RouteKey: {key}\n")), "{r}");
@@ -210,6 +211,9 @@ fn the_websocket_api_routes_connect_and_disconnect_and_the_broadcaster_may_post(
     let connect = resource(&t, "ws-connect");
     assert!(connect.contains("dynamodb:PutItem") && connect.contains("dynamodb:BatchGetItem"));
     assert!(resource(&t, "ws-disconnect").contains("dynamodb:DeleteItem"));
+    // The watch route reads the connection and writes what it watches.
+    let watch = resource(&t, "ws-watch");
+    assert!(watch.contains("dynamodb:GetItem") && watch.contains("dynamodb:PutItem"));
 
     let broadcaster = resource(&t, "broadcaster");
     assert!(

@@ -434,12 +434,12 @@ where
 async fn a_client_message_over_the_limit_closes_the_socket_with_1009() {
     let (app, _dir) = e2e_tests::spawn_app().await;
     let mut socket = ws::connect(&ws::url(app.addr, &app.api_key)).await;
-    futures::SinkExt::send(&mut socket, Message::text("x".repeat(16 * 1024)))
+    futures::SinkExt::send(&mut socket, Message::text("x".repeat(48 * 1024)))
         .await
-        .unwrap_or_else(|e| panic!("sending a 16 KiB message: {e}"));
+        .unwrap_or_else(|e| panic!("sending a 48 KiB message: {e}"));
     let frame = close_frame(&mut socket, Duration::from_secs(10)).await;
     assert_eq!(u16::from(frame.code), 1009, "{frame:?}");
-    assert!(frame.reason.contains("4096 bytes"), "{frame:?}");
+    assert!(frame.reason.contains("32768 bytes"), "{frame:?}");
     eventually("the closed connection is forgotten", async || {
         connections(&app, "local").await.is_empty()
     })
@@ -636,6 +636,102 @@ async fn delta_clients_receive_only_what_changed_numbered_and_full_clients_the_w
         (400, Some("invalid_feed")),
         "{body}"
     );
+}
+
+/// Sends a client message.
+async fn say<S>(socket: &mut S, text: String)
+where
+    S: futures::Sink<Message> + Unpin,
+    S::Error: std::fmt::Display,
+{
+    futures::SinkExt::send(socket, Message::text(text))
+        .await
+        .unwrap_or_else(|e| panic!("sending a client message: {e}"));
+}
+
+/// A dashboard that says what it shows (`{"action": "watch", ...}`) receives the changes of
+/// those entities only, and of the others again once it watches everything; a bad watch
+/// changes nothing.
+#[tokio::test]
+async fn a_watching_client_receives_only_the_entities_it_shows() {
+    let (app, _dir) = live_app().await;
+    let key = app.api_key.clone();
+    let started = |n: &str, agent: &str| json!({"event_id": n, "type": "execution.started", "agent_id": agent, "execution_id": format!("x{n}"), "operation": "Sync"});
+    ingest(&app, &key, json!([started("1", "a1"), started("2", "a2")])).await;
+    let mut socket = ws::connect(&format!("{}&mode=delta", ws::url(app.addr, &key))).await;
+    say(
+        &mut socket,
+        json!({"action": "watch", "agents": ["a2"], "integrations": []}).to_string(),
+    )
+    .await;
+    // Stored once the gateway ran the route's code.
+    eventually("the watch is stored", async || {
+        let feeds = app
+            .state
+            .store
+            .connection_feeds("local")
+            .await
+            .unwrap_or_default();
+        feeds
+            .iter()
+            .any(|(_, l)| l.watch.as_ref().is_some_and(|w| w.agents == ["a2"]))
+    })
+    .await;
+    // Refused watches leave it as it is.
+    for bad in [
+        json!({"action": "watch", "agents": "a1"}).to_string(),
+        json!({"action": "watch", "pages": []}).to_string(),
+        json!({"action": "subscribe"}).to_string(),
+        "not json".to_owned(),
+    ] {
+        say(&mut socket, bad).await;
+    }
+
+    // Both agents change; only a2 reaches this client, in a numbered delta as before.
+    ingest(&app, &key, json!([started("3", "a1"), started("4", "a2")])).await;
+    let carried = loop {
+        let next = ws::next_of(&mut socket, "health:delta", UPDATE_WAIT).await;
+        let agents = delta_ids(&next, "agents", "agent_id");
+        if !agents.is_empty() {
+            break agents;
+        }
+    };
+    assert_eq!(carried, ["a2"], "a1 changed too, but is not watched");
+    let stored = app
+        .state
+        .store
+        .connection_feeds("local")
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        stored[0].1.watch.as_ref().map(|w| w.agents.clone()),
+        Some(vec!["a2".to_owned()]),
+        "the refused messages changed nothing"
+    );
+
+    // Watching everything again: a1's next change arrives.
+    say(
+        &mut socket,
+        json!({"action": "watch", "all": true}).to_string(),
+    )
+    .await;
+    eventually("the watch is lifted", async || {
+        let feeds = app
+            .state
+            .store
+            .connection_feeds("local")
+            .await
+            .unwrap_or_default();
+        feeds.iter().all(|(_, l)| l.watch.is_none())
+    })
+    .await;
+    ingest(&app, &key, json!([started("5", "a1")])).await;
+    loop {
+        let next = ws::next_of(&mut socket, "health:delta", UPDATE_WAIT).await;
+        if delta_ids(&next, "agents", "agent_id").contains(&"a1".to_owned()) {
+            break;
+        }
+    }
 }
 
 /// Between cycles (here there are none), an event that raises an alert reaches delta

@@ -22,6 +22,66 @@ pub struct ConnectionRecord {
     /// What it receives.
     #[serde(default, skip_serializing_if = "Feed::is_full")]
     pub feed: Feed,
+    /// The entities it shows, when it said (a delta feed then carries only their changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<Watch>,
+}
+
+/// Most ids one connection may watch, agents and integrations together: a few pages of a
+/// dashboard, and a bound on the connection item (about 40 KB at 128-character ids).
+pub const MAX_WATCHED: usize = 300;
+
+/// The agents and integrations a connection shows (a page of each, a drill-down): its delta
+/// feed carries only their changes, besides alerts, hosts and the system's figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Watch {
+    /// Agent ids, sorted, without repeats.
+    #[serde(default)]
+    pub agents: Vec<String>,
+    /// Integration ids, sorted, without repeats.
+    #[serde(default)]
+    pub integrations: Vec<String>,
+}
+
+impl Watch {
+    /// A watch of these ids (sorted, repeats dropped).
+    pub fn new(mut agents: Vec<String>, mut integrations: Vec<String>) -> Self {
+        for list in [&mut agents, &mut integrations] {
+            list.sort();
+            list.dedup();
+        }
+        Self {
+            agents,
+            integrations,
+        }
+    }
+
+    /// Whether it shows agent `id`.
+    pub fn agent(&self, id: &str) -> bool {
+        self.agents.binary_search_by(|a| a.as_str().cmp(id)).is_ok()
+    }
+
+    /// Whether it shows integration `id`.
+    pub fn integration(&self, id: &str) -> bool {
+        self.integrations
+            .binary_search_by(|a| a.as_str().cmp(id))
+            .is_ok()
+    }
+}
+
+/// What one connection receives: its feed and, on a delta feed, what it watches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Listening {
+    /// The feed.
+    pub feed: Feed,
+    /// The entities it shows; `None`: every changed one.
+    pub watch: Option<Watch>,
+}
+
+impl From<Feed> for Listening {
+    fn from(feed: Feed) -> Self {
+        Self { feed, watch: None }
+    }
 }
 
 /// What a connection receives after each cycle: the whole update (`?mode=full`, the
@@ -86,6 +146,7 @@ impl Store {
             connected_at: now,
             key_id: None,
             feed: Feed::Full,
+            watch: None,
         };
         self.put_connection(connection_id, record).await
     }
@@ -136,15 +197,71 @@ impl Store {
             .collect())
     }
 
-    /// A tenant's connections with the feed each receives: one index query and a read of
-    /// the connection items (eventually consistent on DynamoDB, as [`Store::connections`]).
-    pub async fn connection_feeds(&self, tenant: &str) -> Result<Vec<(String, Feed)>, StoreError> {
+    /// A tenant's connections with what each receives: one index query and a read of the
+    /// connection items (eventually consistent on DynamoDB, as [`Store::connections`]).
+    pub async fn connection_feeds(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<(String, Listening)>, StoreError> {
         Ok(self
             .connection_records(tenant, false)
             .await?
             .into_iter()
-            .map(|(id, c)| (id, c.feed))
+            .map(|(id, c)| {
+                let listening = Listening {
+                    feed: c.feed,
+                    watch: c.watch,
+                };
+                (id, listening)
+            })
             .collect())
+    }
+
+    /// The stored connection `connection_id`, read strongly; `None` if it is not stored.
+    pub async fn connection(
+        &self,
+        connection_id: &str,
+    ) -> Result<Option<(ConnectionRecord, u64)>, StoreError> {
+        match self.get_one(&layout::connection(connection_id)).await? {
+            Some(StoredItem {
+                record: Record::Connection(c),
+                version,
+                ..
+            }) => Ok(Some((c, version))),
+            Some(item) => Err(super::corrupt(&item.key, "expected a connection")),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets what connection `connection_id` watches (1 read and 1 write unit per KB of the
+    /// item); `false` if it is not stored (it closed). A concurrent change of the item
+    /// (another watch) wins: the client's next watch replaces it.
+    pub async fn set_watch(
+        &self,
+        connection_id: &str,
+        watch: Option<Watch>,
+    ) -> Result<bool, StoreError> {
+        let Some((record, version)) = self.connection(connection_id).await? else {
+            return Ok(false);
+        };
+        let tenant = record.tenant.clone();
+        let connected_at = record.connected_at;
+        let write = Write {
+            item: StoredItem {
+                key: layout::connection(connection_id),
+                record: Record::Connection(ConnectionRecord { watch, ..record }),
+                version: version + 1,
+                // The connection's life does not change with what it watches.
+                expires_at: layout::expiry(connected_at, CONNECTION_TTL_MS),
+                index: Some(layout::connection_index(&tenant, connection_id)),
+            },
+            condition: Condition::Version(version),
+        };
+        match self.backend.write(vec![write]).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict) => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     /// A tenant's connections by id, read `strong`ly or eventually consistent.

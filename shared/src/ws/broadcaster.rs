@@ -15,7 +15,7 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::collector::TenantReport;
-use crate::store::connections::Feed;
+use crate::store::connections::{Feed, Listening};
 use crate::store::{Store, StoreError};
 
 /// Connections posted to at once. High enough to hide the round trips of 10,000
@@ -134,27 +134,27 @@ impl Broadcaster {
         event: bool,
     ) -> Result<BroadcastReport, StoreError> {
         let connections = self.store.connection_feeds(&report.tenant).await?;
-        let feeds: Vec<Feed> = connections.iter().map(|(_, f)| *f).collect();
-        let messages = super::delta::feed_messages(report, &self.deltas, &feeds, event);
+        let listening: Vec<Listening> = connections.iter().map(|(_, l)| l.clone()).collect();
+        let messages = super::delta::feed_messages(report, &self.deltas, &listening, event);
         let groups: Vec<&[String]> = messages.iter().map(|(_, m)| m.as_slice()).collect();
         let targets = connections
             .into_iter()
-            .filter_map(|(id, feed)| Some((id, messages.iter().position(|(f, _)| *f == feed)?)))
+            .filter_map(|(id, l)| Some((id, messages.iter().position(|(x, _)| *x == l)?)))
             .collect();
         self.send(&report.tenant, targets, &groups).await
     }
 
-    /// Sends `messages`, in order, to every connection of `tenant` whose feed is `feed`.
+    /// Sends `messages`, in order, to every connection of `tenant` that listens so.
     pub async fn broadcast_feed<M: AsRef<str> + Sync>(
         &self,
         tenant: &str,
-        feed: Feed,
+        listening: &Listening,
         messages: &[M],
     ) -> Result<BroadcastReport, StoreError> {
         let connections = self.store.connection_feeds(tenant).await?;
         let targets = connections
             .into_iter()
-            .filter(|(_, f)| *f == feed)
+            .filter(|(_, l)| l == listening)
             .map(|(id, _)| (id, 0))
             .collect();
         self.send(tenant, targets, &[messages]).await
@@ -167,7 +167,8 @@ impl Broadcaster {
         tenant: &str,
         messages: &[M],
     ) -> Result<BroadcastReport, StoreError> {
-        self.broadcast_feed(tenant, Feed::Full, messages).await
+        self.broadcast_feed(tenant, &Feed::Full.into(), messages)
+            .await
     }
 
     /// Sends each connection (an id and which of `groups` it receives) its messages,

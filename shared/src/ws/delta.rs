@@ -22,7 +22,7 @@ use serde::Serialize;
 use super::update::{array, UpdateError, MAX_MESSAGE_BYTES};
 use crate::collector::TenantReport;
 use crate::domain::alerts::AlertView;
-use crate::store::connections::Feed;
+use crate::store::connections::{Feed, Listening};
 use crate::time::format_rfc3339;
 
 /// The sections of a delta message, in the order they appear.
@@ -37,11 +37,16 @@ enum Section {
 }
 
 impl Section {
-    /// Whether a connection of `feed` receives this section: the overview's receive no
-    /// entities.
-    fn for_feed(self, feed: Feed) -> bool {
-        feed != Feed::DeltaOverview
-            || !matches!(self, Self::Agents | Self::Integrations | Self::Hosts)
+    /// Whether a connection listening so receives the element of this section about `id`:
+    /// the overview's receive no entities; a watching one only the agents and integrations
+    /// it watches (every host: a fleet has few).
+    fn for_listener(self, listening: &Listening, id: &str) -> bool {
+        match (self, listening.feed, &listening.watch) {
+            (Self::Agents | Self::Integrations | Self::Hosts, Feed::DeltaOverview, _) => false,
+            (Self::Agents, _, Some(w)) => w.agent(id),
+            (Self::Integrations, _, Some(w)) => w.integration(id),
+            _ => true,
+        }
     }
 }
 
@@ -75,6 +80,8 @@ pub struct Delta {
     pub epoch: String,
     /// The changed entities and alert changes, as JSON, by section.
     elements: Vec<(Section, String)>,
+    /// The id of each element's entity (empty for alert changes), by the same index.
+    ids: Vec<String>,
     /// The system object's scalars (no hosts), as JSON.
     system: String,
     /// The evaluation time, as a JSON string.
@@ -107,14 +114,15 @@ impl Deltas {
         let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
         let base = tenants.entry(report.tenant.clone()).or_default();
         let mut elements = Vec::new();
+        let mut ids = Vec::new();
         let mut entities = HashMap::with_capacity(current.len());
         for (section, id, json) in current {
             let f = fingerprint(&json);
-            let key = (section, id);
-            if base.entities.get(&key) != Some(&f) {
+            if base.entities.get(&(section, id.clone())) != Some(&f) {
                 elements.push((section, json));
+                ids.push(id.clone());
             }
-            entities.insert(key, f);
+            entities.insert((section, id), f);
         }
         let mut now_alerts = HashMap::with_capacity(alerts.len());
         for (id, json) in alerts {
@@ -135,6 +143,7 @@ impl Deltas {
         for id in resolved {
             elements.push((Section::Resolved, to_json(id)?));
         }
+        ids.resize(elements.len(), String::new());
         base.seq += 1;
         base.entities = entities;
         base.alerts = now_alerts;
@@ -142,6 +151,7 @@ impl Deltas {
             seq: base.seq,
             epoch: self.epoch.clone(),
             elements,
+            ids,
             system,
             timestamp,
         })
@@ -196,19 +206,21 @@ impl Delta {
         self.elements.is_empty()
     }
 
-    /// The messages that carry it to a connection of `feed` (a delta feed), each at most
-    /// `limit` bytes where its elements allow: one, or parts.
-    pub fn messages(&self, feed: Feed, limit: usize) -> Vec<String> {
+    /// The messages that carry it to a connection listening so (on a delta feed), each at
+    /// most `limit` bytes where its elements allow: one, or parts.
+    pub fn messages(&self, listening: &Listening, limit: usize) -> Vec<String> {
         let elements: Vec<&(Section, String)> = self
             .elements
             .iter()
-            .filter(|(s, _)| s.for_feed(feed))
+            .zip(&self.ids)
+            .filter(|((s, _), id)| s.for_listener(listening, id))
+            .map(|(e, _)| e)
             .collect();
         super::update::in_parts(
             elements,
             limit,
             |e| e.1.len(),
-            |part, group| self.compose(feed, part, group),
+            |part, group| self.compose(listening.feed, part, group),
         )
     }
 
@@ -287,14 +299,24 @@ pub fn alerts_message(report: &TenantReport) -> Result<String, UpdateError> {
 pub fn feed_messages(
     report: &TenantReport,
     deltas: &Deltas,
-    feeds: &[Feed],
+    listening: &[Listening],
     event: bool,
-) -> Vec<(Feed, Vec<String>)> {
-    let wants_delta = feeds.iter().any(|f| !f.is_full());
+) -> Vec<(Listening, Vec<String>)> {
+    let wants_delta = listening.iter().any(|l| !l.feed.is_full());
     // One delta per cycle, whatever the number of delta feeds: it moves the baseline.
     let delta = (wants_delta && !event).then(|| deltas.next(report));
-    let mut out: Vec<(Feed, Vec<String>)> = Vec::new();
-    for feed in Feed::ALL.into_iter().filter(|f| feeds.contains(f)) {
+    // Each distinct way of listening once (dashboards on the same page share messages), in
+    // a fixed order.
+    let mut distinct: Vec<&Listening> = Vec::new();
+    for l in listening {
+        if !distinct.contains(&l) {
+            distinct.push(l);
+        }
+    }
+    distinct.sort_by_key(|l| Feed::ALL.iter().position(|f| *f == l.feed));
+    let mut out: Vec<(Listening, Vec<String>)> = Vec::new();
+    for listener in distinct {
+        let feed = listener.feed;
         let built = match (feed, event, &delta) {
             (Feed::Full, _, _) => super::update::health_update(report),
             // Alerts whole, without a seq: the next cycle's delta carries the rest. One
@@ -306,7 +328,7 @@ pub fn feed_messages(
                     Vec::new()
                 }
             }),
-            (_, false, Some(Ok(d))) => Ok(d.messages(feed, MAX_MESSAGE_BYTES)),
+            (_, false, Some(Ok(d))) => Ok(d.messages(listener, MAX_MESSAGE_BYTES)),
             (_, false, Some(Err(e))) => {
                 tracing::error!(tenant = %report.tenant, error = %e, "cannot build the delta");
                 continue;
@@ -314,7 +336,7 @@ pub fn feed_messages(
             (_, false, None) => continue,
         };
         match built {
-            Ok(messages) => out.push((feed, messages)),
+            Ok(messages) => out.push((listener.clone(), messages)),
             Err(e) => {
                 tracing::error!(tenant = %report.tenant, ?feed, error = %e, "cannot build the update")
             }
@@ -335,8 +357,8 @@ mod tests {
     }
 
     /// The one message of `delta` for `feed`, parsed.
-    fn only(delta: &Delta, feed: Feed) -> Value {
-        let messages = delta.messages(feed, 128_000);
+    fn only(delta: &Delta, feed: impl Into<Listening>) -> Value {
+        let messages = delta.messages(&feed.into(), 128_000);
         assert_eq!(messages.len(), 1, "expected one message: {messages:?}");
         parse(&messages[0])
     }
@@ -395,6 +417,37 @@ mod tests {
     }
 
     #[test]
+    fn a_watching_connection_gets_the_changes_of_what_it_watches_and_every_alert() {
+        use crate::store::connections::Watch;
+        let deltas = Deltas::new();
+        let r = report(3);
+        let delta = deltas.next(&r).expect("building a delta");
+        let watching = Listening {
+            feed: Feed::Delta,
+            watch: Some(Watch::new(
+                vec!["agent-00002".into(), "gone".into()],
+                Vec::new(),
+            )),
+        };
+        let m = only(&delta, watching.clone());
+        assert_eq!(ids(&m["data"]["agents"], "agent_id"), ["agent-00002"]);
+        assert_eq!(ids(&m["data"]["alerts"]["raised"], "alert_id"), ["alert_1"]);
+        assert_eq!(m["seq"], 1, "the same numbering as every delta connection");
+        let nothing = Listening {
+            feed: Feed::Delta,
+            watch: Some(Watch::default()),
+        };
+        assert_eq!(
+            only(&delta, nothing)["data"]["agents"],
+            serde_json::json!([])
+        );
+        assert_eq!(
+            ids(&only(&delta, Feed::Delta)["data"]["agents"], "agent_id").len(),
+            3
+        );
+    }
+
+    #[test]
     fn the_overview_gets_no_entities_and_other_tenants_count_apart() {
         let deltas = Deltas::new();
         let r = report(2);
@@ -416,7 +469,7 @@ mod tests {
         let deltas = Deltas::new();
         let r = report(2_000);
         let delta = deltas.next(&r).expect("building a delta");
-        let messages = delta.messages(Feed::Delta, 64_000);
+        let messages = delta.messages(&Feed::Delta.into(), 64_000);
         assert!(messages.len() > 1);
         let mut agents = Vec::new();
         for (i, text) in messages.iter().enumerate() {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::collector::TenantReport;
-use crate::store::connections::Feed;
+use crate::store::connections::{Feed, Listening, Watch};
 
 #[cfg(feature = "invoke")]
 use super::delta::{feed_messages, Deltas};
@@ -30,13 +30,31 @@ pub struct BroadcastRequest {
     pub tenant: String,
     /// The messages, as JSON documents (sent verbatim).
     pub messages: Vec<Box<RawValue>>,
-    /// The connections they go to: those of this feed.
+    /// The connections they go to: those of this feed ...
     #[serde(default, skip_serializing_if = "Feed::is_full")]
     pub feed: Feed,
+    /// ... that watch these entities (`None`: that watch nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<Watch>,
 }
 
-/// Splits one feed's messages into broadcaster events that each fit one invocation.
-pub fn requests(tenant: &str, feed: Feed, messages: Vec<String>) -> Vec<BroadcastRequest> {
+impl BroadcastRequest {
+    /// How the connections it goes to listen.
+    pub fn listening(&self) -> Listening {
+        Listening {
+            feed: self.feed,
+            watch: self.watch.clone(),
+        }
+    }
+}
+
+/// Splits the messages of one way of listening into broadcaster events that each fit one
+/// invocation.
+pub fn requests(
+    tenant: &str,
+    listening: &Listening,
+    messages: Vec<String>,
+) -> Vec<BroadcastRequest> {
     let mut out: Vec<BroadcastRequest> = Vec::new();
     let mut size = 0;
     for message in messages {
@@ -52,7 +70,8 @@ pub fn requests(tenant: &str, feed: Feed, messages: Vec<String>) -> Vec<Broadcas
                 out.push(BroadcastRequest {
                     tenant: tenant.to_owned(),
                     messages: vec![raw],
-                    feed,
+                    feed: listening.feed,
+                    watch: listening.watch.clone(),
                 });
             }
         }
@@ -164,17 +183,17 @@ impl Invoker {
     async fn publish(&self, report: &TenantReport, event: bool) {
         use aws_sdk_lambda::primitives::Blob;
         use aws_sdk_lambda::types::InvocationType;
-        let feeds: Vec<Feed> = match self.store.connection_feeds(&report.tenant).await {
+        let listening: Vec<Listening> = match self.store.connection_feeds(&report.tenant).await {
             Ok(c) if c.is_empty() => return,
-            Ok(c) => c.into_iter().map(|(_, f)| f).collect(),
+            Ok(c) => c.into_iter().map(|(_, l)| l).collect(),
             Err(e) => {
                 tracing::error!(tenant = %report.tenant, error = %e, "cannot list connections");
                 return;
             }
         };
-        let requests = feed_messages(report, &self.deltas, &feeds, event)
+        let requests = feed_messages(report, &self.deltas, &listening, event)
             .into_iter()
-            .flat_map(|(feed, messages)| requests(&report.tenant, feed, messages));
+            .flat_map(|(l, messages)| requests(&report.tenant, &l, messages));
         for request in requests {
             let payload = match serde_json::to_vec(&request) {
                 Ok(p) => p,
@@ -208,7 +227,7 @@ mod tests {
     fn messages_are_grouped_into_invocations_that_fit() {
         let part = |n: usize| format!(r#"{{"type":"health:update","pad":"{}"}}"#, "x".repeat(n));
         let messages = vec![part(100_000), part(100_000), part(100_000), part(10)];
-        let requests = requests("acme", Feed::Full, messages.clone());
+        let requests = requests("acme", &Feed::Full.into(), messages.clone());
         assert_eq!(requests.len(), 2);
         let sizes: Vec<usize> = requests.iter().map(|r| r.messages.len()).collect();
         assert_eq!(sizes, vec![2, 2]);

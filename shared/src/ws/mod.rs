@@ -10,7 +10,7 @@ pub mod update;
 
 use crate::api::auth::{self, Principal, Scope};
 use crate::api::ApiError;
-use crate::store::connections::{check_connection_id, ConnectionRecord, Feed};
+use crate::store::connections::{check_connection_id, ConnectionRecord, Feed, Watch, MAX_WATCHED};
 use crate::time::{Millis, HOUR_MS};
 use crate::AppState;
 
@@ -60,6 +60,7 @@ pub async fn connect(
         connected_at: now,
         key_id: Some(principal.key_id.clone()),
         feed,
+        watch: None,
     };
     state.store.put_connection(connection_id, record).await?;
     tracing::info!(tenant = %principal.tenant, connection_id, "websocket connected");
@@ -95,6 +96,81 @@ async fn check_quotas(state: &AppState, principal: &Principal) -> Result<(), Api
             ));
         }
     }
+    Ok(())
+}
+
+/// Largest message a client may send (a watch of [`MAX_WATCHED`] ids of 100 characters),
+/// as API Gateway's largest frame.
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 32 * 1024;
+
+/// What a client message asks for: `{"action": "watch", "agents": [...], "integrations":
+/// [...]}` (each list optional, at most [`MAX_WATCHED`] ids together; both empty watches
+/// nothing), or `{"action": "watch", "all": true}` to receive every change again.
+pub fn parse_watch(body: &str) -> Result<Option<Watch>, String> {
+    use serde_json::Value;
+    if body.len() > MAX_CLIENT_MESSAGE_BYTES {
+        return Err(format!(
+            "a message is at most {MAX_CLIENT_MESSAGE_BYTES} bytes"
+        ));
+    }
+    let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(body) else {
+        return Err("a message is a JSON object".to_owned());
+    };
+    if fields.get("action").and_then(Value::as_str) != Some("watch") {
+        return Err(r#"action: must be "watch""#.to_owned());
+    }
+    let mut lists: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    for (name, value) in &fields {
+        let slot = match name.as_str() {
+            "action" => continue,
+            "all" if value == &Value::Bool(true) => return Ok(None),
+            "all" => return Err("all: must be true (or left out)".to_owned()),
+            "agents" => 0,
+            "integrations" => 1,
+            other => {
+                return Err(format!(
+                    "{other}: not a field of a watch; expected agents, integrations or all"
+                ))
+            }
+        };
+        let Some(ids) = value.as_array() else {
+            return Err(format!("{name}: must be an array of ids"));
+        };
+        for id in ids {
+            let id = id
+                .as_str()
+                .filter(|i| crate::domain::ids::check_id(i).is_ok())
+                .ok_or_else(|| format!("{name}: every item must be an id (1 to 128 characters)"))?;
+            lists[slot].push(id.to_owned());
+        }
+    }
+    if lists[0].len() + lists[1].len() > MAX_WATCHED {
+        return Err(format!("at most {MAX_WATCHED} ids may be watched"));
+    }
+    let [agents, integrations] = lists;
+    Ok(Some(Watch::new(agents, integrations)))
+}
+
+/// A client message (API Gateway's `watch` route, the local gateway's text messages): sets
+/// what the connection watches, so its delta feed carries only those entities' changes.
+/// 400 `invalid_message` naming what is wrong, 409 `not_a_delta_feed` on a connection of
+/// whole updates, 404 for a connection not stored (it closed).
+pub async fn on_message(state: &AppState, connection_id: &str, body: &str) -> Result<(), ApiError> {
+    valid_id(connection_id)?;
+    let watch = parse_watch(body).map_err(|m| ApiError::bad_request("invalid_message", m))?;
+    let Some((record, _)) = state.store.connection(connection_id).await? else {
+        return Err(ApiError::NotFound(format!(
+            "no open connection {connection_id}"
+        )));
+    };
+    if record.feed.is_full() {
+        return Err(ApiError::Conflict {
+            code: "not_a_delta_feed",
+            message: "a watch goes with ?mode=delta: this connection receives whole updates"
+                .to_owned(),
+        });
+    }
+    state.store.set_watch(connection_id, watch).await?;
     Ok(())
 }
 
@@ -198,6 +274,59 @@ mod tests {
         connect(&state, Some(&first), Feed::Full, "a3=")
             .await
             .unwrap_or_else(|e| panic!("a connection after one closed: {e}"));
+    }
+
+    #[test]
+    fn a_watch_names_what_is_wrong_with_it() {
+        let err = |body: &str| parse_watch(body).err().unwrap_or_default();
+        assert_eq!(
+            parse_watch(r#"{"action":"watch","agents":["b","a","b"]}"#),
+            Ok(Some(Watch::new(vec!["a".into(), "b".into()], Vec::new())))
+        );
+        assert_eq!(parse_watch(r#"{"action":"watch","all":true}"#), Ok(None));
+        assert_eq!(err("[]"), "a message is a JSON object");
+        assert_eq!(err(r#"{"action":"hello"}"#), r#"action: must be "watch""#);
+        assert_eq!(
+            err(r#"{"action":"watch","agents":"a"}"#),
+            "agents: must be an array of ids"
+        );
+        assert_eq!(
+            err(r#"{"action":"watch","hosts":[]}"#),
+            "hosts: not a field of a watch; expected agents, integrations or all"
+        );
+        assert_eq!(
+            err(r#"{"action":"watch","integrations":[""]}"#),
+            "integrations: every item must be an id (1 to 128 characters)"
+        );
+        let many: Vec<String> = (0..=MAX_WATCHED).map(|i| format!("a{i}")).collect();
+        let body = serde_json::json!({"action": "watch", "agents": many}).to_string();
+        assert_eq!(err(&body), "at most 300 ids may be watched");
+    }
+
+    #[tokio::test]
+    async fn a_watch_is_stored_on_a_delta_connection_and_refused_on_a_full_one() {
+        let (state, _dir) = state();
+        let key = key(&state, "acme", &["read"], "wall").await;
+        connect(&state, Some(&key), Feed::Delta, "d=")
+            .await
+            .expect("a delta connection");
+        connect(&state, Some(&key), Feed::Full, "f=")
+            .await
+            .expect("a full connection");
+        let body = r#"{"action":"watch","agents":["a1"]}"#;
+        on_message(&state, "d=", body)
+            .await
+            .expect("watching on a delta feed");
+        let feeds = state.store.connection_feeds("acme").await.expect("listing");
+        let watched: Vec<_> = feeds
+            .iter()
+            .filter_map(|(id, l)| Some((id.as_str(), l.watch.clone()?)))
+            .collect();
+        assert_eq!(watched, [("d=", Watch::new(vec!["a1".into()], Vec::new()))]);
+        let status = |r: Result<(), ApiError>| r.err().map(|e| e.status().as_u16());
+        assert_eq!(status(on_message(&state, "f=", body).await), Some(409));
+        assert_eq!(status(on_message(&state, "gone=", body).await), Some(404));
+        assert_eq!(status(on_message(&state, "d=", "{}").await), Some(400));
     }
 
     #[test]

@@ -64,14 +64,23 @@ fn report(count: usize) -> TenantReport {
 }
 
 /// What one dashboard of a 10,000-agent tenant receives in a minute (two cycles) when 1 %
-/// of the agents change each cycle: whole updates, deltas, and the overview's deltas.
+/// of the agents change each cycle: whole updates, deltas, the overview's deltas, and the
+/// deltas of a dashboard watching the page of 100 agents it shows.
 fn delta_figures() {
-    use shared::store::connections::Feed;
+    use shared::store::connections::{Feed, Listening, Watch};
     use shared::ws::update::MAX_MESSAGE_BYTES;
     let mut report = report(10_000);
     let deltas = shared::ws::delta::Deltas::new();
     deltas.next(&report).expect("building the baseline delta");
-    let (mut full, mut delta, mut overview) = (0usize, 0usize, 0usize);
+    let page: Vec<String> = report.agents[..100]
+        .iter()
+        .map(|a| a.agent_id.clone())
+        .collect();
+    let watching = Listening {
+        feed: Feed::Delta,
+        watch: Some(Watch::new(page, Vec::new())),
+    };
+    let (mut full, mut delta, mut overview, mut watched) = (0usize, 0usize, 0usize, 0usize);
     for cycle in 0..2 {
         for i in 0..100 {
             let k = (cycle * 100 + i) * 97 % 10_000;
@@ -81,8 +90,9 @@ fn delta_figures() {
         let d = deltas.next(&report).expect("building a delta");
         let bytes = |m: Vec<String>| m.iter().map(String::len).sum::<usize>();
         full += bytes(shared::ws::update::health_update(&report).expect("building the update"));
-        delta += bytes(d.messages(Feed::Delta, MAX_MESSAGE_BYTES));
-        overview += bytes(d.messages(Feed::DeltaOverview, MAX_MESSAGE_BYTES));
+        delta += bytes(d.messages(&Feed::Delta.into(), MAX_MESSAGE_BYTES));
+        overview += bytes(d.messages(&Feed::DeltaOverview.into(), MAX_MESSAGE_BYTES));
+        watched += bytes(d.messages(&watching, MAX_MESSAGE_BYTES));
     }
     println!(
         "| live updates, 10,000 agents, 1 % changing a cycle | bytes a minute to one dashboard |"
@@ -91,6 +101,7 @@ fn delta_figures() {
     println!("| whole updates (mode=full) | {full} |");
     println!("| deltas (mode=delta) | {delta} |");
     println!("| deltas, overview (mode=delta&scope=overview) | {overview} |");
+    println!("| deltas, watching a page of 100 agents (mode=delta, a watch message) | {watched} |");
 }
 
 /// The child process: opens `count` WebSocket connections to `url`, prints `connected`,

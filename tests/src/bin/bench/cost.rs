@@ -500,24 +500,42 @@ pub async fn cost_benchmark() {
         )
         .expect("building the delta");
     metered.reset();
-    let delta_units = ws_units(&delta.messages(
-        shared::store::connections::Feed::Delta,
-        shared::ws::update::MAX_MESSAGE_BYTES,
-    ));
+    use shared::store::connections::{Feed, Listening, Watch};
+    let delta_units =
+        ws_units(&delta.messages(&Feed::Delta.into(), shared::ws::update::MAX_MESSAGE_BYTES));
     let overview_units = ws_units(&delta.messages(
-        shared::store::connections::Feed::DeltaOverview,
+        &Feed::DeltaOverview.into(),
         shared::ws::update::MAX_MESSAGE_BYTES,
     ));
+    // The dashboard as it is: the first page (100) of agents and of integrations by name,
+    // watched.
+    let shown = next.tenants.first().map(|t| {
+        let mut agents: Vec<String> = t.agents.iter().map(|a| a.agent_id.clone()).collect();
+        let mut integrations: Vec<String> = t
+            .integrations
+            .iter()
+            .map(|i| i.integration_id.clone())
+            .collect();
+        agents.truncate(100);
+        integrations.truncate(100);
+        Watch::new(agents, integrations)
+    });
+    let watching = Listening {
+        feed: Feed::Delta,
+        watch: shown,
+    };
+    let watch_units = ws_units(&delta.messages(&watching, shared::ws::update::MAX_MESSAGE_BYTES));
     println!(
-        "\n| live update per dashboard and cycle | elements | 32 KB units |\n|---|---|---|\n| whole (mode=full) | every entity | {update_units:.0} |\n| delta (mode=delta): entities changed by 30 s of the workload | {} | {delta_units:.0} |\n| delta, overview (scope=overview) | alerts and system only | {overview_units:.0} |",
+        "\n| live update per dashboard and cycle | elements | 32 KB units |\n|---|---|---|\n| whole (mode=full) | every entity | {update_units:.0} |\n| delta (mode=delta): entities changed by 30 s of the workload | {} | {delta_units:.0} |\n| delta, overview (scope=overview) | alerts and system only | {overview_units:.0} |\n| delta, watching the dashboard's pages (100 agents, 100 integrations) | their changes, alerts and system | {watch_units:.0} |",
         delta.len()
     );
     let per_month = |units: f64| cycles * DASHBOARDS * units / 1e6 * WS_MESSAGES;
     println!(
-        "WebSocket messages a month, 20 dashboards: whole ${:.0}, deltas ${:.0}, overview deltas ${:.2}",
+        "WebSocket messages a month, 20 dashboards: whole ${:.0}, deltas ${:.0}, overview deltas ${:.2}, watching their pages ${:.2}",
         per_month(update_units),
         per_month(delta_units),
-        per_month(overview_units)
+        per_month(overview_units),
+        per_month(watch_units)
     );
     let minutes = 60.0 * HOURS;
     // The evaluator: one invocation per stream batch (at most one a second), 256 MB, 50 ms.
@@ -562,12 +580,13 @@ pub async fn cost_benchmark() {
         ];
         (lines, http_fee + authorizer - url_key_reads)
     };
-    // The dashboard asks for deltas (every changed entity: it shows every card).
-    let ws_messages = cycles * DASHBOARDS * delta_units;
+    // The dashboard asks for deltas and watches the pages it shows (a page of agents and
+    // one of integrations): their changes, the alerts' and the system's.
+    let ws_messages = cycles * DASHBOARDS * watch_units;
     lines.push(Line {
         component: "API Gateway: WebSocket messages",
         detail: format!(
-            "{cycles:.0} deltas × 20 dashboards × {delta_units:.0} units of 32 KB ({} entities and alert changes a cycle; whole updates would be {update_units:.0} units)",
+            "{cycles:.0} deltas × 20 dashboards × {watch_units:.0} units of 32 KB (the changes of the 200 entities each shows, of {} entities and alert changes a cycle; every changed entity would be {delta_units:.0} units, whole updates {update_units:.0})",
             delta.len()
         ),
         dollars: ws_messages / 1e6 * WS_MESSAGES + DASHBOARDS * minutes / 1e6 * WS_MINUTES,
