@@ -9,7 +9,7 @@ import { addLoadPoint, loadHistory, loadLoadHistory } from './charts.js';
 import { parseRoute, route } from './detail.js';
 import { $, refreshTimes } from './format.js';
 import { loadMore } from './lists.js';
-import { connect, disconnect, refresh, reselect } from './live.js';
+import { connect, disconnect, refresh, reselect, watchHeld } from './live.js';
 import { initNotifications, loadNotifications } from './notifications.js';
 import { acknowledge, loadUptime, renderAgents, renderIntegrations } from './overview.js';
 import { KEY_STORAGE, SEARCH_PAUSE_MS, UPTIME_EVERY_MS, loc, state } from './state.js';
@@ -69,6 +69,7 @@ function init() {
       try {
         await loadMore(kind);
         if (kind === 'agent') renderAgents(); else renderIntegrations();
+        watchHeld();
       } catch (error) {
         showLoadError(error);
       } finally {
@@ -83,6 +84,8 @@ function init() {
     if (key) start(key);
   });
   window.addEventListener('hashchange', () => { if (state.key) route(); });
+  // detail.js cannot import live.js (it is imported by it): it asks for a new watch so.
+  window.addEventListener('dashboard:watch', () => watchHeld());
   setInterval(refreshTimes, 5000);
   $('detail-back').addEventListener('click', (event) => {
     event.preventDefault();

@@ -208,6 +208,8 @@ export async function loadDetail() {
   if (item) {
     state.detailItem = { kind: d.kind, id: d.id, item };
     renderDetail();
+    // Its changes come live too.
+    window.dispatchEvent(new Event('dashboard:watch'));
   }
   renderSlos(slos);
   renderAlertHistory(alertHistory);

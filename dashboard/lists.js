@@ -23,8 +23,8 @@ function selection() {
   };
 }
 
-function firstPath(kind, { q, status, sort }) {
-  const params = new URLSearchParams({ limit: String(LIST_PAGE), sort });
+function firstPath(kind, { q, status, sort }, limit) {
+  const params = new URLSearchParams({ limit: String(limit), sort });
   if (q) params.set('q', q.slice(0, 128));
   if (status) params.set('status', status);
   return `${PATHS[kind]}?${params}`;
@@ -32,16 +32,21 @@ function firstPath(kind, { q, status, sort }) {
 
 // The first page of a list for the controls' selection. A status the kind never has
 // matches nothing, without asking.
-async function firstPage(kind, chosen) {
+async function firstPage(kind, chosen, limit) {
   if (chosen.status && !STATUSES[kind].includes(chosen.status)) return { items: [], total: 0, next: null };
-  return apiPage(firstPath(kind, chosen));
+  return apiPage(firstPath(kind, chosen, limit));
 }
 
-// Loads the first page of both lists; `state.lists` says how many match and where the
-// next page is. Returns the pages, for the caller to put in the state when it draws.
-export async function loadFirstPages() {
+// Loads the first page of both lists (of each, as many items as `held` says: at least a
+// page, at most the API's 1,000). Returns the pages, for the caller to put in the state
+// when it draws.
+export async function loadFirstPages(held = {}) {
   const chosen = selection();
-  const [agents, integrations] = await Promise.all([firstPage('agent', chosen), firstPage('integration', chosen)]);
+  const size = (n) => Math.min(Math.max(n || 0, LIST_PAGE), 1000);
+  const [agents, integrations] = await Promise.all([
+    firstPage('agent', chosen, size(held.agent)),
+    firstPage('integration', chosen, size(held.integration)),
+  ]);
   return { agents, integrations };
 }
 

@@ -12,7 +12,7 @@ import {
   renderAgents, renderAlerts, renderHosts, renderIntegrations, renderStatusOptions, renderSystem, renderUpdated,
 } from './overview.js';
 import { holdPages, loadFirstPages } from './lists.js';
-import { config, state } from './state.js';
+import { MAX_WATCHED, config, state } from './state.js';
 
 function renderAll() {
   renderStatusOptions();
@@ -52,6 +52,7 @@ async function load() {
   // splits the load time with it).
   window.dashboardFetchedMs = window.dashboardFetchedMs || performance.now();
   holdPages(pages);
+  watchHeld();
   state.system = summary.system;
   state.alerts = summary.alerts.first;
   state.alertTotal = summary.alerts.total;
@@ -72,6 +73,39 @@ let selecting = 0;
 export async function reselect() {
   const mine = ++selecting;
   const pages = await loadFirstPages();
+  if (mine !== selecting) return;
+  holdPages(pages);
+  renderAgents();
+  renderIntegrations();
+  watchHeld();
+}
+
+// Tells the server which agents and integrations the page holds (the pages and an open
+// drill-down's source), so its deltas carry only their changes. Past the server's bound the
+// page asks for every change instead. A changed watch takes effect from a later cycle: what
+// changed between the pages' read and then is fetched again after the next delta.
+export function watchHeld() {
+  const socket = state.socket;
+  if (!socket || socket.readyState !== WebSocket.OPEN) return;
+  const agents = state.agents.map((a) => a.agent_id);
+  const integrations = state.integrations.map((i) => i.integration_id);
+  const extra = state.detailItem;
+  if (extra?.kind === 'agent' && !agents.includes(extra.id)) agents.push(extra.id);
+  if (extra?.kind === 'integration' && !integrations.includes(extra.id)) integrations.push(extra.id);
+  const message = agents.length + integrations.length > MAX_WATCHED
+    ? { action: 'watch', all: true }
+    : { action: 'watch', agents, integrations };
+  const text = JSON.stringify(message);
+  if (text === state.watched) return;
+  socket.send(text);
+  state.watched = text;
+  state.rewatched = true;
+}
+
+// After a new watch took effect: the held pages read again (as many items as they hold).
+async function rereadHeld() {
+  const mine = ++selecting;
+  const pages = await loadFirstPages({ agent: state.agents.length, integration: state.integrations.length });
   if (mine !== selecting) return;
   holdPages(pages);
   renderAgents();
@@ -150,6 +184,10 @@ function applyDelta(message) {
   }
   merge(data);
   afterUpdate();
+  if (state.rewatched) {
+    state.rewatched = false;
+    rereadHeld().catch(showLoadError);
+  }
 }
 
 // Between cycles: the tenant's active alerts whole (no sequence number).
@@ -234,7 +272,10 @@ export function connect() {
     // A new socket starts a new count of deltas; catch up on what happened while the
     // socket was down.
     state.feed = { epoch: null, seq: 0 };
+    // A new connection watches nothing yet.
+    state.watched = null;
     if (wasDown) refresh().catch(showLoadError);
+    else watchHeld();
   });
   socket.addEventListener('message', onMessage);
   socket.addEventListener('close', () => {

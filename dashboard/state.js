@@ -12,6 +12,8 @@ export const config = Object.assign(
 export const KEY_STORAGE = 'agent-health.api-key';
 // Cards of a list page (the server pages, searches, filters and sorts the lists).
 export const LIST_PAGE = 100;
+// Most ids a watch may name (the server's bound).
+export const MAX_WATCHED = 300;
 // How long typing pauses before the search goes to the server.
 export const SEARCH_PAUSE_MS = 200;
 export const UPTIME_EVERY_MS = 5 * 60 * 1000;
@@ -53,4 +55,8 @@ export const state = {
   alertTotal: 0,
   // The drill-down's source when the loaded pages do not hold it.
   detailItem: null,
+  // The last watch sent on this socket (its JSON), and whether the held pages are to be
+  // read again once it took effect.
+  watched: null,
+  rewatched: false,
 };

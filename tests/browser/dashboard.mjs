@@ -225,10 +225,13 @@ try {
   const gapContext = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   let dropNext = false;
   let droppedDelta = false;
+  const fromServer = [];
+  const toServer = [];
   await gapContext.routeWebSocket(/\/ws/, (ws) => {
     const server = ws.connectToServer();
-    ws.onMessage((m) => server.send(m));
+    ws.onMessage((m) => { toServer.push(m); server.send(m); });
     server.onMessage((m) => {
+      fromServer.push(m);
       if (dropNext && typeof m === 'string' && m.includes('"type":"health:delta"')) {
         dropNext = false;
         droppedDelta = true;
@@ -241,6 +244,23 @@ try {
   await gapPage.goto(`${base}/#key=${key}`);
   await gapPage.waitForSelector('body[data-ready="true"]', { timeout: 15000 });
   await gapPage.waitForFunction(() => (window.dashboardDeltas || 0) >= 1, null, { timeout: 20000 });
+  // The page watches what it shows: it told the server its first page of agents, and a
+  // change of an agent it does not show is not sent to it.
+  const watch = toServer.map((m) => JSON.parse(m)).find((m) => m.action === 'watch');
+  check(watch && JSON.stringify(watch.agents) === JSON.stringify(firstAgents.slice(0, PAGE)), `the page watches its agents: ${JSON.stringify(watch)?.slice(0, 200)}`);
+  const deltasNow = await gapPage.evaluate(() => window.dashboardDeltas);
+  await gapPage.waitForFunction((n) => window.dashboardDeltas >= n + 2, deltasNow, { timeout: 20000 });
+  const shownAgent = agents.find((a) => a.agent_id === firstAgents[1]);
+  const hiddenAgent = byName(agents, (a) => a.agent_name)[agents.length - 1];
+  fromServer.length = 0;
+  await api('/api/health/events', {
+    method: 'POST',
+    body: JSON.stringify({ events: [shownAgent, hiddenAgent].map((a) => ({ event_id: `watch-${a.agent_id}-${Date.now()}`,
+      type: 'execution.started', agent_id: a.agent_id, execution_id: `watch-x-${Date.now()}`, operation: 'Watch check' })) }),
+  });
+  await gapPage.waitForSelector(`[data-agent="${shownAgent.agent_id}"] [data-field="current_operation"]:has-text("Watch check")`, { timeout: 20000 });
+  check(!fromServer.some((m) => m.includes(`"agent_id":"${hiddenAgent.agent_id}"`)), `${hiddenAgent.agent_id}, not on the page, was not sent to it`);
+  result.watched_agents = watch.agents.length;
   const listsBefore = await gapPage.evaluate(() => performance.getEntriesByType('resource')
     .filter((e) => e.name.includes('/api/health/agents')).length);
   dropNext = true;
