@@ -118,11 +118,12 @@ impl Deltas {
         let mut entities = HashMap::with_capacity(current.len());
         for (section, id, json) in current {
             let f = fingerprint(&json);
-            if base.entities.get(&(section, id.clone())) != Some(&f) {
+            let key = (section, id);
+            if base.entities.get(&key) != Some(&f) {
                 elements.push((section, json));
-                ids.push(id.clone());
+                ids.push(key.1.clone());
             }
-            entities.insert((section, id), f);
+            entities.insert(key, f);
         }
         let mut now_alerts = HashMap::with_capacity(alerts.len());
         for (id, json) in alerts {
