@@ -539,9 +539,15 @@ pub async fn cost_benchmark() {
     );
     let minutes = 60.0 * HOURS;
     // The evaluator: one invocation per stream batch (at most one a second), 256 MB, 50 ms.
-    let other_requests = 2.0 * minutes + cycles + connects * 2.0 + seconds;
-    let other_gb_s =
-        minutes * (0.5 * 60.0 + 0.25 * 60.0) + cycles * 0.125 * 0.2 + seconds * 0.25 * 0.05;
+    // The broadcaster: one invocation per way of listening a cycle; each dashboard watching
+    // its own pages is its own (20), 200 ms each at 128 MB. A watch message per dashboard
+    // and page change: a few a load, counted as 4.
+    let broadcasts = cycles * DASHBOARDS;
+    let watches = connects * 4.0;
+    let other_requests = 2.0 * minutes + broadcasts + connects * 2.0 + watches + seconds;
+    let other_gb_s = minutes * (0.5 * 60.0 + 0.25 * 60.0)
+        + broadcasts * 0.125 * 0.2
+        + seconds * 0.25 * 0.05;
     // The HTTP API caches the authorizer's answer per key for 300 s (the template's
     // ReauthorizeEvery): one authorizer invocation (128 MB, 10 ms) and one key read per
     // client key every 5 minutes, a key per host here. Behind the ingest URL the function
