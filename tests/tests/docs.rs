@@ -118,13 +118,8 @@ fn slug(heading: &str) -> String {
 fn anchors(text: &str) -> BTreeSet<String> {
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut out = BTreeSet::new();
-    let mut fenced = false;
-    for line in text.lines() {
-        if line.starts_with("```") {
-            fenced = !fenced;
-            continue;
-        }
-        if fenced || !line.starts_with('#') {
+    for line in prose_lines(text) {
+        if !line.starts_with('#') {
             continue;
         }
         let heading = line.trim_start_matches('#');
@@ -146,15 +141,7 @@ fn anchors(text: &str) -> BTreeSet<String> {
 /// The targets of a document's inline links `[text](target)`, outside code.
 fn link_targets(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut fenced = false;
-    for line in text.lines() {
-        if line.starts_with("```") {
-            fenced = !fenced;
-            continue;
-        }
-        if fenced {
-            continue;
-        }
+    for line in prose_lines(text) {
         let mut rest = line;
         while let Some(i) = rest.find("](") {
             let after = &rest[i + 2..];
@@ -218,19 +205,21 @@ fn normalize(path: &Path) -> String {
     parts.join("/")
 }
 
-/// A document without its fenced code blocks.
-fn prose(text: &str) -> String {
-    let mut out = String::new();
+/// The lines of a document outside its fenced code blocks (the fences left out too).
+fn prose_lines(text: &str) -> impl Iterator<Item = &str> {
     let mut fenced = false;
-    for line in text.lines() {
+    text.lines().filter(move |line| {
         if line.starts_with("```") {
             fenced = !fenced;
-        } else if !fenced {
-            out.push_str(line);
-            out.push('\n');
+            return false;
         }
-    }
-    out
+        !fenced
+    })
+}
+
+/// A document without its fenced code blocks.
+fn prose(text: &str) -> String {
+    prose_lines(text).flat_map(|line| [line, "\n"]).collect()
 }
 
 /// The inline code spans of a document's prose.
