@@ -361,7 +361,7 @@ impl Collector {
         let report = report(
             &self.store,
             tenant,
-            &data_view(&data),
+            &data,
             agents,
             integrations,
             alerts,
@@ -746,28 +746,13 @@ fn healths(
     (agents, integrations)
 }
 
-/// What a report reads of a tenant's data besides its health objects.
-pub(crate) struct DataView<'a> {
-    agents: &'a [crate::store::live::AgentData],
-    hosts: &'a [crate::domain::records::HostRecord],
-    system: &'a crate::domain::records::SystemRecord,
-}
-
-fn data_view(data: &crate::store::tenant::TenantData) -> DataView<'_> {
-    DataView {
-        agents: &data.agents,
-        hosts: &data.hosts,
-        system: &data.system,
-    }
-}
-
 /// A tenant's report from its data, health objects and alerts as stored: the active alerts
 /// in the contract's order, the system object, and which alerts are silenced (one small
 /// Query of the notification configuration).
 async fn report(
     store: &Store,
     tenant: &str,
-    data: &DataView<'_>,
+    data: &crate::store::tenant::TenantData,
     agents: Vec<AgentHealth>,
     integrations: Vec<IntegrationHealth>,
     alerts: Vec<(AlertRecord, u64)>,
@@ -794,8 +779,8 @@ async fn report(
         SystemInputs {
             agents: &statuses,
             integrations: &integrations,
-            hosts: data.hosts,
-            system: data.system,
+            hosts: &data.hosts,
+            system: &data.system,
             alerts: &active,
         },
         now,
@@ -826,14 +811,5 @@ pub async fn snapshot(
     let data = store.tenant_data(tenant).await?;
     let (agents, integrations) = healths(&data, now, config.latency_threshold_ms);
     let alerts = data.alerts.clone();
-    report(
-        store,
-        tenant,
-        &data_view(&data),
-        agents,
-        integrations,
-        alerts,
-        now,
-    )
-    .await
+    report(store, tenant, &data, agents, integrations, alerts, now).await
 }
