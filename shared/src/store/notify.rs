@@ -226,17 +226,8 @@ impl Store {
 
     /// Creates or replaces a rule.
     pub async fn put_rule(&self, tenant: &str, rule: &RuleRecord) -> Result<(), StoreError> {
-        self.backend
-            .write(vec![Write {
-                item: item(
-                    layout::rule(tenant, &rule.rule_id),
-                    Record::Rule(rule.clone()),
-                    1,
-                    None,
-                ),
-                condition: Condition::None,
-            }])
-            .await
+        let key = layout::rule(tenant, &rule.rule_id);
+        self.put_one(key, Record::Rule(rule.clone()), None).await
     }
 
     /// Deletes a rule; `false` if it did not exist.
@@ -254,16 +245,8 @@ impl Store {
             .ends_at
             .filter(|_| silence.schedule.is_none())
             .and_then(|t| layout::expiry(t, ENDED_SILENCE_TTL_MS));
-        self.backend
-            .write(vec![Write {
-                item: item(
-                    layout::silence(tenant, &silence.silence_id),
-                    Record::Silence(silence.clone()),
-                    1,
-                    expires,
-                ),
-                condition: Condition::None,
-            }])
+        let key = layout::silence(tenant, &silence.silence_id);
+        self.put_one(key, Record::Silence(silence.clone()), expires)
             .await
     }
 
