@@ -713,11 +713,11 @@ fn burn_firing(
         SloSource::Integration => "Integration",
     };
     rules::Firing {
-        key: crate::domain::alerts::AlertKey {
+        key: crate::domain::alerts::AlertKey::new(
             source_type,
-            source_id: slo.source_id.clone(),
-            condition: rules::condition::SLO_BURN,
-        },
+            &slo.source_id,
+            rules::condition::SLO_BURN,
+        ),
         severity,
         message: format!(
             "{what} {name} is burning the error budget of SLO {} at {rate}× the sustainable rate",
