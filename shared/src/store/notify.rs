@@ -116,9 +116,7 @@ pub struct NotifyConfig {
 
 /// A new silence id: `s_` and 16 random hex digits.
 pub fn new_silence_id() -> String {
-    let mut bytes = [0u8; 8];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("s_{}", hex::encode(bytes))
+    super::keys::random_hex::<8>("s_")
 }
 
 fn item(key: ItemKey, record: Record, version: u64, expires_at: Option<i64>) -> StoredItem {
