@@ -131,12 +131,7 @@ mod tests {
     /// A listener on loopback answering `response` to anything, and its address.
     async fn answering(response: &'static [u8]) -> SocketAddr {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("binding a loopback listener: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("reading the listener's address: {e}"));
+        let (listener, addr) = crate::outbound::testing::loopback().await;
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
                 let mut buf = [0u8; 1024];

@@ -1142,12 +1142,7 @@ mod channel_test_tests {
     /// HTTP API's 30 s limit to answer 503 for it.
     #[tokio::test]
     async fn a_channel_test_answers_at_its_deadline_when_the_channel_does_not() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("binding the silent receiver: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("reading the receiver's address: {e}"));
+        let (listener, addr) = crate::outbound::testing::loopback().await;
         let silent = tokio::spawn(async move {
             let mut held = Vec::new();
             while let Ok((socket, _)) = listener.accept().await {
