@@ -526,6 +526,7 @@ fn spawn_notifier(running: &mut Running, notifier: shared::notify::Notifier) {
                 None,
                 std::sync::Arc::clone(&state.notifier_wake),
                 NOTIFIER_IDLE_MS,
+                |_, _| {},
             )
             .await;
     }));

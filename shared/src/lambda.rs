@@ -400,7 +400,7 @@ pub async fn notify(
     // something due, at most a tick after its last pass.
     let never = std::sync::Arc::new(tokio::sync::Notify::new());
     notifier
-        .run_tenants_until(
+        .run_until(
             std::sync::Arc::clone(&state.clock),
             Some(until),
             never,

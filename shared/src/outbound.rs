@@ -148,3 +148,18 @@ pub fn describe_chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// What tests of outbound calls share: a receiver to call.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// A listener on a free loopback port, and its address.
+    pub(crate) async fn loopback() -> (tokio::net::TcpListener, std::net::SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("binding a loopback listener: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("reading the listener's address: {e}"));
+        (listener, addr)
+    }
+}

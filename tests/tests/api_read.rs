@@ -148,6 +148,19 @@ fn alert_json(
     })
 }
 
+/// The fixture's alert on agent a1 as the API answers it, unacknowledged.
+fn agent_alert_json(t: Millis) -> Value {
+    alert_json(
+        "alert_agent",
+        "warning",
+        "agent",
+        "a1",
+        "Agent Sales Assistant has high error rate: 50.0%",
+        t - 50_000,
+        true,
+    )
+}
+
 async fn every_read_endpoint_answers_the_contract_shapes(backend: Backend) {
     let t = noon();
     let (api, running, _dir) = fixture(backend, t).await;
@@ -198,15 +211,7 @@ async fn every_read_endpoint_answers_the_contract_shapes(backend: Backend) {
         t - 100_000,
         true,
     );
-    let agent = alert_json(
-        "alert_agent",
-        "warning",
-        "agent",
-        "a1",
-        "Agent Sales Assistant has high error rate: 50.0%",
-        t - 50_000,
-        true,
-    );
+    let agent = agent_alert_json(t);
     let info = alert_json(
         "alert_info",
         "info",
@@ -326,29 +331,18 @@ async fn every_read_endpoint_answers_the_contract_shapes(backend: Backend) {
 async fn acknowledging_marks_the_alert_once_and_refuses_resolved_or_unknown_ones(backend: Backend) {
     let t = noon();
     let (api, _running, _dir) = fixture(backend, t).await;
-    let (status, body) = api
-        .post(
-            "/api/health/alerts/alert_agent/acknowledge",
-            json!({"notes": "looking into it"}),
-        )
-        .await;
-    let mut expected = alert_json(
-        "alert_agent",
-        "warning",
-        "agent",
-        "a1",
-        "Agent Sales Assistant has high error rate: 50.0%",
-        t - 50_000,
-        true,
-    );
+    let acknowledge = |id: &str, body: Value| {
+        let (api, path) = (&api, format!("/api/health/alerts/{id}/acknowledge"));
+        async move { api.post(&path, body).await }
+    };
+    let (status, body) = acknowledge("alert_agent", json!({"notes": "looking into it"})).await;
+    let mut expected = agent_alert_json(t);
     expected["acknowledged"] = json!(true);
     expected["acknowledged_by"] = json!("ops");
     expected["acknowledged_at"] = json!(format_rfc3339(t));
     expected["notes"] = json!("looking into it");
     assert_eq!((status, &body), (StatusCode::OK, &expected));
-    let (status, again) = api
-        .post("/api/health/alerts/alert_agent/acknowledge", json!({}))
-        .await;
+    let (status, again) = acknowledge("alert_agent", json!({})).await;
     assert_eq!(
         (status, again),
         (StatusCode::OK, expected.clone()),
@@ -363,26 +357,17 @@ async fn acknowledging_marks_the_alert_once_and_refuses_resolved_or_unknown_ones
         "acknowledged alerts still count"
     );
 
-    let (status, body) = api
-        .post("/api/health/alerts/alert_resolved/acknowledge", json!({}))
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("alert_resolved"))
-    );
-    let (status, body) = api
-        .post("/api/health/alerts/nope/acknowledge", json!({}))
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("not_found"))
-    );
-    let (status, body) = api
-        .post(
-            "/api/health/alerts/alert_int/acknowledge",
-            json!({"notes": 5}),
-        )
-        .await;
+    for (id, refused, code) in [
+        ("alert_resolved", StatusCode::CONFLICT, "alert_resolved"),
+        ("nope", StatusCode::NOT_FOUND, "not_found"),
+    ] {
+        let (status, body) = acknowledge(id, json!({})).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (refused, Some(code))
+        );
+    }
+    let (status, body) = acknowledge("alert_int", json!({"notes": 5})).await;
     assert_eq!(
         (status, body["error"]["message"].as_str()),
         (

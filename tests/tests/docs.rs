@@ -118,13 +118,8 @@ fn slug(heading: &str) -> String {
 fn anchors(text: &str) -> BTreeSet<String> {
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut out = BTreeSet::new();
-    let mut fenced = false;
-    for line in text.lines() {
-        if line.starts_with("```") {
-            fenced = !fenced;
-            continue;
-        }
-        if fenced || !line.starts_with('#') {
+    for line in prose_lines(text) {
+        if !line.starts_with('#') {
             continue;
         }
         let heading = line.trim_start_matches('#');
@@ -146,15 +141,7 @@ fn anchors(text: &str) -> BTreeSet<String> {
 /// The targets of a document's inline links `[text](target)`, outside code.
 fn link_targets(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut fenced = false;
-    for line in text.lines() {
-        if line.starts_with("```") {
-            fenced = !fenced;
-            continue;
-        }
-        if fenced {
-            continue;
-        }
+    for line in prose_lines(text) {
         let mut rest = line;
         while let Some(i) = rest.find("](") {
             let after = &rest[i + 2..];
@@ -218,19 +205,21 @@ fn normalize(path: &Path) -> String {
     parts.join("/")
 }
 
-/// A document without its fenced code blocks.
-fn prose(text: &str) -> String {
-    let mut out = String::new();
+/// The lines of a document outside its fenced code blocks (the fences left out too).
+fn prose_lines(text: &str) -> impl Iterator<Item = &str> {
     let mut fenced = false;
-    for line in text.lines() {
+    text.lines().filter(move |line| {
         if line.starts_with("```") {
             fenced = !fenced;
-        } else if !fenced {
-            out.push_str(line);
-            out.push('\n');
+            return false;
         }
-    }
-    out
+        !fenced
+    })
+}
+
+/// A document without its fenced code blocks.
+fn prose(text: &str) -> String {
+    prose_lines(text).flat_map(|line| [line, "\n"]).collect()
 }
 
 /// The inline code spans of a document's prose.
@@ -811,26 +800,31 @@ fn the_flags_the_docs_give_the_binaries_are_in_their_help() {
 }
 
 /// The benchmarks `./scripts/bench` accepts, each with the sources that print its figures:
-/// the bench binary's main and the modules its branch calls.
+/// the bench binary's main and the modules its match arm calls.
 fn bench_names() -> BTreeMap<String, Vec<String>> {
     let dir = "tests/src/bin/bench";
     let main = read(&format!("{dir}/main.rs"));
+    let lines: Vec<&str> = main.lines().collect();
+    let indent = |line: &str| line.len() - line.trim_start().len();
     let mut out = BTreeMap::new();
-    // `what == "cost"` chooses a benchmark; `what != "ingest"` guards the last one.
-    let mentions = main
-        .match_indices("what == \"")
-        .chain(main.match_indices("what != \""));
-    for (i, _) in mentions {
-        let name_start = i + "what == \"".len();
-        let Some(name_len) = main[name_start..].find('"') else {
+    // An arm `"cost" => cost::cost_benchmark().await,` chooses a benchmark; it ends at the
+    // next line as far left as it.
+    for (n, line) in lines.iter().enumerate() {
+        let Some((name, _)) = line
+            .trim_start()
+            .strip_prefix('"')
+            .and_then(|rest| rest.split_once("\" =>"))
+        else {
             continue;
         };
-        let name = &main[name_start..name_start + name_len];
         if name == "all" {
             continue;
         }
-        let branch = &main[name_start..];
-        let branch = &branch[..branch.find("\n    }").unwrap_or(branch.len())];
+        let arm_end = lines[n + 1..]
+            .iter()
+            .position(|l| !l.trim().is_empty() && indent(l) <= indent(line))
+            .map_or(lines.len(), |k| n + 1 + k);
+        let branch = lines[n..arm_end].join("\n");
         let mut sources = vec![format!("{dir}/main.rs")];
         for (j, _) in branch.match_indices("::") {
             let module_start = branch[..j]

@@ -56,6 +56,35 @@ async fn closed_within(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>
 
 const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: local\r\n\r\n";
 
+/// A connection beyond the cap with `GET /healthz` sent on it, checked not to be served for
+/// 700 ms: the kernel completes the handshake, but the server does not serve it yet.
+async fn healthz_held(app: &local_stack::Running) -> TcpStream {
+    let mut waiting = connect(app).await;
+    waiting
+        .write_all(HEALTHZ)
+        .await
+        .expect("sending GET /healthz");
+    let mut buf = [0u8; 64];
+    let early = tokio::time::timeout(Duration::from_millis(700), waiting.read(&mut buf)).await;
+    assert!(early.is_err(), "served beyond the cap: {early:?}");
+    waiting
+}
+
+/// Checks that the request [`healthz_held`] left waiting is answered 200 within 5 s once its
+/// slot is free; `freed` says what freed it.
+async fn served_once_freed(waiting: &mut TcpStream, freed: &str) {
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), waiting.read(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("not served after {freed}"))
+        .expect("reading /healthz's answer");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}
+
 #[tokio::test]
 async fn half_a_request_line_is_dropped_after_the_header_timeout() {
     let (app, _dir) = app(one_second_for_headers()).await;
@@ -92,25 +121,9 @@ async fn beyond_the_connection_cap_a_client_waits_for_a_free_slot() {
     })
     .await;
     let (holder, _other) = (connect(&app).await, connect(&app).await);
-    // The kernel completes the handshake, but the server does not serve it yet.
-    let mut waiting = connect(&app).await;
-    waiting
-        .write_all(HEALTHZ)
-        .await
-        .expect("sending GET /healthz");
-    let mut buf = [0u8; 64];
-    let early = tokio::time::timeout(Duration::from_millis(700), waiting.read(&mut buf)).await;
-    assert!(early.is_err(), "served beyond the cap: {early:?}");
+    let mut waiting = healthz_held(&app).await;
     drop(holder);
-    let n = tokio::time::timeout(Duration::from_secs(5), waiting.read(&mut buf))
-        .await
-        .unwrap_or_else(|_| panic!("not served after a slot freed"))
-        .expect("reading /healthz's answer");
-    assert!(
-        buf[..n].starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&buf[..n])
-    );
+    served_once_freed(&mut waiting, "a slot freed").await;
 }
 
 #[tokio::test]
@@ -135,24 +148,13 @@ async fn open_websockets_count_against_the_connection_cap() {
     let url = e2e_tests::ws::url(app.addr, &app.api_key);
     let mut first = e2e_tests::ws::connect(&url).await;
     let _second = e2e_tests::ws::connect(&url).await;
-    let mut waiting = connect(&app).await;
-    waiting
-        .write_all(HEALTHZ)
-        .await
-        .expect("sending GET /healthz");
-    let mut buf = [0u8; 64];
-    let early = tokio::time::timeout(Duration::from_millis(700), waiting.read(&mut buf)).await;
-    assert!(early.is_err(), "served beyond the cap: {early:?}");
+    let mut waiting = healthz_held(&app).await;
     first
         .close(None)
         .await
         .expect("closing the first WebSocket");
     drop(first);
-    let n = tokio::time::timeout(Duration::from_secs(5), waiting.read(&mut buf))
-        .await
-        .unwrap_or_else(|_| panic!("not served after a WebSocket closed"))
-        .expect("reading /healthz's answer");
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    served_once_freed(&mut waiting, "a WebSocket closed").await;
 }
 
 /// The head of a POST with `key` announcing a body of `length` bytes.
@@ -162,6 +164,11 @@ fn post_head(path: &str, key: &str, content_type: &str, length: usize) -> Vec<u8
          Content-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
     )
     .into_bytes()
+}
+
+/// The head of a POST of events announcing a 1000-byte body, the start of a slow client.
+fn events_head(key: &str) -> Vec<u8> {
+    post_head("/api/health/events", key, "application/json", 1000)
 }
 
 #[tokio::test]
@@ -174,12 +181,7 @@ async fn a_body_trickling_in_past_the_deadline_is_answered_408_and_closed() {
     let stream = connect(&app).await;
     let (mut read, mut write) = stream.into_split();
     write
-        .write_all(&post_head(
-            "/api/health/events",
-            &app.api_key,
-            "application/json",
-            1000,
-        ))
+        .write_all(&events_head(&app.api_key))
         .await
         .unwrap_or_else(|e| panic!("sending the request head: {e}"));
     // One byte every 200 ms: never idle for long, never done.
@@ -217,14 +219,9 @@ async fn healthz_answers_while_slow_bodies_hold_every_connection_slot() {
         let mut s = TcpStream::connect(app.addr)
             .await
             .unwrap_or_else(|e| panic!("connecting a slow client: {e}"));
-        s.write_all(&post_head(
-            "/api/health/events",
-            &app.api_key,
-            "application/json",
-            1000,
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("sending a slow client's head: {e}"));
+        s.write_all(&events_head(&app.api_key))
+            .await
+            .unwrap_or_else(|e| panic!("sending a slow client's head: {e}"));
         s.write_all(b"{")
             .await
             .unwrap_or_else(|e| panic!("sending a slow client's first byte: {e}"));

@@ -162,6 +162,10 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
         let status = res.status();
         (status, res.json::<Value>().await.unwrap_or_default())
     };
+    let get = |function: &str, path: &str, key: &str| {
+        let request = call(function, Method::GET, path, key);
+        async move { json_of(request.answer().await).await }
+    };
     // Build and start every function first (minutes on a busy machine), then seed, so the
     // data is as fresh as the assertions expect (a host sample counts for 2 minutes).
     for function in functions {
@@ -177,16 +181,8 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
     let now = chrono::Utc::now().timestamp_millis();
     fixture(&store, now).await;
 
-    let res = call(
-        "get-agent-health",
-        Method::GET,
-        "/api/health/agent/a1",
-        &key,
-    )
-    .answer()
-    .await;
     assert_eq!(
-        json_of(res).await,
+        get("get-agent-health", "/api/health/agent/a1", &key).await,
         (
             StatusCode::OK,
             json!({
@@ -200,26 +196,15 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
             })
         )
     );
-    let res = call(
-        "get-agent-health",
-        Method::GET,
-        "/api/health/agent/a1",
-        "ahm_wrong",
-    )
-    .answer()
-    .await;
-    assert_eq!(json_of(res).await.0, StatusCode::UNAUTHORIZED);
-
-    let res = call(
-        "get-system-metrics",
-        Method::GET,
-        "/api/health/system",
-        &key,
-    )
-    .answer()
-    .await;
     assert_eq!(
-        json_of(res).await,
+        get("get-agent-health", "/api/health/agent/a1", "ahm_wrong")
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    assert_eq!(
+        get("get-system-metrics", "/api/health/system", &key).await,
         (
             StatusCode::OK,
             json!({
@@ -237,15 +222,15 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
         "action_required": true, "acknowledged": false, "acknowledged_by": null, "acknowledged_at": null, "notes": null,
         "silenced": false
     });
-    let res = call(
-        "get-active-alerts",
-        Method::GET,
-        "/api/health/alerts?severity=critical",
-        &key,
-    )
-    .answer()
-    .await;
-    assert_eq!(json_of(res).await, (StatusCode::OK, json!([alert.clone()])));
+    assert_eq!(
+        get(
+            "get-active-alerts",
+            "/api/health/alerts?severity=critical",
+            &key
+        )
+        .await,
+        (StatusCode::OK, json!([alert.clone()]))
+    );
 
     let res = call(
         "acknowledge-alert",
@@ -272,14 +257,16 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
     assert_eq!(acked, expected);
 
     // The export streams (as its function URL does in AWS), checking the key itself.
-    let res = call(
-        "export",
-        Method::GET,
-        "/api/health/export?kind=executions&format=csv",
-        &key,
-    )
-    .answer()
-    .await;
+    let export = |query: &str| {
+        call(
+            "export",
+            Method::GET,
+            &format!("/api/health/export?{query}"),
+            &key,
+        )
+        .answer()
+    };
+    let res = export("kind=executions&format=csv").await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(
         res.headers()
@@ -294,36 +281,19 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
             format_rfc3339(now - 240_000)
         )
     );
-    let res = call(
-        "export",
-        Method::GET,
-        "/api/health/export?kind=alerts",
-        "ahm_wrong",
-    )
-    .answer()
-    .await;
-    assert_eq!(json_of(res).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get("export", "/api/health/export?kind=alerts", "ahm_wrong")
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
     // A client that hangs up before the end (here, after the headers): the function goes
     // on serving the next request.
     for _ in 0..3 {
-        let hung_up = call(
-            "export",
-            Method::GET,
-            "/api/health/export?kind=history&format=ndjson",
-            &key,
-        )
-        .answer()
-        .await;
+        let hung_up = export("kind=history&format=ndjson").await;
         drop(hung_up);
     }
-    let res = call(
-        "export",
-        Method::GET,
-        "/api/health/export?kind=alerts&format=csv",
-        &key,
-    )
-    .answer()
-    .await;
+    let res = export("kind=alerts&format=csv").await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res
         .text()
@@ -426,15 +396,7 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
         .answer()
         .await;
     assert_eq!(json_of(res).await.0, StatusCode::FORBIDDEN);
-    let res = call(
-        "ingest-direct",
-        Method::GET,
-        "/api/health/system",
-        &ingest_key,
-    )
-    .answer()
-    .await;
-    let (status, body) = json_of(res).await;
+    let (status, body) = get("ingest-direct", "/api/health/system", &ingest_key).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let res = call("get-metrics", Method::GET, "/metrics", &key)
         .answer()
@@ -447,15 +409,12 @@ async fn lambda_binaries_answer_through_the_runtime_emulator() {
     );
 
     // A function serves only its own route.
-    let res = call(
-        "get-active-alerts",
-        Method::GET,
-        "/api/health/agent/a1",
-        &key,
-    )
-    .answer()
-    .await;
-    assert_eq!(json_of(res).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get("get-active-alerts", "/api/health/agent/a1", &key)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 /// The collector binary, invoked through the emulator with a real EventBridge scheduled

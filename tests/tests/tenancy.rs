@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use e2e_tests::otlp_bombs::{self, gzip};
-use e2e_tests::{spawn_app_with, ws, Api, RequestExt as _};
+use e2e_tests::{spawn_app, spawn_app_with, ws, Api, RequestExt as _};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use shared::config::{Config, Quotas};
@@ -32,11 +32,7 @@ async fn post_otlp(api: &Api, content_type: &str, body: Vec<u8>) -> (StatusCode,
 #[tokio::test]
 async fn an_otlp_request_of_millions_of_empty_spans_is_refused_with_413_before_decoding() {
     use prost::Message as _;
-    let (app, _dir) = spawn_app_with(Config {
-        polling_enabled: false,
-        ..Config::default()
-    })
-    .await;
+    let (app, _dir) = spawn_app().await;
     let api = Api::of(&app);
 
     // One ResourceSpans, one ScopeSpans, 16 million empty spans: 32 MB decompressed.
@@ -141,37 +137,24 @@ async fn every_quota_refuses_the_next_creation_with_429_naming_it_and_changes_no
     // of the existing ones still count, and the listing is unchanged.
     for id in ["a1", "a2"] {
         let r = api
-            .call(
-                Method::PUT,
+            .put(
                 &format!("/api/health/agents/{id}"),
-                Some(json!({"agent_name": id})),
+                json!({"agent_name": id}),
             )
             .await;
         assert_eq!(r.0, StatusCode::OK, "creating agent {id}: {}", r.1);
     }
     let third = api
-        .call(
-            Method::PUT,
-            "/api/health/agents/a3",
-            Some(json!({"agent_name": "a3"})),
-        )
+        .put("/api/health/agents/a3", json!({"agent_name": "a3"}))
         .await;
     assert_quota("a third agent by PUT", &third, "entities", limit);
     let event = |id: &str, agent: &str| json!({"event_id": id, "type": "execution.started", "agent_id": agent, "execution_id": id, "operation": "work"});
     let by_event = api
-        .call(
-            Method::POST,
-            "/api/health/events",
-            Some(json!({"events": [event("e1", "a3")]})),
-        )
+        .post("/api/health/events", json!({"events": [event("e1", "a3")]}))
         .await;
     assert_quota("a third agent by event", &by_event, "entities", limit);
     let existing = api
-        .call(
-            Method::POST,
-            "/api/health/events",
-            Some(json!({"events": [event("e2", "a1")]})),
-        )
+        .post("/api/health/events", json!({"events": [event("e2", "a1")]}))
         .await;
     assert_eq!(
         existing.0,
@@ -179,7 +162,7 @@ async fn every_quota_refuses_the_next_creation_with_429_naming_it_and_changes_no
         "an existing agent's event: {}",
         existing.1
     );
-    let (_, agents) = api.call(Method::GET, "/api/health/agents", None).await;
+    let (_, agents) = api.get("/api/health/agents").await;
     assert_eq!(
         ids(&agents, "agent_id"),
         ["a1", "a2"],
@@ -187,41 +170,24 @@ async fn every_quota_refuses_the_next_creation_with_429_naming_it_and_changes_no
     );
     // Each kind counts on its own: hosts are not agents.
     let host = json!({"events": [{"event_id": "h1", "type": "host.sample", "host_id": "web-1", "cpu_usage": 10, "memory_usage": 10}]});
-    let r = api
-        .call(Method::POST, "/api/health/events", Some(host))
-        .await;
+    let r = api.post("/api/health/events", host).await;
     assert_eq!(r.0, StatusCode::ACCEPTED, "a first host: {}", r.1);
 
     // Probed integrations: one may be probed; a second probe is refused, a plain
     // integration is not.
     let probe = json!({"integration_name": "p", "probe": {"url": "http://127.0.0.1:9/health"}});
-    let r = api
-        .call(
-            Method::PUT,
-            "/api/health/integrations/i1",
-            Some(probe.clone()),
-        )
-        .await;
+    let r = api.put("/api/health/integrations/i1", probe.clone()).await;
     assert_eq!(r.0, StatusCode::OK, "a first probed integration: {}", r.1);
     let r = api
-        .call(
-            Method::PUT,
+        .put(
             "/api/health/integrations/i2",
-            Some(json!({"integration_name": "plain"})),
+            json!({"integration_name": "plain"}),
         )
         .await;
     assert_eq!(r.0, StatusCode::OK, "a plain integration: {}", r.1);
-    let r = api
-        .call(
-            Method::PUT,
-            "/api/health/integrations/i2",
-            Some(probe.clone()),
-        )
-        .await;
+    let r = api.put("/api/health/integrations/i2", probe.clone()).await;
     assert_quota("a second probe", &r, "probed_integrations", 1);
-    let r = api
-        .call(Method::PUT, "/api/health/integrations/i1", Some(probe))
-        .await;
+    let r = api.put("/api/health/integrations/i1", probe).await;
     assert_eq!(
         r.0,
         StatusCode::OK,
@@ -232,83 +198,41 @@ async fn every_quota_refuses_the_next_creation_with_429_naming_it_and_changes_no
     // Channels, rules, SLOs: replacing one is fine, a new one past the quota is not.
     let channel =
         json!({"type": "webhook", "url": "http://127.0.0.1:9/hook", "secret": "0123456789abcdef"});
-    for id in ["c1", "c2", "c1"] {
-        let r = api
-            .call(
-                Method::PUT,
-                &format!("/api/health/channels/{id}"),
-                Some(channel.clone()),
-            )
-            .await;
-        assert_eq!(r.0, StatusCode::OK, "channel {id}: {}", r.1);
-    }
-    let r = api
-        .call(Method::PUT, "/api/health/channels/c3", Some(channel))
-        .await;
-    assert_quota("a third channel", &r, "channels", limit);
-    let rule = json!({"channels": ["c1"]});
-    for id in ["r1", "r2", "r2"] {
-        let r = api
-            .call(
-                Method::PUT,
-                &format!("/api/health/notification-rules/{id}"),
-                Some(rule.clone()),
-            )
-            .await;
-        assert_eq!(r.0, StatusCode::OK, "rule {id}: {}", r.1);
-    }
-    let r = api
-        .call(Method::PUT, "/api/health/notification-rules/r3", Some(rule))
-        .await;
-    assert_quota("a third rule", &r, "notification_rules", limit);
+    let rule = json!({"channels": ["first"]});
     let slo = json!({"source_type": "agent", "source_id": "a1", "objective": "availability", "target": 0.99, "window_days": 7});
-    for id in ["s1", "s2", "s1"] {
-        let r = api
-            .call(
-                Method::PUT,
-                &format!("/api/health/slos/{id}"),
-                Some(slo.clone()),
-            )
-            .await;
-        assert_eq!(r.0, StatusCode::OK, "SLO {id}: {}", r.1);
+    for (what, kind, quota, body) in [
+        ("channel", "channels", "channels", channel),
+        ("rule", "notification-rules", "notification_rules", rule),
+        ("SLO", "slos", "slos", slo),
+    ] {
+        let path = |id: &str| format!("/api/health/{kind}/{id}");
+        for id in ["first", "second", "first"] {
+            let r = api.put(&path(id), body.clone()).await;
+            assert_eq!(r.0, StatusCode::OK, "{what} {id}: {}", r.1);
+        }
+        let r = api.put(&path("third"), body).await;
+        assert_quota(&format!("a third {what}"), &r, quota, limit);
     }
-    let r = api
-        .call(Method::PUT, "/api/health/slos/s3", Some(slo))
-        .await;
-    assert_quota("a third SLO", &r, "slos", limit);
 
     // Silences, badges and keys are created by POST.
     let silence = json!({"match": {"source_id": "a1"}, "starts_at": e2e_tests::ago(0), "ends_at": e2e_tests::ago(-3600)});
-    for n in 0..limit {
-        let r = api
-            .call(Method::POST, "/api/health/silences", Some(silence.clone()))
-            .await;
-        assert_eq!(r.0, StatusCode::CREATED, "silence {n}: {}", r.1);
-    }
-    let r = api
-        .call(Method::POST, "/api/health/silences", Some(silence))
-        .await;
-    assert_quota("a third silence", &r, "silences", limit);
     let badge = json!({"source_type": "agent", "source_id": "a1"});
-    for n in 0..limit {
-        let r = api
-            .call(Method::POST, "/api/health/badges", Some(badge.clone()))
-            .await;
-        assert_eq!(r.0, StatusCode::CREATED, "badge {n}: {}", r.1);
+    for (what, body, quota) in [("silence", silence, "silences"), ("badge", badge, "badges")] {
+        let path = format!("/api/health/{quota}");
+        for n in 0..limit {
+            let r = api.post(&path, body.clone()).await;
+            assert_eq!(r.0, StatusCode::CREATED, "{what} {n}: {}", r.1);
+        }
+        let r = api.post(&path, body).await;
+        assert_quota(&format!("a third {what}"), &r, quota, limit);
     }
-    let r = api
-        .call(Method::POST, "/api/health/badges", Some(badge))
-        .await;
-    assert_quota("a third badge", &r, "badges", limit);
     // The stack's own key is one of two.
     let key = json!({"name": "ci", "scopes": ["read"]});
-    let r = api
-        .call(Method::POST, "/api/health/keys", Some(key.clone()))
-        .await;
+    let r = api.post("/api/health/keys", key.clone()).await;
     assert_eq!(r.0, StatusCode::CREATED, "a second key: {}", r.1);
-    let r = api.call(Method::POST, "/api/health/keys", Some(key)).await;
+    let r = api.post("/api/health/keys", key).await;
     assert_quota("a third key", &r, "keys", limit);
-    let (_, keys) = api.call(Method::GET, "/api/health/keys", None).await;
+    let (_, keys) = api.get("/api/health/keys").await;
     assert_eq!(
         keys.as_array().map(Vec::len),
         Some(2),
@@ -345,11 +269,7 @@ async fn every_quota_refuses_the_next_creation_with_429_naming_it_and_changes_no
 
 #[tokio::test]
 async fn a_probe_url_over_2048_characters_is_refused_and_nothing_is_stored() {
-    let (app, _dir) = spawn_app_with(Config {
-        polling_enabled: false,
-        ..Config::default()
-    })
-    .await;
+    let (app, _dir) = spawn_app().await;
     let api = Api::of(&app);
     let url = format!("https://api.example.com/{}", "x".repeat(2048));
     let r = api

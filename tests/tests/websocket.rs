@@ -738,11 +738,7 @@ async fn a_watching_client_receives_only_the_entities_it_shows() {
 /// clients at once as `health:alerts`, the active alerts whole and without a number.
 #[tokio::test]
 async fn an_alert_an_event_raises_reaches_delta_clients_at_once() {
-    let (app, _dir) = e2e_tests::spawn_app_with(Config {
-        polling_enabled: false,
-        ..Config::default()
-    })
-    .await;
+    let (app, _dir) = e2e_tests::spawn_app().await;
     let key = app.api_key.clone();
     let url = ws::url(app.addr, &key);
     let mut delta = ws::connect(&format!("{url}&mode=delta")).await;

@@ -44,6 +44,13 @@ pub async fn check_url(url: &str, allowed: &[AllowedAddress]) -> Result<url::Url
 mod tests {
     use super::*;
 
+    /// An allow-list of the one `entry`.
+    fn allow(entry: &str) -> [AllowedAddress; 1] {
+        [entry
+            .parse()
+            .unwrap_or_else(|e| panic!("parsing an allow-list entry: {e}"))]
+    }
+
     #[tokio::test]
     async fn metadata_and_loopback_urls_are_refused_unless_allowed() {
         assert!(check_url("http://169.254.169.254/latest/meta-data", &[])
@@ -53,9 +60,7 @@ mod tests {
             .await
             .is_err());
         assert!(check_url("ftp://example.com/", &[]).await.is_err());
-        let allowed = ["127.0.0.1"
-            .parse()
-            .unwrap_or_else(|e| panic!("parsing an allow-list entry: {e}"))];
+        let allowed = allow("127.0.0.1");
         assert!(check_url("http://127.0.0.1:8080/health", &allowed)
             .await
             .is_ok());
@@ -64,9 +69,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_port_restricted_entry_allows_urls_on_that_port_only() {
-        let allowed = ["127.0.0.1:8025"
-            .parse()
-            .unwrap_or_else(|e| panic!("parsing an allow-list entry: {e}"))];
+        let allowed = allow("127.0.0.1:8025");
         assert!(check_url("http://127.0.0.1:8025/hook", &allowed)
             .await
             .is_ok());

@@ -365,16 +365,7 @@ pub fn sources_that_may_alert(
                     **c != super::rules::condition::SLO_BURN
                         && **c != super::rules::condition::SILENT
                 })
-                .map(|c| {
-                    (
-                        AlertKey {
-                            source_type: *source_type,
-                            source_id: id.clone(),
-                            condition: c,
-                        },
-                        Severity::Critical,
-                    )
-                })
+                .map(|c| (AlertKey::new(*source_type, id, c), Severity::Critical))
         })
         .collect();
     let thresholds = Thresholds::from(config);
@@ -566,11 +557,7 @@ mod tests {
         let (state, _dir) = crate::state::testing::state();
         let store = &state.store;
         let silent = Firing {
-            key: AlertKey {
-                source_type: SourceType::Agent,
-                source_id: "flaky".into(),
-                condition: "silent",
-            },
+            key: AlertKey::new(SourceType::Agent, "flaky", "silent"),
             severity: Severity::Warning,
             message: "Agent flaky has not reported".into(),
         };

@@ -376,7 +376,7 @@ impl Collector {
         let report = report(
             &self.store,
             tenant,
-            &data_view(&data),
+            &data,
             agents,
             integrations,
             alerts,
@@ -738,11 +738,11 @@ fn burn_firing(
         SloSource::Integration => "Integration",
     };
     rules::Firing {
-        key: crate::domain::alerts::AlertKey {
+        key: crate::domain::alerts::AlertKey::new(
             source_type,
-            source_id: slo.source_id.clone(),
-            condition: rules::condition::SLO_BURN,
-        },
+            &slo.source_id,
+            rules::condition::SLO_BURN,
+        ),
         severity,
         message: format!(
             "{what} {name} is burning the error budget of SLO {} at {rate}× the sustainable rate",
@@ -771,28 +771,13 @@ fn healths(
     (agents, integrations)
 }
 
-/// What a report reads of a tenant's data besides its health objects.
-pub(crate) struct DataView<'a> {
-    agents: &'a [crate::store::live::AgentData],
-    hosts: &'a [crate::domain::records::HostRecord],
-    system: &'a crate::domain::records::SystemRecord,
-}
-
-fn data_view(data: &crate::store::tenant::TenantData) -> DataView<'_> {
-    DataView {
-        agents: &data.agents,
-        hosts: &data.hosts,
-        system: &data.system,
-    }
-}
-
 /// A tenant's report from its data, health objects and alerts as stored: the active alerts
 /// in the contract's order, the system object, and which alerts are silenced (one small
 /// Query of the notification configuration).
 async fn report(
     store: &Store,
     tenant: &str,
-    data: &DataView<'_>,
+    data: &crate::store::tenant::TenantData,
     agents: Vec<AgentHealth>,
     integrations: Vec<IntegrationHealth>,
     alerts: Vec<(AlertRecord, u64)>,
@@ -819,8 +804,8 @@ async fn report(
         SystemInputs {
             agents: &statuses,
             integrations: &integrations,
-            hosts: data.hosts,
-            system: data.system,
+            hosts: &data.hosts,
+            system: &data.system,
             alerts: &active,
         },
         now,
@@ -851,14 +836,5 @@ pub async fn snapshot(
     let data = store.tenant_data(tenant).await?;
     let (agents, integrations) = healths(&data, now, config.latency_threshold_ms);
     let alerts = data.alerts.clone();
-    report(
-        store,
-        tenant,
-        &data_view(&data),
-        agents,
-        integrations,
-        alerts,
-        now,
-    )
-    .await
+    report(store, tenant, &data, agents, integrations, alerts, now).await
 }

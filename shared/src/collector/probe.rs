@@ -114,22 +114,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_allowed_loopback_target_is_probed_and_its_status_compared() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding a loopback listener");
-        let addr = listener
-            .local_addr()
-            .expect("reading the listener's address");
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let mut buf = [0u8; 1024];
-                let _ = socket.read(&mut buf).await;
-                let _ = socket
-                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                    .await;
-            }
-        });
+        let addr = answering(
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        )
+        .await;
         let prober =
             Prober::new(&[addr.ip().into()]).expect("building a prober that allows loopback");
         let out = prober.probe(&probe(&format!("http://{addr}/health"))).await;
@@ -140,22 +128,15 @@ mod tests {
         assert!(prober.probe(&expect_503).await.ok);
     }
 
-    /// A listener on loopback answering 204 to anything, and its address.
-    async fn answering() -> SocketAddr {
+    /// A listener on loopback answering `response` to anything, and its address.
+    async fn answering(response: &'static [u8]) -> SocketAddr {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("binding a loopback listener: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("reading the listener's address: {e}"));
+        let (listener, addr) = crate::outbound::testing::loopback().await;
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
                 let mut buf = [0u8; 1024];
                 let _ = socket.read(&mut buf).await;
-                let _ = socket
-                    .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
-                    .await;
+                let _ = socket.write_all(response).await;
             }
         });
         addr
@@ -163,8 +144,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_port_restricted_entry_reaches_that_port_and_not_another_on_the_same_address() {
-        let open = answering().await;
-        let other = answering().await;
+        let no_content = b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n";
+        let open = answering(no_content).await;
+        let other = answering(no_content).await;
         let prober = Prober::new(&[open.into()])
             .unwrap_or_else(|e| panic!("building a prober allowing {open}: {e}"));
         let expect = |url: String| Probe {

@@ -97,11 +97,7 @@ pub fn stuck(agent: &AgentRecord, after_ms: Millis, now: Millis) -> Option<Firin
     let oldest = agent.running.values().min_by_key(|r| r.started_at)?;
     let running = now - oldest.started_at;
     (running > after_ms).then(|| Firing {
-        key: AlertKey {
-            source_type: SourceType::Agent,
-            source_id: agent.agent_id.clone(),
-            condition: condition::STUCK,
-        },
+        key: AlertKey::new(SourceType::Agent, &agent.agent_id, condition::STUCK),
         severity: Severity::Warning,
         message: format!(
             "Agent {} stuck on \"{}\" for {} min",
@@ -187,6 +183,19 @@ impl Findings<'_> {
         self.active.get(key).copied()
     }
 
+    /// Records `key` at the severity [`above`] gives `value` against the `warning` and
+    /// `critical` levels, given its active alert.
+    fn check_above(
+        &mut self,
+        key: AlertKey,
+        value: f64,
+        (warning, critical): ((f64, f64), Option<(f64, f64)>),
+        message: impl FnOnce() -> String,
+    ) {
+        let severity = above(value, self.current(&key), warning, critical);
+        self.check(key, severity, message);
+    }
+
     /// Records `key` as holding at `severity` (nothing if `None`).
     fn check(
         &mut self,
@@ -239,11 +248,7 @@ fn evaluate_host(f: &mut Findings<'_>, host: &HostRecord, t: &Thresholds, now: M
         (condition::CPU_HIGH, host.cpu_usage, "CPU"),
         (condition::MEMORY_HIGH, host.memory_usage, "memory"),
     ] {
-        let key = AlertKey {
-            source_type: SourceType::System,
-            source_id: host.host_id.clone(),
-            condition,
-        };
+        let key = AlertKey::new(SourceType::System, &host.host_id, condition);
         let cur = f.current(&key);
         // A silent host's last sample is stale: keep what it raised, raise nothing new.
         let severity = if silent {
@@ -260,11 +265,7 @@ fn evaluate_host(f: &mut Findings<'_>, host: &HostRecord, t: &Thresholds, now: M
             format!("High {what} usage: {}", percent(value))
         });
     }
-    let key = AlertKey {
-        source_type: SourceType::System,
-        source_id: host.host_id.clone(),
-        condition: condition::SILENT,
-    };
+    let key = AlertKey::new(SourceType::System, &host.host_id, condition::SILENT);
     f.check(key, silent.then_some(Severity::Warning), || {
         format!(
             "Host {} has not reported since {}",
@@ -279,19 +280,13 @@ fn evaluate_gauges(f: &mut Findings<'_>, system: &SystemRecord, t: &Thresholds) 
     let Some(depth) = system.queue_depth else {
         return;
     };
-    let key = AlertKey {
-        source_type: SourceType::System,
-        source_id: "system".to_owned(),
-        condition: condition::QUEUE_DEPTH_HIGH,
-    };
+    let key = AlertKey::new(SourceType::System, "system", condition::QUEUE_DEPTH_HIGH);
     let q = t.queue_depth;
-    let severity = above(
-        depth.value as f64,
-        f.current(&key),
+    let levels = (
         (q, q * CLEAR_FRACTION),
         Some((2.0 * q, 2.0 * q * CLEAR_FRACTION)),
     );
-    f.check(key, severity, || {
+    f.check_above(key, depth.value as f64, levels, || {
         format!("High queue depth: {}", depth.value)
     });
 }
@@ -300,45 +295,31 @@ fn evaluate_gauges(f: &mut Findings<'_>, system: &SystemRecord, t: &Thresholds) 
 fn evaluate_agent(f: &mut Findings<'_>, agent: &AgentData, t: &Thresholds, now: Millis) {
     let a = &agent.record;
     let hour: AgentCounters = hour_window(&agent.minutes, now);
-    let key = |condition| AlertKey {
-        source_type: SourceType::Agent,
-        source_id: a.agent_id.clone(),
-        condition,
-    };
+    let key = |condition| AlertKey::new(SourceType::Agent, &a.agent_id, condition);
     let name = &a.agent_name;
 
-    let k = key(condition::ERROR_RATE_HIGH);
     let rate = hour.failed as f64 / hour.started.max(1) as f64;
-    let severity = above(
-        rate,
-        f.current(&k),
-        (t.error_rate, t.error_rate * CLEAR_FRACTION),
-        None,
-    );
-    f.check(k, severity, || {
+    let levels = ((t.error_rate, t.error_rate * CLEAR_FRACTION), None);
+    f.check_above(key(condition::ERROR_RATE_HIGH), rate, levels, || {
         format!("Agent {name} has high error rate: {:.1}%", rate * 100.0)
     });
 
     if let Some(confidence) = a.confidence {
-        let k = key(condition::LOW_CONFIDENCE);
         // "Below" is "above" on the negated value.
-        let severity = above(
-            -confidence,
-            f.current(&k),
-            (-LOW_CONFIDENCE, -LOW_CONFIDENCE_CLEAR),
-            None,
-        );
-        f.check(k, severity, || {
+        let levels = ((-LOW_CONFIDENCE, -LOW_CONFIDENCE_CLEAR), None);
+        f.check_above(key(condition::LOW_CONFIDENCE), -confidence, levels, || {
             format!("Agent {name} has low confidence: {confidence:.2}")
         });
     }
 
-    let k = key(condition::REPEATED_FAILURES);
     let max = MAX_HOURLY_FAILURES as f64;
-    let severity = above(hour.failed as f64, f.current(&k), (max, max - 1.0), None);
-    f.check(k, severity, || {
-        format!("Agent {name} failed {} times in the last hour", hour.failed)
-    });
+    let failed = hour.failed as f64;
+    f.check_above(
+        key(condition::REPEATED_FAILURES),
+        failed,
+        ((max, max - 1.0), None),
+        || format!("Agent {name} failed {} times in the last hour", hour.failed),
+    );
 
     if let Some(last) = a.last_active {
         let silent = !a.paused && now - last > t.silent_after_ms;
@@ -362,20 +343,10 @@ fn evaluate_integration(
     latency_ms: f64,
     t: &Thresholds,
 ) {
-    let key = |condition| AlertKey {
-        source_type: SourceType::Integration,
-        source_id: i.integration_id.clone(),
-        condition,
-    };
+    let key = |condition| AlertKey::new(SourceType::Integration, &i.integration_id, condition);
     let name = &i.integration_name;
-    let k = key(condition::LATENCY_HIGH);
-    let severity = above(
-        latency_ms,
-        f.current(&k),
-        (t.latency_ms, t.latency_ms * CLEAR_FRACTION),
-        None,
-    );
-    f.check(k, severity, || {
+    let levels = ((t.latency_ms, t.latency_ms * CLEAR_FRACTION), None);
+    f.check_above(key(condition::LATENCY_HIGH), latency_ms, levels, || {
         format!("Integration {name} is slow: {latency_ms} ms mean latency")
     });
 
@@ -404,11 +375,7 @@ pub fn active_severities(stored: &[(AlertRecord, u64)]) -> HashMap<AlertKey, Sev
 /// The key of a stored alert; `None` for a condition this version does not know.
 fn key_of(a: &AlertRecord) -> Option<AlertKey> {
     let condition = condition::ALL.into_iter().find(|c| *c == a.condition)?;
-    Some(AlertKey {
-        source_type: a.source_type,
-        source_id: a.source_id.clone(),
-        condition,
-    })
+    Some(AlertKey::new(a.source_type, &a.source_id, condition))
 }
 
 /// One alert write.

@@ -217,6 +217,15 @@ pub struct AlertKey {
 }
 
 impl AlertKey {
+    /// Condition `condition` on the source `source_id` of kind `source_type`.
+    pub fn new(source_type: SourceType, source_id: &str, condition: &'static str) -> Self {
+        Self {
+            source_type,
+            source_id: source_id.to_owned(),
+            condition,
+        }
+    }
+
     /// The id prefix of an alert key: 8 hex digits of a hash of the source, then 8 of the
     /// condition, so ids are URL-safe whatever the source id and one source's alerts sort
     /// together (see [`source_prefix`]).

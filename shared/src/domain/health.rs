@@ -196,6 +196,19 @@ pub fn agent_status(agent: &AgentRecord) -> AgentStatus {
     }
 }
 
+/// The scored days of `days` within the trend window at `now`, by `score`.
+fn trend_points<C>(
+    days: &[(i64, C)],
+    now: Millis,
+    score: impl Fn(i64, &C) -> Option<DayScore>,
+) -> Vec<DayScore> {
+    let first_day = trend_start_day(now);
+    days.iter()
+        .filter(|(d, _)| *d >= first_day)
+        .filter_map(|(d, c)| score(*d, c))
+        .collect()
+}
+
 /// Computes an agent's health at `now` from its record, the counters of the minute buckets
 /// in the hour window, the counters of the days in the trend window, and the durations by
 /// minute. Buckets outside the windows are ignored, so callers may pass a superset.
@@ -208,12 +221,7 @@ pub fn agent_health(
 ) -> AgentHealth {
     let hour = hour_window(minutes, now);
     let [latency_p50_ms, latency_p95_ms, latency_p99_ms] = hour_percentiles(latency, now);
-    let first_day = trend_start_day(now);
-    let points: Vec<DayScore> = days
-        .iter()
-        .filter(|(d, _)| *d >= first_day)
-        .filter_map(|(d, c)| DayScore::of_agent(*d, c))
-        .collect();
+    let points = trend_points(days, now, DayScore::of_agent);
     let current_operation = agent.current_operation().map(str::to_owned);
     let status = agent_status(agent);
     AgentHealth {
@@ -325,12 +333,7 @@ pub fn integration_health(
 ) -> IntegrationHealth {
     let hour: IntegrationCounters = hour_window(minutes, now);
     let [latency_p50_ms, latency_p95_ms, latency_p99_ms] = hour_percentiles(latency, now);
-    let first_day = trend_start_day(now);
-    let points: Vec<DayScore> = days
-        .iter()
-        .filter(|(d, _)| *d >= first_day)
-        .filter_map(|(d, c)| DayScore::of_integration(*d, c))
-        .collect();
+    let points = trend_points(days, now, DayScore::of_integration);
     let latency_ms = if hour.calls > 0 {
         round2(hour.latency_sum_ms / hour.calls as f64)
     } else {

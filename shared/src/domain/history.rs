@@ -21,36 +21,38 @@ pub struct HistoryPoint {
     pub metrics: serde_json::Value,
 }
 
-/// An agent's day: score completed / started.
-pub fn agent_point(day: i64, c: &AgentCounters) -> Option<HistoryPoint> {
-    let score = DayScore::of_agent(day, c)?;
-    Some(HistoryPoint {
+/// A scored day with its type's own figures.
+fn scored_point(score: &DayScore, metrics: serde_json::Value) -> HistoryPoint {
+    HistoryPoint {
         timestamp: score.timestamp(),
         health_score: score.score,
         status: score.status(),
-        metrics: serde_json::json!({
-            "total_executions": c.started,
-            "completed": c.completed,
-            "failed": c.failed,
-            "input_tokens": c.input_tokens,
-            "output_tokens": c.output_tokens,
-        }),
-    })
+        metrics,
+    }
+}
+
+/// An agent's day: score completed / started.
+pub fn agent_point(day: i64, c: &AgentCounters) -> Option<HistoryPoint> {
+    let score = DayScore::of_agent(day, c)?;
+    let metrics = serde_json::json!({
+        "total_executions": c.started,
+        "completed": c.completed,
+        "failed": c.failed,
+        "input_tokens": c.input_tokens,
+        "output_tokens": c.output_tokens,
+    });
+    Some(scored_point(&score, metrics))
 }
 
 /// An integration's day: score successful / all calls.
 pub fn integration_point(day: i64, c: &IntegrationCounters) -> Option<HistoryPoint> {
     let score = DayScore::of_integration(day, c)?;
-    Some(HistoryPoint {
-        timestamp: score.timestamp(),
-        health_score: score.score,
-        status: score.status(),
-        metrics: serde_json::json!({
-            "calls": c.calls,
-            "failures": c.failures,
-            "avg_latency_ms": round2(c.latency_sum_ms / c.calls.max(1) as f64),
-        }),
-    })
+    let metrics = serde_json::json!({
+        "calls": c.calls,
+        "failures": c.failures,
+        "avg_latency_ms": round2(c.latency_sum_ms / c.calls.max(1) as f64),
+    });
+    Some(scored_point(&score, metrics))
 }
 
 /// A host's (or all hosts') day. The contract gives systems no score; here it is the

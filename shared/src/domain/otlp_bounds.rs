@@ -393,6 +393,39 @@ fn child(kind: Kind, parent: Path, key: &str) -> Child {
     }
 }
 
+/// A visitor's methods for JSON's scalars (booleans, numbers and strings): each hands the
+/// visitor to `$answer`, as nothing here depends on which scalar it is.
+macro_rules! visit_scalars {
+    (|$visitor:ident| $answer:expr) => {
+        visit_scalars!(@each |$visitor| $answer;
+            visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
+    };
+    (@each |$visitor:ident| $answer:expr; $($method:ident: $ty:ty),*) => {
+        $(
+            fn $method<E: serde::de::Error>(self, _: $ty) -> Result<(), E> {
+                let $visitor = self;
+                $answer
+            }
+        )*
+    };
+}
+
+/// Seeds that read any JSON value and check its type themselves, as their visitors.
+macro_rules! seeds_of_any {
+    ($($seed:ident),*) => {
+        $(
+            impl<'de> serde::de::DeserializeSeed<'de> for $seed<'_> {
+                type Value = ();
+                fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                    d.deserialize_any(self)
+                }
+            }
+        )*
+    };
+}
+
+seeds_of_any!(Value, List, Object);
+
 /// Any value at `path`; `prefix` names an object's fields in messages (`resourceSpans[0].`);
 /// `element` whether it is an array's element (each element is a decoded value).
 struct Value<'a> {
@@ -411,34 +444,13 @@ impl Value<'_> {
     }
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for Value<'_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
 impl<'de> serde::de::Visitor<'de> for Value<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
-        self.scalar()
-    }
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
-        self.scalar()
-    }
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
-        self.scalar()
-    }
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
-        self.scalar()
-    }
-    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
-        self.scalar()
-    }
+    visit_scalars!(|value| value.scalar());
     fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
         self.scalar()
     }
@@ -505,13 +517,6 @@ impl List<'_> {
     }
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for List<'_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
 impl<'de> serde::de::Visitor<'de> for List<'_> {
     type Value = ();
 
@@ -538,21 +543,7 @@ impl<'de> serde::de::Visitor<'de> for List<'_> {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
         Err(self.not_array())
     }
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
-        Err(self.not_array())
-    }
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
-        Err(self.not_array())
-    }
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
-        Err(self.not_array())
-    }
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
-        Err(self.not_array())
-    }
-    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
-        Err(self.not_array())
-    }
+    visit_scalars!(|list| Err(list.not_array()));
 }
 
 /// A value that must be an object (the request, or a message list's element), named
@@ -571,13 +562,6 @@ impl Object<'_> {
             format!("{} must be an object", self.name)
         });
         self.ctx.stop(r)
-    }
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for Object<'_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
     }
 }
 
@@ -604,21 +588,7 @@ impl<'de> serde::de::Visitor<'de> for Object<'_> {
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
         Err(self.not_object())
     }
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
-        Err(self.not_object())
-    }
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
-        Err(self.not_object())
-    }
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
-        Err(self.not_object())
-    }
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
-        Err(self.not_object())
-    }
-    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
-        Err(self.not_object())
-    }
+    visit_scalars!(|object| Err(object.not_object()));
     fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
         Err(self.not_object())
     }

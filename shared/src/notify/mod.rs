@@ -875,22 +875,6 @@ impl Notifier {
         })
     }
 
-    /// Runs passes until `until` (forever if `None`), recording each in the process's
-    /// figures; see [`Notifier::run_tenants_until`].
-    pub async fn run_until(
-        &self,
-        clock: Arc<dyn Clock>,
-        until: Option<Millis>,
-        wake: Arc<tokio::sync::Notify>,
-        max_sleep_ms: Millis,
-    ) {
-        self.run_tenants_until(clock, until, wake, max_sleep_ms, |tenant, r| {
-            self.stats
-                .record_pass(r.deliveries(), &[(tenant.to_owned(), r.deliveries())]);
-        })
-        .await;
-    }
-
     /// Reads the tenant list into the schedule; on failure the schedule keeps the last.
     async fn list_tenants(&self, schedule: &mut TenantSchedule, now: Millis) {
         match self.store.tenants().await {
@@ -911,8 +895,9 @@ impl Notifier {
     /// running; then it runs again as soon as that one ends. A tenant whose channel is slow
     /// therefore delays only its own messages, never another tenant's, and one pass is cut
     /// off after [`TENANT_PASS_BUDGET_MS`] (its leased messages are retried once the lease
-    /// ends). Each finished pass goes to `on_pass`. Passes running at `until` are awaited.
-    pub async fn run_tenants_until(
+    /// ends). Each finished pass is recorded in the process's figures, then goes to
+    /// `on_pass`. Passes running at `until` are awaited.
+    pub async fn run_until(
         &self,
         clock: Arc<dyn Clock>,
         until: Option<Millis>,
@@ -920,6 +905,12 @@ impl Notifier {
         max_sleep_ms: Millis,
         mut on_pass: impl FnMut(&str, &PassReport),
     ) {
+        let mut on_pass = |tenant: &str, r: &PassReport| {
+            let deliveries = r.deliveries();
+            self.stats
+                .record_pass(deliveries, &[(tenant.to_owned(), deliveries)]);
+            on_pass(tenant, r);
+        };
         let budget = std::time::Duration::from_millis(
             u64::try_from(TENANT_PASS_BUDGET_MS).unwrap_or(60_000),
         );
@@ -961,15 +952,7 @@ impl Notifier {
             }
         }
         while let Some((tenant, result)) = running.next().await {
-            match result {
-                Ok(Ok(report)) => on_pass(&tenant, &report),
-                Ok(Err(e)) => {
-                    tracing::error!(tenant = %tenant, error = %e, "notification pass failed");
-                }
-                Err(_) => {
-                    tracing::warn!(tenant = %tenant, "notification pass cut off at its budget")
-                }
-            }
+            pass_ended(&tenant, result, &mut on_pass, clock.now_ms(), max_sleep_ms);
         }
     }
 }
@@ -1159,12 +1142,7 @@ mod channel_test_tests {
     /// HTTP API's 30 s limit to answer 503 for it.
     #[tokio::test]
     async fn a_channel_test_answers_at_its_deadline_when_the_channel_does_not() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("binding the silent receiver: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("reading the receiver's address: {e}"));
+        let (listener, addr) = crate::outbound::testing::loopback().await;
         let silent = tokio::spawn(async move {
             let mut held = Vec::new();
             while let Ok((socket, _)) = listener.accept().await {

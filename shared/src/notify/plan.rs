@@ -435,15 +435,14 @@ mod tests {
     }
 
     /// The plan for `a` alone, on a channel that has sent nothing yet, at `T0`.
+    /// The plan at `now` after `state` for one rule and one alert, nothing silenced, the
+    /// channel not tracking acknowledgements.
+    fn plan_one(state: &ChannelState, r: &RuleRecord, a: &AlertRecord, now: Millis) -> Plan {
+        plan(state, &[r], std::slice::from_ref(a), &[], false, now)
+    }
+
     fn first_plan(r: &RuleRecord, a: &AlertRecord) -> Plan {
-        plan(
-            &ChannelState::default(),
-            &[r],
-            std::slice::from_ref(a),
-            &[],
-            false,
-            T0,
-        )
+        plan_one(&ChannelState::default(), r, a, T0)
     }
 
     fn kinds(p: &Plan) -> Vec<(Kind, usize)> {
@@ -505,23 +504,9 @@ mod tests {
         let r = rule(0, 60, 600);
         let a = alert("a", Severity::Critical, T0);
         let first = first_plan(&r, &a);
-        let reminder = plan(
-            &first.state,
-            &[&r],
-            std::slice::from_ref(&a),
-            &[],
-            false,
-            T0 + 600 * S,
-        );
+        let reminder = plan_one(&first.state, &r, &a, T0 + 600 * S);
         assert_eq!(kinds(&reminder), [(Kind::Reminder, 1)]);
-        let next = plan(
-            &reminder.state,
-            &[&r],
-            std::slice::from_ref(&a),
-            &[],
-            false,
-            T0 + 900 * S,
-        );
+        let next = plan_one(&reminder.state, &r, &a, T0 + 900 * S);
         assert!(next.messages.is_empty());
         assert_eq!(next.next_due, Some(T0 + 1200 * S));
         let mut acked = a;
@@ -558,28 +543,14 @@ mod tests {
         let first = first_plan(&r, &a);
         let mut cleared = a;
         cleared.resolved_at = Some(T0 + 30 * S);
-        let early = plan(
-            &first.state,
-            &[&r],
-            &[cleared.clone()],
-            &[],
-            false,
-            T0 + 30 * S,
-        );
+        let early = plan_one(&first.state, &r, &cleared, T0 + 30 * S);
         assert!(early.messages.is_empty());
         assert_eq!(early.next_due, Some(T0 + 60 * S));
-        let due = plan(
-            &early.state,
-            &[&r],
-            &[cleared.clone()],
-            &[],
-            false,
-            T0 + 60 * S,
-        );
+        let due = plan_one(&early.state, &r, &cleared, T0 + 60 * S);
         assert_eq!(kinds(&due), [(Kind::Resolved, 1)]);
         assert!(due.state.notified.is_empty());
         r.send_resolved = false;
-        let quiet = plan(&first.state, &[&r], &[cleared], &[], false, T0 + 60 * S);
+        let quiet = plan_one(&first.state, &r, &cleared, T0 + 60 * S);
         assert!(quiet.messages.is_empty());
         assert!(quiet.state.notified.is_empty());
     }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::escape;
-use crate::domain::report::{duration, pct, Report};
+use crate::domain::report::{duration, pct, Report, Totals};
 use crate::domain::wire_name as name;
 
 fn opt_duration(seconds: Option<f64>) -> String {
@@ -66,6 +66,8 @@ fn section<T>(
 fn summary_blocks(r: &Report) -> Vec<Block> {
     let word = r.period.word();
     let (s, p) = (&r.summary, &r.previous);
+    // A figure as this period and the previous one read.
+    let row = |label: &str, show: fn(&Totals) -> String| vec![label.to_owned(), show(s), show(p)];
     vec![
         Block::Heading(format!("Health report of {}: last {word}", r.tenant)),
         Block::Text(format!(
@@ -76,42 +78,14 @@ fn summary_blocks(r: &Report) -> Vec<Block> {
         Block::Table(Table {
             head: vec!["", "this period", "previous period"],
             rows: vec![
-                vec![
-                    "Executions".into(),
-                    s.executions.to_string(),
-                    p.executions.to_string(),
-                ],
-                vec![
-                    "Failed executions".into(),
-                    s.failed_executions.to_string(),
-                    p.failed_executions.to_string(),
-                ],
-                vec![
-                    "Success rate".into(),
-                    pct(s.success_rate, 1),
-                    pct(p.success_rate, 1),
-                ],
-                vec![
-                    "Integration calls".into(),
-                    s.calls.to_string(),
-                    p.calls.to_string(),
-                ],
-                vec![
-                    "Availability".into(),
-                    pct(s.availability, 2),
-                    pct(p.availability, 2),
-                ],
-                vec!["Alerts".into(), s.alerts.to_string(), p.alerts.to_string()],
-                vec![
-                    "Mean time to acknowledge".into(),
-                    opt_duration(s.mtta_seconds),
-                    opt_duration(p.mtta_seconds),
-                ],
-                vec![
-                    "Mean time to resolve".into(),
-                    opt_duration(s.mttr_seconds),
-                    opt_duration(p.mttr_seconds),
-                ],
+                row("Executions", |t| t.executions.to_string()),
+                row("Failed executions", |t| t.failed_executions.to_string()),
+                row("Success rate", |t| pct(t.success_rate, 1)),
+                row("Integration calls", |t| t.calls.to_string()),
+                row("Availability", |t| pct(t.availability, 2)),
+                row("Alerts", |t| t.alerts.to_string()),
+                row("Mean time to acknowledge", |t| opt_duration(t.mtta_seconds)),
+                row("Mean time to resolve", |t| opt_duration(t.mttr_seconds)),
             ],
         }),
     ]

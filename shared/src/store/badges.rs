@@ -3,11 +3,10 @@
 //! with an index entry under the tenant for listing; revoking deletes the item, so the
 //! token stops working at once.
 
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use super::ingest::unexpected;
-use super::keys::hash_key;
+use super::keys::{hash_key, random_hex};
 use super::{
     skip_unreadable, Condition, IndexKey, ItemKey, Record, Store, StoreError, StoredItem, Write,
 };
@@ -85,9 +84,7 @@ impl Store {
         source_id: &str,
         now: Millis,
     ) -> Result<CreatedBadge, StoreError> {
-        let mut secret = [0u8; 32];
-        rand::rng().fill_bytes(&mut secret);
-        let token = format!("{BADGE_PREFIX}{}", hex::encode(secret));
+        let token = random_hex::<32>(BADGE_PREFIX);
         let hash = hash_key(&token);
         let badge_id = badge_id_of_hash(&hash);
         let record = BadgeRecord {

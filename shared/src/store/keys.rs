@@ -21,6 +21,13 @@ pub const SCOPES: [&str; 3] = ["read", "ingest", "admin"];
 /// The prefix of every key, so leaked keys are easy to recognise and scan for.
 pub const KEY_PREFIX: &str = "ahm_";
 
+/// `prefix` and `N` random bytes in hex: a new key, token or id no one can guess.
+pub(crate) fn random_hex<const N: usize>(prefix: &str) -> String {
+    let mut bytes = [0u8; N];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
 /// The hex SHA-256 of a key, which is what is stored.
 pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
@@ -186,9 +193,7 @@ impl Store {
         name: &str,
         now: Millis,
     ) -> Result<CreatedKey, StoreError> {
-        let mut secret = [0u8; 24];
-        rand::rng().fill_bytes(&mut secret);
-        let key = format!("{KEY_PREFIX}{}", hex::encode(secret));
+        let key = random_hex::<24>(KEY_PREFIX);
         self.insert_api_key(&key, tenant, scopes, name, now).await?;
         Ok(CreatedKey {
             key_id: key_id_of_hash(&hash_key(&key)),

@@ -408,6 +408,29 @@ impl Store {
         };
         Ok(found.into_iter().next().flatten())
     }
+
+    /// Creates or replaces the item at `key` whatever is stored there (as version 1, no
+    /// condition): for what a tenant sets whole, where the last write wins.
+    pub(crate) async fn put_one(
+        &self,
+        key: ItemKey,
+        record: Record,
+        expires_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let item = StoredItem {
+            key,
+            record,
+            version: 1,
+            expires_at,
+            index: None,
+        };
+        self.backend
+            .write(vec![Write {
+                item,
+                condition: Condition::None,
+            }])
+            .await
+    }
 }
 
 /// Keeps the readable results and logs each unreadable one ([`StoreError::Corrupt`]) by

@@ -116,9 +116,7 @@ pub struct NotifyConfig {
 
 /// A new silence id: `s_` and 16 random hex digits.
 pub fn new_silence_id() -> String {
-    let mut bytes = [0u8; 8];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("s_{}", hex::encode(bytes))
+    super::keys::random_hex::<8>("s_")
 }
 
 fn item(key: ItemKey, record: Record, version: u64, expires_at: Option<i64>) -> StoredItem {
@@ -226,17 +224,8 @@ impl Store {
 
     /// Creates or replaces a rule.
     pub async fn put_rule(&self, tenant: &str, rule: &RuleRecord) -> Result<(), StoreError> {
-        self.backend
-            .write(vec![Write {
-                item: item(
-                    layout::rule(tenant, &rule.rule_id),
-                    Record::Rule(rule.clone()),
-                    1,
-                    None,
-                ),
-                condition: Condition::None,
-            }])
-            .await
+        let key = layout::rule(tenant, &rule.rule_id);
+        self.put_one(key, Record::Rule(rule.clone()), None).await
     }
 
     /// Deletes a rule; `false` if it did not exist.
@@ -254,16 +243,8 @@ impl Store {
             .ends_at
             .filter(|_| silence.schedule.is_none())
             .and_then(|t| layout::expiry(t, ENDED_SILENCE_TTL_MS));
-        self.backend
-            .write(vec![Write {
-                item: item(
-                    layout::silence(tenant, &silence.silence_id),
-                    Record::Silence(silence.clone()),
-                    1,
-                    expires,
-                ),
-                condition: Condition::None,
-            }])
+        let key = layout::silence(tenant, &silence.silence_id);
+        self.put_one(key, Record::Silence(silence.clone()), expires)
             .await
     }
 

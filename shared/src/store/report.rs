@@ -17,6 +17,19 @@ use crate::time::{Millis, DAY_MS};
 /// Entities whose history is read at the same time.
 const CONCURRENT_READS: usize = 16;
 
+/// `read` of each of `items`, [`CONCURRENT_READS`] at a time, in their order; the first
+/// error ends it.
+async fn read_each<T, U, F>(items: Vec<T>, read: impl FnMut(T) -> F) -> Result<Vec<U>, StoreError>
+where
+    F: std::future::Future<Output = Result<U, StoreError>>,
+{
+    futures::stream::iter(items)
+        .map(read)
+        .buffered(CONCURRENT_READS)
+        .try_collect()
+        .await
+}
+
 /// An entity's id and its hour summaries.
 type HoursOf = (String, Vec<(i64, crate::domain::latency::HourSummary)>);
 
@@ -57,15 +70,12 @@ impl Store {
                 .collect(),
             Entity::Host => Vec::new(),
         };
-        futures::stream::iter(lives)
-            .map(|(id, unmoved)| async move {
-                let mut hours = self.hours_between(tenant, entity, &id, from, now).await?;
-                hours.extend(unmoved);
-                Ok::<_, StoreError>((id, hours))
-            })
-            .buffered(CONCURRENT_READS)
-            .try_collect()
-            .await
+        read_each(lives, |(id, unmoved)| async move {
+            let mut hours = self.hours_between(tenant, entity, &id, from, now).await?;
+            hours.extend(unmoved);
+            Ok((id, hours))
+        })
+        .await
     }
 
     /// One agent's or integration's display name and hour summaries from `from` to `now`:
@@ -187,22 +197,19 @@ impl Store {
         first: i64,
         now: Millis,
     ) -> Result<Vec<AgentInput>, StoreError> {
-        futures::stream::iter(agents)
-            .map(|live| async move {
-                let (agent_id, agent_name) =
-                    (live.record.agent_id.clone(), live.record.agent_name.clone());
-                let days = self
-                    .days_of(tenant, Entity::Agent, &agent_id, live, first, now)
-                    .await?;
-                Ok::<_, StoreError>(AgentInput {
-                    agent_id,
-                    agent_name,
-                    days,
-                })
+        read_each(agents, |live| async move {
+            let (agent_id, agent_name) =
+                (live.record.agent_id.clone(), live.record.agent_name.clone());
+            let days = self
+                .days_of(tenant, Entity::Agent, &agent_id, live, first, now)
+                .await?;
+            Ok(AgentInput {
+                agent_id,
+                agent_name,
+                days,
             })
-            .buffered(CONCURRENT_READS)
-            .try_collect()
-            .await
+        })
+        .await
     }
 
     /// Each integration's day counters and hour summaries from day `first` on.
@@ -213,25 +220,22 @@ impl Store {
         first: i64,
         now: Millis,
     ) -> Result<Vec<IntegrationInput>, StoreError> {
-        futures::stream::iter(integrations)
-            .map(|live| async move {
-                let id = live.record.integration_id.clone();
-                let record = live.record.clone();
-                let mut hours = self
-                    .hours_between(tenant, Entity::Integration, &id, first * DAY_MS, now)
-                    .await?;
-                hours.extend(live.window.unmoved_hours());
-                let days = self
-                    .days_of(tenant, Entity::Integration, &id, live, first, now)
-                    .await?;
-                Ok::<_, StoreError>(IntegrationInput {
-                    record,
-                    days,
-                    hours,
-                })
+        read_each(integrations, |live| async move {
+            let id = live.record.integration_id.clone();
+            let record = live.record.clone();
+            let mut hours = self
+                .hours_between(tenant, Entity::Integration, &id, first * DAY_MS, now)
+                .await?;
+            hours.extend(live.window.unmoved_hours());
+            let days = self
+                .days_of(tenant, Entity::Integration, &id, live, first, now)
+                .await?;
+            Ok(IntegrationInput {
+                record,
+                days,
+                hours,
             })
-            .buffered(CONCURRENT_READS)
-            .try_collect()
-            .await
+        })
+        .await
     }
 }

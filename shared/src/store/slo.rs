@@ -2,7 +2,7 @@
 //! their figures are computed from.
 
 use super::layout::{self, Entity};
-use super::{Condition, Record, Store, StoreError, StoredItem, Write};
+use super::{Record, Store, StoreError};
 use crate::domain::latency::{Histogram, HourSummary};
 use crate::domain::live::{Counters, Live};
 use crate::domain::slo::{SloData, SloRecord, SloSource, SloStatus};
@@ -41,18 +41,8 @@ pub fn minute_summaries<C: Counters>(
 impl Store {
     /// Creates or replaces an SLO.
     pub async fn put_slo(&self, tenant: &str, slo: &SloRecord) -> Result<(), StoreError> {
-        self.backend
-            .write(vec![Write {
-                item: StoredItem {
-                    key: layout::slo(tenant, &slo.slo_id),
-                    record: Record::Slo(slo.clone()),
-                    version: 1,
-                    expires_at: None,
-                    index: None,
-                },
-                condition: Condition::None,
-            }])
-            .await
+        let key = layout::slo(tenant, &slo.slo_id);
+        self.put_one(key, Record::Slo(slo.clone()), None).await
     }
 
     /// The tenant's SLOs by id: one Query.

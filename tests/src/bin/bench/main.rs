@@ -504,101 +504,73 @@ async fn function_figures() {
     }
 }
 
+/// The benchmarks `all` runs, in its order; each is also a name of its own.
+const ALL: [&str; 12] = [
+    "otlp-bomb",
+    "otlp",
+    "export",
+    "cost",
+    "events",
+    "notify",
+    "contention",
+    "broadcast",
+    "functions",
+    "reads",
+    "collector",
+    "ingest",
+];
+
+/// Runs the benchmark `name`, one of [`ALL`]; false if there is none of that name.
+async fn run_benchmark(name: &str) -> bool {
+    match name {
+        "otlp-bomb" => bomb::bomb_benchmark().await,
+        "otlp" => otlp::otlp_benchmark().await,
+        "export" => export::export_benchmark().await,
+        "cost" => cost::cost_benchmark().await,
+        "events" => events::event_benchmarks().await,
+        "notify" => notify::notify_benchmarks().await,
+        "contention" => contention::contention_benchmark().await,
+        "broadcast" => broadcast::broadcast_benchmarks().await,
+        "functions" => function_figures().await,
+        "reads" => read_benchmarks().await,
+        "collector" => collector::collector_benchmarks().await,
+        "ingest" => ingest_benchmarks().await,
+        _ => return false,
+    }
+    true
+}
+
 #[tokio::main]
 async fn main() {
-    let what = std::env::args().nth(1).unwrap_or_else(|| "all".to_owned());
-    if what == "ws-clients" {
+    let arg = |n: usize| std::env::args().nth(n);
+    let what = arg(1).unwrap_or_else(|| "all".to_owned());
+    match what.as_str() {
         // The child process of the broadcast benchmark.
-        let url = std::env::args().nth(2).unwrap_or_default();
-        let count = std::env::args()
-            .nth(3)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(1);
-        broadcast::clients(&url, count).await;
-        return;
-    }
-    if what == "soak" {
+        "ws-clients" => {
+            let count = arg(3).and_then(|c| c.parse().ok()).unwrap_or(1);
+            broadcast::clients(&arg(2).unwrap_or_default(), count).await;
+        }
         // Not part of "all": it runs for half an hour unless told otherwise.
-        let minutes = std::env::args()
-            .nth(2)
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(30);
-        soak::soak_benchmark(minutes).await;
-        return;
+        "soak" => soak::soak_benchmark(arg(2).and_then(|m| m.parse().ok()).unwrap_or(30)).await,
+        "all" => {
+            for name in ALL {
+                run_benchmark(name).await;
+            }
+        }
+        name => {
+            if !run_benchmark(name).await {
+                eprintln!(
+                    "unknown benchmark {what:?}: all (the default), {} or soak [minutes]",
+                    ALL.join(", ")
+                );
+                std::process::exit(2);
+            }
+        }
     }
-    if what == "otlp-bomb" || what == "all" {
-        bomb::bomb_benchmark().await;
-    }
-    if what == "otlp-bomb" {
-        return;
-    }
-    if what == "otlp" || what == "all" {
-        otlp::otlp_benchmark().await;
-    }
-    if what == "otlp" {
-        return;
-    }
-    if what == "export" || what == "all" {
-        export::export_benchmark().await;
-    }
-    if what == "export" {
-        return;
-    }
-    if what == "cost" || what == "all" {
-        cost::cost_benchmark().await;
-    }
-    if what == "cost" {
-        return;
-    }
-    if what == "events" || what == "all" {
-        events::event_benchmarks().await;
-    }
-    if what == "events" {
-        return;
-    }
-    if what == "notify" || what == "all" {
-        notify::notify_benchmarks().await;
-    }
-    if what == "notify" {
-        return;
-    }
-    if what == "contention" || what == "all" {
-        contention::contention_benchmark().await;
-    }
-    if what == "contention" {
-        return;
-    }
-    if what == "broadcast" || what == "all" {
-        broadcast::broadcast_benchmarks().await;
-    }
-    if what == "broadcast" {
-        return;
-    }
-    if what == "functions" || what == "all" {
-        function_figures().await;
-    }
-    if what == "functions" {
-        return;
-    }
-    if what == "reads" || what == "all" {
-        read_benchmarks().await;
-    }
-    if what == "reads" {
-        return;
-    }
-    if what == "collector" || what == "all" {
-        collector::collector_benchmarks().await;
-    }
-    if what == "collector" {
-        return;
-    }
-    if what != "ingest" && what != "all" {
-        eprintln!(
-            "unknown benchmark {what:?}: all (the default), ingest, collector, reads, functions, \
-             broadcast, contention, notify, events, cost, export, otlp, otlp-bomb or soak [minutes]"
-        );
-        std::process::exit(2);
-    }
+}
+
+/// Ingestion throughput and latency on each store, and the request units an event costs.
+async fn ingest_benchmarks() {
     println!("| store | events/batch | events/s | p50 batch ms | p99 batch ms | requests/event | RCU/event | WCU/event |");
     println!("|---|---|---|---|---|---|---|---|");
     for (batches, size) in [(200, 100), (20, 1000)] {
