@@ -557,7 +557,8 @@ async fn lists_are_searched_filtered_and_sorted_by_the_server(backend: Backend) 
         (ids(&first), total.as_deref()),
         (vec!["a2".to_owned()], Some("2"))
     );
-    let link = link.unwrap_or_else(|| panic!("no Link to the second page of agents sorted by rate"));
+    let link =
+        link.unwrap_or_else(|| panic!("no Link to the second page of agents sorted by rate"));
     let next = link
         .strip_prefix('<')
         .and_then(|l| l.split_once(">; rel=\"next\""))

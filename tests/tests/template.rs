@@ -444,3 +444,22 @@ fn the_public_export_has_reserved_concurrency() {
         "the README does not document ExportReservedConcurrency"
     );
 }
+
+/// A dashboard served from another origin (scripts/publish-dashboard) reads the lists'
+/// paging headers: the HTTP API's CORS configuration exposes them.
+#[test]
+fn the_http_api_lets_a_dashboard_on_another_origin_read_the_paging_headers() {
+    let t = template();
+    let api = named(&t, "HttpApi");
+    let cors = api
+        .split_once("CorsConfiguration:")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("the HTTP API has no CORS configuration: {api}"));
+    let exposed = cors
+        .split_once("ExposeHeaders:")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("the HTTP API's CORS exposes no headers: {cors}"));
+    for header in ["- link", "- x-total-count"] {
+        assert!(exposed.contains(header), "{header} not exposed: {exposed}");
+    }
+}

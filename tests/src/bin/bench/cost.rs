@@ -545,9 +545,8 @@ pub async fn cost_benchmark() {
     let broadcasts = cycles * DASHBOARDS;
     let watches = connects * 4.0;
     let other_requests = 2.0 * minutes + broadcasts + connects * 2.0 + watches + seconds;
-    let other_gb_s = minutes * (0.5 * 60.0 + 0.25 * 60.0)
-        + broadcasts * 0.125 * 0.2
-        + seconds * 0.25 * 0.05;
+    let other_gb_s =
+        minutes * (0.5 * 60.0 + 0.25 * 60.0) + broadcasts * 0.125 * 0.2 + seconds * 0.25 * 0.05;
     // The HTTP API caches the authorizer's answer per key for 300 s (the template's
     // ReauthorizeEvery): one authorizer invocation (128 MB, 10 ms) and one key read per
     // client key every 5 minutes, a key per host here. Behind the ingest URL the function
