@@ -12,7 +12,7 @@ import {
   renderAgents, renderAlerts, renderHosts, renderIntegrations, renderStatusOptions, renderSystem, renderUpdated,
 } from './overview.js';
 import { holdPages, loadFirstPages } from './lists.js';
-import { MAX_WATCHED, config, state } from './state.js';
+import { MAX_WATCHED, MAX_WATCH_BYTES, config, state } from './state.js';
 
 function renderAll() {
   renderStatusOptions();
@@ -92,10 +92,12 @@ export function watchHeld() {
   const extra = state.detailItem;
   if (extra?.kind === 'agent' && !agents.includes(extra.id)) agents.push(extra.id);
   if (extra?.kind === 'integration' && !integrations.includes(extra.id)) integrations.push(extra.id);
-  const message = agents.length + integrations.length > MAX_WATCHED
-    ? { action: 'watch', all: true }
-    : { action: 'watch', agents, integrations };
-  const text = JSON.stringify(message);
+  let text = JSON.stringify({ action: 'watch', agents, integrations });
+  // Past the server's bounds (ids, or bytes: long ids), every change instead.
+  if (agents.length + integrations.length > MAX_WATCHED
+    || new TextEncoder().encode(text).length > MAX_WATCH_BYTES) {
+    text = JSON.stringify({ action: 'watch', all: true });
+  }
   if (text === state.watched) return;
   socket.send(text);
   state.watched = text;

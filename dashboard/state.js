@@ -12,8 +12,10 @@ export const config = Object.assign(
 export const KEY_STORAGE = 'agent-health.api-key';
 // Cards of a list page (the server pages, searches, filters and sorts the lists).
 export const LIST_PAGE = 100;
-// Most ids a watch may name (the server's bound).
+// Most ids a watch may name, and most bytes a client message may have (the server's
+// bounds).
 export const MAX_WATCHED = 300;
+export const MAX_WATCH_BYTES = 32 * 1024;
 // How long typing pauses before the search goes to the server.
 export const SEARCH_PAUSE_MS = 200;
 export const UPTIME_EVERY_MS = 5 * 60 * 1000;

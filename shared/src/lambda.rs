@@ -912,32 +912,31 @@ mod tests {
         };
         let delta = ws_connect(&state, &with_mode("delta")).await;
         assert_eq!(delta.status_code, 200);
-        let feeds = state
-            .store
-            .connection_feeds("acme")
-            .await
-            .expect("reading acme's connection feeds");
+        let feeds = async || {
+            state
+                .store
+                .connection_feeds("acme")
+                .await
+                .expect("reading acme's connection feeds")
+        };
+        let listening = |watch| crate::store::connections::Listening {
+            feed: crate::store::connections::Feed::Delta,
+            watch,
+        };
         assert_eq!(
-            feeds,
-            vec![(
-                "AAAA1234=".to_owned(),
-                crate::store::connections::Feed::Delta.into()
-            )]
+            feeds().await,
+            vec![("AAAA1234=".to_owned(), listening(None))]
         );
         // The `watch` route: the message's entities become what the connection watches.
         let watch = include_str!("../tests/fixtures/apigw-websocket-watch.json");
         assert_eq!(ws_watch(&state, &event(watch)).await.status_code, 200);
-        let feeds = state
-            .store
-            .connection_feeds("acme")
-            .await
-            .expect("reading acme's connection feeds");
+        let watched = crate::store::connections::Watch::new(
+            vec!["a1".into(), "a2".into()],
+            vec!["slack".into()],
+        );
         assert_eq!(
-            feeds[0].1.watch,
-            Some(crate::store::connections::Watch::new(
-                vec!["a1".into(), "a2".into()],
-                vec!["slack".into()]
-            ))
+            feeds().await,
+            vec![("AAAA1234=".to_owned(), listening(Some(watched)))]
         );
         ws_disconnect(&state, &event(disconnect)).await;
         assert_eq!(

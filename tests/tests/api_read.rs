@@ -464,6 +464,14 @@ async fn bad_parameters_answer_400_naming_the_parameter(backend: Backend) {
 
 /// With `limit`, the lists come in pages: the body stays the array, the next page is in the
 /// `Link` header, and the last page has none.
+/// The next page's path in a `Link` header of the documented form.
+fn next_page(link: &str) -> String {
+    link.strip_prefix('<')
+        .and_then(|l| l.split_once(">; rel=\"next\""))
+        .map(|(url, _)| url.to_owned())
+        .unwrap_or_else(|| panic!("a Link header of the documented form: {link}"))
+}
+
 async fn lists_come_in_pages_linked_by_the_link_header(backend: Backend) {
     let t = noon();
     let (api, _running, _dir) = fixture(backend, t).await;
@@ -482,11 +490,7 @@ async fn lists_come_in_pages_linked_by_the_link_header(backend: Backend) {
         ids.push(page[0]["agent_id"].as_str().unwrap_or("").to_owned());
         match link {
             Some(l) => {
-                let next = l
-                    .strip_prefix('<')
-                    .and_then(|l| l.split_once(">; rel=\"next\""))
-                    .map(|(url, _)| url.to_owned())
-                    .unwrap_or_else(|| panic!("bad Link header {l}"));
+                let next = next_page(&l);
                 assert!(
                     next.starts_with("/api/health/agents?limit=1&cursor="),
                     "{next}"
@@ -557,13 +561,9 @@ async fn lists_are_searched_filtered_and_sorted_by_the_server(backend: Backend) 
         (ids(&first), total.as_deref()),
         (vec!["a2".to_owned()], Some("2"))
     );
-    let link =
-        link.unwrap_or_else(|| panic!("no Link to the second page of agents sorted by rate"));
-    let next = link
-        .strip_prefix('<')
-        .and_then(|l| l.split_once(">; rel=\"next\""))
-        .map(|(url, _)| url.to_owned())
-        .unwrap_or_else(|| panic!("a Link header of the documented form: {link}"));
+    let next = next_page(
+        &link.unwrap_or_else(|| panic!("no Link to the second page of agents sorted by rate")),
+    );
     assert!(
         next.ends_with("&sort=rate"),
         "the order is kept on the link: {next}"

@@ -638,6 +638,18 @@ async fn delta_clients_receive_only_what_changed_numbered_and_full_clients_the_w
     );
 }
 
+/// The agents each of the tenant's connections watches, as stored.
+async fn watches(app: &local_stack::Running) -> Vec<Option<Vec<String>>> {
+    app.state
+        .store
+        .connection_feeds("local")
+        .await
+        .unwrap_or_else(|e| panic!("reading the stored connections: {e}"))
+        .into_iter()
+        .map(|(_, l)| l.watch.map(|w| w.agents))
+        .collect()
+}
+
 /// Sends a client message.
 async fn say<S>(socket: &mut S, text: String)
 where
@@ -666,15 +678,7 @@ async fn a_watching_client_receives_only_the_entities_it_shows() {
     .await;
     // Stored once the gateway ran the route's code.
     eventually("the watch is stored", async || {
-        let feeds = app
-            .state
-            .store
-            .connection_feeds("local")
-            .await
-            .unwrap_or_default();
-        feeds
-            .iter()
-            .any(|(_, l)| l.watch.as_ref().is_some_and(|w| w.agents == ["a2"]))
+        watches(&app).await == [Some(vec!["a2".to_owned()])]
     })
     .await;
     // Refused watches leave it as it is.
@@ -697,15 +701,9 @@ async fn a_watching_client_receives_only_the_entities_it_shows() {
         }
     };
     assert_eq!(carried, ["a2"], "a1 changed too, but is not watched");
-    let stored = app
-        .state
-        .store
-        .connection_feeds("local")
-        .await
-        .unwrap_or_default();
     assert_eq!(
-        stored[0].1.watch.as_ref().map(|w| w.agents.clone()),
-        Some(vec!["a2".to_owned()]),
+        watches(&app).await,
+        [Some(vec!["a2".to_owned()])],
         "the refused messages changed nothing"
     );
 
@@ -716,13 +714,7 @@ async fn a_watching_client_receives_only_the_entities_it_shows() {
     )
     .await;
     eventually("the watch is lifted", async || {
-        let feeds = app
-            .state
-            .store
-            .connection_feeds("local")
-            .await
-            .unwrap_or_default();
-        feeds.iter().all(|(_, l)| l.watch.is_none())
+        watches(&app).await == [None]
     })
     .await;
     ingest(&app, &key, json!([started("5", "a1")])).await;
