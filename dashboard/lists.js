@@ -56,6 +56,7 @@ export function holdPages({ agents, integrations }) {
   state.integrations = integrations.items;
   state.lists.agent = { total: agents.total, next: agents.next };
   state.lists.integration = { total: integrations.total, next: integrations.next };
+  state.lists.held = true;
 }
 
 // The next page of one list, appended; what a delta changed meanwhile stays.

@@ -86,7 +86,9 @@ export async function reselect() {
 // changed between the pages' read and then is fetched again after the next delta.
 export function watchHeld() {
   const socket = state.socket;
-  if (!socket || socket.readyState !== WebSocket.OPEN) return;
+  // Before the first pages arrive the page holds nothing yet: an empty watch would hide
+  // every change meanwhile.
+  if (!socket || socket.readyState !== WebSocket.OPEN || !state.lists.held) return;
   const agents = state.agents.map((a) => a.agent_id);
   const integrations = state.integrations.map((i) => i.integration_id);
   const extra = state.detailItem;

@@ -50,7 +50,8 @@ export const state = {
   uptime: new Map(),
   // Per list: how many match the selection in all, and the next page's path (null on the
   // last page).
-  lists: { agent: { total: 0, next: null }, integration: { total: 0, next: null } },
+  // Whether pages were loaded yet.
+  lists: { agent: { total: 0, next: null }, integration: { total: 0, next: null }, held: false },
   // Only the summary's first alerts are held (the first paint); the whole list follows.
   partialAlerts: false,
   // Active alerts in all, from the summary, while only its first ones are held.

@@ -246,7 +246,8 @@ try {
   await gapPage.waitForFunction(() => (window.dashboardDeltas || 0) >= 1, null, { timeout: 20000 });
   // The page watches what it shows: it told the server its first page of agents, and a
   // change of an agent it does not show is not sent to it.
-  const watch = toServer.map((m) => JSON.parse(m)).find((m) => m.action === 'watch');
+  const watch = toServer.map((m) => JSON.parse(m)).filter((m) => m.action === 'watch').pop();
+  check(!toServer.some((m) => JSON.parse(m).agents?.length === 0), 'no empty watch before the pages came');
   check(watch && JSON.stringify(watch.agents) === JSON.stringify(firstAgents.slice(0, PAGE)), `the page watches its agents: ${JSON.stringify(watch)?.slice(0, 200)}`);
   const deltasNow = await gapPage.evaluate(() => window.dashboardDeltas);
   await gapPage.waitForFunction((n) => window.dashboardDeltas >= n + 2, deltasNow, { timeout: 20000 });
