@@ -824,6 +824,23 @@ pub async fn get_json(app: &local_stack::Running, key: &str, path: &str) -> serd
         .unwrap_or_else(|e| panic!("reading {path}'s answer as JSON: {e}"))
 }
 
+/// Runs one collector cycle at `now` and checks that no tenant's part of it failed.
+pub async fn cycle(
+    collector: &shared::collector::Collector,
+    now: shared::time::Millis,
+) -> shared::collector::CycleReport {
+    let report = collector
+        .run_cycle(now)
+        .await
+        .unwrap_or_else(|e| panic!("running a collector cycle at {now}: {e}"));
+    assert!(
+        report.failed.is_empty(),
+        "cycle failed: {:?}",
+        report.failed
+    );
+    report
+}
+
 /// Polls `check` every 50 ms until it holds; panics naming `what` after `limit`.
 pub async fn eventually(
     what: &str,
