@@ -901,8 +901,20 @@ mod tests {
         );
         assert!(connections(&state, "acme").await.is_empty());
 
-        // A connection that asks for deltas gets that feed; a feed that does not exist is
-        // refused with 400 before anything is stored.
+        assert!(connections(&state, "acme").await.is_empty());
+    }
+
+    /// A connection that asks for deltas gets that feed, and the `watch` route stores what
+    /// it shows; a feed that does not exist is refused with 400 before anything is stored.
+    #[tokio::test]
+    async fn a_delta_connection_keeps_its_feed_and_what_the_watch_route_says_it_shows() {
+        use crate::store::connections::{Feed, Listening, Watch};
+        let (state, _dir) = state();
+        let key = key(&state, "acme", &["read"], "oncall").await;
+        let connect = include_str!("../tests/fixtures/apigw-websocket-connect.json");
+        let event = |text: &str| -> ApiGatewayWebsocketProxyRequest {
+            serde_json::from_str(text).unwrap_or_else(|e| panic!("fixture: {e}"))
+        };
         let with_mode = |mode: &str| -> ApiGatewayWebsocketProxyRequest {
             let mut v: serde_json::Value = serde_json::from_str(&connect.replace("KEY", &key))
                 .unwrap_or_else(|e| panic!("fixture: {e}"));
@@ -919,8 +931,8 @@ mod tests {
                 .await
                 .expect("reading acme's connection feeds")
         };
-        let listening = |watch| crate::store::connections::Listening {
-            feed: crate::store::connections::Feed::Delta,
+        let listening = |watch| Listening {
+            feed: Feed::Delta,
             watch,
         };
         assert_eq!(
@@ -930,14 +942,12 @@ mod tests {
         // The `watch` route: the message's entities become what the connection watches.
         let watch = include_str!("../tests/fixtures/apigw-websocket-watch.json");
         assert_eq!(ws_watch(&state, &event(watch)).await.status_code, 200);
-        let watched = crate::store::connections::Watch::new(
-            vec!["a1".into(), "a2".into()],
-            vec!["slack".into()],
-        );
+        let watched = Watch::new(vec!["a1".into(), "a2".into()], vec!["slack".into()]);
         assert_eq!(
             feeds().await,
             vec![("AAAA1234=".to_owned(), listening(Some(watched)))]
         );
+        let disconnect = include_str!("../tests/fixtures/apigw-websocket-disconnect.json");
         ws_disconnect(&state, &event(disconnect)).await;
         assert_eq!(
             ws_watch(&state, &event(watch)).await.status_code,
