@@ -871,15 +871,17 @@ mod tests {
         );
     }
 
+    /// An API Gateway WebSocket event from a fixture's text.
+    fn ws_event(text: &str) -> ApiGatewayWebsocketProxyRequest {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("reading a WebSocket fixture: {e}"))
+    }
+
     #[tokio::test]
     async fn websocket_connect_and_disconnect_events_keep_the_connection_table() {
         let (state, _dir) = state();
         let key = key(&state, "acme", &["read"], "oncall").await;
         let connect = include_str!("../tests/fixtures/apigw-websocket-connect.json");
-        let event = |text: &str| -> ApiGatewayWebsocketProxyRequest {
-            serde_json::from_str(text).unwrap_or_else(|e| panic!("fixture: {e}"))
-        };
-        let refused = ws_connect(&state, &event(&connect.replace("KEY", "ahm_nope"))).await;
+        let refused = ws_connect(&state, &ws_event(&connect.replace("KEY", "ahm_nope"))).await;
         assert_eq!(refused.status_code, 401);
         let body = match &refused.body {
             Some(Body::Text(t)) => t.clone(),
@@ -888,7 +890,7 @@ mod tests {
         assert!(body.contains("not valid"), "{body}");
         assert!(connections(&state, "acme").await.is_empty());
 
-        let accepted = ws_connect(&state, &event(&connect.replace("KEY", &key))).await;
+        let accepted = ws_connect(&state, &ws_event(&connect.replace("KEY", &key))).await;
         assert_eq!(accepted.status_code, 200);
         assert_eq!(
             connections(&state, "acme").await,
@@ -896,11 +898,11 @@ mod tests {
         );
         let disconnect = include_str!("../tests/fixtures/apigw-websocket-disconnect.json");
         assert_eq!(
-            ws_disconnect(&state, &event(disconnect)).await.status_code,
+            ws_disconnect(&state, &ws_event(disconnect))
+                .await
+                .status_code,
             200
         );
-        assert!(connections(&state, "acme").await.is_empty());
-
         assert!(connections(&state, "acme").await.is_empty());
     }
 
@@ -912,9 +914,6 @@ mod tests {
         let (state, _dir) = state();
         let key = key(&state, "acme", &["read"], "oncall").await;
         let connect = include_str!("../tests/fixtures/apigw-websocket-connect.json");
-        let event = |text: &str| -> ApiGatewayWebsocketProxyRequest {
-            serde_json::from_str(text).unwrap_or_else(|e| panic!("fixture: {e}"))
-        };
         let with_mode = |mode: &str| -> ApiGatewayWebsocketProxyRequest {
             let mut v: serde_json::Value = serde_json::from_str(&connect.replace("KEY", &key))
                 .unwrap_or_else(|e| panic!("fixture: {e}"));
@@ -941,16 +940,16 @@ mod tests {
         );
         // The `watch` route: the message's entities become what the connection watches.
         let watch = include_str!("../tests/fixtures/apigw-websocket-watch.json");
-        assert_eq!(ws_watch(&state, &event(watch)).await.status_code, 200);
+        assert_eq!(ws_watch(&state, &ws_event(watch)).await.status_code, 200);
         let watched = Watch::new(vec!["a1".into(), "a2".into()], vec!["slack".into()]);
         assert_eq!(
             feeds().await,
             vec![("AAAA1234=".to_owned(), listening(Some(watched)))]
         );
         let disconnect = include_str!("../tests/fixtures/apigw-websocket-disconnect.json");
-        ws_disconnect(&state, &event(disconnect)).await;
+        ws_disconnect(&state, &ws_event(disconnect)).await;
         assert_eq!(
-            ws_watch(&state, &event(watch)).await.status_code,
+            ws_watch(&state, &ws_event(watch)).await.status_code,
             404,
             "a closed connection watches nothing"
         );

@@ -927,6 +927,15 @@ pub(crate) fn selected_response<T: crate::domain::listing::Listed + Serialize>(
     page: Option<PageRequest>,
 ) -> Response<String> {
     use crate::domain::listing::{page as page_of, select};
+    // The whole list by id is what the store read: nothing to keep or order (the path of
+    // every `GET` without parameters).
+    if page.is_none() && selection.is_plain() {
+        let mut response = json_response(StatusCode::OK, &items);
+        response
+            .headers_mut()
+            .insert("x-total-count", http::HeaderValue::from(items.len()));
+        return response;
+    }
     let selected = select(items, selection);
     let total = selected.len();
     let mut response = match page {

@@ -141,8 +141,11 @@ impl Listed for IntegrationHealth {
 
 /// The key that places `item` in `sort`'s order (byte order of the keys).
 pub fn sort_key<T: Listed>(item: &T, sort: Sort) -> String {
-    let name = item.name().to_lowercase();
     let id = item.id();
+    if sort == Sort::Id {
+        return id.to_owned();
+    }
+    let name = item.name().to_lowercase();
     match sort {
         Sort::Id => id.to_owned(),
         Sort::Name => format!("{name}{SEP}{id}"),

@@ -233,17 +233,16 @@ impl Store {
         }
     }
 
-    /// Sets what connection `connection_id` watches (1 read and 1 write unit per KB of the
-    /// item); `false` if it is not stored (it closed). A concurrent change of the item
-    /// (another watch) wins: the client's next watch replaces it.
+    /// Stores what connection `connection_id` watches, over `stored` (its record and
+    /// version as [`Store::connection`] read them): 1 write unit per KB of the item. A
+    /// concurrent change of the item (another watch) wins: the client's next watch
+    /// replaces it.
     pub async fn set_watch(
         &self,
         connection_id: &str,
+        (record, version): (ConnectionRecord, u64),
         watch: Option<Watch>,
-    ) -> Result<bool, StoreError> {
-        let Some((record, version)) = self.connection(connection_id).await? else {
-            return Ok(false);
-        };
+    ) -> Result<(), StoreError> {
         let tenant = record.tenant.clone();
         let connected_at = record.connected_at;
         let write = Write {
@@ -258,8 +257,7 @@ impl Store {
             condition: Condition::Version(version),
         };
         match self.backend.write(vec![write]).await {
-            Ok(()) => Ok(true),
-            Err(StoreError::Conflict) => Ok(true),
+            Ok(()) | Err(StoreError::Conflict) => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -158,19 +158,19 @@ pub fn parse_watch(body: &str) -> Result<Option<Watch>, String> {
 pub async fn on_message(state: &AppState, connection_id: &str, body: &str) -> Result<(), ApiError> {
     valid_id(connection_id)?;
     let watch = parse_watch(body).map_err(|m| ApiError::bad_request("invalid_message", m))?;
-    let Some((record, _)) = state.store.connection(connection_id).await? else {
+    let Some(stored) = state.store.connection(connection_id).await? else {
         return Err(ApiError::NotFound(format!(
             "no open connection {connection_id}"
         )));
     };
-    if record.feed.is_full() {
+    if stored.0.feed.is_full() {
         return Err(ApiError::Conflict {
             code: "not_a_delta_feed",
             message: "a watch goes with ?mode=delta: this connection receives whole updates"
                 .to_owned(),
         });
     }
-    state.store.set_watch(connection_id, watch).await?;
+    state.store.set_watch(connection_id, stored, watch).await?;
     Ok(())
 }
 
