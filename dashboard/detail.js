@@ -251,6 +251,11 @@ export async function loadDetail() {
 export function route() {
   const r = parseRoute();
   state.detail = r;
+  // A source fetched for another drill-down is no longer shown (nor watched).
+  if (state.detailItem && (r?.kind !== state.detailItem.kind || r?.id !== state.detailItem.id)) {
+    state.detailItem = null;
+    window.dispatchEvent(new Event('dashboard:watch'));
+  }
   $('dashboard').hidden = !!r || !state.key;
   $('detail').hidden = !r;
   if (!r) {

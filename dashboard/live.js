@@ -12,7 +12,7 @@ import {
   renderAgents, renderAlerts, renderHosts, renderIntegrations, renderStatusOptions, renderSystem, renderUpdated,
 } from './overview.js';
 import { holdPages, loadFirstPages } from './lists.js';
-import { MAX_WATCHED, MAX_WATCH_BYTES, config, state } from './state.js';
+import { HOST_FRESH_MS, MAX_WATCHED, MAX_WATCH_BYTES, config, state } from './state.js';
 
 function renderAll() {
   renderStatusOptions();
@@ -156,8 +156,17 @@ function sortAlerts(alerts) {
 function merge(data) {
   upsert(state.agents, data.agents || [], 'agent_id', false);
   upsert(state.integrations, data.integrations || [], 'integration_id', false);
+  // A drill-down's source the pages do not hold changes too (it is watched).
+  const extra = state.detailItem;
+  const list = extra && { agent: data.agents, integration: data.integrations }[extra.kind];
+  const key = extra && `${extra.kind}_id`;
+  const fresh = (list || []).find((x) => x[key] === extra.id);
+  if (fresh) extra.item = fresh;
   if (state.system) {
-    const hosts = state.system.hosts || [];
+    // Deltas name hosts that changed, never one that went quiet: the system object lists
+    // hosts that reported in the last 2 minutes, and so does the page, by the delta's time.
+    const now = new Date(data.timestamp).getTime();
+    const hosts = (state.system.hosts || []).filter((h) => now - new Date(h.last_seen).getTime() <= HOST_FRESH_MS);
     upsert(hosts, data.hosts || [], 'host_id');
     Object.assign(state.system, data.system, { hosts });
   }

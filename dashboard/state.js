@@ -16,6 +16,8 @@ export const LIST_PAGE = 100;
 // bounds).
 export const MAX_WATCHED = 300;
 export const MAX_WATCH_BYTES = 32 * 1024;
+// Hosts count as reporting this long after their last sample (as the system object).
+export const HOST_FRESH_MS = 2 * 60 * 1000;
 // How long typing pauses before the search goes to the server.
 export const SEARCH_PAUSE_MS = 200;
 export const UPTIME_EVERY_MS = 5 * 60 * 1000;

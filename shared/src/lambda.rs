@@ -722,10 +722,16 @@ pub async fn run_broadcaster() -> Result<(), lambda_http::Error> {
         move |event: LambdaEvent<BroadcastRequest>| async move {
             let request = event.payload;
             let messages: Vec<&str> = request.messages.iter().map(|m| m.get()).collect();
-            broadcaster
-                .broadcast_feed(&request.tenant, &request.listening(), &messages)
-                .await
-                .map_err(|e| -> lambda_http::Error { Box::new(e) })
+            let sent = if request.connections.is_empty() {
+                broadcaster
+                    .broadcast_feed(&request.tenant, &request.feed.into(), &messages)
+                    .await
+            } else {
+                broadcaster
+                    .broadcast_to(&request.tenant, request.connections, &messages)
+                    .await
+            };
+            sent.map_err(|e| -> lambda_http::Error { Box::new(e) })
         },
     ))
     .await

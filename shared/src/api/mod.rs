@@ -823,8 +823,9 @@ pub(crate) fn bounded_param(
         .transpose()
 }
 
-/// Longest cursor accepted, in bytes once decoded (a sort key holds a name and an id).
-const MAX_CURSOR_BYTES: usize = 700;
+/// Longest cursor accepted, in bytes once decoded: a sort key holds a 19-digit place, a
+/// lower-cased name and an id (each up to 128 characters of up to 4 bytes).
+const MAX_CURSOR_BYTES: usize = 1_100;
 
 /// `limit` and `cursor` of a list request; `None` without `limit` (the whole list). A
 /// cursor without `limit` is refused, since it would otherwise be silently ignored. A

@@ -64,7 +64,14 @@ pub struct TenantReport {
     pub resolved: usize,
     /// Ids of active alerts a silence or maintenance window holds now.
     pub silenced: Vec<String>,
+    /// Ids of alerts resolved in the last [`RECENTLY_RESOLVED_MS`]: a delta names them as
+    /// resolved even when no earlier delta named them as raised (an event raised them
+    /// between cycles, and clients heard of them from `health:alerts`).
+    pub recently_resolved: Vec<String>,
 }
+
+/// How long a resolved alert is named in deltas' `resolved` lists: a few cycles.
+pub const RECENTLY_RESOLVED_MS: Millis = 5 * 60 * 1000;
 
 impl TenantReport {
     /// The active alerts as clients see them, marked silenced as the tenant's silences say.
@@ -783,6 +790,14 @@ async fn report(
     alerts: Vec<(AlertRecord, u64)>,
     now: Millis,
 ) -> Result<TenantReport, StoreError> {
+    let recently_resolved = alerts
+        .iter()
+        .filter(|(a, _)| {
+            a.resolved_at
+                .is_some_and(|at| now - at <= RECENTLY_RESOLVED_MS)
+        })
+        .map(|(a, _)| a.alert_id.clone())
+        .collect();
     let mut active: Vec<AlertRecord> = alerts
         .into_iter()
         .map(|(a, _)| a)
@@ -822,6 +837,7 @@ async fn report(
         updated: 0,
         resolved: 0,
         silenced,
+        recently_resolved,
     })
 }
 

@@ -229,7 +229,7 @@ mod tests {
 
     fn fleet() -> Vec<AgentHealth> {
         vec![
-            agent("a3", "beta", Some(1.0), Some(NOW - 3_000)),
+            agent("a3", "zeta", Some(1.0), Some(NOW - 3_000)),
             agent("a1", "Alpha", Some(0.5), Some(NOW - 1_000)),
             agent("a2", "alpha", None, None),
             agent("a4", "Gamma", Some(0.25), Some(NOW - 2_000)),
@@ -252,8 +252,26 @@ mod tests {
         assert_eq!(sorted(Sort::Id), ["a1", "a2", "a3", "a4"]);
         assert_eq!(
             sorted(Sort::Name),
-            ["a1", "a2", "a3", "a4"],
-            "case-insensitive, ties by id"
+            ["a1", "a2", "a4", "a3"],
+            "case-insensitive (Alpha, alpha, Gamma, zeta), ties by id"
+        );
+        let mut failing = fleet();
+        failing[0].status = AgentStatus::Error;
+        failing[2].status = AgentStatus::Active;
+        let by_status: Vec<String> = select(
+            failing,
+            &Selection {
+                sort: Sort::Status,
+                ..Selection::default()
+            },
+        )
+        .into_iter()
+        .map(|(_, a)| a.agent_id)
+        .collect();
+        assert_eq!(
+            by_status,
+            ["a3", "a1", "a4", "a2"],
+            "error (a3) first, then idle by name (Alpha, Gamma), active (a2) last"
         );
         assert_eq!(
             sorted(Sort::Rate),

@@ -234,15 +234,14 @@ impl Store {
     }
 
     /// Stores what connection `connection_id` watches, over `stored` (its record and
-    /// version as [`Store::connection`] read them): 1 write unit per KB of the item. A
-    /// concurrent change of the item (another watch) wins: the client's next watch
-    /// replaces it.
+    /// version as [`Store::connection`] read them): 1 write unit per KB of the item.
+    /// `false` when the item changed since that read (read it again and retry).
     pub async fn set_watch(
         &self,
         connection_id: &str,
         (record, version): (ConnectionRecord, u64),
         watch: Option<Watch>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let tenant = record.tenant.clone();
         let connected_at = record.connected_at;
         let write = Write {
@@ -257,7 +256,8 @@ impl Store {
             condition: Condition::Version(version),
         };
         match self.backend.write(vec![write]).await {
-            Ok(()) | Err(StoreError::Conflict) => Ok(()),
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
             Err(e) => Err(e),
         }
     }

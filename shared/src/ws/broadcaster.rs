@@ -144,6 +144,18 @@ impl Broadcaster {
         self.send(&report.tenant, targets, &groups).await
     }
 
+    /// Sends `messages`, in order, to the connections `ids` of `tenant` (listed by the
+    /// caller).
+    pub async fn broadcast_to<M: AsRef<str> + Sync>(
+        &self,
+        tenant: &str,
+        ids: Vec<String>,
+        messages: &[M],
+    ) -> Result<BroadcastReport, StoreError> {
+        let targets = ids.into_iter().map(|id| (id, 0)).collect();
+        self.send(tenant, targets, &[messages]).await
+    }
+
     /// Sends `messages`, in order, to every connection of `tenant` that listens so.
     pub async fn broadcast_feed<M: AsRef<str> + Sync>(
         &self,

@@ -116,8 +116,7 @@ impl Deltas {
         let mut elements = Vec::new();
         let mut ids = Vec::new();
         let mut entities = HashMap::with_capacity(current.len());
-        for (section, id, json) in current {
-            let f = fingerprint(&json);
+        for (section, id, f, json) in current {
             let key = (section, id);
             if base.entities.get(&key) != Some(&f) {
                 elements.push((section, json));
@@ -138,9 +137,11 @@ impl Deltas {
         let mut resolved: Vec<&String> = base
             .alerts
             .keys()
+            .chain(&report.recently_resolved)
             .filter(|id| !now_alerts.contains_key(*id))
             .collect();
         resolved.sort();
+        resolved.dedup();
         for id in resolved {
             elements.push((Section::Resolved, to_json(id)?));
         }
@@ -159,23 +160,46 @@ impl Deltas {
     }
 }
 
+/// An entity as published: its section, id, fingerprint (of what counts as a change) and
+/// JSON.
+type Published = (Section, String, u64, String);
+
+/// An active alert as published: its id and JSON.
+type PublishedAlert = (String, String);
+
 /// What `report` publishes, as JSON: each entity by section and id, and each active
 /// alert (marked silenced as the tenant's silences say) by id.
-#[allow(clippy::type_complexity)]
-fn published(
-    report: &TenantReport,
-) -> Result<(Vec<(Section, String, String)>, Vec<(String, String)>), UpdateError> {
-    let mut current: Vec<(Section, String, String)> = Vec::new();
+fn published(report: &TenantReport) -> Result<(Vec<Published>, Vec<PublishedAlert>), UpdateError> {
+    let mut current: Vec<Published> = Vec::new();
     for a in &report.agents {
-        current.push((Section::Agents, a.agent_id.clone(), to_json(a)?));
+        let json = to_json(a)?;
+        current.push((
+            Section::Agents,
+            a.agent_id.clone(),
+            fingerprint(&json),
+            json,
+        ));
     }
     for i in &report.integrations {
-        current.push((Section::Integrations, i.integration_id.clone(), to_json(i)?));
+        // `uptime_seconds` grows with the clock: an integration that is up would otherwise
+        // go out every cycle. It is sent whole when anything else changes.
+        let steady = crate::domain::health::IntegrationHealth {
+            uptime_seconds: 0,
+            ..i.clone()
+        };
+        let fp = fingerprint(&to_json(&steady)?);
+        current.push((
+            Section::Integrations,
+            i.integration_id.clone(),
+            fp,
+            to_json(i)?,
+        ));
     }
     for h in &report.system.hosts {
-        current.push((Section::Hosts, h.host_id.clone(), to_json(h)?));
+        let json = to_json(h)?;
+        current.push((Section::Hosts, h.host_id.clone(), fingerprint(&json), json));
     }
-    let mut alerts: Vec<(String, String)> = Vec::with_capacity(report.alerts.len());
+    let mut alerts: Vec<PublishedAlert> = Vec::with_capacity(report.alerts.len());
     for view in report.alert_views() {
         let json = to_json(&view)?;
         alerts.push((view.alert_id, json));
@@ -221,16 +245,11 @@ impl Delta {
             elements,
             limit,
             |e| e.1.len(),
-            |part, group| self.compose(listening.feed, part, group),
+            |part, group| self.compose(part, group),
         )
     }
 
-    fn compose(
-        &self,
-        feed: Feed,
-        part: Option<(usize, usize)>,
-        elements: &[&(Section, String)],
-    ) -> String {
+    fn compose(&self, part: Option<(usize, usize)>, elements: &[&(Section, String)]) -> String {
         let mut out = String::with_capacity(
             256 + self.system.len() + elements.iter().map(|e| e.1.len() + 1).sum::<usize>(),
         );
@@ -242,16 +261,16 @@ impl Delta {
             out.push_str(&format!(r#""part":{part},"parts":{parts},"#));
         }
         out.push_str(r#""data":{"#);
-        if feed != Feed::DeltaOverview {
-            for (name, section) in [
-                ("agents", Section::Agents),
-                ("integrations", Section::Integrations),
-                ("hosts", Section::Hosts),
-            ] {
-                out.push_str(&format!(r#""{name}":"#));
-                array(&mut out, elements.iter().copied(), section);
-                out.push(',');
-            }
+        // Every feed gets the contract's three lists; the overview's are empty (its
+        // elements hold no entities).
+        for (name, section) in [
+            ("agents", Section::Agents),
+            ("integrations", Section::Integrations),
+            ("hosts", Section::Hosts),
+        ] {
+            out.push_str(&format!(r#""{name}":"#));
+            array(&mut out, elements.iter().copied(), section);
+            out.push(',');
         }
         out.push_str(r#""alerts":{"raised":"#);
         array(&mut out, elements.iter().copied(), Section::Raised);
@@ -418,6 +437,47 @@ mod tests {
     }
 
     #[test]
+    fn an_alert_resolved_before_any_delta_named_it_is_still_named_resolved() {
+        let deltas = Deltas::new();
+        let mut r = report(1);
+        r.alerts.clear();
+        deltas.next(&r).expect("building the first delta");
+        // Raised by an event between cycles (clients had it from health:alerts), resolved
+        // by this cycle.
+        r.recently_resolved = vec!["alert_between".into()];
+        let m = only(&deltas.next(&r).expect("building a delta"), Feed::Delta);
+        assert_eq!(
+            m["data"]["alerts"]["resolved"],
+            serde_json::json!(["alert_between"])
+        );
+    }
+
+    #[test]
+    fn an_integration_is_not_sent_again_only_because_its_uptime_grew() {
+        use crate::domain::health::integration_health;
+        use crate::domain::records::{ConnectionState, IntegrationRecord};
+        let deltas = Deltas::new();
+        let mut record = IntegrationRecord::new("slack", NOW - 600_000);
+        record.state = ConnectionState::Active;
+        record.up_since = Some(NOW - 600_000);
+        let mut r = report(1);
+        r.integrations = vec![integration_health(&record, &[], &[], &[], NOW, 5_000.0)];
+        deltas.next(&r).expect("building the first delta");
+        r.at = NOW + 30_000;
+        r.integrations = vec![integration_health(&record, &[], &[], &[], r.at, 5_000.0)];
+        assert_eq!(r.integrations[0].uptime_seconds, 630, "the uptime grew");
+        let quiet = only(&deltas.next(&r).expect("building a delta"), Feed::Delta);
+        assert_eq!(quiet["data"]["integrations"], serde_json::json!([]));
+        record.consecutive_failures = 2;
+        r.integrations = vec![integration_health(&record, &[], &[], &[], r.at, 5_000.0)];
+        let changed = only(&deltas.next(&r).expect("building a delta"), Feed::Delta);
+        assert_eq!(
+            changed["data"]["integrations"][0]["uptime_seconds"], 630,
+            "sent whole"
+        );
+    }
+
+    #[test]
     fn a_watching_connection_gets_the_changes_of_what_it_watches_and_every_alert() {
         use crate::store::connections::Watch;
         let deltas = Deltas::new();
@@ -456,8 +516,8 @@ mod tests {
             &deltas.next(&r).expect("building a delta"),
             Feed::DeltaOverview,
         );
-        assert!(m["data"].get("agents").is_none(), "{m}");
-        assert!(m["data"].get("hosts").is_none(), "{m}");
+        assert_eq!(m["data"]["agents"], serde_json::json!([]), "{m}");
+        assert_eq!(m["data"]["hosts"], serde_json::json!([]), "{m}");
         assert_eq!(ids(&m["data"]["alerts"]["raised"], "alert_id"), ["alert_1"]);
         let mut other = report(2);
         other.tenant = "globex".into();

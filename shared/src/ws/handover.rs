@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::collector::TenantReport;
-use crate::store::connections::{Feed, Listening, Watch};
+use crate::store::connections::{Feed, Listening};
 
 #[cfg(feature = "invoke")]
 use super::delta::{feed_messages, Deltas};
@@ -30,31 +30,25 @@ pub struct BroadcastRequest {
     pub tenant: String,
     /// The messages, as JSON documents (sent verbatim).
     pub messages: Vec<Box<RawValue>>,
-    /// The connections they go to: those of this feed ...
+    /// The connections they go to, as the collector listed them for these messages (the
+    /// broadcaster then reads no connection item); when empty, every connection of `feed`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<String>,
+    /// The feed whose connections they go to when `connections` is empty.
     #[serde(default, skip_serializing_if = "Feed::is_full")]
     pub feed: Feed,
-    /// ... that watch these entities (`None`: that watch nothing).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub watch: Option<Watch>,
 }
 
-impl BroadcastRequest {
-    /// How the connections it goes to listen.
-    pub fn listening(&self) -> Listening {
-        Listening {
-            feed: self.feed,
-            watch: self.watch.clone(),
-        }
-    }
-}
-
-/// Splits the messages of one way of listening into broadcaster events that each fit one
-/// invocation.
+/// Splits the messages for `connections` (listening alike, on `feed`) into broadcaster
+/// events that each fit one invocation with the connection ids.
 pub fn requests(
     tenant: &str,
-    listening: &Listening,
+    feed: Feed,
+    connections: &[String],
     messages: Vec<String>,
 ) -> Vec<BroadcastRequest> {
+    let ids_bytes: usize = connections.iter().map(|c| c.len() + 3).sum();
+    let budget = MAX_PAYLOAD_BYTES.saturating_sub(ids_bytes);
     let mut out: Vec<BroadcastRequest> = Vec::new();
     let mut size = 0;
     for message in messages {
@@ -64,14 +58,14 @@ pub fn requests(
         };
         let len = raw.get().len() + 1;
         match out.last_mut() {
-            Some(last) if size + len <= MAX_PAYLOAD_BYTES => last.messages.push(raw),
+            Some(last) if size + len <= budget => last.messages.push(raw),
             _ => {
                 size = 0;
                 out.push(BroadcastRequest {
                     tenant: tenant.to_owned(),
                     messages: vec![raw],
-                    feed: listening.feed,
-                    watch: listening.watch.clone(),
+                    connections: connections.to_vec(),
+                    feed,
                 });
             }
         }
@@ -183,17 +177,27 @@ impl Invoker {
     async fn publish(&self, report: &TenantReport, event: bool) {
         use aws_sdk_lambda::primitives::Blob;
         use aws_sdk_lambda::types::InvocationType;
-        let listening: Vec<Listening> = match self.store.connection_feeds(&report.tenant).await {
+        let connections = match self.store.connection_feeds(&report.tenant).await {
             Ok(c) if c.is_empty() => return,
-            Ok(c) => c.into_iter().map(|(_, l)| l).collect(),
+            Ok(c) => c,
             Err(e) => {
                 tracing::error!(tenant = %report.tenant, error = %e, "cannot list connections");
                 return;
             }
         };
+        let listening: Vec<Listening> = connections.iter().map(|(_, l)| l.clone()).collect();
+        // Each request names its connections, so the broadcaster neither lists them again
+        // nor misses one whose watch changed in between.
         let requests = feed_messages(report, &self.deltas, &listening, event)
             .into_iter()
-            .flat_map(|(l, messages)| requests(&report.tenant, &l, messages));
+            .flat_map(|(l, messages)| {
+                let ids: Vec<String> = connections
+                    .iter()
+                    .filter(|(_, c)| *c == l)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                requests(&report.tenant, l.feed, &ids, messages)
+            });
         for request in requests {
             let payload = match serde_json::to_vec(&request) {
                 Ok(p) => p,
@@ -227,7 +231,7 @@ mod tests {
     fn messages_are_grouped_into_invocations_that_fit() {
         let part = |n: usize| format!(r#"{{"type":"health:update","pad":"{}"}}"#, "x".repeat(n));
         let messages = vec![part(100_000), part(100_000), part(100_000), part(10)];
-        let requests = requests("acme", &Feed::Full.into(), messages.clone());
+        let requests = requests("acme", Feed::Full, &[], messages.clone());
         assert_eq!(requests.len(), 2);
         let sizes: Vec<usize> = requests.iter().map(|r| r.messages.len()).collect();
         assert_eq!(sizes, vec![2, 2]);

@@ -99,6 +99,9 @@ async fn check_quotas(state: &AppState, principal: &Principal) -> Result<(), Api
     Ok(())
 }
 
+/// Times a watch is retried when another watch of its connection was stored meanwhile.
+const WATCH_ATTEMPTS: usize = 5;
+
 /// Largest message a client may send (a watch of [`MAX_WATCHED`] ids of 100 characters),
 /// as API Gateway's largest frame.
 pub const MAX_CLIENT_MESSAGE_BYTES: usize = 32 * 1024;
@@ -158,20 +161,35 @@ pub fn parse_watch(body: &str) -> Result<Option<Watch>, String> {
 pub async fn on_message(state: &AppState, connection_id: &str, body: &str) -> Result<(), ApiError> {
     valid_id(connection_id)?;
     let watch = parse_watch(body).map_err(|m| ApiError::bad_request("invalid_message", m))?;
-    let Some(stored) = state.store.connection(connection_id).await? else {
-        return Err(ApiError::NotFound(format!(
-            "no open connection {connection_id}"
-        )));
-    };
-    if stored.0.feed.is_full() {
-        return Err(ApiError::Conflict {
-            code: "not_a_delta_feed",
-            message: "a watch goes with ?mode=delta: this connection receives whole updates"
-                .to_owned(),
-        });
+    // Two watches of one connection may race (API Gateway runs them concurrently): the
+    // one that loses the write reads the item again, so the last one sent is kept. A few
+    // attempts: each loss means another watch was just stored.
+    for _ in 0..WATCH_ATTEMPTS {
+        let Some(stored) = state.store.connection(connection_id).await? else {
+            return Err(ApiError::NotFound(format!(
+                "no open connection {connection_id}"
+            )));
+        };
+        if stored.0.feed.is_full() {
+            return Err(ApiError::Conflict {
+                code: "not_a_delta_feed",
+                message: "a watch goes with ?mode=delta: this connection receives whole updates"
+                    .to_owned(),
+            });
+        }
+        if state
+            .store
+            .set_watch(connection_id, stored, watch.clone())
+            .await?
+        {
+            return Ok(());
+        }
     }
-    state.store.set_watch(connection_id, stored, watch).await?;
-    Ok(())
+    Err(ApiError::Conflict {
+        code: "watch_conflict",
+        message: "other watches of this connection kept changing it; send the watch again"
+            .to_owned(),
+    })
 }
 
 /// `$disconnect`: forgets the connection. Unknown ids are fine (a repeated event, or one
@@ -301,6 +319,8 @@ mod tests {
         let many: Vec<String> = (0..=MAX_WATCHED).map(|i| format!("a{i}")).collect();
         let body = serde_json::json!({"action": "watch", "agents": many}).to_string();
         assert_eq!(err(&body), "at most 300 ids may be watched");
+        let long = format!(r#"{{"action":"watch","agents":["{}"]}}"#, "a".repeat(33 * 1024));
+        assert_eq!(err(&long), "a message is at most 32768 bytes");
     }
 
     #[tokio::test]

@@ -227,6 +227,7 @@ pub(crate) mod tests {
             updated: 0,
             resolved: 0,
             silenced: Vec::new(),
+            recently_resolved: Vec::new(),
         }
     }
 

@@ -60,6 +60,7 @@ fn report(count: usize) -> TenantReport {
         updated: 0,
         resolved: 0,
         silenced: Vec::new(),
+        recently_resolved: Vec::new(),
     }
 }
 
