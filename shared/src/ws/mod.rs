@@ -319,7 +319,10 @@ mod tests {
         let many: Vec<String> = (0..=MAX_WATCHED).map(|i| format!("a{i}")).collect();
         let body = serde_json::json!({"action": "watch", "agents": many}).to_string();
         assert_eq!(err(&body), "at most 300 ids may be watched");
-        let long = format!(r#"{{"action":"watch","agents":["{}"]}}"#, "a".repeat(33 * 1024));
+        let long = format!(
+            r#"{{"action":"watch","agents":["{}"]}}"#,
+            "a".repeat(33 * 1024)
+        );
         assert_eq!(err(&long), "a message is at most 32768 bytes");
     }
 
