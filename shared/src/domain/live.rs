@@ -28,7 +28,10 @@ pub const KEPT_DAYS: i64 = 9;
 /// Time-bucketed counters that merge and pack into a row of numbers.
 pub trait Counters: Default + Clone + PartialEq + std::fmt::Debug {
     /// Minutes one bucket of the hour window spans (a divisor of 60, so a bucket lies in
-    /// one hour). One for counters the hour window and the SLOs read by the minute.
+    /// one hour). A bucket is keyed by its last minute, so it stays in the hour window
+    /// while any minute of it is there: with wider buckets the window spans the last hour
+    /// and up to `SLOT_MINUTES - 1` minutes more. One for agents, which the hour window
+    /// and the SLOs read by the minute.
     const SLOT_MINUTES: i64 = 1;
     /// Adds another bucket's counters.
     fn merge(&mut self, other: &Self);
@@ -101,6 +104,10 @@ impl Counters for AgentCounters {
 }
 
 impl Counters for IntegrationCounters {
+    /// Calls and probes count in five-minute buckets: an integration called every minute
+    /// would otherwise carry 60 counter rows and 60 latency rows, twice the kilobyte one
+    /// write unit pays for. Its hour window so spans 60 to 64 minutes.
+    const SLOT_MINUTES: i64 = 5;
     fn merge(&mut self, other: &Self) {
         IntegrationCounters::merge(self, other);
     }
@@ -205,16 +212,17 @@ pub fn first_kept_day(now: Millis) -> i64 {
     day_of(now) - (KEPT_DAYS - 1)
 }
 
-/// The first minute of the bucket `minute` counts in.
+/// The key of the bucket `minute` counts in: the bucket's last minute, so every reader
+/// that keeps buckets from a first minute on keeps a bucket while a minute of it is in.
 fn slot_of<C: Counters>(minute: i64) -> i64 {
-    minute - minute.rem_euclid(C::SLOT_MINUTES)
+    minute - minute.rem_euclid(C::SLOT_MINUTES) + C::SLOT_MINUTES - 1
 }
 
-/// Whether the bucket starting at `slot` ends before `first_minute` (no minute of it is in
-/// the window). Buckets of items written before hosts had wider ones start at any minute
-/// and span one; treating them as wide keeps them at most a few minutes longer.
-fn slot_gone<C: Counters>(slot: i64, first_minute: i64) -> bool {
-    slot + C::SLOT_MINUTES <= first_minute
+/// Whether the bucket keyed `slot` ends before `first_minute` (no minute of it is in the
+/// window). Hosts' buckets stored before they were keyed by their last minute are keyed
+/// by their first: they leave up to nine minutes early, once.
+fn slot_gone(slot: i64, first_minute: i64) -> bool {
+    slot < first_minute
 }
 
 fn bump<C: Counters>(buckets: &mut Vec<(i64, C)>, at: i64, change: impl FnOnce(&mut C)) {
@@ -241,19 +249,20 @@ impl<C: Counters> Window<C> {
         }
     }
 
-    /// Counts a latency (ms) of something that happened at `at` in its minute, if the hour
-    /// window still keeps that minute at `now`.
+    /// Counts a latency (ms) of something that happened at `at` in its bucket (keyed as the
+    /// counters' are), if the hour window still keeps that minute at `now`.
     pub fn time(&mut self, at: Millis, now: Millis, value_ms: f64) {
         let minute = minute_of(at);
         if minute < first_kept_minute(now) {
             return;
         }
-        match self.latency.binary_search_by_key(&minute, |(m, _)| *m) {
+        let slot = slot_of::<C>(minute);
+        match self.latency.binary_search_by_key(&slot, |(m, _)| *m) {
             Ok(i) => self.latency[i].1.add(value_ms),
             Err(i) => {
                 let mut h = Histogram::default();
                 h.add(value_ms);
-                self.latency.insert(i, (minute, h));
+                self.latency.insert(i, (slot, h));
             }
         }
     }
@@ -352,8 +361,7 @@ impl<C: Counters> Window<C> {
     /// are final and belong in day buckets.
     pub fn prune(&mut self, now: Millis) -> Vec<(i64, C)> {
         let first_minute = first_kept_minute(now);
-        self.minutes
-            .retain(|(m, _)| !slot_gone::<C>(*m, first_minute));
+        self.minutes.retain(|(m, _)| !slot_gone(*m, first_minute));
         self.latency.retain(|(m, _)| *m >= first_minute);
         let first_day = first_kept_day(now);
         let keep = self.days.partition_point(|(d, _)| *d < first_day);
@@ -364,7 +372,7 @@ impl<C: Counters> Window<C> {
     pub fn needs_prune(&self, now: Millis) -> bool {
         self.minutes
             .first()
-            .is_some_and(|(m, _)| slot_gone::<C>(*m, first_kept_minute(now)))
+            .is_some_and(|(m, _)| slot_gone(*m, first_kept_minute(now)))
             || self
                 .latency
                 .first()
@@ -727,7 +735,10 @@ mod tests {
             "ten-minute buckets over the hour window: {:?}",
             h.window.minutes.iter().map(|(m, _)| m).collect::<Vec<_>>()
         );
-        assert!(h.window.minutes.iter().all(|(m, _)| m % 10 == 0));
+        assert!(
+            h.window.minutes.iter().all(|(m, _)| m % 10 == 9),
+            "buckets keyed by their last minute"
+        );
         let hours = h.window.take_hour_counters(now);
         let first: &HostCounters = &hours[0].1;
         assert_eq!(
@@ -745,6 +756,93 @@ mod tests {
         let hours = whole.window.hour_counters(i64::MIN, i64::MAX);
         assert_eq!(hours.len(), 1);
         assert_eq!((hours[0].1.samples, hours[0].1.cpu_sum), (120, sum));
+    }
+
+    #[test]
+    fn an_integration_called_every_minute_keeps_five_minute_buckets_while_a_minute_is_in() {
+        let start = NOW - NOW.rem_euclid(HOUR_MS);
+        let mut i = LiveIntegration::new(IntegrationRecord::new("crm", start - HOUR_MS));
+        // A failed call at minute 2 of the hour, then a good one every minute for an hour.
+        i.call(
+            false,
+            900.0,
+            None,
+            start + 2 * MINUTE_MS,
+            start + 2 * MINUTE_MS,
+        );
+        for k in 3..60 {
+            let at = start + k * MINUTE_MS;
+            i.call(true, 100.0 + k as f64, None, at, at);
+        }
+        assert_eq!(i.window.minutes.len(), 12, "an hour in five-minute buckets");
+        assert_eq!(
+            i.window.latency.len(),
+            12,
+            "latencies bucketed as the counters"
+        );
+        assert_eq!(i.window.minutes[0].0, minute_of(start) + 4);
+        let health = |now: Millis| {
+            crate::domain::health::integration_health(
+                &i.record,
+                &i.window.minutes,
+                &i.window.days,
+                &i.window.latency,
+                now,
+                5_000.0,
+            )
+        };
+        // Minute 4 of the next hour: the bucket of minutes 0 to 4 still has a minute in
+        // the window, so the failure and its latency still count.
+        let h = health(start + HOUR_MS + 4 * MINUTE_MS);
+        assert!(
+            h.error_rate > 0.0,
+            "the failure left the window early: {h:?}"
+        );
+        assert_eq!(
+            h.latency_p99_ms,
+            Some(crate::domain::latency::estimate(900.0))
+        );
+        // Minute 5: that bucket has left.
+        let h = health(start + HOUR_MS + 5 * MINUTE_MS);
+        assert_eq!(
+            h.error_rate, 0.0,
+            "the failure stayed past its bucket: {h:?}"
+        );
+        assert!(h.latency_p99_ms.is_some_and(|p| p < 900.0), "{h:?}");
+        let stored = serde_json::to_string(&i.window).expect("the window serializes");
+        assert!(stored.len() < 450, "{} bytes: {stored}", stored.len());
+    }
+
+    #[test]
+    fn an_integration_item_stored_with_minute_buckets_and_long_names_still_reads() {
+        // As items were stored before five-minute buckets and short field names.
+        let old = r#"{"record":{"consecutive_failures":0,"created_at":1000,
+            "health_checks_performed":2,"integration_id":"crm","integration_name":"CRM",
+            "last_probe_at":null,"last_used":5000,"next_attempt_at":null,"probe":null,
+            "recovery_attempts":0,"state":"active","successful_recoveries":0,"up_since":1000},
+            "seen":{"h":""},"window":{"m":"100,1,1,900;1,1,0,100","d":"","l":"100,400;1,300"}}"#;
+        let i: LiveIntegration = serde_json::from_str(old).expect("the old item reads");
+        assert_eq!(i.record.integration_id, "crm");
+        assert_eq!(i.record.integration_name, "CRM");
+        assert_eq!(i.record.health_checks_performed, 2);
+        assert_eq!(i.window.minutes.len(), 2);
+        let h = crate::domain::health::integration_health(
+            &i.record,
+            &i.window.minutes,
+            &i.window.days,
+            &i.window.latency,
+            101 * MINUTE_MS,
+            5_000.0,
+        );
+        assert_eq!((h.error_rate, h.latency_ms), (0.5, 500.0));
+        // Written again, it takes the short names and leaves defaults out.
+        let again = serde_json::to_string(&i).expect("it serializes");
+        assert!(
+            again.contains(r#""id":"crm""#) && !again.contains("next_attempt_at"),
+            "{again}"
+        );
+        let back: LiveIntegration = serde_json::from_str(&again).expect("it reads back");
+        assert_eq!(back, i);
     }
 
     #[test]

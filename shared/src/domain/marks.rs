@@ -75,10 +75,15 @@ impl Seen {
     /// Removes and returns the marks that must move to mark buckets at `now`: every hour
     /// before the current one, then the oldest hours while more than [`MAX_MARKS`] remain.
     pub fn take_spill(&mut self, now: Millis) -> Vec<(i64, Vec<u64>)> {
+        self.take_spill_over(now, MAX_MARKS)
+    }
+
+    /// [`Seen::take_spill`] keeping at most `most` marks.
+    pub fn take_spill_over(&mut self, now: Millis, most: usize) -> Vec<(i64, Vec<u64>)> {
         let current = hour_of(now);
         let mut out: Vec<(i64, Vec<u64>)> = Vec::new();
         while let Some((hour, _)) = self.hours.first() {
-            if *hour >= current && self.len() <= MAX_MARKS {
+            if *hour >= current && self.len() <= most {
                 break;
             }
             out.push(self.hours.remove(0));

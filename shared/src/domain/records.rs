@@ -327,28 +327,39 @@ pub struct Probe {
     pub expected_status: u16,
 }
 
-/// An integration's latest state, including its connection state machine.
+/// An integration's latest state, including its connection state machine. Fields at
+/// their default are left out of the stored item: every call rewrites it, and its bytes
+/// decide the write units (see docs/data-model.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IntegrationRecord {
-    /// The integration's id.
+    /// The integration's id (stored as `id`: the item's key says whose it is).
+    #[serde(rename = "id", alias = "integration_id")]
     pub integration_id: String,
     /// Display name (defaults to the id).
+    #[serde(rename = "name", alias = "integration_name")]
     pub integration_name: String,
     /// Newest call or probe.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub last_used: Option<Millis>,
     /// Connection state.
     pub state: ConnectionState,
     /// Failures since the last success.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub consecutive_failures: u32,
     /// Probes performed.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub health_checks_performed: u64,
     /// Recovery attempts made while failed.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub recovery_attempts: u64,
     /// Recovery attempts (or calls) that brought it back from failed.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub successful_recoveries: u64,
     /// When it last became active after being down or new; `None` while not up.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub up_since: Option<Millis>,
     /// The HTTP check, if registered with one.
+    #[serde(default, skip_serializing_if = "is_default")]
     pub probe: Option<Probe>,
     /// When it was first seen.
     pub created_at: Millis,
@@ -357,10 +368,10 @@ pub struct IntegrationRecord {
     #[serde(rename = "tot", default, skip_serializing_if = "is_default")]
     pub totals: Totals,
     /// While failed: when the next recovery attempt is due.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub next_attempt_at: Option<Millis>,
     /// When the latest probe ran (the collector probes once per cycle).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub last_probe_at: Option<Millis>,
 }
 

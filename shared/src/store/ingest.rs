@@ -328,7 +328,7 @@ impl Store {
                 self.backend.write(vec![write]).await?;
             }
         }
-        for (hour, marks) in value.seen_mut().take_spill(now) {
+        for (hour, marks) in value.seen_mut().take_spill_over(now, T::MAX_MARKS) {
             moved = true;
             self.add_marks(layout::marks(tenant, of, hour), hour, &marks)
                 .await?;

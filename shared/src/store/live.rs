@@ -217,6 +217,8 @@ impl<'a> Marks<'a> {
 pub(crate) trait LiveRecord: StoredAs + Send + Clone {
     /// Its event marks.
     fn seen_mut(&mut self) -> &mut Seen;
+    /// Most event marks its item keeps before the oldest move to their bucket.
+    const MAX_MARKS: usize = crate::domain::live::MAX_MARKS;
     /// Removes the day counters that are final at `now`, as day bucket records.
     fn archive(&mut self, now: Millis) -> Vec<(i64, Record)>;
     /// The summaries of the hours over at `now` not moved out yet, for hour buckets.
@@ -436,6 +438,9 @@ async fn finish_known(
 
 #[async_trait::async_trait]
 impl LiveRecord for LiveIntegration {
+    /// An integration called every minute files 60 marks an hour: 32 keep its item under
+    /// the kilobyte of one write unit, for a bucket write every half hour.
+    const MAX_MARKS: usize = 32;
     fn entity() -> Option<Entity> {
         Some(Entity::Integration)
     }

@@ -13,10 +13,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::collector::TenantReport;
-use crate::store::connections::{Feed, Listening};
+use crate::store::connections::Feed;
 
 #[cfg(feature = "invoke")]
 use super::delta::{feed_messages, Deltas};
+#[cfg(feature = "invoke")]
+use crate::store::connections::Listening;
 
 /// Largest invocation payload sent: asynchronous invocations take 256 KB; a margin keeps
 /// the envelope and the tenant id within it.
@@ -126,7 +128,7 @@ impl Handover {
             // A build with neither feature has no way to hand over.
             #[allow(unreachable_patterns)]
             _ => {
-                let _ = report;
+                let _ = (report, event);
             }
         }
     }
