@@ -342,7 +342,12 @@ const READS: [(&str, &str); 7] = [
     ),
 ];
 
-async fn reads(backend: Arc<dyn Backend>, iterations: usize) -> Vec<(f64, f64)> {
+/// Each endpoint's p50 and p99 (µs) called in-process, and, with `http`, over HTTP.
+async fn reads(
+    backend: Arc<dyn Backend>,
+    iterations: usize,
+    http: bool,
+) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
     let store = Store::new(backend);
     let now = chrono::Utc::now().timestamp_millis();
     seed_reads(&store, now).await;
@@ -355,22 +360,74 @@ async fn reads(backend: Arc<dyn Backend>, iterations: usize) -> Vec<(f64, f64)> 
     for (method, path) in READS {
         out.push(time_endpoint(&state, &key, method, path, iterations).await);
     }
-    out
+    let mut over_http = Vec::new();
+    if http {
+        let running = local_stack::serve(state, e2e_tests::ANY_PORT, key.clone())
+            .await
+            .expect("serving the API over HTTP");
+        for (method, path) in READS {
+            over_http.push(time_http(&running.url(), &key, method, path, HTTP_CALLS).await);
+        }
+    }
+    (out, over_http)
+}
+
+/// Calls per endpoint over HTTP: enough that p99 is not one stray sample.
+const HTTP_CALLS: usize = 2_000;
+
+/// p50 and p99 (µs) of `iterations` calls of one endpoint by one client over HTTP/1.1 on
+/// loopback, one at a time on a kept-alive connection (as a dashboard or a script calls),
+/// after 100 calls that warm the connection and the caches.
+async fn time_http(
+    base: &str,
+    key: &str,
+    method: &str,
+    path: &str,
+    iterations: usize,
+) -> (f64, f64) {
+    let client = reqwest::Client::new();
+    let method: reqwest::Method = method.parse().expect("an HTTP method");
+    let url = format!("{base}{path}");
+    let mut samples = Vec::with_capacity(iterations);
+    for i in 0..iterations + 100 {
+        let t = Instant::now();
+        let res = client
+            .request(method.clone(), &url)
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("calling {path} over HTTP: {e}"));
+        let status = res.status();
+        let body = res
+            .bytes()
+            .await
+            .unwrap_or_else(|e| panic!("reading {path}'s answer over HTTP: {e}"));
+        if i >= 100 {
+            samples.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        assert!(status.is_success(), "{path} over HTTP: {status} {body:?}");
+    }
+    samples.sort_by(f64::total_cmp);
+    (percentile(&samples, 0.5), percentile(&samples, 0.99))
 }
 
 async fn read_benchmarks() {
-    println!("\n| endpoint (100 agents, 20 integrations, 5 hosts, 10 alerts) | embedded p50 µs | embedded p99 µs | DynamoDB API (moto) p50 ms | moto p99 ms |");
-    println!("|---|---|---|---|---|");
+    println!("\n| endpoint (100 agents, 20 integrations, 5 hosts, 10 alerts) | embedded p50 µs | embedded p99 µs | HTTP, one client, p50 µs | HTTP p99 µs | DynamoDB API (moto) p50 ms | moto p99 ms |");
+    println!("|---|---|---|---|---|---|---|");
     let (embedded, _dir) = collector::embedded_backend();
-    let local = reads(embedded, 200).await;
+    let (local, http) = reads(embedded, 200, true).await;
     let remote = if std::env::var(e2e_tests::DYNAMODB_ENDPOINT_VAR).is_ok() {
-        reads(Arc::new(e2e_tests::dynamo_backend().await), 10).await
+        reads(Arc::new(e2e_tests::dynamo_backend().await), 10, false)
+            .await
+            .0
     } else {
         vec![(f64::NAN, f64::NAN); READS.len()]
     };
-    for (((method, path), (l50, l99)), (r50, r99)) in READS.iter().zip(local).zip(remote) {
+    for ((((method, path), (l50, l99)), (h50, h99)), (r50, r99)) in
+        READS.iter().zip(local).zip(http).zip(remote)
+    {
         println!(
-            "| {method} {path} | {l50:.0} | {l99:.0} | {:.1} | {:.1} |",
+            "| {method} {path} | {l50:.0} | {l99:.0} | {h50:.0} | {h99:.0} | {:.1} | {:.1} |",
             r50 / 1000.0,
             r99 / 1000.0
         );
