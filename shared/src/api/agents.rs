@@ -7,7 +7,8 @@ use serde_json::Value;
 use super::{json_response, object_body, ApiError};
 use crate::domain::health::AgentHealth;
 use crate::domain::ids::check_name;
-use crate::store::agents::AgentUpdate;
+use crate::store::agents::{health_of, AgentUpdate};
+use crate::store::tenant::Consistency;
 use crate::AppState;
 
 /// An agent's health; 404 if the tenant has no such agent.
@@ -38,6 +39,13 @@ pub async fn list(state: &AppState, tenant: &str, query: Option<&str>) -> Reply 
                 .agent_health_page(tenant, now, page.after.as_deref(), page.limit)
                 .await?;
             Ok(super::page_response(PATH, page.limit, &agents, next, ""))
+        }
+        // By id or name, only the answer's agents need their health.
+        page if !selection.is_plain() && !selection.needs_health() => {
+            let agents = state.store.load_agents(tenant, Consistency::Strong).await?;
+            Ok(super::named_response(PATH, agents, &selection, page, |a| {
+                health_of(&a, now)
+            }))
         }
         page => {
             let agents = state.store.list_agent_health(tenant, now).await?;

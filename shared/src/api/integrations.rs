@@ -9,6 +9,7 @@ use crate::domain::health::IntegrationHealth;
 use crate::domain::ids::check_name;
 use crate::domain::records::Probe;
 use crate::store::integrations::IntegrationUpdate;
+use crate::store::tenant::Consistency;
 use crate::AppState;
 
 /// Longest probe URL accepted, in characters (the channels' limit).
@@ -34,6 +35,16 @@ pub async fn list(state: &AppState, tenant: &str, query: Option<&str>) -> Reply 
                 .integration_health_page(tenant, now, latency, page.after.as_deref(), page.limit)
                 .await?;
             Ok(super::page_response(PATH, page.limit, &list, next, ""))
+        }
+        // By id or name, only the answer's integrations need their health.
+        page if !selection.is_plain() && !selection.needs_health() => {
+            let list = state
+                .store
+                .load_integrations(tenant, Consistency::Strong)
+                .await?;
+            Ok(super::named_response(PATH, list, &selection, page, |i| {
+                i.health(now, latency)
+            }))
         }
         page => {
             let list = state

@@ -927,7 +927,6 @@ pub(crate) fn selected_response<T: crate::domain::listing::Listed + Serialize>(
     selection: &crate::domain::listing::Selection,
     page: Option<PageRequest>,
 ) -> Response<String> {
-    use crate::domain::listing::{page as page_of, select};
     // The whole list by id is what the store read: nothing to keep or order (the path of
     // every `GET` without parameters).
     if page.is_none() && selection.is_plain() {
@@ -937,15 +936,43 @@ pub(crate) fn selected_response<T: crate::domain::listing::Listed + Serialize>(
             .insert("x-total-count", http::HeaderValue::from(items.len()));
         return response;
     }
-    let selected = select(items, selection);
+    let selected = crate::domain::listing::select(items, selection);
+    respond_selected(path, selected, selection, page, |x| x)
+}
+
+/// [`selected_response`] for a selection by id and name alone (one that does not
+/// [`crate::domain::listing::Selection::needs_health`]): items are selected and paged as
+/// stored, and `answer` (their health) is computed only for those answered, 100 of 10,000
+/// for a dashboard's first page by name.
+pub(crate) fn named_response<D: crate::domain::listing::Named, T: Serialize>(
+    path: &str,
+    items: Vec<D>,
+    selection: &crate::domain::listing::Selection,
+    page: Option<PageRequest>,
+    answer: impl Fn(D) -> T,
+) -> Response<String> {
+    let selected = crate::domain::listing::select_named(items, selection);
+    respond_selected(path, selected, selection, page, answer)
+}
+
+/// The answer of a selection: all of it, or the page asked for with the next page's link
+/// (keeping the selection's parameters), with the count selected in `X-Total-Count`.
+fn respond_selected<D, T: Serialize>(
+    path: &str,
+    selected: Vec<(String, D)>,
+    selection: &crate::domain::listing::Selection,
+    page: Option<PageRequest>,
+    answer: impl Fn(D) -> T,
+) -> Response<String> {
     let total = selected.len();
     let mut response = match page {
         None => {
-            let all: Vec<T> = selected.into_iter().map(|(_, x)| x).collect();
+            let all: Vec<T> = selected.into_iter().map(|(_, x)| answer(x)).collect();
             json_response(StatusCode::OK, &all)
         }
         Some(p) => {
-            let (items, next) = page_of(selected, p.after.as_deref(), p.limit);
+            let (items, next) = crate::domain::listing::page(selected, p.after.as_deref(), p.limit);
+            let items: Vec<T> = items.into_iter().map(answer).collect();
             let mut params = url::form_urlencoded::Serializer::new(String::new());
             if let Some(q) = &selection.search {
                 params.append_pair("q", q);

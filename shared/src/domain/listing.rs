@@ -73,16 +73,26 @@ impl Selection {
     pub fn is_plain(&self) -> bool {
         self.search.is_none() && self.status.is_none() && self.sort == Sort::Id
     }
+
+    /// Whether selecting needs each item's health (its status, rate or last activity), not
+    /// only its id and name: without, only the answer's items need their health computed.
+    pub fn needs_health(&self) -> bool {
+        self.status.is_some() || !matches!(self.sort, Sort::Id | Sort::Name)
+    }
 }
 
-/// An item of a list that can be searched, filtered and sorted.
-pub trait Listed {
-    /// The statuses an item of this kind can have, worst first.
-    const STATUSES: &'static [&'static str];
+/// An item of a list that can be searched and ordered by id and name.
+pub trait Named {
     /// Its id.
     fn id(&self) -> &str;
     /// Its display name.
     fn name(&self) -> &str;
+}
+
+/// An item of a list that can be searched, filtered and sorted.
+pub trait Listed: Named {
+    /// The statuses an item of this kind can have, worst first.
+    const STATUSES: &'static [&'static str];
     /// Its status, as the API writes it.
     fn status(&self) -> &'static str;
     /// How bad its rate is, from 0 (all well) to 1; `None` without one.
@@ -91,14 +101,17 @@ pub trait Listed {
     fn last(&self) -> Option<&str>;
 }
 
-impl Listed for AgentHealth {
-    const STATUSES: &'static [&'static str] = &["error", "paused", "idle", "active"];
+impl Named for AgentHealth {
     fn id(&self) -> &str {
         &self.agent_id
     }
     fn name(&self) -> &str {
         &self.agent_name
     }
+}
+
+impl Listed for AgentHealth {
+    const STATUSES: &'static [&'static str] = &["error", "paused", "idle", "active"];
     fn status(&self) -> &'static str {
         match self.status {
             AgentStatus::Error => "error",
@@ -116,14 +129,17 @@ impl Listed for AgentHealth {
     }
 }
 
-impl Listed for IntegrationHealth {
-    const STATUSES: &'static [&'static str] = &["error", "degraded", "healthy"];
+impl Named for IntegrationHealth {
     fn id(&self) -> &str {
         &self.integration_id
     }
     fn name(&self) -> &str {
         &self.integration_name
     }
+}
+
+impl Listed for IntegrationHealth {
+    const STATUSES: &'static [&'static str] = &["error", "degraded", "healthy"];
     fn status(&self) -> &'static str {
         match self.status {
             IntegrationStatus::Error => "error",
@@ -141,14 +157,11 @@ impl Listed for IntegrationHealth {
 
 /// The key that places `item` in `sort`'s order (byte order of the keys).
 pub fn sort_key<T: Listed>(item: &T, sort: Sort) -> String {
-    let id = item.id();
-    if sort == Sort::Id {
-        return id.to_owned();
+    if let Some(key) = named_key(item, sort) {
+        return key;
     }
-    let name = item.name().to_lowercase();
+    let (id, name) = (item.id(), item.name().to_lowercase());
     match sort {
-        Sort::Id => id.to_owned(),
-        Sort::Name => format!("{name}{SEP}{id}"),
         Sort::Status => {
             let rank = T::STATUSES
                 .iter()
@@ -163,7 +176,8 @@ pub fn sort_key<T: Listed>(item: &T, sort: Sort) -> String {
             });
             format!("{place:010}{name}{SEP}{id}")
         }
-        Sort::Recent => {
+        // Recent (id and name were keyed above).
+        _ => {
             let at = item.last().and_then(parse_rfc3339).unwrap_or(0);
             let place = i64::MAX - at.max(0);
             format!("{place:019}{name}{SEP}{id}")
@@ -171,8 +185,43 @@ pub fn sort_key<T: Listed>(item: &T, sort: Sort) -> String {
     }
 }
 
+/// The key of `item` in an order by id or by name; `None` for an order by its health.
+fn named_key<T: Named>(item: &T, sort: Sort) -> Option<String> {
+    match sort {
+        Sort::Id => Some(item.id().to_owned()),
+        Sort::Name => Some(format!("{}{SEP}{}", item.name().to_lowercase(), item.id())),
+        _ => None,
+    }
+}
+
 /// What of `items` the selection keeps, in its order, each with its sort key.
 pub fn select<T: Listed>(items: Vec<T>, selection: &Selection) -> Vec<(String, T)> {
+    select_by(items, selection, |x| {
+        selection
+            .status
+            .as_deref()
+            .is_none_or(|s| x.status() == s)
+            .then(|| sort_key(x, selection.sort))
+    })
+}
+
+/// [`select`] for a selection that needs no health ([`Selection::needs_health`]): by id
+/// and name alone, so items can be selected before their health is computed. A status
+/// filter or another order, which it cannot judge, keeps nothing.
+pub fn select_named<T: Named>(items: Vec<T>, selection: &Selection) -> Vec<(String, T)> {
+    if selection.status.is_some() {
+        return Vec::new();
+    }
+    select_by(items, selection, |x| named_key(x, selection.sort))
+}
+
+/// The items whose id or name contains the search and to which `key` gives a sort key, in
+/// the order of those keys.
+fn select_by<T: Named>(
+    items: Vec<T>,
+    selection: &Selection,
+    key: impl Fn(&T) -> Option<String>,
+) -> Vec<(String, T)> {
     let mut out: Vec<(String, T)> = items
         .into_iter()
         .filter(|x| {
@@ -180,8 +229,7 @@ pub fn select<T: Listed>(items: Vec<T>, selection: &Selection) -> Vec<(String, T
                 x.id().to_lowercase().contains(q) || x.name().to_lowercase().contains(q)
             })
         })
-        .filter(|x| selection.status.as_deref().is_none_or(|s| x.status() == s))
-        .map(|x| (sort_key(&x, selection.sort), x))
+        .filter_map(|x| key(&x).map(|k| (k, x)))
         .collect();
     out.sort_by(|(a, _), (b, _)| a.cmp(b));
     out
@@ -245,6 +293,45 @@ mod tests {
             .into_iter()
             .map(|(_, a)| a.agent_id)
             .collect()
+    }
+
+    #[test]
+    fn by_id_or_name_the_records_select_what_the_health_would() {
+        // Selected by id and name alone (before health is computed), a search and an
+        // order by id or name keep and order exactly what they keep and order of the
+        // health objects.
+        for sort in [Sort::Id, Sort::Name] {
+            for search in [None, Some("alpha"), Some("a4"), Some("nobody")] {
+                let selection = Selection {
+                    search: search.map(str::to_owned),
+                    status: None,
+                    sort,
+                };
+                assert!(!selection.needs_health());
+                let by_health: Vec<(String, String)> = select(fleet(), &selection)
+                    .into_iter()
+                    .map(|(k, a)| (k, a.agent_id))
+                    .collect();
+                let by_name: Vec<(String, String)> = select_named(fleet(), &selection)
+                    .into_iter()
+                    .map(|(k, a)| (k, a.agent_id))
+                    .collect();
+                assert_eq!(by_name, by_health, "{sort:?}, searching {search:?}");
+            }
+        }
+        for needs in [
+            Selection {
+                status: Some("idle".into()),
+                ..Selection::default()
+            },
+            Selection {
+                sort: Sort::Rate,
+                ..Selection::default()
+            },
+        ] {
+            assert!(needs.needs_health(), "{needs:?}");
+            assert!(select_named(fleet(), &needs).is_empty(), "{needs:?}");
+        }
     }
 
     #[test]

@@ -89,6 +89,26 @@ impl IntegrationData {
     }
 }
 
+/// Lists search and order agents by id and name before their health is computed.
+impl crate::domain::listing::Named for AgentData {
+    fn id(&self) -> &str {
+        &self.record.agent_id
+    }
+    fn name(&self) -> &str {
+        &self.record.agent_name
+    }
+}
+
+/// Lists search and order integrations by id and name before their health is computed.
+impl crate::domain::listing::Named for IntegrationData {
+    fn id(&self) -> &str {
+        &self.record.integration_id
+    }
+    fn name(&self) -> &str {
+        &self.record.integration_name
+    }
+}
+
 /// The sources a batch of events changed, as written: what an evaluation of those events
 /// needs, without reading them again.
 #[derive(Debug, Clone, PartialEq, Default)]
