@@ -597,14 +597,22 @@ mod tests {
     fn empty_spans(n: usize) -> Vec<u8> {
         let spans: Vec<u8> = std::iter::repeat_n([0x12u8, 0x00], n).flatten().collect();
         // ResourceSpans { scope_spans (2): ScopeSpans { spans (2): ... } }
-        let resource = [vec![0x12], len(spans.len()), spans].concat();
-        [vec![0x0a], len(resource.len()), resource].concat()
+        let resource = field(0x12, spans);
+        field(0x0a, resource)
     }
 
-    fn len(n: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        prost::encoding::encode_varint(n as u64, &mut out);
+    /// A length-delimited protobuf field: its key byte, its length, then `body`.
+    fn field(key: u8, body: Vec<u8>) -> Vec<u8> {
+        let mut out = vec![key];
+        prost::encoding::encode_varint(body.len() as u64, &mut out);
+        out.extend(body);
         out
+    }
+
+    /// A request of one resource and one scope holding one element (a span or a metric,
+    /// field 2 of its scope) of content `element`.
+    fn request_of(element: Vec<u8>) -> Vec<u8> {
+        field(0x0a, field(0x12, field(0x12, element)))
     }
 
     #[test]
@@ -635,24 +643,17 @@ mod tests {
         let attrs: Vec<u8> = std::iter::repeat_n([0x4au8, 0x00], 300_000)
             .flatten()
             .collect();
-        let scope = [vec![0x12], len(attrs.len()), attrs].concat();
-        let resource = [vec![0x12], len(scope.len()), scope].concat();
-        let request = [vec![0x0a], len(resource.len()), resource].concat();
         assert_eq!(
-            count_protobuf(&request, Kind::Traces),
+            count_protobuf(&request_of(attrs), Kind::Traces),
             Err(Refusal::TooManyValues)
         );
-        // Exponential histogram buckets: 300,000 one-byte varints, packed.
-        let varints = vec![0u8; 300_000];
-        let buckets = [vec![0x12], len(varints.len()), varints].concat();
-        let point = [vec![0x42], len(buckets.len()), buckets].concat();
-        let hist = [vec![0x0a], len(point.len()), point].concat();
-        let metric = [vec![0x52], len(hist.len()), hist].concat();
-        let scope = [vec![0x12], len(metric.len()), metric].concat();
-        let resource = [vec![0x12], len(scope.len()), scope].concat();
-        let request = [vec![0x0a], len(resource.len()), resource].concat();
+        // Exponential histogram buckets: 300,000 one-byte varints, packed, as the counts (2)
+        // of the positive buckets (8) of a data point (1) of a metric's exponential
+        // histogram (10).
+        let buckets = field(0x12, vec![0u8; 300_000]);
+        let metric = field(0x52, field(0x0a, field(0x42, buckets)));
         assert_eq!(
-            count_protobuf(&request, Kind::Metrics),
+            count_protobuf(&request_of(metric), Kind::Metrics),
             Err(Refusal::TooManyValues)
         );
     }
