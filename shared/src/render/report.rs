@@ -84,8 +84,12 @@ fn summary_blocks(r: &Report) -> Vec<Block> {
                 row("Integration calls", |t| t.calls.to_string()),
                 row("Availability", |t| pct(t.availability, 2)),
                 row("Alerts", |t| t.alerts.to_string()),
-                row("Mean time to acknowledge", |t| opt_duration(t.mtta_seconds)),
-                row("Mean time to resolve", |t| opt_duration(t.mttr_seconds)),
+                row("Mean time to acknowledge", |t| {
+                    opt_duration(t.times.mtta_seconds)
+                }),
+                row("Mean time to resolve", |t| {
+                    opt_duration(t.times.mttr_seconds)
+                }),
             ],
         }),
     ]
@@ -177,9 +181,9 @@ fn incident_blocks(r: &Report) -> Vec<Block> {
             inc.critical,
             inc.warning,
             inc.acknowledged,
-            opt_duration(inc.mtta_seconds),
+            opt_duration(inc.times.mtta_seconds),
             inc.resolved,
-            opt_duration(inc.mttr_seconds)
+            opt_duration(inc.times.mttr_seconds)
         )),
     ];
     if !inc.alerts.is_empty() {

@@ -204,12 +204,11 @@ pub async fn disconnect(state: &AppState, connection_id: &str) -> Result<(), Api
 #[cfg(all(test, feature = "embedded"))]
 mod tests {
     use super::*;
-    use crate::state::testing::{connections, key, state};
+    use crate::state::testing::{connections, key, state, state_with_reader};
 
     #[tokio::test]
     async fn connect_stores_the_connection_under_the_keys_tenant_and_disconnect_forgets_it() {
-        let (state, _dir) = state();
-        let key = key(&state, "acme", &["read"], "oncall").await;
+        let (state, _dir, key) = state_with_reader().await;
         let who = connect(&state, Some(&key), Feed::Full, "abc=")
             .await
             .expect("connecting with a stored key");
