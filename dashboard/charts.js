@@ -5,31 +5,36 @@ import { api } from './api.js';
 import { $, hourLabel } from './format.js';
 import { state } from './state.js';
 
+// What every chart shares.
+const COMMON = {
+  responsive: true,
+  maintainAspectRatio: false,
+  animation: false,
+  plugins: { legend: { position: 'bottom' } },
+};
+
+function lineChart(id, datasets, y) {
+  return new window.Chart($(id), {
+    type: 'line',
+    data: { labels: [], datasets },
+    options: { ...COMMON, scales: { y } },
+  });
+}
+
+// A health score from 0 to 1, day by day.
+function scoreChart(id) {
+  const score = { label: 'Health score', data: [], borderColor: '#2457a6', tension: 0.2 };
+  return lineChart(id, [score], { min: 0, max: 1 });
+}
+
 function charts() {
   if (!window.Chart) return null;
   if (!state.charts.score) {
-    const common = {
-      responsive: true,
-      maintainAspectRatio: false,
-      animation: false,
-      plugins: { legend: { position: 'bottom' } },
-    };
-    state.charts.score = new window.Chart($('score-chart'), {
-      type: 'line',
-      data: { labels: [], datasets: [{ label: 'Health score', data: [], borderColor: '#2457a6', tension: 0.2 }] },
-      options: { ...common, scales: { y: { min: 0, max: 1 } } },
-    });
-    state.charts.load = new window.Chart($('load-chart'), {
-      type: 'line',
-      data: {
-        labels: [],
-        datasets: [
-          { label: 'CPU %', data: [], borderColor: '#b3261e', pointRadius: 1.5 },
-          { label: 'Memory %', data: [], borderColor: '#1b7f3b', pointRadius: 1.5 },
-        ],
-      },
-      options: { ...common, scales: { y: { min: 0, max: 100 } } },
-    });
+    state.charts.score = scoreChart('score-chart');
+    state.charts.load = lineChart('load-chart', [
+      { label: 'CPU %', data: [], borderColor: '#b3261e', pointRadius: 1.5 },
+      { label: 'Memory %', data: [], borderColor: '#1b7f3b', pointRadius: 1.5 },
+    ], { min: 0, max: 100 });
   }
   return state.charts;
 }
@@ -75,29 +80,13 @@ export function addLoadPoint() {
 export function detailCharts() {
   if (!window.Chart) return null;
   if (!state.charts.detailScore) {
-    const common = { responsive: true, maintainAspectRatio: false, animation: false, plugins: { legend: { position: 'bottom' } } };
-    state.charts.detailScore = new window.Chart($('detail-score-chart'), {
-      type: 'line',
-      data: { labels: [], datasets: [{ label: 'Health score', data: [], borderColor: '#2457a6', tension: 0.2 }] },
-      options: { ...common, scales: { y: { min: 0, max: 1 } } },
-    });
-    state.charts.detailSecond = new window.Chart($('detail-second-chart'), {
-      type: 'line',
-      data: { labels: [], datasets: [] },
-      options: { ...common, scales: { y: { min: 0 } } },
-    });
-    state.charts.detailHostHours = new window.Chart($('detail-host-hours-chart'), {
-      type: 'line',
-      data: {
-        labels: [],
-        datasets: [
-          { label: 'CPU mean', data: [], borderColor: '#b3261e' },
-          { label: 'CPU peak', data: [], borderColor: '#e08a82', borderDash: [4, 3] },
-          { label: 'Memory mean', data: [], borderColor: '#1b7f3b' },
-        ],
-      },
-      options: { ...common, scales: { y: { min: 0, max: 100 } } },
-    });
+    state.charts.detailScore = scoreChart('detail-score-chart');
+    state.charts.detailSecond = lineChart('detail-second-chart', [], { min: 0 });
+    state.charts.detailHostHours = lineChart('detail-host-hours-chart', [
+      { label: 'CPU mean', data: [], borderColor: '#b3261e' },
+      { label: 'CPU peak', data: [], borderColor: '#e08a82', borderDash: [4, 3] },
+      { label: 'Memory mean', data: [], borderColor: '#1b7f3b' },
+    ], { min: 0, max: 100 });
     state.charts.detailHours = new window.Chart($('detail-hours-chart'), {
       type: 'bar',
       data: {
@@ -108,7 +97,7 @@ export function detailCharts() {
           { label: 'p95 (ms)', data: [], type: 'line', borderColor: '#9a6200', yAxisID: 'ms', pointRadius: 1.5 },
         ],
       },
-      options: { ...common, scales: { x: { stacked: true }, y: { stacked: true, min: 0 }, ms: { position: 'right', min: 0, grid: { display: false } } } },
+      options: { ...COMMON, scales: { x: { stacked: true }, y: { stacked: true, min: 0 }, ms: { position: 'right', min: 0, grid: { display: false } } } },
     });
   }
   return state.charts;

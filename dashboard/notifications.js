@@ -5,46 +5,48 @@ import { refresh } from './live.js';
 import { renderAlerts } from './overview.js';
 import { state } from './state.js';
 
+// A list's items, or the line that says it is empty.
+function listItems(items, empty, item) {
+  return items.length === 0 ? `<li class="empty">${empty}</li>` : items.map(item).join('');
+}
+
+// What a rule or a silence matches, in words.
+function matchText(match) {
+  const m = match || {};
+  return [m.severity && m.severity.join('/'), m.source_type && m.source_type.join('/'), m.source_id]
+    .filter(Boolean).join(' · ') || 'every alert';
+}
+
 function renderNotifications() {
-  $('channels').innerHTML = state.channels.length === 0
-    ? '<li class="empty">No channels: alerts reach only this page.</li>'
-    : state.channels.map((c) => {
-      const target = c.url || (c.to || []).join(', ') || c.topic_arn || (c.routing_key ? 'routing key ***' : '');
-      return `<li data-channel="${escapeHtml(c.channel_id)}">
-          <span class="name">${escapeHtml(c.name)}</span> ${badge('kind', c.type)}
-          <span class="meta">${escapeHtml(target)}${c.enabled ? '' : ' · disabled'}</span>
-          <button type="button" data-test="${escapeHtml(c.channel_id)}">Test</button>
-          <button type="button" class="link" data-delete-channel="${escapeHtml(c.channel_id)}">Delete</button>
-          <span class="result" data-result-of="${escapeHtml(c.channel_id)}" role="status"></span>
-        </li>`;
-    }).join('');
-  $('rules').innerHTML = state.rules.length === 0
-    ? '<li class="empty">No rules: no alert is sent anywhere.</li>'
-    : state.rules.map((r) => {
-      const m = r.match || {};
-      const what = [m.severity && m.severity.join('/'), m.source_type && m.source_type.join('/'), m.source_id]
-        .filter(Boolean).join(' · ') || 'every alert';
-      return `<li data-rule="${escapeHtml(r.rule_id)}">
-          <span class="name">${escapeHtml(r.rule_id)}</span>
-          <span class="meta">${escapeHtml(what)} → ${escapeHtml(r.channels.join(', '))} · wait ${r.group_wait_s} s · repeat ${Math.round(r.repeat_interval_s / 60)} min</span>
-          <button type="button" class="link" data-delete-rule="${escapeHtml(r.rule_id)}">Delete</button>
-        </li>`;
-    }).join('');
-  $('silences').innerHTML = state.silences.length === 0
-    ? '<li class="empty">Nothing silenced.</li>'
-    : state.silences.map((x) => {
-      const m = x.match || {};
-      const what = [m.severity && m.severity.join('/'), m.source_type && m.source_type.join('/'), m.source_id]
-        .filter(Boolean).join(' · ') || 'every alert';
-      const span = x.schedule
-        ? `${x.schedule.days && x.schedule.days.length ? x.schedule.days.join(',') : 'daily'} ${x.schedule.start} ${x.schedule.timezone}, ${x.schedule.duration_minutes} min`
-        : `until ${when(x.ends_at)}`;
-      return `<li data-silence="${escapeHtml(x.silence_id)}" data-active="${x.active}">
-          <span class="name">${escapeHtml(what)}</span>
-          <span class="meta">${escapeHtml(span)}${x.comment ? ` · ${escapeHtml(x.comment)}` : ''} · by ${escapeHtml(x.created_by)}</span>
-          <button type="button" class="link" data-end-silence="${escapeHtml(x.silence_id)}">${x.schedule ? 'Remove' : 'End now'}</button>
-        </li>`;
-    }).join('');
+  $('channels').innerHTML = listItems(state.channels, 'No channels: alerts reach only this page.', (c) => {
+    const target = c.url || (c.to || []).join(', ') || c.topic_arn || (c.routing_key ? 'routing key ***' : '');
+    return `<li data-channel="${escapeHtml(c.channel_id)}">
+        <span class="name">${escapeHtml(c.name)}</span> ${badge('kind', c.type)}
+        <span class="meta">${escapeHtml(target)}${c.enabled ? '' : ' · disabled'}</span>
+        <button type="button" data-test="${escapeHtml(c.channel_id)}">Test</button>
+        <button type="button" class="link" data-delete-channel="${escapeHtml(c.channel_id)}">Delete</button>
+        <span class="result" data-result-of="${escapeHtml(c.channel_id)}" role="status"></span>
+      </li>`;
+  });
+  $('rules').innerHTML = listItems(state.rules, 'No rules: no alert is sent anywhere.', (r) => {
+    const what = matchText(r.match);
+    return `<li data-rule="${escapeHtml(r.rule_id)}">
+        <span class="name">${escapeHtml(r.rule_id)}</span>
+        <span class="meta">${escapeHtml(what)} → ${escapeHtml(r.channels.join(', '))} · wait ${r.group_wait_s} s · repeat ${Math.round(r.repeat_interval_s / 60)} min</span>
+        <button type="button" class="link" data-delete-rule="${escapeHtml(r.rule_id)}">Delete</button>
+      </li>`;
+  });
+  $('silences').innerHTML = listItems(state.silences, 'Nothing silenced.', (x) => {
+    const what = matchText(x.match);
+    const span = x.schedule
+      ? `${x.schedule.days && x.schedule.days.length ? x.schedule.days.join(',') : 'daily'} ${x.schedule.start} ${x.schedule.timezone}, ${x.schedule.duration_minutes} min`
+      : `until ${when(x.ends_at)}`;
+    return `<li data-silence="${escapeHtml(x.silence_id)}" data-active="${x.active}">
+        <span class="name">${escapeHtml(what)}</span>
+        <span class="meta">${escapeHtml(span)}${x.comment ? ` · ${escapeHtml(x.comment)}` : ''} · by ${escapeHtml(x.created_by)}</span>
+        <button type="button" class="link" data-end-silence="${escapeHtml(x.silence_id)}">${x.schedule ? 'Remove' : 'End now'}</button>
+      </li>`;
+  });
 }
 
 export async function loadNotifications() {

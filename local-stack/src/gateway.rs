@@ -555,58 +555,41 @@ async fn delete(local: &Local, peer: SocketAddr, id: &str) -> Response {
 /// The Management API's routes, with and without a stage prefix.
 pub fn routes() -> axum::Router<Local> {
     use axum::routing::get;
-    async fn post_plain(
+    /// The connection named in either path; a stage, if any, is ignored.
+    #[derive(serde::Deserialize)]
+    struct Connection {
+        id: String,
+    }
+    async fn post_to(
         State(l): State<Local>,
         ConnectInfo(p): ConnectInfo<SocketAddr>,
-        Path(id): Path<String>,
+        Path(c): Path<Connection>,
         body: Body,
     ) -> Response {
-        post(&l, p, &id, body).await
+        post(&l, p, &c.id, body).await
     }
-    async fn post_staged(
+    async fn get_of(
         State(l): State<Local>,
         ConnectInfo(p): ConnectInfo<SocketAddr>,
-        Path((_, id)): Path<(String, String)>,
-        body: Body,
+        Path(c): Path<Connection>,
     ) -> Response {
-        post(&l, p, &id, body).await
+        describe(&l, p, &c.id)
     }
-    async fn get_plain(
+    async fn delete_of(
         State(l): State<Local>,
         ConnectInfo(p): ConnectInfo<SocketAddr>,
-        Path(id): Path<String>,
+        Path(c): Path<Connection>,
     ) -> Response {
-        describe(&l, p, &id)
-    }
-    async fn get_staged(
-        State(l): State<Local>,
-        ConnectInfo(p): ConnectInfo<SocketAddr>,
-        Path((_, id)): Path<(String, String)>,
-    ) -> Response {
-        describe(&l, p, &id)
-    }
-    async fn delete_plain(
-        State(l): State<Local>,
-        ConnectInfo(p): ConnectInfo<SocketAddr>,
-        Path(id): Path<String>,
-    ) -> Response {
-        delete(&l, p, &id).await
-    }
-    async fn delete_staged(
-        State(l): State<Local>,
-        ConnectInfo(p): ConnectInfo<SocketAddr>,
-        Path((_, id)): Path<(String, String)>,
-    ) -> Response {
-        delete(&l, p, &id).await
+        delete(&l, p, &c.id).await
     }
     axum::Router::new()
         .route("/ws", get(connect))
         .route(
             "/@connections/{id}",
-            get(get_plain).post(post_plain).delete(delete_plain),
+            get(get_of).post(post_to).delete(delete_of),
         )
         .route(
             "/{stage}/@connections/{id}",
-            get(get_staged).post(post_staged).delete(delete_staged),
+            get(get_of).post(post_to).delete(delete_of),
         )
 }

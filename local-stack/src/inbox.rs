@@ -174,6 +174,13 @@ mod tests {
         (response.status(), inbox.list().len())
     }
 
+    /// Posts `BODY` with `signature`, which the inbox must refuse (401, nothing kept):
+    /// `what` is the message posted.
+    async fn assert_refused(inbox: &Arc<Inbox>, signature: &str, what: &str) {
+        let answer = post(inbox, signature).await;
+        assert_eq!(answer, (StatusCode::UNAUTHORIZED, 0), "posting {what}");
+    }
+
     fn inbox() -> Arc<Inbox> {
         Arc::new(Inbox::new(Arc::new(ManualClock::new(T0))))
     }
@@ -194,38 +201,23 @@ mod tests {
         let inbox = inbox();
         // Correctly signed, but 301 s before the inbox's clock: a captured message replayed.
         let stale = signature(inbox.secret(), T0 / 1000 - 301, BODY);
-        assert_eq!(
-            post(&inbox, &stale).await,
-            (StatusCode::UNAUTHORIZED, 0),
-            "posting a message signed 301 s ago"
-        );
+        assert_refused(&inbox, &stale, "a message signed 301 s ago").await;
         let future = signature(inbox.secret(), T0 / 1000 + 301, BODY);
-        assert_eq!(
-            post(&inbox, &future).await,
-            (StatusCode::UNAUTHORIZED, 0),
-            "posting a message signed 301 s ahead"
-        );
+        assert_refused(&inbox, &future, "a message signed 301 s ahead").await;
     }
 
     #[tokio::test]
     async fn a_wrong_signature_is_refused() {
         let inbox = inbox();
         let other_secret = signature("whsec_not_this_inbox", T0 / 1000, BODY);
-        assert_eq!(
-            post(&inbox, &other_secret).await,
-            (StatusCode::UNAUTHORIZED, 0),
-            "posting a message signed with another secret"
-        );
+        assert_refused(
+            &inbox,
+            &other_secret,
+            "a message signed with another secret",
+        )
+        .await;
         let other_body = signature(inbox.secret(), T0 / 1000, "{}");
-        assert_eq!(
-            post(&inbox, &other_body).await,
-            (StatusCode::UNAUTHORIZED, 0),
-            "posting a body other than the one signed"
-        );
-        assert_eq!(
-            post(&inbox, "").await,
-            (StatusCode::UNAUTHORIZED, 0),
-            "posting without a signature"
-        );
+        assert_refused(&inbox, &other_body, "a body other than the one signed").await;
+        assert_refused(&inbox, "", "without a signature").await;
     }
 }

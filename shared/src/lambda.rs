@@ -743,7 +743,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
-    use crate::state::testing::{connections, key, state};
+    use crate::state::testing::{connections, state, state_with_reader};
 
     /// State with `config` and one tenant, and a collector over it.
     async fn collector_with(
@@ -884,8 +884,7 @@ mod tests {
 
     #[tokio::test]
     async fn websocket_connect_and_disconnect_events_keep_the_connection_table() {
-        let (state, _dir) = state();
-        let key = key(&state, "acme", &["read"], "oncall").await;
+        let (state, _dir, key) = state_with_reader().await;
         let connect = include_str!("../tests/fixtures/apigw-websocket-connect.json");
         let refused = ws_connect(&state, &ws_event(&connect.replace("KEY", "ahm_nope"))).await;
         assert_eq!(refused.status_code, 401);
@@ -917,8 +916,7 @@ mod tests {
     #[tokio::test]
     async fn a_delta_connection_keeps_its_feed_and_what_the_watch_route_says_it_shows() {
         use crate::store::connections::{Feed, Listening, Watch};
-        let (state, _dir) = state();
-        let key = key(&state, "acme", &["read"], "oncall").await;
+        let (state, _dir, key) = state_with_reader().await;
         let connect = include_str!("../tests/fixtures/apigw-websocket-connect.json");
         let with_mode = |mode: &str| -> ApiGatewayWebsocketProxyRequest {
             let mut v: serde_json::Value = serde_json::from_str(&connect.replace("KEY", &key))
@@ -966,8 +964,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_authorizer_allows_stored_keys_with_their_tenant_and_denies_others() {
-        let (state, _dir) = state();
-        let key = key(&state, "acme", &["read"], "oncall").await;
+        let (state, _dir, key) = state_with_reader().await;
         let event = include_str!("../tests/fixtures/authorizer-v2.json");
         let request: ApiGatewayV2CustomAuthorizerV2Request =
             serde_json::from_str(&event.replace("KEY", &key))

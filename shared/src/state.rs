@@ -139,4 +139,12 @@ pub(crate) mod testing {
             .await
             .unwrap_or_else(|e| panic!("creating {tenant}'s key {name:?}: {e}"))
     }
+
+    /// A fresh [`state`] with one read key of `acme`, held by `oncall`: the state, its
+    /// directory and the key.
+    pub(crate) async fn state_with_reader() -> (AppState, tempfile::TempDir, String) {
+        let (state, dir) = state();
+        let key = key(&state, "acme", &["read"], "oncall").await;
+        (state, dir, key)
+    }
 }

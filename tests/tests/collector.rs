@@ -18,6 +18,7 @@ use shared::config::Config;
 use shared::domain::alerts::{AlertRecord, Severity, SourceType};
 use shared::domain::records::{ConnectionState, Probe};
 use shared::domain::round::round4;
+use shared::store::alerts::Acknowledgement;
 use shared::store::integrations::IntegrationUpdate;
 use shared::store::{Backend, ItemKey, Range, Store, StoreError, StoredItem, Write as StoreWrite};
 use shared::time::{format_rfc3339, Millis, MINUTE_MS};
@@ -329,7 +330,15 @@ async fn acknowledgement_survives_cycles_and_is_cleared_on_escalation(store: Sto
     cycle(&c, t0).await;
     let alert = active(&store).await.remove(0);
     store
-        .acknowledge_alert(TENANT, &alert.alert_id, "ops", Some("looking"), t0 + 1000)
+        .acknowledge_alert(
+            TENANT,
+            &alert.alert_id,
+            Acknowledgement {
+                by: "ops",
+                notes: Some("looking"),
+                at: t0 + 1000,
+            },
+        )
         .await
         .expect("acknowledging the alert");
     for i in 1..=3 {

@@ -21,6 +21,7 @@ use shared::domain::alerts::{AlertRecord, Severity, SourceType};
 use shared::domain::notify::{Destination, Matcher, RuleRecord, SilenceRecord};
 use shared::notify::token::{AckClaim, SentFor};
 use shared::notify::Notifier;
+use shared::store::alerts::Acknowledgement;
 use shared::store::notify::{DeliveryStatus, NotificationRecord};
 use shared::store::Store;
 use shared::time::{ManualClock, Millis};
@@ -568,7 +569,7 @@ async fn reminders_stop_when_the_alert_is_acknowledged(store: Store) {
     assert_eq!(statuses, ["firing", "reminder"]);
     state
         .store
-        .acknowledge_alert("acme", "web-1", "ops", None, T0 + 700 * S)
+        .acknowledge_alert("acme", "web-1", by_ops(T0 + 700 * S))
         .await
         .expect("acknowledging web-1");
     for k in 2..6 {
@@ -706,7 +707,7 @@ async fn slack_and_pagerduty_get_their_documented_payloads(store: Store) {
     // Acknowledged here: PagerDuty hears it; resolved: it hears that too.
     state
         .store
-        .acknowledge_alert("acme", &a.alert_id, "ops", None, T0 + S)
+        .acknowledge_alert("acme", &a.alert_id, by_ops(T0 + S))
         .await
         .expect("acknowledging the agent's alert");
     pass(&notifier, T0 + S).await;
@@ -1418,4 +1419,13 @@ async fn delivery_errors_never_carry_the_secret_path() {
     // Listed, the channel shows no more than scheme, host and port either.
     let listed = stored.view().to_string();
     assert!(!listed.contains("SECRETPATH"), "{listed}");
+}
+
+/// An acknowledgement by `ops`, without notes.
+fn by_ops(at: Millis) -> Acknowledgement<'static> {
+    Acknowledgement {
+        by: "ops",
+        notes: None,
+        at,
+    }
 }

@@ -727,12 +727,12 @@ async fn latencies_give_percentiles_and_hours_move_out_with_their_counts(store: 
     let h = integration(&store, "t", "stripe", t).await;
     // Nearest rank of 1..=100 ms: the 50th, 95th and 99th value.
     assert_eq!(
-        (h.latency_p50_ms, h.latency_p95_ms, h.latency_p99_ms),
-        (
+        h.latency.values(),
+        [
             Some(estimate(50.0)),
             Some(estimate(95.0)),
             Some(estimate(99.0))
-        )
+        ]
     );
     // The first call of the next hour moves the hour's latencies to its hour bucket.
     let next = (hour + 1) * HOUR_MS + 2 * MINUTE_MS;
@@ -760,8 +760,8 @@ async fn latencies_give_percentiles_and_hours_move_out_with_their_counts(store: 
     );
     // The hour window still holds them, with the new call.
     let h = integration(&store, "t", "stripe", next).await;
-    assert_eq!(h.latency_p99_ms, Some(estimate(100.0)));
-    assert_eq!(h.latency_p50_ms, Some(estimate(51.0)));
+    assert_eq!(h.latency.p99, Some(estimate(100.0)));
+    assert_eq!(h.latency.p50, Some(estimate(51.0)));
 }
 
 /// A finish without `duration_ms` in the hour after its start, retried after the agent's

@@ -104,26 +104,21 @@ mod tests {
 
     #[test]
     fn an_update_names_its_bad_field() {
-        let msg = |b: &str| {
-            parse_update(b.as_bytes())
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default()
-        };
-        assert_eq!(
-            msg(r#"{"confidence_score": 2}"#),
-            "confidence_score: must be a number from 0 to 1"
-        );
-        assert_eq!(msg(r#"{"paused": "no"}"#), "paused: must be true or false");
-        assert_eq!(
-            msg(r#"{"pausd": null}"#),
-            "pausd: is not a field of an agent; expected agent_name, paused or confidence_score"
-        );
-        assert_eq!(
-            msg(r#"{"pausd": true}"#),
-            "pausd: is not a field of an agent; expected agent_name, paused or confidence_score"
-        );
-        assert_eq!(msg("[1]"), "body: must be a JSON object");
+        let unknown =
+            "pausd: is not a field of an agent; expected agent_name, paused or confidence_score";
+        for (body, why) in [
+            (
+                r#"{"confidence_score": 2}"#,
+                "confidence_score: must be a number from 0 to 1",
+            ),
+            (r#"{"paused": "no"}"#, "paused: must be true or false"),
+            (r#"{"pausd": null}"#, unknown),
+            (r#"{"pausd": true}"#, unknown),
+            ("[1]", "body: must be a JSON object"),
+        ] {
+            let refused = parse_update(body.as_bytes()).expect_err(body);
+            assert_eq!(refused.to_string(), why, "{body}");
+        }
         let ok =
             parse_update(br#"{"agent_name": "Sales", "paused": true, "confidence_score": 0.85}"#)
                 .ok();

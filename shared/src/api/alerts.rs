@@ -8,7 +8,7 @@ use super::auth::Principal;
 use super::{json_response, object_body, query_param, source_id_param, ApiError};
 use crate::domain::alerts::{AlertView, Severity, SourceType};
 use crate::domain::ids::MAX_TEXT_CHARS;
-use crate::store::alerts::AckOutcome;
+use crate::store::alerts::{AckOutcome, Acknowledgement};
 use crate::AppState;
 
 /// Active alerts, critical first then newest first, optionally of one severity. With
@@ -131,9 +131,11 @@ pub async fn acknowledge(
         .acknowledge_alert(
             &principal.tenant,
             alert_id,
-            &principal.name,
-            notes.as_deref(),
-            now,
+            Acknowledgement {
+                by: &principal.name,
+                notes: notes.as_deref(),
+                at: now,
+            },
         )
         .await?
     {

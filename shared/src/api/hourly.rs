@@ -6,7 +6,7 @@ use http::StatusCode;
 use serde::Serialize;
 
 use super::{agent_or_integration, bounded_param, json_response, source_id_param, ApiError};
-use crate::domain::latency::{percentiles, HourSummary};
+use crate::domain::latency::{percentiles, HourSummary, Percentiles};
 use crate::domain::live::hour_of;
 use crate::time::{format_rfc3339, HOUR_MS};
 use crate::AppState;
@@ -27,12 +27,9 @@ pub struct Slot {
     pub failed: u64,
     /// Successful share, 4 decimals; null in an hour without any.
     pub availability: Option<f64>,
-    /// Percentiles of durations or latencies, ms, 1 decimal; null without any.
-    pub latency_p50_ms: Option<f64>,
-    /// p95.
-    pub latency_p95_ms: Option<f64>,
-    /// p99.
-    pub latency_p99_ms: Option<f64>,
+    /// Percentiles of the hour's durations or latencies.
+    #[serde(flatten)]
+    pub latency: Percentiles,
     /// Model input tokens (agents; 0 for integrations).
     pub input_tokens: u64,
     /// Model output tokens (agents; 0 for integrations).
@@ -60,7 +57,6 @@ pub fn slots(summaries: &[(i64, HourSummary)], hours: i64, now: crate::time::Mil
     (last - hours + 1..=last)
         .map(|h| {
             let s = by_hour.remove(&h).unwrap_or_default();
-            let [p50, p95, p99] = percentiles(&s.latency);
             Slot {
                 start: format_rfc3339(h * HOUR_MS),
                 total: s.total,
@@ -70,9 +66,7 @@ pub fn slots(summaries: &[(i64, HourSummary)], hours: i64, now: crate::time::Mil
                         1.0 - s.failed.min(s.total) as f64 / s.total as f64,
                     )
                 }),
-                latency_p50_ms: p50,
-                latency_p95_ms: p95,
-                latency_p99_ms: p99,
+                latency: percentiles(&s.latency),
                 input_tokens: s.input_tokens,
                 output_tokens: s.output_tokens,
             }
@@ -131,7 +125,8 @@ mod tests {
             (8, 2, Some(0.75))
         );
         assert!(slots[1]
-            .latency_p95_ms
+            .latency
+            .p95
             .is_some_and(|p| (p - 100.0).abs() <= 2.0));
         assert_eq!(
             slots[2].start,

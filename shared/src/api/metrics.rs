@@ -248,12 +248,7 @@ fn agent_families(out: &mut Exposition, agents: &[AgentRow]) {
     families(out, &AGENT_GAUGES, agents, agent_labels);
     let durations: Vec<Sample> = agents
         .iter()
-        .flat_map(|(d, h)| {
-            by_percentile(
-                &agent_labels(d),
-                [h.latency_p50_ms, h.latency_p95_ms, h.latency_p99_ms],
-            )
-        })
+        .flat_map(|(d, h)| by_percentile(&agent_labels(d), h.latency.values()))
         .collect();
     out.family(
         "agenthealth_agent_execution_duration_seconds",
@@ -287,12 +282,7 @@ fn integration_families(out: &mut Exposition, integrations: &[IntegrationRow]) {
     families(out, &INTEGRATION_GAUGES, integrations, integration_labels);
     let latency: Vec<Sample> = integrations
         .iter()
-        .flat_map(|(d, h)| {
-            by_percentile(
-                &integration_labels(d),
-                [h.latency_p50_ms, h.latency_p95_ms, h.latency_p99_ms],
-            )
-        })
+        .flat_map(|(d, h)| by_percentile(&integration_labels(d), h.latency.values()))
         .collect();
     out.family(
         "agenthealth_integration_latency_seconds",

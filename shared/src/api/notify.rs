@@ -16,7 +16,8 @@ use crate::domain::notify::{
 };
 use crate::notify::token::{self, TokenError};
 use crate::render::escape;
-use crate::store::alerts::{AckOutcome, GuardedAck};
+use crate::store::alerts::{AckOutcome, Acknowledgement, GuardedAck};
+use crate::store::notify::NotificationRecord;
 use crate::time::{format_rfc3339, parse_rfc3339, Millis, DAY_MS};
 use crate::AppState;
 
@@ -274,11 +275,15 @@ pub async fn put_channel(state: &AppState, tenant: &str, channel_id: &str, body:
     Ok(json_response(StatusCode::OK, &record.view()))
 }
 
+/// 200 with the views of a listing, in order, as a JSON array.
+fn listed(views: impl Iterator<Item = Value>) -> Reply {
+    ok_json(&views.collect::<Vec<_>>())
+}
+
 /// `GET /api/health/channels`: every channel, secrets hidden, by id.
 pub async fn list_channels(state: &AppState, tenant: &str) -> Reply {
     let config = state.store.notify_config(tenant).await?;
-    let list: Vec<Value> = config.channels.iter().map(ChannelRecord::view).collect();
-    ok_json(&list)
+    listed(config.channels.iter().map(ChannelRecord::view))
 }
 
 /// `DELETE /api/health/channels/{channel_id}`.
@@ -422,8 +427,7 @@ pub async fn put_rule(state: &AppState, tenant: &str, rule_id: &str, body: &[u8]
 /// `GET /api/health/notification-rules`.
 pub async fn list_rules(state: &AppState, tenant: &str) -> Reply {
     let config = state.store.notify_config(tenant).await?;
-    let list: Vec<Value> = config.rules.iter().map(RuleRecord::view).collect();
-    ok_json(&list)
+    listed(config.rules.iter().map(RuleRecord::view))
 }
 
 /// `DELETE /api/health/notification-rules/{rule_id}`.
@@ -561,13 +565,13 @@ pub async fn create_silence(state: &AppState, principal: &Principal, body: &[u8]
 pub async fn list_silences(state: &AppState, tenant: &str) -> Reply {
     let now = state.clock.now_ms();
     let config = state.store.notify_config(tenant).await?;
-    let list: Vec<Value> = config
-        .silences
-        .iter()
-        .filter(|s| !s.ended_by(now))
-        .map(|s| s.view(now))
-        .collect();
-    ok_json(&list)
+    listed(
+        config
+            .silences
+            .iter()
+            .filter(|s| !s.ended_by(now))
+            .map(|s| s.view(now)),
+    )
 }
 
 /// `DELETE /api/health/silences/{silence_id}`: ends a silence now, removes a window.
@@ -588,8 +592,7 @@ pub async fn alert_notifications(state: &AppState, tenant: &str, alert_id: &str)
     if log.is_empty() && state.store.alert(tenant, alert_id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no alert with id {alert_id}")));
     }
-    let list: Vec<Value> = log.iter().map(|n| n.view()).collect();
-    Ok(json_response(StatusCode::OK, &list))
+    listed(log.iter().map(NotificationRecord::view))
 }
 
 fn html(status: StatusCode, title: &str, body: &str) -> Response<String> {
@@ -759,9 +762,11 @@ pub async fn ack_confirm(state: &AppState, token_text: &str, wants_json: bool) -
         .acknowledge_alert_if(
             &claim.tenant,
             &claim.alert_id,
-            &by,
-            None,
-            state.clock.now_ms(),
+            Acknowledgement {
+                by: &by,
+                notes: None,
+                at: state.clock.now_ms(),
+            },
             |alert| claim.applies_to(alert),
         )
         .await;

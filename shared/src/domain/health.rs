@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::domain::events::Outcome;
-use crate::domain::latency::{percentiles, Histogram};
+use crate::domain::latency::{percentiles, Histogram, Percentiles};
 use crate::domain::records::{
     AgentCounters, AgentRecord, ConnectionState, IntegrationCounters, IntegrationRecord,
 };
@@ -174,12 +174,9 @@ pub struct AgentHealth {
     pub health_trend: Trend,
     /// Hourly metrics.
     pub metrics: AgentMetrics,
-    /// Median duration of the executions started in the hour, ms (within 2 %).
-    pub latency_p50_ms: Option<f64>,
-    /// 95th percentile of the same.
-    pub latency_p95_ms: Option<f64>,
-    /// 99th percentile of the same.
-    pub latency_p99_ms: Option<f64>,
+    /// Percentiles of the durations of the executions started in the hour.
+    #[serde(flatten)]
+    pub latency: Percentiles,
 }
 
 /// An agent's status: `active` if an execution is running, else `paused` if paused, else
@@ -220,7 +217,7 @@ pub fn agent_health(
     now: Millis,
 ) -> AgentHealth {
     let hour = hour_window(minutes, now);
-    let [latency_p50_ms, latency_p95_ms, latency_p99_ms] = hour_percentiles(latency, now);
+    let percentiles = hour_percentiles(latency, now);
     let points = trend_points(days, now, DayScore::of_agent);
     let current_operation = agent.current_operation().map(str::to_owned);
     let status = agent_status(agent);
@@ -242,14 +239,12 @@ pub fn agent_health(
             input_tokens: hour.input_tokens,
             output_tokens: hour.output_tokens,
         },
-        latency_p50_ms,
-        latency_p95_ms,
-        latency_p99_ms,
+        latency: percentiles,
     }
 }
 
 /// p50, p95 and p99 of the latencies in the hour window at `now`.
-pub fn hour_percentiles(latency: &[(i64, Histogram)], now: Millis) -> [Option<f64>; 3] {
+pub fn hour_percentiles(latency: &[(i64, Histogram)], now: Millis) -> Percentiles {
     let first = window_start_minute(now);
     let mut h = Histogram::default();
     for (_, m) in latency.iter().filter(|(m, _)| *m >= first) {
@@ -313,12 +308,9 @@ pub struct IntegrationHealth {
     pub successful_recoveries: u64,
     /// Seconds up since it last became active.
     pub uptime_seconds: u64,
-    /// Median latency of the hour's calls and probes, ms (within 2 %).
-    pub latency_p50_ms: Option<f64>,
-    /// 95th percentile of the same.
-    pub latency_p95_ms: Option<f64>,
-    /// 99th percentile of the same.
-    pub latency_p99_ms: Option<f64>,
+    /// Percentiles of the latencies of the hour's calls and probes.
+    #[serde(flatten)]
+    pub latency: Percentiles,
 }
 
 /// Computes an integration's health at `now`; `latency_threshold_ms` is the contract's
@@ -332,7 +324,7 @@ pub fn integration_health(
     latency_threshold_ms: f64,
 ) -> IntegrationHealth {
     let hour: IntegrationCounters = hour_window(minutes, now);
-    let [latency_p50_ms, latency_p95_ms, latency_p99_ms] = hour_percentiles(latency, now);
+    let percentiles = hour_percentiles(latency, now);
     let points = trend_points(days, now, DayScore::of_integration);
     let latency_ms = if hour.calls > 0 {
         round2(hour.latency_sum_ms / hour.calls as f64)
@@ -371,9 +363,7 @@ pub fn integration_health(
         recovery_attempts: integration.recovery_attempts,
         successful_recoveries: integration.successful_recoveries,
         uptime_seconds: integration.uptime_seconds(now),
-        latency_p50_ms,
-        latency_p95_ms,
-        latency_p99_ms,
+        latency: percentiles,
     }
 }
 

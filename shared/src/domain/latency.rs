@@ -221,9 +221,34 @@ impl HourSummary {
     }
 }
 
-/// The 50th, 95th and 99th percentiles, ms, rounded to 1 decimal; `None` without data.
-pub fn percentiles(h: &Histogram) -> [Option<f64>; 3] {
-    [0.50, 0.95, 0.99].map(|q| h.quantile(q).map(|v| crate::domain::round::round_to(v, 1)))
+/// The 50th, 95th and 99th percentiles of durations or latencies, ms, 1 decimal (within
+/// [`RELATIVE_ACCURACY`]); `None` without data. Answers show them flattened, as
+/// `latency_p50_ms`, `latency_p95_ms` and `latency_p99_ms`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Percentiles {
+    /// The median.
+    #[serde(rename = "latency_p50_ms")]
+    pub p50: Option<f64>,
+    /// The 95th percentile.
+    #[serde(rename = "latency_p95_ms")]
+    pub p95: Option<f64>,
+    /// The 99th percentile.
+    #[serde(rename = "latency_p99_ms")]
+    pub p99: Option<f64>,
+}
+
+impl Percentiles {
+    /// p50, p95 and p99, in that order.
+    pub fn values(self) -> [Option<f64>; 3] {
+        [self.p50, self.p95, self.p99]
+    }
+}
+
+/// The percentiles of `h`.
+pub fn percentiles(h: &Histogram) -> Percentiles {
+    let [p50, p95, p99] =
+        [0.50, 0.95, 0.99].map(|q| h.quantile(q).map(|v| crate::domain::round::round_to(v, 1)));
+    Percentiles { p50, p95, p99 }
 }
 
 #[cfg(test)]
@@ -316,12 +341,12 @@ mod tests {
         assert_eq!(h.count_at_most(200.0), 3);
         assert_eq!(h.count_at_most(10.0), 0);
         assert_eq!(h.count_at_most(1e9), 5);
-        assert_eq!(percentiles(&Histogram::default()), [None, None, None]);
+        assert_eq!(percentiles(&Histogram::default()), Percentiles::default());
         // Nearest rank: of 100, 200 and 300 ms the median is 200 and the p95 and p99 300.
         let mut h = Histogram::default();
         [100.0, 200.0, 300.0].iter().for_each(|v| h.add(*v));
         assert_eq!(
-            percentiles(&h),
+            percentiles(&h).values(),
             [
                 Some(estimate(200.0)),
                 Some(estimate(300.0)),

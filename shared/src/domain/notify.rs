@@ -550,30 +550,44 @@ mod tests {
 
     #[test]
     fn windows_keep_local_time_across_dst_changes() {
-        // 01:00 Berlin daily for 2 h: in summer (UTC+2) that is 23:00Z the day before.
-        let w = window("Europe/Berlin", vec![], "01:00", 120);
-        assert_eq!(
-            w.occurrence_at(at("2026-07-01T23:30:00Z")),
-            Some((at("2026-07-01T23:00:00Z"), at("2026-07-02T01:00:00Z")))
-        );
-        // The night clocks go forward (29 March 2026, 02:00 -> 03:00): 01:00 CET is 00:00Z
-        // and the window lasts two real hours.
-        assert_eq!(
-            w.occurrence_at(at("2026-03-29T01:59:00Z")),
-            Some((at("2026-03-29T00:00:00Z"), at("2026-03-29T02:00:00Z")))
-        );
-        // A start inside the skipped hour begins when the clock resumes, 03:00 CEST.
+        // 01:00 Berlin daily for 2 h; Sundays 02:30 Berlin for 1 h.
+        let daily = window("Europe/Berlin", vec![], "01:00", 120);
         let gap = window("Europe/Berlin", vec![Weekday::Sun], "02:30", 60);
-        assert_eq!(
-            gap.occurrence_at(at("2026-03-29T01:10:00Z")),
-            Some((at("2026-03-29T01:00:00Z"), at("2026-03-29T02:00:00Z")))
-        );
-        // The night clocks go back (25 October 2026, 03:00 -> 02:00): 02:30 happens twice
-        // and the window starts at the first, 00:30Z.
-        assert_eq!(
-            gap.occurrence_at(at("2026-10-25T00:45:00Z")),
-            Some((at("2026-10-25T00:30:00Z"), at("2026-10-25T01:30:00Z")))
-        );
+        for (w, now, start, end) in [
+            // In summer (UTC+2) 01:00 is 23:00Z the day before.
+            (
+                &daily,
+                "2026-07-01T23:30:00Z",
+                "2026-07-01T23:00:00Z",
+                "2026-07-02T01:00:00Z",
+            ),
+            // The night clocks go forward (29 March 2026, 02:00 -> 03:00): 01:00 CET is 00:00Z
+            // and the window lasts two real hours.
+            (
+                &daily,
+                "2026-03-29T01:59:00Z",
+                "2026-03-29T00:00:00Z",
+                "2026-03-29T02:00:00Z",
+            ),
+            // A start inside the skipped hour begins when the clock resumes, 03:00 CEST.
+            (
+                &gap,
+                "2026-03-29T01:10:00Z",
+                "2026-03-29T01:00:00Z",
+                "2026-03-29T02:00:00Z",
+            ),
+            // The night clocks go back (25 October 2026, 03:00 -> 02:00): 02:30 happens twice
+            // and the window starts at the first, 00:30Z.
+            (
+                &gap,
+                "2026-10-25T00:45:00Z",
+                "2026-10-25T00:30:00Z",
+                "2026-10-25T01:30:00Z",
+            ),
+        ] {
+            let expected = Some((at(start), at(end)));
+            assert_eq!(w.occurrence_at(at(now)), expected, "at {now}");
+        }
     }
 
     #[test]

@@ -309,11 +309,11 @@ pub fn count_json(body: &[u8], kind: Kind) -> Result<Counted, Refusal> {
         refusal: None,
     };
     let mut de = serde_json::Deserializer::from_slice(body);
-    let top = Object {
+    let top = Object(Place {
         ctx: &mut ctx,
         path: Path::Top,
         name: String::new(),
-    };
+    });
     let result = top.deserialize(&mut de).and_then(|()| de.end());
     match (ctx.refusal, result) {
         (Some(r), _) => Err(r),
@@ -466,11 +466,11 @@ impl<'de> serde::de::Visitor<'de> for Value<'_> {
         }
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match child(self.ctx.kind, self.path, &key) {
-                Child::List(elements) => map.next_value_seed(List {
+                Child::List(elements) => map.next_value_seed(List(Place {
                     ctx: &mut *self.ctx,
-                    elements,
+                    path: elements,
                     name: format!("{}{key}", self.prefix),
-                })?,
+                }))?,
                 Child::Value(path) => map.next_value_seed(Value {
                     ctx: &mut *self.ctx,
                     path,
@@ -503,19 +503,28 @@ impl<'de> serde::de::Visitor<'de> for Value<'_> {
     }
 }
 
-/// A message list: absent, null, or an array of objects at `elements`.
-struct List<'a> {
+/// Where a message list or an object stands: the walk, the path of what it holds (a list's
+/// elements, an object's fields) and its name in messages (empty for the request).
+struct Place<'a> {
     ctx: &'a mut Ctx,
-    elements: Path,
+    path: Path,
     name: String,
 }
 
-impl List<'_> {
-    fn not_array<E: serde::de::Error>(self) -> E {
-        let r = Refusal::Malformed(format!("{} must be an array", self.name));
+impl Place<'_> {
+    /// Stops the walk: the value here is not a JSON `kind` (`array`, `object`).
+    fn malformed<E: serde::de::Error>(self, kind: &str) -> E {
+        let r = Refusal::Malformed(if self.name.is_empty() {
+            format!("a JSON {kind} is expected")
+        } else {
+            format!("{} must be an {kind}", self.name)
+        });
         self.ctx.stop(r)
     }
 }
+
+/// A message list: absent, null, or an array of objects.
+struct List<'a>(Place<'a>);
 
 impl<'de> serde::de::Visitor<'de> for List<'_> {
     type Value = ();
@@ -527,13 +536,14 @@ impl<'de> serde::de::Visitor<'de> for List<'_> {
         Ok(())
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Place { ctx, path, name } = self.0;
         let mut i = 0usize;
         while seq
-            .next_element_seed(Object {
-                ctx: &mut *self.ctx,
-                path: self.elements,
-                name: format!("{}[{i}]", self.name),
-            })?
+            .next_element_seed(Object(Place {
+                ctx: &mut *ctx,
+                path,
+                name: format!("{name}[{i}]"),
+            }))?
             .is_some()
         {
             i += 1;
@@ -541,29 +551,13 @@ impl<'de> serde::de::Visitor<'de> for List<'_> {
         Ok(())
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Err(self.not_array())
+        Err(self.0.malformed("array"))
     }
-    visit_scalars!(|list| Err(list.not_array()));
+    visit_scalars!(|list| Err(list.0.malformed("array")));
 }
 
-/// A value that must be an object (the request, or a message list's element), named
-/// `name` in messages (empty for the request).
-struct Object<'a> {
-    ctx: &'a mut Ctx,
-    path: Path,
-    name: String,
-}
-
-impl Object<'_> {
-    fn not_object<E: serde::de::Error>(self) -> E {
-        let r = Refusal::Malformed(if self.name.is_empty() {
-            "a JSON object is expected".to_owned()
-        } else {
-            format!("{} must be an object", self.name)
-        });
-        self.ctx.stop(r)
-    }
-}
+/// A value that must be an object: the request, or a message list's element.
+struct Object<'a>(Place<'a>);
 
 impl<'de> serde::de::Visitor<'de> for Object<'_> {
     type Value = ();
@@ -572,25 +566,26 @@ impl<'de> serde::de::Visitor<'de> for Object<'_> {
         f.write_str("an object")
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        let prefix = if self.name.is_empty() {
+        let Place { ctx, path, name } = self.0;
+        let prefix = if name.is_empty() {
             String::new()
         } else {
-            format!("{}.", self.name)
+            format!("{name}.")
         };
         Value {
-            ctx: self.ctx,
-            path: self.path,
+            ctx,
+            path,
             prefix,
             element: false,
         }
         .visit_map(map)
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Err(self.not_object())
+        Err(self.0.malformed("object"))
     }
-    visit_scalars!(|object| Err(object.not_object()));
+    visit_scalars!(|object| Err(object.0.malformed("object")));
     fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
-        Err(self.not_object())
+        Err(self.0.malformed("object"))
     }
 }
 
@@ -602,14 +597,22 @@ mod tests {
     fn empty_spans(n: usize) -> Vec<u8> {
         let spans: Vec<u8> = std::iter::repeat_n([0x12u8, 0x00], n).flatten().collect();
         // ResourceSpans { scope_spans (2): ScopeSpans { spans (2): ... } }
-        let resource = [vec![0x12], len(spans.len()), spans].concat();
-        [vec![0x0a], len(resource.len()), resource].concat()
+        let resource = field(0x12, spans);
+        field(0x0a, resource)
     }
 
-    fn len(n: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        prost::encoding::encode_varint(n as u64, &mut out);
+    /// A length-delimited protobuf field: its key byte, its length, then `body`.
+    fn field(key: u8, body: Vec<u8>) -> Vec<u8> {
+        let mut out = vec![key];
+        prost::encoding::encode_varint(body.len() as u64, &mut out);
+        out.extend(body);
         out
+    }
+
+    /// A request of one resource and one scope holding one element (a span or a metric,
+    /// field 2 of its scope) of content `element`.
+    fn request_of(element: Vec<u8>) -> Vec<u8> {
+        field(0x0a, field(0x12, field(0x12, element)))
     }
 
     #[test]
@@ -640,24 +643,17 @@ mod tests {
         let attrs: Vec<u8> = std::iter::repeat_n([0x4au8, 0x00], 300_000)
             .flatten()
             .collect();
-        let scope = [vec![0x12], len(attrs.len()), attrs].concat();
-        let resource = [vec![0x12], len(scope.len()), scope].concat();
-        let request = [vec![0x0a], len(resource.len()), resource].concat();
         assert_eq!(
-            count_protobuf(&request, Kind::Traces),
+            count_protobuf(&request_of(attrs), Kind::Traces),
             Err(Refusal::TooManyValues)
         );
-        // Exponential histogram buckets: 300,000 one-byte varints, packed.
-        let varints = vec![0u8; 300_000];
-        let buckets = [vec![0x12], len(varints.len()), varints].concat();
-        let point = [vec![0x42], len(buckets.len()), buckets].concat();
-        let hist = [vec![0x0a], len(point.len()), point].concat();
-        let metric = [vec![0x52], len(hist.len()), hist].concat();
-        let scope = [vec![0x12], len(metric.len()), metric].concat();
-        let resource = [vec![0x12], len(scope.len()), scope].concat();
-        let request = [vec![0x0a], len(resource.len()), resource].concat();
+        // Exponential histogram buckets: 300,000 one-byte varints, packed, as the counts (2)
+        // of the positive buckets (8) of a data point (1) of a metric's exponential
+        // histogram (10).
+        let buckets = field(0x12, vec![0u8; 300_000]);
+        let metric = field(0x52, field(0x0a, field(0x42, buckets)));
         assert_eq!(
-            count_protobuf(&request, Kind::Metrics),
+            count_protobuf(&request_of(metric), Kind::Metrics),
             Err(Refusal::TooManyValues)
         );
     }
@@ -714,19 +710,20 @@ mod tests {
             Err(Refusal::Malformed(why)) => why,
             other => format!("not refused: {other:?}"),
         };
-        assert_eq!(
-            refused(r#"{"resourceSpans": [{"scopeSpans": [{"spans": [[]]}]}]}"#),
-            "resourceSpans[0].scopeSpans[0].spans[0] must be an object"
-        );
-        assert_eq!(
-            refused(r#"{"resourceSpans": [[]]}"#),
-            "resourceSpans[0] must be an object"
-        );
-        assert_eq!(
-            refused(r#"{"resourceSpans": 5}"#),
-            "resourceSpans must be an array"
-        );
-        assert_eq!(refused("[1]"), "a JSON object is expected");
+        for (body, why) in [
+            (
+                r#"{"resourceSpans": [{"scopeSpans": [{"spans": [[]]}]}]}"#,
+                "resourceSpans[0].scopeSpans[0].spans[0] must be an object",
+            ),
+            (
+                r#"{"resourceSpans": [[]]}"#,
+                "resourceSpans[0] must be an object",
+            ),
+            (r#"{"resourceSpans": 5}"#, "resourceSpans must be an array"),
+            ("[1]", "a JSON object is expected"),
+        ] {
+            assert_eq!(refused(body), why, "{body}");
+        }
         assert!(refused("{").starts_with("EOF while parsing"));
         let metrics = r#"{"resourceMetrics": [{"scopeMetrics": [{"metrics": [3]}]}]}"#;
         assert_eq!(

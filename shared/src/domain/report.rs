@@ -189,9 +189,18 @@ pub struct Totals {
     pub availability: Option<f64>,
     /// Alerts raised.
     pub alerts: u64,
-    /// Mean seconds from raising to acknowledging, over acknowledged alerts.
+    /// How fast they were acknowledged and resolved.
+    #[serde(flatten)]
+    pub times: ResponseTimes,
+}
+
+/// How fast alerts were answered: mean seconds from raising to acknowledging (over the
+/// acknowledged ones) and to resolving (over the resolved ones); null without any.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ResponseTimes {
+    /// Mean time to acknowledge, seconds.
     pub mtta_seconds: Option<f64>,
-    /// Mean seconds from raising to resolving, over resolved alerts.
+    /// Mean time to resolve, seconds.
     pub mttr_seconds: Option<f64>,
 }
 
@@ -313,10 +322,9 @@ pub struct Incidents {
     pub acknowledged: u64,
     /// Of those, resolved.
     pub resolved: u64,
-    /// Mean time to acknowledge, seconds.
-    pub mtta_seconds: Option<f64>,
-    /// Mean time to resolve, seconds.
-    pub mttr_seconds: Option<f64>,
+    /// How fast they were acknowledged and resolved.
+    #[serde(flatten)]
+    pub times: ResponseTimes,
     /// The first [`MAX_LISTED_INCIDENTS`], critical first, then newest first.
     pub alerts: Vec<IncidentLine>,
 }
@@ -380,8 +388,7 @@ pub fn build(inputs: &ReportInputs) -> Report {
     let [incidents, previous_incidents] = incidents(&inputs.alerts, &p);
     for (t, i) in totals.iter_mut().zip([&incidents, &previous_incidents]) {
         t.alerts = i.count;
-        t.mtta_seconds = i.mtta_seconds;
-        t.mttr_seconds = i.mttr_seconds;
+        t.times = i.times;
     }
     let [summary, previous] = totals;
 
@@ -531,8 +538,10 @@ fn incidents(alerts: &[AlertRecord], p: &Period) -> [Incidents; 2] {
                 resolves.push(seconds_after(a, at));
             }
         }
-        target.mtta_seconds = mean(&acks);
-        target.mttr_seconds = mean(&resolves);
+        target.times = ResponseTimes {
+            mtta_seconds: mean(&acks),
+            mttr_seconds: mean(&resolves),
+        };
     }
     sides[0].alerts = incident_lines(alerts, p);
     sides
@@ -743,7 +752,7 @@ fn totals_findings(now: &Totals, before: &Totals, last: &str, out: &mut Vec<Stri
             ));
         }
     }
-    if let (Some(b), Some(a)) = (now.mtta_seconds, before.mtta_seconds) {
+    if let (Some(b), Some(a)) = (now.times.mtta_seconds, before.times.mtta_seconds) {
         if b >= 2.0 * a && b - a >= 60.0 {
             out.push(format!(
                 "Alerts took {} to acknowledge on average, {} {last}.",

@@ -183,6 +183,15 @@ mod tests {
         )
     }
 
+    /// Whether `claim` applies to the alert raised with each severity at each time, as
+    /// each case says (and why).
+    fn assert_applies(claim: &AckClaim, cases: &[(Severity, Millis, bool, &str)]) {
+        for &(severity, raised_at, applies, why) in cases {
+            let alert = alert(severity, raised_at);
+            assert_eq!(claim.applies_to(&alert), applies, "{why}");
+        }
+    }
+
     #[test]
     fn a_link_applies_until_the_alert_escalates_after_it_was_sent() {
         let token = sign(b"secret", &claim());
@@ -193,17 +202,28 @@ mod tests {
             Some((Severity::Warning, 1_799_000_000_123)),
             "what it was sent for survives signing, to the millisecond"
         );
-        assert!(
-            claim.applies_to(&alert(Severity::Warning, 1_799_000_000_123)),
-            "the alert as it was sent"
-        );
-        assert!(
-            claim.applies_to(&alert(Severity::Info, 1_799_000_000_123)),
-            "a de-escalation keeps raised_at: the more urgent message's link still works"
-        );
-        assert!(
-            !claim.applies_to(&alert(Severity::Critical, 1_799_000_000_124)),
-            "escalated a millisecond after: raised_at moved"
+        assert_applies(
+            &claim,
+            &[
+                (
+                    Severity::Warning,
+                    1_799_000_000_123,
+                    true,
+                    "the alert as it was sent",
+                ),
+                (
+                    Severity::Info,
+                    1_799_000_000_123,
+                    true,
+                    "a de-escalation keeps raised_at: the more urgent message's link still works",
+                ),
+                (
+                    Severity::Critical,
+                    1_799_000_000_124,
+                    false,
+                    "escalated a millisecond after: raised_at moved",
+                ),
+            ],
         );
     }
 
@@ -227,17 +247,28 @@ mod tests {
         let verified = verify(b"secret", &token, 1_799_000_001_000)
             .unwrap_or_else(|e| panic!("verifying an old-format link: {e}"));
         assert_eq!(verified.sent_for, None, "nothing bound in the older form");
-        assert!(
-            verified.applies_to(&alert(Severity::Warning, 1_798_000_000_000)),
-            "raised long before its message"
-        );
-        assert!(
-            verified.applies_to(&alert(Severity::Warning, 1_799_000_000_400)),
-            "raised in the second its message was decided"
-        );
-        assert!(
-            !verified.applies_to(&alert(Severity::Critical, 1_799_000_060_000)),
-            "escalated a minute after its message"
+        assert_applies(
+            &verified,
+            &[
+                (
+                    Severity::Warning,
+                    1_798_000_000_000,
+                    true,
+                    "raised long before its message",
+                ),
+                (
+                    Severity::Warning,
+                    1_799_000_000_400,
+                    true,
+                    "raised in the second its message was decided",
+                ),
+                (
+                    Severity::Critical,
+                    1_799_000_060_000,
+                    false,
+                    "escalated a minute after its message",
+                ),
+            ],
         );
     }
 

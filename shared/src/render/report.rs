@@ -43,20 +43,20 @@ fn blocks(r: &Report) -> Vec<Block> {
     out
 }
 
+/// A column of a section's table: its header, and its cell for each item.
+type Column<T> = (&'static str, fn(&T) -> String);
+
 /// A headed section: its table, or `none` where it has no rows.
-fn section<T>(
-    heading: &str,
-    none: &str,
-    items: &[T],
-    head: Vec<&'static str>,
-    row: impl Fn(&T) -> Vec<String>,
-) -> [Block; 2] {
+fn section<T>(heading: &str, none: &str, items: &[T], columns: &[Column<T>]) -> [Block; 2] {
     let body = if items.is_empty() {
         Block::Text(none.into())
     } else {
         Block::Table(Table {
-            head,
-            rows: items.iter().map(row).collect(),
+            head: columns.iter().map(|(head, _)| *head).collect(),
+            rows: items
+                .iter()
+                .map(|item| columns.iter().map(|(_, cell)| cell(item)).collect())
+                .collect(),
         })
     };
     [Block::Heading(heading.into()), body]
@@ -84,75 +84,61 @@ fn summary_blocks(r: &Report) -> Vec<Block> {
                 row("Integration calls", |t| t.calls.to_string()),
                 row("Availability", |t| pct(t.availability, 2)),
                 row("Alerts", |t| t.alerts.to_string()),
-                row("Mean time to acknowledge", |t| opt_duration(t.mtta_seconds)),
-                row("Mean time to resolve", |t| opt_duration(t.mttr_seconds)),
+                row("Mean time to acknowledge", |t| {
+                    opt_duration(t.times.mtta_seconds)
+                }),
+                row("Mean time to resolve", |t| {
+                    opt_duration(t.times.mttr_seconds)
+                }),
             ],
         }),
     ]
 }
 
 fn integration_section(r: &Report) -> [Block; 2] {
-    let head = vec![
-        "Integration",
-        "State",
-        "Calls",
-        "Availability",
-        "before",
-        "p95",
-        "before",
-        "Checks",
-        "Recovery attempts",
-        "Recoveries",
-    ];
     section(
         "Integrations",
         "No integrations.",
         &r.integrations,
-        head,
-        |i| {
-            vec![
-                i.integration_name.clone(),
-                i.state.clone(),
-                i.current.calls.to_string(),
-                pct(i.current.availability, 2),
-                pct(i.previous.availability, 2),
-                ms(i.current.latency_p95_ms),
-                ms(i.previous.latency_p95_ms),
-                i.health_checks_performed.to_string(),
-                i.recovery_attempts.to_string(),
-                i.successful_recoveries.to_string(),
-            ]
-        },
+        &[
+            ("Integration", |i| i.integration_name.clone()),
+            ("State", |i| i.state.clone()),
+            ("Calls", |i| i.current.calls.to_string()),
+            ("Availability", |i| pct(i.current.availability, 2)),
+            ("before", |i| pct(i.previous.availability, 2)),
+            ("p95", |i| ms(i.current.latency_p95_ms)),
+            ("before", |i| ms(i.previous.latency_p95_ms)),
+            ("Checks", |i| i.health_checks_performed.to_string()),
+            ("Recovery attempts", |i| i.recovery_attempts.to_string()),
+            ("Recoveries", |i| i.successful_recoveries.to_string()),
+        ],
     )
 }
 
+fn burn(rate: Option<f64>) -> String {
+    rate.map_or_else(|| "–".to_owned(), |b| format!("{b:.2}×"))
+}
+
 fn slo_section(r: &Report) -> [Block; 2] {
-    let head = vec![
-        "SLO",
-        "Source",
-        "Target",
-        "Now",
-        "Buffer",
-        "Budget left",
-        "Status",
-        "Burn",
-        "before",
-    ];
-    let burn = |b: Option<f64>| b.map_or_else(|| "–".to_owned(), |b| format!("{b:.2}×"));
-    section("SLOs", "No SLOs defined.", &r.slos, head, |s| {
-        vec![
-            s.slo_id.clone(),
-            format!("{} {}", s.source_type, s.source_id),
-            pct(Some(s.target), 2),
-            pct(s.current, 2),
-            s.buffer
-                .map_or_else(|| "–".to_owned(), |b| format!("{:+.2} points", b * 100.0)),
-            pct(Some(s.error_budget_remaining), 1),
-            name(&s.status),
-            burn(s.burn_rate),
-            burn(s.previous_burn_rate),
-        ]
-    })
+    section(
+        "SLOs",
+        "No SLOs defined.",
+        &r.slos,
+        &[
+            ("SLO", |s| s.slo_id.clone()),
+            ("Source", |s| format!("{} {}", s.source_type, s.source_id)),
+            ("Target", |s| pct(Some(s.target), 2)),
+            ("Now", |s| pct(s.current, 2)),
+            ("Buffer", |s| {
+                s.buffer
+                    .map_or_else(|| "–".to_owned(), |b| format!("{:+.2} points", b * 100.0))
+            }),
+            ("Budget left", |s| pct(Some(s.error_budget_remaining), 1)),
+            ("Status", |s| name(&s.status)),
+            ("Burn", |s| burn(s.burn_rate)),
+            ("before", |s| burn(s.previous_burn_rate)),
+        ],
+    )
 }
 
 fn failing_agent_section(r: &Report) -> [Block; 2] {
@@ -160,16 +146,13 @@ fn failing_agent_section(r: &Report) -> [Block; 2] {
         "Top failing agents",
         "No failed executions.",
         &r.top_failing_agents,
-        vec!["Agent", "Executions", "Failed", "Success rate", "before"],
-        |a| {
-            vec![
-                a.agent_name.clone(),
-                a.executions.to_string(),
-                a.failed.to_string(),
-                pct(a.success_rate, 1),
-                pct(a.previous_success_rate, 1),
-            ]
-        },
+        &[
+            ("Agent", |a| a.agent_name.clone()),
+            ("Executions", |a| a.executions.to_string()),
+            ("Failed", |a| a.failed.to_string()),
+            ("Success rate", |a| pct(a.success_rate, 1)),
+            ("before", |a| pct(a.previous_success_rate, 1)),
+        ],
     )
 }
 
@@ -178,15 +161,12 @@ fn failing_integration_section(r: &Report) -> [Block; 2] {
         "Top failing integrations",
         "No failed calls.",
         &r.top_failing_integrations,
-        vec!["Integration", "Calls", "Failed", "Availability"],
-        |i| {
-            vec![
-                i.integration_name.clone(),
-                i.current.calls.to_string(),
-                i.current.failures.to_string(),
-                pct(i.current.availability, 2),
-            ]
-        },
+        &[
+            ("Integration", |i| i.integration_name.clone()),
+            ("Calls", |i| i.current.calls.to_string()),
+            ("Failed", |i| i.current.failures.to_string()),
+            ("Availability", |i| pct(i.current.availability, 2)),
+        ],
     )
 }
 
@@ -201,9 +181,9 @@ fn incident_blocks(r: &Report) -> Vec<Block> {
             inc.critical,
             inc.warning,
             inc.acknowledged,
-            opt_duration(inc.mtta_seconds),
+            opt_duration(inc.times.mtta_seconds),
             inc.resolved,
-            opt_duration(inc.mttr_seconds)
+            opt_duration(inc.times.mttr_seconds)
         )),
     ];
     if !inc.alerts.is_empty() {

@@ -20,6 +20,17 @@ pub enum GuardedAck {
     NoLongerApplies(AlertRecord),
 }
 
+/// Who acknowledges an alert, when, and with what notes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Acknowledgement<'a> {
+    /// The identity recorded as the acknowledger.
+    pub by: &'a str,
+    /// The acknowledger's notes.
+    pub notes: Option<&'a str>,
+    /// When.
+    pub at: Millis,
+}
+
 /// What acknowledging found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AckOutcome {
@@ -150,12 +161,10 @@ impl Store {
         &self,
         tenant: &str,
         alert_id: &str,
-        by: &str,
-        notes: Option<&str>,
-        now: Millis,
+        ack: Acknowledgement<'_>,
     ) -> Result<AckOutcome, StoreError> {
         match self
-            .acknowledge_alert_if(tenant, alert_id, by, notes, now, |_| true)
+            .acknowledge_alert_if(tenant, alert_id, ack, |_| true)
             .await?
         {
             GuardedAck::Outcome(outcome) => Ok(outcome),
@@ -173,9 +182,7 @@ impl Store {
         &self,
         tenant: &str,
         alert_id: &str,
-        by: &str,
-        notes: Option<&str>,
-        now: Millis,
+        ack: Acknowledgement<'_>,
         applies: impl Fn(&AlertRecord) -> bool + Send + Sync,
     ) -> Result<GuardedAck, StoreError> {
         // A conflict means the collector changed it (escalated or resolved): decide again
@@ -193,9 +200,9 @@ impl Store {
             if alert.acknowledged_at.is_some() {
                 return Ok(GuardedAck::Outcome(AckOutcome::Acknowledged(alert)));
             }
-            alert.acknowledged_at = Some(now);
-            alert.acknowledged_by = Some(by.to_owned());
-            alert.notes = notes.map(str::to_owned);
+            alert.acknowledged_at = Some(ack.at);
+            alert.acknowledged_by = Some(ack.by.to_owned());
+            alert.notes = ack.notes.map(str::to_owned);
             self.save_alert(tenant, &alert, Some(version)).await?;
             Ok(GuardedAck::Outcome(AckOutcome::Acknowledged(alert)))
         })

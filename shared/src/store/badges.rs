@@ -7,9 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ingest::unexpected;
 use super::keys::{hash_key, random_hex};
-use super::{
-    skip_unreadable, Condition, IndexKey, ItemKey, Record, Store, StoreError, StoredItem, Write,
-};
+use super::{Condition, IndexKey, ItemKey, Record, Store, StoreError, StoredItem, Write};
 use crate::time::{format_rfc3339, Millis};
 
 /// What a badge token shows.
@@ -153,17 +151,13 @@ impl Store {
         &self,
         tenant: &str,
     ) -> Result<Vec<(String, BadgeRecord, ItemKey)>, StoreError> {
-        let entries = self.backend.list_index(&partition(tenant)).await?;
-        let items = self.backend.get(&entries).await?;
-        skip_unreadable(
-            tenant,
-            items.into_iter().flatten().map(|item| match item.record {
-                Record::Badge(r) if r.tenant == tenant => {
-                    let hash = item.key.pk.strip_prefix("BADGE#").unwrap_or_default();
-                    Ok((badge_id_of_hash(hash), r, item.key))
-                }
-                _ => Err(unexpected(&item, "expected a badge of this tenant")),
-            }),
-        )
+        self.read_listed(tenant, &partition(tenant), |item| match item.record {
+            Record::Badge(r) if r.tenant == tenant => {
+                let hash = item.key.pk.strip_prefix("BADGE#").unwrap_or_default();
+                Ok((badge_id_of_hash(hash), r, item.key))
+            }
+            _ => Err(unexpected(&item, "expected a badge of this tenant")),
+        })
+        .await
     }
 }

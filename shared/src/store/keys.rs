@@ -10,8 +10,7 @@ use serde::Serialize;
 use super::ingest::unexpected;
 use super::layout;
 use super::{
-    retry_on_conflict, skip_unreadable, ApiKeyRecord, Condition, Record, Store, StoreError,
-    StoredItem, Write,
+    retry_on_conflict, ApiKeyRecord, Condition, Record, Store, StoreError, StoredItem, Write,
 };
 use crate::time::{Millis, MINUTE_MS};
 
@@ -370,20 +369,14 @@ impl Store {
         &self,
         tenant: &str,
     ) -> Result<Vec<(String, ApiKeyRecord, super::ItemKey, u64)>, StoreError> {
-        let entries = self
-            .backend
-            .list_index(&layout::keys_partition(tenant))
-            .await?;
-        let items = self.backend.get(&entries).await?;
-        skip_unreadable(
-            tenant,
-            items.into_iter().flatten().map(|item| match item.record {
-                Record::ApiKey(r) if r.tenant == tenant => {
-                    let hash = item.key.pk.strip_prefix("KEY#").unwrap_or_default();
-                    Ok((key_id_of_hash(hash), r, item.key, item.version))
-                }
-                _ => Err(unexpected(&item, "expected an API key of this tenant")),
-            }),
-        )
+        let partition = layout::keys_partition(tenant);
+        self.read_listed(tenant, &partition, |item| match item.record {
+            Record::ApiKey(r) if r.tenant == tenant => {
+                let hash = item.key.pk.strip_prefix("KEY#").unwrap_or_default();
+                Ok((key_id_of_hash(hash), r, item.key, item.version))
+            }
+            _ => Err(unexpected(&item, "expected an API key of this tenant")),
+        })
+        .await
     }
 }

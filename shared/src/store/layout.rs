@@ -118,12 +118,17 @@ pub fn marks(tenant: &str, of: MarksOf<'_>, hour: i64) -> ItemKey {
     }
 }
 
-/// The tenant-wide record (gauges).
-pub fn system(tenant: &str) -> ItemKey {
+/// A tenant's one record of kind `kind` (`SYSTEM`, `COUNTS`, ...), alone in its partition.
+fn tenant_record(tenant: &str, kind: &str) -> ItemKey {
     ItemKey {
-        pk: format!("T#{tenant}#SYSTEM"),
+        pk: format!("T#{tenant}#{kind}"),
         sk: META.to_owned(),
     }
+}
+
+/// The tenant-wide record (gauges).
+pub fn system(tenant: &str) -> ItemKey {
+    tenant_record(tenant, "SYSTEM")
 }
 
 /// The partition that lists every tenant in the secondary index.
@@ -131,10 +136,7 @@ pub const TENANTS: &str = "TENANTS";
 
 /// A tenant's own record, listed under [`TENANTS`].
 pub fn tenant(tenant: &str) -> ItemKey {
-    ItemKey {
-        pk: format!("T#{tenant}#TENANT"),
-        sk: META.to_owned(),
-    }
+    tenant_record(tenant, "TENANT")
 }
 
 /// The tenant of a key made by [`tenant`].
@@ -144,18 +146,12 @@ pub fn tenant_of(pk: &str) -> Option<&str> {
 
 /// How many entities of each kind (and probed integrations) a tenant holds, for quotas.
 pub fn counts(tenant: &str) -> ItemKey {
-    ItemKey {
-        pk: format!("T#{tenant}#COUNTS"),
-        sk: META.to_owned(),
-    }
+    tenant_record(tenant, "COUNTS")
 }
 
 /// A tenant's summary, which each collector cycle writes (`GET /api/health/summary`).
 pub fn summary(tenant: &str) -> ItemKey {
-    ItemKey {
-        pk: format!("T#{tenant}#SUMMARY"),
-        sk: META.to_owned(),
-    }
+    tenant_record(tenant, "SUMMARY")
 }
 
 /// A tenant's leases on the places named `name` (e.g. `exports`).
@@ -168,10 +164,7 @@ pub fn leases(tenant: &str, name: &str) -> ItemKey {
 
 /// The collector's claim on a tenant's latest cycle.
 pub fn cycle(tenant: &str) -> ItemKey {
-    ItemKey {
-        pk: format!("T#{tenant}#CYCLE"),
-        sk: META.to_owned(),
-    }
+    tenant_record(tenant, "CYCLE")
 }
 
 /// The partition of a tenant's alerts, active and recently resolved.

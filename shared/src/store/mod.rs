@@ -431,6 +431,19 @@ impl Store {
             }])
             .await
     }
+
+    /// The tenant's items listed under index partition `partition`, read strongly and each
+    /// passed through `read`; unreadable ones are logged and skipped ([`skip_unreadable`]).
+    pub(crate) async fn read_listed<T>(
+        &self,
+        tenant: &str,
+        partition: &str,
+        read: impl FnMut(StoredItem) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let entries = self.backend.list_index(partition).await?;
+        let items = self.backend.get(&entries).await?;
+        skip_unreadable(tenant, items.into_iter().flatten().map(read))
+    }
 }
 
 /// Keeps the readable results and logs each unreadable one ([`StoreError::Corrupt`]) by

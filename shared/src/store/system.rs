@@ -37,11 +37,12 @@ fn with_percentiles(
         let day = crate::time::parse_rfc3339(&p.timestamp)
             .map(day_of)
             .unwrap_or(i64::MIN);
-        let [p50, p95, p99] = by_day.get(&day).map_or([None, None, None], percentiles);
-        if let Some(m) = p.metrics.as_object_mut() {
-            m.insert("latency_p50_ms".into(), serde_json::json!(p50));
-            m.insert("latency_p95_ms".into(), serde_json::json!(p95));
-            m.insert("latency_p99_ms".into(), serde_json::json!(p99));
+        let day_percentiles = by_day.get(&day).map(percentiles).unwrap_or_default();
+        if let (Some(m), Ok(serde_json::Value::Object(shown))) = (
+            p.metrics.as_object_mut(),
+            serde_json::to_value(day_percentiles),
+        ) {
+            m.extend(shown);
         }
     }
     points

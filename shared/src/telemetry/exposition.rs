@@ -84,16 +84,7 @@ impl Exposition {
 
 /// A label value with `\`, `"` and line feeds escaped.
 pub fn escape_label(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
+    escape_help(value).replace('"', "\\\"")
 }
 
 fn escape_help(help: &str) -> String {

@@ -151,49 +151,53 @@ impl StackStats {
             return;
         }
         let f = self.tenant(tenant);
-        let one = |v: f64| vec![(Vec::new(), v)];
-        out.family(
-            "agenthealth_stack_collector_cycles",
-            Counter,
-            "Collector cycles that evaluated this tenant.",
-            &one(f.cycles as f64),
-        );
-        out.family(
-            "agenthealth_stack_collector_failed_cycles",
-            Counter,
-            "Collector cycles that failed for this tenant.",
-            &one(f.failed_cycles as f64),
-        );
-        out.family(
-            "agenthealth_stack_collector_last_cycle_seconds",
-            Gauge,
-            "How long the last collector cycle took for this tenant.",
-            &one(f.last_cycle_seconds),
-        );
-        out.family(
-            "agenthealth_stack_notifications_delivered",
-            Counter,
-            "This tenant's notifications delivered.",
-            &one(f.delivered as f64),
-        );
-        out.family(
-            "agenthealth_stack_notification_attempts_failed",
-            Counter,
-            "This tenant's notification attempts that failed (retried, or given up).",
-            &one(f.failed_attempts as f64),
-        );
-        out.family(
-            "agenthealth_stack_notifications_pending",
-            Gauge,
-            "This tenant's notifications waiting in the outbox for their next attempt, after the last pass.",
-            &one(f.pending as f64),
-        );
-        out.family(
-            "agenthealth_stack_websocket_connections",
-            Gauge,
-            "This tenant's open WebSocket connections.",
-            &one(f.connections.max(0) as f64),
-        );
+        let families = [
+            (
+                "agenthealth_stack_collector_cycles",
+                Counter,
+                "Collector cycles that evaluated this tenant.",
+                f.cycles as f64,
+            ),
+            (
+                "agenthealth_stack_collector_failed_cycles",
+                Counter,
+                "Collector cycles that failed for this tenant.",
+                f.failed_cycles as f64,
+            ),
+            (
+                "agenthealth_stack_collector_last_cycle_seconds",
+                Gauge,
+                "How long the last collector cycle took for this tenant.",
+                f.last_cycle_seconds,
+            ),
+            (
+                "agenthealth_stack_notifications_delivered",
+                Counter,
+                "This tenant's notifications delivered.",
+                f.delivered as f64,
+            ),
+            (
+                "agenthealth_stack_notification_attempts_failed",
+                Counter,
+                "This tenant's notification attempts that failed (retried, or given up).",
+                f.failed_attempts as f64,
+            ),
+            (
+                "agenthealth_stack_notifications_pending",
+                Gauge,
+                "This tenant's notifications waiting in the outbox for their next attempt, after the last pass.",
+                f.pending as f64,
+            ),
+            (
+                "agenthealth_stack_websocket_connections",
+                Gauge,
+                "This tenant's open WebSocket connections.",
+                f.connections.max(0) as f64,
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            out.family(name, kind, help, &[(Vec::new(), value)]);
+        }
     }
 }
 

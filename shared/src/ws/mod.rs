@@ -204,12 +204,11 @@ pub async fn disconnect(state: &AppState, connection_id: &str) -> Result<(), Api
 #[cfg(all(test, feature = "embedded"))]
 mod tests {
     use super::*;
-    use crate::state::testing::{connections, key, state};
+    use crate::state::testing::{connections, key, state, state_with_reader};
 
     #[tokio::test]
     async fn connect_stores_the_connection_under_the_keys_tenant_and_disconnect_forgets_it() {
-        let (state, _dir) = state();
-        let key = key(&state, "acme", &["read"], "oncall").await;
+        let (state, _dir, key) = state_with_reader().await;
         let who = connect(&state, Some(&key), Feed::Full, "abc=")
             .await
             .expect("connecting with a stored key");
@@ -223,6 +222,14 @@ mod tests {
         assert!(disconnect(&state, "abc=").await.is_ok());
     }
 
+    /// Why connecting `id` with `token` is refused; the test fails if it is accepted.
+    async fn refused(state: &AppState, token: Option<&str>, id: &str) -> ApiError {
+        connect(state, token, Feed::Full, id)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("connection {id} with key {token:?} was accepted"))
+    }
+
     #[tokio::test]
     async fn a_bad_or_missing_key_is_refused_and_nothing_is_stored() {
         let (state, _dir) = state();
@@ -232,10 +239,7 @@ mod tests {
             (Some("ahm_wrong"), 401),
             (Some(ingest_only.as_str()), 403),
         ] {
-            let err = connect(&state, token, Feed::Full, "abc=")
-                .await
-                .err()
-                .unwrap_or_else(|| panic!("{token:?} was accepted"));
+            let err = refused(&state, token, "abc=").await;
             assert_eq!(err.status().as_u16(), status, "{token:?}: {err}");
         }
         assert!(connections(&state, "acme").await.is_empty());
@@ -259,12 +263,8 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("connection {id} within the quotas: {e}"));
         }
-        let err = connect(&state, Some(&first), Feed::Full, "a3=")
-            .await
-            .err()
-            .unwrap_or_else(|| {
-                panic!("a third connection of a key with a quota of 2 was accepted")
-            });
+        // A third connection of a key with a quota of 2.
+        let err = refused(&state, Some(&first), "a3=").await;
         assert_eq!(err.status().as_u16(), 429, "{err}");
         let body = err.into_response().into_body();
         assert!(body.contains("\"quota\":\"websockets_per_key\""), "{body}");
@@ -272,12 +272,8 @@ mod tests {
         connect(&state, Some(&second), Feed::Full, "b1=")
             .await
             .unwrap_or_else(|e| panic!("the tenant's third connection: {e}"));
-        let err = connect(&state, Some(&second), Feed::Full, "b2=")
-            .await
-            .err()
-            .unwrap_or_else(|| {
-                panic!("a fourth connection of a tenant with a quota of 3 was accepted")
-            });
+        // A fourth connection of a tenant with a quota of 3.
+        let err = refused(&state, Some(&second), "b2=").await;
         let body = err.into_response().into_body();
         assert!(
             body.contains("\"quota\":\"websockets_per_tenant\""),
