@@ -798,17 +798,14 @@ mod tests {
             h.error_rate > 0.0,
             "the failure left the window early: {h:?}"
         );
-        assert_eq!(
-            h.latency_p99_ms,
-            Some(crate::domain::latency::estimate(900.0))
-        );
+        assert_eq!(h.latency.p99, Some(crate::domain::latency::estimate(900.0)));
         // Minute 5: that bucket has left.
         let h = health(start + HOUR_MS + 5 * MINUTE_MS);
         assert_eq!(
             h.error_rate, 0.0,
             "the failure stayed past its bucket: {h:?}"
         );
-        assert!(h.latency_p99_ms.is_some_and(|p| p < 900.0), "{h:?}");
+        assert!(h.latency.p99.is_some_and(|p| p < 900.0), "{h:?}");
         let stored = serde_json::to_string(&i.window).expect("the window serializes");
         assert!(stored.len() < 450, "{} bytes: {stored}", stored.len());
     }
