@@ -29,7 +29,10 @@ export async function api(path, options = {}) {
 export async function apiPage(path) {
   let headers;
   const items = await api(path, { onResponse: (response) => { headers = response.headers; } });
-  const total = Number(headers?.get('X-Total-Count') ?? items.length);
+  // A page by id has no count (the store would read the whole list to give one): the
+  // caller takes the fleet's size from the system figures instead.
+  const count = headers?.get('X-Total-Count');
+  const total = count == null ? null : Number(count);
   const link = headers?.get('Link') || '';
   const next = /^<([^>]+)>;\s*rel="next"/.exec(link);
   return { items, total, next: next ? next[1] : null };

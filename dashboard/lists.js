@@ -14,12 +14,13 @@ export const STATUSES = {
 };
 const PATHS = { agent: '/api/health/agents', integration: '/api/health/integrations' };
 
-// What the controls ask for.
+// What the controls ask for. By id by default: the store keeps each list in id order, so
+// a page by id reads just that page, where any other order reads the whole fleet.
 function selection() {
   return {
     q: $('search').value.trim(),
     status: $('status-filter').value,
-    sort: $('sort').value || 'name',
+    sort: $('sort').value || 'id',
   };
 }
 

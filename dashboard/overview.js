@@ -66,6 +66,7 @@ function shown(list, kind) {
     : (x) => x.error_rate ?? -1;
   const last = kind === 'agent' ? (x) => time(x.last_active) : (x) => time(x.last_used);
   const order = {
+    id: (a, b) => cmp(id(a), id(b)),
     name: byName,
     status: (a, b) => rank(a.status) - rank(b.status) || byName(a, b),
     rate: (a, b) => badness(b) - badness(a) || byName(a, b),
@@ -77,13 +78,15 @@ function shown(list, kind) {
 // "(1000)" when nothing is searched or filtered, else "(12 of 1000)": how many match (the
 // server counts them) of how many there are; "Show more" while pages are left.
 function showCount(kind, all) {
-  const { total, next } = state.lists[kind];
+  const { next } = state.lists[kind];
+  const held = kind === 'agent' ? state.agents.length : state.integrations.length;
+  // Pages by id come without a count: every one of the kind matches.
+  const total = state.lists[kind].total ?? all ?? held;
   const filtered = $('search').value.trim() || $('status-filter').value;
   const of = all ?? total;
   $(`${kind}-count`).textContent = filtered ? `(${total} of ${of})` : `(${of})`;
   const more = $(`${kind}s-more`);
   more.hidden = !next;
-  const held = kind === 'agent' ? state.agents.length : state.integrations.length;
   more.textContent = `Show more ${kind}s (${Math.max(0, total - held)} more)`;
 }
 export function renderStatusOptions() {

@@ -105,12 +105,13 @@ try {
   ]);
   result.agents = agents.length;
   result.integrations = integrations.length;
-  // The server pages the lists: the first page, by name, and "Show more" for the next.
+  // The server pages the lists: the first page, by id, and "Show more" for the next.
   const PAGE = 100;
   const byName = (list, name) => [...list].sort((a, b) => (name(a).toLowerCase() < name(b).toLowerCase() ? -1 : name(a).toLowerCase() > name(b).toLowerCase() ? 1 : 0));
   const shownIds = (attr) => page.locator(`[data-${attr}]`).evaluateAll((els, a) => els.map((e) => e.dataset[a]), attr);
-  const firstAgents = byName(agents, (a) => a.agent_name).slice(0, PAGE).map((a) => a.agent_id);
-  check(JSON.stringify(await shownIds('agent')) === JSON.stringify(firstAgents), 'the first page of agents, by name');
+  // The API's whole list is by id.
+  const firstAgents = agents.slice(0, PAGE).map((a) => a.agent_id);
+  check(JSON.stringify(await shownIds('agent')) === JSON.stringify(firstAgents), 'the first page of agents, by id');
   check((await page.locator('#agent-count').textContent()) === `(${agents.length})`, 'the count is of every agent');
   await page.click('#agents-more');
   await page.waitForFunction((n) => document.querySelectorAll('[data-agent]').length === n, Math.min(agents.length, 2 * PAGE), { timeout: 10000 });
@@ -124,8 +125,8 @@ try {
     const op = await card.locator('[data-field="current_operation"]').textContent();
     check(op === (a.current_operation || '–'), `${a.agent_id} operation`);
   }
-  const firstIntegrations = byName(integrations, (i) => i.integration_name).slice(0, PAGE).map((i) => i.integration_id);
-  check(JSON.stringify(await shownIds('integration')) === JSON.stringify(firstIntegrations), 'the first page of integrations, by name');
+  const firstIntegrations = integrations.slice(0, PAGE).map((i) => i.integration_id);
+  check(JSON.stringify(await shownIds('integration')) === JSON.stringify(firstIntegrations), 'the first page of integrations, by id');
   const tile = (name) => page.locator(`[data-tile="${name}"] dd`).textContent();
   check(await tile('agents') === `${system.active_agents}/${system.total_agents}`, 'active agents x/y');
   check(await tile('integrations') === `${system.healthy_integrations}/${system.total_integrations}`,
@@ -157,8 +158,12 @@ try {
   await page.waitForFunction((t) => document.querySelector('[data-agent] [data-field="success_rate"]')?.textContent === t, percent(lowest), { timeout: 10000 });
   const firstRate = await page.locator('[data-agent] [data-field="success_rate"]').first().textContent();
   check(firstRate === percent(lowest), `worst rate first: ${firstRate} vs ${percent(lowest)}`);
+  // By name (case-insensitive, ties by id), as the server orders it.
   await page.selectOption('#sort', 'name');
-  await page.waitForFunction((n) => document.querySelectorAll('[data-agent]').length === n, Math.min(agents.length, PAGE), { timeout: 10000 });
+  const firstByName = byName(agents, (a) => a.agent_name).slice(0, PAGE).map((a) => a.agent_id);
+  await page.waitForFunction((ids) => JSON.stringify([...document.querySelectorAll('[data-agent]')].map((e) => e.dataset.agent)) === ids, JSON.stringify(firstByName), { timeout: 10000 });
+  await page.selectOption('#sort', 'id');
+  await page.waitForFunction((ids) => JSON.stringify([...document.querySelectorAll('[data-agent]')].map((e) => e.dataset.agent)) === ids, JSON.stringify(firstAgents), { timeout: 10000 });
   result.search = { fragment, matching: matching.length, status: worst, of_status: ofStatus };
 
   // The CPU and memory chart starts from the stored hours, not from when the page opened.
@@ -252,7 +257,7 @@ try {
   const deltasNow = await gapPage.evaluate(() => window.dashboardDeltas);
   await gapPage.waitForFunction((n) => window.dashboardDeltas >= n + 2, deltasNow, { timeout: 20000 });
   const shownAgent = agents.find((a) => a.agent_id === firstAgents[1]);
-  const hiddenAgent = byName(agents, (a) => a.agent_name)[agents.length - 1];
+  const hiddenAgent = agents[agents.length - 1];
   fromServer.length = 0;
   await api('/api/health/events', {
     method: 'POST',

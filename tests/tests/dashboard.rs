@@ -58,7 +58,10 @@ fn fleet() -> Vec<Value> {
     events
 }
 
-#[tokio::test]
+// On a runtime with a worker per core, as `cargo run` serves the local stack
+// (`#[tokio::main]`): on the test's default single thread, every collector cycle over the
+// fleet would hold up the page's requests, which the product's server does not do.
+#[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_shows_the_api_acknowledges_and_updates_live_in_chromium() {
     let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/browser");
     assert!(
