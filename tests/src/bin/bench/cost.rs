@@ -147,7 +147,14 @@ pub async fn cost_benchmark() {
     // Half an hour into the hour before this one (items then hold half an hour of marks, the
     // mean over an hour), and every measured event and cycle falls in that hour, so no
     // measurement pays, or misses, an hour's first write by the clock.
-    let t0 = now - now.rem_euclid(shared::time::HOUR_MS) - shared::time::HOUR_MS + 30 * MINUTE_MS;
+    let mut t0 =
+        now - now.rem_euclid(shared::time::HOUR_MS) - shared::time::HOUR_MS + 30 * MINUTE_MS;
+    // The next hour's first events (measured below) must not also start a new day, when
+    // every item moves a day out as well: that happens once a day, not once an hour.
+    if shared::time::day_of(t0 + shared::time::HOUR_MS + 5 * MINUTE_MS) != shared::time::day_of(t0)
+    {
+        t0 -= 2 * shared::time::HOUR_MS;
+    }
     let items = fleet(FLEET, t0, &target.url());
     print_sizes(&items);
     seed(&(metered.clone() as Arc<dyn shared::store::Backend>), items).await;
@@ -195,6 +202,27 @@ pub async fn cost_benchmark() {
     let c = per_event(&store, &metered, n, call, at).await;
     let cf = per_event(&store, &metered, n, failed_call, at).await;
     let h = per_event(&store, &metered, 100, sample, at).await;
+    // An integration called once a minute files 60 marks an hour and its item keeps 32:
+    // the call after the 33rd moves the hour's marks to their bucket, and every later call
+    // of the hour reads that bucket to tell a retry from a new call. Each integration now
+    // holds 32 of this hour's marks (30 seeded, `c` and `cf`): one more call fills it,
+    // the next moves them, and the one after is a call after the move.
+    let again = |tag: &'static str| {
+        move |i: usize| {
+            let mut e = call(i);
+            e["event_id"] = json!(format!("{tag}{i}"));
+            e
+        }
+    };
+    let c_full = per_event(&store, &metered, n, again("cw"), at).await;
+    let c_moving = per_event(&store, &metered, n, again("cm"), at).await;
+    let c_after = per_event(&store, &metered, n, again("ca"), at).await;
+    // Over an hour of one call a minute: 33 calls before the move (as `c`, the 33rd as
+    // `c_full`), the move, and 26 after it.
+    let hourly_call = |x: fn(&(f64, f64)) -> f64| {
+        (32.0 * x(&c) + x(&c_full) + x(&c_moving) + 26.0 * x(&c_after)) / 60.0
+    };
+    let c_hour = (hourly_call(|u| u.0), hourly_call(|u| u.1));
     // A batching client sends an execution's start and finish in one request when both
     // fall in one batch window: measured as such a pair per request, in the same hour as
     // the single events (measured after the next hour's events, its hour's marks would
@@ -248,9 +276,9 @@ pub async fn cost_benchmark() {
                 together * pair.1 + (1.0 - together) * (s.1 + f.1),
             ),
         };
-        let read = executions * exec_r + calls * c.0 + samples * h.0 + settle_read;
+        let read = executions * exec_r + calls * c_hour.0 + samples * h.0 + settle_read;
         let write =
-            executions * exec_w + calls * c.1 + samples * h.1 + settle_write + failure_write;
+            executions * exec_w + calls * c_hour.1 + samples * h.1 + settle_write + failure_write;
         (read, write)
     };
     // Requests: one per event; or per host, one every batch window that has an event
@@ -279,6 +307,14 @@ pub async fn cost_benchmark() {
         ff.0, ff.1
     );
     println!("| integration.call | {:.2} | {:.2} |", c.0, c.1);
+    println!(
+        "| integration.call, its item's 33rd mark of the hour / the call that moves them to their bucket / a call after that | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} |",
+        c_full.0, c_moving.0, c_after.0, c_full.1, c_moving.1, c_after.1
+    );
+    println!(
+        "| integration.call over an hour of one a minute (32 as the first, then those three: 1, 1 and 26) | {:.2} | {:.2} |",
+        c_hour.0, c_hour.1
+    );
     println!(
         "| integration.call, failed (+ its failure item) | {:.2} | {:.2} |",
         cf.0, cf.1
