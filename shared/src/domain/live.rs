@@ -811,8 +811,8 @@ mod tests {
     }
 
     #[test]
-    fn an_integration_item_stored_with_minute_buckets_and_long_names_still_reads() {
-        // As items were stored before five-minute buckets and short field names.
+    fn an_integration_item_stored_with_minute_buckets_and_null_options_still_reads() {
+        // As items were stored before five-minute buckets and with every option written.
         let old = r#"{"record":{"consecutive_failures":0,"created_at":1000,
             "health_checks_performed":2,"integration_id":"crm","integration_name":"CRM",
             "last_probe_at":null,"last_used":5000,"next_attempt_at":null,"probe":null,
@@ -832,10 +832,12 @@ mod tests {
             5_000.0,
         );
         assert_eq!((h.error_rate, h.latency_ms), (0.5, 500.0));
-        // Written again, it takes the short names and leaves defaults out.
+        // Written again, it leaves the empty options out and keeps every other field.
         let again = serde_json::to_string(&i).expect("it serializes");
         assert!(
-            again.contains(r#""id":"crm""#) && !again.contains("next_attempt_at"),
+            again.contains(r#""integration_id":"crm""#)
+                && again.contains(r#""recovery_attempts":0"#)
+                && !again.contains("next_attempt_at"),
             "{again}"
         );
         let back: LiveIntegration = serde_json::from_str(&again).expect("it reads back");

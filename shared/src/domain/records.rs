@@ -327,39 +327,34 @@ pub struct Probe {
     pub expected_status: u16,
 }
 
-/// An integration's latest state, including its connection state machine. Fields at
-/// their default are left out of the stored item: every call rewrites it, and its bytes
-/// decide the write units (see docs/data-model.md).
+/// An integration's latest state, including its connection state machine. Empty options
+/// are left out of the stored item (every call rewrites it, and its bytes decide the write
+/// units); the other fields stay, under the names every earlier version reads, so a
+/// rollback still reads what this version wrote.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IntegrationRecord {
-    /// The integration's id (stored as `id`: the item's key says whose it is).
-    #[serde(rename = "id", alias = "integration_id")]
+    /// The integration's id.
     pub integration_id: String,
     /// Display name (defaults to the id).
-    #[serde(rename = "name", alias = "integration_name")]
     pub integration_name: String,
     /// Newest call or probe.
-    #[serde(default, skip_serializing_if = "is_default")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used: Option<Millis>,
     /// Connection state.
     pub state: ConnectionState,
     /// Failures since the last success.
-    #[serde(default, skip_serializing_if = "is_default")]
     pub consecutive_failures: u32,
     /// Probes performed.
-    #[serde(default, skip_serializing_if = "is_default")]
     pub health_checks_performed: u64,
     /// Recovery attempts made while failed.
-    #[serde(default, skip_serializing_if = "is_default")]
     pub recovery_attempts: u64,
     /// Recovery attempts (or calls) that brought it back from failed.
-    #[serde(default, skip_serializing_if = "is_default")]
     pub successful_recoveries: u64,
     /// When it last became active after being down or new; `None` while not up.
-    #[serde(default, skip_serializing_if = "is_default")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub up_since: Option<Millis>,
     /// The HTTP check, if registered with one.
-    #[serde(default, skip_serializing_if = "is_default")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<Probe>,
     /// When it was first seen.
     pub created_at: Millis,
@@ -368,10 +363,10 @@ pub struct IntegrationRecord {
     #[serde(rename = "tot", default, skip_serializing_if = "is_default")]
     pub totals: Totals,
     /// While failed: when the next recovery attempt is due.
-    #[serde(default, skip_serializing_if = "is_default")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<Millis>,
     /// When the latest probe ran (the collector probes once per cycle).
-    #[serde(default, skip_serializing_if = "is_default")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_probe_at: Option<Millis>,
 }
 
@@ -571,6 +566,60 @@ impl SystemRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The integration record as the version before empty options were left out declared
+    /// it: what a rollback to that version reads.
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct PreviousIntegrationRecord {
+        integration_id: String,
+        integration_name: String,
+        last_used: Option<Millis>,
+        state: ConnectionState,
+        consecutive_failures: u32,
+        health_checks_performed: u64,
+        recovery_attempts: u64,
+        successful_recoveries: u64,
+        up_since: Option<Millis>,
+        probe: Option<Probe>,
+        created_at: Millis,
+        #[serde(default)]
+        next_attempt_at: Option<Millis>,
+        #[serde(default)]
+        last_probe_at: Option<Millis>,
+    }
+
+    #[test]
+    fn the_version_before_reads_an_integration_record_this_one_writes() {
+        let new = IntegrationRecord::new("crm", 1_000);
+        let mut probed = new.clone();
+        probed.probe = Some(Probe {
+            url: "https://crm.example/health".into(),
+            timeout_ms: 2_000,
+            expected_status: 200,
+        });
+        probed.last_used = Some(5_000);
+        probed.consecutive_failures = 2;
+        for record in [new, probed] {
+            let stored = serde_json::to_string(&record).expect("the record serializes");
+            assert!(!stored.contains("null"), "empty options left out: {stored}");
+            let read: PreviousIntegrationRecord = serde_json::from_str(&stored)
+                .unwrap_or_else(|e| panic!("the version before cannot read {stored}: {e}"));
+            assert_eq!(
+                (
+                    read.integration_id.as_str(),
+                    read.consecutive_failures,
+                    read.last_used
+                ),
+                (
+                    record.integration_id.as_str(),
+                    record.consecutive_failures,
+                    record.last_used
+                ),
+                "{stored}"
+            );
+        }
+    }
 
     #[test]
     fn sums_saturate_instead_of_becoming_infinite() {

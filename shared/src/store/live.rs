@@ -458,9 +458,10 @@ async fn finish_known(
 
 #[async_trait::async_trait]
 impl LiveRecord for LiveIntegration {
-    /// An integration called every minute files 60 marks an hour: 32 keep its item under
-    /// the kilobyte of one write unit, for a bucket write every half hour.
-    const MAX_MARKS: usize = 32;
+    /// An integration called every minute files 60 marks an hour: 16 keep its item under
+    /// the kilobyte of one write unit (a bucket write every 17 calls, and a bucket read
+    /// for each call of the hour after the first; see docs/data-model.md).
+    const MAX_MARKS: usize = 16;
     fn entity() -> Option<Entity> {
         Some(Entity::Integration)
     }

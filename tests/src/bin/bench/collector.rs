@@ -168,6 +168,14 @@ pub(crate) fn fleet(size: Fleet, t0: i64, probe_url: &str) -> Vec<Write> {
         steady(&mut live, t0, 60, Some(&id), |live, k, ts| {
             live.call(true, spread(120.0, i + k), None, ts, t0);
         });
+        // Half an hour in, as an item keeping at most 16 marks leaves it: the hour's first
+        // 17 marks moved to their bucket at the 18th call, and the 12 calls since kept theirs.
+        let this_hour = shared::domain::live::hour_of(t0);
+        if let Some((_, marks)) = live.seen.hours.iter_mut().find(|(h, _)| *h == this_hour) {
+            let kept = marks.split_off(marks.len().saturating_sub(12));
+            *marks = kept;
+            live.seen.spilled_through = Some(this_hour);
+        }
         if probed {
             for k in 0..120 {
                 let at = t0 - shared::time::HOUR_MS + k * 30_000;

@@ -202,11 +202,12 @@ pub async fn cost_benchmark() {
     let c = per_event(&store, &metered, n, call, at).await;
     let cf = per_event(&store, &metered, n, failed_call, at).await;
     let h = per_event(&store, &metered, 100, sample, at).await;
-    // An integration called once a minute files 60 marks an hour and its item keeps 32:
-    // the call after the 33rd moves the hour's marks to their bucket, and every later call
-    // of the hour reads that bucket to tell a retry from a new call. Each integration now
-    // holds 32 of this hour's marks (30 seeded, `c` and `cf`): one more call fills it,
-    // the next moves them, and the one after is a call after the move.
+    // An integration called once a minute files 60 marks an hour and its item keeps 16:
+    // the 18th, 35th and 52nd calls of an hour move the hour's marks to their bucket, and
+    // every call after the first move reads that bucket to tell a retry from a new call.
+    // Half an hour in, each integration's hour has moved once (the fleet is seeded so):
+    // `c` and `cf` above were such calls after a move. Each now holds 14 of this hour's
+    // marks: two more calls fill it to 16, the next two store 17 and then move them.
     let again = |tag: &'static str| {
         move |i: usize| {
             let mut e = call(i);
@@ -214,15 +215,11 @@ pub async fn cost_benchmark() {
             e
         }
     };
-    let c_full = per_event(&store, &metered, n, again("cw"), at).await;
+    for tag in ["cw", "cx", "cy"] {
+        per_event(&store, &metered, n, again(tag), at).await;
+    }
     let c_moving = per_event(&store, &metered, n, again("cm"), at).await;
-    let c_after = per_event(&store, &metered, n, again("ca"), at).await;
-    // Over an hour of one call a minute: 33 calls before the move (as `c`, the 33rd as
-    // `c_full`), the move, and 26 after it.
-    let hourly_call = |x: fn(&(f64, f64)) -> f64| {
-        (32.0 * x(&c) + x(&c_full) + x(&c_moving) + 26.0 * x(&c_after)) / 60.0
-    };
-    let c_hour = (hourly_call(|u| u.0), hourly_call(|u| u.1));
+
     // A batching client sends an execution's start and finish in one request when both
     // fall in one batch window: measured as such a pair per request, in the same hour as
     // the single events (measured after the next hour's events, its hour's marks would
@@ -253,13 +250,21 @@ pub async fn cost_benchmark() {
     };
     let s_next = per_event(&store, &metered, n, |i| renamed(&started, i), next).await;
     let c_next = per_event(&store, &metered, n, |i| renamed(&call, i), next).await;
+    // The next call of that hour, before any of its marks moved: what the first 17 calls
+    // of an hour cost.
+    let c_fresh = per_event(&store, &metered, n, again("cn"), next + MINUTE_MS).await;
+    // Over an hour of one call a minute: 17 before the first move (the first of them also
+    // moves the last hour out, charged below), the 3 moves, 40 after.
+    let hourly_call =
+        |x: fn(&(f64, f64)) -> f64| (17.0 * x(&c_fresh) + 3.0 * x(&c_moving) + 40.0 * x(&c)) / 60.0;
+    let c_hour = (hourly_call(|u| u.0), hourly_call(|u| u.1));
     let h_next = per_event(&store, &metered, 100, |i| renamed(&sample, i), next).await;
     let entity_hours = |entities: usize| entities as f64 * HOURS;
     let settle_read = entity_hours(FLEET.agents) * (s_next.0 - s.0)
-        + entity_hours(FLEET.integrations) * (c_next.0 - c.0)
+        + entity_hours(FLEET.integrations) * (c_next.0 - c_fresh.0)
         + entity_hours(FLEET.hosts) * (h_next.0 - h.0);
     let settle_write = entity_hours(FLEET.agents) * (s_next.1 - s.1)
-        + entity_hours(FLEET.integrations) * (c_next.1 - c.1)
+        + entity_hours(FLEET.integrations) * (c_next.1 - c_fresh.1)
         + entity_hours(FLEET.hosts) * (h_next.1 - h.1);
     let together = ((BATCH_SECONDS * 1_000.0 - EXECUTION_MS) / (BATCH_SECONDS * 1_000.0)).max(0.0);
     let executions = FLEET.agents as f64 * 12.0 * HOURS;
@@ -306,13 +311,12 @@ pub async fn cost_benchmark() {
         "| execution.finished, failed (+ its failure item) | {:.2} | {:.2} |",
         ff.0, ff.1
     );
-    println!("| integration.call | {:.2} | {:.2} |", c.0, c.1);
     println!(
-        "| integration.call, its item's 33rd mark of the hour / the call that moves them to their bucket / a call after that | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} |",
-        c_full.0, c_moving.0, c_after.0, c_full.1, c_moving.1, c_after.1
+        "| integration.call, before its hour's marks moved / the call that moves them to their bucket / after | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} |",
+        c_fresh.0, c_moving.0, c.0, c_fresh.1, c_moving.1, c.1
     );
     println!(
-        "| integration.call over an hour of one a minute (32 as the first, then those three: 1, 1 and 26) | {:.2} | {:.2} |",
+        "| integration.call over an hour of one a minute (17, 3 and 40 of those) | {:.2} | {:.2} |",
         c_hour.0, c_hour.1
     );
     println!(
