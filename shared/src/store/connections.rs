@@ -235,13 +235,14 @@ impl Store {
 
     /// Stores what connection `connection_id` watches, over `stored` (its record and
     /// version as [`Store::connection`] read them): 1 write unit per KB of the item.
-    /// `false` when the item changed since that read (read it again and retry).
+    /// [`StoreError::Conflict`] when the item changed since that read (read it again and
+    /// retry).
     pub async fn set_watch(
         &self,
         connection_id: &str,
         (record, version): (ConnectionRecord, u64),
         watch: Option<Watch>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<(), StoreError> {
         let tenant = record.tenant.clone();
         let connected_at = record.connected_at;
         let write = Write {
@@ -255,11 +256,7 @@ impl Store {
             },
             condition: Condition::Version(version),
         };
-        match self.backend.write(vec![write]).await {
-            Ok(()) => Ok(true),
-            Err(StoreError::Conflict) => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.backend.write(vec![write]).await
     }
 
     /// A tenant's connections by id, read `strong`ly or eventually consistent.

@@ -137,9 +137,14 @@ impl Broadcaster {
         let listening: Vec<Listening> = connections.iter().map(|(_, l)| l.clone()).collect();
         let messages = super::delta::feed_messages(report, &self.deltas, &listening, event);
         let groups: Vec<&[String]> = messages.iter().map(|(_, m)| m.as_slice()).collect();
+        let group_of: std::collections::HashMap<&Listening, usize> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, (l, _))| (l, i))
+            .collect();
         let targets = connections
-            .into_iter()
-            .filter_map(|(id, l)| Some((id, messages.iter().position(|(x, _)| *x == l)?)))
+            .iter()
+            .filter_map(|(id, l)| Some((id.clone(), *group_of.get(l)?)))
             .collect();
         self.send(&report.tenant, targets, &groups).await
     }

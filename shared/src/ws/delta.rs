@@ -327,12 +327,9 @@ pub fn feed_messages(
     let delta = (wants_delta && !event).then(|| deltas.next(report));
     // Each distinct way of listening once (dashboards on the same page share messages), in
     // a fixed order.
-    let mut distinct: Vec<&Listening> = Vec::new();
-    for l in listening {
-        if !distinct.contains(&l) {
-            distinct.push(l);
-        }
-    }
+    // (A set: a tenant's connections may each watch something else.)
+    let mut seen = std::collections::HashSet::with_capacity(listening.len());
+    let mut distinct: Vec<&Listening> = listening.iter().filter(|l| seen.insert(*l)).collect();
     distinct.sort_by_key(|l| Feed::ALL.iter().position(|f| *f == l.feed));
     let mut out: Vec<(Listening, Vec<String>)> = Vec::new();
     for listener in distinct {

@@ -188,17 +188,17 @@ impl Invoker {
             }
         };
         let listening: Vec<Listening> = connections.iter().map(|(_, l)| l.clone()).collect();
+        let mut ids_of: std::collections::HashMap<&Listening, Vec<String>> = Default::default();
+        for (id, l) in &connections {
+            ids_of.entry(l).or_default().push(id.clone());
+        }
         // Each request names its connections, so the broadcaster neither lists them again
         // nor misses one whose watch changed in between.
         let requests = feed_messages(report, &self.deltas, &listening, event)
             .into_iter()
             .flat_map(|(l, messages)| {
-                let ids: Vec<String> = connections
-                    .iter()
-                    .filter(|(_, c)| *c == l)
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                requests(&report.tenant, l.feed, &ids, messages)
+                let ids = ids_of.get(&l).map(Vec::as_slice).unwrap_or_default();
+                requests(&report.tenant, l.feed, ids, messages)
             });
         for request in requests {
             let payload = match serde_json::to_vec(&request) {

@@ -164,32 +164,35 @@ pub async fn on_message(state: &AppState, connection_id: &str, body: &str) -> Re
     // Two watches of one connection may race (API Gateway runs them concurrently): the
     // one that loses the write reads the item again, so the last one sent is kept. A few
     // attempts: each loss means another watch was just stored.
-    for _ in 0..WATCH_ATTEMPTS {
+    let stored = crate::store::retry_on_conflict_up_to(WATCH_ATTEMPTS, || async {
         let Some(stored) = state.store.connection(connection_id).await? else {
-            return Err(ApiError::NotFound(format!(
+            return Ok(Err(ApiError::NotFound(format!(
                 "no open connection {connection_id}"
-            )));
+            ))));
         };
         if stored.0.feed.is_full() {
-            return Err(ApiError::Conflict {
+            return Ok(Err(ApiError::Conflict {
                 code: "not_a_delta_feed",
                 message: "a watch goes with ?mode=delta: this connection receives whole updates"
                     .to_owned(),
-            });
+            }));
         }
-        if state
+        state
             .store
             .set_watch(connection_id, stored, watch.clone())
-            .await?
-        {
-            return Ok(());
-        }
-    }
-    Err(ApiError::Conflict {
-        code: "watch_conflict",
-        message: "other watches of this connection kept changing it; send the watch again"
-            .to_owned(),
+            .await
+            .map(Ok)
     })
+    .await;
+    match stored {
+        Ok(answer) => answer,
+        Err(crate::store::StoreError::Conflict) => Err(ApiError::Conflict {
+            code: "watch_conflict",
+            message: "other watches of this connection kept changing it; send the watch again"
+                .to_owned(),
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `$disconnect`: forgets the connection. Unknown ids are fine (a repeated event, or one
