@@ -200,7 +200,18 @@ impl Default for Config {
     }
 }
 
+/// Polling intervals without a report after which a host or an unpaused agent is silent.
+pub const SILENT_INTERVALS: i64 = 5;
+
 impl Config {
+    /// How long a source may go without reporting before it is silent: 5 polling
+    /// intervals (the contract's silence), ms.
+    pub fn silent_after_ms(&self) -> crate::time::Millis {
+        SILENT_INTERVALS.saturating_mul(
+            i64::try_from(self.polling_interval_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+        )
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())

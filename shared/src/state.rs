@@ -80,7 +80,9 @@ impl AppState {
     /// State over `store` with the real clock.
     pub fn new(store: Store, config: Config) -> Self {
         Self {
-            store: store.with_quotas(config.quotas),
+            store: store
+                .with_quotas(config.quotas)
+                .with_silence(config.silent_after_ms()),
             config: Arc::new(config),
             clock: Arc::new(SystemClock),
             closer: None,

@@ -285,7 +285,12 @@ async fn each_condition_raises_one_alert_and_resolves_when_cleared(store: Store)
         call("c9", "slack", 100.0, true, t1 - 1000),
         call("c10", "crm", 100.0, true, t1),
         call("c11", "erp", 100.0, true, t1),
-        json!({"event_id": "o3", "type": "execution.started", "agent_id": "old", "execution_id": "o2", "operation": "x", "timestamp": at(t1)}),
+        // Reports no further apart than the silence threshold, for longer than it, end a
+        // silence (the first came 145 s after the last seen, which the cycle at t0 did
+        // not know of yet).
+        json!({"event_id": "o3", "type": "execution.started", "agent_id": "old", "execution_id": "o2", "operation": "x", "timestamp": at(t1 - 155_000)}),
+        json!({"event_id": "o4", "type": "execution.started", "agent_id": "old", "execution_id": "o3", "operation": "x", "timestamp": at(t1 - 80_000)}),
+        json!({"event_id": "o5", "type": "execution.started", "agent_id": "old", "execution_id": "o4", "operation": "x", "timestamp": at(t1)}),
     ];
     events.extend(runs("bot", "good", 6, "completed", t1));
     ingest(&store, t1, json!(events)).await;
@@ -399,6 +404,40 @@ async fn a_flapping_value_makes_one_alert(store: Store) {
     assert!(all[0].resolved_at.is_none());
 }
 
+/// An agent that runs an execution every 5 minutes is silent (past 5 intervals of 30 s)
+/// between them: over an hour it has one silent alert, raised once and held, rather than
+/// one raised, resolved and stored per execution.
+async fn an_agent_reporting_every_five_minutes_has_one_silent_alert(store: Store) {
+    let t0 = start_time() - 130 * INTERVAL;
+    let c = tenant_collector(&store, t0).await;
+    let mut writes = 0;
+    for i in 0..120 {
+        let now = t0 + i * INTERVAL;
+        if i % 10 == 0 {
+            ingest(
+                &store,
+                now,
+                json!(runs("bot", &format!("r{i}"), 1, "completed", now)),
+            )
+            .await;
+        }
+        let t = cycle(&c, now).await.tenants.remove(0);
+        writes += t.raised + t.updated + t.resolved;
+    }
+    let silent: Vec<_> = all_alerts(&store)
+        .await
+        .into_iter()
+        .filter(|a| a.condition == condition::SILENT)
+        .collect();
+    assert_eq!(
+        silent.len(),
+        1,
+        "silent alerts stored over the hour: {silent:?}"
+    );
+    assert!(silent[0].resolved_at.is_none(), "{silent:?}");
+    assert_eq!(writes, 1, "alert writes over the hour");
+}
+
 /// An unpaused agent (and a host) silent for more than 5 polling intervals after reporting
 /// raises a warning; reporting again resolves it.
 async fn a_silent_agent_raises_its_alert_after_five_intervals(store: Store) {
@@ -439,15 +478,40 @@ async fn a_silent_agent_raises_its_alert_after_five_intervals(store: Store) {
     );
     assert!(alerts.iter().all(|a| a.severity == Severity::Warning));
 
-    let now = t0 + 7 * INTERVAL;
-    ingest(&store, now, json!(runs("bot", "r2", 1, "completed", now))).await;
+    // Reporting again resolves it once the agent has reported for longer than the
+    // threshold without such a gap (one report is what an agent reporting every few
+    // minutes does: that holds the alert rather than raising one per report).
+    let active_sources = || async {
+        active(&store)
+            .await
+            .into_iter()
+            .map(|a| a.source_id)
+            .collect::<Vec<String>>()
+    };
+    for i in 7..12 {
+        let now = t0 + i * INTERVAL;
+        ingest(
+            &store,
+            now,
+            json!(runs("bot", &format!("r{i}"), 1, "completed", now)),
+        )
+        .await;
+        cycle(&c, now).await;
+        assert_eq!(
+            active_sources().await,
+            ["bot", "web-1"],
+            "the agent's silence cleared after {} s of reports",
+            (i - 7) * INTERVAL / 1000
+        );
+    }
+    let now = t0 + 12 * INTERVAL;
+    ingest(&store, now, json!(runs("bot", "r12", 1, "completed", now))).await;
     cycle(&c, now).await;
-    let left: Vec<String> = active(&store)
-        .await
-        .into_iter()
-        .map(|a| a.source_id)
-        .collect();
-    assert_eq!(left, ["web-1"]);
+    assert_eq!(
+        active_sources().await,
+        ["web-1"],
+        "the agent's silence held after 151 s of reports every 30 s"
+    );
 }
 
 /// A probe target that fails 3 times goes `failed` (warning at 2, critical at 3), is retried
@@ -956,6 +1020,7 @@ e2e_tests::on_both_stores!(
     acknowledgement_survives_cycles_and_is_cleared_on_escalation,
     a_flapping_value_makes_one_alert,
     a_silent_agent_raises_its_alert_after_five_intervals,
+    an_agent_reporting_every_five_minutes_has_one_silent_alert,
     a_failing_probe_target_backs_off_and_recovers,
     overlapping_collector_runs_raise_each_alert_once,
     a_cycle_failing_half_way_is_completed_by_the_next,

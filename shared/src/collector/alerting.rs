@@ -524,6 +524,7 @@ mod tests {
             load_average: None,
             uptime_seconds: None,
             last_seen: NOW,
+            reporting_since: None,
         }
     }
 

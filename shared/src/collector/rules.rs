@@ -37,8 +37,7 @@ pub const MAX_HOURLY_FAILURES: u64 = 3;
 ///
 /// [`FAILED_AFTER`]: crate::domain::records::FAILED_AFTER
 pub const CONSECUTIVE_FAILURES_WARNING: u32 = 2;
-/// A source silent for this many polling intervals raises a warning.
-pub const SILENT_INTERVALS: i64 = 5;
+pub use crate::config::SILENT_INTERVALS;
 
 /// Condition names: with the source they identify an alert.
 pub mod condition {
@@ -129,9 +128,7 @@ impl From<&Config> for Thresholds {
             error_rate: c.error_rate_threshold,
             latency_ms: c.latency_threshold_ms,
             queue_depth: c.queue_depth_threshold as f64,
-            silent_after_ms: SILENT_INTERVALS
-                * i64::try_from(c.polling_interval_secs * 1000)
-                    .unwrap_or(i64::MAX / SILENT_INTERVALS),
+            silent_after_ms: c.silent_after_ms(),
             stuck_min_ms: i64::try_from(c.stuck_min_seconds.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
         }
@@ -266,7 +263,10 @@ fn evaluate_host(f: &mut Findings<'_>, host: &HostRecord, t: &Thresholds, now: M
         });
     }
     let key = AlertKey::new(SourceType::System, &host.host_id, condition::SILENT);
-    f.check(key, silent.then_some(Severity::Warning), || {
+    // Held as an agent's is (see `evaluate_agent`): until the host has sampled for longer
+    // than the threshold without such a gap.
+    let held = f.current(&key).is_some() && !host.reported_through(t.silent_after_ms);
+    f.check(key, (silent || held).then_some(Severity::Warning), || {
         format!(
             "Host {} has not reported since {}",
             host.host_id,
@@ -322,7 +322,13 @@ fn evaluate_agent(f: &mut Findings<'_>, agent: &AgentData, t: &Thresholds, now: 
     );
 
     if let Some(last) = a.last_active {
-        let silent = !a.paused && now - last > t.silent_after_ms;
+        // Hysteresis, as for a value at its threshold: once raised, the alert holds until
+        // the agent has reported for longer than the threshold without such a gap, so an
+        // agent that reports less often than that (every 5 minutes against 150 s) has one
+        // alert, not one per report (each a raise, a resolve and a history delete).
+        let held =
+            f.current(&key(condition::SILENT)).is_some() && !a.reported_through(t.silent_after_ms);
+        let silent = !a.paused && (now - last > t.silent_after_ms || held);
         f.check(
             key(condition::SILENT),
             silent.then_some(Severity::Warning),
@@ -482,6 +488,7 @@ mod tests {
             load_average: None,
             uptime_seconds: None,
             last_seen,
+            reporting_since: None,
         }
     }
 
@@ -691,6 +698,84 @@ mod tests {
             )]
         );
         assert_eq!(eval(201)[0].0, Severity::Critical);
+    }
+
+    /// Whether the agent, fed `reports` (times) in order, is silent at `now` given
+    /// whether its silent alert is active.
+    fn silent_after(reports: &[Millis], now: Millis, active: bool) -> bool {
+        let mut a = agent_with(0, 1, None, 0);
+        a.record.last_active = None;
+        let t = thresholds();
+        for at in reports {
+            a.record.observe_run(*at, t.silent_after_ms);
+        }
+        let key = AlertKey::new(SourceType::Agent, "bot", condition::SILENT);
+        let open: HashMap<AlertKey, Severity> = if active {
+            HashMap::from([(key.clone(), Severity::Warning)])
+        } else {
+            HashMap::new()
+        };
+        evaluate(
+            std::slice::from_ref(&a),
+            &[],
+            &[],
+            &SystemRecord::default(),
+            &open,
+            &t,
+            now,
+        )
+        .iter()
+        .any(|f| f.key == key)
+    }
+
+    #[test]
+    fn an_agent_reporting_less_often_than_the_silence_keeps_one_alert() {
+        // An execution every 5 minutes (start and finish 1.2 s apart), against 150 s.
+        let runs: Vec<Millis> = (0..4)
+            .flat_map(|k| [NOW - k * 300_000, NOW - k * 300_000 + 1_200])
+            .rev()
+            .collect();
+        // Silent before the latest execution: raised.
+        assert!(silent_after(&runs[..6], NOW - 30_000, false));
+        // Right after the execution: no new alert, but an open one holds.
+        assert!(!silent_after(&runs, NOW + 30_000, false));
+        assert!(silent_after(&runs, NOW + 30_000, true));
+    }
+
+    #[test]
+    fn an_agent_that_reports_again_for_longer_than_the_silence_clears_it() {
+        // Back after 10 minutes, then a report every 10 s.
+        let back: Vec<Millis> = std::iter::once(NOW - 900_000)
+            .chain((0..=16).map(|k| NOW - 300_000 + k * 10_000))
+            .collect();
+        // 120 s of reports: held; 160 s: cleared.
+        assert!(silent_after(&back[..14], NOW - 300_000 + 130_000, true));
+        assert!(!silent_after(&back, NOW - 300_000 + 170_000, true));
+        // A report older than the newest starts no run.
+        let mut late = back.clone();
+        late.push(NOW - 800_000);
+        assert!(!silent_after(&late, NOW - 300_000 + 170_000, true));
+    }
+
+    #[test]
+    fn a_host_back_from_silence_holds_its_alert_until_it_has_sampled_for_the_threshold() {
+        let t = thresholds();
+        let key = AlertKey::new(SourceType::System, "h", condition::SILENT);
+        let open = HashMap::from([(key.clone(), Severity::Warning)]);
+        let mut live = crate::domain::live::Live::new(host("h", 10.0, 10.0, Millis::MIN));
+        let mut silent_with = |samples: std::ops::Range<i64>| {
+            for k in samples {
+                let at = NOW - 300_000 + k * 30_000;
+                live.record.observe_run(at, t.silent_after_ms);
+                live.sample(host("h", 10.0, 10.0, at), at);
+            }
+            eval_hosts(std::slice::from_ref(&live.record), &open)
+                .iter()
+                .any(|f| f.key == key)
+        };
+        // Samples every 30 s after a silence: 150 s of them hold the alert, 180 s clear it.
+        assert!(silent_with(0..6));
+        assert!(!silent_with(6..7));
     }
 
     #[test]

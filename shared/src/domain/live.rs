@@ -680,7 +680,11 @@ impl LiveHost {
     pub fn sample(&mut self, sample: HostRecord, now: Millis) {
         let (cpu, memory, ts) = (sample.cpu_usage, sample.memory_usage, sample.last_seen);
         if ts >= self.record.last_seen {
-            self.record = sample;
+            let since = self.record.reporting_since;
+            self.record = HostRecord {
+                reporting_since: since,
+                ..sample
+            };
         }
         self.window.add(ts, now, |c| c.add(cpu, memory));
     }
@@ -711,6 +715,7 @@ mod tests {
             load_average: Some([0.5, 0.4, 0.3]),
             uptime_seconds: Some(86_400),
             last_seen: at,
+            reporting_since: None,
         }
     }
 

@@ -55,6 +55,12 @@ pub struct AgentRecord {
     pub confidence_at: Millis,
     /// Newest event from the agent.
     pub last_active: Option<Millis>,
+    /// When the agent's current run of reports began: its first event after a silence
+    /// longer than the silence threshold (see [`AgentRecord::observe_run`]). A silent
+    /// alert holds until the run has lasted longer than the threshold, so an agent that
+    /// reports less often than that keeps one alert instead of one per report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reporting_since: Option<Millis>,
     /// When the latest finished execution finished.
     pub last_finished_at: Option<Millis>,
     /// How the latest finished execution ended.
@@ -156,11 +162,32 @@ impl AgentRecord {
             confidence: None,
             confidence_at: 0,
             last_active: None,
+            reporting_since: None,
             last_finished_at: None,
             last_outcome: None,
             running: BTreeMap::new(),
             created_at: now,
             totals: Totals::default(),
+        }
+    }
+
+    /// Notes a report at `at` as [`AgentRecord::observe`] does, and starts a new run of
+    /// reports when it follows the newest one by more than `silence_ms` (or is the
+    /// first). An older report than the newest changes nothing.
+    pub fn observe_run(&mut self, at: Millis, silence_ms: Millis) {
+        if self.last_active.is_none_or(|last| at - last > silence_ms) {
+            self.reporting_since = Some(at);
+        }
+        self.observe(at);
+    }
+
+    /// Whether the current run of reports has lasted more than `silence_ms`: reports
+    /// newer than the run's first by more than the threshold, none of them further apart.
+    /// Agents stored before runs were kept count as having reported long enough.
+    pub fn reported_through(&self, silence_ms: Millis) -> bool {
+        match (self.reporting_since, self.last_active) {
+            (Some(since), Some(last)) => last - since > silence_ms,
+            _ => true,
         }
     }
 
@@ -496,6 +523,29 @@ pub struct HostRecord {
     pub uptime_seconds: Option<u64>,
     /// When the latest sample was taken.
     pub last_seen: Millis,
+    /// When the host's current run of samples began (as an agent's runs of reports:
+    /// [`AgentRecord::reporting_since`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reporting_since: Option<Millis>,
+}
+
+impl HostRecord {
+    /// Notes a sample taken at `at` for the silence rule, as
+    /// [`AgentRecord::observe_run`] does (before the sample becomes the reading).
+    pub fn observe_run(&mut self, at: Millis, silence_ms: Millis) {
+        if at > self.last_seen
+            && (self.last_seen == Millis::MIN || at - self.last_seen > silence_ms)
+        {
+            self.reporting_since = Some(at);
+        }
+    }
+
+    /// Whether the current run of samples has lasted more than `silence_ms` (as
+    /// [`AgentRecord::reported_through`]).
+    pub fn reported_through(&self, silence_ms: Millis) -> bool {
+        self.reporting_since
+            .is_none_or(|since| self.last_seen - since > silence_ms)
+    }
 }
 
 /// Sample aggregates of one host over one time bucket.

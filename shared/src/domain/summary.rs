@@ -253,6 +253,7 @@ mod tests {
                 load_average: None,
                 uptime_seconds: None,
                 last_seen: NOW - 1_000,
+                reporting_since: None,
             })
             .collect();
         system_health(

@@ -148,6 +148,7 @@ mod tests {
             load_average: None,
             uptime_seconds: None,
             last_seen,
+            reporting_since: None,
         }
     }
 

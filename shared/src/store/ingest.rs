@@ -195,7 +195,8 @@ impl Store {
                 .settle(tenant, target.marks_of(), &mut value, now)
                 .await?;
             let mut marks = Marks::new(self, tenant, target.marks_of());
-            let (outcome, failures) = apply_events(&mut marks, &mut value, events, now).await?;
+            let (outcome, failures) =
+                apply_events(&mut marks, &mut value, events, self.silent_after_ms, now).await?;
             // Before the item that counts them: a crash in between leaves failures whose
             // events are retried, and the retry rewrites the same items.
             if let Target::Entity(entity, id) = target {
@@ -457,6 +458,7 @@ async fn apply_events<T: LiveRecord>(
     marks: &mut Marks<'_>,
     value: &mut T,
     events: &[&Event],
+    silent_after_ms: Millis,
     now: Millis,
 ) -> Result<(IngestOutcome, Vec<(String, FailureRecord)>), StoreError> {
     let mut outcome = IngestOutcome::default();
@@ -472,6 +474,7 @@ async fn apply_events<T: LiveRecord>(
             value.seen_mut().insert(hour, m);
         }
         let failure = value.failure_of(event);
+        value.observe_report(event.timestamp, silent_after_ms);
         if value.apply(marks, event, now).await? {
             outcome.accepted += 1;
             failures.extend(failure);

@@ -258,6 +258,9 @@ pub(crate) trait LiveRecord: StoredAs + Send + Clone {
     fn probed(&self) -> bool {
         false
     }
+    /// Notes a report at `at` for the silence rule (agents keep runs of reports; see
+    /// [`crate::domain::records::AgentRecord::observe_run`]).
+    fn observe_report(&mut self, _at: Millis, _silent_after_ms: Millis) {}
     /// Adds the item, as written, to what a batch touched.
     fn touch(self, touched: &mut Touched);
     /// Whether an event is recognised by the mark of its `event_id`. Executions need none:
@@ -351,6 +354,9 @@ impl LiveRecord for LiveAgent {
     live_item!(hours);
     fn touch(self, touched: &mut Touched) {
         touched.agents.push(self.into());
+    }
+    fn observe_report(&mut self, at: Millis, silent_after_ms: Millis) {
+        self.record.observe_run(at, silent_after_ms);
     }
     fn create(event: &Event, now: Millis) -> Self {
         let id = match &event.kind {
@@ -543,6 +549,7 @@ fn host_sample(event: &Event) -> Option<HostRecord> {
             load_average: *load_average,
             uptime_seconds: *uptime_seconds,
             last_seen: event.timestamp,
+            reporting_since: None,
         }),
         _ => None,
     }
@@ -564,6 +571,9 @@ impl LiveRecord for LiveHost {
     fn touch(self, touched: &mut Touched) {
         touched.hosts.push(self.record);
     }
+    fn observe_report(&mut self, at: Millis, silent_after_ms: Millis) {
+        self.record.observe_run(at, silent_after_ms);
+    }
     fn create(event: &Event, _now: Millis) -> Self {
         let mut first = host_sample(event).unwrap_or_else(|| HostRecord {
             host_id: String::new(),
@@ -573,6 +583,7 @@ impl LiveRecord for LiveHost {
             load_average: None,
             uptime_seconds: None,
             last_seen: 0,
+            reporting_since: None,
         });
         // Older than any sample, so the first sample applied becomes the reading.
         first.last_seen = Millis::MIN;

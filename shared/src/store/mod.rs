@@ -342,6 +342,9 @@ pub struct Store {
     pub(crate) key_cache: keys::KeyCache,
     /// The quotas creations are checked against (entities and probed integrations).
     pub(crate) quotas: crate::config::Quotas,
+    /// The silence threshold, ms: an agent's report after a longer gap starts a new run of
+    /// reports (see [`crate::domain::records::AgentRecord::observe_run`]).
+    pub(crate) silent_after_ms: crate::time::Millis,
 }
 
 impl Store {
@@ -355,7 +358,15 @@ impl Store {
             writer,
             key_cache: keys::KeyCache::default(),
             quotas: crate::config::Quotas::default(),
+            silent_after_ms: crate::config::Config::default().silent_after_ms(),
         }
+    }
+
+    /// The same store, starting agents' runs of reports after silences longer than
+    /// `silent_after_ms` (the application state sets the configured one).
+    pub fn with_silence(mut self, silent_after_ms: crate::time::Millis) -> Self {
+        self.silent_after_ms = silent_after_ms;
+        self
     }
 
     /// The same store, checking creations against `quotas` (the application state sets the

@@ -199,6 +199,7 @@ pub(crate) fn fleet(size: Fleet, t0: i64, probe_url: &str) -> Vec<Write> {
             load_average: Some([0.5, 0.4, 0.3]),
             uptime_seconds: Some(86_400),
             last_seen: t0 - 5_000,
+            reporting_since: None,
         };
         let mut live = Live::new(record.clone());
         steady(&mut live, t0, 120, Some(&id), |live, k, ts| {
@@ -206,6 +207,7 @@ pub(crate) fn fleet(size: Fleet, t0: i64, probe_url: &str) -> Vec<Write> {
                 cpu_usage: spread(record.cpu_usage / 1.5, h + k).min(100.0),
                 memory_usage: spread(40.0, h + k).min(100.0),
                 last_seen: ts,
+                reporting_since: None,
                 ..record.clone()
             };
             live.sample(sample, t0);
