@@ -325,6 +325,8 @@ pub async fn collect(
             },
         )
         .await;
+    // This process may not run again: what the cycles held back is written now.
+    collector.flush_probes().await;
     // What the template's alarms watch: cycles that fail or run long.
     let failed = collector
         .stats()

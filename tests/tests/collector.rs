@@ -278,7 +278,10 @@ async fn each_condition_raises_one_alert_and_resolves_when_cleared(store: Store)
     let mut events = vec![
         host("h1b", "web-1", 40.0, 40.0, t1),
         host("h2b", "web-2", 30.0, 50.0, t1),
-        host("h3b", "web-3", 30.0, 30.0, t1),
+        // As for the agent "old" below: samples for longer than the silence threshold.
+        host("h3b", "web-3", 30.0, 30.0, t1 - 155_000),
+        host("h3c", "web-3", 30.0, 30.0, t1 - 80_000),
+        host("h3d", "web-3", 30.0, 30.0, t1),
         json!({"event_id": "g2", "type": "gauge", "name": "queue_depth", "value": 10, "timestamp": at(t1)}),
         call("c7", "slack", 100.0, true, t1 - 3000),
         call("c8", "slack", 100.0, true, t1 - 2000),
@@ -514,6 +517,46 @@ async fn a_silent_agent_raises_its_alert_after_five_intervals(store: Store) {
     );
 }
 
+/// A steady integration's successful probe waits for the next one (two probes a write),
+/// a failure is written at once, and what is held is written by `flush_probes`.
+async fn a_steady_integrations_probes_are_written_two_at_a_time(store: Store) {
+    let t0 = start_time();
+    let target = ProbeTarget::start().await;
+    let c = tenant_collector(&store, t0).await;
+    register_probed(&store, "billing", target.url(), t0).await;
+    let stored = |store: Store| async move {
+        let r = store
+            .integration_record(TENANT, "billing")
+            .await
+            .expect("reading integration billing's record")
+            .unwrap_or_else(|| panic!("integration missing"));
+        (r.health_checks_performed, r.state)
+    };
+    let mut seen = Vec::new();
+    for i in 0..4 {
+        let report = cycle(&c, t0 + i * INTERVAL).await;
+        assert_eq!(report.tenants[0].probes, 1, "probes counted in cycle {i}");
+        seen.push(stored(store.clone()).await.0);
+    }
+    // The first probe is written; the second waits; the third writes both; the fourth waits.
+    assert_eq!(seen, [1, 1, 3, 3], "checks stored after each cycle");
+    assert_eq!(
+        c.flush_probes().await,
+        1,
+        "held probes written by the flush"
+    );
+    assert_eq!(stored(store.clone()).await.0, 4);
+    // A failure (of a steady integration) is written in its own cycle.
+    target.answer(503);
+    cycle(&c, t0 + 4 * INTERVAL).await;
+    assert_eq!(
+        stored(store.clone()).await,
+        (5, ConnectionState::Degraded),
+        "after a failed probe"
+    );
+    assert_eq!(target.hits(), 5);
+}
+
 /// A probe target that fails 3 times goes `failed` (warning at 2, critical at 3), is retried
 /// on the 1 s, 2 s, 4 s backoff between cycles, and returns to `active` when it answers,
 /// with the counters right; its alert then resolves.
@@ -595,24 +638,29 @@ async fn a_failing_probe_target_backs_off_and_recovers(store: Store) {
         ),
         (0, 6, 3, 1)
     );
-    let now = t0 + 3 * INTERVAL;
-    let report = cycle(&c, now).await;
-    let h = report.tenants[0]
-        .integrations
-        .iter()
-        .find(|i| i.integration_id == "billing")
-        .cloned()
-        .unwrap_or_else(|| panic!("billing missing"));
-    assert_eq!((h.health_checks_performed, h.uptime_seconds), (7, 23));
+    // Active again and steady: the next success waits for the one after it.
+    let billing = |report: &shared::collector::CycleReport| {
+        report.tenants[0]
+            .integrations
+            .iter()
+            .find(|i| i.integration_id == "billing")
+            .cloned()
+            .unwrap_or_else(|| panic!("billing missing"))
+    };
+    let report = cycle(&c, t0 + 3 * INTERVAL).await;
+    assert_eq!(billing(&report).health_checks_performed, 6);
+    let report = cycle(&c, t0 + 4 * INTERVAL).await;
+    let h = billing(&report);
+    assert_eq!((h.health_checks_performed, h.uptime_seconds), (8, 53));
     assert!(find(
         &report.tenants[0].alerts,
         "billing",
         condition::CONSECUTIVE_FAILURES
     )
     .is_none());
-    // 7 probes, 5 failed, all counted in the hour's error rate.
-    assert_eq!(h.error_rate, round4(5.0 / 7.0));
-    assert_eq!(target.hits(), 7);
+    // 8 probes, 5 failed, all counted in the hour's error rate.
+    assert_eq!(h.error_rate, round4(5.0 / 8.0));
+    assert_eq!(target.hits(), 8);
 }
 
 /// A failing agent (error rate and failure count) and a host over 90 % on CPU and memory:
@@ -796,8 +844,10 @@ async fn an_interrupted_probe_write_counts_once(store: Store) {
     register_probed(&store, "api", target.url(), t0).await;
     let c = collector(&store, config());
     cycle(&c, t0).await;
+    // A steady integration's success is held for the next probe's write.
     cycle(&c, t0 + INTERVAL).await;
-    // The claim gets through, the probe's write fails.
+    // The claim gets through, the (failed, so written at once) probe's write fails.
+    target.answer(503);
     let outage = Store::new(Arc::new(Outage {
         inner: Arc::clone(store.backend()),
         writes_left: AtomicUsize::new(1),
@@ -807,6 +857,8 @@ async fn an_interrupted_probe_write_counts_once(store: Store) {
         .await
         .expect("running a cycle during the outage");
     assert_eq!(report.failed.len(), 1);
+    target.answer(200);
+    // Writes the held success with this one.
     cycle(&c, t0 + 3 * INTERVAL).await;
 
     let items = store
@@ -1022,6 +1074,7 @@ e2e_tests::on_both_stores!(
     a_silent_agent_raises_its_alert_after_five_intervals,
     an_agent_reporting_every_five_minutes_has_one_silent_alert,
     a_failing_probe_target_backs_off_and_recovers,
+    a_steady_integrations_probes_are_written_two_at_a_time,
     overlapping_collector_runs_raise_each_alert_once,
     a_cycle_failing_half_way_is_completed_by_the_next,
     an_interrupted_probe_write_counts_once,

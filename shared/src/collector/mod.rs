@@ -24,7 +24,7 @@ use futures::stream::{self, StreamExt};
 use crate::config::Config;
 use crate::domain::alerts::{sort_alerts, AlertRecord};
 use crate::domain::health::{agent_health, agent_status, AgentHealth, IntegrationHealth};
-use crate::domain::records::ConnectionState;
+use crate::domain::records::{ConnectionState, ProbeResult};
 use crate::domain::system::{system_health, SystemHealth, SystemInputs};
 use crate::store::{Store, StoreError};
 use crate::time::{Clock, Millis};
@@ -147,6 +147,10 @@ pub struct Collector {
     recoveries: Mutex<HashMap<(String, String), Millis>>,
     /// Addresses that keep failing, probed less often.
     backoff: backoff::AddressBackoff,
+    /// Successful probes of steady integrations not written yet, by (tenant, id): each is
+    /// written with the integration's next probe (one write for two), or by
+    /// [`Collector::flush_probes`].
+    held: Mutex<HashMap<(String, String), crate::domain::records::ProbeResult>>,
     /// Where cycles are counted.
     stats: Arc<crate::telemetry::StackStats>,
 }
@@ -161,6 +165,7 @@ impl Collector {
             prober: Prober::new(&state.config.probe_allowed_addresses)?,
             recoveries: Mutex::new(HashMap::new()),
             backoff: backoff::AddressBackoff::default(),
+            held: Mutex::new(HashMap::new()),
             stats: Arc::clone(&state.stats),
         })
     }
@@ -481,30 +486,78 @@ impl Collector {
             .buffer_unordered(PROBE_CONCURRENCY)
             .collect()
             .await;
+        let mut held = self.take_held(tenant);
         let mut probes = 0;
         for (i, outcome) in outcomes {
-            let id = data.integrations[i].record.integration_id.clone();
+            let record = &data.integrations[i].record;
+            let id = record.integration_id.clone();
             if let Some(error) = &outcome.error {
                 tracing::info!(tenant, integration = %id, %error, "probe failed");
             }
-            if let Some(updated) = self
-                .store
-                .record_probe(
-                    tenant,
-                    &id,
-                    outcome.ok,
-                    outcome.latency_ms,
-                    outcome.error.as_deref(),
-                    now,
-                    Some(cycle_start),
-                )
-                .await?
-            {
+            let result = ProbeResult {
+                ok: outcome.ok,
+                latency_ms: outcome.latency_ms,
+                error: outcome.error,
+                at: now,
+                cycle_start: Some(cycle_start),
+            };
+            let earlier = held.remove(&id);
+            // A success that changes no state waits for the next probe: two probes a
+            // write (each write of a probed integration is 2 units at the reference
+            // workload). Its figures show a cycle later; a crash loses at most this one.
+            if earlier.is_none() && result.ok && record.steady_if_ok() {
+                self.held
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert((tenant.to_owned(), id), result);
+                probes += 1;
+                continue;
+            }
+            let results: Vec<ProbeResult> = earlier.into_iter().chain([result]).collect();
+            if let Some(updated) = self.store.record_probes(tenant, &id, &results).await? {
                 data.integrations[i] = updated;
                 probes += 1;
             }
         }
+        // Held results of integrations not probed this cycle (no longer due, or gone).
+        for (id, result) in held {
+            self.store.record_probes(tenant, &id, &[result]).await?;
+        }
         Ok(probes)
+    }
+
+    /// Takes the held results of `tenant`'s integrations, by integration id.
+    fn take_held(&self, tenant: &str) -> HashMap<String, ProbeResult> {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let keys: Vec<(String, String)> =
+            held.keys().filter(|(t, _)| t == tenant).cloned().collect();
+        keys.into_iter()
+            .filter_map(|k| held.remove(&k).map(|r| (k.1, r)))
+            .collect()
+    }
+
+    /// Writes every held probe result (before a Lambda invocation ends, whose process may
+    /// not run again). Returns how many were written; a failed write is logged.
+    pub async fn flush_probes(&self) -> usize {
+        let held: Vec<((String, String), ProbeResult)> = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain()
+            .collect();
+        let mut written = 0;
+        for ((tenant, id), result) in held {
+            match self.store.record_probes(&tenant, &id, &[result]).await {
+                Ok(_) => written += 1,
+                Err(e) => {
+                    tracing::error!(tenant, integration = %id, error = %e, "writing a held probe failed");
+                }
+            }
+        }
+        written
     }
 
     /// One probe, given up at `deadline` (`window` after the probes began) if it has not
@@ -646,17 +699,16 @@ impl Collector {
         if let Some(error) = &outcome.error {
             tracing::info!(tenant, integration = %id, %error, "recovery attempt failed");
         }
+        let result = ProbeResult {
+            ok: outcome.ok,
+            latency_ms: outcome.latency_ms,
+            error: outcome.error,
+            at: now,
+            cycle_start: None,
+        };
         Ok(self
             .store
-            .record_probe(
-                tenant,
-                id,
-                outcome.ok,
-                outcome.latency_ms,
-                outcome.error.as_deref(),
-                now,
-                None,
-            )
+            .record_probes(tenant, id, &[result])
             .await?
             .map(|d| d.record))
     }

@@ -354,6 +354,22 @@ pub struct Probe {
     pub expected_status: u16,
 }
 
+/// The result of one probe, to be recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeResult {
+    /// Whether it answered as expected.
+    pub ok: bool,
+    /// How long it took, ms.
+    pub latency_ms: f64,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// When it ran.
+    pub at: Millis,
+    /// The start of the cycle it ran in, as [`IntegrationRecord::probe_due`] takes it
+    /// (`None` for a recovery attempt).
+    pub cycle_start: Option<Millis>,
+}
+
 /// An integration's latest state, including its connection state machine. Empty options
 /// are left out of the stored item (every call rewrites it, and its bytes decide the write
 /// units); the other fields stay, under the names every earlier version reads, so a
@@ -457,6 +473,16 @@ impl IntegrationRecord {
             return self.next_attempt_at.is_none_or(|t| now >= t);
         }
         cycle_start.is_some_and(|start| self.last_probe_at.is_none_or(|t| t < start))
+    }
+
+    /// Whether a successful probe would leave its connection state as it is: the
+    /// integration was probed before and is active with no failure in a row. Such a
+    /// result can wait to be written with the next probe.
+    pub fn steady_if_ok(&self) -> bool {
+        self.probe.is_some()
+            && self.last_probe_at.is_some()
+            && self.state == ConnectionState::Active
+            && self.consecutive_failures == 0
     }
 
     /// Records the result of a probe that ran at `at`: counts the check (and the recovery

@@ -258,55 +258,70 @@ impl Store {
         })
     }
 
-    /// Records the result of a probe of an integration that ran at `at`, if the probe was
-    /// still due (`cycle_start` as in [`IntegrationRecord::probe_due`]): an overlapping
-    /// collector run that recorded it first wins, and this result is dropped. A failed
-    /// probe is also kept as a failure (operation `probe`) with its `error`. Returns the
-    /// integration as updated, or `None` if dropped or the integration is gone.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_probe(
+    /// Records the results of probes of an integration, in order, each if it was still due
+    /// (its `cycle_start` as in [`IntegrationRecord::probe_due`]): an overlapping collector
+    /// run that recorded one first wins, and this one is dropped. Several results (a
+    /// success held back and the next probe) cost one write. A failed probe is also kept
+    /// as a failure (operation `probe`) with its error. Returns the integration as
+    /// updated, or `None` if every result was dropped or the integration is gone.
+    pub async fn record_probes(
         &self,
         tenant: &str,
         integration_id: &str,
-        ok: bool,
-        latency_ms: f64,
-        error: Option<&str>,
-        at: Millis,
-        cycle_start: Option<Millis>,
+        results: &[crate::domain::records::ProbeResult],
     ) -> Result<Option<IntegrationData>, StoreError> {
         let updated = self
             .update_live(
                 tenant,
                 Entity::Integration,
                 integration_id,
-                at,
+                results.last().map_or(0, |r| r.at),
                 |live: Option<LiveIntegration>| {
-                    let Some(mut live) = live.filter(|l| l.record.probe_due(at, cycle_start))
-                    else {
+                    let Some(mut live) = live else {
                         return Ok((None, None));
                     };
-                    live.probe(ok, latency_ms, at, at);
-                    Ok((Some(live.clone()), Some(IntegrationData::from(live))))
+                    let mut applied = 0;
+                    let mut failed = Vec::new();
+                    for r in results {
+                        if live.record.probe_due(r.at, r.cycle_start) {
+                            live.probe(r.ok, r.latency_ms, r.at, r.at);
+                            applied += 1;
+                            if !r.ok {
+                                failed.push(r);
+                            }
+                        }
+                    }
+                    if applied == 0 {
+                        return Ok((None, None));
+                    }
+                    Ok((
+                        Some(live.clone()),
+                        Some((IntegrationData::from(live), failed)),
+                    ))
                 },
             )
             .await?;
-        if let (Some(_), false) = (&updated, ok) {
-            let failure = crate::domain::failures::FailureRecord::new(
-                at,
-                None,
-                Some("probe"),
-                error,
-                Some(latency_ms),
-            );
-            self.put_failures(
-                tenant,
-                Entity::Integration,
-                integration_id,
-                &[("probe".to_owned(), failure)],
-            )
-            .await?;
+        let Some((data, failed)) = updated else {
+            return Ok(None);
+        };
+        let failures: Vec<(String, crate::domain::failures::FailureRecord)> = failed
+            .into_iter()
+            .map(|r| {
+                let failure = crate::domain::failures::FailureRecord::new(
+                    r.at,
+                    None,
+                    Some("probe"),
+                    r.error.as_deref(),
+                    Some(r.latency_ms),
+                );
+                ("probe".to_owned(), failure)
+            })
+            .collect();
+        if !failures.is_empty() {
+            self.put_failures(tenant, Entity::Integration, integration_id, &failures)
+                .await?;
         }
-        Ok(updated)
+        Ok(Some(data))
     }
 }
 
