@@ -9,6 +9,7 @@ use lambda_http::aws_lambda_events::apigw::{
 use lambda_http::{service_fn, Body, LambdaEvent, Request, RequestExt};
 
 use crate::api::{self, auth, Endpoint};
+use crate::time::Millis;
 use crate::AppState;
 
 /// Converts a lambda_http request to the handlers' request type, carrying as request
@@ -280,7 +281,35 @@ pub struct InvocationSummary {
     /// Why nothing ran, if so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disabled: Option<&'static str>,
+    /// Where the next step resumes, when a state machine drives the steps and something
+    /// falls due later within the minute (the state machine waits, then invokes again
+    /// with it); absent when the minute is done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<Step>,
 }
+
+/// Where a collector run driven by the schedule's state machine stands: the input of
+/// each step (`{"steps": true}` starts a minute), and what a step hands to the next.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Step {
+    /// Whether a state machine drives the steps (otherwise one invocation runs the whole
+    /// minute, sleeping between cycles).
+    #[serde(default)]
+    pub steps: bool,
+    /// When the minute's steps end, ms (set by its first step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Millis>,
+    /// The start of the next cycle's slot, ms (the first step runs a cycle at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cycle: Option<Millis>,
+    /// Seconds the state machine waits before the next step.
+    #[serde(default)]
+    pub wait_s: u64,
+}
+
+/// A step waits in its invocation, rather than ending it, for what is due sooner than
+/// this: a hand-over through the state machine costs more than it saves below it.
+pub const STEP_STAY_MS: i64 = 2_000;
 
 /// One collector invocation from the EventBridge schedule: cycles every
 /// `HEALTH_POLLING_INTERVAL` (and recovery attempts between them) until the next invocation
@@ -291,42 +320,92 @@ pub async fn collect(
     handover: Option<&crate::ws::handover::Handover>,
     deadline_ms: i64,
 ) -> InvocationSummary {
+    collect_step(state, collector, handover, Step::default(), deadline_ms).await
+}
+
+/// One collector invocation. Without `step.steps`, as [`collect`]. With it (the schedule's
+/// state machine), it runs what is due now and, if something falls due later within the
+/// minute, returns at once with the [`Step`] to resume from in `next`: the state machine
+/// waits `wait_s` and invokes again, so no invocation is billed while it only waits
+/// between cycles. What the cycles held back is written when the minute ends (the next
+/// step, a few seconds on, normally runs in the same warm instance and writes it).
+pub async fn collect_step(
+    state: &AppState,
+    collector: &crate::collector::Collector,
+    handover: Option<&crate::ws::handover::Handover>,
+    step: Step,
+    deadline_ms: i64,
+) -> InvocationSummary {
     let mut summary = InvocationSummary::default();
     if !state.config.polling_enabled {
         summary.disabled = Some("HEALTH_POLLING_ENABLED=false");
         return summary;
     }
-    let now = state.clock.now_ms();
-    let (window, until) = invocation_end(state, deadline_ms, now);
+    let clock = &state.clock;
+    let now = clock.now_ms();
+    let (window, stop) = invocation_end(state, deadline_ms, now);
     // Run at least one cycle even when the function's timeout is short.
-    let until = until.max(now + 1);
+    let stop = stop.max(now + 1);
+    let until = match (step.steps, step.until) {
+        (true, Some(u)) => u,
+        (true, None) => now + window,
+        (false, _) => stop,
+    };
     tracing::info!(
         window_ms = window,
         deadline_in_ms = deadline_ms - now,
+        steps = step.steps,
         "collector invocation"
     );
     let failed_before = collector.stats().process().failed_cycles;
     let mut longest_cycle_s: f64 = 0.0;
-    collector
-        .run_until(
-            Some(until),
-            |report| async move {
-                // Each tenant's update leaves as soon as its cycle ends.
-                if let Some(h) = handover {
-                    h.publish(&report).await;
-                }
-                report
-            },
-            |report| {
-                longest_cycle_s =
-                    longest_cycle_s.max(collector.stats().process().last_cycle_seconds);
-                summary.add_cycle(&report);
-                async {}
-            },
-        )
-        .await;
-    // This process may not run again: what the cycles held back is written now.
-    collector.flush_probes().await;
+    let next = {
+        let on_tenant = |report: crate::collector::TenantReport| async move {
+            // Each tenant's update leaves as soon as its cycle ends.
+            if let Some(h) = handover {
+                h.publish(&report).await;
+            }
+            report
+        };
+        let mut on_cycle = |report: crate::collector::CycleReport| {
+            longest_cycle_s = longest_cycle_s.max(collector.stats().process().last_cycle_seconds);
+            summary.add_cycle(&report);
+            async {}
+        };
+        let mut next_cycle = step.next_cycle.unwrap_or(now);
+        loop {
+            let now = clock.now_ms();
+            if now >= stop.min(until) {
+                break None;
+            }
+            next_cycle = collector
+                .run_due(now, next_cycle, &on_tenant, &mut on_cycle)
+                .await;
+            let wake = collector.next_due(next_cycle);
+            let now = clock.now_ms();
+            if wake >= until {
+                break None;
+            }
+            if step.steps && wake - now > STEP_STAY_MS {
+                break Some(Step {
+                    steps: true,
+                    until: Some(until),
+                    next_cycle: Some(next_cycle),
+                    wait_s: u64::try_from((wake - now + 999) / 1000).unwrap_or(1),
+                });
+            }
+            let wait = (wake.min(stop) - now).max(0);
+            tokio::time::sleep(std::time::Duration::from_millis(
+                u64::try_from(wait).unwrap_or(0),
+            ))
+            .await;
+        }
+    };
+    if next.is_none() {
+        // This process may not run again: what the cycles held back is written now.
+        collector.flush_probes().await;
+    }
+    summary.next = next;
     // What the template's alarms watch: cycles that fail or run long.
     let failed = collector
         .stats()
@@ -615,15 +694,19 @@ pub async fn run_collector() -> Result<(), lambda_http::Error> {
     lambda_http::lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let deadline = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
-            // A scheduled event is expected, but a manual invocation with any payload
-            // (`aws lambda invoke` with `{}`) runs the collector just the same.
+            // The schedule's state machine sends steps; a scheduled event, or a manual
+            // invocation with any other payload (`aws lambda invoke` with `{}`), runs
+            // the whole minute in one invocation.
+            let step = serde_json::from_value::<Step>(event.payload.clone()).unwrap_or_default();
             match serde_json::from_value::<aws_lambda_events::eventbridge::EventBridgeEvent>(
                 event.payload,
             ) {
                 Ok(e) => tracing::info!(source = %e.source, detail_type = %e.detail_type, "collector invoked"),
-                Err(_) => tracing::info!("collector invoked without a scheduled event"),
+                Err(_) => tracing::info!(steps = step.steps, "collector invoked without a scheduled event"),
             }
-            Ok::<_, lambda_http::Error>(collect(state, collector, handover, deadline).await)
+            Ok::<_, lambda_http::Error>(
+                collect_step(state, collector, handover, step, deadline).await,
+            )
         },
     ))
     .await
@@ -787,6 +870,48 @@ mod tests {
         // Now, then the starts of the next one or two 1-second slots within 2 s.
         assert!((2..=3).contains(&summary.cycles), "{summary:?}");
         assert_eq!(summary.tenants_evaluated, summary.cycles);
+        assert_eq!(
+            summary.next, None,
+            "a scheduled invocation runs its whole window"
+        );
+    }
+
+    #[tokio::test]
+    async fn steps_run_each_slots_cycle_and_hand_the_waits_to_the_state_machine() {
+        let (state, collector, _dir) = collector_with(Config {
+            polling_interval_secs: 4,
+            collector_invocation_secs: 8,
+            ..Config::default()
+        })
+        .await;
+        let mut step = Step {
+            steps: true,
+            ..Step::default()
+        };
+        let (mut cycles, mut steps, mut until) = (0, 0, None);
+        loop {
+            let summary = collect_step(&state, &collector, None, step.clone(), i64::MAX).await;
+            steps += 1;
+            cycles += summary.cycles;
+            assert_eq!(summary.tenants_evaluated, summary.cycles, "{summary:?}");
+            let Some(next) = summary.next else { break };
+            // Only a wait longer than a step stays for is handed over; never past a slot.
+            assert!((2..=4).contains(&next.wait_s), "step {steps}: {next:?}");
+            assert!(
+                until.is_none_or(|u| next.until == Some(u)),
+                "the minute's end moved"
+            );
+            until = next.until;
+            tokio::time::sleep(std::time::Duration::from_secs(next.wait_s)).await;
+            step = next;
+            assert!(steps < 10, "the steps do not end");
+        }
+        // A cycle at once, then one at each 4-second slot that starts within the 8 s.
+        assert!(
+            (2..=3).contains(&cycles),
+            "{cycles} cycles in {steps} steps"
+        );
+        assert!(steps >= 2, "no wait was handed over: {steps} steps");
     }
 
     #[tokio::test]

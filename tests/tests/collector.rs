@@ -171,7 +171,7 @@ async fn each_condition_raises_one_alert_and_resolves_when_cleared(store: Store)
             condition::SILENT,
             Severity::Warning,
             format!(
-                "Host web-3 has not reported since {}",
+                "Host web-3 went silent after {}: no report for over 150 s",
                 at(t0 - 3 * MINUTE_MS)
             ),
         ),
@@ -209,7 +209,7 @@ async fn each_condition_raises_one_alert_and_resolves_when_cleared(store: Store)
             condition::SILENT,
             Severity::Warning,
             format!(
-                "Agent old has not reported since {}",
+                "Agent old went silent after {}: no report for over 150 s",
                 at(t0 - 4 * MINUTE_MS)
             ),
         ),
@@ -555,6 +555,60 @@ async fn a_steady_integrations_probes_are_written_two_at_a_time(store: Store) {
         "after a failed probe"
     );
     assert_eq!(target.hits(), 5);
+}
+
+/// A held success never undoes what came after it: written with a failed probe it counts,
+/// then the failure counts (one failure in a row); but with failed calls reported in
+/// between, it only counts as a check, and the calls' failures stand (three in a row:
+/// `failed`, with the critical alert).
+async fn a_held_probe_success_does_not_undo_later_failures(store: Store) {
+    let t0 = start_time();
+    let (quiet, busy) = (ProbeTarget::start().await, ProbeTarget::start().await);
+    let c = tenant_collector(&store, t0).await;
+    register_probed(&store, "quiet", quiet.url(), t0).await;
+    register_probed(&store, "busy", busy.url(), t0).await;
+    let stored = |id: &'static str| {
+        let store = store.clone();
+        async move {
+            let r = store
+                .integration_record(TENANT, id)
+                .await
+                .unwrap_or_else(|e| panic!("reading integration {id}'s record: {e}"))
+                .unwrap_or_else(|| panic!("integration {id} missing"));
+            (r.health_checks_performed, r.consecutive_failures, r.state)
+        }
+    };
+    cycle(&c, t0).await;
+    // Both successes of this cycle are held.
+    cycle(&c, t0 + INTERVAL).await;
+    assert_eq!(stored("quiet").await, (1, 0, ConnectionState::Active));
+    // Two failed calls of "busy" after its held success.
+    let calls = json!([
+        call("b1", "busy", 100.0, false, t0 + INTERVAL + 5_000),
+        call("b2", "busy", 100.0, false, t0 + INTERVAL + 10_000),
+    ]);
+    ingest(&store, t0 + INTERVAL + 10_000, calls).await;
+    assert_eq!(stored("busy").await, (1, 2, ConnectionState::Degraded));
+    quiet.answer(503);
+    busy.answer(503);
+    let report = cycle(&c, t0 + 2 * INTERVAL).await;
+    assert_eq!(
+        stored("quiet").await,
+        (3, 1, ConnectionState::Degraded),
+        "quiet: the held success, then the failure"
+    );
+    assert_eq!(
+        stored("busy").await,
+        (3, 3, ConnectionState::Failed),
+        "busy: the held success counted, the calls' failures kept"
+    );
+    let alert = find(
+        &report.tenants[0].alerts,
+        "busy",
+        condition::CONSECUTIVE_FAILURES,
+    )
+    .map(|a| a.severity);
+    assert_eq!(alert, Some(Severity::Critical));
 }
 
 /// A probe target that fails 3 times goes `failed` (warning at 2, critical at 3), is retried
@@ -1075,6 +1129,7 @@ e2e_tests::on_both_stores!(
     an_agent_reporting_every_five_minutes_has_one_silent_alert,
     a_failing_probe_target_backs_off_and_recovers,
     a_steady_integrations_probes_are_written_two_at_a_time,
+    a_held_probe_success_does_not_undo_later_failures,
     overlapping_collector_runs_raise_each_alert_once,
     a_cycle_failing_half_way_is_completed_by_the_next,
     an_interrupted_probe_write_counts_once,

@@ -120,13 +120,22 @@ fn runtime_architecture_and_authorizer_are_as_designed() {
     );
 }
 
+/// Its schedule (a workflow EventBridge starts every minute, run against the collector in
+/// tests/tests/deploy_graph.rs) invokes it per cycle; invoked otherwise, one invocation
+/// runs the minute, within its timeout.
 #[test]
 fn the_collector_runs_every_minute_for_a_minute_within_its_timeout() {
-    let collector = resource(&template(), "collector");
-    assert!(collector.contains("Type: Schedule\n"), "{collector}");
+    let template = template();
+    let collector = resource(&template, "collector");
+    let schedule = named(&template, "CollectorSchedule");
+    assert!(schedule.contains("Type: Schedule\n"), "{schedule}");
     assert!(
-        collector.contains("Schedule: rate(1 minute)\n"),
-        "{collector}"
+        schedule.contains("Schedule: rate(1 minute)\n"),
+        "{schedule}"
+    );
+    assert!(
+        !collector.contains("Type: Schedule\n"),
+        "the collector is scheduled twice: {collector}"
     );
     let number = |key: &str| -> u64 {
         collector

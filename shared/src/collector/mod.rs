@@ -150,7 +150,7 @@ pub struct Collector {
     /// Successful probes of steady integrations not written yet, by (tenant, id): each is
     /// written with the integration's next probe (one write for two), or by
     /// [`Collector::flush_probes`].
-    held: Mutex<HashMap<(String, String), crate::domain::records::ProbeResult>>,
+    held: Mutex<HashMap<String, HashMap<String, ProbeResult>>>,
     /// Where cycles are counted.
     stats: Arc<crate::telemetry::StackStats>,
 }
@@ -486,7 +486,15 @@ impl Collector {
             .buffer_unordered(PROBE_CONCURRENCY)
             .collect()
             .await;
-        let mut held = self.take_held(tenant);
+        // Held results of integrations not probed this cycle (no longer due, or gone).
+        let probed: std::collections::HashSet<&str> = outcomes
+            .iter()
+            .map(|(i, _)| data.integrations[*i].record.integration_id.as_str())
+            .collect();
+        let left = self.take_held(tenant, |id| !probed.contains(id));
+        for (id, result) in left {
+            self.store.record_probes(tenant, &id, &[result]).await?;
+        }
         let mut probes = 0;
         for (i, outcome) in outcomes {
             let record = &data.integrations[i].record;
@@ -494,70 +502,114 @@ impl Collector {
             if let Some(error) = &outcome.error {
                 tracing::info!(tenant, integration = %id, %error, "probe failed");
             }
-            let result = ProbeResult {
+            let mut result = ProbeResult {
                 ok: outcome.ok,
                 latency_ms: outcome.latency_ms,
                 error: outcome.error,
                 at: now,
                 cycle_start: Some(cycle_start),
+                held: false,
             };
-            let earlier = held.remove(&id);
+            let earlier = self.take_held_one(tenant, &id);
             // A success that changes no state waits for the next probe: two probes a
             // write (each write of a probed integration is 2 units at the reference
-            // workload). Its figures show a cycle later; a crash loses at most this one.
+            // workload). Its figures show a cycle later.
             if earlier.is_none() && result.ok && record.steady_if_ok() {
-                self.held
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert((tenant.to_owned(), id), result);
+                result.held = true;
+                self.hold(tenant, &id, result);
                 probes += 1;
                 continue;
             }
             let results: Vec<ProbeResult> = earlier.into_iter().chain([result]).collect();
-            if let Some(updated) = self.store.record_probes(tenant, &id, &results).await? {
-                data.integrations[i] = updated;
-                probes += 1;
+            match self.store.record_probes(tenant, &id, &results).await {
+                Ok(Some(updated)) => {
+                    data.integrations[i] = updated;
+                    probes += 1;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // The held success waits for the next attempt rather than being lost.
+                    if let Some(first) = results.into_iter().find(|r| r.held) {
+                        self.hold(tenant, &id, first);
+                    }
+                    return Err(e);
+                }
             }
-        }
-        // Held results of integrations not probed this cycle (no longer due, or gone).
-        for (id, result) in held {
-            self.store.record_probes(tenant, &id, &[result]).await?;
         }
         Ok(probes)
     }
 
-    /// Takes the held results of `tenant`'s integrations, by integration id.
-    fn take_held(&self, tenant: &str) -> HashMap<String, ProbeResult> {
+    /// Holds back a probe result of `tenant`'s integration `id`.
+    fn hold(&self, tenant: &str, id: &str, result: ProbeResult) {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(tenant.to_owned())
+            .or_default()
+            .insert(id.to_owned(), result);
+    }
+
+    /// Takes the held result of `tenant`'s integration `id`.
+    fn take_held_one(&self, tenant: &str, id: &str) -> Option<ProbeResult> {
         let mut held = self
             .held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let keys: Vec<(String, String)> =
-            held.keys().filter(|(t, _)| t == tenant).cloned().collect();
-        keys.into_iter()
-            .filter_map(|k| held.remove(&k).map(|r| (k.1, r)))
-            .collect()
+        let of_tenant = held.get_mut(tenant)?;
+        let taken = of_tenant.remove(id);
+        if of_tenant.is_empty() {
+            held.remove(tenant);
+        }
+        taken
     }
 
-    /// Writes every held probe result (before a Lambda invocation ends, whose process may
-    /// not run again). Returns how many were written; a failed write is logged.
+    /// Takes the held results of `tenant`'s integrations whose ids `which` picks, with
+    /// their ids.
+    fn take_held(&self, tenant: &str, which: impl Fn(&str) -> bool) -> Vec<(String, ProbeResult)> {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(of_tenant) = held.get_mut(tenant) else {
+            return Vec::new();
+        };
+        let picked: Vec<String> = of_tenant.keys().filter(|id| which(id)).cloned().collect();
+        let taken = picked
+            .into_iter()
+            .filter_map(|id| of_tenant.remove_entry(&id))
+            .collect();
+        if of_tenant.is_empty() {
+            held.remove(tenant);
+        }
+        taken
+    }
+
+    /// Writes every held probe result, [`PROBE_CONCURRENCY`] at a time (before a Lambda
+    /// invocation ends, whose process may not run again). Returns how many were written;
+    /// a failed write is logged and its result dropped.
     pub async fn flush_probes(&self) -> usize {
-        let held: Vec<((String, String), ProbeResult)> = self
+        let held: Vec<(String, String, ProbeResult)> = self
             .held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .drain()
+            .flat_map(|(tenant, of)| of.into_iter().map(move |(id, r)| (tenant.clone(), id, r)))
             .collect();
-        let mut written = 0;
-        for ((tenant, id), result) in held {
-            match self.store.record_probes(&tenant, &id, &[result]).await {
-                Ok(_) => written += 1,
-                Err(e) => {
-                    tracing::error!(tenant, integration = %id, error = %e, "writing a held probe failed");
+        stream::iter(held)
+            .map(|(tenant, id, result)| async move {
+                match self.store.record_probes(&tenant, &id, &[result]).await {
+                    Ok(_) => 1,
+                    Err(e) => {
+                        tracing::error!(tenant, integration = %id, error = %e, "writing a held probe failed");
+                        0
+                    }
                 }
-            }
-        }
-        written
+            })
+            .buffer_unordered(PROBE_CONCURRENCY)
+            .collect::<Vec<usize>>()
+            .await
+            .into_iter()
+            .sum()
     }
 
     /// One probe, given up at `deadline` (`window` after the probes began) if it has not
@@ -705,6 +757,7 @@ impl Collector {
             error: outcome.error,
             at: now,
             cycle_start: None,
+            held: false,
         };
         Ok(self
             .store
@@ -728,32 +781,16 @@ impl Collector {
         F: FnMut(CycleReport) -> Fut,
         Fut: std::future::Future<Output = ()>,
     {
-        let interval = self.interval_ms();
         let mut next_cycle = self.clock.now_ms();
         loop {
             let now = self.clock.now_ms();
             if until.is_some_and(|u| now >= u) {
                 return;
             }
-            if now >= next_cycle {
-                let started = std::time::Instant::now();
-                let result = self.run_cycle_with(now, &on_tenant).await;
-                let outcomes = result.as_ref().ok().map(CycleReport::outcomes);
-                self.stats
-                    .record_cycle(started.elapsed(), outcomes.as_deref());
-                match result {
-                    Ok(report) => on_cycle(report).await,
-                    Err(e) => tracing::error!(error = %e, "collector cycle failed"),
-                }
-                next_cycle = (now.div_euclid(interval) + 1) * interval;
-            }
-            if let Err(e) = self.run_recoveries(self.clock.now_ms()).await {
-                tracing::error!(error = %e, "recovery attempts failed");
-            }
-            let mut wake = next_cycle;
-            if let Some(at) = self.next_recovery_at() {
-                wake = wake.min(at);
-            }
+            next_cycle = self
+                .run_due(now, next_cycle, &on_tenant, &mut on_cycle)
+                .await;
+            let mut wake = self.next_due(next_cycle);
             if let Some(u) = until {
                 wake = wake.min(u);
             }
@@ -763,6 +800,50 @@ impl Collector {
             ))
             .await;
         }
+    }
+
+    /// Runs what is due at `now`: the cycle, if the slot `next_cycle` starts by then, and
+    /// the recovery attempts due. Returns the start of the next cycle's slot (`next_cycle`
+    /// itself if no cycle ran). See [`Collector::run_until`] for `on_tenant` and
+    /// `on_cycle`.
+    pub async fn run_due<T, TFut, F, Fut>(
+        &self,
+        now: Millis,
+        next_cycle: Millis,
+        on_tenant: &T,
+        on_cycle: &mut F,
+    ) -> Millis
+    where
+        T: Fn(TenantReport) -> TFut,
+        TFut: std::future::Future<Output = TenantReport>,
+        F: FnMut(CycleReport) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let interval = self.interval_ms();
+        let mut next = next_cycle;
+        if now >= next_cycle {
+            let started = std::time::Instant::now();
+            let result = self.run_cycle_with(now, on_tenant).await;
+            let outcomes = result.as_ref().ok().map(CycleReport::outcomes);
+            self.stats
+                .record_cycle(started.elapsed(), outcomes.as_deref());
+            match result {
+                Ok(report) => on_cycle(report).await,
+                Err(e) => tracing::error!(error = %e, "collector cycle failed"),
+            }
+            next = (now.div_euclid(interval) + 1) * interval;
+        }
+        if let Err(e) = self.run_recoveries(self.clock.now_ms()).await {
+            tracing::error!(error = %e, "recovery attempts failed");
+        }
+        next
+    }
+
+    /// When something is next due, the next cycle's slot starting at `next_cycle`: that
+    /// slot or a recovery attempt, whichever is first.
+    pub fn next_due(&self, next_cycle: Millis) -> Millis {
+        self.next_recovery_at()
+            .map_or(next_cycle, |at| at.min(next_cycle))
     }
 }
 

@@ -267,10 +267,13 @@ fn evaluate_host(f: &mut Findings<'_>, host: &HostRecord, t: &Thresholds, now: M
     // than the threshold without such a gap.
     let held = f.current(&key).is_some() && !host.reported_through(t.silent_after_ms);
     f.check(key, (silent || held).then_some(Severity::Warning), || {
+        // Written when raised and kept while held: worded to stay true after the host
+        // reports again.
         format!(
-            "Host {} has not reported since {}",
+            "Host {} went silent after {}: no report for over {} s",
             host.host_id,
-            format_rfc3339(host.last_seen)
+            format_rfc3339(host.last_seen),
+            t.silent_after_ms / 1000
         )
     });
 }
@@ -334,8 +337,9 @@ fn evaluate_agent(f: &mut Findings<'_>, agent: &AgentData, t: &Thresholds, now: 
             silent.then_some(Severity::Warning),
             || {
                 format!(
-                    "Agent {name} has not reported since {}",
-                    format_rfc3339(last)
+                    "Agent {name} went silent after {}: no report for over {} s",
+                    format_rfc3339(last),
+                    t.silent_after_ms / 1000
                 )
             },
         );
@@ -776,6 +780,10 @@ mod tests {
         // Samples every 30 s after a silence: 150 s of them hold the alert, 180 s clear it.
         assert!(silent_with(0..6));
         assert!(!silent_with(6..7));
+        // Silent again (a gap of 5 minutes), then one sample: held.
+        assert!(silent_with(17..18));
+        assert!(silent_with(18..23));
+        assert!(!silent_with(23..24));
     }
 
     #[test]
@@ -786,7 +794,10 @@ mod tests {
         assert_eq!(f[0].key.condition, condition::SILENT);
         assert_eq!(
             f[0].message,
-            format!("Host h has not reported since {}", format_rfc3339(stale))
+            format!(
+                "Host h went silent after {}: no report for over 150 s",
+                format_rfc3339(stale)
+            )
         );
     }
 }

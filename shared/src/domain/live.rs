@@ -668,6 +668,24 @@ impl LiveIntegration {
     /// Records a probe's result: the check, the state machine and the counters.
     pub fn probe(&mut self, ok: bool, latency_ms: f64, at: Millis, now: Millis) {
         self.record.record_probe(ok, at);
+        self.count(ok, latency_ms, at, now);
+    }
+
+    /// Applies a probe result that was held back to be written with a later one: it
+    /// counts as [`LiveIntegration::probe`] does, but a success moves the state machine
+    /// only if nothing newer did (no call or probe recorded after it, the state still
+    /// steady): a success that waited must not undo failures reported meanwhile.
+    pub fn probe_held(&mut self, ok: bool, latency_ms: f64, at: Millis, now: Millis) {
+        let newer = self.record.last_used.is_some_and(|u| u > at) || !self.record.steady_if_ok();
+        if ok && newer {
+            self.record.count_probe(at);
+            self.count(ok, latency_ms, at, now);
+        } else {
+            self.probe(ok, latency_ms, at, now);
+        }
+    }
+
+    fn count(&mut self, ok: bool, latency_ms: f64, at: Millis, now: Millis) {
         self.record.totals.add(!ok);
         self.window.time(at, now, latency_ms);
         self.window.add(at, now, |c| c.add(ok, latency_ms));

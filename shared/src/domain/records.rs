@@ -368,6 +368,9 @@ pub struct ProbeResult {
     /// The start of the cycle it ran in, as [`IntegrationRecord::probe_due`] takes it
     /// (`None` for a recovery attempt).
     pub cycle_start: Option<Millis>,
+    /// Whether it was held back to be written later (then it moves the state machine
+    /// only if nothing newer did: see `LiveIntegration::probe_held`).
+    pub held: bool,
 }
 
 /// An integration's latest state, including its connection state machine. Empty options
@@ -483,6 +486,12 @@ impl IntegrationRecord {
             && self.last_probe_at.is_some()
             && self.state == ConnectionState::Active
             && self.consecutive_failures == 0
+    }
+
+    /// Counts a probe that ran at `at` as a check, without moving the state machine.
+    pub fn count_probe(&mut self, at: Millis) {
+        self.health_checks_performed += 1;
+        self.last_probe_at = Some(self.last_probe_at.map_or(at, |t| t.max(at)));
     }
 
     /// Records the result of a probe that ran at `at`: counts the check (and the recovery

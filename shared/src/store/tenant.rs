@@ -284,7 +284,11 @@ impl Store {
                     let mut failed = Vec::new();
                     for r in results {
                         if live.record.probe_due(r.at, r.cycle_start) {
-                            live.probe(r.ok, r.latency_ms, r.at, r.at);
+                            if r.held {
+                                live.probe_held(r.ok, r.latency_ms, r.at, r.at);
+                            } else {
+                                live.probe(r.ok, r.latency_ms, r.at, r.at);
+                            }
                             applied += 1;
                             if !r.ok {
                                 failed.push(r);

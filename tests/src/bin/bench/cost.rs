@@ -36,6 +36,12 @@ const LAMBDA_GB_S: f64 = 0.000_013_333_4;
 const HTTP_API: f64 = 1.00;
 const WS_MESSAGES: f64 = 1.00;
 const WS_MINUTES: f64 = 0.25;
+/// Step Functions express workflows: per million requests, per GB-second (64 MB steps).
+const SFN_REQUESTS: f64 = 1.00;
+const SFN_GB_S: f64 = 0.000_016_67;
+/// What a collector cycle is assumed to take in Lambda at 512 MB (the collector's goal:
+/// under 3 s), the invocation billed for it alone.
+const COLLECTOR_CYCLE_S: f64 = 3.0;
 
 const FLEET: Fleet = Fleet {
     agents: 10_000,
@@ -514,8 +520,9 @@ pub async fn cost_benchmark() {
     });
 
     // Lambda and API Gateway. Ingest: 128 MB, 20 ms a request, batched or not (a batch's
-    // entities are written concurrently: one DynamoDB round trip). Collector and
-    // notifier: one 60 s invocation a minute at 512 MB and 256 MB. Broadcaster: one
+    // entities are written concurrently: one DynamoDB round trip). Collector: an
+    // invocation per cycle at 512 MB; notifier: one 60 s invocation a minute at 256 MB
+    // (both below). Broadcaster: one
     // invocation per cycle, 128 MB, 200 ms.
     let report = last
         .tenants
@@ -599,9 +606,14 @@ pub async fn cost_benchmark() {
     // and page change: a few a load, counted as 4.
     let broadcasts = cycles * DASHBOARDS;
     let watches = connects * 4.0;
-    let other_requests = 2.0 * minutes + broadcasts + connects * 2.0 + watches + seconds;
-    let other_gb_s =
-        minutes * (0.5 * 60.0 + 0.25 * 60.0) + broadcasts * 0.125 * 0.2 + seconds * 0.25 * 0.05;
+    // The collector: one invocation per cycle from its schedule's workflow (512 MB,
+    // COLLECTOR_CYCLE_S each); the notifier: one invocation a minute that runs the minute
+    // (256 MB).
+    let other_requests = cycles + minutes + broadcasts + connects * 2.0 + watches + seconds;
+    let other_gb_s = cycles * 0.5 * COLLECTOR_CYCLE_S
+        + minutes * 0.25 * 60.0
+        + broadcasts * 0.125 * 0.2
+        + seconds * 0.25 * 0.05;
     // The HTTP API caches the authorizer's answer per key for 300 s (the template's
     // ReauthorizeEvery): one authorizer invocation (128 MB, 10 ms) and one key read per
     // client key every 5 minutes, a key per host here. Behind the ingest URL the function
@@ -650,6 +662,18 @@ pub async fn cost_benchmark() {
             delta.len()
         ),
         dollars: ws_messages / 1e6 * WS_MESSAGES + DASHBOARDS * minutes / 1e6 * WS_MINUTES,
+    });
+
+    // The collector's schedule: an express workflow a minute, running from its first
+    // cycle through the wait to its second, billed by duration in 64 MB steps.
+    let workflow_s = 30.0 + 2.0 * COLLECTOR_CYCLE_S;
+    lines.push(Line {
+        component: "Step Functions: the collector's schedule (express workflows)",
+        detail: format!(
+            "{:.1} k workflows × {workflow_s:.0} s at 64 MB",
+            minutes / 1e3
+        ),
+        dollars: minutes / 1e6 * SFN_REQUESTS + minutes * workflow_s * 0.0625 * SFN_GB_S,
     });
 
     let common = lines;
