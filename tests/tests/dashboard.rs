@@ -93,7 +93,7 @@ async fn the_dashboard_shows_the_api_acknowledges_and_updates_live_in_chromium()
                     x["source_type"] == "agent"
                         && x["message"]
                             .as_str()
-                            .is_some_and(|m| m.contains("has not reported"))
+                            .is_some_and(|m| m.contains("went silent"))
                 })
                 .count()
         });

@@ -147,9 +147,9 @@ pub struct Collector {
     recoveries: Mutex<HashMap<(String, String), Millis>>,
     /// Addresses that keep failing, probed less often.
     backoff: backoff::AddressBackoff,
-    /// Successful probes of steady integrations not written yet, by (tenant, id): each is
-    /// written with the integration's next probe (one write for two), or by
-    /// [`Collector::flush_probes`].
+    /// Successful probes of steady integrations not written yet, by tenant and then
+    /// integration id: each is written with the integration's next probe (one write for
+    /// two), or by [`Collector::flush_probes`].
     held: Mutex<HashMap<String, HashMap<String, ProbeResult>>>,
     /// Where cycles are counted.
     stats: Arc<crate::telemetry::StackStats>,
