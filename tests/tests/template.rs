@@ -373,6 +373,10 @@ fn the_monitor_alarms_on_itself() {
         ("CollectorFailedCyclesAlarm", "MetricName: FailedCycles"),
         ("CollectorSlowAlarm", "MetricName: CycleTimeMax"),
         ("CollectorStoppedAlarm", "TreatMissingData: breaching"),
+        (
+            "CollectorScheduleFailedAlarm",
+            "Value: !Ref CollectorSchedule",
+        ),
         ("ApiServerErrorsAlarm", "MetricName: 5xx"),
     ] {
         let block = named(&t, alarm);
