@@ -328,7 +328,7 @@ pub async fn collect(
 /// minute, returns at once with the [`Step`] to resume from in `next`: the state machine
 /// waits `wait_s` and invokes again, so no invocation is billed while it only waits
 /// between cycles. What the cycles held back is written when the minute ends (the next
-/// step, a few seconds on, normally runs in the same warm instance and writes it).
+/// step, one polling interval on, normally runs in the same warm instance and writes it).
 pub async fn collect_step(
     state: &AppState,
     collector: &crate::collector::Collector,
