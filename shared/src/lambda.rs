@@ -858,14 +858,22 @@ mod tests {
         assert_eq!(summary.cycles, 0);
     }
 
-    #[tokio::test]
-    async fn an_invocation_runs_a_cycle_per_slot_until_its_window_ends() {
-        let (state, collector, _dir) = collector_with(Config {
-            polling_interval_secs: 1,
-            collector_invocation_secs: 2,
+    /// A collector cycling every `interval` seconds, `window` seconds an invocation.
+    async fn collector_every(
+        interval: u64,
+        window: u64,
+    ) -> (AppState, crate::collector::Collector, tempfile::TempDir) {
+        collector_with(Config {
+            polling_interval_secs: interval,
+            collector_invocation_secs: window,
             ..Config::default()
         })
-        .await;
+        .await
+    }
+
+    #[tokio::test]
+    async fn an_invocation_runs_a_cycle_per_slot_until_its_window_ends() {
+        let (state, collector, _dir) = collector_every(1, 2).await;
         let summary = collect(&state, &collector, None, i64::MAX).await;
         // Now, then the starts of the next one or two 1-second slots within 2 s.
         assert!((2..=3).contains(&summary.cycles), "{summary:?}");
@@ -878,12 +886,7 @@ mod tests {
 
     #[tokio::test]
     async fn steps_run_each_slots_cycle_and_hand_the_waits_to_the_state_machine() {
-        let (state, collector, _dir) = collector_with(Config {
-            polling_interval_secs: 4,
-            collector_invocation_secs: 8,
-            ..Config::default()
-        })
-        .await;
+        let (state, collector, _dir) = collector_every(4, 8).await;
         let mut step = Step {
             steps: true,
             ..Step::default()

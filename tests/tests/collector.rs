@@ -58,6 +58,12 @@ async fn ingest(store: &Store, now: Millis, events: serde_json::Value) {
     e2e_tests::seed::ingest(store, TENANT, events, now).await;
 }
 
+/// Runs a cycle and counts the alerts it raised, updated or resolved (one write each).
+async fn alert_writes(c: &Collector, now: Millis) -> usize {
+    let t = cycle(c, now).await.tenants.remove(0);
+    t.raised + t.updated + t.resolved
+}
+
 async fn cycle(c: &Collector, now: Millis) -> CycleReport {
     e2e_tests::cycle(c, now).await
 }
@@ -398,8 +404,7 @@ async fn a_flapping_value_makes_one_alert(store: Store) {
             json!([host(&format!("s{i}"), "web-1", cpu, 10.0, now)]),
         )
         .await;
-        let t = cycle(&c, now).await.tenants.remove(0);
-        writes += t.raised + t.updated + t.resolved;
+        writes += alert_writes(&c, now).await;
     }
     let all = all_alerts(&store).await;
     assert_eq!(all.len(), 1, "{all:?}");
@@ -424,8 +429,7 @@ async fn an_agent_reporting_every_five_minutes_has_one_silent_alert(store: Store
             )
             .await;
         }
-        let t = cycle(&c, now).await.tenants.remove(0);
-        writes += t.raised + t.updated + t.resolved;
+        writes += alert_writes(&c, now).await;
     }
     let silent: Vec<_> = all_alerts(&store)
         .await

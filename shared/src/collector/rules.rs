@@ -193,6 +193,22 @@ impl Findings<'_> {
         self.check(key, severity, message);
     }
 
+    /// Records the silent alert `key` of a source that is `silent` now, with hysteresis as
+    /// for a value at its threshold: once raised, it holds until the source has
+    /// `reported` for longer than the threshold without such a gap, so a source that
+    /// reports less often than that (every 5 minutes against 150 s) has one alert, not
+    /// one per report (each a raise, a resolve and a history delete).
+    fn check_silence(
+        &mut self,
+        key: AlertKey,
+        silent: bool,
+        reported: bool,
+        message: impl FnOnce() -> String,
+    ) {
+        let held = self.current(&key).is_some() && !reported;
+        self.check(key, (silent || held).then_some(Severity::Warning), message);
+    }
+
     /// Records `key` as holding at `severity` (nothing if `None`).
     fn check(
         &mut self,
@@ -263,19 +279,20 @@ fn evaluate_host(f: &mut Findings<'_>, host: &HostRecord, t: &Thresholds, now: M
         });
     }
     let key = AlertKey::new(SourceType::System, &host.host_id, condition::SILENT);
-    // Held as an agent's is (see `evaluate_agent`): until the host has sampled for longer
-    // than the threshold without such a gap.
-    let held = f.current(&key).is_some() && !host.reported_through(t.silent_after_ms);
-    f.check(key, (silent || held).then_some(Severity::Warning), || {
-        // Written when raised and kept while held: worded to stay true after the host
-        // reports again.
-        format!(
-            "Host {} went silent after {}: no report for over {} s",
-            host.host_id,
-            format_rfc3339(host.last_seen),
-            t.silent_after_ms / 1000
-        )
+    let reported = host.reported_through(t.silent_after_ms);
+    f.check_silence(key, silent, reported, || {
+        silent_message(&format!("Host {}", host.host_id), host.last_seen, t)
     });
+}
+
+/// The message of a silent alert: written when raised and kept while held, so worded to
+/// stay true after the source reports again.
+fn silent_message(who: &str, last: Millis, t: &Thresholds) -> String {
+    format!(
+        "{who} went silent after {}: no report for over {} s",
+        format_rfc3339(last),
+        t.silent_after_ms / 1000
+    )
 }
 
 /// The tenant's queue depth.
@@ -325,23 +342,14 @@ fn evaluate_agent(f: &mut Findings<'_>, agent: &AgentData, t: &Thresholds, now: 
     );
 
     if let Some(last) = a.last_active {
-        // Hysteresis, as for a value at its threshold: once raised, the alert holds until
-        // the agent has reported for longer than the threshold without such a gap, so an
-        // agent that reports less often than that (every 5 minutes against 150 s) has one
-        // alert, not one per report (each a raise, a resolve and a history delete).
-        let held =
-            f.current(&key(condition::SILENT)).is_some() && !a.reported_through(t.silent_after_ms);
-        let silent = !a.paused && (now - last > t.silent_after_ms || held);
-        f.check(
+        let silent = now - last > t.silent_after_ms;
+        // A paused agent is never silent: as if it had reported all along.
+        let reported = a.paused || a.reported_through(t.silent_after_ms);
+        f.check_silence(
             key(condition::SILENT),
-            silent.then_some(Severity::Warning),
-            || {
-                format!(
-                    "Agent {name} went silent after {}: no report for over {} s",
-                    format_rfc3339(last),
-                    t.silent_after_ms / 1000
-                )
-            },
+            silent && !a.paused,
+            reported,
+            || silent_message(&format!("Agent {name}"), last, t),
         );
     }
 }

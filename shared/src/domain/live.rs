@@ -671,17 +671,17 @@ impl LiveIntegration {
         self.count(ok, latency_ms, at, now);
     }
 
-    /// Applies a probe result that was held back to be written with a later one: it
-    /// counts as [`LiveIntegration::probe`] does, but a success moves the state machine
-    /// only if nothing newer did (no call or probe recorded after it, the state still
-    /// steady): a success that waited must not undo failures reported meanwhile.
-    pub fn probe_held(&mut self, ok: bool, latency_ms: f64, at: Millis, now: Millis) {
-        let newer = self.record.last_used.is_some_and(|u| u > at) || !self.record.steady_if_ok();
-        if ok && newer {
-            self.record.count_probe(at);
-            self.count(ok, latency_ms, at, now);
+    /// Applies a probe's result as [`LiveIntegration::probe`] does. One that was held back
+    /// to be written with a later one counts the same, but a held success moves the state
+    /// machine only if nothing newer did (no call or probe recorded after it, the state
+    /// still steady): a success that waited must not undo failures reported meanwhile.
+    pub fn apply_probe(&mut self, r: &crate::domain::records::ProbeResult) {
+        let newer = self.record.last_used.is_some_and(|u| u > r.at) || !self.record.steady_if_ok();
+        if r.held && r.ok && newer {
+            self.record.count_probe(r.at);
+            self.count(r.ok, r.latency_ms, r.at, r.at);
         } else {
-            self.probe(ok, latency_ms, at, now);
+            self.probe(r.ok, r.latency_ms, r.at, r.at);
         }
     }
 

@@ -175,7 +175,7 @@ impl AgentRecord {
     /// reports when it follows the newest one by more than `silence_ms` (or is the
     /// first). An older report than the newest changes nothing.
     pub fn observe_run(&mut self, at: Millis, silence_ms: Millis) {
-        if self.last_active.is_none_or(|last| at - last > silence_ms) {
+        if starts_run(self.last_active, at, silence_ms) {
             self.reporting_since = Some(at);
         }
         self.observe(at);
@@ -185,10 +185,8 @@ impl AgentRecord {
     /// newer than the run's first by more than the threshold, none of them further apart.
     /// Agents stored before runs were kept count as having reported long enough.
     pub fn reported_through(&self, silence_ms: Millis) -> bool {
-        match (self.reporting_since, self.last_active) {
-            (Some(since), Some(last)) => last - since > silence_ms,
-            _ => true,
-        }
+        self.last_active
+            .is_none_or(|last| run_lasted(self.reporting_since, last, silence_ms))
     }
 
     /// Notes that the agent reported something at `at`.
@@ -369,7 +367,7 @@ pub struct ProbeResult {
     /// (`None` for a recovery attempt).
     pub cycle_start: Option<Millis>,
     /// Whether it was held back to be written later (then it moves the state machine
-    /// only if nothing newer did: see `LiveIntegration::probe_held`).
+    /// only if nothing newer did: see `LiveIntegration::apply_probe`).
     pub held: bool,
 }
 
@@ -568,9 +566,9 @@ impl HostRecord {
     /// Notes a sample taken at `at` for the silence rule, as
     /// [`AgentRecord::observe_run`] does (before the sample becomes the reading).
     pub fn observe_run(&mut self, at: Millis, silence_ms: Millis) {
-        if at > self.last_seen
-            && (self.last_seen == Millis::MIN || at - self.last_seen > silence_ms)
-        {
+        // A new host's reading is older than any sample (`Millis::MIN`): none yet.
+        let last = (self.last_seen != Millis::MIN).then_some(self.last_seen);
+        if starts_run(last, at, silence_ms) {
             self.reporting_since = Some(at);
         }
     }
@@ -578,9 +576,21 @@ impl HostRecord {
     /// Whether the current run of samples has lasted more than `silence_ms` (as
     /// [`AgentRecord::reported_through`]).
     pub fn reported_through(&self, silence_ms: Millis) -> bool {
-        self.reporting_since
-            .is_none_or(|since| self.last_seen - since > silence_ms)
+        run_lasted(self.reporting_since, self.last_seen, silence_ms)
     }
+}
+
+/// Whether a report at `at` starts a new run of reports after the newest one, `last`: it
+/// is the first, or follows it by more than `silence_ms` (an older one never does).
+fn starts_run(last: Option<Millis>, at: Millis, silence_ms: Millis) -> bool {
+    last.is_none_or(|last| at.saturating_sub(last) > silence_ms)
+}
+
+/// Whether a run of reports that began at `since` and whose newest is `last` has lasted
+/// more than `silence_ms`; a source stored before runs were kept (`since` unknown) counts
+/// as having reported long enough.
+fn run_lasted(since: Option<Millis>, last: Millis, silence_ms: Millis) -> bool {
+    since.is_none_or(|since| last.saturating_sub(since) > silence_ms)
 }
 
 /// Sample aggregates of one host over one time bucket.

@@ -258,8 +258,8 @@ pub(crate) trait LiveRecord: StoredAs + Send + Clone {
     fn probed(&self) -> bool {
         false
     }
-    /// Notes a report at `at` for the silence rule (agents keep runs of reports; see
-    /// [`crate::domain::records::AgentRecord::observe_run`]).
+    /// Notes a report at `at` for the silence rule (agents and hosts keep runs of reports;
+    /// see [`crate::domain::records::AgentRecord::observe_run`]).
     fn observe_report(&mut self, _at: Millis, _silent_after_ms: Millis) {}
     /// Adds the item, as written, to what a batch touched.
     fn touch(self, touched: &mut Touched);

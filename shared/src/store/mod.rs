@@ -342,8 +342,8 @@ pub struct Store {
     pub(crate) key_cache: keys::KeyCache,
     /// The quotas creations are checked against (entities and probed integrations).
     pub(crate) quotas: crate::config::Quotas,
-    /// The silence threshold, ms: an agent's report after a longer gap starts a new run of
-    /// reports (see [`crate::domain::records::AgentRecord::observe_run`]).
+    /// The silence threshold, ms: an agent's or host's report after a longer gap starts a
+    /// new run of reports (see [`crate::domain::records::AgentRecord::observe_run`]).
     pub(crate) silent_after_ms: crate::time::Millis,
 }
 
@@ -362,7 +362,7 @@ impl Store {
         }
     }
 
-    /// The same store, starting agents' runs of reports after silences longer than
+    /// The same store, starting sources' runs of reports after silences longer than
     /// `silent_after_ms` (the application state sets the configured one).
     pub fn with_silence(mut self, silent_after_ms: crate::time::Millis) -> Self {
         self.silent_after_ms = silent_after_ms;

@@ -284,11 +284,7 @@ impl Store {
                     let mut failed = Vec::new();
                     for r in results {
                         if live.record.probe_due(r.at, r.cycle_start) {
-                            if r.held {
-                                live.probe_held(r.ok, r.latency_ms, r.at, r.at);
-                            } else {
-                                live.probe(r.ok, r.latency_ms, r.at, r.at);
-                            }
+                            live.apply_probe(r);
                             applied += 1;
                             if !r.ok {
                                 failed.push(r);
